@@ -1,0 +1,111 @@
+"""The model catalog: one record per model, read by loading, preprocessing and labelling.
+
+Records come from `models/catalog.json` (shipped as `imgtool.models`) and, when the
+environment variable IMGTOOL_CATALOG names a JSON file of the same shape, from that file
+too (its records add to or replace the built-in ones: private mirrors, more models).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from imgtool.errors import ModelError
+
+FORMATS = ("savedmodel", "graphdef", "tflite")
+OUTPUTS = ("logits", "probabilities", "features")
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Where a model's labels come from: a text file (one a line, by URL or archive member),
+    or the 2015 graph's pair of id->synset and synset->English maps."""
+
+    format: str = "lines"  # "lines" | "imagenet2015"
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None
+    member: str | None = None  # a file inside the model archive
+    label_map: str | None = None  # imagenet2015: the .pbtxt
+    synsets: str | None = None  # imagenet2015: synset -> human label map
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LabelSource":
+        d = dict(d)
+        d["urls"] = tuple(d.get("urls", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to fetch, feed and read one model (timm's pretrained_cfg, for us)."""
+
+    name: str
+    format: str
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None
+    description: str = ""
+    input_size: tuple[int, int] | None = None  # (height, width); None: read from the model
+    value_range: tuple[float, float] | None = None  # pixel 0 -> lo, 255 -> hi (linear)
+    output: str | None = None  # logits | probabilities | features; None: inferred
+    labels: LabelSource | None = None
+    features: str | None = None  # catalog name of the feature-vector twin, for retraining
+    graph: str | None = None  # graphdef: file name inside the archive
+    input_tensor: str | None = None
+    output_tensor: str | None = None
+    feature_tensor: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ModelError(f"catalog record {name!r} has unknown fields: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        d["name"] = name
+        if d.get("format") not in FORMATS:
+            raise ModelError(f"catalog record {name!r}: format must be one of {', '.join(FORMATS)}")
+        if d.get("output") is not None and d["output"] not in OUTPUTS:
+            raise ModelError(f"catalog record {name!r}: output must be one of {', '.join(OUTPUTS)}")
+        d["urls"] = tuple(d.get("urls", ()))
+        if d.get("input_size") is not None:
+            d["input_size"] = tuple(int(v) for v in d["input_size"])
+        if d.get("value_range") is not None:
+            d["value_range"] = tuple(float(v) for v in d["value_range"])
+        if d.get("labels") is not None:
+            d["labels"] = LabelSource.from_dict(d["labels"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if v not in (None, (), {}, "")}
+
+
+def _read(text: str, origin: str) -> dict[str, ModelConfig]:
+    try:
+        data = json.loads(text)
+        records = data["models"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelError(f"catalog {origin} is not a valid catalog file ({err}); fix or remove it") from None
+    return {name: ModelConfig.from_dict(name, rec) for name, rec in records.items()}
+
+
+def load_catalog() -> dict[str, ModelConfig]:
+    """Built-in records, then IMGTOOL_CATALOG's on top."""
+    text = resources.files("imgtool.models").joinpath("catalog.json").read_text(encoding="utf-8")
+    catalog = _read(text, "built-in")
+    extra = os.environ.get("IMGTOOL_CATALOG")
+    if extra:
+        try:
+            with open(extra, encoding="utf-8") as fh:
+                catalog.update(_read(fh.read(), extra))
+        except OSError as err:
+            raise ModelError(f"IMGTOOL_CATALOG={extra}: {err.strerror}; point it at a catalog JSON file or unset it") from None
+    return catalog
+
+
+DEFAULT_MODEL = "inception_v3"

@@ -1,0 +1,134 @@
+"""Classifying many inputs: decode ahead on worker threads, run batches, top-k per input.
+
+Memory stays flat with the number of inputs: inputs are listed lazily and at most
+`window` decoded images are held at once."""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from imgtool import images, ui
+from imgtool.engine import Engine, looks_like_probabilities, softmax
+from imgtool.errors import ImageError, ModelError
+from imgtool.resolve import Model
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+    index: int
+
+
+@dataclass(frozen=True)
+class Result:
+    path: str
+    predictions: list[Prediction] | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path,
+                "predictions": [{"label": p.label, "score": p.score, "index": p.index} for p in self.predictions or []]}
+
+
+def align_labels(labels: list[str] | None, width: int, ref: str) -> list[str]:
+    """Labels for each output index. A list with an extra leading `background` is shifted;
+    a short or missing list is padded with `class N` names (and said once)."""
+    if labels is None:
+        ui.warn(f"{ref} has no labels; showing class numbers (pass --labels FILE)")
+        return [f"class {i}" for i in range(width)]
+    if len(labels) == width:
+        return labels
+    if len(labels) == width + 1 and labels[0].strip().lower() in ("background", "unused", "???"):
+        return labels[1:]
+    ui.warn(f"{ref}: {len(labels)} labels for {width} outputs; "
+            + ("extra labels ignored" if len(labels) > width else "missing ones shown as `class N`"))
+    return (labels + [f"class {i}" for i in range(len(labels), width)])[:width]
+
+
+def _decoded(inputs: Iterable[images.Input], size: tuple[int, int], workers: int,
+             window: int) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    def settle(item: tuple[images.Input, Future | None]) -> tuple[str, np.ndarray | None, str | None]:
+        inp, fut = item
+        if fut is None:
+            return inp.path, None, inp.error
+        try:
+            return inp.path, fut.result(), None
+        except ImageError as err:
+            return inp.path, None, str(err)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque[tuple[images.Input, Future | None]] = deque()
+        for inp in inputs:
+            pending.append((inp, None if inp.error else pool.submit(images.decode, inp.path, size)))
+            while len(pending) >= window:
+                yield settle(pending.popleft())
+        while pending:
+            yield settle(pending.popleft())
+
+
+class Classifier:
+    """A model's engine and labels, ready to classify arrays or paths."""
+
+    def __init__(self, model: Model, engine: Engine | None = None):
+        self.model = model
+        for note in model.notes:
+            ui.info(note)
+        self.engine = engine or model.engine()
+        if model.config.output == "features":
+            raise ModelError(f"{model.ref} is a feature extractor, not a classifier; "
+                             "use it with `imgtool retrain --model` or pick a classifier")
+        self.input_size = self.engine.input_size
+        self._labels: list[str] | None = None
+        self._softmax: bool | None = {"logits": True, "probabilities": False}.get(model.config.output or "")
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        out = self.engine.run(batch)
+        if self._labels is None:
+            self._labels = align_labels(self.model.labels, out.shape[1], self.model.ref)
+        if self._softmax is None:
+            self._softmax = not looks_like_probabilities(out)
+        return softmax(out) if self._softmax else out
+
+    @property
+    def labels(self) -> list[str]:
+        return self._labels or []
+
+    def top_k(self, scores: np.ndarray, k: int) -> list[Prediction]:
+        k = max(1, min(k, scores.shape[0]))
+        idx = np.argpartition(-scores, k - 1)[:k]
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        return [Prediction(self.labels[i], round(float(scores[i]), 6), int(i)) for i in idx]
+
+    def classify(self, paths: Iterable[str], top_k: int = 5, batch_size: int = 8,
+                 workers: int = 2) -> Iterator[Result]:
+        inputs = images.expand_inputs(paths)
+        buffered: list[tuple[str, np.ndarray | None, str | None]] = []
+        n_arrays = 0
+        for item in _decoded(inputs, self.input_size, workers, window=batch_size * 2 + workers):
+            buffered.append(item)
+            if item[1] is not None:
+                n_arrays += 1
+            if n_arrays >= batch_size:
+                yield from self._flush(buffered, top_k)
+                buffered, n_arrays = [], 0
+        yield from self._flush(buffered, top_k)
+
+    def _flush(self, buffered: list[tuple[str, np.ndarray | None, str | None]], top_k: int) -> Iterator[Result]:
+        arrays = [a for _, a, _ in buffered if a is not None]
+        scores = self.scores(np.stack(arrays)) if arrays else None
+        j = 0
+        for path, arr, err in buffered:
+            if arr is None:
+                yield Result(path, error=err)
+            else:
+                assert scores is not None
+                yield Result(path, predictions=self.top_k(scores[j], top_k))
+                j += 1

@@ -1,0 +1,273 @@
+"""The command line: parses, calls the library, prints. No work lives here.
+
+Heavy modules (numpy, LiteRT, TensorFlow) are imported inside commands, so `--help` is instant."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import click
+
+from imgtool import __version__, ui
+from imgtool.errors import EXIT_FAILED, EXIT_MODEL, EXIT_USAGE, ImgtoolError
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  all inputs done (and expectations met)
+  1  some input failed, or --expect / --min-accuracy was not met
+     (the other inputs were still processed and printed)
+  2  usage error
+  3  the model could not be obtained or loaded"""
+
+
+class Group(click.Group):
+    """Turns library errors into one `Error: ...` line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImgtoolError as err:
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; nothing half-written was kept.", err=True)
+            ctx.exit(130)
+
+
+def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Parameter, str | None], Any]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            a, b = (kind(v) for v in value.replace("x", ",").split(","))
+            return (a, b)
+        except ValueError:
+            raise click.BadParameter(f"expected {name}, e.g. {'299,299' if kind is int else '-1,1'}") from None
+    return parse
+
+
+def model_options(f: Callable) -> Callable:
+    """--model and the options that describe a model the catalog does not know."""
+    opts = [
+        click.option("-m", "--model", "model", metavar="MODEL", envvar="IMGTOOL_MODEL",
+                     help="Catalog name, .tflite, SavedModel dir, .pb graph, hub:/kaggle: handle, URL, "
+                          "or a retrain output folder. Default: inception_v3 (or $IMGTOOL_MODEL)."),
+        click.option("--labels", "labels_file", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="Labels file, one a line (always wins over the model's own)."),
+        click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W",
+                     help="Input size for models that do not say."),
+        click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI",
+                     help="Pixel values 0..255 map linearly to LO..HI (default: as the catalog says, else 0,1)."),
+        click.option("--input-tensor", metavar="NAME", help="Frozen graph (.pb) input tensor (default Mul:0)."),
+        click.option("--output-tensor", metavar="NAME", help="Frozen graph (.pb) output tensor (default softmax:0)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _resolve(opts: dict[str, Any], purpose: str = "classify") -> Any:
+    from imgtool.resolve import resolve
+
+    return resolve(opts["model"], labels_file=opts["labels_file"], purpose=purpose,
+                   input_size=opts["input_size"], value_range=opts["value_range"],
+                   tensors=(opts["input_tensor"], opts["output_tensor"]))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="imgtool")
+def cli() -> None:
+    """Classify photos with pretrained networks; retrain the last layer on your own.
+
+    \b
+      imgtool classify photo.jpg            top-5 ImageNet labels (Inception v3)
+      imgtool retrain flowers/              a classifier of your own, from folders
+      imgtool labels --search cat           what a model can say
+      imgtool models list                   the catalog and the cache
+
+    Models are downloaded once into IMGTOOL_HOME (default: your user cache dir);
+    IMGTOOL_OFFLINE=1 never touches the network.
+    """
+
+
+# ---------------------------------------------------------------- classify
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@model_options
+@click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Predictions per input (capped at the number of labels).")
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json", "jsonl", "csv"]), default="text",
+              show_default=True, help="text for people; json/jsonl/csv for programs.")
+@click.option("--expect", metavar="LABEL", help="Exit 1 unless every input's top-1 is LABEL (or one of its synonyms).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), hidden=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
+def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, batch_size: int,
+             quiet: bool, **model_opts: Any) -> None:
+    """Classify images (files or folders, searched recursively).
+
+    \b
+    Examples:
+      imgtool classify photo.jpg
+      imgtool classify --format jsonl -k 3 photos/
+      imgtool classify --expect "hot dog" lunch.jpg   # CI check
+      imgtool classify -m ./my-flowers-model garden/
+
+    jsonl prints one object per input: {"path", "predictions": [{"label", "score", "index"}]}
+    or {"path", "error"}; json an array of those; csv one row per prediction.
+    """
+    from imgtool.classify import Classifier
+    from imgtool.labels import matches
+    from imgtool.output import Writer, display_path
+
+    ui.set_quiet(quiet)
+    classifier = Classifier(_resolve(model_opts))
+    n_ok = n_err = 0
+    unmet: list[str] = []
+    with Writer(fmt, csv_header=("path", "rank", "label", "score", "index")) as out:
+        for res in classifier.classify(inputs, top_k=top_k, batch_size=batch_size):
+            shown = display_path(res.path)
+            if res.error is not None:
+                n_err += 1
+                click.echo(f"error: {shown}: {res.error}", err=True)
+                out.record(res.to_dict())
+                continue
+            n_ok += 1
+            preds = res.predictions or []
+            text = shown + "\n" + "".join(f"  {p.score:.4f}  {p.label}\n" for p in preds)
+            out.record(res.to_dict(), text=text,
+                       rows=[(res.path, r, p.label, f"{p.score:.6f}", p.index) for r, p in enumerate(preds, 1)])
+            if expect is not None and not (preds and matches(preds[0].label, expect)):
+                unmet.append(f"{shown}: top-1 is {preds[0].label!r}, expected {expect!r}")
+    for line in unmet:
+        click.echo(f"expectation failed: {line}", err=True)
+    if n_ok + n_err > 1:
+        ui.info(f"{n_ok} classified, {n_err} failed" + (f", {len(unmet)} not {expect!r}" if expect else ""))
+    if n_err or unmet:
+        sys.exit(EXIT_FAILED)
+
+
+# ---------------------------------------------------------------- labels
+
+@cli.command()
+@model_options
+@click.option("-s", "--search", metavar="TEXT", help="Only labels containing TEXT (case-insensitive).")
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
+    """List the labels a model can give: index<TAB>label (json: [{"index", "label"}]).
+
+    \b
+    Examples:
+      imgtool labels
+      imgtool labels --search retriever
+      imgtool labels -m ./my-flowers-model --format json
+    """
+    from imgtool.output import Writer
+
+    model = _resolve(model_opts, purpose="labels")
+    if model.labels is None:
+        raise _model_error(f"{model.ref} carries no labels; pass --labels FILE")
+    needle = (search or "").casefold()
+    with Writer(fmt) as out:
+        for i, label in enumerate(model.labels):
+            if needle in label.casefold():
+                out.record({"index": i, "label": label}, text=f"{i}\t{label}\n")
+
+
+def _model_error(msg: str) -> ImgtoolError:
+    from imgtool.errors import ModelError
+
+    return ModelError(msg)
+
+
+# ---------------------------------------------------------------- models (the store)
+
+@cli.group(cls=Group)
+def models() -> None:
+    """The catalog and the model cache (IMGTOOL_HOME)."""
+
+
+@models.command("list")
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def models_list(fmt: str) -> None:
+    """Catalog models, and what is in the cache."""
+    from imgtool.catalog import load_catalog
+    from imgtool.output import Writer
+    from imgtool.resolve import cached_entries
+
+    cached = {e["key"]: e for e in cached_entries()}
+    with Writer(fmt) as out:
+        for name, cfg in load_catalog().items():
+            entry = cached.get(name)
+            state = "not cached" if entry is None else ("cached" if entry["ok"] else f"damaged: {entry['problem']}")
+            out.record({"name": name, "description": cfg.description, "cached": bool(entry and entry["ok"]),
+                        "kind": "catalog"}, text=f"{name:30} {state:12} {cfg.description}\n")
+        for key, e in cached.items():
+            if key in load_catalog():
+                continue
+            state = "cached" if e["ok"] else f"damaged: {e['problem']}"
+            out.record({"name": e["name"], "key": key, "cached": e["ok"], "kind": "other"},
+                       text=f"{key:30} {state:12} {e['name']}\n")
+
+
+@models.command("path")
+@click.argument("model", required=False)
+def models_path(model: str | None) -> None:
+    """Where the cache is (or where MODEL's entry is)."""
+    from imgtool import store
+
+    if model is None:
+        click.echo(str(store.home()))
+        return
+    from imgtool.resolve import cached_entries
+
+    for e in cached_entries():
+        if model in (e["key"], e["name"]):
+            click.echo(e["path"])
+            return
+    raise _model_error(f"{model} is not in the cache ({store.models_dir()}); `imgtool models download {model}` fetches it")
+
+
+@models.command("download")
+@click.argument("refs", nargs=-1, metavar="MODEL...")
+@click.option("--features", is_flag=True, help="Also fetch the feature-vector twin used by retrain.")
+@click.option("-q", "--quiet", is_flag=True)
+def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
+    """Download (and convert) models now, e.g. while building a CI image. Default: inception_v3."""
+    from imgtool.resolve import resolve
+
+    ui.set_quiet(quiet)
+    for ref in refs or (None,):
+        model = resolve(ref)
+        if features:
+            resolve(ref, purpose="features")
+        ui.info(f"{model.ref}: ready" + (" (runs in TensorFlow)" if model.tflite is None else ""))
+
+
+@models.command("remove")
+@click.argument("names", nargs=-1, required=True, metavar="MODEL...")
+def models_remove(names: tuple[str, ...]) -> None:
+    """Remove models from the cache ('all' removes every one)."""
+    from imgtool.resolve import remove
+
+    missing = []
+    for name in names:
+        removed = remove(name)
+        if removed:
+            ui.info(f"removed {', '.join(removed)}")
+        else:
+            missing.append(name)
+    if missing:
+        raise _model_error(f"not in the cache: {', '.join(missing)}")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="imgtool")
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+
+
+_ = (EXIT_MODEL, EXIT_USAGE)

@@ -1,0 +1,173 @@
+"""Inference engines. One interface: `run(uint8 images [N,H,W,3]) -> float32 [N,K]`.
+
+LiteRTEngine runs every .tflite (given, or converted once from a TF model); TFEngine runs
+a SavedModel or frozen graph in TensorFlow when conversion was impossible. TensorFlow is
+imported only inside TFEngine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from imgtool.errors import ModelError
+
+
+class Engine(Protocol):
+    input_size: tuple[int, int]
+
+    def run(self, images: np.ndarray) -> np.ndarray: ...
+
+
+def to_float(images: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """uint8 pixels -> float32 in the model's range (0 -> lo, 255 -> hi; default [0, 1])."""
+    lo, hi = value_range or (0.0, 1.0)
+    return images.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """LiteRT's C++ side prints 'INFO: Created TensorFlow Lite XNNPACK delegate' on fd 2.
+    Swallow INFO lines while the interpreter starts; pass anything else through."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as cap:
+        os.dup2(cap.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            cap.seek(0)
+            for line in cap.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not line.startswith("INFO:"):
+                    print(line, file=sys.stderr)
+
+
+def default_threads() -> int:
+    env = os.environ.get("IMGTOOL_THREADS")
+    return int(env) if env else (os.cpu_count() or 1)
+
+
+class LiteRTEngine:
+    def __init__(self, path: Path, value_range: tuple[float, float] | None = None,
+                 output_name: str | None = None, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path)
+        try:
+            with _quiet_native_stderr():
+                self._it = Interpreter(model_path=str(path), num_threads=threads or default_threads())
+                self._it.allocate_tensors()
+        except (ValueError, RuntimeError, OSError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{path}: not a loadable .tflite model ({first})") from None
+        inputs = self._it.get_input_details()
+        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
+            raise ModelError(f"{path}: expected one image input [batch, height, width, 3], "
+                             f"found {[list(d['shape']) for d in inputs]}")
+        self._in = inputs[0]
+        outputs = self._it.get_output_details()
+        if output_name:
+            named = [d for d in outputs if d["name"] == output_name]
+            if not named:
+                raise ModelError(f"{path}: no output named {output_name!r} "
+                                 f"(outputs: {', '.join(d['name'] for d in outputs)})")
+            self._out = named[0]
+        else:
+            self._out = outputs[0]
+        self.input_size = (int(self._in["shape"][1]), int(self._in["shape"][2]))
+        self.value_range = value_range
+        sig = self._in.get("shape_signature", self._in["shape"])
+        self._dynamic_batch = int(sig[0]) == -1
+        self._batch = int(self._in["shape"][0])
+        self.quantized = self._in["dtype"] in (np.uint8, np.int8)
+        self.output_width = int(np.prod(self._out["shape"][1:]))
+
+    def _prepare(self, images: np.ndarray) -> np.ndarray:
+        dtype = self._in["dtype"]
+        if dtype == np.float32:
+            return to_float(images, self.value_range)
+        scale, zero = self._in["quantization"]
+        if dtype == np.uint8 and (self.value_range is None or not scale):
+            return images  # the usual convention for uint8 models: raw pixels
+        real = to_float(images, self.value_range or ((-128.0 * scale, 127.0 * scale) if dtype == np.int8 else None))
+        info = np.iinfo(dtype)
+        q = np.round(real / scale + zero)
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def _dequantize(self, out: np.ndarray) -> np.ndarray:
+        if out.dtype in (np.uint8, np.int8, np.int16):
+            scale, zero = self._out["quantization"]
+            return (out.astype(np.float32) - zero) * np.float32(scale or 1.0)
+        return out.astype(np.float32, copy=False)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        n = images.shape[0]
+        x = self._prepare(images)
+        it = self._it
+        if self._dynamic_batch and n != self._batch:
+            it.resize_tensor_input(self._in["index"], [n, *self.input_size, 3])
+            it.allocate_tensors()
+            self._batch = n
+        if self._batch == n:
+            it.set_tensor(self._in["index"], x)
+            it.invoke()
+            return self._dequantize(it.get_tensor(self._out["index"])).reshape(n, -1)
+        rows = []
+        for i in range(n):
+            it.set_tensor(self._in["index"], x[i:i + 1])
+            it.invoke()
+            rows.append(self._dequantize(it.get_tensor(self._out["index"])).reshape(-1))
+        return np.stack(rows)
+
+
+class TFEngine:
+    """A SavedModel or a frozen GraphDef run in TensorFlow (slow start; the fallback)."""
+
+    def __init__(self, source: Path, input_size: tuple[int, int], value_range: tuple[float, float] | None,
+                 graph_tensors: tuple[str, str] | None = None):
+        from imgtool import tfutil
+
+        self.input_size = input_size
+        self.value_range = value_range
+        self._fn = tfutil.load_callable(source, graph_tensors, input_size)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        out = self._fn(to_float(images, self.value_range))
+        return np.asarray(out, dtype=np.float32).reshape(images.shape[0], -1)
+
+
+class HeadEngine:
+    """A backbone engine followed by a dense layer (a retrained last layer)."""
+
+    def __init__(self, backbone: Engine, weights: np.ndarray, bias: np.ndarray):
+        self.backbone = backbone
+        self.input_size = backbone.input_size
+        self.weights = weights.astype(np.float32)
+        self.bias = bias.astype(np.float32)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        feats = self.backbone.run(images)
+        return feats @ self.weights + self.bias
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def looks_like_probabilities(out: np.ndarray) -> bool:
+    """Scores in [0, 1] summing to about 1 (quantized softmax outputs drift a little)."""
+    return (bool(out.size) and float(out.min()) >= -1e-6 and float(out.max()) <= 1.0 + 1e-6
+            and bool(np.all(np.abs(out.sum(axis=-1) - 1.0) < 0.1)))

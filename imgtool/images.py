@@ -1,0 +1,132 @@
+"""Finding image inputs and decoding them (Pillow) into model-sized RGB arrays."""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from imgtool.errors import ImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing to classify: a path, or the reason it cannot be (found while listing)."""
+
+    path: str
+    error: str | None = None
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def walk_images(folder: str) -> Iterator[str]:
+    """Image files below `folder`, sorted, hidden entries skipped. Symlinked files are
+    followed, symlinked directories are not (a link loop cannot hang the walk)."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        for name in sorted(filenames):
+            if not _hidden(name) and is_image_name(name):
+                yield os.path.join(dirpath, name)
+
+
+def expand_inputs(paths: Iterable[str]) -> Iterator[Input]:
+    """Files as given, directories walked; order stable. Problems become `Input.error`."""
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            if os.path.islink(p):
+                yield Input(p, "broken symbolic link (its target does not exist)")
+            else:
+                yield Input(p, "no such file or directory")
+            continue
+        except OSError as err:
+            yield Input(p, f"cannot access ({err.strerror or err})")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            found = False
+            for f in walk_images(p):
+                found = True
+                yield Input(f)
+            if not found:
+                yield Input(p, "folder holds no images (looked for "
+                            + " ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS)) + ")")
+        elif stat.S_ISREG(st.st_mode):
+            yield Input(p)
+        else:
+            yield Input(p, "not a regular file (a FIFO, socket or device); give an image file")
+
+
+def _to_rgb(im):  # noqa: ANN001, ANN202 - PIL image in, PIL image out
+    from PIL import Image
+
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if (mode.startswith("I;16") or (arr.size and arr.max() > 255)) else 255.0
+        arr8 = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def decode(path: str, size: tuple[int, int]) -> np.ndarray:
+    """Read an image file into a uint8 array of shape (height, width, 3).
+
+    EXIF orientation applied; grayscale, palette, CMYK, 16-bit and alpha made RGB (alpha
+    over white); animations give their first frame; decompression bombs refused. Raises
+    ImageError with a one-line reason."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    height, width = size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.format == "JPEG":
+                    im.draft("RGB", (width, height))  # DCT scaling: decode big JPEGs at a smaller size
+                try:
+                    im = ImageOps.exif_transpose(im) or im
+                except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored
+                    pass
+                im = _to_rgb(im)
+                if im.size != (width, height):
+                    im = im.resize((width, height), Image.BILINEAR)
+                return np.asarray(im, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("refused: too many pixels for a photo (a decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read (unknown or corrupt format)") from None
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageError("permission denied; make the file readable") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
+            ZeroDivisionError, MemoryError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "truncated" in reason:
+            reason = "truncated or incomplete image file"
+        raise ImageError(f"corrupt image ({reason})") from None

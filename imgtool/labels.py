@@ -1,0 +1,96 @@
+"""Label lists: index -> English, from every place a model keeps them."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from imgtool.errors import ModelError, UsageError
+
+# Names a labels file beside a model (or inside a .tflite's metadata zip) commonly has.
+LABEL_FILE_NAMES = ("labels.txt", "imagenet_labels.txt", "ImageNetLabels.txt", "labelmap.txt",
+                    "output_labels.txt", "retrained_labels.txt", "class_names.txt")
+
+
+def read_lines(path: Path) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot read labels file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"labels file {path} is not UTF-8 text; give one label a line") from None
+    return parse_lines(text)
+
+
+def parse_lines(text: str) -> list[str]:
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [ln.strip() for ln in lines]
+
+
+def embedded_tflite_labels(path: Path) -> list[str] | None:
+    """A .tflite with metadata is also a zip archive holding its associated files."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            pick = next((n for n in names if Path(n).name in LABEL_FILE_NAMES), None)
+            if pick is None:
+                pick = next((n for n in names if n.lower().endswith(".txt") and "label" in n.lower()), None)
+            if pick is None:
+                return None
+            return parse_lines(zf.read(pick).decode("utf-8"))
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError):
+        return None
+
+
+def beside(model_path: Path) -> Path | None:
+    """A labels file next to the model file, or inside the model directory."""
+    folder = model_path if model_path.is_dir() else model_path.parent
+    for name in LABEL_FILE_NAMES:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    if model_path.is_file():
+        stem = model_path.with_suffix(".txt")
+        if stem.is_file():
+            return stem
+    return None
+
+
+_ENTRY = re.compile(r"target_class:\s*(\d+)\s*target_class_string:\s*\"([^\"]+)\"")
+
+
+def imagenet2015(label_map: Path, synsets: Path, num_outputs: int = 1008) -> list[str]:
+    """The 2015 graph's scheme: output id -> synset (pbtxt) -> English (tsv).
+
+    Ids with no entry (the graph has 1008 outputs for 1000 classes) get a visible
+    placeholder rather than an empty string."""
+    try:
+        id_to_synset = {int(i): s for i, s in _ENTRY.findall(label_map.read_text(encoding="utf-8"))}
+        human: dict[str, str] = {}
+        for line in synsets.read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t", 1)
+            if len(parts) == 2:
+                human[parts[0].strip()] = parts[1].strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelError(f"cannot read the 2015 label maps ({err}); the model download is incomplete") from None
+    if not id_to_synset:
+        raise ModelError(f"{label_map.name} holds no `target_class` entries; the model download is corrupt")
+    n = max(num_outputs, max(id_to_synset) + 1)
+    out = []
+    for i in range(n):
+        syn = id_to_synset.get(i)
+        out.append(human.get(syn, syn) if syn else f"(unused id {i})")
+    return out
+
+
+def matches(label: str, expected: str) -> bool:
+    """`hot dog` matches `hotdog, hot dog, red hot`: whole label or one synonym, any case."""
+    want = expected.strip().casefold()
+    if label.strip().casefold() == want:
+        return True
+    return any(part.strip().casefold() == want for part in label.split(","))

@@ -1,0 +1,121 @@
+"""The model store under IMGTOOL_HOME: where things live, locks, and atomic writes.
+
+Layout (huggingface_hub's habits: one root, temporary names, a lock per entry):
+
+    $IMGTOOL_HOME/
+      models/<key>/entry.json      the record; written last, so its presence means "complete"
+      models/<key>/source/         the extracted download (SavedModel, graph, ...)
+      models/<key>/*.tflite        conversions made from it, verified before use
+      models/<key>/labels.txt      labels, one a line, index = line number
+      bottlenecks/<backbone>/...   retraining feature cache
+      locks/<key>.lock             OS file locks (released by the kernel if a process dies)
+      tmp/                         downloads and extractions in progress (same filesystem)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def home() -> Path:
+    """IMGTOOL_HOME, else the platform's user cache dir (never the cwd or /tmp)."""
+    env = os.environ.get("IMGTOOL_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("imgtool", appauthor=False))
+
+
+def models_dir() -> Path:
+    return home() / "models"
+
+
+def tmp_dir() -> Path:
+    d = home() / "tmp"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def entry_dir(key: str) -> Path:
+    return models_dir() / key
+
+
+def offline() -> bool:
+    return os.environ.get("IMGTOOL_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@contextlib.contextmanager
+def lock(name: str, timeout: float = 3600.0) -> Iterator[None]:
+    """An exclusive lock between processes. It is an OS (fcntl) lock, so a killed
+    process's lock vanishes with it: a stale lock file is harmless."""
+    from filelock import FileLock
+
+    d = home() / "locks"
+    d.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(d / f"{name}.lock"), timeout=timeout):
+        yield
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same directory, fsync, rename into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def replace_dir(staging: Path, final: Path) -> None:
+    """Move a completely written directory into place; the previous one (if any) is
+    removed only after the new one is in place, so an interruption leaves one whole copy."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        try:
+            os.replace(staging, final)
+        except BaseException:
+            os.replace(old, final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+
+
+def read_json(path: Path) -> Any | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        with contextlib.suppress(OSError):
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+    return total

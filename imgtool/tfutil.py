@@ -1,0 +1,133 @@
+"""Everything that needs TensorFlow: loading TF models and converting them to .tflite.
+
+Imported only when a TF model must be converted (once, when first fetched) or run in TF
+(when conversion failed). Importing TensorFlow costs ~3 s and ~500 MiB here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from imgtool.errors import ModelError
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def _savedmodel_function(tf, source: Path, batch: int | None, input_size: tuple[int, int] | None):  # noqa: ANN001
+    """A concrete function images -> one output tensor, and the object keeping it alive."""
+    try:
+        obj = tf.saved_model.load(str(source))
+    except Exception as err:  # noqa: BLE001 - TF raises many types for a bad SavedModel
+        raise ModelError(f"{source}: not a loadable SavedModel ({str(err).splitlines()[0][:160]})") from None
+    sig = getattr(obj, "signatures", {}).get("serving_default") if hasattr(obj, "signatures") else None
+    if sig is not None:
+        (spec,) = [s for s in sig.structured_input_signature[1].values()] or [None]
+        out_key = sorted(sig.structured_outputs)[0]
+        in_key = next(iter(sig.structured_input_signature[1]))
+        shape = [batch, *(input_size or spec.shape[1:3]), 3]
+
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+        def call(x):  # noqa: ANN001, ANN202
+            return sig(**{in_key: x})[out_key]
+
+        return call, obj
+    if not callable(obj):
+        raise ModelError(f"{source}: the SavedModel has neither a serving signature nor __call__")
+    if input_size is None:
+        raise ModelError(f"{source}: cannot tell the input size; pass --input-size HEIGHT,WIDTH")
+    shape = [batch, *input_size, 3]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+    def call(x):  # noqa: ANN001, ANN202
+        try:
+            out = obj(x, training=False)
+        except (TypeError, ValueError):
+            out = obj(x)
+        if isinstance(out, dict):
+            out = out[sorted(out)[0]]
+        return out
+
+    return call, obj
+
+
+def savedmodel_input_size(source: Path) -> tuple[int, int] | None:
+    tf = _tf()
+    obj = tf.saved_model.load(str(source))
+    sig = getattr(obj, "signatures", {}).get("serving_default")
+    if sig is not None:
+        spec = next(iter(sig.structured_input_signature[1].values()))
+        if spec.shape.rank == 4 and spec.shape[1] and spec.shape[2]:
+            return int(spec.shape[1]), int(spec.shape[2])
+    return None
+
+
+def _graph_session(tf, pb: Path, tensors: tuple[str, str]):  # noqa: ANN001
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(pb.read_bytes())
+    except Exception as err:  # noqa: BLE001
+        raise ModelError(f"{pb}: not a frozen GraphDef ({str(err)[:120]})") from None
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    try:
+        inp = graph.get_tensor_by_name(tensors[0])
+        out = graph.get_tensor_by_name(tensors[1])
+    except (KeyError, ValueError) as err:
+        raise ModelError(f"{pb}: {err}; name the tensors with --input-tensor/--output-tensor") from None
+    return tf.compat.v1.Session(graph=graph), inp, out
+
+
+def load_callable(source: Path, graph_tensors: tuple[str, str] | None = None,
+                  input_size: tuple[int, int] | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """float images [N,H,W,3] -> outputs, in TensorFlow."""
+    tf = _tf()
+    if graph_tensors:
+        sess, inp, out = _graph_session(tf, source, graph_tensors)
+
+        def run_graph(x: np.ndarray) -> np.ndarray:
+            return np.concatenate([sess.run(out, {inp: x[i:i + 1]}).reshape(1, -1) for i in range(len(x))])
+
+        return run_graph
+    fn, keep = _savedmodel_function(tf, source, None, input_size)
+
+    def run_saved(x: np.ndarray) -> np.ndarray:
+        _ = keep  # the loaded object owns the variables the function reads
+        return fn(tf.constant(x)).numpy()
+
+    return run_saved
+
+
+def convert_savedmodel(source: Path, input_size: tuple[int, int], dest: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Convert to .tflite (dynamic batch) at `dest`; return the TF callable for verification."""
+    tf = _tf()
+    fn, keep = _savedmodel_function(tf, source, None, input_size)
+    concrete = fn.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], keep)
+    dest.write_bytes(converter.convert())
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return concrete(tf.constant(x)).numpy()
+
+    return run
+
+
+def convert_graphdef(pb: Path, tensors: tuple[str, str], input_size: tuple[int, int],
+                     dest: Path) -> Callable[[np.ndarray], np.ndarray]:
+    tf = _tf()
+    in_name = tensors[0].split(":")[0]
+    out_name = tensors[1].split(":")[0]
+    converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+        str(pb), input_arrays=[in_name], output_arrays=[out_name],
+        input_shapes={in_name: [1, *input_size, 3]})
+    dest.write_bytes(converter.convert())
+    return load_callable(pb, tensors)

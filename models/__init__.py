@@ -1,0 +1,1 @@
+"""The model catalog (catalog.json), shipped inside the wheel as `imgtool.models`."""
