@@ -1,0 +1,19 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install test bench lint clean
+
+install:            ## create .venv and install imgtool with test tools (editable)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -e ".[test,bench]"
+
+test:               ## the whole suite (real fixtures from ../shared/fixtures or $$IMGTOOL_FIXTURES)
+	$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc
+
+bench:              ## benchmarks; figures go to BENCHMARKS.md by hand, with date and machine
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache

@@ -1,0 +1,178 @@
+"""Real weights, real photos: the shared MobileNet V2 quantized .tflite and its photos."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import invoke, run
+
+EXPECTED = {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw", "grace_hopper.bmp": "military uniform",
+            "sunflower.bmp": "daisy"}
+
+
+@pytest.fixture(scope="module")
+def mobilenet(fixtures: Path) -> str:
+    return str(fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite")
+
+
+@pytest.fixture(scope="module")
+def photos(fixtures: Path) -> Path:
+    return fixtures / "imagenet" / "images"
+
+
+def _top1_by_name(records: list[dict]) -> dict[str, str]:
+    return {Path(r["path"]).name: r["predictions"][0]["label"] for r in records}
+
+
+def test_text_gives_documented_top1_without_labels_option(mobilenet: str, photos: Path) -> None:
+    result = invoke("classify", "-m", mobilenet, *(str(photos / n) for n in sorted(EXPECTED)))
+    assert result.exit_code == 0, result.output
+    blocks = result.stdout.strip().split("\n")
+    for name, label in EXPECTED.items():
+        i = next(i for i, line in enumerate(blocks) if line.endswith(name))
+        assert blocks[i + 1].split("  ", 2)[2] == label
+        assert len([ln for ln in blocks[i + 1:i + 6] if ln.startswith("  ")]) == 5
+
+
+def test_jsonl_contract(mobilenet: str, photos: Path) -> None:
+    result = invoke("classify", "-m", mobilenet, "--format", "jsonl", "-k", "3", str(photos))
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert _top1_by_name(records) == EXPECTED
+    for r in records:
+        assert set(r) == {"path", "predictions"}
+        assert len(r["predictions"]) == 3
+        assert all(set(p) == {"label", "score", "index"} for p in r["predictions"])
+        scores = [p["score"] for p in r["predictions"]]
+        assert scores == sorted(scores, reverse=True) and 0.5 < scores[0] <= 1.0
+    # index and label agree with the embedded label list
+    labels = (Path(mobilenet).parent / "imagenet_labels.txt").read_text().splitlines()
+    for r in records:
+        for p in r["predictions"]:
+            assert labels[p["index"]] == p["label"]
+
+
+def test_json_is_an_array_of_the_jsonl_objects(mobilenet: str, photos: Path) -> None:
+    as_json = json.loads(invoke("classify", "-m", mobilenet, "-f", "json", str(photos)).stdout)
+    as_jsonl = [json.loads(x) for x in invoke("classify", "-m", mobilenet, "-f", "jsonl", str(photos)).stdout.splitlines()]
+    assert as_json == as_jsonl
+    assert _top1_by_name(as_json) == EXPECTED
+
+
+def test_csv_one_row_per_prediction(mobilenet: str, photos: Path) -> None:
+    result = invoke("classify", "-m", mobilenet, "-f", "csv", "-k", "2", str(photos))
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == ["path", "rank", "label", "score", "index"]
+    assert len(rows) == 2 * len(EXPECTED)
+    top = {Path(r["path"]).name: r["label"] for r in rows if r["rank"] == "1"}
+    assert top == EXPECTED
+
+
+def test_top_k_is_capped_at_number_of_labels(mobilenet: str, photos: Path) -> None:
+    result = invoke("classify", "-m", mobilenet, "-f", "jsonl", "-k", "5000", str(photos / "cat.bmp"))
+    assert len(json.loads(result.stdout)["predictions"]) == 1001
+
+
+def test_expect_matches_synonyms_case_insensitively(mobilenet: str, photos: Path) -> None:
+    ok = invoke("classify", "-m", mobilenet, "--expect", "MACAW", str(photos / "parrot.jpg"))
+    assert ok.exit_code == 0
+    # "tabby" is one synonym in "tabby, tabby cat"; the cat photo's top-1 is "Egyptian cat"
+    bad = invoke("classify", "-m", mobilenet, "--expect", "macaw", str(photos / "parrot.jpg"), str(photos / "cat.bmp"))
+    assert bad.exit_code == 1
+    assert "cat.bmp: top-1 is 'Egyptian cat', expected 'macaw'" in bad.stderr
+    assert bad.stdout.count("\n  ") == 10  # both inputs still printed
+
+
+def test_labels_lists_the_1001_embedded_labels(mobilenet: str) -> None:
+    result = invoke("labels", "-m", mobilenet)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1001
+    assert lines[0] == "0\tbackground" and lines[1] == "1\ttench, Tinca tinca"
+    as_json = json.loads(invoke("labels", "-m", mobilenet, "-f", "json", "--search", "EGYPTIAN").stdout)
+    assert as_json == [{"index": 286, "label": "Egyptian cat"}]
+
+
+def test_labels_file_option_wins(mobilenet: str, photos: Path, tmp_path: Path) -> None:
+    custom = tmp_path / "mine.txt"
+    custom.write_text("\n".join(f"thing {i}" for i in range(1001)) + "\n")
+    result = invoke("classify", "-m", mobilenet, "--labels", str(custom), "-f", "jsonl", str(photos / "parrot.jpg"))
+    assert json.loads(result.stdout)["predictions"][0]["label"] == "thing 89"
+
+
+def test_bad_inputs_are_reported_and_skipped(mobilenet: str, photos: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    good = (photos / "parrot.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "text.jpg").write_text("this is not a picture\n")
+    # a PNG whose header claims far more pixels than any photo: refused before decoding
+    Image.new("1", (20000, 10000)).save(tmp_path / "huge.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    names = ["zero.jpg", "truncated.jpg", "text.jpg", "huge.png"]
+    args = [str(photos / "cat.bmp"), *(str(tmp_path / n) for n in names), str(empty), str(photos / "parrot.jpg")]
+    result = invoke("classify", "-m", mobilenet, "-f", "jsonl", *args)
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in records] == ["cat.bmp", *names, "empty", "parrot.jpg"]
+    assert _top1_by_name([r for r in records if "predictions" in r]) == {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw"}
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 5
+    for name in [*names, "empty"]:
+        assert sum(name in line for line in errors) == 1
+    assert "truncated" in next(e for e in errors if "truncated.jpg" in e)
+    assert "decompression bomb" in next(e for e in errors if "huge.png" in e)
+    assert "no images" in next(e for e in errors if "empty" in e)
+    assert "Traceback" not in result.stderr
+
+
+def test_subprocess_text_and_exit_codes(mobilenet: str, photos: Path) -> None:
+    ok = run("classify", "-m", mobilenet, "-q", str(photos / "cat.bmp"))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[1].endswith("Egyptian cat")
+    assert ok.stderr == ""  # --quiet: nothing but results, not even LiteRT's INFO line
+    usage = run("classify", "--top-k", "0", str(photos / "cat.bmp"))
+    assert usage.returncode == 2
+    missing = run("classify", "-m", "no_such_model_xyz", str(photos / "cat.bmp"))
+    assert missing.returncode == 3
+    assert missing.stderr.strip().count("\n") == 0 and "unknown model 'no_such_model_xyz'" in missing.stderr
+
+
+def test_python_dash_m_works(mobilenet: str, photos: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "imgtool", "classify", "-m", mobilenet, "-f", "jsonl",
+                          str(photos / "parrot.jpg")], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["predictions"][0]["label"] == "macaw"
+
+
+def test_corrupt_tflite_is_exit_3_one_line(tmp_path: Path, photos: Path) -> None:
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"TFL3" + b"\0" * 100)
+    result = run("classify", "-m", str(bad), str(photos / "cat.bmp"))
+    assert result.returncode == 3
+    assert result.stderr.startswith("Error: ") and "not a loadable .tflite" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_import_does_not_import_tensorflow() -> None:
+    code = ("import sys, imgtool.cli; heavy=[m for m in ('tensorflow','tensorflow_hub','tf_keras','keras',"
+            "'numpy','ai_edge_litert','requests') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_classify_and_labels_never_import_tensorflow_for_tflite(mobilenet: str, photos: Path) -> None:
+    code = ("import sys; from click.testing import CliRunner; from imgtool.cli import cli;"
+            f"r=CliRunner().invoke(cli, ['classify','-m',{mobilenet!r},{str(photos)!r}]); assert r.exit_code==0, r.output;"
+            f"r=CliRunner().invoke(cli, ['labels','-m',{mobilenet!r}]); assert r.exit_code==0;"
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
