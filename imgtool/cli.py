@@ -5,6 +5,7 @@ Heavy modules (numpy, LiteRT, TensorFlow) are imported inside commands, so `--he
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -179,6 +180,148 @@ def _model_error(msg: str) -> ImgtoolError:
     from imgtool.errors import ModelError
 
     return ModelError(msg)
+
+
+# ---------------------------------------------------------------- retrain / evaluate
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary outputs are removed and the previous
+    model stays in place."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@cli.command("retrain-last-layer", epilog=EXIT_CODES_HELP)
+@click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Model folder to write (default: ./IMAGE_DIR-model; never inside IMAGE_DIR).")
+@click.option("-m", "--model", "model", metavar="MODEL", envvar="IMGTOOL_BACKBONE",
+              help="Backbone: catalog name (its feature-vector twin is used), .tflite feature extractor, "
+                   "SavedModel, hub handle or URL. Default: inception_v3.")
+@click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W")
+@click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI")
+@click.option("--validation-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50))
+@click.option("--test-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50))
+@click.option("--epochs", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Passes over the training bottlenecks.")
+@click.option("--learning-rate", default=0.001, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--l2", default=0.1, show_default=True, type=click.FloatRange(min=0), help="Weight decay.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same data: same model.")
+@click.option("--bottleneck-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Bottleneck cache (default: IMGTOOL_HOME/bottlenecks).")
+@click.option("--flip-left-right", is_flag=True, help="Distortion: random horizontal flips.")
+@click.option("--random-crop", default=0.0, type=click.FloatRange(0, 90), metavar="PCT", help="Distortion: crop up to PCT%.")
+@click.option("--random-scale", default=0.0, type=click.FloatRange(0, 100), metavar="PCT", help="Distortion: zoom up to PCT%.")
+@click.option("--random-brightness", default=0.0, type=click.FloatRange(0, 100), metavar="PCT",
+              help="Distortion: brightness +-PCT%.")
+@click.option("--distorted-copies", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Distorted copies per training image (each costs a backbone pass; not cached).")
+@click.option("--summaries-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write TensorBoard summaries (loss, accuracy) here.")
+@click.option("--print-misclassified", is_flag=True, help="List misclassified test images.")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X",
+              help="Exit 1 (and write no model) if test accuracy is below X (0..1).")
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: the metrics as one object on stdout.")
+@click.option("-q", "--quiet", is_flag=True)
+def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_size: Any, value_range: Any,
+                       validation_percent: float, test_percent: float, epochs: int, learning_rate: float,
+                       batch_size: int, l2: float, seed: int, bottleneck_dir: Any, flip_left_right: bool,
+                       random_crop: float, random_scale: float, random_brightness: float, distorted_copies: int,
+                       summaries_dir: Any, print_misclassified: bool, min_accuracy: float | None, fmt: str,
+                       quiet: bool) -> None:
+    """Train a new last layer on IMAGE_DIR (one sub-folder per class); alias: retrain.
+
+    The backbone stays frozen; its features ("bottlenecks") are computed once and cached,
+    so a second run over the same photos does no backbone work.
+
+    \b
+    Examples:
+      imgtool retrain flowers/
+      imgtool retrain flowers/ -o flowers-model --min-accuracy 0.8
+      imgtool classify -m flowers-model garden.jpg
+    """
+    import json
+
+    from imgtool import metrics as metrics_mod
+    from imgtool.retrain import Distortions, RetrainOptions, retrain
+    from imgtool.train import TrainConfig
+
+    ui.set_quiet(quiet)
+    _sigterm_as_interrupt()
+    opts = RetrainOptions(
+        image_dir=image_dir, output=output, model=model, validation_percent=validation_percent,
+        test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
+        min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
+        train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2, seed=seed),
+        distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
+    result = retrain(opts)
+    m = result.metrics
+    if fmt == "json":
+        click.echo(json.dumps({**{k: v for k, v in m.items() if k != "history"},
+                               "output": str(result.output) if result.output else None,
+                               "misclassified": result.misclassified}, indent=2))
+    else:
+        if m["validation"]["accuracy"] is not None:
+            ui.info(f"validation accuracy: {m['validation']['accuracy']:.1%}")
+        click.echo(metrics_mod.format_text(m["test"], "test"))
+    if print_misclassified and fmt == "text":
+        for w in result.misclassified:
+            click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
+    if result.below_minimum:
+        click.echo(f"Error: {result.below_minimum}", err=True)
+        sys.exit(EXIT_FAILED)
+    ui.info(f"model written to {result.output}  (try: imgtool classify -m {result.output} PHOTO)")
+
+
+cli.add_command(retrain_last_layer, name="retrain")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
+@model_options
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--print-misclassified", is_flag=True)
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X", help="Exit 1 if accuracy is below X.")
+@click.option("-q", "--quiet", is_flag=True)
+def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: float | None, quiet: bool,
+             **model_opts: Any) -> None:
+    """Accuracy, per-class precision/recall and confusion matrix of any classifier on a
+    labelled folder (one sub-folder per class, named after the model's labels).
+
+    \b
+    Examples:
+      imgtool evaluate -m flowers-model more-flowers/
+      imgtool evaluate -m flowers-model more-flowers/ --format json --min-accuracy 0.8
+    """
+    import json
+
+    from imgtool import metrics as metrics_mod
+    from imgtool.classify import Classifier
+    from imgtool.evaluate import evaluate_folder
+
+    ui.set_quiet(quiet)
+    m, wrong, failed = evaluate_folder(Classifier(_resolve(model_opts)), image_dir)
+    if fmt == "json":
+        click.echo(json.dumps({**m, "failed_inputs": failed, "misclassified": wrong}, indent=2))
+    else:
+        click.echo(metrics_mod.format_text(m, "accuracy on " + str(image_dir) + " -"))
+        if print_misclassified:
+            for w in wrong:
+                click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
+    acc = m["accuracy"]
+    if min_accuracy is not None and (acc is None or acc < min_accuracy):
+        gap = "" if acc is None else f" by {min_accuracy - acc:.1%}"
+        click.echo(f"Error: accuracy {'n/a' if acc is None else f'{acc:.1%}'} is below --min-accuracy "
+                   f"{min_accuracy:.1%}{gap}", err=True)
+        sys.exit(EXIT_FAILED)
+    if failed:
+        sys.exit(EXIT_FAILED)
 
 
 # ---------------------------------------------------------------- models (the store)

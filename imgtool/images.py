@@ -91,6 +91,22 @@ def _to_rgb(im):  # noqa: ANN001, ANN202 - PIL image in, PIL image out
     return im.convert("RGB")
 
 
+_warnings_set = False
+
+
+def _quiet_pillow() -> None:
+    """Pillow warns (on stderr) about huge images and corrupt EXIF; we check and report
+    those ourselves, once per file, so its warnings are silenced. Set once: warning
+    filters are process-global and not thread-safe to change per call."""
+    global _warnings_set
+    if not _warnings_set:
+        from PIL import Image
+
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", module=r"PIL\..*")
+        _warnings_set = True
+
+
 def decode(path: str, size: tuple[int, int]) -> np.ndarray:
     """Read an image file into a uint8 array of shape (height, width, 3).
 
@@ -99,22 +115,23 @@ def decode(path: str, size: tuple[int, int]) -> np.ndarray:
     ImageError with a one-line reason."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    _quiet_pillow()
     height, width = size
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if im.format == "JPEG":
-                    im.draft("RGB", (width, height))  # DCT scaling: decode big JPEGs at a smaller size
-                try:
-                    im = ImageOps.exif_transpose(im) or im
-                except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored
-                    pass
-                im = _to_rgb(im)
-                if im.size != (width, height):
-                    im = im.resize((width, height), Image.BILINEAR)
-                return np.asarray(im, dtype=np.uint8)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        with Image.open(path) as im:
+            if im.width * im.height > (Image.MAX_IMAGE_PIXELS or 1 << 62):
+                raise Image.DecompressionBombError(f"{im.width}x{im.height}")
+            if im.format == "JPEG":
+                im.draft("RGB", (width, height))  # DCT scaling: decode big JPEGs at a smaller size
+            try:
+                im = ImageOps.exif_transpose(im) or im
+            except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored
+                pass
+            im = _to_rgb(im)
+            if im.size != (width, height):
+                im = im.resize((width, height), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except Image.DecompressionBombError:
         raise ImageError("refused: too many pixels for a photo (a decompression bomb?)") from None
     except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read (unknown or corrupt format)") from None

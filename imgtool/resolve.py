@@ -275,26 +275,38 @@ def _local_entry(path: Path, config: ModelConfig) -> Path:
 
 
 def _retrained(ref: str, path: Path, purpose: str) -> Model:
+    """A folder written by `imgtool retrain`: backbone (.tflite, or SavedModel/.pb when it
+    could not be converted) + head.npz + labels.txt."""
     try:
         meta = json.loads((path / RETRAINED_FILE).read_text(encoding="utf-8"))
-        backbone_file = path / meta["backbone"]["file"]
+        bb = meta["backbone"]
+        backbone_file = path / bb["file"]
         head = path / meta["head"]
+        size = tuple(bb["input_size"])
+        vr = tuple(bb["value_range"]) if bb.get("value_range") else None
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModelError(f"{ref}: damaged retrained model ({RETRAINED_FILE}: {err}); retrain it again") from None
-    vr = meta["backbone"].get("value_range")
-    backbone_cfg = ModelConfig(name=str(backbone_file), format="tflite",
-                               value_range=tuple(vr) if vr else None, output="features")
-    backbone = Model(ref=str(backbone_file), config=backbone_cfg, tflite=backbone_file)
-    if not backbone_file.is_file() or not head.is_file():
-        raise ModelError(f"{ref}: damaged retrained model (missing {backbone_file.name} or {head.name}); retrain it again")
-    config = ModelConfig(name=ref, format="tflite", value_range=backbone_cfg.value_range, output="logits",
-                         input_size=tuple(meta["backbone"]["input_size"]))
-    model = Model(ref=ref, config=config, labels=labels_mod.read_lines(path / "labels.txt"))
+    if not backbone_file.exists() or not head.is_file() or not (path / "labels.txt").is_file():
+        raise ModelError(f"{ref}: damaged retrained model (missing {backbone_file.name}, {head.name} or labels.txt); "
+                         "retrain it again")
+    if backbone_file.suffix == ".tflite":
+        backbone = Model(ref=str(backbone_file), config=ModelConfig(
+            name=str(backbone_file), format="tflite", input_size=size, value_range=vr, output="features"),
+            tflite=backbone_file)
+    elif backbone_file.suffix == ".pb":
+        tensors = tuple(bb.get("tensors") or ("Mul:0", "pool_3:0"))
+        backbone = Model(ref=str(backbone_file), config=ModelConfig(
+            name=str(backbone_file), format="graphdef", input_size=size, value_range=vr, output="features"),
+            tf_source=backbone_file, graph_tensors=(tensors[0], tensors[1]))
+    else:
+        backbone = Model(ref=str(backbone_file), config=ModelConfig(
+            name=str(backbone_file), format="savedmodel", input_size=size, value_range=vr, output="features"),
+            tf_source=backbone_file)
     if purpose == "features":
-        backbone.labels = None
         return backbone
-    model.head, model.backbone = head, backbone
-    return model
+    config = ModelConfig(name=ref, format="tflite", input_size=size, value_range=vr, output="logits")
+    return Model(ref=ref, config=config, labels=labels_mod.read_lines(path / "labels.txt"),
+                 head=head, backbone=backbone)
 
 
 # ---------------------------------------------------------------- the store entries

@@ -131,3 +131,63 @@ def convert_graphdef(pb: Path, tensors: tuple[str, str], input_size: tuple[int, 
         input_shapes={in_name: [1, *input_size, 3]})
     dest.write_bytes(converter.convert())
     return load_callable(pb, tensors)
+
+
+def export_classifier(backbone_dir: Path, input_size: tuple[int, int], value_range: tuple[float, float] | None,
+                      weights: np.ndarray, bias: np.ndarray, classes: list[str], saved_model_dir: Path,
+                      tflite_path: Path) -> float:
+    """A SavedModel (backbone + new layer) with a serving signature that takes images
+    (float32 [N,H,W,3], pixel values 0..255) and returns probabilities and the top class;
+    plus the same as .tflite. Returns the .tflite's max difference from TF on a probe."""
+    tf = _tf()
+    backbone_fn, keep = _savedmodel_function(tf, backbone_dir, None, input_size)
+    lo, hi = value_range or (0.0, 1.0)
+    h, w = input_size
+
+    class Classifier(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = keep
+            self.weights = tf.Variable(weights, trainable=False, name="weights")
+            self.bias = tf.Variable(bias, trainable=False, name="bias")
+            self.class_names = tf.constant(classes)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
+        def serve(self, images):  # noqa: ANN001, ANN201
+            probs = self.probabilities(images)
+            return {"probabilities": probs,
+                    "top_class": tf.gather(self.class_names, tf.argmax(probs, axis=-1))}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
+        def probabilities(self, images):  # noqa: ANN001, ANN201
+            x = images * ((hi - lo) / 255.0) + lo
+            feats = tf.reshape(backbone_fn(x), [tf.shape(images)[0], -1])
+            return tf.nn.softmax(tf.matmul(feats, self.weights) + self.bias)
+
+    module = Classifier()
+    tf.saved_model.save(module, str(saved_model_dir), signatures={"serving_default": module.serve})
+    concrete = module.probabilities.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    tflite_path.write_bytes(converter.convert())
+    from imgtool.engine import LiteRTEngine
+
+    probe = np.random.default_rng(0).integers(0, 256, size=(1, h, w, 3)).astype(np.float32)
+    want = concrete(tf.constant(probe)).numpy()
+    got = LiteRTEngine(tflite_path, (0.0, 255.0)).run(probe.astype(np.uint8))
+    return float(np.max(np.abs(want - got)))
+
+
+def summary_writer(path: Path) -> Callable[[int, float, float, float | None], None]:
+    """TensorBoard summaries (scalars: loss, train and validation accuracy)."""
+    tf = _tf()
+    writer = tf.summary.create_file_writer(str(path))
+
+    def write(epoch: int, loss: float, train_acc: float, val_acc: float | None) -> None:
+        with writer.as_default(step=epoch):
+            tf.summary.scalar("loss", loss)
+            tf.summary.scalar("accuracy/train", train_acc)
+            if val_acc is not None:
+                tf.summary.scalar("accuracy/validation", val_acc)
+        writer.flush()
+
+    return write

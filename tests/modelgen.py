@@ -59,8 +59,9 @@ GRAPH2015_SOFTMAX_SIZE = 1008
 #: Depth of the 2015 graph's ``pool_3:0`` (2048 in the real graph).
 GRAPH2015_POOL3_DIM = 8
 
-#: ``target_class`` -> synset of the generated ``imagenet_2012_challenge_label_map_proto.pbtxt``.
-#: Like the real file, ids are not in synset order.
+#: ``target_class`` -> synset in the generated
+#: ``imagenet_2012_challenge_label_map_proto.pbtxt``. As in the real file, the ids are
+#: not in synset order.
 GRAPH2015_TARGET_CLASSES: dict[int, str] = {
     1: "n01443537",
     2: "n01484850",
@@ -362,7 +363,7 @@ def _graph2015_graph_def(size: int) -> Any:
     graph = tf.Graph()
     with graph.as_default():
         v1 = tf.compat.v1
-        # The real graph holds the panda JPEG in a Const here; a placeholder feeds the same.
+        # The real graph holds the panda JPEG in a Const here; feeding works the same.
         contents = v1.placeholder(tf.string, shape=[], name="DecodeJpeg/contents")
         decoded = tf.raw_ops.DecodeJpeg(contents=contents, channels=3, name="DecodeJpeg")
         image = tf.raw_ops.Cast(x=decoded, DstT=tf.float32, name="Cast")
@@ -462,7 +463,10 @@ def make_2015_archive(out: Path, size: int = 32) -> Path:
     """
     graph_def = _graph2015_graph_def(size)
     members: list[tuple[str, bytes | None]] = [
-        ("classify_image_graph_def.pb", graph_def.SerializeToString()),
+        (
+            "classify_image_graph_def.pb",
+            graph_def.SerializeToString(deterministic=True),
+        ),
         ("imagenet_2012_challenge_label_map_proto.pbtxt", _label_map_pbtxt().encode()),
         ("imagenet_synset_to_human_label_map.txt", _synset_map_txt().encode()),
         ("cropped_panda.jpg", _panda_jpeg()),
@@ -519,6 +523,26 @@ def make_tflite_classifier(
 # --------------------------------------------------------------- benchmark model
 
 
+def _reinit_variance_preserving(net: Any, seed: int = 0) -> None:
+    """Re-initialise ``net``'s conv/dense kernels deterministically (He normal).
+
+    Keras' default glorot init shrinks activations ~sqrt(2)x per ReLU layer, so a
+    randomly initialised Inception v3 outputs ~1e-3 (near-denormal, unlike a trained
+    net, and useless for checking conversion error). He init keeps them O(1).
+    """
+    import numpy as np
+    import tf_keras
+
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        if isinstance(layer, (tf_keras.layers.Conv2D, tf_keras.layers.Dense)):
+            kernel = layer.kernel
+            fan_in = int(np.prod(kernel.shape[:-1]))
+            gain = 2.0 if isinstance(layer, tf_keras.layers.Conv2D) else 1.0
+            values = rng.standard_normal(tuple(kernel.shape), dtype=np.float32)
+            kernel.assign(values * np.float32(np.sqrt(gain / fan_in)))
+
+
 def make_inception_v3_savedmodel(dest: Path, kind: str = "classification") -> Path:
     """Write a full-size, randomly initialised Inception v3 in the TF Hub layout.
 
@@ -527,10 +551,13 @@ def make_inception_v3_savedmodel(dest: Path, kind: str = "classification") -> Pa
     index 0, then Keras' 1000 classes). ``kind="feature_vector"``: 2048-d average-pooled
     features. Built with ``tf_keras`` and wrapped in a ``tf.Module`` with an explicit
     ``tf.function`` (a SavedModel wrapping a Keras 3 model has been seen to convert to a
-    broken ``.tflite``). Weights are Keras' random initialisation: only for benchmarks.
+    broken ``.tflite``). The weights are random (seeded He-normal, so activations have a
+    realistic O(1) scale and the output is deterministic): only for benchmarks.
     """
     if kind not in ("classification", "feature_vector"):
-        raise ValueError(f"kind must be 'classification' or 'feature_vector', got {kind!r}")
+        raise ValueError(
+            f"kind must be 'classification' or 'feature_vector', got {kind!r}"
+        )
     tf = _quiet_tf()
     import tf_keras
 
@@ -543,6 +570,7 @@ def make_inception_v3_savedmodel(dest: Path, kind: str = "classification") -> Pa
         net = tf_keras.applications.InceptionV3(
             weights=None, include_top=False, pooling="avg", input_shape=shape
         )
+    _reinit_variance_preserving(net)
 
     def fn(inputs: Any, training: bool) -> Any:
         outputs = net(inputs * 2.0 - 1.0, training=training)
@@ -581,7 +609,9 @@ def _main() -> None:
         ("hub feature vector", lambda: make_hub_feature_vector(base / "hub_features")),
         (
             "hub tarball",
-            lambda: make_hub_tarball(base / "hub_classifier", base / "hub_classifier.tar.gz"),
+            lambda: make_hub_tarball(
+                base / "hub_classifier", base / "hub_classifier.tar.gz"
+            ),
         ),
         ("2015 archive", lambda: make_2015_archive(base / "inception-2015-12-05.tgz")),
         ("tflite float", lambda: make_tflite_classifier(base / "classifier.tflite")),
