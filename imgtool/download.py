@@ -97,7 +97,7 @@ def _fetch_one(requests, url: str, dest: Path, sha256: str | None, what: str) ->
             expected_n = int(expected) if expected and expected.isdigit() else None
             digest = hashlib.sha256()
             got = 0
-            ui.info(f"Downloading {what or dest.name} from {url}"
+            ui.info(f"Downloading {what + ' from ' if what and what != url else ''}{url}"
                     + (f" ({expected_n / 1e6:.1f} MB)" if expected_n else ""))
             bar = ui.progress(expected_n, what or dest.name)
             try:
@@ -144,6 +144,9 @@ def extract_archive(archive: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive, "r:*") as tar:
+            for member in tar.getmembers():  # the filter would quietly make these relative; refuse
+                if member.name.startswith(("/", "\\")) or ".." in Path(member.name).parts:
+                    raise tarfile.FilterError(f"member {member.name!r} points outside the archive")
             tar.extractall(target, filter="data")
     except tarfile.FilterError as err:
         raise ModelError(f"{archive.name}: unsafe archive refused ({err}); the download is not a model") from None

@@ -6,15 +6,13 @@ imported only inside TFEngine."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Iterator, Protocol
 
 import numpy as np
 
+from imgtool import ui
 from imgtool.errors import ModelError
 
 
@@ -30,29 +28,6 @@ def to_float(images: np.ndarray, value_range: tuple[float, float] | None) -> np.
     return images.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """LiteRT's C++ side prints 'INFO: Created TensorFlow Lite XNNPACK delegate' on fd 2.
-    Swallow INFO lines while the interpreter starts; pass anything else through."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    with tempfile.TemporaryFile() as cap:
-        os.dup2(cap.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            cap.seek(0)
-            for line in cap.read().decode("utf-8", "replace").splitlines():
-                if line.strip() and not line.startswith("INFO:"):
-                    print(line, file=sys.stderr)
-
-
 def default_threads() -> int:
     env = os.environ.get("IMGTOOL_THREADS")
     return int(env) if env else (os.cpu_count() or 1)
@@ -65,7 +40,7 @@ class LiteRTEngine:
 
         self.path = Path(path)
         try:
-            with _quiet_native_stderr():
+            with ui.native_output_filtered():
                 self._it = Interpreter(model_path=str(path), num_threads=threads or default_threads())
                 self._it.allocate_tensors()
         except (ValueError, RuntimeError, OSError) as err:
@@ -140,7 +115,8 @@ class TFEngine:
 
         self.input_size = input_size
         self.value_range = value_range
-        self._fn = tfutil.load_callable(source, graph_tensors, input_size)
+        with ui.native_output_filtered():
+            self._fn = tfutil.load_callable(source, graph_tensors, input_size)
 
     def run(self, images: np.ndarray) -> np.ndarray:
         out = self._fn(to_float(images, self.value_range))

@@ -111,9 +111,10 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
             from imgtool import tfutil
 
             ui.info("Exporting a SavedModel (serving signature) and a single .tflite (TensorFlow is loading)")
-            diff = tfutil.export_classifier(backbone.tf_source, backbone_size, backbone.config.value_range,
-                                            head.weights, head.bias, classes, staging / "saved_model",
-                                            staging / ".model.tflite")
+            with ui.native_output_filtered():
+                diff = tfutil.export_classifier(backbone.tf_source, backbone_size, backbone.config.value_range,
+                                                head.weights, head.bias, classes, staging / "saved_model",
+                                                staging / ".model.tflite")
             tfl = (staging / ".model.tflite").read_bytes()
             (staging / "model.tflite").write_bytes(append_labels_zip(tfl, classes))
             (staging / ".model.tflite").unlink()

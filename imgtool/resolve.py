@@ -351,6 +351,7 @@ def _download_entry(key: str, config: ModelConfig, entry: Path) -> None:
     for stale in tmp.glob(f"{key}.*"):  # left by a killed process; we hold the lock
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     staging = tmp / f"{key}.{os.getpid()}.staging"
+    archive = tmp / f"{key}.{os.getpid()}.download"
     shutil.rmtree(staging, ignore_errors=True)
     src = staging / "source"
     src.mkdir(parents=True)
@@ -360,21 +361,19 @@ def _download_entry(key: str, config: ModelConfig, entry: Path) -> None:
         first = config.urls[0] if config.urls else ""
         is_tflite = config.format == "tflite" or first.split("?")[0].endswith(".tflite")
         if first.startswith("file://"):
-            archive = Path(first[len("file://"):])
+            source_file = Path(first[len("file://"):])
             used = first
         else:
-            archive = tmp / f"{key}.{os.getpid()}.download"
+            source_file = archive
             used = download.fetch(config.urls, archive, sha256=config.sha256, what=config.name)
         record["url"] = used
-        record["sha256"] = download.sha256_file(archive)
+        record["sha256"] = download.sha256_file(source_file)
         if is_tflite:
-            shutil.copyfile(archive, src / "model.tflite")
+            shutil.copyfile(source_file, src / "model.tflite")
             record.update(format="tflite", file="model.tflite")
         else:
-            download.extract_archive(archive, src)
+            download.extract_archive(source_file, src)
             record.update(_describe_source(src, config))
-        if not first.startswith("file://"):
-            archive.unlink(missing_ok=True)
         labels = _fetch_labels(config, src, key)
         if labels is not None:
             store.atomic_write_text(staging / "labels.txt", "\n".join(labels) + "\n")
@@ -384,6 +383,7 @@ def _download_entry(key: str, config: ModelConfig, entry: Path) -> None:
         store.replace_dir(staging, entry)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        archive.unlink(missing_ok=True)
 
 
 def _describe_source(src: Path, config: ModelConfig) -> dict[str, Any]:
@@ -462,7 +462,8 @@ def _ensure_tflite(model: Model, entry: Path, purpose: str = "model") -> Model:
         if conv.get("input_size") and model.config.input_size is None:
             model.config = replace(model.config, input_size=tuple(conv["input_size"]))
     else:
-        model.notes.append(f"running {model.ref} in TensorFlow (slower): its .tflite conversion failed ({conv.get('error')})")
+        model.notes.append(f"warning: running {model.ref} in TensorFlow (slower): its .tflite conversion failed "
+                           f"({conv.get('error')}); `imgtool models remove {model.ref}` retries it")
         if conv.get("input_size") and model.config.input_size is None:
             model.config = replace(model.config, input_size=tuple(conv["input_size"]))
     return model
@@ -492,11 +493,12 @@ def _convert(model: Model, target: Path) -> dict[str, Any]:
                 size = (224, 224)
                 ui.warn(f"{model.ref}: input size unknown, assuming 224x224 (pass --input-size to change)")
         record["input_size"] = list(size)
-        if config.format == "graphdef":
-            reference = tfutil.convert_graphdef(model.tf_source, model.graph_tensors, size, tmp)
-        else:
-            reference = tfutil.convert_savedmodel(model.tf_source, size, tmp)
-        diff, scale = _verify(reference, tmp, size, config.value_range)
+        with ui.native_output_filtered():
+            if config.format == "graphdef":
+                reference = tfutil.convert_graphdef(model.tf_source, model.graph_tensors, size, tmp)
+            else:
+                reference = tfutil.convert_savedmodel(model.tf_source, size, tmp)
+            diff, scale = _verify(reference, tmp, size, config.value_range)
         record["max_diff"] = diff
         if not diff <= VERIFY_TOLERANCE * max(1.0, scale):
             raise ModelError(f"the .tflite disagrees with TensorFlow on a probe image (max diff {diff:.3g})")
@@ -504,11 +506,9 @@ def _convert(model: Model, target: Path) -> dict[str, Any]:
         os.replace(tmp, target)
     except ImgtoolError as err:
         record["error"] = str(err)
-        ui.warn(f"{model.ref}: .tflite conversion failed ({err}); running it in TensorFlow instead")
     except Exception as err:  # noqa: BLE001 - the converter raises anything; TF fallback covers it
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         record["error"] = first
-        ui.warn(f"{model.ref}: .tflite conversion failed ({first}); running it in TensorFlow instead")
     finally:
         tmp.unlink(missing_ok=True)
     return record

@@ -16,7 +16,10 @@ from imgtool.errors import ModelError
 
 def _tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from imgtool import ui
+
+    with ui.native_output_filtered():
+        import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
     return tf

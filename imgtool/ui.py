@@ -5,9 +5,12 @@ the caller asked for quiet, errors always do (the CLI prints them)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
-from typing import Any
+import tempfile
+from typing import Any, Iterator
 
 _quiet = False
 
@@ -63,3 +66,41 @@ class _NoBar:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+# Native-library chatter: LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate",
+# absl/TF's "I0000 00:00:... port.cc:153] oneDNN custom operations are on", the cuInit
+# error on machines without a GPU, the converter's "fully_quantize: 0, ..." on stdout.
+_NOISE = re.compile(r"^(INFO: |WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d|"
+                    r"fully_quantize: |Estimated count of arithmetic ops|Summary on the non-converted ops|"
+                    r"\s*$)")
+
+
+@contextlib.contextmanager
+def native_output_filtered() -> Iterator[None]:
+    """Capture what C++ code writes to fds 1 and 2 while the block runs; drop known
+    chatter and pass anything else to stderr (stdout carries results only)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = (os.dup(1), os.dup(2))
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as cap:
+        os.dup2(cap.fileno(), 1)
+        os.dup2(cap.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ValueError, OSError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            cap.seek(0)
+            for line in cap.read().decode("utf-8", "replace").splitlines():
+                if not _NOISE.match(line):
+                    print(line, file=sys.stderr)

@@ -1,0 +1,301 @@
+"""Downloads, the cache, conversion and both label schemes, against a loopback server
+serving generated models in the real archive formats (TF Hub .tar.gz, the 2015 .tgz)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests import modelgen
+from tests.conftest import invoke, run
+from tests.httpserver import LoopbackServer
+
+pytestmark = pytest.mark.slow
+
+LABELS = ["background"] + [f"label {i}" for i in range(1, 1001)]
+SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("built")
+    cls = modelgen.make_hub_classifier(d / "cls", size=SIZE)
+    feat = modelgen.make_hub_feature_vector(d / "feat", size=SIZE)
+    out = {
+        "cls_dir": cls,
+        "feat_dir": feat,
+        "cls_tgz": modelgen.make_hub_tarball(cls, d / "cls.tar.gz"),
+        "feat_tgz": modelgen.make_hub_tarball(feat, d / "feat.tar.gz"),
+        "graph_tgz": modelgen.make_2015_archive(d / "inception-2015-12-05.tgz", size=SIZE),
+    }
+    for colour, rgb in {"red": (250, 5, 5), "green": (5, 250, 5), "blue": (5, 5, 250)}.items():
+        Image.new("RGB", (64, 48), rgb).save(d / f"{colour}.jpg", quality=95)
+        out[colour] = d / f"{colour}.jpg"
+    return out
+
+
+def _catalog(tmp_path: Path, srv: LoopbackServer, built: dict[str, Path], sha: str | None = None) -> Path:
+    """A catalog file that points the default model names at the loopback server."""
+    srv.add("/hub/cls.tar.gz", built["cls_tgz"].read_bytes())
+    srv.add("/hub/feat.tar.gz", built["feat_tgz"].read_bytes())
+    srv.add("/data/ImageNetLabels.txt", ("\n".join(LABELS) + "\n").encode())
+    srv.add("/models/inception-2015-12-05.tgz", built["graph_tgz"].read_bytes())
+    records = {
+        "inception_v3": {"format": "savedmodel", "urls": [srv.url + "/hub/cls.tar.gz"], "sha256": sha,
+                         "input_size": [SIZE, SIZE], "value_range": [0, 1], "output": "logits",
+                         "labels": {"urls": [srv.url + "/data/ImageNetLabels.txt"]},
+                         "features": "inception_v3_feature_vector"},
+        "inception_v3_feature_vector": {"format": "savedmodel", "urls": [srv.url + "/hub/feat.tar.gz"],
+                                        "input_size": [SIZE, SIZE], "value_range": [0, 1], "output": "features"},
+        "inception_v3_2015": {
+            "format": "graphdef", "urls": [srv.url + "/models/inception-2015-12-05.tgz"],
+            "graph": "classify_image_graph_def.pb", "input_tensor": "Mul:0", "output_tensor": "softmax:0",
+            "feature_tensor": "pool_3:0", "input_size": [SIZE, SIZE], "value_range": [-1, 0.9921875],
+            "output": "probabilities", "features": "inception_v3_2015",
+            "labels": {"format": "imagenet2015", "label_map": "imagenet_2012_challenge_label_map_proto.pbtxt",
+                       "synsets": "imagenet_synset_to_human_label_map.txt"}},
+    }
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps({"models": records}))
+    return path
+
+
+@pytest.fixture
+def served(tmp_path: Path, http_server: LoopbackServer, built: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(_catalog(tmp_path, http_server, built)))
+    return http_server
+
+
+def _top1(stdout: str) -> dict[str, tuple[str, int]]:
+    out = {}
+    for line in stdout.splitlines():
+        r = json.loads(line)
+        if "predictions" in r:
+            out[Path(r["path"]).stem] = (r["predictions"][0]["label"], r["predictions"][0]["index"])
+    return out
+
+
+def test_default_model_downloads_converts_caches_and_classifies(served: LoopbackServer, built: dict, isolated_home: Path) -> None:
+    args = ["classify", "-f", "jsonl", str(built["red"]), str(built["green"]), str(built["blue"])]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert _top1(first.stdout) == {"red": ("label 1", 1), "green": ("label 2", 2), "blue": ("label 3", 3)}
+    assert "Converting inception_v3" in first.stderr
+    entry = isolated_home / "models" / "inception_v3"
+    record = json.loads((entry / "entry.json").read_text())
+    assert record["conversions"]["model"]["ok"] is True
+    assert record["conversions"]["model"]["max_diff"] < 1e-4
+    assert (entry / "model.tflite").stat().st_size == record["conversions"]["model"]["size"]
+    assert served.hits("/hub/cls.tar.gz") == 1 and served.last_query("/hub/cls.tar.gz") == ""
+    # a second run, as a fresh process: no download, no conversion, no TensorFlow import
+    code = ("import sys; from click.testing import CliRunner; from imgtool.cli import cli;"
+            f"r = CliRunner().invoke(cli, {args!r}); print(r.exit_code, 'tensorflow' in sys.modules);"
+            "print(r.stdout, end='')")
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    status, rest = second.stdout.split("\n", 1)
+    assert status == "0 False"
+    assert _top1(rest) == _top1(first.stdout)
+    assert served.hits("/hub/cls.tar.gz") == 1
+
+
+def test_2015_graph_labels_map_through_synsets(served: LoopbackServer, built: dict) -> None:
+    result = invoke("classify", "-m", "inception_v3_2015", "-f", "jsonl", str(built["red"]), str(built["green"]),
+                    str(built["blue"]))
+    assert result.exit_code == 0, result.output
+    expected = {c: (modelgen.GRAPH2015_LABELS[i], i) for c, i in modelgen.CLASSIFIER_IDS.items()}
+    assert _top1(result.stdout) == expected
+    labels = invoke("labels", "-m", "inception_v3_2015").stdout.splitlines()
+    assert len(labels) == modelgen.GRAPH2015_SOFTMAX_SIZE
+    assert labels[1] == f"1\t{modelgen.GRAPH2015_LABELS[1]}"
+    assert labels[0] == "0\t(unused id 0)"
+
+
+def test_hub_url_and_handle_forms(http_server: LoopbackServer, built: dict) -> None:
+    url = http_server.add("/google/x/classification/5", built["cls_tgz"].read_bytes())
+    res = invoke("classify", "-m", url, "--input-size", "32,32", "-f", "jsonl", str(built["blue"]))
+    assert res.exit_code == 0, res.output
+    # no labels anywhere: class numbers, and one warning saying how to fix it
+    assert _top1(res.stdout) == {"blue": ("class 3", 3)}
+    assert "pass --labels FILE" in res.stderr
+
+
+def test_checksum_mismatch_is_exit_3_and_nothing_cached(tmp_path: Path, http_server: LoopbackServer, built: dict,
+                                                         monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(_catalog(tmp_path, http_server, built, sha="0" * 64)))
+    result = run("classify", str(built["red"]))
+    assert result.returncode == 3
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: could not download inception_v3") and "checksum mismatch" in last
+    assert len(result.stderr.strip().splitlines()) == 2  # the "Downloading ..." line and the error
+    assert not (isolated_home / "models" / "inception_v3").exists()
+    assert not any((isolated_home / "tmp").iterdir())
+    good = hashlib.sha256(built["cls_tgz"].read_bytes()).hexdigest()
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(_catalog(tmp_path, http_server, built, sha=good)))
+    assert run("classify", "-q", str(built["red"])).returncode == 0
+
+
+@pytest.mark.parametrize("fault", ["truncate", "drop", "500", "404", "stall", "redirect_loop", "overlong"])
+def test_failed_download_is_clean_and_next_attempt_succeeds(fault: str, served: LoopbackServer, built: dict,
+                                                             isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGTOOL_TIMEOUT", "1")
+    monkeypatch.setenv("IMGTOOL_RETRIES", "1")
+    served.set_fault("/hub/cls.tar.gz", fault)
+    result = run("classify", str(built["red"]))
+    assert result.returncode == 3, result.stderr
+    err = [ln for ln in result.stderr.splitlines() if ln.startswith("Error: ")]
+    assert len(err) == 1 and "inception_v3" in err[0] and "Traceback" not in result.stderr
+    assert not (isolated_home / "models" / "inception_v3" / "entry.json").exists()
+    assert [p.name for p in (isolated_home / "tmp").iterdir()] == []
+    served.set_fault("/hub/cls.tar.gz", None)
+    again = run("classify", "-f", "jsonl", str(built["red"]))
+    assert again.returncode == 0, again.stderr
+    assert _top1(again.stdout) == {"red": ("label 1", 1)}
+
+
+def test_connection_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, built: dict) -> None:
+    monkeypatch.setenv("IMGTOOL_RETRIES", "1")
+    res = run("classify", "-m", LoopbackServer.refused_url("/m.tar.gz"), str(built["red"]))
+    assert res.returncode == 3 and "connection refused" in res.stderr
+
+
+def test_offline_fails_fast_then_works_from_cache(served: LoopbackServer, built: dict,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGTOOL_OFFLINE", "1")
+    res = run("classify", str(built["red"]))
+    assert res.returncode == 3
+    assert "IMGTOOL_OFFLINE" in res.stderr and "imgtool models download inception_v3" in res.stderr
+    assert served.hits("/hub/cls.tar.gz") == 0
+    monkeypatch.delenv("IMGTOOL_OFFLINE")
+    assert run("models", "download", "-q").returncode == 0
+    monkeypatch.setenv("IMGTOOL_OFFLINE", "1")
+    res = run("classify", "-f", "jsonl", str(built["red"]))
+    assert res.returncode == 0 and _top1(res.stdout) == {"red": ("label 1", 1)}
+    assert served.hits("/hub/cls.tar.gz") == 1
+
+
+def test_two_processes_download_once(tmp_path: Path, http_server: LoopbackServer, built: dict,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(_catalog(tmp_path, http_server, built)))
+    http_server.add("/hub/cls.tar.gz", built["cls_tgz"].read_bytes(), chunk_size=4096, delay_per_chunk=0.01)
+    from tests.conftest import IMGTOOL
+
+    procs = [subprocess.Popen([IMGTOOL, "classify", "-f", "jsonl", str(built["green"])], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert all(_top1(o[0]) == {"green": ("label 2", 2)} for o in outs)
+    assert http_server.hits("/hub/cls.tar.gz") == 1
+    assert sum("Downloading inception_v3 from" in o[1] for o in outs) == 1
+
+
+def _evil_tar(members: list[tuple[str, bytes | None, str | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data, link in members:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                info.size = len(data or b"")
+                tar.addfile(info, io.BytesIO(data or b""))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("members", [
+    [("../escape.txt", b"x", None)],
+    [("/abs/escape.txt", b"x", None)],
+    [("link", None, "/etc/passwd"), ("saved_model.pb", b"x", None)],
+    [("sub/link", None, "../../outside")],
+], ids=["dotdot", "absolute", "abs-symlink", "relative-symlink-out"])
+def test_unsafe_archives_are_refused(members: list, http_server: LoopbackServer, built: dict,
+                                     isolated_home: Path, tmp_path: Path) -> None:
+    url = http_server.add("/evil.tar.gz", _evil_tar(members))
+    res = run("classify", "-m", url, str(built["red"]))
+    assert res.returncode == 3
+    assert "unsafe archive refused" in res.stderr
+    assert not (isolated_home / "escape.txt").exists() and not (isolated_home / "models" / "abs").exists()
+    assert not any(p.name == "entry.json" for p in (isolated_home / "models").rglob("*")) \
+        if (isolated_home / "models").exists() else True
+
+
+def test_corrupt_archive(http_server: LoopbackServer, built: dict) -> None:
+    url = http_server.add("/corrupt.tar.gz", b"\x1f\x8b\x08\x00garbage" * 10)
+    res = run("classify", "-m", url, str(built["red"]))
+    assert res.returncode == 3 and "not a readable .tar.gz archive" in res.stderr
+
+
+def test_damaged_cache_entry_is_refetched(served: LoopbackServer, built: dict, isolated_home: Path) -> None:
+    assert run("models", "download", "-q").returncode == 0
+    entry = isolated_home / "models" / "inception_v3"
+    victim = entry / "source" / "saved_model.pb"
+    victim.write_bytes(victim.read_bytes()[:100])
+    res = run("classify", "-f", "jsonl", str(built["red"]))
+    assert res.returncode == 0, res.stderr
+    assert "cached model inception_v3 is damaged (source/saved_model.pb is truncated" in res.stderr
+    assert served.hits("/hub/cls.tar.gz") == 2
+    # a converted .tflite that no longer loads is converted again, with one line
+    (entry / "model.tflite").write_bytes(b"\0" * 10)
+    res = run("classify", "-f", "jsonl", str(built["red"]))
+    assert res.returncode == 0 and _top1(res.stdout) == {"red": ("label 1", 1)}
+    assert "is damaged; converting again" in res.stderr
+
+
+def test_failed_conversion_falls_back_to_tensorflow(served: LoopbackServer, built: dict,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgtool import tfutil
+
+    def broken_convert(source: Path, size: tuple[int, int], dest: Path):  # the Keras-3 failure seen here
+        real = tfutil.load_callable(source, None, size)
+        dest.write_bytes(b"TFL3" + bytes(300_000))
+        return real
+
+    monkeypatch.setattr(tfutil, "convert_savedmodel", broken_convert)
+    res = invoke("classify", "-f", "jsonl", str(built["red"]), str(built["blue"]))
+    assert res.exit_code == 0, res.output
+    assert _top1(res.stdout) == {"red": ("label 1", 1), "blue": ("label 3", 3)}
+    assert res.stderr.count(".tflite conversion failed") == 1
+    assert res.stderr.count("running inception_v3 in TensorFlow") == 1
+    assert "disagrees with TensorFlow" in res.stderr or "not a loadable .tflite" in res.stderr
+
+
+def test_local_savedmodel_pb_and_quantized_tflite(tmp_path: Path, built: dict) -> None:
+    res = invoke("classify", "-m", str(built["cls_dir"]), "-f", "jsonl", str(built["green"]))
+    assert res.exit_code == 0 and _top1(res.stdout)["green"][1] == 2
+    with tarfile.open(built["graph_tgz"]) as tar:
+        tar.extractall(tmp_path / "g", filter="data")
+    res = invoke("classify", "-m", str(tmp_path / "g" / "classify_image_graph_def.pb"), "--input-size", "32,32",
+                 "-f", "jsonl", str(built["blue"]))
+    assert res.exit_code == 0, res.output
+    assert _top1(res.stdout)["blue"] == (modelgen.GRAPH2015_LABELS[3], 3)
+    q = modelgen.make_tflite_classifier(tmp_path / "q.tflite", size=SIZE, quantized=True, labels=LABELS)
+    res = invoke("classify", "-m", str(q), "-f", "jsonl", str(built["red"]), str(built["blue"]))
+    assert _top1(res.stdout) == {"red": ("label 1", 1), "blue": ("label 3", 3)}
+
+
+def test_models_commands(served: LoopbackServer, isolated_home: Path) -> None:
+    assert invoke("models", "path").stdout.strip() == str(isolated_home)
+    assert invoke("models", "download", "inception_v3_2015").exit_code == 0
+    listing = json.loads(invoke("models", "list", "-f", "json").stdout)
+    cached = {m["name"]: m["cached"] for m in listing}
+    assert cached["inception_v3_2015"] is True and cached["inception_v3"] is False
+    assert invoke("models", "path", "inception_v3_2015").stdout.strip() == str(isolated_home / "models" / "inception_v3_2015")
+    assert invoke("models", "remove", "inception_v3_2015").exit_code == 0
+    assert not (isolated_home / "models" / "inception_v3_2015").exists()
+    assert invoke("models", "remove", "inception_v3_2015").exit_code == 3
+
+
+def test_ambiguous_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, built: dict) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inception_v3").mkdir()
+    res = invoke("classify", "-m", "inception_v3", str(built["red"]))
+    assert res.exit_code == 2 and "catalog:inception_v3 or ./inception_v3" in res.stderr
