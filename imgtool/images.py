@@ -144,6 +144,6 @@ def decode(path: str, size: tuple[int, int]) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
             ZeroDivisionError, MemoryError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "truncated" in reason:
+        if "truncated" in reason.lower():
             reason = "truncated or incomplete image file"
         raise ImageError(f"corrupt image ({reason})") from None

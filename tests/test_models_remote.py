@@ -299,3 +299,67 @@ def test_ambiguous_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bu
     (tmp_path / "inception_v3").mkdir()
     res = invoke("classify", "-m", "inception_v3", str(built["red"]))
     assert res.exit_code == 2 and "catalog:inception_v3 or ./inception_v3" in res.stderr
+
+
+def _colour_dataset(root: Path, per_class: int = 6) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name, rgb in {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            arr = np.clip(np.array(rgb) + rng.normal(0, 25, size=(40, 40, 3)), 0, 255).astype("uint8")
+            Image.fromarray(arr).save(root / name / f"{name}_{i}.png")
+    return root
+
+
+def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(served: LoopbackServer, tmp_path: Path) -> None:
+    """The default backbone (inception_v3 -> its feature_vector twin), fetched from the
+    loopback server as a TF Hub archive, converted, and exported both ways."""
+    import numpy as np
+
+    data = _colour_dataset(tmp_path / "colours")
+    out = tmp_path / "colours-model"
+    res = invoke("retrain", str(data), "-o", str(out), "--epochs", "100", "--learning-rate", "0.01", "-f", "json")
+    assert res.exit_code == 0, res.output
+    assert served.hits("/hub/feat.tar.gz") == 1 and served.hits("/hub/cls.tar.gz") == 0
+    m = json.loads(res.stdout)
+    assert m["test"]["accuracy"] == 1.0 and m["backbone"] == "inception_v3"
+    meta = json.loads((out / "imgtool-model.json").read_text())
+    assert meta["exports"]["tflite"] == "model.tflite" and meta["exports"]["tflite_max_diff"] < 1e-4
+    # the model folder keeps working after the cache is cleared
+    assert invoke("models", "remove", "all").exit_code == 0
+    photos = sorted(str(p) for p in data.rglob("*.png"))
+    cls = invoke("classify", "-m", str(out), "-f", "jsonl", "-k", "3", *photos)
+    assert cls.exit_code == 0, cls.output
+    ours = {}
+    for line in cls.stdout.splitlines():
+        r = json.loads(line)
+        ours[r["path"]] = {p["label"]: p["score"] for p in r["predictions"]}
+        assert max(ours[r["path"]], key=ours[r["path"]].get) == Path(r["path"]).parent.name
+    from imgtool import images
+    from imgtool.engine import LiteRTEngine
+    from imgtool.labels import embedded_tflite_labels
+
+    assert embedded_tflite_labels(out / "model.tflite") == ["blue", "green", "red"]
+    batch = np.stack([images.decode(p, (SIZE, SIZE)) for p in photos])
+    lite = LiteRTEngine(out / "model.tflite", (0.0, 255.0)).run(batch)
+    import tensorflow as tf
+
+    serving = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+    tf_out = serving(images=tf.constant(batch.astype("float32")))
+    tf_probs = tf_out["probabilities"].numpy()
+    assert [c.decode() for c in tf_out["top_class"].numpy()] == [Path(p).parent.name for p in photos]
+    ours_arr = np.array([[ours[p][c] for c in ["blue", "green", "red"]] for p in photos])
+    assert np.max(np.abs(lite - tf_probs)) < 1e-4
+    assert np.max(np.abs(ours_arr - tf_probs)) < 1e-4
+
+
+def test_retrain_on_2015_graph_pool3(served: LoopbackServer, tmp_path: Path) -> None:
+    data = _colour_dataset(tmp_path / "colours")
+    res = invoke("retrain", str(data), "-m", "inception_v3_2015", "-o", str(tmp_path / "m"), "--epochs", "100",
+                 "--learning-rate", "0.01", "-f", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["test"]["accuracy"] == 1.0
+    record = json.loads((Path(os.environ["IMGTOOL_HOME"]) / "models" / "inception_v3_2015" / "entry.json").read_text())
+    assert record["conversions"]["features"]["ok"] is True
