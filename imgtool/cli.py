@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from imgtool import __version__, ui
-from imgtool.errors import EXIT_FAILED, EXIT_MODEL, EXIT_USAGE, ImgtoolError
+from imgtool.errors import EXIT_FAILED, ImgtoolError
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -126,8 +126,10 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
     classifier = Classifier(_resolve(model_opts))
     n_ok = n_err = 0
     unmet: list[str] = []
-    with Writer(fmt, csv_header=("path", "rank", "label", "score", "index")) as out:
+    bar = ui.progress(None, "classifying", unit="img")
+    with bar, Writer(fmt, csv_header=("path", "rank", "label", "score", "index")) as out:
         for res in classifier.classify(inputs, top_k=top_k, batch_size=batch_size):
+            bar.update(1)
             shown = display_path(res.path)
             if res.error is not None:
                 n_err += 1
@@ -412,5 +414,3 @@ def main() -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
 
-
-_ = (EXIT_MODEL, EXIT_USAGE)

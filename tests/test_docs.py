@@ -1,0 +1,55 @@
+"""Every command has help with an example, and the README documents it (sqlite-utils' habit)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from imgtool.cli import cli
+from tests.conftest import ROOT, invoke
+
+README = (ROOT / "README.md").read_text()
+
+
+def _commands() -> list[tuple[str, click.Command]]:
+    out = []
+    for name, cmd in cli.commands.items():
+        if isinstance(cmd, click.Group):
+            out += [(f"{name} {sub}", c) for sub, c in cmd.commands.items()]
+        else:
+            out.append((name, cmd))
+    return out
+
+
+@pytest.mark.parametrize("name,cmd", _commands(), ids=[n for n, _ in _commands()])
+def test_every_command_has_help_and_is_in_the_readme(name: str, cmd: click.Command) -> None:
+    assert cmd.help and len(cmd.help) > 20
+    result = invoke(*name.split(), "--help")
+    assert result.exit_code == 0
+    assert f"imgtool {name}" in README, f"README does not show `imgtool {name}`"
+
+
+def test_readme_starts_with_the_two_setup_commands() -> None:
+    first_block = re.search(r"```sh\n(.*?)```", README, re.S)
+    assert first_block is not None
+    assert [ln.split("#")[0].strip() for ln in first_block.group(1).strip().splitlines()] == ["make install", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make install" in ci and "make test" in ci
+
+
+def test_exit_codes_documented_in_help_and_readme() -> None:
+    help_text = invoke("classify", "--help").stdout
+    for code in ("0", "1", "2", "3"):
+        assert re.search(rf"^\s+{code}\s+\w", help_text, re.M)
+        assert f"| {code} |" in README
+
+
+def test_catalog_models_are_in_the_readme() -> None:
+    from imgtool.catalog import load_catalog
+
+    for name in load_catalog():
+        if not name.endswith("_feature_vector"):
+            assert f"`{name}`" in README
