@@ -210,6 +210,8 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--test-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50))
 @click.option("--epochs", default=50, show_default=True, type=click.IntRange(min=1),
               help="Passes over the training bottlenecks.")
+@click.option("--steps", type=click.IntRange(min=1), metavar="N",
+              help="Train for N mini-batch steps instead (retrain.py's --how_many_training_steps).")
 @click.option("--learning-rate", default=0.001, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--l2", default=0.1, show_default=True, type=click.FloatRange(min=0), help="Weight decay.")
@@ -232,7 +234,8 @@ def _sigterm_as_interrupt() -> None:
               help="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
 def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_size: Any, value_range: Any,
-                       validation_percent: float, test_percent: float, epochs: int, learning_rate: float,
+                       validation_percent: float, test_percent: float, epochs: int, steps: int | None,
+                       learning_rate: float,
                        batch_size: int, l2: float, seed: int, bottleneck_dir: Any, flip_left_right: bool,
                        random_crop: float, random_scale: float, random_brightness: float, distorted_copies: int,
                        summaries_dir: Any, print_misclassified: bool, min_accuracy: float | None, fmt: str,
@@ -261,6 +264,7 @@ def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_siz
         test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
         min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
         train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2, seed=seed),
+        steps=steps,
         distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
     result = retrain(opts)
     m = result.metrics

@@ -6,10 +6,11 @@ write the output folder under a temporary name and rename it into place."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class RetrainOptions:
     distortions: Distortions = field(default_factory=Distortions)
     summaries_dir: Path | None = None
     min_accuracy: float | None = None
+    steps: int | None = None  # instead of epochs: mini-batch steps in all
     input_size: tuple[int, int] | None = None
     value_range: tuple[float, float] | None = None
 
@@ -149,6 +151,8 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         timings["distortions"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
+    if opts.steps:
+        opts.train = replace(opts.train, epochs=max(1, math.ceil(opts.steps * opts.train.batch_size / len(x_tr))))
     writer = _summary_writer(opts.summaries_dir)
     every = max(1, opts.train.epochs // 10)
 

@@ -240,3 +240,13 @@ def test_distortions_and_summaries(flowers: Path, embedder: str, tmp_path: Path)
     assert m["options"]["distortions"]["copies"] == 2
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_steps_instead_of_epochs(flowers: Path, embedder: str, tmp_path: Path) -> None:
+    data = _copy_subset(flowers, tmp_path / "f", 6, ["daisy", "roses"])
+    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--steps", "10",
+                 "--batch-size", "4", "-f", "json")
+    assert res.exit_code == 0, res.output
+    # 10 steps of 4 over the training photos: ceil(40 / n_train) epochs
+    n_train = json.loads(res.stdout)["train"]["count"]
+    assert json.loads(res.stdout)["options"]["epochs"] == -(-40 // n_train)
