@@ -316,7 +316,7 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
     if fmt == "json":
         click.echo(json.dumps({**m, "failed_inputs": failed, "misclassified": wrong}, indent=2))
     else:
-        click.echo(metrics_mod.format_text(m, "accuracy on " + str(image_dir) + " -"))
+        click.echo(metrics_mod.format_text(m, str(image_dir)))
         if print_misclassified:
             for w in wrong:
                 click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")

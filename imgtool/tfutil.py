@@ -33,9 +33,11 @@ def _savedmodel_function(tf, source: Path, batch: int | None, input_size: tuple[
         raise ModelError(f"{source}: not a loadable SavedModel ({str(err).splitlines()[0][:160]})") from None
     sig = getattr(obj, "signatures", {}).get("serving_default") if hasattr(obj, "signatures") else None
     if sig is not None:
-        (spec,) = [s for s in sig.structured_input_signature[1].values()] or [None]
+        inputs = sig.structured_input_signature[1]
+        if len(inputs) != 1:
+            raise ModelError(f"{source}: the serving signature takes {len(inputs)} inputs; expected one image batch")
+        in_key, spec = next(iter(inputs.items()))
         out_key = sorted(sig.structured_outputs)[0]
-        in_key = next(iter(sig.structured_input_signature[1]))
         shape = [batch, *(input_size or spec.shape[1:3]), 3]
 
         @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
