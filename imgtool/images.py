@@ -107,12 +107,13 @@ def _quiet_pillow() -> None:
         _warnings_set = True
 
 
-def decode(path: str, size: tuple[int, int]) -> np.ndarray:
+def decode(path: str, size: tuple[int, int], keep_aspect: bool = False) -> np.ndarray:
     """Read an image file into a uint8 array of shape (height, width, 3).
 
     EXIF orientation applied; grayscale, palette, CMYK, 16-bit and alpha made RGB (alpha
     over white); animations give their first frame; decompression bombs refused. Raises
-    ImageError with a one-line reason."""
+    ImageError with a one-line reason. With `keep_aspect`, the image is shrunk to fit
+    within `size` instead (thumbnails)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     _quiet_pillow()
@@ -128,7 +129,9 @@ def decode(path: str, size: tuple[int, int]) -> np.ndarray:
             except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored
                 pass
             im = _to_rgb(im)
-            if im.size != (width, height):
+            if keep_aspect:
+                im.thumbnail((width, height), Image.BILINEAR)
+            elif im.size != (width, height):
                 im = im.resize((width, height), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
     except Image.DecompressionBombError:

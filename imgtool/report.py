@@ -12,11 +12,11 @@ from typing import Any
 from imgtool import images
 
 
-def _thumb(path: str, size: int = 112) -> str:
+def _thumb(path: str, size: int = 224) -> str:
     from PIL import Image
 
     try:
-        arr = images.decode(path, (size, size))
+        arr = images.decode(path, (size, size), keep_aspect=True)
     except Exception:  # noqa: BLE001 - a thumbnail is never worth failing the report
         return ""
     buf = io.BytesIO()
@@ -47,7 +47,9 @@ th {{ font-weight: 600; }} td.name, th.name {{ text-align: left; }}
 .bar {{ background: #e8e8e8; width: 240px; height: 14px; position: relative; }}
 .bar span {{ display: block; height: 100%; background: #3a7; }}
 .grid {{ display: flex; flex-wrap: wrap; gap: 12px; }}
-figure {{ margin: 0; width: 140px; font-size: 12px; }} figure img {{ width: 112px; height: 112px; border-radius: 4px; }}
+figure {{ margin: 0; width: 140px; font-size: 12px; }}
+figure img {{ width: 140px; height: 140px; object-fit: cover; border-radius: 4px; }}
+figcaption {{ overflow-wrap: anywhere; }}
 .wrong {{ color: #b22; }} .right {{ color: #282; }}
 </style></head><body>
 <h1>{esc(title)}</h1>"""]
