@@ -138,7 +138,7 @@ def _reason(err: Exception) -> str:
     return text.splitlines()[0][:120] if text else type(err).__name__
 
 
-def extract_archive(archive: Path, target: Path) -> None:
+def extract_archive(archive: Path, target: Path, what: str = "") -> None:
     """Extract a .tar/.tar.gz safely: tarfile's 'data' filter refuses absolute paths,
     `..`, links pointing outside the target, and device files."""
     target.mkdir(parents=True, exist_ok=True)
@@ -149,9 +149,13 @@ def extract_archive(archive: Path, target: Path) -> None:
                     raise tarfile.FilterError(f"member {member.name!r} points outside the archive")
             tar.extractall(target, filter="data")
     except tarfile.FilterError as err:
-        raise ModelError(f"{archive.name}: unsafe archive refused ({err}); the download is not a model") from None
+        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); the download is not a model") from None
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise ModelError(f"{archive.name}: not a readable .tar.gz archive ({err}); the download is corrupt") from None
+        reason = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else type(err).__name__
+        if "could not be opened successfully" in reason:  # tarfile lists every method it tried, one a line
+            reason = "not a gzip, bzip2, xz or plain tar file"
+        raise ModelError(f"{what or archive.name}: not a readable .tar.gz archive ({reason}); "
+                         "the download is corrupt") from None
 
 
 def sha256_file(path: Path) -> str:

@@ -42,32 +42,47 @@ def walk_images(folder: str) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
+def _stat_problem(path: str) -> tuple[os.stat_result | None, str | None]:
+    """stat() without opening (a FIFO opened for reading waits for a writer forever)."""
+    try:
+        return os.stat(path), None
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return None, "broken symbolic link (its target does not exist)"
+        return None, "no such file or directory"
+    except OSError as err:
+        return None, f"cannot access ({err.strerror or err})"
+
+
+NOT_REGULAR = "not a regular file (a FIFO, socket or device); give an image file"
+
+
+def not_a_regular_file(path: str) -> str | None:
+    """Why `path` cannot be read as an image file, or None for a regular file."""
+    st, problem = _stat_problem(path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return NOT_REGULAR
+    return problem
+
+
 def expand_inputs(paths: Iterable[str]) -> Iterator[Input]:
     """Files as given, directories walked; order stable. Problems become `Input.error`."""
     for p in paths:
-        try:
-            st = os.stat(p)
-        except FileNotFoundError:
-            if os.path.islink(p):
-                yield Input(p, "broken symbolic link (its target does not exist)")
-            else:
-                yield Input(p, "no such file or directory")
-            continue
-        except OSError as err:
-            yield Input(p, f"cannot access ({err.strerror or err})")
-            continue
-        if stat.S_ISDIR(st.st_mode):
+        st, problem = _stat_problem(p)
+        if st is None:
+            yield Input(p, problem)
+        elif stat.S_ISDIR(st.st_mode):
             found = False
             for f in walk_images(p):
                 found = True
-                yield Input(f)
+                yield Input(f, not_a_regular_file(f))
             if not found:
                 yield Input(p, "folder holds no images (looked for "
                             + " ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS)) + ")")
         elif stat.S_ISREG(st.st_mode):
             yield Input(p)
         else:
-            yield Input(p, "not a regular file (a FIFO, socket or device); give an image file")
+            yield Input(p, NOT_REGULAR)
 
 
 def _to_rgb(im):  # noqa: ANN001, ANN202 - PIL image in, PIL image out
@@ -124,6 +139,7 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False) -> np.nd
                 raise Image.DecompressionBombError(f"{im.width}x{im.height}")
             if im.format == "JPEG":
                 im.draft("RGB", (width, height))  # DCT scaling: decode big JPEGs at a smaller size
+            im.load()  # decode the pixels here: a corrupt stream must raise now, not inside the EXIF guard
             try:
                 im = ImageOps.exif_transpose(im) or im
             except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored

@@ -65,6 +65,16 @@ class Model:
             try:
                 return LiteRTEngine(self.tflite, self.config.value_range)
             except ModelError:
+                if self.entry is not None and self.tf_source is None and self.config.urls:
+                    # the downloaded file itself no longer loads (changed at the same size): fetch it again
+                    key = self.entry.name
+                    with store.lock(key):
+                        ui.info(f"cached model {self.config.name} no longer loads (damaged in the cache); "
+                                "downloading it again")
+                        _download_entry(key, self.config, self.entry)
+                    if self.labels is None:  # they were read from the damaged file
+                        self.labels = labels_mod.embedded_tflite_labels(self.tflite)
+                    return LiteRTEngine(self.tflite, self.config.value_range)
                 if self.entry is None or self.tf_source is None:
                     raise
                 ui.info(f"the cached conversion {self.tflite} no longer loads; converting again")
@@ -370,9 +380,10 @@ def _download_entry(key: str, config: ModelConfig, entry: Path) -> None:
         record["sha256"] = download.sha256_file(source_file)
         if is_tflite:
             shutil.copyfile(source_file, src / "model.tflite")
+            _check_tflite_loads(src / "model.tflite", config.name, used)
             record.update(format="tflite", file="model.tflite")
         else:
-            download.extract_archive(source_file, src)
+            download.extract_archive(source_file, src, what=config.name)
             record.update(_describe_source(src, config))
         labels = _fetch_labels(config, src, key)
         if labels is not None:
@@ -384,6 +395,22 @@ def _download_entry(key: str, config: ModelConfig, entry: Path) -> None:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         archive.unlink(missing_ok=True)
+
+
+def _check_tflite_loads(path: Path, name: str, url: str) -> None:
+    """A .tflite download whose length looked right can still be cut short (a server that
+    announces fewer bytes than it sends): load it before it is cached."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from imgtool.errors import DownloadError
+
+    try:
+        with ui.native_output_filtered():
+            Interpreter(model_path=str(path))
+    except (ValueError, RuntimeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DownloadError(f"could not download {name}: {url}: the file received is not a loadable .tflite "
+                            f"model ({first}); nothing was cached") from None
 
 
 def _describe_source(src: Path, config: ModelConfig) -> dict[str, Any]:

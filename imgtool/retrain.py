@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from imgtool import bottlenecks, dataset, metrics, ui
+from imgtool.images import not_a_regular_file
 from imgtool.errors import ImgtoolError
 from imgtool.train import TrainConfig
 
@@ -103,6 +104,10 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     shas: dict[str, str] = {}
     unreadable: list[tuple[str, str]] = []
     for path, _, _ in files:
+        problem = not_a_regular_file(path)
+        if problem is not None:
+            unreadable.append((path, problem))
+            continue
         try:
             shas[path] = bottlenecks.file_sha256(path)
         except OSError as err:

@@ -454,9 +454,9 @@ def build_corpus(root: Path) -> list[Case]:
     fake_dir = root / "directory_named.jpg"
     fake_dir.mkdir()
     b.add("directory_named_jpg", fake_dir, "error",
-          "An empty directory whose name ends in .jpg, given as a direct file input: a one-line 'not a "
-          "regular file' error, not IsADirectoryError traceback. (During a walk it is just a folder to "
-          "descend into.)")
+          "An empty directory whose name ends in .jpg, given as a direct input: a one-line error, not an "
+          "IsADirectoryError traceback (imgtool takes folders as inputs, so it walks it and says the folder "
+          "holds no images). (During a walk it is just a folder to descend into.)")
 
     if hasattr(os, "mkfifo"):
         fifo = root / "fifo.jpg"
