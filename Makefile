@@ -12,8 +12,8 @@ test:               ## the whole suite (real fixtures from ../shared/fixtures or
 	$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc
 
-bench:              ## benchmarks; figures go to BENCHMARKS.md by hand, with date and machine
-	$(PY) benchmarks/run.py
+bench:              ## benchmarks (~7 min; BENCH_ARGS=--quick ~3 min); figures go to BENCHMARKS.md by hand, with date and machine
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

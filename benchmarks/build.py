@@ -78,6 +78,18 @@ def home_key() -> str:
     return f"{models_key()}-imgtool{_version('imgtool')}-litert{_version('ai-edge-litert')}-{_digest(*srcs)}"
 
 
+def _prune(keep: Path, prefix: str, log=print) -> None:  # noqa: ANN001
+    """Drop other cached builds of this kind (a key changes when its inputs change, so
+    they are stale) and leftovers of interrupted builds older than an hour."""
+    for p in keep.parent.glob(f"{prefix}*"):
+        if p != keep and p.is_dir():
+            log(f"removing the stale benchmark build {p}")
+            shutil.rmtree(p, ignore_errors=True)
+    for p in keep.parent.glob(f".{prefix}*"):
+        if p.is_dir() and time.time() - p.stat().st_mtime > 3600:
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _build_savedmodels(out: Path) -> None:
     """(child process) Build both Inception v3 SavedModels and their hub tarballs."""
     from tests import modelgen
@@ -106,6 +118,7 @@ def ensure_models(python: str, rebuild: bool = False, log=print) -> Path:  # noq
     if d.exists():
         shutil.rmtree(d)
     os.replace(tmp, d)
+    _prune(d, "models-", log)
     return d
 
 
@@ -181,6 +194,7 @@ def ensure_home(imgtool: str, models: Path, rebuild: bool = False, log=print) ->
         if d.exists():
             shutil.rmtree(d)
         os.replace(home, d)
+        _prune(d, "home-", log)
         return d, info
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

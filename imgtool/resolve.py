@@ -509,7 +509,7 @@ def _convert(model: Model, target: Path) -> dict[str, Any]:
 
     config = model.config
     assert model.tf_source is not None
-    ui.info(f"Converting {model.ref} to .tflite once (TensorFlow is loading; later runs skip this)")
+    ui.info(f"Converting {config.name} to .tflite once (TensorFlow is loading; later runs skip this)")
     size = config.input_size
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     record: dict[str, Any] = {"ok": False, "converted": time.time()}
