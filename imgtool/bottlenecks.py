@@ -72,7 +72,8 @@ class BottleneckCache:
 
     def put(self, sha: str, vector: np.ndarray) -> None:
         payload = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-        store.atomic_write_bytes(self._path(sha), hashlib.sha256(payload).digest() + payload)
+        # no fsync: a torn entry fails its checksum on read and is recomputed
+        store.atomic_write_bytes(self._path(sha), hashlib.sha256(payload).digest() + payload, durable=False)
 
 
 def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,

@@ -119,8 +119,11 @@ def validate_files(files: list[tuple[str, str, int]], known_good: set[str] | Non
         except ImageError as err:
             return str(err)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        verdicts = list(pool.map(check, files))
+    if all(f[0] in known_good for f in files):
+        verdicts: list[str | None] = [None] * len(files)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            verdicts = list(pool.map(check, files))
     good = [f for f, v in zip(files, verdicts) if v is None]
     bad = [(f[0], v) for f, v in zip(files, verdicts) if v is not None]
     return good, bad

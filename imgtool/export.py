@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -78,9 +79,72 @@ def append_labels_zip(tflite_bytes: bytes, labels: list[str]) -> bytes:
     return tflite_bytes + buf.getvalue()
 
 
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Hard-link when on the same filesystem (an 87 MB backbone costs nothing twice; the
+    cache never writes into a file in place, so sharing inodes is safe), else copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+EXPORT_CACHE_KEEP = 3  # most recent TF exports kept in IMGTOOL_HOME/exports
+
+
+def _export_key(backbone_ident: str, head: Head, classes: list[str], size: tuple[int, int]) -> str:
+    h = hashlib.sha256(f"{backbone_ident}|{size}|{__version__}|".encode())
+    h.update(head.weights.tobytes())
+    h.update(head.bias.tobytes())
+    h.update("\n".join(classes).encode("utf-8"))
+    return h.hexdigest()[:24]
+
+
+def _tf_exports(staging: Path, backbone: Model, size: tuple[int, int], head: Head, classes: list[str],
+                backbone_ident: str) -> dict[str, Any]:
+    """saved_model/ and model.tflite for a TF backbone. TensorFlow's save + convert costs
+    ~15 s on Inception v3, so the result is kept in IMGTOOL_HOME/exports under a key of
+    backbone + weights + classes, and an identical later run links it instead."""
+    assert backbone.tf_source is not None
+    cache_root = store.home() / "exports"
+    cached = cache_root / _export_key(backbone_ident, head, classes, size)
+    record = store.read_json(cached / "exports.json")
+    if record and (cached / "model.tflite").is_file() and (cached / "saved_model").is_dir():
+        ui.info("Reusing the SavedModel/.tflite export of an identical earlier run")
+        shutil.copytree(cached / "saved_model", staging / "saved_model", copy_function=link_or_copy)
+        link_or_copy(cached / "model.tflite", staging / "model.tflite")
+        return record
+    from imgtool import tfutil
+
+    ui.info("Exporting a SavedModel (serving signature) and a single .tflite (TensorFlow is loading)")
+    with ui.native_output_filtered():
+        diff = tfutil.export_classifier(backbone.tf_source, size, backbone.config.value_range,
+                                        head.weights, head.bias, classes, staging / "saved_model",
+                                        staging / ".model.tflite")
+    tfl = (staging / ".model.tflite").read_bytes()
+    (staging / "model.tflite").write_bytes(append_labels_zip(tfl, classes))
+    (staging / ".model.tflite").unlink()
+    record = {"saved_model": "saved_model", "tflite": "model.tflite",
+              "input": "float32 [N,H,W,3], pixel values 0..255", "tflite_max_diff": diff}
+    tmp = cache_root / f".{cached.name}.{os.getpid()}.tmp"
+    try:
+        shutil.copytree(staging / "saved_model", tmp / "saved_model", copy_function=link_or_copy)
+        link_or_copy(staging / "model.tflite", tmp / "model.tflite")
+        store.atomic_write_json(tmp / "exports.json", record)
+        store.replace_dir(tmp, cached)
+        entries = sorted((p for p in cache_root.iterdir() if not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[EXPORT_CACHE_KEEP:]:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as err:  # the cache is an optimisation; the model folder is what matters
+        ui.warn(f"could not keep the export for reuse ({err})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return record
+
+
 def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, int], head: Head,
                     classes: list[str], metrics: dict[str, Any], report_html: str,
-                    image_dir: Path) -> dict[str, Any]:
+                    image_dir: Path, backbone_ident: str = "", tf_exports: bool = True) -> dict[str, Any]:
     staging.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "format": "imgtool-retrained", "version": 1, "imgtool": __version__,
@@ -91,7 +155,7 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
         "exports": {},
     }
     if backbone.tflite is not None:
-        shutil.copyfile(backbone.tflite, staging / "backbone.tflite")
+        link_or_copy(backbone.tflite, staging / "backbone.tflite")
         record["backbone"]["file"] = "backbone.tflite"
     else:
         assert backbone.tf_source is not None
@@ -106,20 +170,11 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
     (staging / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (staging / "report.html").write_text(report_html, encoding="utf-8")
-    if backbone.tf_source is not None and backbone.config.format == "savedmodel":
+    if backbone.tf_source is not None and backbone.config.format == "savedmodel" and not tf_exports:
+        record["exports"] = {"note": "skipped (--no-export)"}
+    elif backbone.tf_source is not None and backbone.config.format == "savedmodel":
         try:
-            from imgtool import tfutil
-
-            ui.info("Exporting a SavedModel (serving signature) and a single .tflite (TensorFlow is loading)")
-            with ui.native_output_filtered():
-                diff = tfutil.export_classifier(backbone.tf_source, backbone_size, backbone.config.value_range,
-                                                head.weights, head.bias, classes, staging / "saved_model",
-                                                staging / ".model.tflite")
-            tfl = (staging / ".model.tflite").read_bytes()
-            (staging / "model.tflite").write_bytes(append_labels_zip(tfl, classes))
-            (staging / ".model.tflite").unlink()
-            record["exports"] = {"saved_model": "saved_model", "tflite": "model.tflite",
-                                 "input": "float32 [N,H,W,3], pixel values 0..255", "tflite_max_diff": diff}
+            record["exports"] = _tf_exports(staging, backbone, backbone_size, head, classes, backbone_ident)
         except Exception as err:  # noqa: BLE001 - the exports are extras; the model itself is written
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             ui.warn(f"SavedModel/.tflite export skipped ({first}); the model folder still works with imgtool")
@@ -129,7 +184,7 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
                                      "runs beside it (backbone.tflite + head.npz)"}
     (staging / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     for p in staging.rglob("*"):
-        if p.is_file():
+        if p.is_file() and p.stat().st_nlink == 1:  # linked files are already on disk
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
     return record

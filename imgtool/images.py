@@ -141,7 +141,7 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False) -> np.nd
                 im.draft("RGB", (width, height))  # DCT scaling: decode big JPEGs at a smaller size
             im.load()  # decode the pixels here: a corrupt stream must raise now, not inside the EXIF guard
             try:
-                im = ImageOps.exif_transpose(im) or im
+                ImageOps.exif_transpose(im, in_place=True)
             except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored
                 pass
             im = _to_rgb(im)

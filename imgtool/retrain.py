@@ -47,6 +47,7 @@ class RetrainOptions:
     summaries_dir: Path | None = None
     min_accuracy: float | None = None
     steps: int | None = None  # instead of epochs: mini-batch steps in all
+    tf_exports: bool = True  # SavedModel + .tflite for TF backbones
     input_size: tuple[int, int] | None = None
     value_range: tuple[float, float] | None = None
 
@@ -208,7 +209,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             return result
 
     t4 = time.perf_counter()
-    result.output = _write(opts, backbone, size, head, classes, result_metrics, misclassified)
+    result.output = _write(opts, backbone, size, head, classes, result_metrics, misclassified, ident)
     timings["export"] = time.perf_counter() - t4
     timings["total"] = time.perf_counter() - t0
     return result
@@ -246,7 +247,7 @@ def _summary_writer(path: Path | None) -> Any:
 
 
 def _write(opts: RetrainOptions, backbone: Any, size: tuple[int, int], head: Any, classes: list[str],
-           result_metrics: dict[str, Any], misclassified: list[dict[str, Any]]) -> Path:
+           result_metrics: dict[str, Any], misclassified: list[dict[str, Any]], ident: str) -> Path:
     from imgtool import export, report, store
 
     output = opts.output or export.default_output(opts.image_dir)
@@ -255,7 +256,8 @@ def _write(opts: RetrainOptions, backbone: Any, size: tuple[int, int], head: Any
     shutil.rmtree(staging, ignore_errors=True)
     try:
         html = report.render(result_metrics, misclassified, f"imgtool retrain: {Path(opts.image_dir).name}")
-        export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.image_dir))
+        export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.image_dir),
+                               backbone_ident=ident, tf_exports=opts.tf_exports)
         if output.exists():
             ui.info(f"replacing the previous model in {output}")
         store.replace_dir(staging, output)

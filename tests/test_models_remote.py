@@ -327,6 +327,12 @@ def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(served:
     assert m["test"]["accuracy"] == 1.0 and m["backbone"] == "inception_v3"
     meta = json.loads((out / "imgtool-model.json").read_text())
     assert meta["exports"]["tflite"] == "model.tflite" and meta["exports"]["tflite_max_diff"] < 1e-4
+    # an identical second run reuses the TF export instead of paying for TensorFlow again
+    again = invoke("retrain", str(data), "-o", str(tmp_path / "again"), "--epochs", "100", "--learning-rate", "0.01")
+    assert again.exit_code == 0 and "Reusing the SavedModel/.tflite export" in again.stderr
+    assert (tmp_path / "again" / "model.tflite").read_bytes() == (out / "model.tflite").read_bytes()
+    skipped = invoke("retrain", str(data), "-o", str(tmp_path / "plain"), "--no-export", "--epochs", "3")
+    assert skipped.exit_code == 0 and not (tmp_path / "plain" / "saved_model").exists()
     # the model folder keeps working after the cache is cleared
     assert invoke("models", "remove", "all").exit_code == 0
     photos = sorted(str(p) for p in data.rglob("*.png"))
