@@ -213,6 +213,7 @@ def _save_hub_module(
     variables: Sequence[Any],
     size: int,
     trainable: bool = True,
+    trainable_variables: Sequence[Any] | None = None,
 ) -> Path:
     """Save ``fn`` (float images [batch, size, size, 3] in [0,1]) as a hub SavedModel.
 
@@ -220,7 +221,9 @@ def _save_hub_module(
     signature (input ``inputs``, output ``output_0``).
     """
     tf = _quiet_tf()
-    module = _hub_module_class()(fn, variables, variables if trainable else [])
+    if trainable_variables is None:
+        trainable_variables = variables if trainable else []
+    module = _hub_module_class()(fn, variables, trainable_variables)
     spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="inputs")
     for training in (False, True):
         module.__call__.get_concrete_function(spec, training=training)
@@ -579,21 +582,8 @@ def make_inception_v3_savedmodel(dest: Path, kind: str = "classification") -> Pa
         return outputs
 
     module_vars = list(net.trainable_variables) + list(net.non_trainable_variables)
-    module = _hub_module_class()(fn, module_vars, net.trainable_variables)
-    spec = tf.TensorSpec([None, *shape], tf.float32, name="inputs")
-    for training in (False, True):
-        module.__call__.get_concrete_function(spec, training=training)
-
-    @tf.function(input_signature=[spec])
-    def serving_default(inputs: Any) -> Any:
-        return module(inputs, training=False)
-
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    tf.saved_model.save(
-        module, str(dest), signatures={"serving_default": serving_default}
-    )
-    return dest
+    return _save_hub_module(dest, fn, module_vars, _INCEPTION_SIZE,
+                            trainable_variables=net.trainable_variables)
 
 
 # --------------------------------------------------------------------------- main
