@@ -65,29 +65,37 @@ class Model:
             try:
                 return LiteRTEngine(self.tflite, self.config.value_range)
             except ModelError:
-                if self.entry is not None and self.tf_source is None and self.config.urls:
-                    # the downloaded file itself no longer loads (changed at the same size): fetch it again
-                    key = self.entry.name
-                    with store.lock(key):
-                        ui.info(f"cached model {self.config.name} no longer loads (damaged in the cache); "
-                                "downloading it again")
-                        _download_entry(key, self.config, self.entry)
-                    if self.labels is None:  # they were read from the damaged file
-                        self.labels = labels_mod.embedded_tflite_labels(self.tflite)
-                    return LiteRTEngine(self.tflite, self.config.value_range)
-                if self.entry is None or self.tf_source is None:
-                    raise
-                ui.info(f"the cached conversion {self.tflite} no longer loads; converting again")
-                self.tflite.unlink(missing_ok=True)
-                again = _ensure_tflite(self, self.entry, purpose=self.tflite.stem)
-                if again.tflite is not None:
-                    return LiteRTEngine(again.tflite, self.config.value_range)
-                self.tflite = None
+                if self.entry is None:
+                    raise  # the user's own file: nothing of ours to repair
+                repaired = self._repair_cached_tflite()
+                if repaired is not None:
+                    return repaired
         if self.tf_source is None:
             raise ModelError(f"{self.ref}: nothing runnable was found")
         if self.input_size is None:
             raise ModelError(f"{self.ref}: cannot tell the input size; pass --input-size HEIGHT,WIDTH")
         return TFEngine(self.tf_source, self.input_size, self.config.value_range, self.graph_tensors)
+
+    def _repair_cached_tflite(self) -> Engine | None:
+        """A cached .tflite that no longer loads: a download is fetched again, a
+        conversion made again (None: conversion failed, run in TF)."""
+        assert self.entry is not None and self.tflite is not None
+        if self.tf_source is None:
+            if not self.config.urls:
+                raise ModelError(f"{self.ref}: the cached model no longer loads; `imgtool models remove` it")
+            with store.lock(self.entry.name):
+                ui.info(f"cached model {self.config.name} no longer loads (damaged in the cache); downloading it again")
+                _download_entry(self.entry.name, self.config, self.entry)
+            if self.labels is None:  # they were read from the damaged file
+                self.labels = labels_mod.embedded_tflite_labels(self.tflite)
+            return LiteRTEngine(self.tflite, self.config.value_range)
+        ui.info(f"the cached conversion {self.tflite} no longer loads; converting again")
+        self.tflite.unlink(missing_ok=True)
+        again = _ensure_tflite(self, self.entry, purpose=self.tflite.stem)
+        if again.tflite is not None:
+            return LiteRTEngine(again.tflite, self.config.value_range)
+        self.tflite = None
+        return None
 
 
 # ---------------------------------------------------------------- parsing references
