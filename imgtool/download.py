@@ -66,7 +66,8 @@ def fetch(urls: list[str] | tuple[str, ...], dest: Path, *, sha256: str | None =
             except DownloadError as err:
                 errors.append(str(err))
             break
-    raise DownloadError(f"could not download {what or dest.name}: {errors[-1]}")
+    tried = f" (tried {len(urls)} URLs; the last said)" if len(urls) > 1 else ""
+    raise DownloadError(f"could not download {what or dest.name}{tried}: {errors[-1]}")
 
 
 class _Retryable(Exception):

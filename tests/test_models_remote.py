@@ -369,3 +369,21 @@ def test_retrain_on_2015_graph_pool3(served: LoopbackServer, tmp_path: Path) -> 
     assert json.loads(res.stdout)["test"]["accuracy"] == 1.0
     record = json.loads((Path(os.environ["IMGTOOL_HOME"]) / "models" / "inception_v3_2015" / "entry.json").read_text())
     assert record["conversions"]["features"]["ok"] is True
+
+
+def test_second_url_is_a_mirror(tmp_path: Path, http_server: LoopbackServer, built: dict,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    good = http_server.add("/mirror/cls.tar.gz", built["cls_tgz"].read_bytes())
+    bad = http_server.add("/gone/cls.tar.gz", b"", fault="404")
+    record = {"format": "savedmodel", "urls": [bad, good], "input_size": [SIZE, SIZE], "value_range": [0, 1],
+              "output": "logits"}
+    (tmp_path / "c.json").write_text(json.dumps({"models": {"mirrored": record}}))
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(tmp_path / "c.json"))
+    res = invoke("classify", "-m", "mirrored", "-f", "jsonl", str(built["green"]))
+    assert res.exit_code == 0, res.output
+    assert _top1(res.stdout)["green"][1] == 2
+    assert http_server.hits("/gone/cls.tar.gz") == 1 and http_server.hits("/mirror/cls.tar.gz") == 1
+    http_server.set_fault("/mirror/cls.tar.gz", "404")
+    invoke("models", "remove", "mirrored")
+    res = invoke("classify", "-m", "mirrored", str(built["green"]))
+    assert res.exit_code == 3 and "(tried 2 URLs; the last said)" in res.stderr
