@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from imgtool import images
@@ -24,21 +24,12 @@ class Sample:
     split: str = "train"
 
 
-@dataclass
-class Dataset:
-    root: Path
-    classes: list[str]
-    samples: list[Sample]
-    bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-
-    def by_split(self, split: str) -> list[Sample]:
-        return [s for s in self.samples if s.split == split]
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        out = {c: {s: 0 for s in SPLITS} for c in self.classes}
-        for s in self.samples:
-            out[self.classes[s.label]][s.split] += 1
-        return out
+def split_counts(classes: list[str], samples: list[Sample]) -> dict[str, dict[str, int]]:
+    """{class: {"train": n, "validation": n, "test": n}}"""
+    out = {c: {s: 0 for s in SPLITS} for c in classes}
+    for s in samples:
+        out[classes[s.label]][s.split] += 1
+    return out
 
 
 def _hash_percent(rel: str) -> float:

@@ -6,7 +6,6 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np

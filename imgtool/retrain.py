@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,6 @@ class RetrainResult:
     metrics: dict[str, Any]
     misclassified: list[dict[str, Any]]
     below_minimum: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _distort(arr: np.ndarray, d: Distortions, rng: np.random.Generator) -> np.ndarray:
@@ -84,8 +82,6 @@ def _distort(arr: np.ndarray, d: Distortions, rng: np.random.Generator) -> np.nd
 def retrain(opts: RetrainOptions) -> RetrainResult:
     from imgtool.resolve import resolve
 
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
     classes, files = dataset.scan(opts.image_dir)
     raw = dataset.assign_splits(files, len(classes), opts.validation_percent, opts.test_percent)
     dataset.check_sizes(classes, raw, opts.validation_percent, opts.test_percent)  # before any heavy work
@@ -94,87 +90,24 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     for note in backbone.notes:
         ui.info(note)
     engine = backbone.engine()
-    size = engine.input_size
     ident_file = backbone.tflite or backbone.tf_source
     assert ident_file is not None
     ident = bottlenecks.backbone_id(ident_file if ident_file.is_file() else ident_file / "saved_model.pb",
-                                    size, backbone.config.value_range, extra=str(backbone.graph_tensors or ""))
+                                    engine.input_size, backbone.config.value_range,
+                                    extra=str(backbone.graph_tensors or ""))
     cache = bottlenecks.BottleneckCache(ident, opts.bottleneck_dir)
-    timings["resolve"] = time.perf_counter() - t0
 
-    shas: dict[str, str] = {}
-    unreadable: list[tuple[str, str]] = []
-    for path, _, _ in files:
-        problem = not_a_regular_file(path)
-        if problem is not None:
-            unreadable.append((path, problem))
-            continue
-        try:
-            shas[path] = bottlenecks.file_sha256(path)
-        except OSError as err:
-            unreadable.append((path, f"cannot read ({err.strerror or err})"))
-    readable = [f for f in files if f[0] in shas]
-    known = {p for p, s in shas.items() if cache.has(s)}
-    good, bad = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
-    bad = unreadable + bad
-    for path, why in bad:
-        ui.warn(f"skipping {path}: {why}")
-    samples = dataset.assign_splits(good, len(classes), opts.validation_percent, opts.test_percent)
-    dataset.check_sizes(classes, samples, opts.validation_percent, opts.test_percent)
-    ds = dataset.Dataset(Path(opts.image_dir), classes, samples, bad)
-    counts = ds.counts()
-    for c in classes:
-        n = counts[c]
-        ui.info(f"  {c}: {sum(n.values())} images ({n['train']} train, {n['validation']} validation, {n['test']} test)")
-    timings["scan"] = time.perf_counter() - t0 - timings["resolve"]
-
-    t1 = time.perf_counter()
-    paths = [s.path for s in samples]
-    feats: list[np.ndarray | None] = [None] * len(samples)
-    failed: set[int] = set()
-    for i, vec, err in bottlenecks.extract(engine, paths, [shas[p] for p in paths], cache,
-                                           workers=bottlenecks.default_workers()):
-        if vec is None:
-            ui.warn(f"skipping {paths[i]}: {err}")
-            failed.add(i)
-        else:
-            feats[i] = vec
-    timings["bottlenecks"] = time.perf_counter() - t1
-    if failed:
-        samples = [s for i, s in enumerate(samples) if i not in failed]
-        feats = [f for i, f in enumerate(feats) if i not in failed]
-        dataset.check_sizes(classes, samples, opts.validation_percent, opts.test_percent)
-    x_all = np.stack(feats).astype(np.float32)  # type: ignore[arg-type]
+    samples, shas, bad = _usable_samples(opts, classes, files, cache)
+    samples, x_all = _features(engine, samples, shas, cache, classes, opts)
     y_all = np.array([s.label for s in samples])
     split = np.array([s.split for s in samples])
     tr, va, te = (split == "train"), (split == "validation"), (split == "test")
     x_tr, y_tr = x_all[tr], y_all[tr]
-
     if opts.distortions.active():
-        t2 = time.perf_counter()
         x_aug, y_aug = _distorted_features(engine, [s for s in samples if s.split == "train"], opts)
         x_tr, y_tr = np.concatenate([x_tr, x_aug]), np.concatenate([y_tr, y_aug])
-        timings["distortions"] = time.perf_counter() - t2
 
-    t3 = time.perf_counter()
-    if opts.steps:
-        opts.train = replace(opts.train, epochs=max(1, math.ceil(opts.steps * opts.train.batch_size / len(x_tr))))
-    writer = _summary_writer(opts.summaries_dir)
-    every = max(1, opts.train.epochs // 10)
-
-    def on_epoch(epoch: int, loss: float, train_acc: float, val_acc: float | None) -> None:
-        if epoch % every == 0 or epoch == opts.train.epochs:
-            ui.info(f"  epoch {epoch:4}/{opts.train.epochs}: loss {loss:.4f}, train accuracy {train_acc:.1%}"
-                    + (f", validation accuracy {val_acc:.1%}" if val_acc is not None else ""))
-        if writer is not None:
-            writer(epoch, loss, train_acc, val_acc)
-
-    from imgtool.train import train
-
-    ui.info(f"Training the last layer on {len(x_tr)} examples ({opts.train.epochs} epochs)")
-    head, history = train(x_tr, y_tr, len(classes), opts.train, x_all[va], y_all[va], on_epoch=on_epoch)
-    timings["train"] = time.perf_counter() - t3
-
+    head, history = _train_head(opts, x_tr, y_tr, x_all[va], y_all[va], len(classes))
     probs = head.predict(x_all)
     pred = probs.argmax(axis=1)
     result_metrics: dict[str, Any] = {
@@ -182,7 +115,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         "validation": metrics.evaluate(y_all[va], pred[va], classes),
         "train": {"accuracy": round(float(np.mean(pred[tr] == y_all[tr])), 4), "count": int(tr.sum())},
         "classes": classes,
-        "counts": counts,
+        "counts": dataset.split_counts(classes, samples),
         "skipped": [{"path": p, "reason": r} for p, r in bad],
         "backbone": backbone.ref,
         "options": {
@@ -197,22 +130,89 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
          "score": float(probs[i, pred[i]])}
         for i, s in enumerate(samples) if s.split == "test" and pred[i] != s.label
     ]
-    result = RetrainResult(None, result_metrics, misclassified, timings=timings)
-    test_acc = result_metrics["test"]["accuracy"]
+    result = RetrainResult(None, result_metrics, misclassified)
     if opts.min_accuracy is not None:
-        reached = test_acc if test_acc is not None else result_metrics["validation"]["accuracy"]
+        reached = result_metrics["test"]["accuracy"]
+        if reached is None:
+            reached = result_metrics["validation"]["accuracy"]
         if reached is None or reached < opts.min_accuracy:
+            shown = "n/a (no held-out images)" if reached is None else f"{reached:.1%}"
             gap = "" if reached is None else f" by {opts.min_accuracy - reached:.1%}"
-            result.below_minimum = (f"accuracy {reached if reached is None else f'{reached:.1%}'} is below "
-                                    f"--min-accuracy {opts.min_accuracy:.1%}{gap}; the model was not written")
-            timings["total"] = time.perf_counter() - t0
+            result.below_minimum = (f"accuracy {shown} is below --min-accuracy {opts.min_accuracy:.1%}{gap}; "
+                                    "the model was not written")
             return result
-
-    t4 = time.perf_counter()
-    result.output = _write(opts, backbone, size, head, classes, result_metrics, misclassified, ident)
-    timings["export"] = time.perf_counter() - t4
-    timings["total"] = time.perf_counter() - t0
+    result.output = _write(opts, backbone, engine.input_size, head, classes, result_metrics, misclassified, ident)
     return result
+
+
+def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple[str, str, int]],
+                    cache: bottlenecks.BottleneckCache) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
+    """Hash every file (the cache key), decode-check those without a cached bottleneck,
+    list and drop the bad ones, split the rest and check every class is big enough."""
+    shas: dict[str, str] = {}
+    bad: list[tuple[str, str]] = []
+    for path, _, _ in files:
+        problem = not_a_regular_file(path)  # never open a FIFO
+        if problem is not None:
+            bad.append((path, problem))
+            continue
+        try:
+            shas[path] = bottlenecks.file_sha256(path)
+        except OSError as err:
+            bad.append((path, f"cannot read ({err.strerror or err})"))
+    readable = [f for f in files if f[0] in shas]
+    known = {p for p, s in shas.items() if cache.has(s)}
+    good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
+    bad += undecodable
+    for path, why in bad:
+        ui.warn(f"skipping {path}: {why}")
+    samples = dataset.assign_splits(good, len(classes), opts.validation_percent, opts.test_percent)
+    dataset.check_sizes(classes, samples, opts.validation_percent, opts.test_percent)
+    counts = dataset.split_counts(classes, samples)
+    for c in classes:
+        n = counts[c]
+        ui.info(f"  {c}: {sum(n.values())} images ({n['train']} train, {n['validation']} validation, {n['test']} test)")
+    return samples, shas, bad
+
+
+def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache,
+              classes: list[str], opts: RetrainOptions) -> tuple[list[dataset.Sample], np.ndarray]:
+    """Bottlenecks for every sample (cache first); a photo that fails here is dropped too."""
+    paths = [s.path for s in samples]
+    feats: list[np.ndarray | None] = [None] * len(samples)
+    for i, vec, err in bottlenecks.extract(engine, paths, [shas[p] for p in paths], cache,
+                                           workers=bottlenecks.default_workers()):
+        if vec is None:
+            ui.warn(f"skipping {paths[i]}: {err}")
+        else:
+            feats[i] = vec
+    kept = [i for i, f in enumerate(feats) if f is not None]
+    if len(kept) != len(samples):
+        samples = [samples[i] for i in kept]
+        dataset.check_sizes(classes, samples, opts.validation_percent, opts.test_percent)
+    return samples, np.stack([feats[i] for i in kept]).astype(np.float32)
+
+
+def _train_head(opts: RetrainOptions, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
+                n_classes: int) -> tuple[Any, Any]:
+    from imgtool.train import train
+
+    config = opts.train
+    if opts.steps:
+        config = replace(config, epochs=max(1, math.ceil(opts.steps * config.batch_size / len(x_tr))))
+        opts.train = config  # recorded in metrics.json as the epochs actually run
+    writer = _summary_writer(opts.summaries_dir)
+    every = max(1, config.epochs // 10)
+
+    def on_epoch(epoch: int, loss: float, train_acc: float, val_acc: float | None) -> None:
+        if epoch % every == 0 or epoch == config.epochs:
+            ui.info(f"  epoch {epoch:4}/{config.epochs}: loss {loss:.4f}, train accuracy {train_acc:.1%}"
+                    + (f", validation accuracy {val_acc:.1%}" if val_acc is not None else ""))
+        if writer is not None:
+            writer(epoch, loss, train_acc, val_acc)
+
+    ui.info(f"Training the last layer on {len(x_tr)} examples ({config.epochs} epochs)")
+    return train(x_tr, y_tr, n_classes, config, x_va, y_va, on_epoch=on_epoch)
 
 
 def _distorted_features(engine: Any, train: list[dataset.Sample], opts: RetrainOptions) -> tuple[np.ndarray, np.ndarray]:

@@ -87,6 +87,7 @@ def test_second_run_does_no_backbone_work_and_same_seed_same_model(flowers: Path
     a, b = np.load(tmp_path / "a" / "head.npz"), np.load(tmp_path / "b" / "head.npz")
     assert np.array_equal(a["weights"], b["weights"]) and np.array_equal(a["bias"], b["bias"])
     other = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "c"), "--seed", "7")
+    assert other.exit_code == 0, other.output
     assert not np.array_equal(np.load(tmp_path / "c" / "head.npz")["weights"], a["weights"])
 
 
