@@ -79,7 +79,7 @@ class BottleneckCache:
 def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,
             batch_size: int = 8, workers: int = 2) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     """Features for each path (cache first, backbone for misses): yields (i, vector, error)."""
-    from imgtool.classify import _decoded
+    from imgtool.classify import decode_ahead
     from imgtool.images import Input
 
     misses: list[int] = []
@@ -106,7 +106,7 @@ def extract(engine: Engine, paths: list[str], shas: list[str], cache: Bottleneck
         pending.clear()
 
     inputs: Iterable[Input] = (Input(paths[i]) for i in misses)
-    for j, (_, arr, err) in enumerate(_decoded(inputs, engine.input_size, workers, window=batch_size * 2 + workers)):
+    for j, (_, arr, err) in enumerate(decode_ahead(inputs, engine.input_size, workers, window=batch_size * 2 + workers)):
         i = misses[j]
         if arr is None:
             yield i, None, err

@@ -53,8 +53,10 @@ def align_labels(labels: list[str] | None, width: int, ref: str) -> list[str]:
     return (labels + [f"class {i}" for i in range(len(labels), width)])[:width]
 
 
-def _decoded(inputs: Iterable[images.Input], size: tuple[int, int], workers: int,
+def decode_ahead(inputs: Iterable[images.Input], size: tuple[int, int], workers: int,
              window: int) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    """(path, pixels or None, error or None) per input, in input order, decoded on
+    `workers` threads with at most `window` images in flight (memory stays flat)."""
     def settle(item: tuple[images.Input, Future | None]) -> tuple[str, np.ndarray | None, str | None]:
         inp, fut = item
         if fut is None:
@@ -112,7 +114,7 @@ class Classifier:
         inputs = images.expand_inputs(paths)
         buffered: list[tuple[str, np.ndarray | None, str | None]] = []
         n_arrays = 0
-        for item in _decoded(inputs, self.input_size, workers, window=batch_size * 2 + workers):
+        for item in decode_ahead(inputs, self.input_size, workers, window=batch_size * 2 + workers):
             buffered.append(item)
             if item[1] is not None:
                 n_arrays += 1

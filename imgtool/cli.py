@@ -349,14 +349,15 @@ def models_list(fmt: str) -> None:
     from imgtool.resolve import cached_entries
 
     cached = {e["key"]: e for e in cached_entries()}
+    catalog = load_catalog()
     with Writer(fmt) as out:
-        for name, cfg in load_catalog().items():
+        for name, cfg in catalog.items():
             entry = cached.get(name)
             state = "not cached" if entry is None else ("cached" if entry["ok"] else f"damaged: {entry['problem']}")
             out.record({"name": name, "description": cfg.description, "cached": bool(entry and entry["ok"]),
                         "kind": "catalog"}, text=f"{name:30} {state:12} {cfg.description}\n")
         for key, e in cached.items():
-            if key in load_catalog():
+            if key in catalog:
                 continue
             state = "cached" if e["ok"] else f"damaged: {e['problem']}"
             out.record({"name": e["name"], "key": key, "cached": e["ok"], "kind": "other"},

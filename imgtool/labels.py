@@ -61,6 +61,19 @@ def beside(model_path: Path) -> Path | None:
     return None
 
 
+def find_beside(model_path: Path) -> list[str] | None:
+    """Labels lying next to a model: a labels file, or the 2015 graph's pair of maps."""
+    found = beside(model_path)
+    if found is not None:
+        return read_lines(found)
+    folder = model_path if model_path.is_dir() else model_path.parent
+    pbtxt = folder / "imagenet_2012_challenge_label_map_proto.pbtxt"
+    synsets = folder / "imagenet_synset_to_human_label_map.txt"
+    if pbtxt.is_file() and synsets.is_file():
+        return imagenet2015(pbtxt, synsets)
+    return None
+
+
 _ENTRY = re.compile(r"target_class:\s*(\d+)\s*target_class_string:\s*\"([^\"]+)\"")
 
 

@@ -226,7 +226,7 @@ def _from_path(ref: str, path: Path, purpose: str, overrides: dict[str, Any],
         config = ModelConfig(name=ref, format="savedmodel", **overrides)
         model = Model(ref=ref, config=config, tf_source=path.resolve())
         entry = _local_entry(path, config)
-        model = _ensure_tflite(model, entry, purpose="labels" if purpose == "labels" else "model")
+        model = _ensure_tflite(model, entry, purpose=_purpose_file(config, purpose))
         _local_labels(model, path)
         return model
     if path.is_dir():
@@ -247,7 +247,7 @@ def _from_path(ref: str, path: Path, purpose: str, overrides: dict[str, Any],
                              input_size=overrides.get("input_size", (299, 299)),
                              value_range=overrides.get("value_range", (-1.0, 0.9921875)))
         model = Model(ref=ref, config=config, tf_source=path.resolve(), graph_tensors=(t_in, t_out))
-        model = _ensure_tflite(model, _local_entry(path, config), purpose="labels" if purpose == "labels" else "model")
+        model = _ensure_tflite(model, _local_entry(path, config), purpose=_purpose_file(config, purpose))
         _local_labels(model, path)
         return model
     if name.endswith((".tar.gz", ".tgz", ".tar")):
@@ -257,15 +257,7 @@ def _from_path(ref: str, path: Path, purpose: str, overrides: dict[str, Any],
 
 def _local_labels(model: Model, path: Path) -> None:
     if model.labels is None:
-        found = labels_mod.beside(path)
-        if found is not None:
-            model.labels = labels_mod.read_lines(found)
-    if model.labels is None and path.suffix == ".pb":
-        folder = path.parent
-        pbtxt = folder / "imagenet_2012_challenge_label_map_proto.pbtxt"
-        syn = folder / "imagenet_synset_to_human_label_map.txt"
-        if pbtxt.is_file() and syn.is_file():
-            model.labels = labels_mod.imagenet2015(pbtxt, syn)
+        model.labels = labels_mod.find_beside(path)
 
 
 def _fingerprint(path: Path) -> str:
@@ -280,7 +272,10 @@ def _fingerprint(path: Path) -> str:
 def _local_entry(path: Path, config: ModelConfig) -> Path:
     """A store entry holding conversions of a local TF model; a changed model is a new entry."""
     real = path.resolve()
-    key = _key_for(f"{real}\n{_fingerprint(real)}", "local")
+    # the conversion depends on the tensors and input size too: a .pb converted to
+    # softmax:0 for classify must not be reused for pool_3:0 when retraining
+    depends = f"{real}\n{_fingerprint(real)}\n{config.input_tensor}\n{config.output_tensor}\n{config.input_size}"
+    key = _key_for(depends, "local")
     entry = store.entry_dir(key)
     if not (entry / ENTRY_FILE).is_file():
         with store.lock(key):
@@ -307,19 +302,16 @@ def _retrained(ref: str, path: Path, purpose: str) -> Model:
     if not backbone_file.exists() or not head.is_file() or not (path / "labels.txt").is_file():
         raise ModelError(f"{ref}: damaged retrained model (missing {backbone_file.name}, {head.name} or labels.txt); "
                          "retrain it again")
-    if backbone_file.suffix == ".tflite":
-        backbone = Model(ref=str(backbone_file), config=ModelConfig(
-            name=str(backbone_file), format="tflite", input_size=size, value_range=vr, output="features"),
-            tflite=backbone_file)
-    elif backbone_file.suffix == ".pb":
-        tensors = tuple(bb.get("tensors") or ("Mul:0", "pool_3:0"))
-        backbone = Model(ref=str(backbone_file), config=ModelConfig(
-            name=str(backbone_file), format="graphdef", input_size=size, value_range=vr, output="features"),
-            tf_source=backbone_file, graph_tensors=(tensors[0], tensors[1]))
+    fmt = {".tflite": "tflite", ".pb": "graphdef"}.get(backbone_file.suffix, "savedmodel")
+    backbone = Model(ref=str(backbone_file), config=ModelConfig(
+        name=str(backbone_file), format=fmt, input_size=size, value_range=vr, output="features"))
+    if fmt == "tflite":
+        backbone.tflite = backbone_file
     else:
-        backbone = Model(ref=str(backbone_file), config=ModelConfig(
-            name=str(backbone_file), format="savedmodel", input_size=size, value_range=vr, output="features"),
-            tf_source=backbone_file)
+        backbone.tf_source = backbone_file
+        if fmt == "graphdef":
+            t_in, t_out = bb.get("tensors") or ("Mul:0", "pool_3:0")
+            backbone.graph_tensors = (t_in, t_out)
     if purpose == "features":
         return backbone
     config = ModelConfig(name=ref, format="tflite", input_size=size, value_range=vr, output="logits")
@@ -443,14 +435,7 @@ def _fetch_labels(config: ModelConfig, src: Path, key: str) -> list[str] | None:
 
     spec: LabelSource | None = config.labels
     if spec is None:
-        found = labels_mod.beside(src)
-        if found:
-            return labels_mod.read_lines(found)
-        pbtxt = src / "imagenet_2012_challenge_label_map_proto.pbtxt"
-        syn = src / "imagenet_synset_to_human_label_map.txt"
-        if pbtxt.is_file() and syn.is_file():
-            return labels_mod.imagenet2015(pbtxt, syn)
-        return None
+        return labels_mod.find_beside(src)
     if spec.format == "imagenet2015":
         return labels_mod.imagenet2015(src / (spec.label_map or ""), src / (spec.synsets or ""))
     if spec.member:

@@ -387,3 +387,19 @@ def test_second_url_is_a_mirror(tmp_path: Path, http_server: LoopbackServer, bui
     invoke("models", "remove", "mirrored")
     res = invoke("classify", "-m", "mirrored", str(built["green"]))
     assert res.exit_code == 3 and "(tried 2 URLs; the last said)" in res.stderr
+
+
+def test_local_graph_classify_then_retrain_uses_pool3(tmp_path: Path, built: dict) -> None:
+    """The same local .pb converted for softmax:0 (classify) and pool_3:0 (retrain): two
+    conversions, never one reused for the other."""
+    import numpy as np
+
+    with tarfile.open(built["graph_tgz"]) as tar:
+        tar.extractall(tmp_path / "g", filter="data")
+    pb = str(tmp_path / "g" / "classify_image_graph_def.pb")
+    assert invoke("classify", "-m", pb, "--input-size", "32,32", str(built["red"])).exit_code == 0
+    data = _colour_dataset(tmp_path / "colours")
+    res = invoke("retrain", str(data), "-m", pb, "--input-size", "32,32", "-o", str(tmp_path / "m"), "--epochs", "5")
+    assert res.exit_code == 0, res.output
+    weights = np.load(tmp_path / "m" / "head.npz")["weights"]
+    assert weights.shape == (modelgen.GRAPH2015_POOL3_DIM, 3)
