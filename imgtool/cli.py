@@ -329,7 +329,8 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
     ev = evaluate_folder(Classifier(_resolve(model_opts)), image_dir)
     m, wrong = ev.metrics, ev.misclassified
     if ev.seen_in_training:
-        ui.warn(f"{ev.seen_in_training} of the {m['count']} photos evaluated were used to train this model "
+        ui.warn(f"{ev.seen_in_training} of the {m['count']} photos evaluated "
+                f"{'was' if ev.seen_in_training == 1 else 'were'} used to train this model "
                 "(its train/validation photos, by content); accuracy on them is optimistic - evaluate on photos "
                 "it has not seen")
     if fmt == "json":
