@@ -436,7 +436,9 @@ def models_remove(names: tuple[str, ...]) -> None:
 def main() -> None:
     import signal
 
-    if hasattr(signal, "SIGXFSZ"):  # a file-size limit (ulimit -f) fails the write with EFBIG instead of killing us
+    # a file-size limit (ulimit -f) must fail the write with EFBIG (exit 4, staging removed), not kill
+    # the process. CPython ignores SIGXFSZ at startup already; this keeps it so whatever started us.
+    if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         cli(prog_name="imgtool")

@@ -357,6 +357,8 @@ def _x_ticks(xs: Sequence[float], tx: Sequence[float], log: bool) -> list[tuple[
     step = max(1, round(len(xs) / 8))
     picked = list(range(0, len(xs), step))
     if picked[-1] != len(xs) - 1:
+        if len(xs) - 1 - picked[-1] < step / 2:
+            picked.pop()  # too close to the last point: the labels would overlap
         picked.append(len(xs) - 1)
     return [(tx[i], f"{xs[i]:g}") for i in picked]
 

@@ -113,6 +113,13 @@ def test_f1_and_majority_baseline() -> None:
     assert report.majority_baseline({"test": {}, "counts": {}}) is None
 
 
+def test_curve_x_ticks_never_crowd_the_last_point() -> None:
+    fifty = [float(i) for i in range(1, 51)]
+    assert [lab for _, lab in report._x_ticks(fifty, fifty, False)] == ["1", "7", "13", "19", "25", "31", "37", "43", "50"]
+    l2 = [0.0001, 0.001, 0.01]
+    assert report._x_ticks(l2, [-4.0, -3.0, -2.0], True) == [(-4.0, "0.0001"), (-3.0, "0.001"), (-2.0, "0.01")]
+
+
 # ---------------------------------------------------------------- the page
 
 def _text(html: str) -> str:
