@@ -305,3 +305,24 @@ def test_full_disk_during_a_tf_export_fails_the_folder_other_export_errors_do_no
     monkeypatch.setattr(export, "_tf_exports", failing(ValueError("converter said no")))
     record = export.write_model_dir(tmp_path / "s2", backbone, (8, 8), head, ["a", "b"], metrics, "<html>", tmp_path)
     assert record["exports"] == {"error": "converter said no"}
+
+
+def test_a_write_failure_no_library_code_named_is_still_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's last net: an OSError of the write kinds that escapes is exit 4, one line."""
+    from imgtool import cli
+
+    def full(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device", "/var/somewhere/file")
+
+    monkeypatch.setattr(cli, "_resolve", full)
+    res = invoke("labels")
+    assert res.exit_code == 4
+    assert res.stderr == ("Error: /var/somewhere/file: no space left on the device; free some space, fix the "
+                          "permissions or write elsewhere\n")
+
+    def other(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno.EIO, "Input/output error", "/dev/sdz")
+
+    monkeypatch.setattr(cli, "_resolve", other)
+    with pytest.raises(OSError):  # not a write failure a user can fix: not dressed up as one
+        invoke("labels")
