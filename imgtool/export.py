@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -71,6 +72,31 @@ def check_output(output: Path, image_dir: Path) -> None:
         raise UsageError(f"--output {output} is a file; give a folder path")
     if output.is_dir() and any(output.iterdir()) and not is_model_dir(output):
         raise UsageError(f"--output {output} exists and is not an imgtool model; choose another path or empty it")
+    check_writable(output)
+
+
+def check_writable(output: Path) -> None:
+    """The folder is written beside itself and renamed into place, so its parent (or the
+    nearest existing ancestor, for a new path) must be writable: said now, as the write
+    itself would say it (exit 4), rather than after all the work."""
+    parent = Path(os.path.abspath(output)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        code = errno.EROFS if _read_only_fs(parent) else errno.EACCES
+        raise store.storage_error(OSError(code, os.strerror(code), str(parent)), f"the model folder {output}",
+                                  "choose another --output", note=_unchanged_note(output.exists()))
+
+
+def _unchanged_note(existed: bool) -> str:
+    return "; the previous model is unchanged" if existed else "; nothing was written"
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def append_labels_zip(tflite_bytes: bytes, labels: list[str]) -> bytes:
@@ -185,8 +211,8 @@ def write_error(err: OSError, output: Path, staging: Path, existed: bool) -> Exc
             shown = output / p.relative_to(st)
         else:  # the staging folder itself could not be made: its parent is the problem
             shown = output.parent if p == st else p
-    note = "; the previous model is unchanged" if existed else "; nothing was written"
-    return store.storage_error(err, f"the model folder {output}", "choose another --output", shown=shown, note=note)
+    return store.storage_error(err, f"the model folder {output}", "choose another --output", shown=shown,
+                               note=_unchanged_note(existed))
 
 
 def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, int], head: Head,

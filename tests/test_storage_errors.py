@@ -213,7 +213,8 @@ def test_unwritable_output_parent(fixtures: Path, embedder: str, shared_tmp: Pat
     env = {"IMGTOOL_HOME": str(home)}
     assert run("retrain", str(data), "-m", embedder, "-o", str(old), "-q", env=env).returncode == 0
     before = _snapshot(old)
-    for target, tail in ((parent / "new", "; nothing was written"), (old, "; the previous model is unchanged")):
+    for target, tail in ((parent / "new", "; nothing was written"), (parent / "deep" / "new", "; nothing was written"),
+                         (old, "; the previous model is unchanged")):
         res = run_as_nobody("retrain", str(data), "-m", embedder, "-o", str(target), env=env)
         assert res.returncode == 4, res.stderr
         assert _one_error_line(res.stderr) == (f"Error: cannot write the model folder {target} ({parent}): permission "
