@@ -91,9 +91,9 @@ class BottleneckCache:
             store.atomic_write_bytes(self._path(sha), hashlib.sha256(payload).digest() + payload, durable=False)
         except OSError as err:
             self.write_error = err
-            ui.warn(f"cannot write the bottleneck cache {self.dir} ({store.write_cause(err)}); going on without it - features are "
-                    "kept in memory only, so the next run computes them again (free space, or set "
-                    "--bottleneck-dir / IMGTOOL_HOME to a writable folder)")
+            ui.warn(f"cannot write the bottleneck cache {self.dir} ({store.write_cause(err)}); going on without "
+                    "it - features are kept in memory only, so the next run computes them again (free space, "
+                    "or set --bottleneck-dir / IMGTOOL_HOME to a writable folder)")
 
 
 def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,

@@ -209,8 +209,10 @@ def write_error(err: OSError, output: Path, staging: Path, existed: bool) -> Exc
         st = Path(os.path.abspath(staging))
         if st in p.parents:
             shown = output / p.relative_to(st)
-        else:  # the staging folder itself could not be made: its parent is the problem
-            shown = output.parent if p == st else p
+        elif p == st:  # the staging folder itself could not be made: its parent is the problem
+            shown = output.parent
+        elif p != Path(os.path.abspath(output)):  # (the output itself: the folder named already says it)
+            shown = p
     return store.storage_error(err, f"the model folder {output}", "choose another --output", shown=shown,
                                note=_unchanged_note(existed))
 

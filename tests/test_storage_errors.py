@@ -327,3 +327,21 @@ def test_a_write_failure_no_library_code_named_is_still_one_line(monkeypatch: py
     monkeypatch.setattr(cli, "_resolve", other)
     with pytest.raises(OSError):  # not a write failure a user can fix: not dressed up as one
         invoke("labels")
+
+
+def test_model_folder_errors_name_the_output_not_the_staging_name(tmp_path: Path) -> None:
+    from imgtool import export
+
+    out, staging = tmp_path / "m", tmp_path / ".m.partial-123"
+    enospc = "no space left on the device; free some space or choose another --output"
+
+    def msg(filename: str | None, existed: bool = False) -> str:
+        return str(export.write_error(OSError(errno.ENOSPC, "No space left on device", filename), out, staging, existed))
+
+    assert msg(str(staging / "saved_model" / "variables" / "v.data")) == \
+        f"cannot write the model folder {out} ({out}/saved_model/variables/v.data): {enospc}; nothing was written"
+    assert msg(str(staging)) == f"cannot write the model folder {out} ({tmp_path}): {enospc}; nothing was written"
+    assert msg(str(out), existed=True) == f"cannot write the model folder {out}: {enospc}; the previous model is unchanged"
+    assert msg(None) == f"cannot write the model folder {out}: {enospc}; nothing was written"
+    other = OSError(errno.EIO, "Input/output error", str(staging / "head.npz"))
+    assert export.write_error(other, out, staging, False) is other  # not ours to dress up
