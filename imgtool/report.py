@@ -182,7 +182,7 @@ def _per_class(test: dict[str, Any], classes: list[str]) -> str:
     cm = test.get("confusion_matrix")
     rows = ["<h2>Per class, on the test photos</h2><div class='scroll'><table class='names'>"
             "<tr><th class='name'>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>"
-            "<th class='name'>recall</th></tr>"]
+            "<th aria-label='recall, as a bar'></th></tr>"]
     for i, c in enumerate(classes):
         pc = per_class.get(c) or {}
         p, r = pc.get("precision"), pc.get("recall")
