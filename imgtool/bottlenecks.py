@@ -3,12 +3,16 @@
 Key: the image's content hash + the backbone's identity and preprocessing, so a renamed
 file is a hit and a changed image or another backbone a miss. Each entry is a small file
 `<sha256 of payload (32 bytes)><float32 payload>`, written atomically and verified on read:
-a damaged entry is recomputed, never fatal."""
+a damaged entry is recomputed, never fatal. The cache is an optimisation: when it cannot
+be written (full disk, read-only, permission denied) the run warns once and goes on with
+the features in memory."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -41,7 +45,8 @@ def backbone_id(model_file: Path, input_size: tuple[int, int], value_range: tupl
             raise ValueError
     except (OSError, ValueError):
         digest = file_sha256(str(model_file))
-        store.atomic_write_text(memo, digest)
+        with contextlib.suppress(OSError):  # only a memo: an unwritable cache rehashes next time
+            store.atomic_write_text(memo, digest)
     ident = f"v{FORMAT_VERSION}|{digest}|{input_size}|{value_range}|{extra}"
     return hashlib.sha256(ident.encode()).hexdigest()[:20]
 
@@ -50,12 +55,16 @@ class BottleneckCache:
     def __init__(self, ident: str, root: Path | None = None):
         self.dir = (root or store.home() / "bottlenecks") / ident
         self.damaged = 0
+        self.write_error: OSError | None = None  # set by the first failed write; later puts are skipped
 
     def _path(self, sha: str) -> Path:
         return self.dir / sha[:2] / f"{sha}.f32"
 
     def has(self, sha: str) -> bool:
-        return self._path(sha).is_file()
+        try:
+            return stat.S_ISREG(os.stat(self._path(sha)).st_mode)
+        except OSError:  # missing, or a cache folder we may not read
+            return False
 
     def get(self, sha: str) -> np.ndarray | None:
         p = self._path(sha)
@@ -66,14 +75,25 @@ class BottleneckCache:
         payload = blob[32:]
         if len(blob) < 36 or len(payload) % 4 or hashlib.sha256(payload).digest() != blob[:32]:
             self.damaged += 1
-            p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only cache keeps it; it is never trusted
+                p.unlink(missing_ok=True)
             return None
         return np.frombuffer(payload, dtype=np.float32)
 
     def put(self, sha: str, vector: np.ndarray) -> None:
+        """Keep a vector for next time; a cache that cannot be written is said once
+        (`write_error`) and then left alone - the run goes on with the vectors in memory."""
+        if self.write_error is not None:
+            return
         payload = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-        # no fsync: a torn entry fails its checksum on read and is recomputed
-        store.atomic_write_bytes(self._path(sha), hashlib.sha256(payload).digest() + payload, durable=False)
+        try:
+            # no fsync: a torn entry fails its checksum on read and is recomputed
+            store.atomic_write_bytes(self._path(sha), hashlib.sha256(payload).digest() + payload, durable=False)
+        except OSError as err:
+            self.write_error = err
+            ui.warn(f"cannot write the bottleneck cache {self.dir} ({store.write_cause(err)}); going on without "
+                    "it - features are kept in memory only, so the next run computes them again (free space, "
+                    "or set --bottleneck-dir / IMGTOOL_HOME to a writable folder)")
 
 
 def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,

@@ -19,7 +19,9 @@ Exit codes:
   1  some input failed, or --expect / --min-accuracy was not met
      (the other inputs were still processed and printed)
   2  usage error
-  3  the model could not be obtained or loaded"""
+  3  the model could not be obtained or loaded
+  4  could not write (disk full, file too large, read-only, permission
+     denied): nothing half-written is left, a previous model is unchanged"""
 
 
 class Group(click.Group):
@@ -34,6 +36,15 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted; nothing half-written was kept.", err=True)
             ctx.exit(130)
+        except OSError as err:  # a write failure no library code named more precisely
+            from imgtool import store
+            from imgtool.errors import EXIT_STORAGE
+
+            if not store.is_storage_error(err):
+                raise
+            click.echo(f"Error: {err.filename or 'a file'}: {store.write_cause(err)}; free some space, fix the "
+                       "permissions or write elsewhere", err=True)
+            ctx.exit(EXIT_STORAGE)
 
 
 def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Parameter, str | None], Any]:
@@ -315,9 +326,16 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
     from imgtool.evaluate import evaluate_folder
 
     ui.set_quiet(quiet)
-    m, wrong, failed = evaluate_folder(Classifier(_resolve(model_opts)), image_dir)
+    ev = evaluate_folder(Classifier(_resolve(model_opts)), image_dir)
+    m, wrong = ev.metrics, ev.misclassified
+    if ev.seen_in_training:
+        ui.warn(f"{ev.seen_in_training} of the {m['count']} photos evaluated "
+                f"{'was' if ev.seen_in_training == 1 else 'were'} used to train this model "
+                "(its train/validation photos, by content); accuracy on them is optimistic - evaluate on photos "
+                "it has not seen")
     if fmt == "json":
-        click.echo(json.dumps({**m, "failed_inputs": failed, "misclassified": wrong}, indent=2))
+        click.echo(json.dumps({**m, "seen_in_training": ev.seen_in_training, "failures": ev.failures,
+                               "misclassified": wrong}, indent=2))
     else:
         click.echo(metrics_mod.format_text(m, str(image_dir)))
         if print_misclassified:
@@ -329,7 +347,7 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
         click.echo(f"Error: accuracy {'n/a' if acc is None else f'{acc:.1%}'} is below --min-accuracy "
                    f"{min_accuracy:.1%}{gap}", err=True)
         sys.exit(EXIT_FAILED)
-    if failed:
+    if ev.failures:
         sys.exit(EXIT_FAILED)
 
 
@@ -416,6 +434,12 @@ def models_remove(names: tuple[str, ...]) -> None:
 
 
 def main() -> None:
+    import signal
+
+    # a file-size limit (ulimit -f) must fail the write with EFBIG (exit 4, staging removed), not kill
+    # the process. CPython ignores SIGXFSZ at startup already; this keeps it so whatever started us.
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         cli(prog_name="imgtool")
     except KeyboardInterrupt:

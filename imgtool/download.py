@@ -152,6 +152,8 @@ def extract_archive(archive: Path, target: Path, what: str = "") -> None:
     except tarfile.FilterError as err:
         raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); the download is not a model") from None
     except (tarfile.TarError, EOFError, OSError) as err:
+        if store.is_storage_error(err, target):
+            raise  # a full disk or read-only cache, not a corrupt download
         reason = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else type(err).__name__
         if "could not be opened successfully" in reason:  # tarfile lists every method it tried, one a line
             reason = "not a gzip, bzip2, xz or plain tar file"

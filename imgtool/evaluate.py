@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,52 @@ def class_to_label_index(classes: list[str], labels: list[str]) -> dict[str, int
     return out
 
 
-def evaluate_folder(classifier: Classifier, image_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-    """Returns (metrics, misclassified, number of inputs that failed to decode)."""
+@dataclass
+class Evaluation:
+    """What `evaluate_folder` found.
+
+    metrics: accuracy, per-class figures, confusion matrix (`metrics.evaluate`);
+    misclassified: [{"path", "rel", "true", "predicted", "score"}];
+    failures: [{"path", "error"}] for inputs that could not be classified;
+    seen_in_training: how many of the classified photos the model was trained on (by
+    content hash), or None when the model records no training photos."""
+
+    metrics: dict[str, Any]
+    misclassified: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    seen_in_training: int | None = None
+
+
+def training_photos_of(model: Any) -> set[str] | None:
+    """The training photos' hashes recorded in a retrained model folder (None otherwise)."""
+    head = getattr(model, "head", None)
+    if head is None:
+        return None
+    from imgtool.export import read_training_photos
+
+    return read_training_photos(Path(head).parent)
+
+
+def count_seen(paths: list[str], training: set[str]) -> int:
+    """How many of `paths` have the content of a training photo (a renamed or copied
+    training photo counts; an unreadable file does not)."""
+    from imgtool.bottlenecks import file_sha256
+
+    n = 0
+    for p in paths:
+        try:
+            n += file_sha256(p) in training
+        except OSError:
+            pass
+    return n
+
+
+def evaluate_folder(classifier: Classifier, image_dir: Path, training: set[str] | None = None) -> Evaluation:
+    """Classify every photo under IMAGE_DIR/<class>/ and score the model against the
+    folder names. `training`: content hashes of the model's training photos (default:
+    those recorded in a retrained model folder) - `seen_in_training` counts them."""
+    if training is None:
+        training = training_photos_of(classifier.model)
     classes, files = dataset.scan(image_dir)
     if not files:
         raise DatasetError(f"{image_dir}: no images in its sub-folders; one sub-folder per class")
@@ -46,14 +91,16 @@ def evaluate_folder(classifier: Classifier, image_dir: Path) -> tuple[dict[str, 
     truth = {p: lab for p, _, lab in files}
     rel = {p: r for p, r, _ in files}
     y_true, y_pred, wrong = [], [], []
-    failed = 0
+    failures: list[dict[str, str]] = []
+    classified: list[str] = []
     mapping: dict[str, int] | None = None
     inverse: dict[int, int] = {}
     for res in classifier.classify(paths, top_k=1):
         if res.error is not None:
             ui.warn(f"skipping {res.path}: {res.error}")
-            failed += 1
+            failures.append({"path": res.path, "error": res.error})
             continue
+        classified.append(res.path)
         if mapping is None:
             mapping = class_to_label_index(classes, classifier.labels)
             inverse = {v: classes.index(k) for k, v in mapping.items()}
@@ -68,4 +115,5 @@ def evaluate_folder(classifier: Classifier, image_dir: Path) -> tuple[dict[str, 
     names = classes + (["(other)"] if any(p < 0 for p in y_pred) else [])
     y_pred_arr = np.array([p if p >= 0 else len(classes) for p in y_pred])
     m = metrics.evaluate(np.array(y_true), y_pred_arr, names)
-    return m, wrong, failed
+    seen = count_seen(classified, training) if training is not None else None
+    return Evaluation(m, wrong, failures, seen)

@@ -7,6 +7,9 @@
       labels.txt           class names, one a line, in output order
       metrics.json         accuracy, per-class figures, confusion matrix, counts, options
       report.html          the same for people, with misclassified thumbnails
+      training-photos.txt  sha256 of each photo the head was fitted or tuned on (train and
+                           validation splits), one a line, sorted: `evaluate` says how many
+                           of the photos it is given the model has already seen
       saved_model/         (TF backbones) serving signature `serving_default`: float images
                            [N,H,W,3] with pixel values 0..255 -> probabilities, top class
       model.tflite         (TF backbones) the same as one .tflite, labels embedded as a
@@ -15,6 +18,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -68,6 +72,31 @@ def check_output(output: Path, image_dir: Path) -> None:
         raise UsageError(f"--output {output} is a file; give a folder path")
     if output.is_dir() and any(output.iterdir()) and not is_model_dir(output):
         raise UsageError(f"--output {output} exists and is not an imgtool model; choose another path or empty it")
+    check_writable(output)
+
+
+def check_writable(output: Path) -> None:
+    """The folder is written beside itself and renamed into place, so its parent (or the
+    nearest existing ancestor, for a new path) must be writable: said now, as the write
+    itself would say it (exit 4), rather than after all the work."""
+    parent = Path(os.path.abspath(output)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        code = errno.EROFS if _read_only_fs(parent) else errno.EACCES
+        raise store.storage_error(OSError(code, os.strerror(code), str(parent)), f"the model folder {output}",
+                                  "choose another --output", note=_unchanged_note(output.exists()))
+
+
+def _unchanged_note(existed: bool) -> str:
+    return "; the previous model is unchanged" if existed else "; nothing was written"
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def append_labels_zip(tflite_bytes: bytes, labels: list[str]) -> bytes:
@@ -142,9 +171,56 @@ def _tf_exports(staging: Path, backbone: Model, size: tuple[int, int], head: Hea
     return record
 
 
+TRAINING_PHOTOS = "training-photos.txt"
+
+
+def write_training_photos(path: Path, hashes: Any) -> dict[str, Any]:
+    """The content hashes (sha256 hex, the bottleneck cache's key) of the photos a model
+    was trained on, one a line, sorted; returns the record for imgtool-model.json."""
+    lines = sorted(set(hashes))
+    path.write_text("".join(f"{h}\n" for h in lines), encoding="utf-8")
+    return {"file": path.name, "count": len(lines), "hash": "sha256 of each photo's bytes",
+            "splits": ["train", "validation"]}
+
+
+def read_training_photos(model_dir: Path) -> set[str] | None:
+    """The hashes a retrained model folder records, or None when it records none
+    (a model written before they were kept, or not an imgtool model)."""
+    meta = store.read_json(model_dir / MARKER)
+    if not isinstance(meta, dict) or not isinstance(meta.get("training_photos"), dict):
+        return None
+    name = str(meta["training_photos"].get("file") or TRAINING_PHOTOS)
+    try:
+        text = (model_dir / Path(name).name).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    return {ln.strip() for ln in text.splitlines() if len(ln.strip()) == 64}
+
+
+def write_error(err: OSError, output: Path, staging: Path, existed: bool) -> Exception:
+    """A failed write of the model folder as one line naming the output (not the staging
+    name), the cause and the fix; anything else is returned as it is."""
+    if not store.is_storage_error(err, output.parent):
+        return err
+    name = err.filename
+    shown: str | Path = ""  # no file named (a plain write() failing): the folder alone says it
+    if isinstance(name, (str, os.PathLike)):
+        p = Path(os.path.abspath(name))
+        st = Path(os.path.abspath(staging))
+        if st in p.parents:
+            shown = output / p.relative_to(st)
+        elif p == st:  # the staging folder itself could not be made: its parent is the problem
+            shown = output.parent
+        elif p != Path(os.path.abspath(output)):  # (the output itself: the folder named already says it)
+            shown = p
+    return store.storage_error(err, f"the model folder {output}", "choose another --output", shown=shown,
+                               note=_unchanged_note(existed))
+
+
 def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, int], head: Head,
                     classes: list[str], metrics: dict[str, Any], report_html: str,
-                    image_dir: Path, backbone_ident: str = "", tf_exports: bool = True) -> dict[str, Any]:
+                    image_dir: Path, backbone_ident: str = "", tf_exports: bool = True,
+                    training_hashes: Any = None) -> dict[str, Any]:
     staging.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "format": "imgtool-retrained", "version": 1, "imgtool": __version__,
@@ -176,12 +252,16 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
         try:
             record["exports"] = _tf_exports(staging, backbone, backbone_size, head, classes, backbone_ident)
         except Exception as err:  # noqa: BLE001 - the exports are extras; the model itself is written
+            if store.is_storage_error(err, staging):
+                raise  # a full disk is not an optional extra: the model folder would be half-written
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             ui.warn(f"SavedModel/.tflite export skipped ({first}); the model folder still works with imgtool")
             record["exports"] = {"error": first}
     elif backbone.tflite is not None:
         record["exports"] = {"note": "the backbone is a .tflite; no SavedModel can be made from it, and the head "
                                      "runs beside it (backbone.tflite + head.npz)"}
+    if training_hashes is not None:
+        record["training_photos"] = write_training_photos(staging / TRAINING_PHOTOS, training_hashes)
     (staging / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     for p in staging.rglob("*"):
         if p.is_file() and p.stat().st_nlink == 1:  # linked files are already on disk

@@ -122,6 +122,7 @@ def _page_to_download(url: str) -> str:
     return url
 
 
+@store.cache_writing()  # a full disk or read-only IMGTOOL_HOME: one line, exit 4
 def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: str = "classify",
             input_size: tuple[int, int] | None = None, value_range: tuple[float, float] | None = None,
             tensors: tuple[str | None, str | None] = (None, None)) -> Model:
@@ -527,6 +528,8 @@ def _convert(model: Model, target: Path) -> dict[str, Any]:
     except ImgtoolError as err:
         record["error"] = str(err)
     except Exception as err:  # noqa: BLE001 - the converter raises anything; TF fallback covers it
+        if store.is_storage_error(err, target.parent):
+            raise  # a full disk is not a failed conversion: say so, record nothing
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         record["error"] = first
     finally:

@@ -141,7 +141,10 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             result.below_minimum = (f"accuracy {shown} is below --min-accuracy {opts.min_accuracy:.1%}{gap}; "
                                     "the model was not written")
             return result
-    result.output = _write(opts, backbone, engine.input_size, head, classes, result_metrics, misclassified, ident)
+    # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
+    seen = sorted({shas[s.path] for s in samples if s.split != "test"})
+    result.output = _write(opts, backbone, engine.input_size, head, classes, result_metrics, misclassified, ident,
+                           training_hashes=seen)
     return result
 
 
@@ -247,20 +250,24 @@ def _summary_writer(path: Path | None) -> Any:
 
 
 def _write(opts: RetrainOptions, backbone: Any, size: tuple[int, int], head: Any, classes: list[str],
-           result_metrics: dict[str, Any], misclassified: list[dict[str, Any]], ident: str) -> Path:
+           result_metrics: dict[str, Any], misclassified: list[dict[str, Any]], ident: str,
+           training_hashes: list[str] | None = None) -> Path:
     from imgtool import export, report, store
 
     output = opts.output or export.default_output(opts.image_dir)
     export.check_output(output, opts.image_dir)
     staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
+    existed = output.exists()
     try:
         html = report.render(result_metrics, misclassified, f"imgtool retrain: {Path(opts.image_dir).name}")
         export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.image_dir),
-                               backbone_ident=ident, tf_exports=opts.tf_exports)
+                               backbone_ident=ident, tf_exports=opts.tf_exports, training_hashes=training_hashes)
         if output.exists():
             ui.info(f"replacing the previous model in {output}")
         store.replace_dir(staging, output)
+    except OSError as err:  # full disk, file-size limit, read-only, permission denied: one line, exit 4
+        raise export.write_error(err, output, staging, existed) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output

@@ -15,12 +15,15 @@ Layout (huggingface_hub's habits: one root, temporary names, a lock per entry):
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from imgtool.errors import StorageError
 
 
 def home() -> Path:
@@ -122,3 +125,71 @@ def dir_size(path: Path) -> int:
             if p.is_file() and not p.is_symlink():
                 total += p.stat().st_size
     return total
+
+
+# ---------------------------------------------------------------- write failures a user must fix
+
+# errno -> (cause, what to do). ENOSPC/EDQUOT/EFBIG/EROFS only ever come from writing;
+# EACCES/EPERM also from reading, so `writing()` converts those only under its root.
+_WRITE_ONLY = {errno.ENOSPC: ("no space left on the device", "free some space or"),
+               errno.EDQUOT: ("disk quota exceeded", "free some space or"),
+               errno.EFBIG: ("file too large for the file-size limit (ulimit -f) or the file system",
+                             "raise the limit or"),
+               errno.EROFS: ("read-only file system", "")}
+_DENIED = {errno.EACCES: ("permission denied", "make it writable or"),
+           errno.EPERM: ("operation not permitted", "make it writable or")}
+
+
+def is_storage_error(err: BaseException, root: Path | None = None) -> bool:
+    """A write failure the user must fix: full disk, quota, file-size limit, read-only
+    file system; permission denied too when it names a path under `root` (or no root)."""
+    if not isinstance(err, OSError) or isinstance(err, StorageError):
+        return False
+    if err.errno in _WRITE_ONLY:
+        return True
+    if err.errno in _DENIED:
+        return root is None or _under(err.filename, root)
+    return False
+
+
+def _under(filename: Any, root: Path) -> bool:
+    if not isinstance(filename, (str, os.PathLike)):
+        return False
+    path, root = Path(os.path.abspath(filename)), Path(os.path.abspath(root))
+    return path == root or root in path.parents
+
+
+def write_cause(err: OSError) -> str:
+    """The cause of a failed write in words ("no space left on the device")."""
+    return {**_WRITE_ONLY, **_DENIED}.get(err.errno or 0, (err.strerror or type(err).__name__, ""))[0]
+
+
+def storage_error(err: OSError, what: str, elsewhere: str, shown: str | Path | None = None,
+                  note: str = "") -> StorageError:
+    """One line: what could not be written, where, why, and the fix.
+    `elsewhere` completes "...or <elsewhere>" (e.g. "choose another --output")."""
+    cause, fix = write_cause(err), {**_WRITE_ONLY, **_DENIED}.get(err.errno or 0, ("", ""))[1]
+    where = shown if shown is not None else err.filename
+    at = f" ({where})" if where else ""
+    msg = f"cannot write {what}{at}: {cause}; {(fix + ' ' if fix else '')}{elsewhere}{note}"
+    return StorageError(msg, err.errno, str(where) if where else None)
+
+
+@contextlib.contextmanager
+def writing(what: str, root: Path | None, elsewhere: str) -> Iterator[None]:
+    """Turns a write failure the user must fix (see `is_storage_error`) into a
+    StorageError naming the file; other errors pass through. Usable as a decorator."""
+    try:
+        yield
+    except OSError as err:
+        if not is_storage_error(err, root):
+            raise
+        raise storage_error(err, what, elsewhere) from None
+
+
+@contextlib.contextmanager
+def cache_writing() -> Iterator[None]:
+    """For code that fills the model cache (downloads, conversions, locks); as a
+    decorator, IMGTOOL_HOME is read at each call."""
+    with writing("the model cache", home(), "set IMGTOOL_HOME to a writable folder with space"):
+        yield

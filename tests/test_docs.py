@@ -41,7 +41,7 @@ def test_readme_starts_with_the_two_setup_commands() -> None:
 
 def test_exit_codes_documented_in_help_and_readme() -> None:
     help_text = invoke("classify", "--help").stdout
-    for code in ("0", "1", "2", "3"):
+    for code in ("0", "1", "2", "3", "4"):
         assert re.search(rf"^\s+{code}\s+\w", help_text, re.M)
         assert f"| {code} |" in README
 

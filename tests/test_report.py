@@ -1,0 +1,233 @@
+"""report.html: the figures it adds (F1, baseline, how the head was chosen, a curve, the
+small-test-set caveat), read defensively from metrics.json old or new, and a page that
+does not overflow in a real browser with 20 classes with long names."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgtool import __version__, report
+
+WHEN = dt.datetime(2026, 11, 27, 4, 5, tzinfo=dt.timezone.utc)
+LONG = ["Anemone coronaria (poppy anemone)", "Bellis perennis — common daisy of lawns", "Campanula rotundifolia",
+        "Dianthus caryophyllus", "Echinacea purpurea 'Magnus'", "Fritillaria meleagris", "Galanthus nivalis",
+        "Helianthus annuus (common sunflower)", "Iris germanica", "Jasminum officinale",
+        "Kniphofia uvaria (red hot poker)", "Lavandula angustifolia 'Hidcote'", "Muscari armeniacum",
+        "Narcissus pseudonarcissus", "Oenothera biennis", "Papaver rhoeas — Flanders poppy",
+        "Quercus robur (not a flower at all)", "Rosa canina", "Salvia nemorosa 'Caradonna'",
+        "Taraxacum officinale — dandelion_with_an_unbroken_name_that_is_really_long"]
+
+
+def many_classes_metrics(n_test_per_class: int = 4) -> dict[str, Any]:
+    """A metrics.json as retrain writes it, with every key the report reads (new and old)."""
+    classes = LONG
+    k = len(classes)
+    cm = [[0] * k for _ in range(k)]
+    for i in range(k):
+        cm[i][i] = n_test_per_class - (i % 3 == 0)
+        if i % 3 == 0:
+            cm[i][(i + 1) % k] += 1
+    per_class = {}
+    for i, c in enumerate(classes):
+        tp, support, predicted = cm[i][i], sum(cm[i]), sum(row[i] for row in cm)
+        per_class[c] = {"precision": round(tp / predicted, 4), "recall": round(tp / support, 4), "support": support}
+    total = k * n_test_per_class
+    correct = sum(cm[i][i] for i in range(k))
+    return {
+        "test": {"accuracy": round(correct / total, 4), "count": total, "per_class": per_class,
+                 "confusion_matrix": cm, "classes": classes,
+                 "baseline": {"class": classes[7], "accuracy": round(n_test_per_class / total, 4)}},
+        "validation": {"accuracy": 0.8125, "count": 80},
+        "train": {"accuracy": 0.97, "count": 640},
+        "classes": classes,
+        "counts": {c: {"train": 32 + (i == 7), "validation": 4, "test": n_test_per_class} for i, c in enumerate(classes)},
+        "skipped": [],
+        "backbone": "/models/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
+        "options": {"validation_percent": 10.0, "test_percent": 10.0, "epochs": 50, "learning_rate": 0.001,
+                    "batch_size": 32, "l2": 0.1, "seed": 0, "label_smoothing": 0.1,
+                    "distortions": {"flip_left_right": False, "random_crop": 0.0, "copies": 4}},
+        "head": {"method": "L2 by 5-fold cross-validation, full-batch L-BFGS", "l2": 0.01, "epochs": None,
+                 "cv_folds": 5, "cv_accuracy": 0.8412, "cv_accuracy_std": 0.0231, "cv_loss": 0.5123,
+                 "candidates": [{"l2": v, "cv_accuracy": a, "cv_loss": lo} for v, a, lo in
+                                ((0.0001, 0.80, 0.71), (0.001, 0.82, 0.60), (0.01, 0.8412, 0.5123),
+                                 (0.1, 0.83, 0.55), (1.0, 0.75, 0.82))],
+                 "fit_on": "train+validation",
+                 "curve": {"x": [0.0001, 0.001, 0.01, 0.1, 1.0], "x_label": "L2",
+                           "cv_accuracy": [0.80, 0.82, 0.8412, 0.83, 0.75], "cv_loss": [0.71, 0.60, 0.5123, 0.55, 0.82]}},
+    }
+
+
+def old_metrics() -> dict[str, Any]:
+    """metrics.json as written before F1, the baseline and `head` existed."""
+    return {
+        "test": {"accuracy": 0.75, "count": 8, "classes": ["daisy", "roses"],
+                 "per_class": {"daisy": {"precision": 1.0, "recall": 0.5, "support": 4},
+                               "roses": {"precision": 0.6667, "recall": 1.0, "support": 4}},
+                 "confusion_matrix": [[2, 2], [0, 4]]},
+        "validation": {"accuracy": 0.5, "count": 4, "per_class": {}, "confusion_matrix": [[1, 1], [1, 1]]},
+        "train": {"accuracy": 1.0, "count": 20},
+        "classes": ["daisy", "roses"],
+        "counts": {"daisy": {"train": 9, "validation": 2, "test": 4}, "roses": {"train": 11, "validation": 2, "test": 4}},
+        "skipped": [{"path": "/x/bad.jpg", "reason": "truncated"}],
+        "backbone": "bb.tflite",
+        "options": {"epochs": 3, "l2": 0.1, "learning_rate": 0.001},
+        "history": {"loss": [0.9, 0.6, 0.5], "validation_accuracy": [0.5, None, 0.75]},
+    }
+
+
+# ---------------------------------------------------------------- the numbers
+
+def test_wilson_interval_exact_values() -> None:
+    lo, hi = report.wilson_interval(17, 20)
+    assert (round(lo, 6), round(hi, 6)) == (0.639581, 0.947631)
+    lo, hi = report.wilson_interval(0, 10)
+    assert lo == 0.0 and round(hi, 6) == 0.277533
+    lo, hi = report.wilson_interval(10, 10)
+    assert round(lo, 6) == 0.722467 and hi == 1.0
+    lo, hi = report.wilson_interval(50, 100)
+    assert (round(lo, 6), round(hi, 6)) == (0.403832, 0.596168)
+    lo, hi = report.wilson_interval(50, 100, z=1.0)
+    assert (round(lo, 6), round(hi, 6)) == (0.450248, 0.549752)
+    assert report.wilson_interval(0, 0) is None
+
+
+def test_f1_and_majority_baseline() -> None:
+    assert report.f1_score(1.0, 0.5) == 0.6667
+    assert report.f1_score(0.6, 0.6) == 0.6
+    assert report.f1_score(0.0, 0.0) == 0.0
+    assert report.f1_score(None, 0.5) is None and report.f1_score(0.5, None) is None
+    old = old_metrics()
+    # roses has the most training photos (11 > 9): always "roses" gets its 4 of 8 test photos
+    assert report.majority_baseline(old) == {"class": "roses", "accuracy": 0.5}
+    old["counts"]["daisy"]["train"] = 11  # a tie goes to the first class
+    assert report.majority_baseline(old) == {"class": "daisy", "accuracy": 0.5}
+    new = many_classes_metrics()
+    assert report.majority_baseline(new) == new["test"]["baseline"]
+    assert report.majority_baseline({"test": {}, "counts": {}}) is None
+
+
+def test_curve_x_ticks_never_crowd_the_last_point() -> None:
+    fifty = [float(i) for i in range(1, 51)]
+    assert [lab for _, lab in report._x_ticks(fifty, fifty, False)] == ["1", "7", "13", "19", "25", "31", "37", "43", "50"]
+    l2 = [0.0001, 0.001, 0.01]
+    assert report._x_ticks(l2, [-4.0, -3.0, -2.0], True) == [(-4.0, "0.0001"), (-3.0, "0.001"), (-2.0, "0.01")]
+
+
+# ---------------------------------------------------------------- the page
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_new_metrics_render_every_section() -> None:
+    m = many_classes_metrics()
+    html = report.render(m, [], "imgtool retrain: flowers", generated=WHEN)
+    text = _text(html)
+    # per class: precision, recall and F1 (computed: the metrics here carry none)
+    first = LONG[0]
+    assert re.search(re.escape(first) + r" 100\.0% 75\.0% 85\.7% 3/4", text)
+    assert re.search(re.escape(LONG[1]) + r" 80\.0% 100\.0% 88\.9% 4/4", text)
+    # baseline, caveat with the Wilson interval of 73/80
+    assert "always answering the most frequent class, Helianthus annuus (common sunflower) , scores 5.0%" in text
+    assert report.wilson_interval(73, 80) == pytest.approx((0.830232, 0.956968), abs=1e-6)
+    assert f"With only 80 test photos, one photo moves accuracy by 1.2%" in text
+    assert "interval (Wilson) for the accuracy is 83.0% – 95.7%" in text
+    # how the head was chosen, the candidates with the chosen one marked, the curve
+    assert ("method: L2 by 5-fold cross-validation, full-batch L-BFGS ; L2 0.01; 5-fold cross-validation: "
+            "accuracy 84.1% ± 2.3%, loss 0.5123; final fit on train+validation.") in text
+    assert "<tr class=chosen><td>0.01 ✓</td><td>84.1%</td><td>0.5123</td></tr>" in html
+    svg = re.search(r"<svg class=\"curve\".*?</svg>", html, re.S)
+    assert svg and svg.group(0).count("<path") == 2 and "L2 (log scale)" in svg.group(0) and "chosen" in svg.group(0)
+    # date, version, options
+    assert f"date 2026-11-27 04:05 UTC imgtool {__version__}" in text
+    assert "l2 0.1" in text and "distortions.random crop 0" in text and "photos per split train 641" in text
+    # confusion matrix: numbered columns with the full name as a tooltip, rows carry number and name
+    for j, c in enumerate(LONG):
+        assert f'<th class="col" title="{report.esc(c)}" scope="col">{j + 1}</th>' in html
+    assert "<b>20</b> Taraxacum" in html
+
+
+def test_old_metrics_still_render() -> None:
+    html = report.render(old_metrics(), [], "old", generated=WHEN)
+    text = _text(html)
+    assert re.search(r"daisy 100\.0% 50\.0% 66\.7% 2/4", text)
+    assert "always answering the most frequent class, roses , scores 50.0%" in text
+    assert "With only 8 test photos" in text
+    assert "Trained with fixed settings: epochs 3, learning rate 0.001, l2 0.1." in text
+    svg = re.search(r"<svg class=\"curve\".*?</svg>", html, re.S)
+    assert svg and "epoch" in svg.group(0) and "log scale" not in svg.group(0)
+    assert "skipped photos 1" in text
+    # short names: the matrix shows them in full
+    assert '<th class="col" title="daisy" scope="col">daisy</th>' in html
+
+
+def test_large_test_set_has_no_caveat_and_empty_metrics_do_not_crash() -> None:
+    m = many_classes_metrics(n_test_per_class=5)  # 100 photos
+    assert "Small test set" not in report.render(m, [], "t", generated=WHEN)
+    bare = report.render({"classes": ["a", "b"], "test": {"accuracy": None, "count": 0}}, [], "t", generated=WHEN)
+    assert "No test photos were held out" in bare and "Small test set" not in bare
+
+
+# ---------------------------------------------------------------- in a real browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "the playwright package is not installed (pip install -e '.[test]')"
+    if problem is None and not Path(CHROMIUM).exists():
+        problem = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it)"
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_report_with_20_long_class_names_fits_the_page(browser, fixtures: Path, tmp_path: Path,  # noqa: ANN001
+                                                      width: int) -> None:
+    photo = sorted((fixtures / "flowers-mini" / "daisy").glob("*.jpg"))
+    wrong = [{"path": str(p), "rel": f"{LONG[0]}/{p.name}", "true": LONG[0], "predicted": LONG[1], "score": 0.61}
+             for p in photo[:3]]
+    page_file = tmp_path / "report.html"
+    page_file.write_text(report.render(many_classes_metrics(), wrong, "imgtool retrain: " + "x" * 120,
+                                       generated=WHEN), encoding="utf-8")
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.goto(page_file.as_uri())
+        scroll_w, client_w = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert client_w == width and scroll_w <= client_w
+        # every box of the page stays inside the viewport, except what scrolls inside its own box
+        outside = page.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter(e => !e.closest('.scroll'))
+            .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
+            .map(e => e.tagName + '.' + e.className)""")
+        assert outside == []
+        # the matrix: one column per class, each header a number with the full name on hover
+        titles = page.eval_on_selector_all("table.cm th.col", "els => els.map(e => [e.textContent, e.title])")
+        assert titles == [[str(j + 1), c] for j, c in enumerate(LONG)]
+        # the columns of the matrix are narrow enough to read at a glance: 20 fit in 1000 px
+        cm_width = page.eval_on_selector("table.cm", "e => e.getBoundingClientRect().width")
+        assert cm_width < 1000
+        assert page.eval_on_selector("svg.curve", "e => e.getBoundingClientRect().width") <= min(680, width)
+        assert page.eval_on_selector_all("figure img", "els => els.filter(e => e.naturalWidth > 0).length") == 3
+    finally:
+        page.close()
