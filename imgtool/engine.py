@@ -96,7 +96,10 @@ class LiteRTEngine:
         scale, zero = self._in["quantization"]
         if dtype == np.uint8 and (self.value_range is None or not scale):
             return images  # the usual convention for uint8 models: raw pixels
-        real = to_float(images, self.value_range or ((-128.0 * scale, 127.0 * scale) if dtype == np.int8 else None))
+        # int8 with no value range: the uint8 convention shifted by 128 (what TFLite's own
+        # uint8 -> int8 interface change does): pixel p is the quantized value p - 128
+        real = to_float(images, self.value_range
+                        or (((-128.0 - zero) * scale, (127.0 - zero) * scale) if dtype == np.int8 else None))
         info = np.iinfo(dtype)
         q = np.round(real / scale + zero)
         return np.clip(q, info.min, info.max).astype(dtype)

@@ -2,9 +2,9 @@
 no TensorFlow): which operator computes an output, and what the TFLite metadata
 (`TFLITE_METADATA`, the ModelMetadata flatbuffer of tflite_support) says about it.
 
-The operator is read from the flatbuffer, not from the interpreter's node list: once a
-delegate (XNNPACK, on by default) has taken over part of the graph, the interpreter
-reports a float SOFTMAX as one opaque DELEGATE node."""
+The operator is read from the flatbuffer rather than from the interpreter's node list:
+there, a delegate (XNNPACK, on by default) adds DELEGATE nodes that write the same output
+tensors as the operators they took over, and a compiled model (Edge TPU) is one custom op."""
 
 from __future__ import annotations
 
