@@ -32,13 +32,20 @@ def parse_lines(text: str) -> list[str]:
 
 
 def embedded_tflite_labels(path: Path) -> list[str] | None:
-    """A .tflite with metadata is also a zip archive holding its associated files."""
+    """A .tflite with metadata is also a zip archive holding its associated files; the
+    metadata names the output's labels file (TENSOR_AXIS_LABELS), else a usual name."""
     try:
         if not zipfile.is_zipfile(path):
             return None
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-            pick = next((n for n in names if Path(n).name in LABEL_FILE_NAMES), None)
+            from imgtool import tflite_info
+
+            meta = tflite_info.output_metadata(Path(path), 0)
+            named = meta.label_files if meta else ()
+            pick = next((n for n in named if n in names), None)
+            if pick is None:
+                pick = next((n for n in names if Path(n).name in LABEL_FILE_NAMES), None)
             if pick is None:
                 pick = next((n for n in names if n.lower().endswith(".txt") and "label" in n.lower()), None)
             if pick is None:

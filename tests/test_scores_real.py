@@ -181,3 +181,25 @@ def test_evaluate_scores_option(mobilenet: str, fixtures: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["accuracy"] == 1.0
     assert f"{mobilenet}: 1001 outputs, read as probabilities (--scores probabilities)" in result.stderr
+
+
+def test_embedded_labels_file_is_the_one_the_metadata_names(mobilenet: str, tmp_path: Path) -> None:
+    """A model whose zip also holds a `labels.txt` (a usual name, listed first): the
+    metadata's TENSOR_AXIS_LABELS file `imagenet_labels.txt` is the one read."""
+    import zipfile
+
+    from imgtool.labels import embedded_tflite_labels
+
+    data = Path(mobilenet).read_bytes()
+    with zipfile.ZipFile(mobilenet) as zf:
+        start = min(i.header_offset for i in zf.infolist())
+        right = zf.read("imagenet_labels.txt")
+    copy = tmp_path / "model.tflite"
+    copy.write_bytes(data[:start])  # the flatbuffer alone, metadata included
+    with zipfile.ZipFile(copy, "a") as zf:
+        zf.writestr("labels.txt", "wrong\n" * 1001)
+        zf.writestr("imagenet_labels.txt", right)
+    with zipfile.ZipFile(copy) as zf:
+        assert zf.namelist() == ["labels.txt", "imagenet_labels.txt"]
+    labels = embedded_tflite_labels(copy)
+    assert labels is not None and labels[89] == "macaw" and len(labels) == 1001
