@@ -131,7 +131,7 @@ def fit(labels: list[str], width: int, *, ref: str, labels_file: str | None = No
     index. Anything else is an error naming both counts: a usage error (exit 2) for a
     `--labels` file, a model error (exit 3) for labels that came with the model."""
     n = len(labels)
-    if n and n == width:
+    if n == width:
         return list(labels)
     if n == width + 1 and labels[0].strip().casefold() in BACKGROUND_LABELS:
         return list(labels[1:])
