@@ -51,8 +51,8 @@ def _representative(size: int) -> Iterator[list[Any]]:
         yield [img]
 
 
-def build(kind: str, out: Path) -> Path:
-    """Write the model `kind` (one of KINDS) to `out`."""
+def _function(kind: str) -> Any:
+    """The model `kind` as a tf.function over float images in [0, 1]."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -81,6 +81,14 @@ def build(kind: str, out: Path) -> Path:
             return tf.reshape(probs, [-1, 1, 1, WIDTH])
         return probs
 
+    return model
+
+
+def build(kind: str, out: Path) -> Path:
+    """Write the model `kind` (one of KINDS) to `out` as a .tflite file."""
+    import tensorflow as tf
+
+    model = _function(kind)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([model.get_concrete_function()], model)
     if kind.startswith(("uint8", "int8", "float_io_int8")):  # full-integer inside
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -94,3 +102,14 @@ def build(kind: str, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(converter.convert())
     return out
+
+
+def build_savedmodel(kind: str, dest: Path) -> Path:
+    """The model `kind` as a TF2 SavedModel (serving signature: images -> output)."""
+    import tensorflow as tf
+
+    fn = _function(kind)
+    module = tf.Module()
+    module.fn = fn
+    tf.saved_model.save(module, str(dest), signatures={"serving_default": fn})
+    return Path(dest)

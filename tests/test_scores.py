@@ -369,3 +369,22 @@ def test_tf_engine_reads_the_graph_output_op(tmp_path: Path) -> None:
     pool = TFEngine(pb, (16, 16), (-1.0, 0.9921875), ("Mul:0", "pool_3:0")).output_facts()
     assert (pool.width, pool.producer) == (modelgen.GRAPH2015_POOL3_DIM, "AVERAGE_POOL_2D")
     assert decide_output_kind(None, pool, has_labels=False).kind == "features"
+
+
+@pytest.mark.parametrize("kind, decided, reason", [
+    ("float_softmax", "probabilities", "the graph's last op is SOFTMAX"),
+    ("float_logits", "logits", "the graph's last op is FULLY_CONNECTED, not a softmax"),
+])
+def test_a_tf_model_is_judged_by_its_converted_tflite(tmp_path: Path, kind: str, decided: str, reason: str) -> None:
+    """A local SavedModel is converted once; the converted file's graph decides."""
+    from imgtool.classify import Classifier
+    from imgtool.resolve import resolve
+
+    saved = sm.build_savedmodel(kind, tmp_path / kind)
+    model = resolve(str(saved))
+    assert model.tflite is not None and model.tflite.is_file()  # converted, runs in LiteRT
+    clf = Classifier(model)
+    assert (clf.decision.kind, clf.decision.reason) == (decided, reason)
+    scores = clf.scores(np.stack([sm.red_image(level) for level in LEVELS]))
+    for i, level in enumerate(LEVELS):
+        assert scores[i, 1] == pytest.approx(sm.class1_probability(level / 255), abs=1e-5)
