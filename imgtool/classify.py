@@ -13,9 +13,11 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from imgtool import images, ui
-from imgtool.engine import Engine, looks_like_probabilities, softmax
-from imgtool.errors import ImageError, ModelError
+from imgtool import labels as labels_mod
+from imgtool.engine import Engine
+from imgtool.errors import ImageError, UsageError
 from imgtool.resolve import Model
+from imgtool.scores import Decision, decide_output_kind, to_scores
 
 
 @dataclass(frozen=True)
@@ -36,21 +38,6 @@ class Result:
             return {"path": self.path, "error": self.error}
         return {"path": self.path,
                 "predictions": [{"label": p.label, "score": p.score, "index": p.index} for p in self.predictions or []]}
-
-
-def align_labels(labels: list[str] | None, width: int, ref: str) -> list[str]:
-    """Labels for each output index. A list with an extra leading `background` is shifted;
-    a short or missing list is padded with `class N` names (and said once)."""
-    if labels is None:
-        ui.warn(f"{ref} has no labels; showing class numbers (pass --labels FILE)")
-        return [f"class {i}" for i in range(width)]
-    if len(labels) == width:
-        return labels
-    if len(labels) == width + 1 and labels[0].strip().lower() in ("background", "unused", "???"):
-        return labels[1:]
-    ui.warn(f"{ref}: {len(labels)} labels for {width} outputs; "
-            + ("extra labels ignored" if len(labels) > width else "missing ones shown as `class N`"))
-    return (labels + [f"class {i}" for i in range(len(labels), width)])[:width]
 
 
 def decode_ahead(inputs: Iterable[images.Input], size: tuple[int, int], workers: int,
@@ -77,31 +64,38 @@ def decode_ahead(inputs: Iterable[images.Input], size: tuple[int, int], workers:
 
 
 class Classifier:
-    """A model's engine and labels, ready to classify arrays or paths."""
+    """A model's engine, its output kind and its labels — all decided here, at load, from
+    the model — ready to classify arrays or paths. `scores` is "auto", "probabilities"
+    or "logits" (the --scores override)."""
 
-    def __init__(self, model: Model, engine: Engine | None = None):
+    def __init__(self, model: Model, engine: Engine | None = None, scores: str = "auto"):
         self.model = model
         for note in model.notes:
             ui.info(note)
         self.engine = engine or model.engine()
-        if model.config.output == "features":
-            raise ModelError(f"{model.ref} is a feature extractor, not a classifier; "
-                             "use it with `imgtool retrain --model` or pick a classifier")
+        facts = self.engine.output_facts()
+        self.output_width = facts.width
+        self.decision: Decision = decide_output_kind(model.config.output, facts, scores,
+                                                     has_labels=model.labels is not None)
+        if self.decision.kind == "features":
+            raise UsageError(
+                f"{model.ref} is a feature extractor ({facts.width}-wide feature vectors), not a classifier; "
+                f"train a classifier on it with `imgtool retrain FOLDER -m {model.ref}`, "
+                "or pick a classifier (`imgtool models list`)")
         self.input_size = self.engine.input_size
-        self._labels: list[str] | None = None
-        self._softmax: bool | None = {"logits": True, "probabilities": False}.get(model.config.output or "")
+        if model.labels is None:
+            ui.warn(f"{model.ref} has no labels; showing class numbers (pass --labels FILE)")
+            self._labels = [f"class {i}" for i in range(facts.width)]
+        else:
+            self._labels = labels_mod.fit(model.labels, facts.width, ref=model.ref, labels_file=model.labels_file)
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
-        out = self.engine.run(batch)
-        if self._labels is None:
-            self._labels = align_labels(self.model.labels, out.shape[1], self.model.ref)
-        if self._softmax is None:
-            self._softmax = not looks_like_probabilities(out)
-        return softmax(out) if self._softmax else out
+        """Scores [N, K] of a batch of images: each row from its own image only."""
+        return to_scores(self.engine.run(batch), self.decision.kind)
 
     @property
     def labels(self) -> list[str]:
-        return self._labels or []
+        return self._labels
 
     def top_k(self, scores: np.ndarray, k: int) -> list[Prediction]:
         k = max(1, min(k, scores.shape[0]))

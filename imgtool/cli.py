@@ -79,6 +79,15 @@ def model_options(f: Callable) -> Callable:
     return f
 
 
+def scores_option(f: Callable) -> Callable:
+    """--scores: how to read the model's outputs, for models that say the wrong thing."""
+    return click.option(
+        "--scores", "scores", type=click.Choice(["auto", "probabilities", "logits"]), default="auto",
+        show_default=True,
+        help="What the model outputs. auto: decided once from the model (catalog record, TFLite metadata, "
+             "a last softmax op); logits get a softmax, probabilities are reported as they are.")(f)
+
+
 def _resolve(opts: dict[str, Any], purpose: str = "classify") -> Any:
     from imgtool.resolve import resolve
 
@@ -114,9 +123,11 @@ def cli() -> None:
               show_default=True, help="text for people; json/jsonl/csv for programs.")
 @click.option("--expect", metavar="LABEL", help="Exit 1 unless every input's top-1 is LABEL (or one of its synonyms).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), hidden=True)
+@scores_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
+@click.option("-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why.")
 def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, batch_size: int,
-             quiet: bool, **model_opts: Any) -> None:
+             scores: str, quiet: bool, verbose: bool, **model_opts: Any) -> None:
     """Classify images (files or folders, searched recursively).
 
     \b
@@ -130,11 +141,15 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
     or {"path", "error"}; json an array of those; csv one row per prediction.
     """
     from imgtool.classify import Classifier
-    from imgtool.labels import matches
+    from imgtool.labels import check_expected, matches
     from imgtool.output import Writer, display_path
 
     ui.set_quiet(quiet)
-    classifier = Classifier(_resolve(model_opts))
+    classifier = Classifier(_resolve(model_opts), scores=scores)
+    if verbose:
+        ui.info(f"{classifier.model.ref}: {classifier.output_width} outputs, read as {classifier.decision}")
+    if expect is not None:
+        check_expected(expect, classifier.labels, classifier.model.ref)
     n_ok = n_err = 0
     unmet: list[str] = []
     bar = ui.progress(None, "classifying", unit="img")
@@ -308,9 +323,11 @@ cli.add_command(retrain_last_layer, name="retrain")
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--print-misclassified", is_flag=True)
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X", help="Exit 1 if accuracy is below X.")
+@scores_option
 @click.option("-q", "--quiet", is_flag=True)
-def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: float | None, quiet: bool,
-             **model_opts: Any) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why.")
+def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: float | None, scores: str,
+             quiet: bool, verbose: bool, **model_opts: Any) -> None:
     """Accuracy, per-class precision/recall and confusion matrix of any classifier on a
     labelled folder (one sub-folder per class, named after the model's labels).
 
@@ -326,7 +343,10 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
     from imgtool.evaluate import evaluate_folder
 
     ui.set_quiet(quiet)
-    ev = evaluate_folder(Classifier(_resolve(model_opts)), image_dir)
+    classifier = Classifier(_resolve(model_opts), scores=scores)
+    if verbose:
+        ui.info(f"{classifier.model.ref}: {classifier.output_width} outputs, read as {classifier.decision}")
+    ev = evaluate_folder(classifier, image_dir)
     m, wrong = ev.metrics, ev.misclassified
     if ev.seen_in_training:
         ui.warn(f"{ev.seen_in_training} of the {m['count']} photos evaluated "

@@ -14,12 +14,18 @@ import numpy as np
 
 from imgtool import ui
 from imgtool.errors import ModelError
+from imgtool.scores import OutputFacts, softmax  # noqa: F401 - softmax re-exported for older imports
 
 
 class Engine(Protocol):
     input_size: tuple[int, int]
 
     def run(self, images: np.ndarray) -> np.ndarray: ...
+
+    def output_facts(self) -> OutputFacts:
+        """What the model says about its output (width, dtype, quantization, last op), read
+        from the model, not from any input."""
+        ...
 
 
 def to_float(images: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
@@ -67,6 +73,21 @@ class LiteRTEngine:
         self._batch = int(self._in["shape"][0])
         self.quantized = self._in["dtype"] in (np.uint8, np.int8)
         self.output_width = int(np.prod(self._out["shape"][1:]))
+        self._out_position = next(i for i, d in enumerate(outputs) if d["index"] == self._out["index"])
+
+    def output_facts(self) -> OutputFacts:
+        from imgtool import tflite_info
+
+        dtype = np.dtype(self._out["dtype"]).name
+        scale, zero = self._out["quantization"]
+        meta = tflite_info.output_metadata(self.path, self._out_position)
+        said = ": ".join(t for t in (meta.name, meta.description) if t) if meta else ""
+        return OutputFacts(
+            width=self.output_width, shape=tuple(int(d) for d in self._out["shape"]), dtype=dtype,
+            quantization=(float(scale), int(zero)) if dtype in ("uint8", "int8", "int16") and scale else None,
+            producer=tflite_info.output_producer(self.path, int(self._out["index"])),
+            metadata=said or None,
+            source=str(self.path))
 
     def _prepare(self, images: np.ndarray) -> np.ndarray:
         dtype = self._in["dtype"]
@@ -75,7 +96,10 @@ class LiteRTEngine:
         scale, zero = self._in["quantization"]
         if dtype == np.uint8 and (self.value_range is None or not scale):
             return images  # the usual convention for uint8 models: raw pixels
-        real = to_float(images, self.value_range or ((-128.0 * scale, 127.0 * scale) if dtype == np.int8 else None))
+        # int8 with no value range: the uint8 convention shifted by 128 (what TFLite's own
+        # uint8 -> int8 interface change does): pixel p is the quantized value p - 128
+        real = to_float(images, self.value_range
+                        or (((-128.0 - zero) * scale, (127.0 - zero) * scale) if dtype == np.int8 else None))
         info = np.iinfo(dtype)
         q = np.round(real / scale + zero)
         return np.clip(q, info.min, info.max).astype(dtype)
@@ -115,12 +139,25 @@ class TFEngine:
 
         self.input_size = input_size
         self.value_range = value_range
+        self.source = Path(source)
         with ui.native_output_filtered():
             self._fn = tfutil.load_callable(source, graph_tensors, input_size)
+        self._facts: OutputFacts | None = None
 
     def run(self, images: np.ndarray) -> np.ndarray:
         out = self._fn(to_float(images, self.value_range))
         return np.asarray(out, dtype=np.float32).reshape(images.shape[0], -1)
+
+    def output_facts(self) -> OutputFacts:
+        """The width from one run on a black image (the output's shape is what is read,
+        never its values); the last op as the graph names it, when TF can tell."""
+        if self._facts is None:
+            probe = np.zeros((1, *self.input_size, 3), np.uint8)
+            out = np.asarray(self._fn(to_float(probe, self.value_range)))
+            op = getattr(self._fn, "output_op", None)
+            self._facts = OutputFacts(width=int(np.prod(out.shape[1:])), shape=tuple(int(d) for d in out.shape),
+                                      producer=op, source=str(self.source))
+        return self._facts
 
 
 class HeadEngine:
@@ -136,14 +173,6 @@ class HeadEngine:
         feats = self.backbone.run(images)
         return feats @ self.weights + self.bias
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def looks_like_probabilities(out: np.ndarray) -> bool:
-    """Scores in [0, 1] summing to about 1 (quantized softmax outputs drift a little)."""
-    return (bool(out.size) and float(out.min()) >= -1e-6 and float(out.max()) <= 1.0 + 1e-6
-            and bool(np.all(np.abs(out.sum(axis=-1) - 1.0) < 0.1)))
+    def output_facts(self) -> OutputFacts:
+        width = int(self.weights.shape[1])
+        return OutputFacts(width=width, shape=(1, width), producer="FULLY_CONNECTED", source="retrained last layer")

@@ -93,17 +93,14 @@ def evaluate_folder(classifier: Classifier, image_dir: Path, training: set[str] 
     y_true, y_pred, wrong = [], [], []
     failures: list[dict[str, str]] = []
     classified: list[str] = []
-    mapping: dict[str, int] | None = None
-    inverse: dict[int, int] = {}
+    mapping = class_to_label_index(classes, classifier.labels)  # before any work: labels are known at load
+    inverse = {v: classes.index(k) for k, v in mapping.items()}
     for res in classifier.classify(paths, top_k=1):
         if res.error is not None:
             ui.warn(f"skipping {res.path}: {res.error}")
             failures.append({"path": res.path, "error": res.error})
             continue
         classified.append(res.path)
-        if mapping is None:
-            mapping = class_to_label_index(classes, classifier.labels)
-            inverse = {v: classes.index(k) for k, v in mapping.items()}
         top = res.predictions[0] if res.predictions else None
         t = truth[res.path]
         p = inverse.get(top.index, -1) if top else -1

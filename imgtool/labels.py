@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import zipfile
 from pathlib import Path
@@ -31,13 +32,20 @@ def parse_lines(text: str) -> list[str]:
 
 
 def embedded_tflite_labels(path: Path) -> list[str] | None:
-    """A .tflite with metadata is also a zip archive holding its associated files."""
+    """A .tflite with metadata is also a zip archive holding its associated files; the
+    metadata names the output's labels file (TENSOR_AXIS_LABELS), else a usual name."""
     try:
         if not zipfile.is_zipfile(path):
             return None
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-            pick = next((n for n in names if Path(n).name in LABEL_FILE_NAMES), None)
+            from imgtool import tflite_info
+
+            meta = tflite_info.output_metadata(Path(path), 0)
+            named = meta.label_files if meta else ()
+            pick = next((n for n in named if n in names), None)
+            if pick is None:
+                pick = next((n for n in names if Path(n).name in LABEL_FILE_NAMES), None)
             if pick is None:
                 pick = next((n for n in names if n.lower().endswith(".txt") and "label" in n.lower()), None)
             if pick is None:
@@ -107,3 +115,62 @@ def matches(label: str, expected: str) -> bool:
     if label.strip().casefold() == want:
         return True
     return any(part.strip().casefold() == want for part in label.split(","))
+
+
+# First lines that name no class: the output 0 some models reserve for "nothing".
+BACKGROUND_LABELS = ("background", "unused", "???", "__background__")
+
+
+def fit(labels: list[str], width: int, *, ref: str, labels_file: str | None = None) -> list[str]:
+    """The label of each of a model's `width` outputs.
+
+    Equal counts fit as they are; one label more whose first line is a background label
+    (`background`, `unused`, `???`, `__background__`) loses that line; one label fewer
+    fits a model whose output 0 is background (the 1000-line ImageNet file on a
+    1001-output model) by naming output 0 `background`, so every other label keeps its
+    index. Anything else is an error naming both counts: a usage error (exit 2) for a
+    `--labels` file, a model error (exit 3) for labels that came with the model."""
+    n = len(labels)
+    if n == width:
+        return list(labels)
+    if n == width + 1 and labels[0].strip().casefold() in BACKGROUND_LABELS:
+        return list(labels[1:])
+    if n and n == width - 1:
+        return ["background", *labels]
+    need = f"{width} labels (or {width + 1} with a background first line, or {width - 1} when output 0 is background)"
+    if labels_file is not None:
+        raise UsageError(f"--labels {labels_file}: {n} labels for the {width} outputs of {ref}; "
+                         f"give one label a line: {need}")
+    raise ModelError(f"{ref}: the model's own labels do not fit it: {n} labels for {width} outputs; "
+                     f"the model is broken, or pass --labels FILE with {need}")
+
+
+def has_label(labels: list[str], expected: str) -> bool:
+    return any(matches(label, expected) for label in labels)
+
+
+def closest(expected: str, labels: list[str], n: int = 3) -> list[str]:
+    """The labels closest to `expected` (difflib), comparing it with whole labels and with
+    each comma-separated synonym, any case; each label once, closest first."""
+    want = expected.strip().casefold()
+    candidates: dict[str, str] = {}  # casefolded label or synonym -> the whole label
+    for label in labels:
+        for text in (label, *label.split(",")):
+            candidates.setdefault(text.strip().casefold(), label)
+    out: list[str] = []
+    for text in difflib.get_close_matches(want, list(candidates), n=len(candidates), cutoff=0.6):
+        if candidates[text] not in out:
+            out.append(candidates[text])
+        if len(out) == n:
+            break
+    return out
+
+
+def check_expected(expected: str, labels: list[str], ref: str) -> None:
+    """`--expect LABEL` must name one of the model's labels (or a synonym in one)."""
+    if has_label(labels, expected):
+        return
+    near = closest(expected, labels)
+    hint = ("closest: " + ", ".join(repr(x) for x in near)) if near else \
+        f"`imgtool labels -m {ref} --search TEXT` lists what it can say"
+    raise UsageError(f"--expect {expected!r}: no such label in {ref}; {hint}")

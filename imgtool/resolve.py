@@ -43,6 +43,7 @@ class Model:
     ref: str
     config: ModelConfig
     labels: list[str] | None = None
+    labels_file: str | None = None  # set when the labels came from --labels FILE
     tflite: Path | None = None
     tf_source: Path | None = None
     graph_tensors: tuple[str, str] | None = None
@@ -157,6 +158,7 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
         model.config = replace(model.config, **overrides)
     if labels_file:
         model.labels = labels_mod.read_lines(Path(labels_file))
+        model.labels_file = labels_file
     return model
 
 

@@ -92,6 +92,20 @@ def _graph_session(tf, pb: Path, tensors: tuple[str, str]):  # noqa: ANN001
     return tf.compat.v1.Session(graph=graph), inp, out
 
 
+_TF_PASSTHROUGH = {"Identity", "Reshape", "Squeeze", "StopGradient", "Cast"}
+_TF_TO_TFLITE = {"Softmax": "SOFTMAX", "Sigmoid": "LOGISTIC", "LogSoftmax": "LOG_SOFTMAX", "AvgPool": "AVERAGE_POOL_2D",
+                 "MaxPool": "MAX_POOL_2D", "Mean": "MEAN", "MatMul": "FULLY_CONNECTED", "BiasAdd": "ADD", "Add": "ADD",
+                 "AddV2": "ADD"}
+
+
+def _producer(op) -> str:  # noqa: ANN001
+    """The op computing a graph tensor, through Identity/Reshape, named as TFLite names it."""
+    seen = 0
+    while op.type in _TF_PASSTHROUGH and op.inputs and seen < 100:
+        op, seen = op.inputs[0].op, seen + 1
+    return _TF_TO_TFLITE.get(op.type, op.type)
+
+
 def load_callable(source: Path, graph_tensors: tuple[str, str] | None = None,
                   input_size: tuple[int, int] | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """float images [N,H,W,3] -> outputs, in TensorFlow."""
@@ -102,6 +116,7 @@ def load_callable(source: Path, graph_tensors: tuple[str, str] | None = None,
         def run_graph(x: np.ndarray) -> np.ndarray:
             return np.concatenate([sess.run(out, {inp: x[i:i + 1]}).reshape(1, -1) for i in range(len(x))])
 
+        run_graph.output_op = _producer(out.op)  # type: ignore[attr-defined]
         return run_graph
     fn, keep = _savedmodel_function(tf, source, None, input_size)
 
