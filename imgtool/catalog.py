@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -98,7 +97,9 @@ def load_catalog() -> dict[str, ModelConfig]:
     """Built-in records, then IMGTOOL_CATALOG's on top."""
     text = resources.files("imgtool.models").joinpath("catalog.json").read_text(encoding="utf-8")
     catalog = _read(text, "built-in")
-    extra = os.environ.get("IMGTOOL_CATALOG")
+    from imgtool import settings
+
+    extra = settings.current().catalog
     if extra:
         try:
             with open(extra, encoding="utf-8") as fh:

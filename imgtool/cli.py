@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import click
 
-from imgtool import __version__, ui
+from imgtool import __version__, settings, ui
 from imgtool.errors import EXIT_FAILED, ImgtoolError
 
 EXIT_CODES_HELP = """\b
@@ -22,12 +22,31 @@ Exit codes:
   3  the model could not be obtained or loaded"""
 
 
+def _stdout_closed() -> None:
+    """The reader of our stdout went away (`imgtool ... | head -1`): that is how a pipeline
+    says "enough", not a failure. Point fd 1 at /dev/null so the interpreter's final flush
+    of the buffered rest cannot fail again ("Exception ignored ... BrokenPipeError"), and
+    exit 0 without a word."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real fd 1 (e.g. under CliRunner)
+        pass
+    sys.exit(0)
+
+
 class Group(click.Group):
-    """Turns library errors into one `Error: ...` line and the documented exit code."""
+    """Turns library errors into one `Error: ...` line and the documented exit code; a
+    closed stdout into a quiet exit 0 (for every command, here once)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _stdout_closed()
         except ImgtoolError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(err.exit_code)
@@ -51,7 +70,7 @@ def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Paramet
 def model_options(f: Callable) -> Callable:
     """--model and the options that describe a model the catalog does not know."""
     opts = [
-        click.option("-m", "--model", "model", metavar="MODEL", envvar="IMGTOOL_MODEL",
+        click.option("-m", "--model", "model", metavar="MODEL",
                      help="Catalog name, .tflite, SavedModel dir, .pb graph, hub:/kaggle: handle, URL, "
                           "or a retrain output folder. Default: inception_v3 (or $IMGTOOL_MODEL)."),
         click.option("--labels", "labels_file", metavar="FILE", type=click.Path(dir_okay=False),
@@ -78,7 +97,7 @@ def _resolve(opts: dict[str, Any], purpose: str = "classify") -> Any:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="imgtool")
-def cli() -> None:
+def cli() -> None:  # noqa: D401 - the docstring is the help text
     """Classify photos with pretrained networks; retrain the last layer on your own.
 
     \b
@@ -88,8 +107,10 @@ def cli() -> None:
       imgtool models list                   the catalog and the cache
 
     Models are downloaded once into IMGTOOL_HOME (default: your user cache dir);
-    IMGTOOL_OFFLINE=1 never touches the network.
+    IMGTOOL_OFFLINE=1 never touches the network. Environment variables are
+    checked before any work (a bad value is exit 2); the README lists them all.
     """
+    settings.current()
 
 
 # ---------------------------------------------------------------- classify
@@ -201,9 +222,9 @@ def _sigterm_as_interrupt() -> None:
 @click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (default: ./IMAGE_DIR-model; never inside IMAGE_DIR).")
-@click.option("-m", "--model", "model", metavar="MODEL", envvar="IMGTOOL_BACKBONE",
+@click.option("-m", "--model", "model", metavar="MODEL",
               help="Backbone: catalog name (its feature-vector twin is used), .tflite feature extractor, "
-                   "SavedModel, hub handle or URL. Default: inception_v3.")
+                   "SavedModel, hub handle or URL. Default: $IMGTOOL_BACKBONE, else inception_v3.")
 @click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W")
 @click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI")
 @click.option("--validation-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50))
@@ -263,7 +284,7 @@ def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_siz
     ui.set_quiet(quiet)
     _sigterm_as_interrupt()
     opts = RetrainOptions(
-        image_dir=image_dir, output=output, model=model, validation_percent=validation_percent,
+        image_dir=image_dir, output=output, model=model or settings.current().backbone, validation_percent=validation_percent,
         test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
         min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
         train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2, seed=seed),
@@ -417,7 +438,12 @@ def models_remove(names: tuple[str, ...]) -> None:
 
 def main() -> None:
     try:
-        cli(prog_name="imgtool")
+        try:
+            cli(prog_name="imgtool")
+        finally:
+            sys.stdout.flush()  # here, not at interpreter shutdown, where a closed pipe is noise
+    except BrokenPipeError:
+        _stdout_closed()
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)

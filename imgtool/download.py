@@ -14,7 +14,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from imgtool import store, ui
+from imgtool import settings, store, ui
 from imgtool.errors import DownloadError, ModelError
 
 CHUNK = 1 << 20
@@ -22,12 +22,12 @@ RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 
 def _timeout() -> tuple[float, float]:
-    t = float(os.environ.get("IMGTOOL_TIMEOUT", "30"))
+    t = settings.current().timeout
     return (min(t, 10.0), t)
 
 
 def _attempts() -> int:
-    return max(1, int(os.environ.get("IMGTOOL_RETRIES", "2")))
+    return settings.current().retries
 
 
 def hub_download_url(url: str) -> str:

@@ -127,7 +127,9 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
             tensors: tuple[str | None, str | None] = (None, None)) -> Model:
     """Turn what the user typed into a Model ready to run. `purpose` is "classify" or
     "features" (the feature-vector twin / bottleneck tensor, for retraining)."""
-    ref = ref or os.environ.get("IMGTOOL_MODEL") or DEFAULT_MODEL
+    from imgtool import settings
+
+    ref = ref or settings.current().model or DEFAULT_MODEL
     catalog = load_catalog()
     overrides = {k: v for k, v in (("input_size", input_size), ("value_range", value_range)) if v is not None}
 

@@ -25,9 +25,11 @@ from typing import Any, Iterator
 
 def home() -> Path:
     """IMGTOOL_HOME, else the platform's user cache dir (never the cwd or /tmp)."""
-    env = os.environ.get("IMGTOOL_HOME")
-    if env:
-        return Path(env).expanduser()
+    from imgtool import settings
+
+    env = settings.current().home
+    if env is not None:
+        return env
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("imgtool", appauthor=False))
@@ -48,7 +50,9 @@ def entry_dir(key: str) -> Path:
 
 
 def offline() -> bool:
-    return os.environ.get("IMGTOOL_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    from imgtool import settings
+
+    return settings.current().offline
 
 
 @contextlib.contextmanager
