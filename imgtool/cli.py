@@ -364,7 +364,13 @@ def models() -> None:
 @models.command("list")
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def models_list(fmt: str) -> None:
-    """Catalog models, and what is in the cache."""
+    """Catalog models, what is in the cache, and the bottleneck and export caches (sizes).
+
+    json: one object per model {"name", "description", "cached", "kind": "catalog"|"other",
+    "bytes"} and per cache {"name": "bottlenecks"|"exports", "kind": "cache", "path",
+    "bytes", "entries"}.
+    """
+    from imgtool import caches
     from imgtool.catalog import load_catalog
     from imgtool.output import Writer
     from imgtool.resolve import cached_entries
@@ -376,13 +382,19 @@ def models_list(fmt: str) -> None:
             entry = cached.get(name)
             state = "not cached" if entry is None else ("cached" if entry["ok"] else f"damaged: {entry['problem']}")
             out.record({"name": name, "description": cfg.description, "cached": bool(entry and entry["ok"]),
-                        "kind": "catalog"}, text=f"{name:30} {state:12} {cfg.description}\n")
+                        "kind": "catalog", "bytes": entry["bytes"] if entry else 0},
+                       text=f"{name:30} {state:12} {cfg.description}\n")
         for key, e in cached.items():
             if key in catalog:
                 continue
             state = "cached" if e["ok"] else f"damaged: {e['problem']}"
-            out.record({"name": e["name"], "key": key, "cached": e["ok"], "kind": "other"},
+            out.record({"name": e["name"], "key": key, "cached": e["ok"], "kind": "other", "bytes": e["bytes"]},
                        text=f"{key:30} {state:12} {e['name']}\n")
+        for name in caches.CACHES:
+            c = caches.info(name)
+            out.record({"name": name, "kind": "cache", "path": str(c.path), "bytes": c.bytes, "entries": c.entries},
+                       text=f"{name:30} {caches.human_size(c.bytes):12} {c.description} ({c.entries} entries; "
+                            f"`imgtool models remove {name}`)\n")
 
 
 @models.command("path")
@@ -420,20 +432,43 @@ def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
 
 
 @models.command("remove")
-@click.argument("names", nargs=-1, required=True, metavar="MODEL...")
-def models_remove(names: tuple[str, ...]) -> None:
-    """Remove models from the cache ('all' removes every one)."""
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("-q", "--quiet", is_flag=True, help="Say nothing (errors still shown).")
+def models_remove(names: tuple[str, ...], quiet: bool) -> None:
+    """Remove models from the cache; `bottlenecks` and `exports` remove retrain's caches,
+    `all` removes everything cached (an empty cache is fine: exit 0).
+
+    \b
+    Examples:
+      imgtool models remove inception_v3
+      imgtool models remove bottlenecks exports
+      imgtool models remove all
+    """
+    from imgtool import caches
     from imgtool.resolve import remove
 
+    ui.set_quiet(quiet)
     missing = []
+    nothing = True
     for name in names:
+        if name in caches.CACHES or name == "all":
+            for cache in (caches.CACHES if name == "all" else (name,)):
+                gone = caches.remove(cache)
+                if gone is not None:
+                    nothing = False
+                    ui.info(f"removed the {cache} cache ({caches.human_size(gone.bytes)}, {gone.entries} entries)")
+            if name in caches.CACHES:
+                continue
         removed = remove(name)
         if removed:
+            nothing = False
             ui.info(f"removed {', '.join(removed)}")
-        else:
+        elif name != "all":
             missing.append(name)
     if missing:
         raise _model_error(f"not in the cache: {', '.join(missing)}")
+    if nothing:
+        ui.info("nothing cached")
 
 
 def main() -> None:
