@@ -367,8 +367,8 @@ def models_list(fmt: str) -> None:
     """Catalog models, what is in the cache, and the bottleneck and export caches (sizes).
 
     json: one object per model {"name", "description", "cached", "kind": "catalog"|"other",
-    "bytes"} and per cache {"name": "bottlenecks"|"exports", "kind": "cache", "path",
-    "bytes", "entries"}.
+    "bytes"} and per cache {"name": "bottlenecks"|"exports", "kind": "cache", "cached",
+    "path", "bytes", "entries"}.
     """
     from imgtool import caches
     from imgtool.catalog import load_catalog
@@ -392,7 +392,8 @@ def models_list(fmt: str) -> None:
                        text=f"{key:30} {state:12} {e['name']}\n")
         for name in caches.CACHES:
             c = caches.info(name)
-            out.record({"name": name, "kind": "cache", "path": str(c.path), "bytes": c.bytes, "entries": c.entries},
+            out.record({"name": name, "kind": "cache", "cached": c.entries > 0, "path": str(c.path),
+                        "bytes": c.bytes, "entries": c.entries},
                        text=f"{name:30} {caches.human_size(c.bytes):12} {c.description} ({c.entries} entries; "
                             f"`imgtool models remove {name}`)\n")
 

@@ -67,7 +67,7 @@ def test_caches_are_listed_with_sizes_and_removed(retrained: Path) -> None:
     assert bott["entries"] == 8  # one feature vector per photo
     assert bott["bytes"] == sum(p.stat().st_size for p in (home / "bottlenecks").rglob("*") if p.is_file())
     assert bott["bytes"] > 8 * 1024 * 4  # 1024 float32 features each
-    assert exp == {"name": "exports", "kind": "cache", "path": str(home / "exports"), "bytes": (2000 + 2) + (1000 + 2),
+    assert exp == {"name": "exports", "kind": "cache", "cached": True, "path": str(home / "exports"), "bytes": (2000 + 2) + (1000 + 2),
                    "entries": 2}
     text = invoke("models", "list").stdout
     assert "exports" in text and "3.0 kB" in text and "(2 entries; `imgtool models remove exports`)" in text
@@ -81,7 +81,7 @@ def test_caches_are_listed_with_sizes_and_removed(retrained: Path) -> None:
     assert res.exit_code == 0 and "removed the bottlenecks cache" in res.stderr and "8 entries" in res.stderr
     assert not (home / "bottlenecks").exists()
     assert list((home / "tmp").iterdir()) == []  # renamed away, then deleted
-    assert _listing()["bottlenecks"] == {"name": "bottlenecks", "kind": "cache", "path": str(home / "bottlenecks"),
+    assert _listing()["bottlenecks"] == {"name": "bottlenecks", "kind": "cache", "cached": False, "path": str(home / "bottlenecks"),
                                          "bytes": 0, "entries": 0}
 
 
