@@ -358,7 +358,7 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
 
 @cli.group(cls=Group)
 def models() -> None:
-    """The catalog and the model cache (IMGTOOL_HOME)."""
+    """The catalog and the caches in IMGTOOL_HOME: models, bottlenecks, exports."""
 
 
 @models.command("list")

@@ -177,19 +177,24 @@ def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: str) -> M
 
 def _effective_config(config: ModelConfig, entry: Path) -> ModelConfig:
     """The config of the source the cache entry was fetched from: a record's later
-    `sources` may differ in format, tensors, preprocessing and output kind."""
+    `sources` may differ in format, tensors, preprocessing and output kind. Found by the
+    URL the entry records (the catalog's current settings for it); a URL the catalog no
+    longer lists falls back to the effective config the entry recorded."""
+    from imgtool.download import hub_download_url
+
     data = store.read_json(entry / ENTRY_FILE) or {}
-    index = data.get("source")
-    if not isinstance(index, int) or index < len(config.urls):
-        return config
+    if "source" not in data:
+        return config  # an entry from before sources: fetched from the record's urls
+    for url, cfg in config.candidates():
+        if data.get("url") in (url, hub_download_url(url)):
+            return cfg
     recorded = data.get("config")
     if isinstance(recorded, dict):
         try:
             return ModelConfig.from_dict(config.name, recorded)
         except (ModelError, TypeError, ValueError):
-            pass  # written by another version: the catalog's own record of that source
-    candidates = config.candidates()
-    return candidates[index][1] if index < len(candidates) else config
+            pass  # written by another version
+    return config
 
 
 def _purpose_file(config: ModelConfig, purpose: str) -> str:

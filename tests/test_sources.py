@@ -190,6 +190,14 @@ def test_third_source_of_another_format_gives_the_same_labels_top1_and_scores(
     third = run("classify", "-f", "jsonl", "-k", "3", *photos, env={"IMGTOOL_OFFLINE": "1"})
     assert third.returncode == 0 and _results(third.stdout) == slim
     assert http_server.hits(SLIM) == 1
+    # a catalog that no longer lists that URL: the entry's recorded config still holds
+    moved = json.loads(Path(os.environ["IMGTOOL_CATALOG"]).read_text())
+    moved["models"]["inception_v3"]["sources"][0]["url"] = http_server.url + "/moved.tar.gz"
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(tmp_path / "moved.json"))
+    model = resolve("inception_v3")
+    assert (model.config.format, model.config.output, model.config.value_range, model.config.output_tensor) == (
+        "graphdef", "probabilities", (-1.0, 1.0), modelgen.SLIM_OUTPUT)
 
 
 def test_a_source_failing_its_pin_is_passed_over_and_named(tmp_path: Path, http_server: LoopbackServer,
