@@ -411,9 +411,10 @@ def _download_entry(key: str, config: ModelConfig, entry: Path) -> None:
             break
         else:
             last = errors[-1]
-            if len(candidates) == 1 and not isinstance(last, download.DownloadError):
+            if len(candidates) == 1 and not isinstance(last, _FetchFailed):
                 raise last  # e.g. an unsafe archive: its own message says it all
-            raise download.DownloadError(download.failure_message(config.name, len(candidates), str(last)))
+            said = str(last).removeprefix(f"could not download {config.name}: ")
+            raise download.DownloadError(download.failure_message(config.name, len(candidates), said))
         labels = _fetch_labels(cfg, staging / "source", key)
         if labels is not None:
             store.atomic_write_text(staging / "labels.txt", "\n".join(labels) + "\n")
@@ -438,7 +439,10 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
         used = url
     else:
         source_file = archive
-        used = download.fetch_url(download.Pinned(url, cfg.sha256, cfg.size), archive, what=cfg.name)
+        try:
+            used = download.fetch_url(download.Pinned(url, cfg.sha256, cfg.size), archive, what=cfg.name)
+        except download.DownloadError as err:
+            raise _FetchFailed(str(err)) from None
     record["url"] = used
     record["sha256"] = download.sha256_file(source_file)
     kind = download.archive_kind(source_file)
@@ -450,6 +454,10 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
         download.extract_archive(source_file, src, what=cfg.name)
         record.update(_describe_source(src, cfg))
     return record
+
+
+class _FetchFailed(ModelError):
+    """A source's URL could not be downloaded ("URL: problem")."""
 
 
 def _check_tflite_loads(path: Path, name: str, url: str) -> None:

@@ -419,3 +419,27 @@ def test_2015_graph_classifies_and_retrains_on_many_photos(engine: str, tmp_path
     assert m["test"]["accuracy"] == 1.0
     head = np.load(out / "head.npz")
     assert head["weights"].shape == (modelgen.GRAPH2015_POOL3_DIM, 3)
+
+
+def test_a_source_that_is_not_a_model_is_passed_over(tmp_path: Path, http_server: LoopbackServer, built: dict,
+                                                     monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+    """A URL that answers 200 with something else (an HTML error page, a broken archive)
+    does not stop the next source from being tried."""
+    page = http_server.add("/login.html", b"<html>please sign in</html>", content_type="text/html")
+    good = http_server.add("/mirror/cls.tar.gz", Path(built["hub_tgz"]).read_bytes())
+    record = {"format": "savedmodel", "urls": [page, good], "input_size": [SIZE, SIZE], "value_range": [0, 1],
+              "output": "logits"}
+    (tmp_path / "c.json").write_text(json.dumps({"models": {"m": record}}))
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(tmp_path / "c.json"))
+    res = invoke("classify", "-m", "m", "-f", "jsonl", *_photos(built))
+    assert res.exit_code == 0, res.output
+    assert _results(res.stdout)["blue"][0][:2] == ("class 3", 3)
+    saved = json.loads((isolated_home / "models" / "m" / "entry.json").read_text())
+    assert (saved["source"], saved["url"]) == (1, good)
+    http_server.set_fault("/mirror/cls.tar.gz", "404")
+    invoke("models", "remove", "m")
+    res = invoke("classify", "-m", "m", *_photos(built))
+    assert res.exit_code == 3
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"Error: could not download m (tried 2 URLs; the last said): {good}: server answered HTTP 404; "
+        "check the model name or URL")
