@@ -52,6 +52,12 @@ def test_remove_all_on_an_empty_cache_is_fine(isolated_home: Path) -> None:
     assert proc.returncode == 0 and proc.stderr == "nothing cached\n"
 
 
+def test_help_names_the_caches() -> None:
+    text = invoke("models", "remove", "--help").stdout
+    assert "imgtool models remove bottlenecks exports" in text and "imgtool models remove all" in text
+    assert "bottlenecks, exports" in invoke("models", "--help").stdout
+
+
 def test_unknown_model_is_still_exit_3(isolated_home: Path) -> None:
     res = invoke("models", "remove", "no_such_model")
     assert res.exit_code == 3 and "not in the cache: no_such_model" in res.stderr
