@@ -38,9 +38,20 @@ def _stdout_closed() -> None:
     sys.exit(0)
 
 
+class Command(click.Command):
+    """Every command checks the environment settings once its arguments are parsed and
+    before any work (so `--help` still works with a bad variable)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        settings.current()
+        return super().invoke(ctx)
+
+
 class Group(click.Group):
     """Turns library errors into one `Error: ...` line and the documented exit code; a
     closed stdout into a quiet exit 0 (for every command, here once)."""
+
+    command_class = Command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -110,7 +121,6 @@ def cli() -> None:  # noqa: D401 - the docstring is the help text
     IMGTOOL_OFFLINE=1 never touches the network. Environment variables are
     checked before any work (a bad value is exit 2); the README lists them all.
     """
-    settings.current()
 
 
 # ---------------------------------------------------------------- classify

@@ -144,3 +144,19 @@ def test_backbone_variable_is_retrains_default(monkeypatch: pytest.MonkeyPatch, 
     assert json.loads(res.stdout)["backbone"] == str(embedder)
     meta = json.loads((tmp_path / "out" / "imgtool-model.json").read_text())
     assert meta["backbone"]["ref"] == str(embedder)
+
+
+def test_every_command_checks_the_environment_and_help_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    from imgtool.cli import Command, cli
+
+    commands = [c for c in cli.commands.values() if not isinstance(c, click.Group)]
+    commands += [c for g in cli.commands.values() if isinstance(g, click.Group) for c in g.commands.values()]
+    assert len(commands) >= 9 and all(isinstance(c, Command) for c in commands)
+    monkeypatch.setenv("IMGTOOL_TIMEOUT", "abc")
+    for args in (["--help"], ["classify", "--help"], ["models", "remove", "--help"]):
+        res = invoke(*args)
+        assert res.exit_code == 0 and "Usage:" in res.stdout
+    res = invoke("models", "path")
+    assert res.exit_code == 2 and "IMGTOOL_TIMEOUT='abc'" in res.stderr
