@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -28,6 +27,7 @@ class LabelSource:
     format: str = "lines"  # "lines" | "imagenet2015"
     urls: tuple[str, ...] = ()
     sha256: str | None = None
+    size: int | None = None  # bytes, pinned with sha256 where the file is byte-stable
     member: str | None = None  # a file inside the model archive
     label_map: str | None = None  # imagenet2015: the .pbtxt
     synsets: str | None = None  # imagenet2015: synset -> human label map
@@ -57,6 +57,8 @@ class ModelConfig:
     input_tensor: str | None = None
     output_tensor: str | None = None
     feature_tensor: str | None = None
+    size: int | None = None  # bytes of the download, pinned with sha256
+    sources: tuple["Source", ...] = ()  # tried after `urls`, each with settings of its own
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -67,6 +69,7 @@ class ModelConfig:
             raise ModelError(f"catalog record {name!r} has unknown fields: {', '.join(sorted(unknown))}")
         d = dict(d)
         d["name"] = name
+        d["sources"] = tuple(Source.from_dict(name, i, s) for i, s in enumerate(d.get("sources") or ()))
         if d.get("format") not in FORMATS:
             raise ModelError(f"catalog record {name!r}: format must be one of {', '.join(FORMATS)}")
         if d.get("output") is not None and d["output"] not in OUTPUTS:
@@ -82,7 +85,56 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        return {k: v for k, v in d.items() if v not in (None, (), {}, "")}
+        d["sources"] = [{"url": s.url, **s.overrides} for s in self.sources]
+        return {k: v for k, v in d.items() if v not in (None, (), {}, "", [])}
+
+    def candidates(self) -> list[tuple[str, "ModelConfig"]]:
+        """Every place this model can come from, in order, each with the config that
+        goes with it: the record's `urls` (its own settings; `sha256`/`size` pin each),
+        then its `sources` (see `for_source`)."""
+        primary = replace(self, sources=())
+        return [(url, primary) for url in self.urls] + [(s.url, self.for_source(s)) for s in self.sources]
+
+    def for_source(self, source: "Source") -> "ModelConfig":
+        """The record with one source's settings on top. Pins (sha256, size) belong to
+        one URL and are never inherited; a source of another format inherits none of the
+        format's fields (graph, tensors) either."""
+        base = self.to_dict()
+        for key in ("urls", "sources", "sha256", "size"):
+            base.pop(key, None)
+        if source.overrides.get("format", self.format) != self.format:
+            for key in FORMAT_FIELDS:
+                base.pop(key, None)
+        return ModelConfig.from_dict(self.name, {**base, **source.overrides, "urls": [source.url]})
+
+
+#: Fields that only mean something for one format.
+FORMAT_FIELDS = ("graph", "input_tensor", "output_tensor", "feature_tensor")
+#: What a source may set for itself.
+SOURCE_FIELDS = frozenset({"format", "sha256", "size", "graph", "input_tensor", "output_tensor", "feature_tensor",
+                           "input_size", "value_range", "output", "labels", "description"})
+
+
+@dataclass(frozen=True)
+class Source:
+    """One more place a model can come from, in a format and with settings of its own
+    (e.g. a frozen graph with probabilities out, after TF Hub's SavedModel with logits)."""
+
+    url: str
+    overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def from_dict(cls, name: str, index: int, d: Any) -> "Source":
+        if isinstance(d, Source):
+            return d
+        if not isinstance(d, dict) or not isinstance(d.get("url"), str):
+            raise ModelError(f"catalog record {name!r}: sources[{index}] needs a \"url\"")
+        overrides = {k: v for k, v in d.items() if k != "url"}
+        unknown = set(overrides) - SOURCE_FIELDS
+        if unknown:
+            raise ModelError(f"catalog record {name!r}: sources[{index}] has unknown fields: "
+                             f"{', '.join(sorted(unknown))} (a source may set {', '.join(sorted(SOURCE_FIELDS))})")
+        return cls(url=d["url"], overrides=overrides)
 
 
 def _read(text: str, origin: str) -> dict[str, ModelConfig]:
@@ -98,7 +150,9 @@ def load_catalog() -> dict[str, ModelConfig]:
     """Built-in records, then IMGTOOL_CATALOG's on top."""
     text = resources.files("imgtool.models").joinpath("catalog.json").read_text(encoding="utf-8")
     catalog = _read(text, "built-in")
-    extra = os.environ.get("IMGTOOL_CATALOG")
+    from imgtool import settings
+
+    extra = settings.current().catalog
     if extra:
         try:
             with open(extra, encoding="utf-8") as fh:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import click
 
-from imgtool import __version__, ui
+from imgtool import __version__, settings, ui
 from imgtool.errors import EXIT_FAILED, ImgtoolError
 
 EXIT_CODES_HELP = """\b
@@ -24,12 +24,42 @@ Exit codes:
      denied): nothing half-written is left, a previous model is unchanged"""
 
 
+def _stdout_closed() -> None:
+    """The reader of our stdout went away (`imgtool ... | head -1`): that is how a pipeline
+    says "enough", not a failure. Point fd 1 at /dev/null so the interpreter's final flush
+    of the buffered rest cannot fail again ("Exception ignored ... BrokenPipeError"), and
+    exit 0 without a word."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real fd 1 (e.g. under CliRunner)
+        pass
+    sys.exit(0)
+
+
+class Command(click.Command):
+    """Every command checks the environment settings once its arguments are parsed and
+    before any work (so `--help` still works with a bad variable)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        settings.current()
+        return super().invoke(ctx)
+
+
 class Group(click.Group):
-    """Turns library errors into one `Error: ...` line and the documented exit code."""
+    """Turns library errors into one `Error: ...` line and the documented exit code; a
+    closed stdout into a quiet exit 0 (for every command, here once)."""
+
+    command_class = Command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _stdout_closed()
         except ImgtoolError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(err.exit_code)
@@ -62,7 +92,7 @@ def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Paramet
 def model_options(f: Callable) -> Callable:
     """--model and the options that describe a model the catalog does not know."""
     opts = [
-        click.option("-m", "--model", "model", metavar="MODEL", envvar="IMGTOOL_MODEL",
+        click.option("-m", "--model", "model", metavar="MODEL",
                      help="Catalog name, .tflite, SavedModel dir, .pb graph, hub:/kaggle: handle, URL, "
                           "or a retrain output folder. Default: inception_v3 (or $IMGTOOL_MODEL)."),
         click.option("--labels", "labels_file", metavar="FILE", type=click.Path(dir_okay=False),
@@ -98,7 +128,7 @@ def _resolve(opts: dict[str, Any], purpose: str = "classify") -> Any:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="imgtool")
-def cli() -> None:
+def cli() -> None:  # noqa: D401 - the docstring is the help text
     """Classify photos with pretrained networks; retrain the last layer on your own.
 
     \b
@@ -108,7 +138,8 @@ def cli() -> None:
       imgtool models list                   the catalog and the cache
 
     Models are downloaded once into IMGTOOL_HOME (default: your user cache dir);
-    IMGTOOL_OFFLINE=1 never touches the network.
+    IMGTOOL_OFFLINE=1 never touches the network. Environment variables are
+    checked before any work (a bad value is exit 2); the README lists them all.
     """
 
 
@@ -227,9 +258,9 @@ def _sigterm_as_interrupt() -> None:
 @click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (default: ./IMAGE_DIR-model; never inside IMAGE_DIR).")
-@click.option("-m", "--model", "model", metavar="MODEL", envvar="IMGTOOL_BACKBONE",
+@click.option("-m", "--model", "model", metavar="MODEL",
               help="Backbone: catalog name (its feature-vector twin is used), .tflite feature extractor, "
-                   "SavedModel, hub handle or URL. Default: inception_v3.")
+                   "SavedModel, hub handle or URL. Default: $IMGTOOL_BACKBONE, else inception_v3.")
 @click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W")
 @click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI")
 @click.option("--validation-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50))
@@ -289,7 +320,7 @@ def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_siz
     ui.set_quiet(quiet)
     _sigterm_as_interrupt()
     opts = RetrainOptions(
-        image_dir=image_dir, output=output, model=model, validation_percent=validation_percent,
+        image_dir=image_dir, output=output, model=model or settings.current().backbone, validation_percent=validation_percent,
         test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
         min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
         train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2, seed=seed),
@@ -375,13 +406,19 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
 
 @cli.group(cls=Group)
 def models() -> None:
-    """The catalog and the model cache (IMGTOOL_HOME)."""
+    """The catalog and the caches in IMGTOOL_HOME: models, bottlenecks, exports."""
 
 
 @models.command("list")
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def models_list(fmt: str) -> None:
-    """Catalog models, and what is in the cache."""
+    """Catalog models, what is in the cache, and the bottleneck and export caches (sizes).
+
+    json: one object per model {"name", "description", "cached", "kind": "catalog"|"other",
+    "bytes"} and per cache {"name": "bottlenecks"|"exports", "kind": "cache", "cached",
+    "path", "bytes", "entries"}.
+    """
+    from imgtool import caches
     from imgtool.catalog import load_catalog
     from imgtool.output import Writer
     from imgtool.resolve import cached_entries
@@ -393,13 +430,20 @@ def models_list(fmt: str) -> None:
             entry = cached.get(name)
             state = "not cached" if entry is None else ("cached" if entry["ok"] else f"damaged: {entry['problem']}")
             out.record({"name": name, "description": cfg.description, "cached": bool(entry and entry["ok"]),
-                        "kind": "catalog"}, text=f"{name:30} {state:12} {cfg.description}\n")
+                        "kind": "catalog", "bytes": entry["bytes"] if entry else 0},
+                       text=f"{name:30} {state:12} {cfg.description}\n")
         for key, e in cached.items():
             if key in catalog:
                 continue
             state = "cached" if e["ok"] else f"damaged: {e['problem']}"
-            out.record({"name": e["name"], "key": key, "cached": e["ok"], "kind": "other"},
+            out.record({"name": e["name"], "key": key, "cached": e["ok"], "kind": "other", "bytes": e["bytes"]},
                        text=f"{key:30} {state:12} {e['name']}\n")
+        for name in caches.CACHES:
+            c = caches.info(name)
+            out.record({"name": name, "kind": "cache", "cached": c.entries > 0, "path": str(c.path),
+                        "bytes": c.bytes, "entries": c.entries},
+                       text=f"{name:30} {caches.human_size(c.bytes):12} {c.description} ({c.entries} entries; "
+                            f"`imgtool models remove {name}`)\n")
 
 
 @models.command("path")
@@ -437,20 +481,43 @@ def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
 
 
 @models.command("remove")
-@click.argument("names", nargs=-1, required=True, metavar="MODEL...")
-def models_remove(names: tuple[str, ...]) -> None:
-    """Remove models from the cache ('all' removes every one)."""
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("-q", "--quiet", is_flag=True, help="Say nothing (errors still shown).")
+def models_remove(names: tuple[str, ...], quiet: bool) -> None:
+    """Remove models from the cache; `bottlenecks` and `exports` remove retrain's caches,
+    `all` removes everything cached (an empty cache is fine: exit 0).
+
+    \b
+    Examples:
+      imgtool models remove inception_v3
+      imgtool models remove bottlenecks exports
+      imgtool models remove all
+    """
+    from imgtool import caches
     from imgtool.resolve import remove
 
+    ui.set_quiet(quiet)
     missing = []
+    nothing = True
     for name in names:
+        if name in caches.CACHES or name == "all":
+            for cache in (caches.CACHES if name == "all" else (name,)):
+                gone = caches.remove(cache)
+                if gone is not None:
+                    nothing = False
+                    ui.info(f"removed the {cache} cache ({caches.human_size(gone.bytes)}, {gone.entries} entries)")
+            if name in caches.CACHES:
+                continue
         removed = remove(name)
         if removed:
+            nothing = False
             ui.info(f"removed {', '.join(removed)}")
-        else:
+        elif name != "all":
             missing.append(name)
     if missing:
         raise _model_error(f"not in the cache: {', '.join(missing)}")
+    if nothing:
+        ui.info("nothing cached")
 
 
 def main() -> None:
@@ -461,7 +528,12 @@ def main() -> None:
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        cli(prog_name="imgtool")
+        try:
+            cli(prog_name="imgtool")
+        finally:
+            sys.stdout.flush()  # here, not at interpreter shutdown, where a closed pipe is noise
+    except BrokenPipeError:
+        _stdout_closed()
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)

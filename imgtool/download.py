@@ -2,32 +2,75 @@
 
 Uses requests (proxies from the environment as requests honours them: HTTP(S)_PROXY,
 NO_PROXY). A download goes to `tmp/<name>.<pid>.incomplete` and is renamed to its final
-name only once whole (length as announced, checksum as pinned), so nothing that looks
-cached is ever half-written."""
+name only once whole (length as announced, size and checksum as pinned), so nothing that
+looks cached is ever half-written.
+
+Redirects are followed here, one hop at a time, so that Kaggle credentials
+(KAGGLE_USERNAME + KAGGLE_KEY, HTTP Basic) go to kaggle.com hosts only and never to the
+signed storage URL Kaggle redirects to, whatever requests' own redirect rules are."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import stat
 import tarfile
 import time
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
-from imgtool import store, ui
+from imgtool import settings, store, ui
 from imgtool.errors import DownloadError, ModelError
 
 CHUNK = 1 << 20
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+REDIRECT_STATUS = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 10
+
+#: Hosts that get Kaggle credentials: the name itself or any subdomain. An entry with a
+#: port ("127.0.0.1:8080") matches that host:port exactly (tests point it at loopback).
+KAGGLE_HOSTS: tuple[str, ...] = ("kaggle.com",)
+#: Credentials never travel in clear text (tests add "http" for the loopback server).
+CREDENTIAL_SCHEMES: tuple[str, ...] = ("https",)
+
+
+def is_kaggle(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme not in CREDENTIAL_SCHEMES or not parts.hostname:
+        return False
+    host = parts.hostname.lower()
+    for entry in KAGGLE_HOSTS:
+        if ":" in entry:
+            if parts.netloc.lower().rsplit("@", 1)[-1] == entry.lower():
+                return True
+        elif host == entry or host.endswith("." + entry):
+            return True
+    return False
+
+
+def _auth_for(url: str) -> tuple[str, str] | None:
+    return settings.current().kaggle_auth if is_kaggle(url) else None
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """One URL and what its bytes must be (None: not pinned)."""
+
+    url: str
+    sha256: str | None = None
+    size: int | None = None
 
 
 def _timeout() -> tuple[float, float]:
-    t = float(os.environ.get("IMGTOOL_TIMEOUT", "30"))
+    t = settings.current().timeout
     return (min(t, 10.0), t)
 
 
 def _attempts() -> int:
-    return max(1, int(os.environ.get("IMGTOOL_RETRIES", "2")))
+    return settings.current().retries
 
 
 def hub_download_url(url: str) -> str:
@@ -37,37 +80,53 @@ def hub_download_url(url: str) -> str:
     return url
 
 
-def fetch(urls: list[str] | tuple[str, ...], dest: Path, *, sha256: str | None = None, what: str = "") -> str:
+def fetch(urls: list[str] | tuple[str, ...], dest: Path, *, sha256: str | None = None, size: int | None = None,
+          what: str = "") -> str:
     """Download the first URL that works to `dest`; return the URL used.
 
     Raises DownloadError with one line naming the URL and the problem."""
     if not urls:
         raise DownloadError(f"{what or dest.name}: no download URL is known; pass a local path instead")
-    if store.offline():
-        raise DownloadError(
-            f"{what or dest.name} is not in the cache and IMGTOOL_OFFLINE is set; "
-            f"run `imgtool models download {what}` with network access first" if what else
-            f"{dest.name} is not in the cache and IMGTOOL_OFFLINE is set"
-        )
-    import requests
-
+    check_online(what, dest.name)
     errors: list[str] = []
     for url in urls:
-        url = hub_download_url(url)
-        for attempt in range(_attempts()):
-            try:
-                _fetch_one(requests, url, dest, sha256, what)
-                return url
-            except _Retryable as err:
-                errors.append(f"{url}: {err}")
-                if attempt + 1 < _attempts():
-                    time.sleep(min(err.retry_after, 5.0))
-                    continue
-            except DownloadError as err:
-                errors.append(str(err))
-            break
-    tried = f" (tried {len(urls)} URLs; the last said)" if len(urls) > 1 else ""
-    raise DownloadError(f"could not download {what or dest.name}{tried}: {errors[-1]}")
+        try:
+            return fetch_url(Pinned(url, sha256, size), dest, what=what)
+        except DownloadError as err:
+            errors.append(str(err))
+    raise DownloadError(failure_message(what or dest.name, len(urls), errors[-1]))
+
+
+def failure_message(what: str, tried: int, last: str) -> str:
+    return f"could not download {what}{f' (tried {tried} URLs; the last said)' if tried > 1 else ''}: {last}"
+
+
+def check_online(what: str, dest_name: str = "") -> None:
+    if store.offline():
+        raise DownloadError(
+            f"{what} is not in the cache and IMGTOOL_OFFLINE is set; "
+            f"run `imgtool models download {what}` with network access first" if what else
+            f"{dest_name} is not in the cache and IMGTOOL_OFFLINE is set"
+        )
+
+
+def fetch_url(pin: Pinned, dest: Path, *, what: str = "") -> str:
+    """Download one URL to `dest` (retrying what is worth retrying); return the URL.
+    DownloadError's message is "URL: problem", for the caller to put in context."""
+    check_online(what, dest.name)
+    import requests
+
+    url = hub_download_url(pin.url)
+    for attempt in range(_attempts()):
+        try:
+            _fetch_one(requests, url, dest, pin, what)
+            return url
+        except _Retryable as err:
+            if attempt + 1 < _attempts():
+                time.sleep(min(err.retry_after, 5.0))
+                continue
+            raise DownloadError(f"{url}: {err}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class _Retryable(Exception):
@@ -76,17 +135,31 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _fetch_one(requests, url: str, dest: Path, sha256: str | None, what: str) -> None:  # noqa: ANN001
-    tmp = store.tmp_dir() / f"{dest.name}.{os.getpid()}.incomplete"
-    try:
+def _get(requests, url: str):  # noqa: ANN001, ANN202
+    """GET `url`, following redirects one hop at a time: credentials are decided per hop
+    (a Kaggle host gets them, its signed storage redirect target does not)."""
+    hops = 0
+    while True:
         try:
-            resp = requests.get(url, stream=True, timeout=_timeout(), allow_redirects=True)
-        except requests.exceptions.TooManyRedirects:
-            raise DownloadError(f"{url}: too many redirects (a redirect loop on the server); try another URL") from None
+            resp = requests.get(url, stream=True, timeout=_timeout(), allow_redirects=False, auth=_auth_for(url))
         except requests.exceptions.Timeout:
             raise _Retryable("timed out waiting for the server (set IMGTOOL_TIMEOUT to wait longer)") from None
         except requests.exceptions.ConnectionError as err:
             raise _Retryable(f"cannot connect ({_reason(err)}); check the network or proxy settings") from None
+        if resp.status_code not in REDIRECT_STATUS or "Location" not in resp.headers:
+            return resp
+        resp.close()
+        hops += 1
+        if hops > MAX_REDIRECTS:
+            raise DownloadError(f"{url}: too many redirects (a redirect loop on the server); try another URL")
+        url = urljoin(url, resp.headers["Location"])
+
+
+def _fetch_one(requests, url: str, dest: Path, pin: Pinned, what: str) -> None:  # noqa: ANN001
+    sha256 = pin.sha256
+    tmp = store.tmp_dir() / f"{dest.name}.{os.getpid()}.incomplete"
+    try:
+        resp = _get(requests, url)
         with resp:
             if resp.status_code in RETRYABLE_STATUS:
                 ra = resp.headers.get("Retry-After", "1")
@@ -118,6 +191,9 @@ def _fetch_one(requests, url: str, dest: Path, sha256: str | None, what: str) ->
                 bar.close()
         if expected_n is not None and got != expected_n and resp.headers.get("Content-Encoding") is None:
             raise _Retryable(f"received {got} bytes, the server announced {expected_n}")
+        if pin.size is not None and got != pin.size:
+            raise DownloadError(f"{url}: received {got} bytes, the catalog pins {pin.size}; the file was changed "
+                                "or cut short — nothing was cached")
         if sha256 and digest.hexdigest() != sha256.lower():
             raise DownloadError(
                 f"{url}: checksum mismatch (sha256 {digest.hexdigest()[:16]}…, expected {sha256[:16]}…); "
@@ -139,10 +215,29 @@ def _reason(err: Exception) -> str:
     return text.splitlines()[0][:120] if text else type(err).__name__
 
 
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def archive_kind(path: Path) -> str:
+    """"zip", "tflite" or "tar" (tarfile tells gzip/bzip2/xz/plain itself), by the bytes,
+    not the name: Kaggle serves zip or tar.gz from the same URL."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:4] in ZIP_MAGIC:
+        return "zip"
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    return "tar"
+
+
 def extract_archive(archive: Path, target: Path, what: str = "") -> None:
-    """Extract a .tar/.tar.gz safely: tarfile's 'data' filter refuses absolute paths,
-    `..`, links pointing outside the target, and device files."""
+    """Extract a .tar/.tar.gz or .zip (told apart by their bytes) safely: absolute paths,
+    `..`, links pointing outside the target and device files are refused (tarfile's
+    'data' filter; the same rules by hand for zip)."""
     target.mkdir(parents=True, exist_ok=True)
+    if archive_kind(archive) == "zip":
+        _extract_zip(archive, target, what)
+        return
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar.getmembers():  # the filter would quietly make these relative; refuse
@@ -159,6 +254,33 @@ def extract_archive(archive: Path, target: Path, what: str = "") -> None:
             reason = "not a gzip, bzip2, xz or plain tar file"
         raise ModelError(f"{what or archive.name}: not a readable .tar.gz archive ({reason}); "
                          "the download is corrupt") from None
+
+
+def _extract_zip(archive: Path, target: Path, what: str) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            for m in members:
+                name = m.filename.replace("\\", "/")
+                mode = m.external_attr >> 16
+                if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in Path(name).parts:
+                    raise _UnsafeZip(f"member {m.filename!r} points outside the archive")
+                if stat.S_ISLNK(mode):
+                    raise _UnsafeZip(f"member {m.filename!r} is a symbolic link")
+                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    raise _UnsafeZip(f"member {m.filename!r} is not a regular file")
+            for m in members:
+                zf.extract(m, target)
+    except _UnsafeZip as err:
+        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); the download is not a model") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{what or archive.name}: not a readable .zip archive ({reason}); "
+                         "the download is corrupt") from None
+
+
+class _UnsafeZip(Exception):
+    pass
 
 
 def sha256_file(path: Path) -> str:

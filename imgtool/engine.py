@@ -35,8 +35,9 @@ def to_float(images: np.ndarray, value_range: tuple[float, float] | None) -> np.
 
 
 def default_threads() -> int:
-    env = os.environ.get("IMGTOOL_THREADS")
-    return int(env) if env else (os.cpu_count() or 1)
+    from imgtool import settings
+
+    return settings.current().threads or os.cpu_count() or 1
 
 
 class LiteRTEngine:

@@ -129,7 +129,9 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
             tensors: tuple[str | None, str | None] = (None, None)) -> Model:
     """Turn what the user typed into a Model ready to run. `purpose` is "classify" or
     "features" (the feature-vector twin / bottleneck tensor, for retraining)."""
-    ref = ref or os.environ.get("IMGTOOL_MODEL") or DEFAULT_MODEL
+    from imgtool import settings
+
+    ref = ref or settings.current().model or DEFAULT_MODEL
     catalog = load_catalog()
     overrides = {k: v for k, v in (("input_size", input_size), ("value_range", value_range)) if v is not None}
 
@@ -170,9 +172,32 @@ def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: str) -> M
         if config.features not in catalog:
             raise ModelError(f"catalog model {name!r} names a feature twin {config.features!r} that is not in the catalog")
         config = catalog[config.features]
-    model = Model(ref=name, config=config)
     entry = _ensure_entry(config.name, config)
+    config = _effective_config(config, entry)
+    model = Model(ref=name, config=config)
     return _ensure_tflite(_attach(model, entry), entry, purpose=_purpose_file(config, purpose))
+
+
+def _effective_config(config: ModelConfig, entry: Path) -> ModelConfig:
+    """The config of the source the cache entry was fetched from: a record's later
+    `sources` may differ in format, tensors, preprocessing and output kind. Found by the
+    URL the entry records (the catalog's current settings for it); a URL the catalog no
+    longer lists falls back to the effective config the entry recorded."""
+    from imgtool.download import hub_download_url
+
+    data = store.read_json(entry / ENTRY_FILE) or {}
+    if "source" not in data:
+        return config  # an entry from before sources: fetched from the record's urls
+    for url, cfg in config.candidates():
+        if data.get("url") in (url, hub_download_url(url)):
+            return cfg
+    recorded = data.get("config")
+    if isinstance(recorded, dict):
+        try:
+            return ModelConfig.from_dict(config.name, recorded)
+        except (ModelError, TypeError, ValueError):
+            pass  # written by another version
+    return config
 
 
 def _purpose_file(config: ModelConfig, purpose: str) -> str:
@@ -358,6 +383,9 @@ def _ensure_entry(key: str, config: ModelConfig) -> Path:
 
 
 def _download_entry(key: str, config: ModelConfig, entry: Path) -> None:
+    """Fetch the first source that works into a new entry: the record's `urls`, then its
+    `sources` (each with its own format and settings); entry.json says which was used
+    and holds that source's effective config."""
     from imgtool import download
 
     tmp = store.tmp_dir()
@@ -366,29 +394,31 @@ def _download_entry(key: str, config: ModelConfig, entry: Path) -> None:
     staging = tmp / f"{key}.{os.getpid()}.staging"
     archive = tmp / f"{key}.{os.getpid()}.download"
     shutil.rmtree(staging, ignore_errors=True)
-    src = staging / "source"
-    src.mkdir(parents=True)
+    candidates = config.candidates()
+    if not candidates:
+        raise download.DownloadError(f"{config.name}: no download URL is known; pass a local path instead")
+    if not all(url.startswith("file://") for url, _ in candidates):
+        download.check_online(config.name)
     try:
-        record: dict[str, Any] = {"key": key, "name": config.name, "config": config.to_dict(),
-                                  "created": time.time()}
-        first = config.urls[0] if config.urls else ""
-        is_tflite = config.format == "tflite" or first.split("?")[0].endswith(".tflite")
-        if first.startswith("file://"):
-            source_file = Path(first[len("file://"):])
-            used = first
+        errors: list[ModelError] = []
+        for index, (url, cfg) in enumerate(candidates):
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                record = _stage_source(key, url, cfg, staging, archive)
+            except ModelError as err:
+                errors.append(err)
+                continue
+            finally:
+                archive.unlink(missing_ok=True)
+            record.update(source=index, config=cfg.to_dict())
+            break
         else:
-            source_file = archive
-            used = download.fetch(config.urls, archive, sha256=config.sha256, what=config.name)
-        record["url"] = used
-        record["sha256"] = download.sha256_file(source_file)
-        if is_tflite:
-            shutil.copyfile(source_file, src / "model.tflite")
-            _check_tflite_loads(src / "model.tflite", config.name, used)
-            record.update(format="tflite", file="model.tflite")
-        else:
-            download.extract_archive(source_file, src, what=config.name)
-            record.update(_describe_source(src, config))
-        labels = _fetch_labels(config, src, key)
+            last = errors[-1]
+            if len(candidates) == 1 and not isinstance(last, _FetchFailed):
+                raise last  # e.g. an unsafe archive: its own message says it all
+            said = str(last).removeprefix(f"could not download {config.name}: ")
+            raise download.DownloadError(download.failure_message(config.name, len(candidates), said))
+        labels = _fetch_labels(cfg, staging / "source", key)
         if labels is not None:
             store.atomic_write_text(staging / "labels.txt", "\n".join(labels) + "\n")
         record["files"] = {str(p.relative_to(staging)): p.stat().st_size
@@ -398,6 +428,39 @@ def _download_entry(key: str, config: ModelConfig, entry: Path) -> None:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         archive.unlink(missing_ok=True)
+
+
+def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: Path) -> dict[str, Any]:
+    """Download one source and unpack it into staging/source; the entry record so far."""
+    from imgtool import download
+
+    src = staging / "source"
+    src.mkdir(parents=True)
+    record: dict[str, Any] = {"key": key, "name": cfg.name, "created": time.time()}
+    if url.startswith("file://"):
+        source_file = Path(url[len("file://"):])
+        used = url
+    else:
+        source_file = archive
+        try:
+            used = download.fetch_url(download.Pinned(url, cfg.sha256, cfg.size), archive, what=cfg.name)
+        except download.DownloadError as err:
+            raise _FetchFailed(str(err)) from None
+    record["url"] = used
+    record["sha256"] = download.sha256_file(source_file)
+    kind = download.archive_kind(source_file)
+    if cfg.format == "tflite" or url.split("?")[0].endswith(".tflite") or kind == "tflite":
+        shutil.copyfile(source_file, src / "model.tflite")
+        _check_tflite_loads(src / "model.tflite", cfg.name, used)
+        record.update(format="tflite", file="model.tflite")
+    else:
+        download.extract_archive(source_file, src, what=cfg.name)
+        record.update(_describe_source(src, cfg))
+    return record
+
+
+class _FetchFailed(ModelError):
+    """A source's URL could not be downloaded ("URL: problem")."""
 
 
 def _check_tflite_loads(path: Path, name: str, url: str) -> None:
@@ -446,7 +509,7 @@ def _fetch_labels(config: ModelConfig, src: Path, key: str) -> list[str] | None:
     if spec.urls:
         dest = store.tmp_dir() / f"{key}.{os.getpid()}.labels"
         try:
-            download.fetch(spec.urls, dest, sha256=spec.sha256, what=f"{config.name} labels")
+            download.fetch(spec.urls, dest, sha256=spec.sha256, size=spec.size, what=f"{config.name} labels")
             return labels_mod.read_lines(dest)
         finally:
             dest.unlink(missing_ok=True)

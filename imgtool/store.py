@@ -28,9 +28,11 @@ from imgtool.errors import StorageError
 
 def home() -> Path:
     """IMGTOOL_HOME, else the platform's user cache dir (never the cwd or /tmp)."""
-    env = os.environ.get("IMGTOOL_HOME")
-    if env:
-        return Path(env).expanduser()
+    from imgtool import settings
+
+    env = settings.current().home
+    if env is not None:
+        return env
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("imgtool", appauthor=False))
@@ -51,7 +53,9 @@ def entry_dir(key: str) -> Path:
 
 
 def offline() -> bool:
-    return os.environ.get("IMGTOOL_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    from imgtool import settings
+
+    return settings.current().offline
 
 
 @contextlib.contextmanager

@@ -35,7 +35,9 @@ def warn(msg: str) -> None:
 
 
 def progress_enabled() -> bool:
-    if _quiet or os.environ.get("IMGTOOL_NO_PROGRESS"):
+    from imgtool import settings
+
+    if _quiet or settings.current().no_progress:
         return False
     return sys.stderr.isatty()
 

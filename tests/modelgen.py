@@ -48,6 +48,7 @@ __all__ = [
     "make_hub_feature_vector",
     "make_hub_tarball",
     "make_inception_v3_savedmodel",
+    "make_slim_frozen_archive",
     "make_tflite_classifier",
 ]
 
@@ -394,9 +395,11 @@ def _graph2015_graph_def(size: int) -> Any:
             padding="VALID",
             name="pool_3",
         )
+        # As in the real graph, the reshape is fixed to batch 1: the graph classifies
+        # one image per run, whatever is fed to Mul:0.
         flat = tf.raw_ops.Reshape(
             tensor=pool,
-            shape=tf.constant([-1, dim], name="pool_3/_reshape/shape"),
+            shape=tf.constant([1, dim], name="pool_3/_reshape/shape"),
             name="pool_3/_reshape",
         )
         matmul = tf.raw_ops.MatMul(
@@ -460,7 +463,8 @@ def make_2015_archive(out: Path, size: int = 32) -> Path:
     Tensors: ``DecodeJpeg/contents:0`` (string) -> ``DecodeJpeg:0`` (uint8 HxWx3) ->
     ``Mul:0`` float32 ``[1, size, size, 3]`` = (resized - 128) / 128 -> ``pool_3:0``
     float32 ``[1, 1, 1, GRAPH2015_POOL3_DIM]`` (its first 3 values are the mean R, G, B
-    of ``Mul``) -> ``softmax:0`` float32 ``[1, 1008]`` with logits 0 except
+    of ``Mul``) -> ``pool_3/_reshape`` to the fixed shape ``[1, GRAPH2015_POOL3_DIM]``
+    (batch 1, as in the real graph) -> ``softmax:0`` float32 ``[1, 1008]`` with logits 0 except
     ``10 * mean`` of R, G, B on ids 1, 2, 3 (labels in :data:`GRAPH2015_LABELS`).
     ``Mul:0`` can be fed directly, as with the real graph.
     """
@@ -476,6 +480,49 @@ def make_2015_archive(out: Path, size: int = 32) -> Path:
         ("LICENSE", _LICENSE_TEXT.encode()),
     ]
     return _write_tgz(Path(out), members)
+
+
+# ------------------------------------------------- inception_v3_2016_08_28_frozen
+
+
+#: Graph file and tensor names of TF-slim's ``inception_v3_2016_08_28_frozen.pb.tar.gz``.
+SLIM_GRAPH = "inception_v3_2016_08_28_frozen.pb"
+SLIM_INPUT = "input:0"
+SLIM_OUTPUT = "InceptionV3/Predictions/Softmax:0"
+
+
+def make_slim_frozen_archive(out: Path, size: int = 32, num_outputs: int = 1001) -> Path:
+    """Write a ``.tar.gz`` in the layout of TF-slim's
+    ``inception_v3_2016_08_28_frozen.pb.tar.gz``: ``inception_v3_2016_08_28_frozen.pb``
+    (a frozen GraphDef) and ``imagenet_slim_labels.txt`` at the archive root.
+
+    The graph computes :func:`make_hub_classifier`'s function from the same weights, in
+    the slim layout: placeholder ``input:0`` float32 ``[1, size, size, 3]`` (batch fixed
+    to 1, as in the real graph) with pixels in [-1, 1] -> logits ``10 * mean`` of R, G, B
+    (mapped back to [0, 1]) on ids 1, 2, 3 -> ``InceptionV3/Predictions/Softmax:0``
+    float32 ``[1, num_outputs]`` *probabilities*. So a pixel fed to the hub model as
+    ``p`` and to this graph as ``2p - 1`` gets the softmax of the hub model's logits.
+    """
+    tf = _quiet_tf()
+    import numpy as np
+
+    w = np.zeros((3, num_outputs), np.float32)
+    w[0, 1] = w[1, 2] = w[2, 3] = _LOGIT_SCALE
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, shape=[1, size, size, 3], name="input")
+        unit = tf.raw_ops.Mul(x=tf.raw_ops.AddV2(x=x, y=tf.constant(1.0)), y=tf.constant(0.5),
+                              name="InceptionV3/unit_range")
+        means = tf.raw_ops.Mean(input=unit, axis=tf.constant([1, 2]), name="InceptionV3/Logits/AvgPool_1a_8x8")
+        logits = tf.raw_ops.MatMul(a=means, b=tf.constant(w, name="InceptionV3/Logits/weights"),
+                                   name="InceptionV3/Logits/SpatialSqueeze")
+        flat = tf.raw_ops.Reshape(tensor=logits, shape=tf.constant([-1, num_outputs]),
+                                  name="InceptionV3/Predictions/Reshape")
+        tf.raw_ops.Softmax(logits=flat, name="InceptionV3/Predictions/Softmax")
+    graph_def = graph.as_graph_def()
+    labels = "dummy\n" + "".join(f"slim class {i}\n" for i in range(1, num_outputs))
+    return _write_tgz(Path(out), [(SLIM_GRAPH, graph_def.SerializeToString(deterministic=True)),
+                                  ("imagenet_slim_labels.txt", labels.encode())])
 
 
 # ------------------------------------------------------------------------- TFLite

@@ -52,3 +52,30 @@ def test_catalog_models_are_in_the_readme() -> None:
     for name in load_catalog():
         if not name.endswith("_feature_vector"):
             assert f"`{name}`" in README
+
+
+def _environment_section() -> str:
+    start = README.index("## Environment")
+    return README[start:README.index("\n## ", start + 1)]
+
+
+def test_every_environment_variable_is_documented() -> None:
+    from imgtool import settings
+
+    section = _environment_section()
+    for name in settings.VARIABLES:
+        assert f"`{name}" in section, f"README's environment section does not document {name}"
+
+
+def test_environment_is_read_only_in_settings() -> None:
+    """Every variable read goes through imgtool/settings.py (checked once, documented)."""
+    from imgtool import settings
+
+    pattern = re.compile(r"os\.environ\.get|os\.getenv|os\.environ\[|envvar=")
+    for path in sorted((ROOT / "imgtool").glob("*.py")):
+        if path.name == "settings.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            assert not pattern.search(line), f"{path.name}:{n} reads the environment: {line.strip()}"
+    mentioned = set(re.findall(r"\bIMGTOOL_[A-Z_]+\b", "".join(p.read_text() for p in (ROOT / "imgtool").glob("*.py"))))
+    assert mentioned <= set(settings.VARIABLES), mentioned - set(settings.VARIABLES)
