@@ -422,3 +422,9 @@ def main() -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
 
+
+# ---------------------------------------------------------------- beam (scale-out)
+# imgtool.beam.cli imports click only; apache_beam is imported when a beam command runs.
+from imgtool.beam.cli import beam as _beam  # noqa: E402
+
+cli.add_command(_beam)
