@@ -198,9 +198,12 @@ def _sigterm_as_interrupt() -> None:
 
 
 @cli.command("retrain-last-layer", epilog=EXIT_CODES_HELP)
-@click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (default: ./IMAGE_DIR-model; never inside IMAGE_DIR).")
+@click.option("--features", "features", metavar="'PREFIX-*.parquet'",
+              help="Train from the shards of `imgtool beam features` instead of IMAGE_DIR (no photos read; "
+                   "same splits and training; pass its --model; needs pyarrow).")
 @click.option("-m", "--model", "model", metavar="MODEL", envvar="IMGTOOL_BACKBONE",
               help="Backbone: catalog name (its feature-vector twin is used), .tflite feature extractor, "
                    "SavedModel, hub handle or URL. Default: inception_v3.")
@@ -236,7 +239,8 @@ def _sigterm_as_interrupt() -> None:
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
-def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_size: Any, value_range: Any,
+def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any,
+                       value_range: Any,
                        validation_percent: float, test_percent: float, epochs: int, steps: int | None,
                        learning_rate: float,
                        batch_size: int, l2: float, seed: int, bottleneck_dir: Any, flip_left_right: bool,
@@ -262,12 +266,14 @@ def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_siz
 
     ui.set_quiet(quiet)
     _sigterm_as_interrupt()
+    image_dir = _retrain_source(image_dir, features, output, flip_left_right or bool(random_crop or random_scale
+                                                                                      or random_brightness))
     opts = RetrainOptions(
         image_dir=image_dir, output=output, model=model, validation_percent=validation_percent,
         test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
         min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
         train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2, seed=seed),
-        steps=steps, tf_exports=tf_exports,
+        steps=steps, tf_exports=tf_exports, features=features,
         distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
     result = retrain(opts)
     m = result.metrics
@@ -289,6 +295,25 @@ def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_siz
 
 
 cli.add_command(retrain_last_layer, name="retrain")
+
+
+def _retrain_source(image_dir: Path | None, features: str | None, output: Path | None, distort: bool) -> Path:
+    """IMAGE_DIR, or with --features the shards' folder (recorded as the model's source)."""
+    from imgtool.errors import UsageError
+
+    if features is None:
+        if image_dir is None:
+            raise UsageError("give IMAGE_DIR (one sub-folder per class), or --features 'PREFIX-*.parquet'")
+        return image_dir
+    if image_dir is not None:
+        raise UsageError("give IMAGE_DIR or --features, not both")
+    if output is None:
+        raise UsageError("--features needs -o/--output (the model folder to write)")
+    if distort:
+        raise UsageError("distortions need the photos; --features trains on precomputed features only")
+    ui.info("Training from feature shards: no photo is read; report thumbnails show only photos still "
+            "readable at the path recorded in the shards")
+    return Path(features).expanduser().absolute().parent
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

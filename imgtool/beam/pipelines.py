@@ -119,11 +119,18 @@ def _result(result: Any, started: float, prefix: str) -> RunResult:
                      shards, time.perf_counter() - started, engines)
 
 
-def _remove(paths: list[str]) -> None:
-    if paths:
-        from apache_beam.io.filesystems import FileSystems
+def _remove_stale(old: list[str], prefix: str, since: float) -> None:
+    """--overwrite: after a successful run, delete the old shards the run did not rewrite
+    (e.g. PREFIX-00003-of-00004 when the new run wrote 2 shards). Nothing is deleted
+    before the run, so a failed run leaves the previous output whole."""
+    if not old:
+        return
+    from apache_beam.io.filesystems import FileSystems
 
-        FileSystems.delete(paths)
+    now = {m.path: m.last_updated_in_seconds for r in FileSystems.match([prefix + "-*"]) for m in r.metadata_list}
+    stale = [p for p in old if p in now and now[p] < since]
+    if stale:
+        FileSystems.delete(stale)
 
 
 def run_classify(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: int = 5, batch_size: int = 8,
@@ -141,9 +148,10 @@ def run_classify(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: in
     _ = (records
          | "Json" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
          | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
-    _remove(replace or [])  # --overwrite: only now that everything before the run was checked
+    since = time.time() - 1.0
     result = p.run()
     result.wait_until_finish()
+    _remove_stale(replace or [], prefix, since)
     return _result(result, started, prefix)
 
 
@@ -196,7 +204,8 @@ def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batc
              | "InClass" >> beam.Filter(lambda x: x is not None))
     rows = _batched(items, batch_size) | "Features" >> beam.ParDo(FeaturesBatch(spec))
     _ = rows | "Write" >> beam.io.WriteToParquet(prefix, features_schema(), file_name_suffix=".parquet")
-    _remove(replace or [])
+    since = time.time() - 1.0
     result = p.run()
     result.wait_until_finish()
+    _remove_stale(replace or [], prefix, since)
     return _result(result, started, prefix)

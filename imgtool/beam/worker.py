@@ -101,10 +101,22 @@ class _HeadEngine:
         return self.backbone.run(batch) @ self.weights + self.bias
 
 
+def _build_lock() -> Any:
+    """One lock per process, whichever copy of this module asks. LiteRTEngine filters the
+    interpreter's native chatter by swapping fds 1 and 2 for a moment (process-global); two
+    threads doing that at once restore each other's swapped fds and lose stdout. This
+    module is unpickled by value once per DoFn, so a module global would not be shared:
+    the lock lives on the installed LiteRT module instead."""
+    import ai_edge_litert.interpreter as litert
+
+    return litert.__dict__.setdefault("_imgtool_build_lock", threading.Lock())
+
+
 def build_engine(spec: ModelSpec) -> Any:
     """One engine (one LiteRT interpreter, one thread of its own) for the calling thread."""
     path = local_copy(spec.model_uri, spec.model_sha256, ".tflite")
-    engine: Any = LiteRTEngine(path, spec.value_range, threads=1)  # Beam's threads are the parallelism
+    with _build_lock():
+        engine: Any = LiteRTEngine(path, spec.value_range, threads=1)  # Beam's threads are the parallelism
     if spec.head_uri is not None:
         assert spec.head_sha256 is not None
         with np.load(local_copy(spec.head_uri, spec.head_sha256, ".npz"), allow_pickle=False) as npz:
