@@ -298,7 +298,8 @@ cli.add_command(retrain_last_layer, name="retrain")
 
 
 def _retrain_source(image_dir: Path | None, features: str | None, output: Path | None, distort: bool) -> Path:
-    """IMAGE_DIR, or with --features the shards' folder (recorded as the model's source)."""
+    """IMAGE_DIR, or with --features the folder the shards were made from (recorded as
+    the model's source; the output may not be inside it, as for a folder run)."""
     from imgtool.errors import UsageError
 
     if features is None:
@@ -311,9 +312,12 @@ def _retrain_source(image_dir: Path | None, features: str | None, output: Path |
         raise UsageError("--features needs -o/--output (the model folder to write)")
     if distort:
         raise UsageError("distortions need the photos; --features trains on precomputed features only")
+    from imgtool.features import dataset_root
+
+    root = dataset_root(features)  # no shards there: say so before any model is fetched
     ui.info("Training from feature shards: no photo is read; report thumbnails show only photos still "
             "readable at the path recorded in the shards")
-    return Path(features).expanduser().absolute().parent
+    return Path(root)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

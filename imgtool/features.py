@@ -56,6 +56,24 @@ def shard_paths(pattern: str) -> list[str]:
     return paths
 
 
+def dataset_root(pattern: str) -> str:
+    """The folder `imgtool beam features` read (a row's source minus its relative path),
+    from the first row of the first shard: the retrained model's recorded source."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError(f"--features reads Parquet with pyarrow, which is not installed; {PARQUET_HINT}") from None
+    first = shard_paths(pattern)[0]
+    try:
+        rows = pq.ParquetFile(first).read_row_group(0, columns=["path", "source"]).slice(0, 1).to_pylist()
+    except Exception as err:  # noqa: BLE001 - ArrowInvalid, OSError, KeyError: not one of our shards
+        first_line = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise UsageError(f"--features: {first} is not an `imgtool beam features` shard ({first_line})") from None
+    if not rows or not rows[0]["source"] or not rows[0]["source"].endswith(rows[0]["path"]):
+        raise UsageError(f"--features: {first} holds no photo rows")
+    return rows[0]["source"][: -len(rows[0]["path"])].rstrip("/") or "/"
+
+
 def read_shards(pattern: str) -> FeatureShards:
     try:
         import pyarrow.parquet as pq
