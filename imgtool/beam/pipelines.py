@@ -133,21 +133,28 @@ def _remove_stale(old: list[str], prefix: str, since: float) -> None:
         FileSystems.delete(stale)
 
 
-def run_classify(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: int = 5, batch_size: int = 8,
-                 replace: list[str] | None = None) -> RunResult:
-    """Classify every photo under SRC into `PREFIX-SSSSS-of-NNNNN.jsonl` (classify's jsonl)."""
+def classify_pipeline(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: int = 5,
+                      batch_size: int = 8) -> Any:
+    """The classify pipeline, built but not run."""
     import apache_beam as beam
 
     from imgtool.beam.worker import ClassifyBatch
 
     pattern, root = input_pattern(src)
     check_input_not_empty(pattern)
-    started = time.perf_counter()
     p = beam.Pipeline(options=options)
     records = _batched(_list_images(p, pattern, root), batch_size) | "Classify" >> beam.ParDo(ClassifyBatch(spec, top_k))
     _ = (records
          | "Json" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
          | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
+    return p
+
+
+def run_classify(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: int = 5, batch_size: int = 8,
+                 replace: list[str] | None = None) -> RunResult:
+    """Classify every photo under SRC into `PREFIX-SSSSS-of-NNNNN.jsonl` (classify's jsonl)."""
+    started = time.perf_counter()
+    p = classify_pipeline(options, spec, src, prefix, top_k, batch_size)
     since = time.time() - 1.0
     result = p.run()
     result.wait_until_finish()
