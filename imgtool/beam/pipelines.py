@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgtool.beam.worker import ModelSpec
-from imgtool.errors import UsageError
+from imgtool.errors import ImgtoolError, UsageError
+
+
+class PipelineError(ImgtoolError):
+    """The pipeline failed while running (exit 1)."""
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # as imgtool.images
 GLOB_CHARS = "*?["
@@ -75,11 +79,28 @@ def check_input_not_empty(pattern: str) -> None:
     try:
         found = FileSystems.match([pattern], limits=[1])[0].metadata_list
     except Exception as err:  # noqa: BLE001 - BeamIOError wraps the filesystem's reason
-        found = []
-        reason = str(err).splitlines()[0][:200]
-        raise UsageError(f"--input: cannot list {pattern} ({reason})") from None
+        raise UsageError(f"--input: cannot list {pattern} ({_first_line(err)})") from None
     if not found:
         raise UsageError(f"--input: nothing matches {pattern}")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def _run(p: Any) -> Any:
+    """Run to the end; a failure inside the pipeline (a worker that cannot load the
+    model, storage that refuses a write) becomes one line, not Beam's traceback."""
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # noqa: BLE001 - runners raise anything: RuntimeError, grpc errors, IOError
+        raise PipelineError(f"the Beam pipeline failed: {_first_line(err)} (the runner's log has the details)"
+                            ) from None
+    return result
 
 
 def _list_images(p: Any, pattern: str, root: str | None) -> Any:
@@ -156,8 +177,7 @@ def run_classify(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: in
     started = time.perf_counter()
     p = classify_pipeline(options, spec, src, prefix, top_k, batch_size)
     since = time.time() - 1.0
-    result = p.run()
-    result.wait_until_finish()
+    result = _run(p)
     _remove_stale(replace or [], prefix, since)
     return _result(result, started, prefix)
 
@@ -212,7 +232,6 @@ def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batc
     rows = _batched(items, batch_size) | "Features" >> beam.ParDo(FeaturesBatch(spec))
     _ = rows | "Write" >> beam.io.WriteToParquet(prefix, features_schema(), file_name_suffix=".parquet")
     since = time.time() - 1.0
-    result = p.run()
-    result.wait_until_finish()
+    result = _run(p)
     _remove_stale(replace or [], prefix, since)
     return _result(result, started, prefix)

@@ -243,6 +243,34 @@ def test_features_shards_of_another_backbone_are_refused(embedder: str, mobilene
     assert "made with another backbone" in res.stderr and not (tmp_path / "m").exists()
 
 
+# ---------------------------------------------------------------- the model's output kind, failures
+
+def test_output_kind_is_decided_from_the_model_graph(mobilenet: str, embedder: str) -> None:
+    from imgtool.beam.launcher import graph_output_kind
+    from imgtool.beam.worker import ModelSpec
+
+    assert graph_output_kind(Path(mobilenet)) == "probabilities"  # ... -> RESHAPE -> SOFTMAX
+    assert graph_output_kind(Path(embedder)) == "logits"  # no softmax anywhere near the output
+    with pytest.raises(ValueError, match="output must be one of"):
+        ModelSpec("m.tflite", "0" * 64, (224, 224), None, "scores")
+
+
+def test_a_failure_inside_the_pipeline_is_one_line(mobilenet: str, photos: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from imgtool.beam import launcher, pipelines
+
+    launcher.register_by_value()
+    spec = launcher.prepare_model(mobilenet, "classify", str(tmp_path / "stage"))
+    gone = replace(spec, model_uri=str(tmp_path / "stage" / "vanished.tflite"))  # a worker cannot fetch it
+    with pytest.raises(pipelines.PipelineError) as info:
+        pipelines.run_classify(launcher.pipeline_options(["--direct_num_workers=1"]), gone, str(photos),
+                               str(tmp_path / "x"))
+    msg = str(info.value)
+    assert msg.startswith("the Beam pipeline failed: ") and "\n" not in msg and info.value.exit_code == 1
+    assert not list(tmp_path.glob("x-*"))
+
+
 # ---------------------------------------------------------------- refusals
 
 def test_unknown_beam_options_are_refused(mobilenet: str, photos: Path, tmp_path: Path) -> None:
