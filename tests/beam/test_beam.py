@@ -142,8 +142,14 @@ def test_worker_runs_without_imgtool_or_tensorflow(mobilenet: str, fixtures: Pat
 
     launcher.register_by_value()
     spec = launcher.prepare_model(mobilenet, "classify", str(tmp_path / "stage"))
+    from imgtool.beam import pipelines
+
     blob = tmp_path / "dofn.pickle"
     blob.write_bytes(pickler.dumps(ClassifyBatch(spec, 3)))
+    # the listing's filters travel the same way
+    (tmp_path / "filter.pickle").write_bytes(pickler.dumps(
+        lambda p: pipelines.is_image_name(p) and not pipelines._hidden_below(p, "/r")))
+    (tmp_path / "label.pickle").write_bytes(pickler.dumps(pipelines.labelled))
     photo = str(fixtures / "imagenet" / "images" / "cat.bmp")
     script = textwrap.dedent(f"""
         import importlib.abc, json, sys
@@ -157,6 +163,11 @@ def test_worker_runs_without_imgtool_or_tensorflow(mobilenet: str, fixtures: Pat
         fn = pickler.loads(open({str(blob)!r}, "rb").read())
         fn.setup()
         out = list(fn.process([{photo!r}, "/nonexistent.jpg"]))
+        keep = pickler.loads(open("filter.pickle", "rb").read())
+        assert [keep(p) for p in ("/r/a/b.JPG", "/r/.x/b.jpg", "/r/a/b.txt")] == [True, False, False]
+        label = pickler.loads(open("label.pickle", "rb").read())
+        assert label("/r/roses/x/y.jpg", "/r") == ("/r/roses/x/y.jpg", "roses/x/y.jpg", "roses")
+        assert label("/r/stray.jpg", "/r") is None
         assert not any(m.startswith(("imgtool", "tensorflow")) for m in sys.modules), sorted(sys.modules)
         print(json.dumps(out))
     """)
