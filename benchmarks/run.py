@@ -19,6 +19,11 @@ Photos: /work/shared/fixtures (or $IMGTOOL_FIXTURES), re-encoded into a temporar
 Shared machines: before each group it waits (up to --wait-idle s) for quiet CPUs, and it
 records the cores other processes used during each group, flagging busy groups.
 
+Beam (group `beam`, needs `make install-beam`; skipped with a printed note without
+.venv-beam): `import apache_beam` and pipeline construction, then `imgtool beam classify`
+on the local runner with 1 and 2 worker threads, each paired with `imgtool classify` on
+the same 3,000 photos in the same run; peak RSS of the one Beam process.
+
 Output: a table on stdout and the raw results in benchmarks/results/<date>[-quick].json.
 """
 
