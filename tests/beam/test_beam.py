@@ -89,6 +89,31 @@ def test_classify_same_records_as_imgtool_classify(mobilenet: str, photos: Path,
     assert (tmp_path / "out" / ".imgtool-beam-staging" / f"{digest}.tflite").is_file()
 
 
+def test_classify_flowers_scores_are_the_models_probabilities(mobilenet: str, fixtures: Path, tmp_path: Path) -> None:
+    """On flower photos the quantized outputs sum to as little as 0.86, so a per-batch
+    "looks like probabilities" guess would softmax them a second time; Beam decides once
+    from the graph (it ends in SOFTMAX) and reports the model's own probabilities, with
+    imgtool's top-k order and rounding."""
+    from imgtool.classify import Classifier, Result
+    from imgtool.images import decode
+    from imgtool.resolve import resolve
+
+    src = tmp_path / "daisies"
+    src.mkdir()
+    for f in sorted((fixtures / "flowers-mini" / "daisy").iterdir())[:24]:
+        shutil.copy(f, src / f.name)
+    res = invoke("beam", "classify", "-m", mobilenet, "-i", str(src), "-o", str(tmp_path / "o"), "--", "--direct_num_workers=2")
+    assert res.exit_code == 0, res.output
+    got = _records(tmp_path / "o")
+    clf = Classifier(resolve(mobilenet))
+    paths = sorted(str(p) for p in src.iterdir())
+    raw = clf.engine.run(np.stack([decode(p, (224, 224)) for p in paths]))
+    clf.scores(np.stack([decode(paths[0], (224, 224))]))  # aligns the labels as classify does
+    want = [Result(p, clf.top_k(raw[i], 5)).to_dict() for i, p in enumerate(paths)]
+    assert got == want
+    assert min(raw.sum(axis=1)) < 0.9  # the case a per-batch guess gets wrong
+
+
 def test_glob_input_and_top_k(mobilenet: str, photos: Path, tmp_path: Path) -> None:
     # Beam's globs: `**` is any characters, `/` included, so DIR/**/*.jpg needs a sub-folder
     res = invoke("beam", "classify", "-m", mobilenet, "-i", str(photos / "**" / "*.jpg"), "-o", str(tmp_path / "s"))
