@@ -79,7 +79,7 @@ def pipeline_options(flags: list[str], cores: int | None = None) -> Any:
 
 
 def register_by_value() -> None:
-    """Ship the worker code inside the pipeline (cloudpickle, Beam's default pickler), so
+    """Ship the worker code inside the pipeline (cloudpickle by value: Beam's default), so
     workers need numpy, Pillow and ai-edge-litert but not imgtool itself."""
     import importlib
 
