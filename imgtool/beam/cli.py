@@ -86,6 +86,9 @@ def _report(res: Any, quiet: bool, what: str) -> None:
 def _prepare(beam_args: list[str], prefix: str, overwrite: bool) -> tuple[Any, list[str], str]:
     _require_beam()
     _quiet_beam_logs()
+    from imgtool.cli import _sigterm_as_interrupt
+
+    _sigterm_as_interrupt()  # a killed run removes its unfinished shards, as Ctrl-C does
     from imgtool.beam import launcher
 
     options = launcher.pipeline_options(beam_args)

@@ -89,15 +89,35 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(err).__name__
 
 
-def _run(p: Any) -> Any:
+def _remove_writer_temp(prefix: str, since: float) -> None:
+    """The writers keep unfinished shards in PREFIX's folder as beam-temp-<name>-<uuid>/
+    until the run succeeds; a failed or interrupted local run leaves none behind."""
+    if "://" in prefix:
+        return  # a cluster's runner cleans its own temp_location
+    import glob
+    import shutil
+
+    parent, name = os.path.split(os.path.abspath(prefix))
+    for d in glob.glob(os.path.join(glob.escape(parent), f"beam-temp-{glob.escape(name)}-*")):
+        try:
+            if os.path.isdir(d) and os.stat(d).st_mtime >= since:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _run(p: Any, prefix: str) -> Any:
     """Run to the end; a failure inside the pipeline (a worker that cannot load the
     model, storage that refuses a write) becomes one line, not Beam's traceback."""
+    since = time.time() - 1.0
     try:
         result = p.run()
         result.wait_until_finish()
     except KeyboardInterrupt:
+        _remove_writer_temp(prefix, since)
         raise
     except Exception as err:  # noqa: BLE001 - runners raise anything: RuntimeError, grpc errors, IOError
+        _remove_writer_temp(prefix, since)
         raise PipelineError(f"the Beam pipeline failed: {_first_line(err)} (the runner's log has the details)"
                             ) from None
     return result
@@ -177,7 +197,7 @@ def run_classify(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: in
     started = time.perf_counter()
     p = classify_pipeline(options, spec, src, prefix, top_k, batch_size)
     since = time.time() - 1.0
-    result = _run(p)
+    result = _run(p, prefix)
     _remove_stale(replace or [], prefix, since)
     return _result(result, started, prefix)
 
@@ -232,6 +252,6 @@ def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batc
     rows = _batched(items, batch_size) | "Features" >> beam.ParDo(FeaturesBatch(spec))
     _ = rows | "Write" >> beam.io.WriteToParquet(prefix, features_schema(), file_name_suffix=".parquet")
     since = time.time() - 1.0
-    result = _run(p)
+    result = _run(p, prefix)
     _remove_stale(replace or [], prefix, since)
     return _result(result, started, prefix)

@@ -9,9 +9,11 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -305,6 +307,34 @@ def test_a_failure_inside_the_pipeline_is_one_line(mobilenet: str, photos: Path,
     msg = str(info.value)
     assert msg.startswith("the Beam pipeline failed: ") and "\n" not in msg and info.value.exit_code == 1
     assert not list(tmp_path.glob("x-*"))
+    assert not list(tmp_path.glob("beam-temp-*"))  # the writer's temporary folder is removed too
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_leaves_no_shards(mobilenet: str, fixtures: Path, tmp_path: Path, sig: int) -> None:
+    big = tmp_path / "big"
+    for i in range(8):  # 2,000 photos (hard links): far longer than the wait below
+        for f in (fixtures / "flowers-mini").rglob("*.jpg"):
+            (big / f"c{i}").mkdir(parents=True, exist_ok=True)
+            os.link(f, big / f"c{i}" / f"{f.parent.name}-{f.name}")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "imgtool.beam", "classify", "-m", mobilenet, "-i", str(big),
+                             "-o", str(out / "x"), "--", "--direct_num_workers=1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # the writer's temporary folder appears once the run has started
+            if list(out.glob("beam-temp-x-*")) or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err and "Traceback" not in err
+    assert not list(out.glob("x-*")) and not list(out.glob("beam-temp-*"))
 
 
 # ---------------------------------------------------------------- refusals
