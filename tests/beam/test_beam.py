@@ -120,10 +120,15 @@ def test_glob_input_and_top_k(mobilenet: str, photos: Path, tmp_path: Path) -> N
     # Beam's globs: `**` is any characters, `/` included, so DIR/**/*.jpg needs a sub-folder
     res = invoke("beam", "classify", "-m", mobilenet, "-i", str(photos / "**" / "*.jpg"), "-o", str(tmp_path / "s"))
     assert res.exit_code == 0 and [Path(r["path"]).name for r in _records(tmp_path / "s")] == ["parrot.jpg"]
-    prefix = tmp_path / "g"
+    prefix = tmp_path / "g" / "g"
     res = invoke("beam", "classify", "-m", mobilenet, "-i", str(photos / "**.jpg"), "-o", str(prefix),
-                 "-k", "2", "--", "--direct_num_workers=1")
+                 "-k", "2", "--", "--direct_num_workers=1", f"--temp_location={tmp_path / 'temp'}")
     got = _records(prefix)  # every depth; .hidden.jpg skipped
+    import hashlib
+
+    staged = tmp_path / "temp" / "imgtool-models" / (hashlib.sha256(Path(mobilenet).read_bytes()).hexdigest() + ".tflite")
+    assert staged.read_bytes() == Path(mobilenet).read_bytes()  # --temp_location, not beside the output
+    assert not (tmp_path / "g" / ".imgtool-beam-staging").exists()
     assert [Path(r["path"]).name for r in got] == ["broken.jpg", "parrot.jpg"]
     assert res.exit_code == 1
     assert len(got[1]["predictions"]) == 2 and got[1]["predictions"][0]["label"] == "macaw"
@@ -157,6 +162,48 @@ def test_per_thread_interpreters_and_same_results_as_one_thread(mobilenet: str, 
     assert runs[1][1] == 1
     assert runs[2][1] == 2  # both threads worked, each with its own interpreter
     assert runs[1][0] == runs[2][0] and len(runs[1][0]) == 250
+
+
+def test_workers_copy_a_staged_model_once_and_verify_it(mobilenet: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A staged model on a remote filesystem (here a test scheme served from a folder) is
+    copied to the worker's local disk once, checked against its sha256, shared by threads."""
+    import hashlib
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    from imgtool.beam import worker
+
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    shutil.copy(mobilenet, bucket / "m.tflite")
+    opened: list[str] = []
+
+    class RemoteFS(LocalFileSystem):
+        @classmethod
+        def scheme(cls) -> str:
+            return "imgtooltest"
+
+        def open(self, path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+            opened.append(path)
+            return super().open(str(bucket / path.split("://", 1)[1]), *args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "local"))
+    (tmp_path / "local").mkdir()
+    digest = hashlib.sha256(Path(mobilenet).read_bytes()).hexdigest()
+    with ThreadPoolExecutor(4) as pool:
+        paths = set(pool.map(lambda _: worker.local_copy("imgtooltest://m.tflite", digest, ".tflite"), range(4)))
+    want = tmp_path / "local" / "imgtool-beam-models" / f"{digest}.tflite"
+    assert paths == {str(want)} and want.read_bytes() == Path(mobilenet).read_bytes()
+    n = len(opened)
+    assert 1 <= n <= 4  # threads racing before the first rename may each copy; the bytes are the same
+    assert worker.local_copy("imgtooltest://m.tflite", digest, ".tflite") == str(want)
+    assert len(opened) == n  # once it is there, never again
+    with pytest.raises(RuntimeError, match="staged model changed"):
+        worker.local_copy("imgtooltest://m.tflite", "0" * 64, ".tflite")
+    assert sorted(p.name for p in want.parent.iterdir()) == [want.name]  # no partial copy kept
 
 
 def test_worker_runs_without_imgtool_or_tensorflow(mobilenet: str, fixtures: Path, tmp_path: Path) -> None:
