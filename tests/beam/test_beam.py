@@ -6,6 +6,7 @@ apache_beam is not installed."""
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import shutil
@@ -429,6 +430,23 @@ def test_a_model_that_is_not_a_classifier_or_missing(embedder: str, photos: Path
     assert res.exit_code == 3 and "not a loadable .tflite" in res.stderr
     res = invoke("beam", "features", "-m", embedder, "-i", str(photos / "cat.bmp"), "-o", str(tmp_path / "x"))
     assert res.exit_code == 2 and "not a folder" in res.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None, reason="TensorFlow is installed here")
+def test_a_model_needing_conversion_without_tensorflow(photos: Path, tmp_path: Path, isolated_home: Path) -> None:
+    """.venv-beam has no TensorFlow: a SavedModel cannot be converted there. It says how
+    to convert it once with the main install, and records no failed conversion in the
+    cache both installs share (that would make the main install run it in TF for good)."""
+    saved = tmp_path / "sm"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"\x08\x01")
+    res = invoke("beam", "classify", "-m", str(saved), "-i", str(photos), "-o", str(tmp_path / "x"))
+    assert res.exit_code == 3
+    assert res.stderr.strip().splitlines() == [
+        f"Error: {saved} needs a one-time conversion to .tflite, which needs TensorFlow, and this Python has none; "
+        f"run `imgtool models download {saved}` with the main install (same IMGTOOL_HOME) first"]
+    records = [json.loads(p.read_text()) for p in isolated_home.rglob("entry.json")]
+    assert records and all("conversions" not in r for r in records)
 
 
 # ---------------------------------------------------------------- entry points and imports
