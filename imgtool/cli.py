@@ -257,6 +257,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
       imgtool retrain flowers/
       imgtool retrain flowers/ -o flowers-model --min-accuracy 0.8
       imgtool classify -m flowers-model garden.jpg
+      imgtool retrain --features 'out/flowers-*.parquet' -m embedding.tflite -o flowers-model
     """
     import json
 
