@@ -1,16 +1,29 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
+BEAM_VENV ?= .venv-beam
+BEAM_PY := $(BEAM_VENV)/bin/python
 
-.PHONY: install test bench lint clean
+.PHONY: install install-beam test test-beam bench lint clean
 
 install:            ## create .venv and install imgtool with test tools (editable)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[test,bench,parquet]"
+
+install-beam:       ## create .venv-beam: imgtool + Apache Beam, without TensorFlow (Beam pins pillow<13, protobuf<7)
+	test -x $(BEAM_PY) || python3 -m venv $(BEAM_VENV)
+	$(BEAM_PY) -m pip install -q --upgrade "pip>=24"
+	$(BEAM_PY) -m pip install -q -r requirements-beam.txt
+	$(BEAM_PY) -m pip install -q --no-deps -e .
 
 test:               ## the whole suite (real fixtures from ../shared/fixtures or $$IMGTOOL_FIXTURES)
 	$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc
+
+test-beam:          ## the Beam tests (tests/beam) in .venv-beam; fails if it is missing
+	@test -x $(BEAM_PY) || { echo "$(BEAM_PY) is missing: run make install-beam" >&2; exit 1; }
+	$(BEAM_PY) -m pytest -q tests/beam; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no Beam tests: that is a failure" >&2; exit 1; fi; exit $$rc
 
 bench:              ## benchmarks (~7 min; BENCH_ARGS=--quick ~3 min); figures go to BENCHMARKS.md by hand, with date and machine
 	$(PY) benchmarks/run.py $(BENCH_ARGS)

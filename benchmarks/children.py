@@ -11,6 +11,9 @@
         Bottleneck extraction as retrain does it (imgtool.bottlenecks.extract on a fresh
         cache: decode-ahead threads, backbone, cache writes) vs the same engine's raw
         forward pass on already-decoded arrays, in one process.
+    .venv-beam/bin/python benchmarks/children.py beam-startup MODEL.tflite FOLDER WORKDIR
+        The fixed cost of `imgtool beam classify` (run in .venv-beam): `import apache_beam`,
+        then options + model resolution and staging, then pipeline construction (not run).
 
 Each prints one JSON object on stdout. Imports are inside the commands, so importing this
 module costs nothing.
@@ -118,6 +121,25 @@ def extract(args: argparse.Namespace) -> dict:
             "raw_rate": n / raw_s, "workers": workers, "order": args.order}
 
 
+def beam_startup(args: argparse.Namespace) -> dict:
+    t0 = time.perf_counter()
+    import apache_beam  # noqa: F401
+
+    t1 = time.perf_counter()
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    from imgtool.beam import launcher, pipelines
+
+    options = launcher.pipeline_options([])
+    launcher.register_by_value()
+    spec = launcher.prepare_model(args.model, "classify", os.path.join(args.workdir, "stage"))
+    t2 = time.perf_counter()
+    pipelines.classify_pipeline(options, spec, args.folder, os.path.join(args.workdir, "never-run"))
+    t3 = time.perf_counter()
+    return {"import_apache_beam_s": t1 - t0, "options_and_model_s": t2 - t1, "construct_pipeline_s": t3 - t2}
+
+
 def main() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -135,8 +157,12 @@ def main() -> None:
     p.add_argument("backbone")
     p.add_argument("image_dir")
     p.add_argument("--order", choices=("extract-first", "raw-first"), default="extract-first")
+    p = sub.add_parser("beam-startup")
+    p.add_argument("model")
+    p.add_argument("folder")
+    p.add_argument("workdir")
     args = ap.parse_args()
-    fn = {"plain-tf": plain_tf, "raw-forward": raw_forward, "extract": extract}[args.cmd]
+    fn = {"plain-tf": plain_tf, "raw-forward": raw_forward, "extract": extract, "beam-startup": beam_startup}[args.cmd]
     out = fn(args)
     sys.stdout.flush()
     print(json.dumps(out), flush=True)

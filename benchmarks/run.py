@@ -19,6 +19,11 @@ Photos: /work/shared/fixtures (or $IMGTOOL_FIXTURES), re-encoded into a temporar
 Shared machines: before each group it waits (up to --wait-idle s) for quiet CPUs, and it
 records the cores other processes used during each group, flagging busy groups.
 
+Beam (group `beam`, needs `make install-beam`; skipped with a printed note without
+.venv-beam): `import apache_beam` and pipeline construction, then `imgtool beam classify`
+on the local runner with 1 and 2 worker threads, each paired with `imgtool classify` on
+the same 3,000 photos in the same run; peak RSS of the one Beam process.
+
 Output: a table on stdout and the raw results in benchmarks/results/<date>[-quick].json.
 """
 
@@ -70,8 +75,10 @@ RUNS = {  # full, quick
     "extract": (5, 3),
     "retrain_inception": (3, 1),
     "extract_inception": (2, 1),
+    "beam": (3, 2),
 }
-GROUPS = ("help", "cold", "throughput", "memory", "retrain", "retrain-inception")
+GROUPS = ("help", "cold", "throughput", "memory", "retrain", "retrain-inception", "beam")
+BEAM_PY = ROOT / ".venv-beam" / "bin" / "python"  # `make install-beam`
 
 
 def log(msg: str) -> None:
@@ -275,11 +282,12 @@ class Bench:
         return quick if self.quick else full
 
     # --- setup
-    def setup(self) -> None:
+    def setup(self, need_models: bool = True) -> None:
         t0 = time.perf_counter()
-        self.models = build.ensure_models(PY, rebuild=self.args.rebuild, log=log)
-        self.cached_home, home_info = build.ensure_home(IMGTOOL, self.models, rebuild=self.args.rebuild, log=log)
-        self.info["build"] = {"models": str(self.models), "home": str(self.cached_home), **home_info}
+        if need_models:
+            self.models = build.ensure_models(PY, rebuild=self.args.rebuild, log=log)
+            self.cached_home, home_info = build.ensure_home(IMGTOOL, self.models, rebuild=self.args.rebuild, log=log)
+            self.info["build"] = {"models": str(self.models), "home": str(self.cached_home), **home_info}
         self.photos = self.ws / "photos"
         self._make_photos(self.photos, N_PHOTOS)
         self.many = self.ws / f"photos{N_MANY}"
@@ -553,6 +561,56 @@ class Bench:
         # run-to-run noise (+-2 s) swamps the ~7 s of extraction.
         return figs + [fig]
 
+    # --- 6. Beam: the local runner vs `imgtool classify` on the same photos
+    def fig_beam(self) -> list[Figure]:
+        n = self.runs("beam")
+        log(f"6. `imgtool beam classify` (.venv-beam, local FnApiRunner) with 1 and 2 worker threads vs "
+            f"`imgtool classify`, MobileNet V2 fixture, {N_MANY} photos ({n} runs each)")
+        home = self.ws / "homes" / "beam"  # the model is a file: nothing cached is needed
+        home.mkdir(parents=True, exist_ok=True)
+        env = self.env(home)
+        out = self.ws / "beam"
+        out.mkdir(exist_ok=True)
+        starts = [last_json(run_child([str(BEAM_PY), CHILDREN, "beam-startup", str(MOBILENET_V2), str(self.photos),
+                                       str(out / f"s{i}")], env, self.ws).stdout) for i in range(n + 1)][1:]
+        figs = [Figure("beam_import", "Beam start-up: `import apache_beam`", "s",
+                       [s["import_apache_beam_s"] for s in starts], target="(info)", target_on=""),
+                Figure("beam_construct", "Beam start-up: options + model staging, then pipeline construction", "s",
+                       [s["options_and_model_s"] + s["construct_pipeline_s"] for s in starts], target="(info)",
+                       target_on="", extra={"runs": starts})]
+
+        def cli(i: int) -> Run:
+            r = run_child([IMGTOOL, "classify", "-m", str(MOBILENET_V2), "-f", "jsonl", str(self.many)], env, self.ws)
+            if len(r.stdout.splitlines()) != N_MANY:
+                raise ChildFailed(f"classify printed {len(r.stdout.splitlines())} records for {N_MANY} photos")
+            return r
+
+        for workers in (1, 2):
+            def beam_run(i: int, workers: int = workers) -> Run:
+                prefix = out / f"w{workers}-{i + 1}" / "labels"
+                r = run_child([str(BEAM_PY), "-m", "imgtool.beam", "classify", "-m", str(MOBILENET_V2),
+                               "-i", str(self.many), "-o", str(prefix), "-q", "--", f"--direct_num_workers={workers}"],
+                              env, self.ws)
+                got = sum(len(p.read_text().splitlines()) for p in prefix.parent.glob("labels-*.jsonl"))
+                if got != N_MANY:
+                    raise ChildFailed(f"beam wrote {got} records for {N_MANY} photos")
+                return r
+
+            a, b = paired(beam_run, cli, n)
+            beam_rate = [N_MANY / r.wall for r in a]
+            cli_rate = [N_MANY / r.wall for r in b]
+            figs.append(Figure(f"beam_throughput_{workers}",
+                               f"beam classify {N_MANY} photos, {workers} worker thread(s): images/s (end to end)",
+                               "img/s", beam_rate, "imgtool classify", cli_rate, "beam/classify",
+                               [x / y for x, y in zip(beam_rate, cli_rate)], "(info)", "",
+                               extra={"beam_wall_s": [r.wall for r in a], "beam_cpu_s": [r.cpu for r in a],
+                                      "classify_wall_s": [r.wall for r in b]}))
+            figs.append(Figure(f"beam_rss_{workers}", f"beam classify peak RSS, {workers} worker thread(s) "
+                               "(one process)", "MiB", [r.rss_mib for r in a], "imgtool classify",
+                               [r.rss_mib for r in b], "beam/classify", [x.rss_mib / y.rss_mib for x, y in zip(a, b)],
+                               "(info)", ""))
+        return figs
+
     # --- all
     def run(self) -> None:
         only = set(self.args.only.split(",")) if self.args.only else set(GROUPS)
@@ -566,7 +624,7 @@ class Bench:
         if self.info["load_before"][0] > 0.5:
             log(f"warning: load average {self.info['load_before'][0]:.2f} before starting; the machine is busy, "
                 "CPU-bound figures (throughput, extraction) will read low even as ratios")
-        self.setup()
+        self.setup(need_models=bool(only - {"beam"}))
         if "help" in only:
             self.guarded([("help_wall", "imgtool --help, wall", "<= 0.3 s")], self.fig_help)
         if "cold" in only:
@@ -581,6 +639,12 @@ class Bench:
         if "retrain-inception" in only:
             self.guarded([("retrain_inception_speedup", "retrain Inception v3", ">= 10x faster, (info)")],
                          self.fig_retrain_inception)
+        if "beam" in only:  # 3,000 photos (hard-linked copies) so that Beam's ~2 s start-up is amortized
+            if BEAM_PY.exists():
+                self.guarded([("beam", "imgtool beam classify", "(info)")], self.fig_beam)
+            else:
+                print(f"note: {BEAM_PY} is missing, so the Beam figures were skipped (make install-beam)",
+                      flush=True)
         self.info["load_after"] = os.getloadavg()
         self.info["total_seconds"] = round(time.perf_counter() - t0, 1)
 

@@ -255,9 +255,12 @@ def _sigterm_as_interrupt() -> None:
 
 
 @cli.command("retrain-last-layer", epilog=EXIT_CODES_HELP)
-@click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (default: ./IMAGE_DIR-model; never inside IMAGE_DIR).")
+@click.option("--features", "features", metavar="'PREFIX-*.parquet'",
+              help="Train from the shards of `imgtool beam features` instead of IMAGE_DIR (no photos read; "
+                   "same splits and training; pass its --model; needs pyarrow).")
 @click.option("-m", "--model", "model", metavar="MODEL",
               help="Backbone: catalog name (its feature-vector twin is used), .tflite feature extractor, "
                    "SavedModel, hub handle or URL. Default: $IMGTOOL_BACKBONE, else inception_v3.")
@@ -293,7 +296,8 @@ def _sigterm_as_interrupt() -> None:
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
-def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_size: Any, value_range: Any,
+def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any,
+                       value_range: Any,
                        validation_percent: float, test_percent: float, epochs: int, steps: int | None,
                        learning_rate: float,
                        batch_size: int, l2: float, seed: int, bottleneck_dir: Any, flip_left_right: bool,
@@ -310,6 +314,7 @@ def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_siz
       imgtool retrain flowers/
       imgtool retrain flowers/ -o flowers-model --min-accuracy 0.8
       imgtool classify -m flowers-model garden.jpg
+      imgtool retrain --features 'out/flowers-*.parquet' -m embedding.tflite -o flowers-model
     """
     import json
 
@@ -319,12 +324,14 @@ def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_siz
 
     ui.set_quiet(quiet)
     _sigterm_as_interrupt()
+    image_dir = _retrain_source(image_dir, features, output, flip_left_right or bool(random_crop or random_scale
+                                                                                      or random_brightness))
     opts = RetrainOptions(
         image_dir=image_dir, output=output, model=model or settings.current().backbone, validation_percent=validation_percent,
         test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
         min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
         train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2, seed=seed),
-        steps=steps, tf_exports=tf_exports,
+        steps=steps, tf_exports=tf_exports, features=features,
         distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
     result = retrain(opts)
     m = result.metrics
@@ -346,6 +353,29 @@ def retrain_last_layer(image_dir: Any, output: Any, model: str | None, input_siz
 
 
 cli.add_command(retrain_last_layer, name="retrain")
+
+
+def _retrain_source(image_dir: Path | None, features: str | None, output: Path | None, distort: bool) -> Path:
+    """IMAGE_DIR, or with --features the folder the shards were made from (recorded as
+    the model's source; the output may not be inside it, as for a folder run)."""
+    from imgtool.errors import UsageError
+
+    if features is None:
+        if image_dir is None:
+            raise UsageError("give IMAGE_DIR (one sub-folder per class), or --features 'PREFIX-*.parquet'")
+        return image_dir
+    if image_dir is not None:
+        raise UsageError("give IMAGE_DIR or --features, not both")
+    if output is None:
+        raise UsageError("--features needs -o/--output (the model folder to write)")
+    if distort:
+        raise UsageError("distortions need the photos; --features trains on precomputed features only")
+    from imgtool.features import dataset_root
+
+    root = dataset_root(features)  # no shards there: say so before any model is fetched
+    ui.info("Training from feature shards: no photo is read; report thumbnails show only photos still "
+            "readable at the path recorded in the shards")
+    return Path(root)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -538,3 +568,9 @@ def main() -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
 
+
+# ---------------------------------------------------------------- beam (scale-out)
+# imgtool.beam.cli imports click only; apache_beam is imported when a beam command runs.
+from imgtool.beam.cli import beam as _beam  # noqa: E402
+
+cli.add_command(_beam)

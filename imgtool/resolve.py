@@ -564,9 +564,15 @@ def _size_matches(path: Path, size: int | None) -> bool:
 
 def _convert(model: Model, target: Path) -> dict[str, Any]:
     """Returns the conversion record: ok, size, max_diff, error."""
+    import importlib.util
+
     from imgtool import tfutil
 
     config = model.config
+    if importlib.util.find_spec("tensorflow") is None:  # e.g. .venv-beam: say so, record no failed conversion
+        raise ModelError(f"{model.ref} needs a one-time conversion to .tflite, which needs TensorFlow, and this "
+                         f"Python has none; run `imgtool models download {model.ref}` with the main install "
+                         "(same IMGTOOL_HOME) first")
     assert model.tf_source is not None
     ui.info(f"Converting {config.name} to .tflite once (TensorFlow is loading; later runs skip this)")
     size = config.input_size

@@ -49,6 +49,7 @@ class RetrainOptions:
     tf_exports: bool = True  # SavedModel + .tflite for TF backbones
     input_size: tuple[int, int] | None = None
     value_range: tuple[float, float] | None = None
+    features: str | None = None  # train from `imgtool beam features` Parquet shards instead of image_dir
 
 
 @dataclass
@@ -82,9 +83,10 @@ def _distort(arr: np.ndarray, d: Distortions, rng: np.random.Generator) -> np.nd
 def retrain(opts: RetrainOptions) -> RetrainResult:
     from imgtool.resolve import resolve
 
-    classes, files = dataset.scan(opts.image_dir)
-    raw = dataset.assign_splits(files, len(classes), opts.validation_percent, opts.test_percent)
-    dataset.check_sizes(classes, raw, opts.validation_percent, opts.test_percent)  # before any heavy work
+    if opts.features is None:
+        classes, files = dataset.scan(opts.image_dir)
+        raw = dataset.assign_splits(files, len(classes), opts.validation_percent, opts.test_percent)
+        dataset.check_sizes(classes, raw, opts.validation_percent, opts.test_percent)  # before any heavy work
 
     backbone = resolve(opts.model, purpose="features", input_size=opts.input_size, value_range=opts.value_range)
     for note in backbone.notes:
@@ -97,8 +99,15 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
                                     extra=str(backbone.graph_tensors or ""))
     cache = bottlenecks.BottleneckCache(ident, opts.bottleneck_dir)
 
-    samples, shas, bad = _usable_samples(opts, classes, files, cache)
-    samples, x_all = _features(engine, samples, shas, cache, classes, opts)
+    if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/features.py)
+        from imgtool.features import training_set
+
+        classes, samples, x_all, bad = training_set(opts.features, ident, opts.validation_percent, opts.test_percent)
+        for path, why in bad:
+            ui.warn(f"skipping {path}: {why}")
+    else:
+        samples, shas, bad = _usable_samples(opts, classes, files, cache)
+        samples, x_all = _features(engine, samples, shas, cache, classes, opts)
     y_all = np.array([s.label for s in samples])
     split = np.array([s.split for s in samples])
     tr, va, te = (split == "train"), (split == "validation"), (split == "test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -15,6 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("IMGTOOL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 pytest_plugins = ["tests.httpserver"]
+
+# tests/beam need apache_beam, which lives in .venv-beam (`make test-beam`), not in .venv
+collect_ignore = [] if importlib.util.find_spec("apache_beam") else ["beam"]
 
 
 @pytest.fixture(autouse=True)

@@ -31,12 +31,21 @@ def test_sources_found() -> None:
     assert len(SOURCES) > 10 and any(p.name == "resolve.py" for p in SOURCES)
 
 
+# Beam serializes a pipeline's own code (its DoFns) with cloudpickle: written by the
+# launcher, read by that job's workers, never a file, download or shard. imgtool/beam may
+# name that mechanism (register_pickle_by_value, the pickle_library option), nothing else.
+BEAM_PIPELINE_PICKLING = re.compile(r"cloudpickle|pickles?_by_value|pickle_library|(un)?pickl\w* by value", re.I)
+
+
 def test_no_pickle_in_imgtool() -> None:
     allowed = re.compile(r"allow_pickle=False|no pickle")
     hits = []
     for p in SOURCES:
+        beam = p.parent.name == "beam"
         for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
             rest = allowed.sub("", line)
+            if beam:
+                rest = BEAM_PIPELINE_PICKLING.sub("", rest)
             if re.search(r"pickle|\bdill\b|joblib|\bshelve\b|\bmarshal\b", rest, re.I):
                 hits.append(f"{p.relative_to(ROOT)}:{n}: {line.strip()}")
     assert hits == []

@@ -1,0 +1,236 @@
+"""The client side of `imgtool beam`: options, the model, the outputs, before anything runs.
+
+* Beam options: everything after `--`, parsed by Beam's own parser; an option Beam does
+  not know is a usage error (Beam itself only logs a warning and drops it).
+* The model: resolved with imgtool's own resolver (catalog, hub, local file, retrained
+  folder) into ONE .tflite (+ head.npz for a retrained folder), its labels, input size,
+  value range and output kind; staged under --temp_location (else beside the output)
+  named by its sha256, where every worker can read it.
+* The output: existing `PREFIX-*` shards are refused unless --overwrite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from imgtool.beam.worker import ModelSpec
+from imgtool.errors import ModelError, UsageError
+
+LOCAL_RUNNER = "FnApiRunner"
+STAGING_DIR = ".imgtool-beam-staging"
+# the worker module and the imgtool modules it imports, pickled by value: workers need no imgtool
+BY_VALUE_MODULES = ("imgtool", "imgtool.errors", "imgtool.ui", "imgtool.images", "imgtool.engine",
+                    "imgtool.beam", "imgtool.beam.worker", "imgtool.beam.pipelines")
+
+
+# ---------------------------------------------------------------- Beam options
+
+def _beam_parser(flags: list[str]) -> Any:
+    """Beam's own argument parser, with every PipelineOptions class's options on it (the
+    one get_all_options() builds; taken through its add_extra_args_fn hook)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    captured: list[Any] = []
+    PipelineOptions([]).get_all_options(add_extra_args_fn=captured.append)
+    return captured[0]
+
+
+def pipeline_options(flags: list[str], cores: int | None = None) -> Any:
+    """PipelineOptions from the flags after `--`, refusing what Beam does not know, with
+    the offline local default: the FnApiRunner, multi-threaded, one thread per core.
+    (DirectRunner in Beam 2.77 first tries to download and start the Prism runner.)"""
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+    parser = _beam_parser(flags)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            _, unknown = parser.parse_known_args(flags)
+    except SystemExit:
+        lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+        raise UsageError(f"bad Beam option: {lines[-1] if lines else ' '.join(flags)}") from None
+    unknown = [u for u in unknown if u != "--"]
+    if unknown:
+        import difflib
+
+        known = sorted({o for a in parser._actions for o in a.option_strings})  # noqa: SLF001
+        name = unknown[0].split("=", 1)[0]
+        near = difflib.get_close_matches(name, known, n=1) if name.startswith("--") else []
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise UsageError(f"unknown Beam option {unknown[0]!r}{hint}; everything after `--` goes to Beam's "
+                         "PipelineOptions, and Beam would silently ignore it")
+    options = PipelineOptions(flags)
+    std = options.view_as(StandardOptions)
+    if std.runner is None:
+        std.runner = LOCAL_RUNNER
+    if std.runner.rsplit(".", 1)[-1] in (LOCAL_RUNNER, "BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner"):
+        direct = options.view_as(DirectOptions)
+        given = {f.split("=", 1)[0] for f in flags}
+        if "--direct_running_mode" not in given:
+            direct.direct_running_mode = "multi_threading"
+        if "--direct_num_workers" not in given:
+            direct.direct_num_workers = cores or os.cpu_count() or 1
+    return options
+
+
+def register_by_value() -> None:
+    """Ship the worker code inside the pipeline (cloudpickle by value: Beam's default), so
+    workers need numpy, Pillow and ai-edge-litert but not imgtool itself."""
+    import importlib
+
+    from apache_beam.internal import cloudpickle
+
+    for name in BY_VALUE_MODULES:
+        cloudpickle.register_pickle_by_value(importlib.import_module(name))
+
+
+def pickles_by_value(options: Any) -> bool:
+    from apache_beam.options.pipeline_options import SetupOptions
+
+    return (options.view_as(SetupOptions).pickle_library or "default") in ("default", "cloudpickle")
+
+
+# ---------------------------------------------------------------- outputs and staging
+
+def check_output(prefix: str, overwrite: bool) -> list[str]:
+    """The shards already at `PREFIX-*`: refused unless overwrite (then returned, to be
+    replaced). A prefix naming a folder is refused too: shards go beside it, not in it."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
+        raise UsageError(f"--output {prefix} is a folder; give a path prefix such as {prefix.rstrip('/')}/results "
+                         "(shards are written as PREFIX-00000-of-00004...)")
+    parent = FileSystems.split(prefix)[0]
+    if "://" not in prefix and parent and not os.path.isdir(parent):
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"--output {prefix}: cannot create folder {parent} ({err.strerror}); "
+                             "choose a writable place") from None
+    found = [m.path for r in FileSystems.match([prefix + "-*"]) for m in r.metadata_list]
+    if found and not overwrite:
+        raise UsageError(f"--output {prefix}: {len(found)} file(s) already match {prefix}-* "
+                         f"(e.g. {sorted(found)[0]}); pass --overwrite to replace them or choose another prefix")
+    return sorted(found)
+
+
+def staging_root(options: Any, prefix: str) -> str:
+    """--temp_location when given (Dataflow needs one anyway), else beside the output."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    temp = options.view_as(GoogleCloudOptions).temp_location
+    if temp:
+        return FileSystems.join(temp, "imgtool-models")
+    parent = FileSystems.split(prefix)[0] or "."
+    return FileSystems.join(os.path.abspath(parent) if "://" not in prefix else parent, STAGING_DIR)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stage(path: Path, root: str, suffix: str) -> tuple[str, str]:
+    """Copy `path` to ROOT/<sha256><suffix> unless it is there already: (uri, sha256)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    digest = _sha256(path)
+    uri = FileSystems.join(root, digest + suffix)
+    if FileSystems.exists(uri):
+        return uri, digest
+    if "://" not in uri:
+        os.makedirs(root, exist_ok=True)
+    tmp = f"{uri}.{os.getpid()}.part"
+    with open(path, "rb") as src, FileSystems.create(tmp) as dst:
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            dst.write(chunk)
+    FileSystems.rename([tmp], [uri])
+    return uri, digest
+
+
+# ---------------------------------------------------------------- the model
+
+FOLLOW_OPS = ("RESHAPE", "SQUEEZE", "QUANTIZE", "DEQUANTIZE")
+
+
+def graph_output_kind(tflite: Path) -> str:
+    """"probabilities" when the model's output is made by a SOFTMAX op (through reshapes
+    and (de)quantization), else "logits" - decided from the model's graph, once, never
+    from the photos of a run."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from imgtool import ui
+
+    with ui.native_output_filtered():
+        it = Interpreter(model_path=str(tflite))
+    out = int(it.get_output_details()[0]["index"])
+    producers = {int(t): op for op in it._get_ops_details() for t in op["outputs"]}  # noqa: SLF001
+    seen = 0
+    while out in producers and seen < 16:
+        op = producers[out]
+        if op["op_name"] == "SOFTMAX":
+            return "probabilities"
+        if op["op_name"] not in FOLLOW_OPS or not len(op["inputs"]):
+            return "logits"
+        out = int(op["inputs"][0])
+        seen += 1
+    return "logits"
+
+
+def prepare_model(ref: str | None, purpose: str, root: str, labels_file: str | None = None) -> ModelSpec:
+    """Resolve `ref` with imgtool's resolver and stage what workers run.
+
+    purpose "classify": a classifier (.tflite, or a retrained folder whose backbone is a
+    .tflite: backbone + head.npz, the head applied in numpy on the worker; a single
+    combined model.tflite export will simply take the first path). purpose "features":
+    the backbone / feature-vector twin, with its bottleneck identity."""
+    from imgtool import bottlenecks
+    from imgtool.classify import align_labels
+    from imgtool.engine import LiteRTEngine
+    from imgtool.resolve import resolve
+
+    model = resolve(ref, labels_file=labels_file, purpose=purpose)
+    head = None
+    runnable = model
+    if model.head is not None:
+        assert model.backbone is not None
+        runnable, head = model.backbone, model.head
+    if runnable.tflite is None:
+        raise ModelError(f"{model.ref} runs only in TensorFlow here (it could not be converted to .tflite); "
+                         "Beam workers run LiteRT only - pick a model with a .tflite")
+    engine = LiteRTEngine(runnable.tflite, runnable.config.value_range, threads=1)  # loads it: exit 3 if broken
+    input_size = engine.input_size
+    value_range = runnable.config.value_range
+    model_uri, model_sha = stage(runnable.tflite, root, ".tflite")
+    head_uri = head_sha = None
+    if purpose == "features":
+        if model.config.output not in (None, "features"):
+            raise ModelError(f"{model.ref} is a classifier without a feature-vector twin; "
+                             "give a feature extractor (e.g. a *_feature_vector catalog model or an embedding .tflite)")
+        ident = bottlenecks.backbone_id(runnable.tflite, input_size, value_range,
+                                        extra=str(runnable.graph_tensors or ""))
+        return ModelSpec(model_uri, model_sha, input_size, value_range, "features", backbone_id=ident)
+    if model.config.output == "features":
+        raise ModelError(f"{model.ref} is a feature extractor, not a classifier; use it with "
+                         "`imgtool beam features` or pick a classifier")
+    width = engine.output_width
+    if head is not None:
+        import numpy as np
+
+        with np.load(head, allow_pickle=False) as npz:
+            width = int(npz["bias"].shape[0])
+        head_uri, head_sha = stage(head, root, ".npz")
+        output = "logits"
+    else:
+        output = model.config.output or graph_output_kind(runnable.tflite)
+    labels = tuple(align_labels(model.labels, width, model.ref))
+    return ModelSpec(model_uri, model_sha, input_size, value_range, output, labels, head_uri, head_sha)
