@@ -118,13 +118,15 @@ def read_shards(pattern: str) -> FeatureShards:
 
 
 def training_set(pattern: str, backbone_ident: str, validation_percent: float, test_percent: float
-                 ) -> tuple[list[str], list[dataset.Sample], np.ndarray, list[tuple[str, str]]]:
-    """(classes, samples, features [len(samples), F], failed) for retrain: the same split
-    rule and size checks as a folder run; the shards must come from the same backbone."""
+                 ) -> tuple[list[str], list[dataset.Sample], np.ndarray, dict[str, str], list[tuple[str, str]]]:
+    """(classes, samples, features [len(samples), F], {path: content sha256}, failed) for
+    retrain: the same split rule and size checks as a folder run; the shards must come
+    from the same backbone."""
     shards = read_shards(pattern)
     if shards.backbone != backbone_ident:
         raise UsageError(f"--features: the shards were made with another backbone ({shards.backbone}) than "
                          f"--model gives ({backbone_ident}); pass the --model used for `imgtool beam features`")
     samples = dataset.assign_splits(shards.files, len(shards.classes), validation_percent, test_percent)
     dataset.check_sizes(shards.classes, samples, validation_percent, test_percent)
-    return shards.classes, samples, shards.matrix, shards.failed
+    shas = {path: sha for (path, _, _), sha in zip(shards.files, shards.shas)}
+    return shards.classes, samples, shards.matrix, shas, shards.failed

@@ -102,7 +102,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/features.py)
         from imgtool.features import training_set
 
-        classes, samples, x_all, bad = training_set(opts.features, ident, opts.validation_percent, opts.test_percent)
+        classes, samples, x_all, shas, bad = training_set(opts.features, ident, opts.validation_percent, opts.test_percent)
         for path, why in bad:
             ui.warn(f"skipping {path}: {why}")
     else:

@@ -70,11 +70,12 @@ def test_read_shards_orders_rows_and_lists_failures(tmp_path: Path) -> None:
 def test_training_set_splits_like_a_folder_run(tmp_path: Path) -> None:
     rels = [f"{c}/{i:02d}.jpg" for c in ("cats", "dogs") for i in range(12)]
     _write(tmp_path / "s-00000-of-00001.parquet", [_row(r, [float(i), 1.0]) for i, r in enumerate(rels)])
-    classes, samples, x, failed = training_set(str(tmp_path / "s-00000-of-00001.parquet"), "bb", 10.0, 10.0)
+    classes, samples, x, shas, failed = training_set(str(tmp_path / "s-00000-of-00001.parquet"), "bb", 10.0, 10.0)
     want = dataset.assign_splits([(f"gs://bucket/data/{r}", r, 0 if r.startswith("cats") else 1) for r in rels],
                                  2, 10.0, 10.0)
     assert classes == ["cats", "dogs"] and samples == want and failed == []
     assert x[:, 0].tolist() == [float(i) for i in range(24)]
+    assert shas == {f"gs://bucket/data/{r}": f"sha-{r}" for r in rels}  # every photo's content key
     with pytest.raises(UsageError, match="made with another backbone"):
         training_set(str(tmp_path / "s-*.parquet"), "other", 10.0, 10.0)
 

@@ -159,33 +159,6 @@ def stage(path: Path, root: str, suffix: str) -> tuple[str, str]:
 
 # ---------------------------------------------------------------- the model
 
-FOLLOW_OPS = ("RESHAPE", "SQUEEZE", "QUANTIZE", "DEQUANTIZE")
-
-
-def graph_output_kind(tflite: Path) -> str:
-    """"probabilities" when the model's output is made by a SOFTMAX op (through reshapes
-    and (de)quantization), else "logits" - decided from the model's graph, once, never
-    from the photos of a run."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from imgtool import ui
-
-    with ui.native_output_filtered():
-        it = Interpreter(model_path=str(tflite))
-    out = int(it.get_output_details()[0]["index"])
-    producers = {int(t): op for op in it._get_ops_details() for t in op["outputs"]}  # noqa: SLF001
-    seen = 0
-    while out in producers and seen < 16:
-        op = producers[out]
-        if op["op_name"] == "SOFTMAX":
-            return "probabilities"
-        if op["op_name"] not in FOLLOW_OPS or not len(op["inputs"]):
-            return "logits"
-        out = int(op["inputs"][0])
-        seen += 1
-    return "logits"
-
-
 def prepare_model(ref: str | None, purpose: str, root: str, labels_file: str | None = None) -> ModelSpec:
     """Resolve `ref` with imgtool's resolver and stage what workers run.
 
@@ -194,7 +167,6 @@ def prepare_model(ref: str | None, purpose: str, root: str, labels_file: str | N
     combined model.tflite export will simply take the first path). purpose "features":
     the backbone / feature-vector twin, with its bottleneck identity."""
     from imgtool import bottlenecks
-    from imgtool.classify import align_labels
     from imgtool.engine import LiteRTEngine
     from imgtool.resolve import resolve
 
@@ -219,18 +191,13 @@ def prepare_model(ref: str | None, purpose: str, root: str, labels_file: str | N
         ident = bottlenecks.backbone_id(runnable.tflite, input_size, value_range,
                                         extra=str(runnable.graph_tensors or ""))
         return ModelSpec(model_uri, model_sha, input_size, value_range, "features", backbone_id=ident)
-    if model.config.output == "features":
-        raise ModelError(f"{model.ref} is a feature extractor, not a classifier; use it with "
-                         "`imgtool beam features` or pick a classifier")
-    width = engine.output_width
-    if head is not None:
-        import numpy as np
+    # the output kind and the labels: the same decision `imgtool classify` makes, from the
+    # model (record, TFLite metadata, graph), once - never from the photos of a run
+    from imgtool.classify import Classifier
 
-        with np.load(head, allow_pickle=False) as npz:
-            width = int(npz["bias"].shape[0])
+    classifier = Classifier(model, engine=engine if head is None else None)
+    output = classifier.decision.kind
+    labels = tuple(classifier.labels)
+    if head is not None:
         head_uri, head_sha = stage(head, root, ".npz")
-        output = "logits"
-    else:
-        output = model.config.output or graph_output_kind(runnable.tflite)
-    labels = tuple(align_labels(model.labels, width, model.ref))
     return ModelSpec(model_uri, model_sha, input_size, value_range, output, labels, head_uri, head_sha)

@@ -331,12 +331,16 @@ def test_features_shards_of_another_backbone_are_refused(embedder: str, mobilene
 
 # ---------------------------------------------------------------- the model's output kind, failures
 
-def test_output_kind_is_decided_from_the_model_graph(mobilenet: str, embedder: str) -> None:
-    from imgtool.beam.launcher import graph_output_kind
+def test_output_kind_is_classifys_decision_from_the_model(mobilenet: str, embedder: str, tmp_path: Path) -> None:
+    from imgtool.beam import launcher
     from imgtool.beam.worker import ModelSpec
+    from imgtool.errors import UsageError
 
-    assert graph_output_kind(Path(mobilenet)) == "probabilities"  # ... -> RESHAPE -> SOFTMAX
-    assert graph_output_kind(Path(embedder)) == "logits"  # no softmax anywhere near the output
+    spec = launcher.prepare_model(mobilenet, "classify", str(tmp_path / "stage"))
+    assert spec.output == "probabilities"  # its metadata and its last op (SOFTMAX) say so
+    assert len(spec.labels) == 1001 and spec.labels[0] == "background"
+    with pytest.raises(UsageError, match="is a feature extractor"):  # pooled 1x1x1x1024, no labels
+        launcher.prepare_model(embedder, "classify", str(tmp_path / "stage"))
     with pytest.raises(ValueError, match="output must be one of"):
         ModelSpec("m.tflite", "0" * 64, (224, 224), None, "scores")
 
