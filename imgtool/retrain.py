@@ -49,6 +49,7 @@ class RetrainOptions:
     tf_exports: bool = True  # SavedModel + .tflite for TF backbones
     input_size: tuple[int, int] | None = None
     value_range: tuple[float, float] | None = None
+    quantize: str = "none"  # model.tflite is always written; dynamic/float16/int8 add model-<mode>.tflite
 
 
 @dataclass
@@ -258,6 +259,9 @@ def _write(opts: RetrainOptions, backbone: Any, size: tuple[int, int], head: Any
         html = report.render(result_metrics, misclassified, f"imgtool retrain: {Path(opts.image_dir).name}")
         export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.image_dir),
                                backbone_ident=ident, tf_exports=opts.tf_exports)
+        from imgtool import tflite_export
+
+        result_metrics["exports"] = tflite_export.export_for_retrain(staging, opts.quantize)
         if output.exists():
             ui.info(f"replacing the previous model in {output}")
         store.replace_dir(staging, output)

@@ -211,6 +211,19 @@ def read(model: bytes) -> dict[str, Any] | None:
         return None
 
 
+def file_value_range(path: Any) -> dict[str, tuple[float, float]]:
+    """{"value_range": (lo, hi)} from a .tflite's input NormalizationOptions, else {}."""
+    try:
+        with open(path, "rb") as fh:
+            meta = read(fh.read())
+    except OSError:
+        return {}
+    if not meta or not meta["normalization"]:
+        return {}
+    mean, std = meta["normalization"]
+    return {"value_range": value_range_for(mean, std)} if std else {}
+
+
 def _root(buf: bytes) -> Any:
     from flatbuffers import encode, number_types, table
 
