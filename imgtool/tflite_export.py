@@ -236,10 +236,15 @@ def convert_saved_classifier(saved_model: Path, input_size: tuple[int, int], val
             raise UsageError("int8 needs calibration: the training photos were not found")
         photos = list(calibration)
 
+        if not photos:
+            raise UsageError("int8 needs calibration: no training photo could be read")
+        pinned = photos[0].copy()
+        pinned[0, 0, 0, :], pinned[0, 0, 1, :] = 0, 255  # input range exactly [lo, hi]: uint8 input = raw pixels
+
         def representative():  # noqa: ANN202
-            # black and white first: the input range is then exactly [lo, hi], so the
-            # uint8 input takes raw pixels
-            for px in [np.zeros((1, h, w, 3), np.uint8), np.full((1, h, w, 3), 255, np.uint8), *photos]:
+            # (whole black/white images would pin it too, but their logits are far outside
+            # anything real and would stretch the logits' quantization range)
+            for px in [pinned, *photos[1:]]:
                 yield [px.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)]
 
         converter.representative_dataset = representative
@@ -247,7 +252,23 @@ def convert_saved_classifier(saved_model: Path, input_size: tuple[int, int], val
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
     with ui.native_output_filtered():
-        return bytes(converter.convert())
+        data = bytes(converter.convert())
+    if quantize == "int8":
+        _check_raw_pixel_input(data, (hi - lo) / 255.0)
+    return data
+
+
+def _check_raw_pixel_input(data: bytes, want_scale: float) -> None:
+    """A uint8 input must take raw pixels (MediaPipe and Edge TPU feed them as they are)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.Model.GetRootAs(data, 0)
+    sg = m.Subgraphs(0)
+    q = sg.Tensors(sg.Inputs(0)).Quantization()
+    scale = float(q.Scale(0)) if q is not None and q.ScaleLength() else 0.0
+    if abs(scale - want_scale) > 0.01 * want_scale:
+        raise ModelError(f"int8 conversion gave the input scale {scale:g}, not {want_scale:g} (one pixel step); "
+                         "the uint8 input would not take raw pixels")
 
 
 # ------------------------------------------------------------------ the model folder

@@ -56,7 +56,11 @@ def train(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
     rng = np.random.default_rng(config.seed)
     x = x.astype(np.float64)
     mu = x.mean(axis=0)
-    sd = x.std(axis=0) + 1e-6
+    std = x.std(axis=0)
+    # a feature constant over the training set (a dead ReLU unit) carries nothing: scale 1
+    # and weight 0, else w / (0 + eps) folds into weights of ~1e4 that wreck quantization
+    constant = std <= 1e-6
+    sd = np.where(constant, 1.0, std + 1e-6)
     xs = (x - mu) / sd
     xv = None if x_val is None or len(x_val) == 0 else (x_val.astype(np.float64) - mu) / sd
     n, d = xs.shape
@@ -103,6 +107,6 @@ def train(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
     if xv is not None and best[0] >= 0:
         w, b = best[1], best[2]
     # fold the standardization into the layer: ((x - mu) / sd) @ w + b == x @ w' + b'
-    w_raw = w / sd[:, None]
+    w_raw = np.where(constant[:, None], 0.0, w / sd[:, None])
     b_raw = b - mu @ w_raw
     return Head(w_raw.astype(np.float32), b_raw.astype(np.float32)), history
