@@ -1,12 +1,20 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test bench lint clean
+.PHONY: install install-mediapipe test bench lint clean
 
 install:            ## create .venv and install imgtool with test tools (editable)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q -e ".[test,bench]"
+
+MEDIAPIPE_VENV ?= .venv-mediapipe
+MEDIAPIPE_VERSION ?= 1.2.2
+
+install-mediapipe:  ## a separate venv with MediaPipe Tasks: the outside client the export tests run (its pins may fight ours)
+	test -x $(MEDIAPIPE_VENV)/bin/python || python3 -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/python -c "import mediapipe" 2>/dev/null || \
+	  $(MEDIAPIPE_VENV)/bin/python -m pip install -q "mediapipe==$(MEDIAPIPE_VERSION)"
 
 test:               ## the whole suite (real fixtures from ../shared/fixtures or $$IMGTOOL_FIXTURES)
 	$(PY) -m pytest -q; rc=$$?; \

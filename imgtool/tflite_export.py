@@ -283,6 +283,9 @@ class ExportResult:
     float_test_accuracy: float | None
     test_count: int
     note: str | None = None
+    # against imgtool's own two-step run (backbone engine, then the head) on the test photos
+    max_prob_diff: float | None = None
+    top1_agreement: float | None = None
 
     def record(self, folder: Path) -> dict[str, Any]:
         try:
@@ -291,7 +294,8 @@ class ExportResult:
             name = str(self.path.resolve())
         return {"file": name, "quantize": self.quantize, "bytes": self.bytes, "method": self.method,
                 "test_accuracy": self.test_accuracy, "float_test_accuracy": self.float_test_accuracy,
-                "test_count": self.test_count, **({"note": self.note} if self.note else {})}
+                "test_count": self.test_count, "max_prob_diff_vs_imgtool": self.max_prob_diff,
+                "top1_agreement_vs_imgtool": self.top1_agreement, **({"note": self.note} if self.note else {})}
 
 
 def _split_photos(folder: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str], str | None]:
@@ -344,6 +348,21 @@ def _accuracy(path: Path, photos: np.ndarray, labels: np.ndarray) -> tuple[float
         return None, np.zeros((0, 0), np.float32)
     probs = engine_for(path).run(photos)
     return round(float(np.mean(probs.argmax(axis=1) == labels)), 4), probs
+
+
+def _two_step(folder: Path, meta: dict[str, Any], photos: np.ndarray) -> np.ndarray | None:
+    """Probabilities from imgtool's own run of the folder: backbone, then head.npz."""
+    if not len(photos):
+        return None
+    from imgtool.engine import HeadEngine, LiteRTEngine, softmax
+
+    bb = folder / meta["backbone"].get("file", "")
+    if bb.suffix != ".tflite" or not bb.is_file():
+        return None
+    vr = tuple(meta["backbone"]["value_range"]) if meta["backbone"].get("value_range") else None
+    with np.load(folder / meta["head"], allow_pickle=False) as npz:
+        engine = HeadEngine(LiteRTEngine(bb, vr), npz["weights"], npz["bias"])
+    return softmax(engine.run(photos))
 
 
 def build(folder: Path, quantize: str, calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
@@ -421,19 +440,25 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
     elif output is not None:
         wanted = [("none", output)]
     float_acc: float | None = None
+    reference = _two_step(folder, meta, photos)
     for mode, path in wanted:
         if mode == "none" and path == float_path and float_path.is_file() and quantize != "none":
             data = None  # the float reference is there already
         else:
             data, method, note = build(folder, mode, train_paths)
             _write(path, data)
-        acc, _ = _accuracy(path, photos, labels)
+        acc, probs = _accuracy(path, photos, labels)
         if mode == "none":
             float_acc = acc
         if data is None:
             continue
+        diff = agree = None
+        if reference is not None and len(probs):
+            diff = round(float(np.max(np.abs(probs - reference))), 6)
+            agree = round(float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))), 4)
         results.append(ExportResult(path, mode, path.stat().st_size, method, acc, float_acc, len(labels),
-                                    note if why is None else f"test accuracy unknown: {why}" + (f"; {note}" if note else "")))
+                                    note if why is None else f"test accuracy unknown: {why}" + (f"; {note}" if note else ""),
+                                    diff, agree))
     records = [r for r in metrics.get("exports") or [] if isinstance(r, dict)]
     for r in results:
         rec = r.record(folder)
