@@ -14,6 +14,9 @@ import numpy as np
 from imgtool.engine import softmax
 
 
+SD_FLOOR_FRACTION = 0.1  # features are standardized with at least this fraction of the median std
+
+
 @dataclass
 class TrainConfig:
     """Defaults chosen by 5-fold cross-validation (x2) on flowers-mini with the MobileNet V1
@@ -57,10 +60,14 @@ def train(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
     x = x.astype(np.float64)
     mu = x.mean(axis=0)
     std = x.std(axis=0)
-    # a feature constant over the training set (a dead ReLU unit) carries nothing: scale 1
-    # and weight 0, else w / (0 + eps) folds into weights of ~1e4 that wreck quantization
+    # A feature constant over the training set (a dead ReLU unit) carries nothing: scale 1
+    # and weight 0 (w / (0 + eps) folded into weights of ~1e4). A nearly dead one (firing
+    # on one or two photos) is scaled up by at most SD_FLOOR_FRACTION of the median
+    # feature's spread, or it gets weights 100x the others', fitted to those photos, which
+    # no quantized export survives. MobileNet V1 on flowers-mini: no feature is below it.
     constant = std <= 1e-6
-    sd = np.where(constant, 1.0, std + 1e-6)
+    floor = SD_FLOOR_FRACTION * float(np.median(std[~constant])) if (~constant).any() else 0.0
+    sd = np.where(constant, 1.0, np.maximum(std, floor) + 1e-6)
     xs = (x - mu) / sd
     xv = None if x_val is None or len(x_val) == 0 else (x_val.astype(np.float64) - mu) / sd
     n, d = xs.shape
