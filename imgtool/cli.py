@@ -302,6 +302,8 @@ cli.add_command(retrain_last_layer, name="retrain")
 def _export_lines(records: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in records:
+        if "bytes" not in r:  # a failed export: warned about when it happened
+            continue
         acc = "unknown" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.1%}"
         ref = "" if r.get("float_test_accuracy") is None or r.get("quantize") == "none" else \
             f" (float: {r['float_test_accuracy']:.1%})"

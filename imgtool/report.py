@@ -80,6 +80,16 @@ figcaption {{ overflow-wrap: anywhere; }}
                             for j, v in enumerate(cm[i]))
             parts.append(f'<tr><th class="name">{esc(c)}</th>{cells}</tr>')
         parts.append("</table>")
+    exports = [e for e in metrics.get("exports") or [] if "bytes" in e]
+    if exports:
+        parts.append("<h2>Exported .tflite files</h2><table><tr><th>file</th><th>quantize</th><th>size</th>"
+                     "<th>test accuracy</th><th>float model</th></tr>")
+        for e in exports:
+            acc = "unknown" if e.get("test_accuracy") is None else f'{e["test_accuracy"]:.1%}'
+            ref = "" if e.get("float_test_accuracy") is None else f'{e["float_test_accuracy"]:.1%}'
+            parts.append(f'<tr><td class="name">{esc(str(e["file"]))}</td><td>{esc(str(e["quantize"]))}</td>'
+                         f'<td>{e["bytes"] / 1e6:.2f} MB</td><td>{acc}</td><td>{ref}</td></tr>')
+        parts.append("</table>")
     parts.append(f"<h2>Misclassified test photos ({len(misclassified)})</h2>")
     if not misclassified:
         parts.append("<p>None.</p>")

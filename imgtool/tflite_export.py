@@ -142,8 +142,9 @@ def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize
 
     if quantize == "int8":
         if feat.type != TT.UINT8 or fq is None or not fq.scale:
-            raise UsageError("int8 needs a uint8-quantized .tflite backbone, or a TF backbone with the folder's "
-                             "saved_model/; this backbone's output is float")
+            kind = "float" if feat.type == TT.FLOAT32 else f"of type {feat.type} (not uint8)"
+            raise UsageError(f"int8 needs a uint8-quantized .tflite backbone, or a TF backbone with the folder's "
+                             f"saved_model/; this backbone's output is {kind}")
         if calibration_features is None or not len(calibration_features):
             raise UsageError("int8 needs calibration: the training photos were not found")
         s_in, z_in = float(fq.scale[0]), int(fq.zeroPoint[0])
@@ -415,6 +416,15 @@ def build(folder: Path, quantize: str, calibration_paths: list[str] | None = Non
     return tflite_metadata.attach(data, info), method, note
 
 
+def _has_metadata(path: Path) -> bool:
+    from imgtool import tflite_metadata
+
+    try:
+        return tflite_metadata.read(path.read_bytes()) is not None
+    except OSError:
+        return False
+
+
 def export_model_dir(folder: Path, quantize: str = "none", output: Path | None = None) -> list[ExportResult]:
     """Write the float `model.tflite` (always: the reference for accuracy) and, unless
     quantize is none, the quantized file; record both in metrics.json. Returns the
@@ -441,30 +451,32 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
         wanted = [("none", output)]
     float_acc: float | None = None
     reference = _two_step(folder, meta, photos)
-    for mode, path in wanted:
-        if mode == "none" and path == float_path and float_path.is_file() and quantize != "none":
-            data = None  # the float reference is there already
-        else:
-            data, method, note = build(folder, mode, train_paths)
-            _write(path, data)
-        acc, probs = _accuracy(path, photos, labels)
-        if mode == "none":
-            float_acc = acc
-        if data is None:
-            continue
-        diff = agree = None
-        if reference is not None and len(probs):
-            diff = round(float(np.max(np.abs(probs - reference))), 6)
-            agree = round(float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))), 4)
-        results.append(ExportResult(path, mode, path.stat().st_size, method, acc, float_acc, len(labels),
-                                    note if why is None else f"test accuracy unknown: {why}" + (f"; {note}" if note else ""),
-                                    diff, agree))
-    records = [r for r in metrics.get("exports") or [] if isinstance(r, dict)]
-    for r in results:
-        rec = r.record(folder)
-        records = [x for x in records if x.get("file") != rec["file"]] + [rec]
-    metrics["exports"] = records
-    _write(folder / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+    try:
+        for mode, path in wanted:
+            if mode == "none" and path == float_path and quantize != "none" and _has_metadata(float_path):
+                data = None  # the float reference is there already (one without metadata predates it: rebuilt)
+            else:
+                data, method, note = build(folder, mode, train_paths)
+                _write(path, data)
+            acc, probs = _accuracy(path, photos, labels)
+            if mode == "none":
+                float_acc = acc
+            if data is None:
+                continue
+            diff = agree = None
+            if reference is not None and len(probs):
+                diff = round(float(np.max(np.abs(probs - reference))), 6)
+                agree = round(float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))), 4)
+            results.append(ExportResult(path, mode, path.stat().st_size, method, acc, float_acc, len(labels),
+                                        note if why is None else f"test accuracy unknown: {why}"
+                                        + (f"; {note}" if note else ""), diff, agree))
+    finally:  # what was written is recorded, also when a later export fails
+        records = [r for r in metrics.get("exports") or [] if isinstance(r, dict) and "bytes" in r]
+        for r in results:
+            rec = r.record(folder)
+            records = [x for x in records if x.get("file") != rec["file"]] + [rec]
+        metrics["exports"] = records
+        _write(folder / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
     return results
 
 
@@ -476,11 +488,13 @@ def export_for_retrain(staging: Path, quantize: str) -> list[dict[str, Any]]:
     try:
         with ui.native_output_filtered():
             results = export_model_dir(staging, quantize)
-    except ImgtoolError as err:
-        ui.warn(f"model.tflite export skipped ({err}); the model folder still works with imgtool")
-        return [{"file": default_file(quantize), "quantize": quantize, "error": str(err)}]
+        return [r.record(staging) for r in results]
     except Exception as err:  # noqa: BLE001 - an extra must not lose the trained model
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        ui.warn(f"model.tflite export skipped ({first}); the model folder still works with imgtool")
-        return [{"file": default_file(quantize), "quantize": quantize, "error": first}]
-    return [r.record(staging) for r in results]
+        text = str(err).strip()
+        first = text if isinstance(err, ImgtoolError) else (text.splitlines()[0][:200] if text else type(err).__name__)
+    ui.warn(f"{default_file(quantize)} export skipped ({first}); the model folder still works with imgtool")
+    records = [{"file": default_file(quantize), "quantize": quantize, "error": first}]
+    metrics = store.read_json(staging / "metrics.json") or {}
+    metrics["exports"] = [r for r in metrics.get("exports") or [] if "bytes" in r] + records
+    _write(staging / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+    return metrics["exports"]

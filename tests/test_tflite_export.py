@@ -289,6 +289,8 @@ def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> Non
     assert flt["max_prob_diff_vs_imgtool"] < 1e-4
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert flt["test_accuracy"] == metrics["test"]["accuracy"]  # the float file is the trained model
+    html = (model_dir / "report.html").read_text()
+    assert "Exported .tflite files" in html and "model-int8.tflite" in html
 
 
 def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, tmp_path: Path) -> None:
@@ -377,6 +379,24 @@ def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     no_calibration = run("export", str(folder), "--quantize", "int8")
     assert no_calibration.returncode == 2
     assert no_calibration.stderr.strip().splitlines()[-1].startswith("Error: int8 needs calibration")
+
+
+def test_failed_quantized_export_keeps_the_model_and_says_why(tf_model: Path, tmp_path: Path,
+                                                               module_env: dict[str, str]) -> None:
+    """Without saved_model/ (--no-export) a float TF backbone cannot be made int8: the
+    folder, its float model.tflite and the record of both are still written."""
+    meta = json.loads((tf_model / "imgtool-model.json").read_text())
+    out = tmp_path / "plain"
+    res = run("retrain", meta["image_dir"], "-m", meta["backbone"]["ref"], "-o", str(out), "--no-export",
+              "--quantize", "int8", "--epochs", "5", "-f", "json", env=module_env)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "warning: model-int8.tflite export skipped (int8 needs a uint8-quantized .tflite backbone" in res.stderr
+    records = json.loads((out / "metrics.json").read_text())["exports"]
+    assert [r["file"] for r in records] == ["model.tflite", "model-int8.tflite"]
+    assert records[0]["method"] == "flatbuffer" and records[0]["top1_agreement_vs_imgtool"] == 1.0
+    assert "error" in records[1] and not (out / "model-int8.tflite").exists()
+    assert json.loads(res.stdout)["exports"] == records
 
 
 def test_export_errors(tmp_path: Path) -> None:
