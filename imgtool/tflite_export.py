@@ -272,6 +272,42 @@ def _check_raw_pixel_input(data: bytes, want_scale: float) -> None:
                          "the uint8 input would not take raw pixels")
 
 
+CONVERSIONS_KEEP = 8  # most recent TF conversions kept in IMGTOOL_HOME/exports/tflite
+
+
+def _cached_conversion(saved: Path, options: str, calibration: list[str], convert: Any) -> bytes:
+    """TensorFlow's conversion (~10 s with its import on Inception v3) is kept under a key of
+    the SavedModel's files, the options and the calibration photos, so that an identical
+    retrain (whose saved_model/ is linked from the export cache) needs no TensorFlow."""
+    import hashlib
+
+    from imgtool import ui
+
+    h = hashlib.sha256(options.encode("utf-8"))
+    for p in sorted(x for x in saved.rglob("*") if x.is_file()):
+        h.update(p.relative_to(saved).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    for c in calibration:
+        st = os.stat(c)
+        h.update(f"{c}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    root = store.home() / "exports" / "tflite"
+    cached = root / f"{h.hexdigest()[:24]}.tflite"
+    if cached.is_file():
+        ui.info("Reusing the .tflite conversion of an identical earlier run")
+        return cached.read_bytes()
+    data = convert()
+    try:
+        store.atomic_write_bytes(cached, data)
+        old = sorted(root.glob("*.tflite"), key=lambda p: p.stat().st_mtime, reverse=True)[CONVERSIONS_KEEP:]
+        for p in old:
+            p.unlink(missing_ok=True)
+    except OSError as err:  # the cache is an optimisation
+        ui.warn(f"could not keep the .tflite conversion for reuse ({err})")
+    return data
+
+
 # ------------------------------------------------------------------ the model folder
 
 @dataclass
@@ -381,10 +417,13 @@ def build(folder: Path, quantize: str, calibration_paths: list[str] | None = Non
     backbone_file = folder / meta["backbone"].get("file", "")
     if saved.is_dir():
         method = "tensorflow"
-        calib = None
-        if quantize == "int8" and calibration_paths:
-            calib = (a[None] for a in _decode_all(calibration_paths[:CALIBRATION_PHOTOS], size)[0])
-        data = convert_saved_classifier(saved, size, vr, quantize, calib)
+        calib_paths = calibration_paths[:CALIBRATION_PHOTOS] if quantize == "int8" and calibration_paths else []
+
+        def convert() -> bytes:
+            calib = (a[None] for a in _decode_all(calib_paths, size)[0]) if calib_paths else None
+            return convert_saved_classifier(saved, size, vr, quantize, calib)
+
+        data = _cached_conversion(saved, f"{size}|{vr}|{quantize}|{__version__}", calib_paths, convert)
     elif backbone_file.suffix == ".tflite" and backbone_file.is_file():
         method = "flatbuffer"
         backbone = backbone_file.read_bytes()

@@ -333,6 +333,8 @@ def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(served:
     # an identical second run reuses the TF export instead of paying for TensorFlow again
     again = invoke("retrain", str(data), "-o", str(tmp_path / "again"), "--epochs", "100", "--learning-rate", "0.01")
     assert again.exit_code == 0 and "Reusing the SavedModel export" in again.stderr
+    assert "Reusing the .tflite conversion of an identical earlier run" in again.stderr
+    assert "tensorflow" not in again.stderr.lower()
     assert (tmp_path / "again" / "model.tflite").is_file()
     skipped = invoke("retrain", str(data), "-o", str(tmp_path / "plain"), "--no-export", "--epochs", "3")
     assert skipped.exit_code == 0 and not (tmp_path / "plain" / "saved_model").exists()
