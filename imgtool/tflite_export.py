@@ -438,15 +438,13 @@ def build(folder: Path, quantize: str, calibration_paths: list[str] | None = Non
             note = "only the appended layer is quantized (the backbone .tflite is kept as it is)"
     else:
         raise ModelError(f"{folder}: neither saved_model/ nor a .tflite backbone to export from; retrain it again")
-    from imgtool.engine import LiteRTEngine
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".tflite") as tmp:  # what is the input type?
-        tmp.write(data)
-        tmp.flush()
-        uint8_input = LiteRTEngine(Path(tmp.name)).quantized
+    schema = _schema()
+    sg = schema.Model.GetRootAs(data, 0).Subgraphs(0)
+    uint8_input = sg.Tensors(sg.Inputs(0)).Type() in (schema.TensorType.UINT8, schema.TensorType.INT8)
+    # named for the photos it learnt (the folder may still have its temporary name)
+    trained_on = Path(meta.get("image_dir") or folder.name).name
     info = tflite_metadata.ClassifierInfo(
-        name=f"{folder.name} (imgtool retrained image classifier)", version=__version__,
+        name=f"{trained_on} classifier (imgtool retrain)", version=__version__,
         description=(f"Classifies an RGB image into {len(classes)} classes: {', '.join(classes[:10])}"
                      f"{', ...' if len(classes) > 10 else ''}. Backbone {meta['backbone'].get('ref')} with a "
                      f"last layer retrained by imgtool {__version__}; quantization: {quantize}."),

@@ -289,6 +289,13 @@ def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> Non
     assert flt["max_prob_diff_vs_imgtool"] < 1e-4
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert flt["test_accuracy"] == metrics["test"]["accuracy"]  # the float file is the trained model
+    from imgtool import tflite_metadata
+
+    trained_on = Path(json.loads((model_dir / "imgtool-model.json").read_text())["image_dir"]).name
+    for name in records:
+        meta = tflite_metadata.read((model_dir / name).read_bytes())
+        assert meta is not None and meta["name"] == f"{trained_on} classifier (imgtool retrain)"
+        assert meta["output_files"] == [("labels.txt", tflite_metadata.ASSOCIATED_FILE_TENSOR_AXIS_LABELS)]
     html = (model_dir / "report.html").read_text()
     assert "Exported .tflite files" in html and "model-int8.tflite" in html
 
