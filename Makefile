@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 BEAM_VENV ?= .venv-beam
 BEAM_PY := $(BEAM_VENV)/bin/python
 
-.PHONY: install install-beam test test-beam bench lint clean
+.PHONY: install install-beam install-mediapipe test test-beam bench lint clean
 
 install:            ## create .venv and install imgtool with test tools (editable)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,14 @@ install-beam:       ## create .venv-beam: imgtool + Apache Beam, without TensorF
 	$(BEAM_PY) -m pip install -q --upgrade "pip>=24"
 	$(BEAM_PY) -m pip install -q -r requirements-beam.txt
 	$(BEAM_PY) -m pip install -q --no-deps -e .
+
+MEDIAPIPE_VENV ?= .venv-mediapipe
+MEDIAPIPE_VERSION ?= 1.2.2
+
+install-mediapipe:  ## a separate venv with MediaPipe Tasks: the outside client the export tests run (its pins may fight ours)
+	test -x $(MEDIAPIPE_VENV)/bin/python || python3 -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/python -c "import mediapipe" 2>/dev/null || \
+	  $(MEDIAPIPE_VENV)/bin/python -m pip install -q "mediapipe==$(MEDIAPIPE_VERSION)"
 
 test:               ## the whole suite (real fixtures from ../shared/fixtures or $$IMGTOOL_FIXTURES)
 	$(PY) -m pytest -q; rc=$$?; \

@@ -77,6 +77,9 @@ class Group(click.Group):
             ctx.exit(EXIT_STORAGE)
 
 
+QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite_export.QUANTIZE_MODES
+
+
 def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Parameter, str | None], Any]:
     def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
         if value is None:
@@ -293,6 +296,9 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--export/--no-export", "tf_exports", default=True, show_default=True,
               help="For TF backbones, also write saved_model/ and model.tflite (~15 s of TensorFlow on "
                    "Inception v3; an identical earlier run's export is reused).")
+@click.option("--quantize", type=click.Choice(QUANTIZE_CHOICES), default="none", show_default=True,
+              help="Besides model.tflite (float), also write model-MODE.tflite quantized: dynamic (int8 weights), "
+                   "float16 (half-size weights) or int8 (full-integer, calibrated on the training photos).")
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
@@ -303,7 +309,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
                        batch_size: int, l2: float, seed: int, bottleneck_dir: Any, flip_left_right: bool,
                        random_crop: float, random_scale: float, random_brightness: float, distorted_copies: int,
                        summaries_dir: Any, print_misclassified: bool, min_accuracy: float | None,
-                       tf_exports: bool, fmt: str, quiet: bool) -> None:
+                       tf_exports: bool, quantize: str, fmt: str, quiet: bool) -> None:
     """Train a new last layer on IMAGE_DIR (one sub-folder per class); alias: retrain.
 
     The backbone stays frozen; its features ("bottlenecks") are computed once and cached,
@@ -331,7 +337,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
         test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
         min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
         train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2, seed=seed),
-        steps=steps, tf_exports=tf_exports, features=features,
+        steps=steps, tf_exports=tf_exports, features=features, quantize=quantize,
         distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
     result = retrain(opts)
     m = result.metrics
@@ -349,6 +355,8 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     if result.below_minimum:
         click.echo(f"Error: {result.below_minimum}", err=True)
         sys.exit(EXIT_FAILED)
+    for line in _export_lines(m.get("exports") or []):
+        ui.info(line)
     ui.info(f"model written to {result.output}  (try: imgtool classify -m {result.output} PHOTO)")
 
 
@@ -376,6 +384,54 @@ def _retrain_source(image_dir: Path | None, features: str | None, output: Path |
     ui.info("Training from feature shards: no photo is read; report thumbnails show only photos still "
             "readable at the path recorded in the shards")
     return Path(root)
+
+
+def _export_lines(records: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for r in records:
+        if "bytes" not in r:  # a failed export: warned about when it happened
+            continue
+        acc = "unknown" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.1%}"
+        ref = "" if r.get("float_test_accuracy") is None or r.get("quantize") == "none" else \
+            f" (float: {r['float_test_accuracy']:.1%})"
+        out.append(f"exported {r['file']}: {r['bytes'] / 1e6:.2f} MB, {r['quantize']}, test accuracy {acc}{ref}"
+                   + (f"; {r['note']}" if r.get("note") else ""))
+    return out
+
+
+@cli.command("export", epilog=EXIT_CODES_HELP)
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quantize", type=click.Choice(QUANTIZE_CHOICES), default="none", show_default=True,
+              help="none: float model.tflite; dynamic, float16, int8: model-MODE.tflite (int8 is calibrated "
+                   "on the training photos: uint8 input and output, for Edge TPU compilers and microcontrollers).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: MODEL_DIR/model.tflite or MODEL_DIR/model-MODE.tflite).")
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, quiet: bool) -> None:
+    """Write a single .tflite (with TFLite metadata and labels) for a retrained MODEL_DIR.
+
+    Its size and accuracy on the test split (next to the float model's) are printed and
+    recorded in MODEL_DIR/metrics.json; if the training photos are gone, the file is still
+    written and the accuracy is reported as unknown.
+
+    \b
+    Examples:
+      imgtool export flowers-model
+      imgtool export flowers-model --quantize int8 -o flowers-int8.tflite
+    """
+    import json
+
+    from imgtool import tflite_export
+
+    ui.set_quiet(quiet)
+    results = tflite_export.export_model_dir(model_dir, quantize, output)
+    records = [r.record(model_dir) for r in results]
+    if fmt == "json":
+        click.echo(json.dumps(records, indent=2))
+    else:
+        for line in _export_lines(records):
+            click.echo(line)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

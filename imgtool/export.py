@@ -12,19 +12,18 @@
                            of the photos it is given the model has already seen
       saved_model/         (TF backbones) serving signature `serving_default`: float images
                            [N,H,W,3] with pixel values 0..255 -> probabilities, top class
-      model.tflite         (TF backbones) the same as one .tflite, labels embedded as a
-                           metadata zip (`zipfile.ZipFile(model.tflite).read('labels.txt')`)
+      model.tflite         backbone + last layer + softmax in one file with TFLite metadata
+                           (normalization, labels.txt as TENSOR_AXIS_LABELS); see tflite_export
+      model-MODE.tflite    with --quantize dynamic|float16|int8
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import json
 import os
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +98,6 @@ def _read_only_fs(path: Path) -> bool:
         return False
 
 
-def append_labels_zip(tflite_bytes: bytes, labels: list[str]) -> bytes:
-    """TFLite metadata keeps associated files in a zip appended to the flatbuffer;
-    LiteRT ignores the trailing bytes and zip readers find the labels."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("labels.txt", "\n".join(labels) + "\n")
-    return tflite_bytes + buf.getvalue()
-
-
 def link_or_copy(src: str | Path, dst: str | Path) -> None:
     """Hard-link when on the same filesystem (an 87 MB backbone costs nothing twice; the
     cache never writes into a file in place, so sharing inodes is safe), else copy."""
@@ -137,27 +127,20 @@ def _tf_exports(staging: Path, backbone: Model, size: tuple[int, int], head: Hea
     cache_root = store.home() / "exports"
     cached = cache_root / _export_key(backbone_ident, head, classes, size)
     record = store.read_json(cached / "exports.json")
-    if record and (cached / "model.tflite").is_file() and (cached / "saved_model").is_dir():
-        ui.info("Reusing the SavedModel/.tflite export of an identical earlier run")
+    if record and (cached / "saved_model").is_dir():
+        ui.info("Reusing the SavedModel export of an identical earlier run")
         shutil.copytree(cached / "saved_model", staging / "saved_model", copy_function=link_or_copy)
-        link_or_copy(cached / "model.tflite", staging / "model.tflite")
         return record
     from imgtool import tfutil
 
-    ui.info("Exporting a SavedModel (serving signature) and a single .tflite (TensorFlow is loading)")
+    ui.info("Exporting a SavedModel (serving signature; TensorFlow is loading)")
     with ui.native_output_filtered():
-        diff = tfutil.export_classifier(backbone.tf_source, size, backbone.config.value_range,
-                                        head.weights, head.bias, classes, staging / "saved_model",
-                                        staging / ".model.tflite")
-    tfl = (staging / ".model.tflite").read_bytes()
-    (staging / "model.tflite").write_bytes(append_labels_zip(tfl, classes))
-    (staging / ".model.tflite").unlink()
-    record = {"saved_model": "saved_model", "tflite": "model.tflite",
-              "input": "float32 [N,H,W,3], pixel values 0..255", "tflite_max_diff": diff}
+        tfutil.export_classifier(backbone.tf_source, size, backbone.config.value_range,
+                                 head.weights, head.bias, classes, staging / "saved_model")
+    record = {"saved_model": "saved_model", "input": "float32 [N,H,W,3], pixel values 0..255"}
     tmp = cache_root / f".{cached.name}.{os.getpid()}.tmp"
     try:
         shutil.copytree(staging / "saved_model", tmp / "saved_model", copy_function=link_or_copy)
-        link_or_copy(staging / "model.tflite", tmp / "model.tflite")
         store.atomic_write_json(tmp / "exports.json", record)
         store.replace_dir(tmp, cached)
         entries = sorted((p for p in cache_root.iterdir() if not p.name.startswith(".")),
@@ -258,8 +241,8 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
             ui.warn(f"SavedModel/.tflite export skipped ({first}); the model folder still works with imgtool")
             record["exports"] = {"error": first}
     elif backbone.tflite is not None:
-        record["exports"] = {"note": "the backbone is a .tflite; no SavedModel can be made from it, and the head "
-                                     "runs beside it (backbone.tflite + head.npz)"}
+        record["exports"] = {"note": "the backbone is a .tflite; no SavedModel can be made from it "
+                                     "(model.tflite is the backbone with the head appended)"}
     if training_hashes is not None:
         record["training_photos"] = write_training_photos(staging / TRAINING_PHOTOS, training_hashes)
     (staging / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

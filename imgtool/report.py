@@ -124,6 +124,23 @@ dl.run dt { color: #666; } dl.run dd { margin: 0; overflow-wrap: anywhere; }
 """
 
 
+
+def _exports_section(metrics: dict[str, Any]) -> str:
+    """The single-file exports (model.tflite, model-MODE.tflite): size and test accuracy
+    next to the float model's."""
+    exports = [e for e in metrics.get("exports") or [] if "bytes" in e]
+    if not exports:
+        return ""
+    rows = ["<h2>Exported .tflite files</h2><table><tr><th>file</th><th>quantize</th><th>size</th>"
+            "<th>test accuracy</th><th>float model</th></tr>"]
+    for e in exports:
+        acc = "unknown" if e.get("test_accuracy") is None else f'{e["test_accuracy"]:.1%}'
+        ref = "" if e.get("float_test_accuracy") is None else f'{e["float_test_accuracy"]:.1%}'
+        rows.append(f'<tr><td class="name">{esc(str(e["file"]))}</td><td>{esc(str(e["quantize"]))}</td>'
+                    f'<td>{e["bytes"] / 1e6:.2f} MB</td><td>{acc}</td><td>{ref}</td></tr>')
+    rows.append("</table>")
+    return "".join(rows)
+
 def render(metrics: dict[str, Any], misclassified: list[dict[str, Any]], title: str,
            generated: _dt.datetime | None = None) -> str:
     test = metrics.get("test") or {}
@@ -139,6 +156,7 @@ def render(metrics: dict[str, Any], misclassified: list[dict[str, Any]], title: 
     parts.append(_per_class(test, classes))
     parts.append(_confusion(test, classes))
     parts.append(_head_section(metrics))
+    parts.append(_exports_section(metrics))
     parts.append(_misclassified(misclassified))
     parts.append(_run_section(metrics, when))
     parts.append("</body></html>\n")

@@ -261,6 +261,10 @@ def _from_path(ref: str, path: Path, purpose: str, overrides: dict[str, Any],
         raise ModelError(f"{ref}: a folder, but not a SavedModel (no saved_model.pb) nor an imgtool retrain output")
     name = path.name.lower()
     if name.endswith(".tflite"):
+        if "value_range" not in overrides:  # TFLite metadata says how to map pixels (e.g. imgtool's exports)
+            from imgtool.tflite_metadata import file_value_range
+
+            overrides = {**overrides, **file_value_range(path)}
         config = ModelConfig(name=ref, format="tflite", **overrides)
         model = Model(ref=ref, config=config, tflite=path)
         model.labels = labels_mod.embedded_tflite_labels(path)

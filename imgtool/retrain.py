@@ -50,6 +50,7 @@ class RetrainOptions:
     input_size: tuple[int, int] | None = None
     value_range: tuple[float, float] | None = None
     features: str | None = None  # train from `imgtool beam features` Parquet shards instead of image_dir
+    quantize: str = "none"  # model.tflite is always written; dynamic/float16/int8 add model-<mode>.tflite
 
 
 @dataclass
@@ -269,9 +270,14 @@ def _write(opts: RetrainOptions, backbone: Any, size: tuple[int, int], head: Any
     shutil.rmtree(staging, ignore_errors=True)
     existed = output.exists()
     try:
-        html = report.render(result_metrics, misclassified, f"imgtool retrain: {Path(opts.image_dir).name}")
+        title = f"imgtool retrain: {Path(opts.image_dir).name}"
+        html = report.render(result_metrics, misclassified, title)
         export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.image_dir),
                                backbone_ident=ident, tf_exports=opts.tf_exports, training_hashes=training_hashes)
+        from imgtool import tflite_export
+
+        result_metrics["exports"] = tflite_export.export_for_retrain(staging, opts.quantize)
+        (staging / "report.html").write_text(report.render(result_metrics, misclassified, title), encoding="utf-8")
         if output.exists():
             ui.info(f"replacing the previous model in {output}")
         store.replace_dir(staging, output)

@@ -14,6 +14,9 @@ import numpy as np
 from imgtool.engine import softmax
 
 
+SD_FLOOR_FRACTION = 0.1  # features are standardized with at least this fraction of the median std
+
+
 @dataclass
 class TrainConfig:
     """Defaults chosen by 5-fold cross-validation (x2) on flowers-mini with the MobileNet V1
@@ -56,7 +59,15 @@ def train(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
     rng = np.random.default_rng(config.seed)
     x = x.astype(np.float64)
     mu = x.mean(axis=0)
-    sd = x.std(axis=0) + 1e-6
+    std = x.std(axis=0)
+    # A feature constant over the training set (a dead ReLU unit) carries nothing: scale 1
+    # and weight 0 (w / (0 + eps) folded into weights of ~1e4). A nearly dead one (firing
+    # on one or two photos) is scaled up by at most SD_FLOOR_FRACTION of the median
+    # feature's spread, or it gets weights 100x the others', fitted to those photos, which
+    # no quantized export survives. MobileNet V1 on flowers-mini: no feature is below it.
+    constant = std <= 1e-6
+    floor = SD_FLOOR_FRACTION * float(np.median(std[~constant])) if (~constant).any() else 0.0
+    sd = np.where(constant, 1.0, np.maximum(std, floor) + 1e-6)
     xs = (x - mu) / sd
     xv = None if x_val is None or len(x_val) == 0 else (x_val.astype(np.float64) - mu) / sd
     n, d = xs.shape
@@ -103,6 +114,6 @@ def train(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
     if xv is not None and best[0] >= 0:
         w, b = best[1], best[2]
     # fold the standardization into the layer: ((x - mu) / sd) @ w + b == x @ w' + b'
-    w_raw = w / sd[:, None]
+    w_raw = np.where(constant[:, None], 0.0, w / sd[:, None])
     b_raw = b - mu @ w_raw
     return Head(w_raw.astype(np.float32), b_raw.astype(np.float32)), history

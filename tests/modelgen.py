@@ -46,6 +46,7 @@ __all__ = [
     "make_2015_archive",
     "make_hub_classifier",
     "make_hub_feature_vector",
+    "make_hub_mlp_feature_vector",
     "make_hub_tarball",
     "make_inception_v3_savedmodel",
     "make_slim_frozen_archive",
@@ -322,6 +323,35 @@ def make_hub_feature_vector(dest: Path, size: int = 32, dim: int = 16) -> Path:
         return tf.matmul(stats, kernel) + bias
 
     return _save_hub_module(dest, fn, [kernel, bias], size)
+
+
+def make_hub_mlp_feature_vector(dest: Path, size: int = 32, grid: int = 4, hidden: int = 512,
+                                dim: int = 512) -> Path:
+    """A feature-vector SavedModel (TF Hub layout, like :func:`make_hub_feature_vector`)
+    whose weights dominate its size, as in a real backbone: the per-channel means of a
+    ``grid`` x ``grid`` patch grid -> dense ``hidden`` + ReLU -> dense ``dim`` + ReLU.
+    Fixed seeded weights (~1 MB float32 with the defaults), so a quantized export has
+    something to shrink; only builtin TFLite ops (MEAN, FULLY_CONNECTED)."""
+    if size % grid:
+        raise ValueError(f"size {size} must be a multiple of grid {grid}")
+    tf = _quiet_tf()
+    import numpy as np
+
+    rng = np.random.default_rng(4321)
+    n_in = grid * grid * 3
+    w1 = tf.Variable((rng.standard_normal((n_in, hidden)) * np.sqrt(2.0 / n_in)).astype(np.float32), name="fc1/kernel")
+    b1 = tf.Variable(np.full(hidden, 0.01, np.float32), name="fc1/bias")
+    w2 = tf.Variable((rng.standard_normal((hidden, dim)) * np.sqrt(2.0 / hidden)).astype(np.float32), name="fc2/kernel")
+    b2 = tf.Variable(np.full(dim, 0.01, np.float32), name="fc2/bias")
+    cell = size // grid
+
+    def fn(inputs: Any, training: bool) -> Any:
+        patches = tf.reshape(inputs, [-1, grid, cell, grid, cell, 3])
+        stats = tf.reshape(tf.reduce_mean(patches, axis=[2, 4]), [-1, n_in])
+        hid = tf.nn.relu(tf.matmul(stats, w1) + b1)
+        return tf.nn.relu(tf.matmul(hid, w2) + b2)
+
+    return _save_hub_module(dest, fn, [w1, b1, w2, b2], size)
 
 
 def make_hub_tarball(savedmodel_dir: Path, out: Path) -> Path:

@@ -326,11 +326,16 @@ def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(served:
     m = json.loads(res.stdout)
     assert m["test"]["accuracy"] == 1.0 and m["backbone"] == "inception_v3"
     meta = json.loads((out / "imgtool-model.json").read_text())
-    assert meta["exports"]["tflite"] == "model.tflite" and meta["exports"]["tflite_max_diff"] < 1e-4
+    assert meta["exports"]["saved_model"] == "saved_model"
+    (export,) = json.loads((out / "metrics.json").read_text())["exports"]
+    assert export["file"] == "model.tflite" and export["method"] == "tensorflow"
+    assert export["max_prob_diff_vs_imgtool"] < 1e-4 and export["top1_agreement_vs_imgtool"] == 1.0
     # an identical second run reuses the TF export instead of paying for TensorFlow again
     again = invoke("retrain", str(data), "-o", str(tmp_path / "again"), "--epochs", "100", "--learning-rate", "0.01")
-    assert again.exit_code == 0 and "Reusing the SavedModel/.tflite export" in again.stderr
-    assert (tmp_path / "again" / "model.tflite").read_bytes() == (out / "model.tflite").read_bytes()
+    assert again.exit_code == 0 and "Reusing the SavedModel export" in again.stderr
+    assert "Reusing the .tflite conversion of an identical earlier run" in again.stderr
+    assert "tensorflow" not in again.stderr.lower()
+    assert (tmp_path / "again" / "model.tflite").is_file()
     skipped = invoke("retrain", str(data), "-o", str(tmp_path / "plain"), "--no-export", "--epochs", "3")
     assert skipped.exit_code == 0 and not (tmp_path / "plain" / "saved_model").exists()
     # the model folder keeps working after the cache is cleared
@@ -344,12 +349,12 @@ def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(served:
         ours[r["path"]] = {p["label"]: p["score"] for p in r["predictions"]}
         assert max(ours[r["path"]], key=ours[r["path"]].get) == Path(r["path"]).parent.name
     from imgtool import images
-    from imgtool.engine import LiteRTEngine
     from imgtool.labels import embedded_tflite_labels
+    from imgtool.tflite_export import engine_for
 
     assert embedded_tflite_labels(out / "model.tflite") == ["blue", "green", "red"]
     batch = np.stack([images.decode(p, (SIZE, SIZE)) for p in photos])
-    lite = LiteRTEngine(out / "model.tflite", (0.0, 255.0)).run(batch)
+    lite = engine_for(out / "model.tflite").run(batch)  # the value range from its metadata
     import tensorflow as tf
 
     serving = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]

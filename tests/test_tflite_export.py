@@ -1,0 +1,414 @@
+"""model.tflite for every retrained model: metadata, quantization, `imgtool export`, and
+an outside client (MediaPipe Tasks' ImageClassifier, in its own venv) agreeing with imgtool.
+
+The exports are built once per module: the shared MobileNet V1 embedding extractor (uint8)
+on flowers-mini, and a generated TF feature-vector SavedModel (float, ~1 MB of weights) on
+generated colour photos; both retrained with --quantize int8."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, invoke, run
+
+EMBEDDER = "embedding/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+MP_PYTHON = ROOT / ".venv-mediapipe" / "bin" / "python"
+MP_SCRIPT = ROOT / "tests" / "mediapipe_classify.py"
+
+
+# ------------------------------------------------------------------ unit: metadata
+
+def _embedder_bytes(fixtures: Path) -> bytes:
+    return (fixtures / EMBEDDER).read_bytes()
+
+
+def test_normalization_maps_pixels_onto_the_value_range() -> None:
+    from imgtool.tflite_metadata import normalization_for, value_range_for
+
+    assert normalization_for((-1.0, 1.0)) == (127.5, 127.5)
+    assert normalization_for((0.0, 1.0)) == (0.0, 255.0)
+    assert normalization_for((-1.0, 0.9921875)) == (128.0, 128.0)
+    assert value_range_for(127.5, 127.5) == (-1.0, 1.0)
+    assert value_range_for(0.0, 255.0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        normalization_for((1.0, 1.0))
+
+
+def test_metadata_round_trip_and_packed_labels(fixtures: Path, tmp_path: Path) -> None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    from imgtool import tflite_metadata as tm
+    from imgtool.labels import embedded_tflite_labels
+
+    info = tm.ClassifierInfo("flowers", "0.1.0", "five flowers", ["daisy", "rose"], (224, 200),
+                             tm.normalization_for((-1.0, 1.0)))
+    once = tm.attach(_embedder_bytes(fixtures), info)
+    assert tm.read(once) == {"name": "flowers", "description": "five flowers", "version": "0.1.0",
+                             "min_parser_version": "1.0.0", "normalization": (127.5, 127.5),
+                             "output_files": [("labels.txt", tm.ASSOCIATED_FILE_TENSOR_AXIS_LABELS)]}
+    info.labels, info.normalization, info.version = ["a", "b", "c"], None, "2"
+    twice = tm.attach(once, info)  # replaces the metadata and the packed files
+    meta = tm.read(twice)
+    assert meta is not None and meta["version"] == "2" and meta["normalization"] is None
+    model = schema.Model.GetRootAs(twice, 0)
+    names = [model.Metadata(i).Name().decode() for i in range(model.MetadataLength())]
+    assert names.count("TFLITE_METADATA") == 1
+    with zipfile.ZipFile(io.BytesIO(twice)) as zf:
+        (entry,) = zf.infolist()
+        assert entry.filename == "labels.txt" and zf.read(entry) == b"a\nb\nc\n"
+        # offsets count from the start of the file, as MetadataPopulator writes them
+        assert entry.header_offset == len(tm._strip_zip(twice)) > 1_000_000
+    (tmp_path / "m.tflite").write_bytes(twice)
+    assert embedded_tflite_labels(tmp_path / "m.tflite") == ["a", "b", "c"]
+    assert tm.file_value_range(tmp_path / "m.tflite") == {}
+    (tmp_path / "n.tflite").write_bytes(once)
+    assert tm.file_value_range(tmp_path / "n.tflite") == {"value_range": (-1.0, 1.0)}
+    assert tm.read(_embedder_bytes(fixtures)) is None
+
+
+# ------------------------------------------------------------------ unit: numbers
+
+def test_quantize_uint8_exact() -> None:
+    from imgtool.tflite_export import quantize_uint8
+
+    q, scale, zero = quantize_uint8(np.array([-1.0, 0.0, 0.5, 1.0]), -1.0, 1.0)
+    assert scale == 2.0 / 255.0 and zero == 128
+    assert q.tolist() == [0, 128, 192, 255]
+    q, scale, zero = quantize_uint8(np.array([0.2, 0.6]), 0.2, 0.6)  # 0.0 is always representable
+    assert scale == 0.6 / 255.0 and zero == 0 and q.tolist() == [85, 255]
+    q, scale, zero = quantize_uint8(np.array([-3.0, -1.0]), -3.0, -1.0)
+    assert scale == 3.0 / 255.0 and zero == 255 and q.tolist() == [0, 170]
+
+
+def test_constant_feature_gets_zero_weight() -> None:
+    """A dead feature used to fold into weights of ~1e4 (w / 1e-6), which made every
+    quantized export of a ReLU backbone useless."""
+    from imgtool.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    x = np.stack([y + 0.3 * rng.standard_normal(40), np.zeros(40), np.full(40, 2.5)], axis=1)
+    head, _ = train(x.astype(np.float32), y, 2, TrainConfig(epochs=20, learning_rate=0.05))
+    assert head.weights[1].tolist() == [0.0, 0.0] and head.weights[2].tolist() == [0.0, 0.0]
+    assert abs(float(head.weights[0, 1] - head.weights[0, 0])) > 0.5  # the informative feature decides
+    assert (head.predict(x).argmax(axis=1) == y).mean() >= 0.9
+
+
+def test_nearly_dead_feature_is_not_scaled_up_past_the_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One photo of 40 fires a feature at 0.01: without the floor its raw weight is ~50
+    (30x the informative feature's), with it below the informative one's."""
+    from imgtool import train as train_mod
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    dead = np.zeros(40)
+    dead[3] = 0.01
+    x = np.stack([y + 0.3 * rng.standard_normal(40), rng.standard_normal(40), rng.standard_normal(40), dead],
+                 axis=1).astype(np.float32)
+    config = train_mod.TrainConfig(epochs=20, learning_rate=0.05)
+    floored = np.abs(train_mod.train(x, y, 2, config)[0].weights).max(axis=1)
+    assert floored[3] < 0.2 * floored[0]
+    monkeypatch.setattr(train_mod, "SD_FLOOR_FRACTION", 0.0)
+    unfloored = np.abs(train_mod.train(x, y, 2, config)[0].weights).max(axis=1)
+    assert unfloored[3] > 20 * unfloored[0]
+
+
+def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: Path) -> None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    from imgtool import images
+    from imgtool.engine import LiteRTEngine, softmax
+    from imgtool.errors import ModelError
+    from imgtool.tflite_export import append_head
+
+    rng = np.random.default_rng(3)
+    w = (0.05 * rng.standard_normal((1024, 4))).astype(np.float32)
+    b = np.array([0.1, -0.2, 0.0, 0.3], np.float32)
+    backbone = _embedder_bytes(fixtures)
+    photos = np.stack([images.decode(str(p), (224, 224))
+                       for p in sorted((fixtures / "flowers-mini" / "roses").iterdir())[:6]])
+    feats = LiteRTEngine(fixtures / EMBEDDER).run(photos)
+    want = softmax(feats @ w + b)
+    data = append_head(backbone, w, b)
+    m = schema.Model.GetRootAs(data, 0)
+    ops = [m.OperatorCodes(m.Subgraphs(0).Operators(i).OpcodeIndex()).BuiltinCode()
+           for i in range(m.Subgraphs(0).OperatorsLength())][-4:]
+    assert ops == [schema.BuiltinOperator.DEQUANTIZE, schema.BuiltinOperator.RESHAPE,
+                   schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.SOFTMAX]
+    got = _run_bytes(data, photos)
+    assert np.max(np.abs(got - want)) < 1e-5
+    assert got.argmax(axis=1).tolist() == want.argmax(axis=1).tolist()
+    q = append_head(backbone, w, b, "int8", calibration_features=feats)
+    out = _details(q)["output"]
+    assert out["dtype"] == np.uint8 and out["quantization"] == (1 / 256, 0)
+    got8 = _run_bytes(q, photos)
+    assert np.max(np.abs(got8 - want)) < 0.03
+    for mode in ("dynamic", "float16"):
+        assert np.max(np.abs(_run_bytes(append_head(backbone, w, b, mode), photos) - want)) < 0.01
+    with pytest.raises(ModelError, match="1024 features; the head expects 10"):
+        append_head(backbone, w[:10], b)
+
+
+def _details(data: bytes) -> dict[str, Any]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=data)
+    return {"input": it.get_input_details()[0], "output": it.get_output_details()[0]}
+
+
+def _run_bytes(data: bytes, photos: np.ndarray) -> np.ndarray:
+    import tempfile
+
+    from imgtool.engine import LiteRTEngine
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        return LiteRTEngine(Path(tmp.name)).run(photos)
+
+
+# ------------------------------------------------------------------ the exported folders
+
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("export-home")
+    return {"IMGTOOL_HOME": str(home), "IMGTOOL_NO_PROGRESS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+            "IMGTOOL_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def flowers_model(fixtures: Path, tmp_path_factory: pytest.TempPathFactory, module_env: dict[str, str]) -> Path:
+    out = tmp_path_factory.mktemp("flowers") / "flowers-model"
+    res = run("retrain", str(fixtures / "flowers-mini"), "-m", str(fixtures / EMBEDDER), "-o", str(out),
+              "--quantize", "int8", env=module_env)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def tf_model(tmp_path_factory: pytest.TempPathFactory, module_env: dict[str, str]) -> Path:
+    from PIL import Image
+
+    from tests import modelgen
+
+    base = tmp_path_factory.mktemp("tfbackbone")
+    backbone = modelgen.make_hub_mlp_feature_vector(base / "mlp_feature_vector")
+    rng = np.random.default_rng(0)
+    data = base / "colours"
+    for name, rgb in {"red": (200, 40, 40), "green": (40, 190, 40), "blue": (40, 40, 200),
+                      "yellow": (210, 200, 40)}.items():
+        (data / name).mkdir(parents=True)
+        for i in range(20):
+            arr = np.clip(np.array(rgb) + rng.normal(0, 30, size=(48, 48, 3)), 0, 255).astype("uint8")
+            Image.fromarray(arr).save(data / name / f"{name}_{i}.png")
+    out = base / "colours-model"
+    res = run("retrain", str(data), "-m", str(backbone), "-o", str(out), "--quantize", "int8",
+              "--epochs", "100", "--learning-rate", "0.01", env=module_env)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.fixture(params=["mobilenet_v1_uint8", "tf_float"])
+def model_dir(request: pytest.FixtureRequest) -> Path:
+    return request.getfixturevalue("flowers_model" if request.param == "mobilenet_v1_uint8" else "tf_model")
+
+
+@pytest.fixture(scope="session")
+def mediapipe_python() -> Path:
+    """MediaPipe Tasks in its own venv (its pins may fight ours): `make install-mediapipe`."""
+    ok = MP_PYTHON.exists() and subprocess.run([str(MP_PYTHON), "-c", "import mediapipe"],
+                                               capture_output=True).returncode == 0
+    if not ok:
+        res = subprocess.run(["make", "install-mediapipe"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        if res.returncode != 0:
+            msg = f"could not install MediaPipe into {MP_PYTHON.parent.parent}: {res.stderr[-500:]}"
+            if os.environ.get("CI"):
+                pytest.fail(msg)
+            pytest.skip(msg)
+    return MP_PYTHON
+
+
+def _test_split(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The test photos (paths), decoded at the model's size, and their labels."""
+    from imgtool import tflite_export
+
+    meta = json.loads((folder / "imgtool-model.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    test, _, why = tflite_export._split_photos(folder, meta, metrics)
+    assert why is None and len(test) == metrics["test"]["count"]
+    photos, kept = tflite_export._decode_all([p for p, _ in test], tuple(meta["backbone"]["input_size"]))
+    assert len(kept) == len(test)
+    return [p for p, _ in test], photos, np.array([label for _, label in test])
+
+
+def _exports(folder: Path) -> dict[str, dict[str, Any]]:
+    return {r["file"]: r for r in json.loads((folder / "metrics.json").read_text())["exports"]}
+
+
+def _mediapipe_top1(python: Path, model: Path, photos: np.ndarray, workdir: Path) -> list[tuple[int, str]]:
+    """MediaPipe on the photos as imgtool decoded them (same size: no resize of its own)."""
+    from PIL import Image
+
+    workdir.mkdir(exist_ok=True)
+    paths = []
+    for i, arr in enumerate(photos):
+        paths.append(str(workdir / f"{i:03}.png"))
+        Image.fromarray(arr).save(paths[-1])
+    res = subprocess.run([str(python), str(MP_SCRIPT), str(model), *paths], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert [r["path"] for r in rows] == paths
+    return [(r["index"], r["name"]) for r in rows]
+
+
+def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> None:
+    from imgtool.tflite_export import engine_for
+
+    _, photos, labels = _test_split(model_dir)
+    records = _exports(model_dir)
+    assert sorted(records) == ["model-int8.tflite", "model.tflite"]
+    for name, r in records.items():
+        assert r["bytes"] == (model_dir / name).stat().st_size
+        assert r["test_count"] == len(labels)
+        acc = float(np.mean(engine_for(model_dir / name).run(photos).argmax(axis=1) == labels))
+        assert r["test_accuracy"] == round(acc, 4)
+        assert r["float_test_accuracy"] == records["model.tflite"]["test_accuracy"]
+    flt = records["model.tflite"]
+    assert flt["quantize"] == "none" and flt["top1_agreement_vs_imgtool"] == 1.0
+    assert flt["max_prob_diff_vs_imgtool"] < 1e-4
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert flt["test_accuracy"] == metrics["test"]["accuracy"]  # the float file is the trained model
+    from imgtool import tflite_metadata
+
+    trained_on = Path(json.loads((model_dir / "imgtool-model.json").read_text())["image_dir"]).name
+    for name in records:
+        meta = tflite_metadata.read((model_dir / name).read_bytes())
+        assert meta is not None and meta["name"] == f"{trained_on} classifier (imgtool retrain)"
+        assert meta["output_files"] == [("labels.txt", tflite_metadata.ASSOCIATED_FILE_TENSOR_AXIS_LABELS)]
+    html = (model_dir / "report.html").read_text()
+    assert "Exported .tflite files" in html and "model-int8.tflite" in html
+
+
+def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, tmp_path: Path) -> None:
+    from imgtool.tflite_export import engine_for
+
+    _, photos, _ = _test_split(model_dir)
+    classes = json.loads((model_dir / "imgtool-model.json").read_text())["classes"]
+    for name in ("model.tflite", "model-int8.tflite"):
+        ours = engine_for(model_dir / name).run(photos).argmax(axis=1).tolist()
+        theirs = _mediapipe_top1(mediapipe_python, model_dir / name, photos, tmp_path / name)
+        assert [i for i, _ in theirs] == ours, name
+        assert [n for _, n in theirs] == [classes[i] for i in ours], name  # the labels from the metadata
+
+
+def test_int8_is_full_integer_small_and_accurate(model_dir: Path) -> None:
+    from imgtool import tflite_metadata
+    from imgtool.tflite_export import engine_for
+
+    flt, q = model_dir / "model.tflite", model_dir / "model-int8.tflite"
+    d = _details(q.read_bytes())
+    assert d["input"]["dtype"] == np.uint8 and d["output"]["dtype"] == np.uint8
+    assert d["output"]["quantization"] == (1 / 256, 0)
+    assert tflite_metadata.read(q.read_bytes())["normalization"] is None  # uint8 input: raw pixels
+    records = _exports(model_dir)
+    _, photos, labels = _test_split(model_dir)
+    if model_dir.name.startswith("colours"):  # a float backbone: everything is quantized
+        float_norm = tflite_metadata.read(flt.read_bytes())["normalization"]
+        assert float_norm == (0.0, 255.0)  # the generated backbone takes [0, 1]
+        assert q.stat().st_size <= 0.35 * flt.stat().st_size
+        assert abs(records["model-int8.tflite"]["test_accuracy"] - records["model.tflite"]["test_accuracy"]) <= 0.03
+        return
+    # the uint8 MobileNet backbone is kept as it is: only the appended layer shrinks
+    backbone = (model_dir / "backbone.tflite").stat().st_size
+    assert q.stat().st_size - backbone <= 0.35 * (flt.stat().st_size - backbone)
+    # uint8 probabilities have 1/256 steps: a photo may change class only if its float top
+    # two are closer than two of them, and at most one such photo here
+    p_float, p_int8 = engine_for(flt).run(photos), engine_for(q).run(photos)
+    top2 = np.sort(p_float, axis=1)[:, -2:]
+    flipped = np.flatnonzero(p_float.argmax(axis=1) != p_int8.argmax(axis=1))
+    assert all(top2[i, 1] - top2[i, 0] < 2 / 256 for i in flipped)
+    assert abs(int(np.sum(p_float.argmax(axis=1) == labels)) - int(np.sum(p_int8.argmax(axis=1) == labels))) <= 1
+    assert np.max(np.abs(p_float - p_int8)) < 0.02
+
+
+def test_classify_the_file_gives_the_folders_top1(model_dir: Path) -> None:
+    paths, _, _ = _test_split(model_dir)
+    classes = json.loads((model_dir / "imgtool-model.json").read_text())["classes"]
+
+    def top1(model: Path) -> list[str]:
+        res = run("classify", "-m", str(model), "-f", "jsonl", "-k", "1", *paths)
+        assert res.returncode == 0, res.stderr
+        return [json.loads(x)["predictions"][0]["label"] for x in res.stdout.splitlines()]
+
+    assert top1(model_dir) == top1(model_dir / "model.tflite")
+    labels = invoke("labels", "-m", str(model_dir / "model.tflite")).stdout.splitlines()
+    assert labels == [f"{i}\t{c}" for i, c in enumerate(classes)]
+
+
+# ------------------------------------------------------------------ imgtool export
+
+def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(flowers_model, folder)
+    out = tmp_path / "elsewhere" / "f16.tflite"
+    res = invoke("export", str(folder), "--quantize", "float16", "-o", str(out), "-f", "json")
+    assert res.exit_code == 0, res.output
+    (record,) = json.loads(res.stdout)
+    assert record["file"] == str(out) and record["bytes"] == out.stat().st_size and record["quantize"] == "float16"
+    assert record["note"].startswith("only the appended layer is quantized")
+    assert record["float_test_accuracy"] == _exports(folder)["model.tflite"]["test_accuracy"]
+    assert abs(record["test_accuracy"] - record["float_test_accuracy"]) <= 0.05
+    assert _exports(folder)[str(out)] == record
+    text = invoke("export", str(folder), "--quantize", "dynamic")
+    assert text.exit_code == 0 and (folder / "model-dynamic.tflite").is_file()
+    assert "exported model-dynamic.tflite:" in text.stdout and "test accuracy" in text.stdout
+    # the photos are gone: the file is still written, the accuracy is unknown
+    meta = json.loads((folder / "imgtool-model.json").read_text())
+    meta["image_dir"] = str(tmp_path / "gone")
+    (folder / "imgtool-model.json").write_text(json.dumps(meta))
+    (folder / "model.tflite").unlink()
+    gone = invoke("export", str(folder), "-f", "json")
+    assert gone.exit_code == 0, gone.output
+    (record,) = json.loads(gone.stdout)
+    assert record["test_accuracy"] is None and "test accuracy unknown" in record["note"]
+    assert (folder / "model.tflite").is_file()
+    no_calibration = run("export", str(folder), "--quantize", "int8")
+    assert no_calibration.returncode == 2
+    assert no_calibration.stderr.strip().splitlines()[-1].startswith("Error: int8 needs calibration")
+
+
+def test_failed_quantized_export_keeps_the_model_and_says_why(tf_model: Path, tmp_path: Path,
+                                                               module_env: dict[str, str]) -> None:
+    """Without saved_model/ (--no-export) a float TF backbone cannot be made int8: the
+    folder, its float model.tflite and the record of both are still written."""
+    meta = json.loads((tf_model / "imgtool-model.json").read_text())
+    out = tmp_path / "plain"
+    res = run("retrain", meta["image_dir"], "-m", meta["backbone"]["ref"], "-o", str(out), "--no-export",
+              "--quantize", "int8", "--epochs", "5", "-f", "json", env=module_env)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "warning: model-int8.tflite export skipped (int8 needs a uint8-quantized .tflite backbone" in res.stderr
+    records = json.loads((out / "metrics.json").read_text())["exports"]
+    assert [r["file"] for r in records] == ["model.tflite", "model-int8.tflite"]
+    assert records[0]["method"] == "flatbuffer" and records[0]["top1_agreement_vs_imgtool"] == 1.0
+    assert "error" in records[1] and not (out / "model-int8.tflite").exists()
+    assert json.loads(res.stdout)["exports"] == records
+
+
+def test_export_errors(tmp_path: Path) -> None:
+    res = run("export", str(tmp_path))
+    assert res.returncode == 2 and res.stderr.strip().startswith("Error: ") and "imgtool retrain" in res.stderr
+    assert "Traceback" not in res.stderr
+    bad = run("export", str(tmp_path), "--quantize", "int4")
+    assert bad.returncode == 2 and "int4" in bad.stderr
