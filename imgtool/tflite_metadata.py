@@ -212,16 +212,33 @@ def read(model: bytes) -> dict[str, Any] | None:
 
 
 def file_value_range(path: Any) -> dict[str, tuple[float, float]]:
-    """{"value_range": (lo, hi)} from a .tflite's input NormalizationOptions, else {}."""
+    """{"value_range": (lo, hi)} from a .tflite's input NormalizationOptions, else {}.
+
+    Only for a float input: as in the TFLite Task Library, a quantized (uint8/int8)
+    input takes the raw pixels and its quantization is the mapping; its NormalizationOptions
+    (the shared MobileNet V2 has mean 127.5, std 127.5) describe the float model it came
+    from, and applying them would re-round every pixel (cat.bmp 0.789 -> 0.754)."""
     try:
         with open(path, "rb") as fh:
-            meta = read(fh.read())
+            model = fh.read()
     except OSError:
         return {}
-    if not meta or not meta["normalization"]:
+    meta = read(model)
+    if not meta or not meta["normalization"] or not _input_is_float(model):
         return {}
     mean, std = meta["normalization"]
     return {"value_range": value_range_for(mean, std)} if std else {}
+
+
+def _input_is_float(model: bytes) -> bool:
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        m = schema.Model.GetRootAs(model, 0)
+        sub = m.Subgraphs(0)
+        return bool(sub.Tensors(sub.Inputs(0)).Type() == schema.TensorType.FLOAT32)
+    except Exception:  # noqa: BLE001 - unreadable: no normalization taken from it
+        return False
 
 
 def _root(buf: bytes) -> Any:

@@ -388,3 +388,20 @@ def test_a_tf_model_is_judged_by_its_converted_tflite(tmp_path: Path, kind: str,
     scores = clf.scores(np.stack([sm.red_image(level) for level in LEVELS]))
     for i, level in enumerate(LEVELS):
         assert scores[i, 1] == pytest.approx(sm.class1_probability(level / 255), abs=1e-5)
+
+
+@pytest.mark.parametrize("kind, taken", [("float_logits", True), ("uint8_softmax", False)])
+def test_metadata_normalization_is_taken_for_float_input_only(models: dict[str, Path], tmp_path: Path,
+                                                             kind: str, taken: bool) -> None:
+    """NormalizationOptions map pixels for a float input; a quantized input takes raw
+    pixels (its quantization is the mapping), as the TFLite Task Library does."""
+    from imgtool import tflite_metadata as tm
+    from imgtool.resolve import resolve
+
+    info = tm.ClassifierInfo("m", "1", "d", [f"c{i}" for i in range(1001)], (sm.SIZE, sm.SIZE),
+                             tm.normalization_for((-1.0, 1.0)))
+    path = tmp_path / f"{kind}.tflite"
+    path.write_bytes(tm.attach(models[kind].read_bytes(), info))
+    want = {"value_range": (-1.0, 1.0)} if taken else {}
+    assert tm.file_value_range(path) == want
+    assert resolve(str(path)).config.value_range == ((-1.0, 1.0) if taken else None)
