@@ -11,6 +11,7 @@ from typing import Any, Callable
 import click
 
 from imgtool import __version__, settings, ui
+from imgtool.command import Command
 from imgtool.errors import EXIT_FAILED, ImgtoolError
 
 EXIT_CODES_HELP = """\b
@@ -38,15 +39,6 @@ def _stdout_closed() -> None:
     except (OSError, ValueError, AttributeError):  # no real fd 1 (e.g. under CliRunner)
         pass
     sys.exit(0)
-
-
-class Command(click.Command):
-    """Every command checks the environment settings once its arguments are parsed and
-    before any work (so `--help` still works with a bad variable)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        settings.current()
-        return super().invoke(ctx)
 
 
 class Group(click.Group):

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from imgtool.command import Command
 from imgtool.errors import EXIT_FAILED, UsageError
 
 BEAM_EPILOG = """\b
@@ -24,7 +25,7 @@ Exit codes:
   3  the model could not be obtained or loaded"""
 
 
-class BeamCommand(click.Command):
+class BeamCommand(Command):
     """Splits the arguments at the first `--`: before it, imgtool's options (a stray
     word there is an error); after it, Beam's, kept verbatim in ctx.meta."""
 
