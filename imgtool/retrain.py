@@ -79,6 +79,21 @@ def _output_path(opts: RetrainOptions) -> Path:
     return output
 
 
+def _check_catalog_backbone(ref: str | None) -> None:
+    """Before resolving (which may download): a catalog classifier with no feature twin."""
+    from imgtool.catalog import DEFAULT_MODEL, load_catalog
+
+    ref = ref or os.environ.get("IMGTOOL_MODEL") or DEFAULT_MODEL
+    name = ref.removeprefix("catalog:")
+    if os.path.lexists(ref) and not ref.startswith("catalog:"):
+        return
+    cfg = load_catalog().get(name)
+    if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
+        raise UsageError(f"--model {name} is a classifier, not a feature extractor (the catalog records its output "
+                         f"as {cfg.output} and names no feature-vector twin); give a feature-vector model (e.g. a "
+                         "*_feature_vector catalog model, or an embedding extractor .tflite)")
+
+
 def _check_backbone(backbone: Any, ref: str | None) -> None:
     from imgtool.backbone_kind import classifier_reason
     from imgtool.catalog import load_catalog
@@ -102,6 +117,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     if opts.steps:
         ui.warn("--steps is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
 
+    _check_catalog_backbone(opts.model)
     backbone = resolve(opts.model, purpose="features", input_size=opts.input_size, value_range=opts.value_range)
     for note in backbone.notes:
         ui.info(note)

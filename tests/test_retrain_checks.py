@@ -186,3 +186,17 @@ def test_text_output_says_how_the_head_was_chosen(flowers: Path, embedder: str, 
     fixed = run("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--l2", "0.5", "-f", "json")
     h = json.loads(fixed.stdout)["head"]
     assert h["l2"] == 0.5 and len(h["candidates"]) == 1 and h["method"].startswith("L2 fixed at 0.5")
+
+
+def test_catalog_classifier_without_twin_is_refused_before_download(flowers: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     no_model_work: None) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"models": {"plain_classifier": {
+        "format": "tflite", "urls": ["http://127.0.0.1:9/never.tflite"], "output": "probabilities"}}}))
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
+    data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 4)
+    res = invoke("retrain", str(data), "-m", "plain_classifier", "-o", str(tmp_path / "m"))
+    assert res.exit_code == 2
+    assert "--model plain_classifier is a classifier, not a feature extractor (the catalog records its output as " \
+           "probabilities and names no feature-vector twin)" in res.stderr
