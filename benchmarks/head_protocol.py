@@ -36,7 +36,7 @@ def procedure(x: np.ndarray, y: np.ndarray, rel: list[str], classes: list[str], 
 
     files = [(f"/x/{r}", r, int(label)) for r, label in zip(rel, y)]
     if hasattr(train, "select_and_fit"):  # the new procedure
-        samples = dataset.assign_splits(files, len(classes), 10.0, 10.0, classes=classes)
+        samples = dataset.assign_splits(files, len(classes), 10.0, 10.0)
         fit = np.array([s.split != "test" for s in samples])
         head, _ = train.select_and_fit(x[fit], y[fit], len(classes), train.TrainConfig(seed=seed))
     else:  # main: train on train, keep the epoch with the best validation accuracy

@@ -80,19 +80,15 @@ def scan(root: str | Path) -> tuple[list[str], list[tuple[str, str, int]]]:
 
 
 def assign_splits(files: list[tuple], n_classes: int, validation_percent: float,
-                  test_percent: float, classes: list[str] | None = None) -> list[Sample]:
-    """Samples with their split: a given split (4th item of a file tuple) as given, else
-    `split_of(class/path-in-class)`. `rel` is the path relative to the dataset folder
-    (class folder first), so the key is rel itself when `classes` is not given."""
+                  test_percent: float) -> list[Sample]:
+    """Samples with their split: a given split (a file tuple's 4th item) as given, else
+    `split_of(rel)` - for a photo found in a class folder, rel (its path relative to the
+    dataset folder) is exactly the split key, class name + "/" + path inside the class."""
     samples = []
     for f in files:
-        path, rel, label = f[0], f[1], f[2]
         given = f[3] if len(f) > 3 else None
-        if given is not None:
-            samples.append(Sample(path, rel, label, given))
-            continue
-        key = rel if classes is None else split_key(classes[label], rel.split("/", 1)[1])
-        samples.append(Sample(path, rel, label, split_of(key, validation_percent, test_percent)))
+        split = given if given is not None else split_of(f[1], validation_percent, test_percent)
+        samples.append(Sample(f[0], f[1], f[2], split))
     return samples
 
 

@@ -61,7 +61,7 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, flo
     given = {f[3] for f in files if f[3] is not None}
     v = 0.0 if "validation" in given else opts.validation_percent
     t = 0.0 if "test" in given else opts.test_percent
-    raw = dataset.assign_splits(files, len(classes), v, t, classes=classes)
+    raw = dataset.assign_splits(files, len(classes), v, t)
     dataset.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
         why = ("--test-percent is 0" if t == 0 and "test" not in given
@@ -212,7 +212,7 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
     bad += undecodable
     for path, why in bad:
         ui.warn(f"skipping {path}: {why}")
-    samples = dataset.assign_splits(good, len(classes), v_pct, t_pct, classes=classes)
+    samples = dataset.assign_splits(good, len(classes), v_pct, t_pct)
     dataset.check_sizes(classes, samples)
     counts = dataset.split_counts(classes, samples)
     for c in classes:

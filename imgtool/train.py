@@ -195,8 +195,7 @@ def _fit_stack(xs: list[np.ndarray], ys: list[np.ndarray], sws: list[np.ndarray]
     sw = np.zeros((k, n))
     for i, (a, yy, ww) in enumerate(zip(xs, ys, sws)):
         x[i, :a.shape[0], :a.shape[1]] = a
-        target[i, :len(yy)] = smoothed_targets(yy, c, smoothing)
-        target[i, len(yy):] = 1.0 / c  # padding rows (weight 0) still sum to 1
+        target[i, :len(yy)] = smoothed_targets(yy, c, smoothing)  # padding rows: target 0, weight 0
         sw[i, :len(ww)] = ww
 
     def fg(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

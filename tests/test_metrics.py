@@ -47,3 +47,23 @@ def test_format_text_shows_baseline_and_f1() -> None:
     assert lines[1] == "  class     precision  recall      F1  support"
     assert lines[2] == "  a             50.0%   33.3%   40.0%        3"
     assert lines[4] == "  c                 -    0.0%       -        1"
+
+
+def test_rounding_and_types() -> None:
+    # 2/3 everywhere: precision, accuracy and baseline rounded to 4 places, counts ints
+    m = metrics.evaluate(np.array([0, 0, 1]), np.array([0, 0, 0]), ["x", "y"])
+    assert m["accuracy"] == 0.6667 and m["baseline"] == {"class": "x", "accuracy": 0.6667}
+    assert m["per_class"]["x"] == {"precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 2}
+    assert all(type(v) is int for row in m["confusion_matrix"] for v in row)
+    # precision == recall (not zero): F1 is that value
+    m = metrics.evaluate(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]), ["x", "y"])
+    assert m["per_class"]["x"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+
+
+def test_format_text_confusion_matrix_lines() -> None:
+    m = metrics.evaluate(np.array([0, 1, 1]), np.array([0, 1, 0]), ["daisies", "roses"])
+    lines = metrics.format_text(m, "val").splitlines()
+    assert lines[4:] == ["  confusion matrix (rows: true, columns: predicted):",
+                         "           daisie  roses",
+                         "  daisies       1      0",
+                         "  roses         1      1"]

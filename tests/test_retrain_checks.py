@@ -200,3 +200,18 @@ def test_catalog_classifier_without_twin_is_refused_before_download(flowers: Pat
     assert res.exit_code == 2
     assert "--model plain_classifier is a classifier, not a feature extractor (the catalog records its output as " \
            "probabilities and names no feature-vector twin)" in res.stderr
+
+
+def test_library_retrain_leaves_its_options_untouched(flowers: Path, embedder: str, tmp_path: Path) -> None:
+    import copy
+
+    from imgtool.retrain import RetrainOptions, retrain
+    from imgtool.train import TrainConfig
+
+    data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 8)
+    opts = RetrainOptions(image_dir=data, output=tmp_path / "m", model=embedder, steps=5,
+                          train=TrainConfig(seed=2, class_weight="none"))
+    before = copy.deepcopy(opts)
+    result = retrain(opts)
+    assert result.output == tmp_path / "m" and result.metrics["options"]["seed"] == 2
+    assert opts == before

@@ -20,7 +20,7 @@ def _touch(root: Path, rel: str) -> None:
 
 def _splits(root: Path, v: float = 10, t: float = 10) -> dict[str, str]:
     classes, files, _ = dataset.find_layout(root)
-    return {s.rel: s.split for s in dataset.assign_splits(files, len(classes), v, t, classes=classes)}
+    return {s.rel: s.split for s in dataset.assign_splits(files, len(classes), v, t)}
 
 
 def test_split_unit_and_boundaries_exactly() -> None:
@@ -36,6 +36,19 @@ def test_split_unit_and_boundaries_exactly() -> None:
     assert dataset.split_of("daisy/a.jpg", 10, u - 10 - 1e-9) == "train"
     assert dataset.split_of("daisy/a.jpg", 0, 0) == "train"
     assert dataset.split_key("daisy", "sub/a.jpg") == "daisy/sub/a.jpg"
+    # a file name that is not valid UTF-8 (os.fsdecode gives lone surrogates) still has a place
+    assert dataset.split_unit("daisy/\udcff.jpg") == dataset.split_unit("daisy/\udcff.jpg")
+    assert dataset.split_unit("daisy/\udcff.jpg") == int.from_bytes(
+        hashlib.sha256(b"daisy/\xff.jpg").digest()[:8], "big") / 2 ** 64
+
+
+def test_assign_splits_keeps_each_file_and_its_given_split() -> None:
+    files = [("/d/a/1.jpg", "a/1.jpg", 0), ("/d/b/2.jpg", "b/2.jpg", 1, None), ("/v/a/3.jpg", "v/a/3.jpg", 0, "test")]
+    samples = dataset.assign_splits(files, 2, 40, 40)
+    assert [(s.path, s.rel, s.label) for s in samples] == [f[:3] for f in files]
+    assert [s.split for s in samples] == [dataset.split_of("a/1.jpg", 40, 40), dataset.split_of("b/2.jpg", 40, 40),
+                                          "test"]
+    assert [s.split for s in dataset.assign_splits(files, 2, 0, 0)] == ["train", "train", "test"]
 
 
 def test_adding_photos_moves_no_old_photo_even_in_small_classes(tmp_path: Path) -> None:
@@ -73,9 +86,9 @@ def test_moving_or_renaming_the_root_keeps_every_split(tmp_path: Path) -> None:
 
 
 def test_stratified_within_a_stated_bound_on_a_large_set() -> None:
-    files = [(f"/x/{c}/{i}.jpg", f"{c}/photo_{i:05d}.jpg", label, None)
+    files = [(f"/x/{c}/{i}.jpg", f"{c}/photo_{i:05d}.jpg", label)
              for label, c in enumerate(["cat", "dog", "a long class name"]) for i in range(3000)]
-    samples = dataset.assign_splits(files, 3, 10, 15, classes=["cat", "dog", "a long class name"])
+    samples = dataset.assign_splits(files, 3, 10, 15)
     counts = dataset.split_counts(["cat", "dog", "a long class name"], samples)
     for c, n in counts.items():
         # Binomial(3000, p): sd 0.55 points (10%) and 0.65 points (15%); bound: 2 points
@@ -93,8 +106,18 @@ def test_check_sizes_messages() -> None:
     assert str(err.value) == ("class 'b' has 1 usable photo for training (and 1 in the test split); each class needs "
                               "at least 2 outside the test split (cross-validation needs 2 of each); add photos or "
                               "remove the folder")
-    with pytest.raises(DatasetError, match=r"need at least 2 classes .*found 1 \(a\)"):
+    two = [s("p", "a/1", 0, "validation"), s("p", "b/1", 1, "test"), s("p", "c/1", 2, "train"), s("p", "c/2", 2, "train")]
+    with pytest.raises(DatasetError) as err:
+        dataset.check_sizes(["a", "b", "c"], two)
+    assert str(err.value) == ("class 'a' has 1 usable photo for training; class 'b' has 0 usable photos for training "
+                              "(and 1 in the test split); each class needs at least 2 outside the test split "
+                              "(cross-validation needs 2 of each); add photos or remove the folder")
+    with pytest.raises(DatasetError) as err:
         dataset.check_sizes(["a"], ok[:2])
+    assert str(err.value) == "need at least 2 classes (sub-folders with images), found 1 (a)"
+    with pytest.raises(DatasetError) as err:
+        dataset.check_sizes([], [])
+    assert str(err.value) == "need at least 2 classes (sub-folders with images), found 0"
 
 
 def test_imbalance_warning_threshold() -> None:
@@ -119,7 +142,7 @@ def test_given_train_val_test_layout_is_used_as_given(tmp_path: Path) -> None:
     root = _layout(tmp_path / "d", {"train": ["a", "b"], "val": ["a", "b"], "test": ["a", "b"]})
     classes, files, desc = dataset.find_layout(root)
     assert classes == ["a", "b"] and desc == "given split: test/, train/, val/"
-    samples = dataset.assign_splits(files, 2, 10, 10, classes=classes)
+    samples = dataset.assign_splits(files, 2, 10, 10)
     assert dataset.split_counts(classes, samples) == {c: {"train": 3, "validation": 3, "test": 3} for c in classes}
     assert {s.rel.split("/")[0]: s.split for s in samples} == {"train": "train", "val": "validation", "test": "test"}
     _layout(tmp_path / "e", {"train": ["a", "b"], "validation": ["a", "b"]})
@@ -132,27 +155,53 @@ def test_given_layout_with_mismatched_classes_names_them(tmp_path: Path) -> None
     with pytest.raises(DatasetError) as err:
         dataset.find_layout(root)
     assert err.value.exit_code == 2
-    assert "val/ has d that train/ has not; val/ lacks c" in str(err.value)
+    assert str(err.value) == (f"{root}: the class folders of val/ differ from train/'s: val/ has d that train/ has "
+                              "not; val/ lacks c; every split needs the same classes")
+    wide = _layout(tmp_path / "w", {"train": ["a", "b", "c"], "val": ["a", "x", "y"]})
+    with pytest.raises(DatasetError, match="val/ has x, y that train/ has not; val/ lacks b, c;"):
+        dataset.find_layout(wide)
     both = _layout(tmp_path / "e", {"train": ["a"], "val": ["a"], "validation": ["a"]})
     with pytest.raises(UsageError, match="both val/ and validation/"):
         dataset.find_layout(both)
     extra = _layout(tmp_path / "f", {"train": ["a"], "val": ["a"], "misc": ["a"]})
-    with pytest.raises(UsageError, match=r"beside other folders \(misc\)"):
+    with pytest.raises(UsageError) as err:
         dataset.find_layout(extra)
+    assert str(err.value) == (f"{extra} holds train, val (a given split) beside other folders (misc); move those "
+                              "into the splits' class folders or remove them")
+    # a lone train/ folder is a class named "train", not a given split
+    lone = _layout(tmp_path / "g", {"train": ["a"]})
+    assert dataset.find_layout(lone)[0] == ["train"]
+    # files and hidden folders beside the class folders are not classes
+    root = _layout(tmp_path / "h", {".": ["a", "b"]})
+    (root / "notes.txt").write_text("x")
+    (root / ".git").mkdir()
+    assert dataset.find_layout(root)[0] == ["a", "b"]
 
 
 def test_validation_and_test_dirs(tmp_path: Path) -> None:
     root = _layout(tmp_path / "d", {".": ["a", "b"]}, n=5)
     held = _layout(tmp_path / "held", {".": ["a"]}, n=2)
     classes, files, desc = dataset.find_layout(root, test_dir=held)
-    assert classes == ["a", "b"] and desc.endswith("; test photos from --test-dir")
+    assert classes == ["a", "b"]
+    assert desc == "one folder per class; validation/test photos by hash; test photos from --test-dir"
     given = [f for f in files if f[3] == "test"]
-    assert len(given) == 2 and all(f[2] == 0 for f in given)
+    assert [f[1:] for f in given] == [("held/a/0.jpg", 0, "test"), ("held/a/1.jpg", 0, "test")]
+    assert len([f for f in files if f[3] is None]) == 10
+    _, files, desc = dataset.find_layout(root, validation_dir=held)
+    assert {f[3] for f in files} == {None, "validation"} and desc.endswith("; validation photos from --validation-dir")
     bad = _layout(tmp_path / "bad", {".": ["a", "zebra"]})
     with pytest.raises(DatasetError, match="--validation-dir .* not: zebra"):
         dataset.find_layout(root, validation_dir=bad)
-    with pytest.raises(UsageError, match="--test-dir .*: no such folder"):
+    with pytest.raises(UsageError) as err:
         dataset.find_layout(root, test_dir=tmp_path / "nope")
+    assert str(err.value) == f"--test-dir {tmp_path / 'nope'}: no such folder; give a folder with one sub-folder per class"
+    with pytest.raises(UsageError) as err:
+        dataset.find_layout(root, validation_dir=root / "a" / "0.jpg")
+    assert str(err.value) == (f"--validation-dir {root / 'a' / '0.jpg'}: not a folder; give a folder with one "
+                              "sub-folder per class")
+    with pytest.raises(UsageError) as err:
+        dataset.find_layout(root / "a" / "0.jpg")
+    assert str(err.value) == f"{root / 'a' / '0.jpg'}: not a folder; give a folder with one sub-folder per class"
     tree = _layout(tmp_path / "t", {"train": ["a"], "test": ["a"]})
     with pytest.raises(UsageError, match="already holds a test folder"):
         dataset.find_layout(tree, test_dir=held)
