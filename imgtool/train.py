@@ -141,9 +141,9 @@ def lbfgs(fg: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], x0: np.ndar
             xn[~done], fn[~done], gn[~done] = trial[~done], ft[~done], gt[~done]
         s, yv = xn - x, gn - g
         sy = np.einsum("kp,kp->k", s, yv)
-        ok = sy > 1e-12
-        rho = np.where(ok, 1.0 / np.where(ok, sy, 1.0), 0.0)  # rho 0: the pair changes nothing
         yy = np.einsum("kp,kp->k", yv, yv)
+        ok = sy > 1e-10 * yy  # curvature along the step (relative: steps get tiny near the end)
+        rho = np.where(ok, 1.0 / np.where(ok, sy, 1.0), 0.0)  # rho 0: the pair changes nothing
         gamma = np.where(ok, sy / np.where(ok, yy, 1.0), gamma)
         hist_s.append(s)
         hist_y.append(yv)

@@ -163,11 +163,11 @@ def test_given_layout_with_mismatched_classes_names_them(tmp_path: Path) -> None
     both = _layout(tmp_path / "e", {"train": ["a"], "val": ["a"], "validation": ["a"]})
     with pytest.raises(UsageError, match="both val/ and validation/"):
         dataset.find_layout(both)
-    extra = _layout(tmp_path / "f", {"train": ["a"], "val": ["a"], "misc": ["a"]})
+    extra = _layout(tmp_path / "f", {"train": ["a"], "val": ["a"], "misc": ["a"], "more": ["a"]})
     with pytest.raises(UsageError) as err:
         dataset.find_layout(extra)
-    assert str(err.value) == (f"{extra} holds train, val (a given split) beside other folders (misc); move those "
-                              "into the splits' class folders or remove them")
+    assert str(err.value) == (f"{extra} holds train, val (a given split) beside other folders (misc, more); move "
+                              "those into the splits' class folders or remove them")
     # a lone train/ folder is a class named "train", not a given split
     lone = _layout(tmp_path / "g", {"train": ["a"]})
     assert dataset.find_layout(lone)[0] == ["train"]
@@ -189,9 +189,11 @@ def test_validation_and_test_dirs(tmp_path: Path) -> None:
     assert len([f for f in files if f[3] is None]) == 10
     _, files, desc = dataset.find_layout(root, validation_dir=held)
     assert {f[3] for f in files} == {None, "validation"} and desc.endswith("; validation photos from --validation-dir")
-    bad = _layout(tmp_path / "bad", {".": ["a", "zebra"]})
-    with pytest.raises(DatasetError, match="--validation-dir .* not: zebra"):
+    bad = _layout(tmp_path / "bad", {".": ["a", "zebra", "yak"]})
+    with pytest.raises(DatasetError) as err:
         dataset.find_layout(root, validation_dir=bad)
+    assert str(err.value) == (f"--validation-dir {bad} has class folders that the training photos have not: yak, "
+                              "zebra; rename or remove them")
     with pytest.raises(UsageError) as err:
         dataset.find_layout(root, test_dir=tmp_path / "nope")
     assert str(err.value) == f"--test-dir {tmp_path / 'nope'}: no such folder; give a folder with one sub-folder per class"
