@@ -96,10 +96,11 @@ def _check_catalog_backbone(ref: str | None) -> None:
 
 def _check_backbone(backbone: Any, ref: str | None) -> None:
     from imgtool.backbone_kind import classifier_reason
-    from imgtool.catalog import load_catalog
+    from imgtool.catalog import DEFAULT_MODEL, load_catalog
 
-    name = (ref or "").removeprefix("catalog:")
-    catalog = load_catalog() if ref is None or not os.path.lexists(ref) else {}
+    ref = ref or os.environ.get("IMGTOOL_MODEL") or DEFAULT_MODEL
+    name = ref.removeprefix("catalog:")
+    catalog = load_catalog() if ref.startswith("catalog:") or not os.path.lexists(ref) else {}
     if name in catalog and backbone.config.name != name:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)

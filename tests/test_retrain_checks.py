@@ -119,6 +119,9 @@ def test_catalog_classifier_uses_its_twin_with_one_info_line(capsys: pytest.Capt
     retrain._check_backbone(twin, "mobilenet_v2")
     assert capsys.readouterr().err.strip() == ("mobilenet_v2 is a classifier; retraining on its feature-vector twin "
                                                "mobilenet_v2_feature_vector")
+    retrain._check_backbone(Model(ref="inception_v3", config=catalog["inception_v3_feature_vector"]), None)
+    assert capsys.readouterr().err.strip() == ("inception_v3 is a classifier; retraining on its feature-vector twin "
+                                               "inception_v3_feature_vector")
     bare = Model(ref="x", config=catalog["mobilenet_v2"])  # a classifier record, resolved as itself
     with pytest.raises(UsageError, match="catalog records its output as logits"):
         retrain._check_backbone(bare, "x")
