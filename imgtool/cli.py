@@ -261,16 +261,25 @@ def _sigterm_as_interrupt() -> None:
                    "SavedModel, hub handle or URL. Default: $IMGTOOL_BACKBONE, else inception_v3.")
 @click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W")
 @click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI")
-@click.option("--validation-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50))
-@click.option("--test-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50))
-@click.option("--epochs", default=50, show_default=True, type=click.IntRange(min=1),
-              help="Passes over the training bottlenecks.")
-@click.option("--steps", type=click.IntRange(min=1), metavar="N",
-              help="Train for N mini-batch steps instead (retrain.py's --how_many_training_steps).")
-@click.option("--learning-rate", default=0.001, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--l2", default=0.1, show_default=True, type=click.FloatRange(min=0), help="Weight decay.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same data: same model.")
+@click.option("--validation-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
+              help="Photos put in the validation split by hash (scored out-of-fold; also fitted on).")
+@click.option("--test-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
+              help="Photos put in the test split by hash (never fitted on; the reported accuracy).")
+@click.option("--validation-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Given validation photos (one sub-folder per class) instead of a hashed share.")
+@click.option("--test-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Given test photos (one sub-folder per class) instead of a hashed share.")
+@click.option("--l2", type=click.FloatRange(min=0, min_open=True), metavar="X",
+              help="Fix the L2 strength (default: chosen by 5-fold cross-validation from 10 .. 0.001).")
+@click.option("--label-smoothing", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--class-weight", type=click.Choice(["balanced", "none"]), default="balanced", show_default=True,
+              help="balanced: every class weighs the same in the fit, however many photos it has.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Draws the cross-validation folds (and distortions). Same seed, same data: same model.")
+@click.option("--epochs", type=click.IntRange(min=1), hidden=True)
+@click.option("--steps", type=click.IntRange(min=1), hidden=True)
+@click.option("--learning-rate", type=float, hidden=True)
+@click.option("--batch-size", type=click.IntRange(min=1), hidden=True)
 @click.option("--bottleneck-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Bottleneck cache (default: IMGTOOL_HOME/bottlenecks).")
 @click.option("--flip-left-right", is_flag=True, help="Distortion: random horizontal flips.")
@@ -285,6 +294,8 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--print-misclassified", is_flag=True, help="List misclassified test images.")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X",
               help="Exit 1 (and write no model) if test accuracy is below X (0..1).")
+@click.option("--force", is_flag=True,
+              help="Replace the output folder even if it is not a model of these photos.")
 @click.option("--export/--no-export", "tf_exports", default=True, show_default=True,
               help="For TF backbones, also write saved_model/ and model.tflite (~15 s of TensorFlow on "
                    "Inception v3; an identical earlier run's export is reused).")
@@ -294,23 +305,28 @@ def _sigterm_as_interrupt() -> None:
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
-def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any,
-                       value_range: Any,
-                       validation_percent: float, test_percent: float, epochs: int, steps: int | None,
-                       learning_rate: float,
-                       batch_size: int, l2: float, seed: int, bottleneck_dir: Any, flip_left_right: bool,
+def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any, value_range: Any,
+                       validation_percent: float, test_percent: float, validation_dir: Any, test_dir: Any,
+                       l2: float | None, label_smoothing: float, class_weight: str, seed: int,
+                       epochs: int | None, steps: int | None, learning_rate: float | None, batch_size: int | None,
+                       bottleneck_dir: Any, flip_left_right: bool,
                        random_crop: float, random_scale: float, random_brightness: float, distorted_copies: int,
-                       summaries_dir: Any, print_misclassified: bool, min_accuracy: float | None,
+                       summaries_dir: Any, print_misclassified: bool, min_accuracy: float | None, force: bool,
                        tf_exports: bool, quantize: str, fmt: str, quiet: bool) -> None:
-    """Train a new last layer on IMAGE_DIR (one sub-folder per class); alias: retrain.
+    """Train a new last layer on IMAGE_DIR (one sub-folder per class, or train/ + val/
+    [+ test/] each with the class sub-folders); alias: retrain.
 
     The backbone stays frozen; its features ("bottlenecks") are computed once and cached,
-    so a second run over the same photos does no backbone work.
+    so a second run over the same photos does no backbone work. The last layer is an
+    L2-regularised logistic regression fitted to convergence; L2 is chosen by 5-fold
+    cross-validation on train+validation, then the layer is refitted on them; the test
+    split is never fitted on.
 
     \b
     Examples:
       imgtool retrain flowers/
       imgtool retrain flowers/ -o flowers-model --min-accuracy 0.8
+      imgtool retrain photos/ --test-dir holdout/ --class-weight none
       imgtool classify -m flowers-model garden.jpg
       imgtool retrain --features 'out/flowers-*.parquet' -m embedding.tflite -o flowers-model
     """
@@ -322,14 +338,20 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
 
     ui.set_quiet(quiet)
     _sigterm_as_interrupt()
+    ignored = [name for name, value in (("--epochs", epochs), ("--steps", steps), ("--learning-rate", learning_rate),
+                                        ("--batch-size", batch_size)) if value is not None]
+    if ignored:
+        ui.warn(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} deprecated and ignored: the last layer "
+                "is fitted to convergence (full-batch L-BFGS), with L2 chosen by cross-validation (--l2 fixes it)")
     image_dir = _retrain_source(image_dir, features, output, flip_left_right or bool(random_crop or random_scale
                                                                                       or random_brightness))
     opts = RetrainOptions(
         image_dir=image_dir, output=output, model=model or settings.current().backbone, validation_percent=validation_percent,
         test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
         min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
-        train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l2=l2, seed=seed),
-        steps=steps, tf_exports=tf_exports, features=features, quantize=quantize,
+        train=TrainConfig(l2=l2, seed=seed, label_smoothing=label_smoothing, class_weight=class_weight),
+        tf_exports=tf_exports, validation_dir=validation_dir, test_dir=test_dir, force=force,
+        features=features, quantize=quantize,
         distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
     result = retrain(opts)
     m = result.metrics
@@ -338,8 +360,13 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
                                "output": str(result.output) if result.output else None,
                                "misclassified": result.misclassified}, indent=2))
     else:
+        h = m["head"]
+        ui.info(f"head: {h['method']}; L2 {h['l2']:g}, cross-validated accuracy {h['cv_accuracy']:.1%} "
+                f"+- {h['cv_accuracy_std']:.1%} over {h['cv_folds']} folds, log-loss {h['cv_loss']:.3f}")
         if m["validation"]["accuracy"] is not None:
-            ui.info(f"validation accuracy: {m['validation']['accuracy']:.1%}")
+            base = m["validation"]["baseline"]
+            ui.info(f"validation accuracy (out-of-fold): {m['validation']['accuracy']:.1%}; "
+                    f"majority-class baseline {base['accuracy']:.1%}")
         click.echo(metrics_mod.format_text(m["test"], "test"))
     if print_misclassified and fmt == "text":
         for w in result.misclassified:

@@ -1,7 +1,18 @@
 """Labelled image folders: one sub-folder per class; splits by a stable hash.
 
-The split of an image depends only on its path relative to the dataset folder, so
-moving or renaming the folder changes nothing and adding images moves no old ones."""
+The split rule (`split_of`): a photo's key is its class name + "/" + its path inside the
+class folder; u = the first 64 bits of sha256(key) / 2**64, uniform in [0, 1). The photo
+is validation if u < v, test if v <= u < v + t, else train (v, t the percentages / 100).
+So a photo's split depends on nothing but its own key and the two percentages: adding,
+removing or changing other photos, or moving/renaming the dataset folder, never changes
+it. Each photo lands in validation/test independently with probability v/t, so a class
+of n photos has Binomial(n, v) validation photos - a small class can have none (the
+held-out sets then simply lack it; the head is chosen by cross-validation, which needs
+only 2 photos of each class outside the test split).
+
+Given splits: a root whose sub-folders are `train/` and `val/` or `validation/` (and
+optionally `test/`), each holding the same class folders, is used as it is (no hashing);
+so are `--validation-dir` / `--test-dir` folders."""
 
 from __future__ import annotations
 
@@ -32,9 +43,24 @@ def split_counts(classes: list[str], samples: list[Sample]) -> dict[str, dict[st
     return out
 
 
-def _hash_percent(rel: str) -> float:
-    h = int(hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest(), 16)
-    return (h % 1_000_000) / 10_000.0
+def split_key(class_name: str, path_in_class: str) -> str:
+    return f"{class_name}/{path_in_class}"
+
+
+def split_unit(key: str) -> float:
+    """The key's place in [0, 1): the first 64 bits of its sha256, / 2**64."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def split_of(key: str, validation_percent: float, test_percent: float) -> str:
+    u = split_unit(key)
+    v = validation_percent / 100.0
+    if u < v:
+        return "validation"
+    if u < v + test_percent / 100.0:
+        return "test"
+    return "train"
 
 
 def scan(root: str | Path) -> tuple[list[str], list[tuple[str, str, int]]]:
@@ -53,44 +79,131 @@ def scan(root: str | Path) -> tuple[list[str], list[tuple[str, str, int]]]:
     return classes, files
 
 
-def assign_splits(files: list[tuple[str, str, int]], n_classes: int, validation_percent: float,
+def assign_splits(files: list[tuple], n_classes: int, validation_percent: float,
                   test_percent: float) -> list[Sample]:
-    """Hash each relative path to a percentage: [0, val) validation, [val, val+test) test,
-    the rest train. A class of 3 or more images always gets one validation and one test
-    image (taken from train by a second stable hash) when those splits are asked for."""
+    """Samples with their split: a given split (a file tuple's 4th item) as given, else
+    `split_of(rel)` - for a photo found in a class folder, rel (its path relative to the
+    dataset folder) is exactly the split key, class name + "/" + path inside the class."""
     samples = []
-    for path, rel, label in files:
-        p = _hash_percent(rel)
-        split = "validation" if p < validation_percent else "test" if p < validation_percent + test_percent else "train"
-        samples.append(Sample(path, rel, label, split))
-    for label in range(n_classes):
-        for want, percent in (("validation", validation_percent), ("test", test_percent)):
-            mine = [s for s in samples if s.label == label]
-            if percent <= 0 or len(mine) < 3 or any(s.split == want for s in mine):
-                continue
-            train = [s for s in mine if s.split == "train"]
-            if len(train) < 2:
-                continue
-            pick = min(train, key=lambda s: hashlib.sha1(("move:" + s.rel).encode("utf-8", "surrogateescape")).hexdigest())
-            i = samples.index(pick)
-            samples[i] = Sample(pick.path, pick.rel, pick.label, want)
+    for f in files:
+        given = f[3] if len(f) > 3 else None
+        split = given if given is not None else split_of(f[1], validation_percent, test_percent)
+        samples.append(Sample(f[0], f[1], f[2], split))
     return samples
 
 
-def check_sizes(classes: list[str], samples: list[Sample], validation_percent: float, test_percent: float) -> None:
+def check_sizes(classes: list[str], samples: list[Sample]) -> None:
+    """At least 2 classes, and 2 photos of each outside the test split (cross-validation
+    needs 2 of each class)."""
     if len(classes) < 2:
         found = f"found {len(classes)}" + (f" ({classes[0]})" if classes else "")
         raise DatasetError(f"need at least 2 classes (sub-folders with images), {found}")
-    need = 1 + (validation_percent > 0) + (test_percent > 0)
-    counts = {c: 0 for c in classes}
-    for s in samples:
-        counts[classes[s.label]] += 1
-    small = [(c, n) for c, n in counts.items() if n < need]
+    counts = split_counts(classes, samples)
+    small = [(c, n) for c, n in counts.items() if n["train"] + n["validation"] < 2]
     if small:
-        listing = ", ".join(f"{c!r} has {n}" for c, n in small)
-        raise DatasetError(f"class {listing} usable image{'s' if small[0][1] != 1 else ''}; each class needs at least "
-                           f"{need} (one each for train" + (", validation" if validation_percent > 0 else "")
-                           + (", test" if test_percent > 0 else "") + "); add photos or remove the folder")
+        def one(c: str, n: dict[str, int]) -> str:
+            fit = n["train"] + n["validation"]
+            extra = f" (and {n['test']} in the test split)" if n["test"] else ""
+            return f"class {c!r} has {fit} usable photo{'' if fit == 1 else 's'} for training{extra}"
+        raise DatasetError("; ".join(one(c, n) for c, n in small) + "; each class needs at least 2 outside "
+                           "the test split (cross-validation needs 2 of each); add photos or remove the folder")
+
+
+def imbalance(classes: list[str], samples: list[Sample], ratio: float = 5.0) -> str | None:
+    """A warning when the largest class has `ratio` times the photos of the smallest
+    (counting the photos the head is fitted on: train + validation)."""
+    counts = split_counts(classes, samples)
+    fit = {c: n["train"] + n["validation"] for c, n in counts.items()}
+    big = max(fit, key=lambda c: fit[c])
+    small = min(fit, key=lambda c: fit[c])
+    if fit[small] and fit[big] >= ratio * fit[small]:
+        return (f"classes are imbalanced: {big!r} has {fit[big]} photos, {small!r} {fit[small]} "
+                f"({fit[big] / fit[small]:.1f}x); accuracy then flatters the big classes - look at per-class "
+                "recall and the majority baseline")
+    return None
+
+
+SPLIT_DIRS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
+
+
+def _classes_in(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _files_in(folder: Path, classes: list[str], label_of: dict[str, int], root: Path,
+              split: str | None) -> list[tuple[str, str, int, str | None]]:
+    out = []
+    for name in classes:
+        for path in images.walk_images(str(folder / name)):
+            rel = Path(os.path.relpath(path, root)).as_posix()
+            out.append((path, rel, label_of[name], split))
+    return out
+
+
+def _mismatch(a_name: str, a: list[str], b_name: str, b: list[str]) -> str:
+    parts = []
+    if set(b) - set(a):
+        parts.append(f"{b_name} has {', '.join(sorted(set(b) - set(a)))} that {a_name} has not")
+    if set(a) - set(b):
+        parts.append(f"{b_name} lacks {', '.join(sorted(set(a) - set(b)))}")
+    return "; ".join(parts)
+
+
+def find_layout(root: str | Path, validation_dir: str | Path | None = None,
+                test_dir: str | Path | None = None) -> tuple[list[str], list[tuple[str, str, int, str | None]], str]:
+    """(classes, [(path, rel, label, given split or None)], description). Either `root`
+    holds the class folders (splits by hash), or it holds train/ + val|validation/ (+ test/)
+    with the same class folders (splits as given). `validation_dir` / `test_dir` add given
+    held-out folders (their classes must be among the training classes)."""
+    root = Path(root)
+    for what, folder in (("", root), ("--validation-dir ", validation_dir), ("--test-dir ", test_dir)):
+        if folder is None:
+            continue
+        if not Path(folder).exists():
+            raise UsageError(f"{what}{folder}: no such folder; give a folder with one sub-folder per class")
+        if not Path(folder).is_dir():
+            raise UsageError(f"{what}{folder}: not a folder; give a folder with one sub-folder per class")
+    subdirs = _classes_in(root)
+    split_dirs = [d for d in subdirs if d in SPLIT_DIRS]
+    files: list[tuple[str, str, int, str | None]] = []
+    if "train" in split_dirs and len(split_dirs) > 1:
+        others = [d for d in subdirs if d not in SPLIT_DIRS]
+        if others:
+            raise UsageError(f"{root} holds {', '.join(split_dirs)} (a given split) beside other folders "
+                             f"({', '.join(others)}); move those into the splits' class folders or remove them")
+        if "val" in split_dirs and "validation" in split_dirs:
+            raise UsageError(f"{root} holds both val/ and validation/; keep one")
+        classes = _classes_in(root / "train")
+        label_of = {c: i for i, c in enumerate(classes)}
+        for d in split_dirs:
+            mine = _classes_in(root / d)
+            if d != "train" and mine != classes:
+                raise DatasetError(f"{root}: the class folders of {d}/ differ from train/'s: "
+                                   f"{_mismatch('train/', classes, d + '/', mine)}; every split needs the same classes")
+        for d in split_dirs:
+            files += _files_in(root / d, classes, label_of, root, SPLIT_DIRS[d])
+        description = f"given split: {', '.join(d + '/' for d in split_dirs)}"
+        given = {SPLIT_DIRS[d] for d in split_dirs}
+    else:
+        classes = subdirs
+        label_of = {c: i for i, c in enumerate(classes)}
+        files = _files_in(root, classes, label_of, root, None)
+        description = "one folder per class; validation/test photos by hash"
+        given = set()
+    for flag, split, folder in (("--validation-dir", "validation", validation_dir), ("--test-dir", "test", test_dir)):
+        if folder is None:
+            continue
+        if split in given:
+            raise UsageError(f"{flag} {folder}: {root} already holds a {split} folder; give one or the other")
+        folder = Path(folder)
+        theirs = _classes_in(folder)
+        extra = sorted(set(theirs) - set(classes))
+        if extra:
+            raise DatasetError(f"{flag} {folder} has class folders that the training photos have not: "
+                               f"{', '.join(extra)}; rename or remove them")
+        files += _files_in(folder, theirs, label_of, folder.parent, split)
+        description += f"; {split} photos from {flag}"
+    return classes, files, description
 
 
 def validate_files(files: list[tuple[str, str, int]], known_good: set[str] | None = None,

@@ -61,7 +61,10 @@ def _same_source(path: Path, image_dir: Path) -> bool:
     return bool(meta) and meta.get("image_dir") == str(image_dir)
 
 
-def check_output(output: Path, image_dir: Path) -> None:
+def check_output(output: Path, image_dir: Path, force: bool = False) -> None:
+    """The one rule for -o and the default name: never inside the image folder, never a
+    file; an existing non-empty folder is replaced only when it is an imgtool model of the
+    same image folder, or with `force`."""
     from imgtool.errors import UsageError
 
     out, img = output.resolve(), image_dir.resolve()
@@ -69,9 +72,16 @@ def check_output(output: Path, image_dir: Path) -> None:
         raise UsageError(f"--output {output} is inside the image folder; it would be read as a class next time")
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output {output} is a file; give a folder path")
-    if output.is_dir() and any(output.iterdir()) and not is_model_dir(output):
-        raise UsageError(f"--output {output} exists and is not an imgtool model; choose another path or empty it")
     check_writable(output)
+    if force or not output.is_dir() or not any(output.iterdir()):
+        return
+    if not is_model_dir(output):
+        raise UsageError(f"--output {output} exists and is not an imgtool model; choose another path, empty it, "
+                         "or pass --force to replace it")
+    if not _same_source(output, img):
+        meta = store.read_json(output / MARKER) or {}
+        raise UsageError(f"--output {output} holds a model of other photos ({meta.get('image_dir', 'unknown')}); "
+                         "choose another path or pass --force to replace it")
 
 
 def check_writable(output: Path) -> None:

@@ -6,7 +6,7 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -121,13 +121,16 @@ def _quiet_pillow() -> None:
         _warnings_set = True
 
 
-def decode(path: str, size: tuple[int, int], keep_aspect: bool = False) -> np.ndarray:
+def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
+           transform: Callable[[Any], Any] | None = None) -> np.ndarray:
     """Read an image file into a uint8 array of shape (height, width, 3).
 
     EXIF orientation applied; grayscale, palette, CMYK, 16-bit and alpha made RGB (alpha
     over white); animations give their first frame; decompression bombs refused. Raises
     ImageError with a one-line reason. With `keep_aspect`, the image is shrunk to fit
-    within `size` instead (thumbnails)."""
+    within `size` instead (thumbnails). `transform` (a PIL image -> PIL image function,
+    e.g. a training distortion) is applied to the full-size decoded photo before the
+    resize; see `decode_distorted`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     _quiet_pillow()
@@ -136,7 +139,7 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False) -> np.nd
         with Image.open(path) as im:
             if im.width * im.height > (Image.MAX_IMAGE_PIXELS or 1 << 62):
                 raise Image.DecompressionBombError(f"{im.width}x{im.height}")
-            if im.format == "JPEG":
+            if im.format == "JPEG" and transform is None:
                 im.draft("RGB", (width, height))  # DCT scaling: decode big JPEGs at a smaller size
             im.load()  # decode the pixels here: a corrupt stream must raise now, not inside the EXIF guard
             try:
@@ -144,6 +147,8 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False) -> np.nd
             except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored
                 pass
             im = _to_rgb(im)
+            if transform is not None:
+                im = transform(im)
             if keep_aspect:
                 im.thumbnail((width, height), Image.BILINEAR)
             elif im.size != (width, height):
@@ -165,3 +170,11 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False) -> np.nd
         if "truncated" in reason.lower():
             reason = "truncated or incomplete image file"
         raise ImageError(f"corrupt image ({reason})") from None
+
+
+def decode_distorted(path: str, size: tuple[int, int], plan: Any) -> np.ndarray:
+    """Decode the photo at full size, apply a `distort.Plan` (crop, flip, brightness) to
+    it, then resize to `size`: the distortion sees the original pixels, not a 224² copy."""
+    from imgtool import distort
+
+    return decode(path, size, transform=lambda im: distort.apply(im, plan))

@@ -1,4 +1,8 @@
-"""Classification metrics: accuracy, per-class precision/recall, confusion matrix."""
+"""Classification metrics: accuracy, the majority-class baseline, per-class precision,
+recall and F1, confusion matrix.
+
+precision(c) = tp / photos predicted c; recall(c) = tp / photos truly c; F1 their harmonic
+mean (None where undefined: nothing predicted / no photo of c; 0.0 when both are 0)."""
 
 from __future__ import annotations
 
@@ -17,15 +21,27 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict
         tp = int(cm[i, i])
         support = int(cm[i].sum())
         predicted = int(cm[:, i].sum())
+        precision = tp / predicted if predicted else None
+        recall = tp / support if support else None
+        if precision is None or recall is None:
+            f1 = None
+        else:
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[name] = {
-            "precision": round(tp / predicted, 4) if predicted else None,
-            "recall": round(tp / support, 4) if support else None,
+            "precision": None if precision is None else round(precision, 4),
+            "recall": None if recall is None else round(recall, 4),
+            "f1": None if f1 is None else round(f1, 4),
             "support": support,
         }
     total = int(cm.sum())
+    supports = cm.sum(axis=1)
+    majority = int(np.argmax(supports)) if total else None  # the first of equally common classes
     return {
         "accuracy": round(float(np.trace(cm)) / total, 4) if total else None,
         "count": total,
+        # always answering the most common class of these photos would score this
+        "baseline": None if majority is None else {"class": classes[majority],
+                                                   "accuracy": round(int(supports[majority]) / total, 4)},
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
         "classes": list(classes),
@@ -39,12 +55,15 @@ def _pct(value: float | None, width: int) -> str:
 def format_text(m: dict[str, Any], title: str = "test") -> str:
     classes = m["classes"]
     acc = m["accuracy"]
-    lines = [f"{title} accuracy: " + (f"{acc:.1%} ({round(acc * m['count'])}/{m['count']})" if acc is not None else "n/a (no images)")]
+    base = m.get("baseline")
+    lines = [f"{title} accuracy: " + (f"{acc:.1%} ({round(acc * m['count'])}/{m['count']})" if acc is not None else "n/a (no images)")
+             + (f"; majority-class baseline {base['accuracy']:.1%} (always {base['class']})" if base else "")]
     width = max(8, *(len(c) for c in classes))
-    lines.append(f"  {'class':{width}}  precision  recall  support")
+    lines.append(f"  {'class':{width}}  precision  recall      F1  support")
     for c in classes:
         pc = m["per_class"][c]
-        lines.append(f"  {c:{width}}  {_pct(pc['precision'], 9)}  {_pct(pc['recall'], 6)}  {pc['support']:7}")
+        lines.append(f"  {c:{width}}  {_pct(pc['precision'], 9)}  {_pct(pc['recall'], 6)}  {_pct(pc.get('f1'), 6)}"
+                     f"  {pc['support']:7}")
     lines.append("  confusion matrix (rows: true, columns: predicted):")
     lines.append("  " + " " * width + "".join(f" {c[:6]:>6}" for c in classes))
     for c, row in zip(classes, m["confusion_matrix"]):

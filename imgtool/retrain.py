@@ -1,36 +1,29 @@
 """retrain-last-layer: a user's own classifier from a folder of photos.
 
-scan -> check counts -> resolve backbone -> hash files -> validate uncached ones ->
-split -> bottlenecks (cached) -> [distortions] -> train the last layer -> evaluate ->
-write the output folder under a temporary name and rename it into place."""
+Checks first, all before any model work (exit 2): the folder layout and split, class
+sizes, the output path, option consistency, the backbone's kind. Then: hash files ->
+validate uncached ones -> bottlenecks (cached) -> [distortions] -> choose and fit the last
+layer (train.select_and_fit: L2 by k-fold cross-validation, refit on train+validation) ->
+evaluate on the untouched test split -> write the output folder under a temporary name
+and rename it into place."""
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imgtool import bottlenecks, dataset, metrics, ui
+from imgtool.distort import Distortions
+from imgtool.errors import ImgtoolError, UsageError
 from imgtool.images import not_a_regular_file
-from imgtool.errors import ImgtoolError
 from imgtool.train import TrainConfig
 
-
-@dataclass
-class Distortions:
-    flip_left_right: bool = False
-    random_crop: float = 0.0  # percent of the image that may be cut away
-    random_scale: float = 0.0  # percent of upscaling
-    random_brightness: float = 0.0  # percent of brightness change
-    copies: int = 4  # distorted copies of each training image
-
-    def active(self) -> bool:
-        return self.flip_left_right or bool(self.random_crop or self.random_scale or self.random_brightness)
+__all__ = ["Distortions", "RetrainOptions", "RetrainResult", "retrain"]
 
 
 @dataclass
@@ -45,12 +38,15 @@ class RetrainOptions:
     distortions: Distortions = field(default_factory=Distortions)
     summaries_dir: Path | None = None
     min_accuracy: float | None = None
-    steps: int | None = None  # instead of epochs: mini-batch steps in all
+    steps: int | None = None  # deprecated and ignored: the head is fitted to convergence
     tf_exports: bool = True  # SavedModel + .tflite for TF backbones
     input_size: tuple[int, int] | None = None
     value_range: tuple[float, float] | None = None
     features: str | None = None  # train from `imgtool beam features` Parquet shards instead of image_dir
     quantize: str = "none"  # model.tflite is always written; dynamic/float16/int8 add model-<mode>.tflite
+    validation_dir: Path | None = None  # given validation photos (class sub-folders)
+    test_dir: Path | None = None  # given test photos (class sub-folders)
+    force: bool = False  # replace an output folder that is not a model of these photos
 
 
 @dataclass
@@ -61,37 +57,78 @@ class RetrainResult:
     below_minimum: str | None = None
 
 
-def _distort(arr: np.ndarray, d: Distortions, rng: np.random.Generator) -> np.ndarray:
-    """retrain.py's distortions on a decoded, model-sized image."""
-    from PIL import Image, ImageEnhance
+def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, float, float]:
+    """Layout, split and the checks that need only the file names (no decoding)."""
+    classes, files, layout = dataset.find_layout(opts.image_dir, opts.validation_dir, opts.test_dir)
+    given = {f[3] for f in files if f[3] is not None}
+    v = 0.0 if "validation" in given else opts.validation_percent
+    t = 0.0 if "test" in given else opts.test_percent
+    raw = dataset.assign_splits(files, len(classes), v, t)
+    dataset.check_sizes(classes, raw)
+    if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
+        why = ("--test-percent is 0" if t == 0 and "test" not in given
+               else f"no photo fell in the test split ({len(raw)} photos, {t:g}%)")
+        raise UsageError(f"--min-accuracy needs test photos, and there are none ({why}); raise --test-percent, "
+                         "give --test-dir, or drop --min-accuracy")
+    return classes, files, layout, v, t
 
-    h, w = arr.shape[:2]
-    im = Image.fromarray(arr)
-    if d.flip_left_right and rng.random() < 0.5:
-        im = im.transpose(Image.FLIP_LEFT_RIGHT)
-    scale = 1.0 + rng.uniform(0, d.random_scale / 100.0)
-    keep = 1.0 - rng.uniform(0, d.random_crop / 100.0)
-    if scale != 1.0 or keep != 1.0:
-        cw, ch = max(1, int(w * keep / scale)), max(1, int(h * keep / scale))
-        x0 = int(rng.integers(0, w - cw + 1))
-        y0 = int(rng.integers(0, h - ch + 1))
-        im = im.resize((w, h), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
-    if d.random_brightness:
-        im = ImageEnhance.Brightness(im).enhance(1.0 + rng.uniform(-1, 1) * d.random_brightness / 100.0)
-    return np.asarray(im, dtype=np.uint8)
+
+def _output_path(opts: RetrainOptions) -> Path:
+    from imgtool import export
+
+    output = opts.output or export.default_output(opts.image_dir)
+    export.check_output(output, opts.image_dir, force=opts.force)
+    return output
+
+
+def _check_catalog_backbone(ref: str | None) -> None:
+    """Before resolving (which may download): a catalog classifier with no feature twin."""
+    from imgtool.catalog import DEFAULT_MODEL, load_catalog
+
+    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
+    name = ref.removeprefix("catalog:")
+    if os.path.lexists(ref) and not ref.startswith("catalog:"):
+        return
+    cfg = load_catalog().get(name)
+    if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
+        raise UsageError(f"--model {name} is a classifier, not a feature extractor (the catalog records its output "
+                         f"as {cfg.output} and names no feature-vector twin); give a feature-vector model (e.g. a "
+                         "*_feature_vector catalog model, or an embedding extractor .tflite)")
+
+
+def _check_backbone(backbone: Any, ref: str | None) -> None:
+    from imgtool.backbone_kind import classifier_reason
+    from imgtool.catalog import DEFAULT_MODEL, load_catalog
+
+    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
+    name = ref.removeprefix("catalog:")
+    catalog = load_catalog() if ref.startswith("catalog:") or not os.path.lexists(ref) else {}
+    if name in catalog and backbone.config.name != name:
+        ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
+    why = classifier_reason(backbone)
+    if why is not None:
+        raise UsageError(f"--model {backbone.ref} is a classifier, not a feature extractor ({why}); give a "
+                         "feature-vector model (e.g. a *_feature_vector catalog model, or an embedding "
+                         "extractor .tflite)")
 
 
 def retrain(opts: RetrainOptions) -> RetrainResult:
     from imgtool.resolve import resolve
 
     if opts.features is None:
-        classes, files = dataset.scan(opts.image_dir)
-        raw = dataset.assign_splits(files, len(classes), opts.validation_percent, opts.test_percent)
-        dataset.check_sizes(classes, raw, opts.validation_percent, opts.test_percent)  # before any heavy work
+        classes, files, layout, v_pct, t_pct = _plan_splits(opts)  # before any heavy work
+    else:  # the shards are read (and their splits checked) once the backbone is known
+        classes, files, layout, v_pct, t_pct = [], [], "feature shards " + opts.features, \
+            opts.validation_percent, opts.test_percent
+    output = _output_path(opts)
+    if opts.steps:
+        ui.warn("--steps is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
 
+    _check_catalog_backbone(opts.model)
     backbone = resolve(opts.model, purpose="features", input_size=opts.input_size, value_range=opts.value_range)
     for note in backbone.notes:
         ui.info(note)
+    _check_backbone(backbone, opts.model)
     engine = backbone.engine()
     ident_file = backbone.tflite or backbone.tf_source
     assert ident_file is not None
@@ -100,40 +137,54 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
                                     extra=str(backbone.graph_tensors or ""))
     cache = bottlenecks.BottleneckCache(ident, opts.bottleneck_dir)
 
+    ui.info(f"Layout: {layout}")
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/features.py)
         from imgtool.features import training_set
 
-        classes, samples, x_all, shas, bad = training_set(opts.features, ident, opts.validation_percent, opts.test_percent)
+        classes, samples, x_all, shas, bad = training_set(opts.features, ident, v_pct, t_pct)
         for path, why in bad:
             ui.warn(f"skipping {path}: {why}")
     else:
-        samples, shas, bad = _usable_samples(opts, classes, files, cache)
+        samples, shas, bad = _usable_samples(opts, classes, files, cache, v_pct, t_pct)
         samples, x_all = _features(engine, samples, shas, cache, classes, opts)
     y_all = np.array([s.label for s in samples])
     split = np.array([s.split for s in samples])
     tr, va, te = (split == "train"), (split == "validation"), (split == "test")
-    x_tr, y_tr = x_all[tr], y_all[tr]
+    fit_mask = tr | va
+    x_fit, y_fit = x_all[fit_mask], y_all[fit_mask]
+    extra = None
     if opts.distortions.active():
-        x_aug, y_aug = _distorted_features(engine, [s for s in samples if s.split == "train"], opts)
-        x_tr, y_tr = np.concatenate([x_tr, x_aug]), np.concatenate([y_tr, y_aug])
+        fit_samples = [s for s in samples if s.split != "test"]
+        extra = _distorted_features(engine, fit_samples, opts)
 
-    head, history = _train_head(opts, x_tr, y_tr, x_all[va], y_all[va], len(classes))
+    head, selection = _train_head(opts, x_fit, y_fit, len(classes), extra)
     probs = head.predict(x_all)
     pred = probs.argmax(axis=1)
+    oof_pred = np.full(len(samples), -1)
+    oof_pred[fit_mask] = selection.oof_probs.argmax(axis=1)
+    validation = metrics.evaluate(y_all[va], oof_pred[va], classes)
+    validation["source"] = "out-of-fold: each photo predicted by the cross-validation model that did not see it"
+    cross = metrics.evaluate(y_fit, oof_pred[fit_mask], classes)
+    cross["source"] = "out-of-fold predictions of every train+validation photo at the chosen L2"
     result_metrics: dict[str, Any] = {
         "test": metrics.evaluate(y_all[te], pred[te], classes),
-        "validation": metrics.evaluate(y_all[va], pred[va], classes),
-        "train": {"accuracy": round(float(np.mean(pred[tr] == y_all[tr])), 4), "count": int(tr.sum())},
+        "validation": validation,
+        "cross_validation": cross,
+        "train": {"accuracy": round(float(np.mean(pred[tr] == y_all[tr])), 4) if tr.any() else None,
+                  "count": int(tr.sum()), "note": "photos the head was fitted on (not a held-out estimate)"},
+        "head": selection.as_dict(),
         "classes": classes,
         "counts": dataset.split_counts(classes, samples),
+        "layout": layout,
         "skipped": [{"path": p, "reason": r} for p, r in bad],
         "backbone": backbone.ref,
         "options": {
-            "validation_percent": opts.validation_percent, "test_percent": opts.test_percent,
-            **asdict(opts.train), "distortions": asdict(opts.distortions),
+            "validation_percent": v_pct, "test_percent": t_pct,
+            **{k: (list(val) if isinstance(val, tuple) else val) for k, val in asdict(opts.train).items()},
+            "distortions": asdict(opts.distortions),
+            "validation_dir": None if opts.validation_dir is None else str(opts.validation_dir),
+            "test_dir": None if opts.test_dir is None else str(opts.test_dir),
         },
-        "history": {"loss": [round(v, 5) for v in history.loss],
-                    "validation_accuracy": [None if v != v else round(v, 4) for v in history.validation_accuracy]},
     }
     misclassified = [
         {"path": s.path, "rel": s.rel, "true": classes[s.label], "predicted": classes[int(pred[i])],
@@ -143,28 +194,26 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     result = RetrainResult(None, result_metrics, misclassified)
     if opts.min_accuracy is not None:
         reached = result_metrics["test"]["accuracy"]
-        if reached is None:
-            reached = result_metrics["validation"]["accuracy"]
         if reached is None or reached < opts.min_accuracy:
-            shown = "n/a (no held-out images)" if reached is None else f"{reached:.1%}"
+            shown = "n/a (no test images)" if reached is None else f"{reached:.1%}"
             gap = "" if reached is None else f" by {opts.min_accuracy - reached:.1%}"
             result.below_minimum = (f"accuracy {shown} is below --min-accuracy {opts.min_accuracy:.1%}{gap}; "
                                     "the model was not written")
             return result
     # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
     seen = sorted({shas[s.path] for s in samples if s.split != "test"})
-    result.output = _write(opts, backbone, engine.input_size, head, classes, result_metrics, misclassified, ident,
-                           training_hashes=seen)
+    result.output = _write(opts, output, backbone, engine.input_size, head, classes, result_metrics,
+                           misclassified, ident, training_hashes=seen)
     return result
 
 
-def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple[str, str, int]],
-                    cache: bottlenecks.BottleneckCache) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
+def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple], cache: bottlenecks.BottleneckCache,
+                    v_pct: float, t_pct: float) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
     """Hash every file (the cache key), decode-check those without a cached bottleneck,
     list and drop the bad ones, split the rest and check every class is big enough."""
     shas: dict[str, str] = {}
     bad: list[tuple[str, str]] = []
-    for path, _, _ in files:
+    for path, *_ in files:
         problem = not_a_regular_file(path)  # never open a FIFO
         if problem is not None:
             bad.append((path, problem))
@@ -179,12 +228,18 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple[
     bad += undecodable
     for path, why in bad:
         ui.warn(f"skipping {path}: {why}")
-    samples = dataset.assign_splits(good, len(classes), opts.validation_percent, opts.test_percent)
-    dataset.check_sizes(classes, samples, opts.validation_percent, opts.test_percent)
+    samples = dataset.assign_splits(good, len(classes), v_pct, t_pct)
+    dataset.check_sizes(classes, samples)
     counts = dataset.split_counts(classes, samples)
     for c in classes:
         n = counts[c]
         ui.info(f"  {c}: {sum(n.values())} images ({n['train']} train, {n['validation']} validation, {n['test']} test)")
+    lacking = [c for c in classes if counts[c]["test"] == 0]
+    if lacking and any(counts[c]["test"] for c in classes):
+        ui.info(f"no test photos of {', '.join(lacking)} (the split is by hash: small classes may have none)")
+    warning = dataset.imbalance(classes, samples)
+    if warning:
+        ui.warn(warning + f" (--class-weight {opts.train.class_weight})")
     return samples, shas, bad
 
 
@@ -202,53 +257,57 @@ def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], 
     kept = [i for i, f in enumerate(feats) if f is not None]
     if len(kept) != len(samples):
         samples = [samples[i] for i in kept]
-        dataset.check_sizes(classes, samples, opts.validation_percent, opts.test_percent)
+        dataset.check_sizes(classes, samples)
     return samples, np.stack([feats[i] for i in kept]).astype(np.float32)
 
 
-def _train_head(opts: RetrainOptions, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
-                n_classes: int) -> tuple[Any, Any]:
-    from imgtool.train import train
+def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_classes: int,
+                extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> tuple[Any, Any]:
+    from imgtool.train import select_and_fit
 
-    config = opts.train
-    if opts.steps:
-        config = replace(config, epochs=max(1, math.ceil(opts.steps * config.batch_size / len(x_tr))))
-        opts.train = config  # recorded in metrics.json as the epochs actually run
+    config = opts.train  # never modified: the options object is the caller's
+    what = f"L2 {config.l2:g} (--l2)" if config.l2 is not None else f"L2 from {len(config.l2_grid)} values"
+    ui.info(f"Fitting the last layer on {len(x_fit)} photos"
+            + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
+            + f": {what} by cross-validation, class weights {config.class_weight}")
+    head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra)
+    for c in selection.candidates:
+        mark = "  <- chosen" if c["l2"] == selection.l2 else ""
+        ui.info(f"  L2 {c['l2']:<7g} cross-validated log-loss {c['cv_loss']:.4f}, accuracy {c['cv_accuracy']:.1%}{mark}")
     writer = _summary_writer(opts.summaries_dir)
-    every = max(1, config.epochs // 10)
-
-    def on_epoch(epoch: int, loss: float, train_acc: float, val_acc: float | None) -> None:
-        if epoch % every == 0 or epoch == config.epochs:
-            ui.info(f"  epoch {epoch:4}/{config.epochs}: loss {loss:.4f}, train accuracy {train_acc:.1%}"
-                    + (f", validation accuracy {val_acc:.1%}" if val_acc is not None else ""))
-        if writer is not None:
-            writer(epoch, loss, train_acc, val_acc)
-
-    ui.info(f"Training the last layer on {len(x_tr)} examples ({config.epochs} epochs)")
-    return train(x_tr, y_tr, n_classes, config, x_va, y_va, on_epoch=on_epoch)
+    if writer is not None:
+        for step, c in enumerate(selection.candidates):
+            writer(step, {"cv/loss": c["cv_loss"], "cv/accuracy": c["cv_accuracy"], "cv/l2": c["l2"]})
+    return head, selection
 
 
-def _distorted_features(engine: Any, train: list[dataset.Sample], opts: RetrainOptions) -> tuple[np.ndarray, np.ndarray]:
-    from imgtool import images
+def _distorted_features(engine: Any, fit_samples: list[dataset.Sample],
+                        opts: RetrainOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features of distorted copies of each photo the head is fitted on: (x, y, index of
+    the source photo in fit_samples) - cross-validation keeps a copy in its photo's fold."""
+    from imgtool import distort, images
 
     d = opts.distortions
-    n = len(train) * d.copies
+    n = len(fit_samples) * d.copies
     ui.info(f"Distortions on: {n} extra backbone passes ({d.copies} per training image), not cached "
             f"- this run costs about {d.copies + 1}x the extraction time of a plain run")
     rng = np.random.default_rng(opts.train.seed)
-    xs, ys = [], []
+    xs, ys, src = [], [], []
     bar = ui.progress(n, "distortions", unit="img")
-    for s in train:
+    for i, s in enumerate(fit_samples):
         try:
-            arr = images.decode(s.path, engine.input_size)
+            batch = np.stack([images.decode_distorted(s.path, engine.input_size, distort.sample_plan(d, rng))
+                              for _ in range(d.copies)])
         except ImgtoolError:
             continue
-        batch = np.stack([_distort(arr, d, rng) for _ in range(d.copies)])
         xs.append(engine.run(batch))
         ys.extend([s.label] * d.copies)
+        src.extend([i] * d.copies)
         bar.update(d.copies)
     bar.close()
-    return np.concatenate(xs), np.array(ys)
+    if not xs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, int), np.zeros(0, int)
+    return np.concatenate(xs), np.array(ys), np.array(src)
 
 
 def _summary_writer(path: Path | None) -> Any:
@@ -256,16 +315,15 @@ def _summary_writer(path: Path | None) -> Any:
         return None
     from imgtool import tfutil
 
-    return tfutil.summary_writer(path)
+    return tfutil.scalar_writer(path)
 
 
-def _write(opts: RetrainOptions, backbone: Any, size: tuple[int, int], head: Any, classes: list[str],
+def _write(opts: RetrainOptions, output: Path, backbone: Any, size: tuple[int, int], head: Any, classes: list[str],
            result_metrics: dict[str, Any], misclassified: list[dict[str, Any]], ident: str,
            training_hashes: list[str] | None = None) -> Path:
     from imgtool import export, report, store
 
-    output = opts.output or export.default_output(opts.image_dir)
-    export.check_output(output, opts.image_dir)
+    export.check_output(output, opts.image_dir, force=opts.force)  # again: it may have appeared meanwhile
     staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     existed = output.exists()

@@ -337,14 +337,20 @@ class ExportResult:
 
 def _split_photos(folder: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str], str | None]:
     """(test photos [(path, label)], training photo paths, why not) from the recorded image
-    folder and split percentages; the split is a stable hash of each relative path."""
+    folder, held-out folders and split percentages: the same layout and split rule as
+    retrain (dataset.find_layout, dataset.assign_splits)."""
     from imgtool import dataset
 
     image_dir = Path(meta.get("image_dir") or "")
     options = metrics.get("options") or {}
     if not meta.get("image_dir") or not image_dir.is_dir():
         return [], [], f"the training photos are not at {image_dir} any more"
-    classes, files = dataset.scan(image_dir)
+    from imgtool.errors import ImgtoolError
+
+    try:
+        classes, files, _ = dataset.find_layout(image_dir, options.get("validation_dir"), options.get("test_dir"))
+    except ImgtoolError as err:
+        return [], [], f"the training photos cannot be read as they were ({err})"
     if classes != meta.get("classes"):
         return [], [], f"the classes in {image_dir} are not the model's any more"
     skipped = {s.get("path") for s in metrics.get("skipped") or []}

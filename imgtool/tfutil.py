@@ -215,3 +215,18 @@ def summary_writer(path: Path) -> Callable[[int, float, float, float | None], No
         writer.flush()
 
     return write
+
+
+def scalar_writer(path: Path) -> Callable[[int, dict[str, float]], None]:
+    """TensorBoard summaries: write(step, {name: value}) (retrain: the cross-validation
+    curve, one step per L2 tried)."""
+    tf = _tf()
+    writer = tf.summary.create_file_writer(str(path))
+
+    def write(step: int, scalars: dict[str, float]) -> None:
+        with writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+        writer.flush()
+
+    return write

@@ -58,6 +58,13 @@ def cls_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def feature_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same network without labels: 1001 plain outputs (no SOFTMAX, no labels) is
+    accepted as a retrain backbone; the labelled classifier is refused (exit 2)."""
+    return modelgen.make_tflite_classifier(tmp_path_factory.mktemp("feat") / "feat.tflite", size=32)
+
+
+@pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
     return {c.name: c for c in build_corpus(tmp_path_factory.mktemp("corpus") / "c")}
 
@@ -222,7 +229,7 @@ def test_fifo_given_directly_is_one_error_line(corpus: dict[str, Case], cls_mode
 
 def _retrain_with_corpus(tmp_path: Path, cls_model: Path, drop: set[str]) -> None:
     """Class `red` = the corpus (built into it) + 4 good red images; class `blue` = 4 good
-    blue images. One retrain run with the generated classifier as backbone."""
+    blue images. One retrain run with the generated network (no labels: a feature model) as backbone."""
     data = tmp_path / "data"
     cases = []
     for c in build_corpus(data / "red"):
@@ -234,8 +241,7 @@ def _retrain_with_corpus(tmp_path: Path, cls_model: Path, drop: set[str]) -> Non
     _good_images(data / "blue", "blue", 4, seed=2)
     out = tmp_path / "model"
     try:
-        res = run("retrain", str(data), "-m", str(cls_model), "-o", str(out), "-f", "json", "--epochs", "20",
-                  timeout=HANG_TIMEOUT)
+        res = run("retrain", str(data), "-m", str(cls_model), "-o", str(out), "-f", "json", timeout=HANG_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"retrain hung on the corpus folder (killed after {HANG_TIMEOUT:.0f} s)") from None
     assert res.returncode == 0, res.stderr
@@ -255,5 +261,5 @@ def _retrain_with_corpus(tmp_path: Path, cls_model: Path, drop: set[str]) -> Non
 
 
 @pytest.mark.slow
-def test_retrain_with_the_corpus_in_a_class_folder(tmp_path: Path, cls_model: Path) -> None:
-    _retrain_with_corpus(tmp_path, cls_model, drop=set())
+def test_retrain_with_the_corpus_in_a_class_folder(tmp_path: Path, feature_model: Path) -> None:
+    _retrain_with_corpus(tmp_path, feature_model, drop=set())

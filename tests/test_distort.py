@@ -1,0 +1,73 @@
+"""Distortions: each one changes the photo the way it says, on the original pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgtool import distort, images
+from imgtool.distort import Distortions, Plan
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    """400x200, asymmetric everywhere: a horizontal and a vertical gradient, and a thin line."""
+    xs = np.linspace(0, 255, 400)[None, :].repeat(200, 0)
+    ys = np.linspace(0, 255, 200)[:, None].repeat(400, 1)
+    arr = np.stack([xs, ys, np.full_like(xs, 60)], axis=2).astype(np.uint8)
+    arr[:, 37, :] = 255  # a 1-px line that only survives when cropped before the resize
+    path = tmp_path / "p.png"
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_no_distortion_is_the_plain_decode(photo: Path) -> None:
+    plan = distort.sample_plan(Distortions(), np.random.default_rng(0))
+    assert plan == Plan((0.0, 0.0, 1.0, 1.0), False, 1.0)
+    assert np.array_equal(images.decode_distorted(str(photo), (50, 100), plan), images.decode(str(photo), (50, 100)))
+
+
+def test_flip_mirrors(photo: Path) -> None:
+    plain = images.decode(str(photo), (200, 400))
+    flipped = images.decode_distorted(str(photo), (200, 400), Plan(flip=True))
+    assert np.array_equal(flipped, plain[:, ::-1])
+
+
+def test_brightness_scales_the_pixels(photo: Path) -> None:
+    plain = images.decode(str(photo), (200, 400)).astype(int)
+    dark = images.decode_distorted(str(photo), (200, 400), Plan(brightness=0.5)).astype(int)
+    assert np.abs(dark - plain * 0.5).max() <= 1
+    bright = images.decode_distorted(str(photo), (200, 400), Plan(brightness=1.5)).astype(int)
+    assert np.abs(bright - np.minimum(plain * 1.5, 255)).max() <= 1
+
+
+def test_crop_cuts_the_original_photo_then_resizes(photo: Path) -> None:
+    out = images.decode_distorted(str(photo), (40, 40), Plan(box=(0.0, 0.0, 0.25, 0.5)))
+    with Image.open(photo) as im:
+        expected = np.asarray(im.convert("RGB").crop((0, 0, 100, 100)).resize((40, 40), Image.BILINEAR))
+    assert np.array_equal(out, expected)
+    # the left quarter of the photo: red (x gradient) stays below 64, the line is there
+    assert out[..., 0].max() < 100 and (out[..., 1] > 0).all()
+    plain = images.decode(str(photo), (40, 40))
+    assert not np.array_equal(out, plain)
+
+
+def test_sample_plan_ranges() -> None:
+    rng = np.random.default_rng(1)
+    crop = [distort.sample_plan(Distortions(random_crop=25), rng) for _ in range(50)]
+    for p in crop:  # crop 25%: the kept box is 1/1.25 = 0.8 of each side, anywhere inside
+        assert p.box[2] - p.box[0] == pytest.approx(0.8) and p.box[3] - p.box[1] == pytest.approx(0.8)
+        assert 0 <= p.box[0] <= 0.2 and 0 <= p.box[1] <= 0.2 and not p.flip and p.brightness == 1.0
+    assert len({p.box for p in crop}) == 50
+    scale = [distort.sample_plan(Distortions(random_scale=50), rng) for _ in range(200)]
+    sides = [p.box[2] - p.box[0] for p in scale]
+    assert min(sides) >= 1 / 1.5 - 1e-12 and max(sides) <= 1.0 and max(sides) - min(sides) > 0.2
+    flips = [distort.sample_plan(Distortions(flip_left_right=True), rng).flip for _ in range(200)]
+    assert 60 < sum(flips) < 140
+    light = [distort.sample_plan(Distortions(random_brightness=20), rng).brightness for _ in range(200)]
+    assert 0.8 <= min(light) < 0.85 and 1.15 < max(light) <= 1.2
+    assert Distortions(random_brightness=1).active() and not Distortions().active()
+    assert Distortions(flip_left_right=True).active()

@@ -1,0 +1,209 @@
+"""The split rule (dataset.py): exact, stable under additions and moves, stratified."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from imgtool import dataset
+from imgtool.errors import DatasetError, UsageError
+
+
+def _touch(root: Path, rel: str) -> None:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b"\xff\xd8 not decoded here")
+
+
+def _splits(root: Path, v: float = 10, t: float = 10) -> dict[str, str]:
+    classes, files, _ = dataset.find_layout(root)
+    return {s.rel: s.split for s in dataset.assign_splits(files, len(classes), v, t)}
+
+
+def test_split_unit_and_boundaries_exactly() -> None:
+    assert dataset.split_unit("daisy/a.jpg") == 0.3096660317074858
+    assert dataset.split_unit("roses/sub/b.png") == 0.881990256562099
+    digest = hashlib.sha256(b"daisy/a.jpg").digest()
+    assert dataset.split_unit("daisy/a.jpg") == int.from_bytes(digest[:8], "big") / 2 ** 64
+    u = 30.96660317074858  # daisy/a.jpg, in percent
+    assert dataset.split_of("daisy/a.jpg", u + 1e-9, 0) == "validation"
+    assert dataset.split_of("daisy/a.jpg", u - 1e-9, 0) == "train"
+    assert dataset.split_of("daisy/a.jpg", u - 1e-9, 2e-9) == "test"
+    assert dataset.split_of("daisy/a.jpg", 10, u - 10 + 1e-9) == "test"
+    assert dataset.split_of("daisy/a.jpg", 10, u - 10 - 1e-9) == "train"
+    assert dataset.split_of("daisy/a.jpg", 0, 0) == "train"
+    assert dataset.split_key("daisy", "sub/a.jpg") == "daisy/sub/a.jpg"
+    # a file name that is not valid UTF-8 (os.fsdecode gives lone surrogates) still has a place
+    assert dataset.split_unit("daisy/\udcff.jpg") == dataset.split_unit("daisy/\udcff.jpg")
+    assert dataset.split_unit("daisy/\udcff.jpg") == int.from_bytes(
+        hashlib.sha256(b"daisy/\xff.jpg").digest()[:8], "big") / 2 ** 64
+
+
+def test_assign_splits_keeps_each_file_and_its_given_split() -> None:
+    files = [("/d/a/1.jpg", "a/1.jpg", 0), ("/d/b/2.jpg", "b/2.jpg", 1, None), ("/v/a/3.jpg", "v/a/3.jpg", 0, "test")]
+    samples = dataset.assign_splits(files, 2, 40, 40)
+    assert [(s.path, s.rel, s.label) for s in samples] == [f[:3] for f in files]
+    assert [s.split for s in samples] == [dataset.split_of("a/1.jpg", 40, 40), dataset.split_of("b/2.jpg", 40, 40),
+                                          "test"]
+    assert [s.split for s in dataset.assign_splits(files, 2, 0, 0)] == ["train", "train", "test"]
+
+
+def test_adding_photos_moves_no_old_photo_even_in_small_classes(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for c in ("a", "b"):
+        for i in range(3):
+            _touch(root, f"{c}/{i}.jpg")
+    before = _splits(root, 20, 20)
+    for c in ("a", "b", "new"):
+        for i in range(3, 60):
+            _touch(root, f"{c}/{i}.jpg")
+    after = _splits(root, 20, 20)
+    assert all(after[k] == v for k, v in before.items())
+    assert set(after.values()) == {"train", "validation", "test"}
+    # and removing photos moves none either
+    for i in range(3, 60):
+        (root / "a" / f"{i}.jpg").unlink()
+    again = _splits(root, 20, 20)
+    assert all(again[k] == after[k] for k in again)
+
+
+def test_moving_or_renaming_the_root_keeps_every_split(tmp_path: Path) -> None:
+    root = tmp_path / "one" / "flowers"
+    for c in ("daisy", "roses"):
+        for i in range(40):
+            _touch(root, f"{c}/sub{i % 3}/{i}.jpg")
+    before = _splits(root)
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    shutil.move(str(root), moved)
+    assert _splits(moved) == before
+    # the key is the class + path inside the class folder: the same photo as part of a
+    # train/ + val/ tree elsewhere would be keyed the same
+    assert dataset.split_key("daisy", "sub0/0.jpg") == "daisy/sub0/0.jpg"
+
+
+def test_stratified_within_a_stated_bound_on_a_large_set() -> None:
+    files = [(f"/x/{c}/{i}.jpg", f"{c}/photo_{i:05d}.jpg", label)
+             for label, c in enumerate(["cat", "dog", "a long class name"]) for i in range(3000)]
+    samples = dataset.assign_splits(files, 3, 10, 15)
+    counts = dataset.split_counts(["cat", "dog", "a long class name"], samples)
+    for c, n in counts.items():
+        # Binomial(3000, p): sd 0.55 points (10%) and 0.65 points (15%); bound: 2 points
+        assert abs(n["validation"] / 3000 - 0.10) < 0.02, (c, n)
+        assert abs(n["test"] / 3000 - 0.15) < 0.02, (c, n)
+
+
+def test_check_sizes_messages() -> None:
+    s = dataset.Sample
+    ok = [s("p", "a/1", 0, "train"), s("p", "a/2", 0, "validation"), s("p", "b/1", 1, "train"), s("p", "b/2", 1, "train")]
+    dataset.check_sizes(["a", "b"], ok)
+    small = ok[:3] + [s("p", "b/2", 1, "test")]
+    with pytest.raises(DatasetError) as err:
+        dataset.check_sizes(["a", "b"], small)
+    assert str(err.value) == ("class 'b' has 1 usable photo for training (and 1 in the test split); each class needs "
+                              "at least 2 outside the test split (cross-validation needs 2 of each); add photos or "
+                              "remove the folder")
+    two = [s("p", "a/1", 0, "validation"), s("p", "b/1", 1, "test"), s("p", "c/1", 2, "train"), s("p", "c/2", 2, "train")]
+    with pytest.raises(DatasetError) as err:
+        dataset.check_sizes(["a", "b", "c"], two)
+    assert str(err.value) == ("class 'a' has 1 usable photo for training; class 'b' has 0 usable photos for training "
+                              "(and 1 in the test split); each class needs at least 2 outside the test split "
+                              "(cross-validation needs 2 of each); add photos or remove the folder")
+    with pytest.raises(DatasetError) as err:
+        dataset.check_sizes(["a"], ok[:2])
+    assert str(err.value) == "need at least 2 classes (sub-folders with images), found 1 (a)"
+    with pytest.raises(DatasetError) as err:
+        dataset.check_sizes([], [])
+    assert str(err.value) == "need at least 2 classes (sub-folders with images), found 0"
+
+
+def test_imbalance_warning_threshold() -> None:
+    s = dataset.Sample
+    samples = [s("p", f"a/{i}", 0, "train") for i in range(10)] + [s("p", f"b/{i}", 1, "validation") for i in range(2)]
+    samples += [s("p", f"b/t{i}", 1, "test") for i in range(20)]  # test photos do not count
+    assert dataset.imbalance(["a", "b"], samples) == (
+        "classes are imbalanced: 'a' has 10 photos, 'b' 2 (5.0x); accuracy then flatters the big classes - "
+        "look at per-class recall and the majority baseline")
+    assert dataset.imbalance(["a", "b"], samples[1:]) is None  # 9 vs 2: 4.5x
+
+
+def _layout(root: Path, splits: dict[str, list[str]], n: int = 3) -> Path:
+    for split, classes in splits.items():
+        for c in classes:
+            for i in range(n):
+                _touch(root, f"{split}/{c}/{i}.jpg")
+    return root
+
+
+def test_given_train_val_test_layout_is_used_as_given(tmp_path: Path) -> None:
+    root = _layout(tmp_path / "d", {"train": ["a", "b"], "val": ["a", "b"], "test": ["a", "b"]})
+    classes, files, desc = dataset.find_layout(root)
+    assert classes == ["a", "b"] and desc == "given split: test/, train/, val/"
+    samples = dataset.assign_splits(files, 2, 10, 10)
+    assert dataset.split_counts(classes, samples) == {c: {"train": 3, "validation": 3, "test": 3} for c in classes}
+    assert {s.rel.split("/")[0]: s.split for s in samples} == {"train": "train", "val": "validation", "test": "test"}
+    _layout(tmp_path / "e", {"train": ["a", "b"], "validation": ["a", "b"]})
+    classes, files, _ = dataset.find_layout(tmp_path / "e")
+    assert {f[3] for f in files} == {"train", "validation"}
+
+
+def test_given_layout_with_mismatched_classes_names_them(tmp_path: Path) -> None:
+    root = _layout(tmp_path / "d", {"train": ["a", "b", "c"], "val": ["a", "b", "d"]})
+    with pytest.raises(DatasetError) as err:
+        dataset.find_layout(root)
+    assert err.value.exit_code == 2
+    assert str(err.value) == (f"{root}: the class folders of val/ differ from train/'s: val/ has d that train/ has "
+                              "not; val/ lacks c; every split needs the same classes")
+    wide = _layout(tmp_path / "w", {"train": ["a", "b", "c"], "val": ["a", "x", "y"]})
+    with pytest.raises(DatasetError, match="val/ has x, y that train/ has not; val/ lacks b, c;"):
+        dataset.find_layout(wide)
+    both = _layout(tmp_path / "e", {"train": ["a"], "val": ["a"], "validation": ["a"]})
+    with pytest.raises(UsageError, match="both val/ and validation/"):
+        dataset.find_layout(both)
+    extra = _layout(tmp_path / "f", {"train": ["a"], "val": ["a"], "misc": ["a"], "more": ["a"]})
+    with pytest.raises(UsageError) as err:
+        dataset.find_layout(extra)
+    assert str(err.value) == (f"{extra} holds train, val (a given split) beside other folders (misc, more); move "
+                              "those into the splits' class folders or remove them")
+    # a lone train/ folder is a class named "train", not a given split
+    lone = _layout(tmp_path / "g", {"train": ["a"]})
+    assert dataset.find_layout(lone)[0] == ["train"]
+    # files and hidden folders beside the class folders are not classes
+    root = _layout(tmp_path / "h", {".": ["a", "b"]})
+    (root / "notes.txt").write_text("x")
+    (root / ".git").mkdir()
+    assert dataset.find_layout(root)[0] == ["a", "b"]
+
+
+def test_validation_and_test_dirs(tmp_path: Path) -> None:
+    root = _layout(tmp_path / "d", {".": ["a", "b"]}, n=5)
+    held = _layout(tmp_path / "held", {".": ["a"]}, n=2)
+    classes, files, desc = dataset.find_layout(root, test_dir=held)
+    assert classes == ["a", "b"]
+    assert desc == "one folder per class; validation/test photos by hash; test photos from --test-dir"
+    given = [f for f in files if f[3] == "test"]
+    assert [f[1:] for f in given] == [("held/a/0.jpg", 0, "test"), ("held/a/1.jpg", 0, "test")]
+    assert len([f for f in files if f[3] is None]) == 10
+    _, files, desc = dataset.find_layout(root, validation_dir=held)
+    assert {f[3] for f in files} == {None, "validation"} and desc.endswith("; validation photos from --validation-dir")
+    bad = _layout(tmp_path / "bad", {".": ["a", "zebra", "yak"]})
+    with pytest.raises(DatasetError) as err:
+        dataset.find_layout(root, validation_dir=bad)
+    assert str(err.value) == (f"--validation-dir {bad} has class folders that the training photos have not: yak, "
+                              "zebra; rename or remove them")
+    with pytest.raises(UsageError) as err:
+        dataset.find_layout(root, test_dir=tmp_path / "nope")
+    assert str(err.value) == f"--test-dir {tmp_path / 'nope'}: no such folder; give a folder with one sub-folder per class"
+    with pytest.raises(UsageError) as err:
+        dataset.find_layout(root, validation_dir=root / "a" / "0.jpg")
+    assert str(err.value) == (f"--validation-dir {root / 'a' / '0.jpg'}: not a folder; give a folder with one "
+                              "sub-folder per class")
+    with pytest.raises(UsageError) as err:
+        dataset.find_layout(root / "a" / "0.jpg")
+    assert str(err.value) == f"{root / 'a' / '0.jpg'}: not a folder; give a folder with one sub-folder per class"
+    tree = _layout(tmp_path / "t", {"train": ["a"], "test": ["a"]})
+    with pytest.raises(UsageError, match="already holds a test folder"):
+        dataset.find_layout(tree, test_dir=held)
