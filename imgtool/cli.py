@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from imgtool import __version__, settings, ui
-from imgtool.command import Command
+from imgtool.command import Command, Group, _sigterm_as_interrupt, _stdout_closed  # noqa: F401 - beam.cli's names
 from imgtool.errors import EXIT_FAILED, ImgtoolError
 
 EXIT_CODES_HELP = """\b
@@ -23,50 +23,6 @@ Exit codes:
   3  the model could not be obtained or loaded
   4  could not write (disk full, file too large, read-only, permission
      denied): nothing half-written is left, a previous model is unchanged"""
-
-
-def _stdout_closed() -> None:
-    """The reader of our stdout went away (`imgtool ... | head -1`): that is how a pipeline
-    says "enough", not a failure. Point fd 1 at /dev/null so the interpreter's final flush
-    of the buffered rest cannot fail again ("Exception ignored ... BrokenPipeError"), and
-    exit 0 without a word."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # no real fd 1 (e.g. under CliRunner)
-        pass
-    sys.exit(0)
-
-
-class Group(click.Group):
-    """Turns library errors into one `Error: ...` line and the documented exit code; a
-    closed stdout into a quiet exit 0 (for every command, here once)."""
-
-    command_class = Command
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BrokenPipeError:
-            _stdout_closed()
-        except ImgtoolError as err:
-            click.echo(f"Error: {err}", err=True)
-            ctx.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted; nothing half-written was kept.", err=True)
-            ctx.exit(130)
-        except OSError as err:  # a write failure no library code named more precisely
-            from imgtool import store
-            from imgtool.errors import EXIT_STORAGE
-
-            if not store.is_storage_error(err):
-                raise
-            click.echo(f"Error: {err.filename or 'a file'}: {store.write_cause(err)}; free some space, fix the "
-                       "permissions or write elsewhere", err=True)
-            ctx.exit(EXIT_STORAGE)
 
 
 QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite_export.QUANTIZE_MODES
@@ -237,17 +193,6 @@ def _model_error(msg: str) -> ImgtoolError:
 
 
 # ---------------------------------------------------------------- retrain / evaluate
-
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM unwinds like Ctrl-C, so temporary outputs are removed and the previous
-    model stays in place."""
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
 
 @cli.command("retrain-last-layer", epilog=EXIT_CODES_HELP)
 @click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path), required=False)

@@ -154,13 +154,11 @@ def convert_graphdef(pb: Path, tensors: tuple[str, str], input_size: tuple[int, 
 
 
 def export_classifier(backbone_dir: Path, input_size: tuple[int, int], value_range: tuple[float, float] | None,
-                      weights: np.ndarray, bias: np.ndarray, classes: list[str], saved_model_dir: Path,
-                      tflite_path: Path | None = None) -> float | None:
+                      weights: np.ndarray, bias: np.ndarray, classes: list[str], saved_model_dir: Path) -> None:
     """A SavedModel (backbone + new layer) with a serving signature that takes images
-    (float32 [N,H,W,3], pixel values 0..255) and returns probabilities and the top class;
-    plus the same as .tflite when `tflite_path` is given (imgtool.tflite_export writes the
-    shipped model.tflite from this SavedModel's `probabilities`). Returns the .tflite's max
-    difference from TF on a probe."""
+    (float32 [N,H,W,3], pixel values 0..255) and returns probabilities and the top class
+    (imgtool.tflite_export writes the shipped model.tflite from this SavedModel's
+    `probabilities`)."""
     tf = _tf()
     backbone_fn, keep = _savedmodel_function(tf, backbone_dir, None, input_size)
     lo, hi = value_range or (0.0, 1.0)
@@ -188,17 +186,6 @@ def export_classifier(backbone_dir: Path, input_size: tuple[int, int], value_ran
 
     module = Classifier()
     tf.saved_model.save(module, str(saved_model_dir), signatures={"serving_default": module.serve})
-    if tflite_path is None:
-        return None
-    concrete = module.probabilities.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-    tflite_path.write_bytes(converter.convert())
-    from imgtool.engine import LiteRTEngine
-
-    probe = np.random.default_rng(0).integers(0, 256, size=(1, h, w, 3)).astype(np.float32)
-    want = concrete(tf.constant(probe)).numpy()
-    got = LiteRTEngine(tflite_path, (0.0, 255.0)).run(probe.astype(np.uint8))
-    return float(np.max(np.abs(want - got)))
 
 
 def summary_writer(path: Path) -> Callable[[int, float, float, float | None], None]:

@@ -45,7 +45,7 @@ def _assert_nothing_cached(home: Path) -> None:
 
 
 def _cached_ok(home: Path) -> bool:
-    from imgtool.resolve import _entry_ok
+    from imgtool.entries import entry_ok as _entry_ok
 
     return _entry_ok(home / "models" / ENTRY)[0]
 
