@@ -13,8 +13,8 @@ import contextlib
 import hashlib
 import os
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -110,7 +110,8 @@ def extract(engine: Engine, paths: list[str], shas: list[str], cache: Bottleneck
         else:
             yield i, vec, None
     if cache.damaged:
-        ui.info(f"{cache.damaged} damaged bottleneck cache entr{'y' if cache.damaged == 1 else 'ies'} removed; recomputing")
+        ui.info(f"{cache.damaged} damaged bottleneck cache entr{'y' if cache.damaged == 1 else 'ies'} removed; "
+                "recomputing")
     if not misses:
         return
     bar = ui.progress(len(misses), "bottlenecks", unit="img")
@@ -126,7 +127,8 @@ def extract(engine: Engine, paths: list[str], shas: list[str], cache: Bottleneck
         pending.clear()
 
     inputs: Iterable[Input] = (Input(paths[i]) for i in misses)
-    for j, (_, arr, err) in enumerate(decode_ahead(inputs, engine.input_size, workers, window=batch_size * 2 + workers)):
+    for j, (_, arr, err) in enumerate(decode_ahead(inputs, engine.input_size, workers,
+                                                   window=batch_size * 2 + workers)):
         i = misses[j]
         if arr is None:
             yield i, None, err

@@ -6,9 +6,9 @@ Memory stays flat with the number of inputs: inputs are listed lazily and at mos
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 

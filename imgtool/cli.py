@@ -5,14 +5,18 @@ Heavy modules (numpy, LiteRT, TensorFlow) are imported inside commands, so `--he
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from imgtool import __version__, settings, ui
 from imgtool.command import Command, Group, _sigterm_as_interrupt, _stdout_closed  # noqa: F401 - beam.cli's names
 from imgtool.errors import EXIT_FAILED, ImgtoolError
+
+if TYPE_CHECKING:
+    from imgtool.model import Purpose
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -69,7 +73,7 @@ def scores_option(f: Callable) -> Callable:
              "a last softmax op); logits get a softmax, probabilities are reported as they are.")(f)
 
 
-def _resolve(opts: dict[str, Any], purpose: str = "classify") -> Any:
+def _resolve(opts: dict[str, Any], purpose: Purpose = "classify") -> Any:
     from imgtool.resolve import resolve
 
     return resolve(opts["model"], labels_file=opts["labels_file"], purpose=purpose,
@@ -79,7 +83,7 @@ def _resolve(opts: dict[str, Any], purpose: str = "classify") -> Any:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="imgtool")
-def cli() -> None:  # noqa: D401 - the docstring is the help text
+def cli() -> None:
     """Classify photos with pretrained networks; retrain the last layer on your own.
 
     \b
@@ -228,8 +232,10 @@ def _model_error(msg: str) -> ImgtoolError:
 @click.option("--bottleneck-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Bottleneck cache (default: IMGTOOL_HOME/bottlenecks).")
 @click.option("--flip-left-right", is_flag=True, help="Distortion: random horizontal flips.")
-@click.option("--random-crop", default=0.0, type=click.FloatRange(0, 90), metavar="PCT", help="Distortion: crop up to PCT%.")
-@click.option("--random-scale", default=0.0, type=click.FloatRange(0, 100), metavar="PCT", help="Distortion: zoom up to PCT%.")
+@click.option("--random-crop", default=0.0, type=click.FloatRange(0, 90), metavar="PCT",
+              help="Distortion: crop up to PCT%.")
+@click.option("--random-scale", default=0.0, type=click.FloatRange(0, 100), metavar="PCT",
+              help="Distortion: zoom up to PCT%.")
 @click.option("--random-brightness", default=0.0, type=click.FloatRange(0, 100), metavar="PCT",
               help="Distortion: brightness +-PCT%.")
 @click.option("--distorted-copies", default=4, show_default=True, type=click.IntRange(min=1),
@@ -250,7 +256,8 @@ def _model_error(msg: str) -> ImgtoolError:
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
-def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any, value_range: Any,
+def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any,
+                       value_range: Any,
                        validation_percent: float, test_percent: float, validation_dir: Any, test_dir: Any,
                        l2: float | None, label_smoothing: float, class_weight: str, seed: int,
                        epochs: int | None, steps: int | None, learning_rate: float | None, batch_size: int | None,
@@ -291,7 +298,8 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     image_dir = _retrain_source(image_dir, features, output, flip_left_right or bool(random_crop or random_scale
                                                                                       or random_brightness))
     opts = RetrainOptions(
-        image_dir=image_dir, output=output, model=model or settings.current().backbone, validation_percent=validation_percent,
+        image_dir=image_dir, output=output, model=model or settings.current().backbone,
+        validation_percent=validation_percent,
         test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
         min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
         train=TrainConfig(l2=l2, seed=seed, label_smoothing=label_smoothing, class_weight=class_weight),
@@ -511,7 +519,8 @@ def models_path(model: str | None) -> None:
         if model in (e["key"], e["name"]):
             click.echo(e["path"])
             return
-    raise _model_error(f"{model} is not in the cache ({store.models_dir()}); `imgtool models download {model}` fetches it")
+    raise _model_error(f"{model} is not in the cache ({store.models_dir()}); "
+                       f"`imgtool models download {model}` fetches it")
 
 
 @models.command("download")

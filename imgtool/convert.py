@@ -163,7 +163,7 @@ def convert(model: Model, target: Path) -> Conversion:
         os.replace(tmp, target)
     except ImgtoolError as err:
         record.error = str(err)
-    except Exception as err:  # noqa: BLE001 - the converter raises anything; TF fallback covers it
+    except Exception as err:
         if store.is_storage_error(err, target.parent):
             raise  # a full disk is not a failed conversion: say so, record nothing
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__

@@ -41,7 +41,7 @@ def default_threads() -> int:
 
 
 class LiteRTEngine:
-    def __init__(self, path: Path, value_range: tuple[float, float] | None = None,
+    def __init__(self, path: Path | str, value_range: tuple[float, float] | None = None,
                  output_name: str | None = None, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 

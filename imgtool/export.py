@@ -62,8 +62,7 @@ def default_output(image_dir: Path) -> Path:
 
 def _same_source(path: Path, image_dir: Path) -> bool:
     """A previous retrain of the same folder may be replaced; anything else may not."""
-    meta = store.read_json(path / MARKER)
-    return bool(meta) and meta.get("image_dir") == str(image_dir)
+    return retrained.recorded_image_dir(path) == str(image_dir)
 
 
 def check_output(output: Path, image_dir: Path, force: bool = False) -> None:
@@ -220,7 +219,7 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
     elif backbone.tf_source is not None and backbone.config.format == "savedmodel":
         try:
             record.exports = _tf_exports(staging, backbone, backbone_size, head, classes, backbone_ident)
-        except Exception as err:  # noqa: BLE001 - the exports are extras; the model itself is written
+        except Exception as err:
             if store.is_storage_error(err, staging):
                 raise  # a full disk is not an optional extra: the model folder would be half-written
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__

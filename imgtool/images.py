@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import stat
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -150,9 +151,9 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
             if transform is not None:
                 im = transform(im)
             if keep_aspect:
-                im.thumbnail((width, height), Image.BILINEAR)
+                im.thumbnail((width, height), Image.Resampling.BILINEAR)
             elif im.size != (width, height):
-                im = im.resize((width, height), Image.BILINEAR)
+                im = im.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
     except Image.DecompressionBombError:
         raise ImageError("refused: too many pixels for a photo (a decompression bomb?)") from None

@@ -14,7 +14,8 @@ import datetime as _dt
 import html
 import io
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from imgtool import images
 

@@ -48,7 +48,8 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
 
     ref = ref or settings.current().model or DEFAULT_MODEL
     catalog = load_catalog()
-    overrides = {k: v for k, v in (("input_size", input_size), ("value_range", value_range)) if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in (("input_size", input_size), ("value_range", value_range))
+                                 if v is not None}
 
     parsed = refs.parse(ref, catalog)
     if parsed.kind == "catalog":
@@ -81,7 +82,8 @@ def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) 
     config = catalog[name]
     if purpose == "features" and config.features and config.features != name:
         if config.features not in catalog:
-            raise ModelError(f"catalog model {name!r} names a feature twin {config.features!r} that is not in the catalog")
+            raise ModelError(f"catalog model {name!r} names a feature twin {config.features!r} "
+                             "that is not in the catalog")
         config = catalog[config.features]
     entry = ensure_entry(config.name, config)
     config = effective_config(config, entry)

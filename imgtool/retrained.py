@@ -109,6 +109,13 @@ def read(folder: Path) -> RetrainedRecord:
     return RetrainedRecord.from_dict(json.loads((folder / RETRAINED_FILE).read_text(encoding="utf-8")))
 
 
+def recorded_image_dir(folder: Path) -> str | None:
+    """The image folder a model folder records, read leniently (None: not a model folder,
+    or none recorded)."""
+    meta = store.read_json(folder / RETRAINED_FILE)
+    return meta.get("image_dir") if isinstance(meta, dict) else None
+
+
 def read_or_none(folder: Path) -> RetrainedRecord | None:
     try:
         return read(folder)

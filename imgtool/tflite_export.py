@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from imgtool import __version__, store
+from imgtool import __version__, retrained, store
+from imgtool.convert import agreement
 from imgtool.errors import ImgtoolError, ModelError, UsageError
+from imgtool.retrained import RetrainedRecord
 
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
 CALIBRATION_PHOTOS = 100  # training photos used to calibrate int8 (first by relative path)
@@ -93,7 +96,8 @@ def _tensor(model: Any, sg: Any, name: str, shape: list[int], ttype: int, data: 
     return len(sg.tensors) - 1
 
 
-def _op(sg: Any, opcode: int, inputs: list[int], outputs: list[int], options_type: int = 0, options: Any = None) -> None:
+def _op(sg: Any, opcode: int, inputs: list[int], outputs: list[int], options_type: int = 0,
+        options: Any = None) -> None:
     op = _schema().OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = opcode, inputs, outputs
     op.builtinOptionsType, op.builtinOptions = options_type, options
@@ -335,15 +339,16 @@ class ExportResult:
                 "top1_agreement_vs_imgtool": self.top1_agreement, **({"note": self.note} if self.note else {})}
 
 
-def _split_photos(folder: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str], str | None]:
+def _split_photos(folder: Path, meta: RetrainedRecord,
+                  metrics: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str], str | None]:
     """(test photos [(path, label)], training photo paths, why not) from the recorded image
     folder, held-out folders and split percentages: the same layout and split rule as
     retrain (dataset.find_layout, dataset.assign_splits)."""
     from imgtool import dataset
 
-    image_dir = Path(meta.get("image_dir") or "")
+    image_dir = Path(meta.image_dir or "")
     options = metrics.get("options") or {}
-    if not meta.get("image_dir") or not image_dir.is_dir():
+    if not meta.image_dir or not image_dir.is_dir():
         return [], [], f"the training photos are not at {image_dir} any more"
     from imgtool.errors import ImgtoolError
 
@@ -351,7 +356,7 @@ def _split_photos(folder: Path, meta: dict[str, Any], metrics: dict[str, Any]) -
         classes, files, _ = dataset.find_layout(image_dir, options.get("validation_dir"), options.get("test_dir"))
     except ImgtoolError as err:
         return [], [], f"the training photos cannot be read as they were ({err})"
-    if classes != meta.get("classes"):
+    if classes != meta.classes:
         return [], [], f"the classes in {image_dir} are not the model's any more"
     skipped = {s.get("path") for s in metrics.get("skipped") or []}
     files = [f for f in files if f[0] not in skipped]
@@ -393,18 +398,17 @@ def _accuracy(path: Path, photos: np.ndarray, labels: np.ndarray) -> tuple[float
     return round(float(np.mean(probs.argmax(axis=1) == labels)), 4), probs
 
 
-def _two_step(folder: Path, meta: dict[str, Any], photos: np.ndarray) -> np.ndarray | None:
+def _two_step(folder: Path, meta: RetrainedRecord, photos: np.ndarray) -> np.ndarray | None:
     """Probabilities from imgtool's own run of the folder: backbone, then head.npz."""
     if not len(photos):
         return None
     from imgtool.engine import HeadEngine, LiteRTEngine, softmax
 
-    bb = folder / meta["backbone"].get("file", "")
+    bb = folder / meta.backbone.file
     if bb.suffix != ".tflite" or not bb.is_file():
         return None
-    vr = tuple(meta["backbone"]["value_range"]) if meta["backbone"].get("value_range") else None
-    with np.load(folder / meta["head"], allow_pickle=False) as npz:
-        engine = HeadEngine(LiteRTEngine(bb, vr), npz["weights"], npz["bias"])
+    with np.load(folder / meta.head, allow_pickle=False) as npz:
+        engine = HeadEngine(LiteRTEngine(bb, meta.value_range), npz["weights"], npz["bias"])
     return softmax(engine.run(photos))
 
 
@@ -412,15 +416,15 @@ def build(folder: Path, quantize: str, calibration_paths: list[str] | None = Non
     """The .tflite bytes (metadata included) for a model folder: (bytes, method, note)."""
     from imgtool import tflite_metadata
 
-    meta = json.loads((folder / "imgtool-model.json").read_text(encoding="utf-8"))
-    size = tuple(meta["backbone"]["input_size"])
-    vr = tuple(meta["backbone"]["value_range"]) if meta["backbone"].get("value_range") else (0.0, 1.0)
-    classes = meta["classes"]
-    with np.load(folder / meta["head"], allow_pickle=False) as npz:
+    meta = retrained.read(folder)
+    size = meta.input_size
+    vr = meta.value_range or (0.0, 1.0)
+    classes = meta.classes
+    with np.load(folder / meta.head, allow_pickle=False) as npz:
         weights, bias = npz["weights"], npz["bias"]
     note = None
     saved = folder / "saved_model"
-    backbone_file = folder / meta["backbone"].get("file", "")
+    backbone_file = folder / meta.backbone.file
     if saved.is_dir():
         method = "tensorflow"
         calib_paths = calibration_paths[:CALIBRATION_PHOTOS] if quantize == "int8" and calibration_paths else []
@@ -438,7 +442,7 @@ def build(folder: Path, quantize: str, calibration_paths: list[str] | None = Non
             from imgtool.engine import LiteRTEngine
 
             photos, _ = _decode_all(calibration_paths[:CALIBRATION_PHOTOS], size)
-            calib_feats = LiteRTEngine(backbone_file, vr if meta["backbone"].get("value_range") else None).run(photos)
+            calib_feats = LiteRTEngine(backbone_file, meta.value_range).run(photos)
         data = append_head(backbone, weights, bias, quantize, calib_feats)
         if quantize in ("dynamic", "float16"):
             note = "only the appended layer is quantized (the backbone .tflite is kept as it is)"
@@ -448,11 +452,11 @@ def build(folder: Path, quantize: str, calibration_paths: list[str] | None = Non
     sg = schema.Model.GetRootAs(data, 0).Subgraphs(0)
     uint8_input = sg.Tensors(sg.Inputs(0)).Type() in (schema.TensorType.UINT8, schema.TensorType.INT8)
     # named for the photos it learnt (the folder may still have its temporary name)
-    trained_on = Path(meta.get("image_dir") or folder.name).name
+    trained_on = Path(meta.image_dir or folder.name).name
     info = tflite_metadata.ClassifierInfo(
         name=f"{trained_on} classifier (imgtool retrain)", version=__version__,
         description=(f"Classifies an RGB image into {len(classes)} classes: {', '.join(classes[:10])}"
-                     f"{', ...' if len(classes) > 10 else ''}. Backbone {meta['backbone'].get('ref')} with a "
+                     f"{', ...' if len(classes) > 10 else ''}. Backbone {meta.backbone.ref or None} with a "
                      f"last layer retrained by imgtool {__version__}; quantization: {quantize}."),
         labels=classes, input_size=size,
         normalization=None if uint8_input else tflite_metadata.normalization_for(vr))
@@ -476,12 +480,12 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
         raise UsageError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_MODES)}")
     folder = Path(folder)
     try:
-        meta = json.loads((folder / "imgtool-model.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        meta = retrained.read(folder)
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise UsageError(f"{folder}: not a model folder written by `imgtool retrain` ({err})") from None
     metrics = store.read_json(folder / "metrics.json") or {}
     test, train_paths, why = _split_photos(folder, meta, metrics)
-    size = tuple(meta["backbone"]["input_size"])
+    size = meta.input_size
     photos, kept = _decode_all([p for p, _ in test], size)
     labels = np.array([test[i][1] for i in kept], dtype=np.int64)
 
@@ -508,8 +512,9 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
                 continue
             diff = agree = None
             if reference is not None and len(probs):
-                diff = round(float(np.max(np.abs(probs - reference))), 6)
-                agree = round(float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))), 4)
+                check = agreement(probs, reference)
+                diff = round(check.max_diff, 6)
+                agree = round(check.top1, 4) if check.top1 is not None else None
             results.append(ExportResult(path, mode, path.stat().st_size, method, acc, float_acc, len(labels),
                                         note if why is None else f"test accuracy unknown: {why}"
                                         + (f"; {note}" if note else ""), diff, agree))

@@ -6,15 +6,16 @@ Imported only when a TF model must be converted (once, when first fetched) or ru
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
 from imgtool.errors import ModelError
 
 
-def _tf():
+def _tf() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from imgtool import ui
 
@@ -52,7 +53,7 @@ def _savedmodel_function(tf, source: Path, batch: int | None, input_size: tuple[
     shape = [batch, *input_size, 3]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
-    def call(x):  # noqa: ANN001, ANN202
+    def call_object(x):  # noqa: ANN001, ANN202
         try:
             out = obj(x, training=False)
         except (TypeError, ValueError):
@@ -61,7 +62,7 @@ def _savedmodel_function(tf, source: Path, batch: int | None, input_size: tuple[
             out = out[sorted(out)[0]]
         return out
 
-    return call, obj
+    return call_object, obj
 
 
 def savedmodel_input_size(source: Path) -> tuple[int, int] | None:
@@ -164,7 +165,7 @@ def export_classifier(backbone_dir: Path, input_size: tuple[int, int], value_ran
     lo, hi = value_range or (0.0, 1.0)
     h, w = input_size
 
-    class Classifier(tf.Module):
+    class Classifier(tf.Module):  # type: ignore[name-defined]  # tf is imported at run time
         def __init__(self) -> None:
             super().__init__()
             self.backbone = keep
