@@ -3,6 +3,8 @@
 Records come from `models/catalog.json` (shipped as `imgtool.models`) and, when the
 environment variable IMGTOOL_CATALOG names a JSON file of the same shape, from that file
 too (its records add to or replace the built-in ones: private mirrors, more models).
+
+Layer: foundations (above errors, scores, settings).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, replace
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, get_args
 
 from imgtool.errors import ModelError
+from imgtool.scores import OutputKind
 
-FORMATS = ("savedmodel", "graphdef", "tflite")
-OUTPUTS = ("logits", "probabilities", "features")
+ModelFormat = Literal["savedmodel", "graphdef", "tflite"]
+FORMATS: tuple[ModelFormat, ...] = get_args(ModelFormat)
+OUTPUTS: tuple[OutputKind, ...] = ("logits", "probabilities", "features")
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,13 @@ class ModelConfig:
     """Everything needed to fetch, feed and read one model (timm's pretrained_cfg, for us)."""
 
     name: str
-    format: str
+    format: ModelFormat
     urls: tuple[str, ...] = ()
     sha256: str | None = None
     description: str = ""
     input_size: tuple[int, int] | None = None  # (height, width); None: read from the model
     value_range: tuple[float, float] | None = None  # pixel 0 -> lo, 255 -> hi (linear)
-    output: str | None = None  # logits | probabilities | features; None: inferred
+    output: OutputKind | None = None  # None: inferred
     labels: LabelSource | None = None
     features: str | None = None  # catalog name of the feature-vector twin, for retraining
     graph: str | None = None  # graphdef: file name inside the archive

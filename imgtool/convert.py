@@ -17,10 +17,11 @@ from typing import Any, Literal
 import numpy as np
 
 from imgtool import store, ui
+from imgtool.catalog import ModelConfig
 from imgtool.engine import LiteRTEngine, to_float
 from imgtool.entries import Conversion, EntryRecord, read_record, write_record
 from imgtool.errors import ImgtoolError, ModelError
-from imgtool.model import Model
+from imgtool.model import Model, Purpose
 
 VERIFY_TOLERANCE = 1e-3  # relative to the output's scale
 
@@ -71,7 +72,7 @@ def verify(reference: Callable[[np.ndarray], Any], tflite: Path, size: tuple[int
     return agreement(engine.run(probe), want)
 
 
-def purpose_file(config: Any, purpose: str) -> ConversionPurpose:
+def purpose_file(config: ModelConfig, purpose: Purpose) -> ConversionPurpose:
     """The conversion a resolver purpose needs (config: the model's ModelConfig)."""
     if purpose == "labels":
         return "labels"  # labels need no conversion, so no TensorFlow
@@ -80,7 +81,7 @@ def purpose_file(config: Any, purpose: str) -> ConversionPurpose:
     return "model"
 
 
-def ensure_tflite(model: Model, entry: Path, purpose: str = "model") -> Model:
+def ensure_tflite(model: Model, entry: Path, purpose: ConversionPurpose = "model") -> Model:
     """Convert a TF model to `<purpose>.tflite` once, verify it against TF on a probe
     input, and use it; when conversion or the check fails, record why and run in TF."""
     config = model.config

@@ -2,7 +2,9 @@
 
 LiteRTEngine runs every .tflite (given, or converted once from a TF model); TFEngine runs
 a SavedModel or frozen graph in TensorFlow when conversion was impossible. TensorFlow is
-imported only inside TFEngine."""
+imported only inside TFEngine.
+
+Layer: running models (above scores, tflite_info, tfutil; below model and the work)."""
 
 from __future__ import annotations
 

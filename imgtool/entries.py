@@ -18,7 +18,7 @@ from typing import Any
 
 from imgtool import labels as labels_mod
 from imgtool import store, ui
-from imgtool.catalog import LabelSource, ModelConfig
+from imgtool.catalog import LabelSource, ModelConfig, ModelFormat
 from imgtool.errors import ModelError
 from imgtool.refs import key_for
 
@@ -58,7 +58,7 @@ class EntryRecord:
     sha256: str | None = None          # of the downloaded file
     source: int | None = None          # index into the record's candidates (None: an entry from before sources)
     config: dict[str, Any] | None = None  # the effective ModelConfig of that source
-    format: str | None = None          # "savedmodel" | "graphdef" | "tflite"
+    format: ModelFormat | None = None
     file: str | None = None            # a .tflite in source/
     graph: str | None = None           # a .pb in source/
     source_dir: str | None = None      # a local model's folder (local entries)

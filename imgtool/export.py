@@ -15,6 +15,8 @@
       model.tflite         backbone + last layer + softmax in one file with TFLite metadata
                            (normalization, labels.txt as TENSOR_AXIS_LABELS); see tflite_export
       model-MODE.tflite    with --quantize dynamic|float16|int8
+
+Layer: the work (writes through retrained.py; above model, tfutil, train).
 """
 
 from __future__ import annotations

@@ -16,14 +16,14 @@ from typing import Literal
 
 import numpy as np
 
-from imgtool.catalog import ModelConfig
+from imgtool.catalog import ModelConfig, ModelFormat
 from imgtool.engine import Engine, HeadEngine, LiteRTEngine, TFEngine
 from imgtool.errors import ModelError
 
 Purpose = Literal["classify", "features", "labels"]
 """What a model is resolved for: classifying, feature vectors (retraining), or only its labels."""
 
-ModelFormat = Literal["savedmodel", "graphdef", "tflite"]
+__all__ = ["Model", "ModelFormat", "Purpose"]
 
 
 @dataclass

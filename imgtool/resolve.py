@@ -15,8 +15,8 @@ from typing import Any
 
 from imgtool import labels as labels_mod
 from imgtool import store, ui
-from imgtool.catalog import DEFAULT_MODEL, ModelConfig, load_catalog
-from imgtool.convert import VERIFY_TOLERANCE, ensure_tflite, purpose_file
+from imgtool.catalog import DEFAULT_MODEL, ModelConfig, ModelFormat, load_catalog
+from imgtool.convert import VERIFY_TOLERANCE, ConversionPurpose, ensure_tflite, purpose_file
 from imgtool.entries import (
     ENTRY_FILE,
     EntryRecord,
@@ -94,7 +94,7 @@ def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) 
 def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],
               tensors: tuple[str | None, str | None]) -> Model:
     key = key_for(url, "url")
-    fmt = "tflite" if url.split("?")[0].endswith(".tflite") else "savedmodel"
+    fmt: ModelFormat = "tflite" if url.split("?")[0].endswith(".tflite") else "savedmodel"
     config = ModelConfig(name=ref, format=fmt, urls=(url,), **overrides)
     entry = ensure_entry(key, config)
     record = read_record(entry) or EntryRecord()
@@ -189,8 +189,9 @@ def _repair_cached_tflite(model: Model) -> bool:
             model.labels = labels_mod.embedded_tflite_labels(model.tflite)
         return True
     ui.info(f"the cached conversion {model.tflite} no longer loads; converting again")
+    conversion: ConversionPurpose = "features" if model.tflite.stem == "features" else "model"
     model.tflite.unlink(missing_ok=True)
-    again = ensure_tflite(model, model.entry, purpose=model.tflite.stem)
+    again = ensure_tflite(model, model.entry, purpose=conversion)
     if again.tflite is not None:
         return True
     model.tflite = None

@@ -14,9 +14,9 @@ from typing import Any
 
 from imgtool import labels as labels_mod
 from imgtool import store
-from imgtool.catalog import ModelConfig
+from imgtool.catalog import ModelConfig, ModelFormat
 from imgtool.errors import ModelError
-from imgtool.model import Model, ModelFormat
+from imgtool.model import Model, Purpose
 
 RETRAINED_FILE = "imgtool-model.json"
 TRAINING_PHOTOS = "training-photos.txt"
@@ -151,7 +151,7 @@ def read_training_photos(model_dir: Path) -> set[str] | None:
     return {ln.strip() for ln in text.splitlines() if len(ln.strip()) == 64}
 
 
-def load_model(ref: str, path: Path, purpose: str) -> Model:
+def load_model(ref: str, path: Path, purpose: Purpose) -> Model:
     """A folder written by `imgtool retrain` as a Model: backbone (.tflite, or SavedModel/.pb
     when it could not be converted) + head.npz + labels.txt; for purpose "features", the backbone."""
     try:
@@ -167,7 +167,8 @@ def load_model(ref: str, path: Path, purpose: str) -> Model:
     if not backbone_file.exists() or not head.is_file() or not (path / "labels.txt").is_file():
         raise ModelError(f"{ref}: damaged retrained model (missing {backbone_file.name}, {head.name} or labels.txt); "
                          "retrain it again")
-    fmt: ModelFormat = {".tflite": "tflite", ".pb": "graphdef"}.get(backbone_file.suffix, "savedmodel")  # type: ignore[assignment]
+    formats: dict[str, ModelFormat] = {".tflite": "tflite", ".pb": "graphdef"}
+    fmt = formats.get(backbone_file.suffix, "savedmodel")
     backbone = Model(ref=str(backbone_file), config=ModelConfig(
         name=str(backbone_file), format=fmt, input_size=size, value_range=vr, output="features"))
     if fmt == "tflite":

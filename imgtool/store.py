@@ -10,6 +10,8 @@ Layout (huggingface_hub's habits: one root, temporary names, a lock per entry):
       bottlenecks/<backbone>/...   retraining feature cache
       locks/<key>.lock             OS file locks (released by the kernel if a process dies)
       tmp/                         downloads and extractions in progress (same filesystem)
+
+Layer: foundations (entries.py builds the cache-entry lifecycle on it).
 """
 
 from __future__ import annotations

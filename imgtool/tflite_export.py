@@ -17,6 +17,8 @@ Two ways to build the graph:
 
 `export_model_dir` writes the file (atomically), checks it on the test split, and records
 {file, quantize, bytes, test_accuracy, float_test_accuracy, ...} in metrics.json.
+
+Layer: the work (reads through retrained.py; checks with convert.agreement).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -35,7 +37,8 @@ from imgtool.convert import agreement
 from imgtool.errors import ImgtoolError, ModelError, UsageError
 from imgtool.retrained import RetrainedRecord
 
-QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
+Quantize = Literal["none", "dynamic", "float16", "int8"]
+QUANTIZE_MODES: tuple[Quantize, ...] = get_args(Quantize)
 CALIBRATION_PHOTOS = 100  # training photos used to calibrate int8 (first by relative path)
 SOFTMAX_UINT8 = (1.0 / 256.0, 0)  # the only output quantization TFLite's uint8 SOFTMAX takes
 
@@ -46,6 +49,14 @@ def _write(path: Path, data: bytes) -> None:
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(path, 0o666 & ~mask)
+
+
+def quantize_mode(text: str) -> Quantize:
+    """The quantization mode `text` names (UsageError listing the choices)."""
+    for mode in QUANTIZE_MODES:
+        if text == mode:
+            return mode
+    raise UsageError(f"--quantize {text}: choose one of {', '.join(QUANTIZE_MODES)}")
 
 
 def default_file(quantize: str) -> str:
@@ -113,7 +124,7 @@ def quantize_uint8(values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray
     return q, scale, zero
 
 
-def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize: str = "none",
+def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize: Quantize = "none",
                 calibration_features: np.ndarray | None = None) -> bytes:
     """The backbone flatbuffer with RESHAPE -> FULLY_CONNECTED -> SOFTMAX appended to its
     (only) output; a quantized output is dequantized first unless `quantize` is int8."""
@@ -214,7 +225,7 @@ def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize
 # ------------------------------------------------------------------ TensorFlow conversion
 
 def convert_saved_classifier(saved_model: Path, input_size: tuple[int, int], value_range: tuple[float, float],
-                             quantize: str, calibration: Iterator[np.ndarray] | None = None) -> bytes:
+                             quantize: Quantize, calibration: Iterator[np.ndarray] | None = None) -> bytes:
     """The folder's saved_model/ (backbone + head, TF-built) as .tflite, taking one image
     [1, H, W, 3] in the backbone's value range (the metadata says how to map pixels)."""
     from imgtool import tfutil, ui
@@ -317,7 +328,7 @@ def _cached_conversion(saved: Path, options: str, calibration: list[str], conver
 @dataclass
 class ExportResult:
     path: Path
-    quantize: str
+    quantize: Quantize
     bytes: int
     method: str  # "tensorflow" or "flatbuffer"
     test_accuracy: float | None
@@ -412,7 +423,7 @@ def _two_step(folder: Path, meta: RetrainedRecord, photos: np.ndarray) -> np.nda
     return softmax(engine.run(photos))
 
 
-def build(folder: Path, quantize: str, calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
+def build(folder: Path, quantize: Quantize, calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
     """The .tflite bytes (metadata included) for a model folder: (bytes, method, note)."""
     from imgtool import tflite_metadata
 
@@ -476,8 +487,7 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
     """Write the float `model.tflite` (always: the reference for accuracy) and, unless
     quantize is none, the quantized file; record both in metrics.json. Returns the
     results, float first."""
-    if quantize not in QUANTIZE_MODES:
-        raise UsageError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_MODES)}")
+    quantize = quantize_mode(quantize)
     folder = Path(folder)
     try:
         meta = retrained.read(folder)
@@ -491,7 +501,7 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
 
     float_path = folder / "model.tflite"
     results: list[ExportResult] = []
-    wanted = [("none", float_path)]
+    wanted: list[tuple[Quantize, Path]] = [("none", float_path)]
     if quantize != "none":
         wanted.append((quantize, output or folder / default_file(quantize)))
     elif output is not None:

@@ -1,7 +1,9 @@
 """Everything that needs TensorFlow: loading TF models and converting them to .tflite.
 
 Imported only when a TF model must be converted (once, when first fetched) or run in TF
-(when conversion failed). Importing TensorFlow costs ~3 s and ~500 MiB here."""
+(when conversion failed). Importing TensorFlow costs ~3 s and ~500 MiB here.
+
+Layer: running models, the lowest: imports no other engine code (engine imports it)."""
 
 from __future__ import annotations
 

@@ -71,6 +71,28 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# The layers, bottom first (README "Development"): a module imports only from its own layer
+# or a lower one. Within a layer the cycle test keeps the order.
+LAYERS: list[tuple[str, set[str]]] = [
+    ("foundations", {"imgtool", "errors", "settings", "ui", "output", "scores", "metrics", "distort", "tflite_info",
+                     "tflite_metadata", "store", "download", "labels", "images", "catalog", "refs", "dataset"}),
+    ("running models", {"tfutil", "engine"}),
+    ("getting models", {"model", "entries", "convert", "retrained", "resolve"}),
+    ("the work", {"classify", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
+                  "tflite_export", "report", "evaluate", "retrain"}),
+    ("front ends", {"command", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
+                    "beam.pipelines", "beam.worker"}),
+]
+
+
+def layer_of(module: str) -> int:
+    short = module.removeprefix("imgtool.") if module != "imgtool" else "imgtool"
+    for i, (_, members) in enumerate(LAYERS):
+        if short in members:
+            return i
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS (and the README's list)")
+
+
 def test_find_cycle_sees_a_cycle_and_none_where_there_is_none():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
@@ -97,6 +119,13 @@ def test_imgtool_has_no_import_cycle():
     assert graph.get("imgtool.resolve"), "the graph was not read"
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = [f"{mod} ({LAYERS[layer_of(mod)][0]}) imports {dep} ({LAYERS[layer_of(dep)][0]})"
+              for mod, deps in sorted(import_graph().items()) for dep in sorted(deps)
+              if layer_of(dep) > layer_of(mod)]
+    assert upward == []
 
 
 if __name__ == "__main__":
