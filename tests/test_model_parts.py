@@ -148,5 +148,5 @@ def test_model_engine_never_repairs_a_users_file_and_asks_the_hook_for_a_cached_
     bad.write_bytes(b"broken again")
     gave_up = Model(ref="m", config=ModelConfig(name="m", format="tflite"), tflite=bad, entry=tmp_path,
                     repair=lambda m: setattr(m, "tflite", None) or False)
-    with pytest.raises(ModelError, match="^m: nothing runnable was found$"):
+    with pytest.raises(ModelError, match=r"^m: nothing runnable was found$"):
         gave_up.engine()  # no TF source to fall back on
