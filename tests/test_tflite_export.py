@@ -94,20 +94,20 @@ def test_quantize_uint8_exact() -> None:
 def test_constant_feature_gets_zero_weight() -> None:
     """A dead feature used to fold into weights of ~1e4 (w / 1e-6), which made every
     quantized export of a ReLU backbone useless."""
-    from imgtool.train import TrainConfig, train
+    from imgtool.train import fit
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 20)
     x = np.stack([y + 0.3 * rng.standard_normal(40), np.zeros(40), np.full(40, 2.5)], axis=1)
-    head, _ = train(x.astype(np.float32), y, 2, TrainConfig(epochs=20, learning_rate=0.05))
+    head, _ = fit(x.astype(np.float32), y, 2, 0.1)
     assert head.weights[1].tolist() == [0.0, 0.0] and head.weights[2].tolist() == [0.0, 0.0]
     assert abs(float(head.weights[0, 1] - head.weights[0, 0])) > 0.5  # the informative feature decides
     assert (head.predict(x).argmax(axis=1) == y).mean() >= 0.9
 
 
 def test_nearly_dead_feature_is_not_scaled_up_past_the_floor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One photo of 40 fires a feature at 0.01: without the floor its raw weight is ~50
-    (30x the informative feature's), with it below the informative one's."""
+    """One photo of 40 fires a feature at 0.01: without the floor its raw weight dwarfs
+    the informative feature's, with it it stays below."""
     from imgtool import train as train_mod
 
     rng = np.random.default_rng(0)
@@ -116,12 +116,28 @@ def test_nearly_dead_feature_is_not_scaled_up_past_the_floor(monkeypatch: pytest
     dead[3] = 0.01
     x = np.stack([y + 0.3 * rng.standard_normal(40), rng.standard_normal(40), rng.standard_normal(40), dead],
                  axis=1).astype(np.float32)
-    config = train_mod.TrainConfig(epochs=20, learning_rate=0.05)
-    floored = np.abs(train_mod.train(x, y, 2, config)[0].weights).max(axis=1)
+    floored = np.abs(train_mod.fit(x, y, 2, 0.1)[0].weights).max(axis=1)
     assert floored[3] < 0.2 * floored[0]
     monkeypatch.setattr(train_mod, "SD_FLOOR_FRACTION", 0.0)
-    unfloored = np.abs(train_mod.train(x, y, 2, config)[0].weights).max(axis=1)
+    unfloored = np.abs(train_mod.fit(x, y, 2, 0.1)[0].weights).max(axis=1)
     assert unfloored[3] > 20 * unfloored[0]
+
+
+def test_the_floor_only_touches_mostly_constant_features() -> None:
+    from imgtool.train import standard_deviations
+
+    plain = np.array([1.0, 3.0, 5.0, 7.0, 9.0, 2.0, 4.0, 6.0, 8.0, 0.0])
+    dead = np.array([0.0] * 9 + [0.01])  # 9 of 10 photos at 0
+    tiny = np.array([0.001, 0.002, 0.0, 0.001, 0.0, 0.002, 0.001, 0.0, 0.001, 0.002])  # small but alive
+    x = np.stack([dead, plain, 2 * plain, tiny], axis=1)
+    sd = standard_deviations(x)
+    floor = 0.1 * float(np.median(x.std(axis=0)))
+    assert floor > 10 * dead.std()
+    assert sd[0] == pytest.approx(floor + 1e-6, rel=1e-12)  # nearly dead: floored
+    assert sd[1] == pytest.approx(plain.std() + 1e-6, rel=1e-12)  # a plain feature keeps its std
+    assert sd[3] == pytest.approx(tiny.std() + 1e-6, rel=1e-12)  # below the floor but alive: its units are its own
+    assert standard_deviations(np.ones((5, 2))).tolist() == [1.0, 1.0]  # constant: scale 1
+
 
 
 def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: Path) -> None:
