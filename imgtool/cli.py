@@ -257,8 +257,8 @@ def _model_error(msg: str) -> ImgtoolError:
               help="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
 def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any,
-                       value_range: Any,
-                       validation_percent: float, test_percent: float, validation_dir: Any, test_dir: Any,
+                       value_range: Any, validation_percent: float, test_percent: float, validation_dir: Any,
+                       test_dir: Any,
                        l2: float | None, label_smoothing: float, class_weight: str, seed: int,
                        epochs: int | None, steps: int | None, learning_rate: float | None, batch_size: int | None,
                        bottleneck_dir: Any, flip_left_right: bool,

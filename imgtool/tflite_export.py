@@ -423,7 +423,8 @@ def _two_step(folder: Path, meta: RetrainedRecord, photos: np.ndarray) -> np.nda
     return softmax(engine.run(photos))
 
 
-def build(folder: Path, quantize: Quantize, calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
+def build(folder: Path, quantize: Quantize,
+          calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
     """The .tflite bytes (metadata included) for a model folder: (bytes, method, note)."""
     from imgtool import tflite_metadata
 
