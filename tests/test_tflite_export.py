@@ -457,3 +457,15 @@ def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_mod
     np.savez(folder / "head.npz", weights=w[:, ::-1], bias=b[::-1])  # another head: other bytes
     changed = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
     assert decoded and changed[0]["test_accuracy"] != first[0]["test_accuracy"]
+
+
+def test_the_same_model_gives_the_same_bytes(fixtures: Path) -> None:
+    """Exports are compared and cached by their bytes: nothing time-dependent inside."""
+    import time
+
+    from imgtool import tflite_metadata as tm
+
+    info = tm.ClassifierInfo("m", "1", "d", ["a", "b"], (224, 224), None)
+    first = tm.attach(_embedder_bytes(fixtures), info)
+    time.sleep(2.1)  # zip timestamps have a 2-second resolution
+    assert tm.attach(_embedder_bytes(fixtures), info) == first
