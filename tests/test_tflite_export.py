@@ -429,3 +429,43 @@ def test_export_errors(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     bad = run("export", str(tmp_path), "--quantize", "int4")
     assert bad.returncode == 2 and "int4" in bad.stderr
+
+
+def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_model: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An identical rerun reuses an export's test-split figures (no decoding); other
+    bytes (a changed head) or other photos are measured again."""
+    from imgtool import tflite_export
+
+    folder = tmp_path / "copy"
+    shutil.copytree(flowers_model, folder)
+    decoded: list[int] = []
+    real_decode_all = tflite_export._decode_all
+
+    def counting(paths: list[str], size: tuple[int, int]) -> Any:
+        decoded.append(len(paths))
+        return real_decode_all(paths, size)
+
+    monkeypatch.setattr(tflite_export, "_decode_all", counting)
+    first = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
+    assert decoded and decoded[0] > 0  # a miss: the test photos were decoded and run
+    decoded.clear()
+    again = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
+    assert again == first and decoded == []  # a hit: same bytes, same photos, same figures
+    with np.load(folder / "head.npz") as npz:
+        w, b = npz["weights"], npz["bias"]
+    np.savez(folder / "head.npz", weights=w[:, ::-1], bias=b[::-1])  # another head: other bytes
+    changed = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
+    assert decoded and changed[0]["test_accuracy"] != first[0]["test_accuracy"]
+
+
+def test_the_same_model_gives_the_same_bytes(fixtures: Path) -> None:
+    """Exports are compared and cached by their bytes: nothing time-dependent inside."""
+    import time
+
+    from imgtool import tflite_metadata as tm
+
+    info = tm.ClassifierInfo("m", "1", "d", ["a", "b"], (224, 224), None)
+    first = tm.attach(_embedder_bytes(fixtures), info)
+    time.sleep(2.1)  # zip timestamps have a 2-second resolution
+    assert tm.attach(_embedder_bytes(fixtures), info) == first
