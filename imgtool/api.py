@@ -98,7 +98,7 @@ class Model:
         return list(self.classify_iter(inputs, top_k, batch_size=batch_size, progress=progress))
 
 
-def load_model(ref: str | None = None, *, labels: PathLike | Sequence[str] | None = None,
+def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] | None = None,
                scores: Scores = "auto", input_size: tuple[int, int] | None = None,
                value_range: tuple[float, float] | None = None, input_tensor: str | None = None,
                output_tensor: str | None = None, progress: ui.ProgressCallback | None = None) -> Model:
@@ -116,7 +116,7 @@ def load_model(ref: str | None = None, *, labels: PathLike | Sequence[str] | Non
     return Model(_classifier(model, scores))
 
 
-def _resolve(ref: str | None, *, labels: PathLike | Sequence[str] | None, purpose: str,
+def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, purpose: str,
              input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
              tensors: tuple[str | None, str | None], progress: ui.ProgressCallback | None) -> ResolvedModel:
     from imgtool.resolve import resolve
@@ -130,7 +130,7 @@ def _resolve(ref: str | None, *, labels: PathLike | Sequence[str] | None, purpos
         if not given or not all(isinstance(x, str) for x in given):
             raise UsageError("labels: give a labels file, or a non-empty list of strings")
     with ui.reporting(progress):
-        model = resolve(ref, labels_file=labels_file, purpose=purpose, input_size=input_size,
+        model = resolve(None if ref is None else os.fspath(ref), labels_file=labels_file, purpose=purpose, input_size=input_size,
                         value_range=value_range, tensors=tensors)
     if given is not None:
         model.labels = given
@@ -145,7 +145,7 @@ def _classifier(model: ResolvedModel, scores: str) -> Classifier:
     return Classifier(model, scores=scores)
 
 
-def model_labels(ref: str | None = None, **kwargs: Any) -> list[str] | None:
+def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None:
     """The labels a model carries (None if it carries none), without loading it for
     classification (no conversion, so no TensorFlow). Keywords as for `load_model`."""
     model = _resolve(ref, labels=kwargs.get("labels"), purpose="labels", input_size=kwargs.get("input_size"),
@@ -155,7 +155,7 @@ def model_labels(ref: str | None = None, **kwargs: Any) -> list[str] | None:
     return None if model.labels is None else list(model.labels)
 
 
-def retrain(folder: PathLike | None, *, model: str | None = None, output: PathLike | None = None, seed: int = 0,
+def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: PathLike | None = None, seed: int = 0,
             validation_percent: float = 10.0, test_percent: float = 10.0,
             validation_dir: PathLike | None = None, test_dir: PathLike | None = None,
             l2: float | None = None, label_smoothing: float = 0.1,
@@ -199,7 +199,7 @@ def retrain(folder: PathLike | None, *, model: str | None = None, output: PathLi
         raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8")
     image_dir = Path(folder) if folder is not None else _shards_root(features)
     opts = RetrainOptions(
-        image_dir=image_dir, output=path(output), model=model or settings.current().backbone,
+        image_dir=image_dir, output=path(output), model=os.fspath(model) if model else settings.current().backbone,
         validation_percent=validation_percent, test_percent=test_percent, bottleneck_dir=path(bottleneck_dir),
         summaries_dir=path(summaries_dir), min_accuracy=min_accuracy, input_size=input_size,
         value_range=value_range,
@@ -218,7 +218,7 @@ def _shards_root(features: str | None) -> Path:
     return Path(dataset_root(features))
 
 
-def evaluate(model: str | Model | None, folder: PathLike, *, scores: Scores = "auto",
+def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores = "auto",
              labels: PathLike | Sequence[str] | None = None,
              progress: ui.ProgressCallback | None = None) -> Evaluation:
     """Score a classifier on a labelled folder (one sub-folder per class, named after

@@ -37,11 +37,11 @@ def quiet() -> bool:
 
 
 def info(msg: str) -> None:
-    log.info(msg)
+    log.info(msg, stacklevel=2)
 
 
 def warn(msg: str) -> None:
-    log.warning(msg)
+    log.warning(msg, stacklevel=2)
 
 
 # ---------------------------------------------------------------- progress
