@@ -46,13 +46,26 @@ _LAZY = {
     "SettingError": "imgtool.settings",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = [
+    "DatasetError", "DownloadError", "Evaluation", "ImageError", "ImgtoolError", "Model", "ModelError", "ModelInfo",
+    "ModelNotFoundError", "Prediction", "ProgressCallback", "Result", "RetrainResult", "SettingError", "StorageError",
+    "UsageError", "__version__", "evaluate", "list_models", "load_model", "retrain",
+]
+assert set(__all__) == set(_LAZY) | {"__version__"}
 
 if TYPE_CHECKING:
     from imgtool.api import Model, ModelInfo, evaluate, list_models, load_model, retrain
     from imgtool.classify import Prediction, Result
-    from imgtool.errors import (DatasetError, DownloadError, ImageError, ImgtoolError, ModelError,
-                                ModelNotFoundError, StorageError, UsageError)
+    from imgtool.errors import (
+        DatasetError,
+        DownloadError,
+        ImageError,
+        ImgtoolError,
+        ModelError,
+        ModelNotFoundError,
+        StorageError,
+        UsageError,
+    )
     from imgtool.evaluate import Evaluation
     from imgtool.retrain import RetrainResult
     from imgtool.settings import SettingError

@@ -4,15 +4,19 @@ Heavy modules (numpy, LiteRT, TensorFlow) are imported inside commands, so `--he
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import click
 
 from imgtool import __version__, settings, ui
 from imgtool.command import Command
 from imgtool.errors import EXIT_FAILED, ImgtoolError
+
+if TYPE_CHECKING:
+    from imgtool.api import QuantizeMode, Scores
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -41,6 +45,26 @@ def _stdout_closed() -> None:
     sys.exit(0)
 
 
+# The library names what the caller passed (`test_percent`, "a labels file"); the CLI says
+# it as the option that passes it. Applied to error messages and to the log lines on stderr.
+OPTION_OF_PARAMETER = {
+    "model": "--model", "output": "--output", "force": "--force", "labels": "--labels",
+    "min_accuracy": "--min-accuracy", "test_percent": "--test-percent", "validation_percent": "--validation-percent",
+    "test_dir": "--test-dir", "validation_dir": "--validation-dir", "class_weight": "--class-weight", "l2": "--l2",
+    "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
+    "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
+}
+_PHRASES = {"give a labels file": "pass --labels FILE"}
+_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def cli_phrase(text: str) -> str:
+    """A library message in the CLI's words: `min_accuracy` -> --min-accuracy."""
+    for library, cli_words in _PHRASES.items():
+        text = text.replace(library, cli_words)
+    return _PARAMETER.sub(lambda m: OPTION_OF_PARAMETER.get(m.group(1), m.group(0)), text)
+
+
 class Group(click.Group):
     """Turns library errors into one `Error: ...` line and the documented exit code; a
     closed stdout into a quiet exit 0 (for every command, here once)."""
@@ -49,7 +73,7 @@ class Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.parent is None:  # the top group: library log records and progress -> stderr, for this run
-            with ui.stderr_output():
+            with ui.stderr_output(cli_phrase):
                 return self._invoke(ctx)
         return self._invoke(ctx)
 
@@ -59,7 +83,7 @@ class Group(click.Group):
         except BrokenPipeError:
             _stdout_closed()
         except ImgtoolError as err:
-            click.echo(f"Error: {err}", err=True)
+            click.echo(f"Error: {cli_phrase(str(err))}", err=True)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted; nothing half-written was kept.", err=True)
@@ -134,7 +158,7 @@ def _model_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
             "input_tensor": opts["input_tensor"], "output_tensor": opts["output_tensor"]}
 
 
-def _load(opts: dict[str, Any], scores: str, verbose: bool) -> Any:
+def _load(opts: dict[str, Any], scores: Scores, verbose: bool) -> Any:
     from imgtool import api
 
     model = api.load_model(opts["model"], scores=scores, **_model_kwargs(opts))
@@ -174,7 +198,7 @@ def cli() -> None:  # noqa: D401 - the docstring is the help text
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
 @click.option("-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why.")
 def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, batch_size: int,
-             scores: str, quiet: bool, verbose: bool, **model_opts: Any) -> None:
+             scores: Scores, quiet: bool, verbose: bool, **model_opts: Any) -> None:
     """Classify images (files or folders, searched recursively).
 
     \b
@@ -326,12 +350,12 @@ def _sigterm_as_interrupt() -> None:
 @click.option("-q", "--quiet", is_flag=True)
 def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any, value_range: Any,
                        validation_percent: float, test_percent: float, validation_dir: Any, test_dir: Any,
-                       l2: float | None, label_smoothing: float, class_weight: str, seed: int,
+                       l2: float | None, label_smoothing: float, class_weight: Literal["balanced", "none"], seed: int,
                        epochs: int | None, steps: int | None, learning_rate: float | None, batch_size: int | None,
                        bottleneck_dir: Any, flip_left_right: bool,
                        random_crop: float, random_scale: float, random_brightness: float, distorted_copies: int,
                        summaries_dir: Any, print_misclassified: bool, min_accuracy: float | None, force: bool,
-                       tf_exports: bool, quantize: str, fmt: str, quiet: bool) -> None:
+                       tf_exports: bool, quantize: QuantizeMode, fmt: str, quiet: bool) -> None:
     """Train a new last layer on IMAGE_DIR (one sub-folder per class, or train/ + val/
     [+ test/] each with the class sub-folders); alias: retrain.
 
@@ -389,7 +413,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
         for w in result.misclassified:
             click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
     if result.below_minimum:
-        click.echo(f"Error: {result.below_minimum}", err=True)
+        click.echo(f"Error: {cli_phrase(result.below_minimum)}", err=True)
         sys.exit(EXIT_FAILED)
     for line in _export_lines(m.get("exports") or []):
         ui.info(line)
@@ -479,7 +503,7 @@ def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, qu
 @scores_option
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why.")
-def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: float | None, scores: str,
+def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: float | None, scores: Scores,
              quiet: bool, verbose: bool, **model_opts: Any) -> None:
     """Accuracy, per-class precision/recall and confusion matrix of any classifier on a
     labelled folder (one sub-folder per class, named after the model's labels).

@@ -184,9 +184,9 @@ def to_array(im: Any, size: tuple[int, int], keep_aspect: bool = False,
         im = transform(im)
     if keep_aspect:
         im = im.copy()
-        im.thumbnail((width, height), Image.BILINEAR)
+        im.thumbnail((width, height), Image.Resampling.BILINEAR)
     elif im.size != (width, height):
-        im = im.resize((width, height), Image.BILINEAR)
+        im = im.resize((width, height), Image.Resampling.BILINEAR)
     return np.array(im, dtype=np.uint8)
 
 

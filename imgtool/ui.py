@@ -19,7 +19,8 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, Self
 
 log = logging.getLogger("imgtool")
 _RAW = "imgtool_raw"  # a record attribute: print the message as it is (native output passed on)
@@ -87,7 +88,7 @@ class Tracker:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -136,7 +137,7 @@ class _NoBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "_NoBar":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -171,14 +172,19 @@ class Bars:
 
 class StderrHandler(logging.Handler):
     """The CLI's view of the `imgtool` logger: `warning: ...` for warnings, info lines as
-    they are, nothing under --quiet (native output passed on is always shown)."""
+    they are, nothing under --quiet (native output passed on is always shown). `rephrase`
+    turns the library's wording (parameter names) into the CLI's (option names)."""
+
+    def __init__(self, level: int = logging.NOTSET, rephrase: Callable[[str], str] | None = None):
+        super().__init__(level)
+        self.rephrase = rephrase or (lambda text: text)
 
     def emit(self, record: logging.LogRecord) -> None:
         raw = getattr(record, _RAW, False)
         if _quiet and not raw:
             return
         try:
-            msg = record.getMessage()
+            msg = record.getMessage() if raw else self.rephrase(record.getMessage())
             if record.levelno >= logging.WARNING and not raw:
                 msg = f"warning: {msg}"
             print(msg, file=sys.stderr, flush=True)  # sys.stderr now: CliRunner swaps it per run
@@ -187,10 +193,10 @@ class StderrHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def stderr_output() -> Iterator[None]:
+def stderr_output(rephrase: Callable[[str], str] | None = None) -> Iterator[None]:
     """For the length of a CLI command: log records to stderr, progress as tqdm bars.
     Undone afterwards, so library use in the same process (tests) stays silent."""
-    handler = StderrHandler(logging.INFO)
+    handler = StderrHandler(logging.INFO, rephrase)
     level, propagate = log.level, log.propagate
     log.addHandler(handler)
     log.setLevel(logging.INFO)

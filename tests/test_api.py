@@ -76,7 +76,7 @@ def test_import_is_instant_and_every_public_name_resolves() -> None:
 
 def test_api_functions_win_over_same_named_submodules() -> None:
     from imgtool.evaluate import evaluate_folder  # noqa: F401 - imports the submodule imgtool.evaluate
-    from imgtool.retrain import RetrainOptions  # noqa: F401
+    from imgtool.retrain import RetrainOptions
 
     assert callable(imgtool.retrain) and imgtool.retrain.__module__ == "imgtool.api"
     assert callable(imgtool.evaluate) and imgtool.evaluate.__module__ == "imgtool.api"
