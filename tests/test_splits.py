@@ -199,7 +199,7 @@ def test_validation_and_test_dirs(tmp_path: Path) -> None:
     assert str(err.value) == f"`test_dir` {tmp_path / 'nope'}: no such folder; give a folder with one sub-folder per class"
     with pytest.raises(UsageError) as err:
         dataset.find_layout(root, validation_dir=root / "a" / "0.jpg")
-    assert str(err.value) == (f"--validation-dir {root / 'a' / '0.jpg'}: not a folder; give a folder with one "
+    assert str(err.value) == (f"`validation_dir` {root / 'a' / '0.jpg'}: not a folder; give a folder with one "
                               "sub-folder per class")
     with pytest.raises(UsageError) as err:
         dataset.find_layout(root / "a" / "0.jpg")
