@@ -63,7 +63,7 @@ class Classifier:
         if self.decision.kind == "features":
             raise UsageError(
                 f"{model.ref} is a feature extractor ({facts.width}-wide feature vectors), not a classifier; "
-                "retrain a last layer on it (it is a backbone for that), or pick a classifier from the catalog")
+                "train a classifier on it (it is a backbone to retrain), or pick a classifier from the catalog")
         self.input_size = self.engine.input_size
         if model.labels is None:
             ui.warn(f"{model.ref} has no labels; showing class numbers (give a labels file to name them)")

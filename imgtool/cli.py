@@ -54,7 +54,9 @@ OPTION_OF_PARAMETER = {
     "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
     "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
 }
-_PHRASES = {"give a labels file": "pass --labels FILE"}
+_PHRASES = {"give a labels file": "pass --labels FILE",
+            "(it is a backbone to retrain)": "with `imgtool retrain FOLDER -m MODEL`",
+            "pick a classifier from the catalog": "pick a classifier (`imgtool models list`)"}
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
@@ -134,12 +136,12 @@ def model_options(f: Callable) -> Callable:
     return f
 
 
-def format_option(*formats: str, help: str | None = None) -> Callable[[Callable], Callable]:  # noqa: A002
+def format_option(*formats: str, help_text: str | None = None) -> Callable[[Callable], Callable]:
     """-f/--format, the same for every command: `text` for people (the default), the
     others for programs; the value arrives as `fmt` (see `imgtool.output.Writer`)."""
     def decorate(f: Callable) -> Callable:
         return click.option("-f", "--format", "fmt", type=click.Choice(["text", *formats]), default="text",
-                            show_default=True, help=help)(f)
+                            show_default=True, help=help_text)(f)
     return decorate
 
 
@@ -191,7 +193,7 @@ def cli() -> None:  # noqa: D401 - the docstring is the help text
 @model_options
 @click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1),
               help="Predictions per input (capped at the number of labels).")
-@format_option("json", "jsonl", "csv", help="text for people; json/jsonl/csv for programs.")
+@format_option("json", "jsonl", "csv", help_text="text for people; json/jsonl/csv for programs.")
 @click.option("--expect", metavar="LABEL", help="Exit 1 unless every input's top-1 is LABEL (or one of its synonyms).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), hidden=True)
 @scores_option
@@ -346,7 +348,7 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--quantize", type=click.Choice(QUANTIZE_CHOICES), default="none", show_default=True,
               help="Besides model.tflite (float), also write model-MODE.tflite quantized: dynamic (int8 weights), "
                    "float16 (half-size weights) or int8 (full-integer, calibrated on the training photos).")
-@format_option("json", help="json: the metrics as one object on stdout.")
+@format_option("json", help_text="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
 def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any, value_range: Any,
                        validation_percent: float, test_percent: float, validation_dir: Any, test_dir: Any,

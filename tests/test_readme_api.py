@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 def _blocks() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 
 def test_the_readme_has_python_api_examples() -> None:
