@@ -468,6 +468,73 @@ def _has_metadata(path: Path) -> bool:
         return False
 
 
+
+class _Checks:
+    """An export's test-split figures (accuracy, and agreement with imgtool's own
+    two-step run), computed from the exported bytes and the test photos. They depend on
+    nothing else, so they are kept under a key of the file's bytes, the folder's backbone
+    and head, and the test photos' contents and labels: an identical rerun (same photos,
+    same seed: the same bytes) reuses them instead of decoding and running the test split
+    twice more. Photos are decoded only on a miss."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any], test: list[tuple[str, int]]):
+        self.folder, self.meta, self.test = folder, meta, test
+        self._photos: tuple[np.ndarray, np.ndarray] | None = None
+        self._reference: np.ndarray | None = None
+        self._reference_done = False
+        self._base: str | None = None
+
+    def _photo_set(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._photos is None:
+            photos, kept = _decode_all([p for p, _ in self.test], tuple(self.meta["backbone"]["input_size"]))
+            self._photos = photos, np.array([self.test[i][1] for i in kept], dtype=np.int64)
+        return self._photos
+
+    def _key(self, data: bytes) -> str | None:
+        import hashlib
+
+        if self._base is None:
+            h = hashlib.sha256()
+            try:
+                bb = self.folder / self.meta["backbone"].get("file", "")
+                h.update(bb.read_bytes() if bb.is_file() else b"-")
+                with np.load(self.folder / self.meta["head"], allow_pickle=False) as npz:  # its arrays: the
+                    for name in ("weights", "bias"):  # .npz's own bytes carry zip timestamps
+                        h.update(name.encode() + np.ascontiguousarray(npz[name], dtype=np.float32).tobytes())
+                for path, label in self.test:
+                    with open(path, "rb") as fh:
+                        h.update(f"{label}\0".encode() + hashlib.sha256(fh.read()).digest())
+            except OSError:
+                return None  # a photo that cannot be read: no key, compute (and report) as usual
+            self._base = h.hexdigest()
+        return hashlib.sha256(self._base.encode() + hashlib.sha256(data).digest()).hexdigest()[:32]
+
+    def of(self, data: bytes, path: Path) -> tuple[float | None, float | None, float | None, int]:
+        """(test accuracy, max probability difference and top-1 agreement with the two-step
+        run, number of test photos) of the exported file at `path`, whose bytes are `data`."""
+        key = self._key(data) if self.test else None
+        cache = store.home() / "exports" / "checks" / f"{key}.json"
+        if key is not None:
+            hit = store.read_json(cache)
+            if hit:
+                return hit["accuracy"], hit["max_diff"], hit["agreement"], int(hit["count"])
+        photos, labels = self._photo_set()
+        acc, probs = _accuracy(path, photos, labels)
+        if not self._reference_done:
+            self._reference, self._reference_done = _two_step(self.folder, self.meta, photos), True
+        diff = agree = None
+        if self._reference is not None and len(probs):
+            diff = round(float(np.max(np.abs(probs - self._reference))), 6)
+            agree = round(float(np.mean(probs.argmax(axis=1) == self._reference.argmax(axis=1))), 4)
+        if key is not None:
+            try:
+                store.atomic_write_json(cache, {"accuracy": acc, "max_diff": diff, "agreement": agree,
+                                                "count": len(labels)})
+            except OSError:
+                pass  # the cache is an optimisation; the figures are right either way
+        return acc, diff, agree, len(labels)
+
+
 def export_model_dir(folder: Path, quantize: str = "none", output: Path | None = None) -> list[ExportResult]:
     """Write the float `model.tflite` (always: the reference for accuracy) and, unless
     quantize is none, the quantized file; record both in metrics.json. Returns the
@@ -481,9 +548,7 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
         raise UsageError(f"{folder}: not a model folder written by `imgtool retrain` ({err})") from None
     metrics = store.read_json(folder / "metrics.json") or {}
     test, train_paths, why = _split_photos(folder, meta, metrics)
-    size = tuple(meta["backbone"]["input_size"])
-    photos, kept = _decode_all([p for p, _ in test], size)
-    labels = np.array([test[i][1] for i in kept], dtype=np.int64)
+    checks = _Checks(folder, meta, test)
 
     float_path = folder / "model.tflite"
     results: list[ExportResult] = []
@@ -493,7 +558,6 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
     elif output is not None:
         wanted = [("none", output)]
     float_acc: float | None = None
-    reference = _two_step(folder, meta, photos)
     try:
         for mode, path in wanted:
             if mode == "none" and path == float_path and quantize != "none" and _has_metadata(float_path):
@@ -501,16 +565,12 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
             else:
                 data, method, note = build(folder, mode, train_paths)
                 _write(path, data)
-            acc, probs = _accuracy(path, photos, labels)
+            acc, diff, agree, count = checks.of(data if data is not None else path.read_bytes(), path)
             if mode == "none":
                 float_acc = acc
             if data is None:
                 continue
-            diff = agree = None
-            if reference is not None and len(probs):
-                diff = round(float(np.max(np.abs(probs - reference))), 6)
-                agree = round(float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))), 4)
-            results.append(ExportResult(path, mode, path.stat().st_size, method, acc, float_acc, len(labels),
+            results.append(ExportResult(path, mode, path.stat().st_size, method, acc, float_acc, count,
                                         note if why is None else f"test accuracy unknown: {why}"
                                         + (f"; {note}" if note else ""), diff, agree))
     finally:  # what was written is recorded, also when a later export fails

@@ -159,7 +159,11 @@ def attach(model: bytes, info: ClassifierInfo) -> bytes:
     out = io.BytesIO()
     out.write(packed)
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as zf:  # offsets from the file start
-        zf.writestr(LABELS_FILE, "\n".join(info.labels) + "\n")
+        # a fixed timestamp: the same model and labels give the same bytes (exports are
+        # compared and cached by their bytes)
+        entry = zipfile.ZipInfo(LABELS_FILE, date_time=(1980, 1, 1, 0, 0, 0))
+        entry.compress_type = zipfile.ZIP_STORED
+        zf.writestr(entry, "\n".join(info.labels) + "\n")
     return out.getvalue()
 
 

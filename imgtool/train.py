@@ -35,7 +35,8 @@ CV_FOLDS = 5
 MAX_ITER = 1000
 GRAD_TOL = 1e-5  # stop when the largest gradient component is below this
 
-SD_FLOOR_FRACTION = 0.1  # features are standardized with at least this fraction of the median std
+SD_FLOOR_FRACTION = 0.1  # a nearly dead feature is standardized with at least this fraction of the median std
+MOSTLY_CONSTANT = 0.9  # ... nearly dead: at its most common value on this share of the photos or more
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -156,16 +157,23 @@ def lbfgs(fg: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], x0: np.ndar
 
 
 def standard_deviations(x: np.ndarray) -> np.ndarray:
-    """The scale each feature is standardized by. A feature constant over the fit set (a
-    dead ReLU unit) gets 1: it is 0 after centring, so its weight is 0. A nearly dead one
-    (firing on one or two photos) is scaled up by at most 1 / SD_FLOOR_FRACTION of the
-    median feature's spread: otherwise it gets weights ~100x the others', fitted to those
-    few photos, which no quantized export survives (60% and 45% accuracy on the test
-    models). MobileNet V1 on flowers-mini: no feature is below the floor."""
+    """The scale each feature is standardized by: its std, with two exceptions for dead
+    ReLU units. A feature constant over the fit set gets 1: it is 0 after centring, so
+    its weight is 0 (w / 1e-6 used to fold into weights of ~1e4). A nearly dead one - at
+    its most common value on MOSTLY_CONSTANT of the photos or more, firing on a few - is
+    scaled up by at most 1 / SD_FLOOR_FRACTION of the median feature's spread: otherwise
+    it gets weights ~100x the others', fitted to those few photos, which no quantized
+    export survives (60% and 45% accuracy on the test models). Any other feature keeps
+    its own std, so the fit does not depend on the features' units. MobileNet V1 on
+    flowers-mini: no feature is floored."""
     std = x.std(axis=0)
     constant = std <= 1e-6
-    floor = SD_FLOOR_FRACTION * float(np.median(std[~constant])) if (~constant).any() else 0.0
-    return np.where(constant, 1.0, np.maximum(std, floor) + 1e-6)
+    sd = np.where(constant, 1.0, std + 1e-6)
+    if (~constant).any():
+        floor = SD_FLOOR_FRACTION * float(np.median(std[~constant]))
+        mostly = (x == np.median(x, axis=0)).mean(axis=0) >= MOSTLY_CONSTANT
+        sd = np.where(~constant & mostly, np.maximum(sd, floor + 1e-6), sd)
+    return sd
 
 
 @dataclass

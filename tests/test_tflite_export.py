@@ -94,20 +94,20 @@ def test_quantize_uint8_exact() -> None:
 def test_constant_feature_gets_zero_weight() -> None:
     """A dead feature used to fold into weights of ~1e4 (w / 1e-6), which made every
     quantized export of a ReLU backbone useless."""
-    from imgtool.train import TrainConfig, train
+    from imgtool.train import fit
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 20)
     x = np.stack([y + 0.3 * rng.standard_normal(40), np.zeros(40), np.full(40, 2.5)], axis=1)
-    head, _ = train(x.astype(np.float32), y, 2, TrainConfig(epochs=20, learning_rate=0.05))
+    head, _ = fit(x.astype(np.float32), y, 2, 0.1)
     assert head.weights[1].tolist() == [0.0, 0.0] and head.weights[2].tolist() == [0.0, 0.0]
     assert abs(float(head.weights[0, 1] - head.weights[0, 0])) > 0.5  # the informative feature decides
     assert (head.predict(x).argmax(axis=1) == y).mean() >= 0.9
 
 
 def test_nearly_dead_feature_is_not_scaled_up_past_the_floor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One photo of 40 fires a feature at 0.01: without the floor its raw weight is ~50
-    (30x the informative feature's), with it below the informative one's."""
+    """One photo of 40 fires a feature at 0.01: without the floor its raw weight dwarfs
+    the informative feature's, with it it stays below."""
     from imgtool import train as train_mod
 
     rng = np.random.default_rng(0)
@@ -116,12 +116,28 @@ def test_nearly_dead_feature_is_not_scaled_up_past_the_floor(monkeypatch: pytest
     dead[3] = 0.01
     x = np.stack([y + 0.3 * rng.standard_normal(40), rng.standard_normal(40), rng.standard_normal(40), dead],
                  axis=1).astype(np.float32)
-    config = train_mod.TrainConfig(epochs=20, learning_rate=0.05)
-    floored = np.abs(train_mod.train(x, y, 2, config)[0].weights).max(axis=1)
+    floored = np.abs(train_mod.fit(x, y, 2, 0.1)[0].weights).max(axis=1)
     assert floored[3] < 0.2 * floored[0]
     monkeypatch.setattr(train_mod, "SD_FLOOR_FRACTION", 0.0)
-    unfloored = np.abs(train_mod.train(x, y, 2, config)[0].weights).max(axis=1)
+    unfloored = np.abs(train_mod.fit(x, y, 2, 0.1)[0].weights).max(axis=1)
     assert unfloored[3] > 20 * unfloored[0]
+
+
+def test_the_floor_only_touches_mostly_constant_features() -> None:
+    from imgtool.train import standard_deviations
+
+    plain = np.array([1.0, 3.0, 5.0, 7.0, 9.0, 2.0, 4.0, 6.0, 8.0, 0.0])
+    dead = np.array([0.0] * 9 + [0.01])  # 9 of 10 photos at 0
+    tiny = np.array([0.001, 0.002, 0.0, 0.001, 0.0, 0.002, 0.001, 0.0, 0.001, 0.002])  # small but alive
+    x = np.stack([dead, plain, 2 * plain, tiny], axis=1)
+    sd = standard_deviations(x)
+    floor = 0.1 * float(np.median(x.std(axis=0)))
+    assert floor > 10 * dead.std()
+    assert sd[0] == pytest.approx(floor + 1e-6, rel=1e-12)  # nearly dead: floored
+    assert sd[1] == pytest.approx(plain.std() + 1e-6, rel=1e-12)  # a plain feature keeps its std
+    assert sd[3] == pytest.approx(tiny.std() + 1e-6, rel=1e-12)  # below the floor but alive: its units are its own
+    assert standard_deviations(np.ones((5, 2))).tolist() == [1.0, 1.0]  # constant: scale 1
+
 
 
 def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: Path) -> None:
@@ -413,3 +429,43 @@ def test_export_errors(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     bad = run("export", str(tmp_path), "--quantize", "int4")
     assert bad.returncode == 2 and "int4" in bad.stderr
+
+
+def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_model: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An identical rerun reuses an export's test-split figures (no decoding); other
+    bytes (a changed head) or other photos are measured again."""
+    from imgtool import tflite_export
+
+    folder = tmp_path / "copy"
+    shutil.copytree(flowers_model, folder)
+    decoded: list[int] = []
+    real_decode_all = tflite_export._decode_all
+
+    def counting(paths: list[str], size: tuple[int, int]) -> Any:
+        decoded.append(len(paths))
+        return real_decode_all(paths, size)
+
+    monkeypatch.setattr(tflite_export, "_decode_all", counting)
+    first = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
+    assert decoded and decoded[0] > 0  # a miss: the test photos were decoded and run
+    decoded.clear()
+    again = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
+    assert again == first and decoded == []  # a hit: same bytes, same photos, same figures
+    with np.load(folder / "head.npz") as npz:
+        w, b = npz["weights"], npz["bias"]
+    np.savez(folder / "head.npz", weights=w[:, ::-1], bias=b[::-1])  # another head: other bytes
+    changed = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
+    assert decoded and changed[0]["test_accuracy"] != first[0]["test_accuracy"]
+
+
+def test_the_same_model_gives_the_same_bytes(fixtures: Path) -> None:
+    """Exports are compared and cached by their bytes: nothing time-dependent inside."""
+    import time
+
+    from imgtool import tflite_metadata as tm
+
+    info = tm.ClassifierInfo("m", "1", "d", ["a", "b"], (224, 224), None)
+    first = tm.attach(_embedder_bytes(fixtures), info)
+    time.sleep(2.1)  # zip timestamps have a 2-second resolution
+    assert tm.attach(_embedder_bytes(fixtures), info) == first

@@ -315,8 +315,7 @@ def test_features_then_retrain_equals_folder_retrain(embedder: str, fixtures: Pa
         assert np.allclose([p["score"] for p in g["predictions"]], [p["score"] for p in w["predictions"]], atol=2e-6)
 
 
-def test_features_shards_of_another_backbone_are_refused(embedder: str, mobilenet: str, fixtures: Path,
-                                                         tmp_path: Path) -> None:
+def test_features_shards_of_another_backbone_are_refused(embedder: str, fixtures: Path, tmp_path: Path) -> None:
     data = tmp_path / "d"
     for c in ("a", "b"):
         (data / c).mkdir(parents=True)
@@ -324,7 +323,9 @@ def test_features_shards_of_another_backbone_are_refused(embedder: str, mobilene
             shutil.copy(f, data / c / f.name)
     prefix = tmp_path / "s"
     assert invoke("beam", "features", "-m", embedder, "-i", str(data), "-o", str(prefix)).exit_code == 0
-    res = invoke("retrain", "--features", f"{prefix}-*.parquet", "-m", mobilenet, "-o", str(tmp_path / "m"))
+    other = tmp_path / "other-extractor.tflite"  # another feature extractor (other bytes: another identity)
+    other.write_bytes(Path(embedder).read_bytes() + b"\0" * 16)
+    res = invoke("retrain", "--features", f"{prefix}-*.parquet", "-m", str(other), "-o", str(tmp_path / "m"))
     assert res.exit_code == 2
     assert "made with another backbone" in res.stderr and not (tmp_path / "m").exists()
 
