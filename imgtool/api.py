@@ -83,10 +83,10 @@ class Model:
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
         items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
-        tracker = ui.Tracker(None, "classifying", "img", progress or ui.current_callback())
-        for res in self._classifier.classify(items, top_k=top_k, batch_size=batch_size):
-            tracker.update(1)
-            yield res
+        with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
+            for res in self._classifier.classify(items, top_k=top_k, batch_size=batch_size):
+                tracker.update(1)
+                yield res
 
     def classify(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8,
                  progress: ui.ProgressCallback | None = None) -> list[Result]:

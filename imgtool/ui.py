@@ -49,7 +49,9 @@ def warn(msg: str) -> None:
 
 class ProgressCallback(Protocol):
     """Called as work advances: `done` of `total` (None: unknown) units of `desc`;
-    `unit` is "img" (images) or "B" (bytes)."""
+    `unit` is "img" (images) or "B" (bytes). A task starts with done == 0 and, when it
+    ends, its last call has done == total (a task that ends early says so with total
+    set to what was done)."""
 
     def __call__(self, done: int, total: int | None, desc: str, unit: str) -> None: ...
 
@@ -86,7 +88,10 @@ class Tracker:
             self._callback(self.done, self.total, self.desc, self.unit)
 
     def close(self) -> None:
-        pass
+        """The task ended: said once, as done == total, unless the last update said it."""
+        if self._callback is not None and self.done != self.total:
+            self.total = self.done
+            self._callback(self.done, self.total, self.desc, self.unit)
 
     def __enter__(self) -> Self:
         return self

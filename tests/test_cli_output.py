@@ -63,10 +63,15 @@ def test_progress_goes_to_one_bar_per_task(monkeypatch: pytest.MonkeyPatch) -> N
         t = ui.progress(5, "bottlenecks", unit="img")
         t.update(2)
         t.update(3)
+        t.close()  # ended as announced: nothing more to say
         d = ui.progress(None, "download", unit="B")
         d.update(100)
+        d.close()  # the end of a task of unknown size closes its bar
+        d2 = ui.progress(None, "left open", unit="B")
+        d2.update(1)
     assert made == [("new", 5, "bottlenecks", "img"), ("update", 2), ("update", 3), ("close",),
-                    ("new", None, "download", "B"), ("update", 100), ("close",)]
+                    ("new", None, "download", "B"), ("update", 100), ("close",),
+                    ("new", None, "left open", "B"), ("update", 1), ("close",)]  # closed with the command
     assert ui.current_callback() is None
 
 
