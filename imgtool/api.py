@@ -231,6 +231,8 @@ def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores
     model was trained on; None if it records none) and `.metrics` (all of it)."""
     from imgtool.evaluate import evaluate_folder
 
+    if isinstance(model, Model) and (scores != "auto" or labels is not None):
+        raise UsageError("scores and labels belong to load_model; a loaded model already has them")
     loaded = model if isinstance(model, Model) else load_model(model, scores=scores, labels=labels,
                                                                progress=progress)
     with ui.reporting(progress):

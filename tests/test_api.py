@@ -313,6 +313,8 @@ def test_evaluate_folder_named_after_no_label_is_a_value_error(model: imgtool.Mo
     shutil.copy(photos / "cat.bmp", tmp_path / "ev2" / "Egyptian_cat")
     ev = imgtool.evaluate(model, tmp_path / "ev2")
     assert ev.accuracy == 1.0 and ev.failures == [] and ev.seen_in_training is None
+    with pytest.raises(ValueError, match="scores and labels belong to load_model"):
+        imgtool.evaluate(model, tmp_path / "ev2", scores="logits")
 
 
 # ---------------------------------------------------------------- list_models
