@@ -99,7 +99,7 @@ class BottleneckCache:
 def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,
             batch_size: int = 8, workers: int = 2) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     """Features for each path (cache first, backbone for misses): yields (i, vector, error)."""
-    from imgtool.classify import decode_ahead
+    from imgtool.images import decode_ahead
     from imgtool.images import Input
 
     misses: list[int] = []

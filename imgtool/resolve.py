@@ -29,7 +29,7 @@ from imgtool import labels as labels_mod
 from imgtool import store, ui
 from imgtool.catalog import DEFAULT_MODEL, LabelSource, ModelConfig, load_catalog
 from imgtool.engine import Engine, HeadEngine, LiteRTEngine, TFEngine
-from imgtool.errors import ImgtoolError, ModelError, UsageError
+from imgtool.errors import ImgtoolError, ModelError, ModelNotFoundError, UsageError
 
 ENTRY_FILE = "entry.json"
 RETRAINED_FILE = "imgtool-model.json"
@@ -154,7 +154,7 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
     else:
         near = difflib.get_close_matches(ref, list(catalog), n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
-        raise ModelError(f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; "
+        raise ModelNotFoundError(f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; "
                          "`imgtool models list` shows the catalog")
     if overrides:
         model.config = replace(model.config, **overrides)
@@ -166,7 +166,7 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
 
 def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: str) -> Model:
     if name not in catalog:
-        raise ModelError(f"unknown catalog model {name!r}; `imgtool models list` shows the catalog")
+        raise ModelNotFoundError(f"unknown catalog model {name!r}; `imgtool models list` shows the catalog")
     config = catalog[name]
     if purpose == "features" and config.features and config.features != name:
         if config.features not in catalog:
