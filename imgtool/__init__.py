@@ -1,3 +1,101 @@
-"""imgtool: classify photos with pretrained networks, retrain the last layer on your own."""
+"""imgtool: classify photos with pretrained networks, retrain the last layer on your own.
 
-__version__ = "0.1.0"
+    import imgtool
+    m = imgtool.load_model("inception_v3")
+    for r in m.classify(["photo.jpg", "photos/"], top_k=3):
+        print(r.path, r.predictions or r.error)
+
+`import imgtool` is instant: the names below are imported on first use (no TensorFlow,
+LiteRT, numpy or Pillow until a model is loaded). The library prints nothing: messages go
+to the `imgtool` logger, progress to the `progress=` callbacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+from imgtool.version import __version__
+
+logging.getLogger("imgtool").addHandler(logging.NullHandler())
+
+# public name -> the module that defines it
+_LAZY = {
+    "load_model": "imgtool.api",
+    "Model": "imgtool.api",
+    "ModelInfo": "imgtool.api",
+    "list_models": "imgtool.api",
+    "retrain": "imgtool.api",
+    "evaluate": "imgtool.api",
+    "Result": "imgtool.classify",
+    "Prediction": "imgtool.classify",
+    "RetrainResult": "imgtool.retrain",
+    "Evaluation": "imgtool.evaluate",
+    "ProgressCallback": "imgtool.ui",
+    "ImgtoolError": "imgtool.errors",
+    "UsageError": "imgtool.errors",
+    "ModelError": "imgtool.errors",
+    "ModelNotFoundError": "imgtool.errors",
+    "DownloadError": "imgtool.errors",
+    "ImageError": "imgtool.errors",
+    "DatasetError": "imgtool.errors",
+    "StorageError": "imgtool.errors",
+    "SettingError": "imgtool.settings",
+}
+
+__all__ = [
+    "DatasetError", "DownloadError", "Evaluation", "ImageError", "ImgtoolError", "Model", "ModelError", "ModelInfo",
+    "ModelNotFoundError", "Prediction", "ProgressCallback", "Result", "RetrainResult", "SettingError", "StorageError",
+    "UsageError", "__version__", "evaluate", "list_models", "load_model", "retrain",
+]
+assert set(__all__) == set(_LAZY) | {"__version__"}
+
+if TYPE_CHECKING:
+    from imgtool.api import Model, ModelInfo, evaluate, list_models, load_model, retrain
+    from imgtool.classify import Prediction, Result
+    from imgtool.errors import (
+        DatasetError,
+        DownloadError,
+        ImageError,
+        ImgtoolError,
+        ModelError,
+        ModelNotFoundError,
+        StorageError,
+        UsageError,
+    )
+    from imgtool.evaluate import Evaluation
+    from imgtool.retrain import RetrainResult
+    from imgtool.settings import SettingError
+    from imgtool.ui import ProgressCallback
+
+
+# `imgtool.retrain` and `imgtool.evaluate` are the API functions, although modules of the
+# same names exist: importing those submodules must not rebind the package attributes
+# (import them as `from imgtool.retrain import ...`, never `import imgtool.retrain as m`).
+_FUNCTIONS_OVER_MODULES = frozenset({"retrain", "evaluate"})
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTIONS_OVER_MODULES and isinstance(value, types.ModuleType):
+            return  # the submodule stays reachable through sys.modules
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgtool' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

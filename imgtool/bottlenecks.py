@@ -99,8 +99,7 @@ class BottleneckCache:
 def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,
             batch_size: int = 8, workers: int = 2) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     """Features for each path (cache first, backbone for misses): yields (i, vector, error)."""
-    from imgtool.classify import decode_ahead
-    from imgtool.images import Input
+    from imgtool.images import Input, decode_ahead
 
     misses: list[int] = []
     for i, sha in enumerate(shas):

@@ -5,23 +5,27 @@ Memory stays flat with the number of inputs: inputs are listed lazily and at mos
 
 from __future__ import annotations
 
-from collections import deque
+import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from imgtool import images, ui
 from imgtool import labels as labels_mod
 from imgtool.engine import Engine
-from imgtool.errors import ImageError, UsageError
+from imgtool.errors import UsageError
+from imgtool.images import decode_ahead
 from imgtool.resolve import Model
 from imgtool.scores import Decision, decide_output_kind, to_scores
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """One of an input's top-k: the label, its score (a probability, rounded to 6
+    places) and its index in the model's outputs."""
+
     label: str
     score: float
     index: int
@@ -29,38 +33,18 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Result:
-    path: str
+    """One input's outcome: its predictions (best first), or why it could not be
+    classified (`error`). `path` is None for an image given in memory."""
+
+    path: str | None
     predictions: list[Prediction] | None = None
     error: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
         return {"path": self.path,
                 "predictions": [{"label": p.label, "score": p.score, "index": p.index} for p in self.predictions or []]}
-
-
-def decode_ahead(inputs: Iterable[images.Input], size: tuple[int, int], workers: int,
-             window: int) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-    """(path, pixels or None, error or None) per input, in input order, decoded on
-    `workers` threads with at most `window` images in flight (memory stays flat)."""
-    def settle(item: tuple[images.Input, Future | None]) -> tuple[str, np.ndarray | None, str | None]:
-        inp, fut = item
-        if fut is None:
-            return inp.path, None, inp.error
-        try:
-            return inp.path, fut.result(), None
-        except ImageError as err:
-            return inp.path, None, str(err)
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending: deque[tuple[images.Input, Future | None]] = deque()
-        for inp in inputs:
-            pending.append((inp, None if inp.error else pool.submit(images.decode, inp.path, size)))
-            while len(pending) >= window:
-                yield settle(pending.popleft())
-        while pending:
-            yield settle(pending.popleft())
 
 
 class Classifier:
@@ -80,11 +64,10 @@ class Classifier:
         if self.decision.kind == "features":
             raise UsageError(
                 f"{model.ref} is a feature extractor ({facts.width}-wide feature vectors), not a classifier; "
-                f"train a classifier on it with `imgtool retrain FOLDER -m {model.ref}`, "
-                "or pick a classifier (`imgtool models list`)")
+                "train a classifier on it (it is a backbone to retrain), or pick a classifier from the catalog")
         self.input_size = self.engine.input_size
         if model.labels is None:
-            ui.warn(f"{model.ref} has no labels; showing class numbers (pass --labels FILE)")
+            ui.warn(f"{model.ref} has no labels; showing class numbers (give a labels file to name them)")
             self._labels = [f"class {i}" for i in range(facts.width)]
         else:
             self._labels = labels_mod.fit(model.labels, facts.width, ref=model.ref, labels_file=model.labels_file)
@@ -103,10 +86,13 @@ class Classifier:
         idx = idx[np.argsort(-scores[idx], kind="stable")]
         return [Prediction(self.labels[i], round(float(scores[i]), 6), int(i)) for i in idx]
 
-    def classify(self, paths: Iterable[str], top_k: int = 5, batch_size: int = 8,
+    def classify(self, paths: Iterable[Any], top_k: int = 5, batch_size: int = 8,
                  workers: int = 2) -> Iterator[Result]:
-        inputs = images.expand_inputs(paths)
-        buffered: list[tuple[str, np.ndarray | None, str | None]] = []
+        """Results in input order. Each item: a path (a file, or a folder walked for
+        images) or an image in memory (a PIL image, a uint8 array; its Result's path is
+        None). Nothing given is changed."""
+        inputs = _expand(paths)
+        buffered: list[tuple[str | None, np.ndarray | None, str | None]] = []
         n_arrays = 0
         for item in decode_ahead(inputs, self.input_size, workers, window=batch_size * 2 + workers):
             buffered.append(item)
@@ -117,7 +103,8 @@ class Classifier:
                 buffered, n_arrays = [], 0
         yield from self._flush(buffered, top_k)
 
-    def _flush(self, buffered: list[tuple[str, np.ndarray | None, str | None]], top_k: int) -> Iterator[Result]:
+    def _flush(self, buffered: list[tuple[str | None, np.ndarray | None, str | None]],
+               top_k: int) -> Iterator[Result]:
         arrays = [a for _, a, _ in buffered if a is not None]
         scores = self.scores(np.stack(arrays)) if arrays else None
         j = 0
@@ -128,3 +115,14 @@ class Classifier:
                 assert scores is not None
                 yield Result(path, predictions=self.top_k(scores[j], top_k))
                 j += 1
+
+
+def _expand(items: Iterable[Any]) -> Iterator[images.Input]:
+    for item in items:
+        if images.is_in_memory(item):
+            yield images.Input(None, image=item)
+        elif isinstance(item, (str, os.PathLike)):
+            yield from images.expand_inputs([os.fspath(item)])
+        else:
+            raise UsageError(f"cannot classify a {type(item).__name__}: give a path (file or folder), a PIL image "
+                             "or a uint8 array")

@@ -7,16 +7,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from imgtool import __version__, settings, ui
-from imgtool.command import Command, Group, _sigterm_as_interrupt, _stdout_closed  # noqa: F401 - beam.cli's names
+from imgtool import settings, ui
+from imgtool.command import (  # noqa: F401 - older imports of these names
+    OPTION_OF_PARAMETER,
+    Command,
+    Group,
+    _sigterm_as_interrupt,
+    _stdout_closed,
+    cli_phrase,
+)
 from imgtool.errors import EXIT_FAILED, ImgtoolError
+from imgtool.version import __version__
 
 if TYPE_CHECKING:
-    from imgtool.model import Purpose
+    from imgtool.api import QuantizeMode, Scores
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -64,6 +72,15 @@ def model_options(f: Callable) -> Callable:
     return f
 
 
+def format_option(*formats: str, help_text: str | None = None) -> Callable[[Callable], Callable]:
+    """-f/--format, the same for every command: `text` for people (the default), the
+    others for programs; the value arrives as `fmt` (see `imgtool.output.Writer`)."""
+    def decorate(f: Callable) -> Callable:
+        return click.option("-f", "--format", "fmt", type=click.Choice(["text", *formats]), default="text",
+                            show_default=True, help=help_text)(f)
+    return decorate
+
+
 def scores_option(f: Callable) -> Callable:
     """--scores: how to read the model's outputs, for models that say the wrong thing."""
     return click.option(
@@ -73,12 +90,19 @@ def scores_option(f: Callable) -> Callable:
              "a last softmax op); logits get a softmax, probabilities are reported as they are.")(f)
 
 
-def _resolve(opts: dict[str, Any], purpose: Purpose = "classify") -> Any:
-    from imgtool.resolve import resolve
+def _model_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    """The `model_options` values as `imgtool.load_model` keywords."""
+    return {"labels": opts["labels_file"], "input_size": opts["input_size"], "value_range": opts["value_range"],
+            "input_tensor": opts["input_tensor"], "output_tensor": opts["output_tensor"]}
 
-    return resolve(opts["model"], labels_file=opts["labels_file"], purpose=purpose,
-                   input_size=opts["input_size"], value_range=opts["value_range"],
-                   tensors=(opts["input_tensor"], opts["output_tensor"]))
+
+def _load(opts: dict[str, Any], scores: Scores, verbose: bool) -> Any:
+    from imgtool import api
+
+    model = api.load_model(opts["model"], scores=scores, **_model_kwargs(opts))
+    if verbose:
+        ui.info(f"{model.ref}: {model.classifier.output_width} outputs, read as {model.scores} ({model.scores_reason})")
+    return model
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -105,15 +129,14 @@ def cli() -> None:
 @model_options
 @click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1),
               help="Predictions per input (capped at the number of labels).")
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json", "jsonl", "csv"]), default="text",
-              show_default=True, help="text for people; json/jsonl/csv for programs.")
+@format_option("json", "jsonl", "csv", help_text="text for people; json/jsonl/csv for programs.")
 @click.option("--expect", metavar="LABEL", help="Exit 1 unless every input's top-1 is LABEL (or one of its synonyms).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), hidden=True)
 @scores_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
 @click.option("-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why.")
 def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, batch_size: int,
-             scores: str, quiet: bool, verbose: bool, **model_opts: Any) -> None:
+             scores: Scores, quiet: bool, verbose: bool, **model_opts: Any) -> None:
     """Classify images (files or folders, searched recursively).
 
     \b
@@ -126,23 +149,18 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
     jsonl prints one object per input: {"path", "predictions": [{"label", "score", "index"}]}
     or {"path", "error"}; json an array of those; csv one row per prediction.
     """
-    from imgtool.classify import Classifier
     from imgtool.labels import check_expected, matches
     from imgtool.output import Writer, display_path
 
     ui.set_quiet(quiet)
-    classifier = Classifier(_resolve(model_opts), scores=scores)
-    if verbose:
-        ui.info(f"{classifier.model.ref}: {classifier.output_width} outputs, read as {classifier.decision}")
+    model = _load(model_opts, scores, verbose)
     if expect is not None:
-        check_expected(expect, classifier.labels, classifier.model.ref)
+        check_expected(expect, model.labels, model.ref)
     n_ok = n_err = 0
     unmet: list[str] = []
-    bar = ui.progress(None, "classifying", unit="img")
-    with bar, Writer(fmt, csv_header=("path", "rank", "label", "score", "index")) as out:
-        for res in classifier.classify(inputs, top_k=top_k, batch_size=batch_size):
-            bar.update(1)
-            shown = display_path(res.path)
+    with Writer(fmt, csv_header=("path", "rank", "label", "score", "index")) as out:
+        for res in model.classify_iter(list(inputs), top_k, batch_size=batch_size):
+            shown = display_path(res.path or "")  # the CLI classifies paths only
             if res.error is not None:
                 n_err += 1
                 click.echo(f"error: {shown}: {res.error}", err=True)
@@ -168,7 +186,7 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
 @cli.command()
 @model_options
 @click.option("-s", "--search", metavar="TEXT", help="Only labels containing TEXT (case-insensitive).")
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option("json")
 def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
     """List the labels a model can give: index<TAB>label (json: [{"index", "label"}]).
 
@@ -178,14 +196,18 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
       imgtool labels --search retriever
       imgtool labels -m ./my-flowers-model --format json
     """
+    from imgtool import api
     from imgtool.output import Writer
 
-    model = _resolve(model_opts, purpose="labels")
-    if model.labels is None:
-        raise _model_error(f"{model.ref} carries no labels; pass --labels FILE")
+    names = api.model_labels(model_opts["model"], **_model_kwargs(model_opts))
+    if names is None:
+        from imgtool.catalog import DEFAULT_MODEL
+
+        ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
+        raise _model_error(f"{ref} carries no labels; pass --labels FILE")
     needle = (search or "").casefold()
     with Writer(fmt) as out:
-        for i, label in enumerate(model.labels):
+        for i, label in enumerate(names):
             if needle in label.casefold():
                 out.record({"index": i, "label": label}, text=f"{i}\t{label}\n")
 
@@ -253,18 +275,17 @@ def _model_error(msg: str) -> ImgtoolError:
 @click.option("--quantize", type=click.Choice(QUANTIZE_CHOICES), default="none", show_default=True,
               help="Besides model.tflite (float), also write model-MODE.tflite quantized: dynamic (int8 weights), "
                    "float16 (half-size weights) or int8 (full-integer, calibrated on the training photos).")
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: the metrics as one object on stdout.")
+@format_option("json", help_text="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
 def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any,
                        value_range: Any, validation_percent: float, test_percent: float, validation_dir: Any,
                        test_dir: Any,
-                       l2: float | None, label_smoothing: float, class_weight: str, seed: int,
+                       l2: float | None, label_smoothing: float, class_weight: Literal["balanced", "none"], seed: int,
                        epochs: int | None, steps: int | None, learning_rate: float | None, batch_size: int | None,
                        bottleneck_dir: Any, flip_left_right: bool,
                        random_crop: float, random_scale: float, random_brightness: float, distorted_copies: int,
                        summaries_dir: Any, print_misclassified: bool, min_accuracy: float | None, force: bool,
-                       tf_exports: bool, quantize: str, fmt: str, quiet: bool) -> None:
+                       tf_exports: bool, quantize: QuantizeMode, fmt: str, quiet: bool) -> None:
     """Train a new last layer on IMAGE_DIR (one sub-folder per class, or train/ + val/
     [+ test/] each with the class sub-folders); alias: retrain.
 
@@ -284,9 +305,8 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     """
     import json
 
+    from imgtool import api
     from imgtool import metrics as metrics_mod
-    from imgtool.retrain import Distortions, RetrainOptions, retrain
-    from imgtool.train import TrainConfig
 
     ui.set_quiet(quiet)
     _sigterm_as_interrupt()
@@ -297,16 +317,14 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
                 "is fitted to convergence (full-batch L-BFGS), with L2 chosen by cross-validation (--l2 fixes it)")
     image_dir = _retrain_source(image_dir, features, output, flip_left_right or bool(random_crop or random_scale
                                                                                       or random_brightness))
-    opts = RetrainOptions(
-        image_dir=image_dir, output=output, model=model or settings.current().backbone,
-        validation_percent=validation_percent,
-        test_percent=test_percent, bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir,
-        min_accuracy=min_accuracy, input_size=input_size, value_range=value_range,
-        train=TrainConfig(l2=l2, seed=seed, label_smoothing=label_smoothing, class_weight=class_weight),
-        tf_exports=tf_exports, validation_dir=validation_dir, test_dir=test_dir, force=force,
-        features=features, quantize=quantize,
-        distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
-    result = retrain(opts)
+    result = api.retrain(
+        image_dir, model=model, output=output, seed=seed, validation_percent=validation_percent,
+        test_percent=test_percent, validation_dir=validation_dir, test_dir=test_dir, l2=l2,
+        label_smoothing=label_smoothing, class_weight=class_weight, input_size=input_size, value_range=value_range,
+        bottleneck_dir=bottleneck_dir, summaries_dir=summaries_dir, flip_left_right=flip_left_right,
+        random_crop=random_crop, random_scale=random_scale, random_brightness=random_brightness,
+        distorted_copies=distorted_copies, min_accuracy=min_accuracy, force=force, tf_exports=tf_exports,
+        quantize=quantize, features=features)
     m = result.metrics
     if fmt == "json":
         click.echo(json.dumps({**{k: v for k, v in m.items() if k != "history"},
@@ -325,7 +343,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
         for w in result.misclassified:
             click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
     if result.below_minimum:
-        click.echo(f"Error: {result.below_minimum}", err=True)
+        click.echo(f"Error: {cli_phrase(result.below_minimum)}", err=True)
         sys.exit(EXIT_FAILED)
     for line in _export_lines(m.get("exports") or []):
         ui.info(line)
@@ -378,7 +396,7 @@ def _export_lines(records: list[dict[str, Any]]) -> list[str]:
                    "on the training photos: uint8 input and output, for Edge TPU compilers and microcontrollers).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write (default: MODEL_DIR/model.tflite or MODEL_DIR/model-MODE.tflite).")
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option("json")
 @click.option("-q", "--quiet", is_flag=True)
 def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, quiet: bool) -> None:
     """Write a single .tflite (with TFLite metadata and labels) for a retrained MODEL_DIR.
@@ -409,13 +427,13 @@ def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, qu
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
 @model_options
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option("json")
 @click.option("--print-misclassified", is_flag=True)
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X", help="Exit 1 if accuracy is below X.")
 @scores_option
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why.")
-def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: float | None, scores: str,
+def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: float | None, scores: Scores,
              quiet: bool, verbose: bool, **model_opts: Any) -> None:
     """Accuracy, per-class precision/recall and confusion matrix of any classifier on a
     labelled folder (one sub-folder per class, named after the model's labels).
@@ -427,15 +445,11 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
     """
     import json
 
+    from imgtool import api
     from imgtool import metrics as metrics_mod
-    from imgtool.classify import Classifier
-    from imgtool.evaluate import evaluate_folder
 
     ui.set_quiet(quiet)
-    classifier = Classifier(_resolve(model_opts), scores=scores)
-    if verbose:
-        ui.info(f"{classifier.model.ref}: {classifier.output_width} outputs, read as {classifier.decision}")
-    ev = evaluate_folder(classifier, image_dir)
+    ev = api.evaluate(_load(model_opts, scores, verbose), image_dir)
     m, wrong = ev.metrics, ev.misclassified
     if ev.seen_in_training:
         ui.warn(f"{ev.seen_in_training} of the {m['count']} photos evaluated "
@@ -443,8 +457,7 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
                 "(its train/validation photos, by content); accuracy on them is optimistic - evaluate on photos "
                 "it has not seen")
     if fmt == "json":
-        click.echo(json.dumps({**m, "seen_in_training": ev.seen_in_training, "failures": ev.failures,
-                               "misclassified": wrong}, indent=2))
+        click.echo(json.dumps(ev.to_dict(), indent=2))
     else:
         click.echo(metrics_mod.format_text(m, str(image_dir)))
         if print_misclassified:
@@ -468,7 +481,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option("json")
 def models_list(fmt: str) -> None:
     """Catalog models, what is in the cache, and the bottleneck and export caches (sizes).
 
@@ -476,26 +489,18 @@ def models_list(fmt: str) -> None:
     "bytes"} and per cache {"name": "bottlenecks"|"exports", "kind": "cache", "cached",
     "path", "bytes", "entries"}.
     """
-    from imgtool import caches
-    from imgtool.catalog import load_catalog
+    from imgtool import api, caches
     from imgtool.output import Writer
-    from imgtool.resolve import cached_entries
 
-    cached = {e["key"]: e for e in cached_entries()}
-    catalog = load_catalog()
     with Writer(fmt) as out:
-        for name, cfg in catalog.items():
-            entry = cached.get(name)
-            state = "not cached" if entry is None else ("cached" if entry["ok"] else f"damaged: {entry['problem']}")
-            out.record({"name": name, "description": cfg.description, "cached": bool(entry and entry["ok"]),
-                        "kind": "catalog", "bytes": entry["bytes"] if entry else 0},
-                       text=f"{name:30} {state:12} {cfg.description}\n")
-        for key, e in cached.items():
-            if key in catalog:
-                continue
-            state = "cached" if e["ok"] else f"damaged: {e['problem']}"
-            out.record({"name": e["name"], "key": key, "cached": e["ok"], "kind": "other", "bytes": e["bytes"]},
-                       text=f"{key:30} {state:12} {e['name']}\n")
+        for info in api.list_models():
+            state = ("cached" if info.cached else "not cached" if info.key is None
+                     else f"damaged: {info.problem}")
+            if info.kind == "catalog":
+                text = f"{info.name:30} {state:12} {info.description}\n"
+            else:
+                text = f"{info.key:30} {state:12} {info.name}\n"
+            out.record(info.to_dict(), text=text)
         for name in caches.CACHES:
             c = caches.info(name)
             out.record({"name": name, "kind": "cache", "cached": c.entries > 0, "path": str(c.path),

@@ -156,7 +156,7 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
     with the same class folders (splits as given). `validation_dir` / `test_dir` add given
     held-out folders (their classes must be among the training classes)."""
     root = Path(root)
-    for what, folder in (("", root), ("--validation-dir ", validation_dir), ("--test-dir ", test_dir)):
+    for what, folder in (("", root), ("`validation_dir` ", validation_dir), ("`test_dir` ", test_dir)):
         if folder is None:
             continue
         if not Path(folder).exists():
@@ -190,7 +190,10 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
         files = _files_in(root, classes, label_of, root, None)
         description = "one folder per class; validation/test photos by hash"
         given = set()
-    for flag, split, folder in (("--validation-dir", "validation", validation_dir), ("--test-dir", "test", test_dir)):
+    # errors name the parameter (the CLI says it as its option); the layout description, recorded in
+    # metrics.json, keeps the option's name it always had
+    for flag, split, folder, shown in (("`validation_dir`", "validation", validation_dir, "--validation-dir"),
+                                       ("`test_dir`", "test", test_dir, "--test-dir")):
         if folder is None:
             continue
         if split in given:
@@ -202,7 +205,7 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
             raise DatasetError(f"{flag} {folder} has class folders that the training photos have not: "
                                f"{', '.join(extra)}; rename or remove them")
         files += _files_in(folder, theirs, label_of, folder.parent, split)
-        description += f"; {split} photos from {flag}"
+        description += f"; {split} photos from {shown}"
     return classes, files, description
 
 

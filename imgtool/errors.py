@@ -9,6 +9,12 @@ Exit codes (also in `imgtool --help` and the README):
      too large (EFBIG, e.g. `ulimit -f`), a read-only file system (EROFS), permission
      denied (EACCES/EPERM) - for the model cache, the retrained model folder or an
      export; nothing half-written is left and a previous model folder is unchanged
+
+Every class also derives from the built-in exception a Python caller would expect, so
+`except ValueError` / `except LookupError` / `except OSError` around library calls works:
+UsageError, DatasetError, ImageError, SettingError -> ValueError; ModelError ->
+RuntimeError (ModelNotFoundError -> LookupError); DownloadError -> ConnectionError;
+StorageError -> OSError.
 """
 
 from __future__ import annotations
@@ -26,27 +32,41 @@ class ImgtoolError(Exception):
     exit_code = EXIT_FAILED
 
 
-class UsageError(ImgtoolError):
+class UsageError(ImgtoolError, ValueError):
+    """A request that cannot be carried out as given (bad argument, nothing to do)."""
+
     exit_code = EXIT_USAGE
 
 
-class ModelError(ImgtoolError):
+class ModelError(ImgtoolError, RuntimeError):
     """The model could not be resolved, downloaded, verified or loaded."""
 
     exit_code = EXIT_MODEL
 
 
-class DownloadError(ModelError):
-    pass
+class ModelNotFoundError(ModelError, LookupError):
+    """No model answers to the reference given (not a file, URL, handle or catalog name)."""
 
 
-class ImageError(ImgtoolError):
+class DownloadError(ModelError, ConnectionError):
+    """A model or labels file could not be downloaded. Also a ConnectionError (so an
+    OSError, with errno None): it is never a storage error."""
+
+    def __init__(self, message: str = ""):
+        ConnectionError.__init__(self, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ImageError(ImgtoolError, ValueError):
     """One input image could not be read or decoded."""
 
     exit_code = EXIT_FAILED
 
 
-class DatasetError(ImgtoolError):
+class DatasetError(ImgtoolError, ValueError):
     """A training folder cannot be used as it is (too few classes or images)."""
 
     exit_code = EXIT_USAGE

@@ -33,8 +33,7 @@ def class_to_label_index(classes: list[str], labels: list[str]) -> dict[str, int
             out[c] = idx
     if missing:
         raise DatasetError(f"the model has no label for folder{'s' if len(missing) > 1 else ''} "
-                           f"{', '.join(repr(m) for m in missing)}; name the folders after the model's labels "
-                           "(`imgtool labels --model M`)")
+                           f"{', '.join(repr(m) for m in missing)}; name the folders after the model's labels")
     return out
 
 
@@ -44,14 +43,39 @@ class Evaluation:
 
     metrics: accuracy, per-class figures, confusion matrix (`metrics.evaluate`);
     misclassified: [{"path", "rel", "true", "predicted", "score"}];
-    failures: [{"path", "error"}] for inputs that could not be classified;
+    failures: [(path, error)] for inputs that could not be classified;
     seen_in_training: how many of the classified photos the model was trained on (by
     content hash), or None when the model records no training photos."""
 
     metrics: dict[str, Any]
     misclassified: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
     seen_in_training: int | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        """Top-1 accuracy over the photos classified (None: none were)."""
+        return self.metrics["accuracy"]
+
+    @property
+    def per_class(self) -> dict[str, dict[str, Any]]:
+        """{class: {"precision", "recall", "f1", "support"}} (None where undefined)."""
+        return self.metrics["per_class"]
+
+    @property
+    def classes(self) -> list[str]:
+        """The folder classes, plus "(other)" when a photo got a label of none of them."""
+        return self.metrics["classes"]
+
+    @property
+    def confusion(self) -> list[list[int]]:
+        """Counts, rows: true class, columns: predicted class (`classes` order)."""
+        return self.metrics["confusion_matrix"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics with seen_in_training, failures [{"path", "error"}] and misclassified."""
+        return {**self.metrics, "seen_in_training": self.seen_in_training,
+                "failures": [{"path": p, "error": e} for p, e in self.failures], "misclassified": self.misclassified}
 
 
 def training_photos_of(model: Any) -> set[str] | None:
@@ -91,14 +115,15 @@ def evaluate_folder(classifier: Classifier, image_dir: Path, training: set[str] 
     truth = {p: lab for p, _, lab in files}
     rel = {p: r for p, r, _ in files}
     y_true, y_pred, wrong = [], [], []
-    failures: list[dict[str, str]] = []
+    failures: list[tuple[str, str]] = []
     classified: list[str] = []
     mapping = class_to_label_index(classes, classifier.labels)  # before any work: labels are known at load
     inverse = {v: classes.index(k) for k, v in mapping.items()}
     for res in classifier.classify(paths, top_k=1):
+        assert res.path is not None  # every input here is a file
         if res.error is not None:
             ui.warn(f"skipping {res.path}: {res.error}")
-            failures.append({"path": res.path, "error": res.error})
+            failures.append((res.path, res.error))
             continue
         classified.append(res.path)
         top = res.predictions[0] if res.predictions else None

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from imgtool import __version__, retrained, store, ui
+from imgtool import retrained, store, ui
 from imgtool.model import Model
 from imgtool.retrained import (  # noqa: F401 - read_training_photos, is_model_dir: older imports
     RETRAINED_FILE,
@@ -43,6 +43,7 @@ from imgtool.retrained import (  # noqa: F401 - read_training_photos, is_model_d
     write_training_photos,
 )
 from imgtool.train import Head
+from imgtool.version import __version__
 
 MARKER = RETRAINED_FILE
 
@@ -75,19 +76,19 @@ def check_output(output: Path, image_dir: Path, force: bool = False) -> None:
 
     out, img = output.resolve(), image_dir.resolve()
     if out == img or img in out.parents:
-        raise UsageError(f"--output {output} is inside the image folder; it would be read as a class next time")
+        raise UsageError(f"`output` {output} is inside the image folder; it would be read as a class next time")
     if output.exists() and not output.is_dir():
-        raise UsageError(f"--output {output} is a file; give a folder path")
+        raise UsageError(f"`output` {output} is a file; give a folder path")
     check_writable(output)
     if force or not output.is_dir() or not any(output.iterdir()):
         return
     if not is_model_dir(output):
-        raise UsageError(f"--output {output} exists and is not an imgtool model; choose another path, empty it, "
-                         "or pass --force to replace it")
+        raise UsageError(f"`output` {output} exists and is not an imgtool model; choose another path, empty it, "
+                         "or pass `force` to replace it")
     if not _same_source(output, img):
         meta = store.read_json(output / MARKER) or {}
-        raise UsageError(f"--output {output} holds a model of other photos ({meta.get('image_dir', 'unknown')}); "
-                         "choose another path or pass --force to replace it")
+        raise UsageError(f"`output` {output} holds a model of other photos ({meta.get('image_dir', 'unknown')}); "
+                         "choose another path or pass `force` to replace it")
 
 
 def check_writable(output: Path) -> None:
@@ -100,7 +101,7 @@ def check_writable(output: Path) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         code = errno.EROFS if _read_only_fs(parent) else errno.EACCES
         raise store.storage_error(OSError(code, os.strerror(code), str(parent)), f"the model folder {output}",
-                                  "choose another --output", note=_unchanged_note(output.exists()))
+                                  "choose another `output`", note=_unchanged_note(output.exists()))
 
 
 def _unchanged_note(existed: bool) -> str:
@@ -186,7 +187,7 @@ def write_error(err: OSError, output: Path, staging: Path, existed: bool) -> Exc
             shown = output.parent
         elif p != Path(os.path.abspath(output)):  # (the output itself: the folder named already says it)
             shown = p
-    return store.storage_error(err, f"the model folder {output}", "choose another --output", shown=shown,
+    return store.storage_error(err, f"the model folder {output}", "choose another `output`", shown=shown,
                                note=_unchanged_note(existed))
 
 

@@ -1,11 +1,15 @@
-"""Finding image inputs and decoding them (Pillow) into model-sized RGB arrays."""
+"""Finding image inputs and decoding them (Pillow) into model-sized RGB arrays: files,
+and images already in memory (a PIL image, a uint8 array) made exactly as a decoded file
+is; `decode_ahead` decodes many on worker threads."""
 
 from __future__ import annotations
 
 import os
 import stat
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +22,12 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 
 @dataclass(frozen=True)
 class Input:
-    """One thing to classify: a path, or the reason it cannot be (found while listing)."""
+    """One thing to classify: a path, or the reason it cannot be (found while listing),
+    or an image in memory (`image`: a PIL image or an array; `path` is None)."""
 
-    path: str
+    path: str | None
     error: str | None = None
+    image: Any = None
 
 
 def is_image_name(name: str) -> bool:
@@ -147,14 +153,7 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
                 ImageOps.exif_transpose(im, in_place=True)
             except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored
                 pass
-            im = _to_rgb(im)
-            if transform is not None:
-                im = transform(im)
-            if keep_aspect:
-                im.thumbnail((width, height), Image.Resampling.BILINEAR)
-            elif im.size != (width, height):
-                im = im.resize((width, height), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
+            return to_array(im, size, keep_aspect=keep_aspect, transform=transform)
     except Image.DecompressionBombError:
         raise ImageError("refused: too many pixels for a photo (a decompression bomb?)") from None
     except UnidentifiedImageError:
@@ -171,6 +170,105 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
         if "truncated" in reason.lower():
             reason = "truncated or incomplete image file"
         raise ImageError(f"corrupt image ({reason})") from None
+
+
+def to_array(im: Any, size: tuple[int, int], keep_aspect: bool = False,
+             transform: Callable[[Any], Any] | None = None) -> np.ndarray:
+    """The part of decoding after the pixels are read, shared by files and in-memory
+    images: made RGB (alpha over white), `transform` applied, resized to `size` (height,
+    width; bilinear) or with `keep_aspect` shrunk to fit in it. Never changes `im`."""
+    from PIL import Image
+
+    height, width = size
+    im = _to_rgb(im)
+    if transform is not None:
+        im = transform(im)
+    if keep_aspect:
+        im = im.copy()
+        im.thumbnail((width, height), Image.Resampling.BILINEAR)
+    elif im.size != (width, height):
+        im = im.resize((width, height), Image.Resampling.BILINEAR)
+    return np.array(im, dtype=np.uint8)
+
+
+def is_in_memory(obj: Any) -> bool:
+    """A PIL image or a numpy array (checked without importing either)."""
+    import sys
+
+    if isinstance(obj, (str, bytes, os.PathLike)):
+        return False
+    np_mod, pil = sys.modules.get("numpy"), sys.modules.get("PIL.Image")
+    return bool((np_mod is not None and isinstance(obj, np_mod.ndarray))
+                or (pil is not None and isinstance(obj, pil.Image)))
+
+
+def from_memory(obj: Any, size: tuple[int, int]) -> np.ndarray:
+    """A PIL image or a uint8 array (HxWx3 RGB, HxW gray, HxWx4 RGBA) made into the
+    model-sized RGB array a file of the same pixels decodes to (`to_array`). EXIF
+    orientation of a PIL image opened from a file is applied, as for the file. The
+    input is never changed. Raises ImageError with a one-line reason."""
+    from PIL import Image, ImageOps
+
+    _quiet_pillow()
+    if isinstance(obj, np.ndarray):
+        if obj.dtype != np.uint8:
+            raise ImageError(f"array of {obj.dtype}: give uint8 pixels (0..255)")
+        if obj.ndim == 2:
+            mode = "L"
+        elif obj.ndim == 3 and obj.shape[2] in (3, 4):
+            mode = "RGB" if obj.shape[2] == 3 else "RGBA"
+        else:
+            raise ImageError(f"array of shape {tuple(obj.shape)}: give HxWx3 (RGB), HxWx4 (RGBA) or HxW (gray)")
+        if 0 in obj.shape:
+            raise ImageError(f"array of shape {tuple(obj.shape)} holds no pixels")
+        im = Image.fromarray(np.ascontiguousarray(obj).copy(), mode)  # a copy: Pillow may share the buffer
+    else:
+        try:
+            im = obj.copy()  # also loads a lazily opened image; the caller's object is left as it was
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ImageError(f"corrupt image ({first})") from None
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored, as `decode` does
+            pass
+    try:
+        return to_array(im, size)
+    except (OSError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ImageError(f"cannot convert the image ({first})") from None
+
+
+def decode_ahead(inputs: Iterable[Input], size: tuple[int, int], workers: int,
+                 window: int) -> Iterator[tuple[str | None, np.ndarray | None, str | None]]:
+    """(path, pixels or None, error or None) per input, in input order, decoded on
+    `workers` threads with at most `window` images in flight (memory stays flat). An
+    in-memory input (`Input.image`) has path None."""
+    def settle(item: tuple[Input, Future | None]) -> tuple[str | None, np.ndarray | None, str | None]:
+        inp, fut = item
+        if fut is None:
+            return inp.path, None, inp.error
+        try:
+            return inp.path, fut.result(), None
+        except ImageError as err:
+            return inp.path, None, str(err)
+
+    def submit(pool: ThreadPoolExecutor, inp: Input) -> Future | None:
+        if inp.error:
+            return None
+        if inp.image is not None:
+            return pool.submit(from_memory, inp.image, size)
+        assert inp.path is not None
+        return pool.submit(decode, inp.path, size)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque[tuple[Input, Future | None]] = deque()
+        for inp in inputs:
+            pending.append((inp, submit(pool, inp)))
+            while len(pending) >= window:
+                yield settle(pending.popleft())
+        while pending:
+            yield settle(pending.popleft())
 
 
 def decode_distorted(path: str, size: tuple[int, int], plan: Any) -> np.ndarray:

@@ -139,10 +139,10 @@ def fit(labels: list[str], width: int, *, ref: str, labels_file: str | None = No
         return ["background", *labels]
     need = f"{width} labels (or {width + 1} with a background first line, or {width - 1} when output 0 is background)"
     if labels_file is not None:
-        raise UsageError(f"--labels {labels_file}: {n} labels for the {width} outputs of {ref}; "
+        raise UsageError(f"`labels` {labels_file}: {n} labels for the {width} outputs of {ref}; "
                          f"give one label a line: {need}")
     raise ModelError(f"{ref}: the model's own labels do not fit it: {n} labels for {width} outputs; "
-                     f"the model is broken, or pass --labels FILE with {need}")
+                     f"the model is broken, or give a labels file with {need}")
 
 
 def has_label(labels: list[str], expected: str) -> bool:

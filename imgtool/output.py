@@ -20,7 +20,7 @@ def display_path(path: str) -> str:
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
-    if "path" in record:
+    if isinstance(record.get("path"), str):
         record = dict(record, path=display_path(record["path"]))
     return record
 

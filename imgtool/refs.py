@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from imgtool.errors import ModelError, UsageError
+from imgtool.errors import ModelNotFoundError, UsageError
 
 RefKind = Literal["catalog", "url", "path"]
 
@@ -83,5 +83,5 @@ def parse(ref: str, catalog: Collection[str]) -> Ref:
         return Ref(ref, "catalog", name=ref)
     near = difflib.get_close_matches(ref, list(catalog), n=1)
     hint = f" (did you mean {near[0]}?)" if near else ""
-    raise ModelError(f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; "
+    raise ModelNotFoundError(f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; "
                      "`imgtool models list` shows the catalog")

@@ -28,7 +28,7 @@ from imgtool.entries import (
     read_record,
     remove,
 )
-from imgtool.errors import ModelError
+from imgtool.errors import ModelError, ModelNotFoundError
 from imgtool.model import Model, Purpose
 from imgtool.refs import hub_handle_url, kaggle_handle_url, key_for
 from imgtool.retrained import RETRAINED_FILE
@@ -78,7 +78,7 @@ def _cached(model: Model, entry: Path, purpose: Purpose) -> Model:
 
 def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) -> Model:
     if name not in catalog:
-        raise ModelError(f"unknown catalog model {name!r}; `imgtool models list` shows the catalog")
+        raise ModelNotFoundError(f"unknown catalog model {name!r}; `imgtool models list` shows the catalog")
     config = catalog[name]
     if purpose == "features" and config.features and config.features != name:
         if config.features not in catalog:

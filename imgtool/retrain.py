@@ -66,10 +66,10 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, flo
     raw = dataset.assign_splits(files, len(classes), v, t)
     dataset.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
-        why = ("--test-percent is 0" if t == 0 and "test" not in given
+        why = ("`test_percent` is 0" if t == 0 and "test" not in given
                else f"no photo fell in the test split ({len(raw)} photos, {t:g}%)")
-        raise UsageError(f"--min-accuracy needs test photos, and there are none ({why}); raise --test-percent, "
-                         "give --test-dir, or drop --min-accuracy")
+        raise UsageError(f"`min_accuracy` needs test photos, and there are none ({why}); raise `test_percent`, "
+                         "give `test_dir`, or drop `min_accuracy`")
     return classes, files, layout, v, t
 
 
@@ -91,7 +91,7 @@ def _check_catalog_backbone(ref: str | None) -> None:
         return
     cfg = load_catalog().get(name)
     if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
-        raise UsageError(f"--model {name} is a classifier, not a feature extractor (the catalog records its output "
+        raise UsageError(f"`model` {name} is a classifier, not a feature extractor (the catalog records its output "
                          f"as {cfg.output} and names no feature-vector twin); give a feature-vector model (e.g. a "
                          "*_feature_vector catalog model, or an embedding extractor .tflite)")
 
@@ -107,7 +107,7 @@ def _check_backbone(backbone: Any, ref: str | None) -> None:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)
     if why is not None:
-        raise UsageError(f"--model {backbone.ref} is a classifier, not a feature extractor ({why}); give a "
+        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); give a "
                          "feature-vector model (e.g. a *_feature_vector catalog model, or an embedding "
                          "extractor .tflite)")
 
@@ -122,7 +122,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             opts.validation_percent, opts.test_percent
     output = _output_path(opts)
     if opts.steps:
-        ui.warn("--steps is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
+        ui.warn("`steps` is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
 
     _check_catalog_backbone(opts.model)
     backbone = resolve(opts.model, purpose="features", input_size=opts.input_size, value_range=opts.value_range)
@@ -197,7 +197,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         if reached is None or reached < opts.min_accuracy:
             shown = "n/a (no test images)" if reached is None else f"{reached:.1%}"
             gap = "" if reached is None else f" by {opts.min_accuracy - reached:.1%}"
-            result.below_minimum = (f"accuracy {shown} is below --min-accuracy {opts.min_accuracy:.1%}{gap}; "
+            result.below_minimum = (f"accuracy {shown} is below `min_accuracy` {opts.min_accuracy:.1%}{gap}; "
                                     "the model was not written")
             return result
     # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
@@ -239,7 +239,7 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
         ui.info(f"no test photos of {', '.join(lacking)} (the split is by hash: small classes may have none)")
     warning = dataset.imbalance(classes, samples)
     if warning:
-        ui.warn(warning + f" (--class-weight {opts.train.class_weight})")
+        ui.warn(warning + f" (`class_weight` {opts.train.class_weight})")
     return samples, shas, bad
 
 
@@ -266,7 +266,7 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
     from imgtool.train import select_and_fit
 
     config = opts.train  # never modified: the options object is the caller's
-    what = f"L2 {config.l2:g} (--l2)" if config.l2 is not None else f"L2 from {len(config.l2_grid)} values"
+    what = f"L2 {config.l2:g} (`l2`)" if config.l2 is not None else f"L2 from {len(config.l2_grid)} values"
     ui.info(f"Fitting the last layer on {len(x_fit)} photos"
             + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
             + f": {what} by cross-validation, class weights {config.class_weight}")

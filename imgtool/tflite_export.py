@@ -32,10 +32,11 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from imgtool import __version__, retrained, store
+from imgtool import retrained, store
 from imgtool.convert import agreement
 from imgtool.errors import ImgtoolError, ModelError, UsageError
 from imgtool.retrained import RetrainedRecord
+from imgtool.version import __version__
 
 Quantize = Literal["none", "dynamic", "float16", "int8"]
 QUANTIZE_MODES: tuple[Quantize, ...] = get_args(Quantize)

@@ -1,17 +1,29 @@
-"""Messages for people: everything here goes to stderr, so stdout carries results only.
+"""Messages and progress, as data: the library prints nothing.
 
-`--quiet` silences info and progress; warnings about skipped inputs still appear unless
-the caller asked for quiet, errors always do (the CLI prints them)."""
+`info` and `warn` log to the `imgtool` logger (a NullHandler is attached in
+`imgtool/__init__.py`, so a library caller sees nothing unless they configure logging).
+Progress goes to a callback: `progress(total, desc, unit)` returns a tracker whose
+`update(n)` calls the current callback as `callback(done, total, desc, unit)`; the API
+functions take `progress=` and set it for their duration (`reporting`).
+
+The CLI (`stderr_output`) turns both into today's stderr lines (`warning: ...` for
+warnings, info lines as they are; `--quiet` silences them) and tqdm bars (on a terminal
+only, IMGTOOL_NO_PROGRESS honoured); stdout carries results only."""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+log = logging.getLogger("imgtool")
+_RAW = "imgtool_raw"  # a record attribute: print the message as it is (native output passed on)
 
 _quiet = False
 
@@ -26,14 +38,79 @@ def quiet() -> bool:
 
 
 def info(msg: str) -> None:
-    if not _quiet:
-        print(msg, file=sys.stderr, flush=True)
+    log.info(msg, stacklevel=2)
 
 
 def warn(msg: str) -> None:
-    if not _quiet:
-        print(f"warning: {msg}", file=sys.stderr, flush=True)
+    log.warning(msg, stacklevel=2)
 
+
+# ---------------------------------------------------------------- progress
+
+class ProgressCallback(Protocol):
+    """Called as work advances: `done` of `total` (None: unknown) units of `desc`;
+    `unit` is "img" (images) or "B" (bytes). A task starts with done == 0 and, when it
+    ends, its last call has done == total (a task that ends early says so with total
+    set to what was done)."""
+
+    def __call__(self, done: int, total: int | None, desc: str, unit: str) -> None: ...
+
+
+_callback: contextvars.ContextVar[ProgressCallback | None] = contextvars.ContextVar("imgtool_progress", default=None)
+
+
+@contextlib.contextmanager
+def reporting(callback: ProgressCallback | None) -> Iterator[None]:
+    """Send the progress of the library code run in this block to `callback` (None:
+    keep whatever is set already, e.g. the CLI's bars)."""
+    if callback is None:
+        yield
+        return
+    token = _callback.set(callback)
+    try:
+        yield
+    finally:
+        _callback.reset(token)
+
+
+class Tracker:
+    """What `progress()` returns: counts and reports to the callback current at creation."""
+
+    def __init__(self, total: int | None, desc: str, unit: str, callback: ProgressCallback | None):
+        self.total, self.desc, self.unit, self.done = total, desc, unit, 0
+        self._callback = callback
+        if callback is not None:
+            callback(0, total, desc, unit)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self._callback is not None:
+            self._callback(self.done, self.total, self.desc, self.unit)
+
+    def close(self) -> None:
+        """The task ended: said once, as done == total, unless the last update said it."""
+        if self._callback is not None and self.done != self.total:
+            self.total = self.done
+            self._callback(self.done, self.total, self.desc, self.unit)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def current_callback() -> ProgressCallback | None:
+    """The progress callback set by the innermost `reporting` block, if any."""
+    return _callback.get()
+
+
+def progress(total: int | None, desc: str, unit: str = "B") -> Tracker:
+    """A tracker reporting to the current callback (none set: it only counts)."""
+    return Tracker(total, desc, unit, _callback.get())
+
+
+# ---------------------------------------------------------------- the CLI's side
 
 def progress_enabled() -> bool:
     from imgtool import settings
@@ -43,8 +120,9 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(total: int | None, desc: str, unit: str = "B") -> Any:
-    """A tqdm bar on stderr when it is a terminal; otherwise a no-op with the same API."""
+def bar(total: int | None, desc: str, unit: str = "B") -> Any:
+    """A tqdm bar on stderr when it is a terminal (and progress is wanted); otherwise a
+    no-op with the same API."""
     if not progress_enabled():
         return _NoBar()
     from tqdm import tqdm
@@ -69,6 +147,74 @@ class _NoBar:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+class Bars:
+    """A progress callback that draws one tqdm bar per task (see `bar`)."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tuple[Any, int]] = {}
+
+    def __call__(self, done: int, total: int | None, desc: str, unit: str) -> None:
+        current = self._bars.get(desc)
+        if current is None or done == 0:
+            if current is not None:
+                current[0].close()
+            current = (bar(total, desc, unit), 0)
+        shown, before = current
+        if done > before:
+            shown.update(done - before)
+        self._bars[desc] = (shown, done)
+        if total is not None and done >= total:
+            shown.close()
+            del self._bars[desc]
+
+    def close(self) -> None:
+        for shown, _ in self._bars.values():
+            shown.close()
+        self._bars.clear()
+
+
+class StderrHandler(logging.Handler):
+    """The CLI's view of the `imgtool` logger: `warning: ...` for warnings, info lines as
+    they are, nothing under --quiet (native output passed on is always shown). `rephrase`
+    turns the library's wording (parameter names) into the CLI's (option names)."""
+
+    def __init__(self, level: int = logging.NOTSET, rephrase: Callable[[str], str] | None = None):
+        super().__init__(level)
+        self.rephrase = rephrase or (lambda text: text)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        raw = getattr(record, _RAW, False)
+        if _quiet and not raw:
+            return
+        try:
+            msg = record.getMessage() if raw else self.rephrase(record.getMessage())
+            if record.levelno >= logging.WARNING and not raw:
+                msg = f"warning: {msg}"
+            print(msg, file=sys.stderr, flush=True)  # sys.stderr now: CliRunner swaps it per run
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def stderr_output(rephrase: Callable[[str], str] | None = None) -> Iterator[None]:
+    """For the length of a CLI command: log records to stderr, progress as tqdm bars.
+    Undone afterwards, so library use in the same process (tests) stays silent."""
+    handler = StderrHandler(logging.INFO, rephrase)
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # a root handler (e.g. a beam worker's basicConfig) must not print it twice
+    bars = Bars()
+    try:
+        with reporting(bars):
+            yield
+    finally:
+        bars.close()
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 # Native-library chatter: LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate",
@@ -106,4 +252,4 @@ def native_output_filtered() -> Iterator[None]:
             cap.seek(0)
             for line in cap.read().decode("utf-8", "replace").splitlines():
                 if not _NOISE.match(line):
-                    print(line, file=sys.stderr)
+                    log.warning(line, extra={_RAW: True})

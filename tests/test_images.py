@@ -38,3 +38,25 @@ def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
 def test_alpha_is_composited_on_white(tmp_path: Path) -> None:
     Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(tmp_path / "clear.png")
     assert images.decode(str(tmp_path / "clear.png"), (8, 8)).min() >= 250
+
+
+def test_in_memory_arrays_are_made_rgb_exactly_as_files_are() -> None:
+    from imgtool.errors import ImageError
+    from imgtool.images import from_memory
+
+    gray = np.array([[0, 100], [200, 255]], np.uint8)
+    assert from_memory(gray, (2, 2)).tolist() == [[[0, 0, 0], [100, 100, 100]], [[200, 200, 200], [255, 255, 255]]]
+    rgba = np.array([[[10, 20, 30, 255], [10, 20, 30, 0]]], np.uint8)  # opaque, then fully transparent
+    assert from_memory(rgba, (1, 2)).tolist() == [[[10, 20, 30], [255, 255, 255]]]  # alpha over white
+    half = np.array([[[0, 0, 0, 128]]], np.uint8)
+    assert from_memory(half, (1, 1)).tolist() == [[[127, 127, 127]]]
+    kept = rgba.copy()
+    from_memory(rgba, (4, 4))
+    assert np.array_equal(rgba, kept)
+    for bad, why in ((np.zeros((0, 3, 3), np.uint8), "array of shape (0, 3, 3) holds no pixels"),
+                     (np.zeros((2, 2, 3), np.int64), "array of int64: give uint8 pixels (0..255)"),
+                     (np.zeros((2, 2, 3, 1), np.uint8), "array of shape (2, 2, 3, 1): give HxWx3 (RGB), HxWx4 "
+                                                         "(RGBA) or HxW (gray)")):
+        with pytest.raises(ImageError) as info:
+            from_memory(bad, (2, 2))
+        assert str(info.value) == why

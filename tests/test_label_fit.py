@@ -51,7 +51,7 @@ def test_anything_else_names_both_counts(n: int, width: int) -> None:
     with pytest.raises(UsageError) as err:
         fit(labels, width, ref="mymodel", labels_file="mine.txt")
     msg = str(err.value)
-    assert msg.startswith(f"--labels mine.txt: {n} labels for the {width} outputs of mymodel; ")
+    assert msg.startswith(f"`labels` mine.txt: {n} labels for the {width} outputs of mymodel; ")
     assert f"{width} labels (or {width + 1} with a background first line, or {width - 1} when output 0 is background)" \
         in msg
     assert err.value.exit_code == 2

@@ -108,23 +108,25 @@ def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path,
     assert tflite_output(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")[0] == 1024
 
 
-def test_catalog_classifier_uses_its_twin_with_one_info_line(capsys: pytest.CaptureFixture) -> None:
-    from imgtool import retrain
+def test_catalog_classifier_uses_its_twin_with_one_info_line(caplog: pytest.LogCaptureFixture) -> None:
     from imgtool.catalog import load_catalog
     from imgtool.errors import UsageError
     from imgtool.resolve import Model
+    from imgtool.retrain import _check_backbone
 
+    caplog.set_level("INFO", logger="imgtool")
     catalog = load_catalog()
     twin = Model(ref="mobilenet_v2", config=catalog["mobilenet_v2_feature_vector"])
-    retrain._check_backbone(twin, "mobilenet_v2")
-    assert capsys.readouterr().err.strip() == ("mobilenet_v2 is a classifier; retraining on its feature-vector twin "
-                                               "mobilenet_v2_feature_vector")
-    retrain._check_backbone(Model(ref="inception_v3", config=catalog["inception_v3_feature_vector"]), None)
-    assert capsys.readouterr().err.strip() == ("inception_v3 is a classifier; retraining on its feature-vector twin "
-                                               "inception_v3_feature_vector")
+    _check_backbone(twin, "mobilenet_v2")
+    assert caplog.messages == ["mobilenet_v2 is a classifier; retraining on its feature-vector twin "
+                               "mobilenet_v2_feature_vector"]
+    caplog.clear()
+    _check_backbone(Model(ref="inception_v3", config=catalog["inception_v3_feature_vector"]), None)
+    assert caplog.messages == ["inception_v3 is a classifier; retraining on its feature-vector twin "
+                               "inception_v3_feature_vector"]
     bare = Model(ref="x", config=catalog["mobilenet_v2"])  # a classifier record, resolved as itself
     with pytest.raises(UsageError, match="catalog records its output as logits"):
-        retrain._check_backbone(bare, "x")
+        _check_backbone(bare, "x")
 
 
 def test_train_val_test_layout_and_mismatch(flowers: Path, embedder: str, tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def test_bad_scores_value_is_a_usage_error(mobilenet: str, photos: Path) -> None
 
 
 FEATURES_MSG = ("Error: {ref} is a feature extractor (1024-wide feature vectors), not a classifier; train a classifier "
-                "on it with `imgtool retrain FOLDER -m {ref}`, or pick a classifier (`imgtool models list`)\n")
+                "on it with `imgtool retrain FOLDER -m MODEL`, or pick a classifier (`imgtool models list`)\n")
 
 
 def test_feature_extractor_is_exit_2_one_line(fixtures: Path, photos: Path) -> None:

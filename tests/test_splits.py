@@ -192,14 +192,14 @@ def test_validation_and_test_dirs(tmp_path: Path) -> None:
     bad = _layout(tmp_path / "bad", {".": ["a", "zebra", "yak"]})
     with pytest.raises(DatasetError) as err:
         dataset.find_layout(root, validation_dir=bad)
-    assert str(err.value) == (f"--validation-dir {bad} has class folders that the training photos have not: yak, "
+    assert str(err.value) == (f"`validation_dir` {bad} has class folders that the training photos have not: yak, "
                               "zebra; rename or remove them")
     with pytest.raises(UsageError) as err:
         dataset.find_layout(root, test_dir=tmp_path / "nope")
-    assert str(err.value) == f"--test-dir {tmp_path / 'nope'}: no such folder; give a folder with one sub-folder per class"
+    assert str(err.value) == f"`test_dir` {tmp_path / 'nope'}: no such folder; give a folder with one sub-folder per class"
     with pytest.raises(UsageError) as err:
         dataset.find_layout(root, validation_dir=root / "a" / "0.jpg")
-    assert str(err.value) == (f"--validation-dir {root / 'a' / '0.jpg'}: not a folder; give a folder with one "
+    assert str(err.value) == (f"`validation_dir` {root / 'a' / '0.jpg'}: not a folder; give a folder with one "
                               "sub-folder per class")
     with pytest.raises(UsageError) as err:
         dataset.find_layout(root / "a" / "0.jpg")

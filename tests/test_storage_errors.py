@@ -310,12 +310,12 @@ def test_full_disk_during_a_tf_export_fails_the_folder_other_export_errors_do_no
 
 def test_a_write_failure_no_library_code_named_is_still_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI's last net: an OSError of the write kinds that escapes is exit 4, one line."""
-    from imgtool import cli
+    from imgtool import api
 
     def full(*a, **k):  # noqa: ANN202
         raise OSError(errno.ENOSPC, "No space left on device", "/var/somewhere/file")
 
-    monkeypatch.setattr(cli, "_resolve", full)
+    monkeypatch.setattr(api, "_resolve", full)
     res = invoke("labels")
     assert res.exit_code == 4
     assert res.stderr == ("Error: /var/somewhere/file: no space left on the device; free some space, fix the "
@@ -324,7 +324,7 @@ def test_a_write_failure_no_library_code_named_is_still_one_line(monkeypatch: py
     def other(*a, **k):  # noqa: ANN202
         raise OSError(errno.EIO, "Input/output error", "/dev/sdz")
 
-    monkeypatch.setattr(cli, "_resolve", other)
+    monkeypatch.setattr(api, "_resolve", other)
     with pytest.raises(OSError):  # not a write failure a user can fix: not dressed up as one
         invoke("labels")
 
@@ -333,7 +333,7 @@ def test_model_folder_errors_name_the_output_not_the_staging_name(tmp_path: Path
     from imgtool import export
 
     out, staging = tmp_path / "m", tmp_path / ".m.partial-123"
-    enospc = "no space left on the device; free some space or choose another --output"
+    enospc = "no space left on the device; free some space or choose another `output`"  # the CLI says --output
 
     def msg(filename: str | None, existed: bool = False) -> str:
         return str(export.write_error(OSError(errno.ENOSPC, "No space left on device", filename), out, staging, existed))

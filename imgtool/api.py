@@ -1,0 +1,278 @@
+"""The public Python API: `imgtool.load_model`, `Model.classify`, `imgtool.retrain`,
+`imgtool.evaluate`, `imgtool.list_models`. The CLI is this plus printing.
+
+Nothing here prints: messages go to the `imgtool` logger, progress to the optional
+`progress` callback (`ui.ProgressCallback`: called as `progress(done, total, desc, unit)`).
+Errors are `imgtool.errors.ImgtoolError` subclasses (each also a fitting built-in
+exception). Inputs are never changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from imgtool import ui
+from imgtool.errors import UsageError
+
+if TYPE_CHECKING:
+    from imgtool.classify import Classifier, Result
+    from imgtool.evaluate import Evaluation
+    from imgtool.model import Purpose
+    from imgtool.resolve import Model as ResolvedModel
+    from imgtool.retrain import RetrainResult
+
+Scores = Literal["auto", "probabilities", "logits"]
+QuantizeMode = Literal["none", "dynamic", "float16", "int8"]
+PathLike = str | os.PathLike[str]
+
+
+def _single(inputs: Any) -> bool:
+    from imgtool.images import is_in_memory
+
+    return isinstance(inputs, (str, os.PathLike)) or is_in_memory(inputs)
+
+
+class Model:
+    """A loaded classifier: its labels, input size and how its outputs are read are all
+    known here, at load. Make one with `load_model`."""
+
+    def __init__(self, classifier: Classifier):
+        self._classifier = classifier
+
+    @property
+    def ref(self) -> str:
+        """The reference it was loaded from (as given)."""
+        return self._classifier.model.ref
+
+    @property
+    def labels(self) -> list[str]:
+        """One label per output (`class N` when the model carries none)."""
+        return list(self._classifier.labels)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) every image is resized to."""
+        return self._classifier.input_size
+
+    @property
+    def scores(self) -> str:
+        """How the outputs are read: "probabilities" or "logits" (softmaxed)."""
+        return self._classifier.decision.kind
+
+    @property
+    def scores_reason(self) -> str:
+        """Why the outputs are read that way (catalog record, metadata, last op, ...)."""
+        return self._classifier.decision.reason
+
+    @property
+    def classifier(self) -> Classifier:
+        """The underlying `imgtool.classify.Classifier` (engine, output width)."""
+        return self._classifier
+
+    def __repr__(self) -> str:
+        return f"<imgtool.Model {self.ref!r}: {len(self._classifier.labels)} labels, input {self.input_size}>"
+
+    def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8,
+                      progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
+        """Like `classify`, one Result at a time (memory stays flat over big folders)."""
+        if top_k < 1:
+            raise UsageError(f"top_k must be at least 1 (got {top_k})")
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+        items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
+        with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
+            for res in self._classifier.classify(items, top_k=top_k, batch_size=batch_size):
+                tracker.update(1)
+                yield res
+
+    def classify(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8,
+                 progress: ui.ProgressCallback | None = None) -> list[Result]:
+        """Classify `inputs`: a path (an image file, or a folder searched recursively), a
+        PIL image, a uint8 array (HxWx3 RGB, HxWx4 RGBA or HxW gray), or a list of these.
+
+        One `Result` per image, in order: `.predictions` (top_k `Prediction(label,
+        score, index)`, best first) or `.error` (why that input failed; the others are
+        still classified). `.path` is None for in-memory images."""
+        return list(self.classify_iter(inputs, top_k, batch_size=batch_size, progress=progress))
+
+
+def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] | None = None,
+               scores: Scores = "auto", input_size: tuple[int, int] | None = None,
+               value_range: tuple[float, float] | None = None, input_tensor: str | None = None,
+               output_tensor: str | None = None, progress: ui.ProgressCallback | None = None) -> Model:
+    """Load a classifier, downloading (and converting) it once if needed.
+
+    `ref`: a catalog name (`list_models()`), a .tflite file, a SavedModel folder, a .pb
+    graph, a .tar.gz, a URL, a `hub:`/`kaggle:` handle or a folder written by `retrain`
+    (default: $IMGTOOL_MODEL, else inception_v3). `labels`: a labels file (one a line)
+    or a list of labels; always wins over the model's own. `scores`: what the model
+    outputs ("auto": decided from the model). `input_size` (height, width),
+    `value_range` (pixel 0..255 mapped linearly to lo..hi), `input_tensor` and
+    `output_tensor` (frozen graphs) describe models that do not say."""
+    model = _resolve(ref, labels=labels, purpose="classify", input_size=input_size, value_range=value_range,
+                     tensors=(input_tensor, output_tensor), progress=progress)
+    return Model(_classifier(model, scores))
+
+
+def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, purpose: Purpose,
+             input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
+             tensors: tuple[str | None, str | None], progress: ui.ProgressCallback | None) -> ResolvedModel:
+    from imgtool.resolve import resolve
+
+    given: list[str] | None = None
+    labels_file: str | None = None
+    if isinstance(labels, (str, os.PathLike)):
+        labels_file = os.fspath(labels)
+    elif labels is not None:
+        given = list(labels)
+        if not given or not all(isinstance(x, str) for x in given):
+            raise UsageError("labels: give a labels file, or a non-empty list of strings")
+    with ui.reporting(progress):
+        model = resolve(None if ref is None else os.fspath(ref), labels_file=labels_file, purpose=purpose,
+                        input_size=input_size, value_range=value_range, tensors=tensors)
+    if given is not None:
+        model.labels = given
+    return model
+
+
+def _classifier(model: ResolvedModel, scores: str) -> Classifier:
+    from imgtool.classify import Classifier
+
+    if scores not in ("auto", "probabilities", "logits"):
+        raise UsageError(f"scores {scores!r}: choose auto, probabilities or logits")
+    return Classifier(model, scores=scores)
+
+
+def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None:
+    """The labels a model carries (None if it carries none), without loading it for
+    classification (no conversion, so no TensorFlow). Keywords as for `load_model`."""
+    model = _resolve(ref, labels=kwargs.get("labels"), purpose="labels", input_size=kwargs.get("input_size"),
+                     value_range=kwargs.get("value_range"),
+                     tensors=(kwargs.get("input_tensor"), kwargs.get("output_tensor")),
+                     progress=kwargs.get("progress"))
+    return None if model.labels is None else list(model.labels)
+
+
+def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: PathLike | None = None, seed: int = 0,
+            validation_percent: float = 10.0, test_percent: float = 10.0,
+            validation_dir: PathLike | None = None, test_dir: PathLike | None = None,
+            l2: float | None = None, label_smoothing: float = 0.1,
+            class_weight: Literal["balanced", "none"] = "balanced",
+            input_size: tuple[int, int] | None = None, value_range: tuple[float, float] | None = None,
+            bottleneck_dir: PathLike | None = None, summaries_dir: PathLike | None = None,
+            flip_left_right: bool = False, random_crop: float = 0.0, random_scale: float = 0.0,
+            random_brightness: float = 0.0, distorted_copies: int = 4,
+            min_accuracy: float | None = None, force: bool = False, tf_exports: bool = True,
+            quantize: QuantizeMode = "none", features: str | None = None,
+            progress: ui.ProgressCallback | None = None) -> RetrainResult:
+    """Train a new last layer on `folder` (one sub-folder per class, or train/ + val/
+    [+ test/] each holding the class sub-folders) over a frozen backbone `model`
+    (default: $IMGTOOL_BACKBONE, else inception_v3's feature vector), and write the
+    model folder `output` (default: FOLDER-model beside it).
+
+    Returns a `RetrainResult`: `.output` (the folder written; None when `min_accuracy`
+    was not reached - then `.below_minimum` says by how much and nothing is written),
+    `.metrics` (what metrics.json holds), `.misclassified` (test photos). `features`
+    trains from `imgtool beam features` Parquet shards instead of photos (then
+    `folder` may be None). Percentages are 0..50; distortions (random_* in percent)
+    add `distorted_copies` per training photo."""
+    from imgtool import settings
+    from imgtool.retrain import Distortions, RetrainOptions
+    from imgtool.retrain import retrain as run
+    from imgtool.train import TrainConfig
+
+    def path(p: PathLike | None) -> Path | None:
+        return None if p is None else Path(p)
+
+    if folder is None and features is None:
+        raise UsageError("give the folder of photos (one sub-folder per class), or feature shards")
+    for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
+        if not 0 <= pct <= 50:
+            raise UsageError(f"{name} {pct:g} is outside 0..50")
+    if min_accuracy is not None and not 0 <= min_accuracy <= 1:
+        raise UsageError(f"min_accuracy {min_accuracy:g} is outside 0..1")
+    if class_weight not in ("balanced", "none"):
+        raise UsageError(f"class_weight {class_weight!r}: choose balanced or none")
+    if quantize not in ("none", "dynamic", "float16", "int8"):
+        raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8")
+    image_dir = Path(folder) if folder is not None else _shards_root(features)
+    opts = RetrainOptions(
+        image_dir=image_dir, output=path(output), model=os.fspath(model) if model else settings.current().backbone,
+        validation_percent=validation_percent, test_percent=test_percent, bottleneck_dir=path(bottleneck_dir),
+        summaries_dir=path(summaries_dir), min_accuracy=min_accuracy, input_size=input_size,
+        value_range=value_range,
+        train=TrainConfig(l2=l2, seed=seed, label_smoothing=label_smoothing, class_weight=class_weight),
+        tf_exports=tf_exports, validation_dir=path(validation_dir), test_dir=path(test_dir), force=force,
+        features=features, quantize=quantize,
+        distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
+    with ui.reporting(progress):
+        return run(opts)
+
+
+def _shards_root(features: str | None) -> Path:
+    from imgtool.features import dataset_root
+
+    assert features is not None
+    return Path(dataset_root(features))
+
+
+def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores = "auto",
+             labels: PathLike | Sequence[str] | None = None,
+             progress: ui.ProgressCallback | None = None) -> Evaluation:
+    """Score a classifier on a labelled folder (one sub-folder per class, named after
+    the model's labels). `model`: a loaded `Model` or a reference for `load_model`.
+
+    Returns an `Evaluation`: `.accuracy`, `.per_class` ({class: precision, recall, f1,
+    support}), `.confusion` (rows: true, columns: predicted, in `.classes` order),
+    `.failures` [(path, error)], `.misclassified`, `.seen_in_training` (photos the
+    model was trained on; None if it records none) and `.metrics` (all of it)."""
+    from imgtool.evaluate import evaluate_folder
+
+    if isinstance(model, Model) and (scores != "auto" or labels is not None):
+        raise UsageError("scores and labels belong to load_model; a loaded model already has them")
+    loaded = model if isinstance(model, Model) else load_model(model, scores=scores, labels=labels,
+                                                               progress=progress)
+    with ui.reporting(progress):
+        return evaluate_folder(loaded.classifier, Path(folder))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model `list_models` knows: a catalog record ("catalog"), or something else in
+    the cache ("other": a URL, a handle, a converted local model)."""
+
+    name: str
+    description: str
+    kind: Literal["catalog", "other"]
+    cached: bool
+    bytes: int = 0
+    key: str | None = None  # the cache entry's name
+    problem: str | None = None  # why a cache entry is damaged
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "other":
+            return {"name": self.name, "key": self.key, "cached": self.cached, "kind": self.kind, "bytes": self.bytes}
+        return {"name": self.name, "description": self.description, "cached": self.cached, "kind": self.kind,
+                "bytes": self.bytes}
+
+
+def list_models() -> list[ModelInfo]:
+    """The catalog (IMGTOOL_CATALOG's records included), then the other models in the
+    cache. `cached` is True only for an intact entry (`problem` says what is wrong)."""
+    from imgtool.catalog import load_catalog
+    from imgtool.resolve import cached_entries
+
+    cached = {e["key"]: e for e in cached_entries()}
+    out = []
+    for name, cfg in load_catalog().items():
+        entry = cached.pop(name, None)
+        out.append(ModelInfo(name, cfg.description, "catalog", bool(entry and entry["ok"]),
+                             entry["bytes"] if entry else 0, name if entry else None,
+                             entry["problem"] if entry else None))
+    for key, e in cached.items():
+        out.append(ModelInfo(e["name"], e.get("url") or "", "other", bool(e["ok"]), e["bytes"], key, e["problem"]))
+    return out
