@@ -8,7 +8,7 @@ BEAM_PY := $(BEAM_VENV)/bin/python
 install:            ## create .venv and install imgtool with test tools (editable)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[test,bench,parquet]"
+	$(PY) -m pip install -q -e ".[test,bench,parquet,lint]"
 
 install-beam:       ## create .venv-beam: imgtool + Apache Beam, without TensorFlow (Beam pins pillow<13, protobuf<7)
 	test -x $(BEAM_PY) || python3 -m venv $(BEAM_VENV)
@@ -35,6 +35,10 @@ test-beam:          ## the Beam tests (tests/beam) in .venv-beam; fails if it is
 
 bench:              ## benchmarks (~7 min; BENCH_ARGS=--quick ~3 min); figures go to BENCHMARKS.md by hand, with date and machine
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+lint:               ## ruff (imgtool/ and tests/) and mypy (imgtool/); both installed by make install
+	$(PY) -m ruff check imgtool/ tests/
+	$(PY) -m mypy imgtool/
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -18,7 +18,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from imgtool.version import __version__
 
 logging.getLogger("imgtool").addHandler(logging.NullHandler())
 

@@ -21,6 +21,7 @@ from imgtool.errors import UsageError
 if TYPE_CHECKING:
     from imgtool.classify import Classifier, Result
     from imgtool.evaluate import Evaluation
+    from imgtool.model import Purpose
     from imgtool.resolve import Model as ResolvedModel
     from imgtool.retrain import RetrainResult
 
@@ -117,7 +118,7 @@ def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] 
     return Model(_classifier(model, scores))
 
 
-def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, purpose: str,
+def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, purpose: Purpose,
              input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
              tensors: tuple[str | None, str | None], progress: ui.ProgressCallback | None) -> ResolvedModel:
     from imgtool.resolve import resolve
@@ -131,8 +132,8 @@ def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, p
         if not given or not all(isinstance(x, str) for x in given):
             raise UsageError("labels: give a labels file, or a non-empty list of strings")
     with ui.reporting(progress):
-        model = resolve(None if ref is None else os.fspath(ref), labels_file=labels_file, purpose=purpose, input_size=input_size,
-                        value_range=value_range, tensors=tensors)
+        model = resolve(None if ref is None else os.fspath(ref), labels_file=labels_file, purpose=purpose,
+                        input_size=input_size, value_range=value_range, tensors=tensors)
     if given is not None:
         model.labels = given
     return model

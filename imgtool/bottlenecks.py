@@ -13,8 +13,8 @@ import contextlib
 import hashlib
 import os
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -99,8 +99,7 @@ class BottleneckCache:
 def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,
             batch_size: int = 8, workers: int = 2) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     """Features for each path (cache first, backbone for misses): yields (i, vector, error)."""
-    from imgtool.images import decode_ahead
-    from imgtool.images import Input
+    from imgtool.images import Input, decode_ahead
 
     misses: list[int] = []
     for i, sha in enumerate(shas):
@@ -110,7 +109,8 @@ def extract(engine: Engine, paths: list[str], shas: list[str], cache: Bottleneck
         else:
             yield i, vec, None
     if cache.damaged:
-        ui.info(f"{cache.damaged} damaged bottleneck cache entr{'y' if cache.damaged == 1 else 'ies'} removed; recomputing")
+        ui.info(f"{cache.damaged} damaged bottleneck cache entr{'y' if cache.damaged == 1 else 'ies'} removed; "
+                "recomputing")
     if not misses:
         return
     bar = ui.progress(len(misses), "bottlenecks", unit="img")
@@ -126,7 +126,8 @@ def extract(engine: Engine, paths: list[str], shas: list[str], cache: Bottleneck
         pending.clear()
 
     inputs: Iterable[Input] = (Input(paths[i]) for i in misses)
-    for j, (_, arr, err) in enumerate(decode_ahead(inputs, engine.input_size, workers, window=batch_size * 2 + workers)):
+    for j, (_, arr, err) in enumerate(decode_ahead(inputs, engine.input_size, workers,
+                                                   window=batch_size * 2 + workers)):
         i = misses[j]
         if arr is None:
             yield i, None, err

@@ -3,6 +3,8 @@
 Records come from `models/catalog.json` (shipped as `imgtool.models`) and, when the
 environment variable IMGTOOL_CATALOG names a JSON file of the same shape, from that file
 too (its records add to or replace the built-in ones: private mirrors, more models).
+
+Layer: foundations (above errors, scores, settings).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, replace
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, get_args
 
 from imgtool.errors import ModelError
+from imgtool.scores import OutputKind
 
-FORMATS = ("savedmodel", "graphdef", "tflite")
-OUTPUTS = ("logits", "probabilities", "features")
+ModelFormat = Literal["savedmodel", "graphdef", "tflite"]
+FORMATS: tuple[ModelFormat, ...] = get_args(ModelFormat)
+OUTPUTS: tuple[OutputKind, ...] = ("logits", "probabilities", "features")
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class LabelSource:
     synsets: str | None = None  # imagenet2015: synset -> human label map
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LabelSource":
+    def from_dict(cls, d: dict[str, Any]) -> LabelSource:
         d = dict(d)
         d["urls"] = tuple(d.get("urls", ()))
         return cls(**d)
@@ -44,13 +48,13 @@ class ModelConfig:
     """Everything needed to fetch, feed and read one model (timm's pretrained_cfg, for us)."""
 
     name: str
-    format: str
+    format: ModelFormat
     urls: tuple[str, ...] = ()
     sha256: str | None = None
     description: str = ""
     input_size: tuple[int, int] | None = None  # (height, width); None: read from the model
     value_range: tuple[float, float] | None = None  # pixel 0 -> lo, 255 -> hi (linear)
-    output: str | None = None  # logits | probabilities | features; None: inferred
+    output: OutputKind | None = None  # None: inferred
     labels: LabelSource | None = None
     features: str | None = None  # catalog name of the feature-vector twin, for retraining
     graph: str | None = None  # graphdef: file name inside the archive
@@ -58,11 +62,11 @@ class ModelConfig:
     output_tensor: str | None = None
     feature_tensor: str | None = None
     size: int | None = None  # bytes of the download, pinned with sha256
-    sources: tuple["Source", ...] = ()  # tried after `urls`, each with settings of its own
+    sources: tuple[Source, ...] = ()  # tried after `urls`, each with settings of its own
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_dict(cls, name: str, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, name: str, d: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -88,14 +92,14 @@ class ModelConfig:
         d["sources"] = [{"url": s.url, **s.overrides} for s in self.sources]
         return {k: v for k, v in d.items() if v not in (None, (), {}, "", [])}
 
-    def candidates(self) -> list[tuple[str, "ModelConfig"]]:
+    def candidates(self) -> list[tuple[str, ModelConfig]]:
         """Every place this model can come from, in order, each with the config that
         goes with it: the record's `urls` (its own settings; `sha256`/`size` pin each),
         then its `sources` (see `for_source`)."""
         primary = replace(self, sources=())
         return [(url, primary) for url in self.urls] + [(s.url, self.for_source(s)) for s in self.sources]
 
-    def for_source(self, source: "Source") -> "ModelConfig":
+    def for_source(self, source: Source) -> ModelConfig:
         """The record with one source's settings on top. Pins (sha256, size) belong to
         one URL and are never inherited; a source of another format inherits none of the
         format's fields (graph, tensors) either."""
@@ -124,7 +128,7 @@ class Source:
     overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
-    def from_dict(cls, name: str, index: int, d: Any) -> "Source":
+    def from_dict(cls, name: str, index: int, d: Any) -> Source:
         if isinstance(d, Source):
             return d
         if not isinstance(d, dict) or not isinstance(d.get("url"), str):
@@ -158,7 +162,8 @@ def load_catalog() -> dict[str, ModelConfig]:
             with open(extra, encoding="utf-8") as fh:
                 catalog.update(_read(fh.read(), extra))
         except OSError as err:
-            raise ModelError(f"IMGTOOL_CATALOG={extra}: {err.strerror}; point it at a catalog JSON file or unset it") from None
+            raise ModelError(f"IMGTOOL_CATALOG={extra}: {err.strerror}; "
+                             "point it at a catalog JSON file or unset it") from None
     return catalog
 
 

@@ -6,8 +6,9 @@ Memory stays flat with the number of inputs: inputs are listed lazily and at mos
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 

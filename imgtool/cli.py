@@ -4,16 +4,24 @@ Heavy modules (numpy, LiteRT, TensorFlow) are imported inside commands, so `--he
 
 from __future__ import annotations
 
-import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from imgtool import __version__, settings, ui
-from imgtool.command import Command
+from imgtool import settings, ui
+from imgtool.command import (  # noqa: F401 - older imports of these names
+    OPTION_OF_PARAMETER,
+    Command,
+    Group,
+    _sigterm_as_interrupt,
+    _stdout_closed,
+    cli_phrase,
+)
 from imgtool.errors import EXIT_FAILED, ImgtoolError
+from imgtool.version import __version__
 
 if TYPE_CHECKING:
     from imgtool.api import QuantizeMode, Scores
@@ -27,78 +35,6 @@ Exit codes:
   3  the model could not be obtained or loaded
   4  could not write (disk full, file too large, read-only, permission
      denied): nothing half-written is left, a previous model is unchanged"""
-
-
-def _stdout_closed() -> None:
-    """The reader of our stdout went away (`imgtool ... | head -1`): that is how a pipeline
-    says "enough", not a failure. Point fd 1 at /dev/null so the interpreter's final flush
-    of the buffered rest cannot fail again ("Exception ignored ... BrokenPipeError"), and
-    exit 0 without a word."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # no real fd 1 (e.g. under CliRunner)
-        pass
-    sys.exit(0)
-
-
-# The library names what the caller passed (`test_percent`, "a labels file"); the CLI says
-# it as the option that passes it. Applied to error messages and to the log lines on stderr.
-OPTION_OF_PARAMETER = {
-    "model": "--model", "output": "--output", "force": "--force", "labels": "--labels",
-    "min_accuracy": "--min-accuracy", "test_percent": "--test-percent", "validation_percent": "--validation-percent",
-    "test_dir": "--test-dir", "validation_dir": "--validation-dir", "class_weight": "--class-weight", "l2": "--l2",
-    "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
-    "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
-}
-_PHRASES = {"give a labels file": "pass --labels FILE",
-            "(it is a backbone to retrain)": "with `imgtool retrain FOLDER -m MODEL`",
-            "pick a classifier from the catalog": "pick a classifier (`imgtool models list`)"}
-_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
-
-
-def cli_phrase(text: str) -> str:
-    """A library message in the CLI's words: `min_accuracy` -> --min-accuracy."""
-    for library, cli_words in _PHRASES.items():
-        text = text.replace(library, cli_words)
-    return _PARAMETER.sub(lambda m: OPTION_OF_PARAMETER.get(m.group(1), m.group(0)), text)
-
-
-class Group(click.Group):
-    """Turns library errors into one `Error: ...` line and the documented exit code; a
-    closed stdout into a quiet exit 0 (for every command, here once)."""
-
-    command_class = Command
-
-    def invoke(self, ctx: click.Context) -> Any:
-        if ctx.parent is None:  # the top group: library log records and progress -> stderr, for this run
-            with ui.stderr_output(cli_phrase):
-                return self._invoke(ctx)
-        return self._invoke(ctx)
-
-    def _invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BrokenPipeError:
-            _stdout_closed()
-        except ImgtoolError as err:
-            click.echo(f"Error: {cli_phrase(str(err))}", err=True)
-            ctx.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted; nothing half-written was kept.", err=True)
-            ctx.exit(130)
-        except OSError as err:  # a write failure no library code named more precisely
-            from imgtool import store
-            from imgtool.errors import EXIT_STORAGE
-
-            if not store.is_storage_error(err):
-                raise
-            click.echo(f"Error: {err.filename or 'a file'}: {store.write_cause(err)}; free some space, fix the "
-                       "permissions or write elsewhere", err=True)
-            ctx.exit(EXIT_STORAGE)
 
 
 QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite_export.QUANTIZE_MODES
@@ -171,7 +107,7 @@ def _load(opts: dict[str, Any], scores: Scores, verbose: bool) -> Any:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="imgtool")
-def cli() -> None:  # noqa: D401 - the docstring is the help text
+def cli() -> None:
     """Classify photos with pretrained networks; retrain the last layer on your own.
 
     \b
@@ -284,17 +220,6 @@ def _model_error(msg: str) -> ImgtoolError:
 
 # ---------------------------------------------------------------- retrain / evaluate
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM unwinds like Ctrl-C, so temporary outputs are removed and the previous
-    model stays in place."""
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 @cli.command("retrain-last-layer", epilog=EXIT_CODES_HELP)
 @click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
@@ -329,8 +254,10 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--bottleneck-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Bottleneck cache (default: IMGTOOL_HOME/bottlenecks).")
 @click.option("--flip-left-right", is_flag=True, help="Distortion: random horizontal flips.")
-@click.option("--random-crop", default=0.0, type=click.FloatRange(0, 90), metavar="PCT", help="Distortion: crop up to PCT%.")
-@click.option("--random-scale", default=0.0, type=click.FloatRange(0, 100), metavar="PCT", help="Distortion: zoom up to PCT%.")
+@click.option("--random-crop", default=0.0, type=click.FloatRange(0, 90), metavar="PCT",
+              help="Distortion: crop up to PCT%.")
+@click.option("--random-scale", default=0.0, type=click.FloatRange(0, 100), metavar="PCT",
+              help="Distortion: zoom up to PCT%.")
 @click.option("--random-brightness", default=0.0, type=click.FloatRange(0, 100), metavar="PCT",
               help="Distortion: brightness +-PCT%.")
 @click.option("--distorted-copies", default=4, show_default=True, type=click.IntRange(min=1),
@@ -350,8 +277,9 @@ def _sigterm_as_interrupt() -> None:
                    "float16 (half-size weights) or int8 (full-integer, calibrated on the training photos).")
 @format_option("json", help_text="json: the metrics as one object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
-def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any, value_range: Any,
-                       validation_percent: float, test_percent: float, validation_dir: Any, test_dir: Any,
+def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any,
+                       value_range: Any, validation_percent: float, test_percent: float, validation_dir: Any,
+                       test_dir: Any,
                        l2: float | None, label_smoothing: float, class_weight: Literal["balanced", "none"], seed: int,
                        epochs: int | None, steps: int | None, learning_rate: float | None, batch_size: int | None,
                        bottleneck_dir: Any, flip_left_right: bool,
@@ -596,7 +524,8 @@ def models_path(model: str | None) -> None:
         if model in (e["key"], e["name"]):
             click.echo(e["path"])
             return
-    raise _model_error(f"{model} is not in the cache ({store.models_dir()}); `imgtool models download {model}` fetches it")
+    raise _model_error(f"{model} is not in the cache ({store.models_dir()}); "
+                       f"`imgtool models download {model}` fetches it")
 
 
 @models.command("download")

@@ -1,14 +1,20 @@
 """The click command class every imgtool command uses (the main CLI's and `imgtool beam`'s):
 environment settings are checked once the arguments are parsed and before any work, so
-`--help` still works with a bad variable. Imports click and settings only."""
+`--help` still works with a bad variable; and the Group both CLIs use, which turns library
+errors into one `Error: ...` line and the exit code. Imports click, settings and errors only.
+
+Layer: above settings and errors; below cli and beam.cli (which both import it)."""
 
 from __future__ import annotations
 
+import re
+import sys
 from typing import Any
 
 import click
 
-from imgtool import settings
+from imgtool import settings, ui
+from imgtool.errors import ImgtoolError
 
 
 class Command(click.Command):
@@ -17,3 +23,86 @@ class Command(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         settings.current()
         return super().invoke(ctx)
+
+
+def _stdout_closed() -> None:
+    """The reader of our stdout went away (`imgtool ... | head -1`): that is how a pipeline
+    says "enough", not a failure. Point fd 1 at /dev/null so the interpreter's final flush
+    of the buffered rest cannot fail again ("Exception ignored ... BrokenPipeError"), and
+    exit 0 without a word."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real fd 1 (e.g. under CliRunner)
+        pass
+    sys.exit(0)
+
+
+# The library names what the caller passed (`test_percent`, "a labels file"); the CLI says
+# it as the option that passes it. Applied to error messages and to the log lines on stderr.
+OPTION_OF_PARAMETER = {
+    "model": "--model", "output": "--output", "force": "--force", "labels": "--labels",
+    "min_accuracy": "--min-accuracy", "test_percent": "--test-percent", "validation_percent": "--validation-percent",
+    "test_dir": "--test-dir", "validation_dir": "--validation-dir", "class_weight": "--class-weight", "l2": "--l2",
+    "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
+    "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
+}
+_PHRASES = {"give a labels file": "pass --labels FILE",
+            "(it is a backbone to retrain)": "with `imgtool retrain FOLDER -m MODEL`",
+            "pick a classifier from the catalog": "pick a classifier (`imgtool models list`)"}
+_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def cli_phrase(text: str) -> str:
+    """A library message in the CLI's words: `min_accuracy` -> --min-accuracy."""
+    for library, cli_words in _PHRASES.items():
+        text = text.replace(library, cli_words)
+    return _PARAMETER.sub(lambda m: OPTION_OF_PARAMETER.get(m.group(1), m.group(0)), text)
+
+
+class Group(click.Group):
+    """Turns library errors into one `Error: ...` line and the documented exit code; a
+    closed stdout into a quiet exit 0 (for every command, here once)."""
+
+    command_class = Command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.parent is None:  # the top group: library log records and progress -> stderr, for this run
+            with ui.stderr_output(cli_phrase):
+                return self._invoke(ctx)
+        return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _stdout_closed()
+        except ImgtoolError as err:
+            click.echo(f"Error: {cli_phrase(str(err))}", err=True)
+            ctx.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; nothing half-written was kept.", err=True)
+            ctx.exit(130)
+        except OSError as err:  # a write failure no library code named more precisely
+            from imgtool import store
+            from imgtool.errors import EXIT_STORAGE
+
+            if not store.is_storage_error(err):
+                raise
+            click.echo(f"Error: {err.filename or 'a file'}: {store.write_cause(err)}; free some space, fix the "
+                       "permissions or write elsewhere", err=True)
+            ctx.exit(EXIT_STORAGE)
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary outputs are removed and the previous
+    model stays in place."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)

@@ -53,12 +53,13 @@ def apply(im: Any, plan: Plan) -> Any:
     from PIL import Image, ImageEnhance
 
     w, h = im.size
-    l, t, r, b = plan.box
-    px = (round(l * w), round(t * h), max(round(l * w) + 1, round(r * w)), max(round(t * h) + 1, round(b * h)))
+    left, top, right, bottom = plan.box
+    px = (round(left * w), round(top * h), max(round(left * w) + 1, round(right * w)),
+          max(round(top * h) + 1, round(bottom * h)))
     if px != (0, 0, w, h):
         im = im.crop(px)
     if plan.flip:
-        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if plan.brightness != 1.0:
         im = ImageEnhance.Brightness(im).enhance(plan.brightness)
     return im

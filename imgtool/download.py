@@ -245,7 +245,8 @@ def extract_archive(archive: Path, target: Path, what: str = "") -> None:
                     raise tarfile.FilterError(f"member {member.name!r} points outside the archive")
             tar.extractall(target, filter="data")
     except tarfile.FilterError as err:
-        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); the download is not a model") from None
+        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); "
+                         "the download is not a model") from None
     except (tarfile.TarError, EOFError, OSError) as err:
         if store.is_storage_error(err, target):
             raise  # a full disk or read-only cache, not a corrupt download
@@ -272,7 +273,8 @@ def _extract_zip(archive: Path, target: Path, what: str) -> None:
             for m in members:
                 zf.extract(m, target)
     except _UnsafeZip as err:
-        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); the download is not a model") from None
+        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); "
+                         "the download is not a model") from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{what or archive.name}: not a readable .zip archive ({reason}); "

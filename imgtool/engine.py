@@ -2,7 +2,9 @@
 
 LiteRTEngine runs every .tflite (given, or converted once from a TF model); TFEngine runs
 a SavedModel or frozen graph in TensorFlow when conversion was impossible. TensorFlow is
-imported only inside TFEngine."""
+imported only inside TFEngine.
+
+Layer: running models (above scores, tflite_info, tfutil; below model and the work)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def default_threads() -> int:
 
 
 class LiteRTEngine:
-    def __init__(self, path: Path, value_range: tuple[float, float] | None = None,
+    def __init__(self, path: Path | str, value_range: tuple[float, float] | None = None,
                  output_name: str | None = None, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 

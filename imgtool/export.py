@@ -15,6 +15,8 @@
       model.tflite         backbone + last layer + softmax in one file with TFLite metadata
                            (normalization, labels.txt as TENSOR_AXIS_LABELS); see tflite_export
       model-MODE.tflite    with --quantize dynamic|float16|int8
+
+Layer: the work (writes through retrained.py; above model, tfutil, train).
 """
 
 from __future__ import annotations
@@ -29,15 +31,21 @@ from typing import Any
 
 import numpy as np
 
-from imgtool import __version__, store, ui
-from imgtool.resolve import RETRAINED_FILE, Model
+from imgtool import retrained, store, ui
+from imgtool.model import Model
+from imgtool.retrained import (  # noqa: F401 - read_training_photos, is_model_dir: older imports
+    RETRAINED_FILE,
+    TRAINING_PHOTOS,
+    BackboneRecord,
+    RetrainedRecord,
+    is_model_dir,
+    read_training_photos,
+    write_training_photos,
+)
 from imgtool.train import Head
+from imgtool.version import __version__
 
 MARKER = RETRAINED_FILE
-
-
-def is_model_dir(path: Path) -> bool:
-    return (path / MARKER).is_file()
 
 
 def default_output(image_dir: Path) -> Path:
@@ -57,8 +65,7 @@ def default_output(image_dir: Path) -> Path:
 
 def _same_source(path: Path, image_dir: Path) -> bool:
     """A previous retrain of the same folder may be replaced; anything else may not."""
-    meta = store.read_json(path / MARKER)
-    return bool(meta) and meta.get("image_dir") == str(image_dir)
+    return retrained.recorded_image_dir(path) == str(image_dir)
 
 
 def check_output(output: Path, image_dir: Path, force: bool = False) -> None:
@@ -164,32 +171,6 @@ def _tf_exports(staging: Path, backbone: Model, size: tuple[int, int], head: Hea
     return record
 
 
-TRAINING_PHOTOS = "training-photos.txt"
-
-
-def write_training_photos(path: Path, hashes: Any) -> dict[str, Any]:
-    """The content hashes (sha256 hex, the bottleneck cache's key) of the photos a model
-    was trained on, one a line, sorted; returns the record for imgtool-model.json."""
-    lines = sorted(set(hashes))
-    path.write_text("".join(f"{h}\n" for h in lines), encoding="utf-8")
-    return {"file": path.name, "count": len(lines), "hash": "sha256 of each photo's bytes",
-            "splits": ["train", "validation"]}
-
-
-def read_training_photos(model_dir: Path) -> set[str] | None:
-    """The hashes a retrained model folder records, or None when it records none
-    (a model written before they were kept, or not an imgtool model)."""
-    meta = store.read_json(model_dir / MARKER)
-    if not isinstance(meta, dict) or not isinstance(meta.get("training_photos"), dict):
-        return None
-    name = str(meta["training_photos"].get("file") or TRAINING_PHOTOS)
-    try:
-        text = (model_dir / Path(name).name).read_text(encoding="utf-8")
-    except (OSError, ValueError):
-        return None
-    return {ln.strip() for ln in text.splitlines() if len(ln.strip()) == 64}
-
-
 def write_error(err: OSError, output: Path, staging: Path, existed: bool) -> Exception:
     """A failed write of the model folder as one line naming the output (not the staging
     name), the cause and the fix; anything else is returned as it is."""
@@ -215,49 +196,46 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
                     image_dir: Path, backbone_ident: str = "", tf_exports: bool = True,
                     training_hashes: Any = None) -> dict[str, Any]:
     staging.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {
-        "format": "imgtool-retrained", "version": 1, "imgtool": __version__,
-        "image_dir": str(image_dir.resolve()),
-        "head": "head.npz", "labels": "labels.txt", "classes": classes,
-        "backbone": {"ref": backbone.ref, "input_size": list(backbone_size),
-                     "value_range": list(backbone.config.value_range) if backbone.config.value_range else None},
-        "exports": {},
-    }
+    record = RetrainedRecord(
+        imgtool=__version__, image_dir=str(image_dir.resolve()), classes=classes,
+        backbone=BackboneRecord(ref=backbone.ref, input_size=list(backbone_size),
+                                value_range=list(backbone.config.value_range) if backbone.config.value_range else None),
+    )
     if backbone.tflite is not None:
         link_or_copy(backbone.tflite, staging / "backbone.tflite")
-        record["backbone"]["file"] = "backbone.tflite"
+        record.backbone.file = "backbone.tflite"
     else:
         assert backbone.tf_source is not None
         if backbone.tf_source.is_dir():
             shutil.copytree(backbone.tf_source, staging / "backbone_savedmodel")
-            record["backbone"]["file"] = "backbone_savedmodel"
+            record.backbone.file = "backbone_savedmodel"
         else:
             shutil.copyfile(backbone.tf_source, staging / "backbone.pb")
-            record["backbone"]["file"] = "backbone.pb"
-            record["backbone"]["tensors"] = list(backbone.graph_tensors or ())
+            record.backbone.file = "backbone.pb"
+            record.backbone.tensors = list(backbone.graph_tensors or ())
     np.savez(staging / "head.npz", weights=head.weights, bias=head.bias)
     (staging / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (staging / "report.html").write_text(report_html, encoding="utf-8")
     if backbone.tf_source is not None and backbone.config.format == "savedmodel" and not tf_exports:
-        record["exports"] = {"note": "skipped (--no-export)"}
+        record.exports = {"note": "skipped (--no-export)"}
     elif backbone.tf_source is not None and backbone.config.format == "savedmodel":
         try:
-            record["exports"] = _tf_exports(staging, backbone, backbone_size, head, classes, backbone_ident)
-        except Exception as err:  # noqa: BLE001 - the exports are extras; the model itself is written
+            record.exports = _tf_exports(staging, backbone, backbone_size, head, classes, backbone_ident)
+        except Exception as err:
             if store.is_storage_error(err, staging):
                 raise  # a full disk is not an optional extra: the model folder would be half-written
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             ui.warn(f"SavedModel/.tflite export skipped ({first}); the model folder still works with imgtool")
-            record["exports"] = {"error": first}
+            record.exports = {"error": first}
     elif backbone.tflite is not None:
-        record["exports"] = {"note": "the backbone is a .tflite; no SavedModel can be made from it "
+        record.exports = {"note": "the backbone is a .tflite; no SavedModel can be made from it "
                                      "(model.tflite is the backbone with the head appended)"}
     if training_hashes is not None:
-        record["training_photos"] = write_training_photos(staging / TRAINING_PHOTOS, training_hashes)
-    (staging / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        record.training_photos = write_training_photos(staging / TRAINING_PHOTOS, training_hashes)
+    retrained.write(staging, record)
     for p in staging.rglob("*"):
         if p.is_file() and p.stat().st_nlink == 1:  # linked files are already on disk
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
-    return record
+    return record.to_dict()

@@ -41,7 +41,7 @@ def walk_order(rel: str) -> tuple[tuple[int, str], ...]:
     """Sort key giving os.walk's top-down order with sorted names: in each folder its
     files first, then its sub-folders (imgtool.images.walk_images)."""
     parts = rel.split("/")
-    return tuple((1, p) for p in parts[:-1]) + ((0, parts[-1]),)
+    return (*((1, p) for p in parts[:-1]), (0, parts[-1]))
 
 
 def shard_paths(pattern: str) -> list[str]:

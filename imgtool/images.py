@@ -8,9 +8,10 @@ import os
 import stat
 import warnings
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -225,7 +226,8 @@ def from_memory(obj: Any, size: tuple[int, int]) -> np.ndarray:
         try:
             im = obj.copy()  # also loads a lazily opened image; the caller's object is left as it was
         except (OSError, SyntaxError, ValueError, EOFError) as err:
-            raise ImageError(f"corrupt image ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ImageError(f"corrupt image ({first})") from None
         try:
             im = ImageOps.exif_transpose(im)
         except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored, as `decode` does
@@ -233,7 +235,8 @@ def from_memory(obj: Any, size: tuple[int, int]) -> np.ndarray:
     try:
         return to_array(im, size)
     except (OSError, ValueError) as err:
-        raise ImageError(f"cannot convert the image ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ImageError(f"cannot convert the image ({first})") from None
 
 
 def decode_ahead(inputs: Iterable[Input], size: tuple[int, int], workers: int,

@@ -56,7 +56,8 @@ def format_text(m: dict[str, Any], title: str = "test") -> str:
     classes = m["classes"]
     acc = m["accuracy"]
     base = m.get("baseline")
-    lines = [f"{title} accuracy: " + (f"{acc:.1%} ({round(acc * m['count'])}/{m['count']})" if acc is not None else "n/a (no images)")
+    shown = f"{acc:.1%} ({round(acc * m['count'])}/{m['count']})" if acc is not None else "n/a (no images)"
+    lines = [f"{title} accuracy: " + shown
              + (f"; majority-class baseline {base['accuracy']:.1%} (always {base['class']})" if base else "")]
     width = max(8, *(len(c) for c in classes))
     lines.append(f"  {'class':{width}}  precision  recall      F1  support")

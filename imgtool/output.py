@@ -8,7 +8,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 FORMATS = ("text", "json", "jsonl", "csv")
 
@@ -32,7 +33,7 @@ class Writer:
         self._csv = csv.writer(self.out, lineterminator="\n") if fmt == "csv" else None
         self._csv_header = csv_header
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         if self.fmt == "json":
             self.out.write("[")
         elif self._csv is not None and self._csv_header:

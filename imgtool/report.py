@@ -14,7 +14,8 @@ import datetime as _dt
 import html
 import io
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from imgtool import images
 
@@ -408,7 +409,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _run_section(metrics: dict[str, Any], when: str) -> str:
-    from imgtool import __version__
+    from imgtool.version import __version__
 
     version = metrics.get("imgtool") or __version__
     rows = [("date", when), ("imgtool", version), ("backbone", metrics.get("backbone", ""))]

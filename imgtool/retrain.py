@@ -258,7 +258,7 @@ def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], 
     if len(kept) != len(samples):
         samples = [samples[i] for i in kept]
         dataset.check_sizes(classes, samples)
-    return samples, np.stack([feats[i] for i in kept]).astype(np.float32)
+    return samples, np.stack([f for f in feats if f is not None]).astype(np.float32)
 
 
 def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_classes: int,
@@ -273,7 +273,8 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
     head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra)
     for c in selection.candidates:
         mark = "  <- chosen" if c["l2"] == selection.l2 else ""
-        ui.info(f"  L2 {c['l2']:<7g} cross-validated log-loss {c['cv_loss']:.4f}, accuracy {c['cv_accuracy']:.1%}{mark}")
+        ui.info(f"  L2 {c['l2']:<7g} cross-validated log-loss {c['cv_loss']:.4f}, "
+                f"accuracy {c['cv_accuracy']:.1%}{mark}")
     writer = _summary_writer(opts.summaries_dir)
     if writer is not None:
         for step, c in enumerate(selection.candidates):

@@ -13,9 +13,9 @@ and not a traceback halfway through a download; library code reads its settings 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from imgtool.errors import UsageError
 

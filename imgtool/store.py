@@ -10,6 +10,8 @@ Layout (huggingface_hub's habits: one root, temporary names, a lock per entry):
       bottlenecks/<backbone>/...   retraining feature cache
       locks/<key>.lock             OS file locks (released by the kernel if a process dies)
       tmp/                         downloads and extractions in progress (same filesystem)
+
+Layer: foundations (entries.py builds the cache-entry lifecycle on it).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from imgtool.errors import StorageError
 

@@ -17,22 +17,29 @@ Two ways to build the graph:
 
 `export_model_dir` writes the file (atomically), checks it on the test split, and records
 {file, quantize, bytes, test_accuracy, float_test_accuracy, ...} in metrics.json.
+
+Layer: the work (reads through retrained.py; checks with convert.agreement).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from imgtool import __version__, store
+from imgtool import retrained, store
+from imgtool.convert import agreement
 from imgtool.errors import ImgtoolError, ModelError, UsageError
+from imgtool.retrained import RetrainedRecord
+from imgtool.version import __version__
 
-QUANTIZE_MODES = ("none", "dynamic", "float16", "int8")
+Quantize = Literal["none", "dynamic", "float16", "int8"]
+QUANTIZE_MODES: tuple[Quantize, ...] = get_args(Quantize)
 CALIBRATION_PHOTOS = 100  # training photos used to calibrate int8 (first by relative path)
 SOFTMAX_UINT8 = (1.0 / 256.0, 0)  # the only output quantization TFLite's uint8 SOFTMAX takes
 
@@ -43,6 +50,14 @@ def _write(path: Path, data: bytes) -> None:
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(path, 0o666 & ~mask)
+
+
+def quantize_mode(text: str) -> Quantize:
+    """The quantization mode `text` names (UsageError listing the choices)."""
+    for mode in QUANTIZE_MODES:
+        if text == mode:
+            return mode
+    raise UsageError(f"--quantize {text}: choose one of {', '.join(QUANTIZE_MODES)}")
 
 
 def default_file(quantize: str) -> str:
@@ -93,7 +108,8 @@ def _tensor(model: Any, sg: Any, name: str, shape: list[int], ttype: int, data: 
     return len(sg.tensors) - 1
 
 
-def _op(sg: Any, opcode: int, inputs: list[int], outputs: list[int], options_type: int = 0, options: Any = None) -> None:
+def _op(sg: Any, opcode: int, inputs: list[int], outputs: list[int], options_type: int = 0,
+        options: Any = None) -> None:
     op = _schema().OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = opcode, inputs, outputs
     op.builtinOptionsType, op.builtinOptions = options_type, options
@@ -109,7 +125,7 @@ def quantize_uint8(values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray
     return q, scale, zero
 
 
-def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize: str = "none",
+def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize: Quantize = "none",
                 calibration_features: np.ndarray | None = None) -> bytes:
     """The backbone flatbuffer with RESHAPE -> FULLY_CONNECTED -> SOFTMAX appended to its
     (only) output; a quantized output is dequantized first unless `quantize` is int8."""
@@ -210,7 +226,7 @@ def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize
 # ------------------------------------------------------------------ TensorFlow conversion
 
 def convert_saved_classifier(saved_model: Path, input_size: tuple[int, int], value_range: tuple[float, float],
-                             quantize: str, calibration: Iterator[np.ndarray] | None = None) -> bytes:
+                             quantize: Quantize, calibration: Iterator[np.ndarray] | None = None) -> bytes:
     """The folder's saved_model/ (backbone + head, TF-built) as .tflite, taking one image
     [1, H, W, 3] in the backbone's value range (the metadata says how to map pixels)."""
     from imgtool import tfutil, ui
@@ -313,7 +329,7 @@ def _cached_conversion(saved: Path, options: str, calibration: list[str], conver
 @dataclass
 class ExportResult:
     path: Path
-    quantize: str
+    quantize: Quantize
     bytes: int
     method: str  # "tensorflow" or "flatbuffer"
     test_accuracy: float | None
@@ -335,15 +351,16 @@ class ExportResult:
                 "top1_agreement_vs_imgtool": self.top1_agreement, **({"note": self.note} if self.note else {})}
 
 
-def _split_photos(folder: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str], str | None]:
+def _split_photos(folder: Path, meta: RetrainedRecord,
+                  metrics: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str], str | None]:
     """(test photos [(path, label)], training photo paths, why not) from the recorded image
     folder, held-out folders and split percentages: the same layout and split rule as
     retrain (dataset.find_layout, dataset.assign_splits)."""
     from imgtool import dataset
 
-    image_dir = Path(meta.get("image_dir") or "")
+    image_dir = Path(meta.image_dir or "")
     options = metrics.get("options") or {}
-    if not meta.get("image_dir") or not image_dir.is_dir():
+    if not meta.image_dir or not image_dir.is_dir():
         return [], [], f"the training photos are not at {image_dir} any more"
     from imgtool.errors import ImgtoolError
 
@@ -351,7 +368,7 @@ def _split_photos(folder: Path, meta: dict[str, Any], metrics: dict[str, Any]) -
         classes, files, _ = dataset.find_layout(image_dir, options.get("validation_dir"), options.get("test_dir"))
     except ImgtoolError as err:
         return [], [], f"the training photos cannot be read as they were ({err})"
-    if classes != meta.get("classes"):
+    if classes != meta.classes:
         return [], [], f"the classes in {image_dir} are not the model's any more"
     skipped = {s.get("path") for s in metrics.get("skipped") or []}
     files = [f for f in files if f[0] not in skipped]
@@ -393,34 +410,34 @@ def _accuracy(path: Path, photos: np.ndarray, labels: np.ndarray) -> tuple[float
     return round(float(np.mean(probs.argmax(axis=1) == labels)), 4), probs
 
 
-def _two_step(folder: Path, meta: dict[str, Any], photos: np.ndarray) -> np.ndarray | None:
+def _two_step(folder: Path, meta: RetrainedRecord, photos: np.ndarray) -> np.ndarray | None:
     """Probabilities from imgtool's own run of the folder: backbone, then head.npz."""
     if not len(photos):
         return None
     from imgtool.engine import HeadEngine, LiteRTEngine, softmax
 
-    bb = folder / meta["backbone"].get("file", "")
+    bb = folder / meta.backbone.file
     if bb.suffix != ".tflite" or not bb.is_file():
         return None
-    vr = tuple(meta["backbone"]["value_range"]) if meta["backbone"].get("value_range") else None
-    with np.load(folder / meta["head"], allow_pickle=False) as npz:
-        engine = HeadEngine(LiteRTEngine(bb, vr), npz["weights"], npz["bias"])
+    with np.load(folder / meta.head, allow_pickle=False) as npz:
+        engine = HeadEngine(LiteRTEngine(bb, meta.value_range), npz["weights"], npz["bias"])
     return softmax(engine.run(photos))
 
 
-def build(folder: Path, quantize: str, calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
+def build(folder: Path, quantize: Quantize,
+          calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
     """The .tflite bytes (metadata included) for a model folder: (bytes, method, note)."""
     from imgtool import tflite_metadata
 
-    meta = json.loads((folder / "imgtool-model.json").read_text(encoding="utf-8"))
-    size = tuple(meta["backbone"]["input_size"])
-    vr = tuple(meta["backbone"]["value_range"]) if meta["backbone"].get("value_range") else (0.0, 1.0)
-    classes = meta["classes"]
-    with np.load(folder / meta["head"], allow_pickle=False) as npz:
+    meta = retrained.read(folder)
+    size = meta.input_size
+    vr = meta.value_range or (0.0, 1.0)
+    classes = meta.classes
+    with np.load(folder / meta.head, allow_pickle=False) as npz:
         weights, bias = npz["weights"], npz["bias"]
     note = None
     saved = folder / "saved_model"
-    backbone_file = folder / meta["backbone"].get("file", "")
+    backbone_file = folder / meta.backbone.file
     if saved.is_dir():
         method = "tensorflow"
         calib_paths = calibration_paths[:CALIBRATION_PHOTOS] if quantize == "int8" and calibration_paths else []
@@ -438,7 +455,7 @@ def build(folder: Path, quantize: str, calibration_paths: list[str] | None = Non
             from imgtool.engine import LiteRTEngine
 
             photos, _ = _decode_all(calibration_paths[:CALIBRATION_PHOTOS], size)
-            calib_feats = LiteRTEngine(backbone_file, vr if meta["backbone"].get("value_range") else None).run(photos)
+            calib_feats = LiteRTEngine(backbone_file, meta.value_range).run(photos)
         data = append_head(backbone, weights, bias, quantize, calib_feats)
         if quantize in ("dynamic", "float16"):
             note = "only the appended layer is quantized (the backbone .tflite is kept as it is)"
@@ -448,11 +465,11 @@ def build(folder: Path, quantize: str, calibration_paths: list[str] | None = Non
     sg = schema.Model.GetRootAs(data, 0).Subgraphs(0)
     uint8_input = sg.Tensors(sg.Inputs(0)).Type() in (schema.TensorType.UINT8, schema.TensorType.INT8)
     # named for the photos it learnt (the folder may still have its temporary name)
-    trained_on = Path(meta.get("image_dir") or folder.name).name
+    trained_on = Path(meta.image_dir or folder.name).name
     info = tflite_metadata.ClassifierInfo(
         name=f"{trained_on} classifier (imgtool retrain)", version=__version__,
         description=(f"Classifies an RGB image into {len(classes)} classes: {', '.join(classes[:10])}"
-                     f"{', ...' if len(classes) > 10 else ''}. Backbone {meta['backbone'].get('ref')} with a "
+                     f"{', ...' if len(classes) > 10 else ''}. Backbone {meta.backbone.ref or None} with a "
                      f"last layer retrained by imgtool {__version__}; quantization: {quantize}."),
         labels=classes, input_size=size,
         normalization=None if uint8_input else tflite_metadata.normalization_for(vr))
@@ -477,7 +494,7 @@ class _Checks:
     same seed: the same bytes) reuses them instead of decoding and running the test split
     twice more. Photos are decoded only on a miss."""
 
-    def __init__(self, folder: Path, meta: dict[str, Any], test: list[tuple[str, int]]):
+    def __init__(self, folder: Path, meta: RetrainedRecord, test: list[tuple[str, int]]):
         self.folder, self.meta, self.test = folder, meta, test
         self._photos: tuple[np.ndarray, np.ndarray] | None = None
         self._reference: np.ndarray | None = None
@@ -486,7 +503,7 @@ class _Checks:
 
     def _photo_set(self) -> tuple[np.ndarray, np.ndarray]:
         if self._photos is None:
-            photos, kept = _decode_all([p for p, _ in self.test], tuple(self.meta["backbone"]["input_size"]))
+            photos, kept = _decode_all([p for p, _ in self.test], self.meta.input_size)
             self._photos = photos, np.array([self.test[i][1] for i in kept], dtype=np.int64)
         return self._photos
 
@@ -496,9 +513,9 @@ class _Checks:
         if self._base is None:
             h = hashlib.sha256()
             try:
-                bb = self.folder / self.meta["backbone"].get("file", "")
+                bb = self.folder / self.meta.backbone.file
                 h.update(bb.read_bytes() if bb.is_file() else b"-")
-                with np.load(self.folder / self.meta["head"], allow_pickle=False) as npz:  # its arrays: the
+                with np.load(self.folder / self.meta.head, allow_pickle=False) as npz:  # its arrays: the
                     for name in ("weights", "bias"):  # .npz's own bytes carry zip timestamps
                         h.update(name.encode() + np.ascontiguousarray(npz[name], dtype=np.float32).tobytes())
                 for path, label in self.test:
@@ -524,8 +541,9 @@ class _Checks:
             self._reference, self._reference_done = _two_step(self.folder, self.meta, photos), True
         diff = agree = None
         if self._reference is not None and len(probs):
-            diff = round(float(np.max(np.abs(probs - self._reference))), 6)
-            agree = round(float(np.mean(probs.argmax(axis=1) == self._reference.argmax(axis=1))), 4)
+            check = agreement(probs, self._reference)
+            diff = round(check.max_diff, 6)
+            agree = round(check.top1, 4) if check.top1 is not None else None
         if key is not None:
             try:
                 store.atomic_write_json(cache, {"accuracy": acc, "max_diff": diff, "agreement": agree,
@@ -539,12 +557,11 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
     """Write the float `model.tflite` (always: the reference for accuracy) and, unless
     quantize is none, the quantized file; record both in metrics.json. Returns the
     results, float first."""
-    if quantize not in QUANTIZE_MODES:
-        raise UsageError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_MODES)}")
+    quantize = quantize_mode(quantize)
     folder = Path(folder)
     try:
-        meta = json.loads((folder / "imgtool-model.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        meta = retrained.read(folder)
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise UsageError(f"{folder}: not a model folder written by `imgtool retrain` ({err})") from None
     metrics = store.read_json(folder / "metrics.json") or {}
     test, train_paths, why = _split_photos(folder, meta, metrics)
@@ -552,7 +569,7 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
 
     float_path = folder / "model.tflite"
     results: list[ExportResult] = []
-    wanted = [("none", float_path)]
+    wanted: list[tuple[Quantize, Path]] = [("none", float_path)]
     if quantize != "none":
         wanted.append((quantize, output or folder / default_file(quantize)))
     elif output is not None:

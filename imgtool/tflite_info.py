@@ -133,7 +133,7 @@ class _Table:
         o = self._field(slot)
         return int(self.t.Get(Uint8Flags, o + self.t.Pos)) if o else 0
 
-    def tables(self, slot: int) -> list["_Table"]:
+    def tables(self, slot: int) -> list[_Table]:
         o = self._field(slot)
         if not o:
             return []

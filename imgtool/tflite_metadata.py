@@ -111,7 +111,8 @@ def build(info: ClassifierInfo) -> bytes:
                     {2: ("Int8", ASSOCIATED_FILE_TENSOR_AXIS_LABELS)})  # AssociatedFile{name, description, type}
     feature = _table(b, 0, {})
     out_content = _table(b, 3, {1: feature}, {0: ("Uint8", CONTENT_FEATURE_PROPERTIES)})
-    out_tensor = _table(b, 7, {0: s("probability"), 1: s(f"Probabilities of the {len(info.labels)} labels respectively."),
+    out_tensor = _table(b, 7, {0: s("probability"),
+                               1: s(f"Probabilities of the {len(info.labels)} labels respectively."),
                                3: out_content, 5: _stats(b, 0.0, 1.0), 6: _offsets(b, [labels])})
     # input: an RGB image, normalised when the input is float
     h, w = info.input_size

@@ -1,20 +1,23 @@
 """Everything that needs TensorFlow: loading TF models and converting them to .tflite.
 
 Imported only when a TF model must be converted (once, when first fetched) or run in TF
-(when conversion failed). Importing TensorFlow costs ~3 s and ~500 MiB here."""
+(when conversion failed). Importing TensorFlow costs ~3 s and ~500 MiB here.
+
+Layer: running models, the lowest: imports no other engine code (engine imports it)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
 from imgtool.errors import ModelError
 
 
-def _tf():
+def _tf() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from imgtool import ui
 
@@ -52,7 +55,7 @@ def _savedmodel_function(tf, source: Path, batch: int | None, input_size: tuple[
     shape = [batch, *input_size, 3]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
-    def call(x):  # noqa: ANN001, ANN202
+    def call_object(x):  # noqa: ANN001, ANN202
         try:
             out = obj(x, training=False)
         except (TypeError, ValueError):
@@ -61,7 +64,7 @@ def _savedmodel_function(tf, source: Path, batch: int | None, input_size: tuple[
             out = out[sorted(out)[0]]
         return out
 
-    return call, obj
+    return call_object, obj
 
 
 def savedmodel_input_size(source: Path) -> tuple[int, int] | None:
@@ -154,19 +157,17 @@ def convert_graphdef(pb: Path, tensors: tuple[str, str], input_size: tuple[int, 
 
 
 def export_classifier(backbone_dir: Path, input_size: tuple[int, int], value_range: tuple[float, float] | None,
-                      weights: np.ndarray, bias: np.ndarray, classes: list[str], saved_model_dir: Path,
-                      tflite_path: Path | None = None) -> float | None:
+                      weights: np.ndarray, bias: np.ndarray, classes: list[str], saved_model_dir: Path) -> None:
     """A SavedModel (backbone + new layer) with a serving signature that takes images
-    (float32 [N,H,W,3], pixel values 0..255) and returns probabilities and the top class;
-    plus the same as .tflite when `tflite_path` is given (imgtool.tflite_export writes the
-    shipped model.tflite from this SavedModel's `probabilities`). Returns the .tflite's max
-    difference from TF on a probe."""
+    (float32 [N,H,W,3], pixel values 0..255) and returns probabilities and the top class
+    (imgtool.tflite_export writes the shipped model.tflite from this SavedModel's
+    `probabilities`)."""
     tf = _tf()
     backbone_fn, keep = _savedmodel_function(tf, backbone_dir, None, input_size)
     lo, hi = value_range or (0.0, 1.0)
     h, w = input_size
 
-    class Classifier(tf.Module):
+    class Classifier(tf.Module):  # type: ignore[name-defined]  # tf is imported at run time
         def __init__(self) -> None:
             super().__init__()
             self.backbone = keep
@@ -188,17 +189,6 @@ def export_classifier(backbone_dir: Path, input_size: tuple[int, int], value_ran
 
     module = Classifier()
     tf.saved_model.save(module, str(saved_model_dir), signatures={"serving_default": module.serve})
-    if tflite_path is None:
-        return None
-    concrete = module.probabilities.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-    tflite_path.write_bytes(converter.convert())
-    from imgtool.engine import LiteRTEngine
-
-    probe = np.random.default_rng(0).integers(0, 256, size=(1, h, w, 3)).astype(np.float32)
-    want = concrete(tf.constant(probe)).numpy()
-    got = LiteRTEngine(tflite_path, (0.0, 255.0)).run(probe.astype(np.uint8))
-    return float(np.max(np.abs(want - got)))
 
 
 def summary_writer(path: Path) -> Callable[[int, float, float, float | None], None]:

@@ -23,8 +23,9 @@ span), at a fraction of the cost."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -186,7 +187,7 @@ class _Problem:
     sd: np.ndarray
 
     @classmethod
-    def make(cls, x: np.ndarray) -> "_Problem":
+    def make(cls, x: np.ndarray) -> _Problem:
         x = x.astype(np.float64)
         mu = x.mean(axis=0)
         sd = standard_deviations(x)
@@ -304,7 +305,7 @@ class Selection:
         }
 
 
-Extra = "tuple[np.ndarray, np.ndarray, np.ndarray] | None"
+Extra: TypeAlias = "tuple[np.ndarray, np.ndarray, np.ndarray] | None"
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,

@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 log = logging.getLogger("imgtool")
 _RAW = "imgtool_raw"  # a record attribute: print the message as it is (native output passed on)
@@ -93,7 +93,7 @@ class Tracker:
             self.total = self.done
             self._callback(self.done, self.total, self.desc, self.unit)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -142,7 +142,7 @@ class _NoBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> _NoBar:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -53,7 +53,7 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def invoke(*args: str, input: str | None = None):  # noqa: A002
+def invoke(*args: str, input: str | None = None):
     """Run the CLI in-process; crashes propagate (catch_exceptions=False)."""
     from imgtool.cli import cli
 

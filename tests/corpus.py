@@ -46,7 +46,7 @@ from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["Case", "build_corpus", "expected_counts", "markdown_table", "ALLOWED_EXTENSIONS"]
+__all__ = ["ALLOWED_EXTENSIONS", "Case", "build_corpus", "expected_counts", "markdown_table"]
 
 ALLOWED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 OUTCOMES = ("ok", "error", "skip")
@@ -261,7 +261,7 @@ def build_corpus(root: Path) -> list[Case]:
            "PNG missing only its 12-byte IEND chunk. All pixel data is present and Pillow does not "
            "require IEND, so it decodes normally: this truncation is undetectable through Pillow, and "
            "classifying the (complete) pixels is the right result.", "red")
-    idat_start, idat_end = _png_chunk_span(noisy_png, b"IDAT")
+    idat_start, _idat_end = _png_chunk_span(noisy_png, b"IDAT")
     corrupt = bytearray(noisy_png)
     corrupt[idat_start + 8 + 40] ^= 0xFF  # flip a byte inside the zlib stream
     b.file("png_corrupt_idat", "png_corrupt_idat.png", bytes(corrupt), "error",

@@ -122,7 +122,7 @@ class _Server(ThreadingHTTPServer):
 
     owner: LoopbackServer  # set right after construction
 
-    def handle_error(self, request, client_address):  # noqa: D401 - stdlib hook
+    def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
         if isinstance(exc, (OSError, ValueError)):
             return  # client went away / socket shut down by stop(): not interesting
@@ -142,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     # -- silence -----------------------------------------------------------
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+    def log_message(self, format, *args):
         pass
 
     # -- connection bookkeeping -------------------------------------------
@@ -197,9 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
             if not self._write(data[start : start + chunk_size]):
                 return False
-            if delay > 0 and start + chunk_size < n:
-                if self._stop.wait(delay):
-                    return False
+            if delay > 0 and start + chunk_size < n and self._stop.wait(delay):
+                return False
         return True
 
     def _wait_idle(self, timeout: float | None) -> None:

@@ -175,7 +175,7 @@ def _write_tgz(out: Path, members: Iterable[tuple[str, bytes | None]]) -> Path:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hub_module_class() -> type:
     """Return a ``tf.Module`` subclass implementing TF Hub's reusable SavedModel API.
 

@@ -108,7 +108,7 @@ def test_load_model_labels_keyword_file_or_list(classifier_path: str, photos: Pa
 
 
 def test_unknown_model_is_a_lookup_error() -> None:
-    with pytest.raises(LookupError, match="unknown model 'inception_v33'.*did you mean inception_v3"):
+    with pytest.raises(LookupError, match=r"unknown model 'inception_v33'.*did you mean inception_v3"):
         imgtool.load_model("inception_v33")
     with pytest.raises(imgtool.ModelNotFoundError):
         imgtool.load_model("catalog:no-such-model")
@@ -293,7 +293,7 @@ def test_retrain_returns_data_prints_nothing_and_evaluate_scores_it(
 
 
 def test_retrain_checks_its_arguments_before_any_work(small_flowers: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="test_percent 60 is outside 0..50"):
+    with pytest.raises(ValueError, match=r"test_percent 60 is outside 0\.\.50"):
         imgtool.retrain(small_flowers, test_percent=60)
     with pytest.raises(imgtool.UsageError, match="give the folder of photos"):
         imgtool.retrain(None)

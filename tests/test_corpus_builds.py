@@ -90,11 +90,11 @@ def _check_ok_file(case: Case) -> list[str]:
     if Path(case.path).suffix.lower() not in ALLOWED_EXTENSIONS:
         problems.append("extension not in the allow-list")
     if not _is_regular_file(case.path):
-        return problems + ["not a regular file"]
+        return [*problems, "not a regular file"]
     try:
         variants = _decode_variants(case.path)
     except Exception as exc:  # noqa: BLE001 - report any failure
-        return problems + [f"does not decode: {type(exc).__name__}: {exc}"]
+        return [*problems, f"does not decode: {type(exc).__name__}: {exc}"]
     for policy, rgb in variants.items():
         if rgb.mode != "RGB" or min(rgb.size) < 1:
             problems.append(f"{policy}: bad result {rgb.mode} {rgb.size}")
@@ -260,9 +260,8 @@ def test_exif_cases(by_name):
     with _open(by_name, "exif_garbage") as im:
         assert im.info.get("exif", b"").startswith(b"Exif\x00\x00")
         ImageOps.exif_transpose(im)  # must not raise (Pillow 13)
-    with pytest.warns(UserWarning, match="Corrupt EXIF"):
-        with _open(by_name, "exif_truncated_ifd") as im:
-            orientation = im.getexif().get(0x0112)
+    with pytest.warns(UserWarning, match="Corrupt EXIF"), _open(by_name, "exif_truncated_ifd") as im:
+        orientation = im.getexif().get(0x0112)
     assert orientation == 6
     for name in ("exif_double_header", "exif_zero_rational"):
         with _open(by_name, name) as im:
@@ -287,7 +286,7 @@ def test_truncations_and_bombs(by_name):
 
 
 def test_file_system_cases(built, by_name):
-    root, _ = built
+    _root, _ = built
     if "fifo" in by_name:
         assert stat.S_ISFIFO(os.stat(by_name["fifo"].path).st_mode)  # never open() it
     assert os.path.isdir(by_name["directory_named_jpg"].path)

@@ -9,11 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from imgtool import dataset
 from imgtool.errors import DatasetError, UsageError

@@ -373,5 +373,5 @@ def test_no_stderr_noise(capfd):
         with socket.create_connection(("127.0.0.1", srv.port), timeout=1) as s:
             s.sendall(b"garbage\r\n\r\n")
             s.recv(1000)
-    out, err = capfd.readouterr()
+    _out, err = capfd.readouterr()
     assert err == ""

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-# Reused from the download tests (fixtures and helpers), not duplicated.
-from tests.test_models_remote import _top1, built, served  # noqa: F401
 from tests.conftest import IMGTOOL, invoke, run
 from tests.httpserver import LoopbackServer
+
+# Reused from the download tests (fixtures and helpers), not duplicated.
+from tests.test_models_remote import _top1, built, served  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def _assert_nothing_cached(home: Path) -> None:
 
 
 def _cached_ok(home: Path) -> bool:
-    from imgtool.resolve import _entry_ok
+    from imgtool.entries import entry_ok as _entry_ok
 
     return _entry_ok(home / "models" / ENTRY)[0]
 

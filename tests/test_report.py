@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +136,7 @@ def test_new_metrics_render_every_section() -> None:
     # baseline, caveat with the Wilson interval of 73/80
     assert "always answering the most frequent class, Helianthus annuus (common sunflower) , scores 5.0%" in text
     assert report.wilson_interval(73, 80) == pytest.approx((0.830232, 0.956968), abs=1e-6)
-    assert f"With only 80 test photos, one photo moves accuracy by 1.2%" in text
+    assert "With only 80 test photos, one photo moves accuracy by 1.2%" in text
     assert "interval (Wilson) for the accuracy is 83.0% – 95.7%" in text
     # how the head was chosen, the candidates with the chosen one marked, the curve
     assert ("method: L2 by 5-fold cross-validation, full-batch L-BFGS ; L2 0.01; 5-fold cross-validation: "

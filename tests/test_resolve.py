@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imgtool import resolve
+from imgtool import refs, resolve
 from imgtool.catalog import load_catalog
 from imgtool.errors import ModelError, UsageError
 from tests.conftest import invoke
@@ -19,7 +19,7 @@ def test_hub_and_kaggle_handles_map_to_archive_urls() -> None:
         "https://tfhub.dev/google/imagenet/inception_v3/classification/5?tf-hub-format=compressed"
     assert resolve.kaggle_handle_url("google/inception-v3/tensorFlow2/classification/2") == \
         "https://www.kaggle.com/api/v1/models/google/inception-v3/tensorFlow2/classification/2/download"
-    assert resolve._page_to_download("https://www.kaggle.com/models/google/mobilenet-v2/tensorFlow2/100-224-classification/2") == \
+    assert refs.page_to_download("https://www.kaggle.com/models/google/mobilenet-v2/tensorFlow2/100-224-classification/2") == \
         "https://www.kaggle.com/api/v1/models/google/mobilenet-v2/tensorFlow2/100-224-classification/2/download"
     with pytest.raises(UsageError):
         resolve.kaggle_handle_url("google/inception-v3")

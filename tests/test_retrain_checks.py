@@ -38,7 +38,7 @@ def no_model_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Resolving or running any model is a test failure."""
     from imgtool import engine, resolve
 
-    def fail(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def fail(*a, **k):  # noqa: ANN202
         raise AssertionError("model work before the checks")
 
     monkeypatch.setattr(resolve, "resolve", fail)
@@ -90,7 +90,7 @@ def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from imgtool import engine
 
-    def fail(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def fail(*a, **k):  # noqa: ANN202
         raise AssertionError("the backbone ran")
 
     monkeypatch.setattr(engine.LiteRTEngine, "run", fail)

@@ -102,7 +102,7 @@ def test_csv_top1_on_the_daisy_folder_equals_the_single_photo_runs(mobilenet: st
         single = _csv_top1(invoke("classify", "-m", mobilenet, "-k1", "-f", "csv", str(daisy / name)).stdout)
         assert in_folder[name] == single[name] == ("daisy", f"{TOP1[name][1]:.6f}")
     # the model's own probabilities, never renormalized: a 1/256 step each
-    for label, score in in_folder.values():
+    for _label, score in in_folder.values():
         assert float(score) * 256 == pytest.approx(round(float(score) * 256), abs=1e-3)
 
 

@@ -392,7 +392,7 @@ def test_2015_graph_classifies_and_retrains_on_many_photos(engine: str, tmp_path
     if engine == "tensorflow":  # the fallback when conversion fails: TF runs the batch-1 graph too
         from imgtool import tfutil
 
-        def no_conversion(*args, **kwargs):  # noqa: ANN002, ANN003
+        def no_conversion(*args, **kwargs):
             raise RuntimeError("conversion disabled by the test")
 
         monkeypatch.setattr(tfutil, "convert_graphdef", no_conversion)

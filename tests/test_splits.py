@@ -100,7 +100,7 @@ def test_check_sizes_messages() -> None:
     s = dataset.Sample
     ok = [s("p", "a/1", 0, "train"), s("p", "a/2", 0, "validation"), s("p", "b/1", 1, "train"), s("p", "b/2", 1, "train")]
     dataset.check_sizes(["a", "b"], ok)
-    small = ok[:3] + [s("p", "b/2", 1, "test")]
+    small = [*ok[:3], s("p", "b/2", 1, "test")]
     with pytest.raises(DatasetError) as err:
         dataset.check_sizes(["a", "b"], small)
     assert str(err.value) == ("class 'b' has 1 usable photo for training (and 1 in the test split); each class needs "

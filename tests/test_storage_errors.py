@@ -21,8 +21,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -265,7 +265,7 @@ def test_disk_full_in_process_removes_staging(fixtures: Path, embedder: str, tmp
     data = _photos(fixtures, tmp_path / "flowers", 3)
     real_write_text = Path.write_text
 
-    def full(self: Path, text: str, *a, **k) -> int:  # noqa: ANN002, ANN003
+    def full(self: Path, text: str, *a, **k) -> int:
         if self.name == "report.html":
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write_text(self, text, *a, **k)
@@ -295,7 +295,7 @@ def test_full_disk_during_a_tf_export_fails_the_folder_other_export_errors_do_no
     metrics = {"classes": ["a", "b"]}
 
     def failing(exc: Exception):  # noqa: ANN202
-        def _tf_exports(staging: Path, *a, **k):  # noqa: ANN002, ANN003, ANN202
+        def _tf_exports(staging: Path, *a, **k):  # noqa: ANN202
             raise exc
         return _tf_exports
 
@@ -312,7 +312,7 @@ def test_a_write_failure_no_library_code_named_is_still_one_line(monkeypatch: py
     """The CLI's last net: an OSError of the write kinds that escapes is exit 4, one line."""
     from imgtool import api
 
-    def full(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def full(*a, **k):  # noqa: ANN202
         raise OSError(errno.ENOSPC, "No space left on device", "/var/somewhere/file")
 
     monkeypatch.setattr(api, "_resolve", full)
@@ -321,7 +321,7 @@ def test_a_write_failure_no_library_code_named_is_still_one_line(monkeypatch: py
     assert res.stderr == ("Error: /var/somewhere/file: no space left on the device; free some space, fix the "
                           "permissions or write elsewhere\n")
 
-    def other(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def other(*a, **k):  # noqa: ANN202
         raise OSError(errno.EIO, "Input/output error", "/dev/sdz")
 
     monkeypatch.setattr(api, "_resolve", other)

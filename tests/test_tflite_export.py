@@ -257,13 +257,13 @@ def mediapipe_python() -> Path:
 
 def _test_split(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The test photos (paths), decoded at the model's size, and their labels."""
-    from imgtool import tflite_export
+    from imgtool import retrained, tflite_export
 
-    meta = json.loads((folder / "imgtool-model.json").read_text())
+    meta = retrained.read(folder)
     metrics = json.loads((folder / "metrics.json").read_text())
     test, _, why = tflite_export._split_photos(folder, meta, metrics)
     assert why is None and len(test) == metrics["test"]["count"]
-    photos, kept = tflite_export._decode_all([p for p, _ in test], tuple(meta["backbone"]["input_size"]))
+    photos, kept = tflite_export._decode_all([p for p, _ in test], meta.input_size)
     assert len(kept) == len(test)
     return [p for p, _ in test], photos, np.array([label for _, label in test])
 

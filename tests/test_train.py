@@ -301,7 +301,7 @@ def test_tie_goes_to_the_stronger_l2(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_select_needs_two_of_each_class_and_is_deterministic() -> None:
     x, y = _blobs((5, 1), 3)
-    with pytest.raises(ValueError, match="^cross-validation needs at least 2 samples of every class$"):
+    with pytest.raises(ValueError, match=r"^cross-validation needs at least 2 samples of every class$"):
         train.select_and_fit(x, y, 2, TrainConfig())
     x2, y2 = _blobs((5, 2), 3)
     assert train.select_and_fit(x2, y2, 2, TrainConfig())[1].cv_folds == 2

@@ -87,7 +87,7 @@ def _report(res: Any, quiet: bool, what: str) -> None:
 def _prepare(beam_args: list[str], prefix: str, overwrite: bool) -> tuple[Any, list[str], str]:
     _require_beam()
     _quiet_beam_logs()
-    from imgtool.cli import _sigterm_as_interrupt
+    from imgtool.command import _sigterm_as_interrupt
 
     _sigterm_as_interrupt()  # a killed run removes its unfinished shards, as Ctrl-C does
     from imgtool.beam import launcher
@@ -161,7 +161,7 @@ def beam_features(model: str | None, src: str, prefix: str, overwrite: bool, bat
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m imgtool.beam ...` (what Dataflow templates run): the same commands."""
-    from imgtool.cli import Group
+    from imgtool.command import Group
 
     @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
     def root() -> None:

@@ -16,10 +16,13 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgtool.beam.worker import ModelSpec
 from imgtool.errors import ModelError, UsageError
+
+if TYPE_CHECKING:
+    from imgtool.model import Purpose
 
 LOCAL_RUNNER = "FnApiRunner"
 STAGING_DIR = ".imgtool-beam-staging"
@@ -68,7 +71,8 @@ def pipeline_options(flags: list[str], cores: int | None = None) -> Any:
     std = options.view_as(StandardOptions)
     if std.runner is None:
         std.runner = LOCAL_RUNNER
-    if std.runner.rsplit(".", 1)[-1] in (LOCAL_RUNNER, "BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner"):
+    if std.runner.rsplit(".", 1)[-1] in (LOCAL_RUNNER, "BundleBasedDirectRunner", "DirectRunner",
+                                         "SwitchingDirectRunner"):
         direct = options.view_as(DirectOptions)
         given = {f.split("=", 1)[0] for f in flags}
         if "--direct_running_mode" not in given:
@@ -159,7 +163,7 @@ def stage(path: Path, root: str, suffix: str) -> tuple[str, str]:
 
 # ---------------------------------------------------------------- the model
 
-def prepare_model(ref: str | None, purpose: str, root: str, labels_file: str | None = None) -> ModelSpec:
+def prepare_model(ref: str | None, purpose: Purpose, root: str, labels_file: str | None = None) -> ModelSpec:
     """Resolve `ref` with imgtool's resolver and stage what workers run.
 
     purpose "classify": a classifier (.tflite, or a retrained folder whose backbone is a

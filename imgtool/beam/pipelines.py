@@ -184,7 +184,8 @@ def classify_pipeline(options: Any, spec: ModelSpec, src: str, prefix: str, top_
     pattern, root = input_pattern(src)
     check_input_not_empty(pattern)
     p = beam.Pipeline(options=options)
-    records = _batched(_list_images(p, pattern, root), batch_size) | "Classify" >> beam.ParDo(ClassifyBatch(spec, top_k))
+    records = _batched(_list_images(p, pattern, root), batch_size) | "Classify" >> beam.ParDo(ClassifyBatch(spec,
+                                                                                                            top_k))
     _ = (records
          | "Json" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
          | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))

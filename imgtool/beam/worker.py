@@ -19,8 +19,9 @@ import io
 import os
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -225,7 +226,8 @@ class FeaturesBatch(_ModelFn):
         for i, (source, rel, cls) in enumerate(items):
             self._photos.inc()
             data, _, err = decoded[i]
-            record = {"path": rel, "class": cls, "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
+            record = {"path": rel, "class": cls,
+                      "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
                       "features": None, "backbone": self.spec.backbone_id, "source": source, "error": err}
             if i in row:
                 assert feats is not None

@@ -187,7 +187,7 @@ def test_workers_copy_a_staged_model_once_and_verify_it(mobilenet: str, tmp_path
         def scheme(cls) -> str:
             return "imgtooltest"
 
-        def open(self, path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+        def open(self, path, *args, **kwargs):  # noqa: ANN001, ANN201
             opened.append(path)
             return super().open(str(bucket / path.split("://", 1)[1]), *args, **kwargs)
 

@@ -22,7 +22,7 @@ def _commands() -> list[list[str]]:
             words = shlex.split(line, comments=True)
             if "--help" in words:
                 continue
-            if words and words[0].endswith("imgtool") and words[1] == "beam" or words[:3] == ["python", "-m", "imgtool.beam"]:
+            if (words and words[0].endswith("imgtool") and words[1] == "beam") or words[:3] == ["python", "-m", "imgtool.beam"]:
                 out.append(words)
     return out
 

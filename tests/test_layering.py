@@ -1,0 +1,136 @@
+"""The package's import graph has no cycles (module-level and function-level imports both
+count: a function-level import is still a dependency, only a later one).
+
+`python tests/test_layering.py` prints the module map (who imports whom)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "imgtool"
+
+
+def _module_name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """{module: the imgtool modules it imports anywhere in its body}."""
+    files = {_module_name(p, root): p for p in sorted(root.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        is_pkg = path.name == "__init__.py"
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = name.split(".") if is_pkg else name.split(".")[:-1]
+                    anchor = anchor[: len(anchor) - (node.level - 1)]
+                    base = ".".join([*anchor, base] if base else anchor)
+                # `from imgtool import store` names a module; `from imgtool.x import f` names x
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in files:
+                    t = t.rpartition(".")[0]
+                if t and t != name and t.startswith("imgtool"):
+                    deps.add(t)
+        graph[name] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep):], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+# The layers, bottom first (README "Development"): a module imports only from its own layer
+# or a lower one. Within a layer the cycle test keeps the order.
+LAYERS: list[tuple[str, set[str]]] = [
+    ("foundations", {"version", "errors", "settings", "ui", "output", "scores", "metrics", "distort", "tflite_info",
+                     "tflite_metadata", "store", "download", "labels", "images", "catalog", "refs", "dataset"}),
+    ("running models", {"tfutil", "engine"}),
+    ("getting models", {"model", "entries", "convert", "retrained", "resolve"}),
+    ("the work", {"classify", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
+                  "tflite_export", "report", "evaluate", "retrain"}),
+    ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
+    ("front ends", {"command", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
+                    "beam.pipelines", "beam.worker"}),
+]
+
+
+def layer_of(module: str) -> int:
+    short = module.removeprefix("imgtool.") if module != "imgtool" else "imgtool"
+    for i, (_, members) in enumerate(LAYERS):
+        if short in members:
+            return i
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS (and the README's list)")
+
+
+def test_find_cycle_sees_a_cycle_and_none_where_there_is_none():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_import_graph_counts_function_level_and_relative_imports(tmp_path):
+    pkg = tmp_path / "imgtool"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from imgtool import b\n")
+    (pkg / "b.py").write_text("import numpy\nfrom imgtool.sub.c import thing\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "c.py").write_text("from .. import a\nfrom . import d\n")
+    (pkg / "sub" / "d.py").write_text("")
+    graph = import_graph(pkg)
+    assert graph["imgtool.a"] == {"imgtool.b"}
+    assert graph["imgtool.b"] == {"imgtool.sub.c"}
+    assert graph["imgtool.sub.c"] == {"imgtool.a", "imgtool.sub.d"}
+    assert find_cycle(graph) == ["imgtool.a", "imgtool.b", "imgtool.sub.c", "imgtool.a"]
+
+
+def test_imgtool_has_no_import_cycle():
+    graph = import_graph()
+    assert graph.get("imgtool.resolve"), "the graph was not read"
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = [f"{mod} ({LAYERS[layer_of(mod)][0]}) imports {dep} ({LAYERS[layer_of(dep)][0]})"
+              for mod, deps in sorted(import_graph().items()) for dep in sorted(deps)
+              if layer_of(dep) > layer_of(mod)]
+    assert upward == []
+
+
+if __name__ == "__main__":
+    for mod, deps in sorted(import_graph().items()):
+        short = sorted(d.removeprefix("imgtool.") for d in deps)
+        print(f"{mod.removeprefix('imgtool.') or 'imgtool'}: {', '.join(short) or '-'}")
+    print("cycle:", find_cycle(import_graph()))
