@@ -56,7 +56,20 @@ class ProgressCallback(Protocol):
     def __call__(self, done: int, total: int | None, desc: str, unit: str) -> None: ...
 
 
-_callback: contextvars.ContextVar[ProgressCallback | None] = contextvars.ContextVar("imgtool_progress", default=None)
+class _ProgressVar:
+    """The context variable holding the progress callback. Beam ships this module to its
+    workers by value (cloudpickle), and a ContextVar cannot be pickled: a worker gets a
+    fresh one (no callback there) instead."""
+
+    def __init__(self) -> None:
+        self.var: contextvars.ContextVar[ProgressCallback | None] = contextvars.ContextVar(
+            "imgtool_progress", default=None)
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (_ProgressVar, ())
+
+
+_callback = _ProgressVar()
 
 
 @contextlib.contextmanager
@@ -66,11 +79,11 @@ def reporting(callback: ProgressCallback | None) -> Iterator[None]:
     if callback is None:
         yield
         return
-    token = _callback.set(callback)
+    token = _callback.var.set(callback)
     try:
         yield
     finally:
-        _callback.reset(token)
+        _callback.var.reset(token)
 
 
 class Tracker:
@@ -102,12 +115,12 @@ class Tracker:
 
 def current_callback() -> ProgressCallback | None:
     """The progress callback set by the innermost `reporting` block, if any."""
-    return _callback.get()
+    return _callback.var.get()
 
 
 def progress(total: int | None, desc: str, unit: str = "B") -> Tracker:
     """A tracker reporting to the current callback (none set: it only counts)."""
-    return Tracker(total, desc, unit, _callback.get())
+    return Tracker(total, desc, unit, _callback.var.get())
 
 
 # ---------------------------------------------------------------- the CLI's side

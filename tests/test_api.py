@@ -378,3 +378,17 @@ def test_a_download_error_is_never_taken_for_a_storage_error() -> None:
     err = errors.DownloadError("https://x: server answered HTTP 404")
     assert err.errno is None and err.exit_code == errors.EXIT_MODEL
     assert store.is_storage_error(err) is False
+
+
+def test_the_progress_variable_pickles_for_beam_workers() -> None:
+    """Beam ships imgtool.ui to workers by value: the progress context variable must
+    pickle, and arrive empty (no caller's callback on a worker)."""
+    import pickle
+
+    from imgtool import ui
+
+    seen: list[int] = []
+    with ui.reporting(lambda done, total, desc, unit: seen.append(done)):
+        copy = pickle.loads(pickle.dumps(ui._callback))
+        assert ui.current_callback() is not None
+    assert copy.var.get() is None and copy.var is not ui._callback.var
