@@ -19,15 +19,10 @@ import numpy as np
 
 
 def outer_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(1000 + seed)
-    folds = np.empty(len(y), dtype=int)
-    offset = 0
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        idx = idx[rng.permutation(len(idx))]
-        folds[idx] = (offset + np.arange(len(idx))) % k
-        offset += len(idx)
-    return folds
+    """The protocol's outer folds: the trainer's own stratified dealing, on a seed of its own."""
+    from imgtool.train import stratified_folds
+
+    return stratified_folds(y, k, 1000 + seed)
 
 
 def procedure(x: np.ndarray, y: np.ndarray, rel: list[str], classes: list[str], seed: int):

@@ -48,6 +48,18 @@ def fixtures() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(scope="session")
+def flowers(fixtures: Path) -> Path:
+    """The real flowers-mini folder: 5 classes of 50 photos."""
+    return fixtures / "flowers-mini"
+
+
+@pytest.fixture(scope="session")
+def embedder(fixtures: Path) -> str:
+    """The real MobileNet V1 feature extractor (uint8, 1024-wide)."""
+    return str(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

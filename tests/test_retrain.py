@@ -17,16 +17,6 @@ from tests.conftest import IMGTOOL, invoke, run
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 
-@pytest.fixture(scope="module")
-def flowers(fixtures: Path) -> Path:
-    return fixtures / "flowers-mini"
-
-
-@pytest.fixture(scope="module")
-def embedder(fixtures: Path) -> str:
-    return str(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
-
-
 def _copy_subset(src: Path, dest: Path, per_class: int, classes: list[str] = CLASSES) -> Path:
     for c in classes:
         (dest / c).mkdir(parents=True)

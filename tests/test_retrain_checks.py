@@ -15,16 +15,6 @@ from tests.conftest import invoke, run
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 
-@pytest.fixture(scope="module")
-def flowers(fixtures: Path) -> Path:
-    return fixtures / "flowers-mini"
-
-
-@pytest.fixture(scope="module")
-def embedder(fixtures: Path) -> str:
-    return str(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
-
-
 def _copy(src: Path, dest: Path, classes: list[str], start: int, stop: int) -> Path:
     for c in classes:
         (dest / c).mkdir(parents=True, exist_ok=True)

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgtool.beam.worker import ModelSpec
+from imgtool.bottlenecks import file_sha256
 from imgtool.errors import ModelError, UsageError
 
 if TYPE_CHECKING:
@@ -135,19 +135,11 @@ def staging_root(options: Any, prefix: str) -> str:
     return FileSystems.join(os.path.abspath(parent) if "://" not in prefix else parent, STAGING_DIR)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def stage(path: Path, root: str, suffix: str) -> tuple[str, str]:
     """Copy `path` to ROOT/<sha256><suffix> unless it is there already: (uri, sha256)."""
     from apache_beam.io.filesystems import FileSystems
 
-    digest = _sha256(path)
+    digest = file_sha256(str(path))
     uri = FileSystems.join(root, digest + suffix)
     if FileSystems.exists(uri):
         return uri, digest

@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from imgtool import images
-from imgtool.engine import LiteRTEngine, softmax
+from imgtool.engine import HeadEngine, LiteRTEngine, softmax
 from imgtool.errors import ImgtoolError
 
 METRICS_NAMESPACE = "imgtool"
@@ -89,19 +89,6 @@ def local_copy(uri: str, sha256: str, suffix: str) -> str:
     return final
 
 
-class _HeadEngine:
-    """The backbone and a retrained dense layer applied in numpy (head.npz, no pickle)."""
-
-    def __init__(self, backbone: LiteRTEngine, weights: np.ndarray, bias: np.ndarray):
-        self.backbone = backbone
-        self.input_size = backbone.input_size
-        self.weights = weights.astype(np.float32)
-        self.bias = bias.astype(np.float32)
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.backbone.run(batch) @ self.weights + self.bias
-
-
 def _build_lock() -> Any:
     """One lock per process, whichever copy of this module asks. LiteRTEngine filters the
     interpreter's native chatter by swapping fds 1 and 2 for a moment (process-global); two
@@ -121,7 +108,7 @@ def build_engine(spec: ModelSpec) -> Any:
     if spec.head_uri is not None:
         assert spec.head_sha256 is not None
         with np.load(local_copy(spec.head_uri, spec.head_sha256, ".npz"), allow_pickle=False) as npz:
-            engine = _HeadEngine(engine, npz["weights"], npz["bias"])
+            engine = HeadEngine(engine, npz["weights"], npz["bias"])
     return engine
 
 
