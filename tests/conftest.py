@@ -60,6 +60,18 @@ def embedder(fixtures: Path) -> str:
     return str(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
 
 
+@pytest.fixture(scope="session")
+def mobilenet(fixtures: Path) -> str:
+    """The real quantized MobileNet V2 ImageNet classifier (labels in its metadata)."""
+    return str(fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite")
+
+
+@pytest.fixture(scope="session")
+def photos(fixtures: Path) -> Path:
+    """The real sample photos (cat, parrot, grace_hopper, sunflower)."""
+    return fixtures / "imagenet" / "images"
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

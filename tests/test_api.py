@@ -23,23 +23,13 @@ CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 
 @pytest.fixture(scope="module")
-def classifier_path(fixtures: Path) -> str:
-    return str(fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite")
-
-
-@pytest.fixture(scope="module")
-def photos(fixtures: Path) -> Path:
-    return fixtures / "imagenet" / "images"
+def classifier_path(mobilenet: str) -> str:
+    return mobilenet
 
 
 @pytest.fixture(scope="module")
 def model(classifier_path: str) -> imgtool.Model:
     return imgtool.load_model(classifier_path)
-
-
-@pytest.fixture(scope="module")
-def embedder(fixtures: Path) -> str:
-    return str(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
 
 
 @pytest.fixture(scope="module")

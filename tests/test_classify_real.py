@@ -9,22 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import invoke, run
 
 EXPECTED = {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw", "grace_hopper.bmp": "military uniform",
             "sunflower.bmp": "daisy"}
-
-
-@pytest.fixture(scope="module")
-def mobilenet(fixtures: Path) -> str:
-    return str(fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite")
-
-
-@pytest.fixture(scope="module")
-def photos(fixtures: Path) -> Path:
-    return fixtures / "imagenet" / "images"
 
 
 def _top1_by_name(records: list[dict]) -> dict[str, str]:

@@ -23,16 +23,6 @@ TOP1 = {"cat.bmp": ("Egyptian cat", 202 / 256), "grace_hopper.bmp": ("military u
 
 
 @pytest.fixture(scope="module")
-def mobilenet(fixtures: Path) -> str:
-    return str(fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite")
-
-
-@pytest.fixture(scope="module")
-def photos(fixtures: Path) -> Path:
-    return fixtures / "imagenet" / "images"
-
-
-@pytest.fixture(scope="module")
 def daisy(fixtures: Path) -> Path:
     return fixtures / "flowers-mini" / "daisy"
 

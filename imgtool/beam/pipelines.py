@@ -106,6 +106,17 @@ def _remove_writer_temp(prefix: str, since: float) -> None:
             pass
 
 
+def _silence_shutdown() -> None:
+    """After an interrupt the runner's worker threads are torn down mid-bundle and log
+    tracebacks (e.g. KeyError 'bundle_2') on their way out: the interrupt is the one
+    thing to say, so their logs and thread tracebacks are dropped from here on."""
+    import logging
+    import threading
+
+    logging.disable(logging.CRITICAL)
+    threading.excepthook = lambda args: None
+
+
 def _run(p: Any, prefix: str) -> Any:
     """Run to the end; a failure inside the pipeline (a worker that cannot load the
     model, storage that refuses a write) becomes one line, not Beam's traceback."""
@@ -114,6 +125,7 @@ def _run(p: Any, prefix: str) -> Any:
         result = p.run()
         result.wait_until_finish()
     except KeyboardInterrupt:
+        _silence_shutdown()
         _remove_writer_temp(prefix, since)
         raise
     except Exception as err:  # noqa: BLE001 - runners raise anything: RuntimeError, grpc errors, IOError

@@ -27,16 +27,6 @@ pytestmark = pytest.mark.beam
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 
-@pytest.fixture(scope="module")
-def mobilenet(fixtures: Path) -> str:
-    return str(fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite")
-
-
-@pytest.fixture(scope="module")
-def embedder(fixtures: Path) -> str:
-    return str(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
-
-
 @pytest.fixture
 def photos(fixtures: Path, tmp_path: Path) -> Path:
     """The ImageNet photos, a broken file and a hidden file, in a folder and a sub-folder."""
