@@ -57,9 +57,9 @@ class ProgressCallback(Protocol):
 
 
 class _ProgressVar:
-    """The context variable holding the progress callback. Beam ships this module to its
-    workers by value (cloudpickle), and a ContextVar cannot be pickled: a worker gets a
-    fresh one (no callback there) instead."""
+    """The context variable holding the progress callback. Beam serializes this module
+    with a pipeline's code and ships it to its workers, and a ContextVar cannot be
+    serialized: a worker gets a fresh one (no callback there) instead."""
 
     def __init__(self) -> None:
         self.var: contextvars.ContextVar[ProgressCallback | None] = contextvars.ContextVar(
