@@ -84,12 +84,25 @@ def _report(res: Any, quiet: bool, what: str) -> None:
         sys.exit(EXIT_FAILED)
 
 
+def _interrupts_end_quietly() -> None:
+    """SIGINT and SIGTERM unwind as KeyboardInterrupt (unfinished shards are removed), and
+    first silence the runner's threads, which print tracebacks while they are torn down."""
+    import signal
+
+    from imgtool.beam.pipelines import silence_shutdown
+
+    def handler(signum: int, frame: object) -> None:
+        silence_shutdown()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 def _prepare(beam_args: list[str], prefix: str, overwrite: bool) -> tuple[Any, list[str], str]:
     _require_beam()
     _quiet_beam_logs()
-    from imgtool.command import _sigterm_as_interrupt
-
-    _sigterm_as_interrupt()  # a killed run removes its unfinished shards, as Ctrl-C does
+    _interrupts_end_quietly()  # a killed run removes its unfinished shards, as Ctrl-C does
     from imgtool.beam import launcher
 
     options = launcher.pipeline_options(beam_args)

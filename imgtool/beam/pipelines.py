@@ -106,15 +106,37 @@ def _remove_writer_temp(prefix: str, since: float) -> None:
             pass
 
 
-def _silence_shutdown() -> None:
-    """After an interrupt the runner's worker threads are torn down mid-bundle and log
-    tracebacks (e.g. KeyError 'bundle_2') on their way out: the interrupt is the one
-    thing to say, so their logs and thread tracebacks are dropped from here on."""
+class _MainThreadOnly:
+    """stderr for the main thread only: what the runner's threads write is dropped."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            return int(self._stream.write(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def silence_shutdown() -> None:
+    """After an interrupt the runner's worker threads are torn down mid-bundle and print
+    tracebacks (Beam's sdk_worker prints `KeyError: 'bundle_2'` straight to stderr, and
+    logs it) on their way out: the interrupt is the one thing to say, so from here on
+    their logs, thread tracebacks and stderr writes are dropped. Called from the signal
+    handler, before the runner starts unwinding."""
     import logging
+    import sys
     import threading
 
     logging.disable(logging.CRITICAL)
     threading.excepthook = lambda args: None
+    if not isinstance(sys.stderr, _MainThreadOnly):
+        sys.stderr = _MainThreadOnly(sys.stderr)
 
 
 def _run(p: Any, prefix: str) -> Any:
@@ -125,7 +147,7 @@ def _run(p: Any, prefix: str) -> Any:
         result = p.run()
         result.wait_until_finish()
     except KeyboardInterrupt:
-        _silence_shutdown()
+        silence_shutdown()
         _remove_writer_temp(prefix, since)
         raise
     except Exception as err:  # noqa: BLE001 - runners raise anything: RuntimeError, grpc errors, IOError
