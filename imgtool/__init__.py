@@ -30,6 +30,12 @@ _LAZY = {
     "list_models": "imgtool.api",
     "retrain": "imgtool.api",
     "evaluate": "imgtool.api",
+    "download_model": "imgtool.api",
+    "model_path": "imgtool.api",
+    "remove_models": "imgtool.api",
+    "Removed": "imgtool.api",
+    "export_model": "imgtool.api",
+    "ExportResult": "imgtool.tflite_export",
     "Result": "imgtool.classify",
     "Prediction": "imgtool.classify",
     "RetrainResult": "imgtool.retrain",
@@ -47,14 +53,27 @@ _LAZY = {
 }
 
 __all__ = [
-    "DatasetError", "DownloadError", "Evaluation", "ImageError", "ImgtoolError", "Model", "ModelError", "ModelInfo",
-    "ModelNotFoundError", "Prediction", "ProgressCallback", "Result", "RetrainResult", "SettingError", "StorageError",
-    "UsageError", "__version__", "evaluate", "list_models", "load_model", "retrain",
+    "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model", "ModelError",
+    "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback", "Removed", "Result", "RetrainResult",
+    "SettingError", "StorageError", "UsageError", "__version__", "download_model", "evaluate", "export_model",
+    "list_models", "load_model", "model_path", "remove_models", "retrain",
 ]
 assert set(__all__) == set(_LAZY) | {"__version__"}
 
 if TYPE_CHECKING:
-    from imgtool.api import Model, ModelInfo, evaluate, list_models, load_model, retrain
+    from imgtool.api import (
+        Model,
+        ModelInfo,
+        Removed,
+        download_model,
+        evaluate,
+        export_model,
+        list_models,
+        load_model,
+        model_path,
+        remove_models,
+        retrain,
+    )
     from imgtool.classify import Prediction, Result
     from imgtool.errors import (
         DatasetError,
@@ -69,6 +88,7 @@ if TYPE_CHECKING:
     from imgtool.evaluate import Evaluation
     from imgtool.retrain import RetrainResult
     from imgtool.settings import SettingError
+    from imgtool.tflite_export import ExportResult
     from imgtool.ui import ProgressCallback
 
 
