@@ -49,10 +49,15 @@ OPTION_OF_PARAMETER = {
     "test_dir": "--test-dir", "validation_dir": "--validation-dir", "class_weight": "--class-weight", "l2": "--l2",
     "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
     "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
+    "input_tensor": "--input-tensor", "output_tensor": "--output-tensor", "expect": "--expect",
+    "bottleneck_dir": "--bottleneck-dir", "input": "--input", "overwrite": "--overwrite",
 }
 _PHRASES = {"give a labels file": "pass --labels FILE",
             "(it is a backbone to retrain)": "with `imgtool retrain FOLDER -m MODEL`",
-            "pick a classifier from the catalog": "pick a classifier (`imgtool models list`)"}
+            "pick a classifier from the catalog": "pick a classifier (`imgtool models list`)",
+            "the catalog lists the models": "`imgtool models list` shows the catalog",
+            "remove it from the cache": "`imgtool models remove` it",
+            "not a model folder written by retrain": "not a model folder written by `imgtool retrain`"}
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 

@@ -147,7 +147,7 @@ def convert(model: Model, target: Path) -> Conversion:
             size = tfutil.savedmodel_input_size(model.tf_source)
             if size is None:
                 size = (224, 224)
-                ui.warn(f"{model.ref}: input size unknown, assuming 224x224 (pass --input-size to change)")
+                ui.warn(f"{model.ref}: input size unknown, assuming 224x224 (pass `input_size` to change)")
         assert size is not None
         record.input_size = list(size)
         with ui.native_output_filtered():

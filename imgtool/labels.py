@@ -173,4 +173,4 @@ def check_expected(expected: str, labels: list[str], ref: str) -> None:
     near = closest(expected, labels)
     hint = ("closest: " + ", ".join(repr(x) for x in near)) if near else \
         f"`imgtool labels -m {ref} --search TEXT` lists what it can say"
-    raise UsageError(f"--expect {expected!r}: no such label in {ref}; {hint}")
+    raise UsageError(f"`expect` {expected!r}: no such label in {ref}; {hint}")
