@@ -95,7 +95,7 @@ def test_check_expected_message() -> None:
                               "closest: 'hotdog, hot dog, red hot', 'hot pot, hotpot'")
     with pytest.raises(UsageError) as err:
         check_expected("zzzz", labels, "m")
-    assert str(err.value) == "`expect` 'zzzz': no such label in m; `imgtool labels -m m --search TEXT` lists what it can say"
+    assert str(err.value) == "`expect` 'zzzz': no such label in m; `load_model('m').labels` lists what it can say"
 
 
 # ------------------------------------------------------------ through the command line
