@@ -35,6 +35,8 @@ _LAZY = {
     "remove_models": "imgtool.api",
     "Removed": "imgtool.api",
     "export_model": "imgtool.api",
+    "list_caches": "imgtool.api",
+    "CacheInfo": "imgtool.caches",
     "ExportResult": "imgtool.tflite_export",
     "Result": "imgtool.classify",
     "Prediction": "imgtool.classify",
@@ -53,10 +55,10 @@ _LAZY = {
 }
 
 __all__ = [
-    "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model", "ModelError",
-    "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback", "Removed", "Result", "RetrainResult",
-    "SettingError", "StorageError", "UsageError", "__version__", "download_model", "evaluate", "export_model",
-    "list_models", "load_model", "model_path", "remove_models", "retrain",
+    "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model",
+    "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback", "Removed", "Result",
+    "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "download_model", "evaluate",
+    "export_model", "list_caches", "list_models", "load_model", "model_path", "remove_models", "retrain",
 ]
 assert set(__all__) == set(_LAZY) | {"__version__"}
 
@@ -68,12 +70,14 @@ if TYPE_CHECKING:
         download_model,
         evaluate,
         export_model,
+        list_caches,
         list_models,
         load_model,
         model_path,
         remove_models,
         retrain,
     )
+    from imgtool.caches import CacheInfo
     from imgtool.classify import Prediction, Result
     from imgtool.errors import (
         DatasetError,

@@ -20,6 +20,7 @@ from imgtool import ui
 from imgtool.errors import UsageError
 
 if TYPE_CHECKING:
+    from imgtool.caches import CacheInfo
     from imgtool.classify import Classifier, Result
     from imgtool.evaluate import Evaluation
     from imgtool.model import Purpose
@@ -280,6 +281,14 @@ def list_models() -> list[ModelInfo]:
     for key, e in cached.items():
         out.append(ModelInfo(e["name"], e.get("url") or "", "other", bool(e["ok"]), e["bytes"], key, e["problem"]))
     return out
+
+
+def list_caches() -> list[CacheInfo]:
+    """The caches beside the models (`bottlenecks`, `exports`): where, how big, how many
+    entries. Removing them (`remove_models`) costs recomputation, never a result."""
+    from imgtool import caches
+
+    return [caches.info(name) for name in caches.CACHES]
 
 
 def download_model(ref: PathLike | None = None, *, features: bool = False,

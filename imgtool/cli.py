@@ -501,8 +501,8 @@ def models_list(fmt: str) -> None:
             else:
                 text = f"{info.key:30} {state:12} {info.name}\n"
             out.record(info.to_dict(), text=text)
-        for name in caches.CACHES:
-            c = caches.info(name)
+        for c in api.list_caches():
+            name = c.name
             out.record({"name": name, "kind": "cache", "cached": c.entries > 0, "path": str(c.path),
                         "bytes": c.bytes, "entries": c.entries},
                        text=f"{name:30} {caches.human_size(c.bytes):12} {c.description} ({c.entries} entries; "
