@@ -30,6 +30,14 @@ _LAZY = {
     "list_models": "imgtool.api",
     "retrain": "imgtool.api",
     "evaluate": "imgtool.api",
+    "download_model": "imgtool.api",
+    "model_path": "imgtool.api",
+    "remove_models": "imgtool.api",
+    "Removed": "imgtool.api",
+    "export_model": "imgtool.api",
+    "list_caches": "imgtool.api",
+    "CacheInfo": "imgtool.caches",
+    "ExportResult": "imgtool.tflite_export",
     "Result": "imgtool.classify",
     "Prediction": "imgtool.classify",
     "RetrainResult": "imgtool.retrain",
@@ -47,14 +55,29 @@ _LAZY = {
 }
 
 __all__ = [
-    "DatasetError", "DownloadError", "Evaluation", "ImageError", "ImgtoolError", "Model", "ModelError", "ModelInfo",
-    "ModelNotFoundError", "Prediction", "ProgressCallback", "Result", "RetrainResult", "SettingError", "StorageError",
-    "UsageError", "__version__", "evaluate", "list_models", "load_model", "retrain",
+    "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model",
+    "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback", "Removed", "Result",
+    "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "download_model", "evaluate",
+    "export_model", "list_caches", "list_models", "load_model", "model_path", "remove_models", "retrain",
 ]
 assert set(__all__) == set(_LAZY) | {"__version__"}
 
 if TYPE_CHECKING:
-    from imgtool.api import Model, ModelInfo, evaluate, list_models, load_model, retrain
+    from imgtool.api import (
+        Model,
+        ModelInfo,
+        Removed,
+        download_model,
+        evaluate,
+        export_model,
+        list_caches,
+        list_models,
+        load_model,
+        model_path,
+        remove_models,
+        retrain,
+    )
+    from imgtool.caches import CacheInfo
     from imgtool.classify import Prediction, Result
     from imgtool.errors import (
         DatasetError,
@@ -69,6 +92,7 @@ if TYPE_CHECKING:
     from imgtool.evaluate import Evaluation
     from imgtool.retrain import RetrainResult
     from imgtool.settings import SettingError
+    from imgtool.tflite_export import ExportResult
     from imgtool.ui import ProgressCallback
 
 

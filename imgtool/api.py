@@ -1,5 +1,6 @@
 """The public Python API: `imgtool.load_model`, `Model.classify`, `imgtool.retrain`,
-`imgtool.evaluate`, `imgtool.list_models`. The CLI is this plus printing.
+`imgtool.evaluate`, `imgtool.export_model`, and the store: `imgtool.list_models`,
+`download_model`, `model_path`, `remove_models`. The CLI is this plus printing.
 
 Nothing here prints: messages go to the `imgtool` logger, progress to the optional
 `progress` callback (`ui.ProgressCallback`: called as `progress(done, total, desc, unit)`).
@@ -19,11 +20,13 @@ from imgtool import ui
 from imgtool.errors import UsageError
 
 if TYPE_CHECKING:
+    from imgtool.caches import CacheInfo
     from imgtool.classify import Classifier, Result
     from imgtool.evaluate import Evaluation
     from imgtool.model import Purpose
     from imgtool.resolve import Model as ResolvedModel
     from imgtool.retrain import RetrainResult
+    from imgtool.tflite_export import ExportResult
 
 Scores = Literal["auto", "probabilities", "logits"]
 QuantizeMode = Literal["none", "dynamic", "float16", "int8"]
@@ -252,6 +255,8 @@ class ModelInfo:
     bytes: int = 0
     key: str | None = None  # the cache entry's name
     problem: str | None = None  # why a cache entry is damaged
+    path: Path | None = None  # the cache entry's folder (download_model)
+    runtime: Literal["litert", "tensorflow"] | None = None  # what runs it (download_model)
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "other":
@@ -276,3 +281,104 @@ def list_models() -> list[ModelInfo]:
     for key, e in cached.items():
         out.append(ModelInfo(e["name"], e.get("url") or "", "other", bool(e["ok"]), e["bytes"], key, e["problem"]))
     return out
+
+
+def list_caches() -> list[CacheInfo]:
+    """The caches beside the models (`bottlenecks`, `exports`): where, how big, how many
+    entries. Removing them (`remove_models`) costs recomputation, never a result."""
+    from imgtool import caches
+
+    return [caches.info(name) for name in caches.CACHES]
+
+
+def download_model(ref: PathLike | None = None, *, features: bool = False,
+                   progress: ui.ProgressCallback | None = None) -> ModelInfo:
+    """Download (and convert) a model into the cache now, e.g. while building a CI image,
+    so later runs need no network. `features`: also the feature-vector twin `retrain`
+    uses. `ref` as for `load_model`. Returns what is now cached."""
+    from imgtool import store
+    from imgtool.catalog import load_catalog
+    from imgtool.resolve import resolve
+
+    text = None if ref is None else os.fspath(ref)
+    with ui.reporting(progress):
+        model = resolve(text)
+        if features:
+            resolve(text, purpose="features")
+    entry = model.entry
+    return ModelInfo(model.ref, model.config.description, "catalog" if model.ref in load_catalog() else "other",
+                     True, store.dir_size(entry) if entry is not None and entry.is_dir() else 0,
+                     entry.name if entry is not None else None, None, entry,
+                     "tensorflow" if model.tflite is None else "litert")
+
+
+def model_path(ref: str | None = None) -> Path:
+    """The cache root (IMGTOOL_HOME) when `ref` is None, else the folder of the cache
+    entry named `ref` (its catalog name, URL or entry key). ModelNotFoundError when it
+    is not cached."""
+    from imgtool import store
+    from imgtool.entries import cached_entries
+    from imgtool.errors import ModelNotFoundError
+
+    if ref is None:
+        return store.home()
+    for e in cached_entries():
+        if ref in (e["key"], e["name"]):
+            return Path(e["path"])
+    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()})")
+
+
+@dataclass(frozen=True)
+class Removed:
+    """One thing `remove_models` removed: a cache entry ("model", `name` is its key) or
+    one of the caches beside the models ("cache": "bottlenecks" or "exports")."""
+
+    name: str
+    kind: Literal["model", "cache"]
+    bytes: int
+    entries: int = 1  # caches: the feature vectors / exports they held
+
+
+def remove_models(names: Iterable[str]) -> list[Removed]:
+    """Remove cached models (by catalog name, URL or entry key) and the caches named
+    `bottlenecks` and `exports`; `all` removes everything. Nothing cached is fine (an
+    empty list). A name that matches nothing raises ModelNotFoundError, after the others
+    were removed. Each removal is also logged."""
+    from imgtool import caches
+    from imgtool.entries import cached_entries
+    from imgtool.entries import remove as remove_entry
+    from imgtool.errors import ModelNotFoundError
+
+    out: list[Removed] = []
+    missing = []
+    for name in names:
+        if name in caches.CACHES or name == "all":
+            for cache in (caches.CACHES if name == "all" else (name,)):
+                gone = caches.remove(cache)
+                if gone is not None:
+                    out.append(Removed(cache, "cache", gone.bytes, gone.entries))
+                    ui.info(f"removed the {cache} cache ({caches.human_size(gone.bytes)}, {gone.entries} entries)")
+            if name in caches.CACHES:
+                continue
+        sizes = {e["key"]: e["bytes"] for e in cached_entries()}
+        removed = remove_entry(name)
+        if removed:
+            out.extend(Removed(key, "model", sizes.get(key, 0)) for key in removed)
+            ui.info(f"removed {', '.join(removed)}")
+        elif name != "all":
+            missing.append(name)
+    if missing:
+        raise ModelNotFoundError(f"not in the cache: {', '.join(missing)}")
+    return out
+
+
+def export_model(model_dir: PathLike, quantize: QuantizeMode = "none",
+                 output: PathLike | None = None) -> list[ExportResult]:
+    """Write a single .tflite (TFLite metadata and labels inside) for a folder written by
+    `retrain`: the float `model.tflite` always (the reference for accuracy), and with
+    `quantize` ("dynamic", "float16", "int8") the quantized file too, at `output` or
+    beside it. Each result has its size and accuracy on the test split (None when the
+    photos are gone); both are recorded in the folder's metrics.json. Float first."""
+    from imgtool.tflite_export import export_model_dir
+
+    return export_model_dir(Path(model_dir), quantize, None if output is None else Path(output))

@@ -93,7 +93,7 @@ class BottleneckCache:
             self.write_error = err
             ui.warn(f"cannot write the bottleneck cache {self.dir} ({store.write_cause(err)}); going on without "
                     "it - features are kept in memory only, so the next run computes them again (free space, "
-                    "or set --bottleneck-dir / IMGTOOL_HOME to a writable folder)")
+                    "or set `bottleneck_dir` / IMGTOOL_HOME to a writable folder)")
 
 
 def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,

@@ -412,10 +412,10 @@ def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, qu
     """
     import json
 
-    from imgtool import tflite_export
+    from imgtool import api
 
     ui.set_quiet(quiet)
-    results = tflite_export.export_model_dir(model_dir, quantize, output)
+    results = api.export_model(model_dir, quantize, output)  # type: ignore[arg-type]  # click.Choice checked it
     records = [r.record(model_dir) for r in results]
     if fmt == "json":
         click.echo(json.dumps(records, indent=2))
@@ -501,8 +501,8 @@ def models_list(fmt: str) -> None:
             else:
                 text = f"{info.key:30} {state:12} {info.name}\n"
             out.record(info.to_dict(), text=text)
-        for name in caches.CACHES:
-            c = caches.info(name)
+        for c in api.list_caches():
+            name = c.name
             out.record({"name": name, "kind": "cache", "cached": c.entries > 0, "path": str(c.path),
                         "bytes": c.bytes, "entries": c.entries},
                        text=f"{name:30} {caches.human_size(c.bytes):12} {c.description} ({c.entries} entries; "
@@ -513,19 +513,13 @@ def models_list(fmt: str) -> None:
 @click.argument("model", required=False)
 def models_path(model: str | None) -> None:
     """Where the cache is (or where MODEL's entry is)."""
-    from imgtool import store
+    from imgtool import api
+    from imgtool.errors import ModelNotFoundError
 
-    if model is None:
-        click.echo(str(store.home()))
-        return
-    from imgtool.resolve import cached_entries
-
-    for e in cached_entries():
-        if model in (e["key"], e["name"]):
-            click.echo(e["path"])
-            return
-    raise _model_error(f"{model} is not in the cache ({store.models_dir()}); "
-                       f"`imgtool models download {model}` fetches it")
+    try:
+        click.echo(str(api.model_path(model)))
+    except ModelNotFoundError as err:
+        raise ModelNotFoundError(f"{err}; `imgtool models download {model}` fetches it") from None
 
 
 @models.command("download")
@@ -534,14 +528,12 @@ def models_path(model: str | None) -> None:
 @click.option("-q", "--quiet", is_flag=True)
 def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
     """Download (and convert) models now, e.g. while building a CI image. Default: inception_v3."""
-    from imgtool.resolve import resolve
+    from imgtool import api
 
     ui.set_quiet(quiet)
     for ref in refs or (None,):
-        model = resolve(ref)
-        if features:
-            resolve(ref, purpose="features")
-        ui.info(f"{model.ref}: ready" + (" (runs in TensorFlow)" if model.tflite is None else ""))
+        info = api.download_model(ref, features=features)
+        ui.info(f"{info.name}: ready" + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
 
 
 @models.command("remove")
@@ -557,30 +549,10 @@ def models_remove(names: tuple[str, ...], quiet: bool) -> None:
       imgtool models remove bottlenecks exports
       imgtool models remove all
     """
-    from imgtool import caches
-    from imgtool.resolve import remove
+    from imgtool import api
 
     ui.set_quiet(quiet)
-    missing = []
-    nothing = True
-    for name in names:
-        if name in caches.CACHES or name == "all":
-            for cache in (caches.CACHES if name == "all" else (name,)):
-                gone = caches.remove(cache)
-                if gone is not None:
-                    nothing = False
-                    ui.info(f"removed the {cache} cache ({caches.human_size(gone.bytes)}, {gone.entries} entries)")
-            if name in caches.CACHES:
-                continue
-        removed = remove(name)
-        if removed:
-            nothing = False
-            ui.info(f"removed {', '.join(removed)}")
-        elif name != "all":
-            missing.append(name)
-    if missing:
-        raise _model_error(f"not in the cache: {', '.join(missing)}")
-    if nothing:
+    if not api.remove_models(names):  # each removal is logged (stderr) as it happens
         ui.info("nothing cached")
 
 

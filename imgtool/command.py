@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -49,17 +50,42 @@ OPTION_OF_PARAMETER = {
     "test_dir": "--test-dir", "validation_dir": "--validation-dir", "class_weight": "--class-weight", "l2": "--l2",
     "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
     "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
+    "input_tensor": "--input-tensor", "output_tensor": "--output-tensor", "expect": "--expect",
+    "bottleneck_dir": "--bottleneck-dir", "input": "--input", "overwrite": "--overwrite",
 }
 _PHRASES = {"give a labels file": "pass --labels FILE",
             "(it is a backbone to retrain)": "with `imgtool retrain FOLDER -m MODEL`",
-            "pick a classifier from the catalog": "pick a classifier (`imgtool models list`)"}
+            "pick a classifier from the catalog": "pick a classifier (`imgtool models list`)",
+            "the catalog lists the models": "`imgtool models list` shows the catalog",
+            "remove it from the cache": "`imgtool models remove` it",
+            "not a model folder written by retrain": "not a model folder written by `imgtool retrain`"}
 _PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+# the library's hints name the API call (`download_model('x')`); the CLI names the command that makes it
+_ARG = r"""(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")"""  # one Python str repr
+_API_CALLS = [
+    (re.compile(rf"`download_model\({_ARG}\)`"), "`imgtool models download {}`"),
+    (re.compile(rf"`remove_models\(\[{_ARG}\]\)`"), "`imgtool models remove {}`"),
+    (re.compile(rf"`load_model\({_ARG}\)\.labels`"), "`imgtool labels -m {} --search TEXT`"),
+]
+
+
+def _api_call(template: str) -> Callable[[re.Match[str]], str]:
+    def sub(m: re.Match[str]) -> str:
+        import ast
+
+        quote, body = ("'", m.group(1)) if m.group(1) is not None else ('"', m.group(2))
+        return template.format(ast.literal_eval(quote + body + quote))  # the str the library repr'd
+
+    return sub
 
 
 def cli_phrase(text: str) -> str:
-    """A library message in the CLI's words: `min_accuracy` -> --min-accuracy."""
+    """A library message in the CLI's words: `min_accuracy` -> --min-accuracy,
+    `download_model('x')` -> `imgtool models download x`."""
     for library, cli_words in _PHRASES.items():
         text = text.replace(library, cli_words)
+    for pattern, template in _API_CALLS:
+        text = pattern.sub(_api_call(template), text)
     return _PARAMETER.sub(lambda m: OPTION_OF_PARAMETER.get(m.group(1), m.group(0)), text)
 
 

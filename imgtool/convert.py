@@ -112,7 +112,7 @@ def ensure_tflite(model: Model, entry: Path, purpose: ConversionPurpose = "model
         model.tflite = target
     else:
         model.notes.append(f"warning: running {model.ref} in TensorFlow (slower): its .tflite conversion failed "
-                           f"({conv.error}); `imgtool models remove {model.ref}` retries it")
+                           f"({conv.error}); `remove_models([{model.ref!r}])` retries it")
     if conv.input_size and model.config.input_size is None:
         h, w = conv.input_size
         model.config = replace(model.config, input_size=(h, w))
@@ -135,7 +135,7 @@ def convert(model: Model, target: Path) -> Conversion:
     config = model.config
     if importlib.util.find_spec("tensorflow") is None:  # e.g. .venv-beam: say so, record no failed conversion
         raise ModelError(f"{model.ref} needs a one-time conversion to .tflite, which needs TensorFlow, and this "
-                         f"Python has none; run `imgtool models download {model.ref}` with the main install "
+                         f"Python has none; run `download_model({model.ref!r})` with the main install "
                          "(same IMGTOOL_HOME) first")
     assert model.tf_source is not None
     ui.info(f"Converting {config.name} to .tflite once (TensorFlow is loading; later runs skip this)")
@@ -147,7 +147,7 @@ def convert(model: Model, target: Path) -> Conversion:
             size = tfutil.savedmodel_input_size(model.tf_source)
             if size is None:
                 size = (224, 224)
-                ui.warn(f"{model.ref}: input size unknown, assuming 224x224 (pass --input-size to change)")
+                ui.warn(f"{model.ref}: input size unknown, assuming 224x224 (pass `input_size` to change)")
         assert size is not None
         record.input_size = list(size)
         with ui.native_output_filtered():

@@ -105,7 +105,7 @@ def check_online(what: str, dest_name: str = "") -> None:
     if store.offline():
         raise DownloadError(
             f"{what} is not in the cache and IMGTOOL_OFFLINE is set; "
-            f"run `imgtool models download {what}` with network access first" if what else
+            f"run `download_model({what!r})` with network access first" if what else
             f"{dest_name} is not in the cache and IMGTOOL_OFFLINE is set"
         )
 

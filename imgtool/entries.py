@@ -121,7 +121,7 @@ def ensure_entry(key: str, config: ModelConfig) -> Path:
         return entry
     if store.offline():
         raise ModelError(f"model {config.name} is not in the cache ({store.models_dir()}) and IMGTOOL_OFFLINE is set; "
-                         f"run `imgtool models download {config.name}` where the network is reachable")
+                         f"run `download_model({config.name!r})` where the network is reachable")
     with store.lock(key):
         ok, why = entry_ok(entry)  # another process may have fetched it while we waited
         if ok:

@@ -172,5 +172,5 @@ def check_expected(expected: str, labels: list[str], ref: str) -> None:
         return
     near = closest(expected, labels)
     hint = ("closest: " + ", ".join(repr(x) for x in near)) if near else \
-        f"`imgtool labels -m {ref} --search TEXT` lists what it can say"
-    raise UsageError(f"--expect {expected!r}: no such label in {ref}; {hint}")
+        f"`load_model({ref!r}).labels` lists what it can say"
+    raise UsageError(f"`expect` {expected!r}: no such label in {ref}; {hint}")

@@ -67,5 +67,5 @@ class Model:
         if self.tf_source is None:
             raise ModelError(f"{self.ref}: nothing runnable was found")
         if self.input_size is None:
-            raise ModelError(f"{self.ref}: cannot tell the input size; pass --input-size HEIGHT,WIDTH")
+            raise ModelError(f"{self.ref}: cannot tell the input size; pass `input_size` HEIGHT,WIDTH")
         return TFEngine(self.tf_source, self.input_size, self.config.value_range, self.graph_tensors)

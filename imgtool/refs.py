@@ -84,4 +84,4 @@ def parse(ref: str, catalog: Collection[str]) -> Ref:
     near = difflib.get_close_matches(ref, list(catalog), n=1)
     hint = f" (did you mean {near[0]}?)" if near else ""
     raise ModelNotFoundError(f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; "
-                     "`imgtool models list` shows the catalog")
+                     "the catalog lists the models")

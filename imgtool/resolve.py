@@ -78,7 +78,7 @@ def _cached(model: Model, entry: Path, purpose: Purpose) -> Model:
 
 def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) -> Model:
     if name not in catalog:
-        raise ModelNotFoundError(f"unknown catalog model {name!r}; `imgtool models list` shows the catalog")
+        raise ModelNotFoundError(f"unknown catalog model {name!r}; the catalog lists the models")
     config = catalog[name]
     if purpose == "features" and config.features and config.features != name:
         if config.features not in catalog:
@@ -181,7 +181,7 @@ def _repair_cached_tflite(model: Model) -> bool:
     assert model.entry is not None and model.tflite is not None
     if model.tf_source is None:
         if not model.config.urls:
-            raise ModelError(f"{model.ref}: the cached model no longer loads; `imgtool models remove` it")
+            raise ModelError(f"{model.ref}: the cached model no longer loads; remove it from the cache")
         with store.lock(model.entry.name):
             ui.info(f"cached model {model.config.name} no longer loads (damaged in the cache); downloading it again")
             download_entry(model.entry.name, model.config, model.entry)

@@ -57,7 +57,7 @@ def quantize_mode(text: str) -> Quantize:
     for mode in QUANTIZE_MODES:
         if text == mode:
             return mode
-    raise UsageError(f"--quantize {text}: choose one of {', '.join(QUANTIZE_MODES)}")
+    raise UsageError(f"`quantize` {text}: choose one of {', '.join(QUANTIZE_MODES)}")
 
 
 def default_file(quantize: str) -> str:
@@ -134,7 +134,7 @@ def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize
     schema = _schema()
     TT, OP, OPT = schema.TensorType, schema.BuiltinOperator, schema.BuiltinOptions
     if quantize not in QUANTIZE_MODES:
-        raise UsageError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_MODES)}")
+        raise UsageError(f"`quantize` {quantize}: choose one of {', '.join(QUANTIZE_MODES)}")
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(backbone))
     if len(model.subgraphs) != 1 or len(model.subgraphs[0].outputs) != 1:
         raise ModelError("the backbone .tflite must have one subgraph with one output to append a layer to")
@@ -562,7 +562,7 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
     try:
         meta = retrained.read(folder)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"{folder}: not a model folder written by `imgtool retrain` ({err})") from None
+        raise UsageError(f"{folder}: not a model folder written by retrain ({err})") from None
     metrics = store.read_json(folder / "metrics.json") or {}
     test, train_paths, why = _split_photos(folder, meta, metrics)
     checks = _Checks(folder, meta, test)

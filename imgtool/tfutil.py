@@ -51,7 +51,7 @@ def _savedmodel_function(tf, source: Path, batch: int | None, input_size: tuple[
     if not callable(obj):
         raise ModelError(f"{source}: the SavedModel has neither a serving signature nor __call__")
     if input_size is None:
-        raise ModelError(f"{source}: cannot tell the input size; pass --input-size HEIGHT,WIDTH")
+        raise ModelError(f"{source}: cannot tell the input size; pass `input_size` HEIGHT,WIDTH")
     shape = [batch, *input_size, 3]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
@@ -91,7 +91,7 @@ def _graph_session(tf, pb: Path, tensors: tuple[str, str]):  # noqa: ANN001
         inp = graph.get_tensor_by_name(tensors[0])
         out = graph.get_tensor_by_name(tensors[1])
     except (KeyError, ValueError) as err:
-        raise ModelError(f"{pb}: {err}; name the tensors with --input-tensor/--output-tensor") from None
+        raise ModelError(f"{pb}: {err}; name the tensors with `input_tensor`/`output_tensor`") from None
     return tf.compat.v1.Session(graph=graph), inp, out
 
 

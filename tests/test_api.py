@@ -382,3 +382,86 @@ def test_the_progress_variable_pickles_for_beam_workers() -> None:
         copy = pickle.loads(pickle.dumps(ui._callback))
         assert ui.current_callback() is not None
     assert copy.var.get() is None and copy.var is not ui._callback.var
+
+
+# ---------------------------------------------------------------- the store: download, path, remove
+
+def test_download_model_then_its_path_then_remove_it(mobilenet: str, http_server: Any, isolated_home: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="imgtool")
+    data = Path(mobilenet).read_bytes()
+    url = http_server.add("/m.tflite", data)
+    assert imgtool.model_path() == isolated_home
+    with pytest.raises(LookupError, match=r"is not in the cache"):
+        imgtool.model_path(url)
+
+    calls: list[tuple[Any, ...]] = []
+    info = imgtool.download_model(url, progress=lambda *a: calls.append(a))
+    assert isinstance(info, imgtool.ModelInfo)
+    assert (info.name, info.kind, info.cached, info.runtime) == (url, "other", True, "litert")
+    assert info.key is not None and info.key.startswith("url-")
+    assert info.path == isolated_home / "models" / info.key
+    assert info.bytes == sum(p.stat().st_size for p in info.path.rglob("*") if p.is_file()) >= len(data)
+    assert calls and calls[-1][0] == calls[-1][1] == len(data)  # the download's bytes
+    assert imgtool.model_path(url) == imgtool.model_path(info.key) == info.path
+    assert [(i.key, i.cached) for i in imgtool.list_models() if i.kind == "other"] == [(info.key, True)]
+
+    with pytest.raises(imgtool.ModelNotFoundError, match=r"^not in the cache: nothing_like_it$"):
+        imgtool.remove_models([url, "nothing_like_it"])  # the others are still removed
+    assert not info.path.exists()
+    assert f"removed {info.key}" in caplog.messages
+    assert imgtool.remove_models(["all"]) == []
+
+
+def test_remove_models_takes_the_caches_by_name(isolated_home: Path) -> None:
+    vectors = isolated_home / "bottlenecks" / "backbone" / "daisy"
+    vectors.mkdir(parents=True)
+    for i in range(3):
+        (vectors / f"{i}.f32").write_bytes(b"\0" * 4096)
+    (isolated_home / "exports" / ("a" * 24)).mkdir(parents=True)
+    (isolated_home / "exports" / ("a" * 24) / "model.tflite").write_bytes(b"t" * 100)
+    assert [(c.name, c.path, c.bytes, c.entries) for c in imgtool.list_caches()] == [
+        ("bottlenecks", isolated_home / "bottlenecks", 3 * 4096, 3), ("exports", isolated_home / "exports", 100, 1)]
+    assert imgtool.remove_models(["bottlenecks"]) == [imgtool.Removed("bottlenecks", "cache", 3 * 4096, 3)]
+    assert not (isolated_home / "bottlenecks").exists() and (isolated_home / "exports").is_dir()
+    assert imgtool.remove_models(["all"]) == [imgtool.Removed("exports", "cache", 100, 1)]
+    assert imgtool.remove_models(["bottlenecks", "exports", "all"]) == []
+    assert [(c.name, c.bytes, c.entries) for c in imgtool.list_caches()] == [("bottlenecks", 0, 0), ("exports", 0, 0)]
+
+
+@pytest.fixture(scope="module")
+def retrained_folder(flowers: Path, embedder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model retrained on 3 classes x 10 photos (a copy of the photos: the split is recorded)."""
+    base = tmp_path_factory.mktemp("api-export")
+    for c in CLASSES[:3]:
+        (base / "photos" / c).mkdir(parents=True)
+        for f in sorted((flowers / c).iterdir())[:10]:
+            shutil.copy(f, base / "photos" / c / f.name)
+    result = imgtool.retrain(base / "photos", model=embedder, output=base / "model", test_percent=30,
+                             bottleneck_dir=base / "bn", tf_exports=False)
+    return result.output
+
+
+def test_export_model_returns_typed_results_and_records_them(retrained_folder: Path, tmp_path: Path,
+                                                             capfd: pytest.CaptureFixture) -> None:
+    capfd.readouterr()
+    out = tmp_path / "small.tflite"
+    [fl] = imgtool.export_model(retrained_folder)  # the float model, rewritten
+    [dyn] = imgtool.export_model(retrained_folder, "dynamic", out)  # the float one is there: not rebuilt
+    assert capfd.readouterr() == ("", "")
+    assert [(type(r), r.path, r.quantize) for r in (fl, dyn)] == [
+        (imgtool.ExportResult, retrained_folder / "model.tflite", "none"), (imgtool.ExportResult, out, "dynamic")]
+    test_count = json.loads((retrained_folder / "metrics.json").read_text())["counts"]
+    for r in (fl, dyn):
+        assert r.bytes == r.path.stat().st_size
+        assert r.test_count == sum(c["test"] for c in test_count.values()) > 0
+        assert r.test_accuracy is not None and 0 <= r.test_accuracy <= 1
+    assert dyn.float_test_accuracy == fl.test_accuracy
+    recorded = json.loads((retrained_folder / "metrics.json").read_text())["exports"]
+    assert [r.record(retrained_folder) for r in (fl, dyn)] == recorded
+    assert imgtool.load_model(out).labels == CLASSES[:3]
+
+    with pytest.raises(ValueError, match="int4"):
+        imgtool.export_model(retrained_folder, "int4")  # type: ignore[arg-type]
+    with pytest.raises(imgtool.UsageError, match="not a model folder"):
+        imgtool.export_model(tmp_path)

@@ -22,6 +22,25 @@ def test_cli_phrase_names_options_not_parameters() -> None:
         "x has no labels; showing class numbers (pass --labels FILE to name them)"
     assert cli_phrase("see `imgtool models list` and `not_a_parameter`") == \
         "see `imgtool models list` and `not_a_parameter`"
+    # the library names parameters and says what to do; the CLI names its options and commands
+    assert cli_phrase("m.pb: no such tensor; name the tensors with `input_tensor`/`output_tensor`") == \
+        "m.pb: no such tensor; name the tensors with --input-tensor/--output-tensor"
+    assert cli_phrase("`input` x: no such file or folder; pass `overwrite` or `bottleneck_dir`; `expect` 'a'") == \
+        "--input x: no such file or folder; pass --overwrite or --bottleneck-dir; --expect 'a'"
+    assert cli_phrase("unknown catalog model 'x'; the catalog lists the models") == \
+        "unknown catalog model 'x'; `imgtool models list` shows the catalog"
+    assert cli_phrase("m: the cached model no longer loads; remove it from the cache") == \
+        "m: the cached model no longer loads; `imgtool models remove` it"
+    assert cli_phrase("d: not a model folder written by retrain (no file)") == \
+        "d: not a model folder written by `imgtool retrain` (no file)"
+    # a hint naming the API call names the command that makes it (the argument as the library repr'd it)
+    assert cli_phrase("x is not cached; run `download_model('inception_v3')` where the network is reachable") == \
+        "x is not cached; run `imgtool models download inception_v3` where the network is reachable"
+    assert cli_phrase("""failed (bad); `remove_models(["/m/it's here.pb"])` retries it""") == \
+        "failed (bad); `imgtool models remove /m/it's here.pb` retries it"
+    assert cli_phrase(r"no such label in m; `load_model('C:\\m').labels` lists what it can say") == \
+        r"no such label in m; `imgtool labels -m C:\m --search TEXT` lists what it can say"
+    assert cli_phrase("`download_model` and `remove_models(x)`") == "`download_model` and `remove_models(x)`"
 
 
 def test_stderr_output_prints_todays_lines_and_honours_quiet(capsys: pytest.CaptureFixture) -> None:

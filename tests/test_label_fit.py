@@ -91,11 +91,11 @@ def test_check_expected_message() -> None:
     check_expected("hot dog", labels, "m")  # a synonym: fine
     with pytest.raises(UsageError) as err:
         check_expected("hotdgo", labels, "inception_v3")
-    assert str(err.value) == ("--expect 'hotdgo': no such label in inception_v3; "
+    assert str(err.value) == ("`expect` 'hotdgo': no such label in inception_v3; "
                               "closest: 'hotdog, hot dog, red hot', 'hot pot, hotpot'")
     with pytest.raises(UsageError) as err:
         check_expected("zzzz", labels, "m")
-    assert str(err.value) == "--expect 'zzzz': no such label in m; `imgtool labels -m m --search TEXT` lists what it can say"
+    assert str(err.value) == "`expect` 'zzzz': no such label in m; `load_model('m').labels` lists what it can say"
 
 
 # ------------------------------------------------------------ through the command line

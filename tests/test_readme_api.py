@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -62,3 +63,5 @@ def test_the_python_api_examples_run(fixtures: Path, tmp_path: Path, monkeypatch
     assert f"{tmp_path / 'flowers-model'} " in out
     assert "unknown model 'inception_v33'" in out and "did you mean inception_v3" in out
     assert (tmp_path / "flowers-model" / "imgtool-model.json").is_file()
+    assert "model-dynamic.tflite dynamic " in out and (tmp_path / "flowers-model" / "model-dynamic.tflite").is_file()
+    assert "removed bottlenecks cache " in out and not (Path(os.environ["IMGTOOL_HOME"]) / "bottlenecks").exists()

@@ -31,9 +31,9 @@ POOLED = OutputFacts(width=1024, shape=(1, 1, 1, 1024), dtype="uint8", quantizat
 
 def test_override_wins_over_record_metadata_and_graph() -> None:
     facts = dataclasses.replace(SOFTMAX_U8, metadata="probability: Probabilities of the labels respectively.")
-    assert decide_output_kind("probabilities", facts, "logits") == Decision("logits", "--scores logits")
+    assert decide_output_kind("probabilities", facts, "logits") == Decision("logits", "`scores` logits")
     assert decide_output_kind("logits", LOGITS_F32, "probabilities") == Decision("probabilities",
-                                                                                "--scores probabilities")
+                                                                                "`scores` probabilities")
     # the override even turns a feature extractor's record into a classifier (a model that lies)
     assert decide_output_kind("features", POOLED, "logits", has_labels=False).kind == "logits"
     # auto (and None) decide from the model
@@ -331,7 +331,7 @@ def test_catalog_record_overrides_the_graph(models: dict[str, Path]) -> None:
 
 def test_scores_override_reads_logits_as_given(models: dict[str, Path]) -> None:
     clf = _classifier(models["float_logits"], scores="probabilities")
-    assert clf.decision == Decision("probabilities", "--scores probabilities")
+    assert clf.decision == Decision("probabilities", "`scores` probabilities")
     out = clf.scores(sm.red_image(255)[None])
     assert out[0, 1] == pytest.approx(12.0, abs=1e-5)  # the raw logit, no softmax
 

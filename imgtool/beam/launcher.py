@@ -107,19 +107,19 @@ def check_output(prefix: str, overwrite: bool) -> list[str]:
     from apache_beam.io.filesystems import FileSystems
 
     if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
-        raise UsageError(f"--output {prefix} is a folder; give a path prefix such as {prefix.rstrip('/')}/results "
+        raise UsageError(f"`output` {prefix} is a folder; give a path prefix such as {prefix.rstrip('/')}/results "
                          "(shards are written as PREFIX-00000-of-00004...)")
     parent = FileSystems.split(prefix)[0]
     if "://" not in prefix and parent and not os.path.isdir(parent):
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as err:
-            raise UsageError(f"--output {prefix}: cannot create folder {parent} ({err.strerror}); "
+            raise UsageError(f"`output` {prefix}: cannot create folder {parent} ({err.strerror}); "
                              "choose a writable place") from None
     found = [m.path for r in FileSystems.match([prefix + "-*"]) for m in r.metadata_list]
     if found and not overwrite:
-        raise UsageError(f"--output {prefix}: {len(found)} file(s) already match {prefix}-* "
-                         f"(e.g. {sorted(found)[0]}); pass --overwrite to replace them or choose another prefix")
+        raise UsageError(f"`output` {prefix}: {len(found)} file(s) already match {prefix}-* "
+                         f"(e.g. {sorted(found)[0]}); pass `overwrite` to replace them or choose another prefix")
     return sorted(found)
 
 

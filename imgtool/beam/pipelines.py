@@ -58,7 +58,7 @@ def input_pattern(src: str) -> tuple[str, str | None]:
             return os.path.join(root, "**"), root
         if os.path.isfile(src):
             return os.path.abspath(src), None
-        raise UsageError(f"--input {src}: no such file or folder")
+        raise UsageError(f"`input` {src}: no such file or folder")
     if src.endswith("/"):
         return src + "**", src.rstrip("/")
     from apache_beam.io.filesystems import FileSystems
@@ -79,9 +79,9 @@ def check_input_not_empty(pattern: str) -> None:
     try:
         found = FileSystems.match([pattern], limits=[1])[0].metadata_list
     except Exception as err:  # noqa: BLE001 - BeamIOError wraps the filesystem's reason
-        raise UsageError(f"--input: cannot list {pattern} ({_first_line(err)})") from None
+        raise UsageError(f"`input`: cannot list {pattern} ({_first_line(err)})") from None
     if not found:
-        raise UsageError(f"--input: nothing matches {pattern}")
+        raise UsageError(f"`input`: nothing matches {pattern}")
 
 
 def _first_line(err: BaseException) -> str:
@@ -272,12 +272,12 @@ def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batc
     from imgtool.beam.worker import FeaturesBatch
 
     if _is_glob(root_src):
-        raise UsageError(f"--input {root_src}: give the dataset folder (one sub-folder per class), not a glob")
+        raise UsageError(f"`input` {root_src}: give the dataset folder (one sub-folder per class), not a glob")
     if _local(root_src) and not os.path.isdir(root_src):
-        raise UsageError(f"--input {root_src}: not a folder; give a folder with one sub-folder per class")
+        raise UsageError(f"`input` {root_src}: not a folder; give a folder with one sub-folder per class")
     pattern, root = input_pattern(root_src if not _local(root_src) else root_src.rstrip("/") or "/")
     if root is None:
-        raise UsageError(f"--input {root_src}: give the dataset folder (one sub-folder per class)")
+        raise UsageError(f"`input` {root_src}: give the dataset folder (one sub-folder per class)")
     check_input_not_empty(pattern)
     started = time.perf_counter()
     p = beam.Pipeline(options=options)
