@@ -24,12 +24,7 @@ from imgtool.engine import Engine
 FORMAT_VERSION = "1"
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+file_sha256 = store.sha256_file  # a photo's content key
 
 
 def backbone_id(model_file: Path, input_size: tuple[int, int], value_range: tuple[float, float] | None,

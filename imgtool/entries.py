@@ -218,7 +218,7 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
         except download.DownloadError as err:
             raise FetchFailed(str(err)) from None
     record.url = used
-    record.sha256 = download.sha256_file(source_file)
+    record.sha256 = store.sha256_file(source_file)
     kind = download.archive_kind(source_file)
     if cfg.format == "tflite" or url.split("?")[0].endswith(".tflite") or kind == "tflite":
         shutil.copyfile(source_file, src / "model.tflite")

@@ -13,11 +13,14 @@ and not a traceback halfway through a download; library code reads its settings 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from imgtool.errors import UsageError
+
+N = TypeVar("N", int, float)
 
 #: name -> what it takes (the same words as the README's environment table).
 VARIABLES: dict[str, str] = {
@@ -62,29 +65,29 @@ def _as_bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise SettingError(name, value, VARIABLES[name])
 
 
-def _as_int(env: Mapping[str, str], name: str, default: int | None, minimum: int = 1) -> int | None:
+def _as_number(env: Mapping[str, str], name: str, parse: Callable[[str], N], ok: Callable[[N], bool],
+               default: N | None) -> N | None:
+    """`default` when unset or empty; else `parse(value)` if `ok` accepts it; else the
+    error naming the variable and what it takes."""
     value = _raw(env, name)
     if not value:
         return default
     try:
-        number = int(value)
+        number = parse(value)
     except ValueError:
         raise SettingError(name, value, VARIABLES[name]) from None
-    if number < minimum:
+    if not ok(number):
         raise SettingError(name, value, VARIABLES[name])
     return number
 
 
+def _as_int(env: Mapping[str, str], name: str, default: int | None, minimum: int = 1) -> int | None:
+    return _as_number(env, name, int, lambda n: n >= minimum, default)
+
+
 def _as_float(env: Mapping[str, str], name: str, default: float) -> float:
-    value = _raw(env, name)
-    if not value:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise SettingError(name, value, VARIABLES[name]) from None
-    if not number > 0 or number == float("inf"):  # also refuses nan
-        raise SettingError(name, value, VARIABLES[name])
+    number = _as_number(env, name, float, lambda n: 0 < n < float("inf"), default)  # also refuses nan
+    assert number is not None
     return number
 
 

@@ -398,9 +398,7 @@ def engine_for(path: Path) -> Any:
     from imgtool import tflite_metadata
     from imgtool.engine import LiteRTEngine
 
-    meta = tflite_metadata.read(path.read_bytes())
-    vr = tflite_metadata.value_range_for(*meta["normalization"]) if meta and meta["normalization"] else None
-    return LiteRTEngine(path, vr)
+    return LiteRTEngine(path, tflite_metadata.file_value_range(path).get("value_range"))
 
 
 def _accuracy(path: Path, photos: np.ndarray, labels: np.ndarray) -> tuple[float | None, np.ndarray]:
