@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from imgtool.version import __version__
@@ -38,10 +36,10 @@ _LAZY = {
     "list_caches": "imgtool.api",
     "CacheInfo": "imgtool.caches",
     "ExportResult": "imgtool.tflite_export",
-    "Result": "imgtool.classify",
-    "Prediction": "imgtool.classify",
-    "RetrainResult": "imgtool.retrain",
-    "Evaluation": "imgtool.evaluate",
+    "Result": "imgtool.classifier",
+    "Prediction": "imgtool.classifier",
+    "RetrainResult": "imgtool.retraining",
+    "Evaluation": "imgtool.evaluation",
     "ProgressCallback": "imgtool.ui",
     "ImgtoolError": "imgtool.errors",
     "UsageError": "imgtool.errors",
@@ -78,7 +76,7 @@ if TYPE_CHECKING:
         retrain,
     )
     from imgtool.caches import CacheInfo
-    from imgtool.classify import Prediction, Result
+    from imgtool.classifier import Prediction, Result
     from imgtool.errors import (
         DatasetError,
         DownloadError,
@@ -89,27 +87,11 @@ if TYPE_CHECKING:
         StorageError,
         UsageError,
     )
-    from imgtool.evaluate import Evaluation
-    from imgtool.retrain import RetrainResult
+    from imgtool.evaluation import Evaluation
+    from imgtool.retraining import RetrainResult
     from imgtool.settings import SettingError
     from imgtool.tflite_export import ExportResult
     from imgtool.ui import ProgressCallback
-
-
-# `imgtool.retrain` and `imgtool.evaluate` are the API functions, although modules of the
-# same names exist: importing those submodules must not rebind the package attributes
-# (import them as `from imgtool.retrain import ...`, never `import imgtool.retrain as m`).
-_FUNCTIONS_OVER_MODULES = frozenset({"retrain", "evaluate"})
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FUNCTIONS_OVER_MODULES and isinstance(value, types.ModuleType):
-            return  # the submodule stays reachable through sys.modules
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -21,11 +21,11 @@ from imgtool.errors import UsageError
 
 if TYPE_CHECKING:
     from imgtool.caches import CacheInfo
-    from imgtool.classify import Classifier, Result
-    from imgtool.evaluate import Evaluation
+    from imgtool.classifier import Classifier, Result
+    from imgtool.evaluation import Evaluation
     from imgtool.model import Purpose
     from imgtool.resolve import Model as ResolvedModel
-    from imgtool.retrain import RetrainResult
+    from imgtool.retraining import RetrainResult
     from imgtool.tflite_export import ExportResult
 
 Scores = Literal["auto", "probabilities", "logits"]
@@ -73,7 +73,7 @@ class Model:
 
     @property
     def classifier(self) -> Classifier:
-        """The underlying `imgtool.classify.Classifier` (engine, output width)."""
+        """The underlying `imgtool.classifier.Classifier` (engine, output width)."""
         return self._classifier
 
     def __repr__(self) -> str:
@@ -143,7 +143,7 @@ def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, p
 
 
 def _classifier(model: ResolvedModel, scores: str) -> Classifier:
-    from imgtool.classify import Classifier
+    from imgtool.classifier import Classifier
 
     if scores not in ("auto", "probabilities", "logits"):
         raise UsageError(f"scores {scores!r}: choose auto, probabilities or logits")
@@ -184,8 +184,8 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
     `folder` may be None). Percentages are 0..50; distortions (random_* in percent)
     add `distorted_copies` per training photo."""
     from imgtool import settings
-    from imgtool.retrain import Distortions, RetrainOptions
-    from imgtool.retrain import retrain as run
+    from imgtool.retraining import Distortions, RetrainOptions
+    from imgtool.retraining import retrain as run
     from imgtool.train import TrainConfig
 
     def path(p: PathLike | None) -> Path | None:
@@ -233,7 +233,7 @@ def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores
     support}), `.confusion` (rows: true, columns: predicted, in `.classes` order),
     `.failures` [(path, error)], `.misclassified`, `.seen_in_training` (photos the
     model was trained on; None if it records none) and `.metrics` (all of it)."""
-    from imgtool.evaluate import evaluate_folder
+    from imgtool.evaluation import evaluate_folder
 
     if isinstance(model, Model) and (scores != "auto" or labels is not None):
         raise UsageError("scores and labels belong to load_model; a loaded model already has them")

@@ -64,13 +64,19 @@ def test_import_is_instant_and_every_public_name_resolves() -> None:
         imgtool.nonsense  # noqa: B018
 
 
-def test_api_functions_win_over_same_named_submodules() -> None:
-    from imgtool.evaluate import evaluate_folder  # noqa: F401 - imports the submodule imgtool.evaluate
-    from imgtool.retrain import RetrainOptions
+def test_no_submodule_shares_a_name_with_a_public_function() -> None:
+    """`imgtool.retrain`, `imgtool.evaluate` (and later `imgtool.classify`) are functions:
+    a submodule of the same name would rebind the attribute on first import."""
+    import pkgutil
 
+    from imgtool.evaluation import evaluate_folder  # noqa: F401 - imports the submodule imgtool.evaluation
+    from imgtool.retraining import RetrainOptions
+
+    submodules = {m.name for m in pkgutil.iter_modules(imgtool.__path__)}
+    assert not submodules & set(imgtool.__all__), submodules & set(imgtool.__all__)
     assert callable(imgtool.retrain) and imgtool.retrain.__module__ == "imgtool.api"
     assert callable(imgtool.evaluate) and imgtool.evaluate.__module__ == "imgtool.api"
-    assert sys.modules["imgtool.retrain"].RetrainOptions is RetrainOptions
+    assert sys.modules["imgtool.retraining"].RetrainOptions is RetrainOptions
 
 
 # ---------------------------------------------------------------- load_model
@@ -251,8 +257,8 @@ def test_retrain_returns_data_prints_nothing_and_evaluate_scores_it(
     assert ("bottlenecks" in {c[2] for c in calls}) and calls[-1][0] == calls[-1][1] == 60
 
     # the same through the options object, which retrain() leaves as it was
-    from imgtool.retrain import RetrainOptions
-    from imgtool.retrain import retrain as retrain_opts
+    from imgtool.retraining import RetrainOptions
+    from imgtool.retraining import retrain as retrain_opts
     from imgtool.train import TrainConfig
 
     opts = RetrainOptions(image_dir=small_flowers, output=tmp_path / "again", model=embedder, test_percent=20,

@@ -85,8 +85,8 @@ def test_training_photos_recorded_and_counted_by_evaluate(fixtures: Path, embedd
 
 
 def test_evaluate_folder_library_result(fixtures: Path, embedder: str, tmp_path: Path) -> None:
-    from imgtool.classify import Classifier
-    from imgtool.evaluate import Evaluation, evaluate_folder
+    from imgtool.classifier import Classifier
+    from imgtool.evaluation import Evaluation, evaluate_folder
     from imgtool.resolve import resolve
 
     data = _copy(fixtures, tmp_path / "d", 0, 4)

@@ -78,8 +78,8 @@ LAYERS: list[tuple[str, set[str]]] = [
                      "tflite_metadata", "store", "download", "labels", "images", "catalog", "refs", "dataset"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "convert", "retrained", "resolve"}),
-    ("the work", {"classify", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
-                  "tflite_export", "report", "evaluate", "retrain"}),
+    ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
+                  "tflite_export", "report", "evaluation", "retraining"}),
     ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
     ("front ends", {"command", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
                     "beam.pipelines", "beam.worker"}),

@@ -102,7 +102,7 @@ def test_catalog_classifier_uses_its_twin_with_one_info_line(caplog: pytest.LogC
     from imgtool.catalog import load_catalog
     from imgtool.errors import UsageError
     from imgtool.resolve import Model
-    from imgtool.retrain import _check_backbone
+    from imgtool.retraining import _check_backbone
 
     caplog.set_level("INFO", logger="imgtool")
     catalog = load_catalog()
@@ -200,7 +200,7 @@ def test_catalog_classifier_without_twin_is_refused_before_download(flowers: Pat
 def test_library_retrain_leaves_its_options_untouched(flowers: Path, embedder: str, tmp_path: Path) -> None:
     import copy
 
-    from imgtool.retrain import RetrainOptions, retrain
+    from imgtool.retraining import RetrainOptions, retrain
     from imgtool.train import TrainConfig
 
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 8)

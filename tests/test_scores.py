@@ -247,7 +247,7 @@ def _raw_dequantized(path: Path, pixels: np.ndarray) -> np.ndarray:
 
 
 def _classifier(path: Path, **kw):  # noqa: ANN202
-    from imgtool.classify import Classifier
+    from imgtool.classifier import Classifier
     from imgtool.resolve import resolve
 
     return Classifier(resolve(str(path)), **kw)
@@ -318,7 +318,7 @@ def test_float_model_scores_do_not_depend_on_the_batch(models: dict[str, Path], 
 
 
 def test_catalog_record_overrides_the_graph(models: dict[str, Path]) -> None:
-    from imgtool.classify import Classifier
+    from imgtool.classifier import Classifier
     from imgtool.resolve import resolve
 
     model = resolve(str(models["float_softmax"]))
@@ -377,7 +377,7 @@ def test_tf_engine_reads_the_graph_output_op(tmp_path: Path) -> None:
 ])
 def test_a_tf_model_is_judged_by_its_converted_tflite(tmp_path: Path, kind: str, decided: str, reason: str) -> None:
     """A local SavedModel is converted once; the converted file's graph decides."""
-    from imgtool.classify import Classifier
+    from imgtool.classifier import Classifier
     from imgtool.resolve import resolve
 
     saved = sm.build_savedmodel(kind, tmp_path / kind)

@@ -32,7 +32,7 @@ NOBODY = 65534
 
 DROP_TO_NOBODY = textwrap.dedent("""
     import os, sys
-    import imgtool.cli, imgtool.retrain, imgtool.classify, imgtool.evaluate, imgtool.export, imgtool.report
+    import imgtool.cli, imgtool.retraining, imgtool.classifier, imgtool.evaluation, imgtool.export, imgtool.report
     import imgtool.bottlenecks, imgtool.dataset, imgtool.train, imgtool.metrics, imgtool.images, imgtool.engine
     import imgtool.resolve, imgtool.store, imgtool.labels, imgtool.output, imgtool.catalog, imgtool.download
     import numpy, PIL.Image, ai_edge_litert.interpreter, tqdm, platformdirs, filelock, requests

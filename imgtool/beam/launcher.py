@@ -189,7 +189,7 @@ def prepare_model(ref: str | None, purpose: Purpose, root: str, labels_file: str
         return ModelSpec(model_uri, model_sha, input_size, value_range, "features", backbone_id=ident)
     # the output kind and the labels: the same decision `imgtool classify` makes, from the
     # model (record, TFLite metadata, graph), once - never from the photos of a run
-    from imgtool.classify import Classifier
+    from imgtool.classifier import Classifier
 
     classifier = Classifier(model, engine=engine if head is None else None)
     output = classifier.decision.kind

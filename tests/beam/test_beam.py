@@ -48,7 +48,7 @@ def _records(prefix: Path, suffix: str = ".jsonl") -> list[dict]:
 
 
 def _classify_in_process(model: str, paths: list[str], k: int = 5) -> list[dict]:
-    from imgtool.classify import Classifier
+    from imgtool.classifier import Classifier
     from imgtool.resolve import resolve
 
     clf = Classifier(resolve(model))
@@ -87,7 +87,7 @@ def test_classify_flowers_scores_are_the_models_probabilities(mobilenet: str, fi
     "looks like probabilities" guess would softmax them a second time; Beam decides once
     from the graph (it ends in SOFTMAX) and reports the model's own probabilities, with
     imgtool's top-k order and rounding."""
-    from imgtool.classify import Classifier, Result
+    from imgtool.classifier import Classifier, Result
     from imgtool.images import decode
     from imgtool.resolve import resolve
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from imgtool import dataset, metrics, ui
-from imgtool.classify import Classifier
+from imgtool.classifier import Classifier
 from imgtool.errors import DatasetError
 from imgtool.labels import matches
 
