@@ -3,7 +3,11 @@ PY := $(VENV)/bin/python
 BEAM_VENV ?= .venv-beam
 BEAM_PY := $(BEAM_VENV)/bin/python
 
-.PHONY: install install-beam install-mediapipe test test-beam bench lint clean
+WORKER_VENV ?= .venv-worker
+WORKER_PY := $(WORKER_VENV)/bin/python
+BEAM_VERSION ?= 2.77.0
+
+.PHONY: install install-beam install-worker install-mediapipe test test-beam bench lint clean
 
 install:            ## create .venv and install imgtool with test tools (editable)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +19,11 @@ install-beam:       ## create .venv-beam: imgtool + Apache Beam, without TensorF
 	$(BEAM_PY) -m pip install -q --upgrade "pip>=24"
 	$(BEAM_PY) -m pip install -q -r requirements-beam.txt
 	$(BEAM_PY) -m pip install -q --no-deps -e .
+
+install-worker:     ## create .venv-worker: what a Beam SDK container has (apache-beam) + requirements-worker.lock, nothing else (no imgtool)
+	test -x $(WORKER_PY) || python3 -m venv $(WORKER_VENV)
+	$(WORKER_PY) -m pip install -q --upgrade "pip>=24"
+	$(WORKER_PY) -m pip install -q "apache-beam==$(BEAM_VERSION)" -r requirements-worker.lock
 
 MEDIAPIPE_VENV ?= .venv-mediapipe
 MEDIAPIPE_VERSION ?= 1.2.2
@@ -28,9 +37,9 @@ test:               ## the whole suite (real fixtures from ../shared/fixtures or
 	$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc
 
-test-beam:          ## the Beam tests (tests/beam) in .venv-beam; fails if it is missing
+test-beam:          ## the Beam tests (tests/beam + the golden preprocessing test) in .venv-beam; fails if it is missing
 	@test -x $(BEAM_PY) || { echo "$(BEAM_PY) is missing: run make install-beam" >&2; exit 1; }
-	$(BEAM_PY) -m pytest -q tests/beam; rc=$$?; \
+	$(BEAM_PY) -m pytest -q tests/beam tests/test_golden_preprocessing.py; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no Beam tests: that is a failure" >&2; exit 1; fi; exit $$rc
 
 bench:              ## benchmarks (~7 min; BENCH_ARGS=--quick ~3 min); figures go to BENCHMARKS.md by hand, with date and machine

@@ -96,12 +96,26 @@ def _model_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
             "input_tensor": opts["input_tensor"], "output_tensor": opts["output_tensor"]}
 
 
+def _runtime(model: Any) -> str:
+    """Which Pillow decoded and resized, and which runtime ran the model (LiteRT, or
+    TensorFlow for a model that could not be converted): they decide the scores too."""
+    from imgtool.version import made_with
+
+    v = made_with()
+    if type(model.classifier.engine).__name__ == "TFEngine":
+        from importlib.metadata import version
+
+        return f"Pillow {v['pillow']} and TensorFlow {version('tensorflow')}"
+    return f"Pillow {v['pillow']} and LiteRT {v['litert']}"
+
+
 def _load(opts: dict[str, Any], scores: Scores, verbose: bool) -> Any:
     from imgtool import api
 
     model = api.load_model(opts["model"], scores=scores, **_model_kwargs(opts))
     if verbose:
         ui.info(f"{model.ref}: {model.classifier.output_width} outputs, read as {model.scores} ({model.scores_reason})")
+        ui.info(f"scores made with {_runtime(model)}")
     return model
 
 

@@ -43,7 +43,7 @@ from imgtool.retrained import (  # noqa: F401 - read_training_photos, is_model_d
     write_training_photos,
 )
 from imgtool.train import Head
-from imgtool.version import __version__
+from imgtool.version import __version__, made_with
 
 MARKER = RETRAINED_FILE
 
@@ -197,7 +197,7 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
                     training_hashes: Any = None) -> dict[str, Any]:
     staging.mkdir(parents=True, exist_ok=True)
     record = RetrainedRecord(
-        imgtool=__version__, image_dir=str(image_dir.resolve()), classes=classes,
+        imgtool=__version__, made_with=made_with(), image_dir=str(image_dir.resolve()), classes=classes,
         backbone=BackboneRecord(ref=backbone.ref, input_size=list(backbone_size),
                                 value_range=list(backbone.config.value_range) if backbone.config.value_range else None),
     )

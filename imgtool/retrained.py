@@ -64,6 +64,7 @@ class RetrainedRecord:
     imgtool: str | None = None
     exports: dict[str, Any] = field(default_factory=dict)
     training_photos: dict[str, Any] | None = None
+    made_with: dict[str, str] | None = None  # {"pillow", "litert"}: the versions that made its scores
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +75,8 @@ class RetrainedRecord:
         }
         if self.training_photos is not None:
             out["training_photos"] = self.training_photos
+        if self.made_with is not None:
+            out["made_with"] = dict(self.made_with)
         return {**self.extra, **out}
 
     @classmethod

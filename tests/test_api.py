@@ -471,3 +471,15 @@ def test_export_model_returns_typed_results_and_records_them(retrained_folder: P
         imgtool.export_model(retrained_folder, "int4")  # type: ignore[arg-type]
     with pytest.raises(imgtool.UsageError, match="not a model folder"):
         imgtool.export_model(tmp_path)
+
+
+def test_the_model_record_names_the_pillow_and_litert_that_made_it(retrained_folder: Path) -> None:
+    """Pillow decides the input array (12 and 13 upscale differently) and LiteRT runs the
+    backbone: the record names both, as installed when it was trained (issue 18)."""
+    from importlib.metadata import version
+
+    record = json.loads((retrained_folder / "imgtool-model.json").read_text())
+    assert record["made_with"] == {"pillow": version("pillow"), "litert": version("ai-edge-litert")}
+    from imgtool import retrained
+
+    assert retrained.read(retrained_folder).made_with == record["made_with"]  # and it reads back

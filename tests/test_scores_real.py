@@ -132,6 +132,10 @@ def test_verbose_says_how_the_outputs_are_read(mobilenet: str, photos: Path) -> 
     forced = invoke("classify", "-v", "--scores", "logits", "-m", mobilenet, str(photos / "cat.bmp"))
     assert f"{mobilenet}: 1001 outputs, read as logits (--scores logits)" in forced.stderr
     assert "read as" not in invoke("classify", "-m", mobilenet, str(photos / "cat.bmp")).stderr
+    from importlib.metadata import version
+
+    # the versions that made the score besides the model: Pillow resizes, LiteRT runs it
+    assert f"scores made with Pillow {version('pillow')} and LiteRT {version('ai-edge-litert')}\n" in result.stderr
 
 
 def test_bad_scores_value_is_a_usage_error(mobilenet: str, photos: Path) -> None:
