@@ -99,13 +99,16 @@ def _interrupts_end_quietly() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _prepare(beam_args: list[str], prefix: str, overwrite: bool) -> tuple[Any, list[str], str]:
+def _prepare(beam_args: list[str], src: str, prefix: str, overwrite: bool) -> tuple[Any, list[str], str]:
     _require_beam()
     _quiet_beam_logs()
     _interrupts_end_quietly()  # a killed run removes its unfinished shards, as Ctrl-C does
     from imgtool.beam import launcher
 
     options = launcher.pipeline_options(beam_args)
+    launcher.check_runner(options)
+    launcher.check_paths(options, src, prefix)
+    launcher.use_options(options)  # before any I/O of ours: listing, staging, the output check
     replace = launcher.check_output(prefix, overwrite)
     if launcher.pickles_by_value(options):
         launcher.register_by_value()
@@ -143,7 +146,7 @@ def beam_classify(model: str | None, src: str, prefix: str, overwrite: bool, bat
           --runner=DataflowRunner --project=P --region=europe-west1 --temp_location=gs://b/tmp \\
           --requirements_file=requirements-worker.txt
     """
-    options, replace, root = _prepare(click.get_current_context().meta["beam_args"], prefix, overwrite)
+    options, replace, root = _prepare(click.get_current_context().meta["beam_args"], src, prefix, overwrite)
     from imgtool.beam import launcher, pipelines
 
     spec = launcher.prepare_model(model, "classify", root, labels_file=labels_file)
@@ -164,7 +167,7 @@ def beam_features(model: str | None, src: str, prefix: str, overwrite: bool, bat
       imgtool beam features -m embedding.tflite -i flowers/ -o out/flowers
       imgtool retrain --features 'out/flowers-*.parquet' -m embedding.tflite -o flowers-model
     """
-    options, replace, root = _prepare(click.get_current_context().meta["beam_args"], prefix, overwrite)
+    options, replace, root = _prepare(click.get_current_context().meta["beam_args"], src, prefix, overwrite)
     from imgtool.beam import launcher, pipelines
 
     spec = launcher.prepare_model(model, "features", root)

@@ -99,6 +99,112 @@ def pickles_by_value(options: Any) -> bool:
     return (options.view_as(SetupOptions).pickle_library or "default") in ("default", "cloudpickle")
 
 
+# ---------------------------------------------------------------- runners and filesystems
+
+# Beam's filesystem schemes, the module each one's client library provides, and the extra
+# that installs it; checked before anything is listed or staged
+SCHEMES = {"gs": ("google.cloud.storage", "gcp"), "s3": ("boto3", "aws"),
+           "azfs": ("azure.storage.blob", "azure"), "hdfs": ("hdfs", "hadoop")}
+NEAR_SCHEMES = {"az": "azfs", "abfs": "azfs", "abfss": "azfs", "wasb": "azfs", "wasbs": "azfs", "gcs": "gs",
+                "s3a": "s3", "s3n": "s3", "webhdfs": "hdfs"}
+# runners that need an extra on the launcher
+RUNNER_EXTRAS = {"dataflowrunner": ("google.cloud.storage", "gcp")}
+
+
+def install_hint(extra: str) -> str:
+    return f"pip install 'imgtool-ml[{extra}]'"
+
+
+def check_runner(options: Any) -> None:
+    """An unknown --runner is a usage error naming the runners (Beam would raise a
+    ValueError only when the pipeline runs, after the model was staged)."""
+    import importlib.util
+
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.runners import runner as beam_runner
+
+    name = options.view_as(StandardOptions).runner
+    if not isinstance(name, str):
+        return  # a runner object (the library API): Beam's own
+    known = beam_runner._RUNNER_MAP  # noqa: SLF001 - the names create_runner accepts
+    key = name.lower()
+    path = known.get(key) or known.get(key + "runner")
+    if path is None and "." in name:
+        module = name.rsplit(".", 1)[0]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            return  # a runner class of your own, by its module path
+    if path is None:
+        import difflib
+
+        names = sorted({p.rsplit(".", 1)[-1] for p in StandardOptions.ALL_KNOWN_RUNNERS
+                        if ".test." not in p and "interactive" not in p})
+        near = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise UsageError(f"unknown Beam runner {name!r}{hint}; runners: {', '.join(names)}")
+    need = RUNNER_EXTRAS.get(path.rsplit(".", 1)[-1].lower())
+    if need and not _has_module(need[0]):
+        raise UsageError(f"--runner={name} needs Beam's {need[1]} extra, not installed in this Python; "
+                         f"{install_hint(need[1])}")
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_scheme(path: str, what: str) -> None:
+    """A path on a filesystem this Python cannot reach is one usage line naming the
+    extra to install (or the scheme meant), before anything is listed or staged."""
+    from apache_beam.io.filesystems import FileSystems
+
+    scheme = FileSystems.get_scheme(path)
+    if scheme is None or len(scheme) == 1:  # a local path (a Windows drive letter too)
+        return
+    if scheme in SCHEMES:
+        module, extra = SCHEMES[scheme]
+        if not _has_module(module):
+            raise UsageError(f"{what} {path}: {scheme}:// needs Beam's {extra} extra ({module} is not installed "
+                             f"in this Python); {install_hint(extra)}")
+        return
+    from apache_beam.io.filesystem import FileSystem
+
+    if any(fs.scheme() == scheme for fs in FileSystem.get_all_subclasses()):
+        return  # another filesystem Beam has registered
+    near = NEAR_SCHEMES.get(scheme)
+    hint = f" (did you mean {near}://?)" if near else ""
+    raise UsageError(f"{what} {path}: Beam has no filesystem for {scheme}://{hint} "
+                     f"(schemes: {', '.join(s + '://' for s in SCHEMES)}, or a local path)")
+
+
+def check_paths(options: Any, src: str, prefix: str) -> None:
+    """Every path the run will touch: input, output, --temp_location, --staging_location."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    gcp = options.view_as(GoogleCloudOptions)
+    check_scheme(src, "`input`")
+    check_scheme(prefix, "`output`")
+    for flag, value in (("--temp_location", gcp.temp_location), ("--staging_location", gcp.staging_location)):
+        if value:
+            check_scheme(value, flag)
+
+
+def use_options(options: Any) -> None:
+    """Hand the options to Beam's FileSystems before the launcher's own I/O (listing,
+    staging, the existing-output check): without it an s3:// client has no options
+    ("Must provide one of client or options") and --s3_endpoint_url and friends are lost."""
+    from apache_beam.io.filesystems import FileSystems
+
+    FileSystems.set_options(options)
+
+
 # ---------------------------------------------------------------- outputs and staging
 
 def check_output(prefix: str, overwrite: bool) -> list[str]:

@@ -5,10 +5,12 @@ decodes and runs the model (imgtool.beam.worker)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,13 +141,77 @@ def silence_shutdown() -> None:
         sys.stderr = _MainThreadOnly(sys.stderr)
 
 
+LOOPBACK = "127.0.0.1"
+
+
+class _LoopbackServer:
+    """A grpc.Server whose wildcard ports ([::]:0, 0.0.0.0:0) bind 127.0.0.1 instead."""
+
+    def __init__(self, server: Any):
+        self._server = server
+
+    def add_insecure_port(self, address: str) -> int:
+        host, _, port = address.rpartition(":")
+        if host in ("[::]", "0.0.0.0", "", "[::0]"):
+            address = f"{LOOPBACK}:{port}"
+        return int(self._server.add_insecure_port(address))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+class _LoopbackGrpc:
+    """The grpc module as the local runner's worker handlers see it: servers on loopback."""
+
+    def __init__(self, grpc: Any):
+        self._grpc = grpc
+
+    def server(self, *args: Any, **kwargs: Any) -> _LoopbackServer:
+        return _LoopbackServer(self._grpc.server(*args, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grpc, name)
+
+
+# the modules of Beam's local runners that open gRPC servers on `[::]`: the FnApiRunner's
+# worker handlers (control, data, state, logging), a local worker process's logging
+# server, and the embedded job service's artifact staging (PortableRunner without a job
+# endpoint)
+WILDCARD_BINDERS = ("apache_beam.runners.portability.fn_api_runner.worker_handlers",
+                    "apache_beam.runners.portability.local_job_service",
+                    "apache_beam.runners.portability.abstract_job_service")
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Beam 2.77's local runners bind their gRPC servers to `[::]:0`, every interface of
+    the machine, unauthenticated: for this run they bind 127.0.0.1. Their workers
+    (threads, local processes, an EXTERNAL pool on this machine) connect to
+    `localhost:PORT`, which reaches them. Only those modules' view of grpc changes."""
+    import importlib
+
+    patched = []
+    for name in WILDCARD_BINDERS:
+        module = importlib.import_module(name)
+        real = getattr(module, "grpc", None)
+        if real is not None and not isinstance(real, _LoopbackGrpc):
+            module.grpc = _LoopbackGrpc(real)  # type: ignore[attr-defined]
+            patched.append((module, real))
+    try:
+        yield
+    finally:
+        for module, real in patched:
+            module.grpc = real  # type: ignore[attr-defined]
+
+
 def _run(p: Any, prefix: str) -> Any:
     """Run to the end; a failure inside the pipeline (a worker that cannot load the
     model, storage that refuses a write) becomes one line, not Beam's traceback."""
     since = time.time() - 1.0
     try:
-        result = p.run()
-        result.wait_until_finish()
+        with loopback_only():
+            result = p.run()
+            result.wait_until_finish()
     except KeyboardInterrupt:
         silence_shutdown()
         _remove_writer_temp(prefix, since)
@@ -155,6 +221,18 @@ def _run(p: Any, prefix: str) -> Any:
         raise PipelineError(f"the Beam pipeline failed: {_first_line(err)} (the runner's log has the details)"
                             ) from None
     return result
+
+
+def _pipeline(options: Any) -> Any:
+    """beam.Pipeline, with the runner's option validation as one usage line (Dataflow's
+    "Missing required option: project", ...) rather than a ValueError traceback."""
+    import apache_beam as beam
+
+    try:
+        return beam.Pipeline(options=options)
+    except ValueError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        raise UsageError("the runner refused the options: " + "; ".join(lines[1:] or lines)) from None
 
 
 def _list_images(p: Any, pattern: str, root: str | None) -> Any:
@@ -212,12 +290,14 @@ def classify_pipeline(options: Any, spec: ModelSpec, src: str, prefix: str, top_
                       batch_size: int = 8) -> Any:
     """The classify pipeline, built but not run."""
     import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
 
     from imgtool.beam.worker import ClassifyBatch
 
+    FileSystems.set_options(options)  # before listing: a cloud filesystem's client takes its options
     pattern, root = input_pattern(src)
     check_input_not_empty(pattern)
-    p = beam.Pipeline(options=options)
+    p = _pipeline(options)
     records = _batched(_list_images(p, pattern, root), batch_size) | "Classify" >> beam.ParDo(ClassifyBatch(spec,
                                                                                                             top_k))
     _ = (records
@@ -268,9 +348,11 @@ def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batc
                  replace: list[str] | None = None) -> RunResult:
     """Backbone features of a folder-per-class dataset into `PREFIX-SSSSS-of-NNNNN.parquet`."""
     import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
 
     from imgtool.beam.worker import FeaturesBatch
 
+    FileSystems.set_options(options)  # before listing: a cloud filesystem's client takes its options
     if _is_glob(root_src):
         raise UsageError(f"`input` {root_src}: give the dataset folder (one sub-folder per class), not a glob")
     if _local(root_src) and not os.path.isdir(root_src):
@@ -280,7 +362,7 @@ def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batc
         raise UsageError(f"`input` {root_src}: give the dataset folder (one sub-folder per class)")
     check_input_not_empty(pattern)
     started = time.perf_counter()
-    p = beam.Pipeline(options=options)
+    p = _pipeline(options)
     items = (_list_images(p, pattern, root)
              | "Label" >> beam.Map(labelled, root)
              | "InClass" >> beam.Filter(lambda x: x is not None))
