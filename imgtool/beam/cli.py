@@ -67,6 +67,10 @@ def _common(f: Any) -> Any:
         click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
                      help="Photos per model call on a worker (a fixed size)."),
         click.option("-q", "--quiet", is_flag=True, help="No summary on stderr."),
+        click.option("--worker-timeout", default=120.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                     metavar="SECONDS",
+                     help="With workers started elsewhere (--environment_type=EXTERNAL/PROCESS/DOCKER, "
+                          "multi_processing): fail when none has connected after this long."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -82,6 +86,32 @@ def _report(res: Any, quiet: bool, what: str) -> None:
             + (" ..." if len(res.shards) > 1 else ""))
     if res.failed:
         sys.exit(EXIT_FAILED)
+
+
+def _end_now(message: str, code: int) -> None:
+    """Say what became of the run, then end now: the runner's own threads (a gRPC call to
+    a worker that never answers, bundles being torn down) must not hold the exit up."""
+    import os
+
+    click.echo(message, err=True)
+    for stream in (sys.stdout, sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from imgtool.beam.running import NoWorkers
+
+    try:
+        return fn(*args, **kwargs)
+    except NoWorkers as err:
+        _end_now(f"Error: {err}", err.exit_code)
+    except KeyboardInterrupt as err:
+        _end_now(getattr(err, "message", None) or "Interrupted; the run stopped and wrote no shards.", 130)
 
 
 def _interrupts_end_quietly() -> None:
@@ -135,7 +165,7 @@ def beam() -> None:
 @click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1),
               help="Predictions per photo.")
 def beam_classify(model: str | None, src: str, prefix: str, overwrite: bool, batch_size: int, quiet: bool,
-                  labels_file: str | None, top_k: int) -> None:
+                  worker_timeout: float, labels_file: str | None, top_k: int) -> None:
     """Classify every photo under SRC into JSONL shards PREFIX-*.jsonl, one record per photo
     in `imgtool classify --format jsonl`'s schema ({"path", "predictions"} or {"path", "error"}).
 
@@ -150,13 +180,15 @@ def beam_classify(model: str | None, src: str, prefix: str, overwrite: bool, bat
     from imgtool.beam import launcher, pipelines
 
     spec = launcher.prepare_model(model, "classify", root, labels_file=labels_file)
-    res = pipelines.run_classify(options, spec, src, prefix, top_k=top_k, batch_size=batch_size, replace=replace)
+    res = _run(pipelines.run_classify, options, spec, src, prefix, top_k=top_k, batch_size=batch_size,
+               replace=replace, worker_timeout=worker_timeout)
     _report(res, quiet, "classified")
 
 
 @beam.command("features", cls=BeamCommand, epilog=BEAM_EPILOG)
 @_common
-def beam_features(model: str | None, src: str, prefix: str, overwrite: bool, batch_size: int, quiet: bool) -> None:
+def beam_features(model: str | None, src: str, prefix: str, overwrite: bool, batch_size: int, quiet: bool,
+                  worker_timeout: float) -> None:
     """Backbone features of a folder-per-class dataset (SRC = ROOT) into Parquet shards
     PREFIX-*.parquet: path relative to ROOT, class (first folder), content sha256 (the
     bottleneck cache key), the feature vector and the backbone identity; a photo that
@@ -171,7 +203,8 @@ def beam_features(model: str | None, src: str, prefix: str, overwrite: bool, bat
     from imgtool.beam import launcher, pipelines
 
     spec = launcher.prepare_model(model, "features", root)
-    res = pipelines.run_features(options, spec, src, prefix, batch_size=batch_size, replace=replace)
+    res = _run(pipelines.run_features, options, spec, src, prefix, batch_size=batch_size, replace=replace,
+               worker_timeout=worker_timeout)
     _report(res, quiet, "read")
 
 

@@ -1,16 +1,16 @@
 """The two pipelines. Listing happens inside the pipeline (fileio.MatchFiles through Beam's
 FileSystems: local paths, gs://, s3://, ...), then Reshuffle (so the photos of one big
-listing bundle spread over every worker), fixed-size batches, and one DoFn that reads,
-decodes and runs the model (imgtool.beam.worker)."""
+listing bundle spread over every worker), then imgtool.beam.worker's steps: Decode (a bad
+photo becomes its error record), Beam's RunInference with imgtool's LiteRT ModelHandler
+over fixed-size batches (its dead-letter output: one error record per photo of a batch
+the model failed on), and the records, flattened into one output."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import posixpath
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ class RunResult:
     interpreters: int
     shards: list[str]
     seconds: float
-    engines: dict[str, int] = field(default_factory=dict)  # "<thread>:<engine id>" -> batches
+    inference: dict[str, int] = field(default_factory=dict)  # Beam's RunInference counters (num_inferences, ...)
 
 
 def is_image_name(path: str) -> bool:
@@ -141,81 +141,30 @@ def silence_shutdown() -> None:
         sys.stderr = _MainThreadOnly(sys.stderr)
 
 
-LOOPBACK = "127.0.0.1"
-
-
-class _LoopbackServer:
-    """A grpc.Server whose wildcard ports ([::]:0, 0.0.0.0:0) bind 127.0.0.1 instead."""
-
-    def __init__(self, server: Any):
-        self._server = server
-
-    def add_insecure_port(self, address: str) -> int:
-        host, _, port = address.rpartition(":")
-        if host in ("[::]", "0.0.0.0", "", "[::0]"):
-            address = f"{LOOPBACK}:{port}"
-        return int(self._server.add_insecure_port(address))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._server, name)
-
-
-class _LoopbackGrpc:
-    """The grpc module as the local runner's worker handlers see it: servers on loopback."""
-
-    def __init__(self, grpc: Any):
-        self._grpc = grpc
-
-    def server(self, *args: Any, **kwargs: Any) -> _LoopbackServer:
-        return _LoopbackServer(self._grpc.server(*args, **kwargs))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._grpc, name)
-
-
-# the modules of Beam's local runners that open gRPC servers on `[::]`: the FnApiRunner's
-# worker handlers (control, data, state, logging), a local worker process's logging
-# server, and the embedded job service's artifact staging (PortableRunner without a job
-# endpoint)
-WILDCARD_BINDERS = ("apache_beam.runners.portability.fn_api_runner.worker_handlers",
-                    "apache_beam.runners.portability.local_job_service",
-                    "apache_beam.runners.portability.abstract_job_service")
-
-
-@contextlib.contextmanager
-def loopback_only() -> Iterator[None]:
-    """Beam 2.77's local runners bind their gRPC servers to `[::]:0`, every interface of
-    the machine, unauthenticated: for this run they bind 127.0.0.1. Their workers
-    (threads, local processes, an EXTERNAL pool on this machine) connect to
-    `localhost:PORT`, which reaches them. Only those modules' view of grpc changes."""
-    import importlib
-
-    patched = []
-    for name in WILDCARD_BINDERS:
-        module = importlib.import_module(name)
-        real = getattr(module, "grpc", None)
-        if real is not None and not isinstance(real, _LoopbackGrpc):
-            module.grpc = _LoopbackGrpc(real)  # type: ignore[attr-defined]
-            patched.append((module, real))
-    try:
-        yield
-    finally:
-        for module, real in patched:
-            module.grpc = real  # type: ignore[attr-defined]
-
-
-def _run(p: Any, prefix: str) -> Any:
+def _run(p: Any, prefix: str, options: Any, worker_timeout: float | None = None) -> Any:
     """Run to the end; a failure inside the pipeline (a worker that cannot load the
-    model, storage that refuses a write) becomes one line, not Beam's traceback."""
+    model, storage that refuses a write) becomes one line, not Beam's traceback. An
+    interrupt cancels a runner's job (imgtool.beam.running.Interrupted says what became of
+    it); no worker connecting within `worker_timeout` s is a failure, not a hang."""
+    from imgtool.beam import running
+    from imgtool.beam.loopback import loopback_only
+
     since = time.time() - 1.0
+    timeout = worker_timeout if worker_timeout is not None else running.DEFAULT_WORKER_TIMEOUT
+    watch = running.WorkerWatch(timeout if running.waits_for_workers(options) else None)
+    result = None
     try:
-        with loopback_only():
+        with loopback_only(), watch.watching():
             result = p.run()
             result.wait_until_finish()
     except KeyboardInterrupt:
         silence_shutdown()
         _remove_writer_temp(prefix, since)
-        raise
+        if watch.timed_out:
+            running.stop(result, options)  # cancel what was submitted; the error is the news
+            raise running.NoWorkers(f"no Beam worker connected within {timeout:g} s (is the worker pool running, and "
+                                "can its workers reach this machine?); the run was stopped") from None
+        raise running.Interrupted(running.stop(result, options)) from None
     except Exception as err:  # noqa: BLE001 - runners raise anything: RuntimeError, grpc errors, IOError
         _remove_writer_temp(prefix, since)
         raise PipelineError(f"the Beam pipeline failed: {_first_line(err)} (the runner's log has the details)"
@@ -245,31 +194,39 @@ def _list_images(p: Any, pattern: str, root: str | None) -> Any:
             | "Images" >> beam.Filter(lambda path: is_image_name(path) and not _hidden_below(path, root)))
 
 
-def _batched(pcoll: Any, batch_size: int) -> Any:
+def _infer(items: Any, decode: Any, handler: Any, record: Any, failed: Any) -> Any:
+    """Reshuffle -> Decode -> RunInference (dead letters kept) -> records, one per photo."""
     import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
 
-    return (pcoll
-            | "Spread" >> beam.Reshuffle()
-            | "Batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size))
+    from imgtool.beam.worker import ERRORS
+
+    decoded = (items
+               | "Spread" >> beam.Reshuffle()
+               | "Decode" >> beam.ParDo(decode).with_outputs(ERRORS, main="ok"))
+    results, dead = decoded.ok | "Infer" >> RunInference(handler).with_exception_handling()
+    return ((results | "Records" >> beam.ParDo(record),
+             dead.failed_inferences | "FailedBatches" >> beam.ParDo(failed),
+             decoded[ERRORS])
+            | "All" >> beam.Flatten())
 
 
 def _result(result: Any, started: float, prefix: str) -> RunResult:
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.metrics.metric import MetricsFilter
 
-    from imgtool.beam.worker import ENGINE_METRICS_NAMESPACE, METRICS_NAMESPACE
+    from imgtool.beam.worker import INFERENCE_METRICS_NAMESPACE, METRICS_NAMESPACE
 
     counters: dict[str, int] = {}
-    engines: dict[str, int] = {}
+    inference: dict[str, int] = {}
     for c in result.metrics().query(MetricsFilter())["counters"]:
         value = int(c.committed if c.committed is not None else c.attempted)
-        if c.key.metric.namespace == METRICS_NAMESPACE:
-            counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + value
-        elif c.key.metric.namespace == ENGINE_METRICS_NAMESPACE:
-            engines[c.key.metric.name] = engines.get(c.key.metric.name, 0) + value
+        into = {METRICS_NAMESPACE: counters, INFERENCE_METRICS_NAMESPACE: inference}.get(c.key.metric.namespace)
+        if into is not None:
+            into[c.key.metric.name] = into.get(c.key.metric.name, 0) + value
     shards = sorted(m.path for r in FileSystems.match([prefix + "-*"]) for m in r.metadata_list)
     return RunResult(counters.get("photos", 0), counters.get("failed", 0), counters.get("interpreters", 0),
-                     shards, time.perf_counter() - started, engines)
+                     shards, time.perf_counter() - started, inference)
 
 
 def _remove_stale(old: list[str], prefix: str, since: float) -> None:
@@ -292,14 +249,14 @@ def classify_pipeline(options: Any, spec: ModelSpec, src: str, prefix: str, top_
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
 
-    from imgtool.beam.worker import ClassifyBatch
+    from imgtool.beam.worker import ClassifyFailed, ClassifyRecord, DecodeForClassify, LiteRTModelHandler
 
     FileSystems.set_options(options)  # before listing: a cloud filesystem's client takes its options
     pattern, root = input_pattern(src)
     check_input_not_empty(pattern)
     p = _pipeline(options)
-    records = _batched(_list_images(p, pattern, root), batch_size) | "Classify" >> beam.ParDo(ClassifyBatch(spec,
-                                                                                                            top_k))
+    records = _infer(_list_images(p, pattern, root), DecodeForClassify(spec), LiteRTModelHandler(spec, batch_size),
+                     ClassifyRecord(spec, top_k), ClassifyFailed())
     _ = (records
          | "Json" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
          | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
@@ -307,12 +264,12 @@ def classify_pipeline(options: Any, spec: ModelSpec, src: str, prefix: str, top_
 
 
 def run_classify(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: int = 5, batch_size: int = 8,
-                 replace: list[str] | None = None) -> RunResult:
+                 replace: list[str] | None = None, worker_timeout: float | None = None) -> RunResult:
     """Classify every photo under SRC into `PREFIX-SSSSS-of-NNNNN.jsonl` (classify's jsonl)."""
     started = time.perf_counter()
     p = classify_pipeline(options, spec, src, prefix, top_k, batch_size)
     since = time.time() - 1.0
-    result = _run(p, prefix)
+    result = _run(p, prefix, options, worker_timeout)
     _remove_stale(replace or [], prefix, since)
     return _result(result, started, prefix)
 
@@ -345,12 +302,12 @@ def labelled(path: str, root: str) -> tuple[str, str, str] | None:
 
 
 def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batch_size: int = 8,
-                 replace: list[str] | None = None) -> RunResult:
+                 replace: list[str] | None = None, worker_timeout: float | None = None) -> RunResult:
     """Backbone features of a folder-per-class dataset into `PREFIX-SSSSS-of-NNNNN.parquet`."""
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
 
-    from imgtool.beam.worker import FeaturesBatch
+    from imgtool.beam.worker import DecodeForFeatures, FeaturesFailed, FeaturesRecord, LiteRTModelHandler
 
     FileSystems.set_options(options)  # before listing: a cloud filesystem's client takes its options
     if _is_glob(root_src):
@@ -366,9 +323,10 @@ def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batc
     items = (_list_images(p, pattern, root)
              | "Label" >> beam.Map(labelled, root)
              | "InClass" >> beam.Filter(lambda x: x is not None))
-    rows = _batched(items, batch_size) | "Features" >> beam.ParDo(FeaturesBatch(spec))
+    rows = _infer(items, DecodeForFeatures(spec), LiteRTModelHandler(spec, batch_size), FeaturesRecord(spec),
+                  FeaturesFailed(spec))
     _ = rows | "Write" >> beam.io.WriteToParquet(prefix, features_schema(), file_name_suffix=".parquet")
     since = time.time() - 1.0
-    result = _run(p, prefix)
+    result = _run(p, prefix, options, worker_timeout)
     _remove_stale(replace or [], prefix, since)
     return _result(result, started, prefix)

@@ -1,16 +1,25 @@
-"""What Beam workers run: read a batch of photos, decode them, run LiteRT, emit records.
+"""What Beam workers run: read and decode photos, run LiteRT under Beam's RunInference, emit records.
 
 Needs numpy, Pillow, ai-edge-litert and apache_beam, nothing else: never TensorFlow and
 never imgtool's resolver (the launcher decided everything and put it in a ModelSpec).
 The launcher registers this module and the three small imgtool modules it uses
 (images, engine, errors, and ui which engine uses) for cloudpickle's pickling by value,
-so a worker needs no imgtool install at all (requirements-worker.txt).
+so a worker needs no imgtool install at all (requirements-worker.lock).
 
-Threading (apache/beam#23853): a runner may call one DoFn instance from several threads,
-and a LiteRT interpreter is not thread-safe (a shared one gave wrong rows and a
-RuntimeError). Each thread therefore builds its own interpreter, kept in a
-threading.local created in setup(); the model file is copied to local disk once per
-machine (named by its sha256, verified before it is renamed into place)."""
+The steps: `Decode` (read through Beam's FileSystems, decode with imgtool's decoder; a
+photo that cannot be read or decoded becomes its error record right there), then
+`RunInference(LiteRTModelHandler)` over fixed-size batches, whose dead-letter output
+(`with_exception_handling`) turns a batch that failed in the model into one error
+record per photo, then the records.
+
+Threading: each bundle has its own DoFn instance (Beam's sdk_worker builds one bundle
+processor per bundle), but RunInference loads the model once per process through
+`shared.Shared` and hands that one object to every bundle, on every worker thread; a
+LiteRT interpreter is not thread-safe (apache/beam#23853 is about exactly that shared
+model: one interpreter used from several threads gave wrong rows and a RuntimeError).
+So the shared "model" is an InterpreterPool: one per process, and inside it one
+interpreter per thread. The model file is copied to local disk once per machine (named
+by its sha256, verified before it is renamed into place)."""
 
 from __future__ import annotations
 
@@ -19,7 +28,7 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +37,15 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler
 
 from imgtool import images
 from imgtool.engine import HeadEngine, LiteRTEngine, softmax
 from imgtool.errors import ImgtoolError
 
-METRICS_NAMESPACE = "imgtool"
-ENGINE_METRICS_NAMESPACE = "imgtool.engines"  # counter names "<thread id>:<engine id>", +1 per batch
+METRICS_NAMESPACE = "imgtool"  # photos, failed, interpreters
+INFERENCE_METRICS_NAMESPACE = "imgtool.RunInference"  # Beam's own: num_inferences, inference_batch_latency...
+ERRORS = "errors"  # the Decode step's second output: error records
 OUTPUT_KINDS = ("logits", "probabilities", "features")
 
 
@@ -130,95 +141,160 @@ def read_and_decode(path: str, size: tuple[int, int]) -> tuple[bytes | None, np.
 
 
 def top_k(scores: np.ndarray, k: int, labels: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The `imgtool classify` jsonl predictions: best first, ties by index (as Classifier.top_k)."""
+    """The `imgtool classify` jsonl predictions: best first, ties by the lower index (a
+    stable sort of -scores over the whole vector, as Classifier.top_k)."""
     k = max(1, min(k, scores.shape[0]))
-    idx = np.argpartition(-scores, k - 1)[:k]
-    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    idx = np.argsort(-scores, kind="stable")[:k]
     return [{"label": labels[i], "score": round(float(scores[i]), 6), "index": int(i)} for i in idx]
 
 
-# ---------------------------------------------------------------- the DoFns
+# ---------------------------------------------------------------- RunInference
 
-class _ModelFn(beam.DoFn):
-    """A DoFn with one engine per thread. Decoding is fused with inference: a batch of
-    paths comes in, records go out, and decoded pixels never cross a transform."""
+class InterpreterPool:
+    """The model RunInference loads once per process (shared.Shared) and gives to every
+    bundle on every thread: one LiteRT interpreter per thread, built on first use."""
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
-        self._local: threading.local | None = None
-
-    def setup(self) -> None:
         self._local = threading.local()
-        self._photos = Metrics.counter(METRICS_NAMESPACE, "photos")
-        self._failed = Metrics.counter(METRICS_NAMESPACE, "failed")
+        self._lock = threading.Lock()
+        self.built = 0
 
     def engine(self) -> Any:
-        if self._local is None:  # a runner that skipped setup()
-            self.setup()
-        assert self._local is not None
         engine = getattr(self._local, "engine", None)
         if engine is None:
             engine = self._local.engine = build_engine(self.spec)
+            with self._lock:
+                self.built += 1
             Metrics.counter(METRICS_NAMESPACE, "interpreters").inc()
-        Metrics.counter(ENGINE_METRICS_NAMESPACE, f"{threading.get_ident()}:{id(engine)}").inc()
         return engine
 
-    def run(self, arrays: list[np.ndarray]) -> np.ndarray:
-        out = self.engine().run(np.stack(arrays))
-        if self.spec.output == "logits":
-            out = softmax(out)
-        return out
+    def run(self, arrays: np.ndarray) -> np.ndarray:
+        out = self.engine().run(arrays)
+        return softmax(out) if self.spec.output == "logits" else out
 
 
-class ClassifyBatch(_ModelFn):
-    """paths -> `imgtool classify` jsonl records ({"path", "predictions"} or {"path", "error"})."""
+class LiteRTModelHandler(ModelHandler):
+    """Beam's ModelHandler for a staged imgtool model. Examples are (key, pixels) pairs:
+    the key travels with its photo (a path, or a features row's fields) and comes back
+    with its row of scores or features, so no KeyedModelHandler is needed (it would
+    pickle every batch's keys to count bytes). Fixed-size batches (`--batch-size`)."""
 
+    def __init__(self, spec: ModelSpec, batch_size: int = 8):
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
+        self.spec = spec
+
+    def load_model(self) -> InterpreterPool:
+        local_copy(self.spec.model_uri, self.spec.model_sha256, ".tflite")  # fails here, not per batch
+        return InterpreterPool(self.spec)
+
+    def run_inference(self, batch: Any, model: InterpreterPool,
+                      inference_args: dict[str, Any] | None = None) -> Iterator[tuple[Any, np.ndarray]]:
+        items = list(batch)
+        out = model.run(np.stack([arr for _, arr in items]))
+        for (key, _), row in zip(items, out):
+            yield key, row
+
+    def get_num_bytes(self, batch: Any) -> int:
+        """The pixels' bytes (Beam's default pickles each batch to measure it)."""
+        return int(sum(arr.nbytes for _, arr in batch))
+
+    def get_metrics_namespace(self) -> str:
+        return INFERENCE_METRICS_NAMESPACE
+
+    def share_model_across_processes(self) -> bool:
+        return False  # an interpreter cannot be proxied to another process; each process has its pool
+
+
+def _count(record: dict[str, Any]) -> dict[str, Any]:
+    Metrics.counter(METRICS_NAMESPACE, "photos").inc()
+    if record.get("error") is not None:
+        Metrics.counter(METRICS_NAMESPACE, "failed").inc()
+    return record
+
+
+def failed_batch_reason(failure: Any) -> str:
+    """The dead-letter output's (type, repr, traceback) as one line for a record."""
+    kind, text = (failure[0], failure[1]) if isinstance(failure, tuple) and len(failure) >= 2 else (None, failure)
+    name = getattr(kind, "__name__", "error")
+    first = str(text).strip().splitlines()[0][:300] if str(text).strip() else name
+    return f"the model failed on this photo's batch ({first})"
+
+
+# classify: a path -> (path, pixels) | error record -> {"path", "predictions"} | {"path", "error"}
+
+class DecodeForClassify(beam.DoFn):
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def process(self, path: str) -> Iterator[Any]:
+        _, arr, err = read_and_decode(path, self.spec.input_size)
+        if arr is None:
+            yield beam.pvalue.TaggedOutput(ERRORS, _count({"path": path, "error": err}))
+        else:
+            yield path, arr
+
+
+class ClassifyRecord(beam.DoFn):
     def __init__(self, spec: ModelSpec, k: int):
-        super().__init__(spec)
         if spec.output == "features":
             raise ValueError("a feature extractor cannot classify")
+        self.spec = spec
         self.k = k
 
-    def process(self, batch: Iterable[str]) -> Iterator[dict[str, Any]]:
-        paths = list(batch)
-        decoded = [read_and_decode(p, self.spec.input_size) for p in paths]
-        ok = [i for i, (_, arr, _) in enumerate(decoded) if arr is not None]
-        scores = self.run([decoded[i][1] for i in ok]) if ok else None  # type: ignore[misc]
-        row = {i: j for j, i in enumerate(ok)}
-        for i, path in enumerate(paths):
-            self._photos.inc()
-            if i in row:
-                assert scores is not None
-                yield {"path": path, "predictions": top_k(scores[row[i]], self.k, self.spec.labels)}
-            else:
-                self._failed.inc()
-                yield {"path": path, "error": decoded[i][2]}
+    def process(self, result: tuple[str, np.ndarray]) -> Iterator[dict[str, Any]]:
+        path, scores = result
+        yield _count({"path": path, "predictions": top_k(scores, self.k, self.spec.labels)})
 
 
-class FeaturesBatch(_ModelFn):
-    """(path, rel, class) -> one feature row: rel path, class, content sha256 (the
-    bottleneck cache key), the vector (float32), the backbone identity; or the error."""
+class ClassifyFailed(beam.DoFn):
+    """A batch in RunInference's dead-letter output: one error record per photo."""
 
+    def process(self, failed: tuple[Any, Any]) -> Iterator[dict[str, Any]]:
+        batch, failure = failed
+        for path, _ in batch:
+            yield _count({"path": path, "error": failed_batch_reason(failure)})
+
+
+# features: (source, rel, class) -> ((source, rel, class, sha256), pixels) | error row -> row
+
+def _row(key: tuple[str, str, str, str | None], spec: ModelSpec, features: Any = None,
+         error: str | None = None) -> dict[str, Any]:
+    source, rel, cls, sha = key
+    return {"path": rel, "class": cls, "sha256": sha, "features": features, "backbone": spec.backbone_id,
+            "source": source, "error": error}
+
+
+class DecodeForFeatures(beam.DoFn):
     def __init__(self, spec: ModelSpec):
-        super().__init__(spec)
         if spec.output != "features":
             raise ValueError("features need a feature extractor")
+        self.spec = spec
 
-    def process(self, batch: Iterable[tuple[str, str, str]]) -> Iterator[dict[str, Any]]:
-        items = list(batch)
-        decoded = [read_and_decode(source, self.spec.input_size) for source, _, _ in items]
-        ok = [i for i, (_, arr, _) in enumerate(decoded) if arr is not None]
-        feats = self.run([decoded[i][1] for i in ok]) if ok else None  # type: ignore[misc]
-        row = {i: j for j, i in enumerate(ok)}
-        for i, (source, rel, cls) in enumerate(items):
-            self._photos.inc()
-            data, _, err = decoded[i]
-            record = {"path": rel, "class": cls,
-                      "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
-                      "features": None, "backbone": self.spec.backbone_id, "source": source, "error": err}
-            if i in row:
-                assert feats is not None
-                record["features"] = np.asarray(feats[row[i]], dtype=np.float32).tolist()
-            else:
-                self._failed.inc()
-            yield record
+    def process(self, item: tuple[str, str, str]) -> Iterator[Any]:
+        source, rel, cls = item
+        data, arr, err = read_and_decode(source, self.spec.input_size)
+        key = (source, rel, cls, hashlib.sha256(data).hexdigest() if data is not None else None)
+        if arr is None:
+            yield beam.pvalue.TaggedOutput(ERRORS, _count(_row(key, self.spec, error=err)))
+        else:
+            yield key, arr
+
+
+class FeaturesRecord(beam.DoFn):
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def process(self, result: tuple[Any, np.ndarray]) -> Iterator[dict[str, Any]]:
+        key, feats = result
+        yield _count(_row(key, self.spec, features=np.asarray(feats, dtype=np.float32).tolist()))
+
+
+class FeaturesFailed(beam.DoFn):
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def process(self, failed: tuple[Any, Any]) -> Iterator[dict[str, Any]]:
+        batch, failure = failed
+        for key, _ in batch:
+            yield _count(_row(key, self.spec, error=failed_batch_reason(failure)))

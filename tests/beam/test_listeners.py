@@ -38,8 +38,9 @@ def _addr(hexaddr: str) -> str:
 
     ip, port = hexaddr.split(":")
     raw = b"".join(struct.pack("=I", int(ip[i:i + 8], 16)) for i in range(0, len(ip), 8))
-    text = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
-    return f"{ipaddress.ip_address(text)}:{int(port, 16)}"
+    ip = ipaddress.ip_address(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw))
+    mapped = getattr(ip, "ipv4_mapped", None)  # a dual-stack socket bound to 127.0.0.1 shows as ::ffff:127.0.0.1
+    return f"{mapped or ip}:{int(port, 16)}"
 
 
 def listeners(pid: int) -> list[str]:
@@ -64,6 +65,7 @@ def _loopback(addr: str) -> bool:
 def test_address_decoding() -> None:
     assert _addr("0100007F:1F90") == "127.0.0.1:8080"
     assert _addr("00000000000000000000000000000000:0050") == ":::80"
+    assert _addr("0000000000000000FFFF00000100007F:B62E") == "127.0.0.1:46638"
     assert not _loopback(":::80") and _loopback("127.0.0.1:1") and _loopback("::1:5")
 
 
