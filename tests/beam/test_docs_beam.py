@@ -29,7 +29,7 @@ def _commands() -> list[list[str]]:
 
 def test_the_doc_shows_each_runner() -> None:
     runners = {w.split("=", 1)[1] for c in _commands() for w in c if w.startswith("--runner=")}
-    assert runners == {"DataflowRunner", "FlinkRunner", "SparkRunner"}
+    assert runners == {"DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner"}
     assert len(_commands()) >= 7
 
 

@@ -233,3 +233,17 @@ def test_a_worker_that_never_connects_is_an_error_after_a_bounded_wait(mobilenet
         "machine?); the run was stopped"]
     assert took < 60  # start-up, the 5 s, and the exit: not the runner's wait for ever
     assert not list(tmp_path.glob("x-*"))
+
+
+def test_the_dockerfile_is_this_beam_and_python_plus_the_lock() -> None:
+    """No Docker here: the image is checked by what it is made of. Its SDK image is this
+    venv's Beam and Python minor version (Beam refuses a mismatch at submission); it
+    installs the lock the worker-venv test installs; the build context is the lock only."""
+    import apache_beam
+
+    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert lines[0] == f"FROM apache/beam_python{py}_sdk:{apache_beam.__version__}"
+    assert "COPY requirements-worker.lock /tmp/requirements-worker.lock" in lines
+    assert any(ln.startswith("RUN pip install --no-cache-dir -r /tmp/requirements-worker.lock") for ln in lines)
+    assert (ROOT / ".dockerignore").read_text().split("\n")[-3:-1] == ["*", "!requirements-worker.lock"]
