@@ -22,6 +22,7 @@ from imgtool.distort import Distortions
 from imgtool.errors import ImgtoolError, UsageError
 from imgtool.images import not_a_regular_file
 from imgtool.train import TrainConfig
+from imgtool.version import made_with
 
 __all__ = ["Distortions", "RetrainOptions", "RetrainResult", "retrain"]
 
@@ -178,6 +179,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         "layout": layout,
         "skipped": [{"path": p, "reason": r} for p, r in bad],
         "backbone": backbone.ref,
+        "made_with": made_with(),  # the Pillow that decoded and the LiteRT that ran the backbone
         "options": {
             "validation_percent": v_pct, "test_percent": t_pct,
             **{k: (list(val) if isinstance(val, tuple) else val) for k, val in asdict(opts.train).items()},

@@ -483,3 +483,4 @@ def test_the_model_record_names_the_pillow_and_litert_that_made_it(retrained_fol
     from imgtool import retrained
 
     assert retrained.read(retrained_folder).made_with == record["made_with"]  # and it reads back
+    assert json.loads((retrained_folder / "metrics.json").read_text())["made_with"] == record["made_with"]

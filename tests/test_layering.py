@@ -82,7 +82,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                   "tflite_export", "report", "evaluation", "retraining"}),
     ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
     ("front ends", {"command", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
-                    "beam.pipelines", "beam.worker"}),
+                    "beam.pipelines", "beam.worker", "beam.running", "beam.loopback"}),
 ]
 
 
