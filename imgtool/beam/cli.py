@@ -15,14 +15,19 @@ from imgtool.errors import EXIT_FAILED, UsageError
 BEAM_EPILOG = """\b
 Everything after `--` goes to Beam's PipelineOptions unchanged; an option Beam
 does not know is an error (exit 2). Without --runner: the local FnApiRunner,
-multi-threaded, one thread per core (needs no network). See docs/scale-out.md.
+multi-threaded, one thread per core (needs no network; listens on 127.0.0.1
+only). See docs/scale-out.md.
 
 \b
 Exit codes:
   0  every photo done
-  1  some photos failed (each has an {"path", "error"} record)
-  2  usage error (unknown Beam option, existing output without --overwrite, ...)
-  3  the model could not be obtained or loaded"""
+  1  some photos failed (each has an {"path", "error"} record), the pipeline
+     failed, or no worker connected within --worker-timeout
+  2  usage error (unknown Beam option or runner, a filesystem without its
+     extra, existing output without --overwrite, ...)
+  3  the model could not be obtained or loaded
+  130  interrupted: a local run stops; a runner's job is cancelled, and the
+     line says whether the runner confirmed it"""
 
 
 class BeamCommand(Command):
