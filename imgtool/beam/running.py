@@ -55,9 +55,9 @@ def waits_for_workers(options: Any) -> bool:
 
     runner = _runner(options).rsplit(".", 1)[-1].lower()
     portable = options.view_as(PortableOptions)
-    env = (portable.environment_type or "").upper()
-    in_process = runner in ("fnapirunner", "fnapi") or (runner in ("portablerunner", "portable")
-                                                       and (portable.job_endpoint or "embed") == "embed")
+    is_portable = runner in ("portablerunner", "portable")
+    env = (portable.environment_type or ("DOCKER" if is_portable else "")).upper()  # the portable default
+    in_process = runner in ("fnapirunner", "fnapi") or (is_portable and (portable.job_endpoint or "embed") == "embed")
     multi = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     return in_process and (env in ("EXTERNAL", "PROCESS", "DOCKER") or (runner.startswith("fnapi") and multi))
 

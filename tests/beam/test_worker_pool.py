@@ -247,3 +247,22 @@ def test_the_dockerfile_is_this_beam_and_python_plus_the_lock() -> None:
     assert "COPY requirements-worker.lock /tmp/requirements-worker.lock" in lines
     assert any(ln.startswith("RUN pip install --no-cache-dir -r /tmp/requirements-worker.lock") for ln in lines)
     assert (ROOT / ".dockerignore").read_text().split("\n")[-3:-1] == ["*", "!requirements-worker.lock"]
+
+
+def test_which_runs_wait_for_workers() -> None:
+    """The bounded wait applies where this process's control server waits for workers
+    started elsewhere; a cluster's job server (a remote --job_endpoint, Dataflow) and the
+    threads of the local default have their own."""
+    from imgtool.beam import launcher, running
+
+    def waits(*flags: str) -> bool:
+        return running.waits_for_workers(launcher.pipeline_options(list(flags)))
+
+    assert not waits()  # the local default: threads in this process
+    assert waits("--direct_running_mode=multi_processing")
+    assert waits("--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
+                 "--environment_config=localhost:1")
+    assert waits("--runner=PortableRunner")  # embedded job server, DOCKER workers by default
+    assert not waits("--runner=PortableRunner", "--job_endpoint=flink-jobserver:8099", "--environment_type=EXTERNAL",
+                     "--environment_config=localhost:1")
+    assert not waits("--runner=FlinkRunner", "--environment_type=EXTERNAL", "--environment_config=localhost:1")
