@@ -125,10 +125,24 @@ def test_classify_through_the_external_pool(pool, mobilenet: str, photos: Path, 
     src = tmp_path / "photos"
     shutil.copytree(photos, src)
     (src / "broken.jpg").write_bytes(b"not a JPEG")
-    proc = _beam("classify", "-m", mobilenet, "-i", str(src), "-o", str(tmp_path / "out" / "x"), "--",
-                 *_portable(port), cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr[-3000:]  # the broken photo
-    assert "5 photos classified, 1 failed" in proc.stderr and "Traceback" not in proc.stderr
+    run = subprocess.Popen([sys.executable, "-m", "imgtool.beam", "classify", "-m", mobilenet, "-i", str(src),
+                            "-o", str(tmp_path / "out" / "x"), "--", *_portable(port)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    seen: set[str] = set()
+    try:
+        while run.poll() is None:  # the launcher's embedded job service and its runner's servers
+            try:
+                seen.update(listeners(run.pid))
+            except (FileNotFoundError, ProcessLookupError):
+                break
+            time.sleep(0.05)
+        _, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 1, err[-3000:]  # the broken photo
+    assert "5 photos classified, 1 failed" in err and "Traceback" not in err
+    assert seen and all(_loopback(a) for a in seen), seen  # the launcher listens on loopback only
     got = sorted((json.loads(line) for s in glob.glob(str(tmp_path / "out" / "x-*.jsonl"))
                   for line in Path(s).read_text().splitlines()), key=lambda r: r["path"])
     from imgtool.classifier import Classifier
