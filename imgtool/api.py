@@ -179,7 +179,8 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
 
     Returns a `RetrainResult`: `.output` (the folder written; None when `min_accuracy`
     was not reached - then `.below_minimum` says by how much and nothing is written),
-    `.metrics` (what metrics.json holds), `.misclassified` (test photos). `features`
+    `.report` (its report.html), `.metrics` (what metrics.json holds),
+    `.misclassified` (test photos, also in `.metrics`). `features`
     trains from `imgtool beam features` Parquet shards instead of photos (then
     `folder` may be None). Percentages are 0..50; distortions (random_* in percent)
     add `distorted_copies` per training photo."""

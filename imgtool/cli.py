@@ -357,6 +357,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     if fmt == "json":
         click.echo(json.dumps({**{k: v for k, v in m.items() if k != "history"},
                                "output": str(result.output) if result.output else None,
+                               "report": str(result.report) if result.report else None,
                                "misclassified": result.misclassified}, indent=2))
     else:
         h = m["head"]
@@ -376,6 +377,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     for line in _export_lines(m.get("exports") or []):
         ui.info(line)
     ui.info(f"model written to {result.output}  (try: imgtool classify -m {result.output} PHOTO)")
+    ui.info(f"report: {result.report}")
 
 
 cli.add_command(retrain_last_layer, name="retrain")

@@ -25,6 +25,7 @@ from imgtool import images
 from imgtool.errors import DatasetError, ImageError, UsageError
 
 SPLITS = ("train", "validation", "test")
+SHOWN_CLASSES = 3  # a message naming classes names this many, then says how many more
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,12 @@ def check_sizes(classes: list[str], samples: list[Sample]) -> None:
             fit = n["train"] + n["validation"]
             extra = f" (and {n['test']} in the test split)" if n["test"] else ""
             return f"class {c!r} has {fit} usable photo{'' if fit == 1 else 's'} for training{extra}"
-        raise DatasetError("; ".join(one(c, n) for c, n in small) + "; each class needs at least 2 outside "
-                           "the test split (cross-validation needs 2 of each); add photos or remove the folder")
+        said = "; ".join(one(c, n) for c, n in small[:SHOWN_CLASSES])
+        if len(small) > SHOWN_CLASSES:  # one line, however many classes (1,000 of them made 14 KB)
+            said = (f"{len(small)} of the {len(classes)} classes have fewer than 2 usable photos for training, "
+                    f"e.g. {said}; and {len(small) - SHOWN_CLASSES} more")
+        raise DatasetError(said + "; each class needs at least 2 outside the test split (cross-validation needs "
+                           "2 of each); add photos or remove the folder")
 
 
 def imbalance(classes: list[str], samples: list[Sample], ratio: float = 5.0) -> str | None:

@@ -207,3 +207,20 @@ def test_validation_and_test_dirs(tmp_path: Path) -> None:
     tree = _layout(tmp_path / "t", {"train": ["a"], "test": ["a"]})
     with pytest.raises(UsageError, match="already holds a test folder"):
         dataset.find_layout(tree, test_dir=held)
+
+
+def test_too_many_small_classes_are_summarised_in_one_short_line() -> None:
+    """1,000 classes x 2 photos with the default split: the message named every class (14 KB)."""
+    classes = [f"class_{i:04d}" for i in range(1000)]
+    files = [(f"/p/{c}/{j}.jpg", f"{c}/{j}.jpg", i) for i, c in enumerate(classes) for j in range(2)]
+    samples = dataset.assign_splits(files, len(classes), 10.0, 10.0)
+    counts = dataset.split_counts(classes, samples)
+    small = [c for c in classes if counts[c]["train"] + counts[c]["validation"] < 2]
+    with pytest.raises(DatasetError) as err:
+        dataset.check_sizes(classes, samples)
+    text = str(err.value)
+    assert "\n" not in text and len(text) < 500, len(text)
+    assert text.startswith(f"{len(small)} of the 1000 classes have fewer than 2 usable photos for training, e.g. "
+                           f"class {small[0]!r} has ")
+    assert f"; and {len(small) - dataset.SHOWN_CLASSES} more; each class needs at least 2" in text
+    assert small[dataset.SHOWN_CLASSES] not in text
