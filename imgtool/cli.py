@@ -162,10 +162,12 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
     jsonl prints one object per input: {"path", "predictions": [{"label", "score", "index"}]}
     or {"path", "error"}; json an array of those; csv one row per prediction.
     """
+    from imgtool.classifier import check_inputs
     from imgtool.labels import check_expected, matches
     from imgtool.output import Writer, display_path
 
     ui.set_quiet(quiet)
+    check_inputs(inputs)  # a model among the inputs (arguments swapped): exit 2 before any download
     model = _load(model_opts, scores, verbose)
     if expect is not None:
         check_expected(expect, model.labels, model.ref)
@@ -222,10 +224,20 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
         ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
         raise _model_error(f"{ref} carries no labels; pass --labels FILE")
     needle = (search or "").casefold()
+    found = 0
     with Writer(fmt) as out:
         for i, label in enumerate(names):
             if needle in label.casefold():
+                found += 1
                 out.record({"index": i, "label": label}, text=f"{i}\t{label}\n")
+    if search is not None and not found:
+        from imgtool.catalog import DEFAULT_MODEL
+        from imgtool.output import display_path
+
+        ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
+        click.echo(f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; "
+                   "try a shorter TEXT)", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 def _model_error(msg: str) -> ImgtoolError:
@@ -553,12 +565,8 @@ def models_list(fmt: str) -> None:
 def models_path(model: str | None) -> None:
     """Where the cache is (or where MODEL's entry is)."""
     from imgtool import api
-    from imgtool.errors import ModelNotFoundError
 
-    try:
-        click.echo(str(api.model_path(model)))
-    except ModelNotFoundError as err:
-        raise ModelNotFoundError(f"{err}; `imgtool models download {model}` fetches it") from None
+    click.echo(str(api.model_path(model)))  # not cached: the error says whether and how it can be fetched
 
 
 @models.command("download", epilog=exit_codes(

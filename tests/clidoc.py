@@ -54,7 +54,22 @@ def render() -> str:
             continue
         seen[id(cmd)] = name
         out.append(f"\n## {name}\n\n```text\n{help_text(cmd, ctx)}```\n")
+    out.append(tf_flags())
     return "".join(out)
+
+
+def tf_flags() -> str:
+    """The table every command answers a TensorFlow-script flag from (imgtool.command.TF_FLAGS)."""
+    from imgtool.command import TF_FLAGS
+
+    rows = ["\n## Coming from TensorFlow's retrain.py, label_image.py or classify_image.py\n\n"
+            "Their flags are exit 2 with a pointer to what does the job here, in one line (`Error: --image_dir "
+            "is a flag of TensorFlow's retrain.py; in imgtool: ...`):\n\n"
+            "| flag | script | in imgtool |\n|---|---|---|\n"]
+    for flag, (script, instead) in TF_FLAGS.items():
+        cell = instead.replace("|", "\\|")
+        rows.append(f"| `{flag}` | {script} | {cell} |\n")
+    return "".join(rows)
 
 
 def main(argv: list[str]) -> int:
