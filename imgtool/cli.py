@@ -468,6 +468,8 @@ def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, qu
     else:
         for line in _export_lines(records):
             click.echo(line)
+    if (model_dir / "report.html").is_file():
+        ui.info(f"report: {model_dir / 'report.html'} (its exports table lists the new file)")
 
 
 @cli.command(epilog=exit_codes(

@@ -81,7 +81,7 @@ class Command(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         known = {o for p in self.get_params(ctx) if isinstance(p, click.Option) for o in (*p.opts, *p.secondary_opts)}
-        problem = tf_flag_error(args, known)
+        problem = None if ctx.resilient_parsing else tf_flag_error(args, known)
         if problem is not None:
             raise click.UsageError(problem, ctx)
         return super().parse_args(ctx, args)

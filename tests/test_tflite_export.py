@@ -391,6 +391,7 @@ def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     text = invoke("export", str(folder), "--quantize", "dynamic")
     assert text.exit_code == 0 and (folder / "model-dynamic.tflite").is_file()
     assert "exported model-dynamic.tflite:" in text.stdout and "test accuracy" in text.stdout
+    assert text.stderr.strip().splitlines()[-1] == f"report: {folder / 'report.html'} (its exports table lists the new file)"
     # report.html is drawn again from metrics.json: its table lists both new files, the mistakes stay
     html = (folder / "report.html").read_text()
     table = html[html.index("Exported .tflite files"):]
