@@ -69,9 +69,10 @@ def model_options(f: Callable) -> Callable:
         click.option("--labels", "labels_file", metavar="FILE", type=click.Path(dir_okay=False),
                      help="Labels file, one a line (always wins over the model's own)."),
         click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W",
-                     help="Input size for models that do not say."),
+                     help="Input size for models that do not say (a .tflite says: a different size is exit 2)."),
         click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI",
-                     help="Pixel values 0..255 map linearly to LO..HI (default: as the catalog says, else 0,1)."),
+                     help="Pixel values 0..255 map linearly to LO..HI (default: as the model or the catalog says, "
+                          "else 0,1; a quantized .tflite says: a different range is exit 2)."),
         click.option("--input-tensor", metavar="NAME", help="Frozen graph (.pb) input tensor (default Mul:0)."),
         click.option("--output-tensor", metavar="NAME", help="Frozen graph (.pb) output tensor (default softmax:0)."),
     ]
@@ -267,9 +268,10 @@ def _model_error(msg: str) -> ImgtoolError:
               help="Backbone: catalog name (its feature-vector twin is used), .tflite feature extractor, "
                    "SavedModel, hub handle or URL. Default: $IMGTOOL_BACKBONE, else inception_v3.")
 @click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W",
-              help="Input size for a backbone that does not say (a .tflite says: exit 2 if this differs).")
+              help="Input size for a backbone that does not say (a .tflite says: a different size is exit 2).")
 @click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI",
-              help="Pixel values 0..255 map linearly to LO..HI, for a float-input backbone that does not say.")
+              help="Pixel values 0..255 map linearly to LO..HI, for a backbone that does not say (a quantized "
+                   ".tflite says: a different range is exit 2).")
 @click.option("--validation-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
               help="Photos put in the validation split by hash (scored out-of-fold; also fitted on).")
 @click.option("--test-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
