@@ -137,3 +137,25 @@ def test_labels_search_without_a_match_says_so_and_exits_1(mobilenet: str) -> No
                                   "try a shorter TEXT)")
     found = invoke("labels", "-m", mobilenet, "-s", "macaw")
     assert found.exit_code == 0 and found.stdout == "89\tmacaw\n" and found.stderr == ""
+
+
+def test_split_named_folders_through_retrain(embedder: str, photos: Path, tmp_path: Path) -> None:
+    """The layout rules of tests/test_splits.py, in the CLI's words: exit 2 before any model
+    work for train/ alone; a warning naming the options for test/ beside real classes."""
+    def folder(root: Path, classes: list[str]) -> Path:
+        for c in classes:
+            (root / c).mkdir(parents=True)
+            for p in sorted(photos.iterdir())[:2]:
+                shutil.copy(p, root / c / p.name)
+        return root
+
+    lone = folder(tmp_path / "lone" / "train", ["cats", "dogs"]).parent
+    res = invoke("retrain", str(lone), "-m", embedder, "-o", str(tmp_path / "m1"))
+    assert res.exit_code == 2 and "holds only train/, named like a split" in _error_line(res)
+    assert "Computing" not in res.stderr
+    beside = folder(tmp_path / "beside", ["cats", "dogs", "test"])
+    res = invoke("retrain", str(beside), "-m", embedder, "-o", str(tmp_path / "m2"), "--test-percent", "0",
+                 "--validation-percent", "0")
+    assert res.exit_code == 0, res.output
+    assert (f"warning: {beside}: test/ is named like a split but used as a class beside 2 others; if held-out "
+            "photos are in there, give them as --validation-dir or --test-dir instead") in res.stderr.splitlines()
