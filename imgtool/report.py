@@ -118,6 +118,7 @@ h1 { font-size: 1.5em; overflow-wrap: anywhere; } h2 { font-size: 1.15em; margin
 table { border-collapse: collapse; } td, th { padding: 4px 8px; text-align: right; }
 th { font-weight: 600; } td.name, th.name { text-align: left; }
 .names td.name { max-width: 22em; overflow-wrap: normal; }
+@media (max-width: 600px) { .names td.name { max-width: 11em; } .bar { width: 80px; } }
 .caveat { background: #fff6e0; border-left: 4px solid #e0a800; padding: .6em 1em; }
 .cm td, .cm th { padding: 3px 4px; }
 .cm td { min-width: 1.7em; text-align: center; border: 1px solid #fff; font-variant-numeric: tabular-nums; }
@@ -276,11 +277,11 @@ def _top_confusions(cm: list[list[int]], names: list[str], n: int = TOP_CONFUSIO
         out.append("<p>None: every test photo was classified right.</p>")
         return "".join(out)
     shown = pairs[:n]
-    out.append("<ol class='confusions'>")
+    out.append("<div class='scroll'><ol class='confusions'>")  # a name longer than the page scrolls, unbroken
     for v, i, j in shown:
         out.append(f'<li><span class="right">{esc(name(i))}</span> predicted as '
                    f'<span class="wrong">{esc(name(j))}</span>: {v} photo{"" if v == 1 else "s"}</li>')
-    out.append("</ol>")
+    out.append("</ol></div>")
     if len(pairs) > n:
         rest = sum(v for v, _, _ in pairs[n:])
         out.append(f"<p class='muted'>and {len(pairs) - n} other confusions ({rest} photos).</p>")

@@ -287,6 +287,38 @@ def browser():  # noqa: ANN201
         b.close()
 
 
+def _assert_fits_and_names_unbroken(page, width: int) -> None:  # noqa: ANN001
+    """Nothing wider than the viewport (a .scroll box may scroll inside itself, not stick
+    out), and class names wrap between words, never inside one."""
+    scroll_w, client_w = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert client_w == width and scroll_w <= client_w
+    outside = page.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter(e => !(e.parentElement && e.parentElement.closest('.scroll')))
+        .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
+        .map(e => e.tagName + '.' + e.className)""")
+    assert outside == []
+    # each word of a class name is on one line
+    broken = page.evaluate("""() => {
+        const names = document.querySelectorAll(
+            'td.name, th.row, figcaption span.right, figcaption span.wrong, b.cls, ol.confusions span');
+        const out = [];
+        for (const el of names) {
+            const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                for (const m of node.data.matchAll(/\\S+/g)) {
+                    const r = document.createRange();
+                    r.setStart(node, m.index);
+                    r.setEnd(node, m.index + m[0].length);
+                    const lines = new Set([...r.getClientRects()].filter(b => b.width > 0).map(b => b.top));
+                    if (lines.size > 1) out.push(m[0]);
+                }
+            }
+        }
+        return out;
+    }""")
+    assert broken == []
+
+
 @pytest.mark.parametrize("width", [1280, 800, 420])
 def test_report_with_20_long_class_names_fits_the_page(browser, fixtures: Path, tmp_path: Path,  # noqa: ANN001
                                                       width: int) -> None:
@@ -299,34 +331,7 @@ def test_report_with_20_long_class_names_fits_the_page(browser, fixtures: Path, 
     page = browser.new_page(viewport={"width": width, "height": 900})
     try:
         page.goto(page_file.as_uri())
-        scroll_w, client_w = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert client_w == width and scroll_w <= client_w
-        # every box of the page stays inside the viewport, except what scrolls inside its own box
-        outside = page.evaluate("""() => [...document.querySelectorAll('body *')]
-            .filter(e => !e.closest('.scroll'))
-            .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
-            .map(e => e.tagName + '.' + e.className)""")
-        assert outside == []
-        # class names wrap between words, never inside one: each word of a name is on one line
-        broken = page.evaluate("""() => {
-            const names = document.querySelectorAll(
-                'td.name, th.row, figcaption span.right, figcaption span.wrong, b.cls, ol.confusions span');
-            const out = [];
-            for (const el of names) {
-                const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
-                for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-                    for (const m of node.data.matchAll(/\\S+/g)) {
-                        const r = document.createRange();
-                        r.setStart(node, m.index);
-                        r.setEnd(node, m.index + m[0].length);
-                        const lines = new Set([...r.getClientRects()].filter(b => b.width > 0).map(b => b.top));
-                        if (lines.size > 1) out.push(m[0]);
-                    }
-                }
-            }
-            return out;
-        }""")
-        assert broken == []
+        _assert_fits_and_names_unbroken(page, width)
         # the matrix: one column per class, each header a number with the full name on hover
         titles = page.eval_on_selector_all("table.cm th.col", "els => els.map(e => [e.textContent, e.title])")
         assert titles == [[str(j + 1), c] for j, c in enumerate(LONG)]
@@ -335,5 +340,25 @@ def test_report_with_20_long_class_names_fits_the_page(browser, fixtures: Path, 
         assert cm_width < 1000
         assert page.eval_on_selector("svg.curve", "e => e.getBoundingClientRect().width") <= min(680, width)
         assert page.eval_on_selector_all("figure img", "els => els.filter(e => e.naturalWidth > 0).length") == 3
+    finally:
+        page.close()
+
+
+def test_report_with_40_long_class_names_lists_top_confusions_that_fit_420px(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    """Above CONFUSION_MATRIX_MAX classes the top-confusions list replaces the matrix; it too
+    fits a phone-sized page without breaking a name."""
+    m = _retrain_metrics(40, 3)
+    names = [f"{LONG[i % len(LONG)]} {i}" for i in range(40)]
+    m["classes"] = m["test"]["classes"] = names
+    m["test"]["per_class"] = {names[i]: v for i, v in enumerate(m["test"]["per_class"].values())}
+    m["counts"] = {names[i]: v for i, v in enumerate(m["counts"].values())}
+    page_file = tmp_path / "report.html"
+    page_file.write_text(report.render(m, [], "imgtool retrain: many", generated=WHEN), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 420, "height": 900})
+    try:
+        page.goto(page_file.as_uri())
+        assert page.eval_on_selector_all("ol.confusions li", "els => els.length") == report.TOP_CONFUSIONS
+        assert page.eval_on_selector_all("table.cm", "els => els.length") == 0
+        _assert_fits_and_names_unbroken(page, 420)
     finally:
         page.close()
