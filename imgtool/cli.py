@@ -29,15 +29,14 @@ if TYPE_CHECKING:
 INTERRUPTED = "interrupted (Ctrl-C): nothing half-written is kept"
 
 
-def exit_codes(*codes: tuple[int, str], extra: str = "", interrupted: str = INTERRUPTED) -> str:
-    """A command's epilog: its own exit codes, each line `CODE  what`, 130 last; `extra`
-    (a paragraph) goes before them. Every command says only what it can return."""
+def exit_codes(*codes: tuple[int, str], interrupted: str = INTERRUPTED) -> str:
+    """A command's epilog: its own exit codes, each line `CODE  what`, 130 (`interrupted`)
+    last. Every command says only what it can return (tests/test_help.py checks it)."""
     import textwrap
 
     lines = [textwrap.fill(what, 78, initial_indent=f"  {code:<3}  ", subsequent_indent=" " * 7)
              for code, what in (*codes, (130, interrupted))]
-    table = "\b\nExit codes:\n" + "\n".join(lines)
-    return (extra + "\n\n" if extra else "") + table
+    return "\b\nExit codes:\n" + "\n".join(lines)
 
 
 USAGE = (2, "usage error (a bad option, argument or IMGTOOL_* variable)")
