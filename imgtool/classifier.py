@@ -165,9 +165,7 @@ def _expand(items: Iterable[Any]) -> Iterator[images.Input]:
         if images.is_in_memory(item):
             yield images.Input(None, image=item)
         elif isinstance(item, (str, os.PathLike)):
-            problem = model_given_as_input(item)
-            if problem is not None:
-                raise UsageError(problem)
+            check_inputs([item])
             yield from images.expand_inputs([os.fspath(item)])
         else:
             raise UsageError(f"cannot classify a {type(item).__name__}: give a path (file or folder), a PIL image "
