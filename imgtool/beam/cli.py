@@ -20,14 +20,15 @@ only). See docs/scale-out.md.
 
 \b
 Exit codes:
-  0  every photo done
-  1  some photos failed (each has an {"path", "error"} record), the pipeline
-     failed, or no worker connected within --worker-timeout
-  2  usage error (unknown Beam option or runner, a filesystem without its
-     extra, existing output without --overwrite, ...)
-  3  the model could not be obtained or loaded
-  130  interrupted: a local run stops; a runner's job is cancelled, and the
-     line says whether the runner confirmed it"""
+  0    every photo done
+  1    some photos failed (each has an {"path", "error"} record), the pipeline
+       failed, or no worker connected within --worker-timeout
+  2    usage error (unknown Beam option or runner, a filesystem without its
+       extra, existing output without --overwrite, ...)
+  3    the model could not be obtained or loaded
+  130  interrupted (Ctrl-C or SIGTERM): a local run stops and its unfinished
+       shards are removed; a runner's job is cancelled, and the line says
+       whether the runner confirmed it"""
 
 
 class BeamCommand(Command):
