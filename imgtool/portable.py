@@ -75,13 +75,16 @@ def for_features(model: ResolvedModel) -> PortableModel:
     identity `imgtool retrain` gives its features."""
     from imgtool import bottlenecks
     from imgtool.engine import LiteRTEngine
+    from imgtool.scores import decide_output_kind
 
     runnable, head = _runnable(model)
     assert runnable.tflite is not None
-    if head is not None or model.config.output not in (None, "features"):
+    engine = LiteRTEngine(runnable.tflite, runnable.config.value_range, threads=1)  # loads it: exit 3 if broken
+    # a softmax is never a feature vector: the decision `imgtool classify` makes, from the model
+    kind = decide_output_kind(model.config.output, engine.output_facts(), has_labels=model.labels is not None).kind
+    if head is not None or model.config.output not in (None, "features") or kind == "probabilities":
         raise ModelError(f"{model.ref} is a classifier without a feature-vector twin; "
                          "give a feature extractor (e.g. a *_feature_vector catalog model or an embedding .tflite)")
-    engine = LiteRTEngine(runnable.tflite, runnable.config.value_range, threads=1)  # loads it: exit 3 if broken
     value_range = runnable.config.value_range
     ident = bottlenecks.backbone_id(runnable.tflite, engine.input_size, value_range,
                                     extra=str(runnable.graph_tensors or ""))

@@ -80,8 +80,9 @@ class Standalone:
         from pyspark.find_spark_home import _find_spark_home
 
         log = self.root / f"{name}.log"
+        # no REST submission server (it takes the fixed port 6066); everything else on ports the kernel picks
         env = dict(os.environ, **spark_env(), SPARK_WORKER_DIR=str(self.root / "work"),
-                   SPARK_LOG_DIR=str(self.root))
+                   SPARK_LOG_DIR=str(self.root), SPARK_MASTER_OPTS="-Dspark.master.rest.enabled=false")
         spark_class = Path(_find_spark_home()) / "bin" / "spark-class"
         with open(log, "wb") as out:
             proc = subprocess.Popen([str(spark_class), *args], stdout=out, stderr=subprocess.STDOUT, env=env,
