@@ -104,3 +104,41 @@ def test_udf_arguments_are_checked_before_spark_is_needed(mobilenet: str) -> Non
         features_udf(mobilenet, batch_size=0)
     with pytest.raises(UsageError, match="ship 'hdfs': choose sparkfiles or path"):
         classify_udf(mobilenet, ship="hdfs")  # type: ignore[arg-type]
+
+
+def test_requirements_spark_follow_pyproject() -> None:
+    """.venv-spark (`make install-spark`) is imgtool's dependencies without TensorFlow,
+    plus the `spark` extra and pytest, from requirements-spark.txt."""
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    heavy = ("tensorflow", "tf-keras", "tensorboard")
+    want = {d for d in project["dependencies"] if not d.startswith(heavy)}
+    want |= set(project["optional-dependencies"]["spark"]) | {"pytest>=8"}
+    lines = (ROOT / "requirements-spark.txt").read_text().splitlines()
+    got = {ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")}
+    assert got == want
+
+
+@pytest.mark.parametrize("scores", ["auto", "logits"])
+def test_a_udf_batch_holds_classifys_records(mobilenet: str, photos: Path, tmp_path: Path, scores: str) -> None:
+    """What one predict_batch_udf call returns (run here without Spark), read back as
+    records, equals `Model.classify`'s: labels, scores, order, errors, nulls."""
+    import imgtool
+    from imgtool.portable import from_classifier, open_engine
+    from imgtool.spark import _classify_batch, classify_record
+
+    (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")
+    paths = [str(photos / "cat.bmp"), str(tmp_path / "broken.jpg"), str(photos / "parrot.jpg"),
+             str(tmp_path / "missing.jpg"), str(photos / "sunflower.bmp")]
+    model = imgtool.load_model(mobilenet, scores=scores)
+    p = from_classifier(model.classifier)
+    cols = _classify_batch(p, open_engine(p, mobilenet, None, threads=1), np.array(paths, dtype=object), 3)
+    assert {k: v.shape for k, v in cols.items()} == {"labels": (5, 3), "scores": (5, 3), "indexes": (5, 3),
+                                                       "error": (5,)}
+    rows = [{k: (list(v[i]) if v.ndim == 2 else v[i]) for k, v in cols.items()} for i in range(5)]
+    assert [classify_record(path, row) for path, row in zip(paths, rows)] == [
+        r.to_dict() for r in model.classify(paths, top_k=3)]
+    assert rows[1]["labels"] == [None, None, None] and rows[1]["error"]

@@ -156,3 +156,31 @@ def test_features_are_retrains_bottlenecks(spark, embedder: str, photo_set: dict
     files = spark.read.format("binaryFile").load(good[:3])
     for r in files.select("path", udf("content").alias("f")).collect():
         assert np.array_equal(np.asarray(r.f.features, dtype=np.float32), want[r.path.removeprefix("file:")])
+
+
+def test_a_retrained_folder_ships_its_backbone_and_head(spark, embedder: str, fixtures: Path,
+                                                        tmp_path: Path) -> None:
+    """A folder written by `imgtool retrain` (here without TensorFlow: no TF exports) runs
+    on the executors as backbone.tflite + head.npz, both shipped, with classify's records."""
+    import imgtool
+    from imgtool.spark import classify_udf
+    from imgtool.store import sha256_file
+
+    data = tmp_path / "data"
+    for cls in ("daisy", "roses"):
+        (data / cls).mkdir(parents=True)
+        for f in sorted((fixtures / "flowers-mini" / cls).glob("*.jpg"))[:10]:
+            shutil.copy(f, data / cls / f.name)
+    folder = imgtool.retrain(data, output=tmp_path / "model", model=embedder, tf_exports=False,
+                             validation_percent=0, test_percent=20).output
+    assert folder is not None and (folder / "head.npz").is_file()
+    paths = sorted(str(p) for p in (fixtures / "flowers-mini" / "tulips").glob("*.jpg"))[:12]
+    paths += sorted(str(p) for p in (fixtures / "flowers-mini" / "daisy").glob("*.jpg"))[-4:]
+    want = classify_cli(str(folder), paths)
+    udf = classify_udf(str(folder), top_k=2)
+    got = spark_records(spark.createDataFrame([(p,) for p in paths], "path string").repartition(2).select(
+        "path", udf("path").alias("pred")))
+    assert got == want
+    assert {p["label"] for r in got.values() for p in r["predictions"]} == {"daisy", "roses"}
+    shipped = {Path(f).name for f in spark.sparkContext.listFiles}
+    assert {sha256_file(folder / "head.npz") + ".npz", sha256_file(folder / "backbone.tflite") + ".tflite"} <= shipped

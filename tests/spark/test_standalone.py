@@ -42,3 +42,15 @@ def test_standalone_cluster_gives_classifys_records_on_loopback_only(standalone:
     # block managers: at least five listeners, every one of them on loopback
     assert len(listening) >= 5, listening
     assert [sock for sock in listening if not is_loopback(sock[0])] == []
+
+
+def test_shipping_by_sparkfiles_needs_a_session(spark_processes: None, mobilenet: str) -> None:
+    from pyspark.sql import SparkSession
+
+    from imgtool.errors import UsageError
+    from imgtool.spark import classify_udf
+
+    assert SparkSession.getActiveSession() is None
+    with pytest.raises(UsageError, match="no active SparkSession"):
+        classify_udf(mobilenet)
+    assert classify_udf(mobilenet, ship="path") is not None  # a path needs no session to be made
