@@ -23,7 +23,9 @@ install-beam:       ## create .venv-beam: imgtool + Apache Beam, without TensorF
 install-spark:      ## create .venv-spark: imgtool + pyspark 4 (pandas<3, pyarrow), without TensorFlow (imgtool.spark)
 	test -x $(SPARK_PY) || python3 -m venv $(SPARK_VENV)
 	$(SPARK_PY) -m pip install -q --upgrade "pip>=24"
-	$(SPARK_PY) -m pip install -q -r requirements-spark.txt
+	# --no-compile: pyspark is ~500 MB of files; byte-compiling all of them took ~70 s of the
+	# ~100 s install (warm pip cache), and Python compiles what it imports on first use anyway
+	$(SPARK_PY) -m pip install -q --no-compile -r requirements-spark.txt
 	$(SPARK_PY) -m pip install -q --no-deps -e .
 
 MEDIAPIPE_VENV ?= .venv-mediapipe
