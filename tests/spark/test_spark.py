@@ -61,6 +61,16 @@ def test_no_tensorflow_here() -> None:
     assert importlib.util.find_spec("tensorflow") is None
 
 
+def test_import_imgtool_and_imgtool_spark_never_import_pyspark() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, imgtool, imgtool.spark; imgtool.load_model; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j', 'pandas', 'tensorflow')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_classify_paths_give_imgtool_classifys_records(spark, mobilenet: str, photo_set: dict) -> None:
     from imgtool.spark import classify_udf
 
