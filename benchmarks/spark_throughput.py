@@ -9,7 +9,9 @@ on a session that is already up, in local[2] and on a standalone master + one 2-
 worker on 127.0.0.1. Each Spark run makes a new UDF, so every Python worker loads the
 model again (as a new job would); the first Spark run also starts the Python workers and
 is reported apart. The 1-minute load average is printed with each figure: the machine
-is shared. Prints one JSON object."""
+is shared, so CPU time per photo (every process of the run: classify's; Spark's driver
+JVM, master, worker, executor and Python workers) is given too, which depends far less
+on what else runs. Prints one JSON object."""
 
 from __future__ import annotations
 
@@ -33,43 +35,72 @@ def load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def classify_once(paths: list[str]) -> float:
+def tree_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process's live descendants (the
+    driver JVM, master, worker, executors, Python workers) and this process itself."""
+    from tests.spark.conftest import descendants
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in descendants(os.getpid()):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def classify_once(paths: list[str]) -> tuple[float, float]:
     imgtool = str(Path(sys.executable).parent / "imgtool")
+    cpu = children_cpu()
     t = time.perf_counter()
     res = subprocess.run([imgtool, "classify", "-q", "--format", "jsonl", "-m", MODEL, *paths],
                          capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t
     assert res.returncode == 0 and len(res.stdout.splitlines()) == len(paths), res.stderr[-500:]
-    return wall
+    return wall, children_cpu() - cpu
 
 
-def spark_once(spark, paths: list[str]) -> float:  # noqa: ANN001 - a SparkSession
+def spark_once(spark, paths: list[str]) -> tuple[float, float]:  # noqa: ANN001 - a SparkSession
     from imgtool.spark import classify_udf
 
+    cpu = tree_cpu()
     t = time.perf_counter()
     udf = classify_udf(MODEL, top_k=5)
     rows = spark.createDataFrame([(p,) for p in paths], "path string").repartition(4).select(
         "path", udf("path").alias("pred")).collect()
     wall = time.perf_counter() - t
     assert len(rows) == len(paths) and all(r.pred.error is None for r in rows)
-    return wall
+    return wall, tree_cpu() - cpu
 
 
 def measure(name: str, spark, paths: list[str], runs: int) -> dict:  # noqa: ANN001
     first_load = load()
-    first = spark_once(spark, paths)
+    first, _ = spark_once(spark, paths)
     out: dict = {"first_spark_run_s": round(first, 2), "load_at_first": first_load, "runs": []}
     for _ in range(runs):
         row = {"load_before": load()}
-        row["classify_s"] = round(classify_once(paths), 2)
-        row["spark_s"] = round(spark_once(spark, paths), 2)
+        wall, cpu = classify_once(paths)
+        row["classify_s"], row["classify_cpu_ms_per_img"] = round(wall, 2), round(1000 * cpu / len(paths), 1)
+        wall, cpu = spark_once(spark, paths)
+        row["spark_s"], row["spark_cpu_ms_per_img"] = round(wall, 2), round(1000 * cpu / len(paths), 1)
         row["spark_img_s"] = round(len(paths) / row["spark_s"], 1)
         row["classify_img_s"] = round(len(paths) / row["classify_s"], 1)
         row["ratio"] = round(row["spark_img_s"] / row["classify_img_s"], 2)
         out["runs"].append(row)
         print(name, row, file=sys.stderr, flush=True)
-    ratios = sorted(r["ratio"] for r in out["runs"])
-    out["median_ratio"] = ratios[len(ratios) // 2]
+    for key in ("ratio", "spark_img_s", "classify_img_s", "spark_cpu_ms_per_img", "classify_cpu_ms_per_img",
+                "load_before"):
+        values = sorted(r[key] for r in out["runs"])
+        out[f"median_{key}"] = values[len(values) // 2]
     return out
 
 

@@ -194,3 +194,13 @@ def test_a_retrained_folder_ships_its_backbone_and_head(spark, embedder: str, fi
     assert {p["label"] for r in got.values() for p in r["predictions"]} == {"daisy", "roses"}
     shipped = {Path(f).name for f in spark.sparkContext.listFiles}
     assert {sha256_file(folder / "head.npz") + ".npz", sha256_file(folder / "backbone.tflite") + ".tflite"} <= shipped
+
+
+def test_the_schemas_are_the_documented_ones() -> None:
+    from imgtool.spark import CLASSIFY_SCHEMA, FEATURES_SCHEMA, classify_schema, features_schema
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "scale-out.md").read_text()
+    for text, struct in ((CLASSIFY_SCHEMA, classify_schema()), (FEATURES_SCHEMA, features_schema())):
+        assert f"`{text}`" in doc
+        assert struct.simpleString() == "struct<" + text.replace(", ", ",").replace(" ", ":") + ">"
