@@ -117,7 +117,7 @@ def main() -> None:
     result: dict = {"photos": len(paths), "model": Path(MODEL).name, "cores": os.cpu_count()}
 
     t = time.perf_counter()
-    spark = _session("local[2]", "imgtool-bench-local")
+    spark = _session("local[2]", "imgtool-bench-local", quick_jvm=False)
     spark.sparkContext.setLogLevel("ERROR")
     result["local_session_start_s"] = round(time.perf_counter() - t, 1)
     result["local[2]"] = measure("local[2]", spark, paths, args.runs)
@@ -127,7 +127,7 @@ def main() -> None:
     try:
         t = time.perf_counter()
         cluster.start()
-        spark = _session(cluster.url, "imgtool-bench-standalone")
+        spark = _session(cluster.url, "imgtool-bench-standalone", quick_jvm=False)
         spark.sparkContext.setLogLevel("ERROR")
         result["standalone_start_s"] = round(time.perf_counter() - t, 1)
         result["standalone"] = measure("standalone", spark, paths, args.runs)

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 LOOPBACK = "127.0.0.1"
+# test JVMs live seconds: the quick (C1) JIT only and the serial collector start them with
+# far less CPU on a busy 2-core machine
+QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 START_TIMEOUT = 120.0  # seconds for a master or worker to come up on a busy 2-core machine
 
 
@@ -41,13 +44,17 @@ def spark_env() -> dict[str, str]:
             "PYSPARK_DRIVER_PYTHON": sys.executable}
 
 
-def _session(master: str, app: str):  # noqa: ANN202 - a SparkSession
+def _session(master: str, app: str, quick_jvm: bool = True):  # noqa: ANN202 - a SparkSession
+    """`quick_jvm`: QUICK_JVM for the driver and executors (tests; not for measuring)."""
     from pyspark.sql import SparkSession
 
+    jvm = QUICK_JVM if quick_jvm else ""
     return (SparkSession.builder.master(master).appName(app)
             .config("spark.ui.enabled", "false")
             .config("spark.driver.host", LOOPBACK).config("spark.driver.bindAddress", LOOPBACK)
             .config("spark.pyspark.python", sys.executable)
+            .config("spark.driver.extraJavaOptions", jvm)
+            .config("spark.executor.extraJavaOptions", jvm)
             .config("spark.sql.shuffle.partitions", "2")
             .config("spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled", "false")
             .getOrCreate())
@@ -82,7 +89,8 @@ class Standalone:
         log = self.root / f"{name}.log"
         # no REST submission server (it takes the fixed port 6066); everything else on ports the kernel picks
         env = dict(os.environ, **spark_env(), SPARK_WORKER_DIR=str(self.root / "work"),
-                   SPARK_LOG_DIR=str(self.root), SPARK_MASTER_OPTS="-Dspark.master.rest.enabled=false")
+                   SPARK_LOG_DIR=str(self.root), SPARK_MASTER_OPTS="-Dspark.master.rest.enabled=false",
+                   SPARK_DAEMON_JAVA_OPTS=QUICK_JVM)
         spark_class = Path(_find_spark_home()) / "bin" / "spark-class"
         with open(log, "wb") as out:
             proc = subprocess.Popen([str(spark_class), *args], stdout=out, stderr=subprocess.STDOUT, env=env,
