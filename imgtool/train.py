@@ -29,6 +29,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from imgtool.calibration import Calibration, calibrate, scale
 from imgtool.engine import softmax
 
 L2_GRID = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # strongest first: the warm-start path
@@ -49,6 +50,7 @@ class TrainConfig:
     class_weight: str = "balanced"  # "balanced" | "none"
     cv_folds: int = CV_FOLDS
     l2_grid: tuple[float, ...] = L2_GRID
+    calibrate: bool = True  # temperature scaling on the out-of-fold logits, folded into the head
 
 
 @dataclass
@@ -291,8 +293,10 @@ class Selection:
     cv_accuracy: float | None = None
     cv_accuracy_std: float | None = None
     cv_loss: float | None = None
-    oof_probs: np.ndarray | None = None  # out-of-fold probabilities at the chosen L2
+    oof_probs: np.ndarray | None = None  # out-of-fold probabilities at the chosen L2 (calibrated when calibration is)
     iterations: int = 0
+    oof_logits: np.ndarray | None = None  # out-of-fold logits at the chosen L2, before calibration
+    calibration: Calibration | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -314,7 +318,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainCo
     fitted together (one stacked optimisation) and each warm-starts from its solution at
     the previous L2. `extra` = (x, y, source row in x) of distorted copies: a copy trains
     the folds its source photo trains, and is never scored. Returns (candidates,
-    out-of-fold probabilities per L2)."""
+    out-of-fold logits per L2: softmax them for the probabilities)."""
     k = cv_fold_count(y, config.cv_folds)
     folds = stratified_folds(y, k, config.seed)
     sw_all = class_weights(y, n_classes, config.class_weight)
@@ -340,8 +344,9 @@ def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainCo
         theta, _ = _fit_stack([p.x for p in problems], ys, sws, n_classes, l2, config.label_smoothing, theta)
         for f, (te, xte) in enumerate(zip(tests, xts)):
             z, b = _split_theta(theta[f], r, n_classes)
-            probs = softmax(xte @ z[:xte.shape[1]] + b)
-            oof[j][te] = probs
+            logits = xte @ z[:xte.shape[1]] + b
+            probs = softmax(logits)
+            oof[j][te] = logits
             acc[j, f] = float(np.mean(probs.argmax(axis=1) == y[te]))
             loss[j, f] = log_loss(probs, y[te], sw_all[te])
     candidates = [{"l2": float(l2), "cv_accuracy": round(float(acc[j].mean()), 4),
@@ -373,9 +378,16 @@ def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainC
     # lowest mean CV log-loss; on a tie the stronger L2 (listed first)
     best = min(range(len(grid)), key=lambda j: (candidates[j]["cv_loss"], -grid[j]))
     l2 = grid[best]
+    y_fit = y
     if extra is not None and len(extra[0]):
         x, y = np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]])
     head, iters = fit(x, y, n_classes, l2, config.label_smoothing, config.class_weight)
+    logits = oof[best]
+    probs, cal = softmax(logits), None
+    if config.calibrate:
+        cal = calibrate(logits, y_fit)
+        probs = scale(logits, cal.temperature)
+        head = calibrated(head, cal.temperature)
     method = (f"L2 fixed at {l2:g} (--l2); {k}-fold cross-validation for the estimate, refit on train+validation"
               if config.l2 is not None else
               f"{k}-fold cross-validation of L2 by log-loss, refit on train+validation")
@@ -384,4 +396,14 @@ def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainC
         del c["cv_accuracy_std"]
     return head, Selection(method=method, l2=float(l2), cv_folds=k, candidates=candidates,
                            cv_accuracy=chosen["cv_accuracy"], cv_accuracy_std=chosen["cv_accuracy_std"],
-                           cv_loss=chosen["cv_loss"], oof_probs=oof[best], iterations=iters)
+                           cv_loss=chosen["cv_loss"], oof_probs=probs, iterations=iters,
+                                               oof_logits=logits, calibration=cal)
+
+
+def calibrated(head: Head, temperature: float) -> Head:
+    """The head with 1/T folded into its weights and bias: softmax(x W/T + b/T) is the
+    calibrated probability, so head.npz and every export built from it need no extra op
+    (computed in float64, stored float32 as the head is)."""
+    s = 1.0 / temperature
+    return Head((head.weights.astype(np.float64) * s).astype(np.float32),
+                (head.bias.astype(np.float64) * s).astype(np.float32))
