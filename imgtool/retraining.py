@@ -228,7 +228,7 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
     bad += undecodable
     for path, why in bad:
         ui.warn(f"skipping {path}: {why}")
-    samples = dataset.assign_splits(good, len(classes), v_pct, t_pct)
+    samples = dataset.assign_splits(good, len(classes), v_pct, t_pct, content=shas)
     dataset.check_sizes(classes, samples)
     counts = dataset.split_counts(classes, samples)
     for c in classes:
