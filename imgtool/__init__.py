@@ -34,6 +34,8 @@ _LAZY = {
     "Removed": "imgtool.api",
     "export_model": "imgtool.api",
     "list_caches": "imgtool.api",
+    "audit": "imgtool.api",
+    "AuditResult": "imgtool.audit",
     "CacheInfo": "imgtool.caches",
     "ExportResult": "imgtool.tflite_export",
     "Result": "imgtool.classifier",
@@ -53,9 +55,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model",
+    "AuditResult", "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model",
     "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback", "Removed", "Result",
-    "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "download_model", "evaluate",
+    "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "audit", "download_model", "evaluate",
     "export_model", "list_caches", "list_models", "load_model", "model_path", "remove_models", "retrain",
 ]
 assert set(__all__) == set(_LAZY) | {"__version__"}
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
         Model,
         ModelInfo,
         Removed,
+        audit,
         download_model,
         evaluate,
         export_model,
@@ -75,6 +78,7 @@ if TYPE_CHECKING:
         remove_models,
         retrain,
     )
+    from imgtool.audit import AuditResult
     from imgtool.caches import CacheInfo
     from imgtool.classifier import Prediction, Result
     from imgtool.errors import (

@@ -20,6 +20,7 @@ from imgtool import ui
 from imgtool.errors import UsageError
 
 if TYPE_CHECKING:
+    from imgtool.audit import AuditResult
     from imgtool.caches import CacheInfo
     from imgtool.classifier import Classifier, Result
     from imgtool.evaluation import Evaluation
@@ -241,6 +242,33 @@ def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores
                                                                progress=progress)
     with ui.reporting(progress):
         return evaluate_folder(loaded.classifier, Path(folder))
+
+
+def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, validation_percent: float = 10.0,
+          test_percent: float = 10.0, validation_dir: PathLike | None = None, test_dir: PathLike | None = None,
+          input_size: tuple[int, int] | None = None, value_range: tuple[float, float] | None = None,
+          bottleneck_dir: PathLike | None = None, progress: ui.ProgressCallback | None = None) -> AuditResult:
+    """What is wrong with a labelled `folder` (the layouts `retrain` reads), before or
+    without training, over the backbone `model` (default as for `retrain`), sharing
+    retrain's feature cache and cross-validation.
+
+    Returns an `AuditResult`: `.suspects` (photos whose label the out-of-fold prediction
+    rejects, most suspicious first: `path`, `label`, `suggested`, `score`),
+    `.duplicates` (byte-identical or near-identical groups, with `.label_conflict` and
+    `.leakage`), `.outliers`, `.problems` (unreadable files, tiny classes, imbalance),
+    `.summary`; `.found` is True when any of them is not empty; `.to_dict()`."""
+    from imgtool import settings
+    from imgtool.audit import run
+
+    for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
+        if not 0 <= pct <= 50:
+            raise UsageError(f"{name} {pct:g} is outside 0..50")
+    with ui.reporting(progress):
+        return run(Path(folder), os.fspath(model) if model else settings.current().backbone,
+                   validation_dir=None if validation_dir is None else Path(validation_dir),
+                   test_dir=None if test_dir is None else Path(test_dir), validation_percent=validation_percent,
+                   test_percent=test_percent, seed=seed, input_size=input_size, value_range=value_range,
+                   bottleneck_dir=None if bottleneck_dir is None else Path(bottleneck_dir))
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,13 @@ class Bin:
 def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[Bin]:
     """The photos binned by top-1 score (see the module docstring)."""
     probs = np.asarray(probs, dtype=np.float64)
-    conf = probs.max(axis=1)
-    right = probs.argmax(axis=1) == np.asarray(y)
+    return reliability_of(probs.max(axis=1), probs.argmax(axis=1) == np.asarray(y), bins)
+
+
+def reliability_of(conf: np.ndarray, right: np.ndarray, bins: int = ECE_BINS) -> list[Bin]:
+    """The reliability table from each photo's top-1 score and whether it was right."""
+    conf = np.asarray(conf, dtype=np.float64)
+    right = np.asarray(right, dtype=bool)
     which = np.minimum((conf * bins).astype(int), bins - 1)
     out = []
     for b in range(bins):
@@ -108,7 +113,11 @@ def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[
 
 def ece(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
     """Expected calibration error over `bins` equal-width bins of the top-1 score."""
-    table = reliability(probs, y, bins)
+    return ece_of(reliability(probs, y, bins))
+
+
+def ece_of(table: list[Bin]) -> float:
+    """The ECE of a reliability table."""
     total = sum(b.count for b in table)
     if total == 0:
         raise ValueError("ece needs at least one photo")

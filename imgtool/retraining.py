@@ -112,9 +112,27 @@ def _check_backbone(backbone: Any, ref: str | None) -> None:
                          "extractor .tflite)")
 
 
-def retrain(opts: RetrainOptions) -> RetrainResult:
+def feature_backbone(model: str | None, input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
+                     bottleneck_dir: Path | None) -> tuple[Any, Any, str, bottlenecks.BottleneckCache]:
+    """(backbone, its engine, its identity, its bottleneck cache): retrain's and audit's one
+    way to a feature extractor, so both share the cache."""
     from imgtool.resolve import resolve
 
+    _check_catalog_backbone(model)
+    backbone = resolve(model, purpose="features", input_size=input_size, value_range=value_range)
+    for note in backbone.notes:
+        ui.info(note)
+    _check_backbone(backbone, model)
+    engine = backbone.engine()
+    ident_file = backbone.tflite or backbone.tf_source
+    assert ident_file is not None
+    ident = bottlenecks.backbone_id(ident_file if ident_file.is_file() else ident_file / "saved_model.pb",
+                                    engine.input_size, backbone.config.value_range,
+                                    extra=str(backbone.graph_tensors or ""))
+    return backbone, engine, ident, bottlenecks.BottleneckCache(ident, bottleneck_dir)
+
+
+def retrain(opts: RetrainOptions) -> RetrainResult:
     if opts.features is None:
         classes, files, layout, v_pct, t_pct = _plan_splits(opts)  # before any heavy work
     else:  # the shards are read (and their splits checked) once the backbone is known
@@ -124,18 +142,8 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     if opts.steps:
         ui.warn("`steps` is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
 
-    _check_catalog_backbone(opts.model)
-    backbone = resolve(opts.model, purpose="features", input_size=opts.input_size, value_range=opts.value_range)
-    for note in backbone.notes:
-        ui.info(note)
-    _check_backbone(backbone, opts.model)
-    engine = backbone.engine()
-    ident_file = backbone.tflite or backbone.tf_source
-    assert ident_file is not None
-    ident = bottlenecks.backbone_id(ident_file if ident_file.is_file() else ident_file / "saved_model.pb",
-                                    engine.input_size, backbone.config.value_range,
-                                    extra=str(backbone.graph_tensors or ""))
-    cache = bottlenecks.BottleneckCache(ident, opts.bottleneck_dir)
+    backbone, engine, ident, cache = feature_backbone(opts.model, opts.input_size, opts.value_range,
+                                                      opts.bottleneck_dir)
 
     ui.info(f"Layout: {layout}")
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/features.py)
@@ -211,21 +219,7 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
                     v_pct: float, t_pct: float) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
     """Hash every file (the cache key), decode-check those without a cached bottleneck,
     list and drop the bad ones, split the rest and check every class is big enough."""
-    shas: dict[str, str] = {}
-    bad: list[tuple[str, str]] = []
-    for path, *_ in files:
-        problem = not_a_regular_file(path)  # never open a FIFO
-        if problem is not None:
-            bad.append((path, problem))
-            continue
-        try:
-            shas[path] = bottlenecks.file_sha256(path)
-        except OSError as err:
-            bad.append((path, f"cannot read ({err.strerror or err})"))
-    readable = [f for f in files if f[0] in shas]
-    known = {p for p, s in shas.items() if cache.has(s)}
-    good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
-    bad += undecodable
+    good, shas, bad = readable_files(files, cache)
     for path, why in bad:
         ui.warn(f"skipping {path}: {why}")
     samples = dataset.assign_splits(good, len(classes), v_pct, t_pct, content=shas)
@@ -243,22 +237,54 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
     return samples, shas, bad
 
 
-def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache,
-              classes: list[str], opts: RetrainOptions) -> tuple[list[dataset.Sample], np.ndarray]:
-    """Bottlenecks for every sample (cache first); a photo that fails here is dropped too."""
+def readable_files(files: list[tuple], cache: bottlenecks.BottleneckCache
+                   ) -> tuple[list[tuple], dict[str, str], list[tuple[str, str]]]:
+    """(the files that decode, {path: content sha256}, [(path, why)] of the others): every
+    file hashed (the cache key), those without a cached bottleneck decode-checked."""
+    shas: dict[str, str] = {}
+    bad: list[tuple[str, str]] = []
+    for path, *_ in files:
+        problem = not_a_regular_file(path)  # never open a FIFO
+        if problem is not None:
+            bad.append((path, problem))
+            continue
+        try:
+            shas[path] = bottlenecks.file_sha256(path)
+        except OSError as err:
+            bad.append((path, f"cannot read ({err.strerror or err})"))
+    readable = [f for f in files if f[0] in shas]
+    known = {p for p, s in shas.items() if cache.has(s)}
+    good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
+    return good, shas, bad + undecodable
+
+
+def features_of(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache
+                ) -> tuple[list[dataset.Sample], np.ndarray, list[tuple[str, str]]]:
+    """Bottlenecks of the samples (cache first): (the samples that have one, their
+    features, [(path, why)] of those that failed here)."""
     paths = [s.path for s in samples]
     feats: list[np.ndarray | None] = [None] * len(samples)
+    failed = []
     for i, vec, err in bottlenecks.extract(engine, paths, [shas[p] for p in paths], cache,
                                            workers=bottlenecks.default_workers()):
         if vec is None:
-            ui.warn(f"skipping {paths[i]}: {err}")
+            failed.append((paths[i], str(err)))
         else:
             feats[i] = vec
     kept = [i for i, f in enumerate(feats) if f is not None]
-    if len(kept) != len(samples):
-        samples = [samples[i] for i in kept]
-        dataset.check_sizes(classes, samples)
-    return samples, np.stack([f for f in feats if f is not None]).astype(np.float32)
+    x = np.stack([feats[i] for i in kept]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)
+    return [samples[i] for i in kept], x, failed
+
+
+def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache,
+              classes: list[str], opts: RetrainOptions) -> tuple[list[dataset.Sample], np.ndarray]:
+    """Bottlenecks for every sample (cache first); a photo that fails here is dropped too."""
+    kept, x, failed = features_of(engine, samples, shas, cache)
+    for path, err in failed:
+        ui.warn(f"skipping {path}: {err}")
+    if failed:
+        dataset.check_sizes(classes, kept)
+    return kept, x
 
 
 def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_classes: int,
