@@ -55,10 +55,11 @@ _LAZY = {
 }
 
 __all__ = [
-    "AuditResult", "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model",
-    "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback", "Removed", "Result",
-    "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "audit", "download_model", "evaluate",
-    "export_model", "list_caches", "list_models", "load_model", "model_path", "remove_models", "retrain",
+    "AuditResult", "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError",
+    "ImgtoolError", "Model", "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback",
+    "Removed", "Result", "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "audit",
+    "download_model", "evaluate", "export_model", "list_caches", "list_models", "load_model", "model_path",
+    "remove_models", "retrain",
 ]
 assert set(__all__) == set(_LAZY) | {"__version__"}
 

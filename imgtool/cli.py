@@ -473,6 +473,74 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
         sys.exit(EXIT_FAILED)
 
 
+AUDIT_EXIT_HELP = """\b
+Exit codes:
+  0  nothing found: no suspect, duplicate, outlier or problem
+  1  something was found (listed on stdout)
+  2  usage error
+  3  the backbone could not be obtained or loaded
+  4  could not write the -o report"""
+
+
+@cli.command(epilog=AUDIT_EXIT_HELP)
+@click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-m", "--model", "model", metavar="MODEL",
+              help="Backbone, as for retrain (its features and cache are shared with retrain). "
+                   "Default: $IMGTOOL_BACKBONE, else inception_v3.")
+@format_option("json", help_text="json: one object with suspects, duplicates, outliers, problems and summary.")
+@click.option("-o", "--output", "report", type=click.Path(dir_okay=False, path_type=Path), metavar="REPORT.html",
+              help="Also write an HTML page with thumbnails of every finding.")
+@click.option("--validation-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Given validation photos (one sub-folder per class), as for retrain.")
+@click.option("--test-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Given test photos (one sub-folder per class), as for retrain.")
+@click.option("--validation-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
+              help="As for retrain: the splits the duplicates are checked against.")
+@click.option("--test-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
+              help="As for retrain: the splits the duplicates are checked against.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Draws the cross-validation folds.")
+@click.option("--bottleneck-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Bottleneck cache (default: IMGTOOL_HOME/bottlenecks, shared with retrain).")
+@click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W",
+              help="Input size for backbones that do not say.")
+@click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI",
+              help="Pixel values 0..255 map linearly to LO..HI, for backbones that do not say.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
+def audit(image_dir: Path, model: str | None, fmt: str, report: Path | None, validation_dir: Path | None,
+          test_dir: Path | None, validation_percent: float, test_percent: float, seed: int,
+          bottleneck_dir: Path | None, input_size: Any, value_range: Any, quiet: bool) -> None:
+    """What is wrong with a labelled folder (the layouts retrain reads), before training:
+    suspect labels, duplicates, outliers, unreadable files, tiny classes, imbalance.
+
+    \b
+    Examples:
+      imgtool audit flowers/
+      imgtool audit flowers/ -m embedding.tflite -f json > audit.json
+      imgtool audit flowers/ -o audit.html
+    """
+    import json
+
+    from imgtool import api, store
+    from imgtool import report as report_mod
+    from imgtool.audit import format_text
+
+    ui.set_quiet(quiet)
+    result = api.audit(image_dir, model=model, seed=seed, validation_percent=validation_percent,
+                       test_percent=test_percent, validation_dir=validation_dir, test_dir=test_dir,
+                       input_size=input_size, value_range=value_range, bottleneck_dir=bottleneck_dir)
+    if report is not None:
+        html = report_mod.render_audit(result.to_dict(), f"imgtool audit: {Path(image_dir).name}")
+        with store.writing(f"the report {report}", None, "choose another -o"):
+            store.atomic_write_text(report, html)
+        ui.info(f"report written to {report}")
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_text(result))
+    if result.found:
+        sys.exit(EXIT_FAILED)
+
+
 # ---------------------------------------------------------------- models (the store)
 
 @cli.group(cls=Group)
