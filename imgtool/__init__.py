@@ -35,7 +35,7 @@ _LAZY = {
     "export_model": "imgtool.api",
     "list_caches": "imgtool.api",
     "audit": "imgtool.api",
-    "AuditResult": "imgtool.audit",
+    "AuditResult": "imgtool.auditing",
     "CacheInfo": "imgtool.caches",
     "ExportResult": "imgtool.tflite_export",
     "Result": "imgtool.classifier",
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
         remove_models,
         retrain,
     )
-    from imgtool.audit import AuditResult
+    from imgtool.auditing import AuditResult
     from imgtool.caches import CacheInfo
     from imgtool.classifier import Prediction, Result
     from imgtool.errors import (

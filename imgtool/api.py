@@ -20,7 +20,7 @@ from imgtool import ui
 from imgtool.errors import UsageError
 
 if TYPE_CHECKING:
-    from imgtool.audit import AuditResult
+    from imgtool.auditing import AuditResult
     from imgtool.caches import CacheInfo
     from imgtool.classifier import Classifier, Result
     from imgtool.evaluation import Evaluation
@@ -80,28 +80,61 @@ class Model:
     def __repr__(self) -> str:
         return f"<imgtool.Model {self.ref!r}: {len(self._classifier.labels)} labels, input {self.input_size}>"
 
-    def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8,
+    @property
+    def suggested_min_score(self) -> float | None:
+        """The minimum score `retrain` suggests for this model (metrics.json open_set:
+        the lowest at which 95% of the photos it accepts were right, out of fold), or None
+        (not a retrained model, trained before scores were calibrated, or no threshold
+        got there)."""
+        from imgtool import store
+
+        head = self._classifier.model.head
+        if head is None:
+            return None
+        metrics = store.read_json(Path(head).parent / "metrics.json")
+        value = ((metrics or {}).get("open_set") or {}).get("min_score") if isinstance(metrics, dict) else None
+        return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else None
+
+    def min_score(self, value: float | str | None) -> float | None:
+        """A `min_score` argument as a number: "auto" is `suggested_min_score`."""
+        if value is None:
+            return None
+        if value == "auto":
+            found = self.suggested_min_score
+            if found is None:
+                raise UsageError(f"min_score auto: {self.ref} records no suggested minimum score (only models "
+                                 "retrained by this imgtool do, when a threshold reached 95% precision); give a number "
+                                 "or retrain the model")
+            return found
+        if isinstance(value, str) or not 0 <= value <= 1:
+            raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto")
+        return float(value)
+
+    def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                       progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1 (got {top_k})")
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+        threshold = self.min_score(min_score)
         items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
         with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
             for res in self._classifier.classify(items, top_k=top_k, batch_size=batch_size):
                 tracker.update(1)
-                yield res
+                yield res if threshold is None else res.with_min_score(threshold)
 
-    def classify(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8,
+    def classify(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                  progress: ui.ProgressCallback | None = None) -> list[Result]:
         """Classify `inputs`: a path (an image file, or a folder searched recursively), a
         PIL image, a uint8 array (HxWx3 RGB, HxWx4 RGBA or HxW gray), or a list of these.
 
         One `Result` per image, in order: `.predictions` (top_k `Prediction(label,
         score, index)`, best first) or `.error` (why that input failed; the others are
-        still classified). `.path` is None for in-memory images."""
-        return list(self.classify_iter(inputs, top_k, batch_size=batch_size, progress=progress))
+        still classified). `.path` is None for in-memory images. `min_score` (0..1, or
+        "auto": the model's `suggested_min_score`): a result whose top score is below it
+        has `.unknown` True ("none of these"); without it `.unknown` is None."""
+        return list(self.classify_iter(inputs, top_k, batch_size=batch_size, min_score=min_score, progress=progress))
 
 
 def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] | None = None,
@@ -258,7 +291,7 @@ def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, val
     `.leakage`), `.outliers`, `.problems` (unreadable files, tiny classes, imbalance),
     `.summary`; `.found` is True when any of them is not empty; `.to_dict()`."""
     from imgtool import settings
-    from imgtool.audit import run
+    from imgtool.auditing import run
 
     for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
         if not 0 <= pct <= 50:

@@ -52,6 +52,18 @@ def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Paramet
     return parse
 
 
+def _parse_min_score(ctx: click.Context, param: click.Parameter, value: str | None) -> float | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        score = float(value)
+    except ValueError:
+        score = -1.0
+    if not 0 <= score <= 1:
+        raise click.BadParameter(f"{value!r}: give a score between 0 and 1, or auto")
+    return score
+
+
 def model_options(f: Callable) -> Callable:
     """--model and the options that describe a model the catalog does not know."""
     opts = [
@@ -131,12 +143,15 @@ def cli() -> None:
               help="Predictions per input (capped at the number of labels).")
 @format_option("json", "jsonl", "csv", help_text="text for people; json/jsonl/csv for programs.")
 @click.option("--expect", metavar="LABEL", help="Exit 1 unless every input's top-1 is LABEL (or one of its synonyms).")
+@click.option("--min-score", "min_score", metavar="S|auto", callback=_parse_min_score,
+              help="Report an input whose top score is below S (0..1) as unknown (\"none of these\"); with --expect, "
+                   "unknown is a mismatch. auto: the threshold retrain suggested for the model (metrics.json).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), hidden=True)
 @scores_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
 @click.option("-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why.")
-def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, batch_size: int,
-             scores: Scores, quiet: bool, verbose: bool, **model_opts: Any) -> None:
+def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, min_score: float | str | None,
+             batch_size: int, scores: Scores, quiet: bool, verbose: bool, **model_opts: Any) -> None:
     """Classify images (files or folders, searched recursively).
 
     \b
@@ -156,10 +171,14 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
     model = _load(model_opts, scores, verbose)
     if expect is not None:
         check_expected(expect, model.labels, model.ref)
-    n_ok = n_err = 0
+    threshold = model.min_score(min_score)
+    if min_score == "auto":
+        ui.info(f"--min-score auto: {threshold:g} (suggested by retrain)")
+    n_ok = n_err = n_unknown = 0
     unmet: list[str] = []
-    with Writer(fmt, csv_header=("path", "rank", "label", "score", "index")) as out:
-        for res in model.classify_iter(list(inputs), top_k, batch_size=batch_size):
+    header = ("path", "rank", "label", "score", "index") + (("unknown",) if threshold is not None else ())
+    with Writer(fmt, csv_header=header) as out:
+        for res in model.classify_iter(list(inputs), top_k, batch_size=batch_size, min_score=threshold):
             shown = display_path(res.path or "")  # the CLI classifies paths only
             if res.error is not None:
                 n_err += 1
@@ -168,15 +187,22 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
                 continue
             n_ok += 1
             preds = res.predictions or []
-            text = shown + "\n" + "".join(f"  {p.score:.4f}  {p.label}\n" for p in preds)
+            n_unknown += bool(res.unknown)
+            mark = f"  unknown (top score below --min-score {threshold:g})\n" if res.unknown else ""
+            text = shown + "\n" + mark + "".join(f"  {p.score:.4f}  {p.label}\n" for p in preds)
+            extra = () if res.unknown is None else (str(res.unknown).lower(),)
             out.record(res.to_dict(), text=text,
-                       rows=[(res.path, r, p.label, f"{p.score:.6f}", p.index) for r, p in enumerate(preds, 1)])
-            if expect is not None and not (preds and matches(preds[0].label, expect)):
+                       rows=[(res.path, r, p.label, f"{p.score:.6f}", p.index, *extra) for r, p in enumerate(preds, 1)])
+            if expect is not None and res.unknown:
+                unmet.append(f"{shown}: unknown (top score {preds[0].score:.4f} < --min-score {threshold:g}), "
+                             f"expected {expect!r}")
+            elif expect is not None and not (preds and matches(preds[0].label, expect)):
                 unmet.append(f"{shown}: top-1 is {preds[0].label!r}, expected {expect!r}")
     for line in unmet:
         click.echo(f"expectation failed: {line}", err=True)
     if n_ok + n_err > 1:
-        ui.info(f"{n_ok} classified, {n_err} failed" + (f", {len(unmet)} not {expect!r}" if expect else ""))
+        ui.info(f"{n_ok} classified, {n_err} failed" + (f", {n_unknown} unknown" if threshold is not None else "")
+                + (f", {len(unmet)} not {expect!r}" if expect else ""))
     if n_err or unmet:
         sys.exit(EXIT_FAILED)
 
@@ -334,6 +360,12 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
         h = m["head"]
         ui.info(f"head: {h['method']}; L2 {h['l2']:g}, cross-validated accuracy {h['cv_accuracy']:.1%} "
                 f"+- {h['cv_accuracy_std']:.1%} over {h['cv_folds']} folds, log-loss {h['cv_loss']:.3f}")
+        cal, opens = m.get("calibration"), m.get("open_set") or {}
+        if cal:
+            s_text = (f"; suggested --min-score {opens['min_score']:g} (accepts {opens['accepted']:.0%} of photos, "
+                      f"{opens['precision']:.0%} of them right)" if opens.get("min_score") is not None else "")
+            ui.info(f"calibration: temperature {cal['temperature']:.3g}, out-of-fold ECE {cal['ece_before']:.3f} -> "
+                    f"{cal['ece_after']:.3f}{s_text}")
         if m["validation"]["accuracy"] is not None:
             base = m["validation"]["baseline"]
             ui.info(f"validation accuracy (out-of-fold): {m['validation']['accuracy']:.1%}; "
@@ -522,7 +554,7 @@ def audit(image_dir: Path, model: str | None, fmt: str, report: Path | None, val
 
     from imgtool import api, store
     from imgtool import report as report_mod
-    from imgtool.audit import format_text
+    from imgtool.auditing import format_text
 
     ui.set_quiet(quiet)
     result = api.audit(image_dir, model=model, seed=seed, validation_percent=validation_percent,

@@ -105,13 +105,12 @@ def assign_splits(files: list[tuple], n_classes: int, validation_percent: float,
                 groups.setdefault(content[f[0]], []).append(f)
         for sha, members in groups.items():
             if len(members) > 1:
-                given = sorted((f for f in members if len(f) > 3 and f[3] is not None), key=lambda f: f[1])
-                group_split[sha] = own(given[0] if given else min(members, key=lambda f: f[1]))
+                fixed = sorted((f for f in members if len(f) > 3 and f[3] is not None), key=lambda f: f[1])
+                group_split[sha] = own(fixed[0] if fixed else min(members, key=lambda f: f[1]))
     samples = []
     for f in files:
-        given = f[3] if len(f) > 3 else None
-        sha = content.get(f[0]) if content else None
-        split = given if given is not None else group_split.get(sha, own(f)) if sha is not None else own(f)
+        mine = content.get(f[0]) if content else None
+        split = group_split[mine] if mine in group_split and (len(f) < 4 or f[3] is None) else own(f)
         samples.append(Sample(f[0], f[1], f[2], split))
     return samples
 

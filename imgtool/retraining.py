@@ -25,6 +25,8 @@ from imgtool.train import TrainConfig
 
 __all__ = ["Distortions", "RetrainOptions", "RetrainResult", "retrain"]
 
+SUSPECTS_SHOWN = 10  # the most suspicious training photos in metrics.json and the report
+
 
 @dataclass
 class RetrainOptions:
@@ -194,6 +196,23 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             "test_dir": None if opts.test_dir is None else str(opts.test_dir),
         },
     }
+    from imgtool import auditing as audit_mod
+    from imgtool.calibration import suggest_min_score
+
+    if selection.calibration is not None:
+        result_metrics["calibration"] = selection.calibration.to_dict()
+        result_metrics["open_set"] = suggest_min_score(selection.oof_probs, y_fit).to_dict()
+    fit_samples = [s for s, keep in zip(samples, fit_mask) if keep]
+    result_metrics["suspects"] = [asdict(x) for x in audit_mod.suspects_of(fit_samples, classes, selection.oof_probs,
+                                                                           y_fit, limit=SUSPECTS_SHOWN)]
+    leaks = [g for g in audit_mod.groups_of(samples, classes, x_all, [shas[s.path] for s in samples]) if g.leakage]
+    result_metrics["near_duplicates"] = {
+        "rule": f"centred feature cosine >= {audit_mod.NEAR_DUPLICATE}; byte-identical photos share a split",
+        "straddling": len(leaks), "groups": [g.to_dict() for g in leaks]}
+    if leaks:
+        ui.warn(f"{len(leaks)} group{'s' if len(leaks) > 1 else ''} of near-duplicate photos straddle train and test "
+                "(the test accuracy counts photos much like ones fitted on; see metrics.json near_duplicates, or "
+                "`imgtool audit`)")
     misclassified = [
         {"path": s.path, "rel": s.rel, "true": classes[s.label], "predicted": classes[int(pred[i])],
          "score": float(probs[i, pred[i]])}
@@ -272,7 +291,7 @@ def features_of(engine: Any, samples: list[dataset.Sample], shas: dict[str, str]
         else:
             feats[i] = vec
     kept = [i for i, f in enumerate(feats) if f is not None]
-    x = np.stack([feats[i] for i in kept]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)
+    x = np.stack([f for f in feats if f is not None]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)
     return [samples[i] for i in kept], x, failed
 
 
