@@ -492,6 +492,8 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
         click.echo(json.dumps(ev.to_dict(), indent=2))
     else:
         click.echo(metrics_mod.format_text(m, str(image_dir)))
+        if ev.ece is not None:
+            click.echo(f"  calibration: expected calibration error {ev.ece:.3f} (top-1 scores, 10 bins)")
         if print_misclassified:
             for w in wrong:
                 click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
