@@ -35,7 +35,7 @@ _LAZY = {
     "export_model": "imgtool.api",
     "list_caches": "imgtool.api",
     "audit": "imgtool.api",
-    "AuditResult": "imgtool.auditing",
+    "AuditResult": "imgtool.findings",
     "CacheInfo": "imgtool.caches",
     "ExportResult": "imgtool.tflite_export",
     "Result": "imgtool.classifier",
@@ -79,7 +79,6 @@ if TYPE_CHECKING:
         remove_models,
         retrain,
     )
-    from imgtool.auditing import AuditResult
     from imgtool.caches import CacheInfo
     from imgtool.classifier import Prediction, Result
     from imgtool.errors import (
@@ -93,6 +92,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from imgtool.evaluation import Evaluation
+    from imgtool.findings import AuditResult
     from imgtool.retraining import RetrainResult
     from imgtool.settings import SettingError
     from imgtool.tflite_export import ExportResult

@@ -20,10 +20,10 @@ from imgtool import ui
 from imgtool.errors import UsageError
 
 if TYPE_CHECKING:
-    from imgtool.auditing import AuditResult
     from imgtool.caches import CacheInfo
     from imgtool.classifier import Classifier, Result
     from imgtool.evaluation import Evaluation
+    from imgtool.findings import AuditResult
     from imgtool.model import Purpose
     from imgtool.resolve import Model as ResolvedModel
     from imgtool.retraining import RetrainResult

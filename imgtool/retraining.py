@@ -196,7 +196,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             "test_dir": None if opts.test_dir is None else str(opts.test_dir),
         },
     }
-    from imgtool import auditing as audit_mod
+    from imgtool import findings as audit_mod
     from imgtool.calibration import suggest_min_score
 
     if selection.calibration is not None:

@@ -1,4 +1,4 @@
-"""The audit's numbers (auditing.py): suspect ranking, duplicate grouping, outliers - on
+"""The audit's numbers (findings.py): suspect ranking, duplicate grouping, outliers - on
 synthetic features, where the right answer is known."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgtool import auditing, train
+from imgtool import findings as auditing
+from imgtool import train
 from imgtool.dataset import Sample
 
 
@@ -117,4 +118,6 @@ def test_the_result_record_and_its_text() -> None:
     assert not r.found and set(r.to_dict()) == {"suspects", "duplicates", "outliers", "problems", "summary"}
     r.problems.append(auditing.Problem("tiny_class", "class 'x' has 1 photo", label="x"))
     assert r.found
-    assert "problems: 1\n  tiny_class: class 'x' has 1 photo" in auditing.format_text(r)
+    from imgtool.auditing import format_text
+
+    assert "problems: 1\n  tiny_class: class 'x' has 1 photo" in format_text(r)

@@ -90,9 +90,9 @@ def test_audit_finds_the_planted_errors_and_duplicates(planted: tuple[Path, dict
 
 
 def test_audit_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import api, auditing
+    from imgtool import api, findings
 
-    monkeypatch.setattr(api, "audit", lambda *a, **k: auditing.AuditResult(summary={"photos": 4, "classes": ["a"]}))
+    monkeypatch.setattr(api, "audit", lambda *a, **k: findings.AuditResult(summary={"photos": 4, "classes": ["a"]}))
     (tmp_path / "d").mkdir()
     res = invoke("audit", str(tmp_path / "d"), "-f", "json")
     assert res.exit_code == 0 and json.loads(res.stdout)["suspects"] == []
