@@ -491,6 +491,8 @@ def _svg_reliability(before: list[dict[str, Any]], after: list[dict[str, Any]]) 
             g.append(f'<path d="{d}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
             g += [f'<circle cx="{px(c):.1f}" cy="{py(a):.1f}" r="3" fill="{colour}"/>' for c, a in pts]
     g.append(f'<text x="{left + pw / 2:.1f}" y="{h - 8}" font-size="12" text-anchor="middle">top-1 score</text>'
+             f'<text x="12" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" '
+             f'transform="rotate(-90 12 {top + ph / 2:.1f})">share right</text>'
              f'<text x="{left}" y="{h - 8}" font-size="12" fill="#2a7">— calibrated</text>'
              f'<text x="{left + pw}" y="{h - 8}" font-size="12" fill="#c60" text-anchor="end">- - before</text>')
     g.append("</svg>")
@@ -526,7 +528,7 @@ def _groups_section(groups: list[dict[str, Any]], title: str, note: str) -> str:
         out.append(f'<p><b>{esc(str(g["kind"]))}</b>, similarity {g["similarity"]:.2f}'
                    + (f' <span class="wrong">({esc(", ".join(flags))})</span>' if flags else "") + "</p>"
                    "<div class='grid'>")
-        out += [_figure(m["path"], f'{esc(m["label"])} &middot; {esc(m["split"])}<br>'
+        out += [_figure(m["path"], f'{esc(m["label"])} · {esc(m["split"])}<br>'
                                    f'<span class="muted">{esc(m["rel"])}</span>') for m in g["members"]]
         out.append("</div>")
     return "".join(out)
@@ -564,7 +566,7 @@ def render_audit(result: dict[str, Any], title: str) -> str:
     if outliers:
         parts.append(f"<h2>Outliers ({len(outliers)})</h2><p class='muted'>Photos far from every other photo: "
                      "likely of no class at all.</p><div class='grid'>")
-        parts += [_figure(o["path"], f'{esc(o["label"])} &middot; similarity {o["score"]:.2f}<br>'
+        parts += [_figure(o["path"], f'{esc(o["label"])} · similarity {o["score"]:.2f}<br>'
                                      f'<span class="muted">{esc(o["rel"])}</span>') for o in outliers]
         parts.append("</div>")
     problems = result.get("problems") or []
