@@ -49,7 +49,9 @@ def test_flowers_accuracy_classify_labels_evaluate(flowers: Path, embedder: str,
     assert 0.7 <= head["cv_accuracy"] <= 0.95 and head["cv_accuracy_std"] > 0
     assert m["test"]["baseline"]["accuracy"] < 0.5
     html = (out / "report.html").read_text()
-    assert "Confusion matrix" in html and html.count("data:image/jpeg;base64,") == len(m["misclassified"])
+    # thumbnails: the misclassified test photos, and the 10 training photos whose labels to check
+    assert "Confusion matrix" in html and html.count("data:image/jpeg;base64,") == len(m["misclassified"]) + 10
+    assert len(m["suspects"]) == 10 and "Check these labels (10)" in html
 
     labels = invoke("labels", "-m", str(out)).stdout.splitlines()
     assert labels == [f"{i}\t{c}" for i, c in enumerate(CLASSES)]
