@@ -63,7 +63,8 @@ def run(folder: Path, model: str | None = None, *, validation_dir: Path | None =
         y = np.array([local[samples[i].label] for i in keep])
         if cv_fold_count(y) >= 2:
             ui.info(f"Cross-validating {len(keep)} photos of {len(usable)} classes")
-            _, sel = select_and_fit(x[keep], y, len(usable), TrainConfig(seed=seed))
+            _, sel = select_and_fit(x[keep], y, len(usable), TrainConfig(seed=seed),
+                                    groups=[shas[samples[i].path] for i in keep])
             assert sel.oof_probs is not None
             cv_accuracy = sel.cv_accuracy
             result.suspects = suspects_of([samples[i] for i in keep], usable, sel.oof_probs, y)

@@ -167,7 +167,8 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         fit_samples = [s for s in samples if s.split != "test"]
         extra = _distorted_features(engine, fit_samples, opts)
 
-    head, selection = _train_head(opts, x_fit, y_fit, len(classes), extra)
+    fit_shas = [shas[s.path] for s, keep in zip(samples, fit_mask) if keep]
+    head, selection = _train_head(opts, x_fit, y_fit, len(classes), extra, fit_shas)
     probs = head.predict(x_all)
     pred = probs.argmax(axis=1)
     oof_pred = np.full(len(samples), -1)
@@ -307,7 +308,7 @@ def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], 
 
 
 def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_classes: int,
-                extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> tuple[Any, Any]:
+                extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, groups: list[str]) -> tuple[Any, Any]:
     from imgtool.train import select_and_fit
 
     config = opts.train  # never modified: the options object is the caller's
@@ -315,7 +316,7 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
     ui.info(f"Fitting the last layer on {len(x_fit)} photos"
             + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
             + f": {what} by cross-validation, class weights {config.class_weight}")
-    head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra)
+    head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra, groups=groups)
     for c in selection.candidates:
         mark = "  <- chosen" if c["l2"] == selection.l2 else ""
         ui.info(f"  L2 {c['l2']:<7g} cross-validated log-loss {c['cv_loss']:.4f}, "

@@ -23,7 +23,7 @@ span), at a fraction of the cost."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -252,10 +252,13 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, label_smoothing
     return Head(w_raw.astype(np.float32), b_raw.astype(np.float32)), iters
 
 
-def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+def stratified_folds(y: np.ndarray, k: int, seed: int, groups: Sequence[str] | None = None) -> np.ndarray:
     """Fold number (0..k-1) of each sample: each class's samples in a seeded random order
     dealt round-robin, continuing where the previous class stopped, so every fold gets
-    floor or ceil of n_class / k of each class and the folds differ in size by at most one."""
+    floor or ceil of n_class / k of each class and the folds differ in size by at most one.
+    `groups` (e.g. each photo's content hash): samples of one group all take the fold of
+    its first sample, so a byte-identical copy is never scored by a model trained on its
+    twin; without repeated groups the folds are exactly the ungrouped ones."""
     rng = np.random.default_rng(seed)
     folds = np.empty(len(y), dtype=int)
     offset = 0
@@ -264,6 +267,10 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
         idx = idx[rng.permutation(len(idx))]
         folds[idx] = (offset + np.arange(len(idx))) % k
         offset += len(idx)
+    if groups is not None:
+        first: dict[str, int] = {}
+        for i, g in enumerate(groups):
+            folds[i] = folds[first.setdefault(g, i)]
     return folds
 
 
@@ -313,14 +320,16 @@ Extra: TypeAlias = "tuple[np.ndarray, np.ndarray, np.ndarray] | None"
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
-                   grid: tuple[float, ...], extra: Extra = None) -> tuple[list[dict[str, float]], list[np.ndarray]]:
+                   grid: tuple[float, ...], extra: Extra = None,
+                   groups: Sequence[str] | None = None) -> tuple[list[dict[str, float]], list[np.ndarray]]:
     """Out-of-fold scores of each L2 in `grid`, in the order given. The k fold problems are
     fitted together (one stacked optimisation) and each warm-starts from its solution at
     the previous L2. `extra` = (x, y, source row in x) of distorted copies: a copy trains
     the folds its source photo trains, and is never scored. Returns (candidates,
-    out-of-fold logits per L2: softmax them for the probabilities)."""
+    out-of-fold logits per L2: softmax them for the probabilities). `groups`: see
+    stratified_folds (byte-identical copies share a fold)."""
     k = cv_fold_count(y, config.cv_folds)
-    folds = stratified_folds(y, k, config.seed)
+    folds = stratified_folds(y, k, config.seed, groups)
     sw_all = class_weights(y, n_classes, config.class_weight)
     problems, tests, xts, ys, sws = [], [], [], [], []
     for f in range(k):
@@ -356,25 +365,26 @@ def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainCo
 
 
 def select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
-                   extra: Extra = None) -> tuple[Head, Selection]:
+                   extra: Extra = None, groups: Sequence[str] | None = None) -> tuple[Head, Selection]:
     """Choose L2 by stratified k-fold CV on (x, y) (or take config.l2), refit on all of it
-    (plus `extra`'s distorted copies, see cross_validate). BLAS runs single-threaded
+    (plus `extra`'s distorted copies, see cross_validate; `groups`: byte-identical copies
+share a fold, see stratified_folds). BLAS runs single-threaded
     here: these matrices are small, and multi-threaded OpenBLAS on them is slower even on
     idle cores and ~100x slower when the cores are busy (measured: a 180x180 eigh 1 s
     against 2 ms)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
-        return _select_and_fit(x, y, n_classes, config, extra)
+        return _select_and_fit(x, y, n_classes, config, extra, groups)
 
 
 def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
-                    extra: Extra = None) -> tuple[Head, Selection]:
+                    extra: Extra = None, groups: Sequence[str] | None = None) -> tuple[Head, Selection]:
     k = cv_fold_count(y, config.cv_folds)
     if k < 2:
         raise ValueError("cross-validation needs at least 2 samples of every class")
     grid = (config.l2,) if config.l2 is not None else tuple(sorted(config.l2_grid, reverse=True))
-    candidates, oof = cross_validate(x, y, n_classes, config, grid, extra)
+    candidates, oof = cross_validate(x, y, n_classes, config, grid, extra, groups)
     # lowest mean CV log-loss; on a tie the stronger L2 (listed first)
     best = min(range(len(grid)), key=lambda j: (candidates[j]["cv_loss"], -grid[j]))
     l2 = grid[best]
