@@ -301,7 +301,7 @@ def test_fixed_l2_skips_the_search_but_still_cross_validates() -> None:
 def test_tie_goes_to_the_stronger_l2(monkeypatch: pytest.MonkeyPatch) -> None:
     x, y = _blobs((6, 6), 3, seed=11)
 
-    def flat(x, y, n, config, grid, extra=None):  # noqa: ANN001, ANN202
+    def flat(x, y, n, config, grid, extra=None, groups=None):  # noqa: ANN001, ANN202
         return ([{"l2": g, "cv_accuracy": 0.5, "cv_accuracy_std": 0.0, "cv_loss": 0.4} for g in grid],
                 [np.full((len(y), n), 0.5) for _ in grid])
 
