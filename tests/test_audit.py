@@ -121,3 +121,72 @@ def test_the_result_record_and_its_text() -> None:
     from imgtool.auditing import format_text
 
     assert "problems: 1\n  tiny_class: class 'x' has 1 photo" in format_text(r)
+
+
+# ---------------------------------------------------------------- exact edges
+
+def test_centring_and_zero_rows() -> None:
+    x = np.array([[3.0, 1.0], [1.0, 1.0], [2.0, 1.0], [2.0, 4.0]])
+    unit = auditing.centred_unit(x)  # mean (2, 1.75)
+    assert unit[2] == pytest.approx([0.0, -1.0]) and unit[0] == pytest.approx(np.array([1.0, -0.75]) / 1.25)
+    assert auditing.centred_unit(np.array([[1.0, 2.0], [1.0, 2.0]])).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    x32 = np.random.default_rng(7).random((6, 5)).astype(np.float32)
+    assert np.array_equal(auditing.centred_unit(x32), auditing.centred_unit(x32.astype(np.float64)))
+    small = np.array([[0.001, 0.002], [0.002, 0.001], [0.0, 0.0]])  # norms below 1, and a zero row
+    sims = auditing.neighbour_similarity(small, k=1)
+    assert sims == pytest.approx([0.8, 0.8, 0.0])
+    assert np.array_equal(auditing.neighbour_similarity(x32), auditing.neighbour_similarity(x32.astype(np.float64)))
+
+
+def test_neighbour_similarity_never_counts_itself() -> None:
+    x = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 2.0]])
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    s = unit @ unit.T
+    assert auditing.neighbour_similarity(x[:2]) == pytest.approx([s[0, 1], s[0, 1]])  # k capped at n - 1
+    want = [np.sort(np.delete(s[i], i))[-3:].mean() for i in range(4)]
+    assert auditing.neighbour_similarity(x, k=5) == pytest.approx(want)  # k = 5 capped at 3
+    want2 = [np.sort(np.delete(s[i], i))[-2:].mean() for i in range(4)]
+    assert auditing.neighbour_similarity(x, k=2) == pytest.approx(want2)
+    assert auditing.outlier_order(x, k=2)[1] == pytest.approx(want2)  # k is passed on
+
+
+def test_three_photos_are_enough_to_find_an_outlier() -> None:
+    x = np.array([[1.0, 0.0, 0.0], [1.0, 0.01, 0.01], [0.0, 0.0, 1.0]])
+    idx, sim = auditing.outlier_order(x)
+    assert idx.tolist() == [2] and idx.dtype.kind == "i"
+    none, ones = auditing.outlier_order(x[:2])
+    assert none.dtype.kind == "i" and ones.tolist() == [1.0, 1.0]
+    v32 = np.array([1.0, 2.5, 3.0, 4.25, 100.0], dtype=np.float32) / 3
+    assert np.array_equal(auditing.robust_z(v32), auditing.robust_z(v32.astype(np.float64)))
+
+
+def test_groups_of_equal_similarity_are_ordered_by_first_member() -> None:
+    x = np.random.default_rng(8).normal(size=(6, 4))
+    shas = ["a", "b", "c", "b", "e", "a"]  # identical groups [0, 5] and [1, 3]
+    assert [g[2] for g in auditing.duplicate_groups(x, shas, threshold=1.5)] == [[0, 5], [1, 3]]
+    assert auditing.duplicate_groups(x[:1], ["a"]) == []
+
+
+def test_records_as_dicts_exactly() -> None:
+    g = auditing.DuplicateGroup("near", 0.91, [auditing.Member("/p", "a/p", "a", "train"),
+                                               auditing.Member("/q", "b/q", "b", "test")])
+    assert g.to_dict() == {"kind": "near", "similarity": 0.91, "label_conflict": True, "leakage": True,
+                           "members": [{"path": "/p", "rel": "a/p", "label": "a", "split": "train"},
+                                       {"path": "/q", "rel": "b/q", "label": "b", "split": "test"}]}
+    only_test = auditing.DuplicateGroup("identical", 1.0, [auditing.Member("/p", "a/p", "a", "test")] * 2)
+    assert not only_test.leakage and not only_test.label_conflict
+    r = auditing.AuditResult(suspects=[auditing.Suspect("/p", "a/p", "a", "b", 0.1, 0.8, "train")], duplicates=[g],
+                             outliers=[auditing.Outlier("/o", "a/o", "a", 0.4, -4.0)],
+                             problems=[auditing.Problem("imbalance", "too many a")], summary={"photos": 3})
+    assert r.to_dict() == {
+        "suspects": [{"path": "/p", "rel": "a/p", "label": "a", "suggested": "b", "score": 0.1, "suggested_score": 0.8,
+                      "split": "train"}],
+        "duplicates": [g.to_dict()],
+        "outliers": [{"path": "/o", "rel": "a/o", "label": "a", "score": 0.4, "z": -4.0}],
+        "problems": [{"kind": "imbalance", "message": "too many a", "path": None, "label": None}],
+        "summary": {"photos": 3}}
+    samples = [Sample(f"/d/{i}", f"c/{i}", i % 2, ["train", "test"][i % 2]) for i in range(4)]
+    x = np.eye(4)
+    (grp,) = auditing.groups_of(samples, ["u", "v"], x, ["s", "t", "s", "w"])
+    assert grp == auditing.DuplicateGroup("identical", 1.0, [auditing.Member("/d/0", "c/0", "u", "train"),
+                                                             auditing.Member("/d/2", "c/2", "u", "train")])

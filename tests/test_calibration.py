@@ -130,3 +130,81 @@ def test_the_plain_sentence() -> None:
     assert calibration.plain_sentence(bins) == "of the 20 photos scored 0.9–1.0, 99% were right"
     assert calibration.plain_sentence(bins[:1]) == "of the 20 photos scored 0.8–0.9, 87% were right"
     assert calibration.plain_sentence(bins[3:]) is None
+
+
+# ---------------------------------------------------------------- exact records and edges
+
+def test_float32_inputs_are_computed_in_float64() -> None:
+    z, y = _sampled(0.8, n=500, seed=5)
+    z32 = z.astype(np.float32)
+    z64 = z32.astype(np.float64)
+    assert calibration.fit_temperature(z32, y) == calibration.fit_temperature(z64, y)
+    assert calibration.nll(z32, y, 0.7) == calibration.nll(z64, y, 0.7)
+    assert np.array_equal(calibration.scale(z32, 0.7), calibration.scale(z64, 0.7))
+    assert np.array_equal(calibration.log_softmax(z32), calibration.log_softmax(z64))
+    assert calibration.scale(z32, 0.7).dtype == np.float64
+    p32 = softmax(z64).astype(np.float32)
+    assert calibration.reliability(p32, y) == calibration.reliability(p32.astype(np.float64), y)
+    assert calibration.reliability_of(p32.max(axis=1), [1, 0] * 250) == calibration.reliability_of(
+        p32.max(axis=1).astype(np.float64), np.array([True, False] * 250))
+    assert calibration.suggest_min_score(p32, y) == calibration.suggest_min_score(p32.astype(np.float64), y)
+
+
+def test_the_temperature_range_ends_exactly() -> None:
+    # 3 right and 1 wrong on logits (+a, -a): the optimum has sigmoid(2a / T) = 3/4, T = 2a / ln 3
+    for t_star, want in ((75.0, 75.0), (0.0075, calibration.T_RANGE[0]), (150.0, calibration.T_RANGE[1])):
+        a = t_star * math.log(3) / 2
+        z = np.tile([a, -a], (4, 1))
+        assert calibration.fit_temperature(z, np.array([0, 0, 0, 1])) == pytest.approx(want, rel=1e-9)
+    with pytest.raises(ValueError, match=r"^fit_temperature needs at least one photo$"):
+        calibration.fit_temperature(np.zeros((0, 2)), np.zeros(0, int))
+    with pytest.raises(ValueError, match=r"^ece needs at least one photo$"):
+        calibration.ece_of([])
+
+
+def test_bin_edges_are_rounded_to_six_places() -> None:
+    table = calibration.reliability(np.array([[0.5, 0.5]]), np.array([0]), bins=3)
+    assert [(b.lo, b.hi) for b in table] == [(0.0, 0.333333), (0.333333, 0.666667), (0.666667, 1.0)]
+
+
+def test_ece_skips_empty_bins_only() -> None:
+    assert calibration.ece_of([Bin(0.9, 1.0, 2, 0.9, 1.0), Bin(0.5, 0.6, 0, 0.5, None)]) == pytest.approx(0.1)
+    # a bin without figures adds nothing but its count
+    assert calibration.ece_of([Bin(0.9, 1.0, 2, 0.9, 1.0), Bin(0.5, 0.6, 1, None, None)]) == pytest.approx(0.2 / 3)
+
+
+def test_min_score_records_keep_their_target_on_every_path() -> None:
+    probs = np.array([[0.8, 0.2], [0.6, 0.4]])
+    for y, target in ((np.array([0, 0]), 0.9), (np.array([1, 1]), 0.9), (np.array([0, 1]), 0.7)):
+        assert calibration.suggest_min_score(probs, y, target=target).target == target
+    empty = calibration.suggest_min_score(np.zeros((0, 2)), np.zeros(0, int), target=0.8)
+    assert empty == calibration.MinScore(None, 0.0, None, 0.8)
+    one = calibration.suggest_min_score(np.array([[0.7, 0.3]]), np.array([0]))
+    assert one == calibration.MinScore(0.0, 1.0, 1.0, 0.95)
+    found = calibration.MinScore(0.68914, 0.732149, 0.951219, 0.9)
+    assert found.to_dict() == {"min_score": 0.68914, "accepted": 0.7321, "precision": 0.9512, "target_precision": 0.9,
+                               "source": "out-of-fold calibrated top-1 scores of the train+validation photos"}
+    assert calibration.MinScore(None, 0.0, None).to_dict()["precision"] is None
+
+
+def test_the_calibration_record_exactly() -> None:
+    z, y = _sampled(0.5, n=300, seed=6)
+    cal = calibration.calibrate(z, y)
+    assert cal.bins_before == calibration.reliability(softmax(z), y)
+    assert cal.bins_after == calibration.reliability(calibration.scale(z, cal.temperature), y)
+    assert cal.log_loss_before == calibration.nll(z, y) and cal.log_loss_after == calibration.nll(z, y, cal.temperature)
+    rec = calibration.Calibration(0.59890123, 0.131049, 0.038051, 0.6123456, 0.4123456,
+                                  [Bin(0.0, 0.1, 0, None, None)], [Bin(0.9, 1.0, 3, 0.912345, 1.0)], 224)
+    assert rec.to_dict() == {
+        "method": "temperature scaling, fitted on the out-of-fold logits of train+validation by log-loss against "
+                  "the true labels; folded into the head (logits / T)",
+        "temperature": 0.598901, "ece_before": 0.131, "ece_after": 0.0381, "log_loss_before": 0.61235,
+        "log_loss_after": 0.41235, "bins": 10, "count": 224,
+        "reliability_before": [{"lo": 0.0, "hi": 0.1, "count": 0, "confidence": None, "accuracy": None}],
+        "reliability_after": [{"lo": 0.9, "hi": 1.0, "count": 3, "confidence": 0.9123, "accuracy": 1.0}]}
+
+
+def test_the_plain_sentence_needs_a_counted_bin_with_figures() -> None:
+    bins = [{"lo": 0.9, "hi": 1.0, "count": 50, "accuracy": None}, {"lo": 0.8, "hi": 0.9, "count": 3, "accuracy": 0.5},
+            {"lo": 0.7, "hi": 0.8, "count": 0, "accuracy": 1.0}]
+    assert calibration.plain_sentence(bins) == "of the 3 photos scored 0.8–0.9, 50% were right"
