@@ -190,3 +190,11 @@ def test_records_as_dicts_exactly() -> None:
     (grp,) = auditing.groups_of(samples, ["u", "v"], x, ["s", "t", "s", "w"])
     assert grp == auditing.DuplicateGroup("identical", 1.0, [auditing.Member("/d/0", "c/0", "u", "train"),
                                                              auditing.Member("/d/2", "c/2", "u", "train")])
+
+
+def test_groups_of_passes_its_threshold_on() -> None:
+    samples = [Sample(f"/d/{i}", f"c/{i}", 0) for i in range(4)]
+    x = np.eye(4)
+    assert auditing.groups_of(samples, ["u"], x, ["a", "b", "c", "d"]) == []
+    (everything,) = auditing.groups_of(samples, ["u"], x, ["a", "b", "c", "d"], threshold=-1.0)
+    assert [m.rel for m in everything.members] == ["c/0", "c/1", "c/2", "c/3"] and everything.kind == "near"
