@@ -152,7 +152,7 @@ def test_neighbour_similarity_never_counts_itself() -> None:
 
 def test_three_photos_are_enough_to_find_an_outlier() -> None:
     x = np.array([[1.0, 0.0, 0.0], [1.0, 0.01, 0.01], [0.0, 0.0, 1.0]])
-    idx, sim = auditing.outlier_order(x)
+    idx, _ = auditing.outlier_order(x)
     assert idx.tolist() == [2] and idx.dtype.kind == "i"
     none, ones = auditing.outlier_order(x[:2])
     assert none.dtype.kind == "i" and ones.tolist() == [1.0, 1.0]

@@ -370,5 +370,5 @@ def test_byte_identical_copies_do_not_leak_across_folds() -> None:
     assert grouped[0]["cv_loss"] > leaky[0]["cv_loss"] + 0.02  # measured: 0.216 against 0.184
     same, _ = train.cross_validate(x, y, 2, config, (0.1,), groups=ids[:20])
     assert same == train.cross_validate(x, y, 2, config, (0.1,))[0]
-    head, sel = train.select_and_fit(xx, yy, 2, config, groups=ids)
+    _, sel = train.select_and_fit(xx, yy, 2, config, groups=ids)
     assert sel.cv_loss == grouped[0]["cv_loss"]
