@@ -95,7 +95,7 @@ class Model:
         value = ((metrics or {}).get("open_set") or {}).get("min_score") if isinstance(metrics, dict) else None
         return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else None
 
-    def min_score(self, value: float | str | None) -> float | None:
+    def resolve_min_score(self, value: float | str | None) -> float | None:
         """A `min_score` argument as a number: "auto" is `suggested_min_score`."""
         if value is None:
             return None
@@ -117,7 +117,7 @@ class Model:
             raise UsageError(f"top_k must be at least 1 (got {top_k})")
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
-        threshold = self.min_score(min_score)
+        threshold = self.resolve_min_score(min_score)
         items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
         with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
             for res in self._classifier.classify(items, top_k=top_k, batch_size=batch_size):

@@ -171,7 +171,7 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
     model = _load(model_opts, scores, verbose)
     if expect is not None:
         check_expected(expect, model.labels, model.ref)
-    threshold = model.min_score(min_score)
+    threshold = model.resolve_min_score(min_score)
     if min_score == "auto":
         ui.info(f"--min-score auto: {threshold:g} (suggested by retrain)")
     n_ok = n_err = n_unknown = 0

@@ -138,6 +138,15 @@ def test_retrain_is_calibrated_grouped_and_shows_suspects(planted: tuple[Path, d
     assert all(r["unknown"] == (r["predictions"][0]["score"] < opens["min_score"]) for r in records)
     assert f"--min-score auto: {opens['min_score']:g}" in res.stderr
     assert model.suggested_min_score == opens["min_score"]
+    # the library: min_score on Model.classify
+    photos = sorted((folder / "roses").iterdir())[:6]
+    judged = model.classify(photos, top_k=1, min_score=0.9)
+    assert [r.unknown for r in judged] == [r.predictions[0].score < 0.9 for r in judged]
+    assert all(r.unknown is None for r in model.classify(photos, top_k=1))
+    assert [r.unknown for r in model.classify(photos, top_k=1, min_score="auto")] == [
+        r["unknown"] for r in records[:6]]
+    with pytest.raises(imgtool.UsageError, match="min_score 1.5: give a score between 0 and 1, or auto"):
+        model.classify(photos, min_score=1.5)
     # evaluate reports the ECE
     ev = invoke("evaluate", "-m", str(out), str(folder), "-f", "json")
     got = json.loads(ev.stdout)["calibration"]
