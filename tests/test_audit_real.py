@@ -145,7 +145,7 @@ def test_retrain_is_calibrated_grouped_and_shows_suspects(planted: tuple[Path, d
     assert all(r.unknown is None for r in model.classify(photos, top_k=1))
     assert [r.unknown for r in model.classify(photos, top_k=1, min_score="auto")] == [
         r["unknown"] for r in records[:6]]
-    with pytest.raises(imgtool.UsageError, match="min_score 1.5: give a score between 0 and 1, or auto"):
+    with pytest.raises(imgtool.UsageError, match=r"^min_score 1\.5: give a score between 0 and 1, or auto$"):
         model.classify(photos, min_score=1.5)
     # evaluate reports the ECE
     ev = invoke("evaluate", "-m", str(out), str(folder), "-f", "json")
