@@ -507,6 +507,27 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
         sys.exit(EXIT_FAILED)
 
 
+def _check_page(path: Path) -> None:
+    """An HTML page to write: not a folder, and its folder (or the nearest one that
+    exists: the missing ones are made) writable - said before any work, as the write
+    itself would say it (exit 4)."""
+    import errno
+    import os
+
+    from imgtool import store
+    from imgtool.errors import UsageError
+
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder; give the path of the .html file to write")
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        code = errno.ENOTDIR if not parent.is_dir() else errno.EACCES
+        raise store.storage_error(OSError(code, os.strerror(code), str(parent)), f"the report {path}",
+                                  "choose another -o")
+
+
 AUDIT_EXIT_HELP = """\b
 Exit codes:
   0  nothing found: no suspect, duplicate, outlier or problem
@@ -559,13 +580,17 @@ def audit(image_dir: Path, model: str | None, fmt: str, report: Path | None, val
     from imgtool.auditing import format_text
 
     ui.set_quiet(quiet)
+    if report is not None:
+        _check_page(report)  # before the work, not after it
     result = api.audit(image_dir, model=model, seed=seed, validation_percent=validation_percent,
                        test_percent=test_percent, validation_dir=validation_dir, test_dir=test_dir,
                        input_size=input_size, value_range=value_range, bottleneck_dir=bottleneck_dir)
     if report is not None:
         html = report_mod.render_audit(result.to_dict(), f"imgtool audit: {Path(image_dir).name}")
-        with store.writing(f"the report {report}", None, "choose another -o"):
+        try:
             store.atomic_write_text(report, html)
+        except OSError as err:
+            raise store.storage_error(err, f"the report {report}", "choose another -o") from None
         ui.info(f"report written to {report}")
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))

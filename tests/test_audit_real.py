@@ -98,6 +98,20 @@ def test_audit_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert res.exit_code == 0 and json.loads(res.stdout)["suspects"] == []
     res = invoke("audit", str(tmp_path / "d"), "--seed", "x")
     assert res.exit_code == 2
+    page = tmp_path / "d" / "audit.html"
+    res = invoke("audit", str(tmp_path / "d"), "-o", str(page), "-q")
+    assert res.exit_code == 0 and "Nothing found." in page.read_text()
+    (tmp_path / "file").write_text("")
+
+    def never(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the audit ran before the page was found unwritable")
+
+    monkeypatch.setattr(api, "audit", never)
+    res = invoke("audit", str(tmp_path / "d"), "-o", str(tmp_path / "file" / "audit.html"))
+    assert res.exit_code == 4
+    assert res.stderr.strip().splitlines() == [
+        f"Error: cannot write the report {tmp_path / 'file' / 'audit.html'} ({tmp_path / 'file'}): Not a directory; "
+        "choose another -o"]
 
 
 def test_retrain_is_calibrated_grouped_and_shows_suspects(planted: tuple[Path, dict], embedder: str,
