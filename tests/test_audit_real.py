@@ -103,7 +103,7 @@ def test_audit_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert res.exit_code == 0 and "Nothing found." in page.read_text()
     (tmp_path / "file").write_text("")
 
-    def never(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def never(*a, **k):  # noqa: ANN202
         raise AssertionError("the audit ran before the page was found unwritable")
 
     monkeypatch.setattr(api, "audit", never)
