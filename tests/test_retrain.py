@@ -52,6 +52,10 @@ def test_flowers_accuracy_classify_labels_evaluate(flowers: Path, embedder: str,
     # thumbnails: the misclassified test photos, and the 10 training photos whose labels to check
     assert "Confusion matrix" in html and html.count("data:image/jpeg;base64,") == len(m["misclassified"]) + 10
     assert len(m["suspects"]) == 10 and "Check these labels (10)" in html
+    # the run ends saying where to look; metrics.json keeps the mistakes (export re-renders the report from it)
+    assert res.stderr.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
+    assert m["report"] == str(out / "report.html")
+    assert saved["misclassified"] == m["misclassified"] and m["misclassified"]
 
     labels = invoke("labels", "-m", str(out)).stdout.splitlines()
     assert labels == [f"{i}\t{c}" for i, c in enumerate(CLASSES)]
