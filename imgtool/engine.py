@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from imgtool import ui
+from imgtool import files, ui
 from imgtool.errors import ModelError
 from imgtool.scores import OutputFacts, softmax  # noqa: F401 - softmax re-exported for older imports
 
@@ -48,6 +48,9 @@ class LiteRTEngine:
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
+        why = files.problem(path)  # LiteRT opens it by name: a FIFO would hang it
+        if why is not None:
+            raise ModelError(f"{path}: {why}; give a .tflite model file")
         try:
             with ui.native_output_filtered():
                 self._it = Interpreter(model_path=str(path), num_threads=threads or default_threads())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtool import labels as labels_mod
-from imgtool import store, ui
+from imgtool import files, store, ui
 from imgtool.catalog import DEFAULT_MODEL, ModelConfig, ModelFormat, load_catalog
 from imgtool.convert import VERIFY_TOLERANCE, ConversionPurpose, ensure_tflite, purpose_file
 from imgtool.entries import (
@@ -60,7 +60,7 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
         model = _from_url(ref, parsed.url, purpose, overrides, tensors)
     else:
         assert parsed.path is not None
-        model = _from_path(ref, parsed.path, purpose, overrides, tensors)
+        model = _from_path(ref, parsed.path, purpose, overrides, tensors, own_labels=not labels_file)
     if overrides:
         model.config = replace(model.config, **overrides)
     if labels_file:
@@ -128,9 +128,15 @@ def _attach(model: Model, entry: Path) -> Model:
 
 
 def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any],
-               tensors: tuple[str | None, str | None]) -> Model:
+               tensors: tuple[str | None, str | None], own_labels: bool = True) -> Model:
+    """A model file or folder on disk. `own_labels` False (a labels file was given): the
+    labels the model carries are not read at all."""
     if not path.exists():
         raise ModelError(f"{ref}: broken symbolic link")
+    if not path.is_dir():
+        why = files.problem(path)  # a FIFO given as the model would hang every open
+        if why is not None:
+            raise ModelError(f"{ref}: {why}; give a model file")
     if path.is_dir() and (path / RETRAINED_FILE).is_file():
         return _retrained(ref, path, purpose)
     if path.is_dir() and (path / "saved_model.pb").is_file():
@@ -150,9 +156,10 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
             overrides = {**overrides, **file_value_range(path)}
         config = ModelConfig(name=ref, format="tflite", **overrides)
         model = Model(ref=ref, config=config, tflite=path)
-        model.labels = labels_mod.embedded_tflite_labels(path)
-        if model.labels is None:
-            _local_labels(model, path)
+        if own_labels:
+            model.labels = labels_mod.embedded_tflite_labels(path)
+            if model.labels is None:
+                _local_labels(model, path)
         return model
     if name.endswith(".pb"):
         t_in, t_out = tensors[0] or "Mul:0", tensors[1] or "softmax:0"
