@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from imgtool import labels as labels_mod
 from imgtool import files, store, ui
+from imgtool import labels as labels_mod
 from imgtool.catalog import DEFAULT_MODEL, ModelConfig, ModelFormat, load_catalog
 from imgtool.convert import VERIFY_TOLERANCE, ConversionPurpose, ensure_tflite, purpose_file
 from imgtool.entries import (

@@ -205,7 +205,9 @@ class StderrHandler(logging.Handler):
             msg = record.getMessage() if raw else self.rephrase(record.getMessage())
             if record.levelno >= logging.WARNING and not raw:
                 msg = f"warning: {msg}"
-            print(msg, file=sys.stderr, flush=True)  # sys.stderr now: CliRunner swaps it per run
+            from imgtool.output import terminal_lines
+
+            print(terminal_lines(msg), file=sys.stderr, flush=True)  # sys.stderr now: CliRunner swaps it per run
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
 
