@@ -206,10 +206,12 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
 
         ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
         raise _model_error(f"{ref} carries no labels; pass --labels FILE")
-    needle = (search or "").casefold()
+    from imgtool.labels import fold
+
+    needle = fold(search or "")
     with Writer(fmt) as out:
         for i, label in enumerate(names):
-            if needle in label.casefold():
+            if needle in fold(label):
                 out.record({"index": i, "label": label}, text=f"{i}\t{terminal_text(label)}\n")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -136,12 +137,19 @@ def imagenet2015(label_map: Path, synsets: Path, num_outputs: int = 1008) -> lis
     return out
 
 
+def fold(text: str) -> str:
+    """`text` for comparing "in any case": NFKC-normalised, then casefold(), with the dot
+    casefold() leaves on a capital dotted I ("İ" -> "i" + U+0307) dropped, so `istanbul`
+    matches `İstanbul` as `straße` matches `STRASSE`."""
+    return unicodedata.normalize("NFKC", text.strip()).casefold().replace("i\u0307", "i")
+
+
 def matches(label: str, expected: str) -> bool:
     """`hot dog` matches `hotdog, hot dog, red hot`: whole label or one synonym, any case."""
-    want = expected.strip().casefold()
-    if label.strip().casefold() == want:
+    want = fold(expected)
+    if fold(label) == want:
         return True
-    return any(part.strip().casefold() == want for part in label.split(","))
+    return any(fold(part) == want for part in label.split(","))
 
 
 # First lines that name no class: the output 0 some models reserve for "nothing".
@@ -160,7 +168,7 @@ def fit(labels: list[str], width: int, *, ref: str, labels_file: str | None = No
     n = len(labels)
     if n == width:
         return list(labels)
-    if n == width + 1 and labels[0].strip().casefold() in BACKGROUND_LABELS:
+    if n == width + 1 and fold(labels[0]) in BACKGROUND_LABELS:
         return list(labels[1:])
     if n and n == width - 1:
         return ["background", *labels]
@@ -179,11 +187,11 @@ def has_label(labels: list[str], expected: str) -> bool:
 def closest(expected: str, labels: list[str], n: int = 3) -> list[str]:
     """The labels closest to `expected` (difflib), comparing it with whole labels and with
     each comma-separated synonym, any case; each label once, closest first."""
-    want = expected.strip().casefold()
-    candidates: dict[str, str] = {}  # casefolded label or synonym -> the whole label
+    want = fold(expected)
+    candidates: dict[str, str] = {}  # folded label or synonym -> the whole label
     for label in labels:
         for text in (label, *label.split(",")):
-            candidates.setdefault(text.strip().casefold(), label)
+            candidates.setdefault(fold(text), label)
     out: list[str] = []
     for text in difflib.get_close_matches(want, list(candidates), n=len(candidates), cutoff=0.6):
         if candidates[text] not in out:

@@ -93,7 +93,11 @@ def _num(v: Any) -> str:
     return str(v)
 
 
-esc = html.escape
+def esc(text: str) -> str:
+    """HTML-escaped; a file name's undecodable bytes (surrogate-escaped) as \\xNN, so the
+    report is UTF-8 whatever the photos are called."""
+    return html.escape(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
 
 CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; padding: 0 1em; }
