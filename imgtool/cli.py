@@ -567,6 +567,11 @@ def main() -> None:
     # the process. CPython ignores SIGXFSZ at startup already; this keeps it so whatever started us.
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # SIGTERM unwinds as Ctrl-C does for the whole process, also before and after the command
+    # (`Group` handles it inside; here a signal while starting or exiting is still exit 130)
+    from imgtool.command import _raise_interrupt
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         try:
             cli(prog_name="imgtool")

@@ -84,7 +84,7 @@ def expand_inputs(paths: Iterable[str]) -> Iterator[Input]:
 
 
 HIGH_DEPTH_GRAY = ("I;16", "I;16B", "I;16L", "I", "F")
-_STRIP_PIXELS = 1 << 20  # rows converted at a time: the only copy besides the image and the result
+_STRIP_PIXELS = 1 << 16  # rows converted at a time: the only copy besides the image and the result
 
 
 def _gray8(im):  # noqa: ANN001, ANN202 - PIL image in, PIL image out
@@ -103,12 +103,15 @@ def _gray8(im):  # noqa: ANN001, ANN202 - PIL image in, PIL image out
     for y in range(0, height, step):
         strip = np.asarray(im.crop((0, y, width, min(height, y + step))))
         if mode == "F":
-            strip = np.nan_to_num(strip.astype(np.float32, copy=False), nan=0.0, posinf=top, neginf=0.0)
-            scaled = np.floor(np.clip(strip, 0, top) * np.float32(255.0 / top))
-        elif top == 255:
-            scaled = np.clip(strip, 0, 255)
-        else:
-            scaled = np.clip(strip.astype(np.int64, copy=False), 0, top) * 255 // top
+            f = np.nan_to_num(strip.astype(np.float32), nan=0.0, posinf=top, neginf=0.0)
+            np.clip(f, 0, top, out=f)
+            f *= np.float32(255.0 / top)
+            scaled = np.floor(f, out=f)
+        else:  # v * 255 // top in uint32 (65535 * 255 < 2**32), in place
+            scaled = np.clip(strip, 0, top).astype(np.uint32)
+            if top != 255:
+                scaled *= 255
+                scaled //= top
         out[y:y + strip.shape[0]] = scaled
     return Image.fromarray(out, "L")
 
