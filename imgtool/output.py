@@ -68,7 +68,7 @@ def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
 class Writer:
     def __init__(self, fmt: str, out: TextIO | None = None, csv_header: tuple[str, ...] = ()):
         self.fmt = fmt
-        self.out = tolerant(out or sys.stdout)
+        self.out = out or sys.stdout  # the CLI made it tolerant (`tolerant`) for the run
         self._count = 0
         self._csv = csv.writer(self.out, lineterminator="\n") if fmt == "csv" else None
         self._csv_header = csv_header

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from imgtool import files, store
 from imgtool import labels as labels_mod
-from imgtool.catalog import ModelConfig, ModelFormat
+from imgtool.catalog import MAX_INPUT_SIDE, ModelConfig, ModelFormat
 from imgtool.errors import ModelError
 from imgtool.model import Model, Purpose
 
 RETRAINED_FILE = "imgtool-model.json"
 TRAINING_PHOTOS = "training-photos.txt"
-
-
-MAX_INPUT_SIDE = 4096  # pixels a side of a backbone's input; real ones are 96..600
 
 
 class DamagedRecord(ValueError):
@@ -204,7 +202,7 @@ class Parts:
             self.labels = labels_mod.read_lines(labels_path)
             with np.load(self.head, allow_pickle=False) as npz:
                 self.weights, self.bias = npz["weights"], npz["bias"]
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise damaged(ref, f"{record.head} or {record.labels}: {str(err).splitlines()[0] if str(err) else err}") \
                 from None
         w, b = self.weights, self.bias

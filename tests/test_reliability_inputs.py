@@ -338,6 +338,13 @@ def test_labels_that_do_not_fit_the_head_are_refused(folder_copy: Path, photos: 
     assert not (folder_copy / "model.tflite").exists()
 
 
+@pytest.mark.parametrize("content", [b"garbage", b"PK\x03\x04garbage", b""])
+def test_a_corrupt_head_is_damaged(folder_copy: Path, content: bytes) -> None:
+    (folder_copy / "head.npz").write_bytes(content)
+    with pytest.raises(ModelError, match=r"damaged retrained model \(head\.npz or labels\.txt: "):
+        retrained.parts("m", folder_copy)
+
+
 def test_classes_that_do_not_fit_the_head_are_refused(folder_copy: Path) -> None:
     _edit_record(folder_copy, classes=["a", "b", "c", "d", "e"])
     with pytest.raises(ModelError, match=r"lists 5 classes for the 3 outputs"):
