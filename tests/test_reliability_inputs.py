@@ -83,21 +83,7 @@ def _one_error_line(stderr: str) -> str:
 
 
 # ---------------------------------------------------------------- item 6: labels split on "\n" only
-
-SPLITTERS = ["\u2028", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2029"]
-
-
-@pytest.mark.parametrize("ch", SPLITTERS)
-def test_labels_split_on_newline_only(ch: str, tmp_path: Path) -> None:
-    assert labels.parse_lines(f"cat\ncou{ch}gar\ndog\n") == ["cat", f"cou{ch}gar", "dog"]
-    assert labels.parse_lines("cat\r\ndog\r\n") == ["cat", "dog"]  # Windows line ends are still line ends
-    f = tmp_path / "l.txt"
-    f.write_text("background\n" + "".join(f"c{i}{ch if i == 500 else ''}x\n" for i in range(1000)), encoding="utf-8")
-    read = labels.read_lines(f)
-    wc_l = f.read_bytes().count(b"\n")
-    assert len(read) == wc_l == 1001  # str.splitlines() made it 1002
-    fitted = labels.fit(read, 1001, ref="m", labels_file=str(f))
-    assert fitted[0] == "background" and fitted[501] == f"c500{ch}x" and fitted[1000] == "c999x"
+# (files: tests/test_label_fit.py::test_labels_split_on_newline_only)
 
 
 def test_embedded_labels_split_on_newline_only(mobilenet: str, tmp_path: Path) -> None:
@@ -351,20 +337,6 @@ def test_classes_that_do_not_fit_the_head_are_refused(folder_copy: Path) -> None
         retrained.parts("m", folder_copy)
     res = invoke("export", str(folder_copy))
     assert res.exit_code == 3 and "damaged retrained model" in _one_error_line(res.stderr)
-
-
-# ---------------------------------------------------------------- item 14: threads
-
-
-@pytest.mark.parametrize("value", ["100000", "2147483648"])
-def test_imgtool_threads_is_bounded(value: str) -> None:
-    from imgtool.settings import SettingError, max_threads, parse
-
-    with pytest.raises(SettingError, match=rf"IMGTOOL_THREADS='{value}' is not valid: .*at most {max_threads()}"):
-        parse({"IMGTOOL_THREADS": value})
-    assert parse({"IMGTOOL_THREADS": str(max_threads())}).threads == max_threads()
-    res = run("labels", env={"IMGTOOL_THREADS": value})
-    assert res.returncode == 2 and f"at most {max_threads()}" in _one_error_line(res.stderr)
 
 
 # ---------------------------------------------------------------- items 17, 18, 33: dataset names
