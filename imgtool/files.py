@@ -18,6 +18,7 @@ import stat
 from typing import IO
 
 NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
+IS_DIR = "is a directory, not a file"
 
 # Caps on what is read in full (memory), far above anything real:
 LABELS_MAX_BYTES = 16 << 20  # a labels file: 21k ImageNet classes are ~0.5 MB
@@ -44,7 +45,7 @@ def problem(path: str | os.PathLike[str]) -> str | None:
     """Why `path` cannot be read as a regular file, or None when it can. Never opens it."""
     st, why = stat_problem(path)
     if st is not None and stat.S_ISDIR(st.st_mode):
-        return "is a directory, not a file"
+        return IS_DIR
     if st is not None and not stat.S_ISREG(st.st_mode):
         return NOT_REGULAR
     return why
@@ -65,7 +66,7 @@ def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
     except FileNotFoundError:
         raise FileProblem(problem(path) or "no such file or directory") from None
     except IsADirectoryError:
-        raise FileProblem("is a directory, not a file") from None
+        raise FileProblem(IS_DIR) from None
     except PermissionError:
         raise FileProblem("permission denied; make the file readable") from None
     except OSError as err:
@@ -73,7 +74,7 @@ def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise FileProblem("is a directory, not a file")
+            raise FileProblem(IS_DIR)
         if not stat.S_ISREG(mode):
             raise FileProblem(NOT_REGULAR)
         if hasattr(os, "set_blocking"):

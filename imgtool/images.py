@@ -57,10 +57,8 @@ NOT_REGULAR = files.NOT_REGULAR + "; give an image file"
 def not_a_regular_file(path: str) -> str | None:
     """Why `path` cannot be read as an image file, or None for a regular file
     (`files.problem`, in an image's words)."""
-    st, problem = _stat_problem(path)
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        return NOT_REGULAR
-    return problem
+    why = files.problem(path)
+    return NOT_REGULAR if why in (files.NOT_REGULAR, files.IS_DIR) else why
 
 
 def expand_inputs(paths: Iterable[str]) -> Iterator[Input]:
