@@ -32,7 +32,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from imgtool import retrained, store
+from imgtool import files, retrained, store
 from imgtool.convert import agreement
 from imgtool.errors import ImgtoolError, ModelError, UsageError
 from imgtool.retrained import RetrainedRecord
@@ -517,9 +517,9 @@ class _Checks:
                     for name in ("weights", "bias"):  # .npz's own bytes carry zip timestamps
                         h.update(name.encode() + np.ascontiguousarray(npz[name], dtype=np.float32).tobytes())
                 for path, label in self.test:
-                    with open(path, "rb") as fh:
+                    with files.open_regular(path) as fh:  # a FIFO among the photos cannot hang the export
                         h.update(f"{label}\0".encode() + hashlib.sha256(fh.read()).digest())
-            except OSError:
+            except (OSError, files.FileProblem):
                 return None  # a photo that cannot be read: no key, compute (and report) as usual
             self._base = h.hexdigest()
         return hashlib.sha256(self._base.encode() + hashlib.sha256(data).digest()).hexdigest()[:32]

@@ -204,6 +204,19 @@ def test_a_zip_written_by_writestr_is_a_valid_archive(tmp_path: Path) -> None:
         extract_archive(fifo_member, tmp_path / "out2")
 
 
+def test_a_fifo_among_the_photos_cannot_hang_an_export(folder_copy: Path, tmp_path: Path) -> None:
+    from imgtool import dataset
+
+    meta = json.loads((folder_copy / retrained.RETRAINED_FILE).read_text())
+    photos = tmp_path / "photos"
+    shutil.copytree(meta["image_dir"], photos)
+    name = next(f"p{i}.jpg" for i in range(1000) if dataset.split_of(f"daisy/p{i}.jpg", 0, 25) == "test")
+    _fifo(photos / "daisy" / name)
+    _edit_record(folder_copy, image_dir=str(photos))
+    res = run("export", str(folder_copy), timeout=FIFO_TIMEOUT)
+    assert res.returncode == 0 and "exported model.tflite" in res.stdout, res.stderr
+
+
 # ---------------------------------------------------------------- item 10: 16-bit PNG
 
 
