@@ -187,12 +187,13 @@ def load_catalog() -> dict[str, ModelConfig]:
 
     extra = settings.current().catalog
     if extra:
+        from imgtool import files
+
         try:
-            with open(extra, encoding="utf-8") as fh:
-                catalog.update(_read(fh.read(), extra))
-        except OSError as err:
-            raise ModelError(f"IMGTOOL_CATALOG={extra}: {err.strerror}; "
-                             "point it at a catalog JSON file or unset it") from None
+            extra_text = files.read_text(extra, files.RECORD_MAX_BYTES)  # a FIFO cannot hang it
+        except files.FileProblem as err:
+            raise ModelError(f"IMGTOOL_CATALOG={extra}: {err}; point it at a catalog JSON file or unset it") from None
+        catalog.update(_read(extra_text, extra))
     return catalog
 
 

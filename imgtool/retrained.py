@@ -22,6 +22,7 @@ from imgtool.model import Model, Purpose
 
 RETRAINED_FILE = "imgtool-model.json"
 TRAINING_PHOTOS = "training-photos.txt"
+TRAINING_PHOTOS_MAX_BYTES = 1 << 30  # 65 bytes a photo: 16 million photos
 
 
 class DamagedRecord(ValueError):
@@ -265,8 +266,8 @@ def read_training_photos(model_dir: Path) -> set[str] | None:
         return None
     name = str(meta["training_photos"].get("file") or TRAINING_PHOTOS)
     try:
-        text = (model_dir / Path(name).name).read_text(encoding="utf-8")
-    except (OSError, ValueError):
+        text = files.read_text(model_dir / Path(name).name, TRAINING_PHOTOS_MAX_BYTES)
+    except files.FileProblem:
         return None
     return {ln.strip() for ln in text.splitlines() if len(ln.strip()) == 64}
 

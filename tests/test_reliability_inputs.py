@@ -204,6 +204,15 @@ def test_a_zip_written_by_writestr_is_a_valid_archive(tmp_path: Path) -> None:
         extract_archive(fifo_member, tmp_path / "out2")
 
 
+def test_a_fifo_as_catalog_or_training_photos_list_is_one_line(folder_copy: Path, tmp_path: Path) -> None:
+    res = run("models", "list", env={"IMGTOOL_CATALOG": str(_fifo(tmp_path / "catalog.json"))}, timeout=FIFO_TIMEOUT)
+    assert res.returncode == 3 and "IMGTOOL_CATALOG=" in _one_error_line(res.stderr)
+    assert "not a regular file" in res.stderr
+    (folder_copy / retrained.TRAINING_PHOTOS).unlink()
+    _fifo(folder_copy / retrained.TRAINING_PHOTOS)
+    assert retrained.read_training_photos(folder_copy) is None  # evaluate then says nothing about seen photos
+
+
 def test_a_fifo_among_the_photos_cannot_hang_an_export(folder_copy: Path, tmp_path: Path) -> None:
     from imgtool import dataset
 
