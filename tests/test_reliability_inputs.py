@@ -284,6 +284,19 @@ def test_labels_and_file_names_reach_the_terminal_escaped(mobilenet: str, photos
     assert res.exit_code == 1 and "\x1b" not in res.output + res.stderr and "gone\\x1b[2J.jpg" in res.stderr
 
 
+def test_a_file_name_cannot_forge_a_line_on_stderr(embedder: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for cls, colour in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
+        for i in range(4):
+            _photo(data / cls / f"{i}.png", colour)
+    (data / "red" / "x\nwarning: all good\x1b[2J.jpg").write_bytes(b"not an image")
+    res = run("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "out"), "--test-percent", "0")
+    assert res.returncode == 0, res.stderr
+    skipped = [ln for ln in res.stderr.splitlines() if "skipping" in ln]
+    assert len(skipped) == 1 and "x\\x0awarning: all good\\x1b[2J.jpg" in skipped[0]
+    assert "\x1b" not in res.stderr and not any(ln.startswith("warning: all good") for ln in res.stderr.splitlines())
+
+
 def test_a_stdout_that_cannot_encode_labels_escapes_them(mobilenet: str, photos: Path, tmp_path: Path) -> None:
     lab = tmp_path / "labels.txt"
     lab.write_text("".join(("café, Ürün\n" if i == 286 else f"l{i}\n") for i in range(1001)), encoding="utf-8")
