@@ -168,8 +168,12 @@ class Group(click.Group):
             from imgtool.output import tolerant
 
             tolerant(sys.stdout)  # a stdout that cannot encode a label escapes it (errors="backslashreplace")
-            with ui.stderr_output(cli_phrase), interrupts_unwind():
-                return self._invoke(ctx)
+            was_quiet = ui.quiet()
+            try:
+                with ui.stderr_output(cli_phrase), interrupts_unwind():
+                    return self._invoke(ctx)
+            finally:
+                ui.set_quiet(was_quiet)  # a command's --quiet ends with it (in-process runs: tests, CliRunner)
         return self._invoke(ctx)
 
     def _invoke(self, ctx: click.Context) -> Any:
