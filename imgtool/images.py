@@ -150,7 +150,22 @@ def _quiet_pillow() -> None:
 
 def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
            transform: Callable[[Any], Any] | None = None) -> np.ndarray:
-    """Read an image file into a uint8 array of shape (height, width, 3).
+    """Read an image file into a uint8 array of shape (height, width, 3); see `_decode`."""
+    return _decode(lambda: files.open_regular(path), size, keep_aspect, transform)
+
+
+def decode_bytes(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """`decode` for a file's content already read (a Beam worker reads through Beam's
+    FileSystems: gs://, s3://, ...): the same pixels, the same reasons."""
+    import contextlib
+    import io
+
+    return _decode(lambda: contextlib.nullcontext(io.BytesIO(data)), size, False, None)
+
+
+def _decode(opener: Callable[[], Any], size: tuple[int, int], keep_aspect: bool,
+            transform: Callable[[Any], Any] | None) -> np.ndarray:
+    """Decode what `opener()` opens into a uint8 array of shape (height, width, 3).
 
     EXIF orientation applied; grayscale, palette, CMYK, 16-bit and alpha made RGB (alpha
     over white); animations give their first frame; decompression bombs refused. Raises
@@ -163,7 +178,7 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
     _quiet_pillow()
     height, width = size
     try:
-        with files.open_regular(path) as fh, Image.open(fh) as im:
+        with opener() as fh, Image.open(fh) as im:
             if im.width * im.height > (Image.MAX_IMAGE_PIXELS or 1 << 62):
                 raise Image.DecompressionBombError(f"{im.width}x{im.height}")
             if im.format == "JPEG" and transform is None:

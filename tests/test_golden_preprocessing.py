@@ -38,3 +38,17 @@ def test_the_expectation_is_one_file_made_by_the_pinned_line(name: str) -> None:
     if name == "pillow":
         assert version("pillow").split(".")[0] == "12"
     assert version(name)
+
+
+def test_a_workers_bytes_decode_as_the_file_does(fixtures: Path) -> None:
+    """A Beam worker reads a photo's bytes through Beam's FileSystems and decodes them
+    with images.decode_bytes: the same array as decode(path), and the same reasons."""
+    import numpy as np
+
+    from imgtool.errors import ImageError
+    from imgtool.images import decode, decode_bytes
+
+    for p in golden.photos(fixtures)[::10]:
+        assert np.array_equal(decode_bytes(p.read_bytes(), golden.SIZE), decode(str(p), golden.SIZE)), p
+    with pytest.raises(ImageError, match=r"^not an image Pillow can read \(unknown or corrupt format\)$"):
+        decode_bytes(b"this is not a JPEG", golden.SIZE)

@@ -24,7 +24,6 @@ by its sha256, verified before it is renamed into place)."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 import threading
@@ -135,7 +134,7 @@ def read_and_decode(path: str, size: tuple[int, int]) -> tuple[bytes | None, np.
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         return None, None, f"cannot read ({first})"
     try:
-        return data, images.decode(io.BytesIO(data), size), None  # type: ignore[arg-type]
+        return data, images.decode_bytes(data, size), None
     except ImgtoolError as err:
         return data, None, str(err)
 
