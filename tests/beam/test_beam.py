@@ -207,7 +207,8 @@ def test_a_batch_the_model_fails_on_gives_each_photo_an_error_record(mobilenet: 
                       "error": "not an image Pillow can read (unknown or corrupt format)"}
     for rec in got[1:]:
         assert set(rec) == {"path", "error"}
-        assert rec["error"].startswith("the model failed on this photo's batch (ValueError(")
+        assert rec["error"].startswith("the model failed on this photo's batch (")
+        assert "Dimension mismatch" in rec["error"] and "\n" not in rec["error"]
     assert r.inference.get("num_inferences", 0) == 0  # Beam counted no inference that succeeded
 
 
