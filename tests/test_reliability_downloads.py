@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMGTOOL, default_sigint, invoke, run
 from tests import httpserver
+from tests.conftest import IMGTOOL, default_sigint, invoke, run
 from tests.httpserver import LoopbackServer
 
 # Reused from the download tests (fixtures and helpers), not duplicated.
