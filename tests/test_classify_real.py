@@ -192,6 +192,9 @@ def test_top_k_ties_go_to_the_lower_index_on_a_1001_wide_output(mobilenet: str) 
     assert [p.score for p in top] == [0.9, 0.05, 0.05, 0.0, 0.0]
     assert [p.index for p in clf.top_k(np.zeros(1001, np.float32), 3)] == [0, 1, 2]
     assert [p.index for p in clf.top_k(scores, 5000)] == _by_rule(scores, 1001)  # k capped at the width
+    assert [p.index for p in clf.top_k(scores, 1)] == [89] and [p.index for p in clf.top_k(scores, 0)] == [89]
+    scores[89] = 0.123456789
+    assert clf.top_k(scores, 1)[0].score == 0.123457  # rounded to 6 places
 
 
 def test_every_real_photos_top5_obeys_the_tie_rule(mobilenet: str, photos: Path, flowers: Path) -> None:

@@ -43,6 +43,8 @@ def test_in_memory_arrays_are_made_rgb_exactly_as_files_are() -> None:
     assert from_memory(gray, (2, 2)).tolist() == [[[0, 0, 0], [100, 100, 100]], [[200, 200, 200], [255, 255, 255]]]
     rgba = np.array([[[10, 20, 30, 255], [10, 20, 30, 0]]], np.uint8)  # opaque, then fully transparent
     assert from_memory(rgba, (1, 2)).tolist() == [[[10, 20, 30], [255, 255, 255]]]  # alpha over white
+    rgb = np.array([[[1, 2, 3], [250, 251, 252]]], np.uint8)
+    assert from_memory(rgb, (1, 2)).tolist() == rgb.tolist()  # RGB as it is
     half = np.array([[[0, 0, 0, 128]]], np.uint8)
     assert from_memory(half, (1, 1)).tolist() == [[[127, 127, 127]]]
     kept = rgba.copy()
@@ -98,3 +100,17 @@ def test_thumbnail_is_a_bilinear_shrink(tmp_path: Path) -> None:
     # an inner output pixel spans input columns 2j-1 .. 2j+2 with triangle weights 1/4, 3/4,
     # 3/4, 1/4 (sum 2): (1/4 + 3/4) * 255 / 2 = 127.5
     assert np.abs(thumb[:, 1:-1].astype(int) - 127.5).max() <= 1
+
+
+def test_a_truncated_in_memory_image_is_one_line_corrupt_image(tmp_path: Path) -> None:
+    """A PIL image opened lazily from a file cut short fails when its pixels are read:
+    ImageError "corrupt image (<Pillow's first line>)", as for the file."""
+    from imgtool.errors import ImageError
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with Image.open(tmp_path / "cut.png") as im, pytest.raises(ImageError) as info:
+        images.from_memory(im, (8, 8))
+    assert str(info.value).startswith("corrupt image (") and "truncated" in str(info.value)
+    assert "\n" not in str(info.value)
