@@ -5,10 +5,10 @@ BEAM_PY := $(BEAM_VENV)/bin/python
 
 .PHONY: install install-beam install-mediapipe test test-beam bench lint clean
 
-install:            ## create .venv and install imgtool with test tools (editable)
+install:            ## create .venv and install imgtool-ml with every extra: test tools, tensorboard, pyarrow (editable)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[test,bench,parquet,lint]"
+	$(PY) -m pip install -q -e ".[test,bench,parquet,lint,summaries]"
 
 install-beam:       ## create .venv-beam: imgtool + Apache Beam, without TensorFlow (Beam pins pillow<13, protobuf<7)
 	test -x $(BEAM_PY) || python3 -m venv $(BEAM_VENV)

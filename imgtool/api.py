@@ -202,6 +202,8 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
         raise UsageError(f"class_weight {class_weight!r}: choose balanced or none")
     if quantize not in ("none", "dynamic", "float16", "int8"):
         raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8")
+    if summaries_dir is not None and not _summaries_installed():
+        raise UsageError(f"`summaries_dir` needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
     image_dir = Path(folder) if folder is not None else _shards_root(features)
     opts = RetrainOptions(
         image_dir=image_dir, output=path(output), model=os.fspath(model) if model else settings.current().backbone,
@@ -214,6 +216,16 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
         distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
     with ui.reporting(progress):
         return run(opts)
+
+
+#: TensorBoard is an extra of its own: only `summaries_dir` needs it.
+SUMMARIES_HINT = "pip install 'imgtool-ml[summaries]' (`make install` includes it)"
+
+
+def _summaries_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _shards_root(features: str | None) -> Path:
