@@ -267,29 +267,37 @@ class ModelInfo:
     bytes: int = 0
     key: str | None = None  # the cache entry's name
     problem: str | None = None  # why a cache entry is damaged
-    path: Path | None = None  # the cache entry's folder (download_model)
+    path: Path | None = None  # the cache entry's folder (download_model); an embedded model's file
     runtime: Literal["litert", "tensorflow"] | None = None  # what runs it (download_model)
+    embedded: bool = False  # ships inside the package: always there, never cached nor removed
+    purpose: Literal["classifier", "features"] | None = None  # catalog models: a classifier or a feature extractor
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "other":
             return {"name": self.name, "key": self.key, "cached": self.cached, "kind": self.kind, "bytes": self.bytes}
         return {"name": self.name, "description": self.description, "cached": self.cached, "kind": self.kind,
-                "bytes": self.bytes}
+                "bytes": self.bytes, "embedded": self.embedded, "purpose": self.purpose}
 
 
 def list_models() -> list[ModelInfo]:
     """The catalog (IMGTOOL_CATALOG's records included), then the other models in the
-    cache. `cached` is True only for an intact entry (`problem` says what is wrong)."""
+    cache. `cached` is True only for an intact entry (`problem` says what is wrong).
+    `embedded` models ship inside the package: usable offline, never in the cache
+    (`cached` False, `bytes` their file's size)."""
     from imgtool.catalog import load_catalog
     from imgtool.resolve import cached_entries
 
     cached = {e["key"]: e for e in cached_entries()}
     out = []
     for name, cfg in load_catalog().items():
+        if cfg.embedded:
+            out.append(ModelInfo(name, cfg.description, "catalog", False, cfg.size or 0, embedded=True,
+                                 purpose=cfg.purpose))
+            continue
         entry = cached.pop(name, None)
         out.append(ModelInfo(name, cfg.description, "catalog", bool(entry and entry["ok"]),
                              entry["bytes"] if entry else 0, name if entry else None,
-                             entry["problem"] if entry else None))
+                             entry["problem"] if entry else None, purpose=cfg.purpose))
     for key, e in cached.items():
         out.append(ModelInfo(e["name"], e.get("url") or "", "other", bool(e["ok"]), e["bytes"], key, e["problem"]))
     return out
@@ -318,22 +326,31 @@ def download_model(ref: PathLike | None = None, *, features: bool = False,
         if features:
             resolve(text, purpose="features")
     entry = model.entry
-    return ModelInfo(model.ref, model.config.description, "catalog" if model.ref in load_catalog() else "other",
+    catalog = load_catalog()
+    if model.config.embedded:  # nothing to download: it ships with imgtool
+        return ModelInfo(model.ref, model.config.description, "catalog", False, model.config.size or 0, None, None,
+                         model.tflite, "litert", embedded=True, purpose=model.config.purpose)
+    return ModelInfo(model.ref, model.config.description, "catalog" if model.ref in catalog else "other",
                      True, store.dir_size(entry) if entry is not None and entry.is_dir() else 0,
                      entry.name if entry is not None else None, None, entry,
-                     "tensorflow" if model.tflite is None else "litert")
+                     "tensorflow" if model.tflite is None else "litert",
+                     purpose=catalog[model.ref].purpose if model.ref in catalog else None)
 
 
 def model_path(ref: str | None = None) -> Path:
     """The cache root (IMGTOOL_HOME) when `ref` is None, else the folder of the cache
-    entry named `ref` (its catalog name, URL or entry key). ModelNotFoundError when it
-    is not cached."""
-    from imgtool import store
+    entry named `ref` (its catalog name, URL or entry key), or the file of a model that
+    ships with imgtool. ModelNotFoundError when it is not cached."""
+    from imgtool import shipped, store
+    from imgtool.catalog import load_catalog
     from imgtool.entries import cached_entries
     from imgtool.errors import ModelNotFoundError
 
     if ref is None:
         return store.home()
+    config = load_catalog().get(ref)
+    if config is not None and config.embedded:
+        return shipped.path(config)
     for e in cached_entries():
         if ref in (e["key"], e["name"]):
             return Path(e["path"])
@@ -355,12 +372,20 @@ def remove_models(names: Iterable[str]) -> list[Removed]:
     """Remove cached models (by catalog name, URL or entry key) and the caches named
     `bottlenecks` and `exports`; `all` removes everything. Nothing cached is fine (an
     empty list). A name that matches nothing raises ModelNotFoundError, after the others
-    were removed. Each removal is also logged."""
+    were removed; a model that ships with imgtool is never removed (UsageError, before
+    anything is). Each removal is also logged."""
     from imgtool import caches
+    from imgtool.catalog import load_catalog
     from imgtool.entries import cached_entries
     from imgtool.entries import remove as remove_entry
     from imgtool.errors import ModelNotFoundError
 
+    names = list(names)
+    catalog = load_catalog()
+    shipped = [n for n in names if n in catalog and catalog[n].embedded]
+    if shipped:
+        raise UsageError(f"{', '.join(shipped)} {'ships' if len(shipped) == 1 else 'ship'} with imgtool (inside the "
+                         "package, not in the cache) and cannot be removed")
     out: list[Removed] = []
     missing = []
     for name in names:

@@ -486,15 +486,16 @@ def models_list(fmt: str) -> None:
     """Catalog models, what is in the cache, and the bottleneck and export caches (sizes).
 
     json: one object per model {"name", "description", "cached", "kind": "catalog"|"other",
-    "bytes"} and per cache {"name": "bottlenecks"|"exports", "kind": "cache", "cached",
-    "path", "bytes", "entries"}.
+    "bytes"} (catalog models also "embedded": true for the models that ship with imgtool,
+    and "purpose": "classifier"|"features") and per cache {"name": "bottlenecks"|"exports",
+    "kind": "cache", "cached", "path", "bytes", "entries"}.
     """
     from imgtool import api, caches
     from imgtool.output import Writer
 
     with Writer(fmt) as out:
         for info in api.list_models():
-            state = ("cached" if info.cached else "not cached" if info.key is None
+            state = ("embedded" if info.embedded else "cached" if info.cached else "not cached" if info.key is None
                      else f"damaged: {info.problem}")
             if info.kind == "catalog":
                 text = f"{info.name:30} {state:12} {info.description}\n"
@@ -533,7 +534,8 @@ def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
     ui.set_quiet(quiet)
     for ref in refs or (None,):
         info = api.download_model(ref, features=features)
-        ui.info(f"{info.name}: ready" + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
+        ui.info(f"{info.name}: " + ("ships with imgtool, nothing to download" if info.embedded else "ready")
+                + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
 
 
 @models.command("remove")

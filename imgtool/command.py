@@ -66,6 +66,7 @@ _API_CALLS = [
     (re.compile(rf"`download_model\({_ARG}\)`"), "`imgtool models download {}`"),
     (re.compile(rf"`remove_models\(\[{_ARG}\]\)`"), "`imgtool models remove {}`"),
     (re.compile(rf"`load_model\({_ARG}\)\.labels`"), "`imgtool labels -m {} --search TEXT`"),
+    (re.compile(rf"`model={_ARG}`"), "-m {}"),
 ]
 
 

@@ -77,7 +77,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"version", "errors", "settings", "ui", "output", "scores", "metrics", "distort", "tflite_info",
                      "tflite_metadata", "store", "download", "labels", "images", "catalog", "refs", "dataset"}),
     ("running models", {"tfutil", "engine"}),
-    ("getting models", {"model", "entries", "convert", "retrained", "resolve"}),
+    ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),
     ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
                   "tflite_export", "report", "evaluation", "retraining"}),
     ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
