@@ -1,4 +1,5 @@
-"""The public Python API: `imgtool.load_model`, `Model.classify`, `imgtool.retrain`,
+"""The public Python API: `imgtool.classify` (one shot), `imgtool.load_model`,
+`Model.classify`, `imgtool.retrain`,
 `imgtool.evaluate`, `imgtool.export_model`, and the store: `imgtool.list_models`,
 `download_model`, `model_path`, `remove_models`. The CLI is this plus printing.
 
@@ -119,6 +120,22 @@ def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] 
     model = _resolve(ref, labels=labels, purpose="classify", input_size=input_size, value_range=value_range,
                      tensors=(input_tensor, output_tensor), progress=progress)
     return Model(_classifier(model, scores))
+
+
+def classify(inputs: Any, model: PathLike | Model | None = None, top_k: int = 5, *,
+             labels: PathLike | Sequence[str] | None = None, scores: Scores = "auto", batch_size: int = 8,
+             progress: ui.ProgressCallback | None = None) -> list[Result]:
+    """One call: load `model` (any `load_model` reference, or a loaded `Model`; default
+    $IMGTOOL_MODEL, else inception_v3) and classify `inputs` with it, as `Model.classify`
+    does: one `Result` per image, in order. To classify again, keep the model:
+    `load_model` once, then `Model.classify`."""
+    if isinstance(model, Model):
+        if scores != "auto" or labels is not None:
+            raise UsageError("scores and labels belong to load_model; a loaded model already has them")
+        loaded = model
+    else:
+        loaded = load_model(model, labels=labels, scores=scores, progress=progress)
+    return loaded.classify(inputs, top_k, batch_size=batch_size, progress=progress)
 
 
 def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, purpose: Purpose,
