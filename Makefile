@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 BEAM_VENV ?= .venv-beam
 BEAM_PY := $(BEAM_VENV)/bin/python
 
-.PHONY: install install-beam install-mediapipe test test-beam bench lint clean
+.PHONY: install install-beam install-mediapipe test test-beam test-install bench lint clean
 
 install:            ## create .venv and install imgtool-ml with every extra: test tools, tensorboard, pyarrow (editable)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ test-beam:          ## the Beam tests (tests/beam) in .venv-beam; fails if it is
 	@test -x $(BEAM_PY) || { echo "$(BEAM_PY) is missing: run make install-beam" >&2; exit 1; }
 	$(BEAM_PY) -m pytest -q tests/beam; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no Beam tests: that is a failure" >&2; exit 1; fi; exit $$rc
+
+test-install:       ## build the wheel, install it without extras into a fresh venv, run --version and the quick start offline
+	$(PY) -m pytest -q -m install tests/test_packaging.py; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no install test: that is a failure" >&2; exit 1; fi; exit $$rc
 
 bench:              ## benchmarks (~7 min; BENCH_ARGS=--quick ~3 min); figures go to BENCHMARKS.md by hand, with date and machine
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
