@@ -13,11 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tests.conftest import ROOT
 from tests.test_doc_examples import check_quick_start_output, quick_start_commands, quick_start_folder
