@@ -57,6 +57,23 @@ def test_the_package_data_lists_the_embedded_models_and_they_fit_the_limit() -> 
     assert sorted(p.name for p in binaries) == sorted(embedded)
 
 
+def test_the_library_imports_nothing_from_the_test_extra() -> None:
+    """tf-keras, pytest and friends are the test extra: a user's install has none of them."""
+    import ast
+
+    test_only = {"tf_keras", "keras", "pytest", "hypothesis", "playwright", "sklearn", "mutmut", "tensorboard"}
+    for path in sorted((ROOT / "imgtool").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                mods = [node.module or ""]
+            else:
+                continue
+            for mod in mods:
+                assert mod.split(".")[0] not in test_only, f"{path.relative_to(ROOT)} imports {mod}"
+
+
 def _copy_tree(dest: Path) -> Path:
     """The working tree as it is (uncommitted changes too), without venvs and build output."""
     ignore = shutil.ignore_patterns(".git", ".venv*", "__pycache__", "build", "dist", "*.egg-info", ".pytest_cache",
