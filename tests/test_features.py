@@ -104,7 +104,7 @@ def test_missing_damaged_and_foreign_shards(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(UsageError, match="only local shards"):
         read_shards("gs://bucket/x-*.parquet")
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(UsageError, match=r"pyarrow, which is not installed; pip install 'imgtool\[parquet\]'"):
+    with pytest.raises(UsageError, match=r"pyarrow, which is not installed; pip install 'imgtool-ml\[parquet\]'"):
         read_shards(str(tmp_path / "f-*.parquet"))
 
 
