@@ -92,8 +92,13 @@ class ModelConfig:
             d["value_range"] = tuple(float(v) for v in d["value_range"])
         if d.get("labels") is not None:
             d["labels"] = LabelSource.from_dict(d["labels"])
-        if d.get("embedded") is not None and not (d.get("sha256") and d.get("size")):
-            raise ModelError(f"catalog record {name!r}: an embedded model needs its sha256 and size pinned")
+        if d.get("embedded") is not None:
+            if not (d.get("sha256") and d.get("size")):
+                raise ModelError(f"catalog record {name!r}: an embedded model needs its sha256 and size pinned")
+            file = d["embedded"]
+            if not isinstance(file, str) or not file or "/" in file or "\\" in file or file.startswith("."):
+                raise ModelError(f"catalog record {name!r}: embedded must name a file in imgtool/embedded/ "
+                                 f"(got {file!r})")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

@@ -178,3 +178,15 @@ def test_the_hash_is_computed_once_per_file_identity(tmp_path: Path, monkeypatch
     monkeypatch.setattr(store, "atomic_write_bytes", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "no")))
     (isolated_home / shipped.VERIFIED_FILE).unlink()
     assert shipped.path(cfg) == copy / cfg.embedded and hashed == [cfg.embedded] * 3
+
+
+@pytest.mark.parametrize("file", ["../catalog.py", "/etc/passwd", ".hidden", ""])
+def test_an_embedded_record_names_a_file_in_the_package_only(file: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"models": {"mine": {"format": "tflite", "embedded": file, "sha256": "0" * 64,
+                                                       "size": 1}}}))
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
+    res = invoke("classify", "-m", "mine", "photo.jpg")
+    assert res.exit_code == 3
+    assert res.stderr == f"Error: catalog record 'mine': embedded must name a file in imgtool/embedded/ (got {file!r})\n"
