@@ -190,3 +190,12 @@ def test_an_embedded_record_names_a_file_in_the_package_only(file: str, tmp_path
     res = invoke("classify", "-m", "mine", "photo.jpg")
     assert res.exit_code == 3
     assert res.stderr == f"Error: catalog record 'mine': embedded must name a file in imgtool/embedded/ (got {file!r})\n"
+
+
+def test_retraining_on_the_embedded_classifier_points_at_the_embedded_extractor(flowers: Path) -> None:
+    res = invoke("retrain", str(flowers), "-m", CLASSIFIER)
+    assert res.exit_code == 2
+    assert res.stderr == (f"Error: --model {CLASSIFIER} is a classifier, not a feature extractor (the catalog records "
+                          "its output as probabilities and names no feature-vector twin); give a feature-vector model "
+                          f"(e.g. {FEATURES}, which ships with imgtool, a *_feature_vector catalog model, or an "
+                          "embedding extractor .tflite)\n")
