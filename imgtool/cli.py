@@ -303,7 +303,8 @@ def _model_error(msg: str) -> ImgtoolError:
 @click.option("--distorted-copies", default=4, show_default=True, type=click.IntRange(min=1),
               help="Distorted copies per training image (each costs a backbone pass; not cached).")
 @click.option("--summaries-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write TensorBoard summaries (loss, accuracy) here.")
+              help="Write TensorBoard summaries (loss, accuracy) here. Needs TensorBoard: "
+                   "pip install 'imgtool-ml[summaries]'.")
 @click.option("--print-misclassified", is_flag=True, help="List misclassified test photos (text format).")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X",
               help="Exit 1 (and write no model) if test accuracy is below X (0..1).")
