@@ -36,6 +36,8 @@ _LAZY = {
     "Removed": "imgtool.api",
     "export_model": "imgtool.api",
     "list_caches": "imgtool.api",
+    "audit": "imgtool.api",
+    "AuditResult": "imgtool.findings",
     "CacheInfo": "imgtool.caches",
     "ExportResult": "imgtool.tflite_export",
     "Result": "imgtool.classifier",
@@ -55,10 +57,11 @@ _LAZY = {
 }
 
 __all__ = [
-    "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model",
-    "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback", "Removed", "Result",
-    "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "classify", "download_model",
-    "evaluate", "export_model", "list_caches", "list_models", "load_model", "model_path", "remove_models", "retrain",
+    "AuditResult", "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError",
+    "ImgtoolError", "Model", "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback",
+    "Removed", "Result", "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "audit",
+    "classify", "download_model", "evaluate", "export_model", "list_caches", "list_models", "load_model",
+    "model_path", "remove_models", "retrain",
 ]
 assert set(__all__) == set(_LAZY) | {"__version__"}
 
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
         Model,
         ModelInfo,
         Removed,
+        audit,
         classify,
         download_model,
         evaluate,
@@ -91,6 +95,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from imgtool.evaluation import Evaluation
+    from imgtool.findings import AuditResult
     from imgtool.retraining import RetrainResult
     from imgtool.settings import SettingError
     from imgtool.tflite_export import ExportResult

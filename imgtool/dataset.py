@@ -10,6 +10,13 @@ of n photos has Binomial(n, v) validation photos - a small class can have none (
 held-out sets then simply lack it; the head is chosen by cross-validation, which needs
 only 2 photos of each class outside the test split).
 
+Copies: photos with byte-identical content (the same sha256 of their bytes) always land
+in the same split, so a copy under another name can never be tested on while its twin is
+trained on. The copies take the split of the copy whose key sorts first (or, when one of
+them has a given split, the given split that sorts first by key). A photo without a copy
+keeps exactly the split of its own key; adding a copy of a photo can move only the
+copies, and the photo itself only when the new copy's key sorts before its own.
+
 Given splits: a root whose sub-folders are `train/` and `val/`, `valid/` (Roboflow's
 name) or `validation/` (and optionally `test/`), each holding the same class folders, is
 used as it is (no hashing); so are `--validation-dir` / `--test-dir` folders. Folders
@@ -83,16 +90,48 @@ def scan(root: str | Path) -> tuple[list[str], list[tuple[str, str, int]]]:
 
 
 def assign_splits(files: list[tuple], n_classes: int, validation_percent: float,
-                  test_percent: float) -> list[Sample]:
+                  test_percent: float, content: dict[str, str] | None = None) -> list[Sample]:
     """Samples with their split: a given split (a file tuple's 4th item) as given, else
     `split_of(rel)` - for a photo found in a class folder, rel (its path relative to the
-    dataset folder) is exactly the split key, class name + "/" + path inside the class."""
+    dataset folder) is exactly the split key, class name + "/" + path inside the class.
+    `content` ({path: sha256 of its bytes}): byte-identical copies share one split (the
+    rule is in the module docstring)."""
+    def own(f: tuple) -> str:
+        given = f[3] if len(f) > 3 else None
+        return given if given is not None else split_of(f[1], validation_percent, test_percent)
+
+    group_split: dict[str, str] = {}
+    if content:
+        groups: dict[str, list[tuple]] = {}
+        for f in files:
+            if f[0] in content:
+                groups.setdefault(content[f[0]], []).append(f)
+        for sha, members in groups.items():
+            if len(members) > 1:
+                fixed = sorted((f for f in members if len(f) > 3 and f[3] is not None), key=lambda f: f[1])
+                group_split[sha] = own(fixed[0] if fixed else min(members, key=lambda f: f[1]))
     samples = []
     for f in files:
-        given = f[3] if len(f) > 3 else None
-        split = given if given is not None else split_of(f[1], validation_percent, test_percent)
+        mine = content.get(f[0]) if content else None
+        split = group_split[mine] if mine in group_split and (len(f) < 4 or f[3] is None) else own(f)
         samples.append(Sample(f[0], f[1], f[2], split))
     return samples
+
+
+def content_hashes(files: list[tuple]) -> dict[str, str]:
+    """{path: sha256 of its bytes} of the files (tuples, path first) that can be read: the
+    content `assign_splits` groups copies by (a file that cannot be read is left out)."""
+    from imgtool.store import sha256_file
+
+    out = {}
+    for f in files:
+        if images.not_a_regular_file(f[0]) is not None:  # never open a FIFO
+            continue
+        try:
+            out[f[0]] = sha256_file(f[0])
+        except OSError:
+            continue
+    return out
 
 
 def check_sizes(classes: list[str], samples: list[Sample]) -> None:

@@ -181,5 +181,15 @@ def load_model(ref: str, path: Path, purpose: Purpose) -> Model:
     if purpose == "features":
         return backbone
     config = ModelConfig(name=ref, format="tflite", input_size=size, value_range=vr, output="logits")
+    notes = [] if is_calibrated(path) else [
+        f"{ref}: trained before imgtool calibrated its scores: they are uncalibrated (often underconfident); "
+        "retrain it for scores that mean what they say"]
     return Model(ref=ref, config=config, labels=labels_mod.read_lines(path / "labels.txt"),
-                 head=head, backbone=backbone)
+                 head=head, backbone=backbone, notes=notes)
+
+
+def is_calibrated(model_dir: Path) -> bool:
+    """Whether a retrained folder's head has its temperature folded in (metrics.json
+    records "calibration"); folders written before that do not."""
+    metrics = store.read_json(model_dir / "metrics.json")
+    return isinstance(metrics, dict) and isinstance(metrics.get("calibration"), dict)

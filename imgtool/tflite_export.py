@@ -373,7 +373,7 @@ def _split_photos(folder: Path, meta: RetrainedRecord,
     skipped = {s.get("path") for s in metrics.get("skipped") or []}
     files = [f for f in files if f[0] not in skipped]
     samples = dataset.assign_splits(files, len(classes), float(options.get("validation_percent", 10.0)),
-                                    float(options.get("test_percent", 10.0)))
+                                    float(options.get("test_percent", 10.0)), content=dataset.content_hashes(files))
     test = [(s.path, s.label) for s in samples if s.split == "test"]
     train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.rel)
     return test, [s.path for s in train], None
