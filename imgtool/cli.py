@@ -21,6 +21,7 @@ from imgtool.command import (  # noqa: F401 - older imports of these names
     cli_phrase,
 )
 from imgtool.errors import EXIT_FAILED, ImgtoolError
+from imgtool.output import terminal_lines, terminal_text
 from imgtool.version import __version__
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
     """
     from imgtool.classifier import check_inputs
     from imgtool.labels import check_expected, matches
-    from imgtool.output import Writer, display_path
+    from imgtool.output import Writer, display_path, terminal_text
 
     ui.set_quiet(quiet)
     check_inputs(inputs)  # a model among the inputs (arguments swapped): exit 2 before any download
@@ -197,22 +198,22 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
             shown = display_path(res.path or "")  # the CLI classifies paths only
             if res.error is not None:
                 n_err += 1
-                click.echo(f"error: {shown}: {res.error}", err=True)
+                click.echo(f"error: {shown}: {terminal_text(res.error)}", err=True)
                 out.record(res.to_dict())
                 continue
             n_ok += 1
             preds = res.predictions or []
             n_unknown += bool(res.unknown)
             mark = f"  unknown (top score below --min-score {threshold:g})\n" if res.unknown else ""
-            text = shown + "\n" + mark + "".join(f"  {p.score:.4f}  {p.label}\n" for p in preds)
+            text = shown + "\n" + mark + "".join(f"  {p.score:.4f}  {terminal_text(p.label)}\n" for p in preds)
             extra = () if res.unknown is None else (str(res.unknown).lower(),)
             out.record(res.to_dict(), text=text,
                        rows=[(res.path, r, p.label, f"{p.score:.6f}", p.index, *extra) for r, p in enumerate(preds, 1)])
             if expect is not None and res.unknown:
-                unmet.append(f"{shown}: unknown (top score {preds[0].score:.4f} < --min-score {threshold:g}), "
-                             f"expected {expect!r}")
+                unmet.append(terminal_text(f"{shown}: unknown (top score {preds[0].score:.4f} < --min-score "
+                                           f"{threshold:g}), expected {expect!r}"))
             elif expect is not None and not (preds and matches(preds[0].label, expect)):
-                unmet.append(f"{shown}: top-1 is {preds[0].label!r}, expected {expect!r}")
+                unmet.append(terminal_text(f"{shown}: top-1 is {preds[0].label!r}, expected {expect!r}"))
     for line in unmet:
         click.echo(f"expectation failed: {line}", err=True)
     if n_ok + n_err > 1:
@@ -241,7 +242,7 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
       imgtool labels -m ./my-flowers-model --format json
     """
     from imgtool import api
-    from imgtool.output import Writer
+    from imgtool.output import Writer, terminal_text
 
     names = api.model_labels(model_opts["model"], **_model_kwargs(model_opts))
     if names is None:
@@ -249,20 +250,22 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
 
         ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
         raise _model_error(f"{ref} carries no labels; pass --labels FILE")
-    needle = (search or "").casefold()
+    from imgtool.labels import fold
+
+    needle = fold(search or "")
     found = 0
     with Writer(fmt) as out:
         for i, label in enumerate(names):
-            if needle in label.casefold():
+            if needle in fold(label):
                 found += 1
-                out.record({"index": i, "label": label}, text=f"{i}\t{label}\n")
+                out.record({"index": i, "label": label}, text=f"{i}\t{terminal_text(label)}\n")
     if search is not None and not found:
         from imgtool.catalog import DEFAULT_MODEL
         from imgtool.output import display_path
 
         ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
-        click.echo(f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; "
-                   "try a shorter TEXT)", err=True)
+        click.echo(terminal_text(f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; "
+                                 "try a shorter TEXT)"), err=True)
         sys.exit(EXIT_FAILED)
 
 
@@ -377,7 +380,6 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     from imgtool import metrics as metrics_mod
 
     ui.set_quiet(quiet)
-    _sigterm_as_interrupt()
     ignored = [name for name, value in (("--epochs", epochs), ("--steps", steps), ("--learning-rate", learning_rate),
                                         ("--batch-size", batch_size)) if value is not None]
     if ignored:
@@ -413,10 +415,11 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
             base = m["validation"]["baseline"]
             ui.info(f"validation accuracy (out-of-fold): {m['validation']['accuracy']:.1%}; "
                     f"majority-class baseline {base['accuracy']:.1%}")
-        click.echo(metrics_mod.format_text(m["test"], "test"))
+        click.echo(terminal_lines(metrics_mod.format_text(m["test"], "test")))
     if print_misclassified and fmt == "text":
         for w in result.misclassified:
-            click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
+            click.echo(terminal_text(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} "
+                                      f"({w['score']:.0%})"))
     if result.below_minimum:
         click.echo(f"Error: {cli_phrase(result.below_minimum)}", err=True)
         sys.exit(EXIT_FAILED)
@@ -544,12 +547,13 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
     if fmt == "json":
         click.echo(json.dumps(ev.to_dict(), indent=2))
     else:
-        click.echo(metrics_mod.format_text(m, str(image_dir)))
+        click.echo(terminal_lines(metrics_mod.format_text(m, str(image_dir))))
         if ev.ece is not None:
             click.echo(f"  calibration: expected calibration error {ev.ece:.3f} (top-1 scores, 10 bins)")
         if print_misclassified:
             for w in wrong:
-                click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
+                click.echo(terminal_text(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} "
+                                      f"({w['score']:.0%})"))
     acc = m["accuracy"]
     if min_accuracy is not None and (acc is None or acc < min_accuracy):
         gap = "" if acc is None else f" by {min_accuracy - acc:.1%}"
@@ -743,6 +747,11 @@ def main() -> None:
     # the process. CPython ignores SIGXFSZ at startup already; this keeps it so whatever started us.
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # SIGTERM unwinds as Ctrl-C does for the whole process, also before and after the command
+    # (`Group` handles it inside; here a signal while starting or exiting is still exit 130)
+    from imgtool.command import _raise_interrupt
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         try:
             cli(prog_name="imgtool")

@@ -80,7 +80,7 @@ def scan(root: str | Path) -> tuple[list[str], list[tuple[str, str, int]]]:
         raise UsageError(f"{root}: no such folder; give a folder with one sub-folder per class")
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder; give a folder with one sub-folder per class")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = _classes_in(root)
     files = []
     for label, name in enumerate(classes):
         for path in images.walk_images(str(root / name)):
@@ -174,7 +174,47 @@ SPLIT_DIRS = {"train": "train", "val": "validation", "valid": "validation", "val
 
 
 def _classes_in(folder: Path) -> list[str]:
-    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    check_class_names(folder, classes)
+    return classes
+
+
+def check_class_names(folder: Path, classes: list[str]) -> None:
+    """Before any work: every class folder's name must survive labels.txt as it is (UTF-8,
+    one line, no control character, no space at either end: otherwise the model would
+    have more, fewer or other labels than outputs), else DatasetError naming it. A class
+    folder that is a link to the dataset folder (or above it), or to another class, is
+    warned about: its photos would be counted twice, under two labels."""
+    from imgtool import labels as labels_mod
+    from imgtool import ui
+    from imgtool.output import display_path
+
+    for name in classes:
+        shown = display_path(name)
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"class folder {folder / shown}: its name is not UTF-8 (a class name becomes a "
+                               "label); rename the folder") from None
+        if labels_mod.parse_lines(name + "\n") != [name] or shown != name:
+            raise DatasetError(f"class folder {folder / shown}: its name holds a line break, a control character "
+                               "or a space at an end, and would not be the same label in labels.txt; rename the "
+                               "folder")
+    top = folder.resolve()
+    real = {name: (folder / name).resolve() for name in classes}
+    for name, target in real.items():
+        path = folder / name
+        if not path.is_symlink():
+            continue
+        if target == top or target in top.parents:
+            ui.warn(f"class folder {path} is a link to {target}, which holds the dataset itself: its class would "
+                    "hold every photo; remove the link")
+            continue
+        for other, theirs in real.items():
+            if other != name and (target == theirs or theirs in target.parents or target in theirs.parents):
+                ui.warn(f"class folder {folder / name} is a link into class {other!r} ({target}): the same photos "
+                        "would be in two classes; remove the link")
+                break
 
 
 def _files_in(folder: Path, classes: list[str], label_of: dict[str, int], root: Path,

@@ -101,7 +101,11 @@ def _num(v: Any) -> str:
     return str(v)
 
 
-esc = html.escape
+def esc(text: str) -> str:
+    """HTML-escaped; a file name's undecodable bytes (surrogate-escaped) as \\xNN, so the
+    report is UTF-8 whatever the photos are called."""
+    return html.escape(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
 
 
 def title_for(image_dir: str | None) -> str:
