@@ -160,9 +160,8 @@ def download_entry(key: str, config: ModelConfig, entry: Path) -> None:
     from imgtool import download
 
     tmp = store.tmp_dir()
-    for stale in tmp.glob(f"{key}.*"):  # left by a killed process; we hold the lock
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    staging = tmp / f"{key}.{os.getpid()}.staging"
+    store.clean_stale(tmp)  # what killed processes left (theirs only: live PIDs' files are kept)
+    staging = store.child(tmp, f"{key}.{os.getpid()}.staging", "cache entry name")
     archive = tmp / f"{key}.{os.getpid()}.download"
     shutil.rmtree(staging, ignore_errors=True)
     candidates = config.candidates()
@@ -221,7 +220,10 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
     record.sha256 = store.sha256_file(source_file)
     kind = download.archive_kind(source_file)
     if cfg.format == "tflite" or url.split("?")[0].endswith(".tflite") or kind == "tflite":
-        shutil.copyfile(source_file, src / "model.tflite")
+        if source_file == archive:  # our download: moved into place, so a download needs its size once
+            os.replace(archive, src / "model.tflite")
+        else:  # a user's own file (file://): copied
+            shutil.copyfile(source_file, src / "model.tflite")
         _check_tflite_loads(src / "model.tflite", cfg.name, used)
         record.format, record.file = "tflite", "model.tflite"
     else:
