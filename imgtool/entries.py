@@ -159,9 +159,10 @@ def download_entry(key: str, config: ModelConfig, entry: Path) -> None:
     and holds that source's effective config."""
     from imgtool import download
 
+    store.entry_dir(key)  # the key becomes names in tmp/ too: one plain path component
     tmp = store.tmp_dir()
     store.clean_stale(tmp)  # what killed processes left (theirs only: live PIDs' files are kept)
-    staging = store.child(tmp, f"{key}.{os.getpid()}.staging", "cache entry name")
+    staging = tmp / f"{key}.{os.getpid()}.staging"
     archive = tmp / f"{key}.{os.getpid()}.download"
     shutil.rmtree(staging, ignore_errors=True)
     candidates = config.candidates()

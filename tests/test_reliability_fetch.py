@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import tarfile
 import time
 from collections.abc import Callable
@@ -191,3 +192,44 @@ def test_a_tflite_download_needs_its_size_once(http_server: LoopbackServer, fixt
     assert json.loads(res.stdout)["predictions"][0]["label"] == "macaw"
     [cached] = home.glob("models/url-*/source/model.tflite")
     assert cached.read_bytes() == model and not any((home / "tmp").iterdir())
+
+
+# ---------------------------------------------------------------- item 29: a conversion killed midway
+
+def test_a_conversion_killed_midway_leaves_nothing_in_the_system_tmp_and_the_next_run_cleans_up(
+        served: LoopbackServer, built: dict, isolated_home: Path, tmp_path: Path) -> None:
+    """TensorFlow's converter saves a temporary SavedModel (tempfile.mkdtemp): before, a
+    SIGKILL left it in the system's temporary folder for good. Now it is under
+    IMGTOOL_HOME/tmp, named with the PID, and removed by the next run, like a half-written
+    conversion in the entry."""
+    import signal
+    import subprocess
+
+    from tests.conftest import IMGTOOL
+    from tests.test_reliability_writes import _dead_pid
+
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(system_tmp)}
+    proc = subprocess.Popen([IMGTOOL, "models", "download", ENTRY], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    scratch: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        scratch = [p for p in (isolated_home / "tmp").glob("tf.*.scratch") if any(p.iterdir())]
+        if scratch:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert scratch, "the converter never wrote into IMGTOOL_HOME/tmp"
+    assert list(system_tmp.iterdir()) == []
+    entry = isolated_home / "models" / ENTRY
+    planted = entry / f".model.tflite.{_dead_pid()}.tmp"  # as a conversion killed while writing leaves it
+    planted.write_bytes(b"half")
+    again = run("classify", "-f", "jsonl", str(built["red"]), env={"TMPDIR": str(system_tmp)})
+    assert again.returncode == 0, again.stderr
+    assert _top1(again.stdout) == {"red": ("label 1", 1)}
+    assert not planted.exists() and not any(p.exists() for p in scratch)
+    assert [p.name for p in (isolated_home / "tmp").iterdir()] == [] and list(system_tmp.iterdir()) == []
+    assert proc.returncode == -signal.SIGKILL
