@@ -5,7 +5,8 @@ rate, not only a read timeout); malformed responses (two Content-Length headers 
 disagree, Content-Encoding: gzip on bytes that are not) are exit 3 in one line; archive
 bombs (a 1 MB tar.gz that unpacks to 1.2 GB, an archive of 10,001 files) are refused
 on their headers, before anything is written; a .tflite download is stored once (it
-needs its size once in IMGTOOL_HOME, not twice).
+needs its size once in IMGTOOL_HOME, not twice); a TF conversion killed midway leaves
+nothing in the system's temporary folder, and the next run removes what it left.
 
 Every server is a tests.httpserver.LoopbackServer on 127.0.0.1.
 """
