@@ -152,11 +152,17 @@ def _classifier(model: ResolvedModel, scores: str) -> Classifier:
 
 def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None:
     """The labels a model carries (None if it carries none), without loading it for
-    classification (no conversion, so no TensorFlow). Keywords as for `load_model`."""
+    classification (no conversion, so no TensorFlow). Keywords as for `load_model`.
+    A feature extractor is a UsageError, in classify's words (it has no labels to give)."""
+    from imgtool.classifier import feature_extractor_message, is_feature_extractor
+
     model = _resolve(ref, labels=kwargs.get("labels"), purpose="labels", input_size=kwargs.get("input_size"),
                      value_range=kwargs.get("value_range"),
                      tensors=(kwargs.get("input_tensor"), kwargs.get("output_tensor")),
                      progress=kwargs.get("progress"))
+    width = is_feature_extractor(model)
+    if width is not None:  # no labels because it has none to give: the same words as classify
+        raise UsageError(feature_extractor_message(model.ref, width))
     return None if model.labels is None else list(model.labels)
 
 
@@ -179,7 +185,8 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
 
     Returns a `RetrainResult`: `.output` (the folder written; None when `min_accuracy`
     was not reached - then `.below_minimum` says by how much and nothing is written),
-    `.metrics` (what metrics.json holds), `.misclassified` (test photos). `features`
+    `.report` (its report.html), `.metrics` (what metrics.json holds),
+    `.misclassified` (test photos, also in `.metrics`). `features`
     trains from `imgtool beam features` Parquet shards instead of photos (then
     `folder` may be None). Percentages are 0..50; distortions (random_* in percent)
     add `distorted_copies` per training photo."""
@@ -315,8 +322,10 @@ def download_model(ref: PathLike | None = None, *, features: bool = False,
 def model_path(ref: str | None = None) -> Path:
     """The cache root (IMGTOOL_HOME) when `ref` is None, else the folder of the cache
     entry named `ref` (its catalog name, URL or entry key). ModelNotFoundError when it
-    is not cached."""
-    from imgtool import store
+    is not cached: the message says how to fetch it, if it is something that can be
+    fetched (a catalog name, URL, handle or local model), and says so if it is not."""
+    from imgtool import refs, store
+    from imgtool.catalog import load_catalog
     from imgtool.entries import cached_entries
     from imgtool.errors import ModelNotFoundError
 
@@ -325,7 +334,12 @@ def model_path(ref: str | None = None) -> Path:
     for e in cached_entries():
         if ref in (e["key"], e["name"]):
             return Path(e["path"])
-    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()})")
+    try:
+        refs.parse(ref, load_catalog())
+    except ModelNotFoundError as err:  # nothing that download_model could fetch
+        raise ModelNotFoundError(f"{ref} is not in the cache, and cannot be fetched: {err}") from None
+    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()}); `download_model({ref!r})` "
+                             "fetches it")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,7 @@ class Classifier:
         self.decision: Decision = decide_output_kind(model.config.output, facts, scores,
                                                      has_labels=model.labels is not None)
         if self.decision.kind == "features":
-            raise UsageError(
-                f"{model.ref} is a feature extractor ({facts.width}-wide feature vectors), not a classifier; "
-                "train a classifier on it (it is a backbone to retrain), or pick a classifier from the catalog")
+            raise UsageError(feature_extractor_message(model.ref, facts.width))
         self.input_size = self.engine.input_size
         if model.labels is None:
             ui.warn(f"{model.ref} has no labels; showing class numbers (give a labels file to name them)")
@@ -117,11 +116,56 @@ class Classifier:
                 j += 1
 
 
+def feature_extractor_message(ref: str, width: int) -> str:
+    """What classify and labels say of a feature extractor (it has neither scores nor labels)."""
+    return (f"{ref} is a feature extractor ({width}-wide feature vectors), not a classifier; train a classifier "
+            "on it (it is a backbone to retrain), or pick a classifier from the catalog")
+
+
+def is_feature_extractor(model: Model) -> int | None:
+    """The feature width if `model` (resolved, labels or not) is a feature extractor, by the
+    rule classify uses; None if it is a classifier or cannot be told without TensorFlow."""
+    if model.labels is not None:
+        return None
+    if model.config.output is not None and model.config.output != "features":
+        return None
+    if model.tflite is None and model.head is None:
+        return None  # telling would need the TF model loaded (or converted): not for a labels list
+    facts = model.engine().output_facts()
+    decision = decide_output_kind(model.config.output, facts, "auto", has_labels=False)
+    return facts.width if decision.kind == "features" else None
+
+
+def model_given_as_input(path: str | os.PathLike[str]) -> str | None:
+    """The error for an input to classify that is a model (a folder written by retrain, a
+    SavedModel folder, a .tflite file) - the arguments swapped; None for anything else."""
+    from imgtool.retrained import RETRAINED_FILE
+
+    p = Path(path)
+    is_model = (p.is_dir() and ((p / RETRAINED_FILE).is_file() or (p / "saved_model.pb").is_file())) or \
+        (p.suffix.lower() == ".tflite" and p.is_file())
+    if not is_model:
+        return None
+    shown = os.fspath(path)
+    return f"{shown}: that is a model, not an image; did you mean `load_model({shown!r})`?"
+
+
+def check_inputs(items: Iterable[Any]) -> None:
+    """UsageError if a path among `items` is a model (see `model_given_as_input`): said
+    before any model is loaded, so swapped arguments never start a download."""
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            problem = model_given_as_input(item)
+            if problem is not None:
+                raise UsageError(problem)
+
+
 def _expand(items: Iterable[Any]) -> Iterator[images.Input]:
     for item in items:
         if images.is_in_memory(item):
             yield images.Input(None, image=item)
         elif isinstance(item, (str, os.PathLike)):
+            check_inputs([item])
             yield from images.expand_inputs([os.fspath(item)])
         else:
             raise UsageError(f"cannot classify a {type(item).__name__}: give a path (file or folder), a PIL image "

@@ -26,15 +26,22 @@ from imgtool.version import __version__
 if TYPE_CHECKING:
     from imgtool.api import QuantizeMode, Scores
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0  all inputs done (and expectations met)
-  1  some input failed, or --expect / --min-accuracy was not met
-     (the other inputs were still processed and printed)
-  2  usage error
-  3  the model could not be obtained or loaded
-  4  could not write (disk full, file too large, read-only, permission
-     denied): nothing half-written is left, a previous model is unchanged"""
+INTERRUPTED = "interrupted (Ctrl-C): nothing half-written is kept"
+
+
+def exit_codes(*codes: tuple[int, str], interrupted: str = INTERRUPTED) -> str:
+    """A command's epilog: its own exit codes, each line `CODE  what`, 130 (`interrupted`)
+    last. Every command says only what it can return (tests/test_help.py checks it)."""
+    import textwrap
+
+    lines = [textwrap.fill(what, 78, initial_indent=f"  {code:<3}  ", subsequent_indent=" " * 7)
+             for code, what in (*codes, (130, interrupted))]
+    return "\b\nExit codes:\n" + "\n".join(lines)
+
+
+USAGE = (2, "usage error (a bad option, argument or IMGTOOL_* variable)")
+MODEL = (3, "the model could not be obtained or loaded")
+CACHE = (4, "could not write the model cache (disk full, read-only, permission denied)")
 
 
 QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite_export.QUANTIZE_MODES
@@ -61,9 +68,10 @@ def model_options(f: Callable) -> Callable:
         click.option("--labels", "labels_file", metavar="FILE", type=click.Path(dir_okay=False),
                      help="Labels file, one a line (always wins over the model's own)."),
         click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W",
-                     help="Input size for models that do not say."),
+                     help="Input size for models that do not say (a .tflite says: a different size is exit 2)."),
         click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI",
-                     help="Pixel values 0..255 map linearly to LO..HI (default: as the catalog says, else 0,1)."),
+                     help="Pixel values 0..255 map linearly to LO..HI (default: as the model or the catalog says, "
+                          "else 0,1; a quantized .tflite says: a different range is exit 2)."),
         click.option("--input-tensor", metavar="NAME", help="Frozen graph (.pb) input tensor (default Mul:0)."),
         click.option("--output-tensor", metavar="NAME", help="Frozen graph (.pb) output tensor (default softmax:0)."),
     ]
@@ -76,8 +84,9 @@ def format_option(*formats: str, help_text: str | None = None) -> Callable[[Call
     """-f/--format, the same for every command: `text` for people (the default), the
     others for programs; the value arrives as `fmt` (see `imgtool.output.Writer`)."""
     def decorate(f: Callable) -> Callable:
+        text = help_text or f"text for people; {'/'.join(formats)} for programs."
         return click.option("-f", "--format", "fmt", type=click.Choice(["text", *formats]), default="text",
-                            show_default=True, help=help_text)(f)
+                            show_default=True, help=text)(f)
     return decorate
 
 
@@ -124,7 +133,11 @@ def cli() -> None:
 
 # ---------------------------------------------------------------- classify
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(epilog=exit_codes(
+    (0, "every input classified (and every top-1 is --expect's LABEL)"),
+    (1, "some input could not be read, or a top-1 is not --expect's LABEL (the other inputs were still "
+        "classified and printed)"),
+    USAGE, MODEL, CACHE))
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @model_options
 @click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1),
@@ -149,10 +162,12 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
     jsonl prints one object per input: {"path", "predictions": [{"label", "score", "index"}]}
     or {"path", "error"}; json an array of those; csv one row per prediction.
     """
+    from imgtool.classifier import check_inputs
     from imgtool.labels import check_expected, matches
     from imgtool.output import Writer, display_path
 
     ui.set_quiet(quiet)
+    check_inputs(inputs)  # a model among the inputs (arguments swapped): exit 2 before any download
     model = _load(model_opts, scores, verbose)
     if expect is not None:
         check_expected(expect, model.labels, model.ref)
@@ -183,7 +198,10 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
 
 # ---------------------------------------------------------------- labels
 
-@cli.command()
+@cli.command(epilog=exit_codes(
+    (0, "labels listed"), (1, "--search matched no label (said on stderr)"),
+    (2, "usage error (a bad option, a feature extractor: it has no labels, or a bad IMGTOOL_* variable)"),
+    (3, "the model could not be obtained or loaded, or it carries no labels (pass --labels)"), CACHE))
 @model_options
 @click.option("-s", "--search", metavar="TEXT", help="Only labels containing TEXT (case-insensitive).")
 @format_option("json")
@@ -206,10 +224,20 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
         ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
         raise _model_error(f"{ref} carries no labels; pass --labels FILE")
     needle = (search or "").casefold()
+    found = 0
     with Writer(fmt) as out:
         for i, label in enumerate(names):
             if needle in label.casefold():
+                found += 1
                 out.record({"index": i, "label": label}, text=f"{i}\t{label}\n")
+    if search is not None and not found:
+        from imgtool.catalog import DEFAULT_MODEL
+        from imgtool.output import display_path
+
+        ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
+        click.echo(f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; "
+                   "try a shorter TEXT)", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 def _model_error(msg: str) -> ImgtoolError:
@@ -220,7 +248,15 @@ def _model_error(msg: str) -> ImgtoolError:
 
 # ---------------------------------------------------------------- retrain / evaluate
 
-@cli.command("retrain-last-layer", epilog=EXIT_CODES_HELP)
+@cli.command("retrain-last-layer", epilog=exit_codes(
+    (0, "the model folder was written (its path and report.html's are the last lines on stderr)"),
+    (1, "test accuracy is below --min-accuracy: no model was written"),
+    (2, "usage error (folder layout, class sizes, --output, a classifier as --model, an option the model "
+        "contradicts, a bad IMGTOOL_* variable)"),
+    MODEL,
+    (4, "could not write (disk full, file too large, read-only, permission denied): nothing half-written is "
+        "left, a previous model in --output is unchanged"),
+    interrupted="interrupted (Ctrl-C or SIGTERM): nothing half-written is left, a previous model is unchanged"))
 @click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (default: ./IMAGE_DIR-model; never inside IMAGE_DIR).")
@@ -230,8 +266,11 @@ def _model_error(msg: str) -> ImgtoolError:
 @click.option("-m", "--model", "model", metavar="MODEL",
               help="Backbone: catalog name (its feature-vector twin is used), .tflite feature extractor, "
                    "SavedModel, hub handle or URL. Default: $IMGTOOL_BACKBONE, else inception_v3.")
-@click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W")
-@click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI")
+@click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W",
+              help="Input size for a backbone that does not say (a .tflite says: a different size is exit 2).")
+@click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI",
+              help="Pixel values 0..255 map linearly to LO..HI, for a backbone that does not say (a quantized "
+                   ".tflite says: a different range is exit 2).")
 @click.option("--validation-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
               help="Photos put in the validation split by hash (scored out-of-fold; also fitted on).")
 @click.option("--test-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
@@ -242,7 +281,8 @@ def _model_error(msg: str) -> ImgtoolError:
               help="Given test photos (one sub-folder per class) instead of a hashed share.")
 @click.option("--l2", type=click.FloatRange(min=0, min_open=True), metavar="X",
               help="Fix the L2 strength (default: chosen by 5-fold cross-validation from 10 .. 0.001).")
-@click.option("--label-smoothing", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--label-smoothing", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Fit to smoothed targets: (1 - X) one-hot + X / classes (0: hard labels).")
 @click.option("--class-weight", type=click.Choice(["balanced", "none"]), default="balanced", show_default=True,
               help="balanced: every class weighs the same in the fit, however many photos it has.")
 @click.option("--seed", default=0, show_default=True, type=int,
@@ -264,7 +304,7 @@ def _model_error(msg: str) -> ImgtoolError:
               help="Distorted copies per training image (each costs a backbone pass; not cached).")
 @click.option("--summaries-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write TensorBoard summaries (loss, accuracy) here.")
-@click.option("--print-misclassified", is_flag=True, help="List misclassified test images.")
+@click.option("--print-misclassified", is_flag=True, help="List misclassified test photos (text format).")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X",
               help="Exit 1 (and write no model) if test accuracy is below X (0..1).")
 @click.option("--force", is_flag=True,
@@ -276,7 +316,7 @@ def _model_error(msg: str) -> ImgtoolError:
               help="Besides model.tflite (float), also write model-MODE.tflite quantized: dynamic (int8 weights), "
                    "float16 (half-size weights) or int8 (full-integer, calibrated on the training photos).")
 @format_option("json", help_text="json: the metrics as one object on stdout.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
 def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model: str | None, input_size: Any,
                        value_range: Any, validation_percent: float, test_percent: float, validation_dir: Any,
                        test_dir: Any,
@@ -287,7 +327,8 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
                        summaries_dir: Any, print_misclassified: bool, min_accuracy: float | None, force: bool,
                        tf_exports: bool, quantize: QuantizeMode, fmt: str, quiet: bool) -> None:
     """Train a new last layer on IMAGE_DIR (one sub-folder per class, or train/ + val/
-    [+ test/] each with the class sub-folders); alias: retrain.
+    [+ test/] each with the class sub-folders). `imgtool retrain` and `imgtool
+    retrain-last-layer` are the same command.
 
     The backbone stays frozen; its features ("bottlenecks") are computed once and cached,
     so a second run over the same photos does no backbone work. The last layer is an
@@ -329,6 +370,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     if fmt == "json":
         click.echo(json.dumps({**{k: v for k, v in m.items() if k != "history"},
                                "output": str(result.output) if result.output else None,
+                               "report": str(result.report) if result.report else None,
                                "misclassified": result.misclassified}, indent=2))
     else:
         h = m["head"]
@@ -348,6 +390,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     for line in _export_lines(m.get("exports") or []):
         ui.info(line)
     ui.info(f"model written to {result.output}  (try: imgtool classify -m {result.output} PHOTO)")
+    ui.info(f"report: {result.report}")
 
 
 cli.add_command(retrain_last_layer, name="retrain")
@@ -389,7 +432,11 @@ def _export_lines(records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-@cli.command("export", epilog=EXIT_CODES_HELP)
+@cli.command("export", epilog=exit_codes(
+    (0, "the .tflite was written, and recorded in MODEL_DIR's metrics.json and report.html"),
+    (2, "usage error (MODEL_DIR is not a model folder written by retrain, a bad option)"),
+    (3, "MODEL_DIR's model could not be loaded or converted"),
+    (4, "could not write (disk full, file too large, read-only, permission denied)")))
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quantize", type=click.Choice(QUANTIZE_CHOICES), default="none", show_default=True,
               help="none: float model.tflite; dynamic, float16, int8: model-MODE.tflite (int8 is calibrated "
@@ -400,7 +447,7 @@ def _export_lines(records: list[dict[str, Any]]) -> list[str]:
               help="Replace an existing --output file that is not an export of imgtool (never a device, FIFO, "
                    "folder or symbolic link).")
 @format_option("json")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
 def export_cmd(model_dir: Path, quantize: str, output: Path | None, force: bool, fmt: str, quiet: bool) -> None:
     """Write a single .tflite (with TFLite metadata and labels) for a retrained MODEL_DIR.
 
@@ -425,16 +472,21 @@ def export_cmd(model_dir: Path, quantize: str, output: Path | None, force: bool,
     else:
         for line in _export_lines(records):
             click.echo(line)
+    if (model_dir / "report.html").is_file():
+        ui.info(f"report: {model_dir / 'report.html'} (its exports table lists the new file)")
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(epilog=exit_codes(
+    (0, "every photo evaluated (and accuracy reaches --min-accuracy)"),
+    (1, "some photo could not be read, or accuracy is below --min-accuracy"),
+    USAGE, MODEL, CACHE))
 @click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
 @model_options
 @format_option("json")
-@click.option("--print-misclassified", is_flag=True)
+@click.option("--print-misclassified", is_flag=True, help="List misclassified photos (text format).")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X", help="Exit 1 if accuracy is below X.")
 @scores_option
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
 @click.option("-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why.")
 def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: float | None, scores: Scores,
              quiet: bool, verbose: bool, **model_opts: Any) -> None:
@@ -483,7 +535,7 @@ def models() -> None:
     """The catalog and the caches in IMGTOOL_HOME: models, bottlenecks, exports."""
 
 
-@models.command("list")
+@models.command("list", epilog=exit_codes((0, "listed"), USAGE, interrupted="interrupted (Ctrl-C)"))
 @format_option("json")
 def models_list(fmt: str) -> None:
     """Catalog models, what is in the cache, and the bottleneck and export caches (sizes).
@@ -512,23 +564,23 @@ def models_list(fmt: str) -> None:
                             f"`imgtool models remove {name}`)\n")
 
 
-@models.command("path")
+@models.command("path", epilog=exit_codes(
+    (0, "the path was printed"), USAGE, (3, "MODEL is not in the cache (`imgtool models list` shows what is)"),
+    interrupted="interrupted (Ctrl-C)"))
 @click.argument("model", required=False)
 def models_path(model: str | None) -> None:
     """Where the cache is (or where MODEL's entry is)."""
     from imgtool import api
-    from imgtool.errors import ModelNotFoundError
 
-    try:
-        click.echo(str(api.model_path(model)))
-    except ModelNotFoundError as err:
-        raise ModelNotFoundError(f"{err}; `imgtool models download {model}` fetches it") from None
+    click.echo(str(api.model_path(model)))  # not cached: the error says whether and how it can be fetched
 
 
-@models.command("download")
-@click.argument("refs", nargs=-1, metavar="MODEL...")
+@models.command("download", epilog=exit_codes(
+    (0, "every MODEL is in the cache, ready"), USAGE, (3, "a MODEL could not be downloaded, converted or loaded"),
+    CACHE, interrupted="interrupted (Ctrl-C): nothing half-downloaded is kept in the cache"))
+@click.argument("refs", nargs=-1, metavar="[MODEL]...")
 @click.option("--features", is_flag=True, help="Also fetch the feature-vector twin used by retrain.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
 def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
     """Download (and convert) models now, e.g. while building a CI image. Default: inception_v3."""
     from imgtool import api
@@ -539,7 +591,10 @@ def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
         ui.info(f"{info.name}: ready" + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
 
 
-@models.command("remove")
+@models.command("remove", epilog=exit_codes(
+    (0, "removed (or nothing was cached)"), USAGE,
+    (3, "a NAME matches nothing cached (the others were still removed)"),
+    (4, "could not remove (read-only, permission denied)")))
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("-q", "--quiet", is_flag=True, help="Say nothing (errors still shown).")
 def models_remove(names: tuple[str, ...], quiet: bool) -> None:

@@ -17,9 +17,74 @@ import click
 from imgtool import settings, ui
 from imgtool.errors import ImgtoolError
 
+# The flags of TensorFlow's retrain.py, label_image.py and classify_image.py, each with what
+# does its job in imgtool: given to any imgtool command, exit 2 with this one line.
+_MEAN_STD = ("--value-range LO,HI with LO = -mean/std and HI = (255 - mean)/std (mean 127.5, std 127.5: "
+             "--value-range -1,1; mean 0, std 255: 0,1)")
+_CONVERGED = "not needed: the last layer is fitted to convergence (full-batch L-BFGS; --l2 fixes its L2 strength)"
+TF_FLAGS: dict[str, tuple[str, str]] = {
+    "--image_dir": ("retrain.py", "the IMAGE_DIR argument: imgtool retrain IMAGE_DIR"),
+    "--tfhub_module": ("retrain.py", "-m/--model (a catalog name, hub: handle, URL or feature-vector .tflite)"),
+    "--how_many_training_steps": ("retrain.py", _CONVERGED),
+    "--learning_rate": ("retrain.py", _CONVERGED),
+    "--train_batch_size": ("retrain.py", _CONVERGED),
+    "--eval_step_interval": ("retrain.py", _CONVERGED),
+    "--validation_batch_size": ("retrain.py", "not needed: every validation photo is scored"),
+    "--test_batch_size": ("retrain.py", "not needed: every test photo is scored"),
+    "--output_graph": ("retrain.py", "-o/--output (a model folder; `imgtool export` writes one .tflite)"),
+    "--output_labels": ("retrain.py", "-o/--output (the model folder holds labels.txt)"),
+    "--saved_model_dir": ("retrain.py", "-o/--output (the model folder holds saved_model/ for TF backbones)"),
+    "--intermediate_output_graphs_dir": ("retrain.py", "not needed: there is one fit, no intermediate graphs"),
+    "--intermediate_store_frequency": ("retrain.py", "not needed: there is one fit, no intermediate graphs"),
+    "--final_tensor_name": ("retrain.py", "not needed: the model folder's labels and serving signature say it"),
+    "--testing_percentage": ("retrain.py", "--test-percent"),
+    "--validation_percentage": ("retrain.py", "--validation-percent"),
+    "--print_misclassified_test_images": ("retrain.py", "--print-misclassified"),
+    "--bottleneck_dir": ("retrain.py", "--bottleneck-dir"),
+    "--summaries_dir": ("retrain.py", "--summaries-dir"),
+    "--flip_left_right": ("retrain.py", "--flip-left-right"),
+    "--random_crop": ("retrain.py", "--random-crop"),
+    "--random_scale": ("retrain.py", "--random-scale"),
+    "--random_brightness": ("retrain.py", "--random-brightness"),
+    "--logging_verbosity": ("retrain.py", "-q/--quiet for less (classify and evaluate also take -v/--verbose)"),
+    "--architecture": ("retrain.py", "-m/--model (a catalog name, e.g. mobilenet_v2)"),
+    "--image": ("label_image.py", "the INPUT arguments: imgtool classify PHOTO... (files or folders)"),
+    "--graph": ("label_image.py", "-m/--model (a .pb graph, .tflite, SavedModel, model folder or catalog name)"),
+    "--input_layer": ("label_image.py", "--input-tensor NAME (frozen .pb graphs)"),
+    "--output_layer": ("label_image.py", "--output-tensor NAME (frozen .pb graphs)"),
+    "--input_height": ("label_image.py", "--input-size H,W"),
+    "--input_width": ("label_image.py", "--input-size H,W"),
+    "--input_mean": ("label_image.py", _MEAN_STD),
+    "--input_std": ("label_image.py", _MEAN_STD),
+    "--model_dir": ("classify_image.py", "-m/--model (models are downloaded once into IMGTOOL_HOME)"),
+    "--image_file": ("classify_image.py", "the INPUT arguments: imgtool classify PHOTO..."),
+    "--num_top_predictions": ("classify_image.py", "-k/--top-k"),
+}
+
+
+def tf_flag_error(args: list[str], known: set[str]) -> str | None:
+    """The line for the first TensorFlow-script flag among `args` (up to a bare `--`) that
+    is not one of the command's own options (`known`), or None."""
+    for arg in args:
+        if arg == "--":
+            return None
+        flag = arg.split("=", 1)[0]
+        if flag in TF_FLAGS and flag not in known:
+            script, instead = TF_FLAGS[flag]
+            return f"{flag} is a flag of TensorFlow's {script}; in imgtool: {instead}"
+    return None
+
 
 class Command(click.Command):
-    """Checks the IMGTOOL_* settings before the command runs (exit 2 naming a bad one)."""
+    """Checks the IMGTOOL_* settings before the command runs (exit 2 naming a bad one);
+    a flag of TensorFlow's scripts is exit 2 naming what replaces it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        known = {o for p in self.get_params(ctx) if isinstance(p, click.Option) for o in (*p.opts, *p.secondary_opts)}
+        problem = None if ctx.resilient_parsing else tf_flag_error(args, known)
+        if problem is not None:
+            raise click.UsageError(problem, ctx)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         settings.current()
@@ -66,6 +131,7 @@ _API_CALLS = [
     (re.compile(rf"`download_model\({_ARG}\)`"), "`imgtool models download {}`"),
     (re.compile(rf"`remove_models\(\[{_ARG}\]\)`"), "`imgtool models remove {}`"),
     (re.compile(rf"`load_model\({_ARG}\)\.labels`"), "`imgtool labels -m {} --search TEXT`"),
+    (re.compile(rf"`load_model\({_ARG}\)`"), "`-m {}`"),
 ]
 
 

@@ -10,9 +10,11 @@ of n photos has Binomial(n, v) validation photos - a small class can have none (
 held-out sets then simply lack it; the head is chosen by cross-validation, which needs
 only 2 photos of each class outside the test split).
 
-Given splits: a root whose sub-folders are `train/` and `val/` or `validation/` (and
-optionally `test/`), each holding the same class folders, is used as it is (no hashing);
-so are `--validation-dir` / `--test-dir` folders."""
+Given splits: a root whose sub-folders are `train/` and `val/`, `valid/` (Roboflow's
+name) or `validation/` (and optionally `test/`), each holding the same class folders, is
+used as it is (no hashing); so are `--validation-dir` / `--test-dir` folders. Folders
+named like splits are never silently classes: beside real class folders they are used as
+classes with a warning; alone (say `train/` only) they are an error."""
 
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgtool import images
+from imgtool import images, ui
 from imgtool.errors import DatasetError, ImageError, UsageError
 
 SPLITS = ("train", "validation", "test")
+SHOWN_CLASSES = 3  # a message naming classes names this many, then says how many more
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,12 @@ def check_sizes(classes: list[str], samples: list[Sample]) -> None:
             fit = n["train"] + n["validation"]
             extra = f" (and {n['test']} in the test split)" if n["test"] else ""
             return f"class {c!r} has {fit} usable photo{'' if fit == 1 else 's'} for training{extra}"
-        raise DatasetError("; ".join(one(c, n) for c, n in small) + "; each class needs at least 2 outside "
-                           "the test split (cross-validation needs 2 of each); add photos or remove the folder")
+        said = "; ".join(one(c, n) for c, n in small[:SHOWN_CLASSES])
+        if len(small) > SHOWN_CLASSES:  # one line, however many classes (1,000 of them made 14 KB)
+            said = (f"{len(small)} of the {len(classes)} classes have fewer than 2 usable photos for training, "
+                    f"e.g. {said}; and {len(small) - SHOWN_CLASSES} more")
+        raise DatasetError(said + "; each class needs at least 2 outside the test split (cross-validation needs "
+                           "2 of each); add photos or remove the folder")
 
 
 def imbalance(classes: list[str], samples: list[Sample], ratio: float = 5.0) -> str | None:
@@ -123,7 +130,8 @@ def imbalance(classes: list[str], samples: list[Sample], ratio: float = 5.0) -> 
     return None
 
 
-SPLIT_DIRS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
+SPLIT_DIRS = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation",
+              "test": "test"}
 
 
 def _classes_in(folder: Path) -> list[str]:
@@ -149,6 +157,22 @@ def _mismatch(a_name: str, a: list[str], b_name: str, b: list[str]) -> str:
     return "; ".join(parts)
 
 
+def _split_named_classes(root: Path, subdirs: list[str], split_dirs: list[str]) -> None:
+    """Folders named like splits that are not a given split (no train/ with a held-out
+    folder): alone, an error; beside real classes, a warning (they are used as classes)."""
+    if not split_dirs:
+        return
+    named = ", ".join(d + "/" for d in split_dirs)
+    if len(split_dirs) == len(subdirs):
+        raise UsageError(f"{root} holds only {named}, named like a split, not like classes; a given split is train/ "
+                         "with val/, valid/ or validation/ (and test/ if you like), each holding the same class "
+                         "folders; otherwise give the folder that holds the class folders")
+    one = len(split_dirs) == 1
+    ui.warn(f"{root}: {named} {'is' if one else 'are'} named like a split but used as {'a class' if one else 'classes'}"
+            f" beside {len(subdirs) - len(split_dirs)} other{'' if len(subdirs) - len(split_dirs) == 1 else 's'}; "
+            "if held-out photos are in there, give them as `validation_dir` or `test_dir` instead")
+
+
 def find_layout(root: str | Path, validation_dir: str | Path | None = None,
                 test_dir: str | Path | None = None) -> tuple[list[str], list[tuple[str, str, int, str | None]], str]:
     """(classes, [(path, rel, label, given split or None)], description). Either `root`
@@ -171,8 +195,9 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
         if others:
             raise UsageError(f"{root} holds {', '.join(split_dirs)} (a given split) beside other folders "
                              f"({', '.join(others)}); move those into the splits' class folders or remove them")
-        if "val" in split_dirs and "validation" in split_dirs:
-            raise UsageError(f"{root} holds both val/ and validation/; keep one")
+        named_validation = [d for d in split_dirs if SPLIT_DIRS[d] == "validation"]
+        if len(named_validation) > 1:
+            raise UsageError(f"{root} holds both {' and '.join(d + '/' for d in named_validation)}; keep one")
         classes = _classes_in(root / "train")
         label_of = {c: i for i, c in enumerate(classes)}
         for d in split_dirs:
@@ -185,6 +210,7 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
         description = f"given split: {', '.join(d + '/' for d in split_dirs)}"
         given = {SPLIT_DIRS[d] for d in split_dirs}
     else:
+        _split_named_classes(root, subdirs, split_dirs)
         classes = subdirs
         label_of = {c: i for i, c in enumerate(classes)}
         files = _files_in(root, classes, label_of, root, None)

@@ -78,6 +78,25 @@ class LiteRTEngine:
         self.output_width = int(np.prod(self._out["shape"][1:]))
         self._out_position = next(i for i, d in enumerate(outputs) if d["index"] == self._out["index"])
 
+    @property
+    def input_dtype(self) -> str:
+        return np.dtype(self._in["dtype"]).name
+
+    def input_scale(self) -> float:
+        return float(self._in["quantization"][0])
+
+    def quantized_input_range(self) -> tuple[float, float] | None:
+        """For a quantized input, the real values the pixels 0..255 are fed as (what its
+        quantization says; int8: pixel p is p - 128); None for raw uint8 pixels (no scale)
+        or a float input."""
+        if not self.quantized:
+            return None
+        scale, zero = self._in["quantization"]
+        if not scale:
+            return None
+        lo = -128 if self._in["dtype"] == np.int8 else 0
+        return (float((lo - zero) * scale), float((lo + 255 - zero) * scale))
+
     def output_facts(self) -> OutputFacts:
         from imgtool import tflite_info
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from imgtool.catalog import ModelConfig, ModelFormat
 from imgtool.engine import Engine, HeadEngine, LiteRTEngine, TFEngine
-from imgtool.errors import ModelError
+from imgtool.errors import ModelError, UsageError
 
 Purpose = Literal["classify", "features", "labels"]
 """What a model is resolved for: classifying, feature vectors (retraining), or only its labels."""
@@ -41,6 +41,9 @@ class Model:
     head: Path | None = None
     backbone: Model | None = None
     notes: list[str] = field(default_factory=list)
+    # what the caller said of the model (`input_size`, `value_range`): checked against what the
+    # model itself says once its engine is made (a .tflite fixes both for quantized inputs)
+    given: dict[str, Any] = field(default_factory=dict)
     # called when the cached .tflite (self.entry is set) no longer loads: makes it loadable
     # again (True) or gives up on it (False: self.tflite is None, run in TF); set by the resolver
     repair: Callable[[Model], bool] | None = field(default=None, repr=False, compare=False)
@@ -50,6 +53,15 @@ class Model:
         return self.config.input_size
 
     def engine(self) -> Engine:
+        engine = self._engine()
+        lite = engine.backbone if isinstance(engine, HeadEngine) else engine
+        if isinstance(lite, LiteRTEngine):
+            problem = given_mismatch(lite, self.given, self.ref)
+            if problem is not None:
+                raise UsageError(problem)
+        return engine
+
+    def _engine(self) -> Engine:
         if self.head is not None:
             assert self.backbone is not None
             with np.load(self.head, allow_pickle=False) as npz:
@@ -69,3 +81,28 @@ class Model:
         if self.input_size is None:
             raise ModelError(f"{self.ref}: cannot tell the input size; pass `input_size` HEIGHT,WIDTH")
         return TFEngine(self.tf_source, self.input_size, self.config.value_range, self.graph_tensors)
+
+
+def given_mismatch(engine: LiteRTEngine, given: dict[str, Any], ref: str) -> str | None:
+    """Why the caller's `input_size` / `value_range` cannot apply to this .tflite, or None.
+    Its input size is fixed; a quantized (uint8/int8) input already says which real values
+    the pixels 0..255 stand for, so a different range would feed it garbage. A value that
+    agrees with the model (within one quantization step) is fine."""
+    size = given.get("input_size")
+    if size is not None and tuple(size) != tuple(engine.input_size):
+        h, w = engine.input_size
+        return (f"`input_size` {size[0]},{size[1]} does not apply to {ref}: a .tflite has a fixed input size, here "
+                f"{h},{w}; leave `input_size` out")
+    vr = given.get("value_range")
+    implied = engine.quantized_input_range()
+    if vr is None or not engine.quantized:
+        return None
+    if implied is None:
+        return (f"`value_range` {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is raw uint8 pixels "
+                "(0..255 as they are); leave `value_range` out")
+    step = engine.input_scale() + 1e-6
+    if abs(vr[0] - implied[0]) <= step and abs(vr[1] - implied[1]) <= step:
+        return None
+    return (f"`value_range` {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is quantized "
+            f"({engine.input_dtype}: pixel values 0..255 already stand for {implied[0]:g}..{implied[1]:g}); "
+            "leave `value_range` out")

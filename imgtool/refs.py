@@ -9,6 +9,8 @@ Accepted references, tried in this order:
                           .tar.gz archive, or a folder written by `imgtool retrain`
   NAME                    a catalog name (`imgtool models list`)
 A name that is both a catalog entry and a local path is an error naming both readings.
+A reference that looks like a path (a `/`, or a file suffix such as .tflite) and names
+nothing on disk is "no such file", not an unknown catalog name.
 
 Layer: bottom (errors only); no file is read but for whether a path exists.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +66,15 @@ def page_to_download(url: str) -> str:
     return url
 
 
+_FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]*")  # .tflite, .pb, .gz; not the ".0_224" of a catalog name
+
+
+def looks_like_a_path(ref: str) -> bool:
+    """A reference written as a path: it has a `/` (or the OS's separator), or ends in a
+    file suffix. Catalog names have neither."""
+    return "/" in ref or os.sep in ref or bool(_FILE_SUFFIX.fullmatch(os.path.splitext(ref)[1]))
+
+
 def parse(ref: str, catalog: Collection[str]) -> Ref:
     """What `ref` names, given the catalog's names (UsageError when it is ambiguous,
     ModelError when it names nothing)."""
@@ -81,6 +93,9 @@ def parse(ref: str, catalog: Collection[str]) -> Ref:
         return Ref(ref, "path", path=Path(ref))
     if ref in catalog:
         return Ref(ref, "catalog", name=ref)
+    if looks_like_a_path(ref):
+        raise ModelNotFoundError(f"{ref}: no such file or folder; give the path of a model file (.tflite, .pb, "
+                                 ".tar.gz), a SavedModel or retrained folder, or a catalog name")
     near = difflib.get_close_matches(ref, list(catalog), n=1)
     hint = f" (did you mean {near[0]}?)" if near else ""
     raise ModelNotFoundError(f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; "

@@ -5,7 +5,12 @@ so it survives being copied. Every figure comes from metrics.json; keys added la
 (F1, the baseline, how the head was chosen) are read with `.get`, so a report can be
 drawn from older or newer metrics alike. Readable with many classes and long names:
 wide tables scroll inside their own box, the confusion matrix numbers its columns (the
-full name in a tooltip and in the row header), and nothing widens the page."""
+full name in a tooltip and in the row header), class names wrap between words only, and
+nothing widens the page (checked in Chromium at 1280, 800 and 420 px).
+
+Bounded with many classes: no per-class table or confusion matrix without test photos;
+above CONFUSION_MATRIX_MAX classes the matrix (classes^2 cells) becomes the TOP_CONFUSIONS
+most frequent mistakes; at most MAX_THUMBNAILS misclassified photos are drawn."""
 
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ from imgtool import images
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 SMALL_TEST_SET = 100  # below this many test photos the page says how uncertain accuracy is
+CONFUSION_MATRIX_MAX = 30  # classes; above this, the most frequent confusions instead of the matrix
+TOP_CONFUSIONS = 25
+MAX_THUMBNAILS = 100  # misclassified photos drawn (the rest are counted; metrics.json lists them all)
 
 
 def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -95,14 +103,22 @@ def _num(v: Any) -> str:
 
 esc = html.escape
 
+
+def title_for(image_dir: str | None) -> str:
+    """The report's title for a model trained on `image_dir` (retrain and export agree)."""
+    from pathlib import Path
+
+    return f"imgtool retrain: {Path(image_dir).name}" if image_dir else "imgtool retrain"
+
 CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; overflow-wrap: anywhere; } h2 { font-size: 1.15em; margin-top: 2em; }
-.big { font-size: 2.2em; font-weight: 600; } .muted { color: #666; }
+.big { font-size: 2.2em; font-weight: 600; } .muted { color: #666; } .path { overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; } td, th { padding: 4px 8px; text-align: right; }
 th { font-weight: 600; } td.name, th.name { text-align: left; }
-.names td.name { max-width: 22em; overflow-wrap: anywhere; }
+.names td.name { max-width: 22em; overflow-wrap: normal; }
+@media (max-width: 600px) { .names td.name { max-width: 11em; } .bar { width: 80px; } }
 .caveat { background: #fff6e0; border-left: 4px solid #e0a800; padding: .6em 1em; }
 .cm td, .cm th { padding: 3px 4px; }
 .cm td { min-width: 1.7em; text-align: center; border: 1px solid #fff; font-variant-numeric: tabular-nums; }
@@ -116,7 +132,9 @@ th { font-weight: 600; } td.name, th.name { text-align: left; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 0; width: 140px; font-size: 12px; }
 figure img { width: 140px; height: 140px; object-fit: cover; border-radius: 4px; }
-figcaption { overflow-wrap: anywhere; }
+figcaption span { display: block; overflow: hidden; text-overflow: ellipsis; }
+figcaption .muted { overflow-wrap: anywhere; }
+ol.confusions li { margin: 2px 0; }
 .wrong { color: #b22; } .right { color: #282; }
 tr.chosen td { font-weight: 600; background: #eef7ee; }
 svg.curve { width: 100%; max-width: 680px; height: auto; display: block; }
@@ -132,18 +150,20 @@ def _exports_section(metrics: dict[str, Any]) -> str:
     exports = [e for e in metrics.get("exports") or [] if "bytes" in e]
     if not exports:
         return ""
-    rows = ["<h2>Exported .tflite files</h2><table><tr><th>file</th><th>quantize</th><th>size</th>"
+    rows = ["<h2>Exported .tflite files</h2><div class='scroll'><table><tr><th>file</th><th>quantize</th><th>size</th>"
             "<th>test accuracy</th><th>float model</th></tr>"]
     for e in exports:
         acc = "unknown" if e.get("test_accuracy") is None else f'{e["test_accuracy"]:.1%}'
         ref = "" if e.get("float_test_accuracy") is None else f'{e["float_test_accuracy"]:.1%}'
         rows.append(f'<tr><td class="name">{esc(str(e["file"]))}</td><td>{esc(str(e["quantize"]))}</td>'
                     f'<td>{e["bytes"] / 1e6:.2f} MB</td><td>{acc}</td><td>{ref}</td></tr>')
-    rows.append("</table>")
+    rows.append("</table></div>")
     return "".join(rows)
 
-def render(metrics: dict[str, Any], misclassified: list[dict[str, Any]], title: str,
+def render(metrics: dict[str, Any], misclassified: list[dict[str, Any]] | None, title: str,
            generated: _dt.datetime | None = None) -> str:
+    """The page. `misclassified`: the test photos predicted wrong (None: not recorded,
+    as in a model folder written before metrics.json kept them)."""
     test = metrics.get("test") or {}
     classes = list(metrics.get("classes") or test.get("classes") or [])
     when = (generated or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
@@ -178,7 +198,8 @@ def _summary(metrics: dict[str, Any], test: dict[str, Any]) -> str:
     out.append("</p>")
     base = majority_baseline(metrics)
     if base is not None:
-        out.append(f'<p>Baseline: always answering the most frequent class, <b>{esc(str(base["class"]))}</b>, '
+        out.append('<p>Baseline: always answering the most frequent class, '
+                   f'<b class="cls">{esc(str(base["class"]))}</b>, '
                    f'scores {_pct(base["accuracy"])} on the same photos.</p>')
     if acc is not None and 0 < n < SMALL_TEST_SET:
         lo_hi = wilson_interval(round(acc * n), n)
@@ -189,14 +210,15 @@ def _summary(metrics: dict[str, Any], test: dict[str, Any]) -> str:
                    "add photos for a firmer figure.</p>")
     counts = metrics.get("counts") or {}
     total = sum(sum(v.values()) for v in counts.values() if isinstance(v, dict))
-    out.append(f'<p class="muted">backbone {esc(str(metrics.get("backbone", "")))}; {total} photos in '
+    out.append(f'<p class="muted">backbone <span class="path">{esc(str(metrics.get("backbone", "")))}</span>; '
+               f'{total} photos in '
                f'{len(metrics.get("classes") or [])} classes</p>')
     return "".join(out)
 
 
 def _per_class(test: dict[str, Any], classes: list[str]) -> str:
     per_class = test.get("per_class") or {}
-    if not per_class:
+    if not per_class or not test.get("count"):  # no test photos: every row would be empty
         return ""
     cm = test.get("confusion_matrix")
     rows = ["<h2>Per class, on the test photos</h2><div class='scroll'><table class='names'>"
@@ -218,9 +240,11 @@ def _per_class(test: dict[str, Any], classes: list[str]) -> str:
 
 def _confusion(test: dict[str, Any], classes: list[str]) -> str:
     cm = test.get("confusion_matrix")
-    if not cm:
+    if not cm or not any(any(row) for row in cm):  # no test photos: nothing to show
         return ""
     names = list(test.get("classes") or classes)  # evaluate may add "(other)"
+    if len(names) > CONFUSION_MATRIX_MAX:
+        return _top_confusions(cm, names)
     short = len(names) <= 8 and all(len(c) <= 10 for c in names)
     head = "".join(
         f'<th class="col" title="{esc(c)}" scope="col">{esc(c) if short else j + 1}</th>' for j, c in enumerate(names))
@@ -236,6 +260,31 @@ def _confusion(test: dict[str, Any], classes: list[str]) -> str:
         label = esc(c) if short else f"<b>{i + 1}</b> {esc(c)}"
         out.append(f'<tr><th class="row" scope="row" title="{esc(c)}">{label}</th>{cells}</tr>')
     out.append("</table></div>")
+    return "".join(out)
+
+
+def _top_confusions(cm: list[list[int]], names: list[str], n: int = TOP_CONFUSIONS) -> str:
+    """With many classes: the most frequent mistakes (true -> predicted), most first; ties
+    in class order."""
+    def name(i: int) -> str:
+        return names[i] if i < len(names) else str(i + 1)
+
+    pairs = sorted(((v, i, j) for i, row in enumerate(cm) for j, v in enumerate(row) if i != j and v),
+                   key=lambda t: (-t[0], t[1], t[2]))
+    out = [f"<h2>Most frequent confusions</h2><p class='muted'>{len(names)} classes: too many for a matrix "
+           f"({len(names)}&times;{len(names)} cells); metrics.json has it in full.</p>"]
+    if not pairs:
+        out.append("<p>None: every test photo was classified right.</p>")
+        return "".join(out)
+    shown = pairs[:n]
+    out.append("<div class='scroll'><ol class='confusions'>")  # a name longer than the page scrolls, unbroken
+    for v, i, j in shown:
+        out.append(f'<li><span class="right">{esc(name(i))}</span> predicted as '
+                   f'<span class="wrong">{esc(name(j))}</span>: {v} photo{"" if v == 1 else "s"}</li>')
+    out.append("</ol></div>")
+    if len(pairs) > n:
+        rest = sum(v for v, _, _ in pairs[n:])
+        out.append(f"<p class='muted'>and {len(pairs) - n} other confusions ({rest} photos).</p>")
     return "".join(out)
 
 
@@ -382,38 +431,76 @@ def _x_ticks(xs: Sequence[float], tx: Sequence[float], log: bool) -> list[tuple[
     return [(tx[i], f"{xs[i]:g}") for i in picked]
 
 
-def _misclassified(misclassified: list[dict[str, Any]]) -> str:
+def _misclassified(misclassified: list[dict[str, Any]] | None) -> str:
+    if misclassified is None:
+        return ("<h2>Misclassified test photos</h2><p class='muted'>Not recorded (this model folder was written by "
+                "an older imgtool).</p>")
     out = [f"<h2>Misclassified test photos ({len(misclassified)})</h2>"]
     if not misclassified:
         out.append("<p>None.</p>")
         return "".join(out)
+    if len(misclassified) > MAX_THUMBNAILS:
+        out.append(f"<p class='muted'>The first {MAX_THUMBNAILS} are shown; metrics.json lists all "
+                   f"{len(misclassified)}.</p>")
     out.append('<div class="grid">')
-    for m in misclassified:
+    for m in misclassified[:MAX_THUMBNAILS]:
         src = _thumb(m["path"])
         img = f'<img src="{src}" alt="">' if src else '<div class="muted">(unreadable)</div>'
-        out.append(f'<figure>{img}<figcaption><span class="right">true: {esc(m["true"])}</span><br>'
-                   f'<span class="wrong">predicted: {esc(m["predicted"])}</span> ({m["score"]:.0%})<br>'
+        out.append(f'<figure>{img}<figcaption><span class="right" title="{esc(m["true"])}">true: '
+                   f'{esc(m["true"])}</span><span class="wrong" title="{esc(m["predicted"])}">predicted: '
+                   f'{esc(m["predicted"])} ({m["score"]:.0%})</span>'
                    f'<span class="muted">{esc(m["rel"])}</span></figcaption></figure>')
     out.append("</div>")
     return "".join(out)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out += _flatten(v, f"{prefix}{k}.")
+# metrics.json's options as a person writes them: retrain's option for each key (the key with
+# dashes, but for these), and the keys that are no option but a fact of the fit
+_OPTION_SPELLING = {"copies": "--distorted-copies"}
+_NOT_OPTIONS = {"cv_folds": "cross-validation folds", "l2_grid": "L2 candidates"}
+_WHEN_NOT_GIVEN = {"l2": "chosen by cross-validation"}
+
+
+def _option_rows(options: dict[str, Any]) -> list[tuple[str, str]]:
+    """[(how a person writes the option, its value)]: `--test-percent` 10, `--flip-left-right`
+    on/off; an option not given is left out (or says what happens instead)."""
+    flat: list[tuple[str, Any]] = []
+    for k, v in options.items():
+        flat += list(v.items()) if isinstance(v, dict) else [(k, v)]  # distortions.* are options too
+    rows = []
+    for key, value in flat:
+        if key in _NOT_OPTIONS:
+            label = _NOT_OPTIONS[key]
         else:
-            out.append((f"{prefix}{k}", v))
-    return out
+            label = _OPTION_SPELLING.get(key, "--" + key.replace("_", "-"))
+        if value is None:
+            if key not in _WHEN_NOT_GIVEN:
+                continue
+            shown = _WHEN_NOT_GIVEN[key]
+        else:
+            shown = _value(value)
+        rows.append((label, shown))
+    return rows
+
+
+def _value(v: Any) -> str:
+    """A value as typed on a command line: on/off, 10 (not 10.0), 224,224, names as they are."""
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_value(x) for x in v)
+    return str(v)
 
 
 def _run_section(metrics: dict[str, Any], when: str) -> str:
     from imgtool.version import __version__
 
     version = metrics.get("imgtool") or __version__
-    rows = [("date", when), ("imgtool", version), ("backbone", metrics.get("backbone", ""))]
-    rows += [(k.replace("_", " "), v) for k, v in _flatten(metrics.get("options") or {})]
+    rows: list[tuple[str, str]] = [("date", when), ("imgtool", str(version)),
+                                   ("backbone", str(metrics.get("backbone", "")))]
+    rows += _option_rows(metrics.get("options") or {})
     counts = metrics.get("counts") or {}
     splits: dict[str, int] = {}
     for per in counts.values():
@@ -424,6 +511,6 @@ def _run_section(metrics: dict[str, Any], when: str) -> str:
         rows.append(("photos per split", ", ".join(f"{s} {n}" for s, n in splits.items())))
     skipped = metrics.get("skipped") or []
     if skipped:
-        rows.append(("skipped photos", len(skipped)))
-    body = "".join(f"<dt>{esc(str(k))}</dt><dd>{esc(_num(v) if not isinstance(v, str) else v)}</dd>" for k, v in rows)
+        rows.append(("skipped photos", str(len(skipped))))
+    body = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     return f"<h2>This run</h2><dl class='run'>{body}</dl>"

@@ -63,6 +63,7 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
         model = _from_path(ref, parsed.path, purpose, overrides, tensors)
     if overrides:
         model.config = replace(model.config, **overrides)
+        model.given = dict(overrides)  # checked against the model's own when its engine is made
     if labels_file:
         model.labels = labels_mod.read_lines(Path(labels_file))
         model.labels_file = labels_file

@@ -56,6 +56,11 @@ class RetrainResult:
     misclassified: list[dict[str, Any]]
     below_minimum: str | None = None
 
+    @property
+    def report(self) -> Path | None:
+        """The model folder's report.html (None when no folder was written)."""
+        return None if self.output is None else self.output / "report.html"
+
 
 def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, float, float]:
     """Layout, split and the checks that need only the file names (no decoding)."""
@@ -194,6 +199,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
          "score": float(probs[i, pred[i]])}
         for i, s in enumerate(samples) if s.split == "test" and pred[i] != s.label
     ]
+    result_metrics["misclassified"] = misclassified  # export re-renders report.html from metrics.json
     result = RetrainResult(None, result_metrics, misclassified)
     if opts.min_accuracy is not None:
         reached = result_metrics["test"]["accuracy"]
@@ -333,14 +339,12 @@ def _write(opts: RetrainOptions, output: Path, backbone: Any, size: tuple[int, i
     shutil.rmtree(staging, ignore_errors=True)
     existed = output.exists()
     try:
-        title = f"imgtool retrain: {Path(opts.image_dir).name}"
-        html = report.render(result_metrics, misclassified, title)
+        html = report.render(result_metrics, misclassified, report.title_for(str(opts.image_dir)))
         export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.image_dir),
                                backbone_ident=ident, tf_exports=opts.tf_exports, training_hashes=training_hashes)
         from imgtool import tflite_export
 
-        result_metrics["exports"] = tflite_export.export_for_retrain(staging, opts.quantize)
-        (staging / "report.html").write_text(report.render(result_metrics, misclassified, title), encoding="utf-8")
+        result_metrics["exports"] = tflite_export.export_for_retrain(staging, opts.quantize)  # re-renders report.html
         if output.exists():
             ui.info(f"replacing the previous model in {output}")
         store.replace_dir(staging, output)

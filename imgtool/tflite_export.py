@@ -623,7 +623,19 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
         metrics["exports"] = records
         _write(folder / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode("utf-8"),
                what=f"the export record {folder / 'metrics.json'}", elsewhere="write the model folder elsewhere")
+        _render_report(folder, meta, metrics)
     return results
+
+
+def _render_report(folder: Path, meta: RetrainedRecord, metrics: dict[str, Any]) -> None:
+    """report.html again, from the metrics.json just written: its exports table lists the
+    new file. A folder without a report (none was ever written) gets none."""
+    from imgtool import report
+
+    page = folder / "report.html"
+    if page.is_file():
+        html = report.render(metrics, metrics.get("misclassified"), report.title_for(meta.image_dir))
+        _write(page, html.encode("utf-8"), what=f"the report {page}", elsewhere="write the model folder elsewhere")
 
 
 def export_for_retrain(staging: Path, quantize: str) -> list[dict[str, Any]]:

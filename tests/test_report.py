@@ -146,7 +146,7 @@ def test_new_metrics_render_every_section() -> None:
     assert svg and svg.group(0).count("<path") == 2 and "L2 (log scale)" in svg.group(0) and "chosen" in svg.group(0)
     # date, version, options
     assert f"date 2026-11-27 04:05 UTC imgtool {__version__}" in text
-    assert "l2 0.1" in text and "distortions.random crop 0" in text and "photos per split train 641" in text
+    assert "--l2 0.1" in text and "--random-crop 0" in text and "photos per split train 641" in text
     # confusion matrix: numbered columns with the full name as a tooltip, rows carry number and name
     for j, c in enumerate(LONG):
         assert f'<th class="col" title="{report.esc(c)}" scope="col">{j + 1}</th>' in html
@@ -172,6 +172,93 @@ def test_large_test_set_has_no_caveat_and_empty_metrics_do_not_crash() -> None:
     assert "Small test set" not in report.render(m, [], "t", generated=WHEN)
     bare = report.render({"classes": ["a", "b"], "test": {"accuracy": None, "count": 0}}, [], "t", generated=WHEN)
     assert "No test photos were held out" in bare and "Small test set" not in bare
+
+
+def _section(html: str, heading: str) -> str:
+    start = html.index(f"<h2>{heading}")
+    end = html.find("<h2>", start + 1)
+    return html[start:end if end != -1 else len(html)]
+
+
+def test_this_run_shows_options_as_a_person_writes_them() -> None:
+    """As retrain records them: no Python None/False/True, no 10.0; each as its option."""
+    m = many_classes_metrics()
+    m["options"] = {"validation_percent": 10.0, "test_percent": 0.0, "l2": None, "seed": 0, "label_smoothing": 0.1,
+                    "class_weight": "balanced", "cv_folds": 5, "l2_grid": [10.0, 1.0, 0.1],
+                    "distortions": {"flip_left_right": True, "random_crop": 0.0, "random_scale": 12.5,
+                                    "random_brightness": 0.0, "copies": 4},
+                    "validation_dir": None, "test_dir": "/photos/holdout"}
+    run = _text(_section(report.render(m, [], "t", generated=WHEN), "This run"))
+    for python in ("None", "False", "True", "10.0", "0.0", "[", "_"):
+        assert python not in run.replace("/photos/holdout", "").replace(m["backbone"], ""), python
+    for shown in ("--validation-percent 10 ", "--test-percent 0 ", "--l2 chosen by cross-validation ", "--seed 0 ",
+                  "--label-smoothing 0.1 ", "--class-weight balanced ", "cross-validation folds 5 ",
+                  "L2 candidates 10,1,0.1 ", "--flip-left-right on ", "--random-crop 0 ", "--random-scale 12.5 ",
+                  "--distorted-copies 4 ", "--test-dir /photos/holdout "):
+        assert shown in run, shown
+    assert "--validation-dir" not in run  # not given: left out
+
+
+def _retrain_metrics(n_classes: int, test_per_class: int, wrong_every: int = 3) -> dict[str, Any]:
+    """What retrain records for n_classes x 2 photos (+ test photos), built by the same code."""
+    import numpy as np
+
+    from imgtool import metrics
+
+    classes = [f"class_{i:04d}" for i in range(n_classes)]
+    y = np.repeat(np.arange(n_classes), test_per_class)
+    pred = y.copy()
+    pred[::wrong_every] = (y[::wrong_every] + 1) % n_classes
+    m = many_classes_metrics()
+    m.update({"classes": classes, "test": metrics.evaluate(y, pred, classes),
+              "counts": {c: {"train": 2, "validation": 0, "test": test_per_class} for c in classes}})
+    return m
+
+
+def test_a_thousand_classes_without_test_photos_make_a_small_report() -> None:
+    """1,000 classes x 2 photos with --test-percent 0 once wrote 107 MB (an all-zero
+    1,000,000-cell matrix): no test photos, no per-class table and no matrix."""
+    m = _retrain_metrics(1000, 0)
+    assert m["test"]["count"] == 0 and len(m["test"]["confusion_matrix"]) == 1000
+    html = report.render(m, [], "t", generated=WHEN)
+    assert len(html.encode()) < 50_000, len(html)
+    assert "No test photos were held out" in html
+    assert "Confusion matrix" not in html and "Per class, on the test photos" not in html
+    assert "Most frequent confusions" not in html
+
+
+def test_many_classes_get_the_top_confusions_instead_of_a_matrix() -> None:
+    m = _retrain_metrics(1000, 2)  # 2,000 test photos, every 3rd predicted as the next class
+    html = report.render(m, [], "t", generated=WHEN)
+    assert "Confusion matrix" not in html and "class='cm'" not in html
+    top = _section(html, "Most frequent confusions")
+    items = re.findall(r"<li>(.*?)</li>", top)
+    assert len(items) == report.TOP_CONFUSIONS
+    # 667 photos wrong, each its own (true, predicted) pair of 1 photo: the first in class order
+    assert _text(items[0]).strip() == "class_0000 predicted as class_0001 : 1 photo"
+    assert "and 642 other confusions (642 photos)" in top
+    assert len(html.encode()) < 1_000_000, len(html)  # the per-class table: ~1,000 rows
+    # a pair that happens twice comes first
+    m["test"]["confusion_matrix"][5][9] = 2
+    items = re.findall(r"<li>(.*?)</li>", _section(report.render(m, [], "t", generated=WHEN),
+                                                    "Most frequent confusions"))
+    assert _text(items[0]).strip() == "class_0005 predicted as class_0009 : 2 photos"
+    # up to CONFUSION_MATRIX_MAX classes: the matrix
+    small = _retrain_metrics(report.CONFUSION_MATRIX_MAX, 2)
+    html = report.render(small, [], "t", generated=WHEN)
+    assert "Confusion matrix" in html and "Most frequent confusions" not in html
+
+
+def test_misclassified_thumbnails_are_capped(fixtures: Path) -> None:
+    photo = str(sorted((fixtures / "flowers-mini" / "daisy").glob("*.jpg"))[0])
+    wrong = [{"path": photo, "rel": f"daisy/{i}.jpg", "true": "daisy", "predicted": "roses", "score": 0.5}
+             for i in range(report.MAX_THUMBNAILS + 7)]
+    html = report.render(many_classes_metrics(), wrong, "t", generated=WHEN)
+    assert html.count("<figure>") == report.MAX_THUMBNAILS
+    assert f"Misclassified test photos ({report.MAX_THUMBNAILS + 7})" in html
+    assert f"metrics.json lists all {report.MAX_THUMBNAILS + 7}" in html
+    unknown = report.render(many_classes_metrics(), None, "t", generated=WHEN)
+    assert "Not recorded" in _section(unknown, "Misclassified test photos")
 
 
 # ---------------------------------------------------------------- in a real browser
@@ -200,26 +287,51 @@ def browser():  # noqa: ANN201
         b.close()
 
 
-@pytest.mark.parametrize("width", [1280, 800])
+def _assert_fits_and_names_unbroken(page, width: int) -> None:  # noqa: ANN001
+    """Nothing wider than the viewport (a .scroll box may scroll inside itself, not stick
+    out), and class names wrap between words, never inside one."""
+    scroll_w, client_w = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert client_w == width and scroll_w <= client_w
+    outside = page.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter(e => !(e.parentElement && e.parentElement.closest('.scroll')))
+        .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
+        .map(e => e.tagName + '.' + e.className)""")
+    assert outside == []
+    # each word of a class name is on one line
+    broken = page.evaluate("""() => {
+        const names = document.querySelectorAll(
+            'td.name, th.row, figcaption span.right, figcaption span.wrong, b.cls, ol.confusions span');
+        const out = [];
+        for (const el of names) {
+            const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                for (const m of node.data.matchAll(/\\S+/g)) {
+                    const r = document.createRange();
+                    r.setStart(node, m.index);
+                    r.setEnd(node, m.index + m[0].length);
+                    const lines = new Set([...r.getClientRects()].filter(b => b.width > 0).map(b => b.top));
+                    if (lines.size > 1) out.push(m[0]);
+                }
+            }
+        }
+        return out;
+    }""")
+    assert broken == []
+
+
+@pytest.mark.parametrize("width", [1280, 800, 420])
 def test_report_with_20_long_class_names_fits_the_page(browser, fixtures: Path, tmp_path: Path,  # noqa: ANN001
                                                       width: int) -> None:
     photo = sorted((fixtures / "flowers-mini" / "daisy").glob("*.jpg"))
-    wrong = [{"path": str(p), "rel": f"{LONG[0]}/{p.name}", "true": LONG[0], "predicted": LONG[1], "score": 0.61}
-             for p in photo[:3]]
+    wrong = [{"path": str(p), "rel": f"{LONG[0]}/{p.name}", "true": LONG[0], "predicted": LONG[i], "score": 0.61}
+             for i, p in zip((1, 19, 16), photo[:3])]
     page_file = tmp_path / "report.html"
     page_file.write_text(report.render(many_classes_metrics(), wrong, "imgtool retrain: " + "x" * 120,
                                        generated=WHEN), encoding="utf-8")
     page = browser.new_page(viewport={"width": width, "height": 900})
     try:
         page.goto(page_file.as_uri())
-        scroll_w, client_w = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert client_w == width and scroll_w <= client_w
-        # every box of the page stays inside the viewport, except what scrolls inside its own box
-        outside = page.evaluate("""() => [...document.querySelectorAll('body *')]
-            .filter(e => !e.closest('.scroll'))
-            .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
-            .map(e => e.tagName + '.' + e.className)""")
-        assert outside == []
+        _assert_fits_and_names_unbroken(page, width)
         # the matrix: one column per class, each header a number with the full name on hover
         titles = page.eval_on_selector_all("table.cm th.col", "els => els.map(e => [e.textContent, e.title])")
         assert titles == [[str(j + 1), c] for j, c in enumerate(LONG)]
@@ -228,5 +340,25 @@ def test_report_with_20_long_class_names_fits_the_page(browser, fixtures: Path, 
         assert cm_width < 1000
         assert page.eval_on_selector("svg.curve", "e => e.getBoundingClientRect().width") <= min(680, width)
         assert page.eval_on_selector_all("figure img", "els => els.filter(e => e.naturalWidth > 0).length") == 3
+    finally:
+        page.close()
+
+
+def test_report_with_40_long_class_names_lists_top_confusions_that_fit_420px(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    """Above CONFUSION_MATRIX_MAX classes the top-confusions list replaces the matrix; it too
+    fits a phone-sized page without breaking a name."""
+    m = _retrain_metrics(40, 3)
+    names = [f"{LONG[i % len(LONG)]} {i}" for i in range(40)]
+    m["classes"] = m["test"]["classes"] = names
+    m["test"]["per_class"] = {names[i]: v for i, v in enumerate(m["test"]["per_class"].values())}
+    m["counts"] = {names[i]: v for i, v in enumerate(m["counts"].values())}
+    page_file = tmp_path / "report.html"
+    page_file.write_text(report.render(m, [], "imgtool retrain: many", generated=WHEN), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 420, "height": 900})
+    try:
+        page.goto(page_file.as_uri())
+        assert page.eval_on_selector_all("ol.confusions li", "els => els.length") == report.TOP_CONFUSIONS
+        assert page.eval_on_selector_all("table.cm", "els => els.length") == 0
+        _assert_fits_and_names_unbroken(page, 420)
     finally:
         page.close()

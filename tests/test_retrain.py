@@ -50,6 +50,10 @@ def test_flowers_accuracy_classify_labels_evaluate(flowers: Path, embedder: str,
     assert m["test"]["baseline"]["accuracy"] < 0.5
     html = (out / "report.html").read_text()
     assert "Confusion matrix" in html and html.count("data:image/jpeg;base64,") == len(m["misclassified"])
+    # the run ends saying where to look; metrics.json keeps the mistakes (export re-renders the report from it)
+    assert res.stderr.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
+    assert m["report"] == str(out / "report.html")
+    assert saved["misclassified"] == m["misclassified"] and m["misclassified"]
 
     labels = invoke("labels", "-m", str(out)).stdout.splitlines()
     assert labels == [f"{i}\t{c}" for i, c in enumerate(CLASSES)]

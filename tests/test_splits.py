@@ -168,9 +168,6 @@ def test_given_layout_with_mismatched_classes_names_them(tmp_path: Path) -> None
         dataset.find_layout(extra)
     assert str(err.value) == (f"{extra} holds train, val (a given split) beside other folders (misc, more); move "
                               "those into the splits' class folders or remove them")
-    # a lone train/ folder is a class named "train", not a given split
-    lone = _layout(tmp_path / "g", {"train": ["a"]})
-    assert dataset.find_layout(lone)[0] == ["train"]
     # files and hidden folders beside the class folders are not classes
     root = _layout(tmp_path / "h", {".": ["a", "b"]})
     (root / "notes.txt").write_text("x")
@@ -207,3 +204,59 @@ def test_validation_and_test_dirs(tmp_path: Path) -> None:
     tree = _layout(tmp_path / "t", {"train": ["a"], "test": ["a"]})
     with pytest.raises(UsageError, match="already holds a test folder"):
         dataset.find_layout(tree, test_dir=held)
+
+
+def test_too_many_small_classes_are_summarised_in_one_short_line() -> None:
+    """1,000 classes x 2 photos with the default split: the message named every class (14 KB)."""
+    classes = [f"class_{i:04d}" for i in range(1000)]
+    files = [(f"/p/{c}/{j}.jpg", f"{c}/{j}.jpg", i) for i, c in enumerate(classes) for j in range(2)]
+    samples = dataset.assign_splits(files, len(classes), 10.0, 10.0)
+    counts = dataset.split_counts(classes, samples)
+    small = [c for c in classes if counts[c]["train"] + counts[c]["validation"] < 2]
+    with pytest.raises(DatasetError) as err:
+        dataset.check_sizes(classes, samples)
+    text = str(err.value)
+    assert "\n" not in text and len(text) < 500, len(text)
+    assert text.startswith(f"{len(small)} of the 1000 classes have fewer than 2 usable photos for training, e.g. "
+                           f"class {small[0]!r} has ")
+    assert f"; and {len(small) - dataset.SHOWN_CLASSES} more; each class needs at least 2" in text
+    assert small[dataset.SHOWN_CLASSES] not in text
+
+
+def test_roboflow_train_valid_test_is_a_given_split(tmp_path: Path) -> None:
+    """Roboflow exports train/ valid/ test/: once exit 2, and train/ + valid/ alone silently
+    trained a 2-class "train" vs "valid" model."""
+    root = _layout(tmp_path / "rf", {"train": ["a", "b"], "valid": ["a", "b"], "test": ["a", "b"]})
+    classes, files, desc = dataset.find_layout(root)
+    assert classes == ["a", "b"] and desc == "given split: test/, train/, valid/"
+    assert {f[1].split("/")[0]: f[3] for f in files} == {"train": "train", "valid": "validation", "test": "test"}
+    two = _layout(tmp_path / "rf2", {"train": ["a", "b"], "valid": ["a", "b"]})
+    classes, files, desc = dataset.find_layout(two)
+    assert classes == ["a", "b"] and {f[3] for f in files} == {"train", "validation"}
+    both = _layout(tmp_path / "both", {"train": ["a"], "val": ["a"], "valid": ["a"]})
+    with pytest.raises(UsageError, match="both val/ and valid/; keep one"):
+        dataset.find_layout(both)
+
+
+def test_folders_named_like_splits_are_never_silently_classes(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    lone = _layout(tmp_path / "lone", {"train": ["a", "b"]})
+    with pytest.raises(UsageError) as err:
+        dataset.find_layout(lone)
+    assert err.value.exit_code == 2
+    assert str(err.value).startswith(f"{lone} holds only train/, named like a split, not like classes; a given split "
+                                     "is train/ with val/, valid/ or validation/")
+    held = _layout(tmp_path / "held", {"val": ["a"], "test": ["a"]})
+    with pytest.raises(UsageError, match="holds only test/, val/, named like a split"):
+        dataset.find_layout(held)
+    beside = _layout(tmp_path / "beside", {".": ["cats", "dogs", "test"]})
+    with caplog.at_level("WARNING", logger="imgtool"):
+        classes, _, _ = dataset.find_layout(beside)
+    assert classes == ["cats", "dogs", "test"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{beside}: test/ is named like a split but used as a class beside 2 others; if held-out photos are in "
+        "there, give them as `validation_dir` or `test_dir` instead"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="imgtool"):
+        dataset.find_layout(_layout(tmp_path / "plain", {".": ["cats", "dogs"]}))
+    assert caplog.records == []

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from imgtool import report
 from tests.conftest import ROOT, invoke, run
 
 EMBEDDER = "embedding/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
@@ -390,6 +391,15 @@ def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     text = invoke("export", str(folder), "--quantize", "dynamic")
     assert text.exit_code == 0 and (folder / "model-dynamic.tflite").is_file()
     assert "exported model-dynamic.tflite:" in text.stdout and "test accuracy" in text.stdout
+    assert text.stderr.strip().splitlines()[-1] == f"report: {folder / 'report.html'} (its exports table lists the new file)"
+    # report.html is drawn again from metrics.json: its table lists both new files, the mistakes stay
+    html = (folder / "report.html").read_text()
+    table = html[html.index("Exported .tflite files"):]
+    table = table[:table.index("</table>")]
+    for name in ("model.tflite", "model-int8.tflite", "model-dynamic.tflite", report.esc(str(out))):
+        assert f'<td class="name">{name}</td>' in table, name
+    mistakes = json.loads((folder / "metrics.json").read_text())["misclassified"]
+    assert f"Misclassified test photos ({len(mistakes)})" in html
     # the photos are gone: the file is still written, the accuracy is unknown
     meta = json.loads((folder / "imgtool-model.json").read_text())
     meta["image_dir"] = str(tmp_path / "gone")

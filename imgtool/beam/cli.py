@@ -19,10 +19,11 @@ multi-threaded, one thread per core (needs no network). See docs/scale-out.md.
 
 \b
 Exit codes:
-  0  every photo done
-  1  some photos failed (each has an {"path", "error"} record)
-  2  usage error (unknown Beam option, existing output without --overwrite, ...)
-  3  the model could not be obtained or loaded"""
+  0    every photo done
+  1    some photos failed (each has an {"path", "error"} record)
+  2    usage error (unknown Beam option, existing output without --overwrite, ...)
+  3    the model could not be obtained or loaded
+  130  interrupted (Ctrl-C or SIGTERM): unfinished shards are removed"""
 
 
 class BeamCommand(Command):
