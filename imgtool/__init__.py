@@ -34,6 +34,8 @@ _LAZY = {
     "Removed": "imgtool.api",
     "export_model": "imgtool.api",
     "list_caches": "imgtool.api",
+    "audit": "imgtool.api",
+    "AuditResult": "imgtool.findings",
     "CacheInfo": "imgtool.caches",
     "ExportResult": "imgtool.tflite_export",
     "Result": "imgtool.classifier",
@@ -53,10 +55,11 @@ _LAZY = {
 }
 
 __all__ = [
-    "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model",
-    "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback", "Removed", "Result",
-    "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "download_model", "evaluate",
-    "export_model", "list_caches", "list_models", "load_model", "model_path", "remove_models", "retrain",
+    "AuditResult", "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError",
+    "ImgtoolError", "Model", "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback",
+    "Removed", "Result", "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "audit",
+    "download_model", "evaluate", "export_model", "list_caches", "list_models", "load_model", "model_path",
+    "remove_models", "retrain",
 ]
 assert set(__all__) == set(_LAZY) | {"__version__"}
 
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
         Model,
         ModelInfo,
         Removed,
+        audit,
         download_model,
         evaluate,
         export_model,
@@ -88,6 +92,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from imgtool.evaluation import Evaluation
+    from imgtool.findings import AuditResult
     from imgtool.retraining import RetrainResult
     from imgtool.settings import SettingError
     from imgtool.tflite_export import ExportResult

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from imgtool.caches import CacheInfo
     from imgtool.classifier import Classifier, Result
     from imgtool.evaluation import Evaluation
+    from imgtool.findings import AuditResult
     from imgtool.model import Purpose
     from imgtool.resolve import Model as ResolvedModel
     from imgtool.retraining import RetrainResult
@@ -79,28 +80,61 @@ class Model:
     def __repr__(self) -> str:
         return f"<imgtool.Model {self.ref!r}: {len(self._classifier.labels)} labels, input {self.input_size}>"
 
-    def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8,
+    @property
+    def suggested_min_score(self) -> float | None:
+        """The minimum score `retrain` suggests for this model (metrics.json open_set:
+        the lowest at which 95% of the photos it accepts were right, out of fold), or None
+        (not a retrained model, trained before scores were calibrated, or no threshold
+        got there)."""
+        from imgtool import store
+
+        head = self._classifier.model.head
+        if head is None:
+            return None
+        metrics = store.read_json(Path(head).parent / "metrics.json")
+        value = ((metrics or {}).get("open_set") or {}).get("min_score") if isinstance(metrics, dict) else None
+        return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else None
+
+    def resolve_min_score(self, value: float | str | None) -> float | None:
+        """A `min_score` argument as a number: "auto" is `suggested_min_score`."""
+        if value is None:
+            return None
+        if value == "auto":
+            found = self.suggested_min_score
+            if found is None:
+                raise UsageError(f"min_score auto: {self.ref} records no suggested minimum score (only models "
+                                 "retrained by this imgtool do, when a threshold reached 95% precision); give a number "
+                                 "or retrain the model")
+            return found
+        if isinstance(value, str) or not 0 <= value <= 1:
+            raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto")
+        return float(value)
+
+    def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                       progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1 (got {top_k})")
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+        threshold = self.resolve_min_score(min_score)
         items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
         with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
             for res in self._classifier.classify(items, top_k=top_k, batch_size=batch_size):
                 tracker.update(1)
-                yield res
+                yield res if threshold is None else res.with_min_score(threshold)
 
-    def classify(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8,
+    def classify(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                  progress: ui.ProgressCallback | None = None) -> list[Result]:
         """Classify `inputs`: a path (an image file, or a folder searched recursively), a
         PIL image, a uint8 array (HxWx3 RGB, HxWx4 RGBA or HxW gray), or a list of these.
 
         One `Result` per image, in order: `.predictions` (top_k `Prediction(label,
         score, index)`, best first) or `.error` (why that input failed; the others are
-        still classified). `.path` is None for in-memory images."""
-        return list(self.classify_iter(inputs, top_k, batch_size=batch_size, progress=progress))
+        still classified). `.path` is None for in-memory images. `min_score` (0..1, or
+        "auto": the model's `suggested_min_score`): a result whose top score is below it
+        has `.unknown` True ("none of these"); without it `.unknown` is None."""
+        return list(self.classify_iter(inputs, top_k, batch_size=batch_size, min_score=min_score, progress=progress))
 
 
 def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] | None = None,
@@ -248,6 +282,33 @@ def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores
                                                                progress=progress)
     with ui.reporting(progress):
         return evaluate_folder(loaded.classifier, Path(folder))
+
+
+def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, validation_percent: float = 10.0,
+          test_percent: float = 10.0, validation_dir: PathLike | None = None, test_dir: PathLike | None = None,
+          input_size: tuple[int, int] | None = None, value_range: tuple[float, float] | None = None,
+          bottleneck_dir: PathLike | None = None, progress: ui.ProgressCallback | None = None) -> AuditResult:
+    """What is wrong with a labelled `folder` (the layouts `retrain` reads), before or
+    without training, over the backbone `model` (default as for `retrain`), sharing
+    retrain's feature cache and cross-validation.
+
+    Returns an `AuditResult`: `.suspects` (photos whose label the out-of-fold prediction
+    rejects, most suspicious first: `path`, `label`, `suggested`, `score`),
+    `.duplicates` (byte-identical or near-identical groups, with `.label_conflict` and
+    `.leakage`), `.outliers`, `.problems` (unreadable files, tiny classes, imbalance),
+    `.summary`; `.found` is True when any of them is not empty; `.to_dict()`."""
+    from imgtool import settings
+    from imgtool.auditing import run
+
+    for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
+        if not 0 <= pct <= 50:
+            raise UsageError(f"{name} {pct:g} is outside 0..50")
+    with ui.reporting(progress):
+        return run(Path(folder), os.fspath(model) if model else settings.current().backbone,
+                   validation_dir=None if validation_dir is None else Path(validation_dir),
+                   test_dir=None if test_dir is None else Path(test_dir), validation_percent=validation_percent,
+                   test_percent=test_percent, seed=seed, input_size=input_size, value_range=value_range,
+                   bottleneck_dir=None if bottleneck_dir is None else Path(bottleneck_dir))
 
 
 @dataclass(frozen=True)

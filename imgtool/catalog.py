@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, Literal, get_args
 
-from imgtool.errors import ModelError
+from imgtool.errors import ModelError, UsageError
 from imgtool.scores import OutputKind
 
 ModelFormat = Literal["savedmodel", "graphdef", "tflite"]
@@ -41,6 +42,34 @@ class LabelSource:
         d = dict(d)
         d["urls"] = tuple(d.get("urls", ()))
         return cls(**d)
+
+
+MAX_INPUT_SIDE = 4096  # pixels a side of a model's input; real classifiers take 96..600
+
+
+def check_input_size(size: Any) -> tuple[int, int]:
+    """`input_size` as (height, width), each a whole number 1..MAX_INPUT_SIDE (UsageError:
+    0 cannot run, 100000 would allocate 28 GiB a photo)."""
+    try:
+        h, w = size
+        ok = all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INPUT_SIDE for v in (h, w))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"`input_size` {size!r}: give HEIGHT,WIDTH, each a whole number from 1 to {MAX_INPUT_SIDE}")
+    return int(h), int(w)
+
+
+def check_value_range(value_range: Any) -> tuple[float, float]:
+    """`value_range` as (lo, hi): two finite numbers that differ (UsageError)."""
+    try:
+        lo, hi = (float(v) for v in value_range)
+        ok = math.isfinite(lo) and math.isfinite(hi) and lo != hi
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"`value_range` {value_range!r}: give LO,HI, two finite numbers that differ (e.g. -1,1)")
+    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -167,12 +196,13 @@ def load_catalog() -> dict[str, ModelConfig]:
 
     extra = settings.current().catalog
     if extra:
+        from imgtool import files
+
         try:
-            with open(extra, encoding="utf-8") as fh:
-                catalog.update(_read(fh.read(), extra))
-        except OSError as err:
-            raise ModelError(f"IMGTOOL_CATALOG={extra}: {err.strerror}; "
-                             "point it at a catalog JSON file or unset it") from None
+            extra_text = files.read_text(extra, files.RECORD_MAX_BYTES)  # a FIFO cannot hang it
+        except files.FileProblem as err:
+            raise ModelError(f"IMGTOOL_CATALOG={extra}: {err}; point it at a catalog JSON file or unset it") from None
+        catalog.update(_read(extra_text, extra))
     return catalog
 
 

@@ -13,9 +13,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from imgtool import files, store, ui
 from imgtool import labels as labels_mod
-from imgtool import store, ui
-from imgtool.catalog import DEFAULT_MODEL, ModelConfig, ModelFormat, load_catalog
+from imgtool.catalog import (
+    DEFAULT_MODEL,
+    ModelConfig,
+    ModelFormat,
+    check_input_size,
+    check_value_range,
+    load_catalog,
+)
 from imgtool.convert import VERIFY_TOLERANCE, ConversionPurpose, ensure_tflite, purpose_file
 from imgtool.entries import (
     ENTRY_FILE,
@@ -47,6 +54,10 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
     from imgtool import refs, settings
 
     ref = ref or settings.current().model or DEFAULT_MODEL
+    if input_size is not None:  # checked before anything is fetched, converted or recorded
+        input_size = check_input_size(input_size)
+    if value_range is not None:
+        value_range = check_value_range(value_range)
     catalog = load_catalog()
     overrides: dict[str, Any] = {k: v for k, v in (("input_size", input_size), ("value_range", value_range))
                                  if v is not None}
@@ -60,7 +71,7 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
         model = _from_url(ref, parsed.url, purpose, overrides, tensors)
     else:
         assert parsed.path is not None
-        model = _from_path(ref, parsed.path, purpose, overrides, tensors)
+        model = _from_path(ref, parsed.path, purpose, overrides, tensors, own_labels=not labels_file)
     if overrides:
         model.config = replace(model.config, **overrides)
         model.given = dict(overrides)  # checked against the model's own when its engine is made
@@ -70,9 +81,11 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
     return model
 
 
-def _cached(model: Model, entry: Path, purpose: Purpose) -> Model:
-    """A model whose files live in a cache entry: converted when needed, repairable."""
-    model = ensure_tflite(model, entry, purpose=purpose_file(model.config, purpose))
+def _cached(model: Model, entry: Path, purpose: Purpose, trial: bool = False) -> Model:
+    """A model whose files live in a cache entry: converted when needed, repairable.
+    `trial` (the input size was given by the caller): a failed conversion is not
+    recorded, so a bad option never changes the entry for later runs."""
+    model = ensure_tflite(model, entry, purpose=purpose_file(model.config, purpose), record_failure=not trial)
     model.repair = _repair_cached_tflite
     return model
 
@@ -106,7 +119,7 @@ def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],
                          feature_tensor="pool_3:0", value_range=config.value_range or (-1.0, 0.9921875),
                          input_size=config.input_size or (299, 299))
     model = _attach(Model(ref=ref, config=config), entry)
-    return _cached(model, entry, purpose)
+    return _cached(model, entry, purpose, trial="input_size" in overrides)
 
 
 def _attach(model: Model, entry: Path) -> Model:
@@ -129,16 +142,22 @@ def _attach(model: Model, entry: Path) -> Model:
 
 
 def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any],
-               tensors: tuple[str | None, str | None]) -> Model:
+               tensors: tuple[str | None, str | None], own_labels: bool = True) -> Model:
+    """A model file or folder on disk. `own_labels` False (a labels file was given): the
+    labels the model carries are not read at all."""
     if not path.exists():
         raise ModelError(f"{ref}: broken symbolic link")
+    if not path.is_dir():
+        why = files.problem(path)  # a FIFO given as the model would hang every open
+        if why is not None:
+            raise ModelError(f"{ref}: {why}; give a model file")
     if path.is_dir() and (path / RETRAINED_FILE).is_file():
         return _retrained(ref, path, purpose)
     if path.is_dir() and (path / "saved_model.pb").is_file():
         config = ModelConfig(name=ref, format="savedmodel", **overrides)
         model = Model(ref=ref, config=config, tf_source=path.resolve())
         entry = local_entry(path, config)
-        model = _cached(model, entry, purpose)
+        model = _cached(model, entry, purpose, trial="input_size" in overrides)
         _local_labels(model, path)
         return model
     if path.is_dir():
@@ -151,9 +170,10 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
             overrides = {**overrides, **file_value_range(path)}
         config = ModelConfig(name=ref, format="tflite", **overrides)
         model = Model(ref=ref, config=config, tflite=path)
-        model.labels = labels_mod.embedded_tflite_labels(path)
-        if model.labels is None:
-            _local_labels(model, path)
+        if own_labels:
+            model.labels = labels_mod.embedded_tflite_labels(path)
+            if model.labels is None:
+                _local_labels(model, path)
         return model
     if name.endswith(".pb"):
         t_in, t_out = tensors[0] or "Mul:0", tensors[1] or "softmax:0"
@@ -163,7 +183,7 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
                              input_size=overrides.get("input_size", (299, 299)),
                              value_range=overrides.get("value_range", (-1.0, 0.9921875)))
         model = Model(ref=ref, config=config, tf_source=path.resolve(), graph_tensors=(t_in, t_out))
-        model = _cached(model, local_entry(path, config), purpose)
+        model = _cached(model, local_entry(path, config), purpose, trial="input_size" in overrides)
         _local_labels(model, path)
         return model
     if name.endswith((".tar.gz", ".tgz", ".tar")):

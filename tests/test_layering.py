@@ -74,15 +74,16 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # The layers, bottom first (README "Development"): a module imports only from its own layer
 # or a lower one. Within a layer the cycle test keeps the order.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundations", {"version", "errors", "settings", "ui", "output", "scores", "metrics", "distort", "tflite_info",
-                     "tflite_metadata", "store", "download", "labels", "images", "catalog", "refs", "dataset"}),
+    ("foundations", {"version", "errors", "files", "settings", "ui", "output", "scores", "metrics", "distort", "tflite_info",
+                     "tflite_metadata", "store", "download", "labels", "images", "catalog", "refs", "dataset",
+                     "calibration", "findings"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "convert", "retrained", "resolve"}),
     ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
-                  "tflite_export", "report", "evaluation", "retraining"}),
+                  "tflite_export", "report", "evaluation", "retraining", "auditing", "portable"}),
     ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
     ("front ends", {"command", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
-                    "beam.pipelines", "beam.worker"}),
+                    "beam.pipelines", "beam.worker", "spark"}),
 ]
 
 

@@ -49,7 +49,9 @@ def test_flowers_accuracy_classify_labels_evaluate(flowers: Path, embedder: str,
     assert 0.7 <= head["cv_accuracy"] <= 0.95 and head["cv_accuracy_std"] > 0
     assert m["test"]["baseline"]["accuracy"] < 0.5
     html = (out / "report.html").read_text()
-    assert "Confusion matrix" in html and html.count("data:image/jpeg;base64,") == len(m["misclassified"])
+    # thumbnails: the misclassified test photos, and the 10 training photos whose labels to check
+    assert "Confusion matrix" in html and html.count("data:image/jpeg;base64,") == len(m["misclassified"]) + 10
+    assert len(m["suspects"]) == 10 and "Check these labels (10)" in html
     # the run ends saying where to look; metrics.json keeps the mistakes (export re-renders the report from it)
     assert res.stderr.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
     assert m["report"] == str(out / "report.html")
@@ -90,12 +92,14 @@ def test_second_run_does_no_backbone_work_and_same_seed_same_model(flowers: Path
     other = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "c"), "--seed", "7", "-f", "json")
     assert other.exit_code == 0, other.output
     # the seed draws the cross-validation folds: other out-of-fold scores; the fit itself
-    # is the unique minimum for the chosen L2, so the head differs only if the L2 does
-    first = json.loads((tmp_path / "a" / "metrics.json").read_text())["head"]
-    seven = json.loads(other.stdout)["head"]
+    # is the unique minimum for the chosen L2, so the head differs only if the L2 or the
+    # temperature (fitted on those out-of-fold scores) does
+    first_metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    first, seven = first_metrics["head"], json.loads(other.stdout)["head"]
     assert [c["cv_loss"] for c in first["candidates"]] != [c["cv_loss"] for c in seven["candidates"]]
     c = np.load(tmp_path / "c" / "head.npz")["weights"]
-    assert np.array_equal(c, a["weights"]) == (seven["l2"] == first["l2"])
+    same_t = first_metrics["calibration"]["temperature"] == json.loads(other.stdout)["calibration"]["temperature"]
+    assert np.array_equal(c, a["weights"]) == (seven["l2"] == first["l2"] and same_t)
 
 
 def test_small_class_is_a_clear_error_before_any_model_work(flowers: Path, tmp_path: Path,
