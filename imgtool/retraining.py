@@ -102,8 +102,7 @@ def _check_catalog_backbone(ref: str | None) -> None:
     cfg = load_catalog().get(name)
     if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
         raise UsageError(f"`model` {name} is a classifier, not a feature extractor (the catalog records its output "
-                         f"as {cfg.output} and names no feature-vector twin); give a feature-vector model (e.g. a "
-                         "*_feature_vector catalog model, or an embedding extractor .tflite)")
+                         f"as {cfg.output} and names no feature-vector twin); {_give_features()}")
 
 
 def _check_backbone(backbone: Any, ref: str | None) -> None:
@@ -117,9 +116,17 @@ def _check_backbone(backbone: Any, ref: str | None) -> None:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)
     if why is not None:
-        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); give a "
-                         "feature-vector model (e.g. a *_feature_vector catalog model, or an embedding "
-                         "extractor .tflite)")
+        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); "
+                         f"{_give_features()}")
+
+
+def _give_features() -> str:
+    """What to give instead of a classifier: the extractor that ships first, when there is one."""
+    from imgtool.catalog import embedded_names, load_catalog
+
+    shipped = [f"{n}, which ships with imgtool" for n in embedded_names(load_catalog(), "features")[:1]]
+    examples = [*shipped, "a *_feature_vector catalog model", "an embedding extractor .tflite"]
+    return f"give a feature-vector model (e.g. {', '.join(examples[:-1])}, or {examples[-1]})"
 
 
 def feature_backbone(model: str | None, input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,

@@ -274,7 +274,7 @@ def browser():  # noqa: ANN201
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        problem = "the playwright package is not installed (pip install -e '.[test]')"
+        problem = "the playwright package is not installed (pip install -e '.[test]', or make install)"
     if problem is None and not Path(CHROMIUM).exists():
         problem = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it)"
     if problem is not None:

@@ -258,6 +258,23 @@ def test_distortions_and_summaries(flowers: Path, embedder: str, tmp_path: Path)
     assert events and events[0].stat().st_size > 0
 
 
+def test_summaries_without_tensorboard_is_a_usage_error_naming_the_extra(flowers: Path, embedder: str,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorBoard is the `summaries` extra: without it, --summaries-dir is exit 2 before any work."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    data = _copy_subset(flowers, tmp_path / "f", 3, ["daisy", "roses"])
+    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--summaries-dir", str(tmp_path / "tb"))
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip() == ("Error: --summaries-dir needs TensorBoard, which is not installed; "
+                                  "pip install 'imgtool-ml[summaries]' (`make install` includes it)")
+    assert not (tmp_path / "m").exists() and not (tmp_path / "tb").exists()
+    assert "bottlenecks" not in res.stderr
+
+
 def test_deprecated_training_options_warn_and_change_nothing(flowers: Path, embedder: str, tmp_path: Path) -> None:
     data = _copy_subset(flowers, tmp_path / "f", 6, ["daisy", "roses"])
     plain = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "a"), "-f", "json")
