@@ -73,7 +73,7 @@ class _Spy:
         self.distorted: list[str] = []
         real_fit, real_apply, real_decode = train.select_and_fit, distort.apply, images.decode_distorted
 
-        def select_and_fit(x, y, n_classes, config, extra=None, **kw):  # noqa: ANN001, ANN003, ANN202
+        def select_and_fit(x, y, n_classes, config, extra=None, **kw):  # noqa: ANN001, ANN202
             head, selection = real_fit(x, y, n_classes, config, extra=extra, **kw)
             self.fits.append({"x": x.copy(), "y": y.copy(), "extra": extra, "head": head, "selection": selection})
             return head, selection
