@@ -124,7 +124,7 @@ def read_and_decode(path: str, size: tuple[int, int]) -> tuple[bytes | None, np.
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         return None, None, f"cannot read ({first})"
     try:
-        return data, images.decode(io.BytesIO(data), size), None  # type: ignore[arg-type]
+        return data, images.decode(io.BytesIO(data), size), None
     except ImgtoolError as err:
         return data, None, str(err)
 
