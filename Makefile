@@ -11,12 +11,12 @@ WORKER_VENV ?= .venv-worker
 WORKER_PY := $(WORKER_VENV)/bin/python
 BEAM_VERSION ?= 2.77.0
 
-.PHONY: install install-beam install-worker install-spark install-mediapipe test test-beam test-spark bench lint clean
+.PHONY: install install-beam install-worker install-spark install-mediapipe test test-beam test-spark test-install bench lint clean
 
-install:            ## create .venv and install imgtool with test tools (editable)
+install:            ## create .venv and install imgtool-ml with every extra: test tools, tensorboard, pyarrow (editable)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[test,bench,parquet,lint]"
+	$(PY) -m pip install -q -e ".[test,bench,parquet,lint,summaries]"
 
 install-beam:       ## create .venv-beam: imgtool + Apache Beam, without TensorFlow (Beam pins pillow<13, protobuf<7)
 	test -x $(BEAM_PY) || python3 -m venv $(BEAM_VENV)
@@ -58,6 +58,10 @@ test-spark:         ## the Spark tests (tests/spark: local[2] and a standalone m
 	@test -x $(SPARK_PY) || { echo "$(SPARK_PY) is missing: run make install-spark" >&2; exit 1; }
 	JAVA_HOME="$${JAVA_HOME:-$(SPARK_JAVA_HOME)}" $(SPARK_PY) -m pytest -q tests/spark; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no Spark tests: that is a failure" >&2; exit 1; fi; exit $$rc
+
+test-install:       ## build the wheel, install it without extras into a fresh venv, run --version and the quick start offline
+	$(PY) -m pytest -q -m install tests/test_packaging.py; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no install test: that is a failure" >&2; exit 1; fi; exit $$rc
 
 bench:              ## benchmarks (~7 min; BENCH_ARGS=--quick ~3 min); figures go to BENCHMARKS.md by hand, with date and machine
 	$(PY) benchmarks/run.py $(BENCH_ARGS)

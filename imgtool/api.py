@@ -1,4 +1,5 @@
-"""The public Python API: `imgtool.load_model`, `Model.classify`, `imgtool.retrain`,
+"""The public Python API: `imgtool.classify` (one shot), `imgtool.load_model`,
+`Model.classify`, `imgtool.retrain`,
 `imgtool.evaluate`, `imgtool.export_model`, and the store: `imgtool.list_models`,
 `download_model`, `model_path`, `remove_models`. The CLI is this plus printing.
 
@@ -155,6 +156,22 @@ def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] 
     return Model(_classifier(model, scores))
 
 
+def classify(inputs: Any, model: PathLike | Model | None = None, top_k: int = 5, *,
+             labels: PathLike | Sequence[str] | None = None, scores: Scores = "auto", batch_size: int = 8,
+             progress: ui.ProgressCallback | None = None) -> list[Result]:
+    """One call: load `model` (any `load_model` reference, or a loaded `Model`; default
+    $IMGTOOL_MODEL, else inception_v3) and classify `inputs` with it, as `Model.classify`
+    does: one `Result` per image, in order. To classify again, keep the model:
+    `load_model` once, then `Model.classify`."""
+    if isinstance(model, Model):
+        if scores != "auto" or labels is not None:
+            raise UsageError("scores and labels belong to load_model; a loaded model already has them")
+        loaded = model
+    else:
+        loaded = load_model(model, labels=labels, scores=scores, progress=progress)
+    return loaded.classify(inputs, top_k, batch_size=batch_size, progress=progress)
+
+
 def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, purpose: Purpose,
              input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
              tensors: tuple[str | None, str | None], progress: ui.ProgressCallback | None) -> ResolvedModel:
@@ -243,6 +260,8 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
         raise UsageError(f"class_weight {class_weight!r}: choose balanced or none")
     if quantize not in ("none", "dynamic", "float16", "int8"):
         raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8")
+    if summaries_dir is not None and not _summaries_installed():
+        raise UsageError(f"`summaries_dir` needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
     image_dir = Path(folder) if folder is not None else _shards_root(features)
     opts = RetrainOptions(
         image_dir=image_dir, output=path(output), model=os.fspath(model) if model else settings.current().backbone,
@@ -255,6 +274,16 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
         distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
     with ui.reporting(progress):
         return run(opts)
+
+
+#: TensorBoard is an extra of its own: only `summaries_dir` needs it.
+SUMMARIES_HINT = "pip install 'imgtool-ml[summaries]' (`make install` includes it)"
+
+
+def _summaries_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _shards_root(features: str | None) -> Path:
@@ -323,29 +352,37 @@ class ModelInfo:
     bytes: int = 0
     key: str | None = None  # the cache entry's name
     problem: str | None = None  # why a cache entry is damaged
-    path: Path | None = None  # the cache entry's folder (download_model)
+    path: Path | None = None  # the cache entry's folder (download_model); an embedded model's file
     runtime: Literal["litert", "tensorflow"] | None = None  # what runs it (download_model)
+    embedded: bool = False  # ships inside the package: always there, never cached nor removed
+    purpose: Literal["classifier", "features"] | None = None  # catalog models: a classifier or a feature extractor
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "other":
             return {"name": self.name, "key": self.key, "cached": self.cached, "kind": self.kind, "bytes": self.bytes}
         return {"name": self.name, "description": self.description, "cached": self.cached, "kind": self.kind,
-                "bytes": self.bytes}
+                "bytes": self.bytes, "embedded": self.embedded, "purpose": self.purpose}
 
 
 def list_models() -> list[ModelInfo]:
     """The catalog (IMGTOOL_CATALOG's records included), then the other models in the
-    cache. `cached` is True only for an intact entry (`problem` says what is wrong)."""
+    cache. `cached` is True only for an intact entry (`problem` says what is wrong).
+    `embedded` models ship inside the package: usable offline, never in the cache
+    (`cached` False, `bytes` their file's size)."""
     from imgtool.catalog import load_catalog
     from imgtool.resolve import cached_entries
 
     cached = {e["key"]: e for e in cached_entries()}
     out = []
     for name, cfg in load_catalog().items():
+        if cfg.embedded:
+            out.append(ModelInfo(name, cfg.description, "catalog", False, cfg.size or 0, embedded=True,
+                                 purpose=cfg.purpose))
+            continue
         entry = cached.pop(name, None)
         out.append(ModelInfo(name, cfg.description, "catalog", bool(entry and entry["ok"]),
                              entry["bytes"] if entry else 0, name if entry else None,
-                             entry["problem"] if entry else None))
+                             entry["problem"] if entry else None, purpose=cfg.purpose))
     for key, e in cached.items():
         out.append(ModelInfo(e["name"], e.get("url") or "", "other", bool(e["ok"]), e["bytes"], key, e["problem"]))
     return out
@@ -374,24 +411,33 @@ def download_model(ref: PathLike | None = None, *, features: bool = False,
         if features:
             resolve(text, purpose="features")
     entry = model.entry
-    return ModelInfo(model.ref, model.config.description, "catalog" if model.ref in load_catalog() else "other",
+    catalog = load_catalog()
+    if model.config.embedded:  # nothing to download: it ships with imgtool
+        return ModelInfo(model.ref, model.config.description, "catalog", False, model.config.size or 0, None, None,
+                         model.tflite, "litert", embedded=True, purpose=model.config.purpose)
+    return ModelInfo(model.ref, model.config.description, "catalog" if model.ref in catalog else "other",
                      True, store.dir_size(entry) if entry is not None and entry.is_dir() else 0,
                      entry.name if entry is not None else None, None, entry,
-                     "tensorflow" if model.tflite is None else "litert")
+                     "tensorflow" if model.tflite is None else "litert",
+                     purpose=catalog[model.ref].purpose if model.ref in catalog else None)
 
 
 def model_path(ref: str | None = None) -> Path:
     """The cache root (IMGTOOL_HOME) when `ref` is None, else the folder of the cache
-    entry named `ref` (its catalog name, URL or entry key). ModelNotFoundError when it
-    is not cached: the message says how to fetch it, if it is something that can be
-    fetched (a catalog name, URL, handle or local model), and says so if it is not."""
-    from imgtool import refs, store
+    entry named `ref` (its catalog name, URL or entry key), or the file of a model that
+    ships with imgtool. ModelNotFoundError when it is not cached: the message says how to
+    fetch it, if it is something that can be fetched (a catalog name, URL, handle or local
+    model), and says so if it is not."""
+    from imgtool import refs, shipped, store
     from imgtool.catalog import load_catalog
     from imgtool.entries import cached_entries
     from imgtool.errors import ModelNotFoundError
 
     if ref is None:
         return store.home()
+    config = load_catalog().get(ref)
+    if config is not None and config.embedded:
+        return shipped.path(config)
     for e in cached_entries():
         if ref in (e["key"], e["name"]):
             return Path(e["path"])
@@ -418,12 +464,20 @@ def remove_models(names: Iterable[str]) -> list[Removed]:
     """Remove cached models (by catalog name, URL or entry key) and the caches named
     `bottlenecks` and `exports`; `all` removes everything. Nothing cached is fine (an
     empty list). A name that matches nothing raises ModelNotFoundError, after the others
-    were removed. Each removal is also logged."""
+    were removed; a model that ships with imgtool is never removed (UsageError, before
+    anything is). Each removal is also logged."""
     from imgtool import caches
+    from imgtool.catalog import load_catalog
     from imgtool.entries import cached_entries
     from imgtool.entries import remove as remove_entry
     from imgtool.errors import ModelNotFoundError
 
+    names = list(names)
+    catalog = load_catalog()
+    shipped = [n for n in names if n in catalog and catalog[n].embedded]
+    if shipped:
+        raise UsageError(f"{', '.join(shipped)} {'ships' if len(shipped) == 1 else 'ship'} with imgtool (inside the "
+                         "package, not in the cache) and cannot be removed")
     out: list[Removed] = []
     missing = []
     for name in names:
@@ -448,12 +502,14 @@ def remove_models(names: Iterable[str]) -> list[Removed]:
 
 
 def export_model(model_dir: PathLike, quantize: QuantizeMode = "none",
-                 output: PathLike | None = None) -> list[ExportResult]:
+                 output: PathLike | None = None, force: bool = False) -> list[ExportResult]:
     """Write a single .tflite (TFLite metadata and labels inside) for a folder written by
     `retrain`: the float `model.tflite` always (the reference for accuracy), and with
     `quantize` ("dynamic", "float16", "int8") the quantized file too, at `output` or
     beside it. Each result has its size and accuracy on the test split (None when the
-    photos are gone); both are recorded in the folder's metrics.json. Float first."""
+    photos are gone); both are recorded in the folder's metrics.json. Float first.
+    An existing `output` is replaced only when it is an export of imgtool, or with
+    `force`; a device, FIFO, folder or symbolic link never (UsageError)."""
     from imgtool.tflite_export import export_model_dir
 
-    return export_model_dir(Path(model_dir), quantize, None if output is None else Path(output))
+    return export_model_dir(Path(model_dir), quantize, None if output is None else Path(output), force=force)

@@ -22,6 +22,7 @@ from imgtool.scores import OutputKind
 ModelFormat = Literal["savedmodel", "graphdef", "tflite"]
 FORMATS: tuple[ModelFormat, ...] = get_args(ModelFormat)
 OUTPUTS: tuple[OutputKind, ...] = ("logits", "probabilities", "features")
+Purpose = Literal["classifier", "features"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,13 @@ class ModelConfig:
     feature_tensor: str | None = None
     size: int | None = None  # bytes of the download, pinned with sha256
     sources: tuple[Source, ...] = ()  # tried after `urls`, each with settings of its own
+    embedded: str | None = None  # a file shipped in the package (imgtool/embedded/): never downloaded
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def purpose(self) -> Purpose:
+        """"features" for a feature extractor (a backbone to retrain on), else "classifier"."""
+        return "features" if self.output == "features" else "classifier"
 
     @classmethod
     def from_dict(cls, name: str, d: dict[str, Any]) -> ModelConfig:
@@ -114,6 +121,13 @@ class ModelConfig:
             d["value_range"] = tuple(float(v) for v in d["value_range"])
         if d.get("labels") is not None:
             d["labels"] = LabelSource.from_dict(d["labels"])
+        if d.get("embedded") is not None:
+            if not (d.get("sha256") and d.get("size")):
+                raise ModelError(f"catalog record {name!r}: an embedded model needs its sha256 and size pinned")
+            file = d["embedded"]
+            if not isinstance(file, str) or not file or "/" in file or "\\" in file or file.startswith("."):
+                raise ModelError(f"catalog record {name!r}: embedded must name a file in imgtool/embedded/ "
+                                 f"(got {file!r})")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,6 +190,15 @@ def _read(text: str, origin: str) -> dict[str, ModelConfig]:
         records = data["models"]
     except (ValueError, KeyError, TypeError) as err:
         raise ModelError(f"catalog {origin} is not a valid catalog file ({err}); fix or remove it") from None
+    from imgtool import store
+
+    if not isinstance(records, dict):
+        raise ModelError(f"catalog {origin} is not a valid catalog file (\"models\" is not an object); "
+                         "fix or remove it")
+    for name in records:
+        if not store.safe_name(name):  # the name becomes the cache entry's folder, lock and temporary names
+            raise ModelError(f"catalog {origin}: record name {name!r} cannot be used: it must be {store.NAME_RULE}; "
+                             "rename the record")
     return {name: ModelConfig.from_dict(name, rec) for name, rec in records.items()}
 
 
@@ -198,3 +221,8 @@ def load_catalog() -> dict[str, ModelConfig]:
 
 
 DEFAULT_MODEL = "inception_v3"
+
+
+def embedded_names(catalog: dict[str, ModelConfig], purpose: Purpose) -> list[str]:
+    """The catalog's models that ship inside the package, of one purpose."""
+    return [name for name, cfg in catalog.items() if cfg.embedded and cfg.purpose == purpose]

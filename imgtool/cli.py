@@ -346,7 +346,8 @@ def _model_error(msg: str) -> ImgtoolError:
 @click.option("--distorted-copies", default=4, show_default=True, type=click.IntRange(min=1),
               help="Distorted copies per training image (each costs a backbone pass; not cached).")
 @click.option("--summaries-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write TensorBoard summaries (loss, accuracy) here.")
+              help="Write TensorBoard summaries (loss, accuracy) here. Needs TensorBoard: "
+                   "pip install 'imgtool-ml[summaries]'.")
 @click.option("--print-misclassified", is_flag=True, help="List misclassified test photos (text format).")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X",
               help="Exit 1 (and write no model) if test accuracy is below X (0..1).")
@@ -492,9 +493,12 @@ def _export_lines(records: list[dict[str, Any]]) -> list[str]:
                    "on the training photos: uint8 input and output, for Edge TPU compilers and microcontrollers).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write (default: MODEL_DIR/model.tflite or MODEL_DIR/model-MODE.tflite).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing --output file that is not an export of imgtool (never a device, FIFO, "
+                   "folder or symbolic link).")
 @format_option("json")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
-def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, quiet: bool) -> None:
+def export_cmd(model_dir: Path, quantize: str, output: Path | None, force: bool, fmt: str, quiet: bool) -> None:
     """Write a single .tflite (with TFLite metadata and labels) for a retrained MODEL_DIR.
 
     Its size and accuracy on the test split (next to the float model's) are printed and
@@ -511,7 +515,7 @@ def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, qu
     from imgtool import api
 
     ui.set_quiet(quiet)
-    results = api.export_model(model_dir, quantize, output)  # type: ignore[arg-type]  # click.Choice checked it
+    results = api.export_model(model_dir, quantize, output, force=force)  # type: ignore[arg-type]  # Choice checked it
     records = [r.record(model_dir) for r in results]
     if fmt == "json":
         click.echo(json.dumps(records, indent=2))
@@ -678,15 +682,16 @@ def models_list(fmt: str) -> None:
     """Catalog models, what is in the cache, and the bottleneck and export caches (sizes).
 
     json: one object per model {"name", "description", "cached", "kind": "catalog"|"other",
-    "bytes"} and per cache {"name": "bottlenecks"|"exports", "kind": "cache", "cached",
-    "path", "bytes", "entries"}.
+    "bytes"} (catalog models also "embedded": true for the models that ship with imgtool,
+    and "purpose": "classifier"|"features") and per cache {"name": "bottlenecks"|"exports",
+    "kind": "cache", "cached", "path", "bytes", "entries"}.
     """
     from imgtool import api, caches
     from imgtool.output import Writer
 
     with Writer(fmt) as out:
         for info in api.list_models():
-            state = ("cached" if info.cached else "not cached" if info.key is None
+            state = ("embedded" if info.embedded else "cached" if info.cached else "not cached" if info.key is None
                      else f"damaged: {info.problem}")
             if info.kind == "catalog":
                 text = f"{info.name:30} {state:12} {info.description}\n"
@@ -725,7 +730,8 @@ def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
     ui.set_quiet(quiet)
     for ref in refs or (None,):
         info = api.download_model(ref, features=features)
-        ui.info(f"{info.name}: ready" + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
+        ui.info(f"{info.name}: " + ("ships with imgtool, nothing to download" if info.embedded else "ready")
+                + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
 
 
 @models.command("remove", epilog=exit_codes(

@@ -118,7 +118,8 @@ OPTION_OF_PARAMETER = {
     "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
     "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
     "input_tensor": "--input-tensor", "output_tensor": "--output-tensor", "expect": "--expect",
-    "bottleneck_dir": "--bottleneck-dir", "input": "--input", "overwrite": "--overwrite",
+    "bottleneck_dir": "--bottleneck-dir", "summaries_dir": "--summaries-dir", "input": "--input",
+    "overwrite": "--overwrite",
 }
 _PHRASES = {"give a labels file": "pass --labels FILE",
             "(it is a backbone to retrain)": "with `imgtool retrain FOLDER -m MODEL`",
@@ -134,6 +135,7 @@ _API_CALLS = [
     (re.compile(rf"`remove_models\(\[{_ARG}\]\)`"), "`imgtool models remove {}`"),
     (re.compile(rf"`load_model\({_ARG}\)\.labels`"), "`imgtool labels -m {} --search TEXT`"),
     (re.compile(rf"`load_model\({_ARG}\)`"), "`-m {}`"),
+    (re.compile(rf"`model={_ARG}`"), "-m {}"),
 ]
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from imgtool import dataset
 from imgtool.errors import DatasetError, UsageError
 
-PARQUET_HINT = "pip install 'imgtool[parquet]' (pyarrow; `make install` includes it)"
+PARQUET_HINT = "pip install 'imgtool-ml[parquet]' (pyarrow; `make install` includes it)"
 COLUMNS = ("path", "class", "sha256", "features", "backbone", "source", "error")
 
 

@@ -4,6 +4,7 @@ is; `decode_ahead` decodes many on worker threads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import warnings
@@ -11,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -148,24 +149,10 @@ def _quiet_pillow() -> None:
         _warnings_set = True
 
 
-def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
+def decode(path: str | os.PathLike[str] | BinaryIO, size: tuple[int, int], keep_aspect: bool = False,
            transform: Callable[[Any], Any] | None = None) -> np.ndarray:
-    """Read an image file into a uint8 array of shape (height, width, 3); see `_decode`."""
-    return _decode(lambda: files.open_regular(path), size, keep_aspect, transform)
-
-
-def decode_bytes(data: bytes, size: tuple[int, int]) -> np.ndarray:
-    """`decode` for a file's content already read (a Beam worker reads through Beam's
-    FileSystems: gs://, s3://, ...): the same pixels, the same reasons."""
-    import contextlib
-    import io
-
-    return _decode(lambda: contextlib.nullcontext(io.BytesIO(data)), size, False, None)
-
-
-def _decode(opener: Callable[[], Any], size: tuple[int, int], keep_aspect: bool,
-            transform: Callable[[Any], Any] | None) -> np.ndarray:
-    """Decode what `opener()` opens into a uint8 array of shape (height, width, 3).
+    """Read an image file (a path, or an open binary file such as the bytes of a Beam or
+    Spark row in io.BytesIO) into a uint8 array of shape (height, width, 3).
 
     EXIF orientation applied; grayscale, palette, CMYK, 16-bit and alpha made RGB (alpha
     over white); animations give their first frame; decompression bombs refused. Raises
@@ -178,7 +165,8 @@ def _decode(opener: Callable[[], Any], size: tuple[int, int], keep_aspect: bool,
     _quiet_pillow()
     height, width = size
     try:
-        with opener() as fh, Image.open(fh) as im:
+        opened = files.open_regular(path) if isinstance(path, (str, os.PathLike)) else contextlib.nullcontext(path)
+        with opened as fh, Image.open(fh) as im:
             if im.width * im.height > (Image.MAX_IMAGE_PIXELS or 1 << 62):
                 raise Image.DecompressionBombError(f"{im.width}x{im.height}")
             if im.format == "JPEG" and transform is None:

@@ -21,6 +21,7 @@ from imgtool.catalog import (
     ModelFormat,
     check_input_size,
     check_value_range,
+    embedded_names,
     load_catalog,
 )
 from imgtool.convert import VERIFY_TOLERANCE, ConversionPurpose, ensure_tflite, purpose_file
@@ -35,7 +36,7 @@ from imgtool.entries import (
     read_record,
     remove,
 )
-from imgtool.errors import ModelError, ModelNotFoundError
+from imgtool.errors import DownloadError, ModelError, ModelNotFoundError
 from imgtool.model import Model, Purpose
 from imgtool.refs import hub_handle_url, kaggle_handle_url, key_for
 from imgtool.retrained import RETRAINED_FILE
@@ -99,10 +100,34 @@ def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) 
             raise ModelError(f"catalog model {name!r} names a feature twin {config.features!r} "
                              "that is not in the catalog")
         config = catalog[config.features]
-    entry = ensure_entry(config.name, config)
+    if config.embedded:
+        return _embedded(name, config)
+    try:
+        entry = ensure_entry(config.name, config)
+    except ModelError as err:
+        if not (isinstance(err, DownloadError) or store.offline()):
+            raise
+        raise type(err)(f"{err}{_shipped_hint(catalog, purpose)}") from None
     config = effective_config(config, entry)
     model = Model(ref=name, config=config)
     return _cached(_attach(model, entry), entry, purpose)
+
+
+def _embedded(ref: str, config: ModelConfig) -> Model:
+    """A model that ships inside the package: read where it lies, never cached."""
+    from imgtool import shipped
+
+    path = shipped.path(config)
+    model = Model(ref=ref, config=config, tflite=path)
+    model.labels = labels_mod.embedded_tflite_labels(path)
+    return model
+
+
+def _shipped_hint(catalog: dict[str, ModelConfig], purpose: Purpose) -> str:
+    """When a catalog model cannot be had (offline, no cache): the embedded model that
+    would do instead, or nothing when there is none."""
+    names = embedded_names(catalog, "features" if purpose == "features" else "classifier")
+    return f"; or use `model={names[0]!r}`, which ships with imgtool" if names else ""
 
 
 def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],

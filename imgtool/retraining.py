@@ -82,10 +82,13 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, flo
 
 
 def _output_path(opts: RetrainOptions) -> Path:
-    from imgtool import export
+    from imgtool import export, store
 
     output = opts.output or export.default_output(opts.image_dir)
-    export.check_output(output, opts.image_dir, force=opts.force)
+    store.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
+    if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
+        store.clean_stale(output.parent, f".{output.name}.")
+    export.check_output(output, opts.image_dir, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
     return output
 
 
@@ -100,8 +103,7 @@ def _check_catalog_backbone(ref: str | None) -> None:
     cfg = load_catalog().get(name)
     if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
         raise UsageError(f"`model` {name} is a classifier, not a feature extractor (the catalog records its output "
-                         f"as {cfg.output} and names no feature-vector twin); give a feature-vector model (e.g. a "
-                         "*_feature_vector catalog model, or an embedding extractor .tflite)")
+                         f"as {cfg.output} and names no feature-vector twin); {_give_features()}")
 
 
 def _check_backbone(backbone: Any, ref: str | None) -> None:
@@ -115,9 +117,17 @@ def _check_backbone(backbone: Any, ref: str | None) -> None:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)
     if why is not None:
-        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); give a "
-                         "feature-vector model (e.g. a *_feature_vector catalog model, or an embedding "
-                         "extractor .tflite)")
+        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); "
+                         f"{_give_features()}")
+
+
+def _give_features() -> str:
+    """What to give instead of a classifier: the extractor that ships first, when there is one."""
+    from imgtool.catalog import embedded_names, load_catalog
+
+    shipped = [f"{n}, which ships with imgtool" for n in embedded_names(load_catalog(), "features")[:1]]
+    examples = [*shipped, "a *_feature_vector catalog model", "an embedding extractor .tflite"]
+    return f"give a feature-vector model (e.g. {', '.join(examples[:-1])}, or {examples[-1]})"
 
 
 def feature_backbone(model: str | None, input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
@@ -378,7 +388,8 @@ def _write(opts: RetrainOptions, output: Path, backbone: Any, size: tuple[int, i
            training_hashes: list[str] | None = None) -> Path:
     from imgtool import export, report, store
 
-    export.check_output(output, opts.image_dir, force=opts.force)  # again: it may have appeared meanwhile
+    export.check_output(output, opts.image_dir, force=opts.force,  # again: it may have appeared meanwhile
+                        photo_dirs=(opts.validation_dir, opts.test_dir))
     staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     existed = output.exists()

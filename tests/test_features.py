@@ -104,7 +104,7 @@ def test_missing_damaged_and_foreign_shards(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(UsageError, match="only local shards"):
         read_shards("gs://bucket/x-*.parquet")
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(UsageError, match=r"pyarrow, which is not installed; pip install 'imgtool\[parquet\]'"):
+    with pytest.raises(UsageError, match=r"pyarrow, which is not installed; pip install 'imgtool-ml\[parquet\]'"):
         read_shards(str(tmp_path / "f-*.parquet"))
 
 
@@ -189,8 +189,8 @@ def test_requirements_files_follow_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     # .venv-beam: the light dependencies, Beam with its aws extra (the s3:// tests), the test tools
-    want = ([d for d in project["dependencies"] if _name(d) not in TF_ONLY] + extras["aws"] + extras["test"]
-            + extras["beam-test"])
+    want = [d for d in project["dependencies"] + extras["aws"] + extras["test"] + extras["beam-test"]
+            if _name(d) not in TF_ONLY]
     lines = [ln.strip() for ln in (ROOT / "requirements-beam.txt").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
     assert sorted(lines) == sorted(set(want))

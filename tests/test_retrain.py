@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import IMGTOOL, invoke, run
+from tests.conftest import IMGTOOL, default_sigint, invoke, run
 
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
@@ -223,12 +223,14 @@ def test_interrupted_run_keeps_previous_model_and_cache(sig: int, flowers: Path,
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     proc = subprocess.Popen([IMGTOOL, "retrain", str(flowers), "-m", embedder, "-o", str(out), "--force",
                              "--bottleneck-dir", str(tmp_path / "bn")], stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "IMGTOOL_THREADS": "1"})
+                            env={**__import__("os").environ, "IMGTOOL_THREADS": "1"}, preexec_fn=default_sigint)
     assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith("Computing"):
-            break
-    time.sleep(0.4)
+    # the signal goes when the first bottleneck is in the cache (an event, not a delay: on busy
+    # cores a fixed sleep either fires before any bottleneck or after the whole run)
+    deadline = time.monotonic() + 240
+    while not any((tmp_path / "bn").rglob("*.f32")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
     proc.send_signal(sig)
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 130, rest
@@ -256,6 +258,23 @@ def test_distortions_and_summaries(flowers: Path, embedder: str, tmp_path: Path)
     assert f"Fitting the last layer on {fit} photos + {2 * fit} distorted copies" in res.stderr
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_summaries_without_tensorboard_is_a_usage_error_naming_the_extra(flowers: Path, embedder: str,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorBoard is the `summaries` extra: without it, --summaries-dir is exit 2 before any work."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    data = _copy_subset(flowers, tmp_path / "f", 3, ["daisy", "roses"])
+    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--summaries-dir", str(tmp_path / "tb"))
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip() == ("Error: --summaries-dir needs TensorBoard, which is not installed; "
+                                  "pip install 'imgtool-ml[summaries]' (`make install` includes it)")
+    assert not (tmp_path / "m").exists() and not (tmp_path / "tb").exists()
+    assert "bottlenecks" not in res.stderr
 
 
 def test_deprecated_training_options_warn_and_change_nothing(flowers: Path, embedder: str, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ by its sha256, verified before it is renamed into place)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 import threading
@@ -134,7 +135,7 @@ def read_and_decode(path: str, size: tuple[int, int]) -> tuple[bytes | None, np.
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         return None, None, f"cannot read ({first})"
     try:
-        return data, images.decode_bytes(data, size), None
+        return data, images.decode(io.BytesIO(data), size), None
     except ImgtoolError as err:
         return data, None, str(err)
 
@@ -143,7 +144,7 @@ def top_k(scores: np.ndarray, k: int, labels: tuple[str, ...]) -> list[dict[str,
     """The `imgtool classify` jsonl predictions: best first, ties by the lower index (a
     stable sort of -scores over the whole vector, as Classifier.top_k)."""
     k = max(1, min(k, scores.shape[0]))
-    idx = np.argsort(-scores, kind="stable")[:k]
+    idx = np.argsort(-scores, kind="stable")[:k]  # ties to the lower index (one stable sort, no argpartition)
     return [{"label": labels[i], "score": round(float(scores[i]), 6), "index": int(i)} for i in idx]
 
 
