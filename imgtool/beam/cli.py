@@ -180,7 +180,7 @@ def beam_classify(model: str | None, src: str, prefix: str, overwrite: bool, bat
       imgtool beam classify -m mobilenet_v2.tflite -i photos/ -o out/labels
       imgtool beam classify -m flowers-model -i 'gs://b/photos/**/*.jpg' -o gs://b/out/labels -- \\
           --runner=DataflowRunner --project=P --region=europe-west1 --temp_location=gs://b/tmp \\
-          --requirements_file=requirements-worker.txt
+          --sdk_container_image=europe-docker.pkg.dev/P/images/imgtool-worker:2.77.0
     """
     options, replace, root = _prepare(click.get_current_context().meta["beam_args"], src, prefix, overwrite)
     from imgtool.beam import launcher, pipelines
