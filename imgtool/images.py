@@ -4,18 +4,21 @@ is; `decode_ahead` decodes many on worker threads."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imgtool.errors import ImageError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -253,6 +256,22 @@ def decode_ahead(inputs: Iterable[Input], size: tuple[int, int], workers: int,
         except ImageError as err:
             return inp.path, None, str(err)
 
+    it = iter(inputs)
+    first = list(itertools.islice(it, 2))
+    if len(first) < 2:  # one input: decode it here, no thread pool to start
+        for inp in first:
+            if inp.error:
+                yield inp.path, None, inp.error
+                continue
+            try:
+                pixels = from_memory(inp.image, size) if inp.image is not None else decode(str(inp.path), size)
+            except ImageError as err:
+                yield inp.path, None, str(err)
+                continue
+            yield inp.path, pixels, None
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
     def submit(pool: ThreadPoolExecutor, inp: Input) -> Future | None:
         if inp.error:
             return None
@@ -263,7 +282,7 @@ def decode_ahead(inputs: Iterable[Input], size: tuple[int, int], workers: int,
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         pending: deque[tuple[Input, Future | None]] = deque()
-        for inp in inputs:
+        for inp in itertools.chain(first, it):
             pending.append((inp, submit(pool, inp)))
             while len(pending) >= window:
                 yield settle(pending.popleft())

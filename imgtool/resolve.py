@@ -60,7 +60,7 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
         model = _from_url(ref, parsed.url, purpose, overrides, tensors)
     else:
         assert parsed.path is not None
-        model = _from_path(ref, parsed.path, purpose, overrides, tensors)
+        model = _from_path(ref, parsed.path, purpose, overrides, tensors, want_labels=not labels_file)
     if overrides:
         model.config = replace(model.config, **overrides)
         model.given = dict(overrides)  # checked against the model's own when its engine is made
@@ -124,12 +124,30 @@ def _attach(model: Model, entry: Path) -> Model:
     if (entry / "labels.txt").is_file():
         model.labels = labels_mod.read_lines(entry / "labels.txt")
     elif model.tflite is not None:
-        model.labels = labels_mod.embedded_tflite_labels(model.tflite)
+        from imgtool import facts
+
+        tflite = model.tflite
+        model.labels = facts.cached(tflite, "embedded_labels", lambda: labels_mod.embedded_tflite_labels(tflite))
     return model
 
 
+def _file_value_range(path: Path) -> dict[str, tuple[float, float]]:
+    """tflite_metadata.file_value_range, from the file's facts record when it is unchanged."""
+    from imgtool import facts
+
+    def compute() -> list[float] | None:
+        from imgtool.tflite_metadata import file_value_range
+
+        vr = file_value_range(path).get("value_range")
+        return None if vr is None else [float(v) for v in vr]
+
+    got = facts.cached(path, "value_range", compute)
+    return {"value_range": (float(got[0]), float(got[1]))} if got else {}
+
+
 def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any],
-               tensors: tuple[str | None, str | None]) -> Model:
+               tensors: tuple[str | None, str | None], want_labels: bool = True) -> Model:
+    """`want_labels` False: a labels file was given, so the model's own are not read."""
     if not path.exists():
         raise ModelError(f"{ref}: broken symbolic link")
     if path.is_dir() and (path / RETRAINED_FILE).is_file():
@@ -145,15 +163,16 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
         raise ModelError(f"{ref}: a folder, but not a SavedModel (no saved_model.pb) nor an imgtool retrain output")
     name = path.name.lower()
     if name.endswith(".tflite"):
-        if "value_range" not in overrides:  # TFLite metadata says how to map pixels (e.g. imgtool's exports)
-            from imgtool.tflite_metadata import file_value_range
+        from imgtool import facts
 
-            overrides = {**overrides, **file_value_range(path)}
+        if "value_range" not in overrides:  # TFLite metadata says how to map pixels (e.g. imgtool's exports)
+            overrides = {**overrides, **_file_value_range(path)}
         config = ModelConfig(name=ref, format="tflite", **overrides)
         model = Model(ref=ref, config=config, tflite=path)
-        model.labels = labels_mod.embedded_tflite_labels(path)
-        if model.labels is None:
-            _local_labels(model, path)
+        if want_labels:
+            model.labels = facts.cached(path, "embedded_labels", lambda: labels_mod.embedded_tflite_labels(path))
+            if model.labels is None:
+                _local_labels(model, path)
         return model
     if name.endswith(".pb"):
         t_in, t_out = tensors[0] or "Mul:0", tensors[1] or "softmax:0"

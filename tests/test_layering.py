@@ -75,7 +75,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # or a lower one. Within a layer the cycle test keeps the order.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"version", "errors", "settings", "ui", "output", "scores", "metrics", "distort", "tflite_info",
-                     "tflite_metadata", "store", "download", "labels", "images", "catalog", "refs", "dataset"}),
+                     "tflite_metadata", "store", "facts", "download", "labels", "images", "catalog", "refs", "dataset"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "convert", "retrained", "resolve"}),
     ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
