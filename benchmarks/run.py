@@ -721,7 +721,7 @@ def machine() -> dict[str, Any]:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for dist in ("imgtool", "ai-edge-litert", "tensorflow", "tf_keras", "numpy", "pillow", "click"):
+    for dist in ("imgtool-ml", "ai-edge-litert", "tensorflow", "tf_keras", "numpy", "pillow", "click"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

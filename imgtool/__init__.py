@@ -1,9 +1,10 @@
 """imgtool: classify photos with pretrained networks, retrain the last layer on your own.
 
     import imgtool
-    m = imgtool.load_model("inception_v3")
-    for r in m.classify(["photo.jpg", "photos/"], top_k=3):
+    for r in imgtool.classify(["photo.jpg", "photos/"], model="mobilenet_v2_quant", top_k=3):
         print(r.path, r.predictions or r.error)
+
+`imgtool.classify` loads the model for one call; `imgtool.load_model` keeps it loaded.
 
 `import imgtool` is instant: the names below are imported on first use (no TensorFlow,
 LiteRT, numpy or Pillow until a model is loaded). The library prints nothing: messages go
@@ -22,6 +23,7 @@ logging.getLogger("imgtool").addHandler(logging.NullHandler())
 
 # public name -> the module that defines it
 _LAZY = {
+    "classify": "imgtool.api",
     "load_model": "imgtool.api",
     "Model": "imgtool.api",
     "ModelInfo": "imgtool.api",
@@ -34,6 +36,8 @@ _LAZY = {
     "Removed": "imgtool.api",
     "export_model": "imgtool.api",
     "list_caches": "imgtool.api",
+    "audit": "imgtool.api",
+    "AuditResult": "imgtool.findings",
     "CacheInfo": "imgtool.caches",
     "ExportResult": "imgtool.tflite_export",
     "Result": "imgtool.classifier",
@@ -53,10 +57,11 @@ _LAZY = {
 }
 
 __all__ = [
-    "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError", "ImgtoolError", "Model",
-    "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback", "Removed", "Result",
-    "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "download_model", "evaluate",
-    "export_model", "list_caches", "list_models", "load_model", "model_path", "remove_models", "retrain",
+    "AuditResult", "CacheInfo", "DatasetError", "DownloadError", "Evaluation", "ExportResult", "ImageError",
+    "ImgtoolError", "Model", "ModelError", "ModelInfo", "ModelNotFoundError", "Prediction", "ProgressCallback",
+    "Removed", "Result", "RetrainResult", "SettingError", "StorageError", "UsageError", "__version__", "audit",
+    "classify", "download_model", "evaluate", "export_model", "list_caches", "list_models", "load_model",
+    "model_path", "remove_models", "retrain",
 ]
 assert set(__all__) == set(_LAZY) | {"__version__"}
 
@@ -65,6 +70,8 @@ if TYPE_CHECKING:
         Model,
         ModelInfo,
         Removed,
+        audit,
+        classify,
         download_model,
         evaluate,
         export_model,
@@ -88,6 +95,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from imgtool.evaluation import Evaluation
+    from imgtool.findings import AuditResult
     from imgtool.retraining import RetrainResult
     from imgtool.settings import SettingError
     from imgtool.tflite_export import ExportResult

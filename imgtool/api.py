@@ -1,4 +1,5 @@
-"""The public Python API: `imgtool.load_model`, `Model.classify`, `imgtool.retrain`,
+"""The public Python API: `imgtool.classify` (one shot), `imgtool.load_model`,
+`Model.classify`, `imgtool.retrain`,
 `imgtool.evaluate`, `imgtool.export_model`, and the store: `imgtool.list_models`,
 `download_model`, `model_path`, `remove_models`. The CLI is this plus printing.
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from imgtool.caches import CacheInfo
     from imgtool.classifier import Classifier, Result
     from imgtool.evaluation import Evaluation
+    from imgtool.findings import AuditResult
     from imgtool.model import Purpose
     from imgtool.resolve import Model as ResolvedModel
     from imgtool.retraining import RetrainResult
@@ -79,28 +81,61 @@ class Model:
     def __repr__(self) -> str:
         return f"<imgtool.Model {self.ref!r}: {len(self._classifier.labels)} labels, input {self.input_size}>"
 
-    def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8,
+    @property
+    def suggested_min_score(self) -> float | None:
+        """The minimum score `retrain` suggests for this model (metrics.json open_set:
+        the lowest at which 95% of the photos it accepts were right, out of fold), or None
+        (not a retrained model, trained before scores were calibrated, or no threshold
+        got there)."""
+        from imgtool import store
+
+        head = self._classifier.model.head
+        if head is None:
+            return None
+        metrics = store.read_json(Path(head).parent / "metrics.json")
+        value = ((metrics or {}).get("open_set") or {}).get("min_score") if isinstance(metrics, dict) else None
+        return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else None
+
+    def resolve_min_score(self, value: float | str | None) -> float | None:
+        """A `min_score` argument as a number: "auto" is `suggested_min_score`."""
+        if value is None:
+            return None
+        if value == "auto":
+            found = self.suggested_min_score
+            if found is None:
+                raise UsageError(f"min_score auto: {self.ref} records no suggested minimum score (only models "
+                                 "retrained by this imgtool do, when a threshold reached 95% precision); give a number "
+                                 "or retrain the model")
+            return found
+        if isinstance(value, str) or not 0 <= value <= 1:
+            raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto")
+        return float(value)
+
+    def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                       progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1 (got {top_k})")
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+        threshold = self.resolve_min_score(min_score)
         items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
         with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
             for res in self._classifier.classify(items, top_k=top_k, batch_size=batch_size):
                 tracker.update(1)
-                yield res
+                yield res if threshold is None else res.with_min_score(threshold)
 
-    def classify(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8,
+    def classify(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                  progress: ui.ProgressCallback | None = None) -> list[Result]:
         """Classify `inputs`: a path (an image file, or a folder searched recursively), a
         PIL image, a uint8 array (HxWx3 RGB, HxWx4 RGBA or HxW gray), or a list of these.
 
         One `Result` per image, in order: `.predictions` (top_k `Prediction(label,
         score, index)`, best first) or `.error` (why that input failed; the others are
-        still classified). `.path` is None for in-memory images."""
-        return list(self.classify_iter(inputs, top_k, batch_size=batch_size, progress=progress))
+        still classified). `.path` is None for in-memory images. `min_score` (0..1, or
+        "auto": the model's `suggested_min_score`): a result whose top score is below it
+        has `.unknown` True ("none of these"); without it `.unknown` is None."""
+        return list(self.classify_iter(inputs, top_k, batch_size=batch_size, min_score=min_score, progress=progress))
 
 
 def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] | None = None,
@@ -119,6 +154,22 @@ def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] 
     model = _resolve(ref, labels=labels, purpose="classify", input_size=input_size, value_range=value_range,
                      tensors=(input_tensor, output_tensor), progress=progress)
     return Model(_classifier(model, scores))
+
+
+def classify(inputs: Any, model: PathLike | Model | None = None, top_k: int = 5, *,
+             labels: PathLike | Sequence[str] | None = None, scores: Scores = "auto", batch_size: int = 8,
+             progress: ui.ProgressCallback | None = None) -> list[Result]:
+    """One call: load `model` (any `load_model` reference, or a loaded `Model`; default
+    $IMGTOOL_MODEL, else inception_v3) and classify `inputs` with it, as `Model.classify`
+    does: one `Result` per image, in order. To classify again, keep the model:
+    `load_model` once, then `Model.classify`."""
+    if isinstance(model, Model):
+        if scores != "auto" or labels is not None:
+            raise UsageError("scores and labels belong to load_model; a loaded model already has them")
+        loaded = model
+    else:
+        loaded = load_model(model, labels=labels, scores=scores, progress=progress)
+    return loaded.classify(inputs, top_k, batch_size=batch_size, progress=progress)
 
 
 def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, purpose: Purpose,
@@ -209,6 +260,8 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
         raise UsageError(f"class_weight {class_weight!r}: choose balanced or none")
     if quantize not in ("none", "dynamic", "float16", "int8"):
         raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8")
+    if summaries_dir is not None and not _summaries_installed():
+        raise UsageError(f"`summaries_dir` needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
     image_dir = Path(folder) if folder is not None else _shards_root(features)
     opts = RetrainOptions(
         image_dir=image_dir, output=path(output), model=os.fspath(model) if model else settings.current().backbone,
@@ -221,6 +274,16 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
         distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
     with ui.reporting(progress):
         return run(opts)
+
+
+#: TensorBoard is an extra of its own: only `summaries_dir` needs it.
+SUMMARIES_HINT = "pip install 'imgtool-ml[summaries]' (`make install` includes it)"
+
+
+def _summaries_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _shards_root(features: str | None) -> Path:
@@ -250,6 +313,33 @@ def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores
         return evaluate_folder(loaded.classifier, Path(folder))
 
 
+def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, validation_percent: float = 10.0,
+          test_percent: float = 10.0, validation_dir: PathLike | None = None, test_dir: PathLike | None = None,
+          input_size: tuple[int, int] | None = None, value_range: tuple[float, float] | None = None,
+          bottleneck_dir: PathLike | None = None, progress: ui.ProgressCallback | None = None) -> AuditResult:
+    """What is wrong with a labelled `folder` (the layouts `retrain` reads), before or
+    without training, over the backbone `model` (default as for `retrain`), sharing
+    retrain's feature cache and cross-validation.
+
+    Returns an `AuditResult`: `.suspects` (photos whose label the out-of-fold prediction
+    rejects, most suspicious first: `path`, `label`, `suggested`, `score`),
+    `.duplicates` (byte-identical or near-identical groups, with `.label_conflict` and
+    `.leakage`), `.outliers`, `.problems` (unreadable files, tiny classes, imbalance),
+    `.summary`; `.found` is True when any of them is not empty; `.to_dict()`."""
+    from imgtool import settings
+    from imgtool.auditing import run
+
+    for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
+        if not 0 <= pct <= 50:
+            raise UsageError(f"{name} {pct:g} is outside 0..50")
+    with ui.reporting(progress):
+        return run(Path(folder), os.fspath(model) if model else settings.current().backbone,
+                   validation_dir=None if validation_dir is None else Path(validation_dir),
+                   test_dir=None if test_dir is None else Path(test_dir), validation_percent=validation_percent,
+                   test_percent=test_percent, seed=seed, input_size=input_size, value_range=value_range,
+                   bottleneck_dir=None if bottleneck_dir is None else Path(bottleneck_dir))
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """One model `list_models` knows: a catalog record ("catalog"), or something else in
@@ -262,29 +352,37 @@ class ModelInfo:
     bytes: int = 0
     key: str | None = None  # the cache entry's name
     problem: str | None = None  # why a cache entry is damaged
-    path: Path | None = None  # the cache entry's folder (download_model)
+    path: Path | None = None  # the cache entry's folder (download_model); an embedded model's file
     runtime: Literal["litert", "tensorflow"] | None = None  # what runs it (download_model)
+    embedded: bool = False  # ships inside the package: always there, never cached nor removed
+    purpose: Literal["classifier", "features"] | None = None  # catalog models: a classifier or a feature extractor
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "other":
             return {"name": self.name, "key": self.key, "cached": self.cached, "kind": self.kind, "bytes": self.bytes}
         return {"name": self.name, "description": self.description, "cached": self.cached, "kind": self.kind,
-                "bytes": self.bytes}
+                "bytes": self.bytes, "embedded": self.embedded, "purpose": self.purpose}
 
 
 def list_models() -> list[ModelInfo]:
     """The catalog (IMGTOOL_CATALOG's records included), then the other models in the
-    cache. `cached` is True only for an intact entry (`problem` says what is wrong)."""
+    cache. `cached` is True only for an intact entry (`problem` says what is wrong).
+    `embedded` models ship inside the package: usable offline, never in the cache
+    (`cached` False, `bytes` their file's size)."""
     from imgtool.catalog import load_catalog
     from imgtool.resolve import cached_entries
 
     cached = {e["key"]: e for e in cached_entries()}
     out = []
     for name, cfg in load_catalog().items():
+        if cfg.embedded:
+            out.append(ModelInfo(name, cfg.description, "catalog", False, cfg.size or 0, embedded=True,
+                                 purpose=cfg.purpose))
+            continue
         entry = cached.pop(name, None)
         out.append(ModelInfo(name, cfg.description, "catalog", bool(entry and entry["ok"]),
                              entry["bytes"] if entry else 0, name if entry else None,
-                             entry["problem"] if entry else None))
+                             entry["problem"] if entry else None, purpose=cfg.purpose))
     for key, e in cached.items():
         out.append(ModelInfo(e["name"], e.get("url") or "", "other", bool(e["ok"]), e["bytes"], key, e["problem"]))
     return out
@@ -313,24 +411,33 @@ def download_model(ref: PathLike | None = None, *, features: bool = False,
         if features:
             resolve(text, purpose="features")
     entry = model.entry
-    return ModelInfo(model.ref, model.config.description, "catalog" if model.ref in load_catalog() else "other",
+    catalog = load_catalog()
+    if model.config.embedded:  # nothing to download: it ships with imgtool
+        return ModelInfo(model.ref, model.config.description, "catalog", False, model.config.size or 0, None, None,
+                         model.tflite, "litert", embedded=True, purpose=model.config.purpose)
+    return ModelInfo(model.ref, model.config.description, "catalog" if model.ref in catalog else "other",
                      True, store.dir_size(entry) if entry is not None and entry.is_dir() else 0,
                      entry.name if entry is not None else None, None, entry,
-                     "tensorflow" if model.tflite is None else "litert")
+                     "tensorflow" if model.tflite is None else "litert",
+                     purpose=catalog[model.ref].purpose if model.ref in catalog else None)
 
 
 def model_path(ref: str | None = None) -> Path:
     """The cache root (IMGTOOL_HOME) when `ref` is None, else the folder of the cache
-    entry named `ref` (its catalog name, URL or entry key). ModelNotFoundError when it
-    is not cached: the message says how to fetch it, if it is something that can be
-    fetched (a catalog name, URL, handle or local model), and says so if it is not."""
-    from imgtool import refs, store
+    entry named `ref` (its catalog name, URL or entry key), or the file of a model that
+    ships with imgtool. ModelNotFoundError when it is not cached: the message says how to
+    fetch it, if it is something that can be fetched (a catalog name, URL, handle or local
+    model), and says so if it is not."""
+    from imgtool import refs, shipped, store
     from imgtool.catalog import load_catalog
     from imgtool.entries import cached_entries
     from imgtool.errors import ModelNotFoundError
 
     if ref is None:
         return store.home()
+    config = load_catalog().get(ref)
+    if config is not None and config.embedded:
+        return shipped.path(config)
     for e in cached_entries():
         if ref in (e["key"], e["name"]):
             return Path(e["path"])
@@ -357,12 +464,20 @@ def remove_models(names: Iterable[str]) -> list[Removed]:
     """Remove cached models (by catalog name, URL or entry key) and the caches named
     `bottlenecks` and `exports`; `all` removes everything. Nothing cached is fine (an
     empty list). A name that matches nothing raises ModelNotFoundError, after the others
-    were removed. Each removal is also logged."""
+    were removed; a model that ships with imgtool is never removed (UsageError, before
+    anything is). Each removal is also logged."""
     from imgtool import caches
+    from imgtool.catalog import load_catalog
     from imgtool.entries import cached_entries
     from imgtool.entries import remove as remove_entry
     from imgtool.errors import ModelNotFoundError
 
+    names = list(names)
+    catalog = load_catalog()
+    shipped = [n for n in names if n in catalog and catalog[n].embedded]
+    if shipped:
+        raise UsageError(f"{', '.join(shipped)} {'ships' if len(shipped) == 1 else 'ship'} with imgtool (inside the "
+                         "package, not in the cache) and cannot be removed")
     out: list[Removed] = []
     missing = []
     for name in names:

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, Literal, get_args
 
-from imgtool.errors import ModelError
+from imgtool.errors import ModelError, UsageError
 from imgtool.scores import OutputKind
 
 ModelFormat = Literal["savedmodel", "graphdef", "tflite"]
 FORMATS: tuple[ModelFormat, ...] = get_args(ModelFormat)
 OUTPUTS: tuple[OutputKind, ...] = ("logits", "probabilities", "features")
+Purpose = Literal["classifier", "features"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,34 @@ class LabelSource:
         return cls(**d)
 
 
+MAX_INPUT_SIDE = 4096  # pixels a side of a model's input; real classifiers take 96..600
+
+
+def check_input_size(size: Any) -> tuple[int, int]:
+    """`input_size` as (height, width), each a whole number 1..MAX_INPUT_SIDE (UsageError:
+    0 cannot run, 100000 would allocate 28 GiB a photo)."""
+    try:
+        h, w = size
+        ok = all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INPUT_SIDE for v in (h, w))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"`input_size` {size!r}: give HEIGHT,WIDTH, each a whole number from 1 to {MAX_INPUT_SIDE}")
+    return int(h), int(w)
+
+
+def check_value_range(value_range: Any) -> tuple[float, float]:
+    """`value_range` as (lo, hi): two finite numbers that differ (UsageError)."""
+    try:
+        lo, hi = (float(v) for v in value_range)
+        ok = math.isfinite(lo) and math.isfinite(hi) and lo != hi
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"`value_range` {value_range!r}: give LO,HI, two finite numbers that differ (e.g. -1,1)")
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to fetch, feed and read one model (timm's pretrained_cfg, for us)."""
@@ -63,7 +93,13 @@ class ModelConfig:
     feature_tensor: str | None = None
     size: int | None = None  # bytes of the download, pinned with sha256
     sources: tuple[Source, ...] = ()  # tried after `urls`, each with settings of its own
+    embedded: str | None = None  # a file shipped in the package (imgtool/embedded/): never downloaded
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def purpose(self) -> Purpose:
+        """"features" for a feature extractor (a backbone to retrain on), else "classifier"."""
+        return "features" if self.output == "features" else "classifier"
 
     @classmethod
     def from_dict(cls, name: str, d: dict[str, Any]) -> ModelConfig:
@@ -85,6 +121,13 @@ class ModelConfig:
             d["value_range"] = tuple(float(v) for v in d["value_range"])
         if d.get("labels") is not None:
             d["labels"] = LabelSource.from_dict(d["labels"])
+        if d.get("embedded") is not None:
+            if not (d.get("sha256") and d.get("size")):
+                raise ModelError(f"catalog record {name!r}: an embedded model needs its sha256 and size pinned")
+            file = d["embedded"]
+            if not isinstance(file, str) or not file or "/" in file or "\\" in file or file.startswith("."):
+                raise ModelError(f"catalog record {name!r}: embedded must name a file in imgtool/embedded/ "
+                                 f"(got {file!r})")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,13 +201,19 @@ def load_catalog() -> dict[str, ModelConfig]:
 
     extra = settings.current().catalog
     if extra:
+        from imgtool import files
+
         try:
-            with open(extra, encoding="utf-8") as fh:
-                catalog.update(_read(fh.read(), extra))
-        except OSError as err:
-            raise ModelError(f"IMGTOOL_CATALOG={extra}: {err.strerror}; "
-                             "point it at a catalog JSON file or unset it") from None
+            extra_text = files.read_text(extra, files.RECORD_MAX_BYTES)  # a FIFO cannot hang it
+        except files.FileProblem as err:
+            raise ModelError(f"IMGTOOL_CATALOG={extra}: {err}; point it at a catalog JSON file or unset it") from None
+        catalog.update(_read(extra_text, extra))
     return catalog
 
 
 DEFAULT_MODEL = "inception_v3"
+
+
+def embedded_names(catalog: dict[str, ModelConfig], purpose: Purpose) -> list[str]:
+    """The catalog's models that ship inside the package, of one purpose."""
+    return [name for name, cfg in catalog.items() if cfg.embedded and cfg.purpose == purpose]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,22 @@ class Result:
     path: str | None
     predictions: list[Prediction] | None = None
     error: str | None = None
+    unknown: bool | None = None  # with a minimum score: the top score is below it (None: no minimum given)
 
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path,
-                "predictions": [{"label": p.label, "score": p.score, "index": p.index} for p in self.predictions or []]}
+        out: dict[str, Any] = {"path": self.path, "predictions": [{"label": p.label, "score": p.score, "index": p.index}
+                                                                  for p in self.predictions or []]}
+        if self.unknown is not None:
+            out["unknown"] = self.unknown
+        return out
+
+    def with_min_score(self, min_score: float) -> Result:
+        """This result judged against a minimum top score: `unknown` when below it."""
+        if self.error is not None or not self.predictions:
+            return self
+        return replace(self, unknown=self.predictions[0].score < min_score)
 
 
 class Classifier:

@@ -21,6 +21,7 @@ from imgtool.command import (  # noqa: F401 - older imports of these names
     cli_phrase,
 )
 from imgtool.errors import EXIT_FAILED, ImgtoolError
+from imgtool.output import terminal_lines, terminal_text
 from imgtool.version import __version__
 
 if TYPE_CHECKING:
@@ -57,6 +58,18 @@ def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Paramet
         except ValueError:
             raise click.BadParameter(f"expected {name}, e.g. {'299,299' if kind is int else '-1,1'}") from None
     return parse
+
+
+def _parse_min_score(ctx: click.Context, param: click.Parameter, value: str | None) -> float | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        score = float(value)
+    except ValueError:
+        score = -1.0
+    if not 0 <= score <= 1:
+        raise click.BadParameter(f"{value!r}: give a score between 0 and 1, or auto")
+    return score
 
 
 def model_options(f: Callable) -> Callable:
@@ -135,8 +148,8 @@ def cli() -> None:
 
 @cli.command(epilog=exit_codes(
     (0, "every input classified (and every top-1 is --expect's LABEL)"),
-    (1, "some input could not be read, or a top-1 is not --expect's LABEL (the other inputs were still "
-        "classified and printed)"),
+    (1, "some input could not be read, or a top-1 is not --expect's LABEL or is unknown under --min-score "
+        "(the other inputs were still classified and printed)"),
     USAGE, MODEL, CACHE))
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @model_options
@@ -144,12 +157,15 @@ def cli() -> None:
               help="Predictions per input (capped at the number of labels).")
 @format_option("json", "jsonl", "csv", help_text="text for people; json/jsonl/csv for programs.")
 @click.option("--expect", metavar="LABEL", help="Exit 1 unless every input's top-1 is LABEL (or one of its synonyms).")
+@click.option("--min-score", "min_score", metavar="S|auto", callback=_parse_min_score,
+              help="Report an input whose top score is below S (0..1) as unknown (\"none of these\"); with --expect, "
+                   "unknown is a mismatch. auto: the threshold retrain suggested for the model (metrics.json).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), hidden=True)
 @scores_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
 @click.option("-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why.")
-def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, batch_size: int,
-             scores: Scores, quiet: bool, verbose: bool, **model_opts: Any) -> None:
+def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, min_score: float | str | None,
+             batch_size: int, scores: Scores, quiet: bool, verbose: bool, **model_opts: Any) -> None:
     """Classify images (files or folders, searched recursively).
 
     \b
@@ -164,34 +180,45 @@ def classify(inputs: tuple[str, ...], top_k: int, fmt: str, expect: str | None, 
     """
     from imgtool.classifier import check_inputs
     from imgtool.labels import check_expected, matches
-    from imgtool.output import Writer, display_path
+    from imgtool.output import Writer, display_path, terminal_text
 
     ui.set_quiet(quiet)
     check_inputs(inputs)  # a model among the inputs (arguments swapped): exit 2 before any download
     model = _load(model_opts, scores, verbose)
     if expect is not None:
         check_expected(expect, model.labels, model.ref)
-    n_ok = n_err = 0
+    threshold = model.resolve_min_score(min_score)
+    if min_score == "auto":
+        ui.info(f"--min-score auto: {threshold:g} (suggested by retrain)")
+    n_ok = n_err = n_unknown = 0
     unmet: list[str] = []
-    with Writer(fmt, csv_header=("path", "rank", "label", "score", "index")) as out:
-        for res in model.classify_iter(list(inputs), top_k, batch_size=batch_size):
+    header = ("path", "rank", "label", "score", "index") + (("unknown",) if threshold is not None else ())
+    with Writer(fmt, csv_header=header) as out:
+        for res in model.classify_iter(list(inputs), top_k, batch_size=batch_size, min_score=threshold):
             shown = display_path(res.path or "")  # the CLI classifies paths only
             if res.error is not None:
                 n_err += 1
-                click.echo(f"error: {shown}: {res.error}", err=True)
+                click.echo(f"error: {shown}: {terminal_text(res.error)}", err=True)
                 out.record(res.to_dict())
                 continue
             n_ok += 1
             preds = res.predictions or []
-            text = shown + "\n" + "".join(f"  {p.score:.4f}  {p.label}\n" for p in preds)
+            n_unknown += bool(res.unknown)
+            mark = f"  unknown (top score below --min-score {threshold:g})\n" if res.unknown else ""
+            text = shown + "\n" + mark + "".join(f"  {p.score:.4f}  {terminal_text(p.label)}\n" for p in preds)
+            extra = () if res.unknown is None else (str(res.unknown).lower(),)
             out.record(res.to_dict(), text=text,
-                       rows=[(res.path, r, p.label, f"{p.score:.6f}", p.index) for r, p in enumerate(preds, 1)])
-            if expect is not None and not (preds and matches(preds[0].label, expect)):
-                unmet.append(f"{shown}: top-1 is {preds[0].label!r}, expected {expect!r}")
+                       rows=[(res.path, r, p.label, f"{p.score:.6f}", p.index, *extra) for r, p in enumerate(preds, 1)])
+            if expect is not None and res.unknown:
+                unmet.append(terminal_text(f"{shown}: unknown (top score {preds[0].score:.4f} < --min-score "
+                                           f"{threshold:g}), expected {expect!r}"))
+            elif expect is not None and not (preds and matches(preds[0].label, expect)):
+                unmet.append(terminal_text(f"{shown}: top-1 is {preds[0].label!r}, expected {expect!r}"))
     for line in unmet:
         click.echo(f"expectation failed: {line}", err=True)
     if n_ok + n_err > 1:
-        ui.info(f"{n_ok} classified, {n_err} failed" + (f", {len(unmet)} not {expect!r}" if expect else ""))
+        ui.info(f"{n_ok} classified, {n_err} failed" + (f", {n_unknown} unknown" if threshold is not None else "")
+                + (f", {len(unmet)} not {expect!r}" if expect else ""))
     if n_err or unmet:
         sys.exit(EXIT_FAILED)
 
@@ -215,7 +242,7 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
       imgtool labels -m ./my-flowers-model --format json
     """
     from imgtool import api
-    from imgtool.output import Writer
+    from imgtool.output import Writer, terminal_text
 
     names = api.model_labels(model_opts["model"], **_model_kwargs(model_opts))
     if names is None:
@@ -223,20 +250,22 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
 
         ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
         raise _model_error(f"{ref} carries no labels; pass --labels FILE")
-    needle = (search or "").casefold()
+    from imgtool.labels import fold
+
+    needle = fold(search or "")
     found = 0
     with Writer(fmt) as out:
         for i, label in enumerate(names):
-            if needle in label.casefold():
+            if needle in fold(label):
                 found += 1
-                out.record({"index": i, "label": label}, text=f"{i}\t{label}\n")
+                out.record({"index": i, "label": label}, text=f"{i}\t{terminal_text(label)}\n")
     if search is not None and not found:
         from imgtool.catalog import DEFAULT_MODEL
         from imgtool.output import display_path
 
         ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
-        click.echo(f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; "
-                   "try a shorter TEXT)", err=True)
+        click.echo(terminal_text(f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; "
+                                 "try a shorter TEXT)"), err=True)
         sys.exit(EXIT_FAILED)
 
 
@@ -303,7 +332,8 @@ def _model_error(msg: str) -> ImgtoolError:
 @click.option("--distorted-copies", default=4, show_default=True, type=click.IntRange(min=1),
               help="Distorted copies per training image (each costs a backbone pass; not cached).")
 @click.option("--summaries-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write TensorBoard summaries (loss, accuracy) here.")
+              help="Write TensorBoard summaries (loss, accuracy) here. Needs TensorBoard: "
+                   "pip install 'imgtool-ml[summaries]'.")
 @click.option("--print-misclassified", is_flag=True, help="List misclassified test photos (text format).")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), metavar="X",
               help="Exit 1 (and write no model) if test accuracy is below X (0..1).")
@@ -350,7 +380,6 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     from imgtool import metrics as metrics_mod
 
     ui.set_quiet(quiet)
-    _sigterm_as_interrupt()
     ignored = [name for name, value in (("--epochs", epochs), ("--steps", steps), ("--learning-rate", learning_rate),
                                         ("--batch-size", batch_size)) if value is not None]
     if ignored:
@@ -376,14 +405,21 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
         h = m["head"]
         ui.info(f"head: {h['method']}; L2 {h['l2']:g}, cross-validated accuracy {h['cv_accuracy']:.1%} "
                 f"+- {h['cv_accuracy_std']:.1%} over {h['cv_folds']} folds, log-loss {h['cv_loss']:.3f}")
+        cal, opens = m.get("calibration"), m.get("open_set") or {}
+        if cal:
+            s_text = (f"; suggested --min-score {opens['min_score']:g} (accepts {opens['accepted']:.0%} of photos, "
+                      f"{opens['precision']:.0%} of them right)" if opens.get("min_score") is not None else "")
+            ui.info(f"calibration: temperature {cal['temperature']:.3g}, out-of-fold ECE {cal['ece_before']:.3f} -> "
+                    f"{cal['ece_after']:.3f}{s_text}")
         if m["validation"]["accuracy"] is not None:
             base = m["validation"]["baseline"]
             ui.info(f"validation accuracy (out-of-fold): {m['validation']['accuracy']:.1%}; "
                     f"majority-class baseline {base['accuracy']:.1%}")
-        click.echo(metrics_mod.format_text(m["test"], "test"))
+        click.echo(terminal_lines(metrics_mod.format_text(m["test"], "test")))
     if print_misclassified and fmt == "text":
         for w in result.misclassified:
-            click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
+            click.echo(terminal_text(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} "
+                                      f"({w['score']:.0%})"))
     if result.below_minimum:
         click.echo(f"Error: {cli_phrase(result.below_minimum)}", err=True)
         sys.exit(EXIT_FAILED)
@@ -511,10 +547,13 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
     if fmt == "json":
         click.echo(json.dumps(ev.to_dict(), indent=2))
     else:
-        click.echo(metrics_mod.format_text(m, str(image_dir)))
+        click.echo(terminal_lines(metrics_mod.format_text(m, str(image_dir))))
+        if ev.ece is not None:
+            click.echo(f"  calibration: expected calibration error {ev.ece:.3f} (top-1 scores, 10 bins)")
         if print_misclassified:
             for w in wrong:
-                click.echo(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
+                click.echo(terminal_text(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} "
+                                      f"({w['score']:.0%})"))
     acc = m["accuracy"]
     if min_accuracy is not None and (acc is None or acc < min_accuracy):
         gap = "" if acc is None else f" by {min_accuracy - acc:.1%}"
@@ -522,6 +561,94 @@ def evaluate(image_dir: Any, fmt: str, print_misclassified: bool, min_accuracy: 
                    f"{min_accuracy:.1%}{gap}", err=True)
         sys.exit(EXIT_FAILED)
     if ev.failures:
+        sys.exit(EXIT_FAILED)
+
+
+def _check_page(path: Path) -> None:
+    """An HTML page to write: not a folder, and its folder (or the nearest one that
+    exists: the missing ones are made) writable - said before any work, as the write
+    itself would say it (exit 4)."""
+    import errno
+    import os
+
+    from imgtool import store
+    from imgtool.errors import UsageError
+
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder; give the path of the .html file to write")
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        code = errno.ENOTDIR if not parent.is_dir() else errno.EACCES
+        raise store.storage_error(OSError(code, os.strerror(code), str(parent)), f"the report {path}",
+                                  "choose another -o")
+
+
+@cli.command(epilog=exit_codes(
+    (0, "nothing found: no suspect, duplicate, outlier or problem"),
+    (1, "something was found (listed on stdout)"),
+    USAGE, MODEL, (4, "could not write the -o page or the bottleneck cache (disk full, read-only, permission denied)"),
+    interrupted="interrupted (Ctrl-C): a half-written -o page is never left"))
+@click.argument("image_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-m", "--model", "model", metavar="MODEL",
+              help="Backbone, as for retrain (its features and cache are shared with retrain). "
+                   "Default: $IMGTOOL_BACKBONE, else inception_v3.")
+@format_option("json", help_text="json: one object with suspects, duplicates, outliers, problems and summary.")
+@click.option("-o", "--output", "report", type=click.Path(dir_okay=False, path_type=Path), metavar="REPORT.html",
+              help="Also write an HTML page with thumbnails of every finding.")
+@click.option("--validation-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Given validation photos (one sub-folder per class), as for retrain.")
+@click.option("--test-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Given test photos (one sub-folder per class), as for retrain.")
+@click.option("--validation-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
+              help="As for retrain: the splits the duplicates are checked against.")
+@click.option("--test-percent", default=10.0, show_default=True, type=click.FloatRange(0, 50),
+              help="As for retrain: the splits the duplicates are checked against.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Draws the cross-validation folds.")
+@click.option("--bottleneck-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Bottleneck cache (default: IMGTOOL_HOME/bottlenecks, shared with retrain).")
+@click.option("--input-size", callback=_parse_pair(int, "HEIGHT,WIDTH"), metavar="H,W",
+              help="Input size for backbones that do not say.")
+@click.option("--value-range", callback=_parse_pair(float, "LO,HI"), metavar="LO,HI",
+              help="Pixel values 0..255 map linearly to LO..HI, for backbones that do not say.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
+def audit(image_dir: Path, model: str | None, fmt: str, report: Path | None, validation_dir: Path | None,
+          test_dir: Path | None, validation_percent: float, test_percent: float, seed: int,
+          bottleneck_dir: Path | None, input_size: Any, value_range: Any, quiet: bool) -> None:
+    """What is wrong with a labelled folder (the layouts retrain reads), before training:
+    suspect labels, duplicates, outliers, unreadable files, tiny classes, imbalance.
+
+    \b
+    Examples:
+      imgtool audit flowers/
+      imgtool audit flowers/ -m embedding.tflite -f json > audit.json
+      imgtool audit flowers/ -o audit.html
+    """
+    import json
+
+    from imgtool import api, store
+    from imgtool import report as report_mod
+    from imgtool.auditing import format_text
+
+    ui.set_quiet(quiet)
+    if report is not None:
+        _check_page(report)  # before the work, not after it
+    result = api.audit(image_dir, model=model, seed=seed, validation_percent=validation_percent,
+                       test_percent=test_percent, validation_dir=validation_dir, test_dir=test_dir,
+                       input_size=input_size, value_range=value_range, bottleneck_dir=bottleneck_dir)
+    if report is not None:
+        html = report_mod.render_audit(result.to_dict(), f"imgtool audit: {Path(image_dir).name}")
+        try:
+            store.atomic_write_text(report, html)
+        except OSError as err:
+            raise store.storage_error(err, f"the report {report}", "choose another -o") from None
+        ui.info(f"report written to {report}")
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_text(result))
+    if result.found:
         sys.exit(EXIT_FAILED)
 
 
@@ -538,15 +665,16 @@ def models_list(fmt: str) -> None:
     """Catalog models, what is in the cache, and the bottleneck and export caches (sizes).
 
     json: one object per model {"name", "description", "cached", "kind": "catalog"|"other",
-    "bytes"} and per cache {"name": "bottlenecks"|"exports", "kind": "cache", "cached",
-    "path", "bytes", "entries"}.
+    "bytes"} (catalog models also "embedded": true for the models that ship with imgtool,
+    and "purpose": "classifier"|"features") and per cache {"name": "bottlenecks"|"exports",
+    "kind": "cache", "cached", "path", "bytes", "entries"}.
     """
     from imgtool import api, caches
     from imgtool.output import Writer
 
     with Writer(fmt) as out:
         for info in api.list_models():
-            state = ("cached" if info.cached else "not cached" if info.key is None
+            state = ("embedded" if info.embedded else "cached" if info.cached else "not cached" if info.key is None
                      else f"damaged: {info.problem}")
             if info.kind == "catalog":
                 text = f"{info.name:30} {state:12} {info.description}\n"
@@ -585,7 +713,8 @@ def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
     ui.set_quiet(quiet)
     for ref in refs or (None,):
         info = api.download_model(ref, features=features)
-        ui.info(f"{info.name}: ready" + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
+        ui.info(f"{info.name}: " + ("ships with imgtool, nothing to download" if info.embedded else "ready")
+                + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
 
 
 @models.command("remove", epilog=exit_codes(
@@ -618,6 +747,11 @@ def main() -> None:
     # the process. CPython ignores SIGXFSZ at startup already; this keeps it so whatever started us.
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # SIGTERM unwinds as Ctrl-C does for the whole process, also before and after the command
+    # (`Group` handles it inside; here a signal while starting or exiting is still exit 130)
+    from imgtool.command import _raise_interrupt
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         try:
             cli(prog_name="imgtool")

@@ -7,15 +7,17 @@ Layer: above settings and errors; below cli and beam.cli (which both import it).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
 from imgtool import settings, ui
 from imgtool.errors import ImgtoolError
+from imgtool.output import terminal_text
 
 # The flags of TensorFlow's retrain.py, label_image.py and classify_image.py, each with what
 # does its job in imgtool: given to any imgtool command, exit 2 with this one line.
@@ -116,7 +118,8 @@ OPTION_OF_PARAMETER = {
     "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
     "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
     "input_tensor": "--input-tensor", "output_tensor": "--output-tensor", "expect": "--expect",
-    "bottleneck_dir": "--bottleneck-dir", "input": "--input", "overwrite": "--overwrite",
+    "bottleneck_dir": "--bottleneck-dir", "summaries_dir": "--summaries-dir", "input": "--input",
+    "overwrite": "--overwrite",
 }
 _PHRASES = {"give a labels file": "pass --labels FILE",
             "(it is a backbone to retrain)": "with `imgtool retrain FOLDER -m MODEL`",
@@ -132,6 +135,7 @@ _API_CALLS = [
     (re.compile(rf"`remove_models\(\[{_ARG}\]\)`"), "`imgtool models remove {}`"),
     (re.compile(rf"`load_model\({_ARG}\)\.labels`"), "`imgtool labels -m {} --search TEXT`"),
     (re.compile(rf"`load_model\({_ARG}\)`"), "`-m {}`"),
+    (re.compile(rf"`model={_ARG}`"), "-m {}"),
 ]
 
 
@@ -162,9 +166,16 @@ class Group(click.Group):
     command_class = Command
 
     def invoke(self, ctx: click.Context) -> Any:
-        if ctx.parent is None:  # the top group: library log records and progress -> stderr, for this run
-            with ui.stderr_output(cli_phrase):
-                return self._invoke(ctx)
+        if ctx.parent is None:  # the top group: log records and progress -> stderr, signals, for this run
+            from imgtool.output import tolerant
+
+            tolerant(sys.stdout)  # a stdout that cannot encode a label escapes it (errors="backslashreplace")
+            was_quiet = ui.quiet()
+            try:
+                with ui.stderr_output(cli_phrase), interrupts_unwind():
+                    return self._invoke(ctx)
+            finally:
+                ui.set_quiet(was_quiet)  # a command's --quiet ends with it (in-process runs: tests, CliRunner)
         return self._invoke(ctx)
 
     def _invoke(self, ctx: click.Context) -> Any:
@@ -173,11 +184,11 @@ class Group(click.Group):
         except BrokenPipeError:
             _stdout_closed()
         except ImgtoolError as err:
-            click.echo(f"Error: {cli_phrase(str(err))}", err=True)
+            click.echo(f"Error: {terminal_text(cli_phrase(str(err)))}", err=True)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
-            click.echo("Interrupted; nothing half-written was kept.", err=True)
-            ctx.exit(130)
+            click.echo(INTERRUPTED, err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except OSError as err:  # a write failure no library code named more precisely
             from imgtool import store
             from imgtool.errors import EXIT_STORAGE
@@ -189,12 +200,41 @@ class Group(click.Group):
             ctx.exit(EXIT_STORAGE)
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM unwinds like Ctrl-C, so temporary outputs are removed and the previous
-    model stays in place."""
+INTERRUPTED = "Interrupted; nothing half-written was kept."
+EXIT_INTERRUPTED = 130
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts_unwind() -> Iterator[None]:
+    """The one signal handling of every command: SIGTERM (and SIGINT, as Python does
+    already) unwinds as KeyboardInterrupt, so every temporary output is removed by the
+    code that made it and the previous state stays; `Group` then prints INTERRUPTED
+    and exits 130. The previous handlers are put back afterwards (library use in the
+    same process is left as it was). Off the main thread, signals cannot be handled:
+    nothing is changed."""
     import signal
 
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    saved: list[tuple[int, Any]] = []
+    try:
+        for wanted in (signal.SIGTERM, signal.SIGINT):
+            saved.append((wanted, signal.signal(wanted, _raise_interrupt)))
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in saved:
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
-    signal.signal(signal.SIGTERM, handler)
+
+def _sigterm_as_interrupt() -> None:
+    """For older imports: SIGTERM unwinds like Ctrl-C, for good (`interrupts_unwind`
+    does it for the length of every command)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -81,9 +81,12 @@ def purpose_file(config: ModelConfig, purpose: Purpose) -> ConversionPurpose:
     return "model"
 
 
-def ensure_tflite(model: Model, entry: Path, purpose: ConversionPurpose = "model") -> Model:
+def ensure_tflite(model: Model, entry: Path, purpose: ConversionPurpose = "model",
+                  record_failure: bool = True) -> Model:
     """Convert a TF model to `<purpose>.tflite` once, verify it against TF on a probe
-    input, and use it; when conversion or the check fails, record why and run in TF."""
+    input, and use it; when conversion or the check fails, record why and run in TF.
+    `record_failure` False (an option of this run chose the size): a failure is not
+    written to the entry, which stays as it was for later runs."""
     config = model.config
     if config.format == "tflite" or purpose == "labels":
         return model
@@ -106,8 +109,9 @@ def ensure_tflite(model: Model, entry: Path, purpose: ConversionPurpose = "model
                 if conv is not None:
                     ui.info(f"the cached conversion {target.name} of {model.ref} is damaged; converting again")
                 conv = convert(model, target)
-                record.conversions[purpose] = conv
-                write_record(entry, record)
+                if conv.ok or record_failure:
+                    record.conversions[purpose] = conv
+                    write_record(entry, record)
     if conv.ok:
         model.tflite = target
     else:

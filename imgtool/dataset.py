@@ -10,6 +10,13 @@ of n photos has Binomial(n, v) validation photos - a small class can have none (
 held-out sets then simply lack it; the head is chosen by cross-validation, which needs
 only 2 photos of each class outside the test split).
 
+Copies: photos with byte-identical content (the same sha256 of their bytes) always land
+in the same split, so a copy under another name can never be tested on while its twin is
+trained on. The copies take the split of the copy whose key sorts first (or, when one of
+them has a given split, the given split that sorts first by key). A photo without a copy
+keeps exactly the split of its own key; adding a copy of a photo can move only the
+copies, and the photo itself only when the new copy's key sorts before its own.
+
 Given splits: a root whose sub-folders are `train/` and `val/`, `valid/` (Roboflow's
 name) or `validation/` (and optionally `test/`), each holding the same class folders, is
 used as it is (no hashing); so are `--validation-dir` / `--test-dir` folders. Folders
@@ -73,7 +80,7 @@ def scan(root: str | Path) -> tuple[list[str], list[tuple[str, str, int]]]:
         raise UsageError(f"{root}: no such folder; give a folder with one sub-folder per class")
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder; give a folder with one sub-folder per class")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = _classes_in(root)
     files = []
     for label, name in enumerate(classes):
         for path in images.walk_images(str(root / name)):
@@ -83,16 +90,48 @@ def scan(root: str | Path) -> tuple[list[str], list[tuple[str, str, int]]]:
 
 
 def assign_splits(files: list[tuple], n_classes: int, validation_percent: float,
-                  test_percent: float) -> list[Sample]:
+                  test_percent: float, content: dict[str, str] | None = None) -> list[Sample]:
     """Samples with their split: a given split (a file tuple's 4th item) as given, else
     `split_of(rel)` - for a photo found in a class folder, rel (its path relative to the
-    dataset folder) is exactly the split key, class name + "/" + path inside the class."""
+    dataset folder) is exactly the split key, class name + "/" + path inside the class.
+    `content` ({path: sha256 of its bytes}): byte-identical copies share one split (the
+    rule is in the module docstring)."""
+    def own(f: tuple) -> str:
+        given = f[3] if len(f) > 3 else None
+        return given if given is not None else split_of(f[1], validation_percent, test_percent)
+
+    group_split: dict[str, str] = {}
+    if content:
+        groups: dict[str, list[tuple]] = {}
+        for f in files:
+            if f[0] in content:
+                groups.setdefault(content[f[0]], []).append(f)
+        for sha, members in groups.items():
+            if len(members) > 1:
+                fixed = sorted((f for f in members if len(f) > 3 and f[3] is not None), key=lambda f: f[1])
+                group_split[sha] = own(fixed[0] if fixed else min(members, key=lambda f: f[1]))
     samples = []
     for f in files:
-        given = f[3] if len(f) > 3 else None
-        split = given if given is not None else split_of(f[1], validation_percent, test_percent)
+        mine = content.get(f[0]) if content else None
+        split = group_split[mine] if mine in group_split and (len(f) < 4 or f[3] is None) else own(f)
         samples.append(Sample(f[0], f[1], f[2], split))
     return samples
+
+
+def content_hashes(files: list[tuple]) -> dict[str, str]:
+    """{path: sha256 of its bytes} of the files (tuples, path first) that can be read: the
+    content `assign_splits` groups copies by (a file that cannot be read is left out)."""
+    from imgtool.store import sha256_file
+
+    out = {}
+    for f in files:
+        if images.not_a_regular_file(f[0]) is not None:  # never open a FIFO
+            continue
+        try:
+            out[f[0]] = sha256_file(f[0])
+        except OSError:
+            continue
+    return out
 
 
 def check_sizes(classes: list[str], samples: list[Sample]) -> None:
@@ -135,7 +174,47 @@ SPLIT_DIRS = {"train": "train", "val": "validation", "valid": "validation", "val
 
 
 def _classes_in(folder: Path) -> list[str]:
-    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    check_class_names(folder, classes)
+    return classes
+
+
+def check_class_names(folder: Path, classes: list[str]) -> None:
+    """Before any work: every class folder's name must survive labels.txt as it is (UTF-8,
+    one line, no control character, no space at either end: otherwise the model would
+    have more, fewer or other labels than outputs), else DatasetError naming it. A class
+    folder that is a link to the dataset folder (or above it), or to another class, is
+    warned about: its photos would be counted twice, under two labels."""
+    from imgtool import labels as labels_mod
+    from imgtool import ui
+    from imgtool.output import display_path
+
+    for name in classes:
+        shown = display_path(name)
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"class folder {folder / shown}: its name is not UTF-8 (a class name becomes a "
+                               "label); rename the folder") from None
+        if labels_mod.parse_lines(name + "\n") != [name] or shown != name:
+            raise DatasetError(f"class folder {folder / shown}: its name holds a line break, a control character "
+                               "or a space at an end, and would not be the same label in labels.txt; rename the "
+                               "folder")
+    top = folder.resolve()
+    real = {name: (folder / name).resolve() for name in classes}
+    for name, target in real.items():
+        path = folder / name
+        if not path.is_symlink():
+            continue
+        if target == top or target in top.parents:
+            ui.warn(f"class folder {path} is a link to {target}, which holds the dataset itself: its class would "
+                    "hold every photo; remove the link")
+            continue
+        for other, theirs in real.items():
+            if other != name and (target == theirs or theirs in target.parents or target in theirs.parents):
+                ui.warn(f"class folder {folder / name} is a link into class {other!r} ({target}): the same photos "
+                        "would be in two classes; remove the link")
+                break
 
 
 def _files_in(folder: Path, classes: list[str], label_of: dict[str, int], root: Path,

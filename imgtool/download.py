@@ -268,7 +268,9 @@ def _extract_zip(archive: Path, target: Path, what: str) -> None:
                     raise _UnsafeZip(f"member {m.filename!r} points outside the archive")
                 if stat.S_ISLNK(mode):
                     raise _UnsafeZip(f"member {m.filename!r} is a symbolic link")
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                # zipfile.writestr (and other writers) store permission bits without a file
+                # type: that is a plain file; only a type that is neither file nor folder is refused
+                if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                     raise _UnsafeZip(f"member {m.filename!r} is not a regular file")
             for m in members:
                 zf.extract(m, target)

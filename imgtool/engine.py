@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from imgtool import ui
+from imgtool import files, ui
 from imgtool.errors import ModelError
 from imgtool.scores import OutputFacts, softmax  # noqa: F401 - softmax re-exported for older imports
 
@@ -56,6 +56,9 @@ class LiteRTEngine:
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
+        why = files.problem(path)  # LiteRT opens it by name: a FIFO would hang it
+        if why is not None:
+            raise ModelError(f"{path}: {why}; give a .tflite model file")
         try:
             with ui.native_output_filtered():
                 self._it = Interpreter(model_path=str(path), num_threads=threads or default_threads())
@@ -69,6 +72,8 @@ class LiteRTEngine:
                              f"found {[list(d['shape']) for d in inputs]}")
         self._in = inputs[0]
         outputs = self._it.get_output_details()
+        if not outputs:
+            raise ModelError(f"{path}: not a loadable .tflite model (it has no outputs)")
         if output_name:
             named = [d for d in outputs if d["name"] == output_name]
             if not named:
@@ -147,6 +152,13 @@ class LiteRTEngine:
         return out.astype(np.float32, copy=False)
 
     def run(self, images: np.ndarray) -> np.ndarray:
+        try:
+            return self._run(images)
+        except (RuntimeError, ValueError) as err:  # e.g. a damaged file LiteRT loads: "Input tensor 3 lacks data"
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{self.path}: the .tflite model does not run ({first}); it is damaged") from None
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
         n = images.shape[0]
         x = self._prepare(images)
         it = self._it
@@ -207,6 +219,10 @@ class HeadEngine:
 
     def run(self, images: np.ndarray) -> np.ndarray:
         feats = self.backbone.run(images)
+        if feats.shape[1] != self.weights.shape[0]:
+            raise ModelError(f"the backbone gives {feats.shape[1]} features, the retrained last layer expects "
+                             f"{self.weights.shape[0]}: the model folder's backbone is not the one it was trained "
+                             "on; retrain it again")
         return feats @ self.weights + self.bias
 
     def output_facts(self) -> OutputFacts:

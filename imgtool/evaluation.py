@@ -58,6 +58,11 @@ class Evaluation:
         return self.metrics["accuracy"]
 
     @property
+    def ece(self) -> float | None:
+        """Expected calibration error of the top-1 scores (10 bins; None: nothing classified)."""
+        return (self.metrics.get("calibration") or {}).get("ece")
+
+    @property
     def per_class(self) -> dict[str, dict[str, Any]]:
         """{class: {"precision", "recall", "f1", "support"}} (None where undefined)."""
         return self.metrics["per_class"]
@@ -115,6 +120,7 @@ def evaluate_folder(classifier: Classifier, image_dir: Path, training: set[str] 
     truth = {p: lab for p, _, lab in files}
     rel = {p: r for p, r, _ in files}
     y_true, y_pred, wrong = [], [], []
+    top_scores: list[float] = []
     failures: list[tuple[str, str]] = []
     classified: list[str] = []
     mapping = class_to_label_index(classes, classifier.labels)  # before any work: labels are known at load
@@ -131,11 +137,18 @@ def evaluate_folder(classifier: Classifier, image_dir: Path, training: set[str] 
         p = inverse.get(top.index, -1) if top else -1
         y_true.append(t)
         y_pred.append(p)
+        top_scores.append(top.score if top is not None else 0.0)
         if p != t and top is not None:
             wrong.append({"path": res.path, "rel": rel[res.path], "true": classes[t], "predicted": top.label,
                           "score": top.score})
     names = classes + (["(other)"] if any(p < 0 for p in y_pred) else [])
     y_pred_arr = np.array([p if p >= 0 else len(classes) for p in y_pred])
     m = metrics.evaluate(np.array(y_true), y_pred_arr, names)
+    if y_true:
+        from imgtool.calibration import ECE_BINS, ece_of, reliability_of
+
+        table = reliability_of(np.array(top_scores), y_pred_arr == np.array(y_true))
+        m["calibration"] = {"ece": round(ece_of(table), 4), "bins": ECE_BINS,
+                            "reliability": [b.to_dict() for b in table]}
     seen = count_seen(classified, training) if training is not None else None
     return Evaluation(m, wrong, failures, seen)

@@ -22,7 +22,7 @@ import numpy as np
 from imgtool import dataset
 from imgtool.errors import DatasetError, UsageError
 
-PARQUET_HINT = "pip install 'imgtool[parquet]' (pyarrow; `make install` includes it)"
+PARQUET_HINT = "pip install 'imgtool-ml[parquet]' (pyarrow; `make install` includes it)"
 COLUMNS = ("path", "class", "sha256", "features", "backbone", "source", "error")
 
 
@@ -126,7 +126,7 @@ def training_set(pattern: str, backbone_ident: str, validation_percent: float, t
     if shards.backbone != backbone_ident:
         raise UsageError(f"`features`: the shards were made with another backbone ({shards.backbone}) than "
                          f"`model` gives ({backbone_ident}); pass the `model` used for `imgtool beam features`")
-    samples = dataset.assign_splits(shards.files, len(shards.classes), validation_percent, test_percent)
-    dataset.check_sizes(shards.classes, samples)
     shas = {path: sha for (path, _, _), sha in zip(shards.files, shards.shas)}
+    samples = dataset.assign_splits(shards.files, len(shards.classes), validation_percent, test_percent, content=shas)
+    dataset.check_sizes(shards.classes, samples)
     return shards.classes, samples, shards.matrix, shas, shards.failed

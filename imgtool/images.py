@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgtool import files
 from imgtool.errors import ImageError
 
 if TYPE_CHECKING:
@@ -51,27 +52,16 @@ def walk_images(folder: str) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
-def _stat_problem(path: str) -> tuple[os.stat_result | None, str | None]:
-    """stat() without opening (a FIFO opened for reading waits for a writer forever)."""
-    try:
-        return os.stat(path), None
-    except FileNotFoundError:
-        if os.path.islink(path):
-            return None, "broken symbolic link (its target does not exist)"
-        return None, "no such file or directory"
-    except OSError as err:
-        return None, f"cannot access ({err.strerror or err})"
+_stat_problem = files.stat_problem  # stat() without opening (a FIFO opened for reading waits forever)
 
-
-NOT_REGULAR = "not a regular file (a FIFO, socket or device); give an image file"
+NOT_REGULAR = files.NOT_REGULAR + "; give an image file"
 
 
 def not_a_regular_file(path: str) -> str | None:
-    """Why `path` cannot be read as an image file, or None for a regular file."""
-    st, problem = _stat_problem(path)
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        return NOT_REGULAR
-    return problem
+    """Why `path` cannot be read as an image file, or None for a regular file
+    (`files.problem`, in an image's words)."""
+    why = files.problem(path)
+    return NOT_REGULAR if why in (files.NOT_REGULAR, files.IS_DIR) else why
 
 
 def expand_inputs(paths: Iterable[str]) -> Iterator[Input]:
@@ -94,17 +84,47 @@ def expand_inputs(paths: Iterable[str]) -> Iterator[Input]:
             yield Input(p, NOT_REGULAR)
 
 
+HIGH_DEPTH_GRAY = ("I;16", "I;16B", "I;16L", "I", "F")
+_STRIP_PIXELS = 1 << 16  # rows converted at a time: the only copy besides the image and the result
+
+
+def _gray8(im):  # noqa: ANN001, ANN202 - PIL image in, PIL image out
+    """A 16-bit, 32-bit or float gray image as 8-bit gray ("L"), scaled (65535 or, for
+    I/F with values above 255, the maximum -> 255; floor, as the float path did) rather
+    than clipped. Converted a strip of rows at a time in its own integer type: memory is
+    the image plus one byte a pixel plus one strip, never a float64 copy."""
+    from PIL import Image
+
+    mode = im.mode
+    width, height = im.size
+    hi = im.getextrema()[1] if width and height else 0
+    top = 65535 if mode.startswith("I;16") or hi > 255 else 255
+    out = np.empty((height, width), np.uint8)
+    step = max(1, _STRIP_PIXELS // max(width, 1))
+    for y in range(0, height, step):
+        strip = np.asarray(im.crop((0, y, width, min(height, y + step))))
+        if mode == "F":
+            f = np.nan_to_num(strip.astype(np.float32), nan=0.0, posinf=top, neginf=0.0)
+            np.clip(f, 0, top, out=f)
+            f *= np.float32(255.0 / top)
+            scaled = np.floor(f, out=f)
+        else:  # v * 255 // top in uint32 (65535 * 255 < 2**32), in place
+            scaled = np.clip(strip, 0, top).astype(np.uint32)
+            if top != 255:
+                scaled *= 255
+                scaled //= top
+        out[y:y + strip.shape[0]] = scaled
+    return Image.fromarray(out, "L")
+
+
 def _to_rgb(im):  # noqa: ANN001, ANN202 - PIL image in, PIL image out
     from PIL import Image
 
     mode = im.mode
     if mode == "RGB":
         return im
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if (mode.startswith("I;16") or (arr.size and arr.max() > 255)) else 255.0
-        arr8 = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr8, "L").convert("RGB")
+    if mode in HIGH_DEPTH_GRAY:
+        return _gray8(im)  # gray: made RGB after the resize (to_array), at the model's size
     if mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
         mode = "RGBA"
@@ -146,7 +166,7 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
     _quiet_pillow()
     height, width = size
     try:
-        with Image.open(path) as im:
+        with files.open_regular(path) as fh, Image.open(fh) as im:
             if im.width * im.height > (Image.MAX_IMAGE_PIXELS or 1 << 62):
                 raise Image.DecompressionBombError(f"{im.width}x{im.height}")
             if im.format == "JPEG" and transform is None:
@@ -157,6 +177,8 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
             except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored
                 pass
             return to_array(im, size, keep_aspect=keep_aspect, transform=transform)
+    except files.FileProblem as err:
+        raise ImageError(NOT_REGULAR if str(err) == files.NOT_REGULAR else str(err)) from None
     except Image.DecompressionBombError:
         raise ImageError("refused: too many pixels for a photo (a decompression bomb?)") from None
     except UnidentifiedImageError:
@@ -183,7 +205,7 @@ def to_array(im: Any, size: tuple[int, int], keep_aspect: bool = False,
     from PIL import Image
 
     height, width = size
-    im = _to_rgb(im)
+    im = _to_rgb(im)  # RGB, or 8-bit gray from a high-depth image: made RGB once model-sized
     if transform is not None:
         im = transform(im)
     if keep_aspect:
@@ -191,6 +213,8 @@ def to_array(im: Any, size: tuple[int, int], keep_aspect: bool = False,
         im.thumbnail((width, height), Image.Resampling.BILINEAR)
     elif im.size != (width, height):
         im = im.resize((width, height), Image.Resampling.BILINEAR)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
     return np.array(im, dtype=np.uint8)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 import zipfile
 from pathlib import Path
 
+from imgtool import files, ui
 from imgtool.errors import ModelError, UsageError
 
 # Names a labels file beside a model (or inside a .tflite's metadata zip) commonly has.
@@ -15,17 +17,30 @@ LABEL_FILE_NAMES = ("labels.txt", "imagenet_labels.txt", "ImageNetLabels.txt", "
 
 
 def read_lines(path: Path) -> list[str]:
+    """A labels file's labels (`split_lines`): a regular UTF-8 file of at most
+    files.LABELS_MAX_BYTES; anything else is a UsageError naming the file."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"cannot read labels file {path}: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"labels file {path} is not UTF-8 text; give one label a line") from None
+        text = files.read_text(path, files.LABELS_MAX_BYTES)
+    except files.FileProblem as err:
+        if str(err) == "not UTF-8 text":
+            raise UsageError(f"labels file {path} is not UTF-8 text; give one label a line") from None
+        raise UsageError(f"cannot read labels file {path}: {err}; give a labels file, one label a line") from None
     return parse_lines(text)
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines as `wc -l` counts them: ended by "\n" only ("\r\n" allowed), never by the
+    other characters `str.splitlines` breaks at (U+2028, \r alone, \x0b, \x0c, \x1c-\x1e,
+    \x85, U+2029): a label holding one of those stays one label, so no label moves."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the last line's own "\n"
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
 def parse_lines(text: str) -> list[str]:
-    lines = text.splitlines()
+    """One label a line (`split_lines`), each stripped; blank lines at the end dropped."""
+    lines = split_lines(text)
     while lines and not lines[-1].strip():
         lines.pop()
     return [ln.strip() for ln in lines]
@@ -33,25 +48,38 @@ def parse_lines(text: str) -> list[str]:
 
 def embedded_tflite_labels(path: Path) -> list[str] | None:
     """A .tflite with metadata is also a zip archive holding its associated files; the
-    metadata names the output's labels file (TENSOR_AXIS_LABELS), else a usual name."""
+    metadata names the output's labels file (TENSOR_AXIS_LABELS), else a usual name.
+    The member is read only up to files.LABELS_MAX_BYTES (a zip bomb in the metadata
+    costs nothing); a bigger one, or a file that is not a regular file, has no labels."""
     try:
-        if not zipfile.is_zipfile(path):
-            return None
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            from imgtool import tflite_info
-
-            meta = tflite_info.output_metadata(Path(path), 0)
-            named = meta.label_files if meta else ()
-            pick = next((n for n in named if n in names), None)
-            if pick is None:
-                pick = next((n for n in names if Path(n).name in LABEL_FILE_NAMES), None)
-            if pick is None:
-                pick = next((n for n in names if n.lower().endswith(".txt") and "label" in n.lower()), None)
-            if pick is None:
+        with files.open_regular(path) as fh:
+            if not zipfile.is_zipfile(fh):
                 return None
-            return parse_lines(zf.read(pick).decode("utf-8"))
-    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError):
+            with zipfile.ZipFile(fh) as zf:
+                names = zf.namelist()
+                from imgtool import tflite_info
+
+                meta = tflite_info.output_metadata(Path(path), 0)
+                named = meta.label_files if meta else ()
+                pick = next((n for n in named if n in names), None)
+                if pick is None:
+                    pick = next((n for n in names if Path(n).name in LABEL_FILE_NAMES), None)
+                if pick is None:
+                    pick = next((n for n in names if n.lower().endswith(".txt") and "label" in n.lower()), None)
+                if pick is None:
+                    return None
+                info = zf.getinfo(pick)
+                if info.file_size > files.LABELS_MAX_BYTES:
+                    ui.warn(f"{path}: its embedded {pick} holds {info.file_size:,} bytes, more than a labels file "
+                            f"may ({files.LABELS_MAX_BYTES:,}); ignored")
+                    return None
+                with zf.open(info) as member:
+                    data = member.read(files.LABELS_MAX_BYTES + 1)
+                if len(data) > files.LABELS_MAX_BYTES:
+                    return None
+                return parse_lines(data.decode("utf-8"))
+    except (OSError, files.FileProblem, zipfile.BadZipFile, UnicodeDecodeError, KeyError, RuntimeError,
+            NotImplementedError, EOFError, ValueError):
         return None
 
 
@@ -93,7 +121,7 @@ def imagenet2015(label_map: Path, synsets: Path, num_outputs: int = 1008) -> lis
     try:
         id_to_synset = {int(i): s for i, s in _ENTRY.findall(label_map.read_text(encoding="utf-8"))}
         human: dict[str, str] = {}
-        for line in synsets.read_text(encoding="utf-8").splitlines():
+        for line in split_lines(synsets.read_text(encoding="utf-8")):
             parts = line.split("\t", 1)
             if len(parts) == 2:
                 human[parts[0].strip()] = parts[1].strip()
@@ -109,12 +137,19 @@ def imagenet2015(label_map: Path, synsets: Path, num_outputs: int = 1008) -> lis
     return out
 
 
+def fold(text: str) -> str:
+    """`text` for comparing "in any case": NFKC-normalised, then casefold(), with the dot
+    casefold() leaves on a capital dotted I ("İ" -> "i" + U+0307) dropped, so `istanbul`
+    matches `İstanbul` as `straße` matches `STRASSE`."""
+    return unicodedata.normalize("NFKC", text.strip()).casefold().replace("i\u0307", "i")
+
+
 def matches(label: str, expected: str) -> bool:
     """`hot dog` matches `hotdog, hot dog, red hot`: whole label or one synonym, any case."""
-    want = expected.strip().casefold()
-    if label.strip().casefold() == want:
+    want = fold(expected)
+    if fold(label) == want:
         return True
-    return any(part.strip().casefold() == want for part in label.split(","))
+    return any(fold(part) == want for part in label.split(","))
 
 
 # First lines that name no class: the output 0 some models reserve for "nothing".
@@ -133,7 +168,7 @@ def fit(labels: list[str], width: int, *, ref: str, labels_file: str | None = No
     n = len(labels)
     if n == width:
         return list(labels)
-    if n == width + 1 and labels[0].strip().casefold() in BACKGROUND_LABELS:
+    if n == width + 1 and fold(labels[0]) in BACKGROUND_LABELS:
         return list(labels[1:])
     if n and n == width - 1:
         return ["background", *labels]
@@ -152,11 +187,11 @@ def has_label(labels: list[str], expected: str) -> bool:
 def closest(expected: str, labels: list[str], n: int = 3) -> list[str]:
     """The labels closest to `expected` (difflib), comparing it with whole labels and with
     each comma-separated synonym, any case; each label once, closest first."""
-    want = expected.strip().casefold()
-    candidates: dict[str, str] = {}  # casefolded label or synonym -> the whole label
+    want = fold(expected)
+    candidates: dict[str, str] = {}  # folded label or synonym -> the whole label
     for label in labels:
         for text in (label, *label.split(",")):
-            candidates.setdefault(text.strip().casefold(), label)
+            candidates.setdefault(fold(text), label)
     out: list[str] = []
     for text in difflib.get_close_matches(want, list(candidates), n=len(candidates), cutoff=0.6):
         if candidates[text] not in out:

@@ -101,7 +101,11 @@ def _num(v: Any) -> str:
     return str(v)
 
 
-esc = html.escape
+def esc(text: str) -> str:
+    """HTML-escaped; a file name's undecodable bytes (surrogate-escaped) as \\xNN, so the
+    report is UTF-8 whatever the photos are called."""
+    return html.escape(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
 
 
 def title_for(image_dir: str | None) -> str:
@@ -177,8 +181,13 @@ def render(metrics: dict[str, Any], misclassified: list[dict[str, Any]] | None, 
     parts.append(_per_class(test, classes))
     parts.append(_confusion(test, classes))
     parts.append(_head_section(metrics))
+    parts.append(_calibration_section(metrics))
     parts.append(_exports_section(metrics))
     parts.append(_misclassified(misclassified))
+    parts.append(_suspects_section(metrics.get("suspects") or [], "Check these labels",
+                                   "The training photos the out-of-fold predictions most reject: the probability "
+                                   "given to their folder's class, and the class they look like."))
+    parts.append(_leakage_section(metrics.get("near_duplicates") or {}))
     parts.append(_run_section(metrics, when))
     parts.append("</body></html>\n")
     return "".join(parts)
@@ -514,3 +523,148 @@ def _run_section(metrics: dict[str, Any], when: str) -> str:
         rows.append(("skipped photos", str(len(skipped))))
     body = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     return f"<h2>This run</h2><dl class='run'>{body}</dl>"
+
+
+# ---------------------------------------------------------------- calibration, suspects, duplicates
+
+def _calibration_section(metrics: dict[str, Any]) -> str:
+    from imgtool.calibration import plain_sentence
+
+    cal = metrics.get("calibration")
+    if not isinstance(cal, dict):
+        return "" if not metrics.get("head") else ("<h2>Calibration</h2><p class='muted'>This model's scores are not "
+                                                   "calibrated (trained before imgtool calibrated them).</p>")
+    out = ["<h2>Calibration</h2>"]
+    t = cal.get("temperature")
+    out.append(f"<p>The scores are divided by a temperature T = <b>{_num(t)}</b> (fitted on the out-of-fold "
+               f"predictions): the expected calibration error went from {_num(cal.get('ece_before'))} to "
+               f"<b>{_num(cal.get('ece_after'))}</b> (10 bins, out of fold).")
+    sentence = plain_sentence(cal.get("reliability_after") or [])
+    if sentence:
+        out.append(f" In plain words: {esc(sentence)}.")
+    out.append("</p>")
+    opens = metrics.get("open_set") or {}
+    if opens.get("min_score") is not None:
+        out.append(f"<p>Suggested <code>--min-score</code>: <b>{opens['min_score']:.4g}</b> - out of fold, the photos "
+                   f"scored at least that were right {_pct(opens.get('precision'))} of the time, and "
+                   f"{_pct(opens.get('accepted'))} of the photos were. <code>imgtool classify -m MODEL "
+                   "--min-score auto</code> uses it.</p>")
+    out.append(_svg_reliability(cal.get("reliability_before") or [], cal.get("reliability_after") or []))
+    return "".join(out)
+
+
+def _svg_reliability(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """Reliability diagram: share right against top-1 score, per bin, before and after
+    calibration, with the diagonal (perfect calibration); in the CV curve's style."""
+    w, h, left, right, top, bottom = 640, 300, 56, 60, 16, 46
+    pw, ph = w - left - right, h - top - bottom
+
+    def px(v: float) -> float:
+        return left + v * pw
+
+    def py(v: float) -> float:
+        return top + (1 - v) * ph
+
+    g = ['<svg class="curve" viewBox="0 0 640 300" role="img" xmlns="http://www.w3.org/2000/svg" '
+         'aria-label="reliability diagram: share right against top-1 score, before and after calibration">',
+         f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>']
+    for a in (0.0, 0.25, 0.5, 0.75, 1.0):
+        g.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(a):.1f}" y2="{py(a):.1f}" stroke="#e4e4e4"/>'
+                 f'<text x="{left - 6}" y="{py(a) + 4:.1f}" font-size="11" text-anchor="end">{a:.0%}</text>'
+                 f'<text x="{px(a):.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle">{a:g}</text>')
+    g.append(f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(1):.1f}" y2="{py(1):.1f}" stroke="#999" '
+             'stroke-dasharray="4 3"/>')
+    for bins, colour, dash in ((before, "#c60", ' stroke-dasharray="6 3"'), (after, "#2a7", "")):
+        pts = [(b["confidence"], b["accuracy"]) for b in bins
+               if b.get("count") and b.get("confidence") is not None and b.get("accuracy") is not None]
+        if pts:
+            d = " ".join(f"{'M' if i == 0 else 'L'}{px(c):.1f},{py(a):.1f}" for i, (c, a) in enumerate(pts))
+            g.append(f'<path d="{d}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+            g += [f'<circle cx="{px(c):.1f}" cy="{py(a):.1f}" r="3" fill="{colour}"/>' for c, a in pts]
+    g.append(f'<text x="{left + pw / 2:.1f}" y="{h - 8}" font-size="12" text-anchor="middle">top-1 score</text>'
+             f'<text x="12" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" '
+             f'transform="rotate(-90 12 {top + ph / 2:.1f})">share right</text>'
+             f'<text x="{left}" y="{h - 8}" font-size="12" fill="#2a7">— calibrated</text>'
+             f'<text x="{left + pw}" y="{h - 8}" font-size="12" fill="#c60" text-anchor="end">- - before</text>')
+    g.append("</svg>")
+    return ("<p class='muted'>Reliability (out of fold): of the photos scored about x, the share that were right; "
+            "the dashed diagonal is a score that means what it says.</p>" + "".join(g))
+
+
+def _figure(path: str, caption: str) -> str:
+    src = _thumb(path, 160)
+    img = f'<img src="{src}" alt="">' if src else '<div class="muted">(unreadable)</div>'
+    return f"<figure>{img}<figcaption>{caption}</figcaption></figure>"
+
+
+def _suspects_section(suspects: list[dict[str, Any]], title: str, note: str) -> str:
+    if not suspects:
+        return ""
+    out = [f"<h2>{esc(title)} ({len(suspects)})</h2><p class='muted'>{esc(note)}</p><div class='grid'>"]
+    for s in suspects:
+        out.append(_figure(s["path"], f'<span class="wrong">labelled {esc(s["label"])}</span> ({s["score"]:.0%})<br>'
+                                      f'<span class="right">looks like {esc(s["suggested"])}</span> '
+                                      f'({s.get("suggested_score", 0):.0%})<br>'
+                                      f'<span class="muted">{esc(s["rel"])}</span>'))
+    out.append("</div>")
+    return "".join(out)
+
+
+def _groups_section(groups: list[dict[str, Any]], title: str, note: str) -> str:
+    if not groups:
+        return ""
+    out = [f"<h2>{esc(title)} ({len(groups)})</h2><p class='muted'>{esc(note)}</p>"]
+    for g in groups:
+        flags = [w for w, on in (("label conflict", g.get("label_conflict")), ("leakage", g.get("leakage"))) if on]
+        out.append(f'<p><b>{esc(str(g["kind"]))}</b>, similarity {g["similarity"]:.2f}'
+                   + (f' <span class="wrong">({esc(", ".join(flags))})</span>' if flags else "") + "</p>"
+                   "<div class='grid'>")
+        out += [_figure(m["path"], f'{esc(m["label"])} · {esc(m["split"])}<br>'
+                                   f'<span class="muted">{esc(m["rel"])}</span>') for m in g["members"]]
+        out.append("</div>")
+    return "".join(out)
+
+
+def _leakage_section(near: dict[str, Any]) -> str:
+    return _groups_section(near.get("groups") or [], "Near-duplicates across train and test",
+                           "These photos are near-identical by their features but some were tested on while "
+                           "others were fitted on: the test accuracy counts them as unseen.")
+
+
+def render_audit(result: dict[str, Any], title: str) -> str:
+    """The audit (AuditResult.to_dict()) as a self-contained page, in the report's style."""
+    s = result.get("summary") or {}
+    parts = [f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)}</title>
+<style>{CSS}</style></head><body>
+<h1>{esc(title)}</h1>"""]
+    cv = s.get("cv_accuracy")
+    parts.append(f"<p>{s.get('photos', 0)} photos in {len(s.get('classes') or [])} classes"
+                 + (f"; cross-validated accuracy {_pct(cv)}" if cv is not None else "")
+                 + f'.</p><p class="muted">backbone {esc(str(s.get("backbone", "")))}; '
+                 f'{len(result.get("suspects") or [])} suspects, {len(result.get("duplicates") or [])} duplicate '
+                 f'groups, {len(result.get("outliers") or [])} outliers, {len(result.get("problems") or [])} '
+                 "problems</p>")
+    parts.append(_suspects_section(result.get("suspects") or [], "Suspect labels",
+                                   "Photos whose folder's class the out-of-fold predictions reject, most suspicious "
+                                   "first."))
+    parts.append(_groups_section(result.get("duplicates") or [], "Duplicates",
+                                 "Byte-identical or near-identical photos. Across classes: a label conflict; across "
+                                 "train and test: leakage."))
+    outliers = result.get("outliers") or []
+    if outliers:
+        parts.append(f"<h2>Outliers ({len(outliers)})</h2><p class='muted'>Photos far from every other photo: "
+                     "likely of no class at all.</p><div class='grid'>")
+        parts += [_figure(o["path"], f'{esc(o["label"])} · similarity {o["score"]:.2f}<br>'
+                                     f'<span class="muted">{esc(o["rel"])}</span>') for o in outliers]
+        parts.append("</div>")
+    problems = result.get("problems") or []
+    if problems:
+        parts.append(f"<h2>Problems ({len(problems)})</h2><ul>"
+                     + "".join(f"<li><b>{esc(p['kind'])}</b>: {esc(p['message'])}</li>" for p in problems) + "</ul>")
+    if not (result.get("suspects") or result.get("duplicates") or outliers or problems):
+        parts.append("<p>Nothing found.</p>")
+    parts.append("</body></html>\n")
+    return "".join(parts)

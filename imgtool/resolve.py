@@ -13,9 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from imgtool import files, store, ui
 from imgtool import labels as labels_mod
-from imgtool import store, ui
-from imgtool.catalog import DEFAULT_MODEL, ModelConfig, ModelFormat, load_catalog
+from imgtool.catalog import (
+    DEFAULT_MODEL,
+    ModelConfig,
+    ModelFormat,
+    check_input_size,
+    check_value_range,
+    embedded_names,
+    load_catalog,
+)
 from imgtool.convert import VERIFY_TOLERANCE, ConversionPurpose, ensure_tflite, purpose_file
 from imgtool.entries import (
     ENTRY_FILE,
@@ -28,7 +36,7 @@ from imgtool.entries import (
     read_record,
     remove,
 )
-from imgtool.errors import ModelError, ModelNotFoundError
+from imgtool.errors import DownloadError, ModelError, ModelNotFoundError
 from imgtool.model import Model, Purpose
 from imgtool.refs import hub_handle_url, kaggle_handle_url, key_for
 from imgtool.retrained import RETRAINED_FILE
@@ -47,6 +55,10 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
     from imgtool import refs, settings
 
     ref = ref or settings.current().model or DEFAULT_MODEL
+    if input_size is not None:  # checked before anything is fetched, converted or recorded
+        input_size = check_input_size(input_size)
+    if value_range is not None:
+        value_range = check_value_range(value_range)
     catalog = load_catalog()
     overrides: dict[str, Any] = {k: v for k, v in (("input_size", input_size), ("value_range", value_range))
                                  if v is not None}
@@ -60,7 +72,7 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
         model = _from_url(ref, parsed.url, purpose, overrides, tensors)
     else:
         assert parsed.path is not None
-        model = _from_path(ref, parsed.path, purpose, overrides, tensors, want_labels=not labels_file)
+        model = _from_path(ref, parsed.path, purpose, overrides, tensors, own_labels=not labels_file)
     if overrides:
         model.config = replace(model.config, **overrides)
         model.given = dict(overrides)  # checked against the model's own when its engine is made
@@ -70,9 +82,11 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
     return model
 
 
-def _cached(model: Model, entry: Path, purpose: Purpose) -> Model:
-    """A model whose files live in a cache entry: converted when needed, repairable."""
-    model = ensure_tflite(model, entry, purpose=purpose_file(model.config, purpose))
+def _cached(model: Model, entry: Path, purpose: Purpose, trial: bool = False) -> Model:
+    """A model whose files live in a cache entry: converted when needed, repairable.
+    `trial` (the input size was given by the caller): a failed conversion is not
+    recorded, so a bad option never changes the entry for later runs."""
+    model = ensure_tflite(model, entry, purpose=purpose_file(model.config, purpose), record_failure=not trial)
     model.repair = _repair_cached_tflite
     return model
 
@@ -86,10 +100,34 @@ def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) 
             raise ModelError(f"catalog model {name!r} names a feature twin {config.features!r} "
                              "that is not in the catalog")
         config = catalog[config.features]
-    entry = ensure_entry(config.name, config)
+    if config.embedded:
+        return _embedded(name, config)
+    try:
+        entry = ensure_entry(config.name, config)
+    except ModelError as err:
+        if not (isinstance(err, DownloadError) or store.offline()):
+            raise
+        raise type(err)(f"{err}{_shipped_hint(catalog, purpose)}") from None
     config = effective_config(config, entry)
     model = Model(ref=name, config=config)
     return _cached(_attach(model, entry), entry, purpose)
+
+
+def _embedded(ref: str, config: ModelConfig) -> Model:
+    """A model that ships inside the package: read where it lies, never cached."""
+    from imgtool import shipped
+
+    path = shipped.path(config)
+    model = Model(ref=ref, config=config, tflite=path)
+    model.labels = labels_mod.embedded_tflite_labels(path)
+    return model
+
+
+def _shipped_hint(catalog: dict[str, ModelConfig], purpose: Purpose) -> str:
+    """When a catalog model cannot be had (offline, no cache): the embedded model that
+    would do instead, or nothing when there is none."""
+    names = embedded_names(catalog, "features" if purpose == "features" else "classifier")
+    return f"; or use `model={names[0]!r}`, which ships with imgtool" if names else ""
 
 
 def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],
@@ -106,7 +144,7 @@ def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],
                          feature_tensor="pool_3:0", value_range=config.value_range or (-1.0, 0.9921875),
                          input_size=config.input_size or (299, 299))
     model = _attach(Model(ref=ref, config=config), entry)
-    return _cached(model, entry, purpose)
+    return _cached(model, entry, purpose, trial="input_size" in overrides)
 
 
 def _attach(model: Model, entry: Path) -> Model:
@@ -146,17 +184,22 @@ def _file_value_range(path: Path) -> dict[str, tuple[float, float]]:
 
 
 def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any],
-               tensors: tuple[str | None, str | None], want_labels: bool = True) -> Model:
-    """`want_labels` False: a labels file was given, so the model's own are not read."""
+               tensors: tuple[str | None, str | None], own_labels: bool = True) -> Model:
+    """A model file or folder on disk. `own_labels` False (a labels file was given): the
+    labels the model carries are not read at all."""
     if not path.exists():
         raise ModelError(f"{ref}: broken symbolic link")
+    if not path.is_dir():
+        why = files.problem(path)  # a FIFO given as the model would hang every open
+        if why is not None:
+            raise ModelError(f"{ref}: {why}; give a model file")
     if path.is_dir() and (path / RETRAINED_FILE).is_file():
         return _retrained(ref, path, purpose)
     if path.is_dir() and (path / "saved_model.pb").is_file():
         config = ModelConfig(name=ref, format="savedmodel", **overrides)
         model = Model(ref=ref, config=config, tf_source=path.resolve())
         entry = local_entry(path, config)
-        model = _cached(model, entry, purpose)
+        model = _cached(model, entry, purpose, trial="input_size" in overrides)
         _local_labels(model, path)
         return model
     if path.is_dir():
@@ -169,7 +212,7 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
             overrides = {**overrides, **_file_value_range(path)}
         config = ModelConfig(name=ref, format="tflite", **overrides)
         model = Model(ref=ref, config=config, tflite=path)
-        if want_labels:
+        if own_labels:
             model.labels = facts.cached(path, "embedded_labels", lambda: labels_mod.embedded_tflite_labels(path))
             if model.labels is None:
                 _local_labels(model, path)
@@ -182,7 +225,7 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
                              input_size=overrides.get("input_size", (299, 299)),
                              value_range=overrides.get("value_range", (-1.0, 0.9921875)))
         model = Model(ref=ref, config=config, tf_source=path.resolve(), graph_tensors=(t_in, t_out))
-        model = _cached(model, local_entry(path, config), purpose)
+        model = _cached(model, local_entry(path, config), purpose, trial="input_size" in overrides)
         _local_labels(model, path)
         return model
     if name.endswith((".tar.gz", ".tgz", ".tar")):

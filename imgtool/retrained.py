@@ -8,18 +8,46 @@ Layer: above catalog, labels, model, store; below export, tflite_export, resolve
 from __future__ import annotations
 
 import json
+import math
+import zipfile
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from imgtool import files, store
 from imgtool import labels as labels_mod
-from imgtool import store
-from imgtool.catalog import ModelConfig, ModelFormat
+from imgtool.catalog import MAX_INPUT_SIDE, ModelConfig, ModelFormat
 from imgtool.errors import ModelError
 from imgtool.model import Model, Purpose
 
 RETRAINED_FILE = "imgtool-model.json"
 TRAINING_PHOTOS = "training-photos.txt"
+TRAINING_PHOTOS_MAX_BYTES = 1 << 30  # 65 bytes a photo: 16 million photos
+
+
+class DamagedRecord(ValueError):
+    """imgtool-model.json holds something its reader cannot use: `str(err)` names the field."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _typed(name: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(value, kind):
+        raise DamagedRecord(f"{name} is {_short(value)}, of the wrong type")
+    return value
+
+
+def _inside(name: str, value: Any) -> str:
+    """A path the record names: relative, no `..`, so it stays inside the model folder."""
+    if not isinstance(value, str) or not value:
+        raise DamagedRecord(f"{name} is {_short(value)}, not a file name")
+    pure = PurePosixPath(value.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or ":" in value.split("/")[0]:
+        raise DamagedRecord(f"{name} {value!r} points outside the model folder")
+    return value
 
 
 def _known(cls: type, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -49,7 +77,21 @@ class BackboneRecord:
     def from_dict(cls, data: dict[str, Any]) -> BackboneRecord:
         known, extra = _known(cls, data)
         known.pop("extra", None)
-        return cls(**known, extra=extra)
+        record = cls(**known, extra=extra)
+        record.ref = _typed("backbone.ref", record.ref, str)
+        record.file = _inside("backbone.file", record.file)
+        size = record.input_size
+        if (not isinstance(size, list) or len(size) != 2
+                or not all(type(v) is int and 1 <= v <= MAX_INPUT_SIDE for v in size)):
+            raise DamagedRecord(f"backbone.input_size is {size!r}, not [height, width] in 1..{MAX_INPUT_SIDE}")
+        vr = record.value_range
+        if vr is not None and not (isinstance(vr, list) and len(vr) == 2
+                                   and all(type(v) in (int, float) and math.isfinite(v) for v in vr) and vr[0] < vr[1]):
+            raise DamagedRecord(f"backbone.value_range is {vr!r}, not [low, high] (finite, low < high)")
+        if record.tensors is not None and not (isinstance(record.tensors, list) and len(record.tensors) == 2
+                                               and all(isinstance(t, str) and t for t in record.tensors)):
+            raise DamagedRecord(f"backbone.tensors is {record.tensors!r}, not [input tensor, feature tensor]")
+        return record
 
 
 @dataclass
@@ -78,14 +120,27 @@ class RetrainedRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetrainedRecord:
+        """The record, every field checked (DamagedRecord naming the first bad one)."""
         if not isinstance(data, dict):
-            raise TypeError("not a JSON object")
+            raise DamagedRecord("not a JSON object")
         known, extra = _known(cls, data)
         known.pop("extra", None)
         backbone = known.pop("backbone", None)
         if not isinstance(backbone, dict):
-            raise KeyError("backbone")
-        return cls(**known, backbone=BackboneRecord.from_dict(backbone), extra=extra)
+            raise DamagedRecord("backbone is missing or not an object")
+        record = cls(**known, backbone=BackboneRecord.from_dict(backbone), extra=extra)
+        if not (isinstance(record.classes, list) and len(record.classes) >= 1
+                and all(isinstance(c, str) and c for c in record.classes)):
+            raise DamagedRecord(f"classes is {_short(record.classes)}, not a list of class names")
+        record.head = _inside("head", record.head)
+        record.labels = _inside("labels", record.labels)
+        for name, value, kind in (("format", record.format, str), ("image_dir", record.image_dir, (str, type(None))),
+                                  ("imgtool", record.imgtool, (str, type(None))), ("exports", record.exports, dict),
+                                  ("training_photos", record.training_photos, (dict, type(None)))):
+            _typed(name, value, kind)
+        if type(record.version) is not int:
+            raise DamagedRecord(f"version is {_short(record.version)}, not a whole number")
+        return record
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -105,8 +160,74 @@ def is_model_dir(path: Path) -> bool:
 
 
 def read(folder: Path) -> RetrainedRecord:
-    """The folder's record (OSError, ValueError, KeyError or TypeError when missing or damaged)."""
-    return RetrainedRecord.from_dict(json.loads((folder / RETRAINED_FILE).read_text(encoding="utf-8")))
+    """The folder's record, every field checked: OSError when it cannot be read,
+    DamagedRecord (a ValueError) when it is not a whole, well-typed record whose paths
+    stay inside the folder. The one reader of imgtool-model.json."""
+    try:
+        text = files.read_text(folder / RETRAINED_FILE, files.RECORD_MAX_BYTES)
+    except files.FileProblem as err:
+        raise DamagedRecord(str(err)) from None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise DamagedRecord(f"not JSON ({err})") from None
+    record = RetrainedRecord.from_dict(data)
+    root = folder.resolve()
+    for name, rel in (("head", record.head), ("labels", record.labels), ("backbone.file", record.backbone.file)):
+        target = (folder / rel).resolve()  # a symlink inside the folder may not lead out of it either
+        if target != root and root not in target.parents:
+            raise DamagedRecord(f"{name} {rel!r} leads outside the model folder")
+    return record
+
+
+class Parts:
+    """A retrained folder's files, checked: `labels` fit the head's outputs, the head's
+    weights fit each other. ModelError ("damaged retrained model") otherwise."""
+
+    def __init__(self, ref: str, folder: Path, record: RetrainedRecord):
+        import numpy as np
+
+        self.record = record
+        self.backbone = folder / record.backbone.file
+        self.head = folder / record.head
+        labels_path = folder / record.labels
+        for path in (self.head, labels_path):
+            why = files.problem(path)
+            if why is not None:
+                raise damaged(ref, f"{path.name}: {why}")
+        if record.backbone.file.endswith((".tflite", ".pb")) and files.problem(self.backbone):
+            raise damaged(ref, f"{record.backbone.file}: {files.problem(self.backbone)}")
+        if not self.backbone.exists():
+            raise damaged(ref, f"{record.backbone.file}: missing")
+        try:
+            self.labels = labels_mod.read_lines(labels_path)
+            with np.load(self.head, allow_pickle=False) as npz:
+                self.weights, self.bias = npz["weights"], npz["bias"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise damaged(ref, f"{record.head} or {record.labels}: {str(err).splitlines()[0] if str(err) else err}") \
+                from None
+        w, b = self.weights, self.bias
+        if w.ndim != 2 or b.ndim != 1 or w.shape[1] != b.shape[0] or w.dtype.kind != "f" or b.dtype.kind != "f":
+            raise damaged(ref, f"{record.head}: weights {w.shape} and bias {b.shape} do not make a layer")
+        if len(self.labels) != w.shape[1]:
+            raise damaged(ref, f"{record.labels} has {len(self.labels)} labels for the {w.shape[1]} outputs of "
+                               f"{record.head}")
+        if len(record.classes) != w.shape[1]:
+            raise damaged(ref, f"{RETRAINED_FILE} lists {len(record.classes)} classes for the {w.shape[1]} outputs "
+                               f"of {record.head}")
+
+
+def damaged(ref: str | Path, why: str) -> ModelError:
+    return ModelError(f"{ref}: damaged retrained model ({why}); retrain it again")
+
+
+def parts(ref: str, folder: Path) -> Parts:
+    """The folder's record and files, all checked (ModelError: damaged retrained model)."""
+    try:
+        record = read(folder)
+    except (OSError, DamagedRecord) as err:
+        raise damaged(ref, f"{RETRAINED_FILE}: {err}") from None
+    return Parts(ref, folder, record)
 
 
 def recorded_image_dir(folder: Path) -> str | None:
@@ -119,7 +240,7 @@ def recorded_image_dir(folder: Path) -> str | None:
 def read_or_none(folder: Path) -> RetrainedRecord | None:
     try:
         return read(folder)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, DamagedRecord):
         return None
 
 
@@ -145,8 +266,8 @@ def read_training_photos(model_dir: Path) -> set[str] | None:
         return None
     name = str(meta["training_photos"].get("file") or TRAINING_PHOTOS)
     try:
-        text = (model_dir / Path(name).name).read_text(encoding="utf-8")
-    except (OSError, ValueError):
+        text = files.read_text(model_dir / Path(name).name, TRAINING_PHOTOS_MAX_BYTES)
+    except files.FileProblem:
         return None
     return {ln.strip() for ln in text.splitlines() if len(ln.strip()) == 64}
 
@@ -154,19 +275,9 @@ def read_training_photos(model_dir: Path) -> set[str] | None:
 def load_model(ref: str, path: Path, purpose: Purpose) -> Model:
     """A folder written by `imgtool retrain` as a Model: backbone (.tflite, or SavedModel/.pb
     when it could not be converted) + head.npz + labels.txt; for purpose "features", the backbone."""
-    try:
-        meta = read(path)
-        backbone_file = path / meta.backbone.file
-        if not meta.backbone.file:
-            raise KeyError("file")
-        head = path / meta.head
-        size = meta.input_size
-        vr = meta.value_range
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ModelError(f"{ref}: damaged retrained model ({RETRAINED_FILE}: {err}); retrain it again") from None
-    if not backbone_file.exists() or not head.is_file() or not (path / "labels.txt").is_file():
-        raise ModelError(f"{ref}: damaged retrained model (missing {backbone_file.name}, {head.name} or labels.txt); "
-                         "retrain it again")
+    checked = parts(ref, path)
+    meta, backbone_file, head = checked.record, checked.backbone, checked.head
+    size, vr = meta.input_size, meta.value_range
     formats: dict[str, ModelFormat] = {".tflite": "tflite", ".pb": "graphdef"}
     fmt = formats.get(backbone_file.suffix, "savedmodel")
     backbone = Model(ref=str(backbone_file), config=ModelConfig(
@@ -181,5 +292,14 @@ def load_model(ref: str, path: Path, purpose: Purpose) -> Model:
     if purpose == "features":
         return backbone
     config = ModelConfig(name=ref, format="tflite", input_size=size, value_range=vr, output="logits")
-    return Model(ref=ref, config=config, labels=labels_mod.read_lines(path / "labels.txt"),
-                 head=head, backbone=backbone)
+    notes = [] if is_calibrated(path) else [
+        f"{ref}: trained before imgtool calibrated its scores: they are uncalibrated (often underconfident); "
+        "retrain it for scores that mean what they say"]
+    return Model(ref=ref, config=config, labels=checked.labels, head=head, backbone=backbone, notes=notes)
+
+
+def is_calibrated(model_dir: Path) -> bool:
+    """Whether a retrained folder's head has its temperature folded in (metrics.json
+    records "calibration"); folders written before that do not."""
+    metrics = store.read_json(model_dir / "metrics.json")
+    return isinstance(metrics, dict) and isinstance(metrics.get("calibration"), dict)

@@ -25,6 +25,8 @@ from imgtool.train import TrainConfig
 
 __all__ = ["Distortions", "RetrainOptions", "RetrainResult", "retrain"]
 
+SUSPECTS_SHOWN = 10  # the most suspicious training photos in metrics.json and the report
+
 
 @dataclass
 class RetrainOptions:
@@ -97,8 +99,7 @@ def _check_catalog_backbone(ref: str | None) -> None:
     cfg = load_catalog().get(name)
     if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
         raise UsageError(f"`model` {name} is a classifier, not a feature extractor (the catalog records its output "
-                         f"as {cfg.output} and names no feature-vector twin); give a feature-vector model (e.g. a "
-                         "*_feature_vector catalog model, or an embedding extractor .tflite)")
+                         f"as {cfg.output} and names no feature-vector twin); {_give_features()}")
 
 
 def _check_backbone(backbone: Any, ref: str | None) -> None:
@@ -112,14 +113,40 @@ def _check_backbone(backbone: Any, ref: str | None) -> None:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)
     if why is not None:
-        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); give a "
-                         "feature-vector model (e.g. a *_feature_vector catalog model, or an embedding "
-                         "extractor .tflite)")
+        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); "
+                         f"{_give_features()}")
+
+
+def _give_features() -> str:
+    """What to give instead of a classifier: the extractor that ships first, when there is one."""
+    from imgtool.catalog import embedded_names, load_catalog
+
+    shipped = [f"{n}, which ships with imgtool" for n in embedded_names(load_catalog(), "features")[:1]]
+    examples = [*shipped, "a *_feature_vector catalog model", "an embedding extractor .tflite"]
+    return f"give a feature-vector model (e.g. {', '.join(examples[:-1])}, or {examples[-1]})"
+
+
+def feature_backbone(model: str | None, input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
+                     bottleneck_dir: Path | None) -> tuple[Any, Any, str, bottlenecks.BottleneckCache]:
+    """(backbone, its engine, its identity, its bottleneck cache): retrain's and audit's one
+    way to a feature extractor, so both share the cache."""
+    from imgtool.resolve import resolve
+
+    _check_catalog_backbone(model)
+    backbone = resolve(model, purpose="features", input_size=input_size, value_range=value_range)
+    for note in backbone.notes:
+        ui.info(note)
+    _check_backbone(backbone, model)
+    engine = backbone.engine()
+    ident_file = backbone.tflite or backbone.tf_source
+    assert ident_file is not None
+    ident = bottlenecks.backbone_id(ident_file if ident_file.is_file() else ident_file / "saved_model.pb",
+                                    engine.input_size, backbone.config.value_range,
+                                    extra=str(backbone.graph_tensors or ""))
+    return backbone, engine, ident, bottlenecks.BottleneckCache(ident, bottleneck_dir)
 
 
 def retrain(opts: RetrainOptions) -> RetrainResult:
-    from imgtool.resolve import resolve
-
     if opts.features is None:
         classes, files, layout, v_pct, t_pct = _plan_splits(opts)  # before any heavy work
     else:  # the shards are read (and their splits checked) once the backbone is known
@@ -129,18 +156,8 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     if opts.steps:
         ui.warn("`steps` is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
 
-    _check_catalog_backbone(opts.model)
-    backbone = resolve(opts.model, purpose="features", input_size=opts.input_size, value_range=opts.value_range)
-    for note in backbone.notes:
-        ui.info(note)
-    _check_backbone(backbone, opts.model)
-    engine = backbone.engine()
-    ident_file = backbone.tflite or backbone.tf_source
-    assert ident_file is not None
-    ident = bottlenecks.backbone_id(ident_file if ident_file.is_file() else ident_file / "saved_model.pb",
-                                    engine.input_size, backbone.config.value_range,
-                                    extra=str(backbone.graph_tensors or ""))
-    cache = bottlenecks.BottleneckCache(ident, opts.bottleneck_dir)
+    backbone, engine, ident, cache = feature_backbone(opts.model, opts.input_size, opts.value_range,
+                                                      opts.bottleneck_dir)
 
     ui.info(f"Layout: {layout}")
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/features.py)
@@ -162,7 +179,8 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         fit_samples = [s for s in samples if s.split != "test"]
         extra = _distorted_features(engine, fit_samples, opts)
 
-    head, selection = _train_head(opts, x_fit, y_fit, len(classes), extra)
+    fit_shas = [shas[s.path] for s, keep in zip(samples, fit_mask) if keep]
+    head, selection = _train_head(opts, x_fit, y_fit, len(classes), extra, fit_shas)
     probs = head.predict(x_all)
     pred = probs.argmax(axis=1)
     oof_pred = np.full(len(samples), -1)
@@ -191,6 +209,23 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             "test_dir": None if opts.test_dir is None else str(opts.test_dir),
         },
     }
+    from imgtool import findings as audit_mod
+    from imgtool.calibration import suggest_min_score
+
+    if selection.calibration is not None:
+        result_metrics["calibration"] = selection.calibration.to_dict()
+        result_metrics["open_set"] = suggest_min_score(selection.oof_probs, y_fit).to_dict()
+    fit_samples = [s for s, keep in zip(samples, fit_mask) if keep]
+    result_metrics["suspects"] = [asdict(x) for x in audit_mod.suspects_of(fit_samples, classes, selection.oof_probs,
+                                                                           y_fit, limit=SUSPECTS_SHOWN)]
+    leaks = [g for g in audit_mod.groups_of(samples, classes, x_all, [shas[s.path] for s in samples]) if g.leakage]
+    result_metrics["near_duplicates"] = {
+        "rule": f"centred feature cosine >= {audit_mod.NEAR_DUPLICATE}; byte-identical photos share a split",
+        "straddling": len(leaks), "groups": [g.to_dict() for g in leaks]}
+    if leaks:
+        ui.warn(f"{len(leaks)} group{'s' if len(leaks) > 1 else ''} of near-duplicate photos straddle train and test "
+                "(the test accuracy counts photos much like ones fitted on; see metrics.json near_duplicates, or "
+                "`imgtool audit`)")
     misclassified = [
         {"path": s.path, "rel": s.rel, "true": classes[s.label], "predicted": classes[int(pred[i])],
          "score": float(probs[i, pred[i]])}
@@ -217,24 +252,10 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
                     v_pct: float, t_pct: float) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
     """Hash every file (the cache key), decode-check those without a cached bottleneck,
     list and drop the bad ones, split the rest and check every class is big enough."""
-    shas: dict[str, str] = {}
-    bad: list[tuple[str, str]] = []
-    for path, *_ in files:
-        problem = not_a_regular_file(path)  # never open a FIFO
-        if problem is not None:
-            bad.append((path, problem))
-            continue
-        try:
-            shas[path] = bottlenecks.file_sha256(path)
-        except OSError as err:
-            bad.append((path, f"cannot read ({err.strerror or err})"))
-    readable = [f for f in files if f[0] in shas]
-    known = {p for p, s in shas.items() if cache.has(s)}
-    good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
-    bad += undecodable
+    good, shas, bad = readable_files(files, cache)
     for path, why in bad:
         ui.warn(f"skipping {path}: {why}")
-    samples = dataset.assign_splits(good, len(classes), v_pct, t_pct)
+    samples = dataset.assign_splits(good, len(classes), v_pct, t_pct, content=shas)
     dataset.check_sizes(classes, samples)
     counts = dataset.split_counts(classes, samples)
     for c in classes:
@@ -249,26 +270,58 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
     return samples, shas, bad
 
 
-def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache,
-              classes: list[str], opts: RetrainOptions) -> tuple[list[dataset.Sample], np.ndarray]:
-    """Bottlenecks for every sample (cache first); a photo that fails here is dropped too."""
+def readable_files(files: list[tuple], cache: bottlenecks.BottleneckCache
+                   ) -> tuple[list[tuple], dict[str, str], list[tuple[str, str]]]:
+    """(the files that decode, {path: content sha256}, [(path, why)] of the others): every
+    file hashed (the cache key), those without a cached bottleneck decode-checked."""
+    shas: dict[str, str] = {}
+    bad: list[tuple[str, str]] = []
+    for path, *_ in files:
+        problem = not_a_regular_file(path)  # never open a FIFO
+        if problem is not None:
+            bad.append((path, problem))
+            continue
+        try:
+            shas[path] = bottlenecks.file_sha256(path)
+        except OSError as err:
+            bad.append((path, f"cannot read ({err.strerror or err})"))
+    readable = [f for f in files if f[0] in shas]
+    known = {p for p, s in shas.items() if cache.has(s)}
+    good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
+    return good, shas, bad + undecodable
+
+
+def features_of(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache
+                ) -> tuple[list[dataset.Sample], np.ndarray, list[tuple[str, str]]]:
+    """Bottlenecks of the samples (cache first): (the samples that have one, their
+    features, [(path, why)] of those that failed here)."""
     paths = [s.path for s in samples]
     feats: list[np.ndarray | None] = [None] * len(samples)
+    failed = []
     for i, vec, err in bottlenecks.extract(engine, paths, [shas[p] for p in paths], cache,
                                            workers=bottlenecks.default_workers()):
         if vec is None:
-            ui.warn(f"skipping {paths[i]}: {err}")
+            failed.append((paths[i], str(err)))
         else:
             feats[i] = vec
     kept = [i for i, f in enumerate(feats) if f is not None]
-    if len(kept) != len(samples):
-        samples = [samples[i] for i in kept]
-        dataset.check_sizes(classes, samples)
-    return samples, np.stack([f for f in feats if f is not None]).astype(np.float32)
+    x = np.stack([f for f in feats if f is not None]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)
+    return [samples[i] for i in kept], x, failed
+
+
+def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache,
+              classes: list[str], opts: RetrainOptions) -> tuple[list[dataset.Sample], np.ndarray]:
+    """Bottlenecks for every sample (cache first); a photo that fails here is dropped too."""
+    kept, x, failed = features_of(engine, samples, shas, cache)
+    for path, err in failed:
+        ui.warn(f"skipping {path}: {err}")
+    if failed:
+        dataset.check_sizes(classes, kept)
+    return kept, x
 
 
 def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_classes: int,
-                extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> tuple[Any, Any]:
+                extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, groups: list[str]) -> tuple[Any, Any]:
     from imgtool.train import select_and_fit
 
     config = opts.train  # never modified: the options object is the caller's
@@ -276,7 +329,7 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
     ui.info(f"Fitting the last layer on {len(x_fit)} photos"
             + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
             + f": {what} by cross-validation, class weights {config.class_weight}")
-    head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra)
+    head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra, groups=groups)
     for c in selection.candidates:
         mark = "  <- chosen" if c["l2"] == selection.l2 else ""
         ui.info(f"  L2 {c['l2']:<7g} cross-validated log-loss {c['cv_loss']:.4f}, "

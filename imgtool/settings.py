@@ -85,6 +85,24 @@ def _as_int(env: Mapping[str, str], name: str, default: int | None, minimum: int
     return _as_number(env, name, int, lambda n: n >= minimum, default)
 
 
+THREADS_PER_CORE = 4  # IMGTOOL_THREADS may ask for at most this many threads per CPU core
+
+
+def max_threads() -> int:
+    """The most threads IMGTOOL_THREADS may ask for: 4 x the CPU cores (LiteRT crashes,
+    exit 139, on 100000; 2**31 overflows its int)."""
+    return THREADS_PER_CORE * (os.cpu_count() or 1)
+
+
+def _as_threads(env: Mapping[str, str]) -> int | None:
+    name = "IMGTOOL_THREADS"
+    threads = _as_int(env, name, None)
+    if threads is not None and threads > max_threads():
+        raise SettingError(name, _raw(env, name) or "", f"{VARIABLES[name]}, at most {max_threads()} "
+                           f"({THREADS_PER_CORE} x the {os.cpu_count() or 1} CPU cores)")
+    return threads
+
+
 def _as_float(env: Mapping[str, str], name: str, default: float) -> float:
     number = _as_number(env, name, float, lambda n: 0 < n < float("inf"), default)  # also refuses nan
     assert number is not None
@@ -126,7 +144,7 @@ def parse(env: Mapping[str, str]) -> Settings:
         catalog=_as_str(env, "IMGTOOL_CATALOG"),
         timeout=_as_float(env, "IMGTOOL_TIMEOUT", DEFAULT_TIMEOUT),
         retries=_as_int(env, "IMGTOOL_RETRIES", DEFAULT_RETRIES) or DEFAULT_RETRIES,
-        threads=_as_int(env, "IMGTOOL_THREADS", None),
+        threads=_as_threads(env),
         no_progress=_as_bool(env, "IMGTOOL_NO_PROGRESS"),
         kaggle_auth=(user, key) if user and key else None,
     )

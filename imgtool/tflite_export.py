@@ -32,7 +32,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from imgtool import retrained, store
+from imgtool import files, retrained, store
 from imgtool.convert import agreement
 from imgtool.errors import ImgtoolError, ModelError, UsageError
 from imgtool.retrained import RetrainedRecord
@@ -373,7 +373,7 @@ def _split_photos(folder: Path, meta: RetrainedRecord,
     skipped = {s.get("path") for s in metrics.get("skipped") or []}
     files = [f for f in files if f[0] not in skipped]
     samples = dataset.assign_splits(files, len(classes), float(options.get("validation_percent", 10.0)),
-                                    float(options.get("test_percent", 10.0)))
+                                    float(options.get("test_percent", 10.0)), content=dataset.content_hashes(files))
     test = [(s.path, s.label) for s in samples if s.split == "test"]
     train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.rel)
     return test, [s.path for s in train], None
@@ -427,12 +427,12 @@ def build(folder: Path, quantize: Quantize,
     """The .tflite bytes (metadata included) for a model folder: (bytes, method, note)."""
     from imgtool import tflite_metadata
 
-    meta = retrained.read(folder)
+    checked = retrained.parts(str(folder), folder)
+    meta = checked.record
     size = meta.input_size
     vr = meta.value_range or (0.0, 1.0)
     classes = meta.classes
-    with np.load(folder / meta.head, allow_pickle=False) as npz:
-        weights, bias = npz["weights"], npz["bias"]
+    weights, bias = checked.weights, checked.bias
     note = None
     saved = folder / "saved_model"
     backbone_file = folder / meta.backbone.file
@@ -517,9 +517,9 @@ class _Checks:
                     for name in ("weights", "bias"):  # .npz's own bytes carry zip timestamps
                         h.update(name.encode() + np.ascontiguousarray(npz[name], dtype=np.float32).tobytes())
                 for path, label in self.test:
-                    with open(path, "rb") as fh:
+                    with files.open_regular(path) as fh:  # a FIFO among the photos cannot hang the export
                         h.update(f"{label}\0".encode() + hashlib.sha256(fh.read()).digest())
-            except OSError:
+            except (OSError, files.FileProblem):
                 return None  # a photo that cannot be read: no key, compute (and report) as usual
             self._base = h.hexdigest()
         return hashlib.sha256(self._base.encode() + hashlib.sha256(data).digest()).hexdigest()[:32]
@@ -557,10 +557,9 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
     results, float first."""
     quantize = quantize_mode(quantize)
     folder = Path(folder)
-    try:
-        meta = retrained.read(folder)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"{folder}: not a model folder written by retrain ({err})") from None
+    if not retrained.is_model_dir(folder):
+        raise UsageError(f"{folder}: not a model folder written by retrain (no {retrained.RETRAINED_FILE})")
+    meta = retrained.parts(str(folder), folder).record  # the one typed reader: "damaged retrained model", exit 3
     metrics = store.read_json(folder / "metrics.json") or {}
     test, train_paths, why = _split_photos(folder, meta, metrics)
     checks = _Checks(folder, meta, test)
@@ -573,6 +572,7 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
     elif output is not None:
         wanted = [("none", output)]
     float_acc: float | None = None
+    unchecked: list[ExportResult] = []  # written, its figures not yet measured
     try:
         for mode, path in wanted:
             if mode == "none" and path == float_path and quantize != "none" and _has_metadata(float_path):
@@ -580,7 +580,10 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
             else:
                 data, method, note = build(folder, mode, train_paths)
                 _write(path, data)
+                unchecked = [ExportResult(path, mode, len(data), method, None, float_acc, 0,
+                                          "test accuracy not measured: interrupted before the check")]
             acc, diff, agree, count = checks.of(data if data is not None else path.read_bytes(), path)
+            unchecked = []
             if mode == "none":
                 float_acc = acc
             if data is None:
@@ -588,9 +591,9 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
             results.append(ExportResult(path, mode, path.stat().st_size, method, acc, float_acc, count,
                                         note if why is None else f"test accuracy unknown: {why}"
                                         + (f"; {note}" if note else ""), diff, agree))
-    finally:  # what was written is recorded, also when a later export fails
+    finally:  # what was written is recorded, also when a later export fails or the run is interrupted
         records = [r for r in metrics.get("exports") or [] if isinstance(r, dict) and "bytes" in r]
-        for r in results:
+        for r in results + unchecked:
             rec = r.record(folder)
             records = [x for x in records if x.get("file") != rec["file"]] + [rec]
         metrics["exports"] = records

@@ -48,7 +48,13 @@ def _builtin_names() -> dict[int, str]:
 
 
 def _open(path: Path) -> Any:
-    with open(path, "rb") as fh:
+    from imgtool import files
+
+    try:
+        fh = files.open_regular(path)
+    except files.FileProblem as err:
+        raise OSError(str(err)) from None
+    with fh:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 

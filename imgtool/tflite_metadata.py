@@ -223,10 +223,12 @@ def file_value_range(path: Any) -> dict[str, tuple[float, float]]:
     input takes the raw pixels and its quantization is the mapping; its NormalizationOptions
     (the shared MobileNet V2 has mean 127.5, std 127.5) describe the float model it came
     from, and applying them would re-round every pixel (cat.bmp 0.789 -> 0.754)."""
+    from imgtool import files
+
     try:
-        with open(path, "rb") as fh:
+        with files.open_regular(path) as fh:
             model = fh.read()
-    except OSError:
+    except (OSError, files.FileProblem):
         return {}
     meta = read(model)
     if not meta or not meta["normalization"] or not _input_is_float(model):

@@ -23,12 +23,13 @@ span), at a fraction of the cost."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import numpy as np
 
+from imgtool.calibration import Calibration, calibrate, scale
 from imgtool.engine import softmax
 
 L2_GRID = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # strongest first: the warm-start path
@@ -49,6 +50,7 @@ class TrainConfig:
     class_weight: str = "balanced"  # "balanced" | "none"
     cv_folds: int = CV_FOLDS
     l2_grid: tuple[float, ...] = L2_GRID
+    calibrate: bool = True  # temperature scaling on the out-of-fold logits, folded into the head
 
 
 @dataclass
@@ -250,10 +252,13 @@ def fit(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, label_smoothing
     return Head(w_raw.astype(np.float32), b_raw.astype(np.float32)), iters
 
 
-def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+def stratified_folds(y: np.ndarray, k: int, seed: int, groups: Sequence[str] | None = None) -> np.ndarray:
     """Fold number (0..k-1) of each sample: each class's samples in a seeded random order
     dealt round-robin, continuing where the previous class stopped, so every fold gets
-    floor or ceil of n_class / k of each class and the folds differ in size by at most one."""
+    floor or ceil of n_class / k of each class and the folds differ in size by at most one.
+    `groups` (e.g. each photo's content hash): samples of one group all take the fold of
+    its first sample, so a byte-identical copy is never scored by a model trained on its
+    twin; without repeated groups the folds are exactly the ungrouped ones."""
     rng = np.random.default_rng(seed)
     folds = np.empty(len(y), dtype=int)
     offset = 0
@@ -262,6 +267,10 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
         idx = idx[rng.permutation(len(idx))]
         folds[idx] = (offset + np.arange(len(idx))) % k
         offset += len(idx)
+    if groups is not None:
+        first: dict[str, int] = {}
+        for i, g in enumerate(groups):
+            folds[i] = folds[first.setdefault(g, i)]
     return folds
 
 
@@ -291,8 +300,10 @@ class Selection:
     cv_accuracy: float | None = None
     cv_accuracy_std: float | None = None
     cv_loss: float | None = None
-    oof_probs: np.ndarray | None = None  # out-of-fold probabilities at the chosen L2
+    oof_probs: np.ndarray | None = None  # out-of-fold probabilities at the chosen L2 (calibrated when calibration is)
     iterations: int = 0
+    oof_logits: np.ndarray | None = None  # out-of-fold logits at the chosen L2, before calibration
+    calibration: Calibration | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -309,14 +320,16 @@ Extra: TypeAlias = "tuple[np.ndarray, np.ndarray, np.ndarray] | None"
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
-                   grid: tuple[float, ...], extra: Extra = None) -> tuple[list[dict[str, float]], list[np.ndarray]]:
+                   grid: tuple[float, ...], extra: Extra = None,
+                   groups: Sequence[str] | None = None) -> tuple[list[dict[str, float]], list[np.ndarray]]:
     """Out-of-fold scores of each L2 in `grid`, in the order given. The k fold problems are
     fitted together (one stacked optimisation) and each warm-starts from its solution at
     the previous L2. `extra` = (x, y, source row in x) of distorted copies: a copy trains
     the folds its source photo trains, and is never scored. Returns (candidates,
-    out-of-fold probabilities per L2)."""
+    out-of-fold logits per L2: softmax them for the probabilities). `groups`: see
+    stratified_folds (byte-identical copies share a fold)."""
     k = cv_fold_count(y, config.cv_folds)
-    folds = stratified_folds(y, k, config.seed)
+    folds = stratified_folds(y, k, config.seed, groups)
     sw_all = class_weights(y, n_classes, config.class_weight)
     problems, tests, xts, ys, sws = [], [], [], [], []
     for f in range(k):
@@ -340,8 +353,9 @@ def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainCo
         theta, _ = _fit_stack([p.x for p in problems], ys, sws, n_classes, l2, config.label_smoothing, theta)
         for f, (te, xte) in enumerate(zip(tests, xts)):
             z, b = _split_theta(theta[f], r, n_classes)
-            probs = softmax(xte @ z[:xte.shape[1]] + b)
-            oof[j][te] = probs
+            logits = xte @ z[:xte.shape[1]] + b
+            probs = softmax(logits)
+            oof[j][te] = logits
             acc[j, f] = float(np.mean(probs.argmax(axis=1) == y[te]))
             loss[j, f] = log_loss(probs, y[te], sw_all[te])
     candidates = [{"l2": float(l2), "cv_accuracy": round(float(acc[j].mean()), 4),
@@ -351,31 +365,39 @@ def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainCo
 
 
 def select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
-                   extra: Extra = None) -> tuple[Head, Selection]:
+                   extra: Extra = None, groups: Sequence[str] | None = None) -> tuple[Head, Selection]:
     """Choose L2 by stratified k-fold CV on (x, y) (or take config.l2), refit on all of it
-    (plus `extra`'s distorted copies, see cross_validate). BLAS runs single-threaded
+    (plus `extra`'s distorted copies, see cross_validate; `groups`: byte-identical copies
+share a fold, see stratified_folds). BLAS runs single-threaded
     here: these matrices are small, and multi-threaded OpenBLAS on them is slower even on
     idle cores and ~100x slower when the cores are busy (measured: a 180x180 eigh 1 s
     against 2 ms)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
-        return _select_and_fit(x, y, n_classes, config, extra)
+        return _select_and_fit(x, y, n_classes, config, extra, groups)
 
 
 def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
-                    extra: Extra = None) -> tuple[Head, Selection]:
+                    extra: Extra = None, groups: Sequence[str] | None = None) -> tuple[Head, Selection]:
     k = cv_fold_count(y, config.cv_folds)
     if k < 2:
         raise ValueError("cross-validation needs at least 2 samples of every class")
     grid = (config.l2,) if config.l2 is not None else tuple(sorted(config.l2_grid, reverse=True))
-    candidates, oof = cross_validate(x, y, n_classes, config, grid, extra)
+    candidates, oof = cross_validate(x, y, n_classes, config, grid, extra, groups)
     # lowest mean CV log-loss; on a tie the stronger L2 (listed first)
     best = min(range(len(grid)), key=lambda j: (candidates[j]["cv_loss"], -grid[j]))
     l2 = grid[best]
+    y_fit = y
     if extra is not None and len(extra[0]):
         x, y = np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]])
     head, iters = fit(x, y, n_classes, l2, config.label_smoothing, config.class_weight)
+    logits = oof[best]
+    probs, cal = softmax(logits), None
+    if config.calibrate:
+        cal = calibrate(logits, y_fit)
+        probs = scale(logits, cal.temperature)
+        head = calibrated(head, cal.temperature)
     method = (f"L2 fixed at {l2:g} (--l2); {k}-fold cross-validation for the estimate, refit on train+validation"
               if config.l2 is not None else
               f"{k}-fold cross-validation of L2 by log-loss, refit on train+validation")
@@ -384,4 +406,14 @@ def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainC
         del c["cv_accuracy_std"]
     return head, Selection(method=method, l2=float(l2), cv_folds=k, candidates=candidates,
                            cv_accuracy=chosen["cv_accuracy"], cv_accuracy_std=chosen["cv_accuracy_std"],
-                           cv_loss=chosen["cv_loss"], oof_probs=oof[best], iterations=iters)
+                           cv_loss=chosen["cv_loss"], oof_probs=probs, iterations=iters,
+                                               oof_logits=logits, calibration=cal)
+
+
+def calibrated(head: Head, temperature: float) -> Head:
+    """The head with 1/T folded into its weights and bias: softmax(x W/T + b/T) is the
+    calibrated probability, so head.npz and every export built from it need no extra op
+    (computed in float64, stored float32 as the head is)."""
+    s = 1.0 / temperature
+    return Head((head.weights.astype(np.float64) * s).astype(np.float32),
+                (head.bias.astype(np.float64) * s).astype(np.float32))

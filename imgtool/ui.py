@@ -205,7 +205,11 @@ class StderrHandler(logging.Handler):
             msg = record.getMessage() if raw else self.rephrase(record.getMessage())
             if record.levelno >= logging.WARNING and not raw:
                 msg = f"warning: {msg}"
-            print(msg, file=sys.stderr, flush=True)  # sys.stderr now: CliRunner swaps it per run
+            from imgtool.output import terminal_text
+
+            # one record, one line: a file name's newline or ESC in the message is shown escaped;
+            # sys.stderr looked up now: CliRunner swaps it per run
+            print(terminal_text(msg, keep="\t"), file=sys.stderr, flush=True)
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
 

@@ -19,6 +19,9 @@ pytest_plugins = ["tests.httpserver"]
 
 # tests/beam need apache_beam, which lives in .venv-beam (`make test-beam`), not in .venv
 collect_ignore = [] if importlib.util.find_spec("apache_beam") else ["beam"]
+# tests/spark need pyspark, which lives in .venv-spark (`make test-spark`)
+if not importlib.util.find_spec("pyspark"):
+    collect_ignore.append("spark")
 
 
 @pytest.fixture(autouse=True)

@@ -69,6 +69,7 @@ def test_no_submodule_shares_a_name_with_a_public_function() -> None:
     a submodule of the same name would rebind the attribute on first import."""
     import pkgutil
 
+    from imgtool.classifier import Classifier  # noqa: F401 - imports the submodule imgtool.classifier
     from imgtool.evaluation import evaluate_folder  # noqa: F401 - imports the submodule imgtool.evaluation
     from imgtool.retraining import RetrainOptions
 
@@ -76,7 +77,27 @@ def test_no_submodule_shares_a_name_with_a_public_function() -> None:
     assert not submodules & set(imgtool.__all__), submodules & set(imgtool.__all__)
     assert callable(imgtool.retrain) and imgtool.retrain.__module__ == "imgtool.api"
     assert callable(imgtool.evaluate) and imgtool.evaluate.__module__ == "imgtool.api"
+    assert callable(imgtool.classify) and imgtool.classify.__module__ == "imgtool.api"
     assert sys.modules["imgtool.retraining"].RetrainOptions is RetrainOptions
+
+
+def test_classify_in_one_call_is_load_model_then_classify(model: imgtool.Model, classifier_path: str,
+                                                          photos: Path) -> None:
+    """Hugging Face users expect a one-shot call: `imgtool.classify(inputs, model=..., top_k=...)`."""
+    cat = photos / "cat.bmp"
+    once = imgtool.classify([cat, photos], model=classifier_path, top_k=3)
+    assert _preds(once) == _preds(model.classify([cat, photos], top_k=3))
+    assert once[0].path == str(cat) and once[0].predictions[0].label == "Egyptian cat" and len(once) == 5
+    single = imgtool.classify(cat, model=model, top_k=1)  # one path, and a model already loaded
+    assert len(single) == 1 and single[0].predictions[0].label == "Egyptian cat"
+    shipped = imgtool.classify(cat, model="mobilenet_v2_quant", top_k=1)  # the embedded classifier: same file
+    assert _preds(shipped) == _preds(single)
+    renamed = imgtool.classify(cat, model=classifier_path, top_k=1, labels=[f"thing {i}" for i in range(1001)])
+    assert renamed[0].predictions[0].label == "thing 286"
+    with pytest.raises(imgtool.UsageError, match="belong to load_model"):
+        imgtool.classify(cat, model=model, scores="logits")
+    with pytest.raises(imgtool.UsageError, match="top_k must be at least 1"):
+        imgtool.classify(cat, model=model, top_k=0)
 
 
 # ---------------------------------------------------------------- load_model

@@ -1,4 +1,5 @@
-"""Every command has help with an example, and the README documents it (sqlite-utils' habit)."""
+"""Every command has help with an example, and the README documents it (sqlite-utils' habit);
+the README is a product page (quick start first, at most 250 lines) linking the docs/ pages."""
 
 from __future__ import annotations
 
@@ -28,15 +29,79 @@ def test_every_command_has_help_and_is_in_the_readme(name: str, cmd: click.Comma
     assert cmd.help and len(cmd.help) > 20
     result = invoke(*name.split(), "--help")
     assert result.exit_code == 0
-    assert f"imgtool {name}" in README, f"README does not show `imgtool {name}`"
+    pages = [README] + [p.read_text(encoding="utf-8") for p in sorted((ROOT / "docs").glob("*.md"))]
+    assert any(f"imgtool {name}" in page for page in pages), f"neither README nor docs/ shows `imgtool {name}`"
 
 
-def test_readme_starts_with_the_two_setup_commands() -> None:
-    first_block = re.search(r"```sh\n(.*?)```", README, re.S)
-    assert first_block is not None
-    assert [ln.split("#")[0].strip() for ln in first_block.group(1).strip().splitlines()] == ["make install", "make test"]
+def _sh_blocks(text: str) -> list[list[str]]:
+    """Each ```sh block's commands, comments stripped."""
+    return [[ln.split("#")[0].strip() for ln in block.strip().splitlines() if ln.split("#")[0].strip()]
+            for block in re.findall(r"```sh\n(.*?)```", text, re.S)]
+
+
+def test_readme_is_a_product_page_that_starts_with_an_offline_quick_start() -> None:
+    """The first screen: install, classify with the embedded classifier, retrain with the
+    embedded extractor, classify with the result (tests/test_doc_examples.py runs them)."""
+    from imgtool.catalog import embedded_names, load_catalog
+
+    assert len(README.splitlines()) <= 250
+    assert README.index("## Quick start") < README.index("```")  # the first thing shown is the quick start
+    catalog = load_catalog()
+    [classifier], [features] = embedded_names(catalog, "classifier"), embedded_names(catalog, "features")
+    assert _sh_blocks(README)[0] == [
+        "pip install .",
+        f"imgtool classify -m {classifier} photo.jpg",
+        f"imgtool retrain flowers/ -m {features} -o flowers-model",
+        "imgtool classify -m flowers-model photo.jpg",
+    ]
+    assert "pip install imgtool-ml" in README.split("## Install")[0]
+    assert "MCUboot" in README and "`imgtool` command" in README
+    # the test command stays `make test`, in a Development section at the end, and CI runs it
+    development = README.split("\n## Development\n", 1)[1]
+    assert "\n## " not in development and _sh_blocks(development)[0] == ["make install", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make install" in ci and "make test" in ci
+
+
+#: `pip install imgtool`, `pip install 'imgtool[beam]'`, `pip install --no-deps imgtool`: not imgtool-ml
+BAD_HINT = re.compile(r"""pip install\s+(?:-\S+\s+)*['"]?imgtool(?:\[|['"\s`]|$)""")
+
+
+def test_the_bad_hint_pattern_sees_the_old_hints() -> None:
+    for old in ("pip install 'imgtool[beam]' in", "`pip install imgtool`", "pip install --no-deps imgtool",
+                'pip install "imgtool[parquet]"'):
+        assert BAD_HINT.search(old), old
+    for good in ("pip install 'imgtool-ml[beam]'", "pip install --no-deps imgtool-ml", "pip install -e ."):
+        assert not BAD_HINT.search(good), good
+
+
+def test_install_hints_name_our_distribution() -> None:
+    """`pip install imgtool` installs MCUboot's tool: every hint names imgtool-ml."""
+    import tomllib
+
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"] == "imgtool-ml"
+    texts = [p for p in [*ROOT.glob("*.md"), *(ROOT / "docs").glob("*.md"), *(ROOT / "imgtool").rglob("*.py")]]
+    for path in texts:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            assert not re.search(BAD_HINT, line), f"{path.name}:{n}: {line.strip()}"
+
+
+#: Pages other branches add (issue 17: calibration, audit). Empty this once they are
+#: merged: from then on every link must resolve.
+PAGES_FROM_OTHER_BRANCHES: set[str] = set()
+
+
+def test_every_link_between_the_pages_resolves() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = set()
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            path = (page.parent / target).resolve()
+            if not path.exists():
+                missing.add(str(path.relative_to(ROOT)))
+    assert missing <= PAGES_FROM_OTHER_BRANCHES, missing - PAGES_FROM_OTHER_BRANCHES
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", README))
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= linked  # the README links every page
 
 
 def test_exit_codes_documented_in_help_and_readme() -> None:
@@ -46,12 +111,16 @@ def test_exit_codes_documented_in_help_and_readme() -> None:
         assert f"| {code} |" in README
 
 
-def test_catalog_models_are_in_the_readme() -> None:
+def test_every_catalog_model_is_in_the_models_page() -> None:
     from imgtool.catalog import load_catalog
 
-    for name in load_catalog():
-        if not name.endswith("_feature_vector"):
-            assert f"`{name}`" in README
+    page = (ROOT / "docs" / "models.md").read_text()
+    table = page.split("## The catalog", 1)[1].split("\n## ", 1)[0]
+    for name, cfg in load_catalog().items():
+        row = next((ln for ln in table.splitlines() if ln.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"docs/models.md's catalog table does not list {name}"
+        assert f"| {cfg.purpose} |" in row
+        assert ("ships with imgtool" in row) == bool(cfg.embedded)
 
 
 def _environment_section() -> str:

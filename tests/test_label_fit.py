@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imgtool.errors import ModelError, UsageError
-from imgtool.labels import BACKGROUND_LABELS, check_expected, closest, fit, has_label
+from imgtool.labels import BACKGROUND_LABELS, check_expected, closest, fit, has_label, parse_lines, read_lines
 from tests.conftest import invoke, run
 
 # ---------------------------------------------------------------------------- fit
@@ -198,3 +198,21 @@ def test_expect_unknown_label_subprocess(mobilenet: str, parrot: str) -> None:
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         f"Error: --expect 'macaws': no such label in {mobilenet}; closest: 'macaw', 'maraca', 'macaque'"]
+
+
+# ---------------------------------------------------------------------------- one label a line (issue 15 item 6)
+
+SPLITTERS = ["\u2028", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2029"]
+
+
+@pytest.mark.parametrize("ch", SPLITTERS)
+def test_labels_split_on_newline_only(ch: str, tmp_path: Path) -> None:
+    assert parse_lines(f"cat\ncou{ch}gar\ndog\n") == ["cat", f"cou{ch}gar", "dog"]
+    assert parse_lines("cat\r\ndog\r\n") == ["cat", "dog"]  # Windows line ends are still line ends
+    f = tmp_path / "l.txt"
+    f.write_text("background\n" + "".join(f"c{i}{ch if i == 500 else ''}x\n" for i in range(1000)), encoding="utf-8")
+    read = read_lines(f)
+    wc_l = f.read_bytes().count(b"\n")
+    assert len(read) == wc_l == 1001  # str.splitlines() made it 1002
+    fitted = fit(read, 1001, ref="m", labels_file=str(f))
+    assert fitted[0] == "background" and fitted[501] == f"c500{ch}x" and fitted[1000] == "c999x"

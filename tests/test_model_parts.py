@@ -101,7 +101,7 @@ def test_retrained_record_reads_old_folders_and_keeps_unknown_keys(tmp_path: Pat
     assert retrained.recorded_image_dir(tmp_path) is None
     (tmp_path / "imgtool-model.json").write_text('{"image_dir": "/else"}')
     assert retrained.recorded_image_dir(tmp_path) == "/else"
-    with pytest.raises(KeyError):
+    with pytest.raises(retrained.DamagedRecord, match="backbone is missing"):
         retrained.read(tmp_path)  # no backbone: a damaged record
     assert retrained.read_or_none(tmp_path) is None
 

@@ -274,7 +274,7 @@ def browser():  # noqa: ANN201
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        problem = "the playwright package is not installed (pip install -e '.[test]')"
+        problem = "the playwright package is not installed (pip install -e '.[test]', or make install)"
     if problem is None and not Path(CHROMIUM).exists():
         problem = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it)"
     if problem is not None:
@@ -343,6 +343,64 @@ def test_report_with_20_long_class_names_fits_the_page(browser, fixtures: Path, 
     finally:
         page.close()
 
+
+# ---------------------------------------------------------------- calibration, suspects, near-duplicates, audit
+
+def _bins(pairs: list[tuple[int, float | None, float | None]]) -> list[dict[str, Any]]:
+    return [{"lo": i / 10, "hi": (i + 1) / 10, "count": n, "confidence": c, "accuracy": a}
+            for i, (n, c, a) in enumerate(pairs)]
+
+
+def test_calibration_suggested_score_suspects_and_leakage_render() -> None:
+    m = many_classes_metrics()
+    before = _bins([(0, None, None)] * 3 + [(10, 0.35, 0.4), (20, 0.45, 0.6), (0, None, None), (0, None, None),
+                                            (5, 0.75, 0.9), (0, None, None), (0, None, None)])
+    after = _bins([(0, None, None)] * 5 + [(8, 0.55, 0.5), (0, None, None), (0, None, None), (12, 0.85, 0.87),
+                                            (15, 0.95, 0.96)])
+    m["calibration"] = {"temperature": 0.6, "ece_before": 0.13, "ece_after": 0.021,
+                        "reliability_before": before, "reliability_after": after}
+    m["open_set"] = {"min_score": 0.6891, "accepted": 0.7321, "precision": 0.9512}
+    m["suspects"] = [{"path": "/nowhere/a.jpg", "rel": "daisy/a.jpg", "label": "daisy", "suggested": "roses",
+                      "score": 0.01, "suggested_score": 0.97, "split": "train"}]
+    m["near_duplicates"] = {"straddling": 1, "groups": [
+        {"kind": "near", "similarity": 0.91, "label_conflict": False, "leakage": True,
+         "members": [{"path": "/nowhere/b.jpg", "rel": "roses/b.jpg", "label": "roses", "split": "train"},
+                     {"path": "/nowhere/b2.jpg", "rel": "roses/b2.jpg", "label": "roses", "split": "test"}]}]}
+    html = report.render(m, [], "t", generated=WHEN)
+    text = _text(html)
+    assert "temperature T = 0.6" in text and "went from 0.13 to 0.021" in text
+    assert "In plain words: of the 15 photos scored 0.9–1.0, 96% were right." in text
+    assert "Suggested --min-score : 0.6891" in text and "right 95.1% of the time, and 73.2% of the photos" in text
+    svg = re.findall(r"<svg class=\"curve\".*?</svg>", html, re.S)[1]
+    assert svg.count("<path") == 2 and svg.count("<circle") == 3 + 3  # one point per filled bin, before and after
+    assert "share right" in svg and "top-1 score" in svg
+    assert "Check these labels (1)" in text and "labelled daisy (1%)" in text and "looks like roses (97%)" in text
+    assert "Near-duplicates across train and test (1)" in text and "(leakage)" in text and "roses · test" in text
+
+
+def test_a_model_from_before_calibration_says_so() -> None:
+    text = _text(report.render(many_classes_metrics(), [], "t", generated=WHEN))
+    assert "This model's scores are not calibrated" in text and "Check these labels" not in text
+    assert "not calibrated" not in _text(report.render(old_metrics(), [], "t", generated=WHEN))  # no head at all
+
+
+def test_the_audit_page() -> None:
+    empty = report.render_audit({"summary": {"photos": 4, "classes": ["a", "b"], "backbone": "bb"}}, "audit: x")
+    assert "Nothing found." in _text(empty) and "4 photos in 2 classes" in _text(empty)
+    full = {"summary": {"photos": 9, "classes": ["a", "b"], "cv_accuracy": 0.8, "backbone": "bb"},
+            "suspects": [{"path": "/n/a.jpg", "rel": "a/a.jpg", "label": "a", "suggested": "b", "score": 0.02,
+                          "suggested_score": 0.9, "split": "test"}],
+            "duplicates": [{"kind": "identical", "similarity": 1.0, "label_conflict": True, "leakage": False,
+                            "members": [{"path": "/n/x", "rel": "a/x", "label": "a", "split": "train"},
+                                        {"path": "/n/y", "rel": "b/y", "label": "b", "split": "train"}]}],
+            "outliers": [{"path": "/n/o", "rel": "b/<o>.jpg", "label": "b", "score": 0.41, "z": -4.2}],
+            "problems": [{"kind": "unreadable", "message": "/n/bad.jpg: truncated", "path": "/n/bad.jpg"}]}
+    html = report.render_audit(full, "audit: <x>")
+    text = _text(html)
+    assert "<title>audit: &lt;x&gt;</title>" in html and "b/&lt;o&gt;.jpg" in html  # names escaped
+    assert "cross-validated accuracy 80.0%" in text and "Nothing found" not in text
+    assert "Suspect labels (1)" in text and "Duplicates (1)" in text and "(label conflict)" in text
+    assert "Outliers (1)" in text and "similarity 0.41" in text and "unreadable : /n/bad.jpg: truncated" in text
 
 def test_report_with_40_long_class_names_lists_top_confusions_that_fit_420px(browser, tmp_path: Path) -> None:  # noqa: ANN001
     """Above CONFUSION_MATRIX_MAX classes the top-confusions list replaces the matrix; it too

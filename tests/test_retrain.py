@@ -49,7 +49,9 @@ def test_flowers_accuracy_classify_labels_evaluate(flowers: Path, embedder: str,
     assert 0.7 <= head["cv_accuracy"] <= 0.95 and head["cv_accuracy_std"] > 0
     assert m["test"]["baseline"]["accuracy"] < 0.5
     html = (out / "report.html").read_text()
-    assert "Confusion matrix" in html and html.count("data:image/jpeg;base64,") == len(m["misclassified"])
+    # thumbnails: the misclassified test photos, and the 10 training photos whose labels to check
+    assert "Confusion matrix" in html and html.count("data:image/jpeg;base64,") == len(m["misclassified"]) + 10
+    assert len(m["suspects"]) == 10 and "Check these labels (10)" in html
     # the run ends saying where to look; metrics.json keeps the mistakes (export re-renders the report from it)
     assert res.stderr.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
     assert m["report"] == str(out / "report.html")
@@ -90,12 +92,14 @@ def test_second_run_does_no_backbone_work_and_same_seed_same_model(flowers: Path
     other = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "c"), "--seed", "7", "-f", "json")
     assert other.exit_code == 0, other.output
     # the seed draws the cross-validation folds: other out-of-fold scores; the fit itself
-    # is the unique minimum for the chosen L2, so the head differs only if the L2 does
-    first = json.loads((tmp_path / "a" / "metrics.json").read_text())["head"]
-    seven = json.loads(other.stdout)["head"]
+    # is the unique minimum for the chosen L2, so the head differs only if the L2 or the
+    # temperature (fitted on those out-of-fold scores) does
+    first_metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    first, seven = first_metrics["head"], json.loads(other.stdout)["head"]
     assert [c["cv_loss"] for c in first["candidates"]] != [c["cv_loss"] for c in seven["candidates"]]
     c = np.load(tmp_path / "c" / "head.npz")["weights"]
-    assert np.array_equal(c, a["weights"]) == (seven["l2"] == first["l2"])
+    same_t = first_metrics["calibration"]["temperature"] == json.loads(other.stdout)["calibration"]["temperature"]
+    assert np.array_equal(c, a["weights"]) == (seven["l2"] == first["l2"] and same_t)
 
 
 def test_small_class_is_a_clear_error_before_any_model_work(flowers: Path, tmp_path: Path,
@@ -252,6 +256,23 @@ def test_distortions_and_summaries(flowers: Path, embedder: str, tmp_path: Path)
     assert f"Fitting the last layer on {fit} photos + {2 * fit} distorted copies" in res.stderr
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_summaries_without_tensorboard_is_a_usage_error_naming_the_extra(flowers: Path, embedder: str,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorBoard is the `summaries` extra: without it, --summaries-dir is exit 2 before any work."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    data = _copy_subset(flowers, tmp_path / "f", 3, ["daisy", "roses"])
+    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--summaries-dir", str(tmp_path / "tb"))
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip() == ("Error: --summaries-dir needs TensorBoard, which is not installed; "
+                                  "pip install 'imgtool-ml[summaries]' (`make install` includes it)")
+    assert not (tmp_path / "m").exists() and not (tmp_path / "tb").exists()
+    assert "bottlenecks" not in res.stderr
 
 
 def test_deprecated_training_options_warn_and_change_nothing(flowers: Path, embedder: str, tmp_path: Path) -> None:

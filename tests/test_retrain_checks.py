@@ -90,7 +90,8 @@ def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path,
     assert res.exit_code == 2
     assert res.stderr.strip() == (f"Error: --model {clf} is a classifier, not a feature extractor (its output is 1001 "
                                   "class probabilities (a SOFTMAX), not features); give a feature-vector model (e.g. "
-                                  "a *_feature_vector catalog model, or an embedding extractor .tflite)")
+                                  "mobilenet_v1_embedding, which ships with imgtool, a *_feature_vector catalog "
+                                  "model, or an embedding extractor .tflite)")
     assert not (tmp_path / "m").exists()
     from imgtool.backbone_kind import tflite_output
 

@@ -160,3 +160,15 @@ def test_every_command_checks_the_environment_and_help_still_works(monkeypatch: 
         assert res.exit_code == 0 and "Usage:" in res.stdout
     res = invoke("models", "path")
     assert res.exit_code == 2 and "IMGTOOL_TIMEOUT='abc'" in res.stderr
+
+
+@pytest.mark.parametrize("value", ["100000", "2147483648"])
+def test_imgtool_threads_is_bounded(value: str) -> None:
+    from imgtool.settings import max_threads
+
+    with pytest.raises(SettingError, match=rf"IMGTOOL_THREADS='{value}' is not valid: .*at most {max_threads()}"):
+        parse({"IMGTOOL_THREADS": value})
+    assert parse({"IMGTOOL_THREADS": str(max_threads())}).threads == max_threads()
+    res = run("labels", env={"IMGTOOL_THREADS": value})
+    assert res.returncode == 2 and res.stderr.startswith("Error: IMGTOOL_THREADS=") and res.stderr.count("\n") == 1
+    assert f"at most {max_threads()}" in res.stderr

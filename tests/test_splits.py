@@ -206,6 +206,62 @@ def test_validation_and_test_dirs(tmp_path: Path) -> None:
         dataset.find_layout(tree, test_dir=held)
 
 
+# ---------------------------------------------------------------- copies (byte-identical photos)
+
+def test_copies_never_straddle_a_split_and_take_the_first_keys_split() -> None:
+    # 400 photos, every 4th one with 1-3 copies under other names (some in another class)
+    files, content = [], {}
+    for i in range(400):
+        rel = f"{'ab'[i % 2]}/{i}.jpg"
+        files.append((f"/d/{rel}", rel, i % 2))
+        content[f"/d/{rel}"] = f"sha-{i}"
+        for j in range(i % 4 if i % 4 == 3 or i % 8 == 1 else 0):
+            crel = f"{'ba'[i % 2]}/copy-{j}-of-{i}.jpg"
+            files.append((f"/d/{crel}", crel, 1 - i % 2))
+            content[f"/d/{crel}"] = f"sha-{i}"
+    samples = dataset.assign_splits(files, 2, 20, 20, content=content)
+    by_sha: dict[str, set[str]] = {}
+    for s in samples:
+        by_sha.setdefault(content[s.path], set()).add(s.split)
+    assert all(len(splits) == 1 for splits in by_sha.values())  # copies never straddle
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        groups.setdefault(content[f[0]], []).append(f[1])
+    straddled_before = 0
+    for s in samples:
+        keys = groups[content[s.path]]
+        assert s.split == dataset.split_of(min(keys), 20, 20)  # the first key's split
+        straddled_before += len({dataset.split_of(k, 20, 20) for k in keys}) > 1
+    assert straddled_before > 20  # without the rule, copies would straddle
+    single = [s for s in samples if len(groups[content[s.path]]) == 1]
+    assert len(single) == 250 and all(s.split == dataset.split_of(s.rel, 20, 20) for s in single)
+    # without content, or with each photo's content its own, the old rule exactly
+    plain = dataset.assign_splits(files, 2, 20, 20)
+    assert [s.split for s in plain] == [dataset.split_of(f[1], 20, 20) for f in files]
+    own = dataset.assign_splits(files, 2, 20, 20, content={f[0]: f[0] for f in files})
+    assert own == plain
+
+
+def test_a_copy_of_a_given_split_photo_follows_it() -> None:
+    files = [("/d/a/1.jpg", "a/1.jpg", 0, None), ("/t/a/x.jpg", "t/a/x.jpg", 0, "test"),
+             ("/t/a/y.jpg", "t/a/y.jpg", 0, "validation"), ("/d/a/2.jpg", "a/2.jpg", 0, None)]
+    content = {"/d/a/1.jpg": "s", "/t/a/x.jpg": "s", "/t/a/y.jpg": "s", "/d/a/2.jpg": "s"}
+    samples = dataset.assign_splits(files, 1, 0, 0, content=content)
+    # given splits stay as given; the hashed copies take the given split whose key sorts first
+    assert [s.split for s in samples] == ["test", "test", "validation", "test"]
+
+
+def test_content_hashes_of_a_real_folder_skip_what_cannot_be_read(tmp_path: Path) -> None:
+    import os
+
+    _touch(tmp_path, "a/1.jpg")
+    shutil.copyfile(tmp_path / "a/1.jpg", tmp_path / "a/2.jpg")
+    os.mkfifo(tmp_path / "a/3.jpg")
+    files = [(str(tmp_path / f"a/{i}.jpg"), f"a/{i}.jpg", 0) for i in (1, 2, 3, 4)]
+    got = dataset.content_hashes(files)
+    want = hashlib.sha256(b"\xff\xd8 not decoded here").hexdigest()
+    assert got == {files[0][0]: want, files[1][0]: want}
+
 def test_too_many_small_classes_are_summarised_in_one_short_line() -> None:
     """1,000 classes x 2 photos with the default split: the message named every class (14 KB)."""
     classes = [f"class_{i:04d}" for i in range(1000)]

@@ -10,7 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from imgtool import train
+from imgtool import calibration, train
+from imgtool.engine import softmax
 from imgtool.train import TrainConfig
 
 
@@ -244,9 +245,16 @@ def test_select_chooses_the_lowest_cv_loss_and_refits_on_everything() -> None:
     assert sel.cv_folds == 5 and sel.oof_probs is not None and sel.oof_probs.shape == (61, 3)
     # the out-of-fold probabilities are what the scores were computed from
     assert float(np.mean(sel.oof_probs.argmax(axis=1) == y)) == pytest.approx(sel.cv_accuracy, abs=0.02)
-    assert train.log_loss(sel.oof_probs, y, train.class_weights(y, 3, "balanced")) == pytest.approx(sel.cv_loss, abs=0.05)
+    raw = softmax(sel.oof_logits)  # the scores are of the uncalibrated logits; oof_probs are calibrated
+    assert train.log_loss(raw, y, train.class_weights(y, 3, "balanced")) == pytest.approx(sel.cv_loss, abs=0.05)
+    assert sel.oof_probs == pytest.approx(calibration.scale(sel.oof_logits, sel.calibration.temperature))
+    assert sel.calibration.temperature == calibration.fit_temperature(sel.oof_logits, y)
     ref, _ = train.fit(x, y, 3, sel.l2, config.label_smoothing, config.class_weight)
-    assert np.array_equal(head.weights, ref.weights) and np.array_equal(head.bias, ref.bias)
+    folded = train.calibrated(ref, sel.calibration.temperature)  # the refit head, with 1/T folded in
+    assert np.array_equal(head.weights, folded.weights) and np.array_equal(head.bias, folded.bias)
+    plain, sel_plain = train.select_and_fit(x, y, 3, TrainConfig(seed=3, l2_grid=(1.0, 0.1, 10.0), calibrate=False))
+    assert sel_plain.calibration is None and np.array_equal(plain.weights, ref.weights)
+    assert np.array_equal(sel_plain.oof_probs, softmax(sel_plain.oof_logits))
     d = sel.as_dict()
     assert set(d) == {"method", "l2", "epochs", "cv_folds", "cv_accuracy", "cv_accuracy_std", "cv_loss",
                       "candidates", "fit_on", "curve"}
@@ -267,14 +275,15 @@ def test_cv_scores_are_the_folds_held_out_scores() -> None:
     for f in range(3):
         head, _ = train.fit(x[folds != f], y[folds != f], 3, 0.5, config.label_smoothing, config.class_weight)
         p = head.predict(x[folds == f])
-        assert oof[0][folds == f] == pytest.approx(p, abs=1e-4)
+        assert softmax(oof[0][folds == f]) == pytest.approx(p, abs=1e-4)
+        assert oof[0][folds == f] == pytest.approx(head.logits(x[folds == f]), abs=1e-3)  # logits, not probabilities
         accs.append(np.mean(p.argmax(axis=1) == y[folds == f]))
         losses.append(train.log_loss(p, y[folds == f], train.class_weights(y, 3, "balanced")[folds == f]))
     assert cands[0]["cv_accuracy"] == round(float(np.mean(accs)), 4)
     assert cands[0]["cv_accuracy_std"] == round(float(np.std(accs)), 4)
     assert cands[0]["cv_loss"] == pytest.approx(np.mean(losses), abs=2e-5)
     assert cands[0]["cv_loss"] == round(cands[0]["cv_loss"], 5) and cands[0]["cv_loss"] != round(cands[0]["cv_loss"], 4)
-    unweighted = np.mean([train.log_loss(oof[0][folds == f], y[folds == f]) for f in range(3)])
+    unweighted = np.mean([train.log_loss(softmax(oof[0][folds == f]), y[folds == f]) for f in range(3)])
     assert abs(unweighted - cands[0]["cv_loss"]) > 1e-3
     head, sel = train.select_and_fit(x, y, 3, config)
     assert sel.cv_folds == 3 and sel.method.startswith("3-fold")
@@ -285,13 +294,14 @@ def test_fixed_l2_skips_the_search_but_still_cross_validates() -> None:
     head, sel = train.select_and_fit(x, y, 2, TrainConfig(l2=0.7))
     assert sel.l2 == 0.7 and [c["l2"] for c in sel.candidates] == [0.7] and sel.cv_folds == 5
     assert sel.method.startswith("L2 fixed at 0.7 (--l2)")
-    assert np.array_equal(head.weights, train.fit(x, y, 2, 0.7)[0].weights)
+    t = sel.calibration.temperature
+    assert np.array_equal(head.weights, train.calibrated(train.fit(x, y, 2, 0.7)[0], t).weights)
 
 
 def test_tie_goes_to_the_stronger_l2(monkeypatch: pytest.MonkeyPatch) -> None:
     x, y = _blobs((6, 6), 3, seed=11)
 
-    def flat(x, y, n, config, grid, extra=None):  # noqa: ANN001, ANN202
+    def flat(x, y, n, config, grid, extra=None, groups=None):  # noqa: ANN001, ANN202
         return ([{"l2": g, "cv_accuracy": 0.5, "cv_accuracy_std": 0.0, "cv_loss": 0.4} for g in grid],
                 [np.full((len(y), n), 0.5) for _ in grid])
 
@@ -314,7 +324,7 @@ def test_select_needs_two_of_each_class_and_is_deterministic() -> None:
     _, sc = train.select_and_fit(x, y, 2, TrainConfig(seed=5))
     assert sc.candidates != sa.candidates  # the seed draws the folds
     xi, yi = _blobs((30, 6), 5, seed=14, spread=2.0)
-    head, _ = train.select_and_fit(xi, yi, 2, TrainConfig(l2=0.3, class_weight="none"))
+    head, _ = train.select_and_fit(xi, yi, 2, TrainConfig(l2=0.3, class_weight="none", calibrate=False))
     assert np.array_equal(head.weights, train.fit(xi, yi, 2, 0.3, 0.1, "none")[0].weights)
 
 
@@ -329,4 +339,36 @@ def test_distorted_copies_stay_in_their_photos_fold() -> None:
     assert sel.cv_loss == pytest.approx(plain.cv_loss, rel=0.05)
     assert sel.cv_loss != plain.cv_loss  # the copies were used
     ref, _ = train.fit(np.concatenate([x, copies[0]]), np.concatenate([y, copies[1]]), 2, 1.0)
-    assert np.array_equal(head.weights, ref.weights)
+    # calibrated on the photos' own out-of-fold logits (never on a copy's)
+    assert sel.calibration.count == 20
+    assert np.array_equal(head.weights, train.calibrated(ref, sel.calibration.temperature).weights)
+
+
+def test_grouped_folds_keep_copies_together_and_change_nothing_else() -> None:
+    y = np.repeat(np.arange(3), 14)
+    plain = train.stratified_folds(y, 5, 4)
+    ids = [f"p{i}" for i in range(len(y))]
+    assert np.array_equal(train.stratified_folds(y, 5, 4, ids), plain)
+    groups = list(ids)
+    for a, b in ((0, 20), (3, 4), (3, 30), (41, 7)):
+        groups[b] = groups[a]
+    folds = train.stratified_folds(y, 5, 4, groups)
+    assert folds[20] == folds[0] == plain[0] and folds[4] == folds[30] == folds[3] == plain[3]
+    assert folds[7] == plain[7] and folds[41] == plain[7]  # the group's first sample decides
+    moved = {20, 4, 30, 41}
+    assert all(folds[i] == plain[i] for i in range(len(y)) if i not in moved)
+
+
+def test_byte_identical_copies_do_not_leak_across_folds() -> None:
+    x, y = _blobs((10, 10), 6, seed=15, spread=1.5)
+    xx, yy = np.concatenate([x, x]), np.concatenate([y, y])  # every photo twice
+    ids = [f"p{i}" for i in range(20)] * 2
+    config = TrainConfig(l2=0.1)
+    leaky, _ = train.cross_validate(xx, yy, 2, config, (0.1,))
+    grouped, _ = train.cross_validate(xx, yy, 2, config, (0.1,), groups=ids)
+    # a copy scored by a model trained on its twin looks better than it is
+    assert grouped[0]["cv_loss"] > leaky[0]["cv_loss"] + 0.02  # measured: 0.216 against 0.184
+    same, _ = train.cross_validate(x, y, 2, config, (0.1,), groups=ids[:20])
+    assert same == train.cross_validate(x, y, 2, config, (0.1,))[0]
+    _, sel = train.select_and_fit(xx, yy, 2, config, groups=ids)
+    assert sel.cv_loss == grouped[0]["cv_loss"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 
 INSTALL_HINT = ("install it with `make install-beam` (a separate .venv-beam) or "
-                "`pip install 'imgtool[beam]'` in a venv of its own")
+                "`pip install 'imgtool-ml[beam]'` in a venv of its own")
 
 
 def beam_installed() -> bool:
