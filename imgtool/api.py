@@ -502,12 +502,14 @@ def remove_models(names: Iterable[str]) -> list[Removed]:
 
 
 def export_model(model_dir: PathLike, quantize: QuantizeMode = "none",
-                 output: PathLike | None = None) -> list[ExportResult]:
+                 output: PathLike | None = None, force: bool = False) -> list[ExportResult]:
     """Write a single .tflite (TFLite metadata and labels inside) for a folder written by
     `retrain`: the float `model.tflite` always (the reference for accuracy), and with
     `quantize` ("dynamic", "float16", "int8") the quantized file too, at `output` or
     beside it. Each result has its size and accuracy on the test split (None when the
-    photos are gone); both are recorded in the folder's metrics.json. Float first."""
+    photos are gone); both are recorded in the folder's metrics.json. Float first.
+    An existing `output` is replaced only when it is an export of imgtool, or with
+    `force`; a device, FIFO, folder or symbolic link never (UsageError)."""
     from imgtool.tflite_export import export_model_dir
 
-    return export_model_dir(Path(model_dir), quantize, None if output is None else Path(output))
+    return export_model_dir(Path(model_dir), quantize, None if output is None else Path(output), force=force)

@@ -35,6 +35,31 @@ class CacheInfo:
 SPECIAL_EXPORT_DIRS = ("tflite", "checks")
 
 
+def prune(folder: Path, keep: int, suffix: str = "") -> list[Path]:
+    """Keep the `keep` most recently written entries of a cache folder (those whose names
+    end in `suffix`), remove the rest; returns what was removed. The one pruner of the
+    export cache: its special folders (tflite/, checks/: caches of their own) and hidden
+    names (entries being written) are never counted or removed."""
+    try:
+        entries = []
+        for p in folder.iterdir():
+            if p.name.startswith(".") or p.name in SPECIAL_EXPORT_DIRS or not p.name.endswith(suffix):
+                continue
+            with contextlib.suppress(OSError):
+                entries.append((p.stat().st_mtime, p))
+    except OSError:
+        return []
+    entries.sort(key=lambda e: e[0], reverse=True)
+    removed = []
+    for _, p in entries[keep:]:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
 def cache_dir(name: str) -> Path:
     return store.home() / CACHES[name][0]
 

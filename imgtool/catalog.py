@@ -190,6 +190,15 @@ def _read(text: str, origin: str) -> dict[str, ModelConfig]:
         records = data["models"]
     except (ValueError, KeyError, TypeError) as err:
         raise ModelError(f"catalog {origin} is not a valid catalog file ({err}); fix or remove it") from None
+    from imgtool import store
+
+    if not isinstance(records, dict):
+        raise ModelError(f"catalog {origin} is not a valid catalog file (\"models\" is not an object); "
+                         "fix or remove it")
+    for name in records:
+        if not store.safe_name(name):  # the name becomes the cache entry's folder, lock and temporary names
+            raise ModelError(f"catalog {origin}: record name {name!r} cannot be used: it must be {store.NAME_RULE}; "
+                             "rename the record")
     return {name: ModelConfig.from_dict(name, rec) for name, rec in records.items()}
 
 

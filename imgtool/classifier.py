@@ -90,9 +90,11 @@ class Classifier:
         return self._labels
 
     def top_k(self, scores: np.ndarray, k: int) -> list[Prediction]:
+        """The k best of one image's scores: best first, equal scores in index order
+        (one stable sort of the whole vector: argpartition would pick arbitrary members
+        of a tie, in an order that can change with numpy's version)."""
         k = max(1, min(k, scores.shape[0]))
-        idx = np.argpartition(-scores, k - 1)[:k]
-        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        idx = np.argsort(-scores, kind="stable")[:k]
         return [Prediction(self.labels[i], round(float(scores[i]), 6), int(i)) for i in idx]
 
     def classify(self, paths: Iterable[Any], top_k: int = 5, batch_size: int = 8,

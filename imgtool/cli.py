@@ -479,9 +479,12 @@ def _export_lines(records: list[dict[str, Any]]) -> list[str]:
                    "on the training photos: uint8 input and output, for Edge TPU compilers and microcontrollers).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write (default: MODEL_DIR/model.tflite or MODEL_DIR/model-MODE.tflite).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing --output file that is not an export of imgtool (never a device, FIFO, "
+                   "folder or symbolic link).")
 @format_option("json")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown).")
-def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, quiet: bool) -> None:
+def export_cmd(model_dir: Path, quantize: str, output: Path | None, force: bool, fmt: str, quiet: bool) -> None:
     """Write a single .tflite (with TFLite metadata and labels) for a retrained MODEL_DIR.
 
     Its size and accuracy on the test split (next to the float model's) are printed and
@@ -498,7 +501,7 @@ def export_cmd(model_dir: Path, quantize: str, output: Path | None, fmt: str, qu
     from imgtool import api
 
     ui.set_quiet(quiet)
-    results = api.export_model(model_dir, quantize, output)  # type: ignore[arg-type]  # click.Choice checked it
+    results = api.export_model(model_dir, quantize, output, force=force)  # type: ignore[arg-type]  # Choice checked it
     records = [r.record(model_dir) for r in results]
     if fmt == "json":
         click.echo(json.dumps(records, indent=2))

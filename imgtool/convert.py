@@ -144,6 +144,7 @@ def convert(model: Model, target: Path) -> Conversion:
     assert model.tf_source is not None
     ui.info(f"Converting {config.name} to .tflite once (TensorFlow is loading; later runs skip this)")
     size = config.input_size
+    store.clean_stale(target.parent, f".{target.name}.")  # a killed conversion's half-written file
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     record = Conversion(ok=False, converted=time.time())
     try:
@@ -154,7 +155,7 @@ def convert(model: Model, target: Path) -> Conversion:
                 ui.warn(f"{model.ref}: input size unknown, assuming 224x224 (pass `input_size` to change)")
         assert size is not None
         record.input_size = list(size)
-        with ui.native_output_filtered():
+        with ui.native_output_filtered(), store.scratch_dir():
             if config.format == "graphdef":
                 assert model.graph_tensors is not None
                 reference = tfutil.convert_graphdef(model.tf_source, model.graph_tensors, size, tmp)

@@ -23,9 +23,18 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from imgtool import settings, store, ui
-from imgtool.errors import DownloadError, ModelError
+from imgtool.errors import DownloadError, ModelError, StorageError
 
 CHUNK = 1 << 20
+#: The slowest transfer accepted: a download that receives fewer than MIN_RATE bytes a
+#: second, averaged over any IMGTOOL_TIMEOUT seconds, is dropped (a server trickling a
+#: byte at a time never trips the read timeout alone).
+MIN_RATE = 1024
+#: Caps on what an archive may unpack to, checked on its headers before anything is
+#: written: 4x the largest model expected (a ~250 MB SavedModel), and a member count no
+#: model needs (a SavedModel has a few dozen files).
+MAX_EXTRACT_BYTES = 1 << 30
+MAX_MEMBERS = 10_000
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 REDIRECT_STATUS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 10
@@ -146,6 +155,9 @@ def _get(requests, url: str):  # noqa: ANN001, ANN202
             raise _Retryable("timed out waiting for the server (set IMGTOOL_TIMEOUT to wait longer)") from None
         except requests.exceptions.ConnectionError as err:
             raise _Retryable(f"cannot connect ({_reason(err)}); check the network or proxy settings") from None
+        except (requests.exceptions.RequestException, _urllib3_errors()) as err:  # e.g. two different lengths
+            raise DownloadError(f"{url}: the server's response is malformed ({_reason(err)}); "
+                                "try another URL or mirror") from None
         if resp.status_code not in REDIRECT_STATUS or "Location" not in resp.headers:
             return resp
         resp.close()
@@ -176,17 +188,13 @@ def _fetch_one(requests, url: str, dest: Path, pin: Pinned, what: str) -> None: 
             bar = ui.progress(expected_n, what or dest.name)
             try:
                 with open(tmp, "wb") as fh:
-                    for chunk in resp.iter_content(CHUNK):
+                    for chunk in _chunks(resp, url):
                         fh.write(chunk)
                         digest.update(chunk)
                         got += len(chunk)
                         bar.update(len(chunk))
                     fh.flush()
                     os.fsync(fh.fileno())
-            except requests.exceptions.Timeout:
-                raise _Retryable(f"the server stalled after {got} bytes (timed out)") from None
-            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as err:
-                raise _Retryable(f"the connection broke after {got} bytes ({_reason(err)})") from None
             finally:
                 bar.close()
         if expected_n is not None and got != expected_n and resp.headers.get("Content-Encoding") is None:
@@ -204,6 +212,45 @@ def _fetch_one(requests, url: str, dest: Path, pin: Pinned, what: str) -> None: 
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _urllib3_errors() -> type[Exception]:
+    import urllib3.exceptions
+
+    return urllib3.exceptions.HTTPError
+
+
+def _chunks(resp, url: str):  # noqa: ANN001, ANN202
+    """The body as it arrives (at most CHUNK bytes a piece, each as soon as the socket has
+    it, not once CHUNK bytes are in), failing a transfer slower than MIN_RATE over any
+    IMGTOOL_TIMEOUT seconds; urllib3's errors as ours."""
+    import urllib3.exceptions as u3
+
+    window = settings.current().timeout
+    got = 0
+    start, since = time.monotonic(), 0
+    while True:
+        try:
+            chunk = resp.raw.read1(CHUNK, decode_content=True)
+        except u3.ReadTimeoutError:
+            raise _Retryable(f"the server stalled after {got} bytes (timed out)") from None
+        except u3.DecodeError:  # e.g. Content-Encoding: gzip on bytes that are not
+            raise DownloadError(f"{url}: the server's response is malformed (its body is not the "
+                                f"{resp.headers.get('Content-Encoding')!r} data its Content-Encoding says); "
+                                "try another URL or mirror") from None
+        except (u3.ProtocolError, u3.HTTPError, OSError) as err:
+            raise _Retryable(f"the connection broke after {got} bytes ({_reason(err)})") from None
+        if not chunk:
+            return
+        got += len(chunk)
+        since += len(chunk)
+        now = time.monotonic()
+        if now - start >= window:
+            if since < MIN_RATE * (now - start):
+                raise _Retryable(f"the server sent {got} bytes, the last {since} in {now - start:.0f} s: slower "
+                                 f"than {MIN_RATE} bytes/s (set IMGTOOL_TIMEOUT to average over longer)")
+            start, since = now, 0
+        yield chunk
 
 
 def _reason(err: Exception) -> str:
@@ -240,13 +287,20 @@ def extract_archive(archive: Path, target: Path, what: str = "") -> None:
         return
     try:
         with tarfile.open(archive, "r:*") as tar:
-            for member in tar.getmembers():  # the filter would quietly make these relative; refuse
+            members, total = [], 0
+            for member in tar:  # headers only, stopping at the first past a cap: before anything is written
                 if member.name.startswith(("/", "\\")) or ".." in Path(member.name).parts:
                     raise tarfile.FilterError(f"member {member.name!r} points outside the archive")
-            tar.extractall(target, filter="data")
+                members.append(member)
+                total += member.size if member.isreg() else 0
+                _check_caps(len(members), total, what or archive.name)
+            _check_space(target, total, what or archive.name)
+            tar.extractall(target, members=members, filter="data")
     except tarfile.FilterError as err:
         raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); "
                          "the download is not a model") from None
+    except StorageError:
+        raise
     except (tarfile.TarError, EOFError, OSError) as err:
         if store.is_storage_error(err, target):
             raise  # a full disk or read-only cache, not a corrupt download
@@ -261,6 +315,8 @@ def _extract_zip(archive: Path, target: Path, what: str) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
+            _check_caps(len(members), sum(m.file_size for m in members if not m.is_dir()), what or archive.name)
+            _check_space(target, sum(m.file_size for m in members), what or archive.name)
             for m in members:
                 name = m.filename.replace("\\", "/")
                 mode = m.external_attr >> 16
@@ -277,7 +333,11 @@ def _extract_zip(archive: Path, target: Path, what: str) -> None:
     except _UnsafeZip as err:
         raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); "
                          "the download is not a model") from None
+    except StorageError:
+        raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        if isinstance(err, OSError) and store.is_storage_error(err, target):
+            raise  # a full disk or read-only cache, not a corrupt download
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{what or archive.name}: not a readable .zip archive ({reason}); "
                          "the download is corrupt") from None
@@ -285,5 +345,34 @@ def _extract_zip(archive: Path, target: Path, what: str) -> None:
 
 class _UnsafeZip(Exception):
     pass
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB"
+
+
+def _check_caps(members: int, total: int, what: str) -> None:
+    """An archive bomb is refused on its headers (exit 3): nothing of it is written."""
+    if members > MAX_MEMBERS:
+        raise ModelError(f"{what}: archive refused: it holds more than {MAX_MEMBERS:,} files, more than any model "
+                         "needs; the download is not a model (or not one imgtool takes)")
+    if total > MAX_EXTRACT_BYTES:
+        raise ModelError(f"{what}: archive refused: it unpacks to more than {_mb(MAX_EXTRACT_BYTES)} "
+                         f"(the cap for a model archive); the download is not a model (or not one imgtool takes)")
+
+
+def _check_space(target: Path, total: int, what: str) -> None:
+    """The unpacked size, against the free space, before the first byte is written (exit 4)."""
+    import errno
+    import shutil
+
+    try:
+        free = shutil.disk_usage(target).free
+    except OSError:
+        return
+    if total > free:
+        raise store.storage_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target)),
+                                  "the model cache", "set IMGTOOL_HOME to a writable folder with space",
+                                  note=f" ({what} unpacks to {_mb(total)}, {_mb(free)} are free)")
 
 

@@ -159,9 +159,9 @@ def download_entry(key: str, config: ModelConfig, entry: Path) -> None:
     and holds that source's effective config."""
     from imgtool import download
 
+    store.entry_dir(key)  # the key becomes names in tmp/ too: one plain path component
     tmp = store.tmp_dir()
-    for stale in tmp.glob(f"{key}.*"):  # left by a killed process; we hold the lock
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    store.clean_stale(tmp)  # what killed processes left (theirs only: live PIDs' files are kept)
     staging = tmp / f"{key}.{os.getpid()}.staging"
     archive = tmp / f"{key}.{os.getpid()}.download"
     shutil.rmtree(staging, ignore_errors=True)
@@ -221,7 +221,10 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
     record.sha256 = store.sha256_file(source_file)
     kind = download.archive_kind(source_file)
     if cfg.format == "tflite" or url.split("?")[0].endswith(".tflite") or kind == "tflite":
-        shutil.copyfile(source_file, src / "model.tflite")
+        if source_file == archive:  # our download: moved into place, so a download needs its size once
+            os.replace(archive, src / "model.tflite")
+        else:  # a user's own file (file://): copied
+            shutil.copyfile(source_file, src / "model.tflite")
         _check_tflite_loads(src / "model.tflite", cfg.name, used)
         record.format, record.file = "tflite", "model.tflite"
     else:

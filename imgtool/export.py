@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from imgtool import retrained, store, ui
+from imgtool import caches, retrained, store, ui
+from imgtool.errors import StorageError
 from imgtool.model import Model
 from imgtool.retrained import (  # noqa: F401 - read_training_photos, is_model_dir: older imports
     RETRAINED_FILE,
@@ -57,7 +58,7 @@ def default_output(image_dir: Path) -> Path:
     stem = f"{image_dir.name}-model"
     candidate = base / stem
     n = 2
-    while candidate.exists() and not _same_source(candidate, image_dir):
+    while os.path.lexists(candidate) and not _same_source(candidate, image_dir):  # too long: no error here
         candidate = base / f"{stem}-{n}"
         n += 1
     return candidate
@@ -68,17 +69,21 @@ def _same_source(path: Path, image_dir: Path) -> bool:
     return retrained.recorded_image_dir(path) == str(image_dir)
 
 
-def check_output(output: Path, image_dir: Path, force: bool = False) -> None:
-    """The one rule for -o and the default name: never inside the image folder, never a
-    file; an existing non-empty folder is replaced only when it is an imgtool model of the
-    same image folder, or with `force`."""
+def check_output(output: Path, image_dir: Path, force: bool = False,
+                 photo_dirs: tuple[Path | None, ...] = ()) -> None:
+    """The one rule for -o and the default name: never inside the image folder, never
+    the image folder or a folder holding it (nor IMGTOOL_HOME), never a file or a symbolic
+    link, a name that fits the file system (store.check_target); an existing non-empty
+    folder is replaced only when it is an imgtool model of the same image folder, or with
+    `force`."""
     from imgtool.errors import UsageError
 
+    protected = [("the image folder", image_dir), ("IMGTOOL_HOME", store.home()),
+                 *(("a photo folder", d) for d in photo_dirs)]
+    store.check_target(output, "`output`", kind="folder", protected=protected)
     out, img = output.resolve(), image_dir.resolve()
     if out == img or img in out.parents:
         raise UsageError(f"`output` {output} is inside the image folder; it would be read as a class next time")
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"`output` {output} is a file; give a folder path")
     check_writable(output)
     if force or not output.is_dir() or not any(output.iterdir()):
         return
@@ -116,12 +121,26 @@ def _read_only_fs(path: Path) -> bool:
 
 
 def link_or_copy(src: str | Path, dst: str | Path) -> None:
-    """Hard-link when on the same filesystem (an 87 MB backbone costs nothing twice; the
-    cache never writes into a file in place, so sharing inodes is safe), else copy."""
+    """Hard-link a file the cache owns (under IMGTOOL_HOME) when on the same file system:
+    an 87 MB backbone costs nothing twice, and the cache never writes into a file in
+    place, so sharing its inode is safe. Anything else is copied: a user's own file may
+    be rewritten in place (`cp other.tflite emb.tflite` keeps the inode), and a model
+    folder linked to it would silently change with it."""
+    if _cache_owns(Path(src)):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)
+
+
+def _cache_owns(path: Path) -> bool:
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+        real, root = path.resolve(), store.home().resolve()
+    except (OSError, RuntimeError):
+        return False
+    return root in real.parents and not path.is_symlink()
 
 
 EXPORT_CACHE_KEEP = 3  # most recent TF exports kept in IMGTOOL_HOME/exports
@@ -157,13 +176,12 @@ def _tf_exports(staging: Path, backbone: Model, size: tuple[int, int], head: Hea
     record = {"saved_model": "saved_model", "input": "float32 [N,H,W,3], pixel values 0..255"}
     tmp = cache_root / f".{cached.name}.{os.getpid()}.tmp"
     try:
-        shutil.copytree(staging / "saved_model", tmp / "saved_model", copy_function=link_or_copy)
+        store.clean_stale(cache_root)
+        # copied, not linked: the cache owns only what it wrote (the model folder is the user's)
+        shutil.copytree(staging / "saved_model", tmp / "saved_model")
         store.atomic_write_json(tmp / "exports.json", record)
         store.replace_dir(tmp, cached)
-        entries = sorted((p for p in cache_root.iterdir() if not p.name.startswith(".")),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in entries[EXPORT_CACHE_KEEP:]:
-            shutil.rmtree(old, ignore_errors=True)
+        caches.prune(cache_root, EXPORT_CACHE_KEEP)
     except OSError as err:  # the cache is an optimisation; the model folder is what matters
         ui.warn(f"could not keep the export for reuse ({err})")
     finally:
@@ -174,6 +192,8 @@ def _tf_exports(staging: Path, backbone: Model, size: tuple[int, int], head: Hea
 def write_error(err: OSError, output: Path, staging: Path, existed: bool) -> Exception:
     """A failed write of the model folder as one line naming the output (not the staging
     name), the cause and the fix; anything else is returned as it is."""
+    if isinstance(err, StorageError) and err.errno is not None:  # named for a file in staging: name the output's
+        err = OSError(err.errno, os.strerror(err.errno), err.filename)
     if not store.is_storage_error(err, output.parent):
         return err
     name = err.filename

@@ -4,6 +4,7 @@ is; `decode_ahead` decodes many on worker threads."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import stat
@@ -11,7 +12,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -151,9 +152,10 @@ def _quiet_pillow() -> None:
         _warnings_set = True
 
 
-def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
+def decode(path: str | os.PathLike[str] | BinaryIO, size: tuple[int, int], keep_aspect: bool = False,
            transform: Callable[[Any], Any] | None = None) -> np.ndarray:
-    """Read an image file into a uint8 array of shape (height, width, 3).
+    """Read an image file (a path, or an open binary file such as the bytes of a Beam or
+    Spark row in io.BytesIO) into a uint8 array of shape (height, width, 3).
 
     EXIF orientation applied; grayscale, palette, CMYK, 16-bit and alpha made RGB (alpha
     over white); animations give their first frame; decompression bombs refused. Raises
@@ -166,7 +168,8 @@ def decode(path: str, size: tuple[int, int], keep_aspect: bool = False,
     _quiet_pillow()
     height, width = size
     try:
-        with files.open_regular(path) as fh, Image.open(fh) as im:
+        opened = files.open_regular(path) if isinstance(path, (str, os.PathLike)) else contextlib.nullcontext(path)
+        with opened as fh, Image.open(fh) as im:
             if im.width * im.height > (Image.MAX_IMAGE_PIXELS or 1 << 62):
                 raise Image.DecompressionBombError(f"{im.width}x{im.height}")
             if im.format == "JPEG" and transform is None:

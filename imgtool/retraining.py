@@ -81,10 +81,13 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, flo
 
 
 def _output_path(opts: RetrainOptions) -> Path:
-    from imgtool import export
+    from imgtool import export, store
 
     output = opts.output or export.default_output(opts.image_dir)
-    export.check_output(output, opts.image_dir, force=opts.force)
+    store.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
+    if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
+        store.clean_stale(output.parent, f".{output.name}.")
+    export.check_output(output, opts.image_dir, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
     return output
 
 
@@ -383,7 +386,8 @@ def _write(opts: RetrainOptions, output: Path, backbone: Any, size: tuple[int, i
            training_hashes: list[str] | None = None) -> Path:
     from imgtool import export, report, store
 
-    export.check_output(output, opts.image_dir, force=opts.force)  # again: it may have appeared meanwhile
+    export.check_output(output, opts.image_dir, force=opts.force,  # again: it may have appeared meanwhile
+                        photo_dirs=(opts.validation_dir, opts.test_dir))
     staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     existed = output.exists()

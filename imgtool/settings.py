@@ -114,6 +114,23 @@ def _as_str(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
+def _as_dir(env: Mapping[str, str], name: str) -> Path | None:
+    """A folder that exists or can be made: refused when it, or the nearest part of it
+    that exists, is not a folder (a file, a device) - said at start, not as a traceback
+    at the first write."""
+    value = _as_str(env, name)
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if os.path.lexists(probe) and not probe.is_dir():
+        what = "it is" if probe == path else f"{probe} is"
+        raise SettingError(name, value, f"{VARIABLES[name]} ({what} not a folder)")
+    return path
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path | None  # None: the platform's user cache dir
@@ -134,10 +151,9 @@ DEFAULT_RETRIES = 2
 
 def parse(env: Mapping[str, str]) -> Settings:
     """Settings from an environment mapping; SettingError names the first bad variable."""
-    home = _as_str(env, "IMGTOOL_HOME")
     user, key = _as_str(env, "KAGGLE_USERNAME"), _as_str(env, "KAGGLE_KEY")
     return Settings(
-        home=Path(home).expanduser() if home else None,
+        home=_as_dir(env, "IMGTOOL_HOME"),
         offline=_as_bool(env, "IMGTOOL_OFFLINE"),
         model=_as_str(env, "IMGTOOL_MODEL"),
         backbone=_as_str(env, "IMGTOOL_BACKBONE"),

@@ -272,7 +272,7 @@ def pixels(item: Any, size: tuple[int, int]) -> tuple[np.ndarray | None, str | N
         return None, NO_PHOTO
     try:
         if isinstance(item, (bytes, bytearray, memoryview)):
-            return images.decode(io.BytesIO(bytes(item)), size), None  # type: ignore[arg-type]
+            return images.decode(io.BytesIO(bytes(item)), size), None
         path = os.fspath(item)
         if os.path.isdir(path):
             return None, FOLDER

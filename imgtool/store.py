@@ -11,6 +11,13 @@ Layout (huggingface_hub's habits: one root, temporary names, a lock per entry):
       locks/<key>.lock             OS file locks (released by the kernel if a process dies)
       tmp/                         downloads and extractions in progress (same filesystem)
 
+Every name that becomes a path under the root goes through `child` (one plain path
+component, so nothing is written outside it), and every path written beside a user's
+folder or file (retrain's -o, export's -o) goes through `check_target` (lengths, symbolic
+links, file types, what it would replace). Temporary names carry the writer's PID:
+`clean_stale` removes (or, for a previous folder a killed swap left aside, restores)
+those of processes that are gone.
+
 Layer: foundations (entries.py builds the cache-entry lifecycle on it).
 """
 
@@ -21,13 +28,14 @@ import errno
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from imgtool.errors import StorageError
+from imgtool.errors import StorageError, UsageError
 
 
 def home() -> Path:
@@ -52,8 +60,27 @@ def tmp_dir() -> Path:
     return d
 
 
+#: A name that may become one path component under IMGTOOL_HOME (a cache key, a catalog
+#: name, a lock): letters, digits, then also `.`, `_`, `+`, `-`; never `/`, `..` or a
+#: leading dot; short enough that every temporary name made from it fits NAME_MAX.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+NAME_RULE = "1 to 128 letters, digits, '.', '_', '+' or '-', starting with a letter or digit"
+
+
+def safe_name(name: str) -> bool:
+    return isinstance(name, str) and SAFE_NAME.fullmatch(name) is not None and ".." not in name
+
+
+def child(root: Path, name: str, what: str = "name") -> Path:
+    """`root / name`, for a name that is one plain path component (see SAFE_NAME): the one
+    check for every name that becomes a path under IMGTOOL_HOME."""
+    if not safe_name(name):
+        raise UsageError(f"{what} {name!r} cannot be used as a file name under {root}: it must be {NAME_RULE}")
+    return root / name
+
+
 def entry_dir(key: str) -> Path:
-    return models_dir() / key
+    return child(models_dir(), key, "cache entry name")
 
 
 def offline() -> bool:
@@ -69,27 +96,38 @@ def lock(name: str, timeout: float = 3600.0) -> Iterator[None]:
     from filelock import FileLock
 
     d = home() / "locks"
+    path = child(d, name, "lock name")
     d.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(d / f"{name}.lock"), timeout=timeout):
+    with FileLock(f"{path}.lock", timeout=timeout):
         yield
+
+
+def temp_name(path: Path) -> Path:
+    """A temporary name beside `path`, carrying this process's PID (see clean_stale)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     """Write to a temporary name in the same directory, fsync, rename into place.
-    `durable=False` skips the fsync, for entries that verify themselves on read."""
+    `durable=False` skips the fsync, for entries that verify themselves on read. The file
+    is created as open() would (mode 0666 less the umask: a cache filled by one user is
+    readable by others), and a failure names `path` when the OS named no file."""
     if not path.parent.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_name(path)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)  # a write() failing names no file: say which one
         raise
 
 
@@ -111,11 +149,66 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a folder (flock on the folder itself: no lock file is left
+    beside a user's outputs, and it needs no write permission). Writers that swap entries
+    of one folder take it, so two runs writing the same -o take turns instead of racing.
+    Where the file system cannot lock, it is a no-op."""
+    import fcntl
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock (so does the kernel if the process dies)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False when the system
+    or file system cannot, so the caller falls back to two renames."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def replace_dir(staging: Path, final: Path) -> None:
     """Move a completely written directory into place; the previous one (if any) is
-    removed only after the new one is in place, so an interruption leaves one whole copy."""
+    removed only after the new one is in place, so an interruption leaves one whole copy.
+
+    Under a lock on the parent folder (two writers of one path take turns). The two are
+    swapped in one atomic step where the system can; elsewhere by two renames, and a
+    previous folder a killed process left at `.NAME.old-PID` is put back by the next run
+    (`clean_stale`) before anything else."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
+    with folder_lock(final.parent):
+        clean_stale(final.parent, f".{final.name}.")
+        if not os.path.lexists(final):
+            os.replace(staging, final)
+            return
+        if _exchange(staging, final):  # staging now holds the previous copy
+            shutil.rmtree(staging, ignore_errors=True)
+            return
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
         try:
@@ -124,8 +217,148 @@ def replace_dir(staging: Path, final: Path) -> None:
             os.replace(old, final)
             raise
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, final)
+
+
+# .NAME.old-PID / .NAME.partial-PID / .NAME.removing-PID (folders beside an output),
+# .NAME.PID[.RANDOM].tmp (atomic writes, conversions, the export cache),
+# NAME.PID.incomplete|staging|download|labels|scratch (downloads, extractions, TensorFlow's scratch)
+_STALE = re.compile(r"(?P<stem>.+?)\.(?:(?P<kind>old|partial|removing)-(?P<pid>\d+)"
+                    r"|(?P<pid2>\d+)(?:\.[0-9a-f]+)?\.(?:tmp|incomplete|staging|download|labels|scratch))")
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process (or a number we cannot ask about): keep its files
+    return True
+
+
+def clean_stale(folder: Path, prefix: str = "") -> list[str]:
+    """Remove the temporaries (names starting with `prefix`) that processes no longer
+    running left in `folder` (SIGKILL, power loss); a previous folder left aside as
+    `.NAME.old-PID` while NAME is missing is renamed back instead. Returns what it did."""
+    done: list[str] = []
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix)] if prefix else os.listdir(folder)
+    except OSError:
+        return done
+    for name in sorted(names):
+        m = _STALE.fullmatch(name)
+        if m is None or pid_alive(int(m.group("pid") or m.group("pid2"))):
+            continue
+        path = Path(folder) / name
+        try:
+            if m.group("kind") == "old" and not os.path.lexists(final := path.with_name(m.group("stem")[1:])):
+                os.replace(path, final)
+                done.append(f"restored {final}")
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            done.append(f"removed {path}")
+        except OSError:
+            continue  # not ours to remove (permissions), or gone meanwhile
+    if done:
+        import logging
+
+        logging.getLogger("imgtool.store").debug("left by processes that are gone: %s", "; ".join(done))
+    return done
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A folder under IMGTOOL_HOME/tmp that Python's `tempfile` (and so TensorFlow's
+    converter, which saves temporary SavedModels there) uses meanwhile: a killed
+    conversion leaves nothing in the system's temporary folder, and the next run removes
+    what it left here."""
+    import tempfile
+
+    root = tmp_dir()
+    clean_stale(root)
+    d = root / f"tf.{os.getpid()}.{secrets.token_hex(4)}.scratch"
+    d.mkdir()
+    before = tempfile.tempdir
+    tempfile.tempdir = str(d)
+    try:
+        yield d
+    finally:
+        tempfile.tempdir = before
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- paths written beside a user's files
+
+#: What a temporary name adds to the name it is made from (".NAME.partial-PID",
+#: ".NAME.PID.RANDOM.tmp"): a name within NAME_MAX less this can always be written.
+TEMP_NAME_OVERHEAD = 32
+
+
+def _name_max(folder: Path) -> int:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def check_target(path: Path, what: str, *, kind: Literal["file", "folder"],
+                 protected: Iterable[tuple[str, Path | None]] = (),
+                 ours: Callable[[Path], bool] | None = None, force: bool = False) -> None:
+    """The one check of a path imgtool is about to write or replace beside a user's files
+    (retrain's output folder, export's output file), before any work (UsageError, exit 2):
+
+    * every part of the name fits the file system (with room for the temporary name it
+      is first written under), the whole fits PATH_MAX;
+    * a symbolic link is refused (replacing it would leave the folder it points to and
+      turn the link into a real folder: name the real place instead);
+    * something of another type is refused, `force` or not (a device, a FIFO, a folder
+      where a file is written, a file where a folder is);
+    * it may not be or contain a `protected` path (the image folder, IMGTOOL_HOME):
+      replacing it would delete them;
+    * an existing non-empty one that `ours` does not recognise is replaced only with
+      `force`."""
+    text = os.fsencode(os.path.abspath(path))
+    longest = max((len(part) for part in text.split(b"/")), default=0)
+    limit = _name_max(Path(os.path.abspath(path)).parent) - TEMP_NAME_OVERHEAD
+    if longest > limit or len(text) > 4096 - TEMP_NAME_OVERHEAD:
+        raise UsageError(f"{what} {path}: the name is too long ({longest} bytes in one part; this file system "
+                         f"takes {limit + TEMP_NAME_OVERHEAD}, and {TEMP_NAME_OVERHEAD} are needed for the temporary "
+                         "name it is first written under); choose a shorter path")
+    if os.path.islink(path):
+        raise UsageError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); it is not followed or "
+                         "replaced: give the path it points to, or another path")
+    if os.path.lexists(path):
+        import stat
+
+        mode = os.lstat(path).st_mode
+        if kind == "file" and not stat.S_ISREG(mode):
+            other = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+            raise UsageError(f"{what} {path} is {other}; it is never replaced: give a file path")
+        if kind == "folder" and not stat.S_ISDIR(mode):
+            other = "a file" if stat.S_ISREG(mode) else "not a folder (a device, FIFO or socket)"
+            raise UsageError(f"{what} {path} is {other}; give a folder path")
+    out = Path(os.path.abspath(path)).resolve()
+    for name, guarded in protected:
+        if guarded is None:
+            continue
+        g = Path(os.path.abspath(guarded)).resolve()
+        if out == g or out in g.parents:
+            raise UsageError(f"{what} {path} {'is' if out == g else 'contains'} {name} ({guarded}); replacing "
+                             "it would delete them: choose another path")
+    if force or ours is None or not os.path.lexists(path):
+        return
+    if kind == "folder" and not any(Path(path).iterdir()):
+        return
+    if not ours(Path(path)):
+        raise UsageError(f"{what} {path} exists and is not {'a file' if kind == 'file' else 'a folder'} imgtool "
+                         "wrote; choose another path, remove it, or pass `force` to replace it")
 
 
 def read_json(path: Path) -> Any | None:
@@ -160,7 +393,8 @@ _DENIED = {errno.EACCES: ("permission denied", "make it writable or"),
 
 def is_storage_error(err: BaseException, root: Path | None = None) -> bool:
     """A write failure the user must fix: full disk, quota, file-size limit, read-only
-    file system; permission denied too when it names a path under `root` (or no root)."""
+    file system; permission denied too when it names `root`, a path under it or a folder
+    above it (or when there is no root)."""
     if not isinstance(err, OSError) or isinstance(err, StorageError):
         return False
     if err.errno in _WRITE_ONLY:
@@ -171,10 +405,11 @@ def is_storage_error(err: BaseException, root: Path | None = None) -> bool:
 
 
 def _under(filename: Any, root: Path) -> bool:
+    """`filename` is `root`, inside it, or a folder above it (made on the way to it)."""
     if not isinstance(filename, (str, os.PathLike)):
         return False
     path, root = Path(os.path.abspath(filename)), Path(os.path.abspath(root))
-    return path == root or root in path.parents
+    return path == root or root in path.parents or path in root.parents
 
 
 def write_cause(err: OSError) -> str:

@@ -32,9 +32,9 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from imgtool import files, retrained, store
+from imgtool import caches, files, retrained, store
 from imgtool.convert import agreement
-from imgtool.errors import ImgtoolError, ModelError, UsageError
+from imgtool.errors import ImgtoolError, ModelError, StorageError, UsageError
 from imgtool.retrained import RetrainedRecord
 from imgtool.version import __version__
 
@@ -44,12 +44,34 @@ CALIBRATION_PHOTOS = 100  # training photos used to calibrate int8 (first by rel
 SOFTMAX_UINT8 = (1.0 / 256.0, 0)  # the only output quantization TFLite's uint8 SOFTMAX takes
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Atomic, and readable like any file the user writes (mkstemp makes 0600)."""
-    store.atomic_write_bytes(path, data)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+def _write(path: Path, data: bytes, what: str = "", elsewhere: str = "choose another `output`") -> None:
+    """Atomic (readable like any file the user writes: store honours the umask); a write
+    failure the user must fix is one line naming the file (exit 4)."""
+    try:
+        store.atomic_write_bytes(path, data)
+    except OSError as err:
+        if isinstance(err, StorageError) or not store.is_storage_error(err, path.parent):
+            raise
+        named = store.storage_error(err, what or f"the export {path}", elsewhere, shown="")
+        named.filename = str(path)
+        raise named from None
+
+
+def is_imgtool_export(path: Path) -> bool:
+    """A .tflite this tool exported (its TFLite metadata names `imgtool retrain`): the
+    only existing file `export` replaces without `force`."""
+    from imgtool import tflite_metadata
+
+    try:
+        if not path.is_file() or path.stat().st_size > (1 << 31):
+            return False
+        with open(path, "rb") as fh:
+            if fh.read(8)[4:8] != b"TFL3":
+                return False
+        meta = tflite_metadata.read(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return meta is not None and str(meta.get("name") or "").endswith("(imgtool retrain)")
 
 
 def quantize_mode(text: str) -> Quantize:
@@ -268,7 +290,7 @@ def convert_saved_classifier(saved_model: Path, input_size: tuple[int, int], val
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-    with ui.native_output_filtered():
+    with ui.native_output_filtered(), store.scratch_dir():  # the converter's temporary SavedModels
         data = bytes(converter.convert())
     if quantize == "int8":
         _check_raw_pixel_input(data, (hi - lo) / 255.0)
@@ -316,9 +338,7 @@ def _cached_conversion(saved: Path, options: str, calibration: list[str], conver
     data = convert()
     try:
         store.atomic_write_bytes(cached, data)
-        old = sorted(root.glob("*.tflite"), key=lambda p: p.stat().st_mtime, reverse=True)[CONVERSIONS_KEEP:]
-        for p in old:
-            p.unlink(missing_ok=True)
+        caches.prune(root, CONVERSIONS_KEEP, suffix=".tflite")
     except OSError as err:  # the cache is an optimisation
         ui.warn(f"could not keep the .tflite conversion for reuse ({err})")
     return data
@@ -551,15 +571,22 @@ class _Checks:
         return acc, diff, agree, len(labels)
 
 
-def export_model_dir(folder: Path, quantize: str = "none", output: Path | None = None) -> list[ExportResult]:
+def export_model_dir(folder: Path, quantize: str = "none", output: Path | None = None,
+                     force: bool = False) -> list[ExportResult]:
     """Write the float `model.tflite` (always: the reference for accuracy) and, unless
     quantize is none, the quantized file; record both in metrics.json. Returns the
-    results, float first."""
+    results, float first. An `output` that exists is replaced only when it is an export of
+    this tool, or with `force`; one that is not a regular file (a device, a FIFO, a
+    symbolic link) never."""
     quantize = quantize_mode(quantize)
     folder = Path(folder)
     if not retrained.is_model_dir(folder):
         raise UsageError(f"{folder}: not a model folder written by retrain (no {retrained.RETRAINED_FILE})")
     meta = retrained.parts(str(folder), folder).record  # the one typed reader: "damaged retrained model", exit 3
+    if output is not None:
+        store.check_target(Path(output), "`output`", kind="file", ours=is_imgtool_export, force=force)
+    for name in ("model.tflite", default_file(quantize), "metrics.json"):  # in the folder: ours, but files only
+        store.check_target(folder / name, f"{folder}'s", kind="file")
     metrics = store.read_json(folder / "metrics.json") or {}
     test, train_paths, why = _split_photos(folder, meta, metrics)
     checks = _Checks(folder, meta, test)
@@ -597,7 +624,8 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
             rec = r.record(folder)
             records = [x for x in records if x.get("file") != rec["file"]] + [rec]
         metrics["exports"] = records
-        _write(folder / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+        _write(folder / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode("utf-8"),
+               what=f"the export record {folder / 'metrics.json'}", elsewhere="write the model folder elsewhere")
         _render_report(folder, meta, metrics)
     return results
 
@@ -610,7 +638,7 @@ def _render_report(folder: Path, meta: RetrainedRecord, metrics: dict[str, Any])
     page = folder / "report.html"
     if page.is_file():
         html = report.render(metrics, metrics.get("misclassified"), report.title_for(meta.image_dir))
-        _write(page, html.encode("utf-8"))
+        _write(page, html.encode("utf-8"), what=f"the report {page}", elsewhere="write the model folder elsewhere")
 
 
 def export_for_retrain(staging: Path, quantize: str) -> list[dict[str, Any]]:
@@ -622,7 +650,9 @@ def export_for_retrain(staging: Path, quantize: str) -> list[dict[str, Any]]:
         with ui.native_output_filtered():
             results = export_model_dir(staging, quantize)
         return [r.record(staging) for r in results]
-    except Exception as err:  # noqa: BLE001 - an extra must not lose the trained model
+    except Exception as err:  # an extra must not lose the trained model
+        if isinstance(err, OSError) and (isinstance(err, StorageError) or store.is_storage_error(err, staging)):
+            raise  # a full disk is not an optional extra: the folder would be written without its model.tflite
         text = str(err).strip()
         first = text if isinstance(err, ImgtoolError) else (text.splitlines()[0][:200] if text else type(err).__name__)
     ui.warn(f"{default_file(quantize)} export skipped ({first}); the model folder still works with imgtool")

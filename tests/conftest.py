@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,14 @@ def invoke(*args: str, input: str | None = None):
 
 
 IMGTOOL = shutil.which("imgtool", path=str(Path(sys.executable).parent)) or "imgtool"
+
+
+def default_sigint() -> None:
+    """`preexec_fn` of a child that a test interrupts with SIGINT: the signal back to its
+    default. A shell without job control starts background jobs (a CI step, `pytest &`)
+    with SIGINT ignored, children inherit that, and Python then installs no
+    KeyboardInterrupt handler: the test's Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:

@@ -44,6 +44,9 @@ Faults (``fault=`` of :meth:`LoopbackServer.add`):
 ``"no_length"``
     200 without ``Content-Length``; the body is streamed and the connection
     closed (read-until-close framing).  A valid response.
+``"double_length"``
+    Two ``Content-Length`` headers that disagree (the true length, then one
+    more), then the whole body: a malformed response.
 
 Every response carries ``Connection: close``: one request per connection.
 Only ``GET`` requests are counted by :meth:`LoopbackServer.hits` (``HEAD`` has
@@ -84,6 +87,7 @@ FAULTS = frozenset(
         "redirect",
         "drop",
         "no_length",
+        "double_length",
     }
 )
 
@@ -292,13 +296,15 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         elif fault == "overlong":
             hdrs.append(("Content-Length", str(n // 2)))
+        elif fault == "double_length":
+            hdrs += [("Content-Length", str(n)), ("Content-Length", str(n + 1))]
         else:  # None, stall, truncate: the true length
             hdrs.append(("Content-Length", str(n)))
         if not self._start(200, hdrs) or head:
             return
 
         size, delay = route.chunk_size, route.delay_per_chunk
-        if fault is None or fault == "no_length" or fault == "overlong":
+        if fault in (None, "no_length", "overlong", "double_length"):
             self._send_chunks(body, size, delay)
             if fault == "no_length":
                 # Read-until-close framing: the FIN marks the end of the body.

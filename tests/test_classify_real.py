@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from tests.conftest import invoke, run
 
 EXPECTED = {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw", "grace_hopper.bmp": "military uniform",
@@ -164,3 +166,52 @@ def test_classify_and_labels_never_import_tensorflow_for_tflite(mobilenet: str, 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ top-k: best first, ties to the lower index
+
+def _by_rule(scores, k: int) -> list[int]:  # noqa: ANN001
+    """The documented order, computed in plain Python: score descending, then index ascending."""
+    return sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:k]
+
+
+def test_top_k_ties_go_to_the_lower_index_on_a_1001_wide_output(mobilenet: str) -> None:
+    """Planted changes this catches: top-k ties ordered by descending index; and the old code
+    (`np.argpartition` + a stable sort of the k it picked), which keeps argpartition's arbitrary
+    choice among equal scores: [89, 700, 5, 984, 985] here."""
+    from imgtool.classifier import Classifier
+    from imgtool.resolve import resolve
+
+    clf = Classifier(resolve(mobilenet))
+    labels = (Path(mobilenet).parent / "imagenet_labels.txt").read_text().splitlines()
+    scores = np.zeros(1001, np.float32)
+    scores[[89, 5, 700]] = 0.9, 0.05, 0.05
+    top = clf.top_k(scores, 5)
+    assert [p.index for p in top] == [89, 5, 700, 0, 1]
+    assert [p.label for p in top] == [labels[i] for i in (89, 5, 700, 0, 1)]
+    assert [p.score for p in top] == [0.9, 0.05, 0.05, 0.0, 0.0]
+    assert [p.index for p in clf.top_k(np.zeros(1001, np.float32), 3)] == [0, 1, 2]
+    assert [p.index for p in clf.top_k(scores, 5000)] == _by_rule(scores, 1001)  # k capped at the width
+    assert [p.index for p in clf.top_k(scores, 1)] == [89] and [p.index for p in clf.top_k(scores, 0)] == [89]
+    scores[89] = 0.123456789
+    assert clf.top_k(scores, 1)[0].score == 0.123457  # rounded to 6 places
+
+
+def test_every_real_photos_top5_obeys_the_tie_rule(mobilenet: str, photos: Path, flowers: Path) -> None:
+    """On the shared quantized MobileNet V2, confident photos have many zero scores in their
+    top-5; with argpartition most of them came out as 984, 985, 987, ... (planted change:
+    ties by descending index; old code: argpartition + stable sort)."""
+    from imgtool import images
+    from imgtool.classifier import Classifier
+    from imgtool.resolve import resolve
+
+    paths = [*sorted(photos.iterdir()), *sorted((flowers / "daisy").iterdir())[:23]]
+    clf = Classifier(resolve(mobilenet))
+    raw = clf.scores(np.stack([images.decode(str(p), clf.input_size) for p in paths]))
+    tied = sum(1 for row in raw if len(set(np.sort(row)[::-1][:6].tolist())) < 6)
+    assert tied >= 20  # the rule matters on these photos: most top-5s hold equal scores
+    results = list(clf.classify([str(p) for p in paths], top_k=5))
+    assert [r.path for r in results] == [str(p) for p in paths]
+    for row, r in zip(raw, results):
+        assert r.predictions is not None
+        assert [p.index for p in r.predictions] == _by_rule(row, 5), r.path

@@ -99,3 +99,43 @@ def test_evaluate_folder_library_result(fixtures: Path, embedder: str, tmp_path:
     some = {_sha(p) for p in sorted(data.rglob("*.jpg"))[:5]}
     assert evaluate_folder(clf, data, training=some).seen_in_training == 5  # an explicit set wins
     assert evaluate_folder(clf, data, training=set()).seen_in_training == 0
+
+
+@pytest.fixture(scope="module")
+def two_imagenet_classes(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """daisy/ and macaw/ (both ImageNet labels) holding the four sample photos: MobileNet V2
+    says daisy for sunflower.bmp and macaw for parrot.jpg (right), military uniform for
+    grace_hopper.bmp and Egyptian cat for cat.bmp (labels of neither folder)."""
+    root = tmp_path_factory.mktemp("two") / "set"
+    for cls, names in {"daisy": ["sunflower.bmp", "grace_hopper.bmp"], "macaw": ["parrot.jpg", "cat.bmp"]}.items():
+        (root / cls).mkdir(parents=True)
+        for n in names:
+            shutil.copy(fixtures / "imagenet" / "images" / n, root / cls / n)
+    return root
+
+
+def test_a_label_outside_the_folders_classes_is_counted_as_other(mobilenet: str, two_imagenet_classes: Path) -> None:
+    """A prediction that is none of the folder's classes goes to an "(other)" column, never to
+    a class. By hand: daisy row [1, 0, 1], macaw row [0, 1, 1], accuracy 2/4. Planted change
+    this catches: such a label counted as class 0 (`inverse.get(top.index, 0)`)."""
+    from imgtool.classifier import Classifier
+    from imgtool.evaluation import evaluate_folder
+    from imgtool.resolve import resolve
+
+    ev = evaluate_folder(Classifier(resolve(mobilenet)), two_imagenet_classes)
+    assert ev.classes == ["daisy", "macaw", "(other)"]
+    assert ev.confusion == [[1, 0, 1], [0, 1, 1], [0, 0, 0]]
+    assert ev.accuracy == 0.5
+    assert sorted((Path(m["path"]).name, m["true"], m["predicted"]) for m in ev.misclassified) == [
+        ("cat.bmp", "macaw", "Egyptian cat"), ("grace_hopper.bmp", "daisy", "military uniform")]
+    assert ev.per_class["daisy"]["recall"] == 0.5 and ev.per_class["daisy"]["precision"] == 1.0
+
+
+def test_evaluate_min_accuracy_equal_to_the_accuracy_passes(mobilenet: str, two_imagenet_classes: Path) -> None:
+    """--min-accuracy refuses accuracy below X: at exactly the accuracy (0.5 here) it passes.
+    Planted change this catches: `<` made `<=` in the evaluate command's gate."""
+    equal = invoke("evaluate", "-m", mobilenet, str(two_imagenet_classes), "--min-accuracy", "0.5", "-q")
+    assert equal.exit_code == 0, equal.output
+    above = invoke("evaluate", "-m", mobilenet, str(two_imagenet_classes), "--min-accuracy", "0.5001", "-q")
+    assert above.exit_code == 1
+    assert above.stderr.strip().splitlines()[-1].startswith("Error: accuracy 50.0% is below --min-accuracy ")

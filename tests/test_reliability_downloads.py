@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMGTOOL, invoke, run
+from tests import httpserver
+from tests.conftest import IMGTOOL, default_sigint, invoke, run
 from tests.httpserver import LoopbackServer
 
 # Reused from the download tests (fixtures and helpers), not duplicated.
@@ -117,27 +118,33 @@ def test_retryable_status_is_retried_after_the_wait(fault: str, served: Loopback
 # ------------------------------------------------------------------ interruption mid-download
 
 
-def _slow_download(served: LoopbackServer, built: dict) -> None:
-    # ~4 KB in 64-byte chunks, 0.1 s apart: about 6 s, plenty of time to interrupt
-    served.add(ROUTE, built["cls_tgz"].read_bytes(), chunk_size=64, delay_per_chunk=0.1)
+def _held_download(served: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server sends the headers and the first 64 bytes, then holds the rest until the
+    client goes away: the download cannot finish before the test's signal, however busy
+    the machine (a slow but finishing body raced the signal and sometimes won)."""
+    monkeypatch.setattr(httpserver, "STALL_SECONDS", 600.0)  # the hold outlasts any wait here
+    monkeypatch.setenv("IMGTOOL_TIMEOUT", "600")  # and the client's read timeout never fires first
+    served.add(ROUTE, built["cls_tgz"].read_bytes(), fault="stall", chunk_size=64)
 
 
 def _start_and_wait_until_downloading(home: Path, built: dict) -> subprocess.Popen:
+    """Start a classify that downloads the model; return once it is writing the body
+    (its `.incomplete` file exists: the headers and the first bytes were served)."""
     proc = subprocess.Popen([IMGTOOL, "classify", "-f", "jsonl", str(built["red"])], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if any((home / "tmp").glob("*.incomplete")):
-            time.sleep(0.3)  # a few chunks in
             return proc
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
+        time.sleep(0.01)
     proc.kill()
     raise AssertionError("the download never started")
 
 
-def test_sigint_mid_download_then_rerun(served: LoopbackServer, built: dict, isolated_home: Path) -> None:
-    _slow_download(served, built)
+def test_sigint_mid_download_then_rerun(served: LoopbackServer, built: dict, isolated_home: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    _held_download(served, built, monkeypatch)
     proc = _start_and_wait_until_downloading(isolated_home, built)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
@@ -155,10 +162,11 @@ def test_sigint_mid_download_then_rerun(served: LoopbackServer, built: dict, iso
 
 
 def test_sigkill_while_holding_the_download_lock_then_new_run_proceeds(served: LoopbackServer, built: dict,
-                                                                       isolated_home: Path) -> None:
+                                                                       isolated_home: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from filelock import FileLock, Timeout
 
-    _slow_download(served, built)
+    _held_download(served, built, monkeypatch)
     proc = _start_and_wait_until_downloading(isolated_home, built)
     lock_file = isolated_home / "locks" / f"{ENTRY}.lock"
     with pytest.raises(Timeout):  # it really holds the entry's lock

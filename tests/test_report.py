@@ -153,6 +153,52 @@ def test_new_metrics_render_every_section() -> None:
     assert "<b>20</b> Taraxacum" in html
 
 
+@pytest.mark.parametrize("names", [["daisy", "roses", "tulips"], LONG[:3]], ids=["short", "numbered"])
+def test_confusion_cells_are_true_rows_and_predicted_columns(names: list[str]) -> None:
+    """Each cell, read in row order: row i is true class i, column j predicted class j, its
+    number cm[i][j] and its tooltip "true <i>, predicted <j>: cm[i][j]". Only the headers were
+    checked before. Planted change this catches: the matrix drawn transposed (cm[j][i])."""
+    cm = [[5, 1, 0], [2, 7, 0], [0, 3, 4]]  # asymmetric: a transpose changes every off-diagonal pair
+    m = {"test": {"accuracy": 0.727, "count": 22, "confusion_matrix": cm, "classes": names}, "classes": names}
+    html = report.render(m, [], "t", generated=WHEN)
+    table = re.search(r"<table class='cm'>(.*?)</table>", html, re.S)
+    assert table
+    rows = re.findall(r'<tr><th class="row"[^>]*title="([^"]*)">.*?</tr>', table.group(1), re.S)
+    assert rows == [report.esc(n) for n in names]
+    cells = [re.findall(r'<td[^>]*title="([^"]*)">(\d+)</td>', r)
+             for r in re.findall(r'<tr><th class="row".*?</tr>', table.group(1), re.S)]
+    want = [[(f"true {report.esc(t)}, predicted {report.esc(p)}: {cm[i][j]}", str(cm[i][j]))
+             for j, p in enumerate(names)] for i, t in enumerate(names)]
+    assert cells == want
+    colours = re.findall(r'style="background:hsl\((\d+), 65%, (\d+)%\)"', table.group(1))
+    # green on the diagonal, red off it; darker with the share of the true row (55% at all of it)
+    assert colours[:3] == [("140", str(100 - int(55 * 5 / 6))), ("0", str(100 - int(55 * 1 / 6))), ("0", "100")]
+
+
+def test_misclassified_thumbnail_is_a_bilinear_shrink(tmp_path: Path) -> None:
+    """The report's thumbnail of a misclassified photo: shrunk to fit 224x224, aspect kept,
+    with a bilinear (antialiasing) filter, so one-pixel black/white stripes halved are mid grey
+    (by hand: weights 1/4, 3/4, 3/4, 1/4 over four columns, half of them white: 127.5).
+    Planted change this catches: the thumbnail resized with NEAREST (all white or all black)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    stripes = np.zeros((224, 448, 3), np.uint8)
+    stripes[:, 1::2] = 255
+    Image.fromarray(stripes).save(tmp_path / "stripes.png")
+    wrong = [{"path": str(tmp_path / "stripes.png"), "rel": "roses/stripes.png", "true": "roses",
+              "predicted": "daisy", "score": 0.6}]
+    html = report.render({"test": {"accuracy": 0.0, "count": 1}}, wrong, "t", generated=WHEN)
+    uri = re.search(r'<img src="data:image/jpeg;base64,([^"]+)"', html)
+    assert uri
+    thumb = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.group(1)))).convert("RGB")).astype(int)
+    assert thumb.shape == (112, 224, 3)
+    assert np.abs(thumb[4:-4, 4:-4] - 127.5).max() <= 3  # JPEG (quality 80) of a flat grey: within 3
+
+
 def test_old_metrics_still_render() -> None:
     html = report.render(old_metrics(), [], "old", generated=WHEN)
     text = _text(html)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import IMGTOOL, invoke, run
+from tests.conftest import IMGTOOL, default_sigint, invoke, run
 
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
@@ -223,12 +223,14 @@ def test_interrupted_run_keeps_previous_model_and_cache(sig: int, flowers: Path,
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     proc = subprocess.Popen([IMGTOOL, "retrain", str(flowers), "-m", embedder, "-o", str(out), "--force",
                              "--bottleneck-dir", str(tmp_path / "bn")], stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "IMGTOOL_THREADS": "1"})
+                            env={**__import__("os").environ, "IMGTOOL_THREADS": "1"}, preexec_fn=default_sigint)
     assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith("Computing"):
-            break
-    time.sleep(0.4)
+    # the signal goes when the first bottleneck is in the cache (an event, not a delay: on busy
+    # cores a fixed sleep either fires before any bottleneck or after the whole run)
+    deadline = time.monotonic() + 240
+    while not any((tmp_path / "bn").rglob("*.f32")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
     proc.send_signal(sig)
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 130, rest

@@ -442,4 +442,4 @@ def test_a_source_that_is_not_a_model_is_passed_over(tmp_path: Path, http_server
     assert res.exit_code == 3
     assert res.stderr.strip().splitlines()[-1] == (
         f"Error: could not download m (tried 2 URLs; the last said): {good}: server answered HTTP 404; "
-        "check the model name or URL")
+        "check the model name or URL; or use -m mobilenet_v2_quant, which ships with imgtool")

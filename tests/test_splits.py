@@ -42,6 +42,22 @@ def test_split_unit_and_boundaries_exactly() -> None:
         hashlib.sha256(b"daisy/\xff.jpg").digest()[:8], "big") / 2 ** 64
 
 
+def test_a_photo_exactly_on_a_boundary_falls_above_it() -> None:
+    """The percentages are inputs, so a boundary can land exactly on a photo's u: the rule is
+    validation if u < v, test if u < v + t, and u == v is not below v. Planted change this
+    catches: `u < v` made `u <= v` (or the same for the test boundary) - not an equivalent
+    mutant, as docs/testing.md once said: `split_of(k, split_unit(k) * 100, 0)` tells them apart."""
+    for key in ("daisy/a.jpg", "roses/sub/b.png", "daisy/d.jpg"):
+        u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2 ** 64  # the rule, by hand
+        pct = u * 100
+        assert pct / 100 == u and 10 / 100 + (pct - 10) / 100 == u  # these boundaries are exactly u
+        assert dataset.split_of(key, pct, 0) == "train"  # u == v: not validation
+        assert dataset.split_of(key, 0, pct) == "train"  # u == v + t: not test
+        assert dataset.split_of(key, 10, pct - 10) == "train"
+        assert dataset.split_of(key, 10, pct - 10 + 1e-9) == "test"
+        assert dataset.split_of(key, pct + 1e-9, 0) == "validation"
+
+
 def test_assign_splits_keeps_each_file_and_its_given_split() -> None:
     files = [("/d/a/1.jpg", "a/1.jpg", 0), ("/d/b/2.jpg", "b/2.jpg", 1, None), ("/v/a/3.jpg", "v/a/3.jpg", 0, "test")]
     samples = dataset.assign_splits(files, 2, 40, 40)

@@ -124,7 +124,7 @@ def read_and_decode(path: str, size: tuple[int, int]) -> tuple[bytes | None, np.
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         return None, None, f"cannot read ({first})"
     try:
-        return data, images.decode(io.BytesIO(data), size), None  # type: ignore[arg-type]
+        return data, images.decode(io.BytesIO(data), size), None
     except ImgtoolError as err:
         return data, None, str(err)
 
@@ -132,8 +132,7 @@ def read_and_decode(path: str, size: tuple[int, int]) -> tuple[bytes | None, np.
 def top_k(scores: np.ndarray, k: int, labels: tuple[str, ...]) -> list[dict[str, Any]]:
     """The `imgtool classify` jsonl predictions: best first, ties by index (as Classifier.top_k)."""
     k = max(1, min(k, scores.shape[0]))
-    idx = np.argpartition(-scores, k - 1)[:k]
-    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    idx = np.argsort(-scores, kind="stable")[:k]  # ties to the lower index (one stable sort, no argpartition)
     return [{"label": labels[i], "score": round(float(scores[i]), 6), "index": int(i)} for i in idx]
 
 

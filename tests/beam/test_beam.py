@@ -472,3 +472,29 @@ def test_plain_cli_and_import_imgtool_never_import_beam() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_worker_top_k_ties_go_to_the_lower_index(mobilenet: str, fixtures: Path) -> None:
+    """The worker's own top-k (workers may run without imgtool's classifier) keeps the rule of
+    Classifier.top_k: best first, ties to the lower index. Planted change this catches: the old
+    argpartition + stable sort ([89, 700, 5, 984, 985] on the vector below)."""
+    from imgtool.beam.worker import top_k
+    from imgtool.classifier import Classifier
+    from imgtool.images import decode
+    from imgtool.resolve import resolve
+
+    def by_rule(scores: np.ndarray, k: int) -> list[int]:
+        return sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:k]
+
+    labels = tuple(f"label {i}" for i in range(1001))
+    scores = np.zeros(1001, np.float32)
+    scores[[89, 5, 700]] = 0.9, 0.05, 0.05
+    top = top_k(scores, 5, labels)
+    assert [p["index"] for p in top] == [89, 5, 700, 0, 1]
+    assert [p["label"] for p in top] == ["label 89", "label 5", "label 700", "label 0", "label 1"]
+    clf = Classifier(resolve(mobilenet))
+    paths = [*sorted((fixtures / "imagenet" / "images").iterdir()),
+             *sorted((fixtures / "flowers-mini" / "daisy").iterdir())[:23]]
+    raw = clf.scores(np.stack([decode(str(p), (224, 224)) for p in paths]))
+    for row in raw:
+        assert [p["index"] for p in top_k(row, 5, tuple(clf.labels))] == by_rule(row, 5)
