@@ -37,17 +37,9 @@ def to_float(images: np.ndarray, value_range: tuple[float, float] | None) -> np.
 
 
 def default_threads() -> int:
-    """IMGTOOL_THREADS, else one core fewer than this process may use (at least 1): classify
-    and retrain decode the next images on worker threads while the interpreter runs, and an
-    interpreter holding every core fights them (XNNPACK's workers spin). On 2 cores this is
-    one interpreter thread, as in the bare LiteRT script (benchmarks/floor_folder.py)."""
     from imgtool import settings
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    return settings.current().threads or max(1, cores - 1)
+    return settings.current().threads or os.cpu_count() or 1
 
 
 class LiteRTEngine:
