@@ -103,18 +103,24 @@ class LiteRTEngine:
         return (float((lo - zero) * scale), float((lo + 255 - zero) * scale))
 
     def output_facts(self) -> OutputFacts:
-        from imgtool import tflite_info
+        from imgtool import facts
 
         dtype = np.dtype(self._out["dtype"]).name
         scale, zero = self._out["quantization"]
-        meta = tflite_info.output_metadata(self.path, self._out_position)
-        said = ": ".join(t for t in (meta.name, meta.description) if t) if meta else ""
+        position, tensor = self._out_position, int(self._out["index"])
+
+        def read() -> dict[str, str | None]:  # the flatbuffer walk: once per model file (facts record)
+            from imgtool import tflite_info
+
+            meta = tflite_info.output_metadata(self.path, position)
+            said = ": ".join(t for t in (meta.name, meta.description) if t) if meta else ""
+            return {"producer": tflite_info.output_producer(self.path, tensor), "metadata": said or None}
+
+        told = facts.cached(self.path, f"output:{position}:{tensor}", read)
         return OutputFacts(
             width=self.output_width, shape=tuple(int(d) for d in self._out["shape"]), dtype=dtype,
             quantization=(float(scale), int(zero)) if dtype in ("uint8", "int8", "int16") and scale else None,
-            producer=tflite_info.output_producer(self.path, int(self._out["index"])),
-            metadata=said or None,
-            source=str(self.path))
+            producer=told["producer"], metadata=told["metadata"], source=str(self.path))
 
     def _prepare(self, images: np.ndarray) -> np.ndarray:
         dtype = self._in["dtype"]

@@ -5,19 +5,22 @@ is; `decode_ahead` decodes many on worker threads."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import stat
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from imgtool import files
 from imgtool.errors import ImageError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -280,6 +283,22 @@ def decode_ahead(inputs: Iterable[Input], size: tuple[int, int], workers: int,
         except ImageError as err:
             return inp.path, None, str(err)
 
+    it = iter(inputs)
+    first = list(itertools.islice(it, 2))
+    if len(first) < 2:  # one input: decode it here, no thread pool to start
+        for inp in first:
+            if inp.error:
+                yield inp.path, None, inp.error
+                continue
+            try:
+                pixels = from_memory(inp.image, size) if inp.image is not None else decode(str(inp.path), size)
+            except ImageError as err:
+                yield inp.path, None, str(err)
+                continue
+            yield inp.path, pixels, None
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
     def submit(pool: ThreadPoolExecutor, inp: Input) -> Future | None:
         if inp.error:
             return None
@@ -290,7 +309,7 @@ def decode_ahead(inputs: Iterable[Input], size: tuple[int, int], workers: int,
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         pending: deque[tuple[Input, Future | None]] = deque()
-        for inp in inputs:
+        for inp in itertools.chain(first, it):
             pending.append((inp, submit(pool, inp)))
             while len(pending) >= window:
                 yield settle(pending.popleft())

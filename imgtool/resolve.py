@@ -162,8 +162,25 @@ def _attach(model: Model, entry: Path) -> Model:
     if (entry / "labels.txt").is_file():
         model.labels = labels_mod.read_lines(entry / "labels.txt")
     elif model.tflite is not None:
-        model.labels = labels_mod.embedded_tflite_labels(model.tflite)
+        from imgtool import facts
+
+        tflite = model.tflite
+        model.labels = facts.cached(tflite, "embedded_labels", lambda: labels_mod.embedded_tflite_labels(tflite))
     return model
+
+
+def _file_value_range(path: Path) -> dict[str, tuple[float, float]]:
+    """tflite_metadata.file_value_range, from the file's facts record when it is unchanged."""
+    from imgtool import facts
+
+    def compute() -> list[float] | None:
+        from imgtool.tflite_metadata import file_value_range
+
+        vr = file_value_range(path).get("value_range")
+        return None if vr is None else [float(v) for v in vr]
+
+    got = facts.cached(path, "value_range", compute)
+    return {"value_range": (float(got[0]), float(got[1]))} if got else {}
 
 
 def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any],
@@ -189,14 +206,14 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
         raise ModelError(f"{ref}: a folder, but not a SavedModel (no saved_model.pb) nor an imgtool retrain output")
     name = path.name.lower()
     if name.endswith(".tflite"):
-        if "value_range" not in overrides:  # TFLite metadata says how to map pixels (e.g. imgtool's exports)
-            from imgtool.tflite_metadata import file_value_range
+        from imgtool import facts
 
-            overrides = {**overrides, **file_value_range(path)}
+        if "value_range" not in overrides:  # TFLite metadata says how to map pixels (e.g. imgtool's exports)
+            overrides = {**overrides, **_file_value_range(path)}
         config = ModelConfig(name=ref, format="tflite", **overrides)
         model = Model(ref=ref, config=config, tflite=path)
         if own_labels:
-            model.labels = labels_mod.embedded_tflite_labels(path)
+            model.labels = facts.cached(path, "embedded_labels", lambda: labels_mod.embedded_tflite_labels(path))
             if model.labels is None:
                 _local_labels(model, path)
         return model

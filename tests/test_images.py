@@ -114,3 +114,28 @@ def test_a_truncated_in_memory_image_is_one_line_corrupt_image(tmp_path: Path) -
         images.from_memory(im, (8, 8))
     assert str(info.value).startswith("corrupt image (") and "truncated" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_one_input_is_decoded_on_the_calling_thread_many_on_workers(photos, monkeypatch):
+    """No thread pool is started for one input (the cold one-photo path); two or more are
+    decoded ahead on the worker threads. Same pixels either way."""
+    import threading
+
+    from imgtool import images as images_mod
+
+    seen: list[str] = []
+    real = images_mod.decode
+
+    def spy(path, size, *a, **kw):
+        seen.append(threading.current_thread().name)
+        return real(path, size, *a, **kw)
+
+    monkeypatch.setattr(images_mod, "decode", spy)
+    one = str(photos / "parrot.jpg")
+    alone = list(images_mod.decode_ahead([images_mod.Input(one)], (224, 224), workers=2, window=4))
+    assert seen == [threading.current_thread().name]
+    seen.clear()
+    two = list(images_mod.decode_ahead([images_mod.Input(one), images_mod.Input(str(photos / "cat.bmp"))],
+                                       (224, 224), workers=2, window=4))
+    assert len(seen) == 2 and all(name.startswith("decode") for name in seen)
+    assert alone[0][0] == two[0][0] and (alone[0][1] == two[0][1]).all() and alone[0][2] is None
