@@ -178,7 +178,7 @@ class LiteRTModelHandler(ModelHandler):
     """Beam's ModelHandler for a staged imgtool model. Examples are (key, pixels) pairs:
     the key travels with its photo (a path, or a features row's fields) and comes back
     with its row of scores or features, so no KeyedModelHandler is needed (it would
-    pickle every batch's keys to count bytes). Fixed-size batches (`--batch-size`)."""
+    serialize every batch's keys to count bytes). Fixed-size batches (`--batch-size`)."""
 
     def __init__(self, spec: ModelSpec, batch_size: int = 8):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
@@ -196,7 +196,7 @@ class LiteRTModelHandler(ModelHandler):
             yield key, row
 
     def get_num_bytes(self, batch: Any) -> int:
-        """The pixels' bytes (Beam's default pickles each batch to measure it)."""
+        """The pixels' bytes (Beam's default serializes each batch to measure it)."""
         return int(sum(arr.nbytes for _, arr in batch))
 
     def get_metrics_namespace(self) -> str:
