@@ -45,8 +45,9 @@ class PortableModel:
     backbone_id: str = ""  # features: imgtool.bottlenecks.backbone_id
 
 
-def _runnable(model: ResolvedModel) -> tuple[ResolvedModel, Path | None]:
-    """The model file a worker runs and the head applied after it (retrained folders)."""
+def runnable_parts(model: ResolvedModel) -> tuple[ResolvedModel, Path | None]:
+    """The model a worker runs and the head applied after it (retrained folders); one rule
+    for Spark executors and Beam workers, which run LiteRT only."""
     runnable, head = model, None
     if model.head is not None:
         assert model.backbone is not None
@@ -61,7 +62,7 @@ def from_classifier(classifier: Classifier) -> PortableModel:
     """A loaded classifier's model, output decision and labels (`imgtool classify`'s,
     made at load from the model, never from photos)."""
     model = classifier.model
-    runnable, head = _runnable(model)
+    runnable, head = runnable_parts(model)
     assert runnable.tflite is not None
     return PortableModel(
         ref=model.ref, tflite=runnable.tflite, tflite_sha256=store.sha256_file(runnable.tflite),
@@ -77,7 +78,7 @@ def for_features(model: ResolvedModel) -> PortableModel:
     from imgtool.engine import LiteRTEngine
     from imgtool.scores import decide_output_kind
 
-    runnable, head = _runnable(model)
+    runnable, head = runnable_parts(model)
     assert runnable.tflite is not None
     engine = LiteRTEngine(runnable.tflite, runnable.config.value_range, threads=1)  # loads it: exit 3 if broken
     # a softmax is never a feature vector: the decision `imgtool classify` makes, from the model

@@ -171,12 +171,7 @@ def render(metrics: dict[str, Any], misclassified: list[dict[str, Any]] | None, 
     test = metrics.get("test") or {}
     classes = list(metrics.get("classes") or test.get("classes") or [])
     when = (generated or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(title)}</title>
-<style>{CSS}</style></head><body>
-<h1>{esc(title)}</h1>"""]
+    parts = [_page_head(title)]
     parts.append(_summary(metrics, test))
     parts.append(_per_class(test, classes))
     parts.append(_confusion(test, classes))
@@ -631,15 +626,20 @@ def _leakage_section(near: dict[str, Any]) -> str:
                            "others were fitted on: the test accuracy counts them as unseen.")
 
 
-def render_audit(result: dict[str, Any], title: str) -> str:
-    """The audit (AuditResult.to_dict()) as a self-contained page, in the report's style."""
-    s = result.get("summary") or {}
-    parts = [f"""<!doctype html>
+def _page_head(title: str) -> str:
+    """The start of every page this module draws (the report, the audit): one style."""
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)}</title>
 <style>{CSS}</style></head><body>
-<h1>{esc(title)}</h1>"""]
+<h1>{esc(title)}</h1>"""
+
+
+def render_audit(result: dict[str, Any], title: str) -> str:
+    """The audit (AuditResult.to_dict()) as a self-contained page, in the report's style."""
+    s = result.get("summary") or {}
+    parts = [_page_head(title)]
     cv = s.get("cv_accuracy")
     parts.append(f"<p>{s.get('photos', 0)} photos in {len(s.get('classes') or [])} classes"
                  + (f"; cross-validated accuracy {_pct(cv)}" if cv is not None else "")

@@ -270,17 +270,12 @@ def prepare_model(ref: str | None, purpose: Purpose, root: str, labels_file: str
     the backbone / feature-vector twin, with its bottleneck identity."""
     from imgtool import bottlenecks
     from imgtool.engine import LiteRTEngine
+    from imgtool.portable import runnable_parts
     from imgtool.resolve import resolve
 
     model = resolve(ref, labels_file=labels_file, purpose=purpose)
-    head = None
-    runnable = model
-    if model.head is not None:
-        assert model.backbone is not None
-        runnable, head = model.backbone, model.head
-    if runnable.tflite is None:
-        raise ModelError(f"{model.ref} runs only in TensorFlow here (it could not be converted to .tflite); "
-                         "Beam workers run LiteRT only - pick a model with a .tflite")
+    runnable, head = runnable_parts(model)
+    assert runnable.tflite is not None  # runnable_parts refuses a model without one
     engine = LiteRTEngine(runnable.tflite, runnable.config.value_range, threads=1)  # loads it: exit 3 if broken
     input_size = engine.input_size
     value_range = runnable.config.value_range
