@@ -14,12 +14,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.beam.interrupting import interrupt_once_writing
 from tests.conftest import ROOT, invoke, run
 
 pytestmark = pytest.mark.beam
@@ -428,23 +428,9 @@ def test_interrupted_run_leaves_no_shards(mobilenet: str, fixtures: Path, tmp_pa
             (big / f"c{i}").mkdir(parents=True, exist_ok=True)
             os.link(f, big / f"c{i}" / f"{f.parent.name}-{f.name}")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "imgtool.beam", "classify", "-m", mobilenet, "-i", str(big),
-                             "-o", str(out / "x"), "--", "--direct_num_workers=1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(600):  # the writer's temporary folder appears once the run has started
-            if list(out.glob("beam-temp-x-*")) or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        proc.send_signal(sig)
-        sent = time.monotonic()
-        _, err = proc.communicate(timeout=120)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    code, err, took = interrupt_once_writing(["classify", "-m", mobilenet, "-i", str(big), "-o", str(out / "x"),
+                                              "--", "--direct_num_workers=1"], out, sig, wait_s=30)
+    assert code == 130, err
     assert err.strip().splitlines() == [
         "Interrupted; the local run stopped and wrote no shards (its temporary files were removed)."]
     assert took < 5, f"a local run took {took:.1f} s to end after the signal"

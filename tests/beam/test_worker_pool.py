@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.beam.interrupting import interrupt_once_writing
 from tests.beam.test_listeners import _loopback, listeners
 from tests.conftest import ROOT
 
@@ -189,23 +190,9 @@ def test_an_interrupt_cancels_the_runners_job_and_says_so(sig: int, pool, mobile
     _, port = pool
     big = _many(flowers, tmp_path / "big", 4)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "imgtool.beam", "classify", "-m", mobilenet, "-i", str(big),
-                             "-o", str(out / "x"), "--", *_portable(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        for _ in range(1200):  # the writer's temporary folder appears once the job runs
-            if list(out.glob("beam-temp-x-*")) or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        proc.send_signal(sig)
-        sent = time.monotonic()
-        _, err = proc.communicate(timeout=120)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    code, err, took = interrupt_once_writing(["classify", "-m", mobilenet, "-i", str(big), "-o", str(out / "x"),
+                                              "--", *_portable(port)], out, sig, wait_s=60, cwd=tmp_path)
+    assert code == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Interrupted; cancelled the job on PortableRunner (state "), err
     assert lines[0].endswith("; shards it had not finalized are not written.")
