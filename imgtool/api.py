@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from imgtool import ui
 from imgtool.errors import UsageError
+from imgtool.options import Quantize, Scores
 
 if TYPE_CHECKING:
     from imgtool.caches import CacheInfo
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from imgtool.retraining import RetrainResult
     from imgtool.tflite_export import ExportResult
 
-Scores = Literal["auto", "probabilities", "logits"]
-QuantizeMode = Literal["none", "dynamic", "float16", "int8"]
 PathLike = str | os.PathLike[str]
 
 
@@ -114,10 +113,10 @@ class Model:
     def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                       progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
-        if top_k < 1:
-            raise UsageError(f"top_k must be at least 1 (got {top_k})")
-        if batch_size < 1:
-            raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+        from imgtool.options import ClassifyOptions, check_value
+
+        check_value(ClassifyOptions, "top_k", top_k)
+        check_value(ClassifyOptions, "batch_size", batch_size)
         threshold = self.resolve_min_score(min_score)
         items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
         with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
@@ -195,9 +194,9 @@ def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, p
 
 def _classifier(model: ResolvedModel, scores: str) -> Classifier:
     from imgtool.classifier import Classifier
+    from imgtool.options import ClassifyOptions, check_value
 
-    if scores not in ("auto", "probabilities", "logits"):
-        raise UsageError(f"scores {scores!r}: choose auto, probabilities or logits")
+    check_value(ClassifyOptions, "scores", scores)
     return Classifier(model, scores=scores)
 
 
@@ -217,61 +216,40 @@ def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None
     return None if model.labels is None else list(model.labels)
 
 
-def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: PathLike | None = None, seed: int = 0,
-            validation_percent: float = 10.0, test_percent: float = 10.0,
-            validation_dir: PathLike | None = None, test_dir: PathLike | None = None,
-            l2: float | None = None, label_smoothing: float = 0.1,
-            class_weight: Literal["balanced", "none"] = "balanced",
-            input_size: tuple[int, int] | None = None, value_range: tuple[float, float] | None = None,
-            bottleneck_dir: PathLike | None = None, summaries_dir: PathLike | None = None,
-            flip_left_right: bool = False, random_crop: float = 0.0, random_scale: float = 0.0,
-            random_brightness: float = 0.0, distorted_copies: int = 4,
-            min_accuracy: float | None = None, force: bool = False, tf_exports: bool = True,
-            quantize: QuantizeMode = "none", features: str | None = None,
-            progress: ui.ProgressCallback | None = None) -> RetrainResult:
+def retrain(folder: PathLike | None, *, progress: ui.ProgressCallback | None = None, **options: Any) -> RetrainResult:
     """Train a new last layer on `folder` (one sub-folder per class, or train/ + val/
     [+ test/] each holding the class sub-folders) over a frozen backbone `model`
     (default: $IMGTOOL_BACKBONE, else inception_v3's feature vector), and write the
     model folder `output` (default: FOLDER-model beside it).
+
+    The keywords are `imgtool.options.RetrainOptions`' fields, the command's options
+    (`model`, `output`, `seed`, `validation_percent`, `test_percent`, `l2`, ...), checked
+    against the same choices, ranges and rules as the command line's.
 
     Returns a `RetrainResult`: `.output` (the folder written; None when `min_accuracy`
     was not reached - then `.below_minimum` says by how much and nothing is written),
     `.report` (its report.html), `.metrics` (what metrics.json holds),
     `.misclassified` (test photos, also in `.metrics`). `features`
     trains from `imgtool beam features` Parquet shards instead of photos (then
-    `folder` may be None). Percentages are 0..50; distortions (random_* in percent)
+    `folder` is None). Percentages are 0..50; distortions (random_* in percent)
     add `distorted_copies` per training photo."""
     from imgtool import settings
-    from imgtool.retraining import Distortions, RetrainOptions
+    from imgtool.options import RetrainOptions, check_retrain, deprecation, typed
     from imgtool.retraining import retrain as run
-    from imgtool.train import TrainConfig
 
-    def path(p: PathLike | None) -> Path | None:
-        return None if p is None else Path(p)
-
-    if folder is None and features is None:
-        raise UsageError("give the folder of photos (one sub-folder per class), or feature shards")
-    for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
-        if not 0 <= pct <= 50:
-            raise UsageError(f"{name} {pct:g} is outside 0..50")
-    if min_accuracy is not None and not 0 <= min_accuracy <= 1:
-        raise UsageError(f"min_accuracy {min_accuracy:g} is outside 0..1")
-    if class_weight not in ("balanced", "none"):
-        raise UsageError(f"class_weight {class_weight!r}: choose balanced or none")
-    if quantize not in ("none", "dynamic", "float16", "int8"):
-        raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8")
-    if summaries_dir is not None and not _summaries_installed():
+    opts = typed(RetrainOptions, "retrain", image_dir=folder, **options)
+    warning = deprecation(opts)
+    if warning is not None:
+        ui.warn(warning)
+    check_retrain(opts)
+    if opts.features is not None:
+        opts.image_dir = _shards_root(opts.features)  # recorded as the model's source, as for a folder run
+        ui.info("Training from feature shards: no photo is read; report thumbnails show only photos still "
+                "readable at the path recorded in the shards")
+    if opts.summaries_dir is not None and not _summaries_installed():
         raise UsageError(f"`summaries_dir` needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
-    image_dir = Path(folder) if folder is not None else _shards_root(features)
-    opts = RetrainOptions(
-        image_dir=image_dir, output=path(output), model=os.fspath(model) if model else settings.current().backbone,
-        validation_percent=validation_percent, test_percent=test_percent, bottleneck_dir=path(bottleneck_dir),
-        summaries_dir=path(summaries_dir), min_accuracy=min_accuracy, input_size=input_size,
-        value_range=value_range,
-        train=TrainConfig(l2=l2, seed=seed, label_smoothing=label_smoothing, class_weight=class_weight),
-        tf_exports=tf_exports, validation_dir=path(validation_dir), test_dir=path(test_dir), force=force,
-        features=features, quantize=quantize,
-        distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
+    if opts.model is None:
+        opts.model = settings.current().backbone
     with ui.reporting(progress):
         return run(opts)
 
@@ -286,15 +264,15 @@ def _summaries_installed() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _shards_root(features: str | None) -> Path:
+def _shards_root(features: str) -> Path:
+    """The folder the shards were made from (no shards there: said before any model is fetched)."""
     from imgtool.features import dataset_root
 
-    assert features is not None
     return Path(dataset_root(features))
 
 
 def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores = "auto",
-             labels: PathLike | Sequence[str] | None = None,
+             labels: PathLike | Sequence[str] | None = None, min_accuracy: float | None = None,
              progress: ui.ProgressCallback | None = None) -> Evaluation:
     """Score a classifier on a labelled folder (one sub-folder per class, named after
     the model's labels). `model`: a loaded `Model` or a reference for `load_model`.
@@ -302,15 +280,22 @@ def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores
     Returns an `Evaluation`: `.accuracy`, `.per_class` ({class: precision, recall, f1,
     support}), `.confusion` (rows: true, columns: predicted, in `.classes` order),
     `.failures` [(path, error)], `.misclassified`, `.seen_in_training` (photos the
-    model was trained on; None if it records none) and `.metrics` (all of it)."""
+    model was trained on; None if it records none) and `.metrics` (all of it).
+    With `min_accuracy` (0..1), `.below_minimum` says by how much the accuracy falls
+    short of it (None: it does not)."""
+    from imgtool import metrics
     from imgtool.evaluation import evaluate_folder
+    from imgtool.options import EvaluateOptions, check_value
 
+    check_value(EvaluateOptions, "min_accuracy", min_accuracy)
     if isinstance(model, Model) and (scores != "auto" or labels is not None):
         raise UsageError("scores and labels belong to load_model; a loaded model already has them")
     loaded = model if isinstance(model, Model) else load_model(model, scores=scores, labels=labels,
                                                                progress=progress)
     with ui.reporting(progress):
-        return evaluate_folder(loaded.classifier, Path(folder))
+        ev = evaluate_folder(loaded.classifier, Path(folder))
+    ev.below_minimum = metrics.below_minimum(ev.accuracy, min_accuracy)
+    return ev
 
 
 def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, validation_percent: float = 10.0,
@@ -501,7 +486,7 @@ def remove_models(names: Iterable[str]) -> list[Removed]:
     return out
 
 
-def export_model(model_dir: PathLike, quantize: QuantizeMode = "none",
+def export_model(model_dir: PathLike, quantize: Quantize = "none",
                  output: PathLike | None = None, force: bool = False) -> list[ExportResult]:
     """Write a single .tflite (TFLite metadata and labels inside) for a folder written by
     `retrain`: the float `model.tflite` always (the reference for accuracy), and with

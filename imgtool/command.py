@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from imgtool import settings, ui
+from imgtool import options, settings, ui
 from imgtool.errors import ImgtoolError
 from imgtool.output import terminal_text
 
@@ -112,16 +112,11 @@ def _stdout_closed() -> None:
 # The library names what the caller passed (`test_percent`, "a labels file"); the CLI says
 # it as the option that passes it. Applied to error messages and to the log lines on stderr.
 OPTION_OF_PARAMETER = {
-    "model": "--model", "output": "--output", "force": "--force", "labels": "--labels",
-    "min_accuracy": "--min-accuracy", "test_percent": "--test-percent", "validation_percent": "--validation-percent",
-    "test_dir": "--test-dir", "validation_dir": "--validation-dir", "class_weight": "--class-weight", "l2": "--l2",
-    "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
-    "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
-    "input_tensor": "--input-tensor", "output_tensor": "--output-tensor", "expect": "--expect",
-    "bottleneck_dir": "--bottleneck-dir", "summaries_dir": "--summaries-dir", "input": "--input",
-    "overwrite": "--overwrite",
+    **options.flag_of_parameter(options.RetrainOptions, options.ClassifyOptions, options.EvaluateOptions),
+    "folder": "IMAGE_DIR", "expect": "--expect", "input": "--input", "overwrite": "--overwrite",
 }
 _PHRASES = {"give a labels file": "pass --labels FILE",
+            "`features` needs `output`": "--features needs -o/--output",
             "(it is a backbone to retrain)": "with `imgtool retrain FOLDER -m MODEL`",
             "pick a classifier from the catalog": "pick a classifier (`imgtool models list`)",
             "the catalog lists the models": "`imgtool models list` shows the catalog",

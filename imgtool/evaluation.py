@@ -51,6 +51,7 @@ class Evaluation:
     misclassified: list[dict[str, Any]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     seen_in_training: int | None = None
+    below_minimum: str | None = None  # why the accuracy falls short of `min_accuracy` (imgtool.evaluate)
 
     @property
     def accuracy(self) -> float | None:

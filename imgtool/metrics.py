@@ -48,6 +48,16 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict
     }
 
 
+def below_minimum(reached: float | None, minimum: float | None, unknown: str = "n/a") -> str | None:
+    """Why an accuracy does not reach `min_accuracy` (`unknown`: how a missing accuracy is
+    shown), or None when it does or there is no minimum. Retrain's and evaluate's gate."""
+    if minimum is None or (reached is not None and reached >= minimum):
+        return None
+    shown = unknown if reached is None else f"{reached:.1%}"
+    gap = "" if reached is None else f" by {minimum - reached:.1%}"
+    return f"accuracy {shown} is below `min_accuracy` {minimum:.1%}{gap}"
+
+
 def _pct(value: float | None, width: int) -> str:
     return f"{value:{width}.1%}" if value is not None else f"{'-':>{width}}"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +21,13 @@ from imgtool import bottlenecks, dataset, metrics, ui
 from imgtool.distort import Distortions
 from imgtool.errors import ImgtoolError, UsageError
 from imgtool.images import not_a_regular_file
+from imgtool.options import RetrainOptions
 from imgtool.train import TrainConfig
 from imgtool.version import made_with
 
-__all__ = ["Distortions", "RetrainOptions", "RetrainResult", "retrain"]
+__all__ = ["RetrainResult", "retrain"]
 
 SUSPECTS_SHOWN = 10  # the most suspicious training photos in metrics.json and the report
-
-
-@dataclass
-class RetrainOptions:
-    image_dir: Path
-    output: Path | None = None
-    model: str | None = None
-    validation_percent: float = 10.0
-    test_percent: float = 10.0
-    train: TrainConfig = field(default_factory=TrainConfig)
-    bottleneck_dir: Path | None = None
-    distortions: Distortions = field(default_factory=Distortions)
-    summaries_dir: Path | None = None
-    min_accuracy: float | None = None
-    steps: int | None = None  # deprecated and ignored: the head is fitted to convergence
-    tf_exports: bool = True  # SavedModel + .tflite for TF backbones
-    input_size: tuple[int, int] | None = None
-    value_range: tuple[float, float] | None = None
-    features: str | None = None  # train from `imgtool beam features` Parquet shards instead of image_dir
-    quantize: str = "none"  # model.tflite is always written; dynamic/float16/int8 add model-<mode>.tflite
-    validation_dir: Path | None = None  # given validation photos (class sub-folders)
-    test_dir: Path | None = None  # given test photos (class sub-folders)
-    force: bool = False  # replace an output folder that is not a model of these photos
 
 
 @dataclass
@@ -65,9 +43,20 @@ class RetrainResult:
         return None if self.output is None else self.output / "report.html"
 
 
+def train_config(opts: RetrainOptions) -> TrainConfig:
+    """How the last layer is fitted, from the options that say it."""
+    return TrainConfig(l2=opts.l2, seed=opts.seed, label_smoothing=opts.label_smoothing, class_weight=opts.class_weight)
+
+
+def distortions(opts: RetrainOptions) -> Distortions:
+    """The distortions asked for, as imgtool.distort draws them."""
+    return Distortions(opts.flip_left_right, opts.random_crop, opts.random_scale, opts.random_brightness,
+                       opts.distorted_copies)
+
+
 def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, float, float]:
     """Layout, split and the checks that need only the file names (no decoding)."""
-    classes, files, layout = dataset.find_layout(opts.image_dir, opts.validation_dir, opts.test_dir)
+    classes, files, layout = dataset.find_layout(opts.folder, opts.validation_dir, opts.test_dir)
     given = {f[3] for f in files if f[3] is not None}
     v = 0.0 if "validation" in given else opts.validation_percent
     t = 0.0 if "test" in given else opts.test_percent
@@ -84,11 +73,11 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, flo
 def _output_path(opts: RetrainOptions) -> Path:
     from imgtool import export, store
 
-    output = opts.output or export.default_output(opts.image_dir)
+    output = opts.output or export.default_output(opts.folder)
     store.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
     if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
         store.clean_stale(output.parent, f".{output.name}.")
-    export.check_output(output, opts.image_dir, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
+    export.check_output(output, opts.folder, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
     return output
 
 
@@ -157,8 +146,6 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         classes, files, layout, v_pct, t_pct = [], [], "feature shards " + opts.features, \
             opts.validation_percent, opts.test_percent
     output = _output_path(opts)
-    if opts.steps:
-        ui.warn("`steps` is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
 
     backbone, engine, ident, cache = feature_backbone(opts.model, opts.input_size, opts.value_range,
                                                       opts.bottleneck_dir)
@@ -179,7 +166,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     fit_mask = tr | va
     x_fit, y_fit = x_all[fit_mask], y_all[fit_mask]
     extra = None
-    if opts.distortions.active():
+    if opts.distorted():
         fit_samples = [s for s in samples if s.split != "test"]
         extra = _distorted_features(engine, fit_samples, opts)
 
@@ -208,8 +195,8 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         "made_with": made_with(),  # the Pillow that decoded and the LiteRT that ran the backbone
         "options": {
             "validation_percent": v_pct, "test_percent": t_pct,
-            **{k: (list(val) if isinstance(val, tuple) else val) for k, val in asdict(opts.train).items()},
-            "distortions": asdict(opts.distortions),
+            **{k: (list(val) if isinstance(val, tuple) else val) for k, val in asdict(train_config(opts)).items()},
+            "distortions": asdict(distortions(opts)),
             "validation_dir": None if opts.validation_dir is None else str(opts.validation_dir),
             "test_dir": None if opts.test_dir is None else str(opts.test_dir),
         },
@@ -238,14 +225,10 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     ]
     result_metrics["misclassified"] = misclassified  # export re-renders report.html from metrics.json
     result = RetrainResult(None, result_metrics, misclassified)
-    if opts.min_accuracy is not None:
-        reached = result_metrics["test"]["accuracy"]
-        if reached is None or reached < opts.min_accuracy:
-            shown = "n/a (no test images)" if reached is None else f"{reached:.1%}"
-            gap = "" if reached is None else f" by {opts.min_accuracy - reached:.1%}"
-            result.below_minimum = (f"accuracy {shown} is below `min_accuracy` {opts.min_accuracy:.1%}{gap}; "
-                                    "the model was not written")
-            return result
+    gate = metrics.below_minimum(result_metrics["test"]["accuracy"], opts.min_accuracy, "n/a (no test images)")
+    if gate is not None:
+        result.below_minimum = gate + "; the model was not written"
+        return result
     # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
     seen = sorted({shas[s.path] for s in samples if s.split != "test"})
     result.output = _write(opts, output, backbone, engine.input_size, head, classes, result_metrics,
@@ -271,7 +254,7 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
         ui.info(f"no test photos of {', '.join(lacking)} (the split is by hash: small classes may have none)")
     warning = dataset.imbalance(classes, samples)
     if warning:
-        ui.warn(warning + f" (`class_weight` {opts.train.class_weight})")
+        ui.warn(warning + f" (`class_weight` {opts.class_weight})")
     return samples, shas, bad
 
 
@@ -329,7 +312,7 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
                 extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, groups: list[str]) -> tuple[Any, Any]:
     from imgtool.train import select_and_fit
 
-    config = opts.train  # never modified: the options object is the caller's
+    config = train_config(opts)
     what = f"L2 {config.l2:g} (`l2`)" if config.l2 is not None else f"L2 from {len(config.l2_grid)} values"
     ui.info(f"Fitting the last layer on {len(x_fit)} photos"
             + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
@@ -352,11 +335,11 @@ def _distorted_features(engine: Any, fit_samples: list[dataset.Sample],
     the source photo in fit_samples) - cross-validation keeps a copy in its photo's fold."""
     from imgtool import distort, images
 
-    d = opts.distortions
+    d = distortions(opts)
     n = len(fit_samples) * d.copies
     ui.info(f"Distortions on: {n} extra backbone passes ({d.copies} per training image), not cached "
             f"- this run costs about {d.copies + 1}x the extraction time of a plain run")
-    rng = np.random.default_rng(opts.train.seed)
+    rng = np.random.default_rng(opts.seed)
     xs, ys, src = [], [], []
     bar = ui.progress(n, "distortions", unit="img")
     for i, s in enumerate(fit_samples):
@@ -388,14 +371,14 @@ def _write(opts: RetrainOptions, output: Path, backbone: Any, size: tuple[int, i
            training_hashes: list[str] | None = None) -> Path:
     from imgtool import export, report, store
 
-    export.check_output(output, opts.image_dir, force=opts.force,  # again: it may have appeared meanwhile
+    export.check_output(output, opts.folder, force=opts.force,  # again: it may have appeared meanwhile
                         photo_dirs=(opts.validation_dir, opts.test_dir))
     staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     existed = output.exists()
     try:
-        html = report.render(result_metrics, misclassified, report.title_for(str(opts.image_dir)))
-        export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.image_dir),
+        html = report.render(result_metrics, misclassified, report.title_for(str(opts.folder)))
+        export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.folder),
                                backbone_ident=ident, tf_exports=opts.tf_exports, training_hashes=training_hashes)
         from imgtool import tflite_export
 

@@ -312,7 +312,7 @@ def test_retrain_returns_data_prints_nothing_and_evaluate_scores_it(
 def test_retrain_checks_its_arguments_before_any_work(small_flowers: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"test_percent 60 is outside 0\.\.50"):
         imgtool.retrain(small_flowers, test_percent=60)
-    with pytest.raises(imgtool.UsageError, match="give the folder of photos"):
+    with pytest.raises(imgtool.UsageError, match=r"give `folder` \(one sub-folder per class\), or `features`"):
         imgtool.retrain(None)
     (tmp_path / "one" / "a").mkdir(parents=True)
     with pytest.raises(ValueError) as info:

@@ -14,7 +14,7 @@ from tests.conftest import invoke
 
 
 def test_cli_phrase_names_options_not_parameters() -> None:
-    from imgtool.cli import cli_phrase
+    from imgtool.command import cli_phrase
 
     assert cli_phrase("`min_accuracy` needs test photos (`test_percent` is 0); give `test_dir`") == \
         "--min-accuracy needs test photos (--test-percent is 0); give --test-dir"

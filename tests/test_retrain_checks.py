@@ -201,12 +201,12 @@ def test_catalog_classifier_without_twin_is_refused_before_download(flowers: Pat
 def test_library_retrain_leaves_its_options_untouched(flowers: Path, embedder: str, tmp_path: Path) -> None:
     import copy
 
-    from imgtool.retraining import RetrainOptions, retrain
-    from imgtool.train import TrainConfig
+    from imgtool.options import RetrainOptions
+    from imgtool.retraining import retrain
 
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 8)
     opts = RetrainOptions(image_dir=data, output=tmp_path / "m", model=embedder, steps=5,
-                          train=TrainConfig(seed=2, class_weight="none"))
+                          seed=2, class_weight="none")
     before = copy.deepcopy(opts)
     result = retrain(opts)
     assert result.output == tmp_path / "m" and result.metrics["options"]["seed"] == 2

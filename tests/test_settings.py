@@ -149,7 +149,8 @@ def test_backbone_variable_is_retrains_default(monkeypatch: pytest.MonkeyPatch, 
 def test_every_command_checks_the_environment_and_help_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
     import click
 
-    from imgtool.cli import Command, cli
+    from imgtool.cli import cli
+    from imgtool.command import Command
 
     commands = [c for c in cli.commands.values() if not isinstance(c, click.Group)]
     commands += [c for g in cli.commands.values() if isinstance(g, click.Group) for c in g.commands.values()]
