@@ -6,9 +6,12 @@ mean (None where undefined: nothing predicted / no photo of c; 0.0 when both are
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+FILE = "metrics.json"  # in every model folder retrain writes: the metrics, options and exports
 
 
 def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -46,6 +49,18 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict
         "confusion_matrix": cm.tolist(),
         "classes": list(classes),
     }
+
+
+def write_file(folder: Path, metrics: dict[str, Any]) -> Path:
+    """`folder`/metrics.json, atomically (temp name + rename): its one writer (retrain,
+    export and a failed export's record all write it here)."""
+    import json
+
+    from imgtool import store
+
+    path = folder / FILE
+    store.atomic_write_bytes(path, (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+    return path
 
 
 def below_minimum(reached: float | None, minimum: float | None, unknown: str = "n/a") -> str | None:

@@ -76,13 +76,13 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"version", "errors", "files", "settings", "ui", "output", "scores", "metrics", "distort", "tflite_info",
                      "tflite_metadata", "store", "facts", "download", "labels", "images", "catalog", "refs", "dataset",
-                     "calibration", "findings"}),
+                     "calibration", "findings", "options"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),
     ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
                   "tflite_export", "report", "evaluation", "retraining", "auditing", "portable"}),
     ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
-    ("front ends", {"command", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
+    ("front ends", {"command", "cli_options", "cli_retrain", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
                     "beam.pipelines", "beam.worker", "beam.running", "beam.loopback", "spark"}),
 ]
 
