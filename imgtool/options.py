@@ -2,8 +2,8 @@
 command, one field per option, with what the command line and the API both need to know
 about it (its flag, help, choices, range, deprecation) in the field's metadata.
 
-    @dataclass
-    class RetrainOptions:
+    @options_class
+    class RetrainOptions(_Options):
         seed: int = option(0, flag="--seed", kind="int", show_default=True, help="...")
 
 The CLI turns the fields into its click options (imgtool/cli_options.py: same flags, same
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from imgtool.errors import UsageError
 
@@ -44,14 +44,14 @@ DEPRECATIONS = {
 
 # ---------------------------------------------------------------- the metadata of one option
 
-@dataclass(frozen=True)
 class Range:
     """Bounds of a number (None: unbounded); an open bound excludes the value itself."""
 
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
+    __slots__ = ("high", "high_open", "low", "low_open")
+
+    def __init__(self, low: float | None = None, high: float | None = None, low_open: bool = False,
+                 high_open: bool = False):
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
 
     def refusal(self, name: str, value: float) -> str | None:
         """Why `value` is out of range, in the API's words; None when it is in."""
@@ -69,22 +69,21 @@ class Range:
                 + (f" ({' and '.join(excluded)} excluded)" if excluded else ""))
 
 
-@dataclass(frozen=True)
 class Spec:
     """One option: the command line's flags and help, and the values the API accepts.
 
     kind: "bool" (a flag), "int", "float", "str", "folder", "file" (paths), "size" (H,W),
-    "pair" (LO,HI), "score" (0..1 or auto)."""
+    "pair" (LO,HI), "score" (0..1 or auto). deprecated: it is ignored, and why (a key of
+    DEPRECATIONS); a deprecated option is hidden from --help."""
 
-    flags: tuple[str, ...]
-    kind: str
-    help: str | None = None
-    metavar: str | None = None
-    choices: tuple[str, ...] | None = None
-    range: Range | None = None
-    deprecated: str | None = None  # it is ignored: why (a key of DEPRECATIONS)
-    hidden: bool = False
-    show_default: bool = False
+    __slots__ = ("choices", "deprecated", "flags", "help", "hidden", "kind", "metavar", "range", "show_default")
+
+    def __init__(self, flags: tuple[str, ...], kind: str, help: str | None = None, metavar: str | None = None,
+                 choices: tuple[str, ...] | None = None, range: Range | None = None, deprecated: str | None = None,
+                 hidden: bool = False, show_default: bool = False):
+        self.flags, self.kind, self.help, self.metavar = flags, kind, help, metavar
+        self.choices, self.range, self.deprecated = choices, range, deprecated
+        self.hidden, self.show_default = hidden or deprecated is not None, show_default
 
 
 def option(default: Any = None, *, flag: str | tuple[str, ...], kind: str, help: str | None = None,
@@ -92,8 +91,8 @@ def option(default: Any = None, *, flag: str | tuple[str, ...], kind: str, help:
            deprecated: str | None = None, hidden: bool = False, show_default: bool = False) -> Any:
     """A dataclass field that is an option of a command (see the module docstring)."""
     flags = (flag,) if isinstance(flag, str) else flag
-    spec = Spec(flags, kind, help, metavar, choices, range, deprecated, hidden or deprecated is not None, show_default)
-    return field(default=default, metadata={"option": spec})
+    return field(default=default, metadata={"option": Spec(flags, kind, help, metavar, choices, range, deprecated,
+                                                           hidden, show_default)})
 
 
 def spec_of(f: Field[Any]) -> Spec | None:
@@ -101,8 +100,47 @@ def spec_of(f: Field[Any]) -> Spec | None:
 
 
 def options_of(cls: type) -> list[tuple[str, Spec, Any]]:
-    """(name, spec, default) of each option of the dataclass `cls`, in declaration order."""
-    return [(f.name, s, f.default) for f in fields(cls) if (s := spec_of(f)) is not None]
+    """(name, spec, default) of each option of the options class `cls`, in declaration
+    order (base classes first, as dataclasses orders them), read from the class bodies:
+    no dataclass machinery is needed (see `options_class`)."""
+    import inspect  # loaded already: click imports it
+
+    out: dict[str, tuple[str, Spec, Any]] = {}
+    for klass in reversed(cls.__mro__):
+        for name in inspect.get_annotations(klass):
+            f = klass.__dict__.get(name)
+            if isinstance(f, Field) and (s := spec_of(f)) is not None:
+                out[name] = (name, s, f.default)
+            elif (made_field := klass.__dict__.get("__dataclass_fields__", {}).get(name)) is not None and (
+                    s := spec_of(made_field)) is not None:
+                out[name] = (name, s, made_field.default)
+    return list(out.values())
+
+
+class _Options:
+    """The base of the options classes: made dataclasses on first use (see `options_class`)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        made(cls)
+        return super().__new__(cls)
+
+
+def made(cls: type[T]) -> type[T]:
+    """`cls` (an options class) made a dataclass, in place, its bases first, once."""
+    for klass in reversed(cls.__mro__):
+        if issubclass(klass, _Options) and klass is not _Options and "__dataclass_fields__" not in klass.__dict__:
+            dataclass(klass)
+    return cls
+
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass as options_class
+else:
+    def options_class(cls: type[T]) -> type[T]:
+        """@dataclass, applied on first use (an instance, `made`): the CLI reads every
+        option at start-up to build its click options, and the dataclass machinery for
+        ~45 fields would cost more than the whole click tree does."""
+        return cls
 
 
 def flag_of_parameter(*classes: type) -> dict[str, str]:
@@ -140,7 +178,7 @@ def typed(cls: type[T], caller: str, **values: Any) -> T:
     """`cls` from an API call's keywords: paths (`os.PathLike` or str) as Path for the
     folders and as str for the rest; a keyword that is no option is a TypeError, as
     Python says it for `caller`."""
-    known = {f.name: spec_of(f) for f in fields(cls)}  # type: ignore[arg-type]  # cls: a dataclass
+    known = {f.name: spec_of(f) for f in fields(made(cls))}  # type: ignore[arg-type]  # made: a dataclass
     for name in values:
         if name not in known:
             raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}")
@@ -176,8 +214,8 @@ def deprecation(opts: Any) -> str | None:
 
 # ---------------------------------------------------------------- the commands' options
 
-@dataclass
-class ModelOptions:
+@options_class
+class ModelOptions(_Options):
     """The model to load and what describes a model the catalog does not know (classify,
     labels, evaluate: `imgtool.load_model`'s keywords)."""
 
@@ -203,7 +241,7 @@ _SCORES_HELP = ("What the model outputs. auto: decided once from the model (cata
                 "a last softmax op); logits get a softmax, probabilities are reported as they are.")
 
 
-@dataclass
+@options_class
 class ClassifyOptions(ModelOptions):
     top_k: int = option(5, flag=("-k", "--top-k"), kind="int", range=Range(1), show_default=True,
                         help="Predictions per input (capped at the number of labels).")
@@ -216,7 +254,7 @@ class ClassifyOptions(ModelOptions):
                             help=_SCORES_HELP)
 
 
-@dataclass
+@options_class
 class EvaluateOptions(ModelOptions):
     min_accuracy: float | None = option(flag="--min-accuracy", kind="float", range=Range(0, 1), metavar="X",
                                         help="Exit 1 if accuracy is below X.")
@@ -224,8 +262,8 @@ class EvaluateOptions(ModelOptions):
                             help=_SCORES_HELP)
 
 
-@dataclass
-class RetrainOptions:
+@options_class
+class RetrainOptions(_Options):
     """`imgtool.retrain`'s keywords and `imgtool retrain`'s options (`image_dir` is the
     folder argument, `folder` in the API)."""
 

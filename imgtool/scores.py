@@ -104,7 +104,7 @@ def decide_output_kind(config_output: str | None, facts: OutputFacts | None,
     if config_output is not None:
         if config_output not in OUTPUT_KINDS:
             raise ValueError(f"output must be one of {', '.join(OUTPUT_KINDS)}, not {config_output!r}")
-        return Decision(config_output, "the model's record says so")  # type: ignore[arg-type]
+        return Decision(config_output, "the model's record says so")
     if facts is None:
         return Decision("logits", "nothing in the model says otherwise")
     said = metadata_kind(facts.metadata)

@@ -145,7 +145,7 @@ def test_evaluate_gate_and_range_live_in_the_api(mobilenet: str, photos: Path, t
 def test_every_retrain_field_reaches_the_library() -> None:
     """api.retrain takes exactly RetrainOptions' fields (and `progress`): a new field is a
     new keyword, with nothing else to edit."""
-    names = {f.name for f in fields(RetrainOptions)} - {"image_dir"}
+    names = {f.name for f in fields(options.made(RetrainOptions))} - {"image_dir"}
     opts = options.typed(RetrainOptions, "retrain", image_dir="photos", output="out", model=Path("m.tflite"),
                          **{n: getattr(RetrainOptions(), n) for n in names - {"output", "model"}})
     assert opts.image_dir == Path("photos") and opts.output == Path("out") and opts.model == "m.tflite"
