@@ -313,10 +313,10 @@ def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, val
     `.summary`; `.found` is True when any of them is not empty; `.to_dict()`."""
     from imgtool import settings
     from imgtool.auditing import run
+    from imgtool.options import RetrainOptions, check_value
 
-    for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
-        if not 0 <= pct <= 50:
-            raise UsageError(f"{name} {pct:g} is outside 0..50")
+    check_value(RetrainOptions, "validation_percent", validation_percent)  # retrain's splits, retrain's ranges
+    check_value(RetrainOptions, "test_percent", test_percent)
     with ui.reporting(progress):
         return run(Path(folder), os.fspath(model) if model else settings.current().backbone,
                    validation_dir=None if validation_dir is None else Path(validation_dir),
