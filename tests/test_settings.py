@@ -150,7 +150,6 @@ def test_every_command_checks_the_environment_and_help_still_works(monkeypatch: 
     import click
 
     from imgtool.cli import Command, cli
-
     from tests import clidoc
 
     commands = [c for _, c, _ in clidoc.walk(cli) if not isinstance(c, click.Group)]  # beam's, loaded lazily, too
