@@ -343,6 +343,84 @@ def test_int8_of_a_tf_backbone_stays_close_to_the_float_model(tf_model: Path) ->
     assert _exports(tf_model)["model-int8.tflite"]["max_prob_diff_vs_imgtool"] < 0.015
 
 
+# MediaPipe's generated reader of metadata_schema.fbs, on the metadata bytes in argv[1]:
+# every field that is set, as JSON (strings decoded, float vectors as lists)
+_MP_READ_METADATA = """
+import json, sys
+import numpy as np
+from mediapipe.tasks.metadata import metadata_schema_py_generated as m
+
+def plain(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    if hasattr(v, "__dict__"):
+        out = {k: plain(x) for k, x in vars(v).items()}
+        return {k: x for k, x in out.items() if x not in (None, 0, "", [])}
+    return v
+
+print(json.dumps(plain(m.ModelMetadataT.InitFromPackedBuf(open(sys.argv[1], "rb").read(), 0))))
+"""
+
+
+def _camel(fields: Any) -> Any:
+    """A dump's snake_case field names as flatc's Python object API spells them."""
+    if isinstance(fields, list):
+        return [_camel(x) for x in fields]
+    if not isinstance(fields, dict):
+        return fields
+    return {k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): _camel(v) for k, v in fields.items()}
+
+
+@pytest.mark.parametrize("normalization", [(127.5, 127.5), None])
+def test_mediapipe_reads_the_metadata_as_imgtool_does(mediapipe_python: Path, tmp_path: Path,
+                                                      normalization: tuple[float, float] | None) -> None:
+    """An outside reader (MediaPipe's flatc-generated one) finds every field where
+    imgtool's table put it: slots, kinds, union tags and enum values."""
+    from imgtool.tflite import reading, writing
+    from tests.test_tflite_formats import dump
+
+    data = writing.classifier_metadata(writing.ClassifierInfo("flowers", "0.1.0", "five flowers", ["a", "b", "c"],
+                                                              (224, 200), normalization, license="MIT"))
+    (tmp_path / "metadata.bin").write_bytes(data)
+    res = subprocess.run([str(mediapipe_python), "-c", _MP_READ_METADATA, str(tmp_path / "metadata.bin")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    theirs = json.loads(res.stdout)
+    assert theirs["subgraphMetadata"][0]["outputTensorMetadata"][0]["associatedFiles"][0]["type"] == 2
+    assert theirs == _camel(dump(reading.View.root("ModelMetadata", data), raw=True))
+
+
+def test_the_schema_table_is_the_published_metadata_schema(mediapipe_python: Path) -> None:
+    """schema.py's tables, enums and unions, field by field in declaration order, against
+    the metadata_schema.fbs that MediaPipe ships."""
+    import re
+
+    from imgtool.tflite import schema
+
+    generated = "from mediapipe.tasks.metadata import metadata_schema_py_generated as g; print(g.__file__)"
+    where = subprocess.run([str(mediapipe_python), "-c", generated], capture_output=True, text=True, timeout=120)
+    assert where.returncode == 0, where.stderr[-2000:]
+    fbs = re.sub(r"//[^\n]*", "", (Path(where.stdout.strip()).parent / "metadata_schema.fbs").read_text())
+    assert 'file_identifier "M001";' in fbs
+    blocks = {(m[1], m[2]): m[3] for m in re.finditer(r"\b(table|union|enum)\s+(\w+)[^{]*\{([^}]*)\}", fbs)}
+    for name, table in schema.TABLES.items():
+        declared = []
+        for statement in blocks[("table", name)].split(";"):
+            if m := re.match(r"\s*(\w+)\s*:\s*([\w\[\]]+)", statement):
+                declared += [(f"{m[1]}_type", "ubyte")] if m[2] in schema.UNIONS else []
+                declared.append((m[1], m[2]))
+        assert [(f.name, f.kind) for f in table.fields.values()] == declared, name
+    for name, members in schema.UNIONS.items():
+        assert tuple(re.findall(r"\w+", blocks[("union", name)])) == members, name
+    for name, (base, values) in schema.ENUMS.items():
+        assert re.search(rf"enum\s+{name}\s*:\s*{base}\b", fbs), name
+        assert dict((k, int(v)) for k, v in re.findall(r"(\w+)\s*=\s*(\d+)", blocks[("enum", name)])) == values, name
+
+
 def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, tmp_path: Path) -> None:
     from imgtool.export_checks import engine_for
 
