@@ -158,7 +158,7 @@ def test_backbone_kind_reads_the_graph_without_an_interpreter(fixtures: Path, tm
     junk.write_bytes(b"\x04\x00\x00\x00TFL3" + bytes(8))
 
     class Unknown:  # a model whose catalog record says nothing about its output
-        class config:  # noqa: N801
+        class config:
             output = None
         tflite, labels = str(junk), None
 
