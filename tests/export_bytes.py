@@ -30,23 +30,14 @@ QUANTIZE = ("none", "dynamic", "float16", "int8")
 
 
 def _inputs(root: Path) -> tuple[Path, Path]:
-    """(the generated TF backbone, the colour photos), made once."""
-    import numpy as np
-    from PIL import Image
-
+    """(the generated TF backbone, the colour photos), made once (as tests/test_tflite_export.py makes them)."""
     from tests import modelgen
 
     backbone, photos = root / "mlp_feature_vector", root / "colours"
     if not backbone.is_dir():
         modelgen.make_hub_mlp_feature_vector(backbone)
     if not photos.is_dir():
-        rng = np.random.default_rng(0)
-        for name, rgb in {"red": (200, 40, 40), "green": (40, 190, 40), "blue": (40, 40, 200),
-                          "yellow": (210, 200, 40)}.items():
-            (photos / name).mkdir(parents=True)
-            for i in range(20):
-                arr = np.clip(np.array(rgb) + rng.normal(0, 30, size=(48, 48, 3)), 0, 255).astype("uint8")
-                Image.fromarray(arr).save(photos / name / f"{name}_{i}.png")
+        modelgen.make_colour_folders(photos)
     return backbone, photos
 
 

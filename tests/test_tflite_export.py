@@ -218,20 +218,11 @@ def flowers_model(fixtures: Path, tmp_path_factory: pytest.TempPathFactory, modu
 
 @pytest.fixture(scope="module")
 def tf_model(tmp_path_factory: pytest.TempPathFactory, module_env: dict[str, str]) -> Path:
-    from PIL import Image
-
     from tests import modelgen
 
     base = tmp_path_factory.mktemp("tfbackbone")
     backbone = modelgen.make_hub_mlp_feature_vector(base / "mlp_feature_vector")
-    rng = np.random.default_rng(0)
-    data = base / "colours"
-    for name, rgb in {"red": (200, 40, 40), "green": (40, 190, 40), "blue": (40, 40, 200),
-                      "yellow": (210, 200, 40)}.items():
-        (data / name).mkdir(parents=True)
-        for i in range(20):
-            arr = np.clip(np.array(rgb) + rng.normal(0, 30, size=(48, 48, 3)), 0, 255).astype("uint8")
-            Image.fromarray(arr).save(data / name / f"{name}_{i}.png")
+    data = modelgen.make_colour_folders(base / "colours")
     out = base / "colours-model"
     res = run("retrain", str(data), "-m", str(backbone), "-o", str(out), "--quantize", "int8",
               "--epochs", "100", "--learning-rate", "0.01", env=module_env)
