@@ -46,7 +46,7 @@ def test_normalization_maps_pixels_onto_the_value_range() -> None:
 
 
 def test_metadata_round_trip_and_packed_labels(fixtures: Path, tmp_path: Path) -> None:
-    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert import schema_py_generated as tfl
 
     from imgtool.labels import embedded_tflite_labels
     from imgtool.tflite import reading, schema, writing
@@ -64,7 +64,7 @@ def test_metadata_round_trip_and_packed_labels(fixtures: Path, tmp_path: Path) -
     twice = writing.attach(once, info)  # replaces the metadata and the packed files
     meta = reading.metadata(twice)
     assert meta is not None and meta.version == "2" and meta.normalization is None
-    model = schema.Model.GetRootAs(twice, 0)
+    model = tfl.Model.GetRootAs(twice, 0)
     names = [model.Metadata(i).Name().decode() for i in range(model.MetadataLength())]
     assert names.count("TFLITE_METADATA") == 1
     with zipfile.ZipFile(io.BytesIO(twice)) as zf:
