@@ -112,11 +112,7 @@ def _folder_facts(output: Path) -> dict[str, list[int]]:
 def _sha256(path: str) -> str | None:
     if files.problem(Path(path)) is not None:  # never open a FIFO
         return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return store.sha256_file(path)  # the photo's bottleneck key, as the run that recorded it hashed it
 
 
 def lookup(output: Path, inputs: dict[str, Any], photos: dict[str, list[int] | None]) -> dict[str, Any] | None:
