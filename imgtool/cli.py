@@ -52,7 +52,7 @@ MODEL = (3, "the model could not be obtained or loaded")
 CACHE = (4, "could not write the model cache (disk full, read-only, permission denied)")
 
 
-QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite_export.QUANTIZE_MODES
+QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite.head.QUANTIZE_MODES
 
 
 def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Parameter, str | None], Any]:
@@ -390,7 +390,9 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     so a second run over the same photos does no backbone work. The last layer is an
     L2-regularised logistic regression fitted to convergence; L2 is chosen by 5-fold
     cross-validation on train+validation, then the layer is refitted on them; the test
-    split is never fitted on.
+    split is never fitted on. A rerun of identical inputs (photos, backbone, options,
+    versions) into the same --output reuses that folder: nothing is fitted or written,
+    the same output is printed.
 
     \b
     Examples:
