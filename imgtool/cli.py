@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from imgtool import settings, ui
+from imgtool import ui
 from imgtool.cli_options import (
     CACHE,
     MODEL,
@@ -32,7 +32,10 @@ from imgtool.options import ClassifyOptions, ModelOptions
 from imgtool.version import __version__
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# `imgtool beam` (scale-out) is imported when it is run or listed: imgtool.beam.cli imports click
+# only, and apache_beam is imported when a beam command runs.
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             lazy_commands={"beam": "imgtool.beam.cli:beam"})
 @click.version_option(__version__, prog_name="imgtool")
 def cli() -> None:
     """Classify photos with pretrained networks; retrain the last layer on your own.
@@ -157,6 +160,7 @@ def labels(search: str | None, fmt: str, **options: Any) -> None:
     opts = collect(ModelOptions, options)
     names = api.model_labels(opts.model, **model_kwargs(opts))
     if names is None:
+        from imgtool import settings
         from imgtool.catalog import DEFAULT_MODEL
 
         ref = opts.model or settings.current().model or DEFAULT_MODEL
@@ -171,6 +175,7 @@ def labels(search: str | None, fmt: str, **options: Any) -> None:
                 found += 1
                 out.record({"index": i, "label": label}, text=f"{i}\t{terminal_text(label)}\n")
     if search is not None and not found:
+        from imgtool import settings
         from imgtool.catalog import DEFAULT_MODEL
         from imgtool.output import display_path
 
@@ -303,9 +308,3 @@ cli.add_command(retrain_last_layer, name="retrain")
 cli.add_command(export_cmd)
 cli.add_command(evaluate)
 cli.add_command(audit)
-
-# ---------------------------------------------------------------- beam (scale-out)
-# imgtool.beam.cli imports click only; apache_beam is imported when a beam command runs.
-from imgtool.beam.cli import beam as _beam  # noqa: E402
-
-cli.add_command(_beam)

@@ -22,11 +22,18 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 def exit_codes(*codes: tuple[int, str], interrupted: str = "interrupted (Ctrl-C): nothing half-written is kept") -> str:
     """A command's epilog: its own exit codes, each line `CODE  what`, 130 (`interrupted`)
     last. Every command says only what it can return (tests/test_help.py checks it)."""
+    return "\b\nExit codes:\n" + "\n".join(_code_line(code, what) for code, what in (*codes, (130, interrupted)))
+
+
+def _code_line(code: int, what: str) -> str:
+    """`  CODE  what`, wrapped at 78 columns. A line that fits, single-spaced, is what
+    textwrap.fill would make of it, without the wrapping work (every epilog is built at import)."""
+    first = f"  {code:<3}  "
+    if len(first) + len(what) <= 78 and what == " ".join(what.split()):
+        return first + what
     import textwrap
 
-    lines = [textwrap.fill(what, 78, initial_indent=f"  {code:<3}  ", subsequent_indent=" " * 7)
-             for code, what in (*codes, (130, interrupted))]
-    return "\b\nExit codes:\n" + "\n".join(lines)
+    return textwrap.fill(what, 78, initial_indent=first, subsequent_indent=" " * 7)
 
 
 USAGE = (2, "usage error (a bad option, argument or IMGTOOL_* variable)")

@@ -200,6 +200,11 @@ def check(opts: Any) -> None:
         check_value(type(opts), name, getattr(opts, name))
 
 
+def deprecated_names(cls: type) -> list[str]:
+    """The options of `cls` that are deprecated (given, they change nothing)."""
+    return [name for name, spec, _ in options_of(cls) if spec.deprecated is not None]
+
+
 def deprecation(opts: Any) -> str | None:
     """One line naming the deprecated options `opts` sets (they change nothing) and why,
     or None when it sets none."""

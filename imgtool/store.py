@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -104,7 +103,7 @@ def lock(name: str, timeout: float = 3600.0) -> Iterator[None]:
 
 def temp_name(path: Path) -> Path:
     """A temporary name beside `path`, carrying this process's PID (see clean_stale)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
@@ -281,7 +280,7 @@ def scratch_dir() -> Iterator[Path]:
 
     root = tmp_dir()
     clean_stale(root)
-    d = root / f"tf.{os.getpid()}.{secrets.token_hex(4)}.scratch"
+    d = root / f"tf.{os.getpid()}.{os.urandom(4).hex()}.scratch"
     d.mkdir()
     before = tempfile.tempdir
     tempfile.tempdir = str(d)
