@@ -27,7 +27,7 @@ def run(folder: Path, model: str | None = None, *, validation_dir: Path | None =
         value_range: tuple[float, float] | None = None) -> AuditResult:
     """The audit of `folder` (see the module docstring); `imgtool.audit` is this."""
     from imgtool import dataset, ui
-    from imgtool.retraining import feature_backbone, features_of, readable_files
+    from imgtool.featurize import feature_backbone, features_of, readable_files
     from imgtool.train import TrainConfig, cv_fold_count, select_and_fit
 
     classes, files, layout = dataset.find_layout(folder, validation_dir, test_dir)

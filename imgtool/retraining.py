@@ -19,8 +19,8 @@ import numpy as np
 
 from imgtool import bottlenecks, dataset, metrics, options, reuse, ui
 from imgtool.distort import Distortions
-from imgtool.errors import ImgtoolError, UsageError
-from imgtool.images import not_a_regular_file
+from imgtool.errors import UsageError
+from imgtool.featurize import distorted_features, feature_backbone, features_of, readable_files
 from imgtool.options import RetrainOptions
 from imgtool.train import TrainConfig
 from imgtool.version import made_with
@@ -82,70 +82,9 @@ def _output_path(opts: RetrainOptions) -> Path:
     return output
 
 
-def _check_catalog_backbone(ref: str | None) -> None:
-    """Before resolving (which may download): a catalog classifier with no feature twin."""
-    from imgtool.catalog import DEFAULT_MODEL, load_catalog
-
-    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
-    name = ref.removeprefix("catalog:")
-    if os.path.lexists(ref) and not ref.startswith("catalog:"):
-        return
-    cfg = load_catalog().get(name)
-    if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
-        raise UsageError(f"`model` {name} is a classifier, not a feature extractor (the catalog records its output "
-                         f"as {cfg.output} and names no feature-vector twin); {_give_features()}")
-
-
-def _check_backbone(backbone: Any, ref: str | None) -> None:
-    from imgtool.backbone_kind import classifier_reason
-    from imgtool.catalog import DEFAULT_MODEL, load_catalog
-
-    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
-    name = ref.removeprefix("catalog:")
-    catalog = load_catalog() if ref.startswith("catalog:") or not os.path.lexists(ref) else {}
-    if name in catalog and backbone.config.name != name:
-        ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
-    why = classifier_reason(backbone)
-    if why is not None:
-        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); "
-                         f"{_give_features()}")
-
-
-def _give_features() -> str:
-    """What to give instead of a classifier: the extractor that ships first, when there is one."""
-    from imgtool.catalog import embedded_names, load_catalog
-
-    shipped = [f"{n}, which ships with imgtool" for n in embedded_names(load_catalog(), "features")[:1]]
-    examples = [*shipped, "a *_feature_vector catalog model", "an embedding extractor .tflite"]
-    return f"give a feature-vector model (e.g. {', '.join(examples[:-1])}, or {examples[-1]})"
-
-
-def feature_backbone(model: str | None, input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
-                     bottleneck_dir: Path | None) -> tuple[Any, Any, str, bottlenecks.BottleneckCache]:
-    """(backbone, its engine, its identity, its bottleneck cache): retrain's and audit's one
-    way to a feature extractor, so both share the cache."""
-    from imgtool.resolve import resolve
-
-    _check_catalog_backbone(model)
-    backbone = resolve(model, purpose="features", input_size=input_size, value_range=value_range)
-    for note in backbone.notes:
-        ui.info(note)
-    _check_backbone(backbone, model)
-    engine = backbone.engine()
-    ident_file = backbone.tflite or backbone.tf_source
-    assert ident_file is not None
-    ident = bottlenecks.backbone_id(ident_file if ident_file.is_file() else ident_file / "saved_model.pb",
-                                    engine.input_size, backbone.config.value_range,
-                                    extra=str(backbone.graph_tensors or ""))
-    return backbone, engine, ident, bottlenecks.BottleneckCache(ident, bottleneck_dir)
-
-
 def retrain(opts: RetrainOptions) -> RetrainResult:
-    if opts.features is None:
-        classes, files, layout, v_pct, t_pct = _plan_splits(opts)  # before any heavy work
-    else:  # the shards are read (and their splits checked) once the backbone is known
-        classes, files, layout, v_pct, t_pct = [], [], "feature shards " + opts.features, \
-            opts.validation_percent, opts.test_percent
+    """The run (the module docstring has its steps); `opts` is never changed."""
+    classes, files, layout, v_pct, t_pct = _plan(opts)  # before any heavy work
     output = _output_path(opts)
     # shards and summaries are not reused: the shards' content is not recorded, summaries are a side effect
     reusable = opts.features is None and opts.summaries_dir is None
@@ -167,6 +106,60 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             return earlier
 
     ui.info(f"Layout: {layout}")
+    data = _training_data(opts, classes, files, engine, ident, cache, v_pct, t_pct)
+    fit = _fit(opts, data, engine)
+    result_metrics = {**_scores(data, fit), "layout": layout,
+                      "skipped": [{"path": p, "reason": r} for p, r in data.bad], "backbone": backbone.ref,
+                      "made_with": made_with(),  # the Pillow that decoded and the LiteRT that ran the backbone
+                      "options": _stored_options(opts, v_pct, t_pct), **_findings(data, fit)}
+    result = RetrainResult(None, result_metrics, result_metrics["misclassified"])
+    result.below_minimum = _below_minimum(opts.min_accuracy, result_metrics["test"]["accuracy"])
+    if result.below_minimum is not None:
+        return result
+    # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
+    seen = sorted({data.shas[s.path] for s in data.samples if s.split != "test"})
+    result.output = _write(opts, output, backbone, engine.input_size, fit.head, data.classes, result_metrics,
+                           result.misclassified, ident, training_hashes=seen)
+    if inputs is not None:
+        reuse.remember(output, inputs, photos, data.shas)
+    return result
+
+
+def _plan(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, float, float]:
+    """(classes, files, layout, validation %, test %): for photos, found and split by name;
+    shards are read (and their splits checked) once the backbone is known."""
+    if opts.features is None:
+        return _plan_splits(opts)
+    return [], [], "feature shards " + opts.features, opts.validation_percent, opts.test_percent
+
+
+@dataclass
+class _Data:
+    """What the last layer is fitted and scored on: every usable photo with its features."""
+
+    classes: list[str]
+    samples: list[dataset.Sample]
+    x: np.ndarray  # their features, one row each
+    shas: dict[str, str]  # {path: content sha256}
+    bad: list[tuple[str, str]]  # [(path, why)] skipped
+
+    def __post_init__(self) -> None:
+        self.y = np.array([s.label for s in self.samples])
+        split = np.array([s.split for s in self.samples])
+        self.train, self.validation, self.test = (split == "train"), (split == "validation"), (split == "test")
+        self.fitted = self.train | self.validation  # the head is fitted on train + validation
+
+
+@dataclass
+class _Fit:
+    head: Any
+    selection: Any  # train.Selection: the chosen L2, its out-of-fold probabilities, the calibration
+    probs: np.ndarray  # the head's probabilities for every sample
+    pred: np.ndarray
+
+
+def _training_data(opts: RetrainOptions, classes: list[str], files: list[tuple], engine: Any, ident: str,
+                   cache: bottlenecks.BottleneckCache, v_pct: float, t_pct: float) -> _Data:
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/features.py)
         from imgtool.features import training_set
 
@@ -176,78 +169,79 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     else:
         samples, shas, bad = _usable_samples(opts, classes, files, cache, v_pct, t_pct)
         samples, x_all = _features(engine, samples, shas, cache, classes, opts)
-    y_all = np.array([s.label for s in samples])
-    split = np.array([s.split for s in samples])
-    tr, va, te = (split == "train"), (split == "validation"), (split == "test")
-    fit_mask = tr | va
-    x_fit, y_fit = x_all[fit_mask], y_all[fit_mask]
+    return _Data(classes, samples, x_all, shas, bad)
+
+
+def _fit(opts: RetrainOptions, data: _Data, engine: Any) -> _Fit:
+    """The last layer, fitted on train + validation (and their distorted copies)."""
     extra = None
     if opts.distorted():
-        fit_samples = [s for s in samples if s.split != "test"]
-        extra = _distorted_features(engine, fit_samples, opts)
+        extra = distorted_features(engine, [s for s in data.samples if s.split != "test"], distortions(opts),
+                                   opts.seed)
+    fit_shas = [data.shas[s.path] for s, keep in zip(data.samples, data.fitted) if keep]
+    head, selection = _train_head(opts, data.x[data.fitted], data.y[data.fitted], len(data.classes), extra, fit_shas)
+    probs = head.predict(data.x)
+    return _Fit(head, selection, probs, probs.argmax(axis=1))
 
-    fit_shas = [shas[s.path] for s, keep in zip(samples, fit_mask) if keep]
-    head, selection = _train_head(opts, x_fit, y_fit, len(classes), extra, fit_shas)
-    probs = head.predict(x_all)
-    pred = probs.argmax(axis=1)
-    oof_pred = np.full(len(samples), -1)
-    oof_pred[fit_mask] = selection.oof_probs.argmax(axis=1)
-    validation = metrics.evaluate(y_all[va], oof_pred[va], classes)
+
+def _scores(data: _Data, fit: _Fit) -> dict[str, Any]:
+    """metrics.json's figures: test, out-of-fold validation and cross-validation, train."""
+    classes, y, tr = data.classes, data.y, data.train
+    oof_pred = np.full(len(data.samples), -1)
+    oof_pred[data.fitted] = fit.selection.oof_probs.argmax(axis=1)
+    validation = metrics.evaluate(y[data.validation], oof_pred[data.validation], classes)
     validation["source"] = "out-of-fold: each photo predicted by the cross-validation model that did not see it"
-    cross = metrics.evaluate(y_fit, oof_pred[fit_mask], classes)
+    cross = metrics.evaluate(y[data.fitted], oof_pred[data.fitted], classes)
     cross["source"] = "out-of-fold predictions of every train+validation photo at the chosen L2"
-    result_metrics: dict[str, Any] = {
-        "test": metrics.evaluate(y_all[te], pred[te], classes),
+    return {
+        "test": metrics.evaluate(y[data.test], fit.pred[data.test], classes),
         "validation": validation,
         "cross_validation": cross,
-        "train": {"accuracy": round(float(np.mean(pred[tr] == y_all[tr])), 4) if tr.any() else None,
+        "train": {"accuracy": round(float(np.mean(fit.pred[tr] == y[tr])), 4) if tr.any() else None,
                   "count": int(tr.sum()), "note": "photos the head was fitted on (not a held-out estimate)"},
-        "head": selection.as_dict(),
+        "head": fit.selection.as_dict(),
         "classes": classes,
-        "counts": dataset.split_counts(classes, samples),
-        "layout": layout,
-        "skipped": [{"path": p, "reason": r} for p, r in bad],
-        "backbone": backbone.ref,
-        "made_with": made_with(),  # the Pillow that decoded and the LiteRT that ran the backbone
-        "options": {
-            "validation_percent": v_pct, "test_percent": t_pct,
-            **{k: (list(val) if isinstance(val, tuple) else val) for k, val in asdict(train_config(opts)).items()},
-            "distortions": asdict(distortions(opts)),
-            "validation_dir": None if opts.validation_dir is None else str(opts.validation_dir),
-            "test_dir": None if opts.test_dir is None else str(opts.test_dir),
-        },
+        "counts": dataset.split_counts(classes, data.samples),
     }
+
+
+def _stored_options(opts: RetrainOptions, v_pct: float, t_pct: float) -> dict[str, Any]:
+    """metrics.json's "options": the split as drawn, the fit and the distortions."""
+    return {
+        "validation_percent": v_pct, "test_percent": t_pct,
+        **{k: (list(val) if isinstance(val, tuple) else val) for k, val in asdict(train_config(opts)).items()},
+        "distortions": asdict(distortions(opts)),
+        "validation_dir": None if opts.validation_dir is None else str(opts.validation_dir),
+        "test_dir": None if opts.test_dir is None else str(opts.test_dir),
+    }
+
+
+def _findings(data: _Data, fit: _Fit) -> dict[str, Any]:
+    """The calibration and open-set threshold, suspect labels, near-duplicates straddling
+    the splits, and the misclassified test photos."""
     from imgtool import findings as audit_mod
     from imgtool.calibration import suggest_min_score
 
+    out: dict[str, Any] = {}
+    selection, classes, y_fit = fit.selection, data.classes, data.y[data.fitted]
     if selection.calibration is not None:
-        result_metrics["calibration"] = selection.calibration.to_dict()
-        result_metrics["open_set"] = suggest_min_score(selection.oof_probs, y_fit).to_dict()
-    fit_samples = [s for s, keep in zip(samples, fit_mask) if keep]
-    result_metrics["suspects"] = [asdict(x) for x in audit_mod.suspects_of(fit_samples, classes, selection.oof_probs,
-                                                                           y_fit, limit=SUSPECTS_SHOWN)]
-    leaks = [g for g in audit_mod.groups_of(samples, classes, x_all, [shas[s.path] for s in samples]) if g.leakage]
-    result_metrics["near_duplicates"] = {
+        out["calibration"] = selection.calibration.to_dict()
+        out["open_set"] = suggest_min_score(selection.oof_probs, y_fit).to_dict()
+    fit_samples = [s for s, keep in zip(data.samples, data.fitted) if keep]
+    out["suspects"] = [asdict(x) for x in audit_mod.suspects_of(fit_samples, classes, selection.oof_probs,
+                                                                y_fit, limit=SUSPECTS_SHOWN)]
+    leaks = [g for g in audit_mod.groups_of(data.samples, classes, data.x, [data.shas[s.path] for s in data.samples])
+             if g.leakage]
+    out["near_duplicates"] = {
         "rule": f"centred feature cosine >= {audit_mod.NEAR_DUPLICATE}; byte-identical photos share a split",
         "straddling": len(leaks), "groups": [g.to_dict() for g in leaks]}
     _warn_leaks(len(leaks))
-    misclassified = [
-        {"path": s.path, "rel": s.rel, "true": classes[s.label], "predicted": classes[int(pred[i])],
-         "score": float(probs[i, pred[i]])}
-        for i, s in enumerate(samples) if s.split == "test" and pred[i] != s.label
+    out["misclassified"] = [  # export re-renders report.html from metrics.json
+        {"path": s.path, "rel": s.rel, "true": classes[s.label], "predicted": classes[int(fit.pred[i])],
+         "score": float(fit.probs[i, fit.pred[i]])}
+        for i, s in enumerate(data.samples) if s.split == "test" and fit.pred[i] != s.label
     ]
-    result_metrics["misclassified"] = misclassified  # export re-renders report.html from metrics.json
-    result = RetrainResult(None, result_metrics, misclassified)
-    result.below_minimum = _below_minimum(opts.min_accuracy, result_metrics["test"]["accuracy"])
-    if result.below_minimum is not None:
-        return result
-    # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
-    seen = sorted({shas[s.path] for s in samples if s.split != "test"})
-    result.output = _write(opts, output, backbone, engine.input_size, head, classes, result_metrics,
-                           misclassified, ident, training_hashes=seen)
-    if inputs is not None:
-        reuse.remember(output, inputs, photos, shas)
-    return result
+    return out
 
 
 def _below_minimum(min_accuracy: float | None, reached: float | None) -> str | None:
@@ -316,45 +310,6 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
     return samples, shas, bad
 
 
-def readable_files(files: list[tuple], cache: bottlenecks.BottleneckCache
-                   ) -> tuple[list[tuple], dict[str, str], list[tuple[str, str]]]:
-    """(the files that decode, {path: content sha256}, [(path, why)] of the others): every
-    file hashed (the cache key), those without a cached bottleneck decode-checked."""
-    shas: dict[str, str] = {}
-    bad: list[tuple[str, str]] = []
-    for path, *_ in files:
-        problem = not_a_regular_file(path)  # never open a FIFO
-        if problem is not None:
-            bad.append((path, problem))
-            continue
-        try:
-            shas[path] = bottlenecks.file_sha256(path)
-        except OSError as err:
-            bad.append((path, f"cannot read ({err.strerror or err})"))
-    readable = [f for f in files if f[0] in shas]
-    known = {p for p, s in shas.items() if cache.has(s)}
-    good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
-    return good, shas, bad + undecodable
-
-
-def features_of(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache
-                ) -> tuple[list[dataset.Sample], np.ndarray, list[tuple[str, str]]]:
-    """Bottlenecks of the samples (cache first): (the samples that have one, their
-    features, [(path, why)] of those that failed here)."""
-    paths = [s.path for s in samples]
-    feats: list[np.ndarray | None] = [None] * len(samples)
-    failed = []
-    for i, vec, err in bottlenecks.extract(engine, paths, [shas[p] for p in paths], cache,
-                                           workers=bottlenecks.default_workers()):
-        if vec is None:
-            failed.append((paths[i], str(err)))
-        else:
-            feats[i] = vec
-    kept = [i for i, f in enumerate(feats) if f is not None]
-    x = np.stack([f for f in feats if f is not None]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)
-    return [samples[i] for i in kept], x, failed
-
-
 def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache,
               classes: list[str], opts: RetrainOptions) -> tuple[list[dataset.Sample], np.ndarray]:
     """Bottlenecks for every sample (cache first); a photo that fails here is dropped too."""
@@ -385,35 +340,6 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
         for step, c in enumerate(selection.candidates):
             writer(step, {"cv/loss": c["cv_loss"], "cv/accuracy": c["cv_accuracy"], "cv/l2": c["l2"]})
     return head, selection
-
-
-def _distorted_features(engine: Any, fit_samples: list[dataset.Sample],
-                        opts: RetrainOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features of distorted copies of each photo the head is fitted on: (x, y, index of
-    the source photo in fit_samples) - cross-validation keeps a copy in its photo's fold."""
-    from imgtool import distort, images
-
-    d = distortions(opts)
-    n = len(fit_samples) * d.copies
-    ui.info(f"Distortions on: {n} extra backbone passes ({d.copies} per training image), not cached "
-            f"- this run costs about {d.copies + 1}x the extraction time of a plain run")
-    rng = np.random.default_rng(opts.seed)
-    xs, ys, src = [], [], []
-    bar = ui.progress(n, "distortions", unit="img")
-    for i, s in enumerate(fit_samples):
-        try:
-            batch = np.stack([images.decode_distorted(s.path, engine.input_size, distort.sample_plan(d, rng))
-                              for _ in range(d.copies)])
-        except ImgtoolError:
-            continue
-        xs.append(engine.run(batch))
-        ys.extend([s.label] * d.copies)
-        src.extend([i] * d.copies)
-        bar.update(d.copies)
-    bar.close()
-    if not xs:
-        return np.zeros((0, 0), np.float32), np.zeros(0, int), np.zeros(0, int)
-    return np.concatenate(xs), np.array(ys), np.array(src)
 
 
 def _summary_writer(path: Path | None) -> Any:

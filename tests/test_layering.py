@@ -80,7 +80,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                      "calibration", "findings", "options"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),
-    ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
+    ("the work", {"classifier", "bottlenecks", "featurize", "train", "features", "backbone_kind", "caches", "export",
                   "tflite_export", "export_checks", "report", "evaluation", "retraining", "auditing", "portable"}),
     ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
     ("front ends", {"command", "cli_options", "cli_retrain", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
