@@ -208,11 +208,11 @@ def models_list(fmt: str) -> None:
     and "purpose": "classifier"|"features") and per cache {"name": "bottlenecks"|"exports",
     "kind": "cache", "cached", "path", "bytes", "entries"}.
     """
-    from imgtool import api, caches
+    from imgtool import api_store, caches
     from imgtool.output import Writer
 
     with Writer(fmt) as out:
-        for info in api.list_models():
+        for info in api_store.list_models():
             state = ("embedded" if info.embedded else "cached" if info.cached else "not cached" if info.key is None
                      else f"damaged: {info.problem}")
             if info.kind == "catalog":
@@ -220,7 +220,7 @@ def models_list(fmt: str) -> None:
             else:
                 text = f"{info.key:30} {state:12} {info.name}\n"
             out.record(info.to_dict(), text=text)
-        for c in api.list_caches():
+        for c in api_store.list_caches():
             name = c.name
             out.record({"name": name, "kind": "cache", "cached": c.entries > 0, "path": str(c.path),
                         "bytes": c.bytes, "entries": c.entries},
@@ -234,9 +234,9 @@ def models_list(fmt: str) -> None:
 @click.argument("model", required=False)
 def models_path(model: str | None) -> None:
     """Where the cache is (or where MODEL's entry is)."""
-    from imgtool import api
+    from imgtool import api_store
 
-    click.echo(str(api.model_path(model)))  # not cached: the error says whether and how it can be fetched
+    click.echo(str(api_store.model_path(model)))  # not cached: the error says whether and how it can be fetched
 
 
 @models.command("download", epilog=exit_codes(
@@ -247,11 +247,11 @@ def models_path(model: str | None) -> None:
 @quiet_option
 def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
     """Download (and convert) models now, e.g. while building a CI image. Default: inception_v3."""
-    from imgtool import api
+    from imgtool import api_store
 
     ui.set_quiet(quiet)
     for ref in refs or (None,):
-        info = api.download_model(ref, features=features)
+        info = api_store.download_model(ref, features=features)
         ui.info(f"{info.name}: " + ("ships with imgtool, nothing to download" if info.embedded else "ready")
                 + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
 
@@ -272,10 +272,10 @@ def models_remove(names: tuple[str, ...], quiet: bool) -> None:
       imgtool models remove bottlenecks exports
       imgtool models remove all
     """
-    from imgtool import api
+    from imgtool import api_store
 
     ui.set_quiet(quiet)
-    if not api.remove_models(names):  # each removal is logged (stderr) as it happens
+    if not api_store.remove_models(names):  # each removal is logged (stderr) as it happens
         ui.info("nothing cached")
 
 

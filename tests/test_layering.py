@@ -82,7 +82,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),
     ("the work", {"classifier", "bottlenecks", "featurize", "train", "features", "backbone_kind", "caches", "export",
                   "tflite_export", "export_checks", "report", "evaluation", "retraining", "auditing", "portable"}),
-    ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
+    ("the Python API", {"api", "api_store", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
     ("front ends", {"command", "cli_options", "cli_retrain", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
                     "beam.pipelines", "beam.worker", "beam.running", "beam.loopback", "spark"}),
 ]
