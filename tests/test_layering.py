@@ -75,7 +75,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # or a lower one. Within a layer the cycle test keeps the order.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"version", "errors", "files", "settings", "ui", "output", "scores", "metrics", "distort", "tflite_info",
-                     "tflite_metadata", "store", "facts", "download", "labels", "images", "catalog", "refs", "dataset",
+                     "tflite_metadata", "store", "locks", "facts", "download", "archives", "labels", "images", "catalog", "refs", "dataset",
                      "calibration", "findings"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),
