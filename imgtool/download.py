@@ -5,6 +5,12 @@ NO_PROXY). A download goes to `tmp/<name>.<pid>.incomplete` and is renamed to it
 name only once whole (length as announced, size and checksum as pinned), so nothing that
 looks cached is ever half-written.
 
+One requests Session per fetch (its connections reused across the fetch's redirects,
+retries and URLs) with urllib3's Retry: connection failures, a timeout before the
+headers and RETRYABLE_STATUS are retried by urllib3 (exponential backoff, the server's
+Retry-After up to MAX_RETRY_AFTER); a body that stalls or is cut short is retried here,
+from the same IMGTOOL_RETRIES attempts (`_Attempts`). Unpacking is archives.py.
+
 Redirects are followed here, one hop at a time, so that Kaggle credentials
 (KAGGLE_USERNAME + KAGGLE_KEY, HTTP Basic) go to kaggle.com hosts only and never to the
 signed storage URL Kaggle redirects to, whatever requests' own redirect rules are."""
