@@ -75,7 +75,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # or a lower one. Within a layer the cycle test keeps the order.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"version", "errors", "files", "settings", "ui", "output", "scores", "metrics", "distort", "tflite",
-                     "tflite.schema", "tflite.reading", "tflite.writing", "tflite.head", "store", "facts", "reuse", "download",
+                     "tflite.schema", "tflite.reading", "tflite.writing", "tflite.head", "store", "locks", "facts", "reuse", "download", "archives",
                      "labels", "images", "catalog", "refs", "dataset",
                      "calibration", "findings", "options"}),
     ("running models", {"tfutil", "engine"}),
