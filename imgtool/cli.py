@@ -25,17 +25,20 @@ from imgtool.cli_options import (
     quiet_option,
     verbose_option,
 )
-from imgtool.cli_retrain import audit, evaluate, export_cmd, retrain_last_layer
 from imgtool.command import Group, _stdout_closed
 from imgtool.errors import EXIT_FAILED, ImgtoolError
 from imgtool.options import ClassifyOptions, ModelOptions
 from imgtool.version import __version__
 
 
-# `imgtool beam` (scale-out) is imported when it is run or listed: imgtool.beam.cli imports click
-# only, and apache_beam is imported when a beam command runs.
+# `imgtool beam` (scale-out) and the commands of cli_retrain.py are imported when one is run or
+# listed (`imgtool classify` builds none of them): imgtool.beam.cli imports click only, and
+# apache_beam is imported when a beam command runs.
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-             lazy_commands={"beam": "imgtool.beam.cli:beam"})
+             lazy_commands={"beam": "imgtool.beam.cli:beam", "retrain": "imgtool.cli_retrain:retrain_last_layer",
+                            "retrain-last-layer": "imgtool.cli_retrain:retrain_last_layer",
+                            "export": "imgtool.cli_retrain:export_cmd", "evaluate": "imgtool.cli_retrain:evaluate",
+                            "audit": "imgtool.cli_retrain:audit"})
 @click.version_option(__version__, prog_name="imgtool")
 def cli() -> None:
     """Classify photos with pretrained networks; retrain the last layer on your own.
@@ -302,9 +305,3 @@ def main() -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
 
-
-cli.add_command(retrain_last_layer)
-cli.add_command(retrain_last_layer, name="retrain")
-cli.add_command(export_cmd)
-cli.add_command(evaluate)
-cli.add_command(audit)

@@ -16,7 +16,6 @@ Layer: foundations (stdlib, errors)."""
 from __future__ import annotations
 
 import os
-from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
@@ -86,35 +85,45 @@ class Spec:
         self.hidden, self.show_default = hidden or deprecated is not None, show_default
 
 
+class _Option:
+    """An option in its class's body, until the class is made a dataclass (`made`):
+    then it is a `dataclasses.field` with the Spec as its metadata."""
+
+    __slots__ = ("default", "spec")
+
+    def __init__(self, default: Any, spec: Spec):
+        self.default, self.spec = default, spec
+
+
 def option(default: Any = None, *, flag: str | tuple[str, ...], kind: str, help: str | None = None,
            metavar: str | None = None, choices: tuple[str, ...] | None = None, range: Range | None = None,
            deprecated: str | None = None, hidden: bool = False, show_default: bool = False) -> Any:
-    """A dataclass field that is an option of a command (see the module docstring)."""
+    """A field of an options class that is an option of a command (see the module docstring)."""
     flags = (flag,) if isinstance(flag, str) else flag
-    return field(default=default, metadata={"option": Spec(flags, kind, help, metavar, choices, range, deprecated,
-                                                           hidden, show_default)})
+    return _Option(default, Spec(flags, kind, help, metavar, choices, range, deprecated, hidden, show_default))
 
 
-def spec_of(f: Field[Any]) -> Spec | None:
-    return f.metadata.get("option")
+_OPTIONS: dict[type, list[tuple[str, Spec, Any]]] = {}
 
 
 def options_of(cls: type) -> list[tuple[str, Spec, Any]]:
     """(name, spec, default) of each option of the options class `cls`, in declaration
     order (base classes first, as dataclasses orders them), read from the class bodies:
     no dataclass machinery is needed (see `options_class`)."""
-    import inspect  # loaded already: click imports it
+    if cls not in _OPTIONS:
+        import inspect  # loaded already: click imports it
 
-    out: dict[str, tuple[str, Spec, Any]] = {}
-    for klass in reversed(cls.__mro__):
-        for name in inspect.get_annotations(klass):
-            f = klass.__dict__.get(name)
-            if isinstance(f, Field) and (s := spec_of(f)) is not None:
-                out[name] = (name, s, f.default)
-            elif (made_field := klass.__dict__.get("__dataclass_fields__", {}).get(name)) is not None and (
-                    s := spec_of(made_field)) is not None:
-                out[name] = (name, s, made_field.default)
-    return list(out.values())
+        out: dict[str, tuple[str, Spec, Any]] = {}
+        for klass in reversed(cls.__mro__):
+            for name in inspect.get_annotations(klass):
+                value = _SPECS.get((klass, name)) or klass.__dict__.get(name)
+                if isinstance(value, _Option):
+                    out[name] = (name, value.spec, value.default)
+        _OPTIONS[cls] = list(out.values())
+    return _OPTIONS[cls]
+
+
+_SPECS: dict[tuple[type, str], _Option] = {}  # the options of the classes made dataclasses already
 
 
 class _Options:
@@ -126,10 +135,18 @@ class _Options:
 
 
 def made(cls: type[T]) -> type[T]:
-    """`cls` (an options class) made a dataclass, in place, its bases first, once."""
+    """`cls` (an options class) made a dataclass, in place, its bases first, once: each
+    option becomes a `dataclasses.field` (its Spec the metadata, "option")."""
+    from dataclasses import dataclass, field
+
     for klass in reversed(cls.__mro__):
-        if issubclass(klass, _Options) and klass is not _Options and "__dataclass_fields__" not in klass.__dict__:
-            dataclass(klass)
+        if not issubclass(klass, _Options) or klass is _Options or "__dataclass_fields__" in klass.__dict__:
+            continue
+        for name, value in list(klass.__dict__.items()):
+            if isinstance(value, _Option):
+                _SPECS[(klass, name)] = value
+                setattr(klass, name, field(default=value.default, metadata={"option": value.spec}))
+        dataclass(klass)
     return cls
 
 
@@ -138,8 +155,9 @@ if TYPE_CHECKING:
 else:
     def options_class(cls: type[T]) -> type[T]:
         """@dataclass, applied on first use (an instance, `made`): the CLI reads every
-        option at start-up to build its click options, and the dataclass machinery for
-        ~45 fields would cost more than the whole click tree does."""
+        option at start-up to build its click options, and the dataclass machinery (and
+        the dataclasses module, which nothing else imports at start-up) for ~45 fields
+        would cost more than the whole click tree does."""
         return cls
 
 
@@ -178,7 +196,9 @@ def typed(cls: type[T], caller: str, **values: Any) -> T:
     """`cls` from an API call's keywords: paths (`os.PathLike` or str) as Path for the
     folders and as str for the rest; a keyword that is no option is a TypeError, as
     Python says it for `caller`."""
-    known = {f.name: spec_of(f) for f in fields(made(cls))}  # type: ignore[arg-type]  # made: a dataclass
+    from dataclasses import fields
+
+    known = {f.name: f.metadata.get("option") for f in fields(made(cls))}  # type: ignore[arg-type]  # made: a dataclass
     for name in values:
         if name not in known:
             raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}")

@@ -27,7 +27,7 @@ def _params(command: click.Command) -> dict[str, click.Parameter]:
 def test_every_option_field_is_the_commands_click_option(cls: type, command: str) -> None:
     from imgtool.cli import cli
 
-    params = _params(cli.commands[command])
+    params = _params(cli.get_command(click.Context(cli), command))
     for name, spec, default in options.options_of(cls):
         p = params[name]
         assert isinstance(p, click.Option)
