@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from imgtool import ui
-from imgtool.errors import UsageError
+from imgtool.errors import Advice, Call, Param, UsageError
 
 if TYPE_CHECKING:
     from imgtool.caches import CacheInfo
@@ -184,7 +184,7 @@ def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, p
     elif labels is not None:
         given = list(labels)
         if not given or not all(isinstance(x, str) for x in given):
-            raise UsageError("labels: give a labels file, or a non-empty list of strings")
+            raise UsageError("labels: " + Advice.GIVE_LABELS + ", or a non-empty list of strings", parameter="labels")
     with ui.reporting(progress):
         model = resolve(None if ref is None else os.fspath(ref), labels_file=labels_file, purpose=purpose,
                         input_size=input_size, value_range=value_range, tensors=tensors)
@@ -213,7 +213,7 @@ def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None
                      progress=kwargs.get("progress"))
     width = is_feature_extractor(model)
     if width is not None:  # no labels because it has none to give: the same words as classify
-        raise UsageError(feature_extractor_message(model.ref, width))
+        raise UsageError(feature_extractor_message(model.ref, width), model=model.ref)
     return None if model.labels is None else list(model.labels)
 
 
@@ -261,7 +261,7 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
     if quantize not in ("none", "dynamic", "float16", "int8"):
         raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8")
     if summaries_dir is not None and not _summaries_installed():
-        raise UsageError(f"`summaries_dir` needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
+        raise UsageError(Param("summaries_dir") + f" needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
     image_dir = Path(folder) if folder is not None else _shards_root(features)
     opts = RetrainOptions(
         image_dir=image_dir, output=path(output), model=os.fspath(model) if model else settings.current().backbone,
@@ -444,9 +444,9 @@ def model_path(ref: str | None = None) -> Path:
     try:
         refs.parse(ref, load_catalog())
     except ModelNotFoundError as err:  # nothing that download_model could fetch
-        raise ModelNotFoundError(f"{ref} is not in the cache, and cannot be fetched: {err}") from None
-    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()}); `download_model({ref!r})` "
-                             "fetches it")
+        raise ModelNotFoundError(f"{ref} is not in the cache, and cannot be fetched: " + err.text, model=ref) from None
+    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()}); " + Call("download_model", ref)
+                             + " fetches it", model=ref)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from imgtool import settings, store, ui
-from imgtool.errors import DownloadError, ModelError, StorageError
+from imgtool.errors import Call, DownloadError, ModelError, StorageError, first_line
 
 CHUNK = 1 << 20
 #: The slowest transfer accepted: a download that receives fewer than MIN_RATE bytes a
@@ -114,8 +114,8 @@ def check_online(what: str, dest_name: str = "") -> None:
     if store.offline():
         raise DownloadError(
             f"{what} is not in the cache and IMGTOOL_OFFLINE is set; "
-            f"run `download_model({what!r})` with network access first" if what else
-            f"{dest_name} is not in the cache and IMGTOOL_OFFLINE is set"
+            "run " + Call("download_model", what) + " with network access first" if what else
+            f"{dest_name} is not in the cache and IMGTOOL_OFFLINE is set", model=what or None
         )
 
 
@@ -259,7 +259,7 @@ def _reason(err: Exception) -> str:
                    "Remote end closed", "IncompleteRead", "Connection aborted"):
         if marker in text:
             return marker.lower()
-    return text.splitlines()[0][:120] if text else type(err).__name__
+    return first_line(err, 120)
 
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -304,7 +304,7 @@ def extract_archive(archive: Path, target: Path, what: str = "") -> None:
     except (tarfile.TarError, EOFError, OSError) as err:
         if store.is_storage_error(err, target):
             raise  # a full disk or read-only cache, not a corrupt download
-        reason = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else type(err).__name__
+        reason = first_line(err, None).rstrip(":")
         if "could not be opened successfully" in reason:  # tarfile lists every method it tried, one a line
             reason = "not a gzip, bzip2, xz or plain tar file"
         raise ModelError(f"{what or archive.name}: not a readable .tar.gz archive ({reason}); "
@@ -338,7 +338,7 @@ def _extract_zip(archive: Path, target: Path, what: str) -> None:
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         if isinstance(err, OSError) and store.is_storage_error(err, target):
             raise  # a full disk or read-only cache, not a corrupt download
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err, None)
         raise ModelError(f"{what or archive.name}: not a readable .zip archive ({reason}); "
                          "the download is corrupt") from None
 

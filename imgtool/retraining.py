@@ -19,7 +19,7 @@ import numpy as np
 
 from imgtool import bottlenecks, dataset, metrics, ui
 from imgtool.distort import Distortions
-from imgtool.errors import ImgtoolError, UsageError
+from imgtool.errors import ImgtoolError, Param, UsageError
 from imgtool.images import not_a_regular_file
 from imgtool.train import TrainConfig
 from imgtool.version import made_with
@@ -74,10 +74,10 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, flo
     raw = dataset.assign_splits(files, len(classes), v, t)
     dataset.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
-        why = ("`test_percent` is 0" if t == 0 and "test" not in given
+        why = (Param("test_percent") + " is 0" if t == 0 and "test" not in given
                else f"no photo fell in the test split ({len(raw)} photos, {t:g}%)")
-        raise UsageError(f"`min_accuracy` needs test photos, and there are none ({why}); raise `test_percent`, "
-                         "give `test_dir`, or drop `min_accuracy`")
+        raise UsageError(Param("min_accuracy") + " needs test photos, and there are none (" + why + "); raise "
+                         + Param("test_percent") + ", give " + Param("test_dir") + ", or drop " + Param("min_accuracy"))
     return classes, files, layout, v, t
 
 
@@ -85,7 +85,7 @@ def _output_path(opts: RetrainOptions) -> Path:
     from imgtool import export, store
 
     output = opts.output or export.default_output(opts.image_dir)
-    store.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
+    store.check_target(output, Param("output"), kind="folder")  # a name too long, a link: before anything else
     if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
         store.clean_stale(output.parent, f".{output.name}.")
     export.check_output(output, opts.image_dir, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
@@ -102,8 +102,9 @@ def _check_catalog_backbone(ref: str | None) -> None:
         return
     cfg = load_catalog().get(name)
     if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
-        raise UsageError(f"`model` {name} is a classifier, not a feature extractor (the catalog records its output "
-                         f"as {cfg.output} and names no feature-vector twin); {_give_features()}")
+        raise UsageError(Param("model") + f" {name} is a classifier, not a feature extractor (the catalog records "
+                         f"its output as {cfg.output} and names no feature-vector twin); " + _give_features(),
+                         model=name)
 
 
 def _check_backbone(backbone: Any, ref: str | None) -> None:
@@ -117,8 +118,8 @@ def _check_backbone(backbone: Any, ref: str | None) -> None:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)
     if why is not None:
-        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); "
-                         f"{_give_features()}")
+        raise UsageError(Param("model") + f" {backbone.ref} is a classifier, not a feature extractor ({why}); "
+                         + _give_features(), model=backbone.ref)
 
 
 def _give_features() -> str:
@@ -158,7 +159,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             opts.validation_percent, opts.test_percent
     output = _output_path(opts)
     if opts.steps:
-        ui.warn("`steps` is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
+        ui.warn(Param("steps") + " is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
 
     backbone, engine, ident, cache = feature_backbone(opts.model, opts.input_size, opts.value_range,
                                                       opts.bottleneck_dir)
@@ -243,8 +244,8 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         if reached is None or reached < opts.min_accuracy:
             shown = "n/a (no test images)" if reached is None else f"{reached:.1%}"
             gap = "" if reached is None else f" by {opts.min_accuracy - reached:.1%}"
-            result.below_minimum = (f"accuracy {shown} is below `min_accuracy` {opts.min_accuracy:.1%}{gap}; "
-                                    "the model was not written")
+            result.below_minimum = (f"accuracy {shown} is below " + Param("min_accuracy")
+                                    + f" {opts.min_accuracy:.1%}{gap}; the model was not written")
             return result
     # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
     seen = sorted({shas[s.path] for s in samples if s.split != "test"})
@@ -271,7 +272,7 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
         ui.info(f"no test photos of {', '.join(lacking)} (the split is by hash: small classes may have none)")
     warning = dataset.imbalance(classes, samples)
     if warning:
-        ui.warn(warning + f" (`class_weight` {opts.train.class_weight})")
+        ui.warn(warning + " (" + Param("class_weight") + f" {opts.train.class_weight})")
     return samples, shas, bad
 
 
@@ -330,10 +331,11 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
     from imgtool.train import select_and_fit
 
     config = opts.train  # never modified: the options object is the caller's
-    what = f"L2 {config.l2:g} (`l2`)" if config.l2 is not None else f"L2 from {len(config.l2_grid)} values"
+    what = (f"L2 {config.l2:g} (" + Param("l2") + ")" if config.l2 is not None
+            else f"L2 from {len(config.l2_grid)} values")
     ui.info(f"Fitting the last layer on {len(x_fit)} photos"
             + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
-            + f": {what} by cross-validation, class weights {config.class_weight}")
+            + ": " + what + f" by cross-validation, class weights {config.class_weight}")
     head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra, groups=groups)
     for c in selection.candidates:
         mark = "  <- chosen" if c["l2"] == selection.l2 else ""
