@@ -105,19 +105,19 @@ class Model:
             if found is None:
                 raise UsageError(f"min_score auto: {self.ref} records no suggested minimum score (only models "
                                  "retrained by this imgtool do, when a threshold reached 95% precision); give a number "
-                                 "or retrain the model")
+                                 "or retrain the model", parameter="min_score", model=self.ref)
             return found
         if isinstance(value, str) or not 0 <= value <= 1:
-            raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto")
+            raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto", parameter="min_score")
         return float(value)
 
     def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                       progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
         if top_k < 1:
-            raise UsageError(f"top_k must be at least 1 (got {top_k})")
+            raise UsageError(f"top_k must be at least 1 (got {top_k})", parameter="top_k")
         if batch_size < 1:
-            raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+            raise UsageError(f"batch_size must be at least 1 (got {batch_size})", parameter="batch_size")
         threshold = self.resolve_min_score(min_score)
         items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
         with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
@@ -197,7 +197,7 @@ def _classifier(model: ResolvedModel, scores: str) -> Classifier:
     from imgtool.classifier import Classifier
 
     if scores not in ("auto", "probabilities", "logits"):
-        raise UsageError(f"scores {scores!r}: choose auto, probabilities or logits")
+        raise UsageError(f"scores {scores!r}: choose auto, probabilities or logits", parameter="scores")
     return Classifier(model, scores=scores)
 
 
@@ -253,13 +253,13 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
         raise UsageError("give the folder of photos (one sub-folder per class), or feature shards")
     for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
         if not 0 <= pct <= 50:
-            raise UsageError(f"{name} {pct:g} is outside 0..50")
+            raise UsageError(f"{name} {pct:g} is outside 0..50", parameter=name)
     if min_accuracy is not None and not 0 <= min_accuracy <= 1:
-        raise UsageError(f"min_accuracy {min_accuracy:g} is outside 0..1")
+        raise UsageError(f"min_accuracy {min_accuracy:g} is outside 0..1", parameter="min_accuracy")
     if class_weight not in ("balanced", "none"):
-        raise UsageError(f"class_weight {class_weight!r}: choose balanced or none")
+        raise UsageError(f"class_weight {class_weight!r}: choose balanced or none", parameter="class_weight")
     if quantize not in ("none", "dynamic", "float16", "int8"):
-        raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8")
+        raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8", parameter="quantize")
     if summaries_dir is not None and not _summaries_installed():
         raise UsageError(Param("summaries_dir") + f" needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
     image_dir = Path(folder) if folder is not None else _shards_root(features)
@@ -331,7 +331,7 @@ def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, val
 
     for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
         if not 0 <= pct <= 50:
-            raise UsageError(f"{name} {pct:g} is outside 0..50")
+            raise UsageError(f"{name} {pct:g} is outside 0..50", parameter=name)
     with ui.reporting(progress):
         return run(Path(folder), os.fspath(model) if model else settings.current().backbone,
                    validation_dir=None if validation_dir is None else Path(validation_dir),

@@ -41,6 +41,9 @@ def test_a_retrain_refusal_names_the_parameter(flowers: Path, tmp_path: Path) ->
     assert str(err) == ("`min_accuracy` needs test photos, and there are none (`test_percent` is 0); raise "
                         "`test_percent`, give `test_dir`, or drop `min_accuracy`")
     assert (err.parameter, err.hint, err.path, err.model, err.exit_code) == ("min_accuracy", None, None, None, 2)
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(data, test_percent=80)
+    assert (str(info.value), info.value.parameter) == ("test_percent 80 is outside 0..50", "test_percent")
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
