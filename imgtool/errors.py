@@ -14,7 +14,7 @@ Every class also derives from the built-in exception a Python caller would expec
 `except ValueError` / `except LookupError` / `except OSError` around library calls works:
 UsageError, DatasetError, ImageError, SettingError -> ValueError; ModelError ->
 RuntimeError (ModelNotFoundError -> LookupError); DownloadError -> ConnectionError;
-StorageError -> OSError.
+LockTimeoutError -> TimeoutError; StorageError -> OSError.
 
 Messages name what the caller can change as structured parts, not as words to be
 rephrased: `Param("min_accuracy")` (a parameter), `Call("download_model", "x")` (a call to
@@ -245,6 +245,19 @@ class DownloadError(ModelError, ConnectionError):
                  path: object = None, model: str | None = None):
         whole = as_text(message, hint)
         ConnectionError.__init__(self, whole)
+        self._fields(whole, parameter, hint, path, model)
+        self.message = str(whole)
+
+
+class LockTimeoutError(ModelError, TimeoutError):
+    """Another process held a cache entry's lock for longer than IMGTOOL_LOCK_TIMEOUT
+    (exit 3: the model could not be obtained). Also a TimeoutError (so an OSError, with
+    errno None): it is never a storage error."""
+
+    def __init__(self, message: object = "", *, parameter: str | None = None, hint: object = None,
+                 path: object = None, model: str | None = None):
+        whole = as_text(message, hint)
+        TimeoutError.__init__(self, whole)
         self._fields(whole, parameter, hint, path, model)
         self.message = str(whole)
 
