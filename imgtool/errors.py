@@ -210,7 +210,7 @@ class ImgtoolError(Exception):
         self._fields(whole, parameter, hint, path, model)
 
     def _fields(self, whole: Text, parameter: str | None, hint: object, path: object, model: str | None) -> None:
-        self.text = whole
+        self.text, self.message = whole, str(whole)
         named = whole.params()
         self.parameter = parameter if parameter is not None else (named[0] if named else None)
         self.hint = None if hint is None else as_text(hint)
@@ -241,25 +241,11 @@ class DownloadError(ModelError, ConnectionError):
     """A model or labels file could not be downloaded. Also a ConnectionError (so an
     OSError, with errno None): it is never a storage error."""
 
-    def __init__(self, message: object = "", *, parameter: str | None = None, hint: object = None,
-                 path: object = None, model: str | None = None):
-        whole = as_text(message, hint)
-        ConnectionError.__init__(self, whole)
-        self._fields(whole, parameter, hint, path, model)
-        self.message = str(whole)
-
 
 class LockTimeoutError(ModelError, TimeoutError):
     """Another process held a cache entry's lock for longer than IMGTOOL_LOCK_TIMEOUT
     (exit 3: the model could not be obtained). Also a TimeoutError (so an OSError, with
     errno None): it is never a storage error."""
-
-    def __init__(self, message: object = "", *, parameter: str | None = None, hint: object = None,
-                 path: object = None, model: str | None = None):
-        whole = as_text(message, hint)
-        TimeoutError.__init__(self, whole)
-        self._fields(whole, parameter, hint, path, model)
-        self.message = str(whole)
 
 
 class ImageError(ImgtoolError, ValueError):
@@ -287,7 +273,6 @@ class StorageError(ImgtoolError, OSError):
         whole = as_text(message, hint)
         OSError.__init__(self, errno, whole, filename)
         self._fields(whole, parameter, hint, path if path is not None else filename, model)
-        self.message = str(whole)
 
 
 class SettingError(UsageError):
