@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgtool import ui
-from imgtool.errors import UsageError
+from imgtool.errors import Advice, Param, UsageError
 from imgtool.options import Quantize, Scores
 
 if TYPE_CHECKING:
@@ -102,10 +102,10 @@ class Model:
             if found is None:
                 raise UsageError(f"min_score auto: {self.ref} records no suggested minimum score (only models "
                                  "retrained by this imgtool do, when a threshold reached 95% precision); give a number "
-                                 "or retrain the model")
+                                 "or retrain the model", parameter="min_score", model=self.ref)
             return found
         if isinstance(value, str) or not 0 <= value <= 1:
-            raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto")
+            raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto", parameter="min_score")
         return float(value)
 
     def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
@@ -181,7 +181,7 @@ def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, p
     elif labels is not None:
         given = list(labels)
         if not given or not all(isinstance(x, str) for x in given):
-            raise UsageError("labels: give a labels file, or a non-empty list of strings")
+            raise UsageError("labels: " + Advice.GIVE_LABELS + ", or a non-empty list of strings", parameter="labels")
     with ui.reporting(progress):
         model = resolve(None if ref is None else os.fspath(ref), labels_file=labels_file, purpose=purpose,
                         input_size=input_size, value_range=value_range, tensors=tensors)
@@ -210,7 +210,7 @@ def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None
                      progress=kwargs.get("progress"))
     width = is_feature_extractor(model)
     if width is not None:  # no labels because it has none to give: the same words as classify
-        raise UsageError(feature_extractor_message(model.ref, width))
+        raise UsageError(feature_extractor_message(model.ref, width), model=model.ref)
     return None if model.labels is None else list(model.labels)
 
 
@@ -245,7 +245,7 @@ def retrain(folder: PathLike | None, *, progress: ui.ProgressCallback | None = N
         ui.info("Training from feature shards: no photo is read; report thumbnails show only photos still "
                 "readable at the path recorded in the shards")
     if opts.summaries_dir is not None and not _summaries_installed():
-        raise UsageError(f"`summaries_dir` needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
+        raise UsageError(Param("summaries_dir") + f" needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
     if opts.model is None:
         opts.model = settings.current().backbone
     with ui.reporting(progress):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from imgtool import ui
-from imgtool.errors import UsageError
+from imgtool.errors import Call, UsageError
 
 if TYPE_CHECKING:
     from imgtool.api import PathLike
@@ -124,9 +124,9 @@ def model_path(ref: str | None = None) -> Path:
     try:
         refs.parse(ref, load_catalog())
     except ModelNotFoundError as err:  # nothing that download_model could fetch
-        raise ModelNotFoundError(f"{ref} is not in the cache, and cannot be fetched: {err}") from None
-    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()}); `download_model({ref!r})` "
-                             "fetches it")
+        raise ModelNotFoundError(f"{ref} is not in the cache, and cannot be fetched: " + err.text, model=ref) from None
+    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()}); " + Call("download_model", ref)
+                             + " fetches it", model=ref)
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,8 @@ def load(opts: ClassifyOptions | EvaluateOptions, verbose: bool) -> Any:
 
     model = api.load_model(opts.model, scores=opts.scores, **model_kwargs(opts))
     if verbose:
-        ui.info(f"{model.ref}: {model.classifier.output_width} outputs, read as {model.scores} ({model.scores_reason})")
+        ui.info(f"{model.ref}: {model.classifier.output_width} outputs, read as {model.scores} ("
+                + model.scores_reason + ")")
         ui.info(f"scores made with {_runtime(model)}")
     return model
 

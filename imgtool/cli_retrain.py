@@ -25,7 +25,7 @@ from imgtool.cli_options import (
     quiet_option,
     verbose_option,
 )
-from imgtool.command import Command, cli_phrase
+from imgtool.command import Command, cli_text
 from imgtool.errors import EXIT_FAILED
 from imgtool.options import QUANTIZE_MODES, EvaluateOptions, RetrainOptions
 from imgtool.output import terminal_lines, terminal_text
@@ -85,7 +85,7 @@ def retrain_last_layer(image_dir: Path | None, print_misclassified: bool, fmt: s
     if print_misclassified and fmt == "text":
         _print_wrong(result.misclassified)
     if result.below_minimum:
-        click.echo(f"Error: {cli_phrase(result.below_minimum)}", err=True)
+        click.echo(f"Error: {cli_text(result.below_minimum)}", err=True)
         sys.exit(EXIT_FAILED)
     for line in _export_lines(result.metrics.get("exports") or []):
         ui.info(line)
@@ -107,7 +107,7 @@ def _print_summary(m: dict[str, Any]) -> None:
     from imgtool import metrics as metrics_mod
 
     h = m["head"]
-    ui.info(f"head: {h['method']}; L2 {h['l2']:g}, cross-validated accuracy {h['cv_accuracy']:.1%} "
+    ui.info("head: " + h["method"] + f"; L2 {h['l2']:g}, cross-validated accuracy {h['cv_accuracy']:.1%} "
             f"+- {h['cv_accuracy_std']:.1%} over {h['cv_folds']} folds, log-loss {h['cv_loss']:.3f}")
     cal, opens = m.get("calibration"), m.get("open_set") or {}
     if cal:
@@ -226,7 +226,7 @@ def evaluate(image_dir: Path, fmt: str, print_misclassified: bool, quiet: bool, 
         if print_misclassified:
             _print_wrong(ev.misclassified)
     if ev.below_minimum:
-        click.echo(f"Error: {cli_phrase(ev.below_minimum)}", err=True)
+        click.echo(f"Error: {cli_text(ev.below_minimum)}", err=True)
         sys.exit(EXIT_FAILED)
     if ev.failures:
         sys.exit(EXIT_FAILED)

@@ -15,7 +15,7 @@ import numpy as np
 
 from imgtool import bottlenecks, dataset, ui
 from imgtool.distort import Distortions
-from imgtool.errors import ImgtoolError, UsageError
+from imgtool.errors import ImgtoolError, Param, UsageError
 from imgtool.images import not_a_regular_file
 
 
@@ -29,8 +29,9 @@ def _check_catalog_backbone(ref: str | None) -> None:
         return
     cfg = load_catalog().get(name)
     if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
-        raise UsageError(f"`model` {name} is a classifier, not a feature extractor (the catalog records its output "
-                         f"as {cfg.output} and names no feature-vector twin); {_give_features()}")
+        raise UsageError(Param("model") + f" {name} is a classifier, not a feature extractor (the catalog records "
+                         f"its output as {cfg.output} and names no feature-vector twin); " + _give_features(),
+                         model=name)
 
 
 def _check_backbone(backbone: Any, ref: str | None) -> None:
@@ -44,8 +45,8 @@ def _check_backbone(backbone: Any, ref: str | None) -> None:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)
     if why is not None:
-        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); "
-                         f"{_give_features()}")
+        raise UsageError(Param("model") + f" {backbone.ref} is a classifier, not a feature extractor ({why}); "
+                         + _give_features(), model=backbone.ref)
 
 
 def _give_features() -> str:

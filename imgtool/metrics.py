@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from imgtool.errors import Param, Text
+
 FILE = "metrics.json"  # in every model folder retrain writes: the metrics, options and exports
 
 
@@ -63,14 +65,14 @@ def write_file(folder: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
-def below_minimum(reached: float | None, minimum: float | None, unknown: str = "n/a") -> str | None:
+def below_minimum(reached: float | None, minimum: float | None, unknown: str = "n/a") -> Text | None:
     """Why an accuracy does not reach `min_accuracy` (`unknown`: how a missing accuracy is
     shown), or None when it does or there is no minimum. Retrain's and evaluate's gate."""
     if minimum is None or (reached is not None and reached >= minimum):
         return None
     shown = unknown if reached is None else f"{reached:.1%}"
     gap = "" if reached is None else f" by {minimum - reached:.1%}"
-    return f"accuracy {shown} is below `min_accuracy` {minimum:.1%}{gap}"
+    return f"accuracy {shown} is below " + Param("min_accuracy") + f" {minimum:.1%}{gap}"
 
 
 def _pct(value: float | None, width: int) -> str:

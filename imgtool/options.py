@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
-from imgtool.errors import UsageError
+from imgtool.errors import Advice, Param, Text, UsageError
 
 T = TypeVar("T")
 
@@ -35,9 +35,9 @@ PERCENT_RANGE = (0, 50)  # of the photos in the validation split, and in the tes
 
 #: Why an option is deprecated, by reason: each deprecated option's field names one
 #: (`deprecated=`), and `deprecation` says each reason once, whichever options were given.
-DEPRECATIONS = {
-    "converged": "the last layer is fitted to convergence (full-batch L-BFGS), with L2 chosen by cross-validation "
-                 "(`l2` fixes it)",
+DEPRECATIONS: dict[str, Text] = {
+    "converged": "the last layer is fitted to convergence (full-batch L-BFGS), with L2 chosen by cross-validation ("
+                 + Param("l2") + " fixes it)",
 }
 
 
@@ -189,7 +189,7 @@ def check_value(cls: type, name: str, value: Any) -> None:
         else:
             problem = spec.range.refusal(name, value)
     if problem is not None:
-        raise UsageError(problem)
+        raise UsageError(problem, parameter=name)
 
 
 def typed(cls: type[T], caller: str, **values: Any) -> T:
@@ -225,19 +225,26 @@ def deprecated_names(cls: type) -> list[str]:
     return [name for name, spec, _ in options_of(cls) if spec.deprecated is not None]
 
 
-def deprecation(opts: Any) -> str | None:
+def deprecation(opts: Any) -> Text | None:
     """One line naming the deprecated options `opts` sets (they change nothing) and why,
     or None when it sets none."""
     given = [(name, spec.deprecated) for name, spec, default in options_of(type(opts))
              if spec.deprecated is not None and getattr(opts, name) != default]
     if not given:
         return None
-    reasons = "; ".join(DEPRECATIONS[r] for r in dict.fromkeys(r for _, r in given))
-    return (f"{', '.join(f'`{n}`' for n, _ in given)} {'is' if len(given) == 1 else 'are'} deprecated and ignored: "
-            f"{reasons}")
+    line = Text()
+    for i, (name, _) in enumerate(given):
+        line = line + (", " if i else "") + Param(name)
+    line = line + f" {'is' if len(given) == 1 else 'are'} deprecated and ignored: "
+    for i, reason in enumerate(dict.fromkeys(r for _, r in given)):
+        line = line + ("; " if i else "") + DEPRECATIONS[reason]
+    return line
 
 
 # ---------------------------------------------------------------- the commands' options
+
+_GIVE_FOLDER = ("give " + Param("folder") + " (one sub-folder per class), or " + Param("features")
+                + " 'PREFIX-*.parquet'")
 
 @options_class
 class ModelOptions(_Options):
@@ -367,7 +374,7 @@ class RetrainOptions(_Options):
         """The photos' folder (with `features`: the one the shards were made from, which
         `imgtool.retrain` fills in)."""
         if self.image_dir is None:
-            raise UsageError("give `folder` (one sub-folder per class), or `features` 'PREFIX-*.parquet'")
+            raise UsageError(_GIVE_FOLDER, parameter="folder")
         return self.image_dir
 
     def distorted(self) -> bool:
@@ -381,11 +388,12 @@ def check_retrain(opts: RetrainOptions) -> None:
     check(opts)
     if opts.features is None:
         if opts.image_dir is None:
-            raise UsageError("give `folder` (one sub-folder per class), or `features` 'PREFIX-*.parquet'")
+            raise UsageError(_GIVE_FOLDER, parameter="folder")
         return
     if opts.image_dir is not None:
-        raise UsageError("give `folder` or `features`, not both")
+        raise UsageError("give " + Param("folder") + " or " + Param("features") + ", not both", parameter="features")
     if opts.output is None:
-        raise UsageError("`features` needs `output` (the model folder to write)")
+        raise UsageError(Advice.FEATURES_NEED_OUTPUT + " (the model folder to write)", parameter="output")
     if opts.distorted():
-        raise UsageError("distortions need the photos; `features` trains on precomputed features only")
+        raise UsageError("distortions need the photos; " + Param("features") + " trains on precomputed features only",
+                         parameter="features")

@@ -19,7 +19,7 @@ import numpy as np
 
 from imgtool import bottlenecks, dataset, metrics, options, reuse, ui
 from imgtool.distort import Distortions
-from imgtool.errors import UsageError
+from imgtool.errors import Param, Text, UsageError
 from imgtool.featurize import distorted_features, feature_backbone, features_of, readable_files
 from imgtool.options import RetrainOptions
 from imgtool.train import TrainConfig
@@ -64,10 +64,10 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, flo
     raw = dataset.assign_splits(files, len(classes), v, t)
     dataset.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
-        why = ("`test_percent` is 0" if t == 0 and "test" not in given
+        why = (Param("test_percent") + " is 0" if t == 0 and "test" not in given
                else f"no photo fell in the test split ({len(raw)} photos, {t:g}%)")
-        raise UsageError(f"`min_accuracy` needs test photos, and there are none ({why}); raise `test_percent`, "
-                         "give `test_dir`, or drop `min_accuracy`")
+        raise UsageError(Param("min_accuracy") + " needs test photos, and there are none (" + why + "); raise "
+                         + Param("test_percent") + ", give " + Param("test_dir") + ", or drop " + Param("min_accuracy"))
     return classes, files, layout, v, t
 
 
@@ -75,7 +75,7 @@ def _output_path(opts: RetrainOptions) -> Path:
     from imgtool import export, files, store
 
     output = opts.output or export.default_output(opts.folder)
-    files.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
+    files.check_target(output, Param("output"), kind="folder")  # a name too long, a link: before anything else
     if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
         store.clean_stale(output.parent, f".{output.name}.")
     export.check_output(output, opts.folder, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
@@ -244,7 +244,7 @@ def _findings(data: _Data, fit: _Fit) -> dict[str, Any]:
     return out
 
 
-def _below_minimum(min_accuracy: float | None, reached: float | None) -> str | None:
+def _below_minimum(min_accuracy: float | None, reached: float | None) -> Text | None:
     """Why the model is not written (test accuracy under `min_accuracy`), or None."""
     gate = metrics.below_minimum(reached, min_accuracy, "n/a (no test images)")
     return None if gate is None else gate + "; the model was not written"
@@ -306,7 +306,7 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
         ui.info(f"no test photos of {', '.join(lacking)} (the split is by hash: small classes may have none)")
     warning = dataset.imbalance(classes, samples)
     if warning:
-        ui.warn(warning + f" (`class_weight` {opts.class_weight})")
+        ui.warn(warning + " (" + Param("class_weight") + f" {opts.class_weight})")
     return samples, shas, bad
 
 
@@ -326,10 +326,11 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
     from imgtool.train import select_and_fit
 
     config = train_config(opts)
-    what = f"L2 {config.l2:g} (`l2`)" if config.l2 is not None else f"L2 from {len(config.l2_grid)} values"
+    what = (f"L2 {config.l2:g} (" + Param("l2") + ")" if config.l2 is not None
+            else f"L2 from {len(config.l2_grid)} values")
     ui.info(f"Fitting the last layer on {len(x_fit)} photos"
             + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
-            + f": {what} by cross-validation, class weights {config.class_weight}")
+            + ": " + what + f" by cross-validation, class weights {config.class_weight}")
     head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra, groups=groups)
     for c in selection.candidates:
         mark = "  <- chosen" if c["l2"] == selection.l2 else ""

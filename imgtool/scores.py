@@ -20,6 +20,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from imgtool.errors import Param
 from imgtool.options import SCORE_READINGS
 
 OutputKind = Literal["logits", "probabilities", "features"]  # what a model's outputs are
@@ -100,7 +101,7 @@ def decide_output_kind(config_output: str | None, facts: OutputFacts | None,
     if override not in (None, "auto"):
         if override not in ("probabilities", "logits"):
             raise ValueError(f"override must be one of {', '.join(SCORE_READINGS)}, not {override!r}")
-        return Decision(override, f"`scores` {override}")  # type: ignore[arg-type]
+        return Decision(override, Param("scores") + f" {override}")  # type: ignore[arg-type]
     if config_output is not None:
         if config_output not in OUTPUT_KINDS:
             raise ValueError(f"output must be one of {', '.join(OUTPUT_KINDS)}, not {config_output!r}")

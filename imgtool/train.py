@@ -31,6 +31,7 @@ import numpy as np
 
 from imgtool.calibration import Calibration, calibrate, scale
 from imgtool.engine import softmax
+from imgtool.errors import Param
 
 L2_GRID = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # strongest first: the warm-start path
 CV_FOLDS = 5
@@ -398,8 +399,8 @@ def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainC
         cal = calibrate(logits, y_fit)
         probs = scale(logits, cal.temperature)
         head = calibrated(head, cal.temperature)
-    method = (f"L2 fixed at {l2:g} (--l2); {k}-fold cross-validation for the estimate, refit on train+validation"
-              if config.l2 is not None else
+    method = (f"L2 fixed at {l2:g} (" + Param("l2") + f"); {k}-fold cross-validation for the estimate, refit on "
+              "train+validation" if config.l2 is not None else
               f"{k}-fold cross-validation of L2 by log-loss, refit on train+validation")
     chosen = dict(candidates[best])
     for c in candidates:
