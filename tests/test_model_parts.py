@@ -51,11 +51,11 @@ def test_entry_record_round_trips_and_keeps_what_it_does_not_know() -> None:
     record = entries.EntryRecord.from_dict(data)
     assert record.source == 0 and record.files == {"source/model.tflite": 10, "entry.json": 0}
     assert record.conversions["model"] == entries.Conversion(ok=True, converted=2.0, input_size=[224, 224],
-                                                             max_diff=0.0, size=7)
+                                                             max_diff=0.0, size=7, extra={"later": "kept"})
     assert record.extra == {"from_a_later_version": {"x": 1}}
     out = record.to_dict()
     assert out["from_a_later_version"] == {"x": 1} and "local" not in out and "graph" not in out
-    assert out["conversions"] == {"model": {"ok": True, "converted": 2.0, "input_size": [224, 224],
+    assert out["conversions"] == {"model": {"later": "kept", "ok": True, "converted": 2.0, "input_size": [224, 224],
                                             "max_diff": 0.0, "size": 7}}
     assert entries.EntryRecord.from_dict(out) == record
     old = entries.EntryRecord.from_dict({"key": "k", "format": "savedmodel"})  # from before sources
