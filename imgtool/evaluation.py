@@ -88,7 +88,7 @@ def training_photos_of(model: Any) -> set[str] | None:
     head = getattr(model, "head", None)
     if head is None:
         return None
-    from imgtool.export import read_training_photos
+    from imgtool.retrained import read_training_photos
 
     return read_training_photos(Path(head).parent)
 

@@ -34,19 +34,16 @@ import numpy as np
 from imgtool import caches, retrained, store, ui
 from imgtool.errors import StorageError
 from imgtool.model import Model
-from imgtool.retrained import (  # noqa: F401 - read_training_photos, is_model_dir: older imports
+from imgtool.retrained import (
     RETRAINED_FILE,
     TRAINING_PHOTOS,
     BackboneRecord,
     RetrainedRecord,
     is_model_dir,
-    read_training_photos,
     write_training_photos,
 )
 from imgtool.train import Head
 from imgtool.version import __version__, made_with
-
-MARKER = RETRAINED_FILE
 
 
 def default_output(image_dir: Path) -> Path:
@@ -91,7 +88,7 @@ def check_output(output: Path, image_dir: Path, force: bool = False,
         raise UsageError(f"`output` {output} exists and is not an imgtool model; choose another path, empty it, "
                          "or pass `force` to replace it")
     if not _same_source(output, img):
-        meta = store.read_json(output / MARKER) or {}
+        meta = store.read_json(output / RETRAINED_FILE) or {}
         raise UsageError(f"`output` {output} holds a model of other photos ({meta.get('image_dir', 'unknown')}); "
                          "choose another path or pass `force` to replace it")
 

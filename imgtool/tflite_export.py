@@ -432,7 +432,8 @@ def _two_step(folder: Path, meta: RetrainedRecord, photos: np.ndarray) -> np.nda
     """Probabilities from imgtool's own run of the folder: backbone, then head.npz."""
     if not len(photos):
         return None
-    from imgtool.engine import HeadEngine, LiteRTEngine, softmax
+    from imgtool.engine import HeadEngine, LiteRTEngine
+    from imgtool.scores import softmax
 
     bb = folder / meta.backbone.file
     if bb.suffix != ".tflite" or not bb.is_file():

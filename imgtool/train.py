@@ -30,7 +30,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from imgtool.calibration import Calibration, calibrate, scale
-from imgtool.engine import softmax
+from imgtool.scores import softmax
 
 L2_GRID = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # strongest first: the warm-start path
 CV_FOLDS = 5

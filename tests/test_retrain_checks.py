@@ -102,7 +102,7 @@ def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path,
 def test_catalog_classifier_uses_its_twin_with_one_info_line(caplog: pytest.LogCaptureFixture) -> None:
     from imgtool.catalog import load_catalog
     from imgtool.errors import UsageError
-    from imgtool.resolve import Model
+    from imgtool.model import Model
     from imgtool.retraining import _check_backbone
 
     caplog.set_level("INFO", logger="imgtool")

@@ -145,7 +145,8 @@ def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: 
     from ai_edge_litert import schema_py_generated as schema
 
     from imgtool import images
-    from imgtool.engine import LiteRTEngine, softmax
+    from imgtool.engine import LiteRTEngine
+    from imgtool.scores import softmax
     from imgtool.errors import ModelError
     from imgtool.tflite_export import append_head
 

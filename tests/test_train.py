@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from imgtool import calibration, train
-from imgtool.engine import softmax
+from imgtool.scores import softmax
 from imgtool.train import TrainConfig
 
 

@@ -40,7 +40,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
 from imgtool import images
-from imgtool.engine import HeadEngine, LiteRTEngine, softmax
+from imgtool.engine import HeadEngine, LiteRTEngine
+from imgtool.scores import softmax
 from imgtool.errors import ImgtoolError
 
 METRICS_NAMESPACE = "imgtool"  # photos, failed, interpreters
