@@ -30,10 +30,9 @@ def run(folder: Path, model: str | None = None, *, validation_dir: Path | None =
     from imgtool.retraining import feature_backbone, features_of, readable_files
     from imgtool.train import TrainConfig, cv_fold_count, select_and_fit
 
-    classes, files, layout = dataset.find_layout(folder, validation_dir, test_dir)
-    given = {f[3] for f in files if f[3] is not None}
-    v = 0.0 if "validation" in given else validation_percent
-    t = 0.0 if "test" in given else test_percent
+    found = dataset.find_layout(folder, validation_dir, test_dir)
+    classes, files, layout = found.classes, found.photos, found.description
+    v, t = found.percentages(validation_percent, test_percent)
     backbone, engine, _, cache = feature_backbone(model, input_size, value_range, bottleneck_dir)
     good, shas, bad = readable_files(files, cache)
     samples = dataset.assign_splits(good, len(classes), v, t, content=shas)

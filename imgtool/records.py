@@ -21,7 +21,6 @@ Layer: foundations (imports nothing of imgtool)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -51,14 +50,13 @@ def known(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISS
           omit: Callable[[Any], bool] | None = None, expect: str | None = None) -> Any:
     """A known field: `omit(value)` true leaves it out of to_dict; `expect` ends the message
     of a value of the wrong type ("FIELD is VALUE, <expect>"; default "of the wrong type")."""
-    return dataclasses.field(default=default, default_factory=factory,  # type: ignore[call-overload]
-                             metadata={"omit": omit, "expect": expect})
+    return dataclasses.field(default=default, default_factory=factory, metadata={"omit": omit, "expect": expect})
 
 
 class Record:
     """The mix-in of a record dataclass whose last field is `extra: dict[str, Any]`."""
 
-    error: ClassVar[type[BadRecord]] = BadRecord  # what from_dict raises
+    record_error: ClassVar[type[BadRecord]] = BadRecord  # what from_dict raises
     extra: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,7 +76,7 @@ class Record:
         """The record from a JSON object; `where` prefixes field names in messages
         ("backbone." for a nested record)."""
         if not isinstance(data, dict):
-            raise cls.error(f"{where.rstrip('.') or 'the record'} is not a JSON object")
+            raise cls.record_error(f"{where.rstrip('.') or 'the record'} is not a JSON object")
         hints = _hints(cls)
         values: dict[str, Any] = {}
         names = set()
@@ -87,18 +85,24 @@ class Record:
                 continue
             names.add(f.name)
             if f.name in data:
-                values[f.name] = _field(hints[f.name], data[f.name], where + f.name, f.metadata.get("expect"), cls.error)
-        record = cls(**values, extra={k: v for k, v in data.items() if k not in names})
+                values[f.name] = _field(hints[f.name], data[f.name], where + f.name, f.metadata.get("expect"),
+                                        cls.record_error)
+        record = cls(**values)
+        record.extra = {k: v for k, v in data.items() if k not in names}
         record.check()
         return record
 
     def check(self) -> None:
-        """Rules beyond the fields' types; raise `self.error` naming the field."""
+        """Rules beyond the fields' types; raise `self.record_error` naming the field."""
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _plain(value: Any) -> Any:

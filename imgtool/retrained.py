@@ -42,7 +42,7 @@ def _inside(name: str, value: str) -> str:
 
 @dataclass
 class BackboneRecord(Record):
-    error: ClassVar[type[BadRecord]] = DamagedRecord
+    record_error: ClassVar[type[BadRecord]] = DamagedRecord
 
     ref: str = ""
     input_size: list[int] = known(factory=list, expect=f"not [height, width] in 1..{MAX_INPUT_SIDE}")
@@ -73,7 +73,7 @@ class BackboneRecord(Record):
 class RetrainedRecord(Record):
     """Fields in the order they are written."""
 
-    error: ClassVar[type[BadRecord]] = DamagedRecord
+    record_error: ClassVar[type[BadRecord]] = DamagedRecord
 
     format: str = "imgtool-retrained"
     version: int = known(1, expect="not a whole number")

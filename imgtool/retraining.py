@@ -65,12 +65,12 @@ class RetrainResult:
         return None if self.output is None else self.output / "report.html"
 
 
-def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, float, float]:
+def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[dataset.Photo], str, float, float]:
     """Layout, split and the checks that need only the file names (no decoding)."""
-    classes, files, layout = dataset.find_layout(opts.image_dir, opts.validation_dir, opts.test_dir)
-    given = {f[3] for f in files if f[3] is not None}
-    v = 0.0 if "validation" in given else opts.validation_percent
-    t = 0.0 if "test" in given else opts.test_percent
+    found = dataset.find_layout(opts.image_dir, opts.validation_dir, opts.test_dir)
+    classes, files, layout = found.classes, found.photos, found.description
+    given = {f.given for f in files if f.given is not None}
+    v, t = found.percentages(opts.validation_percent, opts.test_percent)
     raw = dataset.assign_splits(files, len(classes), v, t)
     dataset.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
@@ -253,8 +253,9 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     return result
 
 
-def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple], cache: bottlenecks.BottleneckCache,
-                    v_pct: float, t_pct: float) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
+def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[dataset.Photo],
+                    cache: bottlenecks.BottleneckCache, v_pct: float, t_pct: float
+                    ) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
     """Hash every file (the cache key), decode-check those without a cached bottleneck,
     list and drop the bad ones, split the rest and check every class is big enough."""
     good, shas, bad = readable_files(files, cache)
@@ -275,13 +276,13 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
     return samples, shas, bad
 
 
-def readable_files(files: list[tuple], cache: bottlenecks.BottleneckCache
-                   ) -> tuple[list[tuple], dict[str, str], list[tuple[str, str]]]:
+def readable_files(files: list[dataset.Photo], cache: bottlenecks.BottleneckCache
+                   ) -> tuple[list[dataset.Photo], dict[str, str], list[tuple[str, str]]]:
     """(the files that decode, {path: content sha256}, [(path, why)] of the others): every
     file hashed (the cache key), those without a cached bottleneck decode-checked."""
     shas: dict[str, str] = {}
     bad: list[tuple[str, str]] = []
-    for path, *_ in files:
+    for path in (f.path for f in files):
         problem = not_a_regular_file(path)  # never open a FIFO
         if problem is not None:
             bad.append((path, problem))
@@ -290,7 +291,7 @@ def readable_files(files: list[tuple], cache: bottlenecks.BottleneckCache
             shas[path] = bottlenecks.file_sha256(path)
         except OSError as err:
             bad.append((path, f"cannot read ({err.strerror or err})"))
-    readable = [f for f in files if f[0] in shas]
+    readable = [f for f in files if f.path in shas]
     known = {p for p, s in shas.items() if cache.has(s)}
     good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
     return good, shas, bad + undecodable

@@ -146,8 +146,8 @@ def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: 
 
     from imgtool import images
     from imgtool.engine import LiteRTEngine
-    from imgtool.scores import softmax
     from imgtool.errors import ModelError
+    from imgtool.scores import softmax
     from imgtool.tflite_export import append_head
 
     rng = np.random.default_rng(3)

@@ -41,8 +41,8 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from imgtool import images
 from imgtool.engine import HeadEngine, LiteRTEngine
-from imgtool.scores import softmax
 from imgtool.errors import ImgtoolError
+from imgtool.scores import softmax
 
 METRICS_NAMESPACE = "imgtool"  # photos, failed, interpreters
 INFERENCE_METRICS_NAMESPACE = "imgtool.RunInference"  # Beam's own: num_inferences, inference_batch_latency...
