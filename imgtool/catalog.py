@@ -223,6 +223,14 @@ def load_catalog() -> dict[str, ModelConfig]:
 DEFAULT_MODEL = "inception_v3"
 
 
+def model_or_default(ref: str | None) -> str:
+    """The one rule for a model not given: $IMGTOOL_MODEL, else DEFAULT_MODEL (retrain and
+    audit try $IMGTOOL_BACKBONE before they get here)."""
+    from imgtool import settings
+
+    return ref or settings.current().model or DEFAULT_MODEL
+
+
 def embedded_names(catalog: dict[str, ModelConfig], purpose: Purpose) -> list[str]:
     """The catalog's models that ship inside the package, of one purpose."""
     return [name for name, cfg in catalog.items() if cfg.embedded and cfg.purpose == purpose]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from imgtool import settings, ui
+from imgtool import ui
 from imgtool.command import (  # noqa: F401 - older imports of these names
     OPTION_OF_PARAMETER,
     Command,
@@ -260,9 +260,9 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
 
     names = api.model_labels(model_opts["model"], **_model_kwargs(model_opts))
     if names is None:
-        from imgtool.catalog import DEFAULT_MODEL
+        from imgtool.catalog import model_or_default
 
-        ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
+        ref = model_or_default(model_opts["model"])
         raise _model_error(f"{ref} carries no labels; pass --labels FILE")
     from imgtool.labels import fold
 
@@ -274,10 +274,10 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
                 found += 1
                 out.record({"index": i, "label": label}, text=f"{i}\t{terminal_text(label)}\n")
     if search is not None and not found:
-        from imgtool.catalog import DEFAULT_MODEL
+        from imgtool.catalog import model_or_default
         from imgtool.output import display_path
 
-        ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
+        ref = model_or_default(model_opts["model"])
         click.echo(terminal_text(f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; "
                                  "try a shorter TEXT)"), err=True)
         sys.exit(EXIT_FAILED)

@@ -16,13 +16,13 @@ from typing import Any
 from imgtool import files, store, ui
 from imgtool import labels as labels_mod
 from imgtool.catalog import (
-    DEFAULT_MODEL,
     ModelConfig,
     ModelFormat,
     check_input_size,
     check_value_range,
     embedded_names,
     load_catalog,
+    model_or_default,
 )
 from imgtool.convert import ConversionPurpose, conversion_for, ensure_tflite
 from imgtool.entries import (
@@ -46,9 +46,9 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
             tensors: tuple[str | None, str | None] = (None, None)) -> Model:
     """Turn what the user typed into a Model ready to run. `purpose` is "classify",
     "features" (the feature-vector twin / bottleneck tensor, for retraining) or "labels"."""
-    from imgtool import refs, settings
+    from imgtool import refs
 
-    ref = ref or settings.current().model or DEFAULT_MODEL
+    ref = model_or_default(ref)
     if input_size is not None:  # checked before anything is fetched, converted or recorded
         input_size = check_input_size(input_size)
     if value_range is not None:

@@ -92,11 +92,10 @@ def _output_path(opts: RetrainOptions) -> Path:
     return output
 
 
-def _check_catalog_backbone(ref: str | None) -> None:
+def _check_catalog_backbone(ref: str) -> None:
     """Before resolving (which may download): a catalog classifier with no feature twin."""
-    from imgtool.catalog import DEFAULT_MODEL, load_catalog
+    from imgtool.catalog import load_catalog
 
-    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
     name = ref.removeprefix("catalog:")
     if os.path.lexists(ref) and not ref.startswith("catalog:"):
         return
@@ -106,11 +105,10 @@ def _check_catalog_backbone(ref: str | None) -> None:
                          f"as {cfg.output} and names no feature-vector twin); {_give_features()}")
 
 
-def _check_backbone(backbone: Any, ref: str | None) -> None:
+def _check_backbone(backbone: Any, ref: str) -> None:
     from imgtool.backbone_kind import classifier_reason
-    from imgtool.catalog import DEFAULT_MODEL, load_catalog
+    from imgtool.catalog import load_catalog
 
-    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
     name = ref.removeprefix("catalog:")
     catalog = load_catalog() if ref.startswith("catalog:") or not os.path.lexists(ref) else {}
     if name in catalog and backbone.config.name != name:
@@ -134,13 +132,15 @@ def feature_backbone(model: str | None, input_size: tuple[int, int] | None, valu
                      bottleneck_dir: Path | None) -> tuple[Any, Any, str, bottlenecks.BottleneckCache]:
     """(backbone, its engine, its identity, its bottleneck cache): retrain's and audit's one
     way to a feature extractor, so both share the cache."""
+    from imgtool.catalog import model_or_default
     from imgtool.resolve import resolve
 
-    _check_catalog_backbone(model)
-    backbone = resolve(model, purpose="features", input_size=input_size, value_range=value_range)
+    ref = model_or_default(model)  # the caller tried $IMGTOOL_BACKBONE; the checks see what resolve uses
+    _check_catalog_backbone(ref)
+    backbone = resolve(ref, purpose="features", input_size=input_size, value_range=value_range)
     for note in backbone.notes:
         ui.info(note)
-    _check_backbone(backbone, model)
+    _check_backbone(backbone, ref)
     engine = backbone.engine()
     ident_file = backbone.tflite or backbone.tf_source
     assert ident_file is not None
