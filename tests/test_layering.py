@@ -80,7 +80,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),
     ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
-                  "tflite_export", "report", "evaluation", "retraining", "auditing", "portable"}),
+                  "tflite_export", "page_parts", "report", "evaluation", "retraining", "auditing", "portable"}),
     ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
     ("front ends", {"command", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
                     "beam.pipelines", "beam.worker", "beam.running", "beam.loopback", "spark"}),
