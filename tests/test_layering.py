@@ -75,8 +75,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # or a lower one. Within a layer the cycle test keeps the order.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"version", "errors", "records", "files", "settings", "ui", "output", "scores", "metrics",
-                     "minimize", "distort", "tflite_info", "tflite_metadata", "store", "facts", "download", "labels", "images", "catalog", "refs", "dataset",
-                     "calibration", "findings"}),
+                     "minimize", "distort", "tflite_info", "tflite_metadata", "store", "facts", "download", "labels",
+                     "images", "catalog", "refs", "dataset", "calibration", "findings"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),
     ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
