@@ -94,7 +94,6 @@ class ModelConfig:
     size: int | None = None  # bytes of the download, pinned with sha256
     sources: tuple[Source, ...] = ()  # tried after `urls`, each with settings of its own
     embedded: str | None = None  # a file shipped in the package (imgtool/embedded/): never downloaded
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def purpose(self) -> Purpose:
