@@ -117,7 +117,7 @@ def effective_config(config: ModelConfig, entry: Path) -> ModelConfig:
     from imgtool.download import hub_download_url
 
     record = read_record(entry) or EntryRecord()
-    if record.source is None and "source" not in record.extra:
+    if record.source is None:
         return config  # an entry from before sources: fetched from the record's urls
     for url, cfg in config.candidates():
         if record.url in (url, hub_download_url(url)):
