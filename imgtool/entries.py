@@ -24,6 +24,7 @@ from imgtool.records import BadRecord, Record, is_empty, is_none, known
 from imgtool.refs import key_for
 
 ENTRY_FILE = "entry.json"
+NO_RECORD = "no record"
 
 
 @dataclass
@@ -63,13 +64,20 @@ class EntryRecord(Record):
 
 
 def read_record(entry: Path) -> EntryRecord | None:
-    """The entry's record; None when there is none, or it is not one (BadRecord: a field
-    of the wrong type), and the entry is then fetched again."""
+    """The entry's record; None when there is none, or it is damaged (then the entry is
+    fetched again)."""
+    return _load(entry)[0]
+
+
+def _load(entry: Path) -> tuple[EntryRecord | None, str]:
+    """(the record, "") or (None, why not: no record, or a field of the wrong type)."""
     data = store.read_json(entry / ENTRY_FILE)
+    if not isinstance(data, dict):
+        return None, NO_RECORD
     try:
-        return EntryRecord.from_dict(data) if isinstance(data, dict) else None
-    except BadRecord:
-        return None
+        return EntryRecord.from_dict(data), ""
+    except BadRecord as err:
+        return None, f"{ENTRY_FILE} is damaged: {err}"
 
 
 def write_record(entry: Path, record: EntryRecord) -> None:
@@ -77,9 +85,11 @@ def write_record(entry: Path, record: EntryRecord) -> None:
 
 
 def entry_ok(entry: Path) -> tuple[bool, str]:
-    record = read_record(entry)
-    if not record or record == EntryRecord():
-        return False, "no record"
+    record, why = _load(entry)
+    if record is None:
+        return False, why
+    if record == EntryRecord():
+        return False, NO_RECORD
     for rel, size in record.files.items():
         p = entry / rel
         try:
@@ -321,9 +331,10 @@ def cached_entries() -> list[CachedEntry]:
     if not root.is_dir():
         return out
     for entry in sorted(root.iterdir()):
-        record = read_record(entry)
-        if record is None:
-            continue
+        record, why = _load(entry)
+        if why == NO_RECORD:
+            continue  # not an entry
+        record = record or EntryRecord()  # a damaged record: listed, so that it can be removed
         ok, why = entry_ok(entry)
         out.append(CachedEntry(entry.name, record.name or record.source_dir or entry.name, entry,
                                store.dir_size(entry), ok, why or None, record.url,

@@ -78,6 +78,21 @@ def test_entry_ok_names_a_missing_or_changed_file(tmp_path: Path) -> None:
     assert entries.entry_ok(entry) == (False, "m.tflite is missing")
 
 
+def test_a_damaged_entry_record_is_fetched_again_and_still_listed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGTOOL_HOME", str(tmp_path))
+    from imgtool import store
+
+    entry = store.models_dir() / "k"
+    entry.mkdir(parents=True)
+    (entry / "entry.json").write_text(json.dumps({"key": "k", "name": "m", "files": {"m.tflite": "5"}}))
+    assert entries.read_record(entry) is None
+    assert entries.entry_ok(entry) == (False, "entry.json is damaged: files is {'m.tflite': '5'}, of the wrong type")
+    (listed,) = entries.cached_entries()
+    assert (listed.key, listed.ok, listed.problem) == ("k", False, entries.entry_ok(entry)[1])
+    assert entries.remove("k") == ["k"] and not entry.exists()
+
+
 def test_retrained_record_reads_old_folders_and_keeps_unknown_keys(tmp_path: Path) -> None:
     record = retrained.RetrainedRecord(
         backbone=retrained.BackboneRecord(ref="mobilenet_v2", input_size=[224, 224], value_range=[-1.0, 1.0],
