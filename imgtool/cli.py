@@ -45,7 +45,7 @@ MODEL = (3, "the model could not be obtained or loaded")
 CACHE = (4, "could not write the model cache (disk full, read-only, permission denied)")
 
 
-QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite_export.QUANTIZE_MODES
+QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite.head.QUANTIZE_MODES
 
 
 def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Parameter, str | None], Any]:

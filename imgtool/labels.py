@@ -57,9 +57,9 @@ def embedded_tflite_labels(path: Path) -> list[str] | None:
                 return None
             with zipfile.ZipFile(fh) as zf:
                 names = zf.namelist()
-                from imgtool import tflite_info
+                from imgtool.tflite import reading
 
-                meta = tflite_info.output_metadata(Path(path), 0)
+                meta = reading.output_metadata(Path(path), 0)
                 named = meta.label_files if meta else ()
                 pick = next((n for n in named if n in names), None)
                 if pick is None:

@@ -164,11 +164,11 @@ def _attach(model: Model, entry: Path) -> Model:
 
 
 def _file_value_range(path: Path) -> dict[str, tuple[float, float]]:
-    """tflite_metadata.file_value_range, from the file's facts record when it is unchanged."""
+    """tflite.reading.file_value_range, from the file's facts record when it is unchanged."""
     from imgtool import facts
 
     def compute() -> list[float] | None:
-        from imgtool.tflite_metadata import file_value_range
+        from imgtool.tflite.reading import file_value_range
 
         vr = file_value_range(path).get("value_range")
         return None if vr is None else [float(v) for v in vr]
