@@ -378,7 +378,9 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     so a second run over the same photos does no backbone work. The last layer is an
     L2-regularised logistic regression fitted to convergence; L2 is chosen by 5-fold
     cross-validation on train+validation, then the layer is refitted on them; the test
-    split is never fitted on.
+    split is never fitted on. A rerun of identical inputs (photos, backbone, options,
+    versions) into the same --output reuses that folder: nothing is fitted or written,
+    the same output is printed.
 
     \b
     Examples:
