@@ -33,11 +33,18 @@ INTERRUPTED = "interrupted (Ctrl-C): nothing half-written is kept"
 def exit_codes(*codes: tuple[int, str], interrupted: str = INTERRUPTED) -> str:
     """A command's epilog: its own exit codes, each line `CODE  what`, 130 (`interrupted`)
     last. Every command says only what it can return (tests/test_help.py checks it)."""
+    return "\b\nExit codes:\n" + "\n".join(_code_line(code, what) for code, what in (*codes, (130, interrupted)))
+
+
+def _code_line(code: int, what: str) -> str:
+    """`  CODE  what`, wrapped at 78 columns. A line that fits, single-spaced, is what
+    textwrap.fill would make of it, without the wrapping work (every epilog is built at import)."""
+    first = f"  {code:<3}  "
+    if len(first) + len(what) <= 78 and what == " ".join(what.split()):
+        return first + what
     import textwrap
 
-    lines = [textwrap.fill(what, 78, initial_indent=f"  {code:<3}  ", subsequent_indent=" " * 7)
-             for code, what in (*codes, (130, interrupted))]
-    return "\b\nExit codes:\n" + "\n".join(lines)
+    return textwrap.fill(what, 78, initial_indent=first, subsequent_indent=" " * 7)
 
 
 USAGE = (2, "usage error (a bad option, argument or IMGTOOL_* variable)")
@@ -141,7 +148,10 @@ def _load(opts: dict[str, Any], scores: Scores, verbose: bool) -> Any:
     return model
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# `imgtool beam` (scale-out) is imported when it is run or listed: imgtool.beam.cli imports click
+# only, and apache_beam is imported when a beam command runs.
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             lazy_commands={"beam": "imgtool.beam.cli:beam"})
 @click.version_option(__version__, prog_name="imgtool")
 def cli() -> None:
     """Classify photos with pretrained networks; retrain the last layer on your own.
@@ -782,9 +792,3 @@ def main() -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
 
-
-# ---------------------------------------------------------------- beam (scale-out)
-# imgtool.beam.cli imports click only; apache_beam is imported when a beam command runs.
-from imgtool.beam.cli import beam as _beam  # noqa: E402
-
-cli.add_command(_beam)

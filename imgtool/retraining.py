@@ -83,10 +83,10 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[dataset.Photo], 
 
 
 def _output_path(opts: RetrainOptions) -> Path:
-    from imgtool import export, store
+    from imgtool import export, files, store
 
     output = opts.output or export.default_output(opts.image_dir)
-    store.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
+    files.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
     if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
         store.clean_stale(output.parent, f".{output.name}.")
     export.check_output(output, opts.image_dir, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from imgtool import caches, export_checks, retrained, store
+from imgtool import caches, export_checks, files, retrained, store
 from imgtool.errors import ImgtoolError, ModelError, StorageError, UsageError
 from imgtool.retrained import RetrainedRecord
 from imgtool.tflite import reading, schema, writing
@@ -272,9 +272,9 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
         raise UsageError(f"{folder}: not a model folder written by retrain (no {retrained.RETRAINED_FILE})")
     meta = retrained.parts(str(folder), folder).record  # the one typed reader: "damaged retrained model", exit 3
     if output is not None:
-        store.check_target(Path(output), "`output`", kind="file", ours=is_imgtool_export, force=force)
+        files.check_target(Path(output), "`output`", kind="file", ours=is_imgtool_export, force=force)
     for name in ("model.tflite", default_file(quantize), "metrics.json"):  # in the folder: ours, but files only
-        store.check_target(folder / name, f"{folder}'s", kind="file")
+        files.check_target(folder / name, f"{folder}'s", kind="file")
     metrics = store.read_json(folder / "metrics.json") or {}
     test, train_paths, why = export_checks.split_photos(folder, meta, metrics)
     checks = export_checks.Checks(folder, meta, test)

@@ -76,8 +76,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"version", "errors", "records", "files", "settings", "ui", "output", "scores", "metrics",
                      "minimize", "distort", "tflite", "tflite.schema", "tflite.reading", "tflite.writing",
-                     "tflite.head", "store", "facts", "reuse", "download", "labels", "images", "catalog", "refs",
-                     "dataset",
+                     "tflite.head", "store", "locks", "facts", "reuse", "download", "archives", "labels", "images",
+                     "catalog", "refs", "dataset",
                      "calibration", "findings"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),

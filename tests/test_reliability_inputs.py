@@ -186,7 +186,7 @@ def test_a_fifo_as_model_labels_or_backbone_is_one_line(mobilenet: str, photos: 
 
 
 def test_a_zip_written_by_writestr_is_a_valid_archive(tmp_path: Path) -> None:
-    from imgtool.download import extract_archive
+    from imgtool.archives import extract_archive
 
     archive = tmp_path / "m.zip"
     with zipfile.ZipFile(archive, "w") as zf:
