@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from imgtool.classifier import Classifier, Result
     from imgtool.evaluation import Evaluation
     from imgtool.findings import AuditResult
+    from imgtool.model import Model as ResolvedModel
     from imgtool.model import Purpose
-    from imgtool.resolve import Model as ResolvedModel
     from imgtool.retraining import RetrainResult
     from imgtool.tflite_export import ExportResult
 

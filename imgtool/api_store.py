@@ -50,9 +50,9 @@ def list_models() -> list[ModelInfo]:
     `embedded` models ship inside the package: usable offline, never in the cache
     (`cached` False, `bytes` their file's size)."""
     from imgtool.catalog import load_catalog
-    from imgtool.resolve import cached_entries
+    from imgtool.entries import cached_entries
 
-    cached = {e["key"]: e for e in cached_entries()}
+    cached = {e.key: e for e in cached_entries()}
     out = []
     for name, cfg in load_catalog().items():
         if cfg.embedded:
@@ -60,11 +60,11 @@ def list_models() -> list[ModelInfo]:
                                  purpose=cfg.purpose))
             continue
         entry = cached.pop(name, None)
-        out.append(ModelInfo(name, cfg.description, "catalog", bool(entry and entry["ok"]),
-                             entry["bytes"] if entry else 0, name if entry else None,
-                             entry["problem"] if entry else None, purpose=cfg.purpose))
+        out.append(ModelInfo(name, cfg.description, "catalog", bool(entry and entry.ok),
+                             entry.bytes if entry else 0, name if entry else None,
+                             entry.problem if entry else None, purpose=cfg.purpose))
     for key, e in cached.items():
-        out.append(ModelInfo(e["name"], e.get("url") or "", "other", bool(e["ok"]), e["bytes"], key, e["problem"]))
+        out.append(ModelInfo(e.name, e.url or "", "other", e.ok, e.bytes, key, e.problem))
     return out
 
 
@@ -119,8 +119,8 @@ def model_path(ref: str | None = None) -> Path:
     if config is not None and config.embedded:
         return shipped.path(config)
     for e in cached_entries():
-        if ref in (e["key"], e["name"]):
-            return Path(e["path"])
+        if ref in (e.key, e.name):
+            return e.path
     try:
         refs.parse(ref, load_catalog())
     except ModelNotFoundError as err:  # nothing that download_model could fetch
@@ -169,7 +169,7 @@ def remove_models(names: Iterable[str]) -> list[Removed]:
                     ui.info(f"removed the {cache} cache ({caches.human_size(gone.bytes)}, {gone.entries} entries)")
             if name in caches.CACHES:
                 continue
-        sizes = {e["key"]: e["bytes"] for e in cached_entries()}
+        sizes = {e.key: e.bytes for e in cached_entries()}
         removed = remove_entry(name)
         if removed:
             out.extend(Removed(key, "model", sizes.get(key, 0)) for key in removed)

@@ -95,7 +95,6 @@ class ModelConfig:
     size: int | None = None  # bytes of the download, pinned with sha256
     sources: tuple[Source, ...] = ()  # tried after `urls`, each with settings of its own
     embedded: str | None = None  # a file shipped in the package (imgtool/embedded/): never downloaded
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def purpose(self) -> Purpose:
@@ -222,6 +221,14 @@ def load_catalog() -> dict[str, ModelConfig]:
 
 
 DEFAULT_MODEL = "inception_v3"
+
+
+def model_or_default(ref: str | None) -> str:
+    """The one rule for a model not given: $IMGTOOL_MODEL, else DEFAULT_MODEL (retrain and
+    audit try $IMGTOOL_BACKBONE before they get here)."""
+    from imgtool import settings
+
+    return ref or settings.current().model or DEFAULT_MODEL
 
 
 def embedded_names(catalog: dict[str, ModelConfig], purpose: Purpose) -> list[str]:

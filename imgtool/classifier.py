@@ -18,7 +18,7 @@ from imgtool import labels as labels_mod
 from imgtool.engine import Engine
 from imgtool.errors import Advice, Call, Text, UsageError
 from imgtool.images import decode_ahead
-from imgtool.resolve import Model
+from imgtool.model import Model
 from imgtool.scores import Decision, decide_output_kind, to_scores
 
 

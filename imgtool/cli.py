@@ -163,10 +163,9 @@ def labels(search: str | None, fmt: str, **options: Any) -> None:
     opts = collect(ModelOptions, options)
     names = api.model_labels(opts.model, **model_kwargs(opts))
     if names is None:
-        from imgtool import settings
-        from imgtool.catalog import DEFAULT_MODEL
+        from imgtool.catalog import model_or_default
 
-        ref = opts.model or settings.current().model or DEFAULT_MODEL
+        ref = model_or_default(opts.model)
         raise _model_error(f"{ref} carries no labels; pass --labels FILE")
     from imgtool.labels import fold
 
@@ -178,11 +177,10 @@ def labels(search: str | None, fmt: str, **options: Any) -> None:
                 found += 1
                 out.record({"index": i, "label": label}, text=f"{i}\t{terminal_text(label)}\n")
     if search is not None and not found:
-        from imgtool import settings
-        from imgtool.catalog import DEFAULT_MODEL
+        from imgtool.catalog import model_or_default
         from imgtool.output import display_path
 
-        ref = opts.model or settings.current().model or DEFAULT_MODEL
+        ref = model_or_default(opts.model)
         click.echo(terminal_text(f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; "
                                  "try a shorter TEXT)"), err=True)
         sys.exit(EXIT_FAILED)

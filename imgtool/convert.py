@@ -72,7 +72,7 @@ def verify(reference: Callable[[np.ndarray], Any], tflite: Path, size: tuple[int
     return agreement(engine.run(probe), want)
 
 
-def purpose_file(config: ModelConfig, purpose: Purpose) -> ConversionPurpose:
+def conversion_for(config: ModelConfig, purpose: Purpose) -> ConversionPurpose:
     """The conversion a resolver purpose needs (config: the model's ModelConfig)."""
     if purpose == "labels":
         return "labels"  # labels need no conversion, so no TensorFlow

@@ -16,7 +16,7 @@ import numpy as np
 
 from imgtool import files, ui
 from imgtool.errors import ModelError, first_line
-from imgtool.scores import OutputFacts, softmax  # noqa: F401 - softmax re-exported for older imports
+from imgtool.scores import OutputFacts
 
 
 class Engine(Protocol):

@@ -34,19 +34,16 @@ from imgtool import caches, files, retrained, store, ui
 from imgtool import metrics as metrics_file
 from imgtool.errors import Param, StorageError, first_line
 from imgtool.model import Model
-from imgtool.retrained import (  # noqa: F401 - read_training_photos, is_model_dir: older imports
+from imgtool.retrained import (
     RETRAINED_FILE,
     TRAINING_PHOTOS,
     BackboneRecord,
     RetrainedRecord,
     is_model_dir,
-    read_training_photos,
     write_training_photos,
 )
 from imgtool.train import Head
 from imgtool.version import __version__, made_with
-
-MARKER = RETRAINED_FILE
 
 
 def default_output(image_dir: Path) -> Path:
@@ -92,7 +89,7 @@ def check_output(output: Path, image_dir: Path, force: bool = False,
         raise UsageError(Param("output") + f" {output} exists and is not an imgtool model; choose another path, "
                          "empty it, or pass " + Param("force") + " to replace it", path=output)
     if not _same_source(output, img):
-        meta = store.read_json(output / MARKER) or {}
+        meta = store.read_json(output / RETRAINED_FILE) or {}
         raise UsageError(Param("output") + f" {output} holds a model of other photos "
                          f"({meta.get('image_dir', 'unknown')}); choose another path or pass " + Param("force")
                          + " to replace it", path=output)

@@ -30,7 +30,7 @@ COLUMNS = ("path", "class", "sha256", "features", "backbone", "source", "error")
 @dataclass
 class FeatureShards:
     classes: list[str]  # sorted
-    files: list[tuple[str, str, int]]  # (source, rel, label) of the usable photos, in folder-walk order
+    files: list[dataset.Photo]  # the usable photos (path: their source), in folder-walk order
     shas: list[str]  # content sha256 per file
     matrix: np.ndarray  # float32 [len(files), features]
     backbone: str  # the backbone identity every row carries
@@ -113,7 +113,7 @@ def read_shards(pattern: str) -> FeatureShards:
         raise DatasetError(FEATURES + f": feature vectors of different widths ({sorted(widths)}) in one run")
     matrix = (np.array([r["features"] for r in good], dtype=np.float32) if good
               else np.zeros((0, 0), dtype=np.float32))
-    return FeatureShards(classes, [(r["source"] or r["path"], r["path"], label[r["class"]]) for r in good],
+    return FeatureShards(classes, [dataset.Photo(r["source"] or r["path"], r["path"], label[r["class"]]) for r in good],
                          [r["sha256"] for r in good], matrix, backbones[0], failed, paths)
 
 
@@ -127,7 +127,7 @@ def training_set(pattern: str, backbone_ident: str, validation_percent: float, t
         raise UsageError(FEATURES + f": the shards were made with another backbone ({shards.backbone}) than "
                          + Param("model") + f" gives ({backbone_ident}); pass the " + Param("model")
                          + " used for `imgtool beam features`", path=pattern)
-    shas = {path: sha for (path, _, _), sha in zip(shards.files, shards.shas)}
+    shas = {f.path: sha for f, sha in zip(shards.files, shards.shas)}
     samples = dataset.assign_splits(shards.files, len(shards.classes), validation_percent, test_percent, content=shas)
     dataset.check_sizes(shards.classes, samples)
     return shards.classes, samples, shards.matrix, shas, shards.failed

@@ -19,11 +19,10 @@ from imgtool.errors import ImgtoolError, Param, UsageError
 from imgtool.images import not_a_regular_file
 
 
-def _check_catalog_backbone(ref: str | None) -> None:
+def _check_catalog_backbone(ref: str) -> None:
     """Before resolving (which may download): a catalog classifier with no feature twin."""
-    from imgtool.catalog import DEFAULT_MODEL, load_catalog
+    from imgtool.catalog import load_catalog
 
-    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
     name = ref.removeprefix("catalog:")
     if os.path.lexists(ref) and not ref.startswith("catalog:"):
         return
@@ -34,11 +33,10 @@ def _check_catalog_backbone(ref: str | None) -> None:
                          model=name)
 
 
-def _check_backbone(backbone: Any, ref: str | None) -> None:
+def _check_backbone(backbone: Any, ref: str) -> None:
     from imgtool.backbone_kind import classifier_reason
-    from imgtool.catalog import DEFAULT_MODEL, load_catalog
+    from imgtool.catalog import load_catalog
 
-    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
     name = ref.removeprefix("catalog:")
     catalog = load_catalog() if ref.startswith("catalog:") or not os.path.lexists(ref) else {}
     if name in catalog and backbone.config.name != name:
@@ -62,13 +60,15 @@ def feature_backbone(model: str | None, input_size: tuple[int, int] | None, valu
                      bottleneck_dir: Path | None) -> tuple[Any, Any, str, bottlenecks.BottleneckCache]:
     """(backbone, its engine, its identity, its bottleneck cache): retrain's and audit's one
     way to a feature extractor, so both share the cache."""
+    from imgtool.catalog import model_or_default
     from imgtool.resolve import resolve
 
-    _check_catalog_backbone(model)
-    backbone = resolve(model, purpose="features", input_size=input_size, value_range=value_range)
+    ref = model_or_default(model)  # the caller tried $IMGTOOL_BACKBONE; the checks see what resolve uses
+    _check_catalog_backbone(ref)
+    backbone = resolve(ref, purpose="features", input_size=input_size, value_range=value_range)
     for note in backbone.notes:
         ui.info(note)
-    _check_backbone(backbone, model)
+    _check_backbone(backbone, ref)
     engine = backbone.engine()
     ident_file = backbone.tflite or backbone.tf_source
     assert ident_file is not None
@@ -76,15 +76,13 @@ def feature_backbone(model: str | None, input_size: tuple[int, int] | None, valu
                                     engine.input_size, backbone.config.value_range,
                                     extra=str(backbone.graph_tensors or ""))
     return backbone, engine, ident, bottlenecks.BottleneckCache(ident, bottleneck_dir)
-
-
-def readable_files(files: list[tuple], cache: bottlenecks.BottleneckCache
-                   ) -> tuple[list[tuple], dict[str, str], list[tuple[str, str]]]:
+def readable_files(files: list[dataset.Photo], cache: bottlenecks.BottleneckCache
+                   ) -> tuple[list[dataset.Photo], dict[str, str], list[tuple[str, str]]]:
     """(the files that decode, {path: content sha256}, [(path, why)] of the others): every
     file hashed (the cache key), those without a cached bottleneck decode-checked."""
     shas: dict[str, str] = {}
     bad: list[tuple[str, str]] = []
-    for path, *_ in files:
+    for path in (f.path for f in files):
         problem = not_a_regular_file(path)  # never open a FIFO
         if problem is not None:
             bad.append((path, problem))
@@ -93,7 +91,7 @@ def readable_files(files: list[tuple], cache: bottlenecks.BottleneckCache
             shas[path] = bottlenecks.file_sha256(path)
         except OSError as err:
             bad.append((path, f"cannot read ({err.strerror or err})"))
-    readable = [f for f in files if f[0] in shas]
+    readable = [f for f in files if f.path in shas]
     known = {p for p, s in shas.items() if cache.has(s)}
     good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
     return good, shas, bad + undecodable
@@ -115,8 +113,6 @@ def features_of(engine: Any, samples: list[dataset.Sample], shas: dict[str, str]
     kept = [i for i, f in enumerate(feats) if f is not None]
     x = np.stack([f for f in feats if f is not None]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)
     return [samples[i] for i in kept], x, failed
-
-
 def distorted_features(engine: Any, fit_samples: list[dataset.Sample], d: Distortions,
                        seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features of distorted copies of each photo the head is fitted on: (x, y, index of

@@ -16,14 +16,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from imgtool.catalog import ModelConfig, ModelFormat
+from imgtool.catalog import ModelConfig
 from imgtool.engine import Engine, HeadEngine, LiteRTEngine, TFEngine
 from imgtool.errors import ModelError, Param, Text, UsageError
 
 Purpose = Literal["classify", "features", "labels"]
 """What a model is resolved for: classifying, feature vectors (retraining), or only its labels."""
 
-__all__ = ["Model", "ModelFormat", "Purpose"]
+__all__ = ["Model", "Purpose"]
 
 
 @dataclass

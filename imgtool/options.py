@@ -32,6 +32,7 @@ SCORE_READINGS: tuple[Scores, ...] = get_args(Scores)
 ClassWeight = Literal["balanced", "none"]
 CLASS_WEIGHTS: tuple[ClassWeight, ...] = get_args(ClassWeight)
 PERCENT_RANGE = (0, 50)  # of the photos in the validation split, and in the test split
+DEFAULT_PERCENT = 10.0  # of the photos drawn by hash into validation, and into test
 
 #: Why an option is deprecated, by reason: each deprecated option's field names one
 #: (`deprecated=`), and `deprecation` says each reason once, whichever options were given.
@@ -318,9 +319,9 @@ class RetrainOptions(_Options):
         help="Pixel values 0..255 map linearly to LO..HI, for a backbone that does not say (a quantized "
              ".tflite says: a different range is exit 2).")
     validation_percent: float = option(
-        10.0, flag="--validation-percent", kind="float", range=Range(*PERCENT_RANGE), show_default=True,
+        DEFAULT_PERCENT, flag="--validation-percent", kind="float", range=Range(*PERCENT_RANGE), show_default=True,
         help="Photos put in the validation split by hash (scored out-of-fold; also fitted on).")
-    test_percent: float = option(10.0, flag="--test-percent", kind="float", range=Range(*PERCENT_RANGE),
+    test_percent: float = option(DEFAULT_PERCENT, flag="--test-percent", kind="float", range=Range(*PERCENT_RANGE),
                                  show_default=True,
                                  help="Photos put in the test split by hash (never fitted on; the reported accuracy).")
     validation_dir: Path | None = option(

@@ -55,12 +55,12 @@ def distortions(opts: RetrainOptions) -> Distortions:
                        opts.distorted_copies)
 
 
-def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, float, float]:
+def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[dataset.Photo], str, float, float]:
     """Layout, split and the checks that need only the file names (no decoding)."""
-    classes, files, layout = dataset.find_layout(opts.folder, opts.validation_dir, opts.test_dir)
-    given = {f[3] for f in files if f[3] is not None}
-    v = 0.0 if "validation" in given else opts.validation_percent
-    t = 0.0 if "test" in given else opts.test_percent
+    found = dataset.find_layout(opts.folder, opts.validation_dir, opts.test_dir)
+    classes, files, layout = found.classes, found.photos, found.description
+    given = {f.given for f in files if f.given is not None}
+    v, t = found.percentages(opts.validation_percent, opts.test_percent)
     raw = dataset.assign_splits(files, len(classes), v, t)
     dataset.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
@@ -88,7 +88,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     output = _output_path(opts)
     # shards and summaries are not reused: the shards' content is not recorded, summaries are a side effect
     reusable = opts.features is None and opts.summaries_dir is None
-    photos = reuse.photo_facts([f[0] for f in files]) if reusable else {}  # before any photo is read
+    photos = reuse.photo_facts([f.path for f in files]) if reusable else {}  # before any photo is read
     inputs = None
     key = reuse.backbone_file_key(opts.model) if reusable else None
     if key is not None:  # a .tflite file: known by its facts, so a rerun need not resolve it
@@ -125,7 +125,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     return result
 
 
-def _plan(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, float, float]:
+def _plan(opts: RetrainOptions) -> tuple[list[str], list[dataset.Photo], str, float, float]:
     """(classes, files, layout, validation %, test %): for photos, found and split by name;
     shards are read (and their splits checked) once the backbone is known."""
     if opts.features is None:
@@ -158,7 +158,7 @@ class _Fit:
     pred: np.ndarray
 
 
-def _training_data(opts: RetrainOptions, classes: list[str], files: list[tuple], engine: Any, ident: str,
+def _training_data(opts: RetrainOptions, classes: list[str], files: list[dataset.Photo], engine: Any, ident: str,
                    cache: bottlenecks.BottleneckCache, v_pct: float, t_pct: float) -> _Data:
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/features.py)
         from imgtool.features import training_set
@@ -257,7 +257,7 @@ def _warn_leaks(n: int) -> None:
                 "`imgtool audit`)")
 
 
-def _inputs(opts: RetrainOptions, output: Path, files: list[tuple], layout: str,
+def _inputs(opts: RetrainOptions, output: Path, files: list[dataset.Photo], layout: str,
             backbone: dict[str, Any]) -> dict[str, Any]:
     """Everything that decides what a run writes and prints, as it reads back from JSON
     (imgtool/reuse.py). `min_accuracy` only gates, `force` only permits, the deprecated
@@ -266,7 +266,8 @@ def _inputs(opts: RetrainOptions, output: Path, files: list[tuple], layout: str,
     kept = {k: v for k, v in asdict(opts).items() if k not in ignored}
     return reuse.normal({"versions": reuse.versions(), "image_dir": str(opts.folder),
                          "image_dir_resolved": str(opts.folder.resolve()), "output": str(output),
-                         "layout": layout, "files": files, "options": kept, "backbone": backbone})
+                         "layout": layout, "files": [[f.path, f.rel, f.label, f.given] for f in files],
+                         "options": kept, "backbone": backbone})
 
 
 def _reused(opts: RetrainOptions, output: Path, inputs: dict[str, Any],
@@ -288,8 +289,9 @@ def _reused(opts: RetrainOptions, output: Path, inputs: dict[str, Any],
     return RetrainResult(output, m, m["misclassified"], reused=True)
 
 
-def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple], cache: bottlenecks.BottleneckCache,
-                    v_pct: float, t_pct: float) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
+def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[dataset.Photo],
+                    cache: bottlenecks.BottleneckCache, v_pct: float, t_pct: float
+                    ) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
     """Hash every file (the cache key), decode-check those without a cached bottleneck,
     list and drop the bad ones, split the rest and check every class is big enough."""
     good, shas, bad = readable_files(files, cache)

@@ -40,9 +40,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
 from imgtool import images
-from imgtool.engine import HeadEngine, LiteRTEngine, softmax
+from imgtool.engine import HeadEngine, LiteRTEngine
 from imgtool.errors import ImgtoolError, first_line
-from imgtool.scores import OUTPUT_KINDS
+from imgtool.scores import OUTPUT_KINDS, softmax
 
 METRICS_NAMESPACE = "imgtool"  # photos, failed, interpreters
 INFERENCE_METRICS_NAMESPACE = "imgtool.RunInference"  # Beam's own: num_inferences, inference_batch_latency...
