@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from imgtool import options, ui
+from imgtool import ui
 from imgtool.errors import Advice, Call, ImgtoolError, Param, Part, Text
 from imgtool.output import terminal_text
 
@@ -114,10 +114,22 @@ def _stdout_closed() -> None:
 # The library names what the caller passed (`test_percent`, a call to make, a piece of advice)
 # as parts of its messages (errors.Param, Call, Advice); the CLI says each part as the option,
 # command or words that do the same. Applied to error messages and to the log lines on stderr.
-OPTION_OF_PARAMETER = {
-    **options.flag_of_parameter(options.RetrainOptions, options.ClassifyOptions, options.EvaluateOptions),
-    "folder": "IMAGE_DIR", "expect": "--expect", "input": "--input", "overwrite": "--overwrite",
-}
+_OPTION_OF_PARAMETER: dict[str, str] = {}
+
+
+def option_of_parameter() -> dict[str, str]:
+    """{parameter: the option (or argument) that passes it}: every option of options.py's
+    commands by its flag, and the few parameters of others; made when first needed (an
+    error or a log line), not at start-up."""
+    if not _OPTION_OF_PARAMETER:
+        from imgtool import options
+
+        _OPTION_OF_PARAMETER.update(
+            options.flag_of_parameter(options.RetrainOptions, options.ClassifyOptions, options.EvaluateOptions),
+            folder="IMAGE_DIR", expect="--expect", input="--input", overwrite="--overwrite")
+    return _OPTION_OF_PARAMETER
+
+
 # each errors.API_CALLS entry: the command that does the same, `{}` its argument as given
 COMMAND_OF_CALL = {
     "download_model": "`imgtool models download {}`",
@@ -141,7 +153,7 @@ def cli_part(part: Part) -> str:
     """One part of a library message in the CLI's words: Param("min_accuracy") ->
     --min-accuracy, Call("download_model", "x") -> `imgtool models download x`."""
     if isinstance(part, Param):
-        return OPTION_OF_PARAMETER.get(part.name, str(part))
+        return option_of_parameter().get(part.name, str(part))
     if isinstance(part, Call):
         return COMMAND_OF_CALL[part.function].format(part.arg)
     if isinstance(part, Advice):

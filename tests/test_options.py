@@ -75,11 +75,11 @@ def test_check_refuses_by_the_fields_choices_and_ranges() -> None:
 
 
 def test_the_cli_names_each_parameter_by_its_flag() -> None:
-    from imgtool.command import OPTION_OF_PARAMETER
+    from imgtool.command import option_of_parameter
 
     for cls in (RetrainOptions, ClassifyOptions, EvaluateOptions):
         for name, spec, _ in options.options_of(cls):
-            assert OPTION_OF_PARAMETER[name] in spec.flags[-1].split("/"), name
+            assert option_of_parameter()[name] in spec.flags[-1].split("/"), name
 
 
 # ---------------------------------------------------------------- the rules live in the API
