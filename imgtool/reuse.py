@@ -18,7 +18,8 @@ facts. Anything else - a photo edited, added or removed, another option, a chang
 file, a file in the folder edited, added or removed, a damaged or missing record - is a
 full run, which records afresh. The photos' facts are taken before they are hashed, so a
 photo rewritten during a run is hashed again next time. A record that cannot be written
-(a read-only IMGTOOL_HOME) is only logged.
+(a read-only IMGTOOL_HOME) is only logged. The records are a cache like the others
+(caches.py: `imgtool models remove results`): without one, the next rerun is a full run.
 
 Layer: foundations (uses store, files, version)."""
 

@@ -180,3 +180,18 @@ def test_no_reuse_into_another_folder(data: Path, embedder: str, tmp_path: Path,
     api.retrain(data, model=embedder, output=tmp_path / "a")
     assert not api.retrain(data, model=embedder, output=tmp_path / "b").reused
     assert len(fits) == 2
+
+
+def test_removed_results_cache_only_means_a_full_run(data: Path, embedder: str, tmp_path: Path, isolated_home: Path,
+                                                     fits: list[int]) -> None:
+    out = tmp_path / "model"
+    cold = api.retrain(data, model=embedder, output=out)
+    written = _bytes(out)
+    (info,) = [c for c in api.list_caches() if c.name == "results"]
+    assert info.path == isolated_home / "results" and info.entries == 1 and info.bytes > 0
+    assert api.remove_models(["results"]) == [api.Removed("results", "cache", info.bytes, 1)]
+    assert not info.path.exists() and (isolated_home / "bottlenecks").is_dir()  # only the records went
+    rerun = api.retrain(data, model=embedder, output=out)
+    assert not rerun.reused and len(fits) == 2  # fitted again, the same result
+    assert _bytes(out) == written and _same(rerun, cold)
+    assert api.retrain(data, model=embedder, output=out).reused and len(fits) == 2  # recorded afresh
