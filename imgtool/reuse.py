@@ -10,7 +10,7 @@ every file it wrote, in one small JSON per output folder:
         {"version": 1, "output": abs path, "inputs": {...}, "photos": {path: [facts, sha256]},
          "files": {relative path: facts}}
 
-Facts are [size, mtime_ns, ctime_ns, inode, device] (os.stat, following links). A later run
+Facts are [size, mtime_ns, ctime_ns, inode, device] (facts.stat_identity with the ctime). A later run
 reuses the folder only when its inputs are equal to the recorded ones, every photo either
 has the recorded facts or hashes to the recorded sha256 (the ctime changes with any write,
 and cannot be set back), and the folder holds exactly the recorded files with their recorded
@@ -21,7 +21,7 @@ photo rewritten during a run is hashed again next time. A record that cannot be 
 (a read-only IMGTOOL_HOME) is only logged. The records are a cache like the others
 (caches.py: `imgtool models remove results`): without one, the next rerun is a full run.
 
-Layer: foundations (uses store, files, version)."""
+Layer: foundations (uses facts, store, files, version)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtool import files, store
+from imgtool.facts import stat_identity
 from imgtool.version import __version__
 
 log = logging.getLogger("imgtool.reuse")
@@ -43,8 +44,8 @@ MAX_RECORD_BYTES = 64 << 20  # a record of a million photos fits; anything large
 
 
 def facts(path: str | Path) -> list[int]:
-    st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+    """A file's facts as the record keeps them: its stat identity with the ctime, as a list."""
+    return list(stat_identity(path, ctime=True).values())
 
 
 def photo_facts(paths: list[str]) -> dict[str, list[int] | None]:
