@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import invoke, run
 
@@ -124,6 +125,7 @@ def test_bad_inputs_are_reported_and_skipped(mobilenet: str, photos: Path, tmp_p
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.heavy
 def test_subprocess_text_and_exit_codes(mobilenet: str, photos: Path) -> None:
     ok = run("classify", "-m", mobilenet, "-q", str(photos / "cat.bmp"))
     assert ok.returncode == 0, ok.stderr
@@ -136,12 +138,14 @@ def test_subprocess_text_and_exit_codes(mobilenet: str, photos: Path) -> None:
     assert missing.stderr.strip().count("\n") == 0 and "unknown model 'no_such_model_xyz'" in missing.stderr
 
 
+@pytest.mark.heavy
 def test_python_dash_m_works(mobilenet: str, photos: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "imgtool", "classify", "-m", mobilenet, "-f", "jsonl",
                           str(photos / "parrot.jpg")], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["predictions"][0]["label"] == "macaw"
 
 
+@pytest.mark.heavy
 def test_corrupt_tflite_is_exit_3_one_line(tmp_path: Path, photos: Path) -> None:
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"TFL3" + b"\0" * 100)
@@ -151,6 +155,7 @@ def test_corrupt_tflite_is_exit_3_one_line(tmp_path: Path, photos: Path) -> None
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.heavy
 def test_cli_import_does_not_import_tensorflow() -> None:
     code = ("import sys, imgtool.cli; heavy=[m for m in ('tensorflow','tensorflow_hub','tf_keras','keras',"
             "'numpy','ai_edge_litert','requests') if m in sys.modules]; print(','.join(heavy))")
@@ -158,6 +163,7 @@ def test_cli_import_does_not_import_tensorflow() -> None:
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.heavy
 def test_classify_and_labels_never_import_tensorflow_for_tflite(mobilenet: str, photos: Path) -> None:
     code = ("import sys; from click.testing import CliRunner; from imgtool.cli import cli;"
             f"r=CliRunner().invoke(cli, ['classify','-m',{mobilenet!r},{str(photos)!r}]); assert r.exit_code==0, r.output;"

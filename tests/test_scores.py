@@ -4,6 +4,11 @@ TFLite metadata, graph), never from the numbers a batch happens to produce."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -171,9 +176,28 @@ def test_engine_softmax_is_the_same_function() -> None:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every kind in tests/scoremodels.py, built once per session (~15 s of TensorFlow)."""
-    folder = tmp_path_factory.mktemp("score-models")
-    return {kind: sm.build(kind, folder / f"{kind}.tflite") for kind in sm.KINDS}
+    """Every kind in tests/scoremodels.py, built once per session (~15 s of TensorFlow).
+
+    With IMGTOOL_TEST_MODEL_CACHE set to a folder (the mutation run: every mutant is a new
+    pytest session), they are built once into it, keyed by scoremodels.py's bytes and the
+    TensorFlow version, and read back by every later session without importing TensorFlow.
+    The models are TensorFlow's work alone (no imgtool code builds them)."""
+    cache = os.environ.get("IMGTOOL_TEST_MODEL_CACHE")
+    if not cache:
+        folder = tmp_path_factory.mktemp("score-models")
+        return {kind: sm.build(kind, folder / f"{kind}.tflite") for kind in sm.KINDS}
+    key = hashlib.sha256(Path(sm.__file__).read_bytes() + importlib.metadata.version("tensorflow").encode())
+    folder = Path(cache) / f"score-models-{key.hexdigest()[:16]}"
+    if not folder.is_dir():
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(dir=cache, prefix=".score-models-"))
+        for kind in sm.KINDS:
+            sm.build(kind, building / f"{kind}.tflite")
+        try:
+            building.rename(folder)  # whole or not at all
+        except OSError:  # another session finished first: its copy is the same
+            shutil.rmtree(building)
+    return {kind: folder / f"{kind}.tflite" for kind in sm.KINDS}
 
 
 LEVELS = (156, 166, 184, 204, 230, 255)  # red levels: class-1 probability 0.60 .. 0.99
@@ -355,6 +379,7 @@ def test_retrained_head_reports_its_width() -> None:
     assert (facts.width, facts.shape, facts.producer) == (5, (1, 5), "FULLY_CONNECTED")
 
 
+@pytest.mark.heavy
 def test_tf_engine_reads_the_graph_output_op(tmp_path: Path) -> None:
     """A frozen graph run in TensorFlow: the width from the output's shape, the op from the graph."""
     from imgtool.engine import TFEngine
@@ -375,6 +400,7 @@ def test_tf_engine_reads_the_graph_output_op(tmp_path: Path) -> None:
     ("float_softmax", "probabilities", "the graph's last op is SOFTMAX"),
     ("float_logits", "logits", "the graph's last op is FULLY_CONNECTED, not a softmax"),
 ])
+@pytest.mark.heavy
 def test_a_tf_model_is_judged_by_its_converted_tflite(tmp_path: Path, kind: str, decided: str, reason: str) -> None:
     """A local SavedModel is converted once; the converted file's graph decides."""
     from imgtool.classifier import Classifier

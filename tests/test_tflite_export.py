@@ -290,6 +290,7 @@ def _mediapipe_top1(python: Path, model: Path, photos: np.ndarray, workdir: Path
     return [(r["index"], r["name"]) for r in rows]
 
 
+@pytest.mark.heavy
 def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> None:
     from imgtool.tflite_export import engine_for
 
@@ -318,6 +319,7 @@ def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> Non
     assert "Exported .tflite files" in html and "model-int8.tflite" in html
 
 
+@pytest.mark.heavy
 def test_int8_of_a_tf_backbone_stays_close_to_the_float_model(tf_model: Path) -> None:
     """The int8 file of a TF backbone (converter calibrated on the training photos) gives
     probabilities within 0.015 of the float file's on every photo of the folder. Top-1 cannot
@@ -340,6 +342,7 @@ def test_int8_of_a_tf_backbone_stays_close_to_the_float_model(tf_model: Path) ->
     assert _exports(tf_model)["model-int8.tflite"]["max_prob_diff_vs_imgtool"] < 0.015
 
 
+@pytest.mark.heavy
 def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, tmp_path: Path) -> None:
     from imgtool.tflite_export import engine_for
 
@@ -352,6 +355,7 @@ def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, 
         assert [n for _, n in theirs] == [classes[i] for i in ours], name  # the labels from the metadata
 
 
+@pytest.mark.heavy
 def test_int8_is_full_integer_small_and_accurate(model_dir: Path) -> None:
     from imgtool import tflite_metadata
     from imgtool.tflite_export import engine_for
@@ -382,6 +386,7 @@ def test_int8_is_full_integer_small_and_accurate(model_dir: Path) -> None:
     assert np.max(np.abs(p_float - p_int8)) < 0.02
 
 
+@pytest.mark.heavy
 def test_classify_the_file_gives_the_folders_top1(model_dir: Path) -> None:
     paths, _, _ = _test_split(model_dir)
     classes = json.loads((model_dir / "imgtool-model.json").read_text())["classes"]
@@ -398,6 +403,7 @@ def test_classify_the_file_gives_the_folders_top1(model_dir: Path) -> None:
 
 # ------------------------------------------------------------------ imgtool export
 
+@pytest.mark.heavy
 def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(flowers_model, folder)
@@ -437,6 +443,7 @@ def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     assert no_calibration.stderr.strip().splitlines()[-1].startswith("Error: int8 needs calibration")
 
 
+@pytest.mark.heavy
 def test_failed_quantized_export_keeps_the_model_and_says_why(tf_model: Path, tmp_path: Path,
                                                                module_env: dict[str, str]) -> None:
     """Without saved_model/ (--no-export) a float TF backbone cannot be made int8: the
@@ -455,6 +462,7 @@ def test_failed_quantized_export_keeps_the_model_and_says_why(tf_model: Path, tm
     assert json.loads(res.stdout)["exports"] == records
 
 
+@pytest.mark.heavy
 def test_export_errors(tmp_path: Path) -> None:
     res = run("export", str(tmp_path))
     assert res.returncode == 2 and res.stderr.strip().startswith("Error: ") and "imgtool retrain" in res.stderr
@@ -463,6 +471,7 @@ def test_export_errors(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "int4" in bad.stderr
 
 
+@pytest.mark.heavy
 def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_model: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """An identical rerun reuses an export's test-split figures (no decoding); other
@@ -491,6 +500,7 @@ def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_mod
     assert decoded and changed[0]["test_accuracy"] != first[0]["test_accuracy"]
 
 
+@pytest.mark.heavy
 def test_the_same_model_gives_the_same_bytes(fixtures: Path) -> None:
     """Exports are compared and cached by their bytes: nothing time-dependent inside."""
     import time
