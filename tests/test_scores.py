@@ -155,6 +155,19 @@ def test_softmax_values() -> None:
     np.testing.assert_array_equal(out[1], softmax(rows[1:])[0])  # each row on its own
 
 
+def test_softmax_shifts_each_row_by_its_own_max_over_the_last_axis() -> None:
+    """Mutants this kills (mutmut, issue 21): the shift `logits.max(axis=-1, ...)` made
+    `axis=None` or dropped (one max for the whole batch: a row far below the batch's largest
+    logit underflows to 0/0), and `axis=-1` made `axis=+1` in the max or in the sum (the same
+    on a 2-D batch; wrong on one row, and on an output with more axes)."""
+    third = 1 / (1 + np.e)  # softmax([a, a - 1]) = [1 - third, third] for any a
+    out = softmax(np.array([[1000.0, 999.0], [0.0, -1.0]]))
+    np.testing.assert_allclose(out, [[1 - third, third]] * 2, rtol=1e-12)
+    np.testing.assert_allclose(softmax(np.array([0.0, np.log(3.0)])), [0.25, 0.75], rtol=1e-12)  # one row
+    deep = softmax(np.array([[[0.0, np.log(3.0)]], [[np.log(3.0), 0.0]]]))  # (2, 1, 2)
+    np.testing.assert_allclose(deep, [[[0.25, 0.75]], [[0.75, 0.25]]], rtol=1e-12)
+
+
 def test_to_scores_never_renormalizes_probabilities() -> None:
     probs = np.array([[0.5, 0.1, 0.0]], np.float32)  # a quantized softmax summing to 0.6
     out = to_scores(probs, "probabilities")
