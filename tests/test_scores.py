@@ -47,7 +47,8 @@ def test_override_wins_over_record_metadata_and_graph() -> None:
 
 
 def test_bad_override_or_record_is_refused() -> None:
-    with pytest.raises(ValueError, match="features"):
+    """The message lists the choices (mutmut: `', '.join` -> `'XX, XX'.join` survived `match="features"`)."""
+    with pytest.raises(ValueError, match="^override must be one of auto, probabilities, logits, not 'features'$"):
         decide_output_kind(None, LOGITS_F32, "features")
     with pytest.raises(ValueError, match="softmax"):
         decide_output_kind("softmax", LOGITS_F32)
@@ -76,6 +77,7 @@ def test_metadata_wins_over_graph() -> None:
     ("PROBABILITIES", "probabilities"),
     ("logits: unnormalized log probabilities", "logits"),  # "logit" is checked first
     ("feature: the embedding", "features"),
+    ("Feature vector", "features"),  # "feature" alone (mutmut: "feature" -> "FEATURE" survived the line above)
     ("embedding", "features"),
     ("output", None),
     ("", None),
@@ -125,10 +127,13 @@ def test_quantized_softmax_inside_a_custom_op_is_probabilities() -> None:
 
 
 def test_pooled_output_without_labels_is_a_feature_extractor() -> None:
+    """Also kills (mutmut, issue 21): `decide_output_kind(..., has_labels=True)` default made False."""
     assert decide_output_kind(None, POOLED, has_labels=False) == Decision(
         "features", "a pooled 1x1x1x1024 output (AVERAGE_POOL_2D) and no labels")
-    # with labels, a pooled output is a classifier's logits (SqueezeNet ends in a pool)
+    # with labels, a pooled output is a classifier's logits (SqueezeNet ends in a pool); a
+    # caller that says nothing about labels gets that too (mutmut: default has_labels=False)
     assert decide_output_kind(None, POOLED, has_labels=True).kind == "logits"
+    assert decide_output_kind(None, POOLED).kind == "logits"
     flat = OutputFacts(width=1280, shape=(1, 1280), producer="MEAN")
     assert decide_output_kind(None, flat, has_labels=False).kind == "features"
     # [1,N] from a dense layer is a classifier's logits, labels or not (shown as `class N`)
@@ -169,11 +174,15 @@ def test_softmax_shifts_each_row_by_its_own_max_over_the_last_axis() -> None:
 
 
 def test_to_scores_never_renormalizes_probabilities() -> None:
+    """Also kills (mutmut, issue 21): `to_scores`'s `astype(np.float32)` -> `astype(None)`
+    (float64 scores) and its error message replaced."""
     probs = np.array([[0.5, 0.1, 0.0]], np.float32)  # a quantized softmax summing to 0.6
     out = to_scores(probs, "probabilities")
     np.testing.assert_array_equal(out, probs)
     np.testing.assert_allclose(to_scores(np.array([[0.0, np.log(3.0)]]), "logits"), [[0.25, 0.75]], atol=1e-7)
-    with pytest.raises(ValueError):
+    # logits become float32 scores whatever their dtype (mutmut: `astype(np.float32)` -> `astype(None)`)
+    assert to_scores(np.array([[0.0, 1.0]]), "logits").dtype == np.float32
+    with pytest.raises(ValueError, match="^a feature extractor has no scores$"):
         to_scores(probs, "features")
 
 
