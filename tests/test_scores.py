@@ -47,10 +47,11 @@ def test_override_wins_over_record_metadata_and_graph() -> None:
 
 
 def test_bad_override_or_record_is_refused() -> None:
-    """The message lists the choices (mutmut: `', '.join` -> `'XX, XX'.join` survived `match="features"`)."""
-    with pytest.raises(ValueError, match="^override must be one of auto, probabilities, logits, not 'features'$"):
+    """Each message lists the choices (mutmut: `', '.join` -> `'XX, XX'.join` survived a match
+    on the bad value alone)."""
+    with pytest.raises(ValueError, match=r"^override must be one of auto, probabilities, logits, not 'features'$"):
         decide_output_kind(None, LOGITS_F32, "features")
-    with pytest.raises(ValueError, match="softmax"):
+    with pytest.raises(ValueError, match=r"^output must be one of probabilities, logits, features, not 'softmax'$"):
         decide_output_kind("softmax", LOGITS_F32)
 
 
@@ -95,7 +96,9 @@ def test_graph_last_op(producer: str | None, kind: str) -> None:
     facts = dataclasses.replace(LOGITS_F32, producer=producer)
     d = decide_output_kind(None, facts)
     assert d.kind == kind
-    assert (producer or "unknown") in d.reason
+    # the whole reason (mutmut: 'unknown' -> 'XXunknownXX' survived a substring check)
+    assert d.reason == (f"the graph's last op is {producer}" if kind == "probabilities" else
+                        f"the graph's last op is {producer or 'unknown'}, not a softmax")
 
 
 @pytest.mark.parametrize("dtype, quant, expected", [
@@ -127,7 +130,8 @@ def test_quantized_softmax_inside_a_custom_op_is_probabilities() -> None:
 
 
 def test_pooled_output_without_labels_is_a_feature_extractor() -> None:
-    """Also kills (mutmut, issue 21): `decide_output_kind(..., has_labels=True)` default made False."""
+    """Also kills (mutmut, issue 21): `decide_output_kind(..., has_labels=True)` default made
+    False, and the "(no softmax)" of an output whose producer is unknown replaced."""
     assert decide_output_kind(None, POOLED, has_labels=False) == Decision(
         "features", "a pooled 1x1x1x1024 output (AVERAGE_POOL_2D) and no labels")
     # with labels, a pooled output is a classifier's logits (SqueezeNet ends in a pool); a
@@ -136,6 +140,8 @@ def test_pooled_output_without_labels_is_a_feature_extractor() -> None:
     assert decide_output_kind(None, POOLED).kind == "logits"
     flat = OutputFacts(width=1280, shape=(1, 1280), producer="MEAN")
     assert decide_output_kind(None, flat, has_labels=False).kind == "features"
+    unnamed = OutputFacts(width=16, shape=(1, 1, 1, 16), producer=None)  # mutmut: "no softmax" replaced
+    assert decide_output_kind(None, unnamed, has_labels=False).reason == "a pooled 1x1x1x16 output (no softmax) and no labels"
     # [1,N] from a dense layer is a classifier's logits, labels or not (shown as `class N`)
     assert decide_output_kind(None, LOGITS_F32, has_labels=False).kind == "logits"
     # a softmax is a classifier whatever its shape
@@ -182,7 +188,7 @@ def test_to_scores_never_renormalizes_probabilities() -> None:
     np.testing.assert_allclose(to_scores(np.array([[0.0, np.log(3.0)]]), "logits"), [[0.25, 0.75]], atol=1e-7)
     # logits become float32 scores whatever their dtype (mutmut: `astype(np.float32)` -> `astype(None)`)
     assert to_scores(np.array([[0.0, 1.0]]), "logits").dtype == np.float32
-    with pytest.raises(ValueError, match="^a feature extractor has no scores$"):
+    with pytest.raises(ValueError, match=r"^a feature extractor has no scores$"):
         to_scores(probs, "features")
 
 
