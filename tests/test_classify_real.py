@@ -221,3 +221,19 @@ def test_every_real_photos_top5_obeys_the_tie_rule(mobilenet: str, photos: Path,
     for row, r in zip(raw, results):
         assert r.predictions is not None
         assert [p.index for p in r.predictions] == _by_rule(row, 5), r.path
+
+
+def test_result_dicts_and_the_default_top_k(mobilenet: str, photos: Path) -> None:
+    """Mutants this kills (mutmut, issue 21): `Result.to_dict`'s "error" and "unknown" keys
+    renamed, `unknown` written as None, and `Classifier.classify`'s default `top_k=5` made 6
+    (the CLI always passes its own, so only the library's default was unasserted)."""
+    from imgtool.classifier import Classifier, Prediction, Result
+    from imgtool.resolve import resolve
+
+    assert Result("a.jpg", error="corrupt image").to_dict() == {"path": "a.jpg", "error": "corrupt image"}
+    judged = Result(None, predictions=[Prediction("cat", 0.25, 3)]).with_min_score(0.5)
+    assert judged.to_dict() == {"path": None, "predictions": [{"label": "cat", "score": 0.25, "index": 3}],
+                                "unknown": True}
+    assert "unknown" not in Result(None, predictions=[Prediction("cat", 0.25, 3)]).to_dict()
+    [result] = Classifier(resolve(mobilenet)).classify([str(photos / "parrot.jpg")])
+    assert result.predictions is not None and len(result.predictions) == 5

@@ -396,6 +396,30 @@ def test_feature_extractor_built_from_the_graph_is_refused(models: dict[str, Pat
             _classifier(models[kind])
 
 
+def test_is_feature_extractor_follows_the_rule_classify_uses(models: dict[str, Path]) -> None:
+    """Mutants this kills (mutmut, issue 21): every change to `classifier.is_feature_extractor`
+    (27) and to `feature_extractor_message` survived the selected tests: only `imgtool labels`
+    in a subprocess (tests/test_mistakes.py) asked it. Labels, a record that says the output
+    is not features, and a TF model not yet converted each answer None before the graph."""
+    from imgtool.classifier import feature_extractor_message, is_feature_extractor
+    from imgtool.resolve import resolve
+
+    pooled = resolve(str(models["float_pooled_features"]))
+    assert is_feature_extractor(pooled) == 16
+    assert is_feature_extractor(resolve(str(models["float_flat_features"]))) == 16
+    assert is_feature_extractor(resolve(str(models["float_logits"]))) is None  # [1, N] from a dense layer
+    assert is_feature_extractor(resolve(str(models["uint8_softmax"]))) is None
+    assert is_feature_extractor(dataclasses.replace(pooled, labels=[f"c{i}" for i in range(16)])) is None
+    said = dataclasses.replace(pooled, config=dataclasses.replace(pooled.config, output="logits"))
+    assert is_feature_extractor(said) is None
+    records = dataclasses.replace(pooled, config=dataclasses.replace(pooled.config, output="features"))
+    assert is_feature_extractor(records) == 16
+    assert is_feature_extractor(dataclasses.replace(pooled, tflite=None, head=None)) is None
+    assert feature_extractor_message("m.tflite", 16) == (
+        "m.tflite is a feature extractor (16-wide feature vectors), not a classifier; train a classifier "
+        "on it (it is a backbone to retrain), or pick a classifier from the catalog")
+
+
 def test_retrained_head_reports_its_width() -> None:
     from imgtool.engine import HeadEngine
 
