@@ -400,7 +400,8 @@ def test_is_feature_extractor_follows_the_rule_classify_uses(models: dict[str, P
     """Mutants this kills (mutmut, issue 21): every change to `classifier.is_feature_extractor`
     (27) and to `feature_extractor_message` survived the selected tests: only `imgtool labels`
     in a subprocess (tests/test_mistakes.py) asked it. Labels, a record that says the output
-    is not features, and a TF model not yet converted each answer None before the graph."""
+    is not features, and a TF model not yet converted each answer None before the graph.
+    Equivalent survivors: the override "auto" -> None or dropped, has_labels False -> None."""
     from imgtool.classifier import feature_extractor_message, is_feature_extractor
     from imgtool.resolve import resolve
 
@@ -414,6 +415,9 @@ def test_is_feature_extractor_follows_the_rule_classify_uses(models: dict[str, P
     assert is_feature_extractor(said) is None
     records = dataclasses.replace(pooled, config=dataclasses.replace(pooled.config, output="features"))
     assert is_feature_extractor(records) == 16
+    logits = resolve(str(models["float_logits"]))  # the record wins over the graph
+    assert is_feature_extractor(dataclasses.replace(logits, config=dataclasses.replace(logits.config,
+                                                                                       output="features"))) == 1001
     assert is_feature_extractor(dataclasses.replace(pooled, tflite=None, head=None)) is None
     assert feature_extractor_message("m.tflite", 16) == (
         "m.tflite is a feature extractor (16-wide feature vectors), not a classifier; train a classifier "
