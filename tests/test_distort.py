@@ -71,3 +71,15 @@ def test_sample_plan_ranges() -> None:
     assert 0.8 <= min(light) < 0.85 and 1.15 < max(light) <= 1.2
     assert Distortions(random_brightness=1).active() and not Distortions().active()
     assert Distortions(flip_left_right=True).active()
+
+
+def test_sample_plan_zoom_is_crop_times_a_uniform_scale() -> None:
+    """Mutant this kills (mutmut, issue 21): `random_scale / 100.0` -> `/ 101.0` (scale draws
+    up to 1.495 instead of 1.5: inside every range checked above). The side is computed by
+    hand from the same generator's first draw: 1 / ((1 + crop%) * (1 + scale% * u))."""
+    for seed in range(5):
+        u = np.random.default_rng(seed).random()
+        plan = distort.sample_plan(Distortions(random_crop=25, random_scale=50), np.random.default_rng(seed))
+        side = 1 / (1.25 * (1 + 0.5 * u))
+        assert plan.box[2] - plan.box[0] == pytest.approx(side, rel=1e-12)
+        assert plan.box[3] - plan.box[1] == pytest.approx(side, rel=1e-12)
