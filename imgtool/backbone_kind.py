@@ -14,24 +14,15 @@ IMAGENET_WIDTHS = (1000, 1001)
 
 
 def tflite_output(path: Path) -> tuple[int, str | None]:
-    """(output width, name of the op that produces the first output) read from the model
-    without running it. The op list is read with the default delegates off: XNNPACK would
-    fold the graph into one DELEGATE op."""
+    """(output width, name of the op that writes the first output) read from the model's
+    flatbuffer without loading it (tflite.reading: no delegate folds the graph into one
+    DELEGATE op there). NotAModel (a ValueError) when the file is not a TFLite model."""
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from imgtool import ui
+    from imgtool.tflite import reading
 
-    with ui.native_output_filtered():
-        it = Interpreter(model_path=str(path),
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    out = it.get_output_details()[0]
-    width = int(np.prod(out["shape"][1:]))
-    producer = None
-    for op in it._get_ops_details():  # noqa: SLF001 - the public API has no op list
-        if out["index"] in list(op.get("outputs", [])):
-            producer = str(op.get("op_name"))
-    return width, producer
+    out, writer = reading.graph_output(path)
+    return int(np.prod(out.shape[1:])), writer
 
 
 def classifier_reason(model: Any) -> str | None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from imgtool import settings, ui
+from imgtool import ui
 from imgtool.command import (  # noqa: F401 - older imports of these names
     OPTION_OF_PARAMETER,
     Command,
@@ -33,11 +33,18 @@ INTERRUPTED = "interrupted (Ctrl-C): nothing half-written is kept"
 def exit_codes(*codes: tuple[int, str], interrupted: str = INTERRUPTED) -> str:
     """A command's epilog: its own exit codes, each line `CODE  what`, 130 (`interrupted`)
     last. Every command says only what it can return (tests/test_help.py checks it)."""
+    return "\b\nExit codes:\n" + "\n".join(_code_line(code, what) for code, what in (*codes, (130, interrupted)))
+
+
+def _code_line(code: int, what: str) -> str:
+    """`  CODE  what`, wrapped at 78 columns. A line that fits, single-spaced, is what
+    textwrap.fill would make of it, without the wrapping work (every epilog is built at import)."""
+    first = f"  {code:<3}  "
+    if len(first) + len(what) <= 78 and what == " ".join(what.split()):
+        return first + what
     import textwrap
 
-    lines = [textwrap.fill(what, 78, initial_indent=f"  {code:<3}  ", subsequent_indent=" " * 7)
-             for code, what in (*codes, (130, interrupted))]
-    return "\b\nExit codes:\n" + "\n".join(lines)
+    return textwrap.fill(what, 78, initial_indent=first, subsequent_indent=" " * 7)
 
 
 USAGE = (2, "usage error (a bad option, argument or IMGTOOL_* variable)")
@@ -45,7 +52,7 @@ MODEL = (3, "the model could not be obtained or loaded")
 CACHE = (4, "could not write the model cache (disk full, read-only, permission denied)")
 
 
-QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite_export.QUANTIZE_MODES
+QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")  # imgtool.tflite.head.QUANTIZE_MODES
 
 
 def _parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Parameter, str | None], Any]:
@@ -141,7 +148,10 @@ def _load(opts: dict[str, Any], scores: Scores, verbose: bool) -> Any:
     return model
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# `imgtool beam` (scale-out) is imported when it is run or listed: imgtool.beam.cli imports click
+# only, and apache_beam is imported when a beam command runs.
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             lazy_commands={"beam": "imgtool.beam.cli:beam"})
 @click.version_option(__version__, prog_name="imgtool")
 def cli() -> None:
     """Classify photos with pretrained networks; retrain the last layer on your own.
@@ -260,6 +270,7 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
 
     names = api.model_labels(model_opts["model"], **_model_kwargs(model_opts))
     if names is None:
+        from imgtool import settings
         from imgtool.catalog import DEFAULT_MODEL
 
         ref = model_opts["model"] or settings.current().model or DEFAULT_MODEL
@@ -274,6 +285,7 @@ def labels(search: str | None, fmt: str, **model_opts: Any) -> None:
                 found += 1
                 out.record({"index": i, "label": label}, text=f"{i}\t{terminal_text(label)}\n")
     if search is not None and not found:
+        from imgtool import settings
         from imgtool.catalog import DEFAULT_MODEL
         from imgtool.output import display_path
 
@@ -378,7 +390,9 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
     so a second run over the same photos does no backbone work. The last layer is an
     L2-regularised logistic regression fitted to convergence; L2 is chosen by 5-fold
     cross-validation on train+validation, then the layer is refitted on them; the test
-    split is never fitted on.
+    split is never fitted on. A rerun of identical inputs (photos, backbone, options,
+    versions) into the same --output reuses that folder: nothing is fitted or written,
+    the same output is printed.
 
     \b
     Examples:
@@ -780,9 +794,3 @@ def main() -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
 
-
-# ---------------------------------------------------------------- beam (scale-out)
-# imgtool.beam.cli imports click only; apache_beam is imported when a beam command runs.
-from imgtool.beam.cli import beam as _beam  # noqa: E402
-
-cli.add_command(_beam)

@@ -1,7 +1,8 @@
 """The click command class every imgtool command uses (the main CLI's and `imgtool beam`'s):
 environment settings are checked once the arguments are parsed and before any work, so
 `--help` still works with a bad variable; and the Group both CLIs use, which turns library
-errors into one `Error: ...` line and the exit code. Imports click, settings and errors only.
+errors into one `Error: ...` line and the exit code. Imports click, ui, output and errors
+(settings when a command runs: `--help` does not read the environment).
 
 Layer: above settings and errors; below cli and beam.cli (which both import it)."""
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import click
 
-from imgtool import settings, ui
+from imgtool import ui
 from imgtool.errors import ImgtoolError
 from imgtool.output import terminal_text
 
@@ -89,6 +90,8 @@ class Command(click.Command):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from imgtool import settings
+
         settings.current()
         return super().invoke(ctx)
 
@@ -161,9 +164,29 @@ def cli_phrase(text: str) -> str:
 
 class Group(click.Group):
     """Turns library errors into one `Error: ...` line and the documented exit code; a
-    closed stdout into a quiet exit 0 (for every command, here once)."""
+    closed stdout into a quiet exit 0 (for every command, here once).
+
+    `lazy_commands` ({name: "module:attribute"}) are subcommands whose module is imported
+    only when one is looked up (run, or listed by `--help`), as click's LazyGroup pattern
+    does: `imgtool classify` never imports `imgtool beam`'s commands."""
 
     command_class = Command
+
+    def __init__(self, *args: Any, lazy_commands: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy_commands.get(cmd_name)
+        if target is not None and cmd_name not in self.commands:
+            import importlib
+
+            module, _, attribute = target.partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.parent is None:  # the top group: log records and progress -> stderr, signals, for this run

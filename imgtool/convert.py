@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from imgtool import store, ui
+from imgtool import locks, store, ui
 from imgtool.catalog import ModelConfig
 from imgtool.engine import LiteRTEngine, to_float
 from imgtool.entries import Conversion, EntryRecord, read_record, write_record
@@ -102,7 +102,7 @@ def ensure_tflite(model: Model, entry: Path, purpose: ConversionPurpose = "model
     conv = record.conversions.get(purpose)
     target = entry / f"{purpose}.tflite"
     if conv is None or (conv.ok and not _size_matches(target, conv.size)):
-        with store.lock(entry.name):
+        with locks.lock(entry.name):
             record = read_record(entry) or EntryRecord()
             conv = record.conversions.get(purpose)
             if conv is None or (conv.ok and not _size_matches(target, conv.size)):

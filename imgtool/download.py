@@ -5,6 +5,12 @@ NO_PROXY). A download goes to `tmp/<name>.<pid>.incomplete` and is renamed to it
 name only once whole (length as announced, size and checksum as pinned), so nothing that
 looks cached is ever half-written.
 
+One requests Session per fetch (its connections reused across the fetch's redirects,
+retries and URLs) with urllib3's Retry: connection failures, a timeout before the
+headers and RETRYABLE_STATUS are retried by urllib3 (exponential backoff, the server's
+Retry-After up to MAX_RETRY_AFTER); a body that stalls or is cut short is retried here,
+from the same IMGTOOL_RETRIES attempts (`_Attempts`). Unpacking is archives.py.
+
 Redirects are followed here, one hop at a time, so that Kaggle credentials
 (KAGGLE_USERNAME + KAGGLE_KEY, HTTP Basic) go to kaggle.com hosts only and never to the
 signed storage URL Kaggle redirects to, whatever requests' own redirect rules are."""
@@ -13,28 +19,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
-import stat
-import tarfile
 import time
-import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from imgtool import settings, store, ui
-from imgtool.errors import DownloadError, ModelError, StorageError
+from imgtool.errors import DownloadError
+
+if TYPE_CHECKING:
+    import requests
+    from urllib3.util.retry import Retry
 
 CHUNK = 1 << 20
 #: The slowest transfer accepted: a download that receives fewer than MIN_RATE bytes a
 #: second, averaged over any IMGTOOL_TIMEOUT seconds, is dropped (a server trickling a
 #: byte at a time never trips the read timeout alone).
 MIN_RATE = 1024
-#: Caps on what an archive may unpack to, checked on its headers before anything is
-#: written: 4x the largest model expected (a ~250 MB SavedModel), and a member count no
-#: model needs (a SavedModel has a few dozen files).
-MAX_EXTRACT_BYTES = 1 << 30
-MAX_MEMBERS = 10_000
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 REDIRECT_STATUS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 10
@@ -91,18 +96,20 @@ def hub_download_url(url: str) -> str:
 
 def fetch(urls: list[str] | tuple[str, ...], dest: Path, *, sha256: str | None = None, size: int | None = None,
           what: str = "") -> str:
-    """Download the first URL that works to `dest`; return the URL used.
+    """Download the first URL that works to `dest`; return the URL used. The URLs share
+    one Session (a mirror on the same host reuses the connection).
 
     Raises DownloadError with one line naming the URL and the problem."""
     if not urls:
         raise DownloadError(f"{what or dest.name}: no download URL is known; pass a local path instead")
     check_online(what, dest.name)
     errors: list[str] = []
-    for url in urls:
-        try:
-            return fetch_url(Pinned(url, sha256, size), dest, what=what)
-        except DownloadError as err:
-            errors.append(str(err))
+    with session() as http:
+        for url in urls:
+            try:
+                return fetch_url(Pinned(url, sha256, size), dest, what=what, http=http)
+            except DownloadError as err:
+                errors.append(str(err))
     raise DownloadError(failure_message(what or dest.name, len(urls), errors[-1]))
 
 
@@ -119,99 +126,200 @@ def check_online(what: str, dest_name: str = "") -> None:
         )
 
 
-def fetch_url(pin: Pinned, dest: Path, *, what: str = "") -> str:
+@contextlib.contextmanager
+def session() -> Iterator[requests.Session]:
+    """A requests Session for one fetch: its connections are reused across the fetch's
+    redirects, retries and URLs, and closed when it ends. The retries themselves are
+    urllib3's (see `_Attempts`), set per request."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    with requests.Session() as http:
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=1)
+        http.mount("http://", adapter)
+        http.mount("https://", adapter)
+        yield http
+
+
+def fetch_url(pin: Pinned, dest: Path, *, what: str = "", http: requests.Session | None = None) -> str:
     """Download one URL to `dest` (retrying what is worth retrying); return the URL.
     DownloadError's message is "URL: problem", for the caller to put in context."""
     check_online(what, dest.name)
-    import requests
-
     url = hub_download_url(pin.url)
-    for attempt in range(_attempts()):
-        try:
-            _fetch_one(requests, url, dest, pin, what)
-            return url
-        except _Retryable as err:
-            if attempt + 1 < _attempts():
-                time.sleep(min(err.retry_after, 5.0))
-                continue
-            raise DownloadError(f"{url}: {err}") from None
-    raise AssertionError("unreachable")  # pragma: no cover
+    with contextlib.ExitStack() as stack:
+        http = http or stack.enter_context(session())
+        attempts = _Attempts(_attempts())
+        while True:
+            try:
+                _fetch_one(http, attempts, url, dest, pin, what)
+                return url
+            except _Retryable as err:
+                attempts.again(url, str(err))
 
 
 class _Retryable(Exception):
-    def __init__(self, msg: str, retry_after: float = 1.0):
-        super().__init__(msg)
-        self.retry_after = retry_after
+    """A body that failed after its headers came (a stall, a broken connection, fewer
+    bytes than announced): ours to retry, urllib3 has handed the response over."""
 
 
-def _get(requests, url: str):  # noqa: ANN001, ANN202
+class _Attempts:
+    """One URL's IMGTOOL_RETRIES attempts, one budget for both kinds of retry: urllib3's
+    (connection failures, a timeout before the headers, RETRYABLE_STATUS, with
+    exponential backoff and the server's Retry-After up to MAX_RETRY_AFTER) and ours
+    (a body that fails after its headers: `again`)."""
+
+    def __init__(self, attempts: int):
+        self.retry = _retry_policy(attempts - 1)
+
+    def get(self, http: requests.Session, url: str) -> requests.Response:
+        """One GET (no redirects followed) with the retries left; they are spent as urllib3 goes."""
+        http.get_adapter(url).max_retries = self.retry  # type: ignore[attr-defined]
+        resp = http.get(url, stream=True, timeout=_timeout(), allow_redirects=False, auth=_auth_for(url))
+        self.retry = getattr(resp.raw, "retries", None) or self.retry
+        return resp
+
+    def again(self, url: str, problem: str) -> None:
+        """Spend one attempt on a failed body and wait the backoff; DownloadError when none is left."""
+        import urllib3.exceptions
+
+        try:
+            self.retry = self.retry.increment(method="GET", url=url)
+        except urllib3.exceptions.MaxRetryError:
+            raise DownloadError(f"{url}: {problem}") from None
+        self.retry.sleep()
+
+
+#: The longest Retry-After honoured; a server asking for more is retried after this.
+MAX_RETRY_AFTER = 60
+#: Backoff between attempts: BACKOFF s, then twice as long each time, at most BACKOFF_MAX s.
+BACKOFF = 1.0
+BACKOFF_MAX = 30.0
+
+
+def _retry_policy(retries: int) -> Retry:
+    from urllib3.util.retry import Retry
+
+    class _Retry(Retry):
+        def get_backoff_time(self) -> float:
+            """BACKOFF before the first retry too (urllib3 retries the first at once)."""
+            errors = len(list(itertools.takewhile(lambda h: h.redirect_location is None, reversed(self.history))))
+            return 0.0 if errors == 0 else min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1))
+
+    return _Retry(total=retries, redirect=False, status_forcelist=RETRYABLE_STATUS, allowed_methods={"GET"},
+                  backoff_factor=BACKOFF, backoff_max=BACKOFF_MAX, respect_retry_after_header=True,
+                  retry_after_max=MAX_RETRY_AFTER, raise_on_status=False)
+
+
+def _get(http: requests.Session, attempts: _Attempts, url: str) -> requests.Response:
     """GET `url`, following redirects one hop at a time: credentials are decided per hop
     (a Kaggle host gets them, its signed storage redirect target does not)."""
+    import requests
+
     hops = 0
     while True:
         try:
-            resp = requests.get(url, stream=True, timeout=_timeout(), allow_redirects=False, auth=_auth_for(url))
+            resp = attempts.get(http, url)
         except requests.exceptions.Timeout:
-            raise _Retryable("timed out waiting for the server (set IMGTOOL_TIMEOUT to wait longer)") from None
+            raise DownloadError(f"{url}: {TIMED_OUT}") from None
         except requests.exceptions.ConnectionError as err:
-            raise _Retryable(f"cannot connect ({_reason(err)}); check the network or proxy settings") from None
+            if _timed_out(err):  # a read timeout before the headers, after urllib3's retries
+                raise DownloadError(f"{url}: {TIMED_OUT}") from None
+            raise DownloadError(f"{url}: cannot connect ({_reason(err)}); "
+                                "check the network or proxy settings") from None
         except (requests.exceptions.RequestException, _urllib3_errors()) as err:  # e.g. two different lengths
             raise DownloadError(f"{url}: the server's response is malformed ({_reason(err)}); "
                                 "try another URL or mirror") from None
         if resp.status_code not in REDIRECT_STATUS or "Location" not in resp.headers:
             return resp
-        resp.close()
+        _done_with(resp)
         hops += 1
         if hops > MAX_REDIRECTS:
             raise DownloadError(f"{url}: too many redirects (a redirect loop on the server); try another URL")
         url = urljoin(url, resp.headers["Location"])
 
 
-def _fetch_one(requests, url: str, dest: Path, pin: Pinned, what: str) -> None:  # noqa: ANN001
-    sha256 = pin.sha256
+TIMED_OUT = "timed out waiting for the server (set IMGTOOL_TIMEOUT to wait longer)"
+#: A body no longer than this (a redirect's, an error page's) is read to the end, so that
+#: its connection goes back to the Session for the next request; a longer one is closed.
+DRAIN_MAX = 64 << 10
+
+
+def _done_with(resp: requests.Response) -> None:
+    length = resp.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) <= DRAIN_MAX:
+        with contextlib.suppress(Exception):
+            resp.raw.drain_conn()
+            resp.raw.release_conn()
+            return
+    resp.close()
+
+
+def _timed_out(err: Exception) -> bool:
+    import urllib3.exceptions
+
+    inner = err.args[0] if err.args else None
+    reason = getattr(inner, "reason", inner)  # NewConnectionError derives from ConnectTimeoutError: refused
+    return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
+        reason, urllib3.exceptions.NewConnectionError)
+
+
+def _fetch_one(http: requests.Session, attempts: _Attempts, url: str, dest: Path, pin: Pinned, what: str) -> None:
     tmp = store.tmp_dir() / f"{dest.name}.{os.getpid()}.incomplete"
     try:
-        resp = _get(requests, url)
+        resp = _get(http, attempts, url)
+        if resp.status_code != 200:
+            _done_with(resp)
+            hint = "" if resp.status_code in RETRYABLE_STATUS else "; check the model name or URL"
+            raise DownloadError(f"{url}: server answered HTTP {resp.status_code}{hint}")
         with resp:
-            if resp.status_code in RETRYABLE_STATUS:
-                ra = resp.headers.get("Retry-After", "1")
-                raise _Retryable(f"server answered HTTP {resp.status_code}",
-                                 retry_after=float(ra) if ra.isdigit() else 1.0)
-            if resp.status_code != 200:
-                raise DownloadError(f"{url}: server answered HTTP {resp.status_code}; check the model name or URL")
-            expected = resp.headers.get("Content-Length")
-            expected_n = int(expected) if expected and expected.isdigit() else None
-            digest = hashlib.sha256()
-            got = 0
-            ui.info(f"Downloading {what + ' from ' if what and what != url else ''}{url}"
-                    + (f" ({expected_n / 1e6:.1f} MB)" if expected_n else ""))
-            bar = ui.progress(expected_n, what or dest.name)
-            try:
-                with open(tmp, "wb") as fh:
-                    for chunk in _chunks(resp, url):
-                        fh.write(chunk)
-                        digest.update(chunk)
-                        got += len(chunk)
-                        bar.update(len(chunk))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            finally:
-                bar.close()
-        if expected_n is not None and got != expected_n and resp.headers.get("Content-Encoding") is None:
-            raise _Retryable(f"received {got} bytes, the server announced {expected_n}")
-        if pin.size is not None and got != pin.size:
-            raise DownloadError(f"{url}: received {got} bytes, the catalog pins {pin.size}; the file was changed "
-                                "or cut short — nothing was cached")
-        if sha256 and digest.hexdigest() != sha256.lower():
-            raise DownloadError(
-                f"{url}: checksum mismatch (sha256 {digest.hexdigest()[:16]}…, expected {sha256[:16]}…); "
-                "the file is corrupt or was changed — nothing was cached"
-            )
+            got, digest = _receive(resp, url, tmp, what or dest.name, what)
+        _check_received(resp, url, pin, got, digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _receive(resp: requests.Response, url: str, tmp: Path, desc: str, what: str) -> tuple[int, str]:
+    """The body into `tmp`, fsynced: (bytes received, their sha256)."""
+    expected_n = _announced(resp)
+    digest = hashlib.sha256()
+    got = 0
+    ui.info(f"Downloading {what + ' from ' if what and what != url else ''}{url}"
+            + (f" ({expected_n / 1e6:.1f} MB)" if expected_n else ""))
+    bar = ui.progress(expected_n, desc)
+    try:
+        with open(tmp, "wb") as fh:
+            for chunk in _chunks(resp, url):
+                fh.write(chunk)
+                digest.update(chunk)
+                got += len(chunk)
+                bar.update(len(chunk))
+            fh.flush()
+            os.fsync(fh.fileno())
+    finally:
+        bar.close()
+    return got, digest.hexdigest()
+
+
+def _announced(resp: requests.Response) -> int | None:
+    expected = resp.headers.get("Content-Length")
+    return int(expected) if expected and expected.isdigit() else None
+
+
+def _check_received(resp: requests.Response, url: str, pin: Pinned, got: int, digest: str) -> None:
+    expected_n = _announced(resp)
+    if expected_n is not None and got != expected_n and resp.headers.get("Content-Encoding") is None:
+        raise _Retryable(f"received {got} bytes, the server announced {expected_n}")
+    if pin.size is not None and got != pin.size:
+        raise DownloadError(f"{url}: received {got} bytes, the catalog pins {pin.size}; the file was changed "
+                            "or cut short — nothing was cached")
+    if pin.sha256 and digest != pin.sha256.lower():
+        raise DownloadError(
+            f"{url}: checksum mismatch (sha256 {digest[:16]}…, expected {pin.sha256[:16]}…); "
+            "the file is corrupt or was changed — nothing was cached"
+        )
 
 
 def _urllib3_errors() -> type[Exception]:
@@ -220,7 +328,7 @@ def _urllib3_errors() -> type[Exception]:
     return urllib3.exceptions.HTTPError
 
 
-def _chunks(resp, url: str):  # noqa: ANN001, ANN202
+def _chunks(resp: requests.Response, url: str) -> Iterator[bytes]:
     """The body as it arrives (at most CHUNK bytes a piece, each as soon as the socket has
     it, not once CHUNK bytes are in), failing a transfer slower than MIN_RATE over any
     IMGTOOL_TIMEOUT seconds; urllib3's errors as ours."""
@@ -260,119 +368,3 @@ def _reason(err: Exception) -> str:
         if marker in text:
             return marker.lower()
     return text.splitlines()[0][:120] if text else type(err).__name__
-
-
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-
-
-def archive_kind(path: Path) -> str:
-    """"zip", "tflite" or "tar" (tarfile tells gzip/bzip2/xz/plain itself), by the bytes,
-    not the name: Kaggle serves zip or tar.gz from the same URL."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head[:4] in ZIP_MAGIC:
-        return "zip"
-    if head[4:8] == b"TFL3":
-        return "tflite"
-    return "tar"
-
-
-def extract_archive(archive: Path, target: Path, what: str = "") -> None:
-    """Extract a .tar/.tar.gz or .zip (told apart by their bytes) safely: absolute paths,
-    `..`, links pointing outside the target and device files are refused (tarfile's
-    'data' filter; the same rules by hand for zip)."""
-    target.mkdir(parents=True, exist_ok=True)
-    if archive_kind(archive) == "zip":
-        _extract_zip(archive, target, what)
-        return
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            members, total = [], 0
-            for member in tar:  # headers only, stopping at the first past a cap: before anything is written
-                if member.name.startswith(("/", "\\")) or ".." in Path(member.name).parts:
-                    raise tarfile.FilterError(f"member {member.name!r} points outside the archive")
-                members.append(member)
-                total += member.size if member.isreg() else 0
-                _check_caps(len(members), total, what or archive.name)
-            _check_space(target, total, what or archive.name)
-            tar.extractall(target, members=members, filter="data")
-    except tarfile.FilterError as err:
-        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); "
-                         "the download is not a model") from None
-    except StorageError:
-        raise
-    except (tarfile.TarError, EOFError, OSError) as err:
-        if store.is_storage_error(err, target):
-            raise  # a full disk or read-only cache, not a corrupt download
-        reason = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else type(err).__name__
-        if "could not be opened successfully" in reason:  # tarfile lists every method it tried, one a line
-            reason = "not a gzip, bzip2, xz or plain tar file"
-        raise ModelError(f"{what or archive.name}: not a readable .tar.gz archive ({reason}); "
-                         "the download is corrupt") from None
-
-
-def _extract_zip(archive: Path, target: Path, what: str) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            _check_caps(len(members), sum(m.file_size for m in members if not m.is_dir()), what or archive.name)
-            _check_space(target, sum(m.file_size for m in members), what or archive.name)
-            for m in members:
-                name = m.filename.replace("\\", "/")
-                mode = m.external_attr >> 16
-                if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in Path(name).parts:
-                    raise _UnsafeZip(f"member {m.filename!r} points outside the archive")
-                if stat.S_ISLNK(mode):
-                    raise _UnsafeZip(f"member {m.filename!r} is a symbolic link")
-                # zipfile.writestr (and other writers) store permission bits without a file
-                # type: that is a plain file; only a type that is neither file nor folder is refused
-                if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    raise _UnsafeZip(f"member {m.filename!r} is not a regular file")
-            for m in members:
-                zf.extract(m, target)
-    except _UnsafeZip as err:
-        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); "
-                         "the download is not a model") from None
-    except StorageError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
-        if isinstance(err, OSError) and store.is_storage_error(err, target):
-            raise  # a full disk or read-only cache, not a corrupt download
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{what or archive.name}: not a readable .zip archive ({reason}); "
-                         "the download is corrupt") from None
-
-
-class _UnsafeZip(Exception):
-    pass
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.0f} MB"
-
-
-def _check_caps(members: int, total: int, what: str) -> None:
-    """An archive bomb is refused on its headers (exit 3): nothing of it is written."""
-    if members > MAX_MEMBERS:
-        raise ModelError(f"{what}: archive refused: it holds more than {MAX_MEMBERS:,} files, more than any model "
-                         "needs; the download is not a model (or not one imgtool takes)")
-    if total > MAX_EXTRACT_BYTES:
-        raise ModelError(f"{what}: archive refused: it unpacks to more than {_mb(MAX_EXTRACT_BYTES)} "
-                         f"(the cap for a model archive); the download is not a model (or not one imgtool takes)")
-
-
-def _check_space(target: Path, total: int, what: str) -> None:
-    """The unpacked size, against the free space, before the first byte is written (exit 4)."""
-    import errno
-    import shutil
-
-    try:
-        free = shutil.disk_usage(target).free
-    except OSError:
-        return
-    if total > free:
-        raise store.storage_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target)),
-                                  "the model cache", "set IMGTOOL_HOME to a writable folder with space",
-                                  note=f" ({what} unpacks to {_mb(total)}, {_mb(free)} are free)")
-
-

@@ -4,7 +4,7 @@ LiteRTEngine runs every .tflite (given, or converted once from a TF model); TFEn
 a SavedModel or frozen graph in TensorFlow when conversion was impossible. TensorFlow is
 imported only inside TFEngine.
 
-Layer: running models (above scores, tflite_info, tfutil; below model and the work)."""
+Layer: running models (above scores, tflite, tfutil; below model and the work)."""
 
 from __future__ import annotations
 
@@ -110,11 +110,11 @@ class LiteRTEngine:
         position, tensor = self._out_position, int(self._out["index"])
 
         def read() -> dict[str, str | None]:  # the flatbuffer walk: once per model file (facts record)
-            from imgtool import tflite_info
+            from imgtool.tflite import reading
 
-            meta = tflite_info.output_metadata(self.path, position)
+            meta = reading.output_metadata(self.path, position)
             said = ": ".join(t for t in (meta.name, meta.description) if t) if meta else ""
-            return {"producer": tflite_info.output_producer(self.path, tensor), "metadata": said or None}
+            return {"producer": reading.output_producer(self.path, tensor), "metadata": said or None}
 
         told = facts.cached(self.path, f"output:{position}:{tensor}", read)
         return OutputFacts(

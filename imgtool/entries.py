@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtool import labels as labels_mod
-from imgtool import store, ui
+from imgtool import locks, store, ui
 from imgtool.catalog import LabelSource, ModelConfig, ModelFormat
 from imgtool.errors import ModelError
 from imgtool.refs import key_for
@@ -122,7 +122,7 @@ def ensure_entry(key: str, config: ModelConfig) -> Path:
     if store.offline():
         raise ModelError(f"model {config.name} is not in the cache ({store.models_dir()}) and IMGTOOL_OFFLINE is set; "
                          f"run `download_model({config.name!r})` where the network is reachable")
-    with store.lock(key):
+    with locks.lock(key):
         ok, why = entry_ok(entry)  # another process may have fetched it while we waited
         if ok:
             return entry
@@ -203,7 +203,7 @@ def download_entry(key: str, config: ModelConfig, entry: Path) -> None:
 
 def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: Path) -> EntryRecord:
     """Download one source and unpack it into staging/source; the entry record so far."""
-    from imgtool import download
+    from imgtool import archives, download
 
     src = staging / "source"
     src.mkdir(parents=True)
@@ -219,7 +219,7 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
             raise FetchFailed(str(err)) from None
     record.url = used
     record.sha256 = store.sha256_file(source_file)
-    kind = download.archive_kind(source_file)
+    kind = archives.archive_kind(source_file)
     if cfg.format == "tflite" or url.split("?")[0].endswith(".tflite") or kind == "tflite":
         if source_file == archive:  # our download: moved into place, so a download needs its size once
             os.replace(archive, src / "model.tflite")
@@ -228,7 +228,7 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
         _check_tflite_loads(src / "model.tflite", cfg.name, used)
         record.format, record.file = "tflite", "model.tflite"
     else:
-        download.extract_archive(source_file, src, what=cfg.name)
+        archives.extract_archive(source_file, src, what=cfg.name)
         _describe_source(src, cfg, record)
     return record
 
@@ -314,7 +314,7 @@ def local_entry(path: Path, config: ModelConfig) -> Path:
     key = key_for(depends, "local")
     entry = store.entry_dir(key)
     if not (entry / ENTRY_FILE).is_file():
-        with store.lock(key):
+        with locks.lock(key):
             if not (entry / ENTRY_FILE).is_file():
                 entry.mkdir(parents=True, exist_ok=True)
                 write_record(entry, EntryRecord(key=key, format=config.format, source_dir=str(real), local=True,
@@ -344,7 +344,7 @@ def remove(name: str) -> list[str]:
     removed = []
     for e in cached_entries():
         if name in (e["key"], e["name"]) or name == "all":
-            with store.lock(e["key"]):
+            with locks.lock(e["key"]):
                 shutil.rmtree(e["path"], ignore_errors=True)
             removed.append(e["key"])
     return removed

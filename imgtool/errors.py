@@ -14,7 +14,7 @@ Every class also derives from the built-in exception a Python caller would expec
 `except ValueError` / `except LookupError` / `except OSError` around library calls works:
 UsageError, DatasetError, ImageError, SettingError -> ValueError; ModelError ->
 RuntimeError (ModelNotFoundError -> LookupError); DownloadError -> ConnectionError;
-StorageError -> OSError.
+LockTimeoutError -> TimeoutError; StorageError -> OSError.
 """
 
 from __future__ import annotations
@@ -54,6 +54,19 @@ class DownloadError(ModelError, ConnectionError):
 
     def __init__(self, message: str = ""):
         ConnectionError.__init__(self, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class LockTimeoutError(ModelError, TimeoutError):
+    """Another process held a cache entry's lock for longer than IMGTOOL_LOCK_TIMEOUT
+    (exit 3: the model could not be obtained). Also a TimeoutError (so an OSError, with
+    errno None): it is never a storage error."""
+
+    def __init__(self, message: str = ""):
+        TimeoutError.__init__(self, message)
         self.message = message
 
     def __str__(self) -> str:

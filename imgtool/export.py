@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from imgtool import caches, retrained, store, ui
+from imgtool import caches, files, retrained, store, ui
 from imgtool.errors import StorageError
 from imgtool.model import Model
 from imgtool.retrained import (  # noqa: F401 - read_training_photos, is_model_dir: older imports
@@ -73,14 +73,14 @@ def check_output(output: Path, image_dir: Path, force: bool = False,
                  photo_dirs: tuple[Path | None, ...] = ()) -> None:
     """The one rule for -o and the default name: never inside the image folder, never
     the image folder or a folder holding it (nor IMGTOOL_HOME), never a file or a symbolic
-    link, a name that fits the file system (store.check_target); an existing non-empty
+    link, a name that fits the file system (files.check_target); an existing non-empty
     folder is replaced only when it is an imgtool model of the same image folder, or with
     `force`."""
     from imgtool.errors import UsageError
 
     protected = [("the image folder", image_dir), ("IMGTOOL_HOME", store.home()),
                  *(("a photo folder", d) for d in photo_dirs)]
-    store.check_target(output, "`output`", kind="folder", protected=protected)
+    files.check_target(output, "`output`", kind="folder", protected=protected)
     out, img = output.resolve(), image_dir.resolve()
     if out == img or img in out.parents:
         raise UsageError(f"`output` {output} is inside the image folder; it would be read as a class next time")

@@ -9,13 +9,20 @@ the check and the open); `read_bytes` / `read_text` read it under a size cap. Im
 labels in a .tflite's metadata all go through here. Each caller turns the one-line
 reason into its own error (ImageError, UsageError or ModelError) and exit code.
 
-Layer: foundations (imports nothing of imgtool)."""
+Every path imgtool writes or replaces beside a user's files (retrain's -o, export's -o)
+goes through `check_target` (lengths, symbolic links, file types, what it would replace).
+
+Layer: foundations (imports only errors)."""
 
 from __future__ import annotations
 
 import os
 import stat
-from typing import IO
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Literal
+
+from imgtool.errors import UsageError
 
 NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
 IS_DIR = "is a directory, not a file"
@@ -106,3 +113,70 @@ def read_text(path: str | os.PathLike[str], cap: int) -> str:
         return read_bytes(path, cap).decode("utf-8")
     except UnicodeDecodeError:
         raise FileProblem("not UTF-8 text") from None
+
+
+# ---------------------------------------------------------------- paths written beside a user's files
+
+#: What a temporary name adds to the name it is made from (".NAME.partial-PID",
+#: ".NAME.PID.RANDOM.tmp"): a name within NAME_MAX less this can always be written.
+TEMP_NAME_OVERHEAD = 32
+
+
+def _name_max(folder: Path) -> int:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def check_target(path: Path, what: str, *, kind: Literal["file", "folder"],
+                 protected: Iterable[tuple[str, Path | None]] = (),
+                 ours: Callable[[Path], bool] | None = None, force: bool = False) -> None:
+    """The one check of a path imgtool is about to write or replace beside a user's files
+    (retrain's output folder, export's output file), before any work (UsageError, exit 2):
+
+    * every part of the name fits the file system (with room for the temporary name it
+      is first written under), the whole fits PATH_MAX;
+    * a symbolic link is refused (replacing it would leave the folder it points to and
+      turn the link into a real folder: name the real place instead);
+    * something of another type is refused, `force` or not (a device, a FIFO, a folder
+      where a file is written, a file where a folder is);
+    * it may not be or contain a `protected` path (the image folder, IMGTOOL_HOME):
+      replacing it would delete them;
+    * an existing non-empty one that `ours` does not recognise is replaced only with
+      `force`."""
+    text = os.fsencode(os.path.abspath(path))
+    longest = max((len(part) for part in text.split(b"/")), default=0)
+    limit = _name_max(Path(os.path.abspath(path)).parent) - TEMP_NAME_OVERHEAD
+    if longest > limit or len(text) > 4096 - TEMP_NAME_OVERHEAD:
+        raise UsageError(f"{what} {path}: the name is too long ({longest} bytes in one part; this file system "
+                         f"takes {limit + TEMP_NAME_OVERHEAD}, and {TEMP_NAME_OVERHEAD} are needed for the temporary "
+                         "name it is first written under); choose a shorter path")
+    if os.path.islink(path):
+        raise UsageError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); it is not followed or "
+                         "replaced: give the path it points to, or another path")
+    if os.path.lexists(path):
+        mode = os.lstat(path).st_mode
+        if kind == "file" and not stat.S_ISREG(mode):
+            other = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+            raise UsageError(f"{what} {path} is {other}; it is never replaced: give a file path")
+        if kind == "folder" and not stat.S_ISDIR(mode):
+            other = "a file" if stat.S_ISREG(mode) else "not a folder (a device, FIFO or socket)"
+            raise UsageError(f"{what} {path} is {other}; give a folder path")
+    out = Path(os.path.abspath(path)).resolve()
+    for name, guarded in protected:
+        if guarded is None:
+            continue
+        g = Path(os.path.abspath(guarded)).resolve()
+        if out == g or out in g.parents:
+            raise UsageError(f"{what} {path} {'is' if out == g else 'contains'} {name} ({guarded}); replacing "
+                             "it would delete them: choose another path")
+    if force or ours is None or not os.path.lexists(path):
+        return
+    if kind == "folder" and not any(Path(path).iterdir()):
+        return
+    if not ours(Path(path)):
+        raise UsageError(f"{what} {path} exists and is not {'a file' if kind == 'file' else 'a folder'} imgtool "
+                         "wrote; choose another path, remove it, or pass `force` to replace it")

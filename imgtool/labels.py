@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
-import zipfile
 from pathlib import Path
 
 from imgtool import files, ui
@@ -51,15 +49,17 @@ def embedded_tflite_labels(path: Path) -> list[str] | None:
     metadata names the output's labels file (TENSOR_AXIS_LABELS), else a usual name.
     The member is read only up to files.LABELS_MAX_BYTES (a zip bomb in the metadata
     costs nothing); a bigger one, or a file that is not a regular file, has no labels."""
+    import zipfile  # here: a run with its labels given (or recorded in the facts) never reads a zip
+
     try:
         with files.open_regular(path) as fh:
             if not zipfile.is_zipfile(fh):
                 return None
             with zipfile.ZipFile(fh) as zf:
                 names = zf.namelist()
-                from imgtool import tflite_info
+                from imgtool.tflite import reading
 
-                meta = tflite_info.output_metadata(Path(path), 0)
+                meta = reading.output_metadata(Path(path), 0)
                 named = meta.label_files if meta else ()
                 pick = next((n for n in named if n in names), None)
                 if pick is None:
@@ -187,6 +187,8 @@ def has_label(labels: list[str], expected: str) -> bool:
 def closest(expected: str, labels: list[str], n: int = 3) -> list[str]:
     """The labels closest to `expected` (difflib), comparing it with whole labels and with
     each comma-separated synonym, any case; each label once, closest first."""
+    import difflib
+
     want = fold(expected)
     candidates: dict[str, str] = {}  # folded label or synonym -> the whole label
     for label in labels:

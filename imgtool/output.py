@@ -1,12 +1,11 @@
 """Result formats, shared by every command that prints records (text, json, jsonl, csv).
 
 Writers stream: json is written as an array one element at a time, so memory does not
-grow with the number of inputs."""
+grow with the number of inputs. json and csv are imported by the Writer that uses them:
+the CLI imports this module for every command, `--help` included."""
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 import sys
 from collections.abc import Iterable
@@ -70,7 +69,15 @@ class Writer:
         self.fmt = fmt
         self.out = out or sys.stdout  # the CLI made it tolerant (`tolerant`) for the run
         self._count = 0
-        self._csv = csv.writer(self.out, lineterminator="\n") if fmt == "csv" else None
+        self._csv: Any = None
+        if fmt == "csv":
+            import csv
+
+            self._csv = csv.writer(self.out, lineterminator="\n")
+        elif fmt in ("json", "jsonl"):
+            import json
+
+            self._dumps = json.dumps
         self._csv_header = csv_header
 
     def __enter__(self) -> Writer:
@@ -82,9 +89,9 @@ class Writer:
 
     def record(self, record: dict[str, Any], text: str | None = None, rows: Iterable[Iterable[Any]] = ()) -> None:
         if self.fmt == "json":
-            self.out.write(("," if self._count else "") + "\n" + json.dumps(_jsonable(record), ensure_ascii=False))
+            self.out.write(("," if self._count else "") + "\n" + self._dumps(_jsonable(record), ensure_ascii=False))
         elif self.fmt == "jsonl":
-            self.out.write(json.dumps(_jsonable(record), ensure_ascii=False) + "\n")
+            self.out.write(self._dumps(_jsonable(record), ensure_ascii=False) + "\n")
         elif self.fmt == "csv":
             assert self._csv is not None
             for row in rows:

@@ -17,7 +17,6 @@ Layer: bottom (errors only); no file is read but for whether a path exists.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
@@ -96,6 +95,8 @@ def parse(ref: str, catalog: Collection[str]) -> Ref:
     if looks_like_a_path(ref):
         raise ModelNotFoundError(f"{ref}: no such file or folder; give the path of a model file (.tflite, .pb, "
                                  ".tar.gz), a SavedModel or retrained folder, or a catalog name")
+    import difflib
+
     near = difflib.get_close_matches(ref, list(catalog), n=1)
     hint = f" (did you mean {near[0]}?)" if near else ""
     raise ModelNotFoundError(f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; "

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from imgtool import files, store, ui
+from imgtool import files, locks, store, ui
 from imgtool import labels as labels_mod
 from imgtool.catalog import (
     DEFAULT_MODEL,
@@ -170,11 +170,11 @@ def _attach(model: Model, entry: Path) -> Model:
 
 
 def _file_value_range(path: Path) -> dict[str, tuple[float, float]]:
-    """tflite_metadata.file_value_range, from the file's facts record when it is unchanged."""
+    """tflite.reading.file_value_range, from the file's facts record when it is unchanged."""
     from imgtool import facts
 
     def compute() -> list[float] | None:
-        from imgtool.tflite_metadata import file_value_range
+        from imgtool.tflite.reading import file_value_range
 
         vr = file_value_range(path).get("value_range")
         return None if vr is None else [float(v) for v in vr]
@@ -245,7 +245,7 @@ def _repair_cached_tflite(model: Model) -> bool:
     if model.tf_source is None:
         if not model.config.urls:
             raise ModelError(f"{model.ref}: the cached model no longer loads; remove it from the cache")
-        with store.lock(model.entry.name):
+        with locks.lock(model.entry.name):
             ui.info(f"cached model {model.config.name} no longer loads (damaged in the cache); downloading it again")
             download_entry(model.entry.name, model.config, model.entry)
         if model.labels is None:  # they were read from the damaged file

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from imgtool import bottlenecks, dataset, metrics, ui
+from imgtool import bottlenecks, dataset, metrics, reuse, ui
 from imgtool.distort import Distortions
 from imgtool.errors import ImgtoolError, UsageError
 from imgtool.images import not_a_regular_file
@@ -58,6 +58,7 @@ class RetrainResult:
     metrics: dict[str, Any]
     misclassified: list[dict[str, Any]]
     below_minimum: str | None = None
+    reused: bool = False  # the output folder of an earlier run of identical inputs (imgtool/reuse.py)
 
     @property
     def report(self) -> Path | None:
@@ -82,10 +83,10 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, flo
 
 
 def _output_path(opts: RetrainOptions) -> Path:
-    from imgtool import export, store
+    from imgtool import export, files, store
 
     output = opts.output or export.default_output(opts.image_dir)
-    store.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
+    files.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
     if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
         store.clean_stale(output.parent, f".{output.name}.")
     export.check_output(output, opts.image_dir, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
@@ -159,9 +160,24 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     output = _output_path(opts)
     if opts.steps:
         ui.warn("`steps` is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
+    # shards and summaries are not reused: the shards' content is not recorded, summaries are a side effect
+    reusable = opts.features is None and opts.summaries_dir is None
+    photos = reuse.photo_facts([f[0] for f in files]) if reusable else {}  # before any photo is read
+    inputs = None
+    key = reuse.backbone_file_key(opts.model) if reusable else None
+    if key is not None:  # a .tflite file: known by its facts, so a rerun need not resolve it
+        inputs = _inputs(opts, output, files, layout, key)
+        earlier = _reused(opts, output, inputs, photos)
+        if earlier is not None:
+            return earlier
 
     backbone, engine, ident, cache = feature_backbone(opts.model, opts.input_size, opts.value_range,
                                                       opts.bottleneck_dir)
+    if reusable and key is None:
+        inputs = _inputs(opts, output, files, layout, {"ref": opts.model, "resolved": backbone.ref, "ident": ident})
+        earlier = _reused(opts, output, inputs, photos)
+        if earlier is not None:
+            return earlier
 
     ui.info(f"Layout: {layout}")
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/features.py)
@@ -227,10 +243,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     result_metrics["near_duplicates"] = {
         "rule": f"centred feature cosine >= {audit_mod.NEAR_DUPLICATE}; byte-identical photos share a split",
         "straddling": len(leaks), "groups": [g.to_dict() for g in leaks]}
-    if leaks:
-        ui.warn(f"{len(leaks)} group{'s' if len(leaks) > 1 else ''} of near-duplicate photos straddle train and test "
-                "(the test accuracy counts photos much like ones fitted on; see metrics.json near_duplicates, or "
-                "`imgtool audit`)")
+    _warn_leaks(len(leaks))
     misclassified = [
         {"path": s.path, "rel": s.rel, "true": classes[s.label], "predicted": classes[int(pred[i])],
          "score": float(probs[i, pred[i]])}
@@ -238,19 +251,61 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     ]
     result_metrics["misclassified"] = misclassified  # export re-renders report.html from metrics.json
     result = RetrainResult(None, result_metrics, misclassified)
-    if opts.min_accuracy is not None:
-        reached = result_metrics["test"]["accuracy"]
-        if reached is None or reached < opts.min_accuracy:
-            shown = "n/a (no test images)" if reached is None else f"{reached:.1%}"
-            gap = "" if reached is None else f" by {opts.min_accuracy - reached:.1%}"
-            result.below_minimum = (f"accuracy {shown} is below `min_accuracy` {opts.min_accuracy:.1%}{gap}; "
-                                    "the model was not written")
-            return result
+    result.below_minimum = _below_minimum(opts.min_accuracy, result_metrics["test"]["accuracy"])
+    if result.below_minimum is not None:
+        return result
     # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
     seen = sorted({shas[s.path] for s in samples if s.split != "test"})
     result.output = _write(opts, output, backbone, engine.input_size, head, classes, result_metrics,
                            misclassified, ident, training_hashes=seen)
+    if inputs is not None:
+        reuse.remember(output, inputs, photos, shas)
     return result
+
+
+def _below_minimum(min_accuracy: float | None, reached: float | None) -> str | None:
+    """Why the model is not written (test accuracy under `min_accuracy`), or None."""
+    if min_accuracy is None or (reached is not None and reached >= min_accuracy):
+        return None
+    shown = "n/a (no test images)" if reached is None else f"{reached:.1%}"
+    gap = "" if reached is None else f" by {min_accuracy - reached:.1%}"
+    return f"accuracy {shown} is below `min_accuracy` {min_accuracy:.1%}{gap}; the model was not written"
+
+
+def _warn_leaks(n: int) -> None:
+    if n:
+        ui.warn(f"{n} group{'s' if n > 1 else ''} of near-duplicate photos straddle train and test "
+                "(the test accuracy counts photos much like ones fitted on; see metrics.json near_duplicates, or "
+                "`imgtool audit`)")
+
+
+def _inputs(opts: RetrainOptions, output: Path, files: list[tuple], layout: str,
+            backbone: dict[str, Any]) -> dict[str, Any]:
+    """Everything that decides what a run writes and prints, as it reads back from JSON
+    (imgtool/reuse.py). `min_accuracy` only gates, `force` only permits, `steps` is ignored."""
+    options = {k: v for k, v in asdict(opts).items() if k not in ("min_accuracy", "force", "steps", "output")}
+    return reuse.normal({"versions": reuse.versions(), "image_dir": str(opts.image_dir),
+                         "image_dir_resolved": str(Path(opts.image_dir).resolve()), "output": str(output),
+                         "layout": layout, "files": files, "options": options, "backbone": backbone})
+
+
+def _reused(opts: RetrainOptions, output: Path, inputs: dict[str, Any],
+            photos: dict[str, list[int] | None]) -> RetrainResult | None:
+    """The result an earlier run of identical inputs wrote into `output`, as a run now would
+    return it (the same metrics, the same `min_accuracy` outcome), or None."""
+    m = reuse.lookup(output, inputs, photos)
+    if m is None or not isinstance(m.get("test"), dict):
+        return None
+    ui.info(f"reusing {output}: it was written by a run of identical inputs (the same photos, backbone, options "
+            "and versions), so nothing is fitted or written again")
+    for item in m.get("skipped") or []:
+        ui.warn(f"skipping {item['path']}: {item['reason']}")
+    _warn_leaks(int((m.get("near_duplicates") or {}).get("straddling") or 0))
+    gate = _below_minimum(opts.min_accuracy, m["test"].get("accuracy"))
+    if gate is not None:  # as a run now would: no export happened, nothing is written
+        return RetrainResult(None, {k: v for k, v in m.items() if k != "exports"}, m["misclassified"], gate,
+                             reused=True)
+    return RetrainResult(output, m, m["misclassified"], reused=True)
 
 
 def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple], cache: bottlenecks.BottleneckCache,

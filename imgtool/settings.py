@@ -31,6 +31,7 @@ VARIABLES: dict[str, str] = {
     "IMGTOOL_CATALOG": "the path of a catalog JSON file",
     "IMGTOOL_TIMEOUT": "a number of seconds greater than 0",
     "IMGTOOL_RETRIES": "a whole number of attempts, 1 or more",
+    "IMGTOOL_LOCK_TIMEOUT": "a number of seconds greater than 0",
     "IMGTOOL_THREADS": "a whole number of threads, 1 or more",
     "IMGTOOL_NO_PROGRESS": "a boolean (1/true/yes/on or 0/false/no/off)",
     "KAGGLE_USERNAME": "your Kaggle user name (with KAGGLE_KEY)",
@@ -140,6 +141,7 @@ class Settings:
     catalog: str | None
     timeout: float  # read timeout of a download, seconds
     retries: int  # attempts per URL
+    lock_timeout: float  # the longest wait for another process's lock on a cache entry, seconds
     threads: int | None  # LiteRT threads; None: all cores
     no_progress: bool
     kaggle_auth: tuple[str, str] | None  # (username, key), both set or None
@@ -147,6 +149,7 @@ class Settings:
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 2
+DEFAULT_LOCK_TIMEOUT = 3600.0
 
 
 def parse(env: Mapping[str, str]) -> Settings:
@@ -160,6 +163,7 @@ def parse(env: Mapping[str, str]) -> Settings:
         catalog=_as_str(env, "IMGTOOL_CATALOG"),
         timeout=_as_float(env, "IMGTOOL_TIMEOUT", DEFAULT_TIMEOUT),
         retries=_as_int(env, "IMGTOOL_RETRIES", DEFAULT_RETRIES) or DEFAULT_RETRIES,
+        lock_timeout=_as_float(env, "IMGTOOL_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
         threads=_as_threads(env),
         no_progress=_as_bool(env, "IMGTOOL_NO_PROGRESS"),
         kaggle_auth=(user, key) if user and key else None,

@@ -1,4 +1,5 @@
-"""The model store under IMGTOOL_HOME: where things live, locks, and atomic writes.
+"""The model store under IMGTOOL_HOME: where things live and atomic writes (the locks
+on its entries are locks.py).
 
 Layout (huggingface_hub's habits: one root, temporary names, a lock per entry):
 
@@ -12,11 +13,10 @@ Layout (huggingface_hub's habits: one root, temporary names, a lock per entry):
       tmp/                         downloads and extractions in progress (same filesystem)
 
 Every name that becomes a path under the root goes through `child` (one plain path
-component, so nothing is written outside it), and every path written beside a user's
-folder or file (retrain's -o, export's -o) goes through `check_target` (lengths, symbolic
-links, file types, what it would replace). Temporary names carry the writer's PID:
-`clean_stale` removes (or, for a previous folder a killed swap left aside, restores)
-those of processes that are gone.
+component, so nothing is written outside it); a path written beside a user's folder or
+file (retrain's -o, export's -o) goes through `files.check_target`. Temporary names
+carry the writer's PID: `clean_stale` removes (or, for a previous folder a killed swap
+left aside, restores) those of processes that are gone.
 
 Layer: foundations (entries.py builds the cache-entry lifecycle on it).
 """
@@ -29,11 +29,10 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from imgtool.errors import StorageError, UsageError
 
@@ -89,22 +88,9 @@ def offline() -> bool:
     return settings.current().offline
 
 
-@contextlib.contextmanager
-def lock(name: str, timeout: float = 3600.0) -> Iterator[None]:
-    """An exclusive lock between processes. It is an OS (fcntl) lock, so a killed
-    process's lock vanishes with it: a stale lock file is harmless."""
-    from filelock import FileLock
-
-    d = home() / "locks"
-    path = child(d, name, "lock name")
-    d.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock", timeout=timeout):
-        yield
-
-
 def temp_name(path: Path) -> Path:
     """A temporary name beside `path`, carrying this process's PID (see clean_stale)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
@@ -281,7 +267,7 @@ def scratch_dir() -> Iterator[Path]:
 
     root = tmp_dir()
     clean_stale(root)
-    d = root / f"tf.{os.getpid()}.{secrets.token_hex(4)}.scratch"
+    d = root / f"tf.{os.getpid()}.{os.urandom(4).hex()}.scratch"
     d.mkdir()
     before = tempfile.tempdir
     tempfile.tempdir = str(d)
@@ -290,75 +276,6 @@ def scratch_dir() -> Iterator[Path]:
     finally:
         tempfile.tempdir = before
         shutil.rmtree(d, ignore_errors=True)
-
-
-# ---------------------------------------------------------------- paths written beside a user's files
-
-#: What a temporary name adds to the name it is made from (".NAME.partial-PID",
-#: ".NAME.PID.RANDOM.tmp"): a name within NAME_MAX less this can always be written.
-TEMP_NAME_OVERHEAD = 32
-
-
-def _name_max(folder: Path) -> int:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        return int(os.pathconf(folder, "PC_NAME_MAX"))
-    except (OSError, ValueError):
-        return 255
-
-
-def check_target(path: Path, what: str, *, kind: Literal["file", "folder"],
-                 protected: Iterable[tuple[str, Path | None]] = (),
-                 ours: Callable[[Path], bool] | None = None, force: bool = False) -> None:
-    """The one check of a path imgtool is about to write or replace beside a user's files
-    (retrain's output folder, export's output file), before any work (UsageError, exit 2):
-
-    * every part of the name fits the file system (with room for the temporary name it
-      is first written under), the whole fits PATH_MAX;
-    * a symbolic link is refused (replacing it would leave the folder it points to and
-      turn the link into a real folder: name the real place instead);
-    * something of another type is refused, `force` or not (a device, a FIFO, a folder
-      where a file is written, a file where a folder is);
-    * it may not be or contain a `protected` path (the image folder, IMGTOOL_HOME):
-      replacing it would delete them;
-    * an existing non-empty one that `ours` does not recognise is replaced only with
-      `force`."""
-    text = os.fsencode(os.path.abspath(path))
-    longest = max((len(part) for part in text.split(b"/")), default=0)
-    limit = _name_max(Path(os.path.abspath(path)).parent) - TEMP_NAME_OVERHEAD
-    if longest > limit or len(text) > 4096 - TEMP_NAME_OVERHEAD:
-        raise UsageError(f"{what} {path}: the name is too long ({longest} bytes in one part; this file system "
-                         f"takes {limit + TEMP_NAME_OVERHEAD}, and {TEMP_NAME_OVERHEAD} are needed for the temporary "
-                         "name it is first written under); choose a shorter path")
-    if os.path.islink(path):
-        raise UsageError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); it is not followed or "
-                         "replaced: give the path it points to, or another path")
-    if os.path.lexists(path):
-        import stat
-
-        mode = os.lstat(path).st_mode
-        if kind == "file" and not stat.S_ISREG(mode):
-            other = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-            raise UsageError(f"{what} {path} is {other}; it is never replaced: give a file path")
-        if kind == "folder" and not stat.S_ISDIR(mode):
-            other = "a file" if stat.S_ISREG(mode) else "not a folder (a device, FIFO or socket)"
-            raise UsageError(f"{what} {path} is {other}; give a folder path")
-    out = Path(os.path.abspath(path)).resolve()
-    for name, guarded in protected:
-        if guarded is None:
-            continue
-        g = Path(os.path.abspath(guarded)).resolve()
-        if out == g or out in g.parents:
-            raise UsageError(f"{what} {path} {'is' if out == g else 'contains'} {name} ({guarded}); replacing "
-                             "it would delete them: choose another path")
-    if force or ours is None or not os.path.lexists(path):
-        return
-    if kind == "folder" and not any(Path(path).iterdir()):
-        return
-    if not ours(Path(path)):
-        raise UsageError(f"{what} {path} exists and is not {'a file' if kind == 'file' else 'a folder'} imgtool "
-                         "wrote; choose another path, remove it, or pass `force` to replace it")
 
 
 def read_json(path: Path) -> Any | None:

@@ -8,17 +8,15 @@ Two ways to build the graph:
   converted with TFLiteConverter - the only way to quantize a float backbone
   (dynamic-range, float16, or full-integer int8 calibrated on the training photos).
 * `.tflite` backbones (and TF backbones without `saved_model/`): the head is appended to
-  the backbone's flatbuffer - [DEQUANTIZE] -> RESHAPE [N, F] -> FULLY_CONNECTED -> SOFTMAX.
-  For a uint8-quantized backbone `int8` quantizes the appended head (uint8 weights, int32
-  bias, uint8 logits calibrated on the training photos' features, uint8 softmax with scale
-  1/256 and zero point 0); `dynamic` (int8 weights, float activations) and `float16`
-  (float16 weights + DEQUANTIZE) only change the head, since the backbone is already
-  quantized.
+  the backbone's flatbuffer by imgtool.tflite.head (float, or uint8 for `int8` on a
+  uint8-quantized backbone); `dynamic` and `float16` only change the head there, since
+  the backbone is already quantized.
 
-`export_model_dir` writes the file (atomically), checks it on the test split, and records
-{file, quantize, bytes, test_accuracy, float_test_accuracy, ...} in metrics.json.
+`export_model_dir` writes the file (atomically), checks it on the test split
+(export_checks.py), and records {file, quantize, bytes, test_accuracy,
+float_test_accuracy, ...} in metrics.json.
 
-Layer: the work (reads through retrained.py; checks with convert.agreement).
+Layer: the work (reads through retrained.py; the formats through imgtool.tflite).
 """
 
 from __future__ import annotations
@@ -28,20 +26,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
-from imgtool import caches, files, retrained, store
-from imgtool.convert import agreement
+from imgtool import caches, export_checks, retrained, store
 from imgtool.errors import ImgtoolError, ModelError, StorageError, UsageError
 from imgtool.retrained import RetrainedRecord
+from imgtool.tflite import reading, schema, writing
+from imgtool.tflite.head import QUANTIZE_MODES, Quantize, append_head
 from imgtool.version import __version__
 
-Quantize = Literal["none", "dynamic", "float16", "int8"]
-QUANTIZE_MODES: tuple[Quantize, ...] = get_args(Quantize)
 CALIBRATION_PHOTOS = 100  # training photos used to calibrate int8 (first by relative path)
-SOFTMAX_UINT8 = (1.0 / 256.0, 0)  # the only output quantization TFLite's uint8 SOFTMAX takes
 
 
 def _write(path: Path, data: bytes, what: str = "", elsewhere: str = "choose another `output`") -> None:
@@ -60,18 +56,16 @@ def _write(path: Path, data: bytes, what: str = "", elsewhere: str = "choose ano
 def is_imgtool_export(path: Path) -> bool:
     """A .tflite this tool exported (its TFLite metadata names `imgtool retrain`): the
     only existing file `export` replaces without `force`."""
-    from imgtool import tflite_metadata
-
     try:
         if not path.is_file() or path.stat().st_size > (1 << 31):
             return False
         with open(path, "rb") as fh:
-            if fh.read(8)[4:8] != b"TFL3":
+            if fh.read(8)[4:8] != schema.MODEL_IDENTIFIER:
                 return False
-        meta = tflite_metadata.read(path.read_bytes())
+        meta = reading.metadata(path.read_bytes())
     except (OSError, ValueError):
         return False
-    return meta is not None and str(meta.get("name") or "").endswith("(imgtool retrain)")
+    return meta is not None and meta.name.endswith("(imgtool retrain)")
 
 
 def quantize_mode(text: str) -> Quantize:
@@ -84,165 +78,6 @@ def quantize_mode(text: str) -> Quantize:
 
 def default_file(quantize: str) -> str:
     return "model.tflite" if quantize == "none" else f"model-{quantize}.tflite"
-
-
-# ------------------------------------------------------------------ flatbuffer surgery
-
-def _schema() -> Any:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema
-
-
-def _opcode(model: Any, builtin: int, version: int = 1) -> int:
-    schema = _schema()
-    for i, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and code.customCode is None:
-            code.version = max(code.version, version)
-            return i
-    model.operatorCodes.append(schema.OperatorCodeT(deprecatedBuiltinCode=min(builtin, 127), builtinCode=builtin,
-                                                    version=version))
-    return len(model.operatorCodes) - 1
-
-
-def _quant(scale: float | list[float], zero: int | list[int]) -> Any:
-    q = _schema().QuantizationParametersT()
-    q.scale = [float(s) for s in np.atleast_1d(scale)]
-    q.zeroPoint = [int(z) for z in np.atleast_1d(zero)]
-    return q
-
-
-def _tensor(model: Any, sg: Any, name: str, shape: list[int], ttype: int, data: np.ndarray | None = None,
-            quant: Any = None) -> int:
-    schema = _schema()
-    t = schema.TensorT()
-    t.name, t.shape, t.type = name, list(shape), ttype
-    if data is not None:
-        buf = schema.BufferT()
-        buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
-        model.buffers.append(buf)
-        t.buffer = len(model.buffers) - 1
-    else:
-        t.buffer = 0  # the empty buffer: an activation
-    if quant is not None:
-        t.quantization = quant
-    sg.tensors.append(t)
-    return len(sg.tensors) - 1
-
-
-def _op(sg: Any, opcode: int, inputs: list[int], outputs: list[int], options_type: int = 0,
-        options: Any = None) -> None:
-    op = _schema().OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = opcode, inputs, outputs
-    op.builtinOptionsType, op.builtinOptions = options_type, options
-    sg.operators.append(op)
-
-
-def quantize_uint8(values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, float, int]:
-    """Asymmetric uint8 over [min(lo,0), max(hi,0)] (0.0 exactly representable)."""
-    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    scale = (hi - lo) / 255.0 if hi > lo else 1.0
-    zero = int(np.clip(round(-lo / scale), 0, 255))
-    q = np.clip(np.round(values / scale) + zero, 0, 255).astype(np.uint8)
-    return q, scale, zero
-
-
-def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize: Quantize = "none",
-                calibration_features: np.ndarray | None = None) -> bytes:
-    """The backbone flatbuffer with RESHAPE -> FULLY_CONNECTED -> SOFTMAX appended to its
-    (only) output; a quantized output is dequantized first unless `quantize` is int8."""
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    schema = _schema()
-    TT, OP, OPT = schema.TensorType, schema.BuiltinOperator, schema.BuiltinOptions
-    if quantize not in QUANTIZE_MODES:
-        raise UsageError(f"`quantize` {quantize}: choose one of {', '.join(QUANTIZE_MODES)}")
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(backbone))
-    if len(model.subgraphs) != 1 or len(model.subgraphs[0].outputs) != 1:
-        raise ModelError("the backbone .tflite must have one subgraph with one output to append a layer to")
-    sg = model.subgraphs[0]
-    feat_idx = sg.outputs[0]
-    feat = sg.tensors[feat_idx]
-    n_feat, n_cls = weights.shape
-    if int(np.prod(feat.shape[1:])) != n_feat:
-        raise ModelError(f"the backbone gives {int(np.prod(feat.shape[1:]))} features; the head expects {n_feat}")
-    fq = feat.quantization
-    feat_quantized = feat.type in (TT.UINT8, TT.INT8)
-    batch = int(feat.shape[0]) if feat.shape is not None and len(feat.shape) else 1
-    w_t = np.ascontiguousarray(weights.astype(np.float32).T)  # FULLY_CONNECTED weights are [out, in]
-    b = bias.astype(np.float32)
-    shape_t = _tensor(model, sg, "head/reshape_shape", [2], TT.INT32, np.array([-1, n_feat], np.int32))
-    reshape_opts = schema.ReshapeOptionsT()
-    reshape_opts.newShape = [-1, n_feat]
-    fc_opts = schema.FullyConnectedOptionsT()
-    softmax_opts = schema.SoftmaxOptionsT()
-    softmax_opts.beta = 1.0
-
-    if quantize == "int8":
-        if feat.type != TT.UINT8 or fq is None or not fq.scale:
-            kind = "float" if feat.type == TT.FLOAT32 else f"of type {feat.type} (not uint8)"
-            raise UsageError(f"int8 needs a uint8-quantized .tflite backbone, or a TF backbone with the folder's "
-                             f"saved_model/; this backbone's output is {kind}")
-        if calibration_features is None or not len(calibration_features):
-            raise UsageError("int8 needs calibration: the training photos were not found")
-        s_in, z_in = float(fq.scale[0]), int(fq.zeroPoint[0])
-        wq, s_w, z_w = quantize_uint8(w_t, float(w_t.min()), float(w_t.max()))
-        s_b = s_in * s_w
-        bq = np.round(b / s_b).astype(np.int32)
-        # the logits the integer kernel will compute on the calibration features (a margin of 5%)
-        x_q = np.clip(np.round(calibration_features / s_in) + z_in, 0, 255)
-        logits = ((x_q - z_in) @ (wq.astype(np.float64) - z_w).T + bq) * s_b
-        lo, hi = float(logits.min()), float(logits.max())
-        pad = 0.05 * (hi - lo)
-        _, s_out, z_out = quantize_uint8(np.zeros(1), lo - pad, hi + pad)
-        flat = _tensor(model, sg, "head/features", [batch, n_feat], TT.UINT8, quant=_quant(s_in, z_in))
-        _op(sg, _opcode(model, OP.RESHAPE), [feat_idx, shape_t], [flat], OPT.ReshapeOptions, reshape_opts)
-        w_idx = _tensor(model, sg, "head/weights", [n_cls, n_feat], TT.UINT8, wq, _quant(s_w, z_w))
-        b_idx = _tensor(model, sg, "head/bias", [n_cls], TT.INT32, bq, _quant(s_b, 0))
-        logit_idx = _tensor(model, sg, "head/logits", [batch, n_cls], TT.UINT8, quant=_quant(s_out, z_out))
-        _op(sg, _opcode(model, OP.FULLY_CONNECTED), [flat, w_idx, b_idx], [logit_idx],
-            OPT.FullyConnectedOptions, fc_opts)
-        prob = _tensor(model, sg, "probability", [batch, n_cls], TT.UINT8, quant=_quant(*SOFTMAX_UINT8))
-        _op(sg, _opcode(model, OP.SOFTMAX), [logit_idx], [prob], OPT.SoftmaxOptions, softmax_opts)
-    else:
-        src = feat_idx
-        if feat_quantized:
-            src = _tensor(model, sg, "head/features_float", list(feat.shape), TT.FLOAT32)
-            _op(sg, _opcode(model, OP.DEQUANTIZE), [feat_idx], [src])
-        elif feat.type != TT.FLOAT32:
-            raise ModelError(f"the backbone's output type {feat.type} is neither float32 nor quantized")
-        flat = _tensor(model, sg, "head/features", [batch, n_feat], TT.FLOAT32)
-        _op(sg, _opcode(model, OP.RESHAPE), [src, shape_t], [flat], OPT.ReshapeOptions, reshape_opts)
-        if quantize == "float16":
-            w16 = _tensor(model, sg, "head/weights_fp16", [n_cls, n_feat], TT.FLOAT16, w_t.astype(np.float16))
-            b16 = _tensor(model, sg, "head/bias_fp16", [n_cls], TT.FLOAT16, b.astype(np.float16))
-            w_idx = _tensor(model, sg, "head/weights", [n_cls, n_feat], TT.FLOAT32)
-            b_idx = _tensor(model, sg, "head/bias", [n_cls], TT.FLOAT32)
-            deq = _opcode(model, OP.DEQUANTIZE, version=3)  # version 3: float16 input
-            _op(sg, deq, [w16], [w_idx])
-            _op(sg, deq, [b16], [b_idx])
-            fc_version = 1
-        elif quantize == "dynamic":
-            scale = float(np.abs(w_t).max()) / 127.0 or 1.0
-            wq8 = np.clip(np.round(w_t / scale), -127, 127).astype(np.int8)
-            w_idx = _tensor(model, sg, "head/weights", [n_cls, n_feat], TT.INT8, wq8, _quant(scale, 0))
-            b_idx = _tensor(model, sg, "head/bias", [n_cls], TT.FLOAT32, b)
-            fc_version = 3  # version 3: hybrid (float input, int8 weights)
-        else:
-            w_idx = _tensor(model, sg, "head/weights", [n_cls, n_feat], TT.FLOAT32, w_t)
-            b_idx = _tensor(model, sg, "head/bias", [n_cls], TT.FLOAT32, b)
-            fc_version = 1
-        logit_idx = _tensor(model, sg, "head/logits", [batch, n_cls], TT.FLOAT32)
-        _op(sg, _opcode(model, OP.FULLY_CONNECTED, version=fc_version), [flat, w_idx, b_idx], [logit_idx],
-            OPT.FullyConnectedOptions, fc_opts)
-        prob = _tensor(model, sg, "probability", [batch, n_cls], TT.FLOAT32)
-        _op(sg, _opcode(model, OP.SOFTMAX), [logit_idx], [prob], OPT.SoftmaxOptions, softmax_opts)
-    sg.outputs = [prob]
-    for sig in model.signatureDefs or []:
-        out = schema.TensorMapT()
-        out.name, out.tensorIndex = "probability", prob
-        sig.outputs = [out]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 # ------------------------------------------------------------------ TensorFlow conversion
@@ -299,12 +134,7 @@ def convert_saved_classifier(saved_model: Path, input_size: tuple[int, int], val
 
 def _check_raw_pixel_input(data: bytes, want_scale: float) -> None:
     """A uint8 input must take raw pixels (MediaPipe and Edge TPU feed them as they are)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    m = schema.Model.GetRootAs(data, 0)
-    sg = m.Subgraphs(0)
-    q = sg.Tensors(sg.Inputs(0)).Quantization()
-    scale = float(q.Scale(0)) if q is not None and q.ScaleLength() else 0.0
+    scale = reading.graph_input(data).scale or 0.0
     if abs(scale - want_scale) > 0.01 * want_scale:
         raise ModelError(f"int8 conversion gave the input scale {scale:g}, not {want_scale:g} (one pixel step); "
                          "the uint8 input would not take raw pixels")
@@ -371,204 +201,62 @@ class ExportResult:
                 "top1_agreement_vs_imgtool": self.top1_agreement, **({"note": self.note} if self.note else {})}
 
 
-def _split_photos(folder: Path, meta: RetrainedRecord,
-                  metrics: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str], str | None]:
-    """(test photos [(path, label)], training photo paths, why not) from the recorded image
-    folder, held-out folders and split percentages: the same layout and split rule as
-    retrain (dataset.find_layout, dataset.assign_splits)."""
-    from imgtool import dataset
-
-    image_dir = Path(meta.image_dir or "")
-    options = metrics.get("options") or {}
-    if not meta.image_dir or not image_dir.is_dir():
-        return [], [], f"the training photos are not at {image_dir} any more"
-    from imgtool.errors import ImgtoolError
-
-    try:
-        classes, files, _ = dataset.find_layout(image_dir, options.get("validation_dir"), options.get("test_dir"))
-    except ImgtoolError as err:
-        return [], [], f"the training photos cannot be read as they were ({err})"
-    if classes != meta.classes:
-        return [], [], f"the classes in {image_dir} are not the model's any more"
-    skipped = {s.get("path") for s in metrics.get("skipped") or []}
-    files = [f for f in files if f[0] not in skipped]
-    samples = dataset.assign_splits(files, len(classes), float(options.get("validation_percent", 10.0)),
-                                    float(options.get("test_percent", 10.0)), content=dataset.content_hashes(files))
-    test = [(s.path, s.label) for s in samples if s.split == "test"]
-    train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.rel)
-    return test, [s.path for s in train], None
-
-
-def _decode_all(paths: list[str], size: tuple[int, int]) -> tuple[np.ndarray, list[int]]:
-    from imgtool import images
-    from imgtool.errors import ImageError
-
-    arrays, kept = [], []
-    for i, p in enumerate(paths):
-        try:
-            arrays.append(images.decode(p, size))
-            kept.append(i)
-        except ImageError:
-            continue
-    return (np.stack(arrays) if arrays else np.zeros((0, *size, 3), np.uint8)), kept
-
-
-def engine_for(path: Path) -> Any:
-    """imgtool's engine for an exported file: the value range from its metadata."""
-    from imgtool import tflite_metadata
-    from imgtool.engine import LiteRTEngine
-
-    return LiteRTEngine(path, tflite_metadata.file_value_range(path).get("value_range"))
-
-
-def _accuracy(path: Path, photos: np.ndarray, labels: np.ndarray) -> tuple[float | None, np.ndarray]:
-    if not len(photos):
-        return None, np.zeros((0, 0), np.float32)
-    probs = engine_for(path).run(photos)
-    return round(float(np.mean(probs.argmax(axis=1) == labels)), 4), probs
-
-
-def _two_step(folder: Path, meta: RetrainedRecord, photos: np.ndarray) -> np.ndarray | None:
-    """Probabilities from imgtool's own run of the folder: backbone, then head.npz."""
-    if not len(photos):
-        return None
-    from imgtool.engine import HeadEngine, LiteRTEngine, softmax
-
-    bb = folder / meta.backbone.file
-    if bb.suffix != ".tflite" or not bb.is_file():
-        return None
-    with np.load(folder / meta.head, allow_pickle=False) as npz:
-        engine = HeadEngine(LiteRTEngine(bb, meta.value_range), npz["weights"], npz["bias"])
-    return softmax(engine.run(photos))
-
-
-def build(folder: Path, quantize: Quantize,
-          calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
-    """The .tflite bytes (metadata included) for a model folder: (bytes, method, note)."""
-    from imgtool import tflite_metadata
-
-    checked = retrained.parts(str(folder), folder)
+def _graph(folder: Path, checked: retrained.Parts, quantize: Quantize,
+           calibration_paths: list[str] | None) -> tuple[bytes, str, str | None]:
+    """The classifier's graph, without metadata: (bytes, method, note)."""
     meta = checked.record
-    size = meta.input_size
-    vr = meta.value_range or (0.0, 1.0)
-    classes = meta.classes
-    weights, bias = checked.weights, checked.bias
-    note = None
+    size, vr = meta.input_size, meta.value_range or (0.0, 1.0)
     saved = folder / "saved_model"
     backbone_file = folder / meta.backbone.file
     if saved.is_dir():
-        method = "tensorflow"
         calib_paths = calibration_paths[:CALIBRATION_PHOTOS] if quantize == "int8" and calibration_paths else []
 
         def convert() -> bytes:
-            calib = (a[None] for a in _decode_all(calib_paths, size)[0]) if calib_paths else None
+            calib = (a[None] for a in export_checks.decode_all(calib_paths, size)[0]) if calib_paths else None
             return convert_saved_classifier(saved, size, vr, quantize, calib)
 
-        data = _cached_conversion(saved, f"{size}|{vr}|{quantize}|{__version__}", calib_paths, convert)
-    elif backbone_file.suffix == ".tflite" and backbone_file.is_file():
-        method = "flatbuffer"
+        return _cached_conversion(saved, f"{size}|{vr}|{quantize}|{__version__}", calib_paths, convert), \
+            "tensorflow", None
+    if backbone_file.suffix == ".tflite" and backbone_file.is_file():
         backbone = backbone_file.read_bytes()
         calib_feats = None
         if quantize == "int8" and calibration_paths:
             from imgtool.engine import LiteRTEngine
 
-            photos, _ = _decode_all(calibration_paths[:CALIBRATION_PHOTOS], size)
+            photos, _ = export_checks.decode_all(calibration_paths[:CALIBRATION_PHOTOS], size)
             calib_feats = LiteRTEngine(backbone_file, meta.value_range).run(photos)
-        data = append_head(backbone, weights, bias, quantize, calib_feats)
+        note = None
         if quantize in ("dynamic", "float16"):
             note = "only the appended layer is quantized (the backbone .tflite is kept as it is)"
-    else:
-        raise ModelError(f"{folder}: neither saved_model/ nor a .tflite backbone to export from; retrain it again")
-    schema = _schema()
-    sg = schema.Model.GetRootAs(data, 0).Subgraphs(0)
-    uint8_input = sg.Tensors(sg.Inputs(0)).Type() in (schema.TensorType.UINT8, schema.TensorType.INT8)
+        return append_head(backbone, checked.weights, checked.bias, quantize, calib_feats), "flatbuffer", note
+    raise ModelError(f"{folder}: neither saved_model/ nor a .tflite backbone to export from; retrain it again")
+
+
+def _classifier_info(folder: Path, meta: RetrainedRecord, quantize: Quantize, data: bytes) -> writing.ClassifierInfo:
+    """The metadata of the graph `data`: a uint8 input takes raw pixels, a float one is normalised."""
+    uint8_input = reading.graph_input(data).dtype in ("UINT8", "INT8")
+    classes = meta.classes
     # named for the photos it learnt (the folder may still have its temporary name)
     trained_on = Path(meta.image_dir or folder.name).name
-    info = tflite_metadata.ClassifierInfo(
+    return writing.ClassifierInfo(
         name=f"{trained_on} classifier (imgtool retrain)", version=__version__,
         description=(f"Classifies an RGB image into {len(classes)} classes: {', '.join(classes[:10])}"
                      f"{', ...' if len(classes) > 10 else ''}. Backbone {meta.backbone.ref or None} with a "
                      f"last layer retrained by imgtool {__version__}; quantization: {quantize}."),
-        labels=classes, input_size=size,
-        normalization=None if uint8_input else tflite_metadata.normalization_for(vr))
-    return tflite_metadata.attach(data, info), method, note
+        labels=classes, input_size=meta.input_size,
+        normalization=None if uint8_input else schema.normalization_for(meta.value_range or (0.0, 1.0)))
+
+
+def build(folder: Path, quantize: Quantize,
+          calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
+    """The .tflite bytes (metadata included) for a model folder: (bytes, method, note)."""
+    checked = retrained.parts(str(folder), folder)
+    data, method, note = _graph(folder, checked, quantize, calibration_paths)
+    return writing.attach(data, _classifier_info(folder, checked.record, quantize, data)), method, note
 
 
 def _has_metadata(path: Path) -> bool:
-    from imgtool import tflite_metadata
-
-    try:
-        return tflite_metadata.read(path.read_bytes()) is not None
-    except OSError:
-        return False
-
-
-
-class _Checks:
-    """An export's test-split figures (accuracy, and agreement with imgtool's own
-    two-step run), computed from the exported bytes and the test photos. They depend on
-    nothing else, so they are kept under a key of the file's bytes, the folder's backbone
-    and head, and the test photos' contents and labels: an identical rerun (same photos,
-    same seed: the same bytes) reuses them instead of decoding and running the test split
-    twice more. Photos are decoded only on a miss."""
-
-    def __init__(self, folder: Path, meta: RetrainedRecord, test: list[tuple[str, int]]):
-        self.folder, self.meta, self.test = folder, meta, test
-        self._photos: tuple[np.ndarray, np.ndarray] | None = None
-        self._reference: np.ndarray | None = None
-        self._reference_done = False
-        self._base: str | None = None
-
-    def _photo_set(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._photos is None:
-            photos, kept = _decode_all([p for p, _ in self.test], self.meta.input_size)
-            self._photos = photos, np.array([self.test[i][1] for i in kept], dtype=np.int64)
-        return self._photos
-
-    def _key(self, data: bytes) -> str | None:
-        import hashlib
-
-        if self._base is None:
-            h = hashlib.sha256()
-            try:
-                bb = self.folder / self.meta.backbone.file
-                h.update(bb.read_bytes() if bb.is_file() else b"-")
-                with np.load(self.folder / self.meta.head, allow_pickle=False) as npz:  # its arrays: the
-                    for name in ("weights", "bias"):  # .npz's own bytes carry zip timestamps
-                        h.update(name.encode() + np.ascontiguousarray(npz[name], dtype=np.float32).tobytes())
-                for path, label in self.test:
-                    with files.open_regular(path) as fh:  # a FIFO among the photos cannot hang the export
-                        h.update(f"{label}\0".encode() + hashlib.sha256(fh.read()).digest())
-            except (OSError, files.FileProblem):
-                return None  # a photo that cannot be read: no key, compute (and report) as usual
-            self._base = h.hexdigest()
-        return hashlib.sha256(self._base.encode() + hashlib.sha256(data).digest()).hexdigest()[:32]
-
-    def of(self, data: bytes, path: Path) -> tuple[float | None, float | None, float | None, int]:
-        """(test accuracy, max probability difference and top-1 agreement with the two-step
-        run, number of test photos) of the exported file at `path`, whose bytes are `data`."""
-        key = self._key(data) if self.test else None
-        cache = store.home() / "exports" / "checks" / f"{key}.json"
-        if key is not None:
-            hit = store.read_json(cache)
-            if hit:
-                return hit["accuracy"], hit["max_diff"], hit["agreement"], int(hit["count"])
-        photos, labels = self._photo_set()
-        acc, probs = _accuracy(path, photos, labels)
-        if not self._reference_done:
-            self._reference, self._reference_done = _two_step(self.folder, self.meta, photos), True
-        diff = agree = None
-        if self._reference is not None and len(probs):
-            check = agreement(probs, self._reference)
-            diff = round(check.max_diff, 6)
-            agree = round(check.top1, 4) if check.top1 is not None else None
-        if key is not None:
-            try:
-                store.atomic_write_json(cache, {"accuracy": acc, "max_diff": diff, "agreement": agree,
-                                                "count": len(labels)})
-            except OSError:
-                pass  # the cache is an optimisation; the figures are right either way
-        return acc, diff, agree, len(labels)
+    return reading.metadata(path) is not None
 
 
 def export_model_dir(folder: Path, quantize: str = "none", output: Path | None = None,
@@ -584,12 +272,12 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
         raise UsageError(f"{folder}: not a model folder written by retrain (no {retrained.RETRAINED_FILE})")
     meta = retrained.parts(str(folder), folder).record  # the one typed reader: "damaged retrained model", exit 3
     if output is not None:
-        store.check_target(Path(output), "`output`", kind="file", ours=is_imgtool_export, force=force)
+        files.check_target(Path(output), "`output`", kind="file", ours=is_imgtool_export, force=force)
     for name in ("model.tflite", default_file(quantize), "metrics.json"):  # in the folder: ours, but files only
-        store.check_target(folder / name, f"{folder}'s", kind="file")
+        files.check_target(folder / name, f"{folder}'s", kind="file")
     metrics = store.read_json(folder / "metrics.json") or {}
-    test, train_paths, why = _split_photos(folder, meta, metrics)
-    checks = _Checks(folder, meta, test)
+    test, train_paths, why = export_checks.split_photos(folder, meta, metrics)
+    checks = export_checks.Checks(folder, meta, test)
 
     float_path = folder / "model.tflite"
     results: list[ExportResult] = []

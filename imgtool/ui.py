@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -246,6 +245,8 @@ _NOISE = re.compile(r"^(INFO: |WARNING: All log messages before absl|[IWE]\d{4} 
 def native_output_filtered() -> Iterator[None]:
     """Capture what C++ code writes to fds 1 and 2 while the block runs; drop known
     chatter and pass anything else to stderr (stdout carries results only)."""
+    import tempfile  # here, not at import: `imgtool --help` never needs it
+
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -48,7 +48,10 @@ Faults (``fault=`` of :meth:`LoopbackServer.add`):
     Two ``Content-Length`` headers that disagree (the true length, then one
     more), then the whole body: a malformed response.
 
-Every response carries ``Connection: close``: one request per connection.
+Every response carries ``Connection: close``: one request per connection; with
+``LoopbackServer(keep_alive=True)`` a connection serves request after request
+(HTTP/1.1 keep-alive) unless a fault ends it, and :meth:`LoopbackServer.connections`
+counts the client connections the requests came on.
 Only ``GET`` requests are counted by :meth:`LoopbackServer.hits` (``HEAD`` has
 its own counter, ``hits(path, method="HEAD")``).
 """
@@ -234,7 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             for k, v in headers:
                 self.send_header(k, v)
-            self.send_header("Connection", "close")
+            if not self.server.owner.keep_alive:
+                self.send_header("Connection", "close")
             self.end_headers()
             return True
         except (OSError, ValueError):
@@ -243,11 +247,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the dispatcher -----------------------------------------------------
     def _serve(self, head: bool) -> None:
-        self.close_connection = True
         owner = self.server.owner
+        self.close_connection = not owner.keep_alive
         parts = urlsplit(self.path)
         path = parts.path or "/"
-        route = owner._record(path, parts.query, "HEAD" if head else "GET", dict(self.headers.items()))
+        route = owner._record(path, parts.query, "HEAD" if head else "GET", dict(self.headers.items()),
+                              self.client_address)
 
         if route is None:
             self._simple(404, head, [])
@@ -337,8 +342,11 @@ class _Handler(BaseHTTPRequestHandler):
 class LoopbackServer:
     """An HTTP server on 127.0.0.1:<ephemeral port> with per-route faults."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: bool = False) -> None:
+        #: Serve many requests per connection (no ``Connection: close``).
+        self.keep_alive = keep_alive
         self._lock = threading.Lock()
+        self._peers: list[tuple[str, str, tuple]] = []  # (method, path, client address) per request
         self._routes: dict[str, _Route] = {}
         self._hits: dict[tuple[str, str], int] = {}
         self._queries: dict[str, str] = {}
@@ -462,6 +470,17 @@ class LoopbackServer:
     def reset_hits(self) -> None:
         with self._lock:
             self._hits.clear()
+            self._peers.clear()
+
+    def requests(self) -> list[tuple[str, str]]:
+        """Every request so far, in order, as (method, path)."""
+        with self._lock:
+            return [(method, path) for method, path, _ in self._peers]
+
+    def connections(self) -> int:
+        """How many client connections the requests so far came on."""
+        with self._lock:
+            return len({peer for _, _, peer in self._peers})
 
     def last_query(self, path: str) -> str | None:
         """Raw query string of the last request for *path* ('' if none, None if never requested)."""
@@ -483,8 +502,10 @@ class LoopbackServer:
         return f"http://{HOST}:{port}{path}"
 
     # -- used by the handler -----------------------------------------------
-    def _record(self, path: str, query: str, method: str, headers: dict[str, str]) -> _Route | None:
+    def _record(self, path: str, query: str, method: str, headers: dict[str, str],
+                peer: tuple = ()) -> _Route | None:
         with self._lock:
+            self._peers.append((method, path, peer))
             key = (path, method)
             self._hits[key] = self._hits.get(key, 0) + 1
             self._queries[path] = query

@@ -258,6 +258,22 @@ def _solid_and_noise_images(size: int, count: int, seed: int = 0) -> Iterator[An
         yield np.ascontiguousarray(img, dtype=np.float32)
 
 
+def make_colour_folders(dest: Path, per_class: int = 20, size: int = 48, seed: int = 0) -> Path:
+    """Photos to retrain on: one folder per colour (red, green, blue, yellow), each photo
+    its colour plus seeded Gaussian noise (sd 30), PNG."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name, rgb in {"red": (200, 40, 40), "green": (40, 190, 40), "blue": (40, 40, 200),
+                      "yellow": (210, 200, 40)}.items():
+        (dest / name).mkdir(parents=True)
+        for i in range(per_class):
+            arr = np.clip(np.array(rgb) + rng.normal(0, 30, size=(size, size, 3)), 0, 255).astype("uint8")
+            Image.fromarray(arr).save(dest / name / f"{name}_{i}.png")
+    return dest
+
+
 # ------------------------------------------------------------------ hub SavedModels
 
 

@@ -50,6 +50,8 @@ TESTS: dict[str, list[str]] = {
     "retraining": ["tests/test_retrain_wiring.py", "tests/test_retrain_checks.py"],
     "report": ["tests/test_report.py"],
     "tflite_export": ["tests/test_tflite_export.py"],
+    "tflite/head": ["tests/test_tflite_export.py", "tests/test_tflite_formats.py"],
+    "export_checks": ["tests/test_tflite_export.py"],
 }
 
 # a line of `mutmut results --all true`: `    imgtool.x.y__mutmut_3: survived`
@@ -71,7 +73,7 @@ def _configure(pyproject: str, module: str) -> str:
 
 def _copy(module: str, work: Path) -> Path:
     """DIR/MODULE: the committed tree (made once; kept for the verdicts) with its config cut."""
-    tree = work / module
+    tree = work / module.replace("/", ".")
     if not (tree / "pyproject.toml").is_file():
         tree.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True).stdout

@@ -155,12 +155,29 @@ def test_corrupt_tflite_is_exit_3_one_line(tmp_path: Path, photos: Path) -> None
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+HEAVY = ("tensorflow", "tensorflow_hub", "tf_keras", "keras", "numpy", "ai_edge_litert", "PIL", "requests",
+         "apache_beam", "pyarrow")
+
+
 @pytest.mark.heavy
-def test_cli_import_does_not_import_tensorflow() -> None:
-    code = ("import sys, imgtool.cli; heavy=[m for m in ('tensorflow','tensorflow_hub','tf_keras','keras',"
-            "'numpy','ai_edge_litert','requests') if m in sys.modules]; print(','.join(heavy))")
+def test_cli_import_and_help_import_no_model_runtime() -> None:
+    """`import imgtool.cli` loads click and the CLI's own modules: no numpy, LiteRT, TensorFlow,
+    Pillow or requests, not the environment settings, and not `imgtool beam`'s commands (loaded
+    when a beam command runs or `--help` lists them); `imgtool --help` loads none of the
+    runtimes either, and still lists beam."""
+    code = ("import json, sys, imgtool.cli\n"
+            f"heavy = {HEAVY!r}\n"
+            "first = [m for m in (*heavy, 'imgtool.settings', 'imgtool.beam.cli') if m in sys.modules]\n"
+            "sys.argv = ['imgtool', '--help']\n"
+            "try:\n"
+            "    imgtool.cli.main()\n"
+            "except SystemExit as e:\n"
+            "    code = e.code\n"
+            "print(json.dumps([first, [m for m in heavy if m in sys.modules], code, 'imgtool.beam.cli' in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    first, after_help, code, beam_loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert first == [] and after_help == [] and code == 0
+    assert beam_loaded and "\n  beam " in out.stdout
 
 
 @pytest.mark.heavy
@@ -168,10 +185,10 @@ def test_classify_and_labels_never_import_tensorflow_for_tflite(mobilenet: str, 
     code = ("import sys; from click.testing import CliRunner; from imgtool.cli import cli;"
             f"r=CliRunner().invoke(cli, ['classify','-m',{mobilenet!r},{str(photos)!r}]); assert r.exit_code==0, r.output;"
             f"r=CliRunner().invoke(cli, ['labels','-m',{mobilenet!r}]); assert r.exit_code==0;"
-            "print('tensorflow' in sys.modules)")
+            "print('tensorflow' in sys.modules, 'imgtool.beam.cli' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"  # nor were `imgtool beam`'s commands loaded
 
 
 # ------------------------------------------------------------------ top-k: best first, ties to the lower index

@@ -9,19 +9,16 @@ import click
 import pytest
 
 from imgtool.cli import cli
+from tests import clidoc
 from tests.conftest import ROOT, invoke
 
 README = (ROOT / "README.md").read_text()
 
 
 def _commands() -> list[tuple[str, click.Command]]:
-    out = []
-    for name, cmd in cli.commands.items():
-        if isinstance(cmd, click.Group):
-            out += [(f"{name} {sub}", c) for sub, c in cmd.commands.items()]
-        else:
-            out.append((name, cmd))
-    return out
+    """Every command below `imgtool` that is not a group, as `--help` lists them (the lazily
+    loaded `beam` group's included)."""
+    return [(" ".join(path[1:]), cmd) for path, cmd, _ in clidoc.walk(cli) if not isinstance(cmd, click.Group)]
 
 
 @pytest.mark.parametrize("name,cmd", _commands(), ids=[n for n, _ in _commands()])

@@ -349,8 +349,8 @@ def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(served:
         ours[r["path"]] = {p["label"]: p["score"] for p in r["predictions"]}
         assert max(ours[r["path"]], key=ours[r["path"]].get) == Path(r["path"]).parent.name
     from imgtool import images
+    from imgtool.export_checks import engine_for
     from imgtool.labels import embedded_tflite_labels
-    from imgtool.tflite_export import engine_for
 
     assert embedded_tflite_labels(out / "model.tflite") == ["blue", "green", "red"]
     batch = np.stack([images.decode(p, (SIZE, SIZE)) for p in photos])

@@ -132,7 +132,7 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_writing(
         tmpfs: Callable[[str, int], Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """1.2 GB from 1.3 MB. IMGTOOL_HOME is a 64 MB tmpfs: before, extraction filled it
     (exit 4, "no space left"); now the headers are read first and nothing is written."""
-    from imgtool import download
+    from imgtool import archives
 
     bomb = size_bomb(built["cls_dir"], 1200 << 20)
     assert len(bomb) < 2_000_000
@@ -142,7 +142,7 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_writing(
     res = run("models", "download", ENTRY)
     assert res.returncode == 3, res.stderr
     assert _one_error_line(res.stderr) == (f"Error: {ENTRY}: archive refused: it unpacks to more than "
-                                           f"{download.MAX_EXTRACT_BYTES / 1e6:,.0f} MB (the cap for a model "
+                                           f"{archives.MAX_EXTRACT_BYTES / 1e6:,.0f} MB (the cap for a model "
                                            "archive); the download is not a model (or not one imgtool takes)")
     assert _nothing_cached(home)
     served.add(ROUTE, built["cls_tgz"].read_bytes())  # a real model of the same archive kind still installs
@@ -152,13 +152,13 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_writing(
 def test_an_archive_of_too_many_files_is_refused(served: LoopbackServer, built: dict, isolated_home: Path) -> None:
     """Before: 10,001 files unpacked and listed in entry.json (200,001 took 113 s and left
     a 5.3 MB entry.json read on every later run)."""
-    from imgtool import download
+    from imgtool import archives
 
-    served.add(ROUTE, count_bomb(built["cls_dir"], download.MAX_MEMBERS + 1))
+    served.add(ROUTE, count_bomb(built["cls_dir"], archives.MAX_MEMBERS + 1))
     res = run("models", "download", ENTRY)
     assert res.returncode == 3, res.stderr
     assert _one_error_line(res.stderr) == (f"Error: {ENTRY}: archive refused: it holds more than "
-                                           f"{download.MAX_MEMBERS:,} files, more than any model needs; the "
+                                           f"{archives.MAX_MEMBERS:,} files, more than any model needs; the "
                                            "download is not a model (or not one imgtool takes)")
     assert _nothing_cached(isolated_home)
 

@@ -87,7 +87,7 @@ def _one_error_line(stderr: str) -> str:
 
 
 def test_embedded_labels_split_on_newline_only(mobilenet: str, tmp_path: Path) -> None:
-    from imgtool.tflite_metadata import _strip_zip
+    from imgtool.tflite.reading import flatbuffer_part
 
     src = Path(mobilenet).read_bytes()
     with zipfile.ZipFile(mobilenet) as zf:
@@ -95,7 +95,7 @@ def test_embedded_labels_split_on_newline_only(mobilenet: str, tmp_path: Path) -
         original = zf.read(name).decode()
     text = original.replace("tench, Tinca tinca", "tench,\u2028Tinca tinca")
     out = tmp_path / "m.tflite"
-    out.write_bytes(_strip_zip(src))
+    out.write_bytes(flatbuffer_part(src))
     with zipfile.ZipFile(out, "a") as zf:
         zf.writestr(name, text)
     got = labels.embedded_tflite_labels(out)
@@ -108,11 +108,11 @@ def test_embedded_labels_split_on_newline_only(mobilenet: str, tmp_path: Path) -
 
 def _bomb(mobilenet: str, out: Path, megabytes: int) -> Path:
     """MobileNet with its labels member replaced by `megabytes` MB of one repeated line."""
-    from imgtool.tflite_metadata import _strip_zip
+    from imgtool.tflite.reading import flatbuffer_part
 
     with zipfile.ZipFile(mobilenet) as zf:
         (name,) = [n for n in zf.namelist() if n.endswith(".txt")]
-    out.write_bytes(_strip_zip(Path(mobilenet).read_bytes()))
+    out.write_bytes(flatbuffer_part(Path(mobilenet).read_bytes()))
     line = b"x" * 1023 + b"\n"
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_DEFLATED) as zf, zf.open(name, "w") as member:
         for _ in range(megabytes * 1024):
@@ -186,7 +186,7 @@ def test_a_fifo_as_model_labels_or_backbone_is_one_line(mobilenet: str, photos: 
 
 
 def test_a_zip_written_by_writestr_is_a_valid_archive(tmp_path: Path) -> None:
-    from imgtool.download import extract_archive
+    from imgtool.archives import extract_archive
 
     archive = tmp_path / "m.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -544,14 +544,14 @@ def test_every_command_exits_130_on_sigterm_and_sigint(command: list[str], targe
 
 
 def test_an_interrupted_export_lists_what_it_wrote(folder_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import tflite_export
+    from imgtool import export_checks, tflite_export
 
     def interrupted(self, data, path):  # noqa: ANN001, ANN202 - after the file is in place, during its check
         assert path.is_file()
         raise KeyboardInterrupt
 
     (folder_copy / "model.tflite").unlink(missing_ok=True)
-    monkeypatch.setattr(tflite_export._Checks, "of", interrupted)
+    monkeypatch.setattr(export_checks.Checks, "of", interrupted)
     with pytest.raises(KeyboardInterrupt):
         tflite_export.export_model_dir(folder_copy)
     assert (folder_copy / "model.tflite").is_file()

@@ -198,13 +198,13 @@ def test_catalog_names_that_are_not_plain_names_are_refused_before_any_path_is_m
     assert all(v.read_text() == "years of work" for v in victims)
     assert http_server.hits("/m.tflite") == 0
 
-    from imgtool import store
+    from imgtool import locks, store
     from imgtool.errors import UsageError
 
     for bad in ("..", "../x", "x/y", "/x", "", ".x", "a\0b", "x" * 129):
         with pytest.raises(UsageError):
             store.entry_dir(bad)
-        with pytest.raises(UsageError), store.lock(bad):
+        with pytest.raises(UsageError), locks.lock(bad):
             pass
     assert store.entry_dir("inception_v3") == home / "models" / "inception_v3"
 

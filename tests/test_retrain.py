@@ -155,7 +155,8 @@ def test_truncated_cache_entry_is_recomputed(flowers: Path, embedder: str, tmp_p
     flipped = bytearray(entries[2].read_bytes())
     flipped[-1] ^= 0xFF
     entries[2].write_bytes(bytes(flipped))
-    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"))
+    # another -o: a rerun into "m" reuses that folder (its inputs are identical) and reads no cache
+    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m2"))
     assert res.exit_code == 0, res.output
     assert "3 damaged bottleneck cache entries removed; recomputing" in res.stderr
     assert "Computing 3 bottlenecks" in res.stderr

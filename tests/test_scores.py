@@ -272,15 +272,15 @@ def test_the_last_op_is_read_from_the_file_not_the_delegated_nodes(models: dict[
     """XNNPACK adds a DELEGATE node writing the same output tensor as the SOFTMAX it took over."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from imgtool import tflite_info
+    from imgtool.tflite import reading
 
     it = Interpreter(model_path=str(models["float_softmax"]))
     it.allocate_tensors()
     out = int(it.get_output_details()[0]["index"])
     writers = [d["op_name"] for d in it._get_ops_details() if out in list(d["outputs"])]
     assert "DELEGATE" in writers
-    assert tflite_info.output_producer(models["float_softmax"], out) == "SOFTMAX"
-    assert tflite_info.output_metadata(models["float_softmax"], 0) is None  # no TFLITE_METADATA
+    assert reading.output_producer(models["float_softmax"], out) == "SOFTMAX"
+    assert reading.output_metadata(models["float_softmax"], 0) is None  # no TFLITE_METADATA
 
 
 def _raw_dequantized(path: Path, pixels: np.ndarray) -> np.ndarray:
@@ -477,13 +477,13 @@ def test_metadata_normalization_is_taken_for_float_input_only(models: dict[str, 
                                                              kind: str, taken: bool) -> None:
     """NormalizationOptions map pixels for a float input; a quantized input takes raw
     pixels (its quantization is the mapping), as the TFLite Task Library does."""
-    from imgtool import tflite_metadata as tm
     from imgtool.resolve import resolve
+    from imgtool.tflite import reading, schema, writing
 
-    info = tm.ClassifierInfo("m", "1", "d", [f"c{i}" for i in range(1001)], (sm.SIZE, sm.SIZE),
-                             tm.normalization_for((-1.0, 1.0)))
+    info = writing.ClassifierInfo("m", "1", "d", [f"c{i}" for i in range(1001)], (sm.SIZE, sm.SIZE),
+                                  schema.normalization_for((-1.0, 1.0)))
     path = tmp_path / f"{kind}.tflite"
-    path.write_bytes(tm.attach(models[kind].read_bytes(), info))
+    path.write_bytes(writing.attach(models[kind].read_bytes(), info))
     want = {"value_range": (-1.0, 1.0)} if taken else {}
-    assert tm.file_value_range(path) == want
+    assert reading.file_value_range(path) == want
     assert resolve(str(path)).config.value_range == ((-1.0, 1.0) if taken else None)

@@ -59,12 +59,13 @@ def test_output_kind_comes_from_the_metadata_and_graph(mobilenet: str) -> None:
 
 
 def test_metadata_names_the_labels_file(mobilenet: str) -> None:
-    from imgtool import tflite_info
+    from imgtool.tflite import reading
 
-    meta = tflite_info.output_metadata(Path(mobilenet), 0)
-    assert meta == tflite_info.OutputMetadata("probability", "Probabilities of the labels respectively.",
-                                              ("imagenet_labels.txt",))
-    assert tflite_info.output_metadata(Path(mobilenet), 1) is None
+    meta = reading.output_metadata(Path(mobilenet), 0)
+    assert meta is not None and (meta.name, meta.description) == ("probability",
+                                                                  "Probabilities of the labels respectively.")
+    assert meta.label_files == ("imagenet_labels.txt",)
+    assert reading.output_metadata(Path(mobilenet), 1) is None
 
 
 def test_each_photo_scores_the_same_alone_in_a_folder_and_at_any_batch_size(mobilenet: str, photos: Path,

@@ -16,18 +16,19 @@ from tests.conftest import invoke, run
 def test_defaults_from_an_empty_environment() -> None:
     s = parse({})
     assert s == settings.Settings(home=None, offline=False, model=None, backbone=None, catalog=None,
-                                  timeout=30.0, retries=2, threads=None, no_progress=False, kaggle_auth=None)
+                                  timeout=30.0, retries=2, lock_timeout=3600.0, threads=None, no_progress=False,
+                                  kaggle_auth=None)
 
 
 def test_values_are_parsed_to_their_types() -> None:
     s = parse({"IMGTOOL_HOME": "~/x", "IMGTOOL_OFFLINE": " Yes ", "IMGTOOL_MODEL": "mobilenet_v2",
                "IMGTOOL_BACKBONE": "./bb.tflite", "IMGTOOL_CATALOG": "/c.json", "IMGTOOL_TIMEOUT": "2.5",
                "IMGTOOL_RETRIES": "5", "IMGTOOL_THREADS": "3", "IMGTOOL_NO_PROGRESS": "off",
-               "KAGGLE_USERNAME": "ann", "KAGGLE_KEY": "k3y"})
+               "IMGTOOL_LOCK_TIMEOUT": "0.5", "KAGGLE_USERNAME": "ann", "KAGGLE_KEY": "k3y"})
     assert s.home == Path("~/x").expanduser()
     assert s.offline is True and s.no_progress is False
     assert (s.model, s.backbone, s.catalog) == ("mobilenet_v2", "./bb.tflite", "/c.json")
-    assert s.timeout == 2.5 and s.retries == 5 and s.threads == 3
+    assert s.timeout == 2.5 and s.retries == 5 and s.threads == 3 and s.lock_timeout == 0.5
     assert s.kaggle_auth == ("ann", "k3y")
 
 
@@ -59,6 +60,8 @@ def test_one_kaggle_half_is_no_credentials() -> None:
     ("IMGTOOL_TIMEOUT", "-3", "a number of seconds greater than 0"),
     ("IMGTOOL_TIMEOUT", "nan", "a number of seconds greater than 0"),
     ("IMGTOOL_TIMEOUT", "inf", "a number of seconds greater than 0"),
+    ("IMGTOOL_LOCK_TIMEOUT", "0", "a number of seconds greater than 0"),
+    ("IMGTOOL_LOCK_TIMEOUT", "soon", "a number of seconds greater than 0"),
     ("IMGTOOL_THREADS", "two", "a whole number of threads, 1 or more"),
     ("IMGTOOL_THREADS", "0", "a whole number of threads, 1 or more"),
     ("IMGTOOL_OFFLINE", "maybe", "a boolean (1/true/yes/on or 0/false/no/off)"),
@@ -150,9 +153,9 @@ def test_every_command_checks_the_environment_and_help_still_works(monkeypatch: 
     import click
 
     from imgtool.cli import Command, cli
+    from tests import clidoc
 
-    commands = [c for c in cli.commands.values() if not isinstance(c, click.Group)]
-    commands += [c for g in cli.commands.values() if isinstance(g, click.Group) for c in g.commands.values()]
+    commands = [c for _, c, _ in clidoc.walk(cli) if not isinstance(c, click.Group)]  # beam's, loaded lazily, too
     assert len(commands) >= 9 and all(isinstance(c, Command) for c in commands)
     monkeypatch.setenv("IMGTOOL_TIMEOUT", "abc")
     for args in (["--help"], ["classify", "--help"], ["models", "remove", "--help"]):

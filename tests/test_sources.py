@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgtool import download
+from imgtool import archives, download
 from tests import modelgen
 from tests.conftest import invoke, run
 from tests.httpserver import LoopbackServer
@@ -335,7 +335,7 @@ def test_unsafe_zip_is_refused(members: list, why: str, tmp_path: Path) -> None:
     from imgtool.errors import ModelError
 
     with pytest.raises(ModelError) as err:
-        download.extract_archive(archive, tmp_path / "out", what="m")
+        archives.extract_archive(archive, tmp_path / "out", what="m")
     assert str(err.value).startswith("m: unsafe archive refused (member ") and why in str(err.value)
     assert not (tmp_path / "escape.txt").exists() and list((tmp_path / "out").iterdir()) == []
 
@@ -344,12 +344,12 @@ def test_archive_kind_by_bytes(tmp_path: Path, built: dict) -> None:
     (tmp_path / "a.tar.gz").write_bytes(Path(built["hub_tgz"]).read_bytes()[:100])
     (tmp_path / "b.tar.gz").write_bytes(built["hub_zip"][:100])
     (tmp_path / "c.zip").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(20))
-    assert [download.archive_kind(tmp_path / n) for n in ("a.tar.gz", "b.tar.gz", "c.zip")] == ["tar", "zip", "tflite"]
+    assert [archives.archive_kind(tmp_path / n) for n in ("a.tar.gz", "b.tar.gz", "c.zip")] == ["tar", "zip", "tflite"]
     (tmp_path / "bad").write_bytes(b"PK\x03\x04 not really a zip")
     from imgtool.errors import ModelError
 
     with pytest.raises(ModelError, match=r"^m: not a readable \.zip archive"):
-        download.extract_archive(tmp_path / "bad", tmp_path / "out", what="m")
+        archives.extract_archive(tmp_path / "bad", tmp_path / "out", what="m")
 
 
 # ---------------------------------------------------------------- the 2015 graph: batch 1

@@ -36,7 +36,7 @@ DROP_TO_NOBODY = textwrap.dedent("""
     import imgtool.bottlenecks, imgtool.dataset, imgtool.train, imgtool.metrics, imgtool.images, imgtool.engine
     import imgtool.resolve, imgtool.store, imgtool.labels, imgtool.output, imgtool.catalog, imgtool.download
     import numpy, PIL.Image, ai_edge_litert.interpreter, tqdm, platformdirs, filelock, requests
-    import json, tempfile, zipfile, html, base64, concurrent.futures.thread, hashlib, shutil, importlib.readers
+    import json, tempfile, zipfile, html, base64, concurrent.futures.thread, hashlib, shutil, importlib.readers, difflib
     import imgtool.facts
     import encodings.idna, encodings.cp437, encodings.ascii, encodings.latin_1, email.utils, http.client, urllib3
     PIL.Image.init()

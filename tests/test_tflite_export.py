@@ -34,7 +34,7 @@ def _embedder_bytes(fixtures: Path) -> bytes:
 
 
 def test_normalization_maps_pixels_onto_the_value_range() -> None:
-    from imgtool.tflite_metadata import normalization_for, value_range_for
+    from imgtool.tflite.schema import normalization_for, value_range_for
 
     assert normalization_for((-1.0, 1.0)) == (127.5, 127.5)
     assert normalization_for((0.0, 1.0)) == (0.0, 255.0)
@@ -46,42 +46,45 @@ def test_normalization_maps_pixels_onto_the_value_range() -> None:
 
 
 def test_metadata_round_trip_and_packed_labels(fixtures: Path, tmp_path: Path) -> None:
-    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert import schema_py_generated as tfl
 
-    from imgtool import tflite_metadata as tm
     from imgtool.labels import embedded_tflite_labels
+    from imgtool.tflite import reading, schema, writing
 
-    info = tm.ClassifierInfo("flowers", "0.1.0", "five flowers", ["daisy", "rose"], (224, 200),
-                             tm.normalization_for((-1.0, 1.0)))
-    once = tm.attach(_embedder_bytes(fixtures), info)
-    assert tm.read(once) == {"name": "flowers", "description": "five flowers", "version": "0.1.0",
-                             "min_parser_version": "1.0.0", "normalization": (127.5, 127.5),
-                             "output_files": [("labels.txt", tm.ASSOCIATED_FILE_TENSOR_AXIS_LABELS)]}
+    info = writing.ClassifierInfo("flowers", "0.1.0", "five flowers", ["daisy", "rose"], (224, 200),
+                                  schema.normalization_for((-1.0, 1.0)))
+    once = writing.attach(_embedder_bytes(fixtures), info)
+    meta = reading.metadata(once)
+    assert meta is not None
+    assert (meta.name, meta.description, meta.version, meta.author, meta.license, meta.min_parser_version) == \
+        ("flowers", "five flowers", "0.1.0", "imgtool", "", "1.0.0")
+    assert meta.normalization == (127.5, 127.5)
+    assert [t.files for t in meta.outputs] == [(("labels.txt", "TENSOR_AXIS_LABELS"),)]
     info.labels, info.normalization, info.version = ["a", "b", "c"], None, "2"
-    twice = tm.attach(once, info)  # replaces the metadata and the packed files
-    meta = tm.read(twice)
-    assert meta is not None and meta["version"] == "2" and meta["normalization"] is None
-    model = schema.Model.GetRootAs(twice, 0)
+    twice = writing.attach(once, info)  # replaces the metadata and the packed files
+    meta = reading.metadata(twice)
+    assert meta is not None and meta.version == "2" and meta.normalization is None
+    model = tfl.Model.GetRootAs(twice, 0)
     names = [model.Metadata(i).Name().decode() for i in range(model.MetadataLength())]
     assert names.count("TFLITE_METADATA") == 1
     with zipfile.ZipFile(io.BytesIO(twice)) as zf:
         (entry,) = zf.infolist()
         assert entry.filename == "labels.txt" and zf.read(entry) == b"a\nb\nc\n"
         # offsets count from the start of the file, as MetadataPopulator writes them
-        assert entry.header_offset == len(tm._strip_zip(twice)) > 1_000_000
+        assert entry.header_offset == len(reading.flatbuffer_part(twice)) > 1_000_000
     (tmp_path / "m.tflite").write_bytes(twice)
     assert embedded_tflite_labels(tmp_path / "m.tflite") == ["a", "b", "c"]
-    assert tm.file_value_range(tmp_path / "m.tflite") == {}
+    assert reading.file_value_range(tmp_path / "m.tflite") == {}
     (tmp_path / "n.tflite").write_bytes(once)
     # a uint8 input takes raw pixels: its NormalizationOptions describe the float model
-    assert tm.file_value_range(tmp_path / "n.tflite") == {}
-    assert tm.read(_embedder_bytes(fixtures)) is None
+    assert reading.file_value_range(tmp_path / "n.tflite") == {}
+    assert reading.metadata(_embedder_bytes(fixtures)) is None
 
 
 # ------------------------------------------------------------------ unit: numbers
 
 def test_quantize_uint8_exact() -> None:
-    from imgtool.tflite_export import quantize_uint8
+    from imgtool.tflite.head import quantize_uint8
 
     q, scale, zero = quantize_uint8(np.array([-1.0, 0.0, 0.5, 1.0]), -1.0, 1.0)
     assert scale == 2.0 / 255.0 and zero == 128
@@ -147,7 +150,7 @@ def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: 
     from imgtool import images
     from imgtool.engine import LiteRTEngine, softmax
     from imgtool.errors import ModelError
-    from imgtool.tflite_export import append_head
+    from imgtool.tflite.head import append_head
 
     rng = np.random.default_rng(3)
     w = (0.05 * rng.standard_normal((1024, 4))).astype(np.float32)
@@ -215,20 +218,11 @@ def flowers_model(fixtures: Path, tmp_path_factory: pytest.TempPathFactory, modu
 
 @pytest.fixture(scope="module")
 def tf_model(tmp_path_factory: pytest.TempPathFactory, module_env: dict[str, str]) -> Path:
-    from PIL import Image
-
     from tests import modelgen
 
     base = tmp_path_factory.mktemp("tfbackbone")
     backbone = modelgen.make_hub_mlp_feature_vector(base / "mlp_feature_vector")
-    rng = np.random.default_rng(0)
-    data = base / "colours"
-    for name, rgb in {"red": (200, 40, 40), "green": (40, 190, 40), "blue": (40, 40, 200),
-                      "yellow": (210, 200, 40)}.items():
-        (data / name).mkdir(parents=True)
-        for i in range(20):
-            arr = np.clip(np.array(rgb) + rng.normal(0, 30, size=(48, 48, 3)), 0, 255).astype("uint8")
-            Image.fromarray(arr).save(data / name / f"{name}_{i}.png")
+    data = modelgen.make_colour_folders(base / "colours")
     out = base / "colours-model"
     res = run("retrain", str(data), "-m", str(backbone), "-o", str(out), "--quantize", "int8",
               "--epochs", "100", "--learning-rate", "0.01", env=module_env)
@@ -258,13 +252,13 @@ def mediapipe_python() -> Path:
 
 def _test_split(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The test photos (paths), decoded at the model's size, and their labels."""
-    from imgtool import retrained, tflite_export
+    from imgtool import export_checks, retrained
 
     meta = retrained.read(folder)
     metrics = json.loads((folder / "metrics.json").read_text())
-    test, _, why = tflite_export._split_photos(folder, meta, metrics)
+    test, _, why = export_checks.split_photos(folder, meta, metrics)
     assert why is None and len(test) == metrics["test"]["count"]
-    photos, kept = tflite_export._decode_all([p for p, _ in test], meta.input_size)
+    photos, kept = export_checks.decode_all([p for p, _ in test], meta.input_size)
     assert len(kept) == len(test)
     return [p for p, _ in test], photos, np.array([label for _, label in test])
 
@@ -292,7 +286,7 @@ def _mediapipe_top1(python: Path, model: Path, photos: np.ndarray, workdir: Path
 
 @pytest.mark.heavy
 def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> None:
-    from imgtool.tflite_export import engine_for
+    from imgtool.export_checks import engine_for
 
     _, photos, labels = _test_split(model_dir)
     records = _exports(model_dir)
@@ -308,13 +302,13 @@ def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> Non
     assert flt["max_prob_diff_vs_imgtool"] < 1e-4
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert flt["test_accuracy"] == metrics["test"]["accuracy"]  # the float file is the trained model
-    from imgtool import tflite_metadata
+    from imgtool.tflite import reading
 
     trained_on = Path(json.loads((model_dir / "imgtool-model.json").read_text())["image_dir"]).name
     for name in records:
-        meta = tflite_metadata.read((model_dir / name).read_bytes())
-        assert meta is not None and meta["name"] == f"{trained_on} classifier (imgtool retrain)"
-        assert meta["output_files"] == [("labels.txt", tflite_metadata.ASSOCIATED_FILE_TENSOR_AXIS_LABELS)]
+        meta = reading.metadata(model_dir / name)
+        assert meta is not None and meta.name == f"{trained_on} classifier (imgtool retrain)"
+        assert meta.outputs[0].files == (("labels.txt", "TENSOR_AXIS_LABELS"),)
     html = (model_dir / "report.html").read_text()
     assert "Exported .tflite files" in html and "model-int8.tflite" in html
 
@@ -327,14 +321,14 @@ def test_int8_of_a_tf_backbone_stays_close_to_the_float_model(tf_model: Path) ->
     Measured on these photos: correct calibration 0.0033 (test) / 0.0036 (train); planted change
     this catches, calibration on one real photo plus zeros (`representative()` yielding
     zeros for photos[1:]): 0.042 / 0.046 (on 60 real flowers-mini photos: 0.005 against 0.13)."""
-    from imgtool import retrained, tflite_export
-    from imgtool.tflite_export import engine_for
+    from imgtool import export_checks, retrained
+    from imgtool.export_checks import engine_for
 
     meta = retrained.read(tf_model)
     metrics = json.loads((tf_model / "metrics.json").read_text())
-    test, train_paths, why = tflite_export._split_photos(tf_model, meta, metrics)
+    test, train_paths, why = export_checks.split_photos(tf_model, meta, metrics)
     assert why is None and len(train_paths) >= 50
-    photos, kept = tflite_export._decode_all([p for p, _ in test] + train_paths, meta.input_size)
+    photos, kept = export_checks.decode_all([p for p, _ in test] + train_paths, meta.input_size)
     assert len(kept) == len(test) + len(train_paths)
     p_float = engine_for(tf_model / "model.tflite").run(photos)
     p_int8 = engine_for(tf_model / "model-int8.tflite").run(photos)
@@ -342,9 +336,89 @@ def test_int8_of_a_tf_backbone_stays_close_to_the_float_model(tf_model: Path) ->
     assert _exports(tf_model)["model-int8.tflite"]["max_prob_diff_vs_imgtool"] < 0.015
 
 
+# MediaPipe's generated reader of metadata_schema.fbs, on the metadata bytes in argv[1]:
+# every field that is set, as JSON (strings decoded, float vectors as lists)
+_MP_READ_METADATA = """
+import json, sys
+import numpy as np
+from mediapipe.tasks.metadata import metadata_schema_py_generated as m
+
+def plain(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    if hasattr(v, "__dict__"):
+        out = {k: plain(x) for k, x in vars(v).items()}
+        return {k: x for k, x in out.items() if x not in (None, 0, "", [])}
+    return v
+
+print(json.dumps(plain(m.ModelMetadataT.InitFromPackedBuf(open(sys.argv[1], "rb").read(), 0))))
+"""
+
+
+def _camel(fields: Any) -> Any:
+    """A dump's snake_case field names as flatc's Python object API spells them."""
+    if isinstance(fields, list):
+        return [_camel(x) for x in fields]
+    if not isinstance(fields, dict):
+        return fields
+    return {k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): _camel(v) for k, v in fields.items()}
+
+
+@pytest.mark.parametrize("normalization", [(127.5, 127.5), None])
+@pytest.mark.heavy
+def test_mediapipe_reads_the_metadata_as_imgtool_does(mediapipe_python: Path, tmp_path: Path,
+                                                      normalization: tuple[float, float] | None) -> None:
+    """An outside reader (MediaPipe's flatc-generated one) finds every field where
+    imgtool's table put it: slots, kinds, union tags and enum values."""
+    from imgtool.tflite import reading, writing
+    from tests.test_tflite_formats import dump
+
+    data = writing.classifier_metadata(writing.ClassifierInfo("flowers", "0.1.0", "five flowers", ["a", "b", "c"],
+                                                              (224, 200), normalization, license="MIT"))
+    (tmp_path / "metadata.bin").write_bytes(data)
+    res = subprocess.run([str(mediapipe_python), "-c", _MP_READ_METADATA, str(tmp_path / "metadata.bin")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    theirs = json.loads(res.stdout)
+    assert theirs["subgraphMetadata"][0]["outputTensorMetadata"][0]["associatedFiles"][0]["type"] == 2
+    assert theirs == _camel(dump(reading.View.root("ModelMetadata", data), raw=True))
+
+
+@pytest.mark.heavy
+def test_the_schema_table_is_the_published_metadata_schema(mediapipe_python: Path) -> None:
+    """schema.py's tables, enums and unions, field by field in declaration order, against
+    the metadata_schema.fbs that MediaPipe ships."""
+    import re
+
+    from imgtool.tflite import schema
+
+    generated = "from mediapipe.tasks.metadata import metadata_schema_py_generated as g; print(g.__file__)"
+    where = subprocess.run([str(mediapipe_python), "-c", generated], capture_output=True, text=True, timeout=120)
+    assert where.returncode == 0, where.stderr[-2000:]
+    fbs = re.sub(r"//[^\n]*", "", (Path(where.stdout.strip()).parent / "metadata_schema.fbs").read_text())
+    assert 'file_identifier "M001";' in fbs
+    blocks = {(m[1], m[2]): m[3] for m in re.finditer(r"\b(table|union|enum)\s+(\w+)[^{]*\{([^}]*)\}", fbs)}
+    for name, table in schema.TABLES.items():
+        declared = []
+        for statement in blocks[("table", name)].split(";"):
+            if m := re.match(r"\s*(\w+)\s*:\s*([\w\[\]]+)", statement):
+                declared += [(f"{m[1]}_type", "ubyte")] if m[2] in schema.UNIONS else []
+                declared.append((m[1], m[2]))
+        assert [(f.name, f.kind) for f in table.fields.values()] == declared, name
+    for name, members in schema.UNIONS.items():
+        assert tuple(re.findall(r"\w+", blocks[("union", name)])) == members, name
+    for name, (base, values) in schema.ENUMS.items():
+        assert re.search(rf"enum\s+{name}\s*:\s*{base}\b", fbs), name
+        assert dict((k, int(v)) for k, v in re.findall(r"(\w+)\s*=\s*(\d+)", blocks[("enum", name)])) == values, name
+
+
 @pytest.mark.heavy
 def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, tmp_path: Path) -> None:
-    from imgtool.tflite_export import engine_for
+    from imgtool.export_checks import engine_for
 
     _, photos, _ = _test_split(model_dir)
     classes = json.loads((model_dir / "imgtool-model.json").read_text())["classes"]
@@ -357,18 +431,18 @@ def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, 
 
 @pytest.mark.heavy
 def test_int8_is_full_integer_small_and_accurate(model_dir: Path) -> None:
-    from imgtool import tflite_metadata
-    from imgtool.tflite_export import engine_for
+    from imgtool.export_checks import engine_for
+    from imgtool.tflite import reading
 
     flt, q = model_dir / "model.tflite", model_dir / "model-int8.tflite"
     d = _details(q.read_bytes())
     assert d["input"]["dtype"] == np.uint8 and d["output"]["dtype"] == np.uint8
     assert d["output"]["quantization"] == (1 / 256, 0)
-    assert tflite_metadata.read(q.read_bytes())["normalization"] is None  # uint8 input: raw pixels
+    assert reading.metadata(q).normalization is None  # uint8 input: raw pixels
     records = _exports(model_dir)
     _, photos, labels = _test_split(model_dir)
     if model_dir.name.startswith("colours"):  # a float backbone: everything is quantized
-        float_norm = tflite_metadata.read(flt.read_bytes())["normalization"]
+        float_norm = reading.metadata(flt).normalization
         assert float_norm == (0.0, 255.0)  # the generated backbone takes [0, 1]
         assert q.stat().st_size <= 0.35 * flt.stat().st_size
         assert abs(records["model-int8.tflite"]["test_accuracy"] - records["model.tflite"]["test_accuracy"]) <= 0.03
@@ -476,18 +550,18 @@ def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_mod
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """An identical rerun reuses an export's test-split figures (no decoding); other
     bytes (a changed head) or other photos are measured again."""
-    from imgtool import tflite_export
+    from imgtool import export_checks, tflite_export
 
     folder = tmp_path / "copy"
     shutil.copytree(flowers_model, folder)
     decoded: list[int] = []
-    real_decode_all = tflite_export._decode_all
+    real_decode_all = export_checks.decode_all
 
     def counting(paths: list[str], size: tuple[int, int]) -> Any:
         decoded.append(len(paths))
         return real_decode_all(paths, size)
 
-    monkeypatch.setattr(tflite_export, "_decode_all", counting)
+    monkeypatch.setattr(export_checks, "decode_all", counting)
     first = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
     assert decoded and decoded[0] > 0  # a miss: the test photos were decoded and run
     decoded.clear()
@@ -505,9 +579,9 @@ def test_the_same_model_gives_the_same_bytes(fixtures: Path) -> None:
     """Exports are compared and cached by their bytes: nothing time-dependent inside."""
     import time
 
-    from imgtool import tflite_metadata as tm
+    from imgtool.tflite import writing
 
-    info = tm.ClassifierInfo("m", "1", "d", ["a", "b"], (224, 224), None)
-    first = tm.attach(_embedder_bytes(fixtures), info)
+    info = writing.ClassifierInfo("m", "1", "d", ["a", "b"], (224, 224), None)
+    first = writing.attach(_embedder_bytes(fixtures), info)
     time.sleep(2.1)  # zip timestamps have a 2-second resolution
-    assert tm.attach(_embedder_bytes(fixtures), info) == first
+    assert writing.attach(_embedder_bytes(fixtures), info) == first

@@ -1,0 +1,180 @@
+"""A retrain whose inputs are identical to those of the run that wrote its output folder
+reuses that folder instead of fitting, exporting and rendering it again.
+
+The result of `retrain` is decided by its inputs alone: the photos (their names, classes,
+given splits and bytes), the backbone, every option, and the code: Python, imgtool, Pillow,
+LiteRT and numpy. A run that wrote a model folder records them, with the facts of
+every file it wrote, in one small JSON per output folder:
+
+    $IMGTOOL_HOME/results/<sha256 of the folder's absolute path>.json
+        {"version": 1, "output": abs path, "inputs": {...}, "photos": {path: [facts, sha256]},
+         "files": {relative path: facts}}
+
+Facts are [size, mtime_ns, ctime_ns, inode, device] (os.stat, following links). A later run
+reuses the folder only when its inputs are equal to the recorded ones, every photo either
+has the recorded facts or hashes to the recorded sha256 (the ctime changes with any write,
+and cannot be set back), and the folder holds exactly the recorded files with their recorded
+facts. Anything else - a photo edited, added or removed, another option, a changed backbone
+file, a file in the folder edited, added or removed, a damaged or missing record - is a
+full run, which records afresh. The photos' facts are taken before they are hashed, so a
+photo rewritten during a run is hashed again next time. A record that cannot be written
+(a read-only IMGTOOL_HOME) is only logged.
+
+Layer: foundations (uses store, files, version)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from imgtool import files, store
+from imgtool.version import __version__
+
+log = logging.getLogger("imgtool.reuse")
+
+VERSION = 1
+MAX_RECORD_BYTES = 64 << 20  # a record of a million photos fits; anything larger is not ours
+
+
+def facts(path: str | Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def photo_facts(paths: list[str]) -> dict[str, list[int] | None]:
+    """The facts of each photo (None: it cannot be stat'ed), taken before anything reads it."""
+    out: dict[str, list[int] | None] = {}
+    for p in paths:
+        try:
+            out[p] = facts(p)
+        except OSError:
+            out[p] = None
+    return out
+
+
+def versions() -> dict[str, Any]:
+    """The code that computed the numbers, besides the inputs: Python, imgtool (its version
+    and the facts of its own files, so an edited checkout counts) and the facts of the
+    packages that decode, run and fit (Pillow, LiteRT, numpy: an upgrade rewrites them).
+    Facts rather than importlib.metadata: reading those is slower than a whole reuse."""
+    import importlib.util
+
+    here = Path(__file__).parent
+    code = hashlib.sha256(json.dumps([[p.name, facts(p)] for p in sorted(here.glob("*.py"))]).encode()).hexdigest()
+    out: dict[str, Any] = {"python": sys.version, "imgtool": __version__, "imgtool_code": code}
+    for name in ("PIL", "ai_edge_litert", "numpy"):
+        spec = importlib.util.find_spec(name)
+        origin = None if spec is None else spec.origin
+        out[name] = None if origin is None else [origin, facts(origin)]
+    return out
+
+
+def backbone_file_key(ref: str | None) -> dict[str, Any] | None:
+    """The backbone's part of the inputs without resolving it, for a .tflite file named by
+    a path (what it is depends on the file only): its path and facts. None for anything
+    else (a catalog name, a hub handle, a folder): the caller resolves it and uses its
+    identity instead."""
+    if ref is None or "/" not in ref or ref.startswith(("catalog:", "http://", "https://", "hub:", "kaggle:")) \
+            or not ref.lower().endswith(".tflite"):
+        return None
+    if not os.path.isfile(ref):
+        return None
+    try:
+        return {"ref": ref, "file": os.path.abspath(ref), "facts": facts(ref)}
+    except OSError:
+        return None
+
+
+def normal(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples as lists, paths as strings): recorded and
+    current inputs compare equal exactly when they are the same."""
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def _record_file(output: Path) -> Path:
+    key = hashlib.sha256(os.path.abspath(output).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return store.home() / "results" / f"{key}.json"
+
+
+def _folder_facts(output: Path) -> dict[str, list[int]]:
+    out = {}
+    for p in sorted(output.rglob("*")):
+        if not p.is_dir():
+            out[p.relative_to(output).as_posix()] = facts(p)
+    return out
+
+
+def _sha256(path: str) -> str | None:
+    if files.problem(Path(path)) is not None:  # never open a FIFO
+        return None
+    return store.sha256_file(path)  # the photo's bottleneck key, as the run that recorded it hashed it
+
+
+def lookup(output: Path, inputs: dict[str, Any], photos: dict[str, list[int] | None]) -> dict[str, Any] | None:
+    """The metrics.json of `output` when it was written by a run of exactly these inputs
+    and is unchanged since; None (why: logged) otherwise."""
+    rec = _record_file(output)
+    why = _mismatch(rec, output, inputs, photos)
+    if why is not None:
+        log.debug("no reuse of %s: %s", output, why)
+        return None
+    metrics = store.read_json(output / "metrics.json")
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("misclassified"), list):
+        log.debug("no reuse of %s: its metrics.json does not read back", output)
+        return None
+    return metrics
+
+
+def _mismatch(rec: Path, output: Path, inputs: dict[str, Any], photos: dict[str, list[int] | None]) -> str | None:
+    try:
+        if rec.stat().st_size > MAX_RECORD_BYTES:
+            return f"the record {rec} is too large to be ours"
+    except OSError:
+        return "no record of an earlier run"
+    data = store.read_json(rec)
+    if not isinstance(data, dict) or data.get("version") != VERSION or data.get("output") != os.path.abspath(output):
+        return f"the record {rec} is not one this version reads"
+    if data.get("inputs") != inputs:
+        changed = sorted(k for k in set(inputs) | set(data.get("inputs") or {})
+                         if (data.get("inputs") or {}).get(k) != inputs.get(k))
+        return f"the inputs differ ({', '.join(changed)})"
+    recorded = data.get("photos")
+    if not isinstance(recorded, dict) or set(recorded) != set(photos):
+        return "the photos differ"
+    for path, now in photos.items():
+        entry = recorded[path]
+        if not (isinstance(entry, list) and len(entry) == 2):
+            return "the record is damaged"
+        if now is not None and now == entry[0]:
+            continue
+        try:
+            if entry[1] is None or now is None or _sha256(path) != entry[1]:
+                return f"{path} changed"
+        except OSError:
+            return f"{path} cannot be read"
+    try:
+        if data.get("files") != _folder_facts(output):
+            return "the folder's files changed since it was written"
+    except OSError:
+        return "the folder cannot be read"
+    return None
+
+
+def remember(output: Path, inputs: dict[str, Any], photos: dict[str, list[int] | None],
+             shas: dict[str, str]) -> None:
+    """Record that `output` was just written from `inputs`; `photos` are the facts taken
+    before the photos were hashed into `shas` (a photo not hashed was not readable)."""
+    rec = _record_file(output)
+    try:
+        data = {"version": VERSION, "output": os.path.abspath(output), "inputs": inputs,
+                "photos": {p: [f, shas.get(p)] for p, f in photos.items()}, "files": _folder_facts(output)}
+        store.atomic_write_json(rec, data)
+        log.debug("recorded the inputs of %s (%s)", output, rec)
+    except OSError as err:  # a read-only or full IMGTOOL_HOME: the next identical run does the work again
+        log.debug("cannot record the inputs of %s in %s: %s", output, rec, err)
+
