@@ -83,3 +83,25 @@ def test_sample_plan_zoom_is_crop_times_a_uniform_scale() -> None:
         side = 1 / (1.25 * (1 + 0.5 * u))
         assert plan.box[2] - plan.box[0] == pytest.approx(side, rel=1e-12)
         assert plan.box[3] - plan.box[1] == pytest.approx(side, rel=1e-12)
+
+
+class _Edge:
+    """A generator at the top of every range: uniform(lo, hi) gives hi, random() gives 0.5."""
+
+    def uniform(self, lo: float, hi: float) -> float:
+        return hi
+
+    def random(self) -> float:
+        return 0.5
+
+
+def test_sample_plan_at_the_edges_of_its_ranges() -> None:
+    """Mutants this kills (mutmut, issue 21): `random_brightness / 100.0` -> `/ 101.0` and the
+    flip's `rng.random() < 0.5` -> `<= 0.5` (a draw of exactly 0.5 keeps the photo as it is:
+    the flip has probability 1/2 over [0, 1))."""
+    plan = distort.sample_plan(Distortions(flip_left_right=True, random_crop=25, random_scale=50,
+                                           random_brightness=20), _Edge())  # type: ignore[arg-type]
+    side = 1 / (1.25 * 1.5)
+    assert plan.box == pytest.approx((1 - side, 1 - side, 1.0, 1.0), rel=1e-12)
+    assert plan.flip is False
+    assert plan.brightness == pytest.approx(1.2, rel=1e-12)
