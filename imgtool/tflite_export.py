@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from imgtool import caches, export_checks, retrained, store
+from imgtool import caches, export_checks, files, retrained, store
 from imgtool.errors import ImgtoolError, ModelError, StorageError, UsageError
 from imgtool.retrained import RetrainedRecord
 from imgtool.tflite import reading, schema, writing
