@@ -58,7 +58,8 @@ def test_crop_cuts_the_original_photo_then_resizes(photo: Path) -> None:
 def test_apply_crops_the_plans_box_in_pixels_and_never_to_nothing() -> None:
     """Mutants this kills (mutmut, issue 21): `apply`'s `left * w` -> `left / w` and `top * h`
     -> `top / h` (the test above crops from the corner, where both round to 0), and the
-    one-pixel floor `left * w + 1` -> `- 1` (an empty crop for a box of no width)."""
+    one-pixel floor of either side: `+ 1` -> `- 1` or `+ 2`, or counted from `left / w` or
+    `top / h` (an empty or two-pixel crop for a box of no width or height)."""
     xs, ys = np.meshgrid(np.arange(400), np.arange(200))
     im = Image.fromarray(np.stack([xs % 256, ys, (xs + ys) % 256], axis=-1).astype(np.uint8))
     out = distort.apply(im, Plan(box=(0.25, 0.5, 0.75, 1.0)))
