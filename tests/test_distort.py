@@ -59,12 +59,16 @@ def test_apply_crops_the_plans_box_in_pixels_and_never_to_nothing() -> None:
     """Mutants this kills (mutmut, issue 21): `apply`'s `left * w` -> `left / w` and `top * h`
     -> `top / h` (the test above crops from the corner, where both round to 0), and the
     one-pixel floor of either side: `+ 1` -> `- 1` or `+ 2`, or counted from `left / w` or
-    `top / h` (an empty or two-pixel crop for a box of no width or height)."""
+    `top / h` (an empty or two-pixel crop for a box of no width or height); and the
+    brightness step skipped at a factor of exactly 2."""
     xs, ys = np.meshgrid(np.arange(400), np.arange(200))
     im = Image.fromarray(np.stack([xs % 256, ys, (xs + ys) % 256], axis=-1).astype(np.uint8))
     out = distort.apply(im, Plan(box=(0.25, 0.5, 0.75, 1.0)))
     assert np.array_equal(np.asarray(out), np.asarray(im)[100:200, 100:300])
     assert distort.apply(im, Plan(box=(0.5, 0.5, 0.5, 0.5))).size == (1, 1)
+    # brightness 2 doubles (clipped): mutmut's `brightness != 1.0` -> `!= 2.0` skipped exactly this
+    doubled = np.asarray(distort.apply(im, Plan(brightness=2.0))).astype(int)
+    assert np.array_equal(doubled, np.minimum(2 * np.asarray(im).astype(int), 255))
 
 
 def test_sample_plan_ranges() -> None:
@@ -83,6 +87,8 @@ def test_sample_plan_ranges() -> None:
     assert 0.8 <= min(light) < 0.85 and 1.15 < max(light) <= 1.2
     assert Distortions(random_brightness=1).active() and not Distortions().active()
     assert Distortions(flip_left_right=True).active()
+    # each option alone (mutmut: `random_crop or random_scale` -> `and` survived)
+    assert Distortions(random_crop=5).active() and Distortions(random_scale=5).active()
 
 
 def test_sample_plan_zoom_is_crop_times_a_uniform_scale() -> None:
