@@ -34,7 +34,7 @@ def make_features(out: str, fixtures: Path) -> None:
     cache = bottlenecks.BottleneckCache(bottlenecks.backbone_id(model.tflite, engine.input_size,
                                                                 model.config.value_range))
     _, files = dataset.scan(fixtures / "flowers-mini")
-    paths = [f[0] for f in files]
+    paths = [f.path for f in files]
     x: list[np.ndarray | None] = [None] * len(paths)
     for i, vec, err in bottlenecks.extract(engine, paths, [bottlenecks.file_sha256(p) for p in paths], cache):
         if vec is None:

@@ -29,7 +29,8 @@ def procedure(x: np.ndarray, y: np.ndarray, rel: list[str], classes: list[str], 
     """Fit a head as `imgtool retrain` (this interpreter's version) would; return predict(x) -> labels."""
     from imgtool import dataset, train
 
-    files = [(f"/x/{r}", r, int(label)) for r, label in zip(rel, y)]
+    photo = getattr(dataset, "Photo", lambda *f: f)  # a tuple before dataset.Photo
+    files = [photo(f"/x/{r}", r, int(label)) for r, label in zip(rel, y)]
     if hasattr(train, "select_and_fit"):  # the new procedure
         samples = dataset.assign_splits(files, len(classes), 10.0, 10.0)
         fit = np.array([s.split != "test" for s in samples])

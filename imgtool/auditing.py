@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgtool.dataset import Sample
 from imgtool.findings import (
     NEAR_DUPLICATE,
     AuditResult,
@@ -18,22 +19,18 @@ from imgtool.findings import (
     suspects_of,
 )
 
-__all__ = ["AuditResult", "format_text", "run"]
-
 
 def run(folder: Path, model: str | None = None, *, validation_dir: Path | None = None,
         test_dir: Path | None = None, validation_percent: float = 10.0, test_percent: float = 10.0,
         seed: int = 0, bottleneck_dir: Path | None = None, input_size: tuple[int, int] | None = None,
         value_range: tuple[float, float] | None = None) -> AuditResult:
     """The audit of `folder` (see the module docstring); `imgtool.audit` is this."""
-    from imgtool import dataset, ui
+    from imgtool import dataset
     from imgtool.retraining import feature_backbone, features_of, readable_files
-    from imgtool.train import TrainConfig, cv_fold_count, select_and_fit
 
-    classes, files, layout = dataset.find_layout(folder, validation_dir, test_dir)
-    given = {f[3] for f in files if f[3] is not None}
-    v = 0.0 if "validation" in given else validation_percent
-    t = 0.0 if "test" in given else test_percent
+    found = dataset.find_layout(folder, validation_dir, test_dir)
+    classes, files, layout = found.classes, found.photos, found.description
+    v, t = found.percentages(validation_percent, test_percent)
     backbone, engine, _, cache = feature_backbone(model, input_size, value_range, bottleneck_dir)
     good, shas, bad = readable_files(files, cache)
     samples = dataset.assign_splits(good, len(classes), v, t, content=shas)
@@ -43,31 +40,9 @@ def run(folder: Path, model: str | None = None, *, validation_dir: Path | None =
     result.problems += [Problem("unreadable", f"{p}: {why}", path=p) for p, why in bad]
     counts = dataset.split_counts(classes, samples)
     total = {c: sum(n.values()) for c, n in counts.items()}
-    usable = [c for c in classes if total[c] >= 2]
-    for c in classes:
-        fit = counts[c]["train"] + counts[c]["validation"]
-        if fit < 2:
-            result.problems.append(Problem("tiny_class", f"class {c!r} has {fit} photo{'' if fit == 1 else 's'} "
-                                           "outside the test split; retrain needs at least 2", label=c))
-    if len(classes) < 2:
-        result.problems.append(Problem("too_few_classes", f"{folder} has {len(classes)} class folder(s); "
-                                       "a classifier needs at least 2"))
-    if samples and len(classes) >= 2:
-        warning = dataset.imbalance(classes, samples)
-        if warning:
-            result.problems.append(Problem("imbalance", warning))
-    cv_accuracy = None
-    if len(usable) >= 2:
-        keep = [i for i, s in enumerate(samples) if classes[s.label] in usable]
-        local = {classes.index(c): j for j, c in enumerate(usable)}
-        y = np.array([local[samples[i].label] for i in keep])
-        if cv_fold_count(y) >= 2:
-            ui.info(f"Cross-validating {len(keep)} photos of {len(usable)} classes")
-            _, sel = select_and_fit(x[keep], y, len(usable), TrainConfig(seed=seed),
-                                    groups=[shas[samples[i].path] for i in keep])
-            assert sel.oof_probs is not None
-            cv_accuracy = sel.cv_accuracy
-            result.suspects = suspects_of([samples[i] for i in keep], usable, sel.oof_probs, y)
+    result.problems += _size_problems(folder, classes, counts, samples)
+    cv_accuracy = _suspects_by_cross_validation(result, samples, classes, x, shas, seed,
+                                                usable=[c for c in classes if total[c] >= 2])
     sha_list = [shas[s.path] for s in samples]
     result.duplicates = groups_of(samples, classes, x, sha_list)
     out_idx, sim = outlier_order(x)
@@ -84,6 +59,49 @@ def run(folder: Path, model: str | None = None, *, validation_dir: Path | None =
         "options": {"seed": seed, "validation_percent": v, "test_percent": t},
     }
     return result
+
+
+def _size_problems(folder: Path, classes: list[str], counts: dict[str, dict[str, int]],
+                   samples: list[Sample]) -> list[Problem]:
+    """Classes too small to train on, too few classes, and a large imbalance."""
+    from imgtool import dataset
+
+    out = []
+    for c in classes:
+        fit = counts[c]["train"] + counts[c]["validation"]
+        if fit < 2:
+            out.append(Problem("tiny_class", f"class {c!r} has {fit} photo{'' if fit == 1 else 's'} "
+                               "outside the test split; retrain needs at least 2", label=c))
+    if len(classes) < 2:
+        out.append(Problem("too_few_classes", f"{folder} has {len(classes)} class folder(s); "
+                           "a classifier needs at least 2"))
+    if samples and len(classes) >= 2:
+        warning = dataset.imbalance(classes, samples)
+        if warning:
+            out.append(Problem("imbalance", warning))
+    return out
+
+
+def _suspects_by_cross_validation(result: AuditResult, samples: list[Sample], classes: list[str], x: np.ndarray,
+                                  shas: dict[str, str], seed: int, usable: list[str]) -> float | None:
+    """Cross-validate the photos of the `usable` classes (2 photos or more): sets
+    `result.suspects` from the out-of-fold predictions; the CV accuracy (None: too few)."""
+    from imgtool import ui
+    from imgtool.train import TrainConfig, cv_fold_count, select_and_fit
+
+    if len(usable) < 2:
+        return None
+    keep = [i for i, s in enumerate(samples) if classes[s.label] in usable]
+    local = {classes.index(c): j for j, c in enumerate(usable)}
+    y = np.array([local[samples[i].label] for i in keep])
+    if cv_fold_count(y) < 2:
+        return None
+    ui.info(f"Cross-validating {len(keep)} photos of {len(usable)} classes")
+    _, sel = select_and_fit(x[keep], y, len(usable), TrainConfig(seed=seed),
+                            groups=[shas[samples[i].path] for i in keep])
+    assert sel.oof_probs is not None
+    result.suspects = suspects_of([samples[i] for i in keep], usable, sel.oof_probs, y)
+    return sel.cv_accuracy
 
 
 def format_text(result: AuditResult, limit: int = 20) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, Literal, get_args
 
-from imgtool.errors import ModelError, UsageError
+from imgtool.errors import ModelError, Param, UsageError
 from imgtool.scores import OutputKind
 
 ModelFormat = Literal["savedmodel", "graphdef", "tflite"]
@@ -57,7 +57,8 @@ def check_input_size(size: Any) -> tuple[int, int]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UsageError(f"`input_size` {size!r}: give HEIGHT,WIDTH, each a whole number from 1 to {MAX_INPUT_SIDE}")
+        raise UsageError(Param("input_size") + f" {size!r}: give HEIGHT,WIDTH, each a whole number from 1 to "
+                         f"{MAX_INPUT_SIDE}")
     return int(h), int(w)
 
 
@@ -69,7 +70,8 @@ def check_value_range(value_range: Any) -> tuple[float, float]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UsageError(f"`value_range` {value_range!r}: give LO,HI, two finite numbers that differ (e.g. -1,1)")
+        raise UsageError(Param("value_range") + f" {value_range!r}: give LO,HI, two finite numbers that differ "
+                         "(e.g. -1,1)")
     return lo, hi
 
 
@@ -94,7 +96,6 @@ class ModelConfig:
     size: int | None = None  # bytes of the download, pinned with sha256
     sources: tuple[Source, ...] = ()  # tried after `urls`, each with settings of its own
     embedded: str | None = None  # a file shipped in the package (imgtool/embedded/): never downloaded
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def purpose(self) -> Purpose:
@@ -221,6 +222,14 @@ def load_catalog() -> dict[str, ModelConfig]:
 
 
 DEFAULT_MODEL = "inception_v3"
+
+
+def model_or_default(ref: str | None) -> str:
+    """The one rule for a model not given: $IMGTOOL_MODEL, else DEFAULT_MODEL (retrain and
+    audit try $IMGTOOL_BACKBONE before they get here)."""
+    from imgtool import settings
+
+    return ref or settings.current().model or DEFAULT_MODEL
 
 
 def embedded_names(catalog: dict[str, ModelConfig], purpose: Purpose) -> list[str]:

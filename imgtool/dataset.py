@@ -27,14 +27,53 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imgtool import images, ui
-from imgtool.errors import DatasetError, ImageError, UsageError
+from imgtool.errors import DatasetError, ImageError, Param, UsageError
+from imgtool.records import Record
 
 SPLITS = ("train", "validation", "test")
+DEFAULT_PERCENT = 10.0  # of the photos drawn by hash into validation, and into test
 SHOWN_CLASSES = 3  # a message naming classes names this many, then says how many more
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo found in a labelled folder, before its split is drawn."""
+
+    path: str  # as found on disk
+    rel: str  # relative to the dataset folder, '/'-separated: the split key
+    label: int
+    given: str | None = None  # its split, when the layout gives it (train/ val/ test/, --test-dir)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What `find_layout` found: the classes, their photos, and how the splits are made."""
+
+    classes: list[str]
+    photos: list[Photo]
+    description: str  # recorded in metrics.json as "layout"
+
+    def percentages(self, validation_percent: float, test_percent: float) -> tuple[float, float]:
+        """The percentages to draw by hash: 0 for a split the layout gives."""
+        given = {p.given for p in self.photos if p.given is not None}
+        return (0.0 if "validation" in given else validation_percent, 0.0 if "test" in given else test_percent)
+
+
+@dataclass
+class StoredSplit(Record):
+    """How a retrain split its photos, as metrics.json's "options" records it (the other
+    options are kept in `extra`): read back to find the same test photos again."""
+
+    validation_percent: float = DEFAULT_PERCENT
+    test_percent: float = DEFAULT_PERCENT
+    validation_dir: str | None = None
+    test_dir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,8 +112,8 @@ def split_of(key: str, validation_percent: float, test_percent: float) -> str:
     return "train"
 
 
-def scan(root: str | Path) -> tuple[list[str], list[tuple[str, str, int]]]:
-    """(classes, [(path, rel, label)]) — classes are the sorted non-hidden sub-folders."""
+def scan(root: str | Path) -> tuple[list[str], list[Photo]]:
+    """(classes, photos) — classes are the sorted non-hidden sub-folders."""
     root = Path(root)
     if not root.exists():
         raise UsageError(f"{root}: no such folder; give a folder with one sub-folder per class")
@@ -85,50 +124,49 @@ def scan(root: str | Path) -> tuple[list[str], list[tuple[str, str, int]]]:
     for label, name in enumerate(classes):
         for path in images.walk_images(str(root / name)):
             rel = Path(os.path.relpath(path, root)).as_posix()
-            files.append((path, rel, label))
+            files.append(Photo(path, rel, label))
     return classes, files
 
 
-def assign_splits(files: list[tuple], n_classes: int, validation_percent: float,
+def assign_splits(files: list[Photo], n_classes: int, validation_percent: float,
                   test_percent: float, content: dict[str, str] | None = None) -> list[Sample]:
-    """Samples with their split: a given split (a file tuple's 4th item) as given, else
+    """Samples with their split: a given split (`Photo.given`) as given, else
     `split_of(rel)` - for a photo found in a class folder, rel (its path relative to the
     dataset folder) is exactly the split key, class name + "/" + path inside the class.
     `content` ({path: sha256 of its bytes}): byte-identical copies share one split (the
     rule is in the module docstring)."""
-    def own(f: tuple) -> str:
-        given = f[3] if len(f) > 3 else None
-        return given if given is not None else split_of(f[1], validation_percent, test_percent)
+    def own(f: Photo) -> str:
+        return f.given if f.given is not None else split_of(f.rel, validation_percent, test_percent)
 
     group_split: dict[str, str] = {}
     if content:
-        groups: dict[str, list[tuple]] = {}
+        groups: dict[str, list[Photo]] = {}
         for f in files:
-            if f[0] in content:
-                groups.setdefault(content[f[0]], []).append(f)
+            if f.path in content:
+                groups.setdefault(content[f.path], []).append(f)
         for sha, members in groups.items():
             if len(members) > 1:
-                fixed = sorted((f for f in members if len(f) > 3 and f[3] is not None), key=lambda f: f[1])
-                group_split[sha] = own(fixed[0] if fixed else min(members, key=lambda f: f[1]))
+                fixed = sorted((f for f in members if f.given is not None), key=lambda f: f.rel)
+                group_split[sha] = own(fixed[0] if fixed else min(members, key=lambda f: f.rel))
     samples = []
     for f in files:
-        mine = content.get(f[0]) if content else None
-        split = group_split[mine] if mine in group_split and (len(f) < 4 or f[3] is None) else own(f)
-        samples.append(Sample(f[0], f[1], f[2], split))
+        mine = content.get(f.path) if content else None
+        split = group_split[mine] if mine in group_split and f.given is None else own(f)
+        samples.append(Sample(f.path, f.rel, f.label, split))
     return samples
 
 
-def content_hashes(files: list[tuple]) -> dict[str, str]:
-    """{path: sha256 of its bytes} of the files (tuples, path first) that can be read: the
+def content_hashes(files: list[Photo]) -> dict[str, str]:
+    """{path: sha256 of its bytes} of the photos that can be read: the
     content `assign_splits` groups copies by (a file that cannot be read is left out)."""
     from imgtool.store import sha256_file
 
     out = {}
     for f in files:
-        if images.not_a_regular_file(f[0]) is not None:  # never open a FIFO
+        if images.not_a_regular_file(f.path) is not None:  # never open a FIFO
             continue
         try:
-            out[f[0]] = sha256_file(f[0])
+            out[f.path] = sha256_file(f.path)
         except OSError:
             continue
     return out
@@ -218,12 +256,12 @@ def check_class_names(folder: Path, classes: list[str]) -> None:
 
 
 def _files_in(folder: Path, classes: list[str], label_of: dict[str, int], root: Path,
-              split: str | None) -> list[tuple[str, str, int, str | None]]:
+              split: str | None) -> list[Photo]:
     out = []
     for name in classes:
         for path in images.walk_images(str(folder / name)):
             rel = Path(os.path.relpath(path, root)).as_posix()
-            out.append((path, rel, label_of[name], split))
+            out.append(Photo(path, rel, label_of[name], split))
     return out
 
 
@@ -249,26 +287,30 @@ def _split_named_classes(root: Path, subdirs: list[str], split_dirs: list[str]) 
     one = len(split_dirs) == 1
     ui.warn(f"{root}: {named} {'is' if one else 'are'} named like a split but used as {'a class' if one else 'classes'}"
             f" beside {len(subdirs) - len(split_dirs)} other{'' if len(subdirs) - len(split_dirs) == 1 else 's'}; "
-            "if held-out photos are in there, give them as `validation_dir` or `test_dir` instead")
+            "if held-out photos are in there, give them as " + Param("validation_dir") + " or " + Param("test_dir")
+            + " instead")
 
 
 def find_layout(root: str | Path, validation_dir: str | Path | None = None,
-                test_dir: str | Path | None = None) -> tuple[list[str], list[tuple[str, str, int, str | None]], str]:
-    """(classes, [(path, rel, label, given split or None)], description). Either `root`
+                test_dir: str | Path | None = None) -> Layout:
+    """The classes, their photos (each with its given split, if any) and a description. Either `root`
     holds the class folders (splits by hash), or it holds train/ + val|validation/ (+ test/)
     with the same class folders (splits as given). `validation_dir` / `test_dir` add given
     held-out folders (their classes must be among the training classes)."""
     root = Path(root)
-    for what, folder in (("", root), ("`validation_dir` ", validation_dir), ("`test_dir` ", test_dir)):
+    for what, folder in (("", root), (Param("validation_dir") + " ", validation_dir),
+                         (Param("test_dir") + " ", test_dir)):
         if folder is None:
             continue
         if not Path(folder).exists():
-            raise UsageError(f"{what}{folder}: no such folder; give a folder with one sub-folder per class")
+            raise UsageError(what + f"{folder}: no such folder; give a folder with one sub-folder per class",
+                             path=folder)
         if not Path(folder).is_dir():
-            raise UsageError(f"{what}{folder}: not a folder; give a folder with one sub-folder per class")
+            raise UsageError(what + f"{folder}: not a folder; give a folder with one sub-folder per class",
+                             path=folder)
     subdirs = _classes_in(root)
     split_dirs = [d for d in subdirs if d in SPLIT_DIRS]
-    files: list[tuple[str, str, int, str | None]] = []
+    files: list[Photo] = []
     if "train" in split_dirs and len(split_dirs) > 1:
         others = [d for d in subdirs if d not in SPLIT_DIRS]
         if others:
@@ -297,45 +339,46 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
         given = set()
     # errors name the parameter (the CLI says it as its option); the layout description, recorded in
     # metrics.json, keeps the option's name it always had
-    for flag, split, folder, shown in (("`validation_dir`", "validation", validation_dir, "--validation-dir"),
-                                       ("`test_dir`", "test", test_dir, "--test-dir")):
+    for flag, split, folder, shown in ((Param("validation_dir"), "validation", validation_dir, "--validation-dir"),
+                                       (Param("test_dir"), "test", test_dir, "--test-dir")):
         if folder is None:
             continue
         if split in given:
-            raise UsageError(f"{flag} {folder}: {root} already holds a {split} folder; give one or the other")
+            raise UsageError(flag + f" {folder}: {root} already holds a {split} folder; give one or the other",
+                             path=folder)
         folder = Path(folder)
         theirs = _classes_in(folder)
         extra = sorted(set(theirs) - set(classes))
         if extra:
-            raise DatasetError(f"{flag} {folder} has class folders that the training photos have not: "
-                               f"{', '.join(extra)}; rename or remove them")
+            raise DatasetError(flag + f" {folder} has class folders that the training photos have not: "
+                               f"{', '.join(extra)}; rename or remove them", path=folder)
         files += _files_in(folder, theirs, label_of, folder.parent, split)
         description += f"; {split} photos from {shown}"
-    return classes, files, description
+    return Layout(classes, files, description)
 
 
-def validate_files(files: list[tuple[str, str, int]], known_good: set[str] | None = None,
-                   workers: int = 2) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
+def validate_files(files: list[Photo], known_good: set[str] | None = None,
+                   workers: int = 2) -> tuple[list[Photo], list[tuple[str, str]]]:
     """Decode every file cheaply (JPEG draft mode, tiny size) to find the bad ones before
     any model work. Paths in `known_good` (e.g. with a cached bottleneck) are not decoded."""
     from concurrent.futures import ThreadPoolExecutor
 
     known_good = known_good or set()
 
-    def check(item: tuple[str, str, int]) -> str | None:
-        if item[0] in known_good:
+    def check(item: Photo) -> str | None:
+        if item.path in known_good:
             return None
         try:
-            images.decode(item[0], (16, 16))
+            images.decode(item.path, (16, 16))
             return None
         except ImageError as err:
             return str(err)
 
-    if all(f[0] in known_good for f in files):
+    if all(f.path in known_good for f in files):
         verdicts: list[str | None] = [None] * len(files)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             verdicts = list(pool.map(check, files))
     good = [f for f, v in zip(files, verdicts) if v is None]
-    bad = [(f[0], v) for f, v in zip(files, verdicts) if v is not None]
+    bad = [(f.path, v) for f, v in zip(files, verdicts) if v is not None]
     return good, bad

@@ -12,87 +12,72 @@ import hashlib
 import os
 import shutil
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imgtool import labels as labels_mod
 from imgtool import locks, store, ui
 from imgtool.catalog import LabelSource, ModelConfig, ModelFormat
-from imgtool.errors import ModelError
+from imgtool.errors import Call, FetchFailed, ModelError, first_line
+from imgtool.records import BadRecord, Record, is_empty, is_none, known
 from imgtool.refs import key_for
 
 ENTRY_FILE = "entry.json"
+NO_RECORD = "no record"
 
 
 @dataclass
-class Conversion:
+class Conversion(Record):
     """One conversion of an entry's TF model to `<purpose>.tflite`."""
 
     ok: bool = False
-    converted: float | None = None
-    input_size: list[int] | None = None
-    max_diff: float | None = None
-    size: int | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name == "ok" or getattr(self, f.name) is not None}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Conversion:
-        data = data if isinstance(data, dict) else {}
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    converted: float | None = known(None, omit=is_none)
+    input_size: list[int] | None = known(None, omit=is_none)
+    max_diff: float | None = known(None, omit=is_none)
+    size: int | None = known(None, omit=is_none)
+    error: str | None = known(None, omit=is_none)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class EntryRecord:
+class EntryRecord(Record):
     """entry.json. Keys another version wrote and this one does not know are kept."""
 
     key: str = ""
-    name: str | None = None
-    created: float | None = None
-    url: str | None = None             # the URL the source was fetched from
-    sha256: str | None = None          # of the downloaded file
-    source: int | None = None          # index into the record's candidates (None: an entry from before sources)
-    config: dict[str, Any] | None = None  # the effective ModelConfig of that source
-    format: ModelFormat | None = None
-    file: str | None = None            # a .tflite in source/
-    graph: str | None = None           # a .pb in source/
-    source_dir: str | None = None      # a local model's folder (local entries)
-    source_dir_rel: str | None = None  # a SavedModel nested in source/
-    local: bool = False
+    name: str | None = known(None, omit=is_none)
+    created: float | None = known(None, omit=is_none)
+    url: str | None = known(None, omit=is_none)  # the URL the source was fetched from
+    sha256: str | None = known(None, omit=is_none)  # of the downloaded file
+    # index into the record's candidates (None: an entry from before sources)
+    source: int | None = known(None, omit=is_none)
+    config: dict[str, Any] | None = known(None, omit=is_none)  # the effective ModelConfig of that source
+    format: ModelFormat | None = known(None, omit=is_none)
+    file: str | None = known(None, omit=is_none)  # a .tflite in source/
+    graph: str | None = known(None, omit=is_none)  # a .pb in source/
+    source_dir: str | None = known(None, omit=is_none)  # a local model's folder (local entries)
+    source_dir_rel: str | None = known(None, omit=is_none)  # a SavedModel nested in source/
+    local: bool = known(False, omit=is_empty)
     files: dict[str, int] = field(default_factory=dict)  # relative path -> size, checked on every use
-    conversions: dict[str, Conversion] = field(default_factory=dict)
+    conversions: dict[str, Conversion] = known(factory=dict, omit=is_empty)
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("extra", "conversions") or value is None or (f.name == "local" and not value):
-                continue
-            out[f.name] = value
-        if self.conversions:
-            out["conversions"] = {k: c.to_dict() for k, c in self.conversions.items()}
-        return {**self.extra, **out}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EntryRecord:
-        known = {f.name for f in fields(cls)} - {"extra", "conversions"}
-        record = cls(**{k: v for k, v in data.items() if k in known})
-        convs = data.get("conversions")
-        if isinstance(convs, dict):
-            record.conversions = {k: Conversion.from_dict(v) for k, v in convs.items()}
-        record.extra = {k: v for k, v in data.items() if k not in known and k != "conversions"}
-        return record
 
 
 def read_record(entry: Path) -> EntryRecord | None:
+    """The entry's record; None when there is none, or it is damaged (then the entry is
+    fetched again)."""
+    return _load(entry)[0]
+
+
+def _load(entry: Path) -> tuple[EntryRecord | None, str]:
+    """(the record, "") or (None, why not: no record, or a field of the wrong type)."""
     data = store.read_json(entry / ENTRY_FILE)
-    return EntryRecord.from_dict(data) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None, NO_RECORD
+    try:
+        return EntryRecord.from_dict(data), ""
+    except BadRecord as err:
+        return None, f"{ENTRY_FILE} is damaged: {err}"
 
 
 def write_record(entry: Path, record: EntryRecord) -> None:
@@ -100,9 +85,11 @@ def write_record(entry: Path, record: EntryRecord) -> None:
 
 
 def entry_ok(entry: Path) -> tuple[bool, str]:
-    record = read_record(entry)
-    if not record or record == EntryRecord():
-        return False, "no record"
+    record, why = _load(entry)
+    if record is None:
+        return False, why
+    if record == EntryRecord():
+        return False, NO_RECORD
     for rel, size in record.files.items():
         p = entry / rel
         try:
@@ -121,7 +108,8 @@ def ensure_entry(key: str, config: ModelConfig) -> Path:
         return entry
     if store.offline():
         raise ModelError(f"model {config.name} is not in the cache ({store.models_dir()}) and IMGTOOL_OFFLINE is set; "
-                         f"run `download_model({config.name!r})` where the network is reachable")
+                         "run " + Call("download_model", config.name) + " where the network is reachable",
+                         model=config.name)
     with locks.lock(key):
         ok, why = entry_ok(entry)  # another process may have fetched it while we waited
         if ok:
@@ -140,7 +128,7 @@ def effective_config(config: ModelConfig, entry: Path) -> ModelConfig:
     from imgtool.download import hub_download_url
 
     record = read_record(entry) or EntryRecord()
-    if record.source is None and "source" not in record.extra:
+    if record.source is None:
         return config  # an entry from before sources: fetched from the record's urls
     for url, cfg in config.candidates():
         if record.url in (url, hub_download_url(url)):
@@ -233,10 +221,6 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
     return record
 
 
-class FetchFailed(ModelError):
-    """A source's URL could not be downloaded ("URL: problem")."""
-
-
 def _check_tflite_loads(path: Path, name: str, url: str) -> None:
     """A .tflite download whose length looked right can still be cut short (a server that
     announces fewer bytes than it sends): load it before it is cached."""
@@ -248,9 +232,8 @@ def _check_tflite_loads(path: Path, name: str, url: str) -> None:
         with ui.native_output_filtered():
             Interpreter(model_path=str(path))
     except (ValueError, RuntimeError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DownloadError(f"could not download {name}: {url}: the file received is not a loadable .tflite "
-                            f"model ({first}); nothing was cached") from None
+                            f"model ({first_line(err, None)}); nothing was cached") from None
 
 
 def _describe_source(src: Path, config: ModelConfig, record: EntryRecord) -> None:
@@ -324,27 +307,42 @@ def local_entry(path: Path, config: ModelConfig) -> Path:
 
 # ---------------------------------------------------------------- listing and removal
 
-def cached_entries() -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+@dataclass(frozen=True)
+class CachedEntry:
+    """One entry of the cache, as listed: `problem` says why it is not `ok`."""
+
+    key: str
+    name: str  # the catalog name, or a local model's folder, or the key
+    path: Path
+    bytes: int
+    ok: bool
+    problem: str | None
+    url: str | None
+    conversions: dict[str, bool]  # purpose -> whether its conversion worked
+
+
+def cached_entries() -> list[CachedEntry]:
+    out: list[CachedEntry] = []
     root = store.models_dir()
     if not root.is_dir():
         return out
     for entry in sorted(root.iterdir()):
-        record = read_record(entry)
-        if record is None:
-            continue
+        record, why = _load(entry)
+        if why == NO_RECORD:
+            continue  # not an entry
+        record = record or EntryRecord()  # a damaged record: listed, so that it can be removed
         ok, why = entry_ok(entry)
-        out.append({"key": entry.name, "name": record.name or record.source_dir or entry.name,
-                    "path": str(entry), "bytes": store.dir_size(entry), "ok": ok, "problem": why or None,
-                    "url": record.url, "conversions": {k: v.ok for k, v in record.conversions.items()}})
+        out.append(CachedEntry(entry.name, record.name or record.source_dir or entry.name, entry,
+                               store.dir_size(entry), ok, why or None, record.url,
+                               {k: v.ok for k, v in record.conversions.items()}))
     return out
 
 
 def remove(name: str) -> list[str]:
     removed = []
     for e in cached_entries():
-        if name in (e["key"], e["name"]) or name == "all":
-            with locks.lock(e["key"]):
-                shutil.rmtree(e["path"], ignore_errors=True)
-            removed.append(e["key"])
+        if name in (e.key, e.name) or name == "all":
+            with locks.lock(e.key):
+                shutil.rmtree(e.path, ignore_errors=True)
+            removed.append(e.key)
     return removed

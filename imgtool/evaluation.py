@@ -88,7 +88,7 @@ def training_photos_of(model: Any) -> set[str] | None:
     head = getattr(model, "head", None)
     if head is None:
         return None
-    from imgtool.export import read_training_photos
+    from imgtool.retrained import read_training_photos
 
     return read_training_photos(Path(head).parent)
 
@@ -116,9 +116,9 @@ def evaluate_folder(classifier: Classifier, image_dir: Path, training: set[str] 
     classes, files = dataset.scan(image_dir)
     if not files:
         raise DatasetError(f"{image_dir}: no images in its sub-folders; one sub-folder per class")
-    paths = [p for p, _, _ in files]
-    truth = {p: lab for p, _, lab in files}
-    rel = {p: r for p, r, _ in files}
+    paths = [f.path for f in files]
+    truth = {f.path: f.label for f in files}
+    rel = {f.path: f.rel for f in files}
     y_true, y_pred, wrong = [], [], []
     top_scores: list[float] = []
     failures: list[tuple[str, str]] = []

@@ -22,23 +22,23 @@ def split_photos(folder: Path, meta: RetrainedRecord,
     folder, held-out folders and split percentages: the same layout and split rule as
     retrain (dataset.find_layout, dataset.assign_splits)."""
     from imgtool import dataset
+    from imgtool.errors import ImgtoolError
+    from imgtool.records import BadRecord
 
     image_dir = Path(meta.image_dir or "")
-    options = metrics.get("options") or {}
     if not meta.image_dir or not image_dir.is_dir():
         return [], [], f"the training photos are not at {image_dir} any more"
-    from imgtool.errors import ImgtoolError
-
     try:
-        classes, files, _ = dataset.find_layout(image_dir, options.get("validation_dir"), options.get("test_dir"))
-    except ImgtoolError as err:
+        split = dataset.StoredSplit.from_dict(metrics.get("options") or {}, "options.")
+        found = dataset.find_layout(image_dir, split.validation_dir, split.test_dir)
+    except (ImgtoolError, BadRecord) as err:
         return [], [], f"the training photos cannot be read as they were ({err})"
-    if classes != meta.classes:
+    if found.classes != meta.classes:
         return [], [], f"the classes in {image_dir} are not the model's any more"
     skipped = {s.get("path") for s in metrics.get("skipped") or []}
-    files = [f for f in files if f[0] not in skipped]
-    samples = dataset.assign_splits(files, len(classes), float(options.get("validation_percent", 10.0)),
-                                    float(options.get("test_percent", 10.0)), content=dataset.content_hashes(files))
+    photos = [f for f in found.photos if f.path not in skipped]
+    samples = dataset.assign_splits(photos, len(found.classes), split.validation_percent, split.test_percent,
+                                    content=dataset.content_hashes(photos))
     test = [(s.path, s.label) for s in samples if s.split == "test"]
     train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.rel)
     return test, [s.path for s in train], None
@@ -78,7 +78,8 @@ def _two_step(folder: Path, meta: RetrainedRecord, photos: np.ndarray) -> np.nda
     """Probabilities from imgtool's own run of the folder: backbone, then head.npz."""
     if not len(photos):
         return None
-    from imgtool.engine import HeadEngine, LiteRTEngine, softmax
+    from imgtool.engine import HeadEngine, LiteRTEngine
+    from imgtool.scores import softmax
 
     bb = folder / meta.backbone.file
     if bb.suffix != ".tflite" or not bb.is_file():

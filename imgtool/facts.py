@@ -15,7 +15,7 @@ here: reading it is cheaper than checking a record, so its current content alway
 The record is written atomically (store.atomic_write_json); one that cannot be written
 (a read-only IMGTOOL_HOME) is only logged, and the facts are computed each run.
 
-Layer: foundations (uses store; used by resolve and engine)."""
+Layer: foundations (uses records, store; used by resolve and engine)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imgtool import store
+from imgtool.records import BadRecord, Record
 
 log = logging.getLogger("imgtool.facts")
 
@@ -39,6 +41,16 @@ def identity(path: Path) -> dict[str, Any]:
     st = os.stat(path)
     return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino,
             "dev": st.st_dev}
+
+
+@dataclass
+class FactsRecord(Record):
+    """The JSON of one facts record (the module docstring)."""
+
+    version: int = VERSION
+    identity: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelFacts:
@@ -63,11 +75,13 @@ class ModelFacts:
                 return None
         except OSError:
             return None
-        data = store.read_json(self.file)
-        if (not isinstance(data, dict) or data.get("version") != VERSION or data.get("identity") != self.identity
-                or not isinstance(data.get("facts"), dict)):
+        try:
+            record = FactsRecord.from_dict(store.read_json(self.file))
+        except BadRecord:
             return None
-        return data["facts"]
+        if record.version != VERSION or record.identity != self.identity:
+            return None
+        return record.facts
 
     def get(self, name: str, compute: Callable[[], Any]) -> Any:
         if name in self.values:
@@ -80,7 +94,7 @@ class ModelFacts:
 
     def _write(self, name: str) -> None:
         try:
-            store.atomic_write_json(self.file, {"version": VERSION, "identity": self.identity, "facts": self.values})
+            store.atomic_write_json(self.file, FactsRecord(identity=self.identity, facts=self.values).to_dict())
             log.debug("facts record of %s: %s written (%s)", self.identity["path"], name, self.file)
         except OSError as err:  # a read-only or full IMGTOOL_HOME: the facts are read from the model each run
             log.debug("cannot write the facts record %s: %s", self.file, err)

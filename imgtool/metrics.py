@@ -6,6 +6,7 @@ mean (None where undefined: nothing predicted / no photo of c; 0.0 when both are
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -70,3 +71,47 @@ def format_text(m: dict[str, Any], title: str = "test") -> str:
     for c, row in zip(classes, m["confusion_matrix"]):
         lines.append(f"  {c:{width}}" + "".join(f" {v:6}" for v in row))
     return "\n".join(lines)
+
+
+Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
+
+
+def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval for a proportion `correct`/`n` (95% by default); None for n=0.
+    Unlike the normal approximation it stays inside [0, 1] and is sensible at 0% or 100%."""
+    if n <= 0:
+        return None
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if correct == 0 else max(0.0, centre - half)  # exact at the ends (rounding leaves 1 - 1e-16)
+    hi = 1.0 if correct == n else min(1.0, centre + half)
+    return lo, hi
+
+
+def f1_score(precision: float | None, recall: float | None) -> float | None:
+    """Harmonic mean of precision and recall; None when either is undefined."""
+    if precision is None or recall is None:
+        return None
+    if precision + recall == 0:
+        return 0.0
+    return round(2 * precision * recall / (precision + recall), 4)
+
+
+def majority_baseline(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The accuracy of always answering the most frequent training class, on the test
+    photos: metrics["test"]["baseline"] when given, else computed from the counts."""
+    test = metrics.get("test") or {}
+    given = test.get("baseline")
+    if isinstance(given, dict) and given.get("class") is not None and given.get("accuracy") is not None:
+        return given
+    counts = metrics.get("counts") or {}
+    per_class = test.get("per_class") or {}
+    n = test.get("count") or 0
+    if not counts or not n:
+        return None
+    classes = metrics.get("classes") or list(counts)
+    best = max(classes, key=lambda c: ((counts.get(c) or {}).get("train", 0), -classes.index(c)))
+    support = (per_class.get(best) or {}).get("support", 0)
+    return {"class": best, "accuracy": round(support / n, 4)}

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from imgtool.classifier import Classifier, Prediction
     from imgtool.engine import Engine
-    from imgtool.resolve import Model as ResolvedModel
+    from imgtool.model import Model as ResolvedModel
     from imgtool.scores import OutputKind
 
 

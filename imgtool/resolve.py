@@ -16,34 +16,28 @@ from typing import Any
 from imgtool import files, locks, store, ui
 from imgtool import labels as labels_mod
 from imgtool.catalog import (
-    DEFAULT_MODEL,
     ModelConfig,
     ModelFormat,
     check_input_size,
     check_value_range,
     embedded_names,
     load_catalog,
+    model_or_default,
 )
-from imgtool.convert import VERIFY_TOLERANCE, ConversionPurpose, ensure_tflite, purpose_file
+from imgtool.convert import ConversionPurpose, conversion_for, ensure_tflite
 from imgtool.entries import (
-    ENTRY_FILE,
     EntryRecord,
-    cached_entries,
     download_entry,
     effective_config,
     ensure_entry,
     local_entry,
     read_record,
-    remove,
 )
-from imgtool.errors import DownloadError, ModelError, ModelNotFoundError
+from imgtool.errors import Advice, Call, DownloadError, ModelError, ModelNotFoundError, Text
 from imgtool.model import Model, Purpose
-from imgtool.refs import hub_handle_url, kaggle_handle_url, key_for
+from imgtool.refs import key_for
 from imgtool.retrained import RETRAINED_FILE
-from imgtool.retrained import load_model as _retrained
-
-__all__ = ["ENTRY_FILE", "RETRAINED_FILE", "VERIFY_TOLERANCE", "Model", "cached_entries", "hub_handle_url",
-           "kaggle_handle_url", "remove", "resolve"]
+from imgtool.retrained import load_model as load_retrained
 
 
 @store.cache_writing()  # a full disk or read-only IMGTOOL_HOME: one line, exit 4
@@ -52,9 +46,9 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
             tensors: tuple[str | None, str | None] = (None, None)) -> Model:
     """Turn what the user typed into a Model ready to run. `purpose` is "classify",
     "features" (the feature-vector twin / bottleneck tensor, for retraining) or "labels"."""
-    from imgtool import refs, settings
+    from imgtool import refs
 
-    ref = ref or settings.current().model or DEFAULT_MODEL
+    ref = model_or_default(ref)
     if input_size is not None:  # checked before anything is fetched, converted or recorded
         input_size = check_input_size(input_size)
     if value_range is not None:
@@ -82,18 +76,18 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
     return model
 
 
-def _cached(model: Model, entry: Path, purpose: Purpose, trial: bool = False) -> Model:
+def _converted(model: Model, entry: Path, purpose: Purpose, trial: bool = False) -> Model:
     """A model whose files live in a cache entry: converted when needed, repairable.
     `trial` (the input size was given by the caller): a failed conversion is not
     recorded, so a bad option never changes the entry for later runs."""
-    model = ensure_tflite(model, entry, purpose=purpose_file(model.config, purpose), record_failure=not trial)
+    model = ensure_tflite(model, entry, purpose=conversion_for(model.config, purpose), record_failure=not trial)
     model.repair = _repair_cached_tflite
     return model
 
 
 def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) -> Model:
     if name not in catalog:
-        raise ModelNotFoundError(f"unknown catalog model {name!r}; the catalog lists the models")
+        raise ModelNotFoundError(f"unknown catalog model {name!r}; " + Advice.LIST_CATALOG, model=name)
     config = catalog[name]
     if purpose == "features" and config.features and config.features != name:
         if config.features not in catalog:
@@ -107,10 +101,10 @@ def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) 
     except ModelError as err:
         if not (isinstance(err, DownloadError) or store.offline()):
             raise
-        raise type(err)(f"{err}{_shipped_hint(catalog, purpose)}") from None
+        raise type(err)(err.text + _shipped_hint(catalog, purpose), model=name) from None
     config = effective_config(config, entry)
     model = Model(ref=name, config=config)
-    return _cached(_attach(model, entry), entry, purpose)
+    return _converted(_attach(model, entry), entry, purpose)
 
 
 def _embedded(ref: str, config: ModelConfig) -> Model:
@@ -123,11 +117,11 @@ def _embedded(ref: str, config: ModelConfig) -> Model:
     return model
 
 
-def _shipped_hint(catalog: dict[str, ModelConfig], purpose: Purpose) -> str:
+def _shipped_hint(catalog: dict[str, ModelConfig], purpose: Purpose) -> Text | str:
     """When a catalog model cannot be had (offline, no cache): the embedded model that
     would do instead, or nothing when there is none."""
     names = embedded_names(catalog, "features" if purpose == "features" else "classifier")
-    return f"; or use `model={names[0]!r}`, which ships with imgtool" if names else ""
+    return "; or use " + Call("model=", names[0]) + ", which ships with imgtool" if names else ""
 
 
 def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],
@@ -144,7 +138,7 @@ def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],
                          feature_tensor="pool_3:0", value_range=config.value_range or (-1.0, 0.9921875),
                          input_size=config.input_size or (299, 299))
     model = _attach(Model(ref=ref, config=config), entry)
-    return _cached(model, entry, purpose, trial="input_size" in overrides)
+    return _converted(model, entry, purpose, trial="input_size" in overrides)
 
 
 def _attach(model: Model, entry: Path) -> Model:
@@ -194,12 +188,12 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
         if why is not None:
             raise ModelError(f"{ref}: {why}; give a model file")
     if path.is_dir() and (path / RETRAINED_FILE).is_file():
-        return _retrained(ref, path, purpose)
+        return load_retrained(ref, path, purpose)
     if path.is_dir() and (path / "saved_model.pb").is_file():
         config = ModelConfig(name=ref, format="savedmodel", **overrides)
         model = Model(ref=ref, config=config, tf_source=path.resolve())
         entry = local_entry(path, config)
-        model = _cached(model, entry, purpose, trial="input_size" in overrides)
+        model = _converted(model, entry, purpose, trial="input_size" in overrides)
         _local_labels(model, path)
         return model
     if path.is_dir():
@@ -225,7 +219,7 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
                              input_size=overrides.get("input_size", (299, 299)),
                              value_range=overrides.get("value_range", (-1.0, 0.9921875)))
         model = Model(ref=ref, config=config, tf_source=path.resolve(), graph_tensors=(t_in, t_out))
-        model = _cached(model, local_entry(path, config), purpose, trial="input_size" in overrides)
+        model = _converted(model, local_entry(path, config), purpose, trial="input_size" in overrides)
         _local_labels(model, path)
         return model
     if name.endswith((".tar.gz", ".tgz", ".tar")):
@@ -244,7 +238,7 @@ def _repair_cached_tflite(model: Model) -> bool:
     assert model.entry is not None and model.tflite is not None
     if model.tf_source is None:
         if not model.config.urls:
-            raise ModelError(f"{model.ref}: the cached model no longer loads; remove it from the cache")
+            raise ModelError(f"{model.ref}: the cached model no longer loads; " + Advice.REMOVE_CACHED, model=model.ref)
         with locks.lock(model.entry.name):
             ui.info(f"cached model {model.config.name} no longer loads (damaged in the cache); downloading it again")
             download_entry(model.entry.name, model.config, model.entry)

@@ -10,140 +10,98 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 from imgtool import files, store
 from imgtool import labels as labels_mod
 from imgtool.catalog import MAX_INPUT_SIDE, ModelConfig, ModelFormat
-from imgtool.errors import ModelError
+from imgtool.errors import ModelError, first_line
 from imgtool.model import Model, Purpose
+from imgtool.records import BadRecord, Record, is_empty, is_none, known, short
 
 RETRAINED_FILE = "imgtool-model.json"
 TRAINING_PHOTOS = "training-photos.txt"
 TRAINING_PHOTOS_MAX_BYTES = 1 << 30  # 65 bytes a photo: 16 million photos
 
 
-class DamagedRecord(ValueError):
+class DamagedRecord(BadRecord):
     """imgtool-model.json holds something its reader cannot use: `str(err)` names the field."""
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _typed(name: str, value: Any, kind: type | tuple[type, ...]) -> Any:
-    if not isinstance(value, kind):
-        raise DamagedRecord(f"{name} is {_short(value)}, of the wrong type")
-    return value
-
-
-def _inside(name: str, value: Any) -> str:
+def _inside(name: str, value: str) -> str:
     """A path the record names: relative, no `..`, so it stays inside the model folder."""
-    if not isinstance(value, str) or not value:
-        raise DamagedRecord(f"{name} is {_short(value)}, not a file name")
+    if not value:
+        raise DamagedRecord(f"{name} is {short(value)}, not a file name")
     pure = PurePosixPath(value.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or ":" in value.split("/")[0]:
         raise DamagedRecord(f"{name} {value!r} points outside the model folder")
     return value
 
 
-def _known(cls: type, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
-
-
 @dataclass
-class BackboneRecord:
+class BackboneRecord(Record):
+    record_error: ClassVar[type[BadRecord]] = DamagedRecord
+
     ref: str = ""
-    input_size: list[int] = field(default_factory=list)
-    value_range: list[float] | None = None
-    file: str = ""                      # backbone.tflite | backbone_savedmodel | backbone.pb
-    tensors: list[str] | None = None    # a .pb backbone's input and feature tensors
+    input_size: list[int] = known(factory=list, expect=f"not [height, width] in 1..{MAX_INPUT_SIDE}")
+    value_range: list[float] | None = known(None, expect="not [low, high] (finite, low < high)")
+    file: str = known("", omit=is_empty, expect="not a file name")  # backbone.tflite | backbone_savedmodel | .pb
+    # a .pb backbone's input and feature tensors
+    tensors: list[str] | None = known(None, omit=is_none, expect="not [input tensor, feature tensor]")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ref": self.ref, "input_size": list(self.input_size),
-                               "value_range": list(self.value_range) if self.value_range else None}
-        if self.file:
-            out["file"] = self.file
-        if self.tensors is not None:
-            out["tensors"] = list(self.tensors)
-        return {**self.extra, **out}
+        out = super().to_dict()
+        out["value_range"] = out["value_range"] or None  # [] is written as null, as it always was
+        return out
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackboneRecord:
-        known, extra = _known(cls, data)
-        known.pop("extra", None)
-        record = cls(**known, extra=extra)
-        record.ref = _typed("backbone.ref", record.ref, str)
-        record.file = _inside("backbone.file", record.file)
-        size = record.input_size
-        if (not isinstance(size, list) or len(size) != 2
-                or not all(type(v) is int and 1 <= v <= MAX_INPUT_SIDE for v in size)):
+    def check(self) -> None:
+        _inside("backbone.file", self.file)
+        size = self.input_size
+        if len(size) != 2 or not all(1 <= v <= MAX_INPUT_SIDE for v in size):
             raise DamagedRecord(f"backbone.input_size is {size!r}, not [height, width] in 1..{MAX_INPUT_SIDE}")
-        vr = record.value_range
-        if vr is not None and not (isinstance(vr, list) and len(vr) == 2
-                                   and all(type(v) in (int, float) and math.isfinite(v) for v in vr) and vr[0] < vr[1]):
+        vr = self.value_range
+        if vr is not None and not (len(vr) == 2 and all(math.isfinite(v) for v in vr) and vr[0] < vr[1]):
             raise DamagedRecord(f"backbone.value_range is {vr!r}, not [low, high] (finite, low < high)")
-        if record.tensors is not None and not (isinstance(record.tensors, list) and len(record.tensors) == 2
-                                               and all(isinstance(t, str) and t for t in record.tensors)):
-            raise DamagedRecord(f"backbone.tensors is {record.tensors!r}, not [input tensor, feature tensor]")
-        return record
+        if self.tensors is not None and not (len(self.tensors) == 2 and all(self.tensors)):
+            raise DamagedRecord(f"backbone.tensors is {self.tensors!r}, not [input tensor, feature tensor]")
 
 
 @dataclass
-class RetrainedRecord:
-    backbone: BackboneRecord = field(default_factory=BackboneRecord)
-    classes: list[str] = field(default_factory=list)
-    image_dir: str | None = None
-    head: str = "head.npz"
-    labels: str = "labels.txt"
+class RetrainedRecord(Record):
+    """Fields in the order they are written."""
+
+    record_error: ClassVar[type[BadRecord]] = DamagedRecord
+
     format: str = "imgtool-retrained"
-    version: int = 1
+    version: int = known(1, expect="not a whole number")
     imgtool: str | None = None
+    image_dir: str | None = None
+    head: str = known("head.npz", expect="not a file name")
+    labels: str = known("labels.txt", expect="not a file name")
+    classes: list[str] = known(factory=list, expect="not a list of class names")
+    backbone: BackboneRecord = field(default_factory=BackboneRecord)
     exports: dict[str, Any] = field(default_factory=dict)
-    training_photos: dict[str, Any] | None = None
-    made_with: dict[str, str] | None = None  # {"pillow", "litert"}: the versions that made its scores
+    training_photos: dict[str, Any] | None = known(None, omit=is_none)
+    made_with: dict[str, str] | None = known(None, omit=is_none)  # {"pillow", "litert"}: made its scores
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "format": self.format, "version": self.version, "imgtool": self.imgtool, "image_dir": self.image_dir,
-            "head": self.head, "labels": self.labels, "classes": self.classes,
-            "backbone": self.backbone.to_dict(), "exports": self.exports,
-        }
-        if self.training_photos is not None:
-            out["training_photos"] = self.training_photos
-        if self.made_with is not None:
-            out["made_with"] = dict(self.made_with)
-        return {**self.extra, **out}
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RetrainedRecord:
+    def from_dict(cls, data: Any, where: str = "") -> RetrainedRecord:
         """The record, every field checked (DamagedRecord naming the first bad one)."""
         if not isinstance(data, dict):
             raise DamagedRecord("not a JSON object")
-        known, extra = _known(cls, data)
-        known.pop("extra", None)
-        backbone = known.pop("backbone", None)
-        if not isinstance(backbone, dict):
+        if not isinstance(data.get("backbone"), dict):
             raise DamagedRecord("backbone is missing or not an object")
-        record = cls(**known, backbone=BackboneRecord.from_dict(backbone), extra=extra)
-        if not (isinstance(record.classes, list) and len(record.classes) >= 1
-                and all(isinstance(c, str) and c for c in record.classes)):
-            raise DamagedRecord(f"classes is {_short(record.classes)}, not a list of class names")
-        record.head = _inside("head", record.head)
-        record.labels = _inside("labels", record.labels)
-        for name, value, kind in (("format", record.format, str), ("image_dir", record.image_dir, (str, type(None))),
-                                  ("imgtool", record.imgtool, (str, type(None))), ("exports", record.exports, dict),
-                                  ("training_photos", record.training_photos, (dict, type(None)))):
-            _typed(name, value, kind)
-        if type(record.version) is not int:
-            raise DamagedRecord(f"version is {_short(record.version)}, not a whole number")
-        return record
+        return super().from_dict(data, where)
+
+    def check(self) -> None:
+        if not (self.classes and all(self.classes)):
+            raise DamagedRecord(f"classes is {short(self.classes)}, not a list of class names")
+        _inside("head", self.head)
+        _inside("labels", self.labels)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -207,8 +165,7 @@ class Parts:
             with np.load(self.head, allow_pickle=False) as npz:
                 self.weights, self.bias = npz["weights"], npz["bias"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise damaged(ref, f"{record.head} or {record.labels}: {str(err).splitlines()[0] if str(err) else err}") \
-                from None
+            raise damaged(ref, f"{record.head} or {record.labels}: " + first_line(err, None)) from None
         w, b = self.weights, self.bias
         if w.ndim != 2 or b.ndim != 1 or w.shape[1] != b.shape[0] or w.dtype.kind != "f" or b.dtype.kind != "f":
             raise damaged(ref, f"{record.head}: weights {w.shape} and bias {b.shape} do not make a layer")
@@ -221,7 +178,7 @@ class Parts:
 
 
 def damaged(ref: str | Path, why: str) -> ModelError:
-    return ModelError(f"{ref}: damaged retrained model ({why}); retrain it again")
+    return ModelError(f"{ref}: damaged retrained model (" + why + "); retrain it again", model=str(ref))
 
 
 def parts(ref: str, folder: Path) -> Parts:
@@ -236,7 +193,7 @@ def parts(ref: str, folder: Path) -> Parts:
 def recorded_image_dir(folder: Path) -> str | None:
     """The image folder a model folder records, read leniently (None: not a model folder,
     or none recorded)."""
-    meta = store.read_json(folder / RETRAINED_FILE)
+    meta = store.read_json(folder / RETRAINED_FILE)  # lenient: a damaged retrain of the folder may be replaced
     return meta.get("image_dir") if isinstance(meta, dict) else None
 
 
@@ -264,10 +221,10 @@ def write_training_photos(path: Path, hashes: Any) -> dict[str, Any]:
 def read_training_photos(model_dir: Path) -> set[str] | None:
     """The hashes a retrained model folder records, or None when it records none
     (a model written before they were kept, or not an imgtool model)."""
-    meta = store.read_json(model_dir / RETRAINED_FILE)
-    if not isinstance(meta, dict) or not isinstance(meta.get("training_photos"), dict):
+    record = read_or_none(model_dir)
+    if record is None or record.training_photos is None:
         return None
-    name = str(meta["training_photos"].get("file") or TRAINING_PHOTOS)
+    name = str(record.training_photos.get("file") or TRAINING_PHOTOS)
     try:
         text = files.read_text(model_dir / Path(name).name, TRAINING_PHOTOS_MAX_BYTES)
     except files.FileProblem:

@@ -19,7 +19,7 @@ import numpy as np
 
 from imgtool import bottlenecks, dataset, metrics, reuse, ui
 from imgtool.distort import Distortions
-from imgtool.errors import ImgtoolError, UsageError
+from imgtool.errors import ImgtoolError, Param, Text, UsageError
 from imgtool.images import not_a_regular_file
 from imgtool.train import TrainConfig
 from imgtool.version import made_with
@@ -66,19 +66,19 @@ class RetrainResult:
         return None if self.output is None else self.output / "report.html"
 
 
-def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[tuple], str, float, float]:
+def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[dataset.Photo], str, float, float]:
     """Layout, split and the checks that need only the file names (no decoding)."""
-    classes, files, layout = dataset.find_layout(opts.image_dir, opts.validation_dir, opts.test_dir)
-    given = {f[3] for f in files if f[3] is not None}
-    v = 0.0 if "validation" in given else opts.validation_percent
-    t = 0.0 if "test" in given else opts.test_percent
+    found = dataset.find_layout(opts.image_dir, opts.validation_dir, opts.test_dir)
+    classes, files, layout = found.classes, found.photos, found.description
+    given = {f.given for f in files if f.given is not None}
+    v, t = found.percentages(opts.validation_percent, opts.test_percent)
     raw = dataset.assign_splits(files, len(classes), v, t)
     dataset.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
-        why = ("`test_percent` is 0" if t == 0 and "test" not in given
+        why = (Param("test_percent") + " is 0" if t == 0 and "test" not in given
                else f"no photo fell in the test split ({len(raw)} photos, {t:g}%)")
-        raise UsageError(f"`min_accuracy` needs test photos, and there are none ({why}); raise `test_percent`, "
-                         "give `test_dir`, or drop `min_accuracy`")
+        raise UsageError(Param("min_accuracy") + " needs test photos, and there are none (" + why + "); raise "
+                         + Param("test_percent") + ", give " + Param("test_dir") + ", or drop " + Param("min_accuracy"))
     return classes, files, layout, v, t
 
 
@@ -86,40 +86,39 @@ def _output_path(opts: RetrainOptions) -> Path:
     from imgtool import export, files, store
 
     output = opts.output or export.default_output(opts.image_dir)
-    files.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
+    files.check_target(output, Param("output"), kind="folder")  # a name too long, a link: before anything else
     if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
         store.clean_stale(output.parent, f".{output.name}.")
     export.check_output(output, opts.image_dir, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
     return output
 
 
-def _check_catalog_backbone(ref: str | None) -> None:
+def _check_catalog_backbone(ref: str) -> None:
     """Before resolving (which may download): a catalog classifier with no feature twin."""
-    from imgtool.catalog import DEFAULT_MODEL, load_catalog
+    from imgtool.catalog import load_catalog
 
-    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
     name = ref.removeprefix("catalog:")
     if os.path.lexists(ref) and not ref.startswith("catalog:"):
         return
     cfg = load_catalog().get(name)
     if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
-        raise UsageError(f"`model` {name} is a classifier, not a feature extractor (the catalog records its output "
-                         f"as {cfg.output} and names no feature-vector twin); {_give_features()}")
+        raise UsageError(Param("model") + f" {name} is a classifier, not a feature extractor (the catalog records "
+                         f"its output as {cfg.output} and names no feature-vector twin); " + _give_features(),
+                         model=name)
 
 
-def _check_backbone(backbone: Any, ref: str | None) -> None:
+def _check_backbone(backbone: Any, ref: str) -> None:
     from imgtool.backbone_kind import classifier_reason
-    from imgtool.catalog import DEFAULT_MODEL, load_catalog
+    from imgtool.catalog import load_catalog
 
-    ref = ref or DEFAULT_MODEL  # the CLI fills in $IMGTOOL_BACKBONE
     name = ref.removeprefix("catalog:")
     catalog = load_catalog() if ref.startswith("catalog:") or not os.path.lexists(ref) else {}
     if name in catalog and backbone.config.name != name:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)
     if why is not None:
-        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); "
-                         f"{_give_features()}")
+        raise UsageError(Param("model") + f" {backbone.ref} is a classifier, not a feature extractor ({why}); "
+                         + _give_features(), model=backbone.ref)
 
 
 def _give_features() -> str:
@@ -135,13 +134,15 @@ def feature_backbone(model: str | None, input_size: tuple[int, int] | None, valu
                      bottleneck_dir: Path | None) -> tuple[Any, Any, str, bottlenecks.BottleneckCache]:
     """(backbone, its engine, its identity, its bottleneck cache): retrain's and audit's one
     way to a feature extractor, so both share the cache."""
+    from imgtool.catalog import model_or_default
     from imgtool.resolve import resolve
 
-    _check_catalog_backbone(model)
-    backbone = resolve(model, purpose="features", input_size=input_size, value_range=value_range)
+    ref = model_or_default(model)  # the caller tried $IMGTOOL_BACKBONE; the checks see what resolve uses
+    _check_catalog_backbone(ref)
+    backbone = resolve(ref, purpose="features", input_size=input_size, value_range=value_range)
     for note in backbone.notes:
         ui.info(note)
-    _check_backbone(backbone, model)
+    _check_backbone(backbone, ref)
     engine = backbone.engine()
     ident_file = backbone.tflite or backbone.tf_source
     assert ident_file is not None
@@ -159,10 +160,10 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             opts.validation_percent, opts.test_percent
     output = _output_path(opts)
     if opts.steps:
-        ui.warn("`steps` is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
+        ui.warn(Param("steps") + " is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
     # shards and summaries are not reused: the shards' content is not recorded, summaries are a side effect
     reusable = opts.features is None and opts.summaries_dir is None
-    photos = reuse.photo_facts([f[0] for f in files]) if reusable else {}  # before any photo is read
+    photos = reuse.photo_facts([f.path for f in files]) if reusable else {}  # before any photo is read
     inputs = None
     key = reuse.backbone_file_key(opts.model) if reusable else None
     if key is not None:  # a .tflite file: known by its facts, so a rerun need not resolve it
@@ -263,13 +264,14 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     return result
 
 
-def _below_minimum(min_accuracy: float | None, reached: float | None) -> str | None:
+def _below_minimum(min_accuracy: float | None, reached: float | None) -> Text | None:
     """Why the model is not written (test accuracy under `min_accuracy`), or None."""
     if min_accuracy is None or (reached is not None and reached >= min_accuracy):
         return None
     shown = "n/a (no test images)" if reached is None else f"{reached:.1%}"
     gap = "" if reached is None else f" by {min_accuracy - reached:.1%}"
-    return f"accuracy {shown} is below `min_accuracy` {min_accuracy:.1%}{gap}; the model was not written"
+    return (f"accuracy {shown} is below " + Param("min_accuracy")
+            + f" {min_accuracy:.1%}{gap}; the model was not written")
 
 
 def _warn_leaks(n: int) -> None:
@@ -279,14 +281,15 @@ def _warn_leaks(n: int) -> None:
                 "`imgtool audit`)")
 
 
-def _inputs(opts: RetrainOptions, output: Path, files: list[tuple], layout: str,
+def _inputs(opts: RetrainOptions, output: Path, files: list[dataset.Photo], layout: str,
             backbone: dict[str, Any]) -> dict[str, Any]:
     """Everything that decides what a run writes and prints, as it reads back from JSON
     (imgtool/reuse.py). `min_accuracy` only gates, `force` only permits, `steps` is ignored."""
     options = {k: v for k, v in asdict(opts).items() if k not in ("min_accuracy", "force", "steps", "output")}
     return reuse.normal({"versions": reuse.versions(), "image_dir": str(opts.image_dir),
                          "image_dir_resolved": str(Path(opts.image_dir).resolve()), "output": str(output),
-                         "layout": layout, "files": files, "options": options, "backbone": backbone})
+                         "layout": layout, "files": [[f.path, f.rel, f.label, f.given] for f in files],
+                         "options": options, "backbone": backbone})
 
 
 def _reused(opts: RetrainOptions, output: Path, inputs: dict[str, Any],
@@ -308,8 +311,9 @@ def _reused(opts: RetrainOptions, output: Path, inputs: dict[str, Any],
     return RetrainResult(output, m, m["misclassified"], reused=True)
 
 
-def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple], cache: bottlenecks.BottleneckCache,
-                    v_pct: float, t_pct: float) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
+def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[dataset.Photo],
+                    cache: bottlenecks.BottleneckCache, v_pct: float, t_pct: float
+                    ) -> tuple[list[dataset.Sample], dict[str, str], list[tuple[str, str]]]:
     """Hash every file (the cache key), decode-check those without a cached bottleneck,
     list and drop the bad ones, split the rest and check every class is big enough."""
     good, shas, bad = readable_files(files, cache)
@@ -326,17 +330,17 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[tuple]
         ui.info(f"no test photos of {', '.join(lacking)} (the split is by hash: small classes may have none)")
     warning = dataset.imbalance(classes, samples)
     if warning:
-        ui.warn(warning + f" (`class_weight` {opts.train.class_weight})")
+        ui.warn(warning + " (" + Param("class_weight") + f" {opts.train.class_weight})")
     return samples, shas, bad
 
 
-def readable_files(files: list[tuple], cache: bottlenecks.BottleneckCache
-                   ) -> tuple[list[tuple], dict[str, str], list[tuple[str, str]]]:
+def readable_files(files: list[dataset.Photo], cache: bottlenecks.BottleneckCache
+                   ) -> tuple[list[dataset.Photo], dict[str, str], list[tuple[str, str]]]:
     """(the files that decode, {path: content sha256}, [(path, why)] of the others): every
     file hashed (the cache key), those without a cached bottleneck decode-checked."""
     shas: dict[str, str] = {}
     bad: list[tuple[str, str]] = []
-    for path, *_ in files:
+    for path in (f.path for f in files):
         problem = not_a_regular_file(path)  # never open a FIFO
         if problem is not None:
             bad.append((path, problem))
@@ -345,7 +349,7 @@ def readable_files(files: list[tuple], cache: bottlenecks.BottleneckCache
             shas[path] = bottlenecks.file_sha256(path)
         except OSError as err:
             bad.append((path, f"cannot read ({err.strerror or err})"))
-    readable = [f for f in files if f[0] in shas]
+    readable = [f for f in files if f.path in shas]
     known = {p for p, s in shas.items() if cache.has(s)}
     good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
     return good, shas, bad + undecodable
@@ -385,10 +389,11 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
     from imgtool.train import select_and_fit
 
     config = opts.train  # never modified: the options object is the caller's
-    what = f"L2 {config.l2:g} (`l2`)" if config.l2 is not None else f"L2 from {len(config.l2_grid)} values"
+    what = (f"L2 {config.l2:g} (" + Param("l2") + ")" if config.l2 is not None
+            else f"L2 from {len(config.l2_grid)} values")
     ui.info(f"Fitting the last layer on {len(x_fit)} photos"
             + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
-            + f": {what} by cross-validation, class weights {config.class_weight}")
+            + ": " + what + f" by cross-validation, class weights {config.class_weight}")
     head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra, groups=groups)
     for c in selection.candidates:
         mark = "  <- chosen" if c["l2"] == selection.l2 else ""

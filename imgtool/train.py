@@ -23,19 +23,19 @@ span), at a fraction of the cost."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import numpy as np
 
 from imgtool.calibration import Calibration, calibrate, scale
-from imgtool.engine import softmax
+from imgtool.errors import Param
+from imgtool.minimize import lbfgs
+from imgtool.scores import softmax
 
 L2_GRID = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # strongest first: the warm-start path
 CV_FOLDS = 5
-MAX_ITER = 1000
-GRAD_TOL = 1e-5  # stop when the largest gradient component is below this
 
 SD_FLOOR_FRACTION = 0.1  # a nearly dead feature is standardized with at least this fraction of the median std
 MOSTLY_CONSTANT = 0.9  # ... nearly dead: at its most common value on this share of the photos or more
@@ -97,66 +97,6 @@ def objective(w: np.ndarray, b: np.ndarray, x: np.ndarray, target: np.ndarray, s
     loss = -(sw * (target * logp).sum(axis=2)).sum(axis=1) / total + 0.5 * l2 * (w * w).sum(axis=(1, 2))
     g = (np.exp(logp) - target) * (sw / total[:, None])[:, :, None]  # target rows sum to 1
     return loss, x.transpose(0, 2, 1) @ g + l2 * w, g.sum(axis=1)
-
-
-def lbfgs(fg: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], x0: np.ndarray, max_iter: int = MAX_ITER,
-          tol: float = GRAD_TOL, memory: int = 10) -> tuple[np.ndarray, int]:
-    """Minimise K independent smooth functions at once (x0 [K, P]; fg returns values [K]
-    and gradients [K, P]) by L-BFGS with a backtracking (Armijo) line search per problem.
-    A problem whose largest gradient component is below `tol` stops moving. Returns
-    (x, iterations until the last one stopped). Deterministic."""
-    x = x0.copy()
-    f, g = fg(x)
-    k = x.shape[0]
-    hist_s: list[np.ndarray] = []
-    hist_y: list[np.ndarray] = []
-    hist_rho: list[np.ndarray] = []
-    gamma = 1.0 / np.maximum(1.0, np.linalg.norm(g, axis=1))
-    it = 0
-    for it in range(1, max_iter + 1):
-        active = np.max(np.abs(g), axis=1) >= tol
-        if not active.any():
-            return x, it - 1
-        q = g.copy()
-        alphas = []
-        for s, yv, rho in zip(reversed(hist_s), reversed(hist_y), reversed(hist_rho)):
-            a = rho * np.einsum("kp,kp->k", s, q)
-            q -= a[:, None] * yv
-            alphas.append(a)
-        q *= gamma[:, None]
-        for s, yv, rho, a in zip(hist_s, hist_y, hist_rho, reversed(alphas)):
-            q += s * (a - rho * np.einsum("kp,kp->k", yv, q))[:, None]
-        d = -q
-        slope = np.einsum("kp,kp->k", g, d)
-        bad = slope >= 0  # not a descent direction (numerical trouble): use the gradient
-        d[bad] = -g[bad]
-        slope[bad] = -np.einsum("kp,kp->k", g[bad], g[bad])
-        d[~active] = 0.0
-        slope[~active] = 0.0
-        t = np.ones(k)
-        xn = x + d
-        fn, gn = fg(xn)
-        while True:
-            done = (fn <= f + 1e-4 * t * slope) | (t < 1e-12)
-            if done.all():
-                break
-            t[~done] *= 0.5
-            trial = x + t[:, None] * d
-            ft, gt = fg(trial)
-            xn[~done], fn[~done], gn[~done] = trial[~done], ft[~done], gt[~done]
-        s, yv = xn - x, gn - g
-        sy = np.einsum("kp,kp->k", s, yv)
-        yy = np.einsum("kp,kp->k", yv, yv)
-        ok = sy > 1e-10 * yy  # curvature along the step (relative: steps get tiny near the end)
-        rho = np.where(ok, 1.0 / np.where(ok, sy, 1.0), 0.0)  # rho 0: the pair changes nothing
-        gamma = np.where(ok, sy / np.where(ok, yy, 1.0), gamma)
-        hist_s.append(s)
-        hist_y.append(yv)
-        hist_rho.append(rho)
-        if len(hist_s) > memory:
-            del hist_s[0], hist_y[0], hist_rho[0]
-        x, f, g = xn, fn, gn
-    return x, it
 
 
 def standard_deviations(x: np.ndarray) -> np.ndarray:
@@ -398,8 +338,8 @@ def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainC
         cal = calibrate(logits, y_fit)
         probs = scale(logits, cal.temperature)
         head = calibrated(head, cal.temperature)
-    method = (f"L2 fixed at {l2:g} (--l2); {k}-fold cross-validation for the estimate, refit on train+validation"
-              if config.l2 is not None else
+    method = (f"L2 fixed at {l2:g} (" + Param("l2") + f"); {k}-fold cross-validation for the estimate, refit on "
+              "train+validation" if config.l2 is not None else
               f"{k}-fold cross-validation of L2 by log-loss, refit on train+validation")
     chosen = dict(candidates[best])
     for c in candidates:

@@ -10,7 +10,7 @@ import pytest
 
 from imgtool import calibration, train
 from imgtool.calibration import Bin
-from imgtool.engine import softmax
+from imgtool.scores import softmax
 
 
 def _sampled(t_true: float, n: int = 20000, c: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

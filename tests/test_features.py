@@ -44,7 +44,7 @@ def test_walk_order_is_the_folder_scan_order(tmp_path: Path) -> None:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     _, files = dataset.scan(tmp_path)
-    scanned = [rel for _, rel, _ in files]
+    scanned = [f.rel for f in files]
     assert sorted(rels, key=walk_order) == scanned
     assert scanned == ["a/Z.jpg", "a/a.jpg", "a/c.jpg", "a/sub/b.jpg", "a/sub/x.jpg", "a/sub/deeper/y.jpg",
                        "a/sub2/q.jpg", "b/a b.jpg", "b/z.jpg"]
@@ -56,9 +56,9 @@ def test_read_shards_orders_rows_and_lists_failures(tmp_path: Path) -> None:
     _write(tmp_path / "p-00001-of-00002.parquet", [_row("a/0.jpg", [5.0, 6.5]), _row("b/1.jpg", [7.0, 8.0])])
     s = read_shards(str(tmp_path / "p-*.parquet"))
     assert s.classes == ["a", "b"]
-    assert [rel for _, rel, _ in s.files] == ["a/0.jpg", "a/x/1.jpg", "b/1.jpg", "b/2.jpg"]
-    assert [label for _, _, label in s.files] == [0, 0, 1, 1]
-    assert s.files[0][0] == "gs://bucket/data/a/0.jpg"
+    assert [f.rel for f in s.files] == ["a/0.jpg", "a/x/1.jpg", "b/1.jpg", "b/2.jpg"]
+    assert [f.label for f in s.files] == [0, 0, 1, 1]
+    assert s.files[0].path == "gs://bucket/data/a/0.jpg"
     assert s.shas == ["sha-a/0.jpg", "sha-a/x/1.jpg", "sha-b/1.jpg", "sha-b/2.jpg"]
     assert s.matrix.dtype == np.float32
     assert s.matrix.tolist() == [[5.0, 6.5], [1.0, 2.0], [7.0, 8.0], [3.0, 4.0]]
@@ -71,8 +71,8 @@ def test_training_set_splits_like_a_folder_run(tmp_path: Path) -> None:
     rels = [f"{c}/{i:02d}.jpg" for c in ("cats", "dogs") for i in range(12)]
     _write(tmp_path / "s-00000-of-00001.parquet", [_row(r, [float(i), 1.0]) for i, r in enumerate(rels)])
     classes, samples, x, shas, failed = training_set(str(tmp_path / "s-00000-of-00001.parquet"), "bb", 10.0, 10.0)
-    want = dataset.assign_splits([(f"gs://bucket/data/{r}", r, 0 if r.startswith("cats") else 1) for r in rels],
-                                 2, 10.0, 10.0)
+    photos = [dataset.Photo(f"gs://bucket/data/{r}", r, 0 if r.startswith("cats") else 1) for r in rels]
+    want = dataset.assign_splits(photos, 2, 10.0, 10.0)
     assert classes == ["cats", "dogs"] and samples == want and failed == []
     assert x[:, 0].tolist() == [float(i) for i in range(24)]
     assert shas == {f"gs://bucket/data/{r}": f"sha-{r}" for r in rels}  # every photo's content key
@@ -127,7 +127,7 @@ def test_retrain_from_shards_equals_folder_run(fixtures: Path, tmp_path: Path) -
     _, files = dataset.scan(data)
     rows = [{"path": rel, "class": rel.split("/")[0], "sha256": bottlenecks.file_sha256(p),
              "features": engine.run(decode(p, engine.input_size)[None])[0].tolist(), "backbone": ident,
-             "source": p, "error": None} for p, rel, _ in files]
+             "source": p, "error": None} for p, rel in ((f.path, f.rel) for f in files)]
     rows.reverse()  # shard order means nothing
     _write(tmp_path / "f-00000-of-00002.parquet", rows[:10])
     _write(tmp_path / "f-00001-of-00002.parquet", rows[10:])
@@ -141,7 +141,7 @@ def test_retrain_from_shards_equals_folder_run(fixtures: Path, tmp_path: Path) -
         assert np.allclose(ha["bias"], hb["bias"], rtol=0, atol=1e-7)
     ma, mb = json.loads(a.stdout), json.loads(b.stdout)
     assert ma["counts"] == mb["counts"] and ma["test"] == mb["test"]
-    cls = invoke("classify", "-m", str(tmp_path / "B"), "-f", "jsonl", "-k", "1", files[0][0])
+    cls = invoke("classify", "-m", str(tmp_path / "B"), "-f", "jsonl", "-k", "1", files[0].path)
     assert json.loads(cls.stdout)["predictions"][0]["label"] == "daisy"
 
 

@@ -74,14 +74,16 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # The layers, bottom first (docs/development.md): a module imports only from its own layer
 # or a lower one. Within a layer the cycle test keeps the order.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundations", {"version", "errors", "files", "settings", "ui", "output", "scores", "metrics", "distort", "tflite",
-                     "tflite.schema", "tflite.reading", "tflite.writing", "tflite.head", "store", "locks", "facts", "reuse", "download", "archives",
-                     "labels", "images", "catalog", "refs", "dataset",
+    ("foundations", {"version", "errors", "records", "files", "settings", "ui", "output", "scores", "metrics",
+                     "minimize", "distort", "tflite", "tflite.schema", "tflite.reading", "tflite.writing",
+                     "tflite.head", "store", "locks", "facts", "reuse", "download", "archives", "labels", "images",
+                     "catalog", "refs", "dataset",
                      "calibration", "findings"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),
     ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
-                  "tflite_export", "export_checks", "report", "evaluation", "retraining", "auditing", "portable"}),
+                  "tflite_export", "export_checks", "page_parts", "report", "evaluation", "retraining", "auditing",
+                  "portable"}),
     ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
     ("front ends", {"command", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
                     "beam.pipelines", "beam.worker", "beam.running", "beam.loopback", "spark"}),

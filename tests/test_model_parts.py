@@ -51,11 +51,11 @@ def test_entry_record_round_trips_and_keeps_what_it_does_not_know() -> None:
     record = entries.EntryRecord.from_dict(data)
     assert record.source == 0 and record.files == {"source/model.tflite": 10, "entry.json": 0}
     assert record.conversions["model"] == entries.Conversion(ok=True, converted=2.0, input_size=[224, 224],
-                                                             max_diff=0.0, size=7)
+                                                             max_diff=0.0, size=7, extra={"later": "kept"})
     assert record.extra == {"from_a_later_version": {"x": 1}}
     out = record.to_dict()
     assert out["from_a_later_version"] == {"x": 1} and "local" not in out and "graph" not in out
-    assert out["conversions"] == {"model": {"ok": True, "converted": 2.0, "input_size": [224, 224],
+    assert out["conversions"] == {"model": {"later": "kept", "ok": True, "converted": 2.0, "input_size": [224, 224],
                                             "max_diff": 0.0, "size": 7}}
     assert entries.EntryRecord.from_dict(out) == record
     old = entries.EntryRecord.from_dict({"key": "k", "format": "savedmodel"})  # from before sources
@@ -76,6 +76,21 @@ def test_entry_ok_names_a_missing_or_changed_file(tmp_path: Path) -> None:
     assert entries.entry_ok(entry) == (False, "m.tflite is truncated or changed (3 bytes, expected 5)")
     (entry / "m.tflite").unlink()
     assert entries.entry_ok(entry) == (False, "m.tflite is missing")
+
+
+def test_a_damaged_entry_record_is_fetched_again_and_still_listed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGTOOL_HOME", str(tmp_path))
+    from imgtool import store
+
+    entry = store.models_dir() / "k"
+    entry.mkdir(parents=True)
+    (entry / "entry.json").write_text(json.dumps({"key": "k", "name": "m", "files": {"m.tflite": "5"}}))
+    assert entries.read_record(entry) is None
+    assert entries.entry_ok(entry) == (False, "entry.json is damaged: files is {'m.tflite': '5'}, of the wrong type")
+    (listed,) = entries.cached_entries()
+    assert (listed.key, listed.ok, listed.problem) == ("k", False, entries.entry_ok(entry)[1])
+    assert entries.remove("k") == ["k"] and not entry.exists()
 
 
 def test_retrained_record_reads_old_folders_and_keeps_unknown_keys(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from imgtool import __version__, report
+from imgtool import __version__, metrics, page_parts, report
 
 WHEN = dt.datetime(2026, 11, 27, 4, 5, tzinfo=dt.timezone.utc)
 LONG = ["Anemone coronaria (poppy anemone)", "Bellis perennis — common daisy of lawns", "Campanula rotundifolia",
@@ -84,39 +84,39 @@ def old_metrics() -> dict[str, Any]:
 # ---------------------------------------------------------------- the numbers
 
 def test_wilson_interval_exact_values() -> None:
-    lo, hi = report.wilson_interval(17, 20)
+    lo, hi = metrics.wilson_interval(17, 20)
     assert (round(lo, 6), round(hi, 6)) == (0.639581, 0.947631)
-    lo, hi = report.wilson_interval(0, 10)
+    lo, hi = metrics.wilson_interval(0, 10)
     assert lo == 0.0 and round(hi, 6) == 0.277533
-    lo, hi = report.wilson_interval(10, 10)
+    lo, hi = metrics.wilson_interval(10, 10)
     assert round(lo, 6) == 0.722467 and hi == 1.0
-    lo, hi = report.wilson_interval(50, 100)
+    lo, hi = metrics.wilson_interval(50, 100)
     assert (round(lo, 6), round(hi, 6)) == (0.403832, 0.596168)
-    lo, hi = report.wilson_interval(50, 100, z=1.0)
+    lo, hi = metrics.wilson_interval(50, 100, z=1.0)
     assert (round(lo, 6), round(hi, 6)) == (0.450248, 0.549752)
-    assert report.wilson_interval(0, 0) is None
+    assert metrics.wilson_interval(0, 0) is None
 
 
 def test_f1_and_majority_baseline() -> None:
-    assert report.f1_score(1.0, 0.5) == 0.6667
-    assert report.f1_score(0.6, 0.6) == 0.6
-    assert report.f1_score(0.0, 0.0) == 0.0
-    assert report.f1_score(None, 0.5) is None and report.f1_score(0.5, None) is None
+    assert metrics.f1_score(1.0, 0.5) == 0.6667
+    assert metrics.f1_score(0.6, 0.6) == 0.6
+    assert metrics.f1_score(0.0, 0.0) == 0.0
+    assert metrics.f1_score(None, 0.5) is None and metrics.f1_score(0.5, None) is None
     old = old_metrics()
     # roses has the most training photos (11 > 9): always "roses" gets its 4 of 8 test photos
-    assert report.majority_baseline(old) == {"class": "roses", "accuracy": 0.5}
+    assert metrics.majority_baseline(old) == {"class": "roses", "accuracy": 0.5}
     old["counts"]["daisy"]["train"] = 11  # a tie goes to the first class
-    assert report.majority_baseline(old) == {"class": "daisy", "accuracy": 0.5}
+    assert metrics.majority_baseline(old) == {"class": "daisy", "accuracy": 0.5}
     new = many_classes_metrics()
-    assert report.majority_baseline(new) == new["test"]["baseline"]
-    assert report.majority_baseline({"test": {}, "counts": {}}) is None
+    assert metrics.majority_baseline(new) == new["test"]["baseline"]
+    assert metrics.majority_baseline({"test": {}, "counts": {}}) is None
 
 
 def test_curve_x_ticks_never_crowd_the_last_point() -> None:
     fifty = [float(i) for i in range(1, 51)]
-    assert [lab for _, lab in report._x_ticks(fifty, fifty, False)] == ["1", "7", "13", "19", "25", "31", "37", "43", "50"]
+    assert [lab for _, lab in page_parts.x_ticks(fifty, fifty, False)] == ["1", "7", "13", "19", "25", "31", "37", "43", "50"]
     l2 = [0.0001, 0.001, 0.01]
-    assert report._x_ticks(l2, [-4.0, -3.0, -2.0], True) == [(-4.0, "0.0001"), (-3.0, "0.001"), (-2.0, "0.01")]
+    assert page_parts.x_ticks(l2, [-4.0, -3.0, -2.0], True) == [(-4.0, "0.0001"), (-3.0, "0.001"), (-2.0, "0.01")]
 
 
 # ---------------------------------------------------------------- the page
@@ -135,7 +135,7 @@ def test_new_metrics_render_every_section() -> None:
     assert re.search(re.escape(LONG[1]) + r" 80\.0% 100\.0% 88\.9% 4/4", text)
     # baseline, caveat with the Wilson interval of 73/80
     assert "always answering the most frequent class, Helianthus annuus (common sunflower) , scores 5.0%" in text
-    assert report.wilson_interval(73, 80) == pytest.approx((0.830232, 0.956968), abs=1e-6)
+    assert metrics.wilson_interval(73, 80) == pytest.approx((0.830232, 0.956968), abs=1e-6)
     assert "With only 80 test photos, one photo moves accuracy by 1.2%" in text
     assert "interval (Wilson) for the accuracy is 83.0% – 95.7%" in text
     # how the head was chosen, the candidates with the chosen one marked, the curve
@@ -149,7 +149,7 @@ def test_new_metrics_render_every_section() -> None:
     assert "--l2 0.1" in text and "--random-crop 0" in text and "photos per split train 641" in text
     # confusion matrix: numbered columns with the full name as a tooltip, rows carry number and name
     for j, c in enumerate(LONG):
-        assert f'<th class="col" title="{report.esc(c)}" scope="col">{j + 1}</th>' in html
+        assert f'<th class="col" title="{page_parts.esc(c)}" scope="col">{j + 1}</th>' in html
     assert "<b>20</b> Taraxacum" in html
 
 
@@ -164,10 +164,10 @@ def test_confusion_cells_are_true_rows_and_predicted_columns(names: list[str]) -
     table = re.search(r"<table class='cm'>(.*?)</table>", html, re.S)
     assert table
     rows = re.findall(r'<tr><th class="row"[^>]*title="([^"]*)">.*?</tr>', table.group(1), re.S)
-    assert rows == [report.esc(n) for n in names]
+    assert rows == [page_parts.esc(n) for n in names]
     cells = [re.findall(r'<td[^>]*title="([^"]*)">(\d+)</td>', r)
              for r in re.findall(r'<tr><th class="row".*?</tr>', table.group(1), re.S)]
-    want = [[(f"true {report.esc(t)}, predicted {report.esc(p)}: {cm[i][j]}", str(cm[i][j]))
+    want = [[(f"true {page_parts.esc(t)}, predicted {page_parts.esc(p)}: {cm[i][j]}", str(cm[i][j]))
              for j, p in enumerate(names)] for i, t in enumerate(names)]
     assert cells == want
     colours = re.findall(r'style="background:hsl\((\d+), 65%, (\d+)%\)"', table.group(1))
@@ -248,8 +248,6 @@ def test_this_run_shows_options_as_a_person_writes_them() -> None:
 def _retrain_metrics(n_classes: int, test_per_class: int, wrong_every: int = 3) -> dict[str, Any]:
     """What retrain records for n_classes x 2 photos (+ test photos), built by the same code."""
     import numpy as np
-
-    from imgtool import metrics
 
     classes = [f"class_{i:04d}" for i in range(n_classes)]
     y = np.repeat(np.arange(n_classes), test_per_class)

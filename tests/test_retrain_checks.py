@@ -104,7 +104,7 @@ def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path,
 def test_catalog_classifier_uses_its_twin_with_one_info_line(caplog: pytest.LogCaptureFixture) -> None:
     from imgtool.catalog import load_catalog
     from imgtool.errors import UsageError
-    from imgtool.resolve import Model
+    from imgtool.model import Model
     from imgtool.retraining import _check_backbone
 
     caplog.set_level("INFO", logger="imgtool")
@@ -114,7 +114,7 @@ def test_catalog_classifier_uses_its_twin_with_one_info_line(caplog: pytest.LogC
     assert caplog.messages == ["mobilenet_v2 is a classifier; retraining on its feature-vector twin "
                                "mobilenet_v2_feature_vector"]
     caplog.clear()
-    _check_backbone(Model(ref="inception_v3", config=catalog["inception_v3_feature_vector"]), None)
+    _check_backbone(Model(ref="inception_v3", config=catalog["inception_v3_feature_vector"]), "inception_v3")
     assert caplog.messages == ["inception_v3 is a classifier; retraining on its feature-vector twin "
                                "inception_v3_feature_vector"]
     bare = Model(ref="x", config=catalog["mobilenet_v2"])  # a classifier record, resolved as itself
@@ -200,6 +200,29 @@ def test_catalog_classifier_without_twin_is_refused_before_download(flowers: Pat
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 4)
     res = invoke("retrain", str(data), "-m", "plain_classifier", "-o", str(tmp_path / "m"))
     assert res.exit_code == 2
+    assert "--model plain_classifier is a classifier, not a feature extractor (the catalog records its output as " \
+           "probabilities and names no feature-vector twin)" in res.stderr
+
+
+def test_imgtool_model_is_the_backbone_the_checks_see(flowers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      no_model_work: None) -> None:
+    """No --model and no $IMGTOOL_BACKBONE: retrain resolves $IMGTOOL_MODEL, and the checks
+    before resolving used to look at inception_v3 instead (so a classifier without a twin was
+    downloaded first, and the twin line named inception_v3)."""
+    from imgtool.catalog import DEFAULT_MODEL, model_or_default
+
+    monkeypatch.delenv("IMGTOOL_BACKBONE", raising=False)
+    monkeypatch.delenv("IMGTOOL_MODEL", raising=False)
+    assert model_or_default(None) == DEFAULT_MODEL and model_or_default("x") == "x"
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"models": {"plain_classifier": {
+        "format": "tflite", "urls": ["http://127.0.0.1:9/never.tflite"], "output": "probabilities"}}}))
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
+    monkeypatch.setenv("IMGTOOL_MODEL", "plain_classifier")
+    assert model_or_default(None) == "plain_classifier"
+    data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 4)
+    res = invoke("retrain", str(data), "-o", str(tmp_path / "m"))
+    assert res.exit_code == 2, res.output
     assert "--model plain_classifier is a classifier, not a feature extractor (the catalog records its output as " \
            "probabilities and names no feature-vector twin)" in res.stderr
 

@@ -192,11 +192,10 @@ def test_to_scores_never_renormalizes_probabilities() -> None:
         to_scores(probs, "features")
 
 
-def test_engine_softmax_is_the_same_function() -> None:
-    from imgtool import engine, scores
+def test_softmax_lives_in_scores_only() -> None:
+    from imgtool import engine
 
-    assert engine.softmax is scores.softmax
-    assert not hasattr(engine, "looks_like_probabilities")
+    assert not hasattr(engine, "softmax") and not hasattr(engine, "looks_like_probabilities")
 
 
 # ------------------------------------------------------------ generated .tflite models

@@ -11,6 +11,8 @@ import pytest
 from imgtool import dataset
 from imgtool.errors import DatasetError, UsageError
 
+P = dataset.Photo
+
 
 def _touch(root: Path, rel: str) -> None:
     p = root / rel
@@ -19,7 +21,8 @@ def _touch(root: Path, rel: str) -> None:
 
 
 def _splits(root: Path, v: float = 10, t: float = 10) -> dict[str, str]:
-    classes, files, _ = dataset.find_layout(root)
+    found = dataset.find_layout(root)
+    classes, files, _ = found.classes, found.photos, found.description
     return {s.rel: s.split for s in dataset.assign_splits(files, len(classes), v, t)}
 
 
@@ -59,9 +62,9 @@ def test_a_photo_exactly_on_a_boundary_falls_above_it() -> None:
 
 
 def test_assign_splits_keeps_each_file_and_its_given_split() -> None:
-    files = [("/d/a/1.jpg", "a/1.jpg", 0), ("/d/b/2.jpg", "b/2.jpg", 1, None), ("/v/a/3.jpg", "v/a/3.jpg", 0, "test")]
+    files = [P("/d/a/1.jpg", "a/1.jpg", 0), P("/d/b/2.jpg", "b/2.jpg", 1, None), P("/v/a/3.jpg", "v/a/3.jpg", 0, "test")]
     samples = dataset.assign_splits(files, 2, 40, 40)
-    assert [(s.path, s.rel, s.label) for s in samples] == [f[:3] for f in files]
+    assert [(s.path, s.rel, s.label) for s in samples] == [(f.path, f.rel, f.label) for f in files]
     assert [s.split for s in samples] == [dataset.split_of("a/1.jpg", 40, 40), dataset.split_of("b/2.jpg", 40, 40),
                                           "test"]
     assert [s.split for s in dataset.assign_splits(files, 2, 0, 0)] == ["train", "train", "test"]
@@ -102,7 +105,7 @@ def test_moving_or_renaming_the_root_keeps_every_split(tmp_path: Path) -> None:
 
 
 def test_stratified_within_a_stated_bound_on_a_large_set() -> None:
-    files = [(f"/x/{c}/{i}.jpg", f"{c}/photo_{i:05d}.jpg", label)
+    files = [P(f"/x/{c}/{i}.jpg", f"{c}/photo_{i:05d}.jpg", label)
              for label, c in enumerate(["cat", "dog", "a long class name"]) for i in range(3000)]
     samples = dataset.assign_splits(files, 3, 10, 15)
     counts = dataset.split_counts(["cat", "dog", "a long class name"], samples)
@@ -156,14 +159,16 @@ def _layout(root: Path, splits: dict[str, list[str]], n: int = 3) -> Path:
 
 def test_given_train_val_test_layout_is_used_as_given(tmp_path: Path) -> None:
     root = _layout(tmp_path / "d", {"train": ["a", "b"], "val": ["a", "b"], "test": ["a", "b"]})
-    classes, files, desc = dataset.find_layout(root)
+    found = dataset.find_layout(root)
+    classes, files, desc = found.classes, found.photos, found.description
     assert classes == ["a", "b"] and desc == "given split: test/, train/, val/"
     samples = dataset.assign_splits(files, 2, 10, 10)
     assert dataset.split_counts(classes, samples) == {c: {"train": 3, "validation": 3, "test": 3} for c in classes}
     assert {s.rel.split("/")[0]: s.split for s in samples} == {"train": "train", "val": "validation", "test": "test"}
     _layout(tmp_path / "e", {"train": ["a", "b"], "validation": ["a", "b"]})
-    classes, files, _ = dataset.find_layout(tmp_path / "e")
-    assert {f[3] for f in files} == {"train", "validation"}
+    found = dataset.find_layout(tmp_path / "e")
+    classes, files, _ = found.classes, found.photos, found.description
+    assert {f.given for f in files} == {"train", "validation"}
 
 
 def test_given_layout_with_mismatched_classes_names_them(tmp_path: Path) -> None:
@@ -188,20 +193,22 @@ def test_given_layout_with_mismatched_classes_names_them(tmp_path: Path) -> None
     root = _layout(tmp_path / "h", {".": ["a", "b"]})
     (root / "notes.txt").write_text("x")
     (root / ".git").mkdir()
-    assert dataset.find_layout(root)[0] == ["a", "b"]
+    assert dataset.find_layout(root).classes == ["a", "b"]
 
 
 def test_validation_and_test_dirs(tmp_path: Path) -> None:
     root = _layout(tmp_path / "d", {".": ["a", "b"]}, n=5)
     held = _layout(tmp_path / "held", {".": ["a"]}, n=2)
-    classes, files, desc = dataset.find_layout(root, test_dir=held)
+    found = dataset.find_layout(root, test_dir=held)
+    classes, files, desc = found.classes, found.photos, found.description
     assert classes == ["a", "b"]
     assert desc == "one folder per class; validation/test photos by hash; test photos from --test-dir"
-    given = [f for f in files if f[3] == "test"]
-    assert [f[1:] for f in given] == [("held/a/0.jpg", 0, "test"), ("held/a/1.jpg", 0, "test")]
-    assert len([f for f in files if f[3] is None]) == 10
-    _, files, desc = dataset.find_layout(root, validation_dir=held)
-    assert {f[3] for f in files} == {None, "validation"} and desc.endswith("; validation photos from --validation-dir")
+    given = [f for f in files if f.given == "test"]
+    assert [(f.rel, f.label, f.given) for f in given] == [("held/a/0.jpg", 0, "test"), ("held/a/1.jpg", 0, "test")]
+    assert len([f for f in files if f.given is None]) == 10
+    found = dataset.find_layout(root, validation_dir=held)
+    _, files, desc = found.classes, found.photos, found.description
+    assert {f.given for f in files} == {None, "validation"} and desc.endswith("; validation photos from --validation-dir")
     bad = _layout(tmp_path / "bad", {".": ["a", "zebra", "yak"]})
     with pytest.raises(DatasetError) as err:
         dataset.find_layout(root, validation_dir=bad)
@@ -229,11 +236,11 @@ def test_copies_never_straddle_a_split_and_take_the_first_keys_split() -> None:
     files, content = [], {}
     for i in range(400):
         rel = f"{'ab'[i % 2]}/{i}.jpg"
-        files.append((f"/d/{rel}", rel, i % 2))
+        files.append(P(f"/d/{rel}", rel, i % 2))
         content[f"/d/{rel}"] = f"sha-{i}"
         for j in range(i % 4 if i % 4 == 3 or i % 8 == 1 else 0):
             crel = f"{'ba'[i % 2]}/copy-{j}-of-{i}.jpg"
-            files.append((f"/d/{crel}", crel, 1 - i % 2))
+            files.append(P(f"/d/{crel}", crel, 1 - i % 2))
             content[f"/d/{crel}"] = f"sha-{i}"
     samples = dataset.assign_splits(files, 2, 20, 20, content=content)
     by_sha: dict[str, set[str]] = {}
@@ -242,7 +249,7 @@ def test_copies_never_straddle_a_split_and_take_the_first_keys_split() -> None:
     assert all(len(splits) == 1 for splits in by_sha.values())  # copies never straddle
     groups: dict[str, list[str]] = {}
     for f in files:
-        groups.setdefault(content[f[0]], []).append(f[1])
+        groups.setdefault(content[f.path], []).append(f.rel)
     straddled_before = 0
     for s in samples:
         keys = groups[content[s.path]]
@@ -253,14 +260,14 @@ def test_copies_never_straddle_a_split_and_take_the_first_keys_split() -> None:
     assert len(single) == 250 and all(s.split == dataset.split_of(s.rel, 20, 20) for s in single)
     # without content, or with each photo's content its own, the old rule exactly
     plain = dataset.assign_splits(files, 2, 20, 20)
-    assert [s.split for s in plain] == [dataset.split_of(f[1], 20, 20) for f in files]
-    own = dataset.assign_splits(files, 2, 20, 20, content={f[0]: f[0] for f in files})
+    assert [s.split for s in plain] == [dataset.split_of(f.rel, 20, 20) for f in files]
+    own = dataset.assign_splits(files, 2, 20, 20, content={f.path: f.path for f in files})
     assert own == plain
 
 
 def test_a_copy_of_a_given_split_photo_follows_it() -> None:
-    files = [("/d/a/1.jpg", "a/1.jpg", 0, None), ("/t/a/x.jpg", "t/a/x.jpg", 0, "test"),
-             ("/t/a/y.jpg", "t/a/y.jpg", 0, "validation"), ("/d/a/2.jpg", "a/2.jpg", 0, None)]
+    files = [P("/d/a/1.jpg", "a/1.jpg", 0, None), P("/t/a/x.jpg", "t/a/x.jpg", 0, "test"),
+             P("/t/a/y.jpg", "t/a/y.jpg", 0, "validation"), P("/d/a/2.jpg", "a/2.jpg", 0, None)]
     content = {"/d/a/1.jpg": "s", "/t/a/x.jpg": "s", "/t/a/y.jpg": "s", "/d/a/2.jpg": "s"}
     samples = dataset.assign_splits(files, 1, 0, 0, content=content)
     # given splits stay as given; the hashed copies take the given split whose key sorts first
@@ -273,15 +280,15 @@ def test_content_hashes_of_a_real_folder_skip_what_cannot_be_read(tmp_path: Path
     _touch(tmp_path, "a/1.jpg")
     shutil.copyfile(tmp_path / "a/1.jpg", tmp_path / "a/2.jpg")
     os.mkfifo(tmp_path / "a/3.jpg")
-    files = [(str(tmp_path / f"a/{i}.jpg"), f"a/{i}.jpg", 0) for i in (1, 2, 3, 4)]
+    files = [P(str(tmp_path / f"a/{i}.jpg"), f"a/{i}.jpg", 0) for i in (1, 2, 3, 4)]
     got = dataset.content_hashes(files)
     want = hashlib.sha256(b"\xff\xd8 not decoded here").hexdigest()
-    assert got == {files[0][0]: want, files[1][0]: want}
+    assert got == {files[0].path: want, files[1].path: want}
 
 def test_too_many_small_classes_are_summarised_in_one_short_line() -> None:
     """1,000 classes x 2 photos with the default split: the message named every class (14 KB)."""
     classes = [f"class_{i:04d}" for i in range(1000)]
-    files = [(f"/p/{c}/{j}.jpg", f"{c}/{j}.jpg", i) for i, c in enumerate(classes) for j in range(2)]
+    files = [P(f"/p/{c}/{j}.jpg", f"{c}/{j}.jpg", i) for i, c in enumerate(classes) for j in range(2)]
     samples = dataset.assign_splits(files, len(classes), 10.0, 10.0)
     counts = dataset.split_counts(classes, samples)
     small = [c for c in classes if counts[c]["train"] + counts[c]["validation"] < 2]
@@ -299,12 +306,14 @@ def test_roboflow_train_valid_test_is_a_given_split(tmp_path: Path) -> None:
     """Roboflow exports train/ valid/ test/: once exit 2, and train/ + valid/ alone silently
     trained a 2-class "train" vs "valid" model."""
     root = _layout(tmp_path / "rf", {"train": ["a", "b"], "valid": ["a", "b"], "test": ["a", "b"]})
-    classes, files, desc = dataset.find_layout(root)
+    found = dataset.find_layout(root)
+    classes, files, desc = found.classes, found.photos, found.description
     assert classes == ["a", "b"] and desc == "given split: test/, train/, valid/"
-    assert {f[1].split("/")[0]: f[3] for f in files} == {"train": "train", "valid": "validation", "test": "test"}
+    assert {f.rel.split("/")[0]: f.given for f in files} == {"train": "train", "valid": "validation", "test": "test"}
     two = _layout(tmp_path / "rf2", {"train": ["a", "b"], "valid": ["a", "b"]})
-    classes, files, desc = dataset.find_layout(two)
-    assert classes == ["a", "b"] and {f[3] for f in files} == {"train", "validation"}
+    found = dataset.find_layout(two)
+    classes, files, desc = found.classes, found.photos, found.description
+    assert classes == ["a", "b"] and {f.given for f in files} == {"train", "validation"}
     both = _layout(tmp_path / "both", {"train": ["a"], "val": ["a"], "valid": ["a"]})
     with pytest.raises(UsageError, match="both val/ and valid/; keep one"):
         dataset.find_layout(both)
@@ -323,7 +332,7 @@ def test_folders_named_like_splits_are_never_silently_classes(tmp_path: Path,
         dataset.find_layout(held)
     beside = _layout(tmp_path / "beside", {".": ["cats", "dogs", "test"]})
     with caplog.at_level("WARNING", logger="imgtool"):
-        classes, _, _ = dataset.find_layout(beside)
+        classes = dataset.find_layout(beside).classes
     assert classes == ["cats", "dogs", "test"]
     assert [r.getMessage() for r in caplog.records] == [
         f"{beside}: test/ is named like a split but used as a class beside 2 others; if held-out photos are in "

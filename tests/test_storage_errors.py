@@ -285,7 +285,7 @@ def test_full_disk_during_a_tf_export_fails_the_folder_other_export_errors_do_no
 
     from imgtool import export
     from imgtool.catalog import ModelConfig
-    from imgtool.resolve import Model
+    from imgtool.model import Model
     from imgtool.train import Head
 
     src = tmp_path / "sm"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from imgtool import report
+from imgtool import page_parts
 from tests.conftest import ROOT, invoke, run
 
 EMBEDDER = "embedding/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
@@ -148,8 +148,9 @@ def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: 
     from ai_edge_litert import schema_py_generated as schema
 
     from imgtool import images
-    from imgtool.engine import LiteRTEngine, softmax
+    from imgtool.engine import LiteRTEngine
     from imgtool.errors import ModelError
+    from imgtool.scores import softmax
     from imgtool.tflite.head import append_head
 
     rng = np.random.default_rng(3)
@@ -498,7 +499,7 @@ def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     html = (folder / "report.html").read_text()
     table = html[html.index("Exported .tflite files"):]
     table = table[:table.index("</table>")]
-    for name in ("model.tflite", "model-int8.tflite", "model-dynamic.tflite", report.esc(str(out))):
+    for name in ("model.tflite", "model-int8.tflite", "model-dynamic.tflite", page_parts.esc(str(out))):
         assert f'<td class="name">{name}</td>' in table, name
     mistakes = json.loads((folder / "metrics.json").read_text())["misclassified"]
     assert f"Misclassified test photos ({len(mistakes)})" in html

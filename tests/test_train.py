@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from imgtool import calibration, train
-from imgtool.engine import softmax
+from imgtool import calibration, minimize, train
+from imgtool.scores import softmax
 from imgtool.train import TrainConfig
 
 
@@ -93,22 +93,22 @@ def test_lbfgs_finds_the_minimum_of_each_stacked_problem() -> None:
         g = np.einsum("kij,kj->ki", a, d)
         return 0.5 * np.einsum("ki,ki->k", d, g), g
 
-    x, iters = train.lbfgs(fg, np.zeros((2, 3)), tol=1e-10)
+    x, iters = minimize.lbfgs(fg, np.zeros((2, 3)), tol=1e-10)
     assert x == pytest.approx(c, abs=1e-9)
     # the path is deterministic: this count pins the direction, scaling and line search
     assert iters == LBFGS_QUADRATIC_ITERS
     # already at the minimum: no iteration
-    assert train.lbfgs(fg, c.copy())[1] == 0
-    assert train.lbfgs(fg, np.zeros((2, 3)), max_iter=0)[1] == 0
+    assert minimize.lbfgs(fg, c.copy())[1] == 0
+    assert minimize.lbfgs(fg, np.zeros((2, 3)), max_iter=0)[1] == 0
     # a problem that has converged stops moving while the other goes on
     start = np.array([c[0], [0.0, 0.0, 0.0]])
-    x, _ = train.lbfgs(fg, start, tol=1e-10)
+    x, _ = minimize.lbfgs(fg, start, tol=1e-10)
     assert np.array_equal(x[0], c[0]) and x[1] == pytest.approx(c[1], abs=1e-9)
     # a short memory is slower but gets there; each count pins the history handling
-    assert train.lbfgs(fg, np.zeros((2, 3)), tol=1e-10, memory=2)[1] == 34
-    assert train.lbfgs(fg, np.zeros((2, 3)), tol=1e-10, memory=5)[1] == 15
+    assert minimize.lbfgs(fg, np.zeros((2, 3)), tol=1e-10, memory=2)[1] == 34
+    assert minimize.lbfgs(fg, np.zeros((2, 3)), tol=1e-10, memory=5)[1] == 15
     # too few iterations: stops where it is, not at the minimum
-    x1, it1 = train.lbfgs(fg, np.zeros((2, 3)), max_iter=1)
+    x1, it1 = minimize.lbfgs(fg, np.zeros((2, 3)), max_iter=1)
     assert it1 == 1 and np.abs(x1 - c).max() > 1e-3
 
 
@@ -123,7 +123,7 @@ def test_lbfgs_backtracks_when_the_full_step_overshoots() -> None:
         r = np.sqrt(1 + d * d)
         return r.sum(axis=1), d / r
 
-    x, iters = train.lbfgs(fg, np.zeros((2, 2)), tol=1e-10)
+    x, iters = minimize.lbfgs(fg, np.zeros((2, 2)), tol=1e-10)
     assert x == pytest.approx(c, abs=1e-9)
     assert iters == 16 and len(calls) == 23  # 6 steps were halved at least once
 
@@ -293,7 +293,7 @@ def test_fixed_l2_skips_the_search_but_still_cross_validates() -> None:
     x, y = _blobs((6, 6), 5, seed=10)
     head, sel = train.select_and_fit(x, y, 2, TrainConfig(l2=0.7))
     assert sel.l2 == 0.7 and [c["l2"] for c in sel.candidates] == [0.7] and sel.cv_folds == 5
-    assert sel.method.startswith("L2 fixed at 0.7 (--l2)")
+    assert sel.method.startswith("L2 fixed at 0.7 (`l2`)")
     t = sel.calibration.temperature
     assert np.array_equal(head.weights, train.calibrated(train.fit(x, y, 2, 0.7)[0], t).weights)
 
