@@ -53,7 +53,7 @@ _LAZY = {
     "ImageError": "imgtool.errors",
     "DatasetError": "imgtool.errors",
     "StorageError": "imgtool.errors",
-    "SettingError": "imgtool.settings",
+    "SettingError": "imgtool.errors",
 }
 
 __all__ = [
@@ -91,13 +91,13 @@ if TYPE_CHECKING:
         ImgtoolError,
         ModelError,
         ModelNotFoundError,
+        SettingError,
         StorageError,
         UsageError,
     )
     from imgtool.evaluation import Evaluation
     from imgtool.findings import AuditResult
     from imgtool.retraining import RetrainResult
-    from imgtool.settings import SettingError
     from imgtool.tflite_export import ExportResult
     from imgtool.ui import ProgressCallback
 

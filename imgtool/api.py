@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from imgtool import ui
-from imgtool.errors import UsageError
+from imgtool.errors import Advice, Call, Param, UsageError
 
 if TYPE_CHECKING:
     from imgtool.caches import CacheInfo
@@ -105,19 +105,19 @@ class Model:
             if found is None:
                 raise UsageError(f"min_score auto: {self.ref} records no suggested minimum score (only models "
                                  "retrained by this imgtool do, when a threshold reached 95% precision); give a number "
-                                 "or retrain the model")
+                                 "or retrain the model", parameter="min_score", model=self.ref)
             return found
         if isinstance(value, str) or not 0 <= value <= 1:
-            raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto")
+            raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto", parameter="min_score")
         return float(value)
 
     def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                       progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
         if top_k < 1:
-            raise UsageError(f"top_k must be at least 1 (got {top_k})")
+            raise UsageError(f"top_k must be at least 1 (got {top_k})", parameter="top_k")
         if batch_size < 1:
-            raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+            raise UsageError(f"batch_size must be at least 1 (got {batch_size})", parameter="batch_size")
         threshold = self.resolve_min_score(min_score)
         items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
         with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
@@ -184,7 +184,7 @@ def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, p
     elif labels is not None:
         given = list(labels)
         if not given or not all(isinstance(x, str) for x in given):
-            raise UsageError("labels: give a labels file, or a non-empty list of strings")
+            raise UsageError("labels: " + Advice.GIVE_LABELS + ", or a non-empty list of strings", parameter="labels")
     with ui.reporting(progress):
         model = resolve(None if ref is None else os.fspath(ref), labels_file=labels_file, purpose=purpose,
                         input_size=input_size, value_range=value_range, tensors=tensors)
@@ -197,7 +197,7 @@ def _classifier(model: ResolvedModel, scores: str) -> Classifier:
     from imgtool.classifier import Classifier
 
     if scores not in ("auto", "probabilities", "logits"):
-        raise UsageError(f"scores {scores!r}: choose auto, probabilities or logits")
+        raise UsageError(f"scores {scores!r}: choose auto, probabilities or logits", parameter="scores")
     return Classifier(model, scores=scores)
 
 
@@ -213,7 +213,7 @@ def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None
                      progress=kwargs.get("progress"))
     width = is_feature_extractor(model)
     if width is not None:  # no labels because it has none to give: the same words as classify
-        raise UsageError(feature_extractor_message(model.ref, width))
+        raise UsageError(feature_extractor_message(model.ref, width), model=model.ref)
     return None if model.labels is None else list(model.labels)
 
 
@@ -253,15 +253,15 @@ def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: P
         raise UsageError("give the folder of photos (one sub-folder per class), or feature shards")
     for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
         if not 0 <= pct <= 50:
-            raise UsageError(f"{name} {pct:g} is outside 0..50")
+            raise UsageError(f"{name} {pct:g} is outside 0..50", parameter=name)
     if min_accuracy is not None and not 0 <= min_accuracy <= 1:
-        raise UsageError(f"min_accuracy {min_accuracy:g} is outside 0..1")
+        raise UsageError(f"min_accuracy {min_accuracy:g} is outside 0..1", parameter="min_accuracy")
     if class_weight not in ("balanced", "none"):
-        raise UsageError(f"class_weight {class_weight!r}: choose balanced or none")
+        raise UsageError(f"class_weight {class_weight!r}: choose balanced or none", parameter="class_weight")
     if quantize not in ("none", "dynamic", "float16", "int8"):
-        raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8")
+        raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8", parameter="quantize")
     if summaries_dir is not None and not _summaries_installed():
-        raise UsageError(f"`summaries_dir` needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
+        raise UsageError(Param("summaries_dir") + f" needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
     image_dir = Path(folder) if folder is not None else _shards_root(features)
     opts = RetrainOptions(
         image_dir=image_dir, output=path(output), model=os.fspath(model) if model else settings.current().backbone,
@@ -331,7 +331,7 @@ def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, val
 
     for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
         if not 0 <= pct <= 50:
-            raise UsageError(f"{name} {pct:g} is outside 0..50")
+            raise UsageError(f"{name} {pct:g} is outside 0..50", parameter=name)
     with ui.reporting(progress):
         return run(Path(folder), os.fspath(model) if model else settings.current().backbone,
                    validation_dir=None if validation_dir is None else Path(validation_dir),
@@ -444,9 +444,9 @@ def model_path(ref: str | None = None) -> Path:
     try:
         refs.parse(ref, load_catalog())
     except ModelNotFoundError as err:  # nothing that download_model could fetch
-        raise ModelNotFoundError(f"{ref} is not in the cache, and cannot be fetched: {err}") from None
-    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()}); `download_model({ref!r})` "
-                             "fetches it")
+        raise ModelNotFoundError(f"{ref} is not in the cache, and cannot be fetched: " + err.text, model=ref) from None
+    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()}); " + Call("download_model", ref)
+                             + " fetches it", model=ref)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 from imgtool import store
-from imgtool.errors import ModelError, StorageError
+from imgtool.errors import ModelError, StorageError, first_line
 
 #: Caps on what an archive may unpack to, checked on its headers before anything is
 #: written: 4x the largest model expected (a ~250 MB SavedModel), and a member count no
@@ -67,7 +67,7 @@ def extract_archive(archive: Path, target: Path, what: str = "") -> None:
     except (tarfile.TarError, EOFError, OSError) as err:
         if store.is_storage_error(err, target):
             raise  # a full disk or read-only cache, not a corrupt download
-        reason = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else type(err).__name__
+        reason = first_line(err, None).rstrip(":")
         if "could not be opened successfully" in reason:  # tarfile lists every method it tried, one a line
             reason = "not a gzip, bzip2, xz or plain tar file"
         raise ModelError(f"{what or archive.name}: not a readable .tar.gz archive ({reason}); "
@@ -101,7 +101,7 @@ def _extract_zip(archive: Path, target: Path, what: str) -> None:
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         if isinstance(err, OSError) and store.is_storage_error(err, target):
             raise  # a full disk or read-only cache, not a corrupt download
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err, None)
         raise ModelError(f"{what or archive.name}: not a readable .zip archive ({reason}); "
                          "the download is corrupt") from None
 

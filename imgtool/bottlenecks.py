@@ -20,6 +20,7 @@ import numpy as np
 
 from imgtool import store, ui
 from imgtool.engine import Engine
+from imgtool.errors import Param
 
 FORMAT_VERSION = "1"
 
@@ -88,7 +89,7 @@ class BottleneckCache:
             self.write_error = err
             ui.warn(f"cannot write the bottleneck cache {self.dir} ({store.write_cause(err)}); going on without "
                     "it - features are kept in memory only, so the next run computes them again (free space, "
-                    "or set `bottleneck_dir` / IMGTOOL_HOME to a writable folder)")
+                    "or set " + Param("bottleneck_dir") + " / IMGTOOL_HOME to a writable folder)")
 
 
 def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, Literal, get_args
 
-from imgtool.errors import ModelError, UsageError
+from imgtool.errors import ModelError, Param, UsageError
 from imgtool.scores import OutputKind
 
 ModelFormat = Literal["savedmodel", "graphdef", "tflite"]
@@ -57,7 +57,8 @@ def check_input_size(size: Any) -> tuple[int, int]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UsageError(f"`input_size` {size!r}: give HEIGHT,WIDTH, each a whole number from 1 to {MAX_INPUT_SIDE}")
+        raise UsageError(Param("input_size") + f" {size!r}: give HEIGHT,WIDTH, each a whole number from 1 to "
+                         f"{MAX_INPUT_SIDE}")
     return int(h), int(w)
 
 
@@ -69,7 +70,8 @@ def check_value_range(value_range: Any) -> tuple[float, float]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UsageError(f"`value_range` {value_range!r}: give LO,HI, two finite numbers that differ (e.g. -1,1)")
+        raise UsageError(Param("value_range") + f" {value_range!r}: give LO,HI, two finite numbers that differ "
+                         "(e.g. -1,1)")
     return lo, hi
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from imgtool import images, ui
 from imgtool import labels as labels_mod
 from imgtool.engine import Engine
-from imgtool.errors import UsageError
+from imgtool.errors import Advice, Call, Text, UsageError
 from imgtool.images import decode_ahead
 from imgtool.model import Model
 from imgtool.scores import Decision, decide_output_kind, to_scores
@@ -73,10 +73,10 @@ class Classifier:
         self.decision: Decision = decide_output_kind(model.config.output, facts, scores,
                                                      has_labels=model.labels is not None)
         if self.decision.kind == "features":
-            raise UsageError(feature_extractor_message(model.ref, facts.width))
+            raise UsageError(feature_extractor_message(model.ref, facts.width), model=model.ref)
         self.input_size = self.engine.input_size
         if model.labels is None:
-            ui.warn(f"{model.ref} has no labels; showing class numbers (give a labels file to name them)")
+            ui.warn(f"{model.ref} has no labels; showing class numbers (" + Advice.GIVE_LABELS + " to name them)")
             self._labels = [f"class {i}" for i in range(facts.width)]
         else:
             self._labels = labels_mod.fit(model.labels, facts.width, ref=model.ref, labels_file=model.labels_file)
@@ -128,10 +128,10 @@ class Classifier:
                 j += 1
 
 
-def feature_extractor_message(ref: str, width: int) -> str:
+def feature_extractor_message(ref: str, width: int) -> Text:
     """What classify and labels say of a feature extractor (it has neither scores nor labels)."""
     return (f"{ref} is a feature extractor ({width}-wide feature vectors), not a classifier; train a classifier "
-            "on it (it is a backbone to retrain), or pick a classifier from the catalog")
+            "on it " + Advice.RETRAIN_IT + ", or " + Advice.PICK_CLASSIFIER)
 
 
 def is_feature_extractor(model: Model) -> int | None:
@@ -148,7 +148,7 @@ def is_feature_extractor(model: Model) -> int | None:
     return facts.width if decision.kind == "features" else None
 
 
-def model_given_as_input(path: str | os.PathLike[str]) -> str | None:
+def model_given_as_input(path: str | os.PathLike[str]) -> Text | None:
     """The error for an input to classify that is a model (a folder written by retrain, a
     SavedModel folder, a .tflite file) - the arguments swapped; None for anything else."""
     from imgtool.retrained import RETRAINED_FILE
@@ -159,7 +159,7 @@ def model_given_as_input(path: str | os.PathLike[str]) -> str | None:
     if not is_model:
         return None
     shown = os.fspath(path)
-    return f"{shown}: that is a model, not an image; did you mean `load_model({shown!r})`?"
+    return f"{shown}: that is a model, not an image; did you mean " + Call("load_model", shown) + "?"
 
 
 def check_inputs(items: Iterable[Any]) -> None:
@@ -169,7 +169,7 @@ def check_inputs(items: Iterable[Any]) -> None:
         if isinstance(item, (str, os.PathLike)):
             problem = model_given_as_input(item)
             if problem is not None:
-                raise UsageError(problem)
+                raise UsageError(problem, path=item)
 
 
 def _expand(items: Iterable[Any]) -> Iterator[images.Input]:

@@ -13,12 +13,11 @@ import click
 
 from imgtool import ui
 from imgtool.command import (  # noqa: F401 - older imports of these names
-    OPTION_OF_PARAMETER,
     Command,
     Group,
     _sigterm_as_interrupt,
     _stdout_closed,
-    cli_phrase,
+    cli_text,
 )
 from imgtool.errors import EXIT_FAILED, ImgtoolError
 from imgtool.output import terminal_lines, terminal_text
@@ -143,7 +142,8 @@ def _load(opts: dict[str, Any], scores: Scores, verbose: bool) -> Any:
 
     model = api.load_model(opts["model"], scores=scores, **_model_kwargs(opts))
     if verbose:
-        ui.info(f"{model.ref}: {model.classifier.output_width} outputs, read as {model.scores} ({model.scores_reason})")
+        ui.info(f"{model.ref}: {model.classifier.output_width} outputs, read as {model.scores} ("
+                + model.scores_reason + ")")
         ui.info(f"scores made with {_runtime(model)}")
     return model
 
@@ -429,7 +429,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
                                "misclassified": result.misclassified}, indent=2))
     else:
         h = m["head"]
-        ui.info(f"head: {h['method']}; L2 {h['l2']:g}, cross-validated accuracy {h['cv_accuracy']:.1%} "
+        ui.info("head: " + h["method"] + f"; L2 {h['l2']:g}, cross-validated accuracy {h['cv_accuracy']:.1%} "
                 f"+- {h['cv_accuracy_std']:.1%} over {h['cv_folds']} folds, log-loss {h['cv_loss']:.3f}")
         cal, opens = m.get("calibration"), m.get("open_set") or {}
         if cal:
@@ -447,7 +447,7 @@ def retrain_last_layer(image_dir: Any, output: Any, features: str | None, model:
             click.echo(terminal_text(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} "
                                       f"({w['score']:.0%})"))
     if result.below_minimum:
-        click.echo(f"Error: {cli_phrase(result.below_minimum)}", err=True)
+        click.echo(f"Error: {cli_text(result.below_minimum)}", err=True)
         sys.exit(EXIT_FAILED)
     for line in _export_lines(m.get("exports") or []):
         ui.info(line)

@@ -9,15 +9,14 @@ Layer: above settings and errors; below cli and beam.cli (which both import it).
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from imgtool import ui
-from imgtool.errors import ImgtoolError
+from imgtool.errors import Advice, Call, ImgtoolError, Param, Part, Text
 from imgtool.output import terminal_text
 
 # The flags of TensorFlow's retrain.py, label_image.py and classify_image.py, each with what
@@ -112,8 +111,9 @@ def _stdout_closed() -> None:
     sys.exit(0)
 
 
-# The library names what the caller passed (`test_percent`, "a labels file"); the CLI says
-# it as the option that passes it. Applied to error messages and to the log lines on stderr.
+# The library names what the caller passed (`test_percent`, a call to make, a piece of advice)
+# as parts of its messages (errors.Param, Call, Advice); the CLI says each part as the option,
+# command or words that do the same. Applied to error messages and to the log lines on stderr.
 OPTION_OF_PARAMETER = {
     "model": "--model", "output": "--output", "force": "--force", "labels": "--labels",
     "min_accuracy": "--min-accuracy", "test_percent": "--test-percent", "validation_percent": "--validation-percent",
@@ -124,42 +124,40 @@ OPTION_OF_PARAMETER = {
     "bottleneck_dir": "--bottleneck-dir", "summaries_dir": "--summaries-dir", "input": "--input",
     "overwrite": "--overwrite",
 }
-_PHRASES = {"give a labels file": "pass --labels FILE",
-            "(it is a backbone to retrain)": "with `imgtool retrain FOLDER -m MODEL`",
-            "pick a classifier from the catalog": "pick a classifier (`imgtool models list`)",
-            "the catalog lists the models": "`imgtool models list` shows the catalog",
-            "remove it from the cache": "`imgtool models remove` it",
-            "not a model folder written by retrain": "not a model folder written by `imgtool retrain`"}
-_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
-# the library's hints name the API call (`download_model('x')`); the CLI names the command that makes it
-_ARG = r"""(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")"""  # one Python str repr
-_API_CALLS = [
-    (re.compile(rf"`download_model\({_ARG}\)`"), "`imgtool models download {}`"),
-    (re.compile(rf"`remove_models\(\[{_ARG}\]\)`"), "`imgtool models remove {}`"),
-    (re.compile(rf"`load_model\({_ARG}\)\.labels`"), "`imgtool labels -m {} --search TEXT`"),
-    (re.compile(rf"`load_model\({_ARG}\)`"), "`-m {}`"),
-    (re.compile(rf"`model={_ARG}`"), "-m {}"),
-]
+# each errors.API_CALLS entry: the command that does the same, `{}` its argument as given
+COMMAND_OF_CALL = {
+    "download_model": "`imgtool models download {}`",
+    "remove_models": "`imgtool models remove {}`",
+    "load_model": "`-m {}`",
+    "load_model.labels": "`imgtool labels -m {} --search TEXT`",
+    "model=": "-m {}",
+}
+CLI_ADVICE = {
+    Advice.GIVE_LABELS: "pass --labels FILE",
+    Advice.RETRAIN_IT: "with `imgtool retrain FOLDER -m MODEL`",
+    Advice.PICK_CLASSIFIER: "pick a classifier (`imgtool models list`)",
+    Advice.LIST_CATALOG: "`imgtool models list` shows the catalog",
+    Advice.REMOVE_CACHED: "`imgtool models remove` it",
+    Advice.NOT_RETRAINED: "not a model folder written by `imgtool retrain`",
+}
 
 
-def _api_call(template: str) -> Callable[[re.Match[str]], str]:
-    def sub(m: re.Match[str]) -> str:
-        import ast
+def cli_part(part: Part) -> str:
+    """One part of a library message in the CLI's words: Param("min_accuracy") ->
+    --min-accuracy, Call("download_model", "x") -> `imgtool models download x`."""
+    if isinstance(part, Param):
+        return OPTION_OF_PARAMETER.get(part.name, str(part))
+    if isinstance(part, Call):
+        return COMMAND_OF_CALL[part.function].format(part.arg)
+    if isinstance(part, Advice):
+        return CLI_ADVICE[part]
+    return str(part)
 
-        quote, body = ("'", m.group(1)) if m.group(1) is not None else ('"', m.group(2))
-        return template.format(ast.literal_eval(quote + body + quote))  # the str the library repr'd
 
-    return sub
-
-
-def cli_phrase(text: str) -> str:
-    """A library message in the CLI's words: `min_accuracy` -> --min-accuracy,
-    `download_model('x')` -> `imgtool models download x`."""
-    for library, cli_words in _PHRASES.items():
-        text = text.replace(library, cli_words)
-    for pattern, template in _API_CALLS:
-        text = pattern.sub(_api_call(template), text)
-    return _PARAMETER.sub(lambda m: OPTION_OF_PARAMETER.get(m.group(1), m.group(0)), text)
+def cli_text(message: object) -> str:
+    """A library message (an error's text, a log record's message) in the CLI's words; a
+    plain str is said as it is."""
+    return message.say(cli_part) if isinstance(message, Text) else str(message)
 
 
 class Group(click.Group):
@@ -195,7 +193,7 @@ class Group(click.Group):
             tolerant(sys.stdout)  # a stdout that cannot encode a label escapes it (errors="backslashreplace")
             was_quiet = ui.quiet()
             try:
-                with ui.stderr_output(cli_phrase), interrupts_unwind():
+                with ui.stderr_output(cli_text), interrupts_unwind():
                     return self._invoke(ctx)
             finally:
                 ui.set_quiet(was_quiet)  # a command's --quiet ends with it (in-process runs: tests, CliRunner)
@@ -207,7 +205,7 @@ class Group(click.Group):
         except BrokenPipeError:
             _stdout_closed()
         except ImgtoolError as err:
-            click.echo(f"Error: {terminal_text(cli_phrase(str(err)))}", err=True)
+            click.echo(f"Error: {terminal_text(cli_text(err.text))}", err=True)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo(INTERRUPTED, err=True)

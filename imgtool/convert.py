@@ -20,7 +20,7 @@ from imgtool import locks, store, ui
 from imgtool.catalog import ModelConfig
 from imgtool.engine import LiteRTEngine, to_float
 from imgtool.entries import Conversion, EntryRecord, read_record, write_record
-from imgtool.errors import ImgtoolError, ModelError
+from imgtool.errors import Call, ImgtoolError, ModelError, Param, first_line
 from imgtool.model import Model, Purpose
 
 VERIFY_TOLERANCE = 1e-3  # relative to the output's scale
@@ -116,7 +116,7 @@ def ensure_tflite(model: Model, entry: Path, purpose: ConversionPurpose = "model
         model.tflite = target
     else:
         model.notes.append(f"warning: running {model.ref} in TensorFlow (slower): its .tflite conversion failed "
-                           f"({conv.error}); `remove_models([{model.ref!r}])` retries it")
+                           f"({conv.error}); " + Call("remove_models", model.ref) + " retries it")
     if conv.input_size and model.config.input_size is None:
         h, w = conv.input_size
         model.config = replace(model.config, input_size=(h, w))
@@ -139,8 +139,8 @@ def convert(model: Model, target: Path) -> Conversion:
     config = model.config
     if importlib.util.find_spec("tensorflow") is None:  # e.g. .venv-beam: say so, record no failed conversion
         raise ModelError(f"{model.ref} needs a one-time conversion to .tflite, which needs TensorFlow, and this "
-                         f"Python has none; run `download_model({model.ref!r})` with the main install "
-                         "(same IMGTOOL_HOME) first")
+                         "Python has none; run " + Call("download_model", model.ref) + " with the main install "
+                         "(same IMGTOOL_HOME) first", model=model.ref)
     assert model.tf_source is not None
     ui.info(f"Converting {config.name} to .tflite once (TensorFlow is loading; later runs skip this)")
     size = config.input_size
@@ -152,7 +152,8 @@ def convert(model: Model, target: Path) -> Conversion:
             size = tfutil.savedmodel_input_size(model.tf_source)
             if size is None:
                 size = (224, 224)
-                ui.warn(f"{model.ref}: input size unknown, assuming 224x224 (pass `input_size` to change)")
+                ui.warn(f"{model.ref}: input size unknown, assuming 224x224 (pass " + Param("input_size")
+                        + " to change)")
         assert size is not None
         record.input_size = list(size)
         with ui.native_output_filtered(), store.scratch_dir():
@@ -172,8 +173,7 @@ def convert(model: Model, target: Path) -> Conversion:
     except Exception as err:
         if store.is_storage_error(err, target.parent):
             raise  # a full disk is not a failed conversion: say so, record nothing
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        record.error = first
+        record.error = first_line(err)
     finally:
         tmp.unlink(missing_ok=True)
     return record

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from imgtool import images, ui
-from imgtool.errors import DatasetError, ImageError, UsageError
+from imgtool.errors import DatasetError, ImageError, Param, UsageError
 from imgtool.records import Record
 
 SPLITS = ("train", "validation", "test")
@@ -287,7 +287,8 @@ def _split_named_classes(root: Path, subdirs: list[str], split_dirs: list[str]) 
     one = len(split_dirs) == 1
     ui.warn(f"{root}: {named} {'is' if one else 'are'} named like a split but used as {'a class' if one else 'classes'}"
             f" beside {len(subdirs) - len(split_dirs)} other{'' if len(subdirs) - len(split_dirs) == 1 else 's'}; "
-            "if held-out photos are in there, give them as `validation_dir` or `test_dir` instead")
+            "if held-out photos are in there, give them as " + Param("validation_dir") + " or " + Param("test_dir")
+            + " instead")
 
 
 def find_layout(root: str | Path, validation_dir: str | Path | None = None,
@@ -297,13 +298,16 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
     with the same class folders (splits as given). `validation_dir` / `test_dir` add given
     held-out folders (their classes must be among the training classes)."""
     root = Path(root)
-    for what, folder in (("", root), ("`validation_dir` ", validation_dir), ("`test_dir` ", test_dir)):
+    for what, folder in (("", root), (Param("validation_dir") + " ", validation_dir),
+                         (Param("test_dir") + " ", test_dir)):
         if folder is None:
             continue
         if not Path(folder).exists():
-            raise UsageError(f"{what}{folder}: no such folder; give a folder with one sub-folder per class")
+            raise UsageError(what + f"{folder}: no such folder; give a folder with one sub-folder per class",
+                             path=folder)
         if not Path(folder).is_dir():
-            raise UsageError(f"{what}{folder}: not a folder; give a folder with one sub-folder per class")
+            raise UsageError(what + f"{folder}: not a folder; give a folder with one sub-folder per class",
+                             path=folder)
     subdirs = _classes_in(root)
     split_dirs = [d for d in subdirs if d in SPLIT_DIRS]
     files: list[Photo] = []
@@ -335,18 +339,19 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
         given = set()
     # errors name the parameter (the CLI says it as its option); the layout description, recorded in
     # metrics.json, keeps the option's name it always had
-    for flag, split, folder, shown in (("`validation_dir`", "validation", validation_dir, "--validation-dir"),
-                                       ("`test_dir`", "test", test_dir, "--test-dir")):
+    for flag, split, folder, shown in ((Param("validation_dir"), "validation", validation_dir, "--validation-dir"),
+                                       (Param("test_dir"), "test", test_dir, "--test-dir")):
         if folder is None:
             continue
         if split in given:
-            raise UsageError(f"{flag} {folder}: {root} already holds a {split} folder; give one or the other")
+            raise UsageError(flag + f" {folder}: {root} already holds a {split} folder; give one or the other",
+                             path=folder)
         folder = Path(folder)
         theirs = _classes_in(folder)
         extra = sorted(set(theirs) - set(classes))
         if extra:
-            raise DatasetError(f"{flag} {folder} has class folders that the training photos have not: "
-                               f"{', '.join(extra)}; rename or remove them")
+            raise DatasetError(flag + f" {folder} has class folders that the training photos have not: "
+                               f"{', '.join(extra)}; rename or remove them", path=folder)
         files += _files_in(folder, theirs, label_of, folder.parent, split)
         description += f"; {split} photos from {shown}"
     return Layout(classes, files, description)

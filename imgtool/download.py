@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from imgtool import settings, store, ui
-from imgtool.errors import DownloadError
+from imgtool.errors import Call, DownloadError, first_line
 
 if TYPE_CHECKING:
     import requests
@@ -121,8 +121,8 @@ def check_online(what: str, dest_name: str = "") -> None:
     if store.offline():
         raise DownloadError(
             f"{what} is not in the cache and IMGTOOL_OFFLINE is set; "
-            f"run `download_model({what!r})` with network access first" if what else
-            f"{dest_name} is not in the cache and IMGTOOL_OFFLINE is set"
+            "run " + Call("download_model", what) + " with network access first" if what else
+            f"{dest_name} is not in the cache and IMGTOOL_OFFLINE is set", model=what or None
         )
 
 
@@ -367,4 +367,4 @@ def _reason(err: Exception) -> str:
                    "Remote end closed", "IncompleteRead", "Connection aborted"):
         if marker in text:
             return marker.lower()
-    return text.splitlines()[0][:120] if text else type(err).__name__
+    return first_line(err, 120)

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from imgtool import files, ui
-from imgtool.errors import ModelError
+from imgtool.errors import ModelError, first_line
 from imgtool.scores import OutputFacts
 
 
@@ -56,8 +56,7 @@ class LiteRTEngine:
                 self._it = Interpreter(model_path=str(path), num_threads=threads or default_threads())
                 self._it.allocate_tensors()
         except (ValueError, RuntimeError, OSError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"{path}: not a loadable .tflite model ({first})") from None
+            raise ModelError(f"{path}: not a loadable .tflite model ({first_line(err, None)})", path=path) from None
         inputs = self._it.get_input_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
             raise ModelError(f"{path}: expected one image input [batch, height, width, 3], "
@@ -147,8 +146,8 @@ class LiteRTEngine:
         try:
             return self._run(images)
         except (RuntimeError, ValueError) as err:  # e.g. a damaged file LiteRT loads: "Input tensor 3 lacks data"
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"{self.path}: the .tflite model does not run ({first}); it is damaged") from None
+            raise ModelError(f"{self.path}: the .tflite model does not run ({first_line(err, None)}); it is damaged",
+                             path=self.path) from None
 
     def _run(self, images: np.ndarray) -> np.ndarray:
         n = images.shape[0]

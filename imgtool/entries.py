@@ -19,7 +19,7 @@ from typing import Any
 from imgtool import labels as labels_mod
 from imgtool import locks, store, ui
 from imgtool.catalog import LabelSource, ModelConfig, ModelFormat
-from imgtool.errors import ModelError
+from imgtool.errors import Call, FetchFailed, ModelError, first_line
 from imgtool.records import BadRecord, Record, is_empty, is_none, known
 from imgtool.refs import key_for
 
@@ -108,7 +108,8 @@ def ensure_entry(key: str, config: ModelConfig) -> Path:
         return entry
     if store.offline():
         raise ModelError(f"model {config.name} is not in the cache ({store.models_dir()}) and IMGTOOL_OFFLINE is set; "
-                         f"run `download_model({config.name!r})` where the network is reachable")
+                         "run " + Call("download_model", config.name) + " where the network is reachable",
+                         model=config.name)
     with locks.lock(key):
         ok, why = entry_ok(entry)  # another process may have fetched it while we waited
         if ok:
@@ -220,10 +221,6 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
     return record
 
 
-class FetchFailed(ModelError):
-    """A source's URL could not be downloaded ("URL: problem")."""
-
-
 def _check_tflite_loads(path: Path, name: str, url: str) -> None:
     """A .tflite download whose length looked right can still be cut short (a server that
     announces fewer bytes than it sends): load it before it is cached."""
@@ -235,9 +232,8 @@ def _check_tflite_loads(path: Path, name: str, url: str) -> None:
         with ui.native_output_filtered():
             Interpreter(model_path=str(path))
     except (ValueError, RuntimeError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DownloadError(f"could not download {name}: {url}: the file received is not a loadable .tflite "
-                            f"model ({first}); nothing was cached") from None
+                            f"model ({first_line(err, None)}); nothing was cached") from None
 
 
 def _describe_source(src: Path, config: ModelConfig, record: EntryRecord) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from imgtool import caches, files, retrained, store, ui
-from imgtool.errors import StorageError
+from imgtool.errors import Param, StorageError, first_line
 from imgtool.model import Model
 from imgtool.retrained import (
     RETRAINED_FILE,
@@ -77,20 +77,22 @@ def check_output(output: Path, image_dir: Path, force: bool = False,
 
     protected = [("the image folder", image_dir), ("IMGTOOL_HOME", store.home()),
                  *(("a photo folder", d) for d in photo_dirs)]
-    files.check_target(output, "`output`", kind="folder", protected=protected)
+    files.check_target(output, Param("output"), kind="folder", protected=protected)
     out, img = output.resolve(), image_dir.resolve()
     if out == img or img in out.parents:
-        raise UsageError(f"`output` {output} is inside the image folder; it would be read as a class next time")
+        raise UsageError(Param("output") + f" {output} is inside the image folder; it would be read as a class next "
+                         "time", path=output)
     check_writable(output)
     if force or not output.is_dir() or not any(output.iterdir()):
         return
     if not is_model_dir(output):
-        raise UsageError(f"`output` {output} exists and is not an imgtool model; choose another path, empty it, "
-                         "or pass `force` to replace it")
+        raise UsageError(Param("output") + f" {output} exists and is not an imgtool model; choose another path, "
+                         "empty it, or pass " + Param("force") + " to replace it", path=output)
     if not _same_source(output, img):
         meta = store.read_json(output / RETRAINED_FILE) or {}
-        raise UsageError(f"`output` {output} holds a model of other photos ({meta.get('image_dir', 'unknown')}); "
-                         "choose another path or pass `force` to replace it")
+        raise UsageError(Param("output") + f" {output} holds a model of other photos "
+                         f"({meta.get('image_dir', 'unknown')}); choose another path or pass " + Param("force")
+                         + " to replace it", path=output)
 
 
 def check_writable(output: Path) -> None:
@@ -103,7 +105,7 @@ def check_writable(output: Path) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         code = errno.EROFS if _read_only_fs(parent) else errno.EACCES
         raise store.storage_error(OSError(code, os.strerror(code), str(parent)), f"the model folder {output}",
-                                  "choose another `output`", note=_unchanged_note(output.exists()))
+                                  "choose another " + Param("output"), note=_unchanged_note(output.exists()))
 
 
 def _unchanged_note(existed: bool) -> str:
@@ -204,7 +206,7 @@ def write_error(err: OSError, output: Path, staging: Path, existed: bool) -> Exc
             shown = output.parent
         elif p != Path(os.path.abspath(output)):  # (the output itself: the folder named already says it)
             shown = p
-    return store.storage_error(err, f"the model folder {output}", "choose another `output`", shown=shown,
+    return store.storage_error(err, f"the model folder {output}", "choose another " + Param("output"), shown=shown,
                                note=_unchanged_note(existed))
 
 
@@ -242,7 +244,7 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
         except Exception as err:
             if store.is_storage_error(err, staging):
                 raise  # a full disk is not an optional extra: the model folder would be half-written
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             ui.warn(f"SavedModel/.tflite export skipped ({first}); the model folder still works with imgtool")
             record.exports = {"error": first}
     elif backbone.tflite is not None:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgtool import dataset
-from imgtool.errors import DatasetError, UsageError
+from imgtool.errors import DatasetError, Param, UsageError, first_line
 
+FEATURES = Param("features")  # what every message here is about
 PARQUET_HINT = "pip install 'imgtool-ml[parquet]' (pyarrow; `make install` includes it)"
 COLUMNS = ("path", "class", "sha256", "features", "backbone", "source", "error")
 
@@ -46,12 +47,12 @@ def walk_order(rel: str) -> tuple[tuple[int, str], ...]:
 
 def shard_paths(pattern: str) -> list[str]:
     if "://" in pattern:
-        raise UsageError(f"`features` {pattern}: only local shards can be read here; copy them first "
+        raise UsageError(FEATURES + f" {pattern}: only local shards can be read here; copy them first "
                          "(e.g. gsutil -m cp 'gs://.../PREFIX-*.parquet' shards/)")
     paths = sorted(glob.glob(os.path.expanduser(pattern))) if any(c in pattern for c in "*?[") else [pattern]
     paths = [p for p in paths if os.path.isfile(p)]
     if not paths:
-        raise UsageError(f"`features` {pattern}: no such shard files; give the shards of `imgtool beam features`, "
+        raise UsageError(FEATURES + f" {pattern}: no such shard files; give the shards of `imgtool beam features`, "
                          "e.g. 'out/flowers-*.parquet' (quoted)")
     return paths
 
@@ -62,15 +63,15 @@ def dataset_root(pattern: str) -> str:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise UsageError(f"`features` reads Parquet with pyarrow, which is not installed; {PARQUET_HINT}") from None
+        raise UsageError(FEATURES + f" reads Parquet with pyarrow, which is not installed; {PARQUET_HINT}") from None
     first = shard_paths(pattern)[0]
     try:
         rows = pq.ParquetFile(first).read_row_group(0, columns=["path", "source"]).slice(0, 1).to_pylist()
     except Exception as err:  # noqa: BLE001 - ArrowInvalid, OSError, KeyError: not one of our shards
-        first_line = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise UsageError(f"`features`: {first} is not an `imgtool beam features` shard ({first_line})") from None
+        raise UsageError(FEATURES + f": {first} is not an `imgtool beam features` shard ({first_line(err)})",
+                         path=first) from None
     if not rows or not rows[0]["source"] or not rows[0]["source"].endswith(rows[0]["path"]):
-        raise UsageError(f"`features`: {first} holds no photo rows")
+        raise UsageError(FEATURES + f": {first} holds no photo rows")
     return rows[0]["source"][: -len(rows[0]["path"])].rstrip("/") or "/"
 
 
@@ -78,7 +79,7 @@ def read_shards(pattern: str) -> FeatureShards:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise UsageError(f"`features` reads Parquet with pyarrow, which is not installed; {PARQUET_HINT}") from None
+        raise UsageError(FEATURES + f" reads Parquet with pyarrow, which is not installed; {PARQUET_HINT}") from None
 
     paths = shard_paths(pattern)
     rows: dict[str, dict] = {}
@@ -86,21 +87,20 @@ def read_shards(pattern: str) -> FeatureShards:
         try:
             table = pq.read_table(p)
         except Exception as err:  # noqa: BLE001 - ArrowInvalid, OSError: a damaged or foreign file
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            raise UsageError(f"`features`: {p} is not a readable Parquet file ({first})") from None
+            raise UsageError(FEATURES + f": {p} is not a readable Parquet file ({first_line(err)})", path=p) from None
         missing = [c for c in COLUMNS if c not in table.column_names]
         if missing:
-            raise UsageError(f"`features`: {p} is not an `imgtool beam features` shard (no column {missing[0]!r})")
+            raise UsageError(FEATURES + f": {p} is not an `imgtool beam features` shard (no column {missing[0]!r})")
         for row in table.select(list(COLUMNS)).to_pylist():
             if row["path"] in rows:
-                raise DatasetError(f"`features`: {row['path']} appears twice (in {p} too); "
+                raise DatasetError(FEATURES + f": {row['path']} appears twice (in {p} too); "
                                    "give the shards of one `imgtool beam features` run")
             rows[row["path"]] = row
     if not rows:
-        raise DatasetError(f"`features` {pattern}: the shards hold no photos")
+        raise DatasetError(FEATURES + f" {pattern}: the shards hold no photos")
     backbones = sorted({r["backbone"] for r in rows.values()})
     if len(backbones) != 1:
-        raise DatasetError(f"`features`: the shards mix {len(backbones)} backbones ({', '.join(backbones)}); "
+        raise DatasetError(FEATURES + f": the shards mix {len(backbones)} backbones ({', '.join(backbones)}); "
                            "give the shards of one run")
     classes = sorted({r["class"] for r in rows.values()})
     label = {c: i for i, c in enumerate(classes)}
@@ -110,7 +110,7 @@ def read_shards(pattern: str) -> FeatureShards:
               if r["error"] is not None or r["features"] is None]
     widths = {len(r["features"]) for r in good}
     if len(widths) > 1:
-        raise DatasetError(f"`features`: feature vectors of different widths ({sorted(widths)}) in one run")
+        raise DatasetError(FEATURES + f": feature vectors of different widths ({sorted(widths)}) in one run")
     matrix = (np.array([r["features"] for r in good], dtype=np.float32) if good
               else np.zeros((0, 0), dtype=np.float32))
     return FeatureShards(classes, [dataset.Photo(r["source"] or r["path"], r["path"], label[r["class"]]) for r in good],
@@ -124,8 +124,9 @@ def training_set(pattern: str, backbone_ident: str, validation_percent: float, t
     from the same backbone."""
     shards = read_shards(pattern)
     if shards.backbone != backbone_ident:
-        raise UsageError(f"`features`: the shards were made with another backbone ({shards.backbone}) than "
-                         f"`model` gives ({backbone_ident}); pass the `model` used for `imgtool beam features`")
+        raise UsageError(FEATURES + f": the shards were made with another backbone ({shards.backbone}) than "
+                         + Param("model") + f" gives ({backbone_ident}); pass the " + Param("model")
+                         + " used for `imgtool beam features`", path=pattern)
     shas = {f.path: sha for f, sha in zip(shards.files, shards.shas)}
     samples = dataset.assign_splits(shards.files, len(shards.classes), validation_percent, test_percent, content=shas)
     dataset.check_sizes(shards.classes, samples)

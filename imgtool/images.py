@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from imgtool import files
-from imgtool.errors import ImageError
+from imgtool.errors import ImageError, first_line
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -194,7 +194,7 @@ def decode(path: str | os.PathLike[str] | BinaryIO, size: tuple[int, int], keep_
         raise ImageError("permission denied; make the file readable") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
             ZeroDivisionError, MemoryError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err, None)
         if "truncated" in reason.lower():
             reason = "truncated or incomplete image file"
         raise ImageError(f"corrupt image ({reason})") from None
@@ -256,8 +256,7 @@ def from_memory(obj: Any, size: tuple[int, int]) -> np.ndarray:
         try:
             im = obj.copy()  # also loads a lazily opened image; the caller's object is left as it was
         except (OSError, SyntaxError, ValueError, EOFError) as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ImageError(f"corrupt image ({first})") from None
+            raise ImageError(f"corrupt image ({first_line(err, None)})") from None
         try:
             im = ImageOps.exif_transpose(im)
         except Exception:  # noqa: BLE001 - corrupt EXIF: use the pixels as stored, as `decode` does
@@ -265,8 +264,7 @@ def from_memory(obj: Any, size: tuple[int, int]) -> np.ndarray:
     try:
         return to_array(im, size)
     except (OSError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ImageError(f"cannot convert the image ({first})") from None
+        raise ImageError(f"cannot convert the image ({first_line(err, None)})") from None
 
 
 def decode_ahead(inputs: Iterable[Input], size: tuple[int, int], workers: int,

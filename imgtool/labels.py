@@ -7,7 +7,7 @@ import unicodedata
 from pathlib import Path
 
 from imgtool import files, ui
-from imgtool.errors import ModelError, UsageError
+from imgtool.errors import Advice, Call, ModelError, Param, UsageError
 
 # Names a labels file beside a model (or inside a .tflite's metadata zip) commonly has.
 LABEL_FILE_NAMES = ("labels.txt", "imagenet_labels.txt", "ImageNetLabels.txt", "labelmap.txt",
@@ -22,7 +22,8 @@ def read_lines(path: Path) -> list[str]:
     except files.FileProblem as err:
         if str(err) == "not UTF-8 text":
             raise UsageError(f"labels file {path} is not UTF-8 text; give one label a line") from None
-        raise UsageError(f"cannot read labels file {path}: {err}; give a labels file, one label a line") from None
+        raise UsageError(f"cannot read labels file {path}: {err}; " + Advice.GIVE_LABELS + ", one label a line",
+                         parameter="labels", path=path) from None
     return parse_lines(text)
 
 
@@ -174,10 +175,10 @@ def fit(labels: list[str], width: int, *, ref: str, labels_file: str | None = No
         return ["background", *labels]
     need = f"{width} labels (or {width + 1} with a background first line, or {width - 1} when output 0 is background)"
     if labels_file is not None:
-        raise UsageError(f"`labels` {labels_file}: {n} labels for the {width} outputs of {ref}; "
-                         f"give one label a line: {need}")
+        raise UsageError(Param("labels") + f" {labels_file}: {n} labels for the {width} outputs of {ref}; "
+                         f"give one label a line: {need}", path=labels_file, model=ref)
     raise ModelError(f"{ref}: the model's own labels do not fit it: {n} labels for {width} outputs; "
-                     f"the model is broken, or give a labels file with {need}")
+                     "the model is broken, or " + Advice.GIVE_LABELS + f" with {need}", model=ref)
 
 
 def has_label(labels: list[str], expected: str) -> bool:
@@ -209,5 +210,5 @@ def check_expected(expected: str, labels: list[str], ref: str) -> None:
         return
     near = closest(expected, labels)
     hint = ("closest: " + ", ".join(repr(x) for x in near)) if near else \
-        f"`load_model({ref!r}).labels` lists what it can say"
-    raise UsageError(f"`expect` {expected!r}: no such label in {ref}; {hint}")
+        Call("load_model.labels", ref) + " lists what it can say"
+    raise UsageError(Param("expect") + f" {expected!r}: no such label in {ref}", hint=hint, model=ref)

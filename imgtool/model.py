@@ -18,7 +18,7 @@ import numpy as np
 
 from imgtool.catalog import ModelConfig
 from imgtool.engine import Engine, HeadEngine, LiteRTEngine, TFEngine
-from imgtool.errors import ModelError, UsageError
+from imgtool.errors import ModelError, Param, Text, UsageError
 
 Purpose = Literal["classify", "features", "labels"]
 """What a model is resolved for: classifying, feature vectors (retraining), or only its labels."""
@@ -58,7 +58,7 @@ class Model:
         if isinstance(lite, LiteRTEngine):
             problem = given_mismatch(lite, self.given, self.ref)
             if problem is not None:
-                raise UsageError(problem)
+                raise UsageError(problem, model=self.ref)
         return engine
 
     def _engine(self) -> Engine:
@@ -79,11 +79,12 @@ class Model:
         if self.tf_source is None:
             raise ModelError(f"{self.ref}: nothing runnable was found")
         if self.input_size is None:
-            raise ModelError(f"{self.ref}: cannot tell the input size; pass `input_size` HEIGHT,WIDTH")
+            raise ModelError(f"{self.ref}: cannot tell the input size; pass " + Param("input_size") + " HEIGHT,WIDTH",
+                             model=self.ref)
         return TFEngine(self.tf_source, self.input_size, self.config.value_range, self.graph_tensors)
 
 
-def given_mismatch(engine: LiteRTEngine, given: dict[str, Any], ref: str) -> str | None:
+def given_mismatch(engine: LiteRTEngine, given: dict[str, Any], ref: str) -> Text | None:
     """Why the caller's `input_size` / `value_range` cannot apply to this .tflite, or None.
     Its input size is fixed; a quantized (uint8/int8) input already says which real values
     the pixels 0..255 stand for, so a different range would feed it garbage. A value that
@@ -91,18 +92,18 @@ def given_mismatch(engine: LiteRTEngine, given: dict[str, Any], ref: str) -> str
     size = given.get("input_size")
     if size is not None and tuple(size) != tuple(engine.input_size):
         h, w = engine.input_size
-        return (f"`input_size` {size[0]},{size[1]} does not apply to {ref}: a .tflite has a fixed input size, here "
-                f"{h},{w}; leave `input_size` out")
+        return (Param("input_size") + f" {size[0]},{size[1]} does not apply to {ref}: a .tflite has a fixed input "
+                f"size, here {h},{w}; leave " + Param("input_size") + " out")
     vr = given.get("value_range")
     implied = engine.quantized_input_range()
     if vr is None or not engine.quantized:
         return None
     if implied is None:
-        return (f"`value_range` {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is raw uint8 pixels "
-                "(0..255 as they are); leave `value_range` out")
+        return (Param("value_range") + f" {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is raw uint8 "
+                "pixels (0..255 as they are); leave " + Param("value_range") + " out")
     step = engine.input_scale() + 1e-6
     if abs(vr[0] - implied[0]) <= step and abs(vr[1] - implied[1]) <= step:
         return None
-    return (f"`value_range` {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is quantized "
+    return (Param("value_range") + f" {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is quantized "
             f"({engine.input_dtype}: pixel values 0..255 already stand for {implied[0]:g}..{implied[1]:g}); "
-            "leave `value_range` out")
+            "leave " + Param("value_range") + " out")

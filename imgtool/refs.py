@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from imgtool.errors import ModelNotFoundError, UsageError
+from imgtool.errors import Advice, ModelNotFoundError, UsageError
 
 RefKind = Literal["catalog", "url", "path"]
 
@@ -100,4 +100,4 @@ def parse(ref: str, catalog: Collection[str]) -> Ref:
     near = difflib.get_close_matches(ref, list(catalog), n=1)
     hint = f" (did you mean {near[0]}?)" if near else ""
     raise ModelNotFoundError(f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; "
-                     "the catalog lists the models")
+                             + Advice.LIST_CATALOG, model=ref)

@@ -33,7 +33,7 @@ from imgtool.entries import (
     local_entry,
     read_record,
 )
-from imgtool.errors import DownloadError, ModelError, ModelNotFoundError
+from imgtool.errors import Advice, Call, DownloadError, ModelError, ModelNotFoundError, Text
 from imgtool.model import Model, Purpose
 from imgtool.refs import key_for
 from imgtool.retrained import RETRAINED_FILE
@@ -87,7 +87,7 @@ def _converted(model: Model, entry: Path, purpose: Purpose, trial: bool = False)
 
 def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) -> Model:
     if name not in catalog:
-        raise ModelNotFoundError(f"unknown catalog model {name!r}; the catalog lists the models")
+        raise ModelNotFoundError(f"unknown catalog model {name!r}; " + Advice.LIST_CATALOG, model=name)
     config = catalog[name]
     if purpose == "features" and config.features and config.features != name:
         if config.features not in catalog:
@@ -101,7 +101,7 @@ def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) 
     except ModelError as err:
         if not (isinstance(err, DownloadError) or store.offline()):
             raise
-        raise type(err)(f"{err}{_shipped_hint(catalog, purpose)}") from None
+        raise type(err)(err.text + _shipped_hint(catalog, purpose), model=name) from None
     config = effective_config(config, entry)
     model = Model(ref=name, config=config)
     return _converted(_attach(model, entry), entry, purpose)
@@ -117,11 +117,11 @@ def _embedded(ref: str, config: ModelConfig) -> Model:
     return model
 
 
-def _shipped_hint(catalog: dict[str, ModelConfig], purpose: Purpose) -> str:
+def _shipped_hint(catalog: dict[str, ModelConfig], purpose: Purpose) -> Text | str:
     """When a catalog model cannot be had (offline, no cache): the embedded model that
     would do instead, or nothing when there is none."""
     names = embedded_names(catalog, "features" if purpose == "features" else "classifier")
-    return f"; or use `model={names[0]!r}`, which ships with imgtool" if names else ""
+    return "; or use " + Call("model=", names[0]) + ", which ships with imgtool" if names else ""
 
 
 def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],
@@ -238,7 +238,7 @@ def _repair_cached_tflite(model: Model) -> bool:
     assert model.entry is not None and model.tflite is not None
     if model.tf_source is None:
         if not model.config.urls:
-            raise ModelError(f"{model.ref}: the cached model no longer loads; remove it from the cache")
+            raise ModelError(f"{model.ref}: the cached model no longer loads; " + Advice.REMOVE_CACHED, model=model.ref)
         with locks.lock(model.entry.name):
             ui.info(f"cached model {model.config.name} no longer loads (damaged in the cache); downloading it again")
             download_entry(model.entry.name, model.config, model.entry)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from imgtool import files, store
 from imgtool import labels as labels_mod
 from imgtool.catalog import MAX_INPUT_SIDE, ModelConfig, ModelFormat
-from imgtool.errors import ModelError
+from imgtool.errors import ModelError, first_line
 from imgtool.model import Model, Purpose
 from imgtool.records import BadRecord, Record, is_empty, is_none, known, short
 
@@ -165,8 +165,7 @@ class Parts:
             with np.load(self.head, allow_pickle=False) as npz:
                 self.weights, self.bias = npz["weights"], npz["bias"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise damaged(ref, f"{record.head} or {record.labels}: {str(err).splitlines()[0] if str(err) else err}") \
-                from None
+            raise damaged(ref, f"{record.head} or {record.labels}: " + first_line(err, None)) from None
         w, b = self.weights, self.bias
         if w.ndim != 2 or b.ndim != 1 or w.shape[1] != b.shape[0] or w.dtype.kind != "f" or b.dtype.kind != "f":
             raise damaged(ref, f"{record.head}: weights {w.shape} and bias {b.shape} do not make a layer")
@@ -179,7 +178,7 @@ class Parts:
 
 
 def damaged(ref: str | Path, why: str) -> ModelError:
-    return ModelError(f"{ref}: damaged retrained model ({why}); retrain it again")
+    return ModelError(f"{ref}: damaged retrained model (" + why + "); retrain it again", model=str(ref))
 
 
 def parts(ref: str, folder: Path) -> Parts:

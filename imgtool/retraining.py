@@ -19,7 +19,7 @@ import numpy as np
 
 from imgtool import bottlenecks, dataset, metrics, reuse, ui
 from imgtool.distort import Distortions
-from imgtool.errors import ImgtoolError, UsageError
+from imgtool.errors import ImgtoolError, Param, Text, UsageError
 from imgtool.images import not_a_regular_file
 from imgtool.train import TrainConfig
 from imgtool.version import made_with
@@ -75,10 +75,10 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[dataset.Photo], 
     raw = dataset.assign_splits(files, len(classes), v, t)
     dataset.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
-        why = ("`test_percent` is 0" if t == 0 and "test" not in given
+        why = (Param("test_percent") + " is 0" if t == 0 and "test" not in given
                else f"no photo fell in the test split ({len(raw)} photos, {t:g}%)")
-        raise UsageError(f"`min_accuracy` needs test photos, and there are none ({why}); raise `test_percent`, "
-                         "give `test_dir`, or drop `min_accuracy`")
+        raise UsageError(Param("min_accuracy") + " needs test photos, and there are none (" + why + "); raise "
+                         + Param("test_percent") + ", give " + Param("test_dir") + ", or drop " + Param("min_accuracy"))
     return classes, files, layout, v, t
 
 
@@ -86,7 +86,7 @@ def _output_path(opts: RetrainOptions) -> Path:
     from imgtool import export, files, store
 
     output = opts.output or export.default_output(opts.image_dir)
-    files.check_target(output, "`output`", kind="folder")  # a name too long, a link: before anything else
+    files.check_target(output, Param("output"), kind="folder")  # a name too long, a link: before anything else
     if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
         store.clean_stale(output.parent, f".{output.name}.")
     export.check_output(output, opts.image_dir, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
@@ -102,8 +102,9 @@ def _check_catalog_backbone(ref: str) -> None:
         return
     cfg = load_catalog().get(name)
     if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
-        raise UsageError(f"`model` {name} is a classifier, not a feature extractor (the catalog records its output "
-                         f"as {cfg.output} and names no feature-vector twin); {_give_features()}")
+        raise UsageError(Param("model") + f" {name} is a classifier, not a feature extractor (the catalog records "
+                         f"its output as {cfg.output} and names no feature-vector twin); " + _give_features(),
+                         model=name)
 
 
 def _check_backbone(backbone: Any, ref: str) -> None:
@@ -116,8 +117,8 @@ def _check_backbone(backbone: Any, ref: str) -> None:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)
     if why is not None:
-        raise UsageError(f"`model` {backbone.ref} is a classifier, not a feature extractor ({why}); "
-                         f"{_give_features()}")
+        raise UsageError(Param("model") + f" {backbone.ref} is a classifier, not a feature extractor ({why}); "
+                         + _give_features(), model=backbone.ref)
 
 
 def _give_features() -> str:
@@ -159,7 +160,7 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             opts.validation_percent, opts.test_percent
     output = _output_path(opts)
     if opts.steps:
-        ui.warn("`steps` is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
+        ui.warn(Param("steps") + " is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
     # shards and summaries are not reused: the shards' content is not recorded, summaries are a side effect
     reusable = opts.features is None and opts.summaries_dir is None
     photos = reuse.photo_facts([f.path for f in files]) if reusable else {}  # before any photo is read
@@ -263,13 +264,14 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     return result
 
 
-def _below_minimum(min_accuracy: float | None, reached: float | None) -> str | None:
+def _below_minimum(min_accuracy: float | None, reached: float | None) -> Text | None:
     """Why the model is not written (test accuracy under `min_accuracy`), or None."""
     if min_accuracy is None or (reached is not None and reached >= min_accuracy):
         return None
     shown = "n/a (no test images)" if reached is None else f"{reached:.1%}"
     gap = "" if reached is None else f" by {min_accuracy - reached:.1%}"
-    return f"accuracy {shown} is below `min_accuracy` {min_accuracy:.1%}{gap}; the model was not written"
+    return (f"accuracy {shown} is below " + Param("min_accuracy")
+            + f" {min_accuracy:.1%}{gap}; the model was not written")
 
 
 def _warn_leaks(n: int) -> None:
@@ -328,7 +330,7 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[datase
         ui.info(f"no test photos of {', '.join(lacking)} (the split is by hash: small classes may have none)")
     warning = dataset.imbalance(classes, samples)
     if warning:
-        ui.warn(warning + f" (`class_weight` {opts.train.class_weight})")
+        ui.warn(warning + " (" + Param("class_weight") + f" {opts.train.class_weight})")
     return samples, shas, bad
 
 
@@ -387,10 +389,11 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
     from imgtool.train import select_and_fit
 
     config = opts.train  # never modified: the options object is the caller's
-    what = f"L2 {config.l2:g} (`l2`)" if config.l2 is not None else f"L2 from {len(config.l2_grid)} values"
+    what = (f"L2 {config.l2:g} (" + Param("l2") + ")" if config.l2 is not None
+            else f"L2 from {len(config.l2_grid)} values")
     ui.info(f"Fitting the last layer on {len(x_fit)} photos"
             + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
-            + f": {what} by cross-validation, class weights {config.class_weight}")
+            + ": " + what + f" by cross-validation, class weights {config.class_weight}")
     head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra, groups=groups)
     for c in selection.candidates:
         mark = "  <- chosen" if c["l2"] == selection.l2 else ""

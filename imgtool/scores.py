@@ -20,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 
+from imgtool.errors import Param
+
 OutputKind = Literal["probabilities", "logits", "features"]
 KINDS: tuple[str, ...] = ("probabilities", "logits", "features")
 OVERRIDES: tuple[str, ...] = ("auto", "probabilities", "logits")
@@ -99,7 +101,7 @@ def decide_output_kind(config_output: str | None, facts: OutputFacts | None,
     if override not in (None, "auto"):
         if override not in ("probabilities", "logits"):
             raise ValueError(f"override must be one of {', '.join(OVERRIDES)}, not {override!r}")
-        return Decision(override, f"`scores` {override}")  # type: ignore[arg-type]
+        return Decision(override, Param("scores") + f" {override}")  # type: ignore[arg-type]
     if config_output is not None:
         if config_output not in KINDS:
             raise ValueError(f"output must be one of {', '.join(KINDS)}, not {config_output!r}")

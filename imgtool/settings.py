@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from imgtool.errors import UsageError
+from imgtool.errors import SettingError
 
 N = TypeVar("N", int, float)
 
@@ -40,14 +40,6 @@ VARIABLES: dict[str, str] = {
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
-
-
-class SettingError(UsageError):
-    """An environment variable holds something imgtool cannot use (exit 2)."""
-
-    def __init__(self, name: str, value: str, takes: str):
-        super().__init__(f"{name}={value!r} is not valid: it takes {takes}; fix or unset it")
-        self.name = name
 
 
 def _raw(env: Mapping[str, str], name: str) -> str | None:

@@ -341,7 +341,7 @@ def storage_error(err: OSError, what: str, elsewhere: str, shown: str | Path | N
     cause, fix = write_cause(err), {**_WRITE_ONLY, **_DENIED}.get(err.errno or 0, ("", ""))[1]
     where = shown if shown is not None else err.filename
     at = f" ({where})" if where else ""
-    msg = f"cannot write {what}{at}: {cause}; {(fix + ' ' if fix else '')}{elsewhere}{note}"
+    msg = f"cannot write {what}{at}: {cause}; {(fix + ' ' if fix else '')}" + elsewhere + note
     return StorageError(msg, err.errno, str(where) if where else None)
 
 

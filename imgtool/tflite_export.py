@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from imgtool import caches, export_checks, files, retrained, store
-from imgtool.errors import ImgtoolError, ModelError, StorageError, UsageError
+from imgtool.errors import Advice, ImgtoolError, ModelError, Param, StorageError, Text, UsageError, first_line
 from imgtool.retrained import RetrainedRecord
 from imgtool.tflite import reading, schema, writing
 from imgtool.tflite.head import QUANTIZE_MODES, Quantize, append_head
@@ -40,7 +40,7 @@ from imgtool.version import __version__
 CALIBRATION_PHOTOS = 100  # training photos used to calibrate int8 (first by relative path)
 
 
-def _write(path: Path, data: bytes, what: str = "", elsewhere: str = "choose another `output`") -> None:
+def _write(path: Path, data: bytes, what: str = "", elsewhere: str = "") -> None:
     """Atomic (readable like any file the user writes: store honours the umask); a write
     failure the user must fix is one line naming the file (exit 4)."""
     try:
@@ -48,7 +48,8 @@ def _write(path: Path, data: bytes, what: str = "", elsewhere: str = "choose ano
     except OSError as err:
         if isinstance(err, StorageError) or not store.is_storage_error(err, path.parent):
             raise
-        named = store.storage_error(err, what or f"the export {path}", elsewhere, shown="")
+        named = store.storage_error(err, what or f"the export {path}", elsewhere or "choose another " + Param("output"),
+                                    shown="")
         named.filename = str(path)
         raise named from None
 
@@ -73,7 +74,7 @@ def quantize_mode(text: str) -> Quantize:
     for mode in QUANTIZE_MODES:
         if text == mode:
             return mode
-    raise UsageError(f"`quantize` {text}: choose one of {', '.join(QUANTIZE_MODES)}")
+    raise UsageError(Param("quantize") + f" {text}: choose one of {', '.join(QUANTIZE_MODES)}")
 
 
 def default_file(quantize: str) -> str:
@@ -269,10 +270,10 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
     quantize = quantize_mode(quantize)
     folder = Path(folder)
     if not retrained.is_model_dir(folder):
-        raise UsageError(f"{folder}: not a model folder written by retrain (no {retrained.RETRAINED_FILE})")
+        raise UsageError(f"{folder}: " + Advice.NOT_RETRAINED + f" (no {retrained.RETRAINED_FILE})", path=folder)
     meta = retrained.parts(str(folder), folder).record  # the one typed reader: "damaged retrained model", exit 3
     if output is not None:
-        files.check_target(Path(output), "`output`", kind="file", ours=is_imgtool_export, force=force)
+        files.check_target(Path(output), Param("output"), kind="file", ours=is_imgtool_export, force=force)
     for name in ("model.tflite", default_file(quantize), "metrics.json"):  # in the folder: ours, but files only
         files.check_target(folder / name, f"{folder}'s", kind="file")
     metrics = store.read_json(folder / "metrics.json") or {}
@@ -341,9 +342,8 @@ def export_for_retrain(staging: Path, quantize: str) -> list[dict[str, Any]]:
     except Exception as err:  # an extra must not lose the trained model
         if isinstance(err, OSError) and (isinstance(err, StorageError) or store.is_storage_error(err, staging)):
             raise  # a full disk is not an optional extra: the folder would be written without its model.tflite
-        text = str(err).strip()
-        first = text if isinstance(err, ImgtoolError) else (text.splitlines()[0][:200] if text else type(err).__name__)
-    ui.warn(f"{default_file(quantize)} export skipped ({first}); the model folder still works with imgtool")
+        first: Text | str = err.text if isinstance(err, ImgtoolError) else first_line(err)
+    ui.warn(f"{default_file(quantize)} export skipped (" + first + "); the model folder still works with imgtool")
     records = [{"file": default_file(quantize), "quantize": quantize, "error": first}]
     metrics = store.read_json(staging / "metrics.json") or {}
     metrics["exports"] = [r for r in metrics.get("exports") or [] if "bytes" in r] + records

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from imgtool.errors import ModelError
+from imgtool.errors import ModelError, Param, first_line
 
 
 def _tf() -> Any:
@@ -33,7 +33,7 @@ def _savedmodel_function(tf, source: Path, batch: int | None, input_size: tuple[
     try:
         obj = tf.saved_model.load(str(source))
     except Exception as err:  # noqa: BLE001 - TF raises many types for a bad SavedModel
-        raise ModelError(f"{source}: not a loadable SavedModel ({str(err).splitlines()[0][:160]})") from None
+        raise ModelError(f"{source}: not a loadable SavedModel ({first_line(err, 160)})", path=source) from None
     sig = getattr(obj, "signatures", {}).get("serving_default") if hasattr(obj, "signatures") else None
     if sig is not None:
         inputs = sig.structured_input_signature[1]
@@ -51,7 +51,7 @@ def _savedmodel_function(tf, source: Path, batch: int | None, input_size: tuple[
     if not callable(obj):
         raise ModelError(f"{source}: the SavedModel has neither a serving signature nor __call__")
     if input_size is None:
-        raise ModelError(f"{source}: cannot tell the input size; pass `input_size` HEIGHT,WIDTH")
+        raise ModelError(f"{source}: cannot tell the input size; pass " + Param("input_size") + " HEIGHT,WIDTH")
     shape = [batch, *input_size, 3]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
@@ -91,7 +91,8 @@ def _graph_session(tf, pb: Path, tensors: tuple[str, str]):  # noqa: ANN001
         inp = graph.get_tensor_by_name(tensors[0])
         out = graph.get_tensor_by_name(tensors[1])
     except (KeyError, ValueError) as err:
-        raise ModelError(f"{pb}: {err}; name the tensors with `input_tensor`/`output_tensor`") from None
+        raise ModelError(f"{pb}: {err}; name the tensors with " + Param("input_tensor") + "/" + Param("output_tensor"),
+                         path=pb) from None
     return tf.compat.v1.Session(graph=graph), inp, out
 
 

@@ -30,6 +30,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from imgtool.calibration import Calibration, calibrate, scale
+from imgtool.errors import Param
 from imgtool.minimize import lbfgs
 from imgtool.scores import softmax
 
@@ -337,8 +338,8 @@ def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainC
         cal = calibrate(logits, y_fit)
         probs = scale(logits, cal.temperature)
         head = calibrated(head, cal.temperature)
-    method = (f"L2 fixed at {l2:g} (--l2); {k}-fold cross-validation for the estimate, refit on train+validation"
-              if config.l2 is not None else
+    method = (f"L2 fixed at {l2:g} (" + Param("l2") + f"); {k}-fold cross-validation for the estimate, refit on "
+              "train+validation" if config.l2 is not None else
               f"{k}-fold cross-validation of L2 by log-loss, refit on train+validation")
     chosen = dict(candidates[best])
     for c in candidates:

@@ -190,18 +190,19 @@ class Bars:
 class StderrHandler(logging.Handler):
     """The CLI's view of the `imgtool` logger: `warning: ...` for warnings, info lines as
     they are, nothing under --quiet (native output passed on is always shown). `rephrase`
-    turns the library's wording (parameter names) into the CLI's (option names)."""
+    says a message (a str, or an errors.Text naming parameters) in the CLI's words (option
+    names)."""
 
-    def __init__(self, level: int = logging.NOTSET, rephrase: Callable[[str], str] | None = None):
+    def __init__(self, level: int = logging.NOTSET, rephrase: Callable[[object], str] | None = None):
         super().__init__(level)
-        self.rephrase = rephrase or (lambda text: text)
+        self.rephrase = rephrase or str
 
     def emit(self, record: logging.LogRecord) -> None:
         raw = getattr(record, _RAW, False)
         if _quiet and not raw:
             return
         try:
-            msg = record.getMessage() if raw else self.rephrase(record.getMessage())
+            msg = record.getMessage() if raw or record.args else self.rephrase(record.msg)
             if record.levelno >= logging.WARNING and not raw:
                 msg = f"warning: {msg}"
             from imgtool.output import terminal_text
@@ -214,7 +215,7 @@ class StderrHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def stderr_output(rephrase: Callable[[str], str] | None = None) -> Iterator[None]:
+def stderr_output(rephrase: Callable[[object], str] | None = None) -> Iterator[None]:
     """For the length of a CLI command: log records to stderr, progress as tqdm bars.
     Undone afterwards, so library use in the same process (tests) stays silent."""
     handler = StderrHandler(logging.INFO, rephrase)

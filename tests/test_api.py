@@ -381,7 +381,7 @@ def test_list_models_sees_a_cached_entry(classifier_path: str, isolated_home: Pa
     (errors.StorageError, (OSError,)),
 ])
 def test_every_error_is_also_its_builtin(cls: type, bases: tuple[type, ...]) -> None:
-    from imgtool.settings import SettingError
+    from imgtool.errors import SettingError
 
     err = cls("what went wrong; what to do")
     assert isinstance(err, imgtool.ImgtoolError) and all(isinstance(err, b) for b in bases)

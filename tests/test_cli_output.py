@@ -13,42 +13,84 @@ from imgtool import ui
 from tests.conftest import invoke
 
 
-def test_cli_phrase_names_options_not_parameters() -> None:
-    from imgtool.cli import cli_phrase
+def test_cli_text_names_options_not_parameters() -> None:
+    from imgtool.command import cli_text
+    from imgtool.errors import Advice, Call, Param
 
-    assert cli_phrase("`min_accuracy` needs test photos (`test_percent` is 0); give `test_dir`") == \
-        "--min-accuracy needs test photos (--test-percent is 0); give --test-dir"
-    assert cli_phrase("x has no labels; showing class numbers (give a labels file to name them)") == \
-        "x has no labels; showing class numbers (pass --labels FILE to name them)"
-    assert cli_phrase("see `imgtool models list` and `not_a_parameter`") == \
-        "see `imgtool models list` and `not_a_parameter`"
-    # the library names parameters and says what to do; the CLI names its options and commands
-    assert cli_phrase("m.pb: no such tensor; name the tensors with `input_tensor`/`output_tensor`") == \
-        "m.pb: no such tensor; name the tensors with --input-tensor/--output-tensor"
-    assert cli_phrase("`input` x: no such file or folder; pass `overwrite` or `bottleneck_dir`; `expect` 'a'") == \
-        "--input x: no such file or folder; pass --overwrite or --bottleneck-dir; --expect 'a'"
-    assert cli_phrase("unknown catalog model 'x'; the catalog lists the models") == \
-        "unknown catalog model 'x'; `imgtool models list` shows the catalog"
-    assert cli_phrase("m: the cached model no longer loads; remove it from the cache") == \
+    def both(message: str) -> tuple[str, str]:  # (the library's words, the CLI's)
+        return str(message), cli_text(message)
+
+    assert both(Param("min_accuracy") + " needs test photos (" + Param("test_percent") + " is 0); give "
+                + Param("test_dir")) == \
+        ("`min_accuracy` needs test photos (`test_percent` is 0); give `test_dir`",
+         "--min-accuracy needs test photos (--test-percent is 0); give --test-dir")
+    assert both("x has no labels; showing class numbers (" + Advice.GIVE_LABELS + " to name them)") == \
+        ("x has no labels; showing class numbers (give a labels file to name them)",
+         "x has no labels; showing class numbers (pass --labels FILE to name them)")
+    # a plain str is said as it is: no word of free text is rewritten
+    assert cli_text("see `imgtool models list`, `min_accuracy` and the catalog lists the models") == \
+        "see `imgtool models list`, `min_accuracy` and the catalog lists the models"
+    assert cli_text(Param("not_a_parameter") + " x") == "`not_a_parameter` x"
+    assert cli_text("m.pb: no such tensor; name the tensors with " + Param("input_tensor") + "/"
+                    + Param("output_tensor")) == "m.pb: no such tensor; name the tensors with --input-tensor/--output-tensor"
+    assert cli_text(Param("input") + " x: no such file; pass " + Param("overwrite") + " or " + Param("bottleneck_dir")
+                    + "; " + Param("expect") + " 'a'") == \
+        "--input x: no such file; pass --overwrite or --bottleneck-dir; --expect 'a'"
+    assert both("unknown catalog model 'x'; " + Advice.LIST_CATALOG) == \
+        ("unknown catalog model 'x'; the catalog lists the models",
+         "unknown catalog model 'x'; `imgtool models list` shows the catalog")
+    assert cli_text("m: the cached model no longer loads; " + Advice.REMOVE_CACHED) == \
         "m: the cached model no longer loads; `imgtool models remove` it"
-    assert cli_phrase("d: not a model folder written by retrain (no file)") == \
+    assert cli_text("d: " + Advice.NOT_RETRAINED + " (no file)") == \
         "d: not a model folder written by `imgtool retrain` (no file)"
-    # a hint naming the API call names the command that makes it (the argument as the library repr'd it)
-    assert cli_phrase("x is not cached; run `download_model('inception_v3')` where the network is reachable") == \
-        "x is not cached; run `imgtool models download inception_v3` where the network is reachable"
-    assert cli_phrase("""failed (bad); `remove_models(["/m/it's here.pb"])` retries it""") == \
-        "failed (bad); `imgtool models remove /m/it's here.pb` retries it"
-    assert cli_phrase(r"no such label in m; `load_model('C:\\m').labels` lists what it can say") == \
-        r"no such label in m; `imgtool labels -m C:\m --search TEXT` lists what it can say"
-    assert cli_phrase("`download_model` and `remove_models(x)`") == "`download_model` and `remove_models(x)`"
+    # a call the library names (its argument repr'd) is the command that makes it (the argument as given)
+    assert both("x is not cached; run " + Call("download_model", "inception_v3") + " where the network is up") == \
+        ("x is not cached; run `download_model('inception_v3')` where the network is up",
+         "x is not cached; run `imgtool models download inception_v3` where the network is up")
+    assert both("failed (bad); " + Call("remove_models", "/m/it's here.pb") + " retries it") == \
+        ("""failed (bad); `remove_models(["/m/it's here.pb"])` retries it""",
+         "failed (bad); `imgtool models remove /m/it's here.pb` retries it")
+    assert both("no such label in m; " + Call("load_model.labels", "C:\\m") + " lists what it can say") == \
+        (r"no such label in m; `load_model('C:\\m').labels` lists what it can say",
+         r"no such label in m; `imgtool labels -m C:\m --search TEXT` lists what it can say")
+    assert both("or use " + Call("model=", "mobilenet_v2")) == ("or use `model='mobilenet_v2'`", "or use -m mobilenet_v2")
+
+
+def test_every_part_the_library_names_has_cli_words() -> None:
+    """Each parameter the CLI renders is an option some command declares; each call and
+    piece of advice has the CLI's words (a new one without them fails here, not in a run)."""
+    import click
+
+    from imgtool.cli import cli
+    from imgtool.command import CLI_ADVICE, COMMAND_OF_CALL, OPTION_OF_PARAMETER
+    from imgtool.errors import API_CALLS, Advice
+
+    declared: set[str] = set()
+
+    def walk(cmd: click.Command) -> None:
+        declared.update(o for p in cmd.params if isinstance(p, click.Option) for o in p.opts)
+        if isinstance(cmd, click.Group):
+            ctx = click.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None
+                walk(sub)
+
+    walk(cli)  # `imgtool beam` among its commands
+    assert set(OPTION_OF_PARAMETER.values()) <= declared
+    assert set(COMMAND_OF_CALL) == set(API_CALLS)
+    assert set(CLI_ADVICE) == set(Advice)
 
 
 def test_stderr_output_prints_todays_lines_and_honours_quiet(capsys: pytest.CaptureFixture) -> None:
+    from imgtool.command import cli_text
+    from imgtool.errors import Param
+
     log = logging.getLogger("imgtool")
     before = (list(log.handlers), log.level, log.propagate)
     try:
-        with ui.stderr_output(lambda text: text.replace("`l2`", "--l2")):
-            ui.info("Fitting with `l2`")
+        with ui.stderr_output(cli_text):
+            ui.info("Fitting with " + Param("l2"))
             ui.warn("skipping a.jpg: corrupt")
             log.warning("native line", extra={"imgtool_raw": True})
             ui.set_quiet(True)

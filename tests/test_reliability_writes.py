@@ -420,8 +420,9 @@ def test_imgtool_home_that_is_a_file_is_exit_2_at_start(tmp_path: Path) -> None:
             assert res.stderr == (f"Error: IMGTOOL_HOME={str(value)!r} is not valid: it takes a directory for the "
                                   f"model, bottleneck and export caches ({why}); fix or unset it\n")
     from imgtool import settings
+    from imgtool.errors import SettingError
 
-    with pytest.raises(settings.SettingError):
+    with pytest.raises(SettingError):
         settings.parse({"IMGTOOL_HOME": str(f)})
     assert settings.parse({"IMGTOOL_HOME": str(tmp_path / "new" / "home")}).home == tmp_path / "new" / "home"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from imgtool import settings
-from imgtool.settings import SettingError, parse
+from imgtool.errors import SettingError
+from imgtool.settings import parse
 from tests.conftest import invoke, run
 
 

@@ -293,7 +293,7 @@ def test_fixed_l2_skips_the_search_but_still_cross_validates() -> None:
     x, y = _blobs((6, 6), 5, seed=10)
     head, sel = train.select_and_fit(x, y, 2, TrainConfig(l2=0.7))
     assert sel.l2 == 0.7 and [c["l2"] for c in sel.candidates] == [0.7] and sel.cv_folds == 5
-    assert sel.method.startswith("L2 fixed at 0.7 (--l2)")
+    assert sel.method.startswith("L2 fixed at 0.7 (`l2`)")
     t = sel.calibration.temperature
     assert np.array_equal(head.weights, train.calibrated(train.fit(x, y, 2, 0.7)[0], t).weights)
 

@@ -110,7 +110,7 @@ def _end_now(message: str, code: int) -> None:
 
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from imgtool.beam.running import NoWorkers
+    from imgtool.errors import NoWorkers
 
     try:
         return fn(*args, **kwargs)

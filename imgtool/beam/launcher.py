@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgtool.beam.worker import ModelSpec
 from imgtool.bottlenecks import file_sha256
-from imgtool.errors import ModelError, UsageError
+from imgtool.errors import ModelError, Param, UsageError
 
 if TYPE_CHECKING:
     from imgtool.model import Purpose
@@ -160,7 +160,7 @@ def _has_module(name: str) -> bool:
         return False
 
 
-def check_scheme(path: str, what: str) -> None:
+def check_scheme(path: str, what: str | Param) -> None:
     """A path on a filesystem this Python cannot reach is one usage line naming the
     extra to install (or the scheme meant), before anything is listed or staged."""
     from apache_beam.io.filesystems import FileSystems
@@ -171,7 +171,7 @@ def check_scheme(path: str, what: str) -> None:
     if scheme in SCHEMES:
         module, extra = SCHEMES[scheme]
         if not _has_module(module):
-            raise UsageError(f"{what} {path}: {scheme}:// needs Beam's {extra} extra ({module} is not installed "
+            raise UsageError(what + f" {path}: {scheme}:// needs Beam's {extra} extra ({module} is not installed "
                              f"in this Python); {install_hint(extra)}")
         return
     from apache_beam.io.filesystem import FileSystem
@@ -180,7 +180,7 @@ def check_scheme(path: str, what: str) -> None:
         return  # another filesystem Beam has registered
     near = NEAR_SCHEMES.get(scheme)
     hint = f" (did you mean {near}://?)" if near else ""
-    raise UsageError(f"{what} {path}: Beam has no filesystem for {scheme}://{hint} "
+    raise UsageError(what + f" {path}: Beam has no filesystem for {scheme}://{hint} "
                      f"(schemes: {', '.join(s + '://' for s in SCHEMES)}, or a local path)")
 
 
@@ -189,8 +189,8 @@ def check_paths(options: Any, src: str, prefix: str) -> None:
     from apache_beam.options.pipeline_options import GoogleCloudOptions
 
     gcp = options.view_as(GoogleCloudOptions)
-    check_scheme(src, "`input`")
-    check_scheme(prefix, "`output`")
+    check_scheme(src, Param("input"))
+    check_scheme(prefix, Param("output"))
     for flag, value in (("--temp_location", gcp.temp_location), ("--staging_location", gcp.staging_location)):
         if value:
             check_scheme(value, flag)
@@ -213,19 +213,21 @@ def check_output(prefix: str, overwrite: bool) -> list[str]:
     from apache_beam.io.filesystems import FileSystems
 
     if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
-        raise UsageError(f"`output` {prefix} is a folder; give a path prefix such as {prefix.rstrip('/')}/results "
+        raise UsageError(Param("output") + f" {prefix} is a folder; give a path prefix such as "
+                         f"{prefix.rstrip('/')}/results "
                          "(shards are written as PREFIX-00000-of-00004...)")
     parent = FileSystems.split(prefix)[0]
     if "://" not in prefix and parent and not os.path.isdir(parent):
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as err:
-            raise UsageError(f"`output` {prefix}: cannot create folder {parent} ({err.strerror}); "
+            raise UsageError(Param("output") + f" {prefix}: cannot create folder {parent} ({err.strerror}); "
                              "choose a writable place") from None
     found = [m.path for r in FileSystems.match([prefix + "-*"]) for m in r.metadata_list]
     if found and not overwrite:
-        raise UsageError(f"`output` {prefix}: {len(found)} file(s) already match {prefix}-* "
-                         f"(e.g. {sorted(found)[0]}); pass `overwrite` to replace them or choose another prefix")
+        raise UsageError(Param("output") + f" {prefix}: {len(found)} file(s) already match {prefix}-* "
+                         f"(e.g. {sorted(found)[0]}); pass " + Param("overwrite")
+                         + " to replace them or choose another prefix")
     return sorted(found)
 
 

@@ -15,12 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgtool.beam.worker import ModelSpec
-from imgtool.errors import ImgtoolError, UsageError
+from imgtool.errors import NoWorkers, Param, PipelineError, UsageError, first_line
 
-
-class PipelineError(ImgtoolError):
-    """The pipeline failed while running (exit 1)."""
-
+INPUT = Param("input")  # the parameter most messages here are about
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # as imgtool.images
 GLOB_CHARS = "*?["
 
@@ -60,7 +57,7 @@ def input_pattern(src: str) -> tuple[str, str | None]:
             return os.path.join(root, "**"), root
         if os.path.isfile(src):
             return os.path.abspath(src), None
-        raise UsageError(f"`input` {src}: no such file or folder")
+        raise UsageError(INPUT + f" {src}: no such file or folder")
     if src.endswith("/"):
         return src + "**", src.rstrip("/")
     from apache_beam.io.filesystems import FileSystems
@@ -81,14 +78,9 @@ def check_input_not_empty(pattern: str) -> None:
     try:
         found = FileSystems.match([pattern], limits=[1])[0].metadata_list
     except Exception as err:  # noqa: BLE001 - BeamIOError wraps the filesystem's reason
-        raise UsageError(f"`input`: cannot list {pattern} ({_first_line(err)})") from None
+        raise UsageError(INPUT + f": cannot list {pattern} ({first_line(err, 300)})") from None
     if not found:
-        raise UsageError(f"`input`: nothing matches {pattern}")
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
+        raise UsageError(INPUT + f": nothing matches {pattern}")
 
 
 def _remove_writer_temp(prefix: str, since: float) -> None:
@@ -162,12 +154,12 @@ def _run(p: Any, prefix: str, options: Any, worker_timeout: float | None = None)
         _remove_writer_temp(prefix, since)
         if watch.timed_out:
             running.stop(result, options)  # cancel what was submitted; the error is the news
-            raise running.NoWorkers(f"no Beam worker connected within {timeout:g} s (is the worker pool running, and "
+            raise NoWorkers(f"no Beam worker connected within {timeout:g} s (is the worker pool running, and "
                                 "can its workers reach this machine?); the run was stopped") from None
         raise running.Interrupted(running.stop(result, options)) from None
     except Exception as err:  # noqa: BLE001 - runners raise anything: RuntimeError, grpc errors, IOError
         _remove_writer_temp(prefix, since)
-        raise PipelineError(f"the Beam pipeline failed: {_first_line(err)} (the runner's log has the details)"
+        raise PipelineError(f"the Beam pipeline failed: {first_line(err, 300)} (the runner's log has the details)"
                             ) from None
     return result
 
@@ -311,12 +303,12 @@ def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batc
 
     FileSystems.set_options(options)  # before listing: a cloud filesystem's client takes its options
     if _is_glob(root_src):
-        raise UsageError(f"`input` {root_src}: give the dataset folder (one sub-folder per class), not a glob")
+        raise UsageError(INPUT + f" {root_src}: give the dataset folder (one sub-folder per class), not a glob")
     if _local(root_src) and not os.path.isdir(root_src):
-        raise UsageError(f"`input` {root_src}: not a folder; give a folder with one sub-folder per class")
+        raise UsageError(INPUT + f" {root_src}: not a folder; give a folder with one sub-folder per class")
     pattern, root = input_pattern(root_src if not _local(root_src) else root_src.rstrip("/") or "/")
     if root is None:
-        raise UsageError(f"`input` {root_src}: give the dataset folder (one sub-folder per class)")
+        raise UsageError(INPUT + f" {root_src}: give the dataset folder (one sub-folder per class)")
     check_input_not_empty(pattern)
     started = time.perf_counter()
     p = _pipeline(options)

@@ -21,15 +21,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from imgtool.errors import ImgtoolError
+from imgtool.errors import first_line
 
 CANCEL_WAIT = 20.0  # seconds given to the runner to confirm a cancel
 DEFAULT_WORKER_TIMEOUT = 120.0
-
-
-class NoWorkers(ImgtoolError):
-    """No worker connected within the bounded wait (exit 1). The runner's threads still
-    wait for one, so the command ends the process right after saying so."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -133,8 +128,7 @@ def stop(result: Any, options: Any) -> str:
                 "check it with the runner's own tools and cancel it there.")
     if "error" in outcome:
         err = outcome["error"]
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        return (f"Interrupted; {runner} could not cancel the job ({first}): it goes on; "
+        return (f"Interrupted; {runner} could not cancel the job ({first_line(err)}): it goes on; "
                 "cancel it with the runner's own tools (e.g. `gcloud dataflow jobs cancel JOB_ID`).")
     if t.is_alive():
         return (f"Interrupted; asked {runner} to cancel the job, with no answer in {CANCEL_WAIT:g} s: "

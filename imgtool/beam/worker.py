@@ -41,7 +41,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from imgtool import images
 from imgtool.engine import HeadEngine, LiteRTEngine
-from imgtool.errors import ImgtoolError
+from imgtool.errors import ImgtoolError, first_line
 from imgtool.scores import softmax
 
 METRICS_NAMESPACE = "imgtool"  # photos, failed, interpreters
@@ -133,8 +133,7 @@ def read_and_decode(path: str, size: tuple[int, int]) -> tuple[bytes | None, np.
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
             data = fh.read()
     except Exception as err:  # noqa: BLE001 - BeamIOError, OSError, cloud client errors: one record each
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        return None, None, f"cannot read ({first})"
+        return None, None, f"cannot read ({first_line(err)})"
     try:
         return data, images.decode(io.BytesIO(data), size), None
     except ImgtoolError as err:
@@ -218,8 +217,7 @@ def failed_batch_reason(failure: Any) -> str:
     """The dead-letter output's (type, repr, traceback) as one line for a record."""
     kind, text = (failure[0], failure[1]) if isinstance(failure, tuple) and len(failure) >= 2 else (None, failure)
     name = getattr(kind, "__name__", "error")
-    first = str(text).strip().splitlines()[0][:300] if str(text).strip() else name
-    return f"the model failed on this photo's batch ({first})"
+    return f"the model failed on this photo's batch ({first_line(str(text), 300) or name})"
 
 
 # classify: a path -> (path, pixels) | error record -> {"path", "predictions"} | {"path", "error"}

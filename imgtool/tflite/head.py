@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from imgtool.errors import ModelError, UsageError
+from imgtool.errors import ModelError, Param, UsageError
 from imgtool.tflite.writing import ModelEdit
 
 Quantize = Literal["none", "dynamic", "float16", "int8"]
@@ -167,7 +167,7 @@ def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize
     (only) output; a quantized output is dequantized first unless `quantize` is int8.
     `weights` are [features, classes], as head.npz keeps them."""
     if quantize not in QUANTIZE_MODES:
-        raise UsageError(f"`quantize` {quantize}: choose one of {', '.join(QUANTIZE_MODES)}")
+        raise UsageError(Param("quantize") + f" {quantize}: choose one of {', '.join(QUANTIZE_MODES)}")
     head = _start(backbone, weights, bias)
     prob = _uint8_head(head, calibration_features) if quantize == "int8" else _float_head(head, quantize)
     head.edit.set_output(prob, "probability")

@@ -407,11 +407,12 @@ def test_a_failure_inside_the_pipeline_is_one_line(mobilenet: str, photos: Path,
     from dataclasses import replace
 
     from imgtool.beam import launcher, pipelines
+    from imgtool.errors import PipelineError
 
     launcher.register_by_value()
     spec = launcher.prepare_model(mobilenet, "classify", str(tmp_path / "stage"))
     gone = replace(spec, model_uri=str(tmp_path / "stage" / "vanished.tflite"))  # a worker cannot fetch it
-    with pytest.raises(pipelines.PipelineError) as info:
+    with pytest.raises(PipelineError) as info:
         pipelines.run_classify(launcher.pipeline_options(["--direct_num_workers=1"]), gone, str(photos),
                                str(tmp_path / "x"))
     msg = str(info.value)
