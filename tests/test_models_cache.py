@@ -1,4 +1,4 @@
-"""`imgtool models list/remove` know the bottleneck and export caches too; removing
+"""`imgtool models list/remove` know the bottleneck, export and results caches too; removing
 from an empty cache is not an error."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _listing() -> dict[str, dict]:
 
 
 def test_remove_all_on_an_empty_cache_is_fine(isolated_home: Path) -> None:
-    for args in (["all"], ["bottlenecks"], ["exports"], ["bottlenecks", "exports"]):
+    for args in (["all"], ["bottlenecks"], ["exports"], ["results"], ["bottlenecks", "exports", "results"]):
         res = invoke("models", "remove", *args)
         assert res.exit_code == 0, res.output
         assert res.stderr == "nothing cached\n"
@@ -55,7 +55,8 @@ def test_remove_all_on_an_empty_cache_is_fine(isolated_home: Path) -> None:
 def test_help_names_the_caches() -> None:
     text = invoke("models", "remove", "--help").stdout
     assert "imgtool models remove bottlenecks exports" in text and "imgtool models remove all" in text
-    assert "bottlenecks, exports" in invoke("models", "--help").stdout
+    assert "imgtool models remove results" in text
+    assert "bottlenecks, exports, results" in invoke("models", "--help").stdout
 
 
 def test_unknown_model_is_still_exit_3(isolated_home: Path) -> None:
@@ -91,6 +92,14 @@ def test_caches_are_listed_with_sizes_and_removed(retrained: Path) -> None:
     res = invoke("models", "remove", "bottlenecks")
     assert res.exit_code == 0 and "removed the bottlenecks cache" in res.stderr and "8 entries" in res.stderr
     assert not (home / "bottlenecks").exists()
+
+    (record,) = (home / "results").glob("*.json")  # the retrain's record of its inputs
+    size = record.stat().st_size
+    assert _listing()["results"] == {"name": "results", "kind": "cache", "cached": True, "path": str(home / "results"),
+                                     "bytes": size, "entries": 1}
+    res = invoke("models", "remove", "results")
+    assert res.exit_code == 0 and res.stderr == f"removed the results cache ({human_size(size)}, 1 entries)\n"
+    assert not (home / "results").exists()
     assert list((home / "tmp").iterdir()) == []  # renamed away, then deleted
     assert _listing()["bottlenecks"] == {"name": "bottlenecks", "kind": "cache", "cached": False, "path": str(home / "bottlenecks"),
                                          "bytes": 0, "entries": 0}
@@ -108,9 +117,9 @@ def test_remove_all_takes_models_and_caches(retrained: Path, http_server, tmp_pa
     res = invoke("models", "remove", "all")
     assert res.exit_code == 0, res.output
     assert "removed the bottlenecks cache" in res.stderr and "removed the exports cache" in res.stderr
-    assert "removed url-" in res.stderr
+    assert "removed the results cache" in res.stderr and "removed url-" in res.stderr
     assert list((home / "models").iterdir()) == []
-    assert not (home / "bottlenecks").exists() and not (home / "exports").exists()
+    assert not (home / "bottlenecks").exists() and not (home / "exports").exists() and not (home / "results").exists()
     assert invoke("models", "remove", "all").stderr == "nothing cached\n"
 
 

@@ -14,6 +14,9 @@ import pytest
 
 from tests.conftest import IMGTOOL, default_sigint, invoke, run
 
+# every test runs the real backbone over photos, or `imgtool` as a subprocess
+pytestmark = pytest.mark.heavy
+
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 
