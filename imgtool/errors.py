@@ -160,7 +160,7 @@ class Text(str):
     def __radd__(self, other: object) -> Text:
         return Text.of((other, self))
 
-    def __reduce__(self) -> tuple[type, tuple[tuple[Part, ...]]]:  # pickled (Beam) as its parts
+    def __reduce__(self) -> tuple[type, tuple[tuple[Part, ...]]]:  # Beam serializes errors: rebuilt from its parts
         return (Text, (self.parts,))
 
     def say(self, part_in_words: Callable[[Part], str]) -> str:
