@@ -99,8 +99,8 @@ def photo_facts(paths: list[str]) -> dict[str, list[int] | None]:
 
 def versions() -> dict[str, Any]:
     """The code that computed the numbers, besides the inputs: Python, imgtool (its version
-    and the facts of its own files, so an edited checkout counts) and the facts of the
-    packages that decode, run and fit (Pillow, LiteRT, numpy: an upgrade rewrites them).
+    and the code_facts of its own files, so an edited checkout counts) and the code_facts of
+    the packages that decode, run and fit (PACKAGES: an upgrade rewrites them).
     Facts rather than importlib.metadata: reading those is slower than a whole reuse."""
     import importlib.util
 
@@ -116,7 +116,7 @@ def versions() -> dict[str, Any]:
 
 def backbone_file_key(ref: str | None) -> dict[str, Any] | None:
     """The backbone's part of the inputs without resolving it, for a .tflite file named by
-    a path (what it is depends on the file only): its path and facts. None for anything
+    a path (what it is depends on the file only): its path and code_facts. None for anything
     else (a catalog name, a hub handle, a folder): the caller resolves it and uses its
     identity instead."""
     if ref is None or "/" not in ref or ref.startswith(("catalog:", "http://", "https://", "hub:", "kaggle:")) \
