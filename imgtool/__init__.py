@@ -26,16 +26,16 @@ _LAZY = {
     "classify": "imgtool.api",
     "load_model": "imgtool.api",
     "Model": "imgtool.api",
-    "ModelInfo": "imgtool.api",
-    "list_models": "imgtool.api",
+    "ModelInfo": "imgtool.api_store",
+    "list_models": "imgtool.api_store",
     "retrain": "imgtool.api",
     "evaluate": "imgtool.api",
-    "download_model": "imgtool.api",
-    "model_path": "imgtool.api",
-    "remove_models": "imgtool.api",
-    "Removed": "imgtool.api",
+    "download_model": "imgtool.api_store",
+    "model_path": "imgtool.api_store",
+    "remove_models": "imgtool.api_store",
+    "Removed": "imgtool.api_store",
     "export_model": "imgtool.api",
-    "list_caches": "imgtool.api",
+    "list_caches": "imgtool.api_store",
     "audit": "imgtool.api",
     "AuditResult": "imgtool.findings",
     "CacheInfo": "imgtool.caches",
@@ -66,21 +66,15 @@ __all__ = [
 assert set(__all__) == set(_LAZY) | {"__version__"}
 
 if TYPE_CHECKING:
-    from imgtool.api import (
-        Model,
+    from imgtool.api import Model, audit, classify, evaluate, export_model, load_model, retrain
+    from imgtool.api_store import (
         ModelInfo,
         Removed,
-        audit,
-        classify,
         download_model,
-        evaluate,
-        export_model,
         list_caches,
         list_models,
-        load_model,
         model_path,
         remove_models,
-        retrain,
     )
     from imgtool.caches import CacheInfo
     from imgtool.classifier import Prediction, Result

@@ -1,7 +1,7 @@
 """The public Python API: `imgtool.classify` (one shot), `imgtool.load_model`,
-`Model.classify`, `imgtool.retrain`,
-`imgtool.evaluate`, `imgtool.export_model`, and the store: `imgtool.list_models`,
-`download_model`, `model_path`, `remove_models`. The CLI is this plus printing.
+`Model.classify`, `imgtool.retrain`, `imgtool.evaluate`, `imgtool.audit`,
+`imgtool.export_model`; the store (`imgtool.list_models`, `download_model`, `model_path`,
+`remove_models`) is api_store.py. The CLI is this plus printing.
 
 Nothing here prints: messages go to the `imgtool` logger, progress to the optional
 `progress` callback (`ui.ProgressCallback`: called as `progress(done, total, desc, unit)`).
@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from imgtool import ui
-from imgtool.errors import Advice, Call, Param, UsageError
+from imgtool.errors import Advice, Param, UsageError
+from imgtool.options import Quantize, Scores
 
 if TYPE_CHECKING:
-    from imgtool.caches import CacheInfo
     from imgtool.classifier import Classifier, Result
     from imgtool.evaluation import Evaluation
     from imgtool.findings import AuditResult
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
     from imgtool.retraining import RetrainResult
     from imgtool.tflite_export import ExportResult
 
-Scores = Literal["auto", "probabilities", "logits"]
-QuantizeMode = Literal["none", "dynamic", "float16", "int8"]
 PathLike = str | os.PathLike[str]
 
 
@@ -114,10 +111,10 @@ class Model:
     def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                       progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
-        if top_k < 1:
-            raise UsageError(f"top_k must be at least 1 (got {top_k})", parameter="top_k")
-        if batch_size < 1:
-            raise UsageError(f"batch_size must be at least 1 (got {batch_size})", parameter="batch_size")
+        from imgtool.options import ClassifyOptions, check_value
+
+        check_value(ClassifyOptions, "top_k", top_k)
+        check_value(ClassifyOptions, "batch_size", batch_size)
         threshold = self.resolve_min_score(min_score)
         items: Sequence[Any] | Iterable[Any] = [inputs] if _single(inputs) else inputs
         with ui.Tracker(None, "classifying", "img", progress or ui.current_callback()) as tracker:
@@ -195,9 +192,9 @@ def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, p
 
 def _classifier(model: ResolvedModel, scores: str) -> Classifier:
     from imgtool.classifier import Classifier
+    from imgtool.options import ClassifyOptions, check_value
 
-    if scores not in ("auto", "probabilities", "logits"):
-        raise UsageError(f"scores {scores!r}: choose auto, probabilities or logits", parameter="scores")
+    check_value(ClassifyOptions, "scores", scores)
     return Classifier(model, scores=scores)
 
 
@@ -217,61 +214,40 @@ def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None
     return None if model.labels is None else list(model.labels)
 
 
-def retrain(folder: PathLike | None, *, model: PathLike | None = None, output: PathLike | None = None, seed: int = 0,
-            validation_percent: float = 10.0, test_percent: float = 10.0,
-            validation_dir: PathLike | None = None, test_dir: PathLike | None = None,
-            l2: float | None = None, label_smoothing: float = 0.1,
-            class_weight: Literal["balanced", "none"] = "balanced",
-            input_size: tuple[int, int] | None = None, value_range: tuple[float, float] | None = None,
-            bottleneck_dir: PathLike | None = None, summaries_dir: PathLike | None = None,
-            flip_left_right: bool = False, random_crop: float = 0.0, random_scale: float = 0.0,
-            random_brightness: float = 0.0, distorted_copies: int = 4,
-            min_accuracy: float | None = None, force: bool = False, tf_exports: bool = True,
-            quantize: QuantizeMode = "none", features: str | None = None,
-            progress: ui.ProgressCallback | None = None) -> RetrainResult:
+def retrain(folder: PathLike | None, *, progress: ui.ProgressCallback | None = None, **options: Any) -> RetrainResult:
     """Train a new last layer on `folder` (one sub-folder per class, or train/ + val/
     [+ test/] each holding the class sub-folders) over a frozen backbone `model`
     (default: $IMGTOOL_BACKBONE, else inception_v3's feature vector), and write the
     model folder `output` (default: FOLDER-model beside it).
+
+    The keywords are `imgtool.options.RetrainOptions`' fields, the command's options
+    (`model`, `output`, `seed`, `validation_percent`, `test_percent`, `l2`, ...), checked
+    against the same choices, ranges and rules as the command line's.
 
     Returns a `RetrainResult`: `.output` (the folder written; None when `min_accuracy`
     was not reached - then `.below_minimum` says by how much and nothing is written),
     `.report` (its report.html), `.metrics` (what metrics.json holds),
     `.misclassified` (test photos, also in `.metrics`). `features`
     trains from `imgtool beam features` Parquet shards instead of photos (then
-    `folder` may be None). Percentages are 0..50; distortions (random_* in percent)
+    `folder` is None). Percentages are 0..50; distortions (random_* in percent)
     add `distorted_copies` per training photo."""
     from imgtool import settings
-    from imgtool.retraining import Distortions, RetrainOptions
+    from imgtool.options import RetrainOptions, check_retrain, deprecation, typed
     from imgtool.retraining import retrain as run
-    from imgtool.train import TrainConfig
 
-    def path(p: PathLike | None) -> Path | None:
-        return None if p is None else Path(p)
-
-    if folder is None and features is None:
-        raise UsageError("give the folder of photos (one sub-folder per class), or feature shards")
-    for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
-        if not 0 <= pct <= 50:
-            raise UsageError(f"{name} {pct:g} is outside 0..50", parameter=name)
-    if min_accuracy is not None and not 0 <= min_accuracy <= 1:
-        raise UsageError(f"min_accuracy {min_accuracy:g} is outside 0..1", parameter="min_accuracy")
-    if class_weight not in ("balanced", "none"):
-        raise UsageError(f"class_weight {class_weight!r}: choose balanced or none", parameter="class_weight")
-    if quantize not in ("none", "dynamic", "float16", "int8"):
-        raise UsageError(f"quantize {quantize!r}: choose none, dynamic, float16 or int8", parameter="quantize")
-    if summaries_dir is not None and not _summaries_installed():
+    opts = typed(RetrainOptions, "retrain", image_dir=folder, **options)
+    warning = deprecation(opts)
+    if warning is not None:
+        ui.warn(warning)
+    check_retrain(opts)
+    if opts.features is not None:
+        opts.image_dir = _shards_root(opts.features)  # recorded as the model's source, as for a folder run
+        ui.info("Training from feature shards: no photo is read; report thumbnails show only photos still "
+                "readable at the path recorded in the shards")
+    if opts.summaries_dir is not None and not _summaries_installed():
         raise UsageError(Param("summaries_dir") + f" needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
-    image_dir = Path(folder) if folder is not None else _shards_root(features)
-    opts = RetrainOptions(
-        image_dir=image_dir, output=path(output), model=os.fspath(model) if model else settings.current().backbone,
-        validation_percent=validation_percent, test_percent=test_percent, bottleneck_dir=path(bottleneck_dir),
-        summaries_dir=path(summaries_dir), min_accuracy=min_accuracy, input_size=input_size,
-        value_range=value_range,
-        train=TrainConfig(l2=l2, seed=seed, label_smoothing=label_smoothing, class_weight=class_weight),
-        tf_exports=tf_exports, validation_dir=path(validation_dir), test_dir=path(test_dir), force=force,
-        features=features, quantize=quantize,
-        distortions=Distortions(flip_left_right, random_crop, random_scale, random_brightness, distorted_copies))
+    if opts.model is None:
+        opts.model = settings.current().backbone
     with ui.reporting(progress):
         return run(opts)
 
@@ -286,15 +262,15 @@ def _summaries_installed() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _shards_root(features: str | None) -> Path:
+def _shards_root(features: str) -> Path:
+    """The folder the shards were made from (no shards there: said before any model is fetched)."""
     from imgtool.features import dataset_root
 
-    assert features is not None
     return Path(dataset_root(features))
 
 
 def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores = "auto",
-             labels: PathLike | Sequence[str] | None = None,
+             labels: PathLike | Sequence[str] | None = None, min_accuracy: float | None = None,
              progress: ui.ProgressCallback | None = None) -> Evaluation:
     """Score a classifier on a labelled folder (one sub-folder per class, named after
     the model's labels). `model`: a loaded `Model` or a reference for `load_model`.
@@ -302,15 +278,22 @@ def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores
     Returns an `Evaluation`: `.accuracy`, `.per_class` ({class: precision, recall, f1,
     support}), `.confusion` (rows: true, columns: predicted, in `.classes` order),
     `.failures` [(path, error)], `.misclassified`, `.seen_in_training` (photos the
-    model was trained on; None if it records none) and `.metrics` (all of it)."""
+    model was trained on; None if it records none) and `.metrics` (all of it).
+    With `min_accuracy` (0..1), `.below_minimum` says by how much the accuracy falls
+    short of it (None: it does not)."""
+    from imgtool import metrics
     from imgtool.evaluation import evaluate_folder
+    from imgtool.options import EvaluateOptions, check_value
 
+    check_value(EvaluateOptions, "min_accuracy", min_accuracy)
     if isinstance(model, Model) and (scores != "auto" or labels is not None):
         raise UsageError("scores and labels belong to load_model; a loaded model already has them")
     loaded = model if isinstance(model, Model) else load_model(model, scores=scores, labels=labels,
                                                                progress=progress)
     with ui.reporting(progress):
-        return evaluate_folder(loaded.classifier, Path(folder))
+        ev = evaluate_folder(loaded.classifier, Path(folder))
+    ev.below_minimum = metrics.below_minimum(ev.accuracy, min_accuracy)
+    return ev
 
 
 def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, validation_percent: float = 10.0,
@@ -328,10 +311,10 @@ def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, val
     `.summary`; `.found` is True when any of them is not empty; `.to_dict()`."""
     from imgtool import settings
     from imgtool.auditing import run
+    from imgtool.options import RetrainOptions, check_value
 
-    for name, pct in (("validation_percent", validation_percent), ("test_percent", test_percent)):
-        if not 0 <= pct <= 50:
-            raise UsageError(f"{name} {pct:g} is outside 0..50", parameter=name)
+    check_value(RetrainOptions, "validation_percent", validation_percent)  # retrain's splits, retrain's ranges
+    check_value(RetrainOptions, "test_percent", test_percent)
     with ui.reporting(progress):
         return run(Path(folder), os.fspath(model) if model else settings.current().backbone,
                    validation_dir=None if validation_dir is None else Path(validation_dir),
@@ -340,168 +323,7 @@ def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, val
                    bottleneck_dir=None if bottleneck_dir is None else Path(bottleneck_dir))
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """One model `list_models` knows: a catalog record ("catalog"), or something else in
-    the cache ("other": a URL, a handle, a converted local model)."""
-
-    name: str
-    description: str
-    kind: Literal["catalog", "other"]
-    cached: bool
-    bytes: int = 0
-    key: str | None = None  # the cache entry's name
-    problem: str | None = None  # why a cache entry is damaged
-    path: Path | None = None  # the cache entry's folder (download_model); an embedded model's file
-    runtime: Literal["litert", "tensorflow"] | None = None  # what runs it (download_model)
-    embedded: bool = False  # ships inside the package: always there, never cached nor removed
-    purpose: Literal["classifier", "features"] | None = None  # catalog models: a classifier or a feature extractor
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.kind == "other":
-            return {"name": self.name, "key": self.key, "cached": self.cached, "kind": self.kind, "bytes": self.bytes}
-        return {"name": self.name, "description": self.description, "cached": self.cached, "kind": self.kind,
-                "bytes": self.bytes, "embedded": self.embedded, "purpose": self.purpose}
-
-
-def list_models() -> list[ModelInfo]:
-    """The catalog (IMGTOOL_CATALOG's records included), then the other models in the
-    cache. `cached` is True only for an intact entry (`problem` says what is wrong).
-    `embedded` models ship inside the package: usable offline, never in the cache
-    (`cached` False, `bytes` their file's size)."""
-    from imgtool.catalog import load_catalog
-    from imgtool.entries import cached_entries
-
-    cached = {e.key: e for e in cached_entries()}
-    out = []
-    for name, cfg in load_catalog().items():
-        if cfg.embedded:
-            out.append(ModelInfo(name, cfg.description, "catalog", False, cfg.size or 0, embedded=True,
-                                 purpose=cfg.purpose))
-            continue
-        entry = cached.pop(name, None)
-        out.append(ModelInfo(name, cfg.description, "catalog", bool(entry and entry.ok),
-                             entry.bytes if entry else 0, name if entry else None,
-                             entry.problem if entry else None, purpose=cfg.purpose))
-    for key, e in cached.items():
-        out.append(ModelInfo(e.name, e.url or "", "other", e.ok, e.bytes, key, e.problem))
-    return out
-
-
-def list_caches() -> list[CacheInfo]:
-    """The caches beside the models (`bottlenecks`, `exports`, `results`): where, how big, how many
-    entries. Removing them (`remove_models`) costs recomputation, never a result."""
-    from imgtool import caches
-
-    return [caches.info(name) for name in caches.CACHES]
-
-
-def download_model(ref: PathLike | None = None, *, features: bool = False,
-                   progress: ui.ProgressCallback | None = None) -> ModelInfo:
-    """Download (and convert) a model into the cache now, e.g. while building a CI image,
-    so later runs need no network. `features`: also the feature-vector twin `retrain`
-    uses. `ref` as for `load_model`. Returns what is now cached."""
-    from imgtool import store
-    from imgtool.catalog import load_catalog
-    from imgtool.resolve import resolve
-
-    text = None if ref is None else os.fspath(ref)
-    with ui.reporting(progress):
-        model = resolve(text)
-        if features:
-            resolve(text, purpose="features")
-    entry = model.entry
-    catalog = load_catalog()
-    if model.config.embedded:  # nothing to download: it ships with imgtool
-        return ModelInfo(model.ref, model.config.description, "catalog", False, model.config.size or 0, None, None,
-                         model.tflite, "litert", embedded=True, purpose=model.config.purpose)
-    return ModelInfo(model.ref, model.config.description, "catalog" if model.ref in catalog else "other",
-                     True, store.dir_size(entry) if entry is not None and entry.is_dir() else 0,
-                     entry.name if entry is not None else None, None, entry,
-                     "tensorflow" if model.tflite is None else "litert",
-                     purpose=catalog[model.ref].purpose if model.ref in catalog else None)
-
-
-def model_path(ref: str | None = None) -> Path:
-    """The cache root (IMGTOOL_HOME) when `ref` is None, else the folder of the cache
-    entry named `ref` (its catalog name, URL or entry key), or the file of a model that
-    ships with imgtool. ModelNotFoundError when it is not cached: the message says how to
-    fetch it, if it is something that can be fetched (a catalog name, URL, handle or local
-    model), and says so if it is not."""
-    from imgtool import refs, shipped, store
-    from imgtool.catalog import load_catalog
-    from imgtool.entries import cached_entries
-    from imgtool.errors import ModelNotFoundError
-
-    if ref is None:
-        return store.home()
-    config = load_catalog().get(ref)
-    if config is not None and config.embedded:
-        return shipped.path(config)
-    for e in cached_entries():
-        if ref in (e.key, e.name):
-            return e.path
-    try:
-        refs.parse(ref, load_catalog())
-    except ModelNotFoundError as err:  # nothing that download_model could fetch
-        raise ModelNotFoundError(f"{ref} is not in the cache, and cannot be fetched: " + err.text, model=ref) from None
-    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()}); " + Call("download_model", ref)
-                             + " fetches it", model=ref)
-
-
-@dataclass(frozen=True)
-class Removed:
-    """One thing `remove_models` removed: a cache entry ("model", `name` is its key) or
-    one of the caches beside the models ("cache": "bottlenecks", "exports" or "results")."""
-
-    name: str
-    kind: Literal["model", "cache"]
-    bytes: int
-    entries: int = 1  # caches: the feature vectors / exports / records they held
-
-
-def remove_models(names: Iterable[str]) -> list[Removed]:
-    """Remove cached models (by catalog name, URL or entry key) and the caches named
-    `bottlenecks`, `exports` and `results`; `all` removes everything. Nothing cached is fine (an
-    empty list). A name that matches nothing raises ModelNotFoundError, after the others
-    were removed; a model that ships with imgtool is never removed (UsageError, before
-    anything is). Each removal is also logged."""
-    from imgtool import caches
-    from imgtool.catalog import load_catalog
-    from imgtool.entries import cached_entries
-    from imgtool.entries import remove as remove_entry
-    from imgtool.errors import ModelNotFoundError
-
-    names = list(names)
-    catalog = load_catalog()
-    shipped = [n for n in names if n in catalog and catalog[n].embedded]
-    if shipped:
-        raise UsageError(f"{', '.join(shipped)} {'ships' if len(shipped) == 1 else 'ship'} with imgtool (inside the "
-                         "package, not in the cache) and cannot be removed")
-    out: list[Removed] = []
-    missing = []
-    for name in names:
-        if name in caches.CACHES or name == "all":
-            for cache in (caches.CACHES if name == "all" else (name,)):
-                gone = caches.remove(cache)
-                if gone is not None:
-                    out.append(Removed(cache, "cache", gone.bytes, gone.entries))
-                    ui.info(f"removed the {cache} cache ({caches.human_size(gone.bytes)}, {gone.entries} entries)")
-            if name in caches.CACHES:
-                continue
-        sizes = {e.key: e.bytes for e in cached_entries()}
-        removed = remove_entry(name)
-        if removed:
-            out.extend(Removed(key, "model", sizes.get(key, 0)) for key in removed)
-            ui.info(f"removed {', '.join(removed)}")
-        elif name != "all":
-            missing.append(name)
-    if missing:
-        raise ModelNotFoundError(f"not in the cache: {', '.join(missing)}")
-    return out
-
-
-def export_model(model_dir: PathLike, quantize: QuantizeMode = "none",
+def export_model(model_dir: PathLike, quantize: Quantize = "none",
                  output: PathLike | None = None, force: bool = False) -> list[ExportResult]:
     """Write a single .tflite (TFLite metadata and labels inside) for a folder written by
     `retrain`: the float `model.tflite` always (the reference for accuracy), and with

@@ -26,7 +26,7 @@ def run(folder: Path, model: str | None = None, *, validation_dir: Path | None =
         value_range: tuple[float, float] | None = None) -> AuditResult:
     """The audit of `folder` (see the module docstring); `imgtool.audit` is this."""
     from imgtool import dataset
-    from imgtool.retraining import feature_backbone, features_of, readable_files
+    from imgtool.featurize import feature_backbone, features_of, readable_files
 
     found = dataset.find_layout(folder, validation_dir, test_dir)
     classes, files, layout = found.classes, found.photos, found.description

@@ -17,11 +17,10 @@ from importlib import resources
 from typing import Any, Literal, get_args
 
 from imgtool.errors import ModelError, Param, UsageError
-from imgtool.scores import OutputKind
+from imgtool.scores import OUTPUT_KINDS, OutputKind
 
 ModelFormat = Literal["savedmodel", "graphdef", "tflite"]
 FORMATS: tuple[ModelFormat, ...] = get_args(ModelFormat)
-OUTPUTS: tuple[OutputKind, ...] = ("logits", "probabilities", "features")
 Purpose = Literal["classifier", "features"]
 
 
@@ -113,8 +112,8 @@ class ModelConfig:
         d["sources"] = tuple(Source.from_dict(name, i, s) for i, s in enumerate(d.get("sources") or ()))
         if d.get("format") not in FORMATS:
             raise ModelError(f"catalog record {name!r}: format must be one of {', '.join(FORMATS)}")
-        if d.get("output") is not None and d["output"] not in OUTPUTS:
-            raise ModelError(f"catalog record {name!r}: output must be one of {', '.join(OUTPUTS)}")
+        if d.get("output") is not None and d["output"] not in OUTPUT_KINDS:
+            raise ModelError(f"catalog record {name!r}: output must be one of {', '.join(OUTPUT_KINDS)}")
         d["urls"] = tuple(d.get("urls", ()))
         if d.get("input_size") is not None:
             d["input_size"] = tuple(int(v) for v in d["input_size"])

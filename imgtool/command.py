@@ -114,16 +114,22 @@ def _stdout_closed() -> None:
 # The library names what the caller passed (`test_percent`, a call to make, a piece of advice)
 # as parts of its messages (errors.Param, Call, Advice); the CLI says each part as the option,
 # command or words that do the same. Applied to error messages and to the log lines on stderr.
-OPTION_OF_PARAMETER = {
-    "model": "--model", "output": "--output", "force": "--force", "labels": "--labels",
-    "min_accuracy": "--min-accuracy", "test_percent": "--test-percent", "validation_percent": "--validation-percent",
-    "test_dir": "--test-dir", "validation_dir": "--validation-dir", "class_weight": "--class-weight", "l2": "--l2",
-    "steps": "--steps", "input_size": "--input-size", "value_range": "--value-range", "scores": "--scores",
-    "quantize": "--quantize", "top_k": "--top-k", "features": "--features",
-    "input_tensor": "--input-tensor", "output_tensor": "--output-tensor", "expect": "--expect",
-    "bottleneck_dir": "--bottleneck-dir", "summaries_dir": "--summaries-dir", "input": "--input",
-    "overwrite": "--overwrite",
-}
+_OPTION_OF_PARAMETER: dict[str, str] = {}
+
+
+def option_of_parameter() -> dict[str, str]:
+    """{parameter: the option (or argument) that passes it}: every option of options.py's
+    commands by its flag, and the few parameters of others; made when first needed (an
+    error or a log line), not at start-up."""
+    if not _OPTION_OF_PARAMETER:
+        from imgtool import options
+
+        _OPTION_OF_PARAMETER.update(
+            options.flag_of_parameter(options.RetrainOptions, options.ClassifyOptions, options.EvaluateOptions),
+            folder="IMAGE_DIR", expect="--expect", input="--input", overwrite="--overwrite")
+    return _OPTION_OF_PARAMETER
+
+
 # each errors.API_CALLS entry: the command that does the same, `{}` its argument as given
 COMMAND_OF_CALL = {
     "download_model": "`imgtool models download {}`",
@@ -139,6 +145,7 @@ CLI_ADVICE = {
     Advice.LIST_CATALOG: "`imgtool models list` shows the catalog",
     Advice.REMOVE_CACHED: "`imgtool models remove` it",
     Advice.NOT_RETRAINED: "not a model folder written by `imgtool retrain`",
+    Advice.FEATURES_NEED_OUTPUT: "--features needs -o/--output",
 }
 
 
@@ -146,7 +153,7 @@ def cli_part(part: Part) -> str:
     """One part of a library message in the CLI's words: Param("min_accuracy") ->
     --min-accuracy, Call("download_model", "x") -> `imgtool models download x`."""
     if isinstance(part, Param):
-        return OPTION_OF_PARAMETER.get(part.name, str(part))
+        return option_of_parameter().get(part.name, str(part))
     if isinstance(part, Call):
         return COMMAND_OF_CALL[part.function].format(part.arg)
     if isinstance(part, Advice):

@@ -120,6 +120,7 @@ class Advice(_Part, enum.Enum):
     LIST_CATALOG = "the catalog lists the models"
     REMOVE_CACHED = "remove it from the cache"
     NOT_RETRAINED = "not a model folder written by retrain"
+    FEATURES_NEED_OUTPUT = "`features` needs `output`"
 
     def __str__(self) -> str:
         return str(self.value)

@@ -10,7 +10,7 @@ import numpy as np
 
 from imgtool import dataset, metrics, ui
 from imgtool.classifier import Classifier
-from imgtool.errors import DatasetError
+from imgtool.errors import DatasetError, Text
 from imgtool.labels import matches
 
 
@@ -51,6 +51,7 @@ class Evaluation:
     misclassified: list[dict[str, Any]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     seen_in_training: int | None = None
+    below_minimum: Text | None = None  # why the accuracy falls short of `min_accuracy` (imgtool.evaluate)
 
     @property
     def accuracy(self) -> float | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from imgtool import caches, files, retrained, store, ui
+from imgtool import metrics as metrics_file
 from imgtool.errors import Param, StorageError, first_line
 from imgtool.model import Model
 from imgtool.retrained import (
@@ -234,7 +234,7 @@ def write_model_dir(staging: Path, backbone: Model, backbone_size: tuple[int, in
             record.backbone.tensors = list(backbone.graph_tensors or ())
     np.savez(staging / "head.npz", weights=head.weights, bias=head.bias)
     (staging / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
-    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    metrics_file.write_file(staging, metrics)
     (staging / "report.html").write_text(report_html, encoding="utf-8")
     if backbone.tf_source is not None and backbone.config.format == "savedmodel" and not tf_exports:
         record.exports = {"note": "skipped (--no-export)"}

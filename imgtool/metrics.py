@@ -7,9 +7,14 @@ mean (None where undefined: nothing predicted / no photo of c; 0.0 when both are
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from imgtool.errors import Param, Text
+
+FILE = "metrics.json"  # in every model folder retrain writes: the metrics, options and exports
 
 
 def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -47,6 +52,28 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict
         "confusion_matrix": cm.tolist(),
         "classes": list(classes),
     }
+
+
+def write_file(folder: Path, metrics: dict[str, Any]) -> Path:
+    """`folder`/metrics.json, atomically (temp name + rename): its one writer (retrain,
+    export and a failed export's record all write it here)."""
+    import json
+
+    from imgtool import store
+
+    path = folder / FILE
+    store.atomic_write_bytes(path, (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+    return path
+
+
+def below_minimum(reached: float | None, minimum: float | None, unknown: str = "n/a") -> Text | None:
+    """Why an accuracy does not reach `min_accuracy` (`unknown`: how a missing accuracy is
+    shown), or None when it does or there is no minimum. Retrain's and evaluate's gate."""
+    if minimum is None or (reached is not None and reached >= minimum):
+        return None
+    shown = unknown if reached is None else f"{reached:.1%}"
+    gap = "" if reached is None else f" by {minimum - reached:.1%}"
+    return f"accuracy {shown} is below " + Param("min_accuracy") + f" {minimum:.1%}{gap}"
 
 
 def _pct(value: float | None, width: int) -> str:

@@ -11,45 +11,23 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imgtool import bottlenecks, dataset, metrics, reuse, ui
+from imgtool import bottlenecks, dataset, metrics, options, reuse, ui
 from imgtool.distort import Distortions
-from imgtool.errors import ImgtoolError, Param, Text, UsageError
-from imgtool.images import not_a_regular_file
+from imgtool.errors import Param, Text, UsageError
+from imgtool.featurize import distorted_features, feature_backbone, features_of, readable_files
+from imgtool.options import RetrainOptions
 from imgtool.train import TrainConfig
 from imgtool.version import made_with
 
-__all__ = ["Distortions", "RetrainOptions", "RetrainResult", "retrain"]
+__all__ = ["RetrainResult", "retrain"]
 
 SUSPECTS_SHOWN = 10  # the most suspicious training photos in metrics.json and the report
-
-
-@dataclass
-class RetrainOptions:
-    image_dir: Path
-    output: Path | None = None
-    model: str | None = None
-    validation_percent: float = 10.0
-    test_percent: float = 10.0
-    train: TrainConfig = field(default_factory=TrainConfig)
-    bottleneck_dir: Path | None = None
-    distortions: Distortions = field(default_factory=Distortions)
-    summaries_dir: Path | None = None
-    min_accuracy: float | None = None
-    steps: int | None = None  # deprecated and ignored: the head is fitted to convergence
-    tf_exports: bool = True  # SavedModel + .tflite for TF backbones
-    input_size: tuple[int, int] | None = None
-    value_range: tuple[float, float] | None = None
-    features: str | None = None  # train from `imgtool beam features` Parquet shards instead of image_dir
-    quantize: str = "none"  # model.tflite is always written; dynamic/float16/int8 add model-<mode>.tflite
-    validation_dir: Path | None = None  # given validation photos (class sub-folders)
-    test_dir: Path | None = None  # given test photos (class sub-folders)
-    force: bool = False  # replace an output folder that is not a model of these photos
 
 
 @dataclass
@@ -66,9 +44,20 @@ class RetrainResult:
         return None if self.output is None else self.output / "report.html"
 
 
+def train_config(opts: RetrainOptions) -> TrainConfig:
+    """How the last layer is fitted, from the options that say it."""
+    return TrainConfig(l2=opts.l2, seed=opts.seed, label_smoothing=opts.label_smoothing, class_weight=opts.class_weight)
+
+
+def distortions(opts: RetrainOptions) -> Distortions:
+    """The distortions asked for, as imgtool.distort draws them."""
+    return Distortions(opts.flip_left_right, opts.random_crop, opts.random_scale, opts.random_brightness,
+                       opts.distorted_copies)
+
+
 def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[dataset.Photo], str, float, float]:
     """Layout, split and the checks that need only the file names (no decoding)."""
-    found = dataset.find_layout(opts.image_dir, opts.validation_dir, opts.test_dir)
+    found = dataset.find_layout(opts.folder, opts.validation_dir, opts.test_dir)
     classes, files, layout = found.classes, found.photos, found.description
     given = {f.given for f in files if f.given is not None}
     v, t = found.percentages(opts.validation_percent, opts.test_percent)
@@ -85,82 +74,18 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[dataset.Photo], 
 def _output_path(opts: RetrainOptions) -> Path:
     from imgtool import export, files, store
 
-    output = opts.output or export.default_output(opts.image_dir)
+    output = opts.output or export.default_output(opts.folder)
     files.check_target(output, Param("output"), kind="folder")  # a name too long, a link: before anything else
     if output.parent.is_dir():  # a run killed mid-swap: its previous model back in place, its temporaries gone
         store.clean_stale(output.parent, f".{output.name}.")
-    export.check_output(output, opts.image_dir, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
+    export.check_output(output, opts.folder, force=opts.force, photo_dirs=(opts.validation_dir, opts.test_dir))
     return output
 
 
-def _check_catalog_backbone(ref: str) -> None:
-    """Before resolving (which may download): a catalog classifier with no feature twin."""
-    from imgtool.catalog import load_catalog
-
-    name = ref.removeprefix("catalog:")
-    if os.path.lexists(ref) and not ref.startswith("catalog:"):
-        return
-    cfg = load_catalog().get(name)
-    if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
-        raise UsageError(Param("model") + f" {name} is a classifier, not a feature extractor (the catalog records "
-                         f"its output as {cfg.output} and names no feature-vector twin); " + _give_features(),
-                         model=name)
-
-
-def _check_backbone(backbone: Any, ref: str) -> None:
-    from imgtool.backbone_kind import classifier_reason
-    from imgtool.catalog import load_catalog
-
-    name = ref.removeprefix("catalog:")
-    catalog = load_catalog() if ref.startswith("catalog:") or not os.path.lexists(ref) else {}
-    if name in catalog and backbone.config.name != name:
-        ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
-    why = classifier_reason(backbone)
-    if why is not None:
-        raise UsageError(Param("model") + f" {backbone.ref} is a classifier, not a feature extractor ({why}); "
-                         + _give_features(), model=backbone.ref)
-
-
-def _give_features() -> str:
-    """What to give instead of a classifier: the extractor that ships first, when there is one."""
-    from imgtool.catalog import embedded_names, load_catalog
-
-    shipped = [f"{n}, which ships with imgtool" for n in embedded_names(load_catalog(), "features")[:1]]
-    examples = [*shipped, "a *_feature_vector catalog model", "an embedding extractor .tflite"]
-    return f"give a feature-vector model (e.g. {', '.join(examples[:-1])}, or {examples[-1]})"
-
-
-def feature_backbone(model: str | None, input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
-                     bottleneck_dir: Path | None) -> tuple[Any, Any, str, bottlenecks.BottleneckCache]:
-    """(backbone, its engine, its identity, its bottleneck cache): retrain's and audit's one
-    way to a feature extractor, so both share the cache."""
-    from imgtool.catalog import model_or_default
-    from imgtool.resolve import resolve
-
-    ref = model_or_default(model)  # the caller tried $IMGTOOL_BACKBONE; the checks see what resolve uses
-    _check_catalog_backbone(ref)
-    backbone = resolve(ref, purpose="features", input_size=input_size, value_range=value_range)
-    for note in backbone.notes:
-        ui.info(note)
-    _check_backbone(backbone, ref)
-    engine = backbone.engine()
-    ident_file = backbone.tflite or backbone.tf_source
-    assert ident_file is not None
-    ident = bottlenecks.backbone_id(ident_file if ident_file.is_file() else ident_file / "saved_model.pb",
-                                    engine.input_size, backbone.config.value_range,
-                                    extra=str(backbone.graph_tensors or ""))
-    return backbone, engine, ident, bottlenecks.BottleneckCache(ident, bottleneck_dir)
-
-
 def retrain(opts: RetrainOptions) -> RetrainResult:
-    if opts.features is None:
-        classes, files, layout, v_pct, t_pct = _plan_splits(opts)  # before any heavy work
-    else:  # the shards are read (and their splits checked) once the backbone is known
-        classes, files, layout, v_pct, t_pct = [], [], "feature shards " + opts.features, \
-            opts.validation_percent, opts.test_percent
+    """The run (the module docstring has its steps); `opts` is never changed."""
+    classes, files, layout, v_pct, t_pct = _plan(opts)  # before any heavy work
     output = _output_path(opts)
-    if opts.steps:
-        ui.warn(Param("steps") + " is ignored: the last layer is fitted to convergence (L2 chosen by cross-validation)")
     # shards and summaries are not reused: the shards' content is not recorded, summaries are a side effect
     reusable = opts.features is None and opts.summaries_dir is None
     photos = reuse.photo_facts([f.path for f in files]) if reusable else {}  # before any photo is read
@@ -181,6 +106,60 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
             return earlier
 
     ui.info(f"Layout: {layout}")
+    data = _training_data(opts, classes, files, engine, ident, cache, v_pct, t_pct)
+    fit = _fit(opts, data, engine)
+    result_metrics = {**_scores(data, fit), "layout": layout,
+                      "skipped": [{"path": p, "reason": r} for p, r in data.bad], "backbone": backbone.ref,
+                      "made_with": made_with(),  # the Pillow that decoded and the LiteRT that ran the backbone
+                      "options": _stored_options(opts, v_pct, t_pct), **_findings(data, fit)}
+    result = RetrainResult(None, result_metrics, result_metrics["misclassified"])
+    result.below_minimum = _below_minimum(opts.min_accuracy, result_metrics["test"]["accuracy"])
+    if result.below_minimum is not None:
+        return result
+    # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
+    seen = sorted({data.shas[s.path] for s in data.samples if s.split != "test"})
+    result.output = _write(opts, output, backbone, engine.input_size, fit.head, data.classes, result_metrics,
+                           result.misclassified, ident, training_hashes=seen)
+    if inputs is not None:
+        reuse.remember(output, inputs, photos, data.shas)
+    return result
+
+
+def _plan(opts: RetrainOptions) -> tuple[list[str], list[dataset.Photo], str, float, float]:
+    """(classes, files, layout, validation %, test %): for photos, found and split by name;
+    shards are read (and their splits checked) once the backbone is known."""
+    if opts.features is None:
+        return _plan_splits(opts)
+    return [], [], "feature shards " + opts.features, opts.validation_percent, opts.test_percent
+
+
+@dataclass
+class _Data:
+    """What the last layer is fitted and scored on: every usable photo with its features."""
+
+    classes: list[str]
+    samples: list[dataset.Sample]
+    x: np.ndarray  # their features, one row each
+    shas: dict[str, str]  # {path: content sha256}
+    bad: list[tuple[str, str]]  # [(path, why)] skipped
+
+    def __post_init__(self) -> None:
+        self.y = np.array([s.label for s in self.samples])
+        split = np.array([s.split for s in self.samples])
+        self.train, self.validation, self.test = (split == "train"), (split == "validation"), (split == "test")
+        self.fitted = self.train | self.validation  # the head is fitted on train + validation
+
+
+@dataclass
+class _Fit:
+    head: Any
+    selection: Any  # train.Selection: the chosen L2, its out-of-fold probabilities, the calibration
+    probs: np.ndarray  # the head's probabilities for every sample
+    pred: np.ndarray
+
+
+def _training_data(opts: RetrainOptions, classes: list[str], files: list[dataset.Photo], engine: Any, ident: str,
+                   cache: bottlenecks.BottleneckCache, v_pct: float, t_pct: float) -> _Data:
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/features.py)
         from imgtool.features import training_set
 
@@ -190,88 +169,85 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     else:
         samples, shas, bad = _usable_samples(opts, classes, files, cache, v_pct, t_pct)
         samples, x_all = _features(engine, samples, shas, cache, classes, opts)
-    y_all = np.array([s.label for s in samples])
-    split = np.array([s.split for s in samples])
-    tr, va, te = (split == "train"), (split == "validation"), (split == "test")
-    fit_mask = tr | va
-    x_fit, y_fit = x_all[fit_mask], y_all[fit_mask]
-    extra = None
-    if opts.distortions.active():
-        fit_samples = [s for s in samples if s.split != "test"]
-        extra = _distorted_features(engine, fit_samples, opts)
+    return _Data(classes, samples, x_all, shas, bad)
 
-    fit_shas = [shas[s.path] for s, keep in zip(samples, fit_mask) if keep]
-    head, selection = _train_head(opts, x_fit, y_fit, len(classes), extra, fit_shas)
-    probs = head.predict(x_all)
-    pred = probs.argmax(axis=1)
-    oof_pred = np.full(len(samples), -1)
-    oof_pred[fit_mask] = selection.oof_probs.argmax(axis=1)
-    validation = metrics.evaluate(y_all[va], oof_pred[va], classes)
+
+def _fit(opts: RetrainOptions, data: _Data, engine: Any) -> _Fit:
+    """The last layer, fitted on train + validation (and their distorted copies)."""
+    extra = None
+    if opts.distorted():
+        extra = distorted_features(engine, [s for s in data.samples if s.split != "test"], distortions(opts),
+                                   opts.seed)
+    fit_shas = [data.shas[s.path] for s, keep in zip(data.samples, data.fitted) if keep]
+    head, selection = _train_head(opts, data.x[data.fitted], data.y[data.fitted], len(data.classes), extra, fit_shas)
+    probs = head.predict(data.x)
+    return _Fit(head, selection, probs, probs.argmax(axis=1))
+
+
+def _scores(data: _Data, fit: _Fit) -> dict[str, Any]:
+    """metrics.json's figures: test, out-of-fold validation and cross-validation, train."""
+    classes, y, tr = data.classes, data.y, data.train
+    oof_pred = np.full(len(data.samples), -1)
+    oof_pred[data.fitted] = fit.selection.oof_probs.argmax(axis=1)
+    validation = metrics.evaluate(y[data.validation], oof_pred[data.validation], classes)
     validation["source"] = "out-of-fold: each photo predicted by the cross-validation model that did not see it"
-    cross = metrics.evaluate(y_fit, oof_pred[fit_mask], classes)
+    cross = metrics.evaluate(y[data.fitted], oof_pred[data.fitted], classes)
     cross["source"] = "out-of-fold predictions of every train+validation photo at the chosen L2"
-    result_metrics: dict[str, Any] = {
-        "test": metrics.evaluate(y_all[te], pred[te], classes),
+    return {
+        "test": metrics.evaluate(y[data.test], fit.pred[data.test], classes),
         "validation": validation,
         "cross_validation": cross,
-        "train": {"accuracy": round(float(np.mean(pred[tr] == y_all[tr])), 4) if tr.any() else None,
+        "train": {"accuracy": round(float(np.mean(fit.pred[tr] == y[tr])), 4) if tr.any() else None,
                   "count": int(tr.sum()), "note": "photos the head was fitted on (not a held-out estimate)"},
-        "head": selection.as_dict(),
+        "head": fit.selection.as_dict(),
         "classes": classes,
-        "counts": dataset.split_counts(classes, samples),
-        "layout": layout,
-        "skipped": [{"path": p, "reason": r} for p, r in bad],
-        "backbone": backbone.ref,
-        "made_with": made_with(),  # the Pillow that decoded and the LiteRT that ran the backbone
-        "options": {
-            "validation_percent": v_pct, "test_percent": t_pct,
-            **{k: (list(val) if isinstance(val, tuple) else val) for k, val in asdict(opts.train).items()},
-            "distortions": asdict(opts.distortions),
-            "validation_dir": None if opts.validation_dir is None else str(opts.validation_dir),
-            "test_dir": None if opts.test_dir is None else str(opts.test_dir),
-        },
+        "counts": dataset.split_counts(classes, data.samples),
     }
+
+
+def _stored_options(opts: RetrainOptions, v_pct: float, t_pct: float) -> dict[str, Any]:
+    """metrics.json's "options": the split as drawn, the fit and the distortions."""
+    return {
+        "validation_percent": v_pct, "test_percent": t_pct,
+        **{k: (list(val) if isinstance(val, tuple) else val) for k, val in asdict(train_config(opts)).items()},
+        "distortions": asdict(distortions(opts)),
+        "validation_dir": None if opts.validation_dir is None else str(opts.validation_dir),
+        "test_dir": None if opts.test_dir is None else str(opts.test_dir),
+    }
+
+
+def _findings(data: _Data, fit: _Fit) -> dict[str, Any]:
+    """The calibration and open-set threshold, suspect labels, near-duplicates straddling
+    the splits, and the misclassified test photos."""
     from imgtool import findings as audit_mod
     from imgtool.calibration import suggest_min_score
 
+    out: dict[str, Any] = {}
+    selection, classes, y_fit = fit.selection, data.classes, data.y[data.fitted]
     if selection.calibration is not None:
-        result_metrics["calibration"] = selection.calibration.to_dict()
-        result_metrics["open_set"] = suggest_min_score(selection.oof_probs, y_fit).to_dict()
-    fit_samples = [s for s, keep in zip(samples, fit_mask) if keep]
-    result_metrics["suspects"] = [asdict(x) for x in audit_mod.suspects_of(fit_samples, classes, selection.oof_probs,
-                                                                           y_fit, limit=SUSPECTS_SHOWN)]
-    leaks = [g for g in audit_mod.groups_of(samples, classes, x_all, [shas[s.path] for s in samples]) if g.leakage]
-    result_metrics["near_duplicates"] = {
+        out["calibration"] = selection.calibration.to_dict()
+        out["open_set"] = suggest_min_score(selection.oof_probs, y_fit).to_dict()
+    fit_samples = [s for s, keep in zip(data.samples, data.fitted) if keep]
+    out["suspects"] = [asdict(x) for x in audit_mod.suspects_of(fit_samples, classes, selection.oof_probs,
+                                                                y_fit, limit=SUSPECTS_SHOWN)]
+    leaks = [g for g in audit_mod.groups_of(data.samples, classes, data.x, [data.shas[s.path] for s in data.samples])
+             if g.leakage]
+    out["near_duplicates"] = {
         "rule": f"centred feature cosine >= {audit_mod.NEAR_DUPLICATE}; byte-identical photos share a split",
         "straddling": len(leaks), "groups": [g.to_dict() for g in leaks]}
     _warn_leaks(len(leaks))
-    misclassified = [
-        {"path": s.path, "rel": s.rel, "true": classes[s.label], "predicted": classes[int(pred[i])],
-         "score": float(probs[i, pred[i]])}
-        for i, s in enumerate(samples) if s.split == "test" and pred[i] != s.label
+    out["misclassified"] = [  # export re-renders report.html from metrics.json
+        {"path": s.path, "rel": s.rel, "true": classes[s.label], "predicted": classes[int(fit.pred[i])],
+         "score": float(fit.probs[i, fit.pred[i]])}
+        for i, s in enumerate(data.samples) if s.split == "test" and fit.pred[i] != s.label
     ]
-    result_metrics["misclassified"] = misclassified  # export re-renders report.html from metrics.json
-    result = RetrainResult(None, result_metrics, misclassified)
-    result.below_minimum = _below_minimum(opts.min_accuracy, result_metrics["test"]["accuracy"])
-    if result.below_minimum is not None:
-        return result
-    # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
-    seen = sorted({shas[s.path] for s in samples if s.split != "test"})
-    result.output = _write(opts, output, backbone, engine.input_size, head, classes, result_metrics,
-                           misclassified, ident, training_hashes=seen)
-    if inputs is not None:
-        reuse.remember(output, inputs, photos, shas)
-    return result
+    return out
 
 
 def _below_minimum(min_accuracy: float | None, reached: float | None) -> Text | None:
     """Why the model is not written (test accuracy under `min_accuracy`), or None."""
-    if min_accuracy is None or (reached is not None and reached >= min_accuracy):
-        return None
-    shown = "n/a (no test images)" if reached is None else f"{reached:.1%}"
-    gap = "" if reached is None else f" by {min_accuracy - reached:.1%}"
-    return (f"accuracy {shown} is below " + Param("min_accuracy")
-            + f" {min_accuracy:.1%}{gap}; the model was not written")
+    gate = metrics.below_minimum(reached, min_accuracy, "n/a (no test images)")
+    return None if gate is None else gate + "; the model was not written"
 
 
 def _warn_leaks(n: int) -> None:
@@ -284,12 +260,14 @@ def _warn_leaks(n: int) -> None:
 def _inputs(opts: RetrainOptions, output: Path, files: list[dataset.Photo], layout: str,
             backbone: dict[str, Any]) -> dict[str, Any]:
     """Everything that decides what a run writes and prints, as it reads back from JSON
-    (imgtool/reuse.py). `min_accuracy` only gates, `force` only permits, `steps` is ignored."""
-    options = {k: v for k, v in asdict(opts).items() if k not in ("min_accuracy", "force", "steps", "output")}
-    return reuse.normal({"versions": reuse.versions(), "image_dir": str(opts.image_dir),
-                         "image_dir_resolved": str(Path(opts.image_dir).resolve()), "output": str(output),
+    (imgtool/reuse.py). `min_accuracy` only gates, `force` only permits, the deprecated
+    options are ignored."""
+    ignored = {"min_accuracy", "force", "output", *options.deprecated_names(RetrainOptions)}
+    kept = {k: v for k, v in asdict(opts).items() if k not in ignored}
+    return reuse.normal({"versions": reuse.versions(), "image_dir": str(opts.folder),
+                         "image_dir_resolved": str(opts.folder.resolve()), "output": str(output),
                          "layout": layout, "files": [[f.path, f.rel, f.label, f.given] for f in files],
-                         "options": options, "backbone": backbone})
+                         "options": kept, "backbone": backbone})
 
 
 def _reused(opts: RetrainOptions, output: Path, inputs: dict[str, Any],
@@ -330,47 +308,8 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[datase
         ui.info(f"no test photos of {', '.join(lacking)} (the split is by hash: small classes may have none)")
     warning = dataset.imbalance(classes, samples)
     if warning:
-        ui.warn(warning + " (" + Param("class_weight") + f" {opts.train.class_weight})")
+        ui.warn(warning + " (" + Param("class_weight") + f" {opts.class_weight})")
     return samples, shas, bad
-
-
-def readable_files(files: list[dataset.Photo], cache: bottlenecks.BottleneckCache
-                   ) -> tuple[list[dataset.Photo], dict[str, str], list[tuple[str, str]]]:
-    """(the files that decode, {path: content sha256}, [(path, why)] of the others): every
-    file hashed (the cache key), those without a cached bottleneck decode-checked."""
-    shas: dict[str, str] = {}
-    bad: list[tuple[str, str]] = []
-    for path in (f.path for f in files):
-        problem = not_a_regular_file(path)  # never open a FIFO
-        if problem is not None:
-            bad.append((path, problem))
-            continue
-        try:
-            shas[path] = bottlenecks.file_sha256(path)
-        except OSError as err:
-            bad.append((path, f"cannot read ({err.strerror or err})"))
-    readable = [f for f in files if f.path in shas]
-    known = {p for p, s in shas.items() if cache.has(s)}
-    good, undecodable = dataset.validate_files(readable, known_good=known, workers=bottlenecks.default_workers())
-    return good, shas, bad + undecodable
-
-
-def features_of(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache
-                ) -> tuple[list[dataset.Sample], np.ndarray, list[tuple[str, str]]]:
-    """Bottlenecks of the samples (cache first): (the samples that have one, their
-    features, [(path, why)] of those that failed here)."""
-    paths = [s.path for s in samples]
-    feats: list[np.ndarray | None] = [None] * len(samples)
-    failed = []
-    for i, vec, err in bottlenecks.extract(engine, paths, [shas[p] for p in paths], cache,
-                                           workers=bottlenecks.default_workers()):
-        if vec is None:
-            failed.append((paths[i], str(err)))
-        else:
-            feats[i] = vec
-    kept = [i for i, f in enumerate(feats) if f is not None]
-    x = np.stack([f for f in feats if f is not None]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)
-    return [samples[i] for i in kept], x, failed
 
 
 def _features(engine: Any, samples: list[dataset.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache,
@@ -388,7 +327,7 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
                 extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, groups: list[str]) -> tuple[Any, Any]:
     from imgtool.train import select_and_fit
 
-    config = opts.train  # never modified: the options object is the caller's
+    config = train_config(opts)
     what = (f"L2 {config.l2:g} (" + Param("l2") + ")" if config.l2 is not None
             else f"L2 from {len(config.l2_grid)} values")
     ui.info(f"Fitting the last layer on {len(x_fit)} photos"
@@ -406,35 +345,6 @@ def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_cl
     return head, selection
 
 
-def _distorted_features(engine: Any, fit_samples: list[dataset.Sample],
-                        opts: RetrainOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features of distorted copies of each photo the head is fitted on: (x, y, index of
-    the source photo in fit_samples) - cross-validation keeps a copy in its photo's fold."""
-    from imgtool import distort, images
-
-    d = opts.distortions
-    n = len(fit_samples) * d.copies
-    ui.info(f"Distortions on: {n} extra backbone passes ({d.copies} per training image), not cached "
-            f"- this run costs about {d.copies + 1}x the extraction time of a plain run")
-    rng = np.random.default_rng(opts.train.seed)
-    xs, ys, src = [], [], []
-    bar = ui.progress(n, "distortions", unit="img")
-    for i, s in enumerate(fit_samples):
-        try:
-            batch = np.stack([images.decode_distorted(s.path, engine.input_size, distort.sample_plan(d, rng))
-                              for _ in range(d.copies)])
-        except ImgtoolError:
-            continue
-        xs.append(engine.run(batch))
-        ys.extend([s.label] * d.copies)
-        src.extend([i] * d.copies)
-        bar.update(d.copies)
-    bar.close()
-    if not xs:
-        return np.zeros((0, 0), np.float32), np.zeros(0, int), np.zeros(0, int)
-    return np.concatenate(xs), np.array(ys), np.array(src)
-
-
 def _summary_writer(path: Path | None) -> Any:
     if path is None:
         return None
@@ -448,14 +358,14 @@ def _write(opts: RetrainOptions, output: Path, backbone: Any, size: tuple[int, i
            training_hashes: list[str] | None = None) -> Path:
     from imgtool import export, report, store
 
-    export.check_output(output, opts.image_dir, force=opts.force,  # again: it may have appeared meanwhile
+    export.check_output(output, opts.folder, force=opts.force,  # again: it may have appeared meanwhile
                         photo_dirs=(opts.validation_dir, opts.test_dir))
     staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     existed = output.exists()
     try:
-        html = report.render(result_metrics, misclassified, report.title_for(str(opts.image_dir)))
-        export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.image_dir),
+        html = report.render(result_metrics, misclassified, report.title_for(str(opts.folder)))
+        export.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.folder),
                                backbone_ident=ident, tf_exports=opts.tf_exports, training_hashes=training_hashes)
         from imgtool import tflite_export
 

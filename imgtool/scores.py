@@ -16,15 +16,15 @@ logits go through softmax."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from imgtool.errors import Param
+from imgtool.options import SCORE_READINGS
 
-OutputKind = Literal["probabilities", "logits", "features"]
-KINDS: tuple[str, ...] = ("probabilities", "logits", "features")
-OVERRIDES: tuple[str, ...] = ("auto", "probabilities", "logits")
+OutputKind = Literal["logits", "probabilities", "features"]  # what a model's outputs are
+OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
 
 # TFLite's quantized SOFTMAX (and LOGISTIC) kernels require exactly these output
 # parameters: [0, 255/256] in steps of 1/256.
@@ -100,12 +100,12 @@ def decide_output_kind(config_output: str | None, facts: OutputFacts | None,
     """The output kind of a model, and why. Pure: the same model always gets the same answer."""
     if override not in (None, "auto"):
         if override not in ("probabilities", "logits"):
-            raise ValueError(f"override must be one of {', '.join(OVERRIDES)}, not {override!r}")
+            raise ValueError(f"override must be one of {', '.join(SCORE_READINGS)}, not {override!r}")
         return Decision(override, Param("scores") + f" {override}")  # type: ignore[arg-type]
     if config_output is not None:
-        if config_output not in KINDS:
-            raise ValueError(f"output must be one of {', '.join(KINDS)}, not {config_output!r}")
-        return Decision(config_output, "the model's record says so")  # type: ignore[arg-type]
+        if config_output not in OUTPUT_KINDS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUT_KINDS)}, not {config_output!r}")
+        return Decision(config_output, "the model's record says so")
     if facts is None:
         return Decision("logits", "nothing in the model says otherwise")
     said = metadata_kind(facts.metadata)

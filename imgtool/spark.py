@@ -61,8 +61,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from imgtool.api import Model as LoadedModel
-    from imgtool.api import PathLike, Scores
+    from imgtool.api import PathLike
     from imgtool.engine import Engine
+    from imgtool.options import Scores
 
 log = logging.getLogger("imgtool.spark")
 

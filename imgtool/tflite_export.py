@@ -21,7 +21,7 @@ Layer: the work (reads through retrained.py; the formats through imgtool.tflite)
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 
 from imgtool import caches, export_checks, files, retrained, store
+from imgtool import metrics as metrics_file
 from imgtool.errors import Advice, ImgtoolError, ModelError, Param, StorageError, Text, UsageError, first_line
+from imgtool.options import QUANTIZE_MODES, Quantize
 from imgtool.retrained import RetrainedRecord
 from imgtool.tflite import reading, schema, writing
-from imgtool.tflite.head import QUANTIZE_MODES, Quantize, append_head
+from imgtool.tflite.head import append_head
 from imgtool.version import __version__
 
 CALIBRATION_PHOTOS = 100  # training photos used to calibrate int8 (first by relative path)
@@ -43,8 +45,15 @@ CALIBRATION_PHOTOS = 100  # training photos used to calibrate int8 (first by rel
 def _write(path: Path, data: bytes, what: str = "", elsewhere: str = "") -> None:
     """Atomic (readable like any file the user writes: store honours the umask); a write
     failure the user must fix is one line naming the file (exit 4)."""
-    try:
+    with _named(path, what, elsewhere):
         store.atomic_write_bytes(path, data)
+
+
+@contextlib.contextmanager
+def _named(path: Path, what: str = "", elsewhere: str = "choose another `output`") -> Iterator[None]:
+    """A write of `path` whose failure the user must fix: one line naming the file (exit 4)."""
+    try:
+        yield
     except OSError as err:
         if isinstance(err, StorageError) or not store.is_storage_error(err, path.parent):
             raise
@@ -313,8 +322,9 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
             rec = r.record(folder)
             records = [x for x in records if x.get("file") != rec["file"]] + [rec]
         metrics["exports"] = records
-        _write(folder / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode("utf-8"),
-               what=f"the export record {folder / 'metrics.json'}", elsewhere="write the model folder elsewhere")
+        with _named(folder / metrics_file.FILE, f"the export record {folder / metrics_file.FILE}",
+                    "write the model folder elsewhere"):
+            metrics_file.write_file(folder, metrics)
         _render_report(folder, meta, metrics)
     return results
 
@@ -347,5 +357,6 @@ def export_for_retrain(staging: Path, quantize: str) -> list[dict[str, Any]]:
     records = [{"file": default_file(quantize), "quantize": quantize, "error": first}]
     metrics = store.read_json(staging / "metrics.json") or {}
     metrics["exports"] = [r for r in metrics.get("exports") or [] if "bytes" in r] + records
-    _write(staging / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+    with _named(staging / metrics_file.FILE):
+        metrics_file.write_file(staging, metrics)
     return metrics["exports"]

@@ -71,14 +71,14 @@ def test_no_submodule_shares_a_name_with_a_public_function() -> None:
 
     from imgtool.classifier import Classifier  # noqa: F401 - imports the submodule imgtool.classifier
     from imgtool.evaluation import evaluate_folder  # noqa: F401 - imports the submodule imgtool.evaluation
-    from imgtool.retraining import RetrainOptions
+    from imgtool.retraining import RetrainResult
 
     submodules = {m.name for m in pkgutil.iter_modules(imgtool.__path__)}
     assert not submodules & set(imgtool.__all__), submodules & set(imgtool.__all__)
     assert callable(imgtool.retrain) and imgtool.retrain.__module__ == "imgtool.api"
     assert callable(imgtool.evaluate) and imgtool.evaluate.__module__ == "imgtool.api"
     assert callable(imgtool.classify) and imgtool.classify.__module__ == "imgtool.api"
-    assert sys.modules["imgtool.retraining"].RetrainOptions is RetrainOptions
+    assert sys.modules["imgtool.retraining"].RetrainResult is RetrainResult
 
 
 def test_classify_in_one_call_is_load_model_then_classify(model: imgtool.Model, classifier_path: str,
@@ -278,12 +278,11 @@ def test_retrain_returns_data_prints_nothing_and_evaluate_scores_it(
     assert ("bottlenecks" in {c[2] for c in calls}) and calls[-1][0] == calls[-1][1] == 60
 
     # the same through the options object, which retrain() leaves as it was
-    from imgtool.retraining import RetrainOptions
+    from imgtool.options import RetrainOptions
     from imgtool.retraining import retrain as retrain_opts
-    from imgtool.train import TrainConfig
 
     opts = RetrainOptions(image_dir=small_flowers, output=tmp_path / "again", model=embedder, test_percent=20,
-                          bottleneck_dir=tmp_path / "bn", tf_exports=False, train=TrainConfig(seed=3))
+                          bottleneck_dir=tmp_path / "bn", tf_exports=False, seed=3)
     before = copy.deepcopy(opts)
     again = retrain_opts(opts)
     assert opts == before
@@ -312,7 +311,7 @@ def test_retrain_returns_data_prints_nothing_and_evaluate_scores_it(
 def test_retrain_checks_its_arguments_before_any_work(small_flowers: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"test_percent 60 is outside 0\.\.50"):
         imgtool.retrain(small_flowers, test_percent=60)
-    with pytest.raises(imgtool.UsageError, match="give the folder of photos"):
+    with pytest.raises(imgtool.UsageError, match=r"give `folder` \(one sub-folder per class\), or `features`"):
         imgtool.retrain(None)
     (tmp_path / "one" / "a").mkdir(parents=True)
     with pytest.raises(ValueError) as info:

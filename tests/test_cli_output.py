@@ -57,18 +57,19 @@ def test_cli_text_names_options_not_parameters() -> None:
 
 
 def test_every_part_the_library_names_has_cli_words() -> None:
-    """Each parameter the CLI renders is an option some command declares; each call and
+    """Each parameter the CLI renders is an option (or argument) some command declares; each call and
     piece of advice has the CLI's words (a new one without them fails here, not in a run)."""
     import click
 
     from imgtool.cli import cli
-    from imgtool.command import CLI_ADVICE, COMMAND_OF_CALL, OPTION_OF_PARAMETER
+    from imgtool.command import CLI_ADVICE, COMMAND_OF_CALL, option_of_parameter
     from imgtool.errors import API_CALLS, Advice
 
     declared: set[str] = set()
 
     def walk(cmd: click.Command) -> None:
         declared.update(o for p in cmd.params if isinstance(p, click.Option) for o in p.opts)
+        declared.update(p.human_readable_name for p in cmd.params if isinstance(p, click.Argument))
         if isinstance(cmd, click.Group):
             ctx = click.Context(cmd)
             for name in cmd.list_commands(ctx):
@@ -77,7 +78,7 @@ def test_every_part_the_library_names_has_cli_words() -> None:
                 walk(sub)
 
     walk(cli)  # `imgtool beam` among its commands
-    assert set(OPTION_OF_PARAMETER.values()) <= declared
+    assert set(option_of_parameter().values()) <= declared
     assert set(COMMAND_OF_CALL) == set(API_CALLS)
     assert set(CLI_ADVICE) == set(Advice)
 

@@ -78,14 +78,14 @@ LAYERS: list[tuple[str, set[str]]] = [
                      "minimize", "distort", "tflite", "tflite.schema", "tflite.reading", "tflite.writing",
                      "tflite.head", "store", "locks", "facts", "reuse", "download", "archives", "labels", "images",
                      "catalog", "refs", "dataset",
-                     "calibration", "findings"}),
+                     "calibration", "findings", "options"}),
     ("running models", {"tfutil", "engine"}),
     ("getting models", {"model", "entries", "shipped", "convert", "retrained", "resolve"}),
-    ("the work", {"classifier", "bottlenecks", "train", "features", "backbone_kind", "caches", "export",
+    ("the work", {"classifier", "bottlenecks", "featurize", "train", "features", "backbone_kind", "caches", "export",
                   "tflite_export", "export_checks", "page_parts", "report", "evaluation", "retraining", "auditing",
                   "portable"}),
-    ("the Python API", {"api", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
-    ("front ends", {"command", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
+    ("the Python API", {"api", "api_store", "imgtool"}),  # imgtool/__init__.py exports api.py's names lazily
+    ("front ends", {"command", "cli_options", "cli_retrain", "cli", "__main__", "beam", "beam.__main__", "beam.cli", "beam.launcher",
                     "beam.pipelines", "beam.worker", "beam.running", "beam.loopback", "spark"}),
 ]
 

@@ -104,8 +104,8 @@ def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path,
 def test_catalog_classifier_uses_its_twin_with_one_info_line(caplog: pytest.LogCaptureFixture) -> None:
     from imgtool.catalog import load_catalog
     from imgtool.errors import UsageError
+    from imgtool.featurize import _check_backbone
     from imgtool.model import Model
-    from imgtool.retraining import _check_backbone
 
     caplog.set_level("INFO", logger="imgtool")
     catalog = load_catalog()
@@ -231,12 +231,12 @@ def test_imgtool_model_is_the_backbone_the_checks_see(flowers: Path, tmp_path: P
 def test_library_retrain_leaves_its_options_untouched(flowers: Path, embedder: str, tmp_path: Path) -> None:
     import copy
 
-    from imgtool.retraining import RetrainOptions, retrain
-    from imgtool.train import TrainConfig
+    from imgtool.options import RetrainOptions
+    from imgtool.retraining import retrain
 
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 8)
     opts = RetrainOptions(image_dir=data, output=tmp_path / "m", model=embedder, steps=5,
-                          train=TrainConfig(seed=2, class_weight="none"))
+                          seed=2, class_weight="none")
     before = copy.deepcopy(opts)
     result = retrain(opts)
     assert result.output == tmp_path / "m" and result.metrics["options"]["seed"] == 2

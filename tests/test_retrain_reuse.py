@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from imgtool import api, reuse, train
+from imgtool import api, api_store, reuse, train
 from imgtool.retraining import RetrainResult
 from tests.conftest import invoke
 
@@ -187,9 +187,9 @@ def test_removed_results_cache_only_means_a_full_run(data: Path, embedder: str, 
     out = tmp_path / "model"
     cold = api.retrain(data, model=embedder, output=out)
     written = _bytes(out)
-    (info,) = [c for c in api.list_caches() if c.name == "results"]
+    (info,) = [c for c in api_store.list_caches() if c.name == "results"]
     assert info.path == isolated_home / "results" and info.entries == 1 and info.bytes > 0
-    assert api.remove_models(["results"]) == [api.Removed("results", "cache", info.bytes, 1)]
+    assert api_store.remove_models(["results"]) == [api_store.Removed("results", "cache", info.bytes, 1)]
     assert not info.path.exists() and (isolated_home / "bottlenecks").is_dir()  # only the records went
     rerun = api.retrain(data, model=embedder, output=out)
     assert not rerun.reused and len(fits) == 2  # fitted again, the same result

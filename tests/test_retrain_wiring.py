@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 from imgtool import bottlenecks, distort, images, train
-from imgtool.distort import Distortions
-from imgtool.retraining import RetrainOptions, retrain
-from imgtool.train import TrainConfig
+from imgtool.options import RetrainOptions
+from imgtool.retraining import retrain
 
 CLASSES = ["daisy", "roses"]
 # photos by position in each class's sorted folder: train, validation, test
@@ -55,7 +54,7 @@ def layout(flowers: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 
 def _options(layout: dict[str, Any], out: Path, **kw: Any) -> RetrainOptions:
     return RetrainOptions(image_dir=layout["root"], output=out, model=layout["embedder"],
-                          train=TrainConfig(l2=0.01), bottleneck_dir=layout["cache"], tf_exports=False, **kw)
+                          l2=0.01, bottleneck_dir=layout["cache"], tf_exports=False, **kw)
 
 
 def _photo_of(row: np.ndarray, layout: dict[str, Any]) -> str:
@@ -102,7 +101,7 @@ def test_test_photos_stay_out_of_the_fit_and_distortions_run_once_per_copy(layou
     `images.decode_distorted`)."""
     spy = _Spy(monkeypatch)
     copies = 2
-    res = retrain(_options(layout, tmp_path / "m", distortions=Distortions(flip_left_right=True, copies=copies)))
+    res = retrain(_options(layout, tmp_path / "m", flip_left_right=True, distorted_copies=copies))
     assert res.output is not None
     fit_photos = sorted(p for p, (split, _) in layout["truth"].items() if split != "test")
     assert len(fit_photos) == 24
@@ -191,7 +190,7 @@ def test_backbone_id_changes_with_input_size_and_value_range(tmp_path: Path, lay
 
     monkeypatch.setattr(bottlenecks, "backbone_id", spy)
     opts = _options(layout, tmp_path / "m")
-    retrain(replace(opts, train=TrainConfig(l2=1.0)))
+    retrain(replace(opts, l2=1.0))
     from imgtool.resolve import resolve
 
     backbone = resolve(layout["embedder"], purpose="features")

@@ -51,7 +51,7 @@ def test_bad_override_or_record_is_refused() -> None:
     on the bad value alone)."""
     with pytest.raises(ValueError, match=r"^override must be one of auto, probabilities, logits, not 'features'$"):
         decide_output_kind(None, LOGITS_F32, "features")
-    with pytest.raises(ValueError, match=r"^output must be one of probabilities, logits, features, not 'softmax'$"):
+    with pytest.raises(ValueError, match=r"^output must be one of logits, probabilities, features, not 'softmax'$"):
         decide_output_kind("softmax", LOGITS_F32)
 
 

@@ -153,7 +153,8 @@ def test_backbone_variable_is_retrains_default(monkeypatch: pytest.MonkeyPatch, 
 def test_every_command_checks_the_environment_and_help_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
     import click
 
-    from imgtool.cli import Command, cli
+    from imgtool.cli import cli
+    from imgtool.command import Command
     from tests import clidoc
 
     commands = [c for _, c, _ in clidoc.walk(cli) if not isinstance(c, click.Group)]  # beam's, loaded lazily, too

@@ -42,12 +42,11 @@ from apache_beam.ml.inference.base import ModelHandler
 from imgtool import images
 from imgtool.engine import HeadEngine, LiteRTEngine
 from imgtool.errors import ImgtoolError, first_line
-from imgtool.scores import softmax
+from imgtool.scores import OUTPUT_KINDS, softmax
 
 METRICS_NAMESPACE = "imgtool"  # photos, failed, interpreters
 INFERENCE_METRICS_NAMESPACE = "imgtool.RunInference"  # Beam's own: num_inferences, inference_batch_latency...
 ERRORS = "errors"  # the Decode step's second output: error records
-OUTPUT_KINDS = ("logits", "probabilities", "features")
 
 
 @dataclass(frozen=True)

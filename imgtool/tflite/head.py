@@ -11,15 +11,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
 from imgtool.errors import ModelError, Param, UsageError
+from imgtool.options import QUANTIZE_MODES, Quantize
 from imgtool.tflite.writing import ModelEdit
 
-Quantize = Literal["none", "dynamic", "float16", "int8"]
-QUANTIZE_MODES: tuple[Quantize, ...] = get_args(Quantize)
 SOFTMAX_UINT8 = (1.0 / 256.0, 0)  # the only output quantization TFLite's uint8 SOFTMAX takes
 
 
