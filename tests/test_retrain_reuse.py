@@ -219,3 +219,64 @@ def test_the_record_is_typed_keeps_unknown_keys_and_a_damaged_one_is_a_full_run(
     assert not api.retrain(data, model=embedder, output=out).reused and len(fits) == 2
     assert any("is damaged: photos is " in m for m in caplog.messages)
     assert reuse.ResultsRecord.from_dict(json.loads(rec.read_bytes())).photos[first][1] is not None  # recorded afresh
+
+
+def _ctime_changed_by_a_link(path: Path) -> None:
+    """Plant what another folder linking the same inode does: a hard link made and removed
+    (the link count changes, so the ctime does; the content does not), repeated until the
+    ctime reads back different (the kernel's timestamp tick may hide a single change)."""
+    before = path.stat().st_ctime_ns
+    for i in range(1000):
+        extra = path.with_name(f".{path.name}.link-{i}")
+        os.link(path, extra)
+        extra.unlink()
+        if path.stat().st_ctime_ns != before:
+            return
+    raise AssertionError(f"the ctime of {path} did not change")
+
+
+def test_a_backbone_the_cache_owns_is_reused_though_other_folders_link_it(
+        data: Path, embedder: str, tmp_path: Path, isolated_home: Path, fits: list[int]) -> None:
+    """Plants a backbone .tflite under IMGTOOL_HOME (the model folder hard-links it, as it
+    does a cached catalog model) and a second model folder linked to the same inode: each
+    link changes the shared inode's ctime, never its bytes, so each rerun is reused."""
+    backbone = isolated_home / "models" / "emb.tflite"
+    backbone.parent.mkdir(parents=True)
+    shutil.copyfile(embedder, backbone)
+    a, b = tmp_path / "a", tmp_path / "b"
+    api.retrain(data, model=str(backbone), output=a)
+    assert (a / "backbone.tflite").stat().st_ino == backbone.stat().st_ino  # linked, not copied
+    assert api.retrain(data, model=str(backbone), output=a).reused and len(fits) == 1  # its own link: reused
+    api.retrain(data, model=str(backbone), output=b)  # another folder links the same inode
+    _ctime_changed_by_a_link(backbone)
+    assert api.retrain(data, model=str(backbone), output=a).reused and len(fits) == 2
+    assert api.retrain(data, model=str(backbone), output=b).reused and len(fits) == 2
+
+
+def test_an_output_rewritten_with_the_same_bytes_is_reused(data: Path, embedder: str, tmp_path: Path,
+                                                           fits: list[int]) -> None:
+    """Plants new facts (a rewrite, a link) on output files whose bytes are unchanged:
+    reused; one byte more is a full run (test_any_changed_input_is_a_full_run)."""
+    out = tmp_path / "model"
+    api.retrain(data, model=embedder, output=out)
+    report = out / "report.html"
+    report.write_bytes(report.read_bytes())
+    _ctime_changed_by_a_link(out / "model.tflite")
+    assert api.retrain(data, model=embedder, output=out).reused and len(fits) == 1
+
+
+def test_a_link_to_a_code_file_changes_no_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plants a hard link made and removed on an installed package's file (what an installer
+    that links from its cache, or a copied venv, does to the shared inode): the code is the
+    same, so are the inputs; the file rewritten is another version."""
+    pkg = tmp_path / "site" / "fakepkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("VERSION = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(reuse, "PACKAGES", (*reuse.PACKAGES, "fakepkg"))
+    before = reuse.versions()
+    assert before["fakepkg"][0] == str(pkg / "__init__.py")
+    _ctime_changed_by_a_link(pkg / "__init__.py")
+    assert reuse.versions() == before
+    (pkg / "__init__.py").write_text("VERSION = 22\n")
+    assert reuse.versions() != before
