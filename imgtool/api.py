@@ -389,7 +389,7 @@ def list_models() -> list[ModelInfo]:
 
 
 def list_caches() -> list[CacheInfo]:
-    """The caches beside the models (`bottlenecks`, `exports`): where, how big, how many
+    """The caches beside the models (`bottlenecks`, `exports`, `results`): where, how big, how many
     entries. Removing them (`remove_models`) costs recomputation, never a result."""
     from imgtool import caches
 
@@ -452,17 +452,17 @@ def model_path(ref: str | None = None) -> Path:
 @dataclass(frozen=True)
 class Removed:
     """One thing `remove_models` removed: a cache entry ("model", `name` is its key) or
-    one of the caches beside the models ("cache": "bottlenecks" or "exports")."""
+    one of the caches beside the models ("cache": "bottlenecks", "exports" or "results")."""
 
     name: str
     kind: Literal["model", "cache"]
     bytes: int
-    entries: int = 1  # caches: the feature vectors / exports they held
+    entries: int = 1  # caches: the feature vectors / exports / records they held
 
 
 def remove_models(names: Iterable[str]) -> list[Removed]:
     """Remove cached models (by catalog name, URL or entry key) and the caches named
-    `bottlenecks` and `exports`; `all` removes everything. Nothing cached is fine (an
+    `bottlenecks`, `exports` and `results`; `all` removes everything. Nothing cached is fine (an
     empty list). A name that matches nothing raises ModelNotFoundError, after the others
     were removed; a model that ships with imgtool is never removed (UsageError, before
     anything is). Each removal is also logged."""

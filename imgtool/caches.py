@@ -3,8 +3,11 @@
     bottlenecks/   retrain's backbone features, one folder per backbone + preprocessing
                    (and model-hashes/, the memo of backbone file hashes)
     exports/       retrain's SavedModel + .tflite exports, kept for identical reruns
+    results/       retrain's records of the inputs that wrote each output folder (imgtool/reuse.py),
+                   so an identical rerun reuses its folder
 
-Both are pure optimisations: removing them costs recomputation, never a result."""
+All are pure optimisations: removing them costs recomputation, never a result (without its
+record, the next rerun into a folder is a full run, which records afresh)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from imgtool import store
 CACHES: dict[str, tuple[str, str]] = {
     "bottlenecks": ("bottlenecks", "retrain's cached backbone features"),
     "exports": ("exports", "retrain's cached SavedModel/.tflite exports"),
+    "results": ("results", "retrain's records of earlier runs, for identical reruns"),
 }
 
 
@@ -28,7 +32,7 @@ class CacheInfo:
     name: str
     path: Path
     bytes: int
-    entries: int  # bottlenecks: cached feature vectors; exports: exported models
+    entries: int  # bottlenecks: cached feature vectors; exports: exported models; results: records
     description: str
 
 
@@ -70,6 +74,8 @@ def info(name: str) -> CacheInfo:
     if path.is_dir():
         if name == "bottlenecks":
             entries = sum(1 for _ in path.glob("*/*/*.f32"))
+        elif name == "results":  # one <key>.json per output folder; hidden names are being written
+            entries = sum(1 for p in path.glob("*.json") if not p.name.startswith("."))
         else:  # exports/<key>/ (TF exports), exports/tflite/*.tflite (conversions); exports/checks/
             # holds the figures of exports already measured: part of the size, not entries
             entries = sum(1 for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")

@@ -685,17 +685,17 @@ def audit(image_dir: Path, model: str | None, fmt: str, report: Path | None, val
 
 @cli.group(cls=Group)
 def models() -> None:
-    """The catalog and the caches in IMGTOOL_HOME: models, bottlenecks, exports."""
+    """Catalog and caches in IMGTOOL_HOME: models, bottlenecks, exports, results."""
 
 
 @models.command("list", epilog=exit_codes((0, "listed"), USAGE, interrupted="interrupted (Ctrl-C)"))
 @format_option("json")
 def models_list(fmt: str) -> None:
-    """Catalog models, what is in the cache, and the bottleneck and export caches (sizes).
+    """Catalog models, what is in the cache, and retrain's caches (sizes).
 
     json: one object per model {"name", "description", "cached", "kind": "catalog"|"other",
     "bytes"} (catalog models also "embedded": true for the models that ship with imgtool,
-    and "purpose": "classifier"|"features") and per cache {"name": "bottlenecks"|"exports",
+    and "purpose": "classifier"|"features") and per cache {"name": "bottlenecks"|"exports"|"results",
     "kind": "cache", "cached", "path", "bytes", "entries"}.
     """
     from imgtool import api, caches
@@ -753,13 +753,14 @@ def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("-q", "--quiet", is_flag=True, help="Say nothing (errors still shown).")
 def models_remove(names: tuple[str, ...], quiet: bool) -> None:
-    """Remove models from the cache; `bottlenecks` and `exports` remove retrain's caches,
+    """Remove models from the cache; `bottlenecks`, `exports` and `results` remove retrain's caches,
     `all` removes everything cached (an empty cache is fine: exit 0).
 
     \b
     Examples:
       imgtool models remove inception_v3
       imgtool models remove bottlenecks exports
+      imgtool models remove results
       imgtool models remove all
     """
     from imgtool import api

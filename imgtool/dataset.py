@@ -298,6 +298,23 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
     with the same class folders (splits as given). `validation_dir` / `test_dir` add given
     held-out folders (their classes must be among the training classes)."""
     root = Path(root)
+    _check_folders(root, validation_dir, test_dir)
+    subdirs = _classes_in(root)
+    split_dirs = [d for d in subdirs if d in SPLIT_DIRS]
+    if "train" in split_dirs and len(split_dirs) > 1:
+        classes, files, description = _given_split(root, subdirs, split_dirs)
+        given = {SPLIT_DIRS[d] for d in split_dirs}
+    else:
+        _split_named_classes(root, subdirs, split_dirs)
+        classes = subdirs
+        files = _files_in(root, classes, {c: i for i, c in enumerate(classes)}, root, None)
+        description = "one folder per class; validation/test photos by hash"
+        given = set()
+    extra_files, extra_description = _held_out_folders(root, classes, given, validation_dir, test_dir)
+    return Layout(classes, files + extra_files, description + extra_description)
+
+
+def _check_folders(root: Path, validation_dir: str | Path | None, test_dir: str | Path | None) -> None:
     for what, folder in (("", root), (Param("validation_dir") + " ", validation_dir),
                          (Param("test_dir") + " ", test_dir)):
         if folder is None:
@@ -308,35 +325,36 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
         if not Path(folder).is_dir():
             raise UsageError(what + f"{folder}: not a folder; give a folder with one sub-folder per class",
                              path=folder)
-    subdirs = _classes_in(root)
-    split_dirs = [d for d in subdirs if d in SPLIT_DIRS]
+
+
+def _given_split(root: Path, subdirs: list[str], split_dirs: list[str]) -> tuple[list[str], list[Photo], str]:
+    """train/ + val|validation/ (+ test/), each with the same class folders."""
+    others = [d for d in subdirs if d not in SPLIT_DIRS]
+    if others:
+        raise UsageError(f"{root} holds {', '.join(split_dirs)} (a given split) beside other folders "
+                         f"({', '.join(others)}); move those into the splits' class folders or remove them")
+    named_validation = [d for d in split_dirs if SPLIT_DIRS[d] == "validation"]
+    if len(named_validation) > 1:
+        raise UsageError(f"{root} holds both {' and '.join(d + '/' for d in named_validation)}; keep one")
+    classes = _classes_in(root / "train")
+    label_of = {c: i for i, c in enumerate(classes)}
+    for d in split_dirs:
+        mine = _classes_in(root / d)
+        if d != "train" and mine != classes:
+            raise DatasetError(f"{root}: the class folders of {d}/ differ from train/'s: "
+                               f"{_mismatch('train/', classes, d + '/', mine)}; every split needs the same classes")
     files: list[Photo] = []
-    if "train" in split_dirs and len(split_dirs) > 1:
-        others = [d for d in subdirs if d not in SPLIT_DIRS]
-        if others:
-            raise UsageError(f"{root} holds {', '.join(split_dirs)} (a given split) beside other folders "
-                             f"({', '.join(others)}); move those into the splits' class folders or remove them")
-        named_validation = [d for d in split_dirs if SPLIT_DIRS[d] == "validation"]
-        if len(named_validation) > 1:
-            raise UsageError(f"{root} holds both {' and '.join(d + '/' for d in named_validation)}; keep one")
-        classes = _classes_in(root / "train")
-        label_of = {c: i for i, c in enumerate(classes)}
-        for d in split_dirs:
-            mine = _classes_in(root / d)
-            if d != "train" and mine != classes:
-                raise DatasetError(f"{root}: the class folders of {d}/ differ from train/'s: "
-                                   f"{_mismatch('train/', classes, d + '/', mine)}; every split needs the same classes")
-        for d in split_dirs:
-            files += _files_in(root / d, classes, label_of, root, SPLIT_DIRS[d])
-        description = f"given split: {', '.join(d + '/' for d in split_dirs)}"
-        given = {SPLIT_DIRS[d] for d in split_dirs}
-    else:
-        _split_named_classes(root, subdirs, split_dirs)
-        classes = subdirs
-        label_of = {c: i for i, c in enumerate(classes)}
-        files = _files_in(root, classes, label_of, root, None)
-        description = "one folder per class; validation/test photos by hash"
-        given = set()
+    for d in split_dirs:
+        files += _files_in(root / d, classes, label_of, root, SPLIT_DIRS[d])
+    return classes, files, f"given split: {', '.join(d + '/' for d in split_dirs)}"
+
+
+def _held_out_folders(root: Path, classes: list[str], given: set[str], validation_dir: str | Path | None,
+                      test_dir: str | Path | None) -> tuple[list[Photo], str]:
+    """The photos of `validation_dir` / `test_dir`, and what the layout description adds for them."""
+    label_of = {c: i for i, c in enumerate(classes)}
+    files: list[Photo] = []
+    description = ""
     # errors name the parameter (the CLI says it as its option); the layout description, recorded in
     # metrics.json, keeps the option's name it always had
     for flag, split, folder, shown in ((Param("validation_dir"), "validation", validation_dir, "--validation-dir"),
@@ -354,7 +372,7 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
                                f"{', '.join(extra)}; rename or remove them", path=folder)
         files += _files_in(folder, theirs, label_of, folder.parent, split)
         description += f"; {split} photos from {shown}"
-    return Layout(classes, files, description)
+    return files, description
 
 
 def validate_files(files: list[Photo], known_good: set[str] | None = None,

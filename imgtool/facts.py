@@ -8,14 +8,15 @@ the file only, so they are kept in one small JSON per model file:
     $IMGTOOL_HOME/facts/<sha256 of the identity>.json
         {"version": 1, "identity": {"path", "size", "mtime_ns", "ino", "dev"}, "facts": {name: value}}
 
-The identity is the file's absolute path, size, mtime_ns, inode and device: any rewrite of
-the model (a new download, a conversion renamed into place, an edit) changes it, and the
-record is then ignored and rewritten. A labels file given beside the model is never kept
+The identity is the file's absolute path, size, mtime_ns, inode and device (`stat_identity`,
+the one stat identity of a file, here without the ctime; reuse.py records it with): any
+rewrite of the model (a new download, a conversion renamed into place, an edit) changes
+it, and the record is then ignored and rewritten. A labels file given beside the model is never kept
 here: reading it is cheaper than checking a record, so its current content always counts.
 The record is written atomically (store.atomic_write_json); one that cannot be written
 (a read-only IMGTOOL_HOME) is only logged, and the facts are computed each run.
 
-Layer: foundations (uses records, store; used by resolve and engine)."""
+Layer: foundations (uses records, store; used by resolve, engine and reuse)."""
 
 from __future__ import annotations
 
@@ -37,10 +38,23 @@ VERSION = 1
 MAX_RECORD_BYTES = 1 << 20  # labels of a 20,000-class model fit; anything larger is not ours
 
 
-def identity(path: Path) -> dict[str, Any]:
+def stat_identity(path: str | os.PathLike[str], *, ctime: bool) -> dict[str, int]:
+    """A file's identity by its stat (following links): size, mtime_ns, with `ctime` ctime_ns,
+    ino and dev, in that order. Any rewrite of the file changes it (a new file has another
+    inode, an edit another mtime); the ctime also changes with any write and cannot be set
+    back, so it catches an edit whose mtime was restored. The one definition: the facts
+    record's identity (without ctime) and reuse's facts (with it, as a list) are this."""
     st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino,
-            "dev": st.st_dev}
+    out = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if ctime:
+        out["ctime_ns"] = st.st_ctime_ns
+    out.update(ino=st.st_ino, dev=st.st_dev)
+    return out
+
+
+def identity(path: Path) -> dict[str, Any]:
+    """The facts record's identity of a model file: its absolute path and stat identity."""
+    return {"path": os.path.abspath(path), **stat_identity(path, ctime=False)}
 
 
 @dataclass

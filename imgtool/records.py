@@ -1,5 +1,5 @@
 """Typed on-disk records: the one helper every JSON record imgtool writes and reads back
-(entry.json, imgtool-model.json, facts records, the options metrics.json stores) is made of.
+(entry.json, imgtool-model.json, facts and results records, the options metrics.json stores) is made of.
 
 A record is a dataclass that mixes in `Record` and ends with `extra: dict[str, Any]`:
 

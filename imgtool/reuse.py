@@ -4,13 +4,13 @@ reuses that folder instead of fitting, exporting and rendering it again.
 The result of `retrain` is decided by its inputs alone: the photos (their names, classes,
 given splits and bytes), the backbone, every option, and the code: Python, imgtool, Pillow,
 LiteRT and numpy. A run that wrote a model folder records them, with the facts of
-every file it wrote, in one small JSON per output folder:
+every file it wrote, in one small JSON per output folder (a ResultsRecord, records.py):
 
     $IMGTOOL_HOME/results/<sha256 of the folder's absolute path>.json
         {"version": 1, "output": abs path, "inputs": {...}, "photos": {path: [facts, sha256]},
          "files": {relative path: facts}}
 
-Facts are [size, mtime_ns, ctime_ns, inode, device] (os.stat, following links). A later run
+Facts are [size, mtime_ns, ctime_ns, inode, device] (facts.stat_identity with the ctime). A later run
 reuses the folder only when its inputs are equal to the recorded ones, every photo either
 has the recorded facts or hashes to the recorded sha256 (the ctime changes with any write,
 and cannot be set back), and the folder holds exactly the recorded files with their recorded
@@ -18,9 +18,10 @@ facts. Anything else - a photo edited, added or removed, another option, a chang
 file, a file in the folder edited, added or removed, a damaged or missing record - is a
 full run, which records afresh. The photos' facts are taken before they are hashed, so a
 photo rewritten during a run is hashed again next time. A record that cannot be written
-(a read-only IMGTOOL_HOME) is only logged.
+(a read-only IMGTOOL_HOME) is only logged. The records are a cache like the others
+(caches.py: `imgtool models remove results`): without one, the next rerun is a full run.
 
-Layer: foundations (uses store, files, version)."""
+Layer: foundations (uses facts, records, store, files, version)."""
 
 from __future__ import annotations
 
@@ -29,10 +30,13 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imgtool import files, store
+from imgtool.facts import stat_identity
+from imgtool.records import BadRecord, Record, short
 from imgtool.version import __version__
 
 log = logging.getLogger("imgtool.reuse")
@@ -41,9 +45,27 @@ VERSION = 1
 MAX_RECORD_BYTES = 64 << 20  # a record of a million photos fits; anything larger is not ours
 
 
+@dataclass
+class ResultsRecord(Record):
+    """The JSON of one results record (the module docstring): each photo is [its facts or
+    None, its sha256 or None], each file of the folder its facts."""
+
+    version: int = VERSION
+    output: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    photos: dict[str, list[Any]] = field(default_factory=dict)
+    files: dict[str, list[int]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        for path, entry in self.photos.items():
+            if len(entry) != 2:
+                raise BadRecord(f"photos.{path} is {short(entry)}, not [facts, sha256]")
+
+
 def facts(path: str | Path) -> list[int]:
-    st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+    """A file's facts as the record keeps them: its stat identity with the ctime, as a list."""
+    return list(stat_identity(path, ctime=True).values())
 
 
 def photo_facts(paths: list[str]) -> dict[str, list[int] | None]:
@@ -136,29 +158,28 @@ def _mismatch(rec: Path, output: Path, inputs: dict[str, Any], photos: dict[str,
             return f"the record {rec} is too large to be ours"
     except OSError:
         return "no record of an earlier run"
-    data = store.read_json(rec)
-    if not isinstance(data, dict) or data.get("version") != VERSION or data.get("output") != os.path.abspath(output):
+    try:
+        data = ResultsRecord.from_dict(store.read_json(rec))
+    except BadRecord as err:
+        return f"the record {rec} is damaged: {err}"
+    if data.version != VERSION or data.output != os.path.abspath(output):
         return f"the record {rec} is not one this version reads"
-    if data.get("inputs") != inputs:
-        changed = sorted(k for k in set(inputs) | set(data.get("inputs") or {})
-                         if (data.get("inputs") or {}).get(k) != inputs.get(k))
+    if data.inputs != inputs:
+        changed = sorted(k for k in set(inputs) | set(data.inputs) if data.inputs.get(k) != inputs.get(k))
         return f"the inputs differ ({', '.join(changed)})"
-    recorded = data.get("photos")
-    if not isinstance(recorded, dict) or set(recorded) != set(photos):
+    if set(data.photos) != set(photos):
         return "the photos differ"
     for path, now in photos.items():
-        entry = recorded[path]
-        if not (isinstance(entry, list) and len(entry) == 2):
-            return "the record is damaged"
-        if now is not None and now == entry[0]:
+        was, sha = data.photos[path]
+        if now is not None and now == was:
             continue
         try:
-            if entry[1] is None or now is None or _sha256(path) != entry[1]:
+            if sha is None or now is None or _sha256(path) != sha:
                 return f"{path} changed"
         except OSError:
             return f"{path} cannot be read"
     try:
-        if data.get("files") != _folder_facts(output):
+        if data.files != _folder_facts(output):
             return "the folder's files changed since it was written"
     except OSError:
         return "the folder cannot be read"
@@ -171,9 +192,9 @@ def remember(output: Path, inputs: dict[str, Any], photos: dict[str, list[int] |
     before the photos were hashed into `shas` (a photo not hashed was not readable)."""
     rec = _record_file(output)
     try:
-        data = {"version": VERSION, "output": os.path.abspath(output), "inputs": inputs,
-                "photos": {p: [f, shas.get(p)] for p, f in photos.items()}, "files": _folder_facts(output)}
-        store.atomic_write_json(rec, data)
+        data = ResultsRecord(output=os.path.abspath(output), inputs=inputs,
+                             photos={p: [f, shas.get(p)] for p, f in photos.items()}, files=_folder_facts(output))
+        store.atomic_write_json(rec, data.to_dict())
         log.debug("recorded the inputs of %s (%s)", output, rec)
     except OSError as err:  # a read-only or full IMGTOOL_HOME: the next identical run does the work again
         log.debug("cannot record the inputs of %s in %s: %s", output, rec, err)

@@ -448,12 +448,14 @@ def test_remove_models_takes_the_caches_by_name(isolated_home: Path) -> None:
     (isolated_home / "exports" / ("a" * 24)).mkdir(parents=True)
     (isolated_home / "exports" / ("a" * 24) / "model.tflite").write_bytes(b"t" * 100)
     assert [(c.name, c.path, c.bytes, c.entries) for c in imgtool.list_caches()] == [
-        ("bottlenecks", isolated_home / "bottlenecks", 3 * 4096, 3), ("exports", isolated_home / "exports", 100, 1)]
+        ("bottlenecks", isolated_home / "bottlenecks", 3 * 4096, 3), ("exports", isolated_home / "exports", 100, 1),
+        ("results", isolated_home / "results", 0, 0)]
     assert imgtool.remove_models(["bottlenecks"]) == [imgtool.Removed("bottlenecks", "cache", 3 * 4096, 3)]
     assert not (isolated_home / "bottlenecks").exists() and (isolated_home / "exports").is_dir()
     assert imgtool.remove_models(["all"]) == [imgtool.Removed("exports", "cache", 100, 1)]
-    assert imgtool.remove_models(["bottlenecks", "exports", "all"]) == []
-    assert [(c.name, c.bytes, c.entries) for c in imgtool.list_caches()] == [("bottlenecks", 0, 0), ("exports", 0, 0)]
+    assert imgtool.remove_models(["bottlenecks", "exports", "results", "all"]) == []
+    assert [(c.name, c.bytes, c.entries) for c in imgtool.list_caches()] == [("bottlenecks", 0, 0), ("exports", 0, 0),
+                                                                             ("results", 0, 0)]
 
 
 @pytest.fixture(scope="module")

@@ -127,6 +127,7 @@ def test_bad_inputs_are_reported_and_skipped(mobilenet: str, photos: Path, tmp_p
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.heavy
 def test_subprocess_text_and_exit_codes(mobilenet: str, photos: Path) -> None:
     ok = run("classify", "-m", mobilenet, "-q", str(photos / "cat.bmp"))
     assert ok.returncode == 0, ok.stderr
@@ -139,12 +140,14 @@ def test_subprocess_text_and_exit_codes(mobilenet: str, photos: Path) -> None:
     assert missing.stderr.strip().count("\n") == 0 and "unknown model 'no_such_model_xyz'" in missing.stderr
 
 
+@pytest.mark.heavy
 def test_python_dash_m_works(mobilenet: str, photos: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "imgtool", "classify", "-m", mobilenet, "-f", "jsonl",
                           str(photos / "parrot.jpg")], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["predictions"][0]["label"] == "macaw"
 
 
+@pytest.mark.heavy
 def test_corrupt_tflite_is_exit_3_one_line(tmp_path: Path, photos: Path) -> None:
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"TFL3" + b"\0" * 100)
@@ -161,6 +164,7 @@ HEAVY = ("tensorflow", "tensorflow_hub", "tf_keras", "keras", "numpy", "ai_edge_
          "apache_beam", "pyarrow")
 
 
+@pytest.mark.heavy
 def test_cli_import_and_help_import_no_model_runtime() -> None:
     """`import imgtool.cli` loads click and the CLI's own modules: no numpy, LiteRT, TensorFlow,
     Pillow or requests, not the environment settings, and not `imgtool beam`'s commands (loaded
@@ -181,6 +185,7 @@ def test_cli_import_and_help_import_no_model_runtime() -> None:
     assert beam_loaded and "\n  beam " in out.stdout
 
 
+@pytest.mark.heavy
 def test_classify_and_labels_never_import_tensorflow_for_tflite(mobilenet: str, photos: Path) -> None:
     code = ("import sys; from click.testing import CliRunner; from imgtool.cli import cli;"
             f"r=CliRunner().invoke(cli, ['classify','-m',{mobilenet!r},{str(photos)!r}]); assert r.exit_code==0, r.output;"
@@ -238,3 +243,19 @@ def test_every_real_photos_top5_obeys_the_tie_rule(mobilenet: str, photos: Path,
     for row, r in zip(raw, results):
         assert r.predictions is not None
         assert [p.index for p in r.predictions] == _by_rule(row, 5), r.path
+
+
+def test_result_dicts_and_the_default_top_k(mobilenet: str, photos: Path) -> None:
+    """Mutants this kills (mutmut, issue 21): `Result.to_dict`'s "error" and "unknown" keys
+    renamed, `unknown` written as None, and `Classifier.classify`'s default `top_k=5` made 6
+    (the CLI always passes its own, so only the library's default was unasserted)."""
+    from imgtool.classifier import Classifier, Prediction, Result
+    from imgtool.resolve import resolve
+
+    assert Result("a.jpg", error="corrupt image").to_dict() == {"path": "a.jpg", "error": "corrupt image"}
+    judged = Result(None, predictions=[Prediction("cat", 0.25, 3)]).with_min_score(0.5)
+    assert judged.to_dict() == {"path": None, "predictions": [{"label": "cat", "score": 0.25, "index": 3}],
+                                "unknown": True}
+    assert "unknown" not in Result(None, predictions=[Prediction("cat", 0.25, 3)]).to_dict()
+    [result] = Classifier(resolve(mobilenet)).classify([str(photos / "parrot.jpg")])
+    assert result.predictions is not None and len(result.predictions) == 5

@@ -32,6 +32,7 @@ def _copy(fixtures: Path, dest: Path, start: int, stop: int) -> Path:
     return dest
 
 
+@pytest.mark.heavy
 def test_training_photos_recorded_and_counted_by_evaluate(fixtures: Path, embedder: str, tmp_path: Path) -> None:
     data = _copy(fixtures, tmp_path / "train", 0, 8)
     model = tmp_path / "m"
@@ -84,6 +85,7 @@ def test_training_photos_recorded_and_counted_by_evaluate(fixtures: Path, embedd
     assert json.loads(old.stdout)["seen_in_training"] is None and "used to train" not in old.stderr
 
 
+@pytest.mark.heavy
 def test_evaluate_folder_library_result(fixtures: Path, embedder: str, tmp_path: Path) -> None:
     from imgtool.classifier import Classifier
     from imgtool.evaluation import Evaluation, evaluate_folder

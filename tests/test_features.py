@@ -108,6 +108,7 @@ def test_missing_damaged_and_foreign_shards(tmp_path: Path, monkeypatch: pytest.
         read_shards(str(tmp_path / "f-*.parquet"))
 
 
+@pytest.mark.heavy
 def test_retrain_from_shards_equals_folder_run(fixtures: Path, tmp_path: Path) -> None:
     """Shards holding the vectors imgtool computes itself train the same head as the
     folder (the Beam-made shards are checked the same way in tests/beam)."""

@@ -154,6 +154,7 @@ def test_labels_file_that_does_not_fit_is_exit_2(mobilenet: str, parrot: str, tm
     assert result.stderr.startswith(f"Error: --labels {bad}: {n} labels for the 1001 outputs of {mobilenet}; ")
 
 
+@pytest.mark.heavy
 def test_model_labels_that_do_not_fit_are_exit_3(tmp_path: Path, parrot: str) -> None:
     from tests import modelgen
 
@@ -171,6 +172,7 @@ def test_model_labels_that_do_not_fit_are_exit_3(tmp_path: Path, parrot: str) ->
     assert "2 labels for 1001 outputs" in result.stderr
 
 
+@pytest.mark.heavy
 def test_no_labels_anywhere_shows_class_numbers_with_one_warning(tmp_path: Path, parrot: str) -> None:
     from tests import modelgen
 
@@ -192,6 +194,7 @@ def test_expect_unknown_label_is_exit_2_before_any_work(mobilenet: str, parrot: 
     assert invoke("classify", "-m", mobilenet, "--expect", "Macaw", parrot).exit_code == 0
 
 
+@pytest.mark.heavy
 def test_expect_unknown_label_subprocess(mobilenet: str, parrot: str) -> None:
     result = run("classify", "-m", mobilenet, "--expect", "macaws", parrot)
     assert result.returncode == 2

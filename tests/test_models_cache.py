@@ -1,4 +1,4 @@
-"""`imgtool models list/remove` know the bottleneck and export caches too; removing
+"""`imgtool models list/remove` know the bottleneck, export and results caches too; removing
 from an empty cache is not an error."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _caches() -> dict[str, caches.CacheInfo]:
 
 
 def test_remove_all_on_an_empty_cache_is_fine(isolated_home: Path) -> None:
-    for names in (["all"], ["bottlenecks"], ["exports"], ["bottlenecks", "exports"]):
+    for names in (["all"], ["bottlenecks"], ["exports"], ["results"], ["bottlenecks", "exports", "results"]):
         assert imgtool.remove_models(names) == []
     res = invoke("models", "remove", "all")
     assert (res.exit_code, res.stdout, res.stderr) == (0, "", "nothing cached\n")
@@ -52,7 +52,8 @@ def test_remove_all_on_an_empty_cache_is_fine(isolated_home: Path) -> None:
 def test_help_names_the_caches() -> None:
     text = invoke("models", "remove", "--help").stdout
     assert "imgtool models remove bottlenecks exports" in text and "imgtool models remove all" in text
-    assert "bottlenecks, exports" in invoke("models", "--help").stdout
+    assert "imgtool models remove results" in text
+    assert "bottlenecks, exports, results" in invoke("models", "--help").stdout
 
 
 def test_unknown_model_is_still_exit_3(isolated_home: Path) -> None:
@@ -93,6 +94,17 @@ def test_caches_are_listed_with_sizes_and_removed(retrained: Path) -> None:
 
     assert imgtool.remove_models(["bottlenecks"]) == [Removed("bottlenecks", "cache", bott.bytes, 8)]
     assert not (home / "bottlenecks").exists()
+
+    (record,) = (home / "results").glob("*.json")  # the retrain's record of its inputs
+    size = record.stat().st_size
+    results = _caches()["results"]
+    assert (results.path, results.bytes, results.entries) == (home / "results", size, 1)
+    rows = {r["name"]: r for r in json.loads(invoke("models", "list", "-f", "json").stdout)}
+    assert rows["results"] == {"name": "results", "kind": "cache", "cached": True, "path": str(home / "results"),
+                               "bytes": size, "entries": 1}
+    res = invoke("models", "remove", "results")
+    assert res.exit_code == 0 and res.stderr == f"removed the results cache ({human_size(size)}, 1 entries)\n"
+    assert not (home / "results").exists()
     assert list((home / "tmp").iterdir()) == []  # renamed away, then deleted
     gone = _caches()["bottlenecks"]
     assert (gone.path, gone.bytes, gone.entries) == (home / "bottlenecks", 0, 0)
@@ -115,9 +127,9 @@ def test_remove_all_takes_models_and_caches(retrained: Path, http_server, tmp_pa
     assert res.exit_code == 0, res.output
     said = res.stderr.splitlines()
     assert [line.split(" (")[0] for line in said] == ["removed the bottlenecks cache", "removed the exports cache",
-                                                      f"removed {info.key}"]
+                                                      "removed the results cache", f"removed {info.key}"]
     assert list((home / "models").iterdir()) == []
-    assert not (home / "bottlenecks").exists() and not (home / "exports").exists()
+    assert not (home / "bottlenecks").exists() and not (home / "exports").exists() and not (home / "results").exists()
     assert imgtool.remove_models(["all"]) == []
 
 

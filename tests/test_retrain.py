@@ -16,6 +16,9 @@ import imgtool
 from imgtool.errors import DatasetError, UsageError
 from tests.conftest import IMGTOOL, default_sigint, invoke, run
 
+# every test runs the real backbone over photos, or `imgtool` as a subprocess
+pytestmark = pytest.mark.heavy
+
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 

@@ -67,6 +67,7 @@ def test_output_checks_come_before_any_model_work(flowers: Path, tmp_path: Path,
         imgtool.retrain(data, output=mine, force=True)
 
 
+@pytest.mark.heavy
 def test_output_onto_a_model_of_other_photos_needs_force(flowers: Path, embedder: str, tmp_path: Path,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     a = _copy(flowers, tmp_path / "a", ["daisy", "roses"], 0, 5)
@@ -130,6 +131,7 @@ def test_catalog_classifier_uses_its_twin_with_one_info_line(caplog: pytest.LogC
         _check_backbone(bare, "x")
 
 
+@pytest.mark.heavy
 def test_train_val_test_layout_and_mismatch(flowers: Path, embedder: str, tmp_path: Path) -> None:
     root = tmp_path / "ds"
     _copy(flowers, root / "train", ["daisy", "roses"], 0, 8)
@@ -148,6 +150,7 @@ def test_train_val_test_layout_and_mismatch(flowers: Path, embedder: str, tmp_pa
     assert not (tmp_path / "m2").exists()
 
 
+@pytest.mark.heavy
 def test_validation_and_test_dirs_elsewhere(flowers: Path, embedder: str, tmp_path: Path) -> None:
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 10)
     val = _copy(flowers, tmp_path / "v", ["daisy", "roses"], 10, 13)
@@ -159,6 +162,7 @@ def test_validation_and_test_dirs_elsewhere(flowers: Path, embedder: str, tmp_pa
     assert m["options"]["validation_percent"] == 0.0 and m["options"]["test_percent"] == 0.0
 
 
+@pytest.mark.heavy
 def test_imbalance_warns_and_class_weight_is_recorded(flowers: Path, embedder: str, tmp_path: Path,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     data = _copy(flowers, tmp_path / "data", ["daisy"], 0, 40)
@@ -178,6 +182,7 @@ def test_imbalance_warns_and_class_weight_is_recorded(flowers: Path, embedder: s
     assert not np.array_equal(a["weights"], b["weights"])
 
 
+@pytest.mark.heavy
 def test_text_output_says_how_the_head_was_chosen(flowers: Path, embedder: str, tmp_path: Path) -> None:
     """The CLI's own printing (the library returns the numbers): streams and words."""
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses", "tulips"], 0, 12)
@@ -234,6 +239,7 @@ def test_imgtool_model_is_the_backbone_the_checks_see(flowers: Path, tmp_path: P
            "probabilities and names no feature-vector twin)" in res.stderr
 
 
+@pytest.mark.heavy
 def test_library_retrain_leaves_its_options_untouched(flowers: Path, embedder: str, tmp_path: Path) -> None:
     import copy
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from imgtool import api, train
+from imgtool import api, reuse, train
 from imgtool.retraining import RetrainResult
 from tests.conftest import invoke
 
@@ -180,3 +180,42 @@ def test_no_reuse_into_another_folder(data: Path, embedder: str, tmp_path: Path,
     api.retrain(data, model=embedder, output=tmp_path / "a")
     assert not api.retrain(data, model=embedder, output=tmp_path / "b").reused
     assert len(fits) == 2
+
+
+def test_removed_results_cache_only_means_a_full_run(data: Path, embedder: str, tmp_path: Path, isolated_home: Path,
+                                                     fits: list[int]) -> None:
+    out = tmp_path / "model"
+    cold = api.retrain(data, model=embedder, output=out)
+    written = _bytes(out)
+    (info,) = [c for c in api.list_caches() if c.name == "results"]
+    assert info.path == isolated_home / "results" and info.entries == 1 and info.bytes > 0
+    assert api.remove_models(["results"]) == [api.Removed("results", "cache", info.bytes, 1)]
+    assert not info.path.exists() and (isolated_home / "bottlenecks").is_dir()  # only the records went
+    rerun = api.retrain(data, model=embedder, output=out)
+    assert not rerun.reused and len(fits) == 2  # fitted again, the same result
+    assert _bytes(out) == written and _same(rerun, cold)
+    assert api.retrain(data, model=embedder, output=out).reused and len(fits) == 2  # recorded afresh
+
+
+def test_the_record_is_typed_keeps_unknown_keys_and_a_damaged_one_is_a_full_run(
+        data: Path, embedder: str, tmp_path: Path, isolated_home: Path, fits: list[int],
+        caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "model"
+    api.retrain(data, model=embedder, output=out)
+    (rec,) = (isolated_home / "results").glob("*.json")
+    raw = rec.read_bytes()
+    record = reuse.ResultsRecord.from_dict(json.loads(raw))
+    assert record.output == str(out) and len(record.photos) == 24 and "model.tflite" in record.files
+    assert (json.dumps(record.to_dict(), indent=2, sort_keys=True) + "\n").encode() == raw  # what remember writes
+    newer = {**json.loads(raw), "written_by": "a later imgtool"}  # a key this version does not know
+    rec.write_text(json.dumps(newer))
+    assert reuse.ResultsRecord.from_dict(newer).extra == {"written_by": "a later imgtool"}
+    assert api.retrain(data, model=embedder, output=out).reused and len(fits) == 1
+    damaged = json.loads(raw)
+    first = sorted(damaged["photos"])[0]
+    damaged["photos"][first] = "not [facts, sha256]"
+    rec.write_text(json.dumps(damaged))
+    caplog.set_level(logging.DEBUG, logger="imgtool.reuse")
+    assert not api.retrain(data, model=embedder, output=out).reused and len(fits) == 2
+    assert any("is damaged: photos is " in m for m in caplog.messages)
+    assert reuse.ResultsRecord.from_dict(json.loads(rec.read_bytes())).photos[first][1] is not None  # recorded afresh

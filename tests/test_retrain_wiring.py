@@ -196,3 +196,20 @@ def test_backbone_id_changes_with_input_size_and_value_range(tmp_path: Path, lay
 
     backbone = resolve(layout["embedder"], purpose="features")
     assert calls == [(Path(layout["embedder"]), (224, 224), backbone.config.value_range)]
+
+
+def test_a_bottleneck_put_is_read_back_by_the_next_run(tmp_path: Path) -> None:
+    """Mutants this kills (mutmut, issue 21): `BottleneckCache.put`'s `write_error is not None`
+    -> `is None` (nothing is ever written: every rerun recomputes every feature), its vector
+    replaced by None, and its `dtype=np.float32` made None or dropped (float64 bytes, read
+    back as twice as many float32 values)."""
+    from imgtool.bottlenecks import BottleneckCache
+
+    sha = "ab" * 32
+    vector = np.linspace(-1.0, 1.0, 8)  # float64, as a backbone's dequantized output may be
+    BottleneckCache("ident", root=tmp_path).put(sha, vector)
+    later = BottleneckCache("ident", root=tmp_path)  # the next run
+    assert later.has(sha)
+    got = later.get(sha)
+    assert got is not None and got.dtype == np.float32
+    assert np.array_equal(got, vector.astype(np.float32))

@@ -4,6 +4,11 @@ TFLite metadata, graph), never from the numbers a batch happens to produce."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +47,11 @@ def test_override_wins_over_record_metadata_and_graph() -> None:
 
 
 def test_bad_override_or_record_is_refused() -> None:
-    with pytest.raises(ValueError, match="features"):
+    """Each message lists the choices (mutmut: `', '.join` -> `'XX, XX'.join` survived a match
+    on the bad value alone)."""
+    with pytest.raises(ValueError, match=r"^override must be one of auto, probabilities, logits, not 'features'$"):
         decide_output_kind(None, LOGITS_F32, "features")
-    with pytest.raises(ValueError, match="softmax"):
+    with pytest.raises(ValueError, match=r"^output must be one of probabilities, logits, features, not 'softmax'$"):
         decide_output_kind("softmax", LOGITS_F32)
 
 
@@ -71,6 +78,7 @@ def test_metadata_wins_over_graph() -> None:
     ("PROBABILITIES", "probabilities"),
     ("logits: unnormalized log probabilities", "logits"),  # "logit" is checked first
     ("feature: the embedding", "features"),
+    ("Feature vector", "features"),  # "feature" alone (mutmut: "feature" -> "FEATURE" survived the line above)
     ("embedding", "features"),
     ("output", None),
     ("", None),
@@ -88,7 +96,9 @@ def test_graph_last_op(producer: str | None, kind: str) -> None:
     facts = dataclasses.replace(LOGITS_F32, producer=producer)
     d = decide_output_kind(None, facts)
     assert d.kind == kind
-    assert (producer or "unknown") in d.reason
+    # the whole reason (mutmut: 'unknown' -> 'XXunknownXX' survived a substring check)
+    assert d.reason == (f"the graph's last op is {producer}" if kind == "probabilities" else
+                        f"the graph's last op is {producer or 'unknown'}, not a softmax")
 
 
 @pytest.mark.parametrize("dtype, quant, expected", [
@@ -120,12 +130,18 @@ def test_quantized_softmax_inside_a_custom_op_is_probabilities() -> None:
 
 
 def test_pooled_output_without_labels_is_a_feature_extractor() -> None:
+    """Also kills (mutmut, issue 21): `decide_output_kind(..., has_labels=True)` default made
+    False, and the "(no softmax)" of an output whose producer is unknown replaced."""
     assert decide_output_kind(None, POOLED, has_labels=False) == Decision(
         "features", "a pooled 1x1x1x1024 output (AVERAGE_POOL_2D) and no labels")
-    # with labels, a pooled output is a classifier's logits (SqueezeNet ends in a pool)
+    # with labels, a pooled output is a classifier's logits (SqueezeNet ends in a pool); a
+    # caller that says nothing about labels gets that too (mutmut: default has_labels=False)
     assert decide_output_kind(None, POOLED, has_labels=True).kind == "logits"
+    assert decide_output_kind(None, POOLED).kind == "logits"
     flat = OutputFacts(width=1280, shape=(1, 1280), producer="MEAN")
     assert decide_output_kind(None, flat, has_labels=False).kind == "features"
+    unnamed = OutputFacts(width=16, shape=(1, 1, 1, 16), producer=None)  # mutmut: "no softmax" replaced
+    assert decide_output_kind(None, unnamed, has_labels=False).reason == "a pooled 1x1x1x16 output (no softmax) and no labels"
     # [1,N] from a dense layer is a classifier's logits, labels or not (shown as `class N`)
     assert decide_output_kind(None, LOGITS_F32, has_labels=False).kind == "logits"
     # a softmax is a classifier whatever its shape
@@ -150,12 +166,29 @@ def test_softmax_values() -> None:
     np.testing.assert_array_equal(out[1], softmax(rows[1:])[0])  # each row on its own
 
 
+def test_softmax_shifts_each_row_by_its_own_max_over_the_last_axis() -> None:
+    """Mutants this kills (mutmut, issue 21): the shift `logits.max(axis=-1, ...)` made
+    `axis=None` or dropped (one max for the whole batch: a row far below the batch's largest
+    logit underflows to 0/0), and `axis=-1` made `axis=+1` in the max or in the sum (the same
+    on a 2-D batch; wrong on one row, and on an output with more axes)."""
+    third = 1 / (1 + np.e)  # softmax([a, a - 1]) = [1 - third, third] for any a
+    out = softmax(np.array([[1000.0, 999.0], [0.0, -1.0]]))
+    np.testing.assert_allclose(out, [[1 - third, third]] * 2, rtol=1e-12)
+    np.testing.assert_allclose(softmax(np.array([0.0, np.log(3.0)])), [0.25, 0.75], rtol=1e-12)  # one row
+    deep = softmax(np.array([[[0.0, np.log(3.0)]], [[np.log(3.0), 0.0]]]))  # (2, 1, 2)
+    np.testing.assert_allclose(deep, [[[0.25, 0.75]], [[0.75, 0.25]]], rtol=1e-12)
+
+
 def test_to_scores_never_renormalizes_probabilities() -> None:
+    """Also kills (mutmut, issue 21): `to_scores`'s `astype(np.float32)` -> `astype(None)`
+    (float64 scores) and its error message replaced."""
     probs = np.array([[0.5, 0.1, 0.0]], np.float32)  # a quantized softmax summing to 0.6
     out = to_scores(probs, "probabilities")
     np.testing.assert_array_equal(out, probs)
     np.testing.assert_allclose(to_scores(np.array([[0.0, np.log(3.0)]]), "logits"), [[0.25, 0.75]], atol=1e-7)
-    with pytest.raises(ValueError):
+    # logits become float32 scores whatever their dtype (mutmut: `astype(np.float32)` -> `astype(None)`)
+    assert to_scores(np.array([[0.0, 1.0]]), "logits").dtype == np.float32
+    with pytest.raises(ValueError, match=r"^a feature extractor has no scores$"):
         to_scores(probs, "features")
 
 
@@ -170,9 +203,28 @@ def test_softmax_lives_in_scores_only() -> None:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every kind in tests/scoremodels.py, built once per session (~15 s of TensorFlow)."""
-    folder = tmp_path_factory.mktemp("score-models")
-    return {kind: sm.build(kind, folder / f"{kind}.tflite") for kind in sm.KINDS}
+    """Every kind in tests/scoremodels.py, built once per session (~15 s of TensorFlow).
+
+    With IMGTOOL_TEST_MODEL_CACHE set to a folder (the mutation run: every mutant is a new
+    pytest session), they are built once into it, keyed by scoremodels.py's bytes and the
+    TensorFlow version, and read back by every later session without importing TensorFlow.
+    The models are TensorFlow's work alone (no imgtool code builds them)."""
+    cache = os.environ.get("IMGTOOL_TEST_MODEL_CACHE")
+    if not cache:
+        folder = tmp_path_factory.mktemp("score-models")
+        return {kind: sm.build(kind, folder / f"{kind}.tflite") for kind in sm.KINDS}
+    key = hashlib.sha256(Path(sm.__file__).read_bytes() + importlib.metadata.version("tensorflow").encode())
+    folder = Path(cache) / f"score-models-{key.hexdigest()[:16]}"
+    if not folder.is_dir():
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(dir=cache, prefix=".score-models-"))
+        for kind in sm.KINDS:
+            sm.build(kind, building / f"{kind}.tflite")
+        try:
+            building.rename(folder)  # whole or not at all
+        except OSError:  # another session finished first: its copy is the same
+            shutil.rmtree(building)
+    return {kind: folder / f"{kind}.tflite" for kind in sm.KINDS}
 
 
 LEVELS = (156, 166, 184, 204, 230, 255)  # red levels: class-1 probability 0.60 .. 0.99
@@ -343,6 +395,34 @@ def test_feature_extractor_built_from_the_graph_is_refused(models: dict[str, Pat
             _classifier(models[kind])
 
 
+def test_is_feature_extractor_follows_the_rule_classify_uses(models: dict[str, Path]) -> None:
+    """Mutants this kills (mutmut, issue 21): every change to `classifier.is_feature_extractor`
+    (27) and to `feature_extractor_message` survived the selected tests: only `imgtool labels`
+    in a subprocess (tests/test_mistakes.py) asked it. Labels, a record that says the output
+    is not features, and a TF model not yet converted each answer None before the graph.
+    Equivalent survivors: the override "auto" -> None or dropped, has_labels False -> None."""
+    from imgtool.classifier import feature_extractor_message, is_feature_extractor
+    from imgtool.resolve import resolve
+
+    pooled = resolve(str(models["float_pooled_features"]))
+    assert is_feature_extractor(pooled) == 16
+    assert is_feature_extractor(resolve(str(models["float_flat_features"]))) == 16
+    assert is_feature_extractor(resolve(str(models["float_logits"]))) is None  # [1, N] from a dense layer
+    assert is_feature_extractor(resolve(str(models["uint8_softmax"]))) is None
+    assert is_feature_extractor(dataclasses.replace(pooled, labels=[f"c{i}" for i in range(16)])) is None
+    said = dataclasses.replace(pooled, config=dataclasses.replace(pooled.config, output="logits"))
+    assert is_feature_extractor(said) is None
+    records = dataclasses.replace(pooled, config=dataclasses.replace(pooled.config, output="features"))
+    assert is_feature_extractor(records) == 16
+    logits = resolve(str(models["float_logits"]))  # the record wins over the graph
+    assert is_feature_extractor(dataclasses.replace(logits, config=dataclasses.replace(logits.config,
+                                                                                       output="features"))) == 1001
+    assert is_feature_extractor(dataclasses.replace(pooled, tflite=None, head=None)) is None
+    assert feature_extractor_message("m.tflite", 16) == (
+        "m.tflite is a feature extractor (16-wide feature vectors), not a classifier; train a classifier "
+        "on it (it is a backbone to retrain), or pick a classifier from the catalog")
+
+
 def test_retrained_head_reports_its_width() -> None:
     from imgtool.engine import HeadEngine
 
@@ -354,6 +434,7 @@ def test_retrained_head_reports_its_width() -> None:
     assert (facts.width, facts.shape, facts.producer) == (5, (1, 5), "FULLY_CONNECTED")
 
 
+@pytest.mark.heavy
 def test_tf_engine_reads_the_graph_output_op(tmp_path: Path) -> None:
     """A frozen graph run in TensorFlow: the width from the output's shape, the op from the graph."""
     from imgtool.engine import TFEngine
@@ -374,6 +455,7 @@ def test_tf_engine_reads_the_graph_output_op(tmp_path: Path) -> None:
     ("float_softmax", "probabilities", "the graph's last op is SOFTMAX"),
     ("float_logits", "logits", "the graph's last op is FULLY_CONNECTED, not a softmax"),
 ])
+@pytest.mark.heavy
 def test_a_tf_model_is_judged_by_its_converted_tflite(tmp_path: Path, kind: str, decided: str, reason: str) -> None:
     """A local SavedModel is converted once; the converted file's graph decides."""
     from imgtool.classifier import Classifier

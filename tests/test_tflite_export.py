@@ -285,6 +285,7 @@ def _mediapipe_top1(python: Path, model: Path, photos: np.ndarray, workdir: Path
     return [(r["index"], r["name"]) for r in rows]
 
 
+@pytest.mark.heavy
 def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> None:
     from imgtool.export_checks import engine_for
 
@@ -313,6 +314,7 @@ def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> Non
     assert "Exported .tflite files" in html and "model-int8.tflite" in html
 
 
+@pytest.mark.heavy
 def test_int8_of_a_tf_backbone_stays_close_to_the_float_model(tf_model: Path) -> None:
     """The int8 file of a TF backbone (converter calibrated on the training photos) gives
     probabilities within 0.015 of the float file's on every photo of the folder. Top-1 cannot
@@ -368,6 +370,7 @@ def _camel(fields: Any) -> Any:
 
 
 @pytest.mark.parametrize("normalization", [(127.5, 127.5), None])
+@pytest.mark.heavy
 def test_mediapipe_reads_the_metadata_as_imgtool_does(mediapipe_python: Path, tmp_path: Path,
                                                       normalization: tuple[float, float] | None) -> None:
     """An outside reader (MediaPipe's flatc-generated one) finds every field where
@@ -386,6 +389,7 @@ def test_mediapipe_reads_the_metadata_as_imgtool_does(mediapipe_python: Path, tm
     assert theirs == _camel(dump(reading.View.root("ModelMetadata", data), raw=True))
 
 
+@pytest.mark.heavy
 def test_the_schema_table_is_the_published_metadata_schema(mediapipe_python: Path) -> None:
     """schema.py's tables, enums and unions, field by field in declaration order, against
     the metadata_schema.fbs that MediaPipe ships."""
@@ -413,6 +417,7 @@ def test_the_schema_table_is_the_published_metadata_schema(mediapipe_python: Pat
         assert dict((k, int(v)) for k, v in re.findall(r"(\w+)\s*=\s*(\d+)", blocks[("enum", name)])) == values, name
 
 
+@pytest.mark.heavy
 def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, tmp_path: Path) -> None:
     from imgtool.export_checks import engine_for
 
@@ -425,6 +430,7 @@ def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, 
         assert [n for _, n in theirs] == [classes[i] for i in ours], name  # the labels from the metadata
 
 
+@pytest.mark.heavy
 def test_int8_is_full_integer_small_and_accurate(model_dir: Path) -> None:
     from imgtool.export_checks import engine_for
     from imgtool.tflite import reading
@@ -455,6 +461,7 @@ def test_int8_is_full_integer_small_and_accurate(model_dir: Path) -> None:
     assert np.max(np.abs(p_float - p_int8)) < 0.02
 
 
+@pytest.mark.heavy
 def test_classify_the_file_gives_the_folders_top1(model_dir: Path) -> None:
     paths, _, _ = _test_split(model_dir)
     classes = json.loads((model_dir / "imgtool-model.json").read_text())["classes"]
@@ -471,6 +478,7 @@ def test_classify_the_file_gives_the_folders_top1(model_dir: Path) -> None:
 
 # ------------------------------------------------------------------ imgtool export
 
+@pytest.mark.heavy
 def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(flowers_model, folder)
@@ -510,6 +518,7 @@ def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     assert no_calibration.stderr.strip().splitlines()[-1].startswith("Error: int8 needs calibration")
 
 
+@pytest.mark.heavy
 def test_failed_quantized_export_keeps_the_model_and_says_why(tf_model: Path, tmp_path: Path,
                                                                module_env: dict[str, str]) -> None:
     """Without saved_model/ (--no-export) a float TF backbone cannot be made int8: the
@@ -528,6 +537,7 @@ def test_failed_quantized_export_keeps_the_model_and_says_why(tf_model: Path, tm
     assert json.loads(res.stdout)["exports"] == records
 
 
+@pytest.mark.heavy
 def test_export_errors(tmp_path: Path) -> None:
     res = run("export", str(tmp_path))
     assert res.returncode == 2 and res.stderr.strip().startswith("Error: ") and "imgtool retrain" in res.stderr
@@ -536,6 +546,7 @@ def test_export_errors(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "int4" in bad.stderr
 
 
+@pytest.mark.heavy
 def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_model: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """An identical rerun reuses an export's test-split figures (no decoding); other
@@ -564,6 +575,7 @@ def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_mod
     assert decoded and changed[0]["test_accuracy"] != first[0]["test_accuracy"]
 
 
+@pytest.mark.heavy
 def test_the_same_model_gives_the_same_bytes(fixtures: Path) -> None:
     """Exports are compared and cached by their bytes: nothing time-dependent inside."""
     import time
