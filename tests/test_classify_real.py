@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import imgtool
+from imgtool.errors import ModelError
 from tests.conftest import invoke, run
 
 EXPECTED = {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw", "grace_hopper.bmp": "military uniform",
@@ -149,8 +151,11 @@ def test_python_dash_m_works(mobilenet: str, photos: Path) -> None:
 def test_corrupt_tflite_is_exit_3_one_line(tmp_path: Path, photos: Path) -> None:
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"TFL3" + b"\0" * 100)
-    result = run("classify", "-m", str(bad), str(photos / "cat.bmp"))
-    assert result.returncode == 3
+    with pytest.raises(ModelError, match=r"not a loadable \.tflite") as info:
+        imgtool.load_model(bad)
+    assert info.value.exit_code == 3 and "\n" not in str(info.value)
+    result = invoke("classify", "-m", str(bad), str(photos / "cat.bmp"))  # the CLI: one line, exit 3
+    assert result.exit_code == 3 and result.stdout == ""
     assert result.stderr.startswith("Error: ") and "not a loadable .tflite" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 

@@ -159,3 +159,59 @@ def test_split_named_folders_through_retrain(embedder: str, photos: Path, tmp_pa
     assert res.exit_code == 0, res.output
     assert (f"warning: {beside}: test/ is named like a split but used as a class beside 2 others; if held-out "
             "photos are in there, give them as --validation-dir or --test-dir instead") in res.stderr.splitlines()
+
+
+def test_retrain_refusals_in_the_clis_words(flowers: Path, fixtures: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each retrain refusal that tests/test_retrain_checks.py sees as a library error, here
+    as the CLI says it: the one line, on stderr, exit 2, before the backbone runs."""
+    from imgtool import engine
+
+    def fail(*a, **k):  # noqa: ANN202
+        raise AssertionError("the backbone ran")
+
+    monkeypatch.setattr(engine.LiteRTEngine, "run", fail)
+
+    def folder(dest: Path, *, start: int = 0, classes: tuple[str, ...] = ("daisy", "roses")) -> Path:
+        for c in classes:
+            (dest / c).mkdir(parents=True, exist_ok=True)
+            for f in sorted((flowers / c).iterdir())[start:start + 4]:
+                shutil.copy(f, dest / c / f.name)
+        return dest
+
+    data = folder(tmp_path / "data")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    other = tmp_path / "other-model"
+    other.mkdir()
+    (other / "imgtool-model.json").write_text(json.dumps({"image_dir": "/somewhere/else"}))
+    split = tmp_path / "ds"
+    folder(split / "train")
+    folder(split / "val", start=4)
+    folder(split / "val", classes=("tulips",))
+    clf = fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite"
+    embedder = fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+    cases = [
+        ((str(data), "-o", str(mine)),
+         f"Error: --output {mine} exists and is not an imgtool model; choose another path, empty it, or pass "
+         "--force to replace it"),
+        ((str(data), "-o", str(other)),
+         f"Error: --output {other} holds a model of other photos (/somewhere/else); choose another path or pass "
+         "--force to replace it"),
+        ((str(data), "--min-accuracy", "0.9", "--test-percent", "0"),
+         "Error: --min-accuracy needs test photos, and there are none (--test-percent is 0); raise --test-percent, "
+         "give --test-dir, or drop --min-accuracy"),
+        ((str(data), "-m", str(clf), "-o", str(tmp_path / "m")),
+         f"Error: --model {clf} is a classifier, not a feature extractor (its output is 1001 class probabilities "
+         "(a SOFTMAX), not features); give a feature-vector model (e.g. mobilenet_v1_embedding, which ships with "
+         "imgtool, a *_feature_vector catalog model, or an embedding extractor .tflite)"),
+        ((str(split), "-m", str(embedder), "-o", str(tmp_path / "m2")),
+         f"Error: {split}: the class folders of val/ differ from train/'s: val/ has tulips that train/ has not; "
+         "every split needs the same classes"),
+    ]
+    for args, line in cases:
+        res = invoke("retrain", *args)
+        assert (res.exit_code, res.stdout, res.stderr.strip()) == (2, "", line), args
+    assert (mine / "notes.txt").read_text() == "keep"
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m2").exists()

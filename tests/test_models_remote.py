@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import imgtool
+from imgtool.errors import Call, DownloadError, ModelError
 from tests import modelgen
-from tests.conftest import invoke, run
+from tests.conftest import invoke
 from tests.httpserver import LoopbackServer
 
 pytestmark = pytest.mark.slow
@@ -128,19 +130,28 @@ def test_hub_url_and_handle_forms(http_server: LoopbackServer, built: dict) -> N
     assert "pass --labels FILE" in res.stderr
 
 
+def _top1_of(results: list) -> dict[str, tuple[str, int]]:  # noqa: ANN001
+    """The library's results as `_top1` reads the CLI's jsonl."""
+    return {Path(r.path).stem: (r.predictions[0].label, r.predictions[0].index) for r in results if r.predictions}
+
+
 def test_checksum_mismatch_is_exit_3_and_nothing_cached(tmp_path: Path, http_server: LoopbackServer, built: dict,
                                                          monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
     monkeypatch.setenv("IMGTOOL_CATALOG", str(_catalog(tmp_path, http_server, built, sha="0" * 64)))
-    result = run("classify", str(built["red"]))
-    assert result.returncode == 3
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: could not download inception_v3") and "checksum mismatch" in last
-    assert len(result.stderr.strip().splitlines()) == 2  # the "Downloading ..." line and the error
+    with pytest.raises(DownloadError) as info:
+        imgtool.load_model()
+    assert info.value.exit_code == 3 and "checksum mismatch" in str(info.value)
+    assert str(info.value).startswith("could not download inception_v3")
     assert not (isolated_home / "models" / "inception_v3").exists()
     assert not any((isolated_home / "tmp").iterdir())
+    result = invoke("classify", str(built["red"]))  # the CLI's words: one progress line, then the error
+    assert result.exit_code == 3
+    said = result.stderr.strip().splitlines()
+    assert len(said) == 2 and said[-1].startswith("Error: could not download inception_v3"), said
+    assert "checksum mismatch" in said[-1] and said[-1].endswith("or use -m mobilenet_v2_quant, which ships with imgtool")
     good = hashlib.sha256(built["cls_tgz"].read_bytes()).hexdigest()
     monkeypatch.setenv("IMGTOOL_CATALOG", str(_catalog(tmp_path, http_server, built, sha=good)))
-    assert run("classify", "-q", str(built["red"])).returncode == 0
+    assert imgtool.load_model().ref == "inception_v3"
 
 
 @pytest.mark.parametrize("fault", ["truncate", "drop", "500", "404", "stall", "redirect_loop", "overlong"])
@@ -149,36 +160,37 @@ def test_failed_download_is_clean_and_next_attempt_succeeds(fault: str, served: 
     monkeypatch.setenv("IMGTOOL_TIMEOUT", "1")
     monkeypatch.setenv("IMGTOOL_RETRIES", "1")
     served.set_fault("/hub/cls.tar.gz", fault)
-    result = run("classify", str(built["red"]))
-    assert result.returncode == 3, result.stderr
-    err = [ln for ln in result.stderr.splitlines() if ln.startswith("Error: ")]
-    assert len(err) == 1 and "inception_v3" in err[0] and "Traceback" not in result.stderr
+    with pytest.raises(ModelError) as info:  # DownloadError, or the archive is corrupt
+        imgtool.load_model()
+    assert info.value.exit_code == 3 and "inception_v3" in str(info.value) and "\n" not in str(info.value)
     assert not (isolated_home / "models" / "inception_v3" / "entry.json").exists()
     assert [p.name for p in (isolated_home / "tmp").iterdir()] == []
     served.set_fault("/hub/cls.tar.gz", None)
-    again = run("classify", "-f", "jsonl", str(built["red"]))
-    assert again.returncode == 0, again.stderr
-    assert _top1(again.stdout) == {"red": ("label 1", 1)}
+    assert _top1_of(imgtool.classify([built["red"]])) == {"red": ("label 1", 1)}
 
 
 def test_connection_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, built: dict) -> None:
     monkeypatch.setenv("IMGTOOL_RETRIES", "1")
-    res = run("classify", "-m", LoopbackServer.refused_url("/m.tar.gz"), str(built["red"]))
-    assert res.returncode == 3 and "connection refused" in res.stderr
+    with pytest.raises(DownloadError, match="connection refused") as info:
+        imgtool.load_model(LoopbackServer.refused_url("/m.tar.gz"))
+    assert info.value.exit_code == 3
 
 
 def test_offline_fails_fast_then_works_from_cache(served: LoopbackServer, built: dict,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMGTOOL_OFFLINE", "1")
-    res = run("classify", str(built["red"]))
-    assert res.returncode == 3
+    with pytest.raises(ModelError) as info:
+        imgtool.load_model()
+    assert info.value.exit_code == 3 and "IMGTOOL_OFFLINE" in str(info.value)
+    assert Call("download_model", "inception_v3") in info.value.text.parts
+    res = invoke("classify", str(built["red"]))  # the CLI names the command instead
+    assert res.exit_code == 3
     assert "IMGTOOL_OFFLINE" in res.stderr and "imgtool models download inception_v3" in res.stderr
     assert served.hits("/hub/cls.tar.gz") == 0
     monkeypatch.delenv("IMGTOOL_OFFLINE")
-    assert run("models", "download", "-q").returncode == 0
+    assert imgtool.download_model().cached
     monkeypatch.setenv("IMGTOOL_OFFLINE", "1")
-    res = run("classify", "-f", "jsonl", str(built["red"]))
-    assert res.returncode == 0 and _top1(res.stdout) == {"red": ("label 1", 1)}
+    assert _top1_of(imgtool.classify([built["red"]])) == {"red": ("label 1", 1)}
     assert served.hits("/hub/cls.tar.gz") == 1
 
 
@@ -220,9 +232,9 @@ def _evil_tar(members: list[tuple[str, bytes | None, str | None]]) -> bytes:
 def test_unsafe_archives_are_refused(members: list, http_server: LoopbackServer, built: dict,
                                      isolated_home: Path, tmp_path: Path) -> None:
     url = http_server.add("/evil.tar.gz", _evil_tar(members))
-    res = run("classify", "-m", url, str(built["red"]))
-    assert res.returncode == 3
-    assert "unsafe archive refused" in res.stderr
+    with pytest.raises(ModelError, match="unsafe archive refused") as info:
+        imgtool.load_model(url)
+    assert info.value.exit_code == 3
     assert not (isolated_home / "escape.txt").exists() and not (isolated_home / "models" / "abs").exists()
     assert not any(p.name == "entry.json" for p in (isolated_home / "models").rglob("*")) \
         if (isolated_home / "models").exists() else True
@@ -230,24 +242,26 @@ def test_unsafe_archives_are_refused(members: list, http_server: LoopbackServer,
 
 def test_corrupt_archive(http_server: LoopbackServer, built: dict) -> None:
     url = http_server.add("/corrupt.tar.gz", b"\x1f\x8b\x08\x00garbage" * 10)
-    res = run("classify", "-m", url, str(built["red"]))
-    assert res.returncode == 3 and "not a readable .tar.gz archive" in res.stderr
+    with pytest.raises(ModelError, match=r"not a readable \.tar\.gz archive") as info:
+        imgtool.load_model(url)
+    assert info.value.exit_code == 3
 
 
-def test_damaged_cache_entry_is_refetched(served: LoopbackServer, built: dict, isolated_home: Path) -> None:
-    assert run("models", "download", "-q").returncode == 0
+def test_damaged_cache_entry_is_refetched(served: LoopbackServer, built: dict, isolated_home: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    assert imgtool.download_model().cached
     entry = isolated_home / "models" / "inception_v3"
     victim = entry / "source" / "saved_model.pb"
     victim.write_bytes(victim.read_bytes()[:100])
-    res = run("classify", "-f", "jsonl", str(built["red"]))
-    assert res.returncode == 0, res.stderr
-    assert "cached model inception_v3 is damaged (source/saved_model.pb is truncated" in res.stderr
+    caplog.set_level("INFO", logger="imgtool")
+    assert _top1_of(imgtool.classify([built["red"]])) == {"red": ("label 1", 1)}
+    assert "cached model inception_v3 is damaged (source/saved_model.pb is truncated" in caplog.text
     assert served.hits("/hub/cls.tar.gz") == 2
     # a converted .tflite that no longer loads is converted again, with one line
+    caplog.clear()
     (entry / "model.tflite").write_bytes(b"\0" * 10)
-    res = run("classify", "-f", "jsonl", str(built["red"]))
-    assert res.returncode == 0 and _top1(res.stdout) == {"red": ("label 1", 1)}
-    assert "is damaged; converting again" in res.stderr
+    assert _top1_of(imgtool.classify([built["red"]])) == {"red": ("label 1", 1)}
+    assert "is damaged; converting again" in caplog.text
 
 
 def test_failed_conversion_falls_back_to_tensorflow(served: LoopbackServer, built: dict,

@@ -29,6 +29,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import imgtool
 from imgtool import files, labels, output, retrained
 from imgtool.errors import DatasetError, ImageError, ModelError, UsageError
 from tests.conftest import IMGTOOL, invoke, run
@@ -396,8 +397,10 @@ def test_class_names_that_would_not_survive_labels_txt_are_refused(tmp_path: Pat
         dataset.find_layout(tmp_path / "data")
     with pytest.raises(DatasetError, match=why):
         dataset.scan(tmp_path / "data")
-    res = run("retrain", str(tmp_path / "data"), "-m", embedder, "-o", str(tmp_path / "out"))
-    assert res.returncode == 2 and why in _one_error_line(res.stderr) and not (tmp_path / "out").exists()
+    with pytest.raises(DatasetError, match=why):
+        imgtool.retrain(tmp_path / "data", model=embedder, output=tmp_path / "out")
+    res = invoke("retrain", str(tmp_path / "data"), "-m", embedder, "-o", str(tmp_path / "out"))  # the CLI: one line
+    assert res.exit_code == 2 and why in _one_error_line(res.stderr) and not (tmp_path / "out").exists()
 
 
 def test_symlinked_class_folders_are_warned(tmp_path: Path, caplog) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import imgtool
+from imgtool.errors import DatasetError, UsageError
 from tests.conftest import IMGTOOL, default_sigint, invoke, run
 
 # every test runs the real backbone over photos, or `imgtool` as a subprocess
@@ -63,11 +65,10 @@ def test_flowers_accuracy_classify_labels_evaluate(flowers: Path, embedder: str,
     labels = invoke("labels", "-m", str(out)).stdout.splitlines()
     assert labels == [f"{i}\t{c}" for i, c in enumerate(CLASSES)]
     photos = [str(sorted((flowers / c).iterdir())[0]) for c in CLASSES]
-    cls = run("classify", "-m", str(out), "-f", "jsonl", "-k", "5", *photos)
-    assert cls.returncode == 0, cls.stderr
-    records = [json.loads(x) for x in cls.stdout.splitlines()]
-    assert all(sorted(p["label"] for p in r["predictions"]) == CLASSES for r in records)
-    assert all(abs(sum(p["score"] for p in r["predictions"]) - 1) < 1e-3 for r in records)
+    records = imgtool.classify(photos, model=out, top_k=5)
+    assert len(records) == len(CLASSES) and all(r.error is None for r in records)
+    assert all(sorted(p.label for p in r.predictions) == CLASSES for r in records)
+    assert all(abs(sum(p.score for p in r.predictions) - 1) < 1e-3 for r in records)
     ev = invoke("evaluate", "-m", str(out), str(flowers), "-f", "json")
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.stdout)["accuracy"] >= 0.85  # mostly training photos: high
@@ -76,55 +77,66 @@ def test_flowers_accuracy_classify_labels_evaluate(flowers: Path, embedder: str,
 
 
 def test_second_run_does_no_backbone_work_and_same_seed_same_model(flowers: Path, embedder: str, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     data = _copy_subset(flowers, tmp_path / "f", 12)
-    first = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "a"))
-    assert first.exit_code == 0, first.output
-    assert "Computing 60 bottlenecks" in first.stderr
+    caplog.set_level("INFO", logger="imgtool")
+    first = imgtool.retrain(data, model=embedder, output=tmp_path / "a")
+    assert first.output == tmp_path / "a"
+    assert "Computing 60 bottlenecks (cached for next time)" in caplog.messages
+    caplog.clear()
     from imgtool import engine
 
     def no_backbone(*a, **k):
         raise AssertionError("the backbone ran on a warm cache")
 
     monkeypatch.setattr(engine.LiteRTEngine, "run", no_backbone)
-    second = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "b"))
-    assert second.exit_code == 0, second.output
-    assert "Computing" not in second.stderr
+    assert imgtool.retrain(data, model=embedder, output=tmp_path / "b").output == tmp_path / "b"
+    assert not [m for m in caplog.messages if m.startswith("Computing")]
     a, b = np.load(tmp_path / "a" / "head.npz"), np.load(tmp_path / "b" / "head.npz")
     assert np.array_equal(a["weights"], b["weights"]) and np.array_equal(a["bias"], b["bias"])
-    other = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "c"), "--seed", "7", "-f", "json")
-    assert other.exit_code == 0, other.output
+    other = imgtool.retrain(data, model=embedder, output=tmp_path / "c", seed=7).metrics
     # the seed draws the cross-validation folds: other out-of-fold scores; the fit itself
     # is the unique minimum for the chosen L2, so the head differs only if the L2 or the
     # temperature (fitted on those out-of-fold scores) does
     first_metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    first, seven = first_metrics["head"], json.loads(other.stdout)["head"]
-    assert [c["cv_loss"] for c in first["candidates"]] != [c["cv_loss"] for c in seven["candidates"]]
+    assert first_metrics["head"] == first.metrics["head"]
+    first_head, seven = first_metrics["head"], other["head"]
+    assert [c["cv_loss"] for c in first_head["candidates"]] != [c["cv_loss"] for c in seven["candidates"]]
     c = np.load(tmp_path / "c" / "head.npz")["weights"]
-    same_t = first_metrics["calibration"]["temperature"] == json.loads(other.stdout)["calibration"]["temperature"]
-    assert np.array_equal(c, a["weights"]) == (seven["l2"] == first["l2"] and same_t)
+    same_t = first_metrics["calibration"]["temperature"] == other["calibration"]["temperature"]
+    assert np.array_equal(c, a["weights"]) == (seven["l2"] == first_head["l2"] and same_t)
 
 
 def test_small_class_is_a_clear_error_before_any_model_work(flowers: Path, tmp_path: Path,
-                                                            http_server) -> None:  # noqa: ANN001
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgtool import resolve
+
+    def fail(*a, **k):  # noqa: ANN202
+        raise AssertionError("model work (a download of the default backbone) before the checks")
+
+    monkeypatch.setattr(resolve, "resolve", fail)
     data = _copy_subset(flowers, tmp_path / "f", 5, ["daisy", "roses"])
     for f in sorted((data / "roses").iterdir())[1:]:
         f.unlink()
-    res = run("retrain", str(data))  # default backbone: would need a download
-    assert res.returncode == 2
-    assert res.stderr.strip() == ("Error: class 'roses' has 1 usable photo for training; each class needs at least "
-                                  "2 outside the test split (cross-validation needs 2 of each); add photos or "
-                                  "remove the folder")
-    assert "Downloading" not in res.stderr
+    with pytest.raises(DatasetError) as info:
+        imgtool.retrain(data)  # default backbone: would need a download
+    assert info.value.exit_code == 2 and info.value.parameter is None
+    assert str(info.value) == ("class 'roses' has 1 usable photo for training; each class needs at least 2 outside "
+                               "the test split (cross-validation needs 2 of each); add photos or remove the folder")
+    res = invoke("retrain", str(data))  # the CLI's words, once
+    assert (res.exit_code, res.stdout) == (2, "")
+    assert res.stderr.strip() == f"Error: {info.value}"
     shutil.rmtree(data / "roses")
-    one = run("retrain", str(data))
-    assert one.returncode == 2 and "need at least 2 classes" in one.stderr and "(daisy)" in one.stderr
-    assert "Downloading" not in one.stderr
-    missing = run("retrain", str(tmp_path / "nope"))
-    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    with pytest.raises(DatasetError, match=r"need at least 2 classes.*\(daisy\)"):
+        imgtool.retrain(data)
+    with pytest.raises(UsageError, match="no such folder") as info:
+        imgtool.retrain(tmp_path / "nope")
+    assert info.value.exit_code == 2
 
 
-def test_corrupt_and_non_jpeg_photos(flowers: Path, embedder: str, tmp_path: Path) -> None:
+def test_corrupt_and_non_jpeg_photos(flowers: Path, embedder: str, tmp_path: Path,
+                                     caplog: pytest.LogCaptureFixture) -> None:
     from PIL import Image
 
     data = _copy_subset(flowers, tmp_path / "f", 6, ["daisy", "tulips"])
@@ -134,20 +146,20 @@ def test_corrupt_and_non_jpeg_photos(flowers: Path, embedder: str, tmp_path: Pat
     (data / "daisy" / "broken.jpg").write_bytes(src.read_bytes()[:2000])
     (data / "tulips" / "notes.jpg").write_text("not a photo")
     (data / "tulips" / ".DS_Store").write_bytes(b"\0\1junk")
-    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--format", "json")
-    assert res.exit_code == 0, res.output
-    skipped = [ln for ln in res.stderr.splitlines() if ln.startswith("warning: skipping")]
+    caplog.set_level("WARNING", logger="imgtool")
+    m = imgtool.retrain(data, model=embedder, output=tmp_path / "m").metrics
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping")]
     assert len(skipped) == 2
     assert any("broken.jpg" in s and "truncated" in s for s in skipped)
     assert any("notes.jpg" in s for s in skipped)
-    m = json.loads(res.stdout)
     assert sum(m["counts"]["daisy"].values()) == 8 and sum(m["counts"]["tulips"].values()) == 6
     assert {Path(s["path"]).name for s in m["skipped"]} == {"broken.jpg", "notes.jpg"}
 
 
-def test_truncated_cache_entry_is_recomputed(flowers: Path, embedder: str, tmp_path: Path, isolated_home: Path) -> None:
+def test_truncated_cache_entry_is_recomputed(flowers: Path, embedder: str, tmp_path: Path, isolated_home: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
     data = _copy_subset(flowers, tmp_path / "f", 4, ["daisy", "roses"])
-    assert invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m")).exit_code == 0
+    assert imgtool.retrain(data, model=embedder, output=tmp_path / "m").output == tmp_path / "m"
     entries = sorted((isolated_home / "bottlenecks").rglob("*.f32"))
     assert len(entries) == 8
     entries[0].write_bytes(entries[0].read_bytes()[:50])
@@ -155,20 +167,20 @@ def test_truncated_cache_entry_is_recomputed(flowers: Path, embedder: str, tmp_p
     flipped = bytearray(entries[2].read_bytes())
     flipped[-1] ^= 0xFF
     entries[2].write_bytes(bytes(flipped))
-    # another -o: a rerun into "m" reuses that folder (its inputs are identical) and reads no cache
-    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m2"))
-    assert res.exit_code == 0, res.output
-    assert "3 damaged bottleneck cache entries removed; recomputing" in res.stderr
-    assert "Computing 3 bottlenecks" in res.stderr
+    # another output: a rerun into "m" reuses that folder (its inputs are identical) and reads no cache
+    caplog.set_level("INFO", logger="imgtool")
+    assert imgtool.retrain(data, model=embedder, output=tmp_path / "m2").output == tmp_path / "m2"
+    assert "3 damaged bottleneck cache entries removed; recomputing" in caplog.text
+    assert "Computing 3 bottlenecks (cached for next time)" in caplog.messages
 
 
 def test_moving_the_folder_keeps_the_split(flowers: Path, embedder: str, tmp_path: Path) -> None:
     data = _copy_subset(flowers, tmp_path / "one" / "flowers", 10)
-    a = json.loads(invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "a"), "-f", "json").stdout)
+    a = imgtool.retrain(data, model=embedder, output=tmp_path / "a").metrics
     moved = tmp_path / "elsewhere" / "renamed"
     moved.parent.mkdir()
     shutil.move(str(data), moved)
-    b = json.loads(invoke("retrain", str(moved), "-m", embedder, "-o", str(tmp_path / "b"), "-f", "json").stdout)
+    b = imgtool.retrain(moved, model=embedder, output=tmp_path / "b").metrics
     assert a["counts"] == b["counts"] and a["test"] == b["test"]
     # adding images moves no old one
     from imgtool import dataset
@@ -188,9 +200,14 @@ def test_min_accuracy_gate_writes_nothing(flowers: Path, embedder: str, tmp_path
     # half the roses filed as daisies: no head can be right on every test photo
     for f in sorted((data / "roses").iterdir())[:5]:
         shutil.move(str(f), data / "daisy" / f.name)
-    res = run("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--min-accuracy", "1.0",
-              "--test-percent", "40")
-    assert res.returncode == 1, res.stderr
+    result = imgtool.retrain(data, model=embedder, output=tmp_path / "m", min_accuracy=1.0, test_percent=40)
+    assert result.output is None and result.report is None and result.below_minimum is not None
+    assert result.below_minimum.startswith("accuracy ") and "below `min_accuracy` 100.0% by " in result.below_minimum
+    assert result.metrics["test"]["accuracy"] < 1.0
+    assert not (tmp_path / "m").exists()
+    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--min-accuracy", "1.0",
+                 "--test-percent", "40")  # the CLI's exit code and words
+    assert res.exit_code == 1, res.output
     err = res.stderr.strip().splitlines()[-1]
     assert err.startswith("Error: accuracy ") and "below --min-accuracy 100.0% by " in err
     assert not (tmp_path / "m").exists()
@@ -204,19 +221,24 @@ def test_default_output_never_overwrites_another_folder(flowers: Path, embedder:
     (work / "flowers-model").mkdir()
     (work / "flowers-model" / "precious.txt").write_text("mine")
     monkeypatch.chdir(work)
-    res = invoke("retrain", str(data), "-m", embedder)
+    res = invoke("retrain", str(data), "-m", embedder)  # the CLI says where it wrote
     assert res.exit_code == 0, res.output
     assert (work / "flowers-model" / "precious.txt").read_text() == "mine"
     assert (work / "flowers-model-2" / "imgtool-model.json").is_file()
     assert f"model written to {work / 'flowers-model-2'}" in res.stderr
-    again = invoke("retrain", str(data), "-m", embedder)  # same folder: its own previous model is replaced
-    assert f"model written to {work / 'flowers-model-2'}" in again.stderr
+    again = imgtool.retrain(data, model=embedder)  # same folder: its own previous model is replaced
+    assert again.output is not None and again.output.resolve() == (work / "flowers-model-2").resolve()
     assert not (work / "flowers-model-3").exists()
     monkeypatch.chdir(data)  # inside the image folder: the default goes beside it
-    inside = invoke("retrain", str(data), "-m", embedder)
-    assert inside.exit_code == 0 and (data.parent / "flowers-model" / "labels.txt").is_file()
+    inside = imgtool.retrain(data, model=embedder)
+    assert inside.output is not None and inside.output.resolve() == (data.parent / "flowers-model").resolve()
+    assert (data.parent / "flowers-model" / "labels.txt").is_file()
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(data, model=embedder, output=data / "out")
+    assert (info.value.parameter, info.value.path) == ("output", str(data / "out"))
+    assert "inside the image folder" in str(info.value)
     bad = invoke("retrain", str(data), "-m", embedder, "-o", str(data / "out"))
-    assert bad.exit_code == 2 and "inside the image folder" in bad.stderr
+    assert bad.exit_code == 2 and f"Error: --output {data / 'out'} is inside the image folder" in bad.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -249,17 +271,18 @@ def test_interrupted_run_keeps_previous_model_and_cache(sig: int, flowers: Path,
     assert (out / "labels.txt").read_text().split() == CLASSES
 
 
-def test_distortions_and_summaries(flowers: Path, embedder: str, tmp_path: Path) -> None:
+def test_distortions_and_summaries(flowers: Path, embedder: str, tmp_path: Path,
+                                   caplog: pytest.LogCaptureFixture) -> None:
     data = _copy_subset(flowers, tmp_path / "f", 5, ["daisy", "roses"])
-    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--flip-left-right",
-                 "--random-crop", "10", "--random-scale", "10", "--random-brightness", "10", "--distorted-copies", "2",
-                 "--summaries-dir", str(tmp_path / "tb"))
-    assert res.exit_code == 0, res.output
-    assert "Distortions on:" in res.stderr and "not cached" in res.stderr
+    caplog.set_level("INFO", logger="imgtool")
+    result = imgtool.retrain(data, model=embedder, output=tmp_path / "m", flip_left_right=True, random_crop=10,
+                             random_scale=10, random_brightness=10, distorted_copies=2, summaries_dir=tmp_path / "tb")
+    said = caplog.text
+    assert "Distortions on:" in said and "not cached" in said
     m = json.loads((tmp_path / "m" / "metrics.json").read_text())
-    assert m["options"]["distortions"]["copies"] == 2
+    assert m["options"] == result.metrics["options"] and m["options"]["distortions"]["copies"] == 2
     fit = sum(n["train"] + n["validation"] for n in m["counts"].values())
-    assert f"Fitting the last layer on {fit} photos + {2 * fit} distorted copies" in res.stderr
+    assert f"Fitting the last layer on {fit} photos + {2 * fit} distorted copies" in said
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
 
@@ -267,12 +290,17 @@ def test_distortions_and_summaries(flowers: Path, embedder: str, tmp_path: Path)
 def test_summaries_without_tensorboard_is_a_usage_error_naming_the_extra(flowers: Path, embedder: str,
                                                                           tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """TensorBoard is the `summaries` extra: without it, --summaries-dir is exit 2 before any work."""
+    """TensorBoard is the `summaries` extra: without it, summaries_dir is exit 2 before any work."""
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
     data = _copy_subset(flowers, tmp_path / "f", 3, ["daisy", "roses"])
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(data, model=embedder, output=tmp_path / "m", summaries_dir=tmp_path / "tb")
+    assert (info.value.parameter, info.value.exit_code) == ("summaries_dir", 2)
+    assert str(info.value) == ("`summaries_dir` needs TensorBoard, which is not installed; "
+                               "pip install 'imgtool-ml[summaries]' (`make install` includes it)")
     res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--summaries-dir", str(tmp_path / "tb"))
     assert res.exit_code == 2, res.output
     assert res.stderr.strip() == ("Error: --summaries-dir needs TensorBoard, which is not installed; "

@@ -1,5 +1,7 @@
-"""retrain: every check before any model work (exit 2), the folder layouts, the output
-rule, the backbone kind, class weights."""
+"""retrain: every check before any model work, the folder layouts, the output rule, the
+backbone kind, class weights. Seen as a library caller sees them (the error's class and
+fields, the result's metrics); the CLI's words and exit codes for the same refusals are
+tests/test_mistakes.py's `test_retrain_refusals_in_the_clis_words`."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import invoke, run
+import imgtool
+from imgtool.errors import DatasetError, UsageError
+from tests.conftest import invoke
 
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
@@ -40,41 +44,47 @@ def test_output_checks_come_before_any_model_work(flowers: Path, tmp_path: Path,
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    res = invoke("retrain", str(data), "-o", str(mine))
-    assert res.exit_code == 2
-    assert res.stderr.strip() == (f"Error: --output {mine} exists and is not an imgtool model; choose another path, "
-                                  "empty it, or pass --force to replace it")
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(data, output=mine)
+    err = info.value
+    assert (err.parameter, err.path, err.model, err.exit_code) == ("output", str(mine), None, 2)
+    assert f"{mine} exists and is not an imgtool model" in str(err) and "force" in err.text.params()
     other = tmp_path / "other-model"
     other.mkdir()
     (other / "imgtool-model.json").write_text(json.dumps({"image_dir": "/somewhere/else"}))
-    res = invoke("retrain", str(data), "-o", str(other))
-    assert res.exit_code == 2 and "holds a model of other photos (/somewhere/else)" in res.stderr
-    assert "--force" in res.stderr
-    res = invoke("retrain", str(data), "--min-accuracy", "0.9", "--test-percent", "0")
-    assert res.exit_code == 2
-    assert res.stderr.strip() == ("Error: --min-accuracy needs test photos, and there are none (--test-percent is 0); "
-                                  "raise --test-percent, give --test-dir, or drop --min-accuracy")
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(data, output=other)
+    assert (info.value.parameter, info.value.path) == ("output", str(other))
+    assert "holds a model of other photos (/somewhere/else)" in str(info.value)
+    assert info.value.text.params() == ["output", "force"]
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(data, min_accuracy=0.9, test_percent=0)
+    assert (info.value.parameter, info.value.path) == ("min_accuracy", None)
+    assert "test_percent" in info.value.text.params()
     assert (mine / "notes.txt").read_text() == "keep"
-    # --force lets the output check pass: the next step is model work, which fails here
+    # force lets the output check pass: the next step is model work, which fails here
     with pytest.raises(AssertionError, match="model work before the checks"):
-        invoke("retrain", str(data), "-o", str(mine), "--force")
+        imgtool.retrain(data, output=mine, force=True)
 
 
 @pytest.mark.heavy
-def test_output_onto_a_model_of_other_photos_needs_force(flowers: Path, embedder: str, tmp_path: Path) -> None:
+def test_output_onto_a_model_of_other_photos_needs_force(flowers: Path, embedder: str, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
     a = _copy(flowers, tmp_path / "a", ["daisy", "roses"], 0, 5)
     b = _copy(flowers, tmp_path / "b", ["daisy", "roses"], 5, 10)
     out = tmp_path / "model"
-    assert invoke("retrain", str(a), "-m", embedder, "-o", str(out)).exit_code == 0
+    assert imgtool.retrain(a, model=embedder, output=out).output == out
     # same photos, another option (an identical rerun reuses the folder): replaced
-    again = invoke("retrain", str(a), "-m", embedder, "-o", str(out), "--seed", "1")
-    assert again.exit_code == 0 and f"replacing the previous model in {out}" in again.stderr
+    caplog.set_level("INFO", logger="imgtool")
+    assert imgtool.retrain(a, model=embedder, output=out, seed=1).output == out
+    assert f"replacing the previous model in {out}" in caplog.messages
     before = (out / "head.npz").read_bytes()
-    other = invoke("retrain", str(b), "-m", embedder, "-o", str(out))
-    assert other.exit_code == 2 and f"holds a model of other photos ({a.resolve()})" in other.stderr
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(b, model=embedder, output=out)
+    assert (info.value.parameter, info.value.path) == ("output", str(out))
+    assert f"holds a model of other photos ({a.resolve()})" in str(info.value)
     assert (out / "head.npz").read_bytes() == before
-    forced = invoke("retrain", str(b), "-m", embedder, "-o", str(out), "--force")
-    assert forced.exit_code == 0, forced.output
+    assert imgtool.retrain(b, model=embedder, output=out, force=True).output == out
     assert json.loads((out / "imgtool-model.json").read_text())["image_dir"] == str(b.resolve())
 
 
@@ -88,12 +98,11 @@ def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path,
     monkeypatch.setattr(engine.LiteRTEngine, "run", fail)
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 4)
     clf = fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite"
-    res = invoke("retrain", str(data), "-m", str(clf), "-o", str(tmp_path / "m"))
-    assert res.exit_code == 2
-    assert res.stderr.strip() == (f"Error: --model {clf} is a classifier, not a feature extractor (its output is 1001 "
-                                  "class probabilities (a SOFTMAX), not features); give a feature-vector model (e.g. "
-                                  "mobilenet_v1_embedding, which ships with imgtool, a *_feature_vector catalog "
-                                  "model, or an embedding extractor .tflite)")
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(data, model=clf, output=tmp_path / "m")
+    assert (info.value.parameter, info.value.exit_code) == ("model", 2)
+    assert str(info.value).startswith(f"`model` {clf} is a classifier, not a feature extractor (its output is 1001 "
+                                      "class probabilities (a SOFTMAX), not features)")
     assert not (tmp_path / "m").exists()
     from imgtool.backbone_kind import tflite_output
 
@@ -128,17 +137,17 @@ def test_train_val_test_layout_and_mismatch(flowers: Path, embedder: str, tmp_pa
     _copy(flowers, root / "train", ["daisy", "roses"], 0, 8)
     _copy(flowers, root / "val", ["daisy", "roses"], 8, 11)
     _copy(flowers, root / "test", ["daisy", "roses"], 11, 14)
-    res = invoke("retrain", str(root), "-m", embedder, "-o", str(tmp_path / "m"), "-f", "json")
-    assert res.exit_code == 0, res.output
-    m = json.loads(res.stdout)
+    m = imgtool.retrain(root, model=embedder, output=tmp_path / "m").metrics
     assert m["classes"] == ["daisy", "roses"]  # not "train", "val", "test"
     assert m["counts"] == {c: {"train": 8, "validation": 3, "test": 3} for c in ("daisy", "roses")}
     assert m["layout"] == "given split: test/, train/, val/" and m["test"]["count"] == 6
     _copy(flowers, root / "val", ["tulips"], 0, 3)
-    bad = invoke("retrain", str(root), "-m", embedder, "-o", str(tmp_path / "m2"))
-    assert bad.exit_code == 2
-    assert bad.stderr.strip() == (f"Error: {root}: the class folders of val/ differ from train/'s: val/ has tulips "
-                                  "that train/ has not; every split needs the same classes")
+    with pytest.raises(DatasetError) as info:
+        imgtool.retrain(root, model=embedder, output=tmp_path / "m2")
+    assert info.value.exit_code == 2 and info.value.parameter is None
+    assert str(info.value) == (f"{root}: the class folders of val/ differ from train/'s: val/ has tulips that "
+                               "train/ has not; every split needs the same classes")
+    assert not (tmp_path / "m2").exists()
 
 
 @pytest.mark.heavy
@@ -146,10 +155,7 @@ def test_validation_and_test_dirs_elsewhere(flowers: Path, embedder: str, tmp_pa
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 10)
     val = _copy(flowers, tmp_path / "v", ["daisy", "roses"], 10, 13)
     test = _copy(flowers, tmp_path / "t", ["daisy"], 13, 17)
-    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--validation-dir", str(val),
-                 "--test-dir", str(test), "-f", "json")
-    assert res.exit_code == 0, res.output
-    m = json.loads(res.stdout)
+    m = imgtool.retrain(data, model=embedder, output=tmp_path / "m", validation_dir=val, test_dir=test).metrics
     assert m["counts"] == {"daisy": {"train": 10, "validation": 3, "test": 4},
                            "roses": {"train": 10, "validation": 3, "test": 0}}
     assert m["test"]["count"] == 4 and m["validation"]["count"] == 6
@@ -157,20 +163,19 @@ def test_validation_and_test_dirs_elsewhere(flowers: Path, embedder: str, tmp_pa
 
 
 @pytest.mark.heavy
-def test_imbalance_warns_and_class_weight_is_recorded(flowers: Path, embedder: str, tmp_path: Path) -> None:
+def test_imbalance_warns_and_class_weight_is_recorded(flowers: Path, embedder: str, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     data = _copy(flowers, tmp_path / "data", ["daisy"], 0, 40)
     _copy(flowers, data, ["roses"], 0, 6)
-    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--test-percent", "0",
-                 "--validation-percent", "0", "--class-weight", "none", "-f", "json")
-    assert res.exit_code == 0, res.output
-    assert ("warning: classes are imbalanced: 'daisy' has 40 photos, 'roses' 6 (6.7x)" in res.stderr
-            and "(--class-weight none)" in res.stderr)
-    m = json.loads(res.stdout)
+    caplog.set_level("WARNING", logger="imgtool")
+    m = imgtool.retrain(data, model=embedder, output=tmp_path / "m", test_percent=0, validation_percent=0,
+                        class_weight="none").metrics
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith("classes are imbalanced: 'daisy' has 40 photos, 'roses' 6 (6.7x)")
+               and w.endswith("(`class_weight` none)") for w in warned), warned
     assert m["options"]["class_weight"] == "none"
     assert m["cross_validation"]["baseline"] == {"class": "daisy", "accuracy": round(40 / 46, 4)}
-    bal = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "b"), "--test-percent", "0",
-                 "--validation-percent", "0", "-f", "json")
-    mb = json.loads(bal.stdout)
+    mb = imgtool.retrain(data, model=embedder, output=tmp_path / "b", test_percent=0, validation_percent=0).metrics
     # balanced weights: the small class is recalled at least as well out-of-fold
     assert mb["cross_validation"]["per_class"]["roses"]["recall"] >= m["cross_validation"]["per_class"]["roses"]["recall"]
     a, b = np.load(tmp_path / "m" / "head.npz"), np.load(tmp_path / "b" / "head.npz")
@@ -179,48 +184,55 @@ def test_imbalance_warns_and_class_weight_is_recorded(flowers: Path, embedder: s
 
 @pytest.mark.heavy
 def test_text_output_says_how_the_head_was_chosen(flowers: Path, embedder: str, tmp_path: Path) -> None:
+    """The CLI's own printing (the library returns the numbers): streams and words."""
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses", "tulips"], 0, 12)
-    res = run("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"))
-    assert res.returncode == 0, res.stderr
+    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"))
+    assert res.exit_code == 0, res.output
     assert "head: 5-fold cross-validation of L2 by log-loss, refit on train+validation; L2 " in res.stderr
     assert "<- chosen" in res.stderr
     assert "majority-class baseline" in res.stdout.splitlines()[0]
-    fixed = run("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--l2", "0.5", "-f", "json")
+    fixed = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--l2", "0.5", "-f", "json")
     h = json.loads(fixed.stdout)["head"]
     assert h["l2"] == 0.5 and len(h["candidates"]) == 1 and h["method"].startswith("L2 fixed at 0.5")
+
+
+def _plain_classifier_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"models": {"plain_classifier": {
+        "format": "tflite", "urls": ["http://127.0.0.1:9/never.tflite"], "output": "probabilities"}}}))
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
 
 
 def test_catalog_classifier_without_twin_is_refused_before_download(flowers: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch,
                                                                      no_model_work: None) -> None:
-    catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"models": {"plain_classifier": {
-        "format": "tflite", "urls": ["http://127.0.0.1:9/never.tflite"], "output": "probabilities"}}}))
-    monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
+    _plain_classifier_catalog(tmp_path, monkeypatch)
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 4)
-    res = invoke("retrain", str(data), "-m", "plain_classifier", "-o", str(tmp_path / "m"))
-    assert res.exit_code == 2
-    assert "--model plain_classifier is a classifier, not a feature extractor (the catalog records its output as " \
-           "probabilities and names no feature-vector twin)" in res.stderr
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(data, model="plain_classifier", output=tmp_path / "m")
+    assert info.value.parameter == "model"
+    assert str(info.value).startswith("`model` plain_classifier is a classifier, not a feature extractor (the "
+                                      "catalog records its output as probabilities and names no feature-vector twin)")
 
 
 def test_imgtool_model_is_the_backbone_the_checks_see(flowers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       no_model_work: None) -> None:
     """No --model and no $IMGTOOL_BACKBONE: retrain resolves $IMGTOOL_MODEL, and the checks
     before resolving used to look at inception_v3 instead (so a classifier without a twin was
-    downloaded first, and the twin line named inception_v3)."""
+    downloaded first, and the twin line named inception_v3). Both ways in: the CLI and the
+    library."""
     from imgtool.catalog import DEFAULT_MODEL, model_or_default
 
     monkeypatch.delenv("IMGTOOL_BACKBONE", raising=False)
     monkeypatch.delenv("IMGTOOL_MODEL", raising=False)
     assert model_or_default(None) == DEFAULT_MODEL and model_or_default("x") == "x"
-    catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"models": {"plain_classifier": {
-        "format": "tflite", "urls": ["http://127.0.0.1:9/never.tflite"], "output": "probabilities"}}}))
-    monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
+    _plain_classifier_catalog(tmp_path, monkeypatch)
     monkeypatch.setenv("IMGTOOL_MODEL", "plain_classifier")
     assert model_or_default(None) == "plain_classifier"
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 4)
+    with pytest.raises(UsageError) as info:
+        imgtool.retrain(data, output=tmp_path / "m")
+    assert info.value.parameter == "model" and "plain_classifier is a classifier" in str(info.value)
     res = invoke("retrain", str(data), "-o", str(tmp_path / "m"))
     assert res.exit_code == 2, res.output
     assert "--model plain_classifier is a classifier, not a feature extractor (the catalog records its output as " \

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import imgtool
 from tests.conftest import invoke, run
 
 DAISY_PHOTOS = ("10841136265_af473efc60.jpg", "11023272144_fce94401f2_m.jpg", "11023277956_8980d53169_m.jpg")
@@ -68,20 +69,28 @@ def test_metadata_names_the_labels_file(mobilenet: str) -> None:
     assert reading.output_metadata(Path(mobilenet), 1) is None
 
 
+def _top5(results: list) -> dict[str, list[tuple[int, str, float]]]:  # noqa: ANN001
+    assert all(r.error is None for r in results), [r.error for r in results if r.error]
+    return {r.path: [(p.index, p.label, p.score) for p in r.predictions] for r in results}
+
+
 def test_each_photo_scores_the_same_alone_in_a_folder_and_at_any_batch_size(mobilenet: str, photos: Path,
                                                                             daisy: Path) -> None:
+    model = imgtool.load_model(mobilenet)
     alone = {}
     for p in [*sorted(photos.iterdir()), *(daisy / n for n in DAISY_PHOTOS)]:
-        alone.update(_jsonl(invoke("classify", "-m", mobilenet, "-f", "jsonl", "-k", "5", str(p))))
+        alone.update(_top5(model.classify(str(p), top_k=5)))
     for name, (label, score) in TOP1.items():
         path = next(p for p in alone if Path(p).name == name)
         assert alone[path][0][1:] == (label, round(score, 6)), name
-    for bs in ("1", "3", "8"):
-        together = _jsonl(invoke("classify", "-m", mobilenet, "-f", "jsonl", "-k", "5", "--batch-size", bs,
-                                 str(photos), str(daisy)))
+    for bs in (1, 3, 8):
+        together = _top5(model.classify([str(photos), str(daisy)], top_k=5, batch_size=bs))
         assert len(together) == 4 + 50
         for path, preds in alone.items():
             assert together[path] == preds, (bs, path)
+    # the CLI prints the same numbers
+    assert _jsonl(invoke("classify", "-m", mobilenet, "-f", "jsonl", "-k", "5", "--batch-size", "3", str(photos))) \
+        == {p: v for p, v in alone.items() if Path(p).parent == photos}
 
 
 def test_csv_top1_on_the_daisy_folder_equals_the_single_photo_runs(mobilenet: str, daisy: Path) -> None:
@@ -117,13 +126,14 @@ def test_scores_logits_override_applies_softmax_to_the_outputs(mobilenet: str, p
     it.invoke()
     raw = it.get_tensor(out["index"]).astype(np.float64) / 256.0
     want = softmax(raw)[0]
+    pred = imgtool.load_model(mobilenet, scores="logits").classify(photos / "parrot.jpg", top_k=1)[0].predictions[0]
+    assert pred.index == 89 and pred.score == pytest.approx(float(want[89]), abs=2e-6)
+    assert pred.score < 0.003  # what the old sum-based guess printed for every photo of a folder
+    probs = imgtool.classify(photos / "parrot.jpg", model=mobilenet, scores="probabilities", top_k=1)[0].predictions[0]
+    assert probs.score == round(float(raw[0, 89]), 6) == 0.996094
+    # the CLI's --scores is the same parameter
     result = invoke("classify", "-m", mobilenet, "--scores", "logits", "-k1", "-f", "jsonl", str(photos / "parrot.jpg"))
-    pred = json.loads(result.stdout)["predictions"][0]
-    assert pred["index"] == 89 and pred["score"] == pytest.approx(float(want[89]), abs=2e-6)
-    assert pred["score"] < 0.003  # what the old sum-based guess printed for every photo of a folder
-    probs = json.loads(invoke("classify", "-m", mobilenet, "--scores", "probabilities", "-k1", "-f", "jsonl",
-                              str(photos / "parrot.jpg")).stdout)["predictions"][0]
-    assert probs["score"] == round(float(raw[0, 89]), 6) == 0.996094
+    assert json.loads(result.stdout)["predictions"][0]["score"] == pred.score
 
 
 def test_verbose_says_how_the_outputs_are_read(mobilenet: str, photos: Path) -> None:
