@@ -13,7 +13,7 @@ Two layers, each keyed by a version string so a stale build is never reused:
         models/inception_v3/...                     via `imgtool models download --features`
         READY                                       from a 127.0.0.1 LoopbackServer
 
-MODELS_KEY covers the generator (tests/modelgen.py's source of the Inception builder)
+MODELS_KEY covers the generator (tests/support/modelgen.py's source of the Inception builder)
 and the TensorFlow/tf_keras versions; HOME_KEY adds imgtool's version and the source of
 the modules that download and convert (resolve.py, tfutil.py, download.py, store.py),
 so an edit there re-runs the real download+conversion path once.
@@ -64,7 +64,7 @@ def _digest(*parts: str) -> str:
 
 
 def models_key() -> str:
-    from tests import modelgen  # cheap: TensorFlow is imported inside its functions
+    from tests.support import modelgen  # cheap: TensorFlow is imported inside its functions
 
     src = inspect.getsource(modelgen.make_inception_v3_savedmodel) + inspect.getsource(
         modelgen._reinit_variance_preserving) + inspect.getsource(modelgen.make_hub_tarball)
@@ -92,7 +92,7 @@ def _prune(keep: Path, prefix: str, log=print) -> None:  # noqa: ANN001
 
 def _build_savedmodels(out: Path) -> None:
     """(child process) Build both Inception v3 SavedModels and their hub tarballs."""
-    from tests import modelgen
+    from tests.support import modelgen
 
     for name, kind in (("inception_v3", "classification"), ("inception_v3_fv", "feature_vector")):
         t0 = time.perf_counter()
@@ -144,7 +144,7 @@ def ensure_home(imgtool: str, models: Path, rebuild: bool = False, log=print) ->
     d = cache_root() / f"home-{home_key()}"
     if (d / "READY").is_file() and not rebuild:
         return d, json.loads((d / "READY").read_text())
-    from tests.httpserver import LoopbackServer
+    from tests.support.httpserver import LoopbackServer
 
     labels = FIXTURES / "imagenet" / "imagenet_labels.txt"  # 1001 lines, background first
     tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))

@@ -25,15 +25,16 @@ EMBEDDER = "embedding/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 
 
 def make_features(out: str, fixtures: Path) -> None:
-    from imgtool import bottlenecks, dataset
-    from imgtool.resolve import resolve
+    from imgtool.runtime import bottlenecks
+    from imgtool.data import folders
+    from imgtool.models.resolve import resolve
 
     model = resolve(str(fixtures / EMBEDDER), purpose="features")
     engine = model.engine()
     assert model.tflite is not None
     cache = bottlenecks.BottleneckCache(bottlenecks.backbone_id(model.tflite, engine.input_size,
                                                                 model.config.value_range))
-    _, files = dataset.scan(fixtures / "flowers-mini")
+    _, files = folders.scan(fixtures / "flowers-mini")
     paths = [f.path for f in files]
     x: list[np.ndarray | None] = [None] * len(paths)
     for i, vec, err in bottlenecks.extract(engine, paths, [bottlenecks.file_sha256(p) for p in paths], cache):
@@ -47,7 +48,9 @@ def make_features(out: str, fixtures: Path) -> None:
 def main() -> None:
     from head_protocol import outer_folds
 
-    from imgtool import calibration, dataset, train
+    from imgtool.numbers import calibration
+    from imgtool.data import folders
+    from imgtool.training import fitting
 
     ap = argparse.ArgumentParser()
     ap.add_argument("features")
@@ -68,10 +71,10 @@ def main() -> None:
         for f in range(5):
             tr, te = folds != f, folds == f
             files = [(f"/x/{r}", r, int(label)) for r, label, keep in zip(rel, y, tr) if keep]
-            fit = np.array([s.split != "test" for s in dataset.assign_splits(files, n_classes, 10.0, 10.0)])
+            fit = np.array([s.split != "test" for s in folders.assign_splits(files, n_classes, 10.0, 10.0)])
             xt, yt = x[tr][fit], y[tr][fit]
             for cal in (False, True):
-                head, sel = train.select_and_fit(xt, yt, n_classes, train.TrainConfig(seed=seed, calibrate=cal))
+                head, sel = fitting.select_and_fit(xt, yt, n_classes, fitting.TrainConfig(seed=seed, calibrate=cal))
                 p = head.predict(x[te])
                 probs[cal].append(p)
                 if cal:

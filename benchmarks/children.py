@@ -6,9 +6,9 @@
         It does not import imgtool.
     python benchmarks/children.py raw-forward MODEL.tflite VALUE_RANGE|none FOLDER [--batch 8]
         The engine's raw forward pass: decode every image of FOLDER first (not timed),
-        then time imgtool.engine.LiteRTEngine.run over them in batches (as classify does).
+        then time imgtool.runtime.engine.LiteRTEngine.run over them in batches (as classify does).
     python benchmarks/children.py extract BACKBONE IMAGE_DIR [--order extract-first|raw-first]
-        Bottleneck extraction as retrain does it (imgtool.bottlenecks.extract on a fresh
+        Bottleneck extraction as retrain does it (imgtool.runtime.bottlenecks.extract on a fresh
         cache: decode-ahead threads, backbone, cache writes) vs the same engine's raw
         forward pass on already-decoded arrays, in one process.
     .venv-beam/bin/python benchmarks/children.py beam-startup MODEL.tflite FOLDER WORKDIR
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _images(folder: str) -> list[str]:
-    from imgtool.images import walk_images
+    from imgtool.data.images import walk_images
 
     return list(walk_images(folder))
 
@@ -69,8 +69,8 @@ def plain_tf(args: argparse.Namespace) -> dict:
 
 
 def raw_forward(args: argparse.Namespace) -> dict:
-    from imgtool.engine import LiteRTEngine
-    from imgtool.images import decode
+    from imgtool.runtime.engine import LiteRTEngine
+    from imgtool.data.images import decode
 
     vr = None if args.value_range == "none" else tuple(float(v) for v in args.value_range.split(","))
     engine = LiteRTEngine(Path(args.model), vr)
@@ -85,9 +85,9 @@ def raw_forward(args: argparse.Namespace) -> dict:
 
 
 def extract(args: argparse.Namespace) -> dict:
-    from imgtool import bottlenecks
-    from imgtool.images import decode
-    from imgtool.resolve import resolve
+    from imgtool.runtime import bottlenecks
+    from imgtool.data.images import decode
+    from imgtool.models.resolve import resolve
 
     engine = resolve(args.backbone, purpose="features").engine()
     paths = _images(args.image_dir)

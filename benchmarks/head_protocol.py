@@ -20,26 +20,27 @@ import numpy as np
 
 def outer_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
     """The protocol's outer folds: the trainer's own stratified dealing, on a seed of its own."""
-    from imgtool.train import stratified_folds
+    from imgtool.training.fitting import stratified_folds
 
     return stratified_folds(y, k, 1000 + seed)
 
 
 def procedure(x: np.ndarray, y: np.ndarray, rel: list[str], classes: list[str], seed: int):
     """Fit a head as `imgtool retrain` (this interpreter's version) would; return predict(x) -> labels."""
-    from imgtool import dataset, train
+    from imgtool.data import folders
+    from imgtool.training import fitting
 
-    photo = getattr(dataset, "Photo", lambda *f: f)  # a tuple before dataset.Photo
+    photo = getattr(folders, "Photo", lambda *f: f)  # a tuple before dataset.Photo
     files = [photo(f"/x/{r}", r, int(label)) for r, label in zip(rel, y)]
-    if hasattr(train, "select_and_fit"):  # the new procedure
-        samples = dataset.assign_splits(files, len(classes), 10.0, 10.0)
+    if hasattr(fitting, "select_and_fit"):  # the new procedure
+        samples = folders.assign_splits(files, len(classes), 10.0, 10.0)
         fit = np.array([s.split != "test" for s in samples])
-        head, _ = train.select_and_fit(x[fit], y[fit], len(classes), train.TrainConfig(seed=seed))
+        head, _ = fitting.select_and_fit(x[fit], y[fit], len(classes), fitting.TrainConfig(seed=seed))
     else:  # main: train on train, keep the epoch with the best validation accuracy
-        samples = dataset.assign_splits(files, len(classes), 10.0, 10.0)
+        samples = folders.assign_splits(files, len(classes), 10.0, 10.0)
         split = np.array([s.split for s in samples])
         tr, va = split == "train", split == "validation"
-        head, _ = train.train(x[tr], y[tr], len(classes), train.TrainConfig(seed=seed), x[va], y[va])
+        head, _ = fitting.train(x[tr], y[tr], len(classes), fitting.TrainConfig(seed=seed), x[va], y[va])
     return lambda xs: head.predict(xs).argmax(axis=1)
 
 

@@ -557,7 +557,7 @@ class Bench:
 
     def _extract(self, label: str, key: str, backbone: str, fid: str, target: bool) -> tuple[Figure, list[float]]:
         n = self.runs(key)
-        log(f"5. bottleneck extraction, {label} (imgtool.bottlenecks.extract) vs raw forward pass, "
+        log(f"5. bottleneck extraction, {label} (imgtool.runtime.bottlenecks.extract) vs raw forward pass, "
             f"in one process ({n} runs)")
         home = self.fresh_home(key)
         env = self.env(home)

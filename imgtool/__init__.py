@@ -17,7 +17,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from imgtool.version import __version__
+from imgtool.core.version import __version__
 
 logging.getLogger("imgtool").addHandler(logging.NullHandler())
 
@@ -37,23 +37,23 @@ _LAZY = {
     "export_model": "imgtool.api",
     "list_caches": "imgtool.api_store",
     "audit": "imgtool.api",
-    "AuditResult": "imgtool.findings",
-    "CacheInfo": "imgtool.caches",
-    "ExportResult": "imgtool.tflite_export",
-    "Result": "imgtool.classifier",
-    "Prediction": "imgtool.classifier",
-    "RetrainResult": "imgtool.retraining",
-    "Evaluation": "imgtool.evaluation",
-    "ProgressCallback": "imgtool.ui",
-    "ImgtoolError": "imgtool.errors",
-    "UsageError": "imgtool.errors",
-    "ModelError": "imgtool.errors",
-    "ModelNotFoundError": "imgtool.errors",
-    "DownloadError": "imgtool.errors",
-    "ImageError": "imgtool.errors",
-    "DatasetError": "imgtool.errors",
-    "StorageError": "imgtool.errors",
-    "SettingError": "imgtool.errors",
+    "AuditResult": "imgtool.numbers.findings",
+    "CacheInfo": "imgtool.models.caches",
+    "ExportResult": "imgtool.training.tflite_model",
+    "Result": "imgtool.inference.classifier",
+    "Prediction": "imgtool.inference.classifier",
+    "RetrainResult": "imgtool.training.retraining",
+    "Evaluation": "imgtool.training.evaluation",
+    "ProgressCallback": "imgtool.core.ui",
+    "ImgtoolError": "imgtool.core.errors",
+    "UsageError": "imgtool.core.errors",
+    "ModelError": "imgtool.core.errors",
+    "ModelNotFoundError": "imgtool.core.errors",
+    "DownloadError": "imgtool.core.errors",
+    "ImageError": "imgtool.core.errors",
+    "DatasetError": "imgtool.core.errors",
+    "StorageError": "imgtool.core.errors",
+    "SettingError": "imgtool.core.errors",
 }
 
 __all__ = [
@@ -76,9 +76,7 @@ if TYPE_CHECKING:
         model_path,
         remove_models,
     )
-    from imgtool.caches import CacheInfo
-    from imgtool.classifier import Prediction, Result
-    from imgtool.errors import (
+    from imgtool.core.errors import (
         DatasetError,
         DownloadError,
         ImageError,
@@ -89,11 +87,13 @@ if TYPE_CHECKING:
         StorageError,
         UsageError,
     )
-    from imgtool.evaluation import Evaluation
-    from imgtool.findings import AuditResult
-    from imgtool.retraining import RetrainResult
-    from imgtool.tflite_export import ExportResult
-    from imgtool.ui import ProgressCallback
+    from imgtool.core.ui import ProgressCallback
+    from imgtool.inference.classifier import Prediction, Result
+    from imgtool.models.caches import CacheInfo
+    from imgtool.numbers.findings import AuditResult
+    from imgtool.training.evaluation import Evaluation
+    from imgtool.training.retraining import RetrainResult
+    from imgtool.training.tflite_model import ExportResult
 
 
 def __getattr__(name: str) -> Any:

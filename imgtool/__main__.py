@@ -1,3 +1,3 @@
-from imgtool.cli import main
+from imgtool.cli.main import main
 
 main()

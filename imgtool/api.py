@@ -5,7 +5,7 @@
 
 Nothing here prints: messages go to the `imgtool` logger, progress to the optional
 `progress` callback (`ui.ProgressCallback`: called as `progress(done, total, desc, unit)`).
-Errors are `imgtool.errors.ImgtoolError` subclasses (each also a fitting built-in
+Errors are `imgtool.core.errors.ImgtoolError` subclasses (each also a fitting built-in
 exception). Inputs are never changed.
 """
 
@@ -16,24 +16,23 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgtool import ui
-from imgtool.errors import Advice, Param, UsageError
-from imgtool.options import Quantize, Scores
+from imgtool.core import ui
+from imgtool.core.errors import Advice, Param, UsageError
+from imgtool.core.options import Quantize, Scores
 
 if TYPE_CHECKING:
-    from imgtool.classifier import Classifier, Result
-    from imgtool.evaluation import Evaluation
-    from imgtool.findings import AuditResult
-    from imgtool.model import Model as ResolvedModel
-    from imgtool.model import Purpose
-    from imgtool.retraining import RetrainResult
-    from imgtool.tflite_export import ExportResult
+    from imgtool.inference.classifier import Classifier, Result
+    from imgtool.models.recipe import Purpose, Recipe
+    from imgtool.numbers.findings import AuditResult
+    from imgtool.training.evaluation import Evaluation
+    from imgtool.training.retraining import RetrainResult
+    from imgtool.training.tflite_model import ExportResult
 
 PathLike = str | os.PathLike[str]
 
 
 def _single(inputs: Any) -> bool:
-    from imgtool.images import is_in_memory
+    from imgtool.data.images import is_in_memory
 
     return isinstance(inputs, (str, os.PathLike)) or is_in_memory(inputs)
 
@@ -72,7 +71,7 @@ class Model:
 
     @property
     def classifier(self) -> Classifier:
-        """The underlying `imgtool.classifier.Classifier` (engine, output width)."""
+        """The underlying `imgtool.inference.classifier.Classifier` (engine, output width)."""
         return self._classifier
 
     def __repr__(self) -> str:
@@ -84,7 +83,7 @@ class Model:
         the lowest at which 95% of the photos it accepts were right, out of fold), or None
         (not a retrained model, trained before scores were calibrated, or no threshold
         got there)."""
-        from imgtool import store
+        from imgtool.core import store
 
         head = self._classifier.model.head
         if head is None:
@@ -111,7 +110,7 @@ class Model:
     def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
                       progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
-        from imgtool.options import ClassifyOptions, check_value
+        from imgtool.core.options import ClassifyOptions, check_value
 
         check_value(ClassifyOptions, "top_k", top_k)
         check_value(ClassifyOptions, "batch_size", batch_size)
@@ -171,8 +170,8 @@ def classify(inputs: Any, model: PathLike | Model | None = None, top_k: int = 5,
 
 def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, purpose: Purpose,
              input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
-             tensors: tuple[str | None, str | None], progress: ui.ProgressCallback | None) -> ResolvedModel:
-    from imgtool.resolve import resolve
+             tensors: tuple[str | None, str | None], progress: ui.ProgressCallback | None) -> Recipe:
+    from imgtool.models.resolve import resolve
 
     given: list[str] | None = None
     labels_file: str | None = None
@@ -190,9 +189,9 @@ def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, p
     return model
 
 
-def _classifier(model: ResolvedModel, scores: str) -> Classifier:
-    from imgtool.classifier import Classifier
-    from imgtool.options import ClassifyOptions, check_value
+def _classifier(model: Recipe, scores: str) -> Classifier:
+    from imgtool.core.options import ClassifyOptions, check_value
+    from imgtool.inference.classifier import Classifier
 
     check_value(ClassifyOptions, "scores", scores)
     return Classifier(model, scores=scores)
@@ -202,7 +201,7 @@ def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None
     """The labels a model carries (None if it carries none), without loading it for
     classification (no conversion, so no TensorFlow). Keywords as for `load_model`.
     A feature extractor is a UsageError, in classify's words (it has no labels to give)."""
-    from imgtool.classifier import feature_extractor_message, is_feature_extractor
+    from imgtool.inference.classifier import feature_extractor_message, is_feature_extractor
 
     model = _resolve(ref, labels=kwargs.get("labels"), purpose="labels", input_size=kwargs.get("input_size"),
                      value_range=kwargs.get("value_range"),
@@ -220,7 +219,7 @@ def retrain(folder: PathLike | None, *, progress: ui.ProgressCallback | None = N
     (default: $IMGTOOL_BACKBONE, else inception_v3's feature vector), and write the
     model folder `output` (default: FOLDER-model beside it).
 
-    The keywords are `imgtool.options.RetrainOptions`' fields, the command's options
+    The keywords are `imgtool.core.options.RetrainOptions`' fields, the command's options
     (`model`, `output`, `seed`, `validation_percent`, `test_percent`, `l2`, ...), checked
     against the same choices, ranges and rules as the command line's.
 
@@ -231,9 +230,9 @@ def retrain(folder: PathLike | None, *, progress: ui.ProgressCallback | None = N
     trains from `imgtool beam features` Parquet shards instead of photos (then
     `folder` is None). Percentages are 0..50; distortions (random_* in percent)
     add `distorted_copies` per training photo."""
-    from imgtool import settings
-    from imgtool.options import RetrainOptions, check_retrain, deprecation, typed
-    from imgtool.retraining import retrain as run
+    from imgtool.core import settings
+    from imgtool.core.options import RetrainOptions, check_retrain, deprecation, typed
+    from imgtool.training.retraining import retrain as run
 
     opts = typed(RetrainOptions, "retrain", image_dir=folder, **options)
     warning = deprecation(opts)
@@ -264,7 +263,7 @@ def _summaries_installed() -> bool:
 
 def _shards_root(features: str) -> Path:
     """The folder the shards were made from (no shards there: said before any model is fetched)."""
-    from imgtool.features import dataset_root
+    from imgtool.training.shards import dataset_root
 
     return Path(dataset_root(features))
 
@@ -281,9 +280,9 @@ def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores
     model was trained on; None if it records none) and `.metrics` (all of it).
     With `min_accuracy` (0..1), `.below_minimum` says by how much the accuracy falls
     short of it (None: it does not)."""
-    from imgtool import metrics
-    from imgtool.evaluation import evaluate_folder
-    from imgtool.options import EvaluateOptions, check_value
+    from imgtool.core.options import EvaluateOptions, check_value
+    from imgtool.numbers import metrics
+    from imgtool.training.evaluation import evaluate_folder
 
     check_value(EvaluateOptions, "min_accuracy", min_accuracy)
     if isinstance(model, Model) and (scores != "auto" or labels is not None):
@@ -309,9 +308,9 @@ def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, val
     `.duplicates` (byte-identical or near-identical groups, with `.label_conflict` and
     `.leakage`), `.outliers`, `.problems` (unreadable files, tiny classes, imbalance),
     `.summary`; `.found` is True when any of them is not empty; `.to_dict()`."""
-    from imgtool import settings
-    from imgtool.auditing import run
-    from imgtool.options import RetrainOptions, check_value
+    from imgtool.core import settings
+    from imgtool.core.options import RetrainOptions, check_value
+    from imgtool.training.auditing import run
 
     check_value(RetrainOptions, "validation_percent", validation_percent)  # retrain's splits, retrain's ranges
     check_value(RetrainOptions, "test_percent", test_percent)
@@ -332,6 +331,6 @@ def export_model(model_dir: PathLike, quantize: Quantize = "none",
     photos are gone); both are recorded in the folder's metrics.json. Float first.
     An existing `output` is replaced only when it is an export of imgtool, or with
     `force`; a device, FIFO, folder or symbolic link never (UsageError)."""
-    from imgtool.tflite_export import export_model_dir
+    from imgtool.training.tflite_model import export_model_dir
 
     return export_model_dir(Path(model_dir), quantize, None if output is None else Path(output), force=force)

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from imgtool import ui
-from imgtool.errors import Call, UsageError
+from imgtool.core import ui
+from imgtool.core.errors import Call, UsageError
 
 if TYPE_CHECKING:
     from imgtool.api import PathLike
-    from imgtool.caches import CacheInfo
+    from imgtool.models.caches import CacheInfo
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def list_models() -> list[ModelInfo]:
     cache. `cached` is True only for an intact entry (`problem` says what is wrong).
     `embedded` models ship inside the package: usable offline, never in the cache
     (`cached` False, `bytes` their file's size)."""
-    from imgtool.catalog import load_catalog
-    from imgtool.entries import cached_entries
+    from imgtool.models.catalog import load_catalog
+    from imgtool.models.entries import cached_entries
 
     cached = {e.key: e for e in cached_entries()}
     out = []
@@ -71,7 +71,7 @@ def list_models() -> list[ModelInfo]:
 def list_caches() -> list[CacheInfo]:
     """The caches beside the models (`bottlenecks`, `exports`, `results`): where, how big, how many
     entries. Removing them (`remove_models`) costs recomputation, never a result."""
-    from imgtool import caches
+    from imgtool.models import caches
 
     return [caches.info(name) for name in caches.CACHES]
 
@@ -81,9 +81,9 @@ def download_model(ref: PathLike | None = None, *, features: bool = False,
     """Download (and convert) a model into the cache now, e.g. while building a CI image,
     so later runs need no network. `features`: also the feature-vector twin `retrain`
     uses. `ref` as for `load_model`. Returns what is now cached."""
-    from imgtool import store
-    from imgtool.catalog import load_catalog
-    from imgtool.resolve import resolve
+    from imgtool.core import store
+    from imgtool.models.catalog import load_catalog
+    from imgtool.models.resolve import resolve
 
     text = None if ref is None else os.fspath(ref)
     with ui.reporting(progress):
@@ -108,10 +108,11 @@ def model_path(ref: str | None = None) -> Path:
     ships with imgtool. ModelNotFoundError when it is not cached: the message says how to
     fetch it, if it is something that can be fetched (a catalog name, URL, handle or local
     model), and says so if it is not."""
-    from imgtool import refs, shipped, store
-    from imgtool.catalog import load_catalog
-    from imgtool.entries import cached_entries
-    from imgtool.errors import ModelNotFoundError
+    from imgtool.core import store
+    from imgtool.core.errors import ModelNotFoundError
+    from imgtool.models import refs, shipped
+    from imgtool.models.catalog import load_catalog
+    from imgtool.models.entries import cached_entries
 
     if ref is None:
         return store.home()
@@ -146,11 +147,11 @@ def remove_models(names: Iterable[str]) -> list[Removed]:
     empty list). A name that matches nothing raises ModelNotFoundError, after the others
     were removed; a model that ships with imgtool is never removed (UsageError, before
     anything is). Each removal is also logged."""
-    from imgtool import caches
-    from imgtool.catalog import load_catalog
-    from imgtool.entries import cached_entries
-    from imgtool.entries import remove as remove_entry
-    from imgtool.errors import ModelNotFoundError
+    from imgtool.core.errors import ModelNotFoundError
+    from imgtool.models import caches
+    from imgtool.models.catalog import load_catalog
+    from imgtool.models.entries import cached_entries
+    from imgtool.models.entries import remove as remove_entry
 
     names = list(names)
     catalog = load_catalog()

@@ -13,7 +13,7 @@ The column given to the UDF holds, per row, a photo's path (a string: a file eve
 executor can read) or its bytes (binary: the `content` column of
 `spark.read.format("binaryFile")`, which reads any filesystem Spark has).
 
-Records are `imgtool classify`'s: the same decoding and resizing (imgtool.images), the
+Records are `imgtool classify`'s: the same decoding and resizing (imgtool.data.images), the
 same engine, output decision, labels, scores, rounding and top-k order
 (Classifier.top_k), and a photo that cannot be read or decoded gets its error in its
 row, never a failed job. One row in, one row out:
@@ -53,17 +53,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from imgtool import images
-from imgtool.errors import ImgtoolError, UsageError
-from imgtool.portable import PortableModel
+from imgtool.core.errors import ImgtoolError, UsageError
+from imgtool.data import images
+from imgtool.inference.portable import PortableModel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from imgtool.api import Model as LoadedModel
     from imgtool.api import PathLike
-    from imgtool.engine import Engine
-    from imgtool.options import Scores
+    from imgtool.core.options import Scores
+    from imgtool.runtime.engine import Engine
 
 log = logging.getLogger("imgtool.spark")
 
@@ -109,7 +109,7 @@ class Shipped:
         return SparkFiles.get(name)
 
     def engine(self, threads: int) -> Engine:
-        from imgtool.portable import open_engine
+        from imgtool.inference.portable import open_engine
 
         return open_engine(self.model, self.local(self.tflite), None if self.head is None else self.local(self.head),
                            threads)
@@ -128,7 +128,7 @@ def classify_udf(model: PathLike | LoadedModel | None = None, top_k: int = 5, *,
     SparkSession, or `spark`) or "path" (executors read the model where the driver
     resolved it: put it, or IMGTOOL_HOME, on storage they all see)."""
     from imgtool import api
-    from imgtool.portable import from_classifier
+    from imgtool.inference.portable import from_classifier
 
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise UsageError(f"top_k {top_k!r}: give a whole number of 1 or more")
@@ -160,7 +160,7 @@ def features_udf(model: PathLike | None = None, *, batch_size: int = 8, ship: Sh
     *_feature_vector catalog model, an embedding .tflite); `batch_size`, `ship` and
     `spark` as for `classify_udf`."""
     from imgtool import api
-    from imgtool.portable import for_features
+    from imgtool.inference.portable import for_features
 
     _check_batch_size(batch_size)
     resolved = api._resolve(model, labels=None, purpose="features", input_size=None,  # noqa: SLF001
@@ -244,7 +244,7 @@ def _added(sc: Any) -> set[str]:
 def _stage(path: Path, sha256: str, suffix: str) -> Path:
     """The driver's copy of `path` named by its sha256 (hard link, else copy), made under a
     temporary name and renamed into place: one stable path per content for addFile."""
-    from imgtool import store
+    from imgtool.core import store
 
     final = store.tmp_dir() / STAGING / f"{sha256}{suffix}"
     if final.is_file():
@@ -266,7 +266,7 @@ def _stage(path: Path, sha256: str, suffix: str) -> Path:
 # ---------------------------------------------------------------- the executors: one batch
 
 def pixels(item: Any, size: tuple[int, int]) -> tuple[np.ndarray | None, str | None]:
-    """One row's photo decoded by imgtool.images (`imgtool classify`'s decoder), or why
+    """One row's photo decoded by imgtool.data.images (`imgtool classify`'s decoder), or why
     not: a path is checked as classify checks what it lists (missing, broken link, not a
     regular file), content (bytes) is decoded as a file of those bytes."""
     if item is None or (isinstance(item, float) and np.isnan(item)):
@@ -299,8 +299,8 @@ def _run(engine: Engine, arrays: list[np.ndarray | None]) -> tuple[np.ndarray | 
 
 
 def _classify_batch(model: PortableModel, engine: Engine, items: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    from imgtool.portable import top_k
-    from imgtool.scores import to_scores
+    from imgtool.inference.portable import top_k
+    from imgtool.numbers.scores import to_scores
 
     arrays, errors = _decoded(model, items)
     outputs, row = _run(engine, arrays)

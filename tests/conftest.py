@@ -16,7 +16,7 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("IMGTOOL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
-pytest_plugins = ["tests.httpserver"]
+pytest_plugins = ["tests.support.httpserver"]
 
 # tests/beam need apache_beam, which lives in .venv-beam (`make test-beam`), not in .venv
 collect_ignore = [] if importlib.util.find_spec("apache_beam") else ["beam"]
@@ -83,7 +83,7 @@ def runner() -> CliRunner:
 
 def invoke(*args: str, input: str | None = None):
     """Run the CLI in-process; crashes propagate (catch_exceptions=False)."""
-    from imgtool.cli import cli
+    from imgtool.cli.main import cli
 
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 

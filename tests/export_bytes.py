@@ -7,7 +7,7 @@ the same photos, backbone and seed must give the same model.tflite bytes.
 `build` retrains, once per --quantize choice (none, dynamic, float16, int8), on:
   - flowers-mini with the shared MobileNet V1 embedding extractor (uint8: the head is
     appended to the backbone's flatbuffer, float or uint8);
-  - generated colour photos with the generated TF MLP feature vector of tests/modelgen.py
+  - generated colour photos with the generated TF MLP feature vector of tests/support/modelgen.py
     (float: TFLiteConverter, then the metadata), and with --no-export (float: the head
     appended to the converted backbone's flatbuffer; int8 is refused there).
 Its inputs (the generated backbone and photos) are made once under OUT/../inputs, so both
@@ -31,7 +31,7 @@ QUANTIZE = ("none", "dynamic", "float16", "int8")
 
 def _inputs(root: Path) -> tuple[Path, Path]:
     """(the generated TF backbone, the colour photos), made once (as tests/test_tflite_export.py makes them)."""
-    from tests import modelgen
+    from tests.support import modelgen
 
     backbone, photos = root / "mlp_feature_vector", root / "colours"
     if not backbone.is_dir():

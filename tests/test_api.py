@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import imgtool
-from imgtool import errors
+from imgtool.core import errors
 
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
@@ -69,16 +69,16 @@ def test_no_submodule_shares_a_name_with_a_public_function() -> None:
     a submodule of the same name would rebind the attribute on first import."""
     import pkgutil
 
-    from imgtool.classifier import Classifier  # noqa: F401 - imports the submodule imgtool.classifier
-    from imgtool.evaluation import evaluate_folder  # noqa: F401 - imports the submodule imgtool.evaluation
-    from imgtool.retraining import RetrainResult
+    from imgtool.inference.classifier import Classifier  # noqa: F401 - imports the submodule imgtool.inference.classifier
+    from imgtool.training.evaluation import evaluate_folder  # noqa: F401 - imports the submodule imgtool.training.evaluation
+    from imgtool.training.retraining import RetrainResult
 
     submodules = {m.name for m in pkgutil.iter_modules(imgtool.__path__)}
     assert not submodules & set(imgtool.__all__), submodules & set(imgtool.__all__)
     assert callable(imgtool.retrain) and imgtool.retrain.__module__ == "imgtool.api"
     assert callable(imgtool.evaluate) and imgtool.evaluate.__module__ == "imgtool.api"
     assert callable(imgtool.classify) and imgtool.classify.__module__ == "imgtool.api"
-    assert sys.modules["imgtool.retraining"].RetrainResult is RetrainResult
+    assert sys.modules["imgtool.training.retraining"].RetrainResult is RetrainResult
 
 
 def test_classify_in_one_call_is_load_model_then_classify(model: imgtool.Model, classifier_path: str,
@@ -149,7 +149,7 @@ def test_classify_a_file_and_a_folder(model: imgtool.Model, photos: Path) -> Non
 
 
 def test_an_array_of_the_decoded_pixels_scores_as_the_file(model: imgtool.Model, photos: Path) -> None:
-    from imgtool.images import decode
+    from imgtool.data.images import decode
 
     for name in ("cat.bmp", "parrot.jpg"):
         path = str(photos / name)
@@ -182,7 +182,7 @@ def test_a_pil_image_is_converted_and_resized_as_its_file(model: imgtool.Model, 
 def test_gray_and_rgba_arrays_are_made_rgb_as_files_are(model: imgtool.Model, photos: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from imgtool.images import decode
+    from imgtool.data.images import decode
 
     rgb = decode(str(photos / "parrot.jpg"), (300, 260))  # not the model size: both routes resize
     gray = np.asarray(Image.fromarray(rgb).convert("L"))
@@ -206,7 +206,7 @@ def test_a_mixed_list_keeps_order_reports_bad_inputs_and_is_not_changed(model: i
                                                                        tmp_path: Path) -> None:
     from PIL import Image
 
-    from imgtool.images import decode
+    from imgtool.data.images import decode
 
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg at all")
@@ -278,8 +278,8 @@ def test_retrain_returns_data_prints_nothing_and_evaluate_scores_it(
     assert ("bottlenecks" in {c[2] for c in calls}) and calls[-1][0] == calls[-1][1] == 60
 
     # the same through the options object, which retrain() leaves as it was
-    from imgtool.options import RetrainOptions
-    from imgtool.retraining import retrain as retrain_opts
+    from imgtool.core.options import RetrainOptions
+    from imgtool.training.retraining import retrain as retrain_opts
 
     opts = RetrainOptions(image_dir=small_flowers, output=tmp_path / "again", model=embedder, test_percent=20,
                           bottleneck_dir=tmp_path / "bn", tf_exports=False, seed=3)
@@ -350,7 +350,7 @@ def test_list_models_catalog_and_extra_records(tmp_path: Path, monkeypatch: pyte
 
 
 def test_list_models_sees_a_cached_entry(classifier_path: str, isolated_home: Path) -> None:
-    from imgtool import store
+    from imgtool.core import store
 
     entry = store.entry_dir("url-0123456789abcdef")
     (entry / "source").mkdir(parents=True)
@@ -380,7 +380,7 @@ def test_list_models_sees_a_cached_entry(classifier_path: str, isolated_home: Pa
     (errors.StorageError, (OSError,)),
 ])
 def test_every_error_is_also_its_builtin(cls: type, bases: tuple[type, ...]) -> None:
-    from imgtool.errors import SettingError
+    from imgtool.core.errors import SettingError
 
     err = cls("what went wrong; what to do")
     assert isinstance(err, imgtool.ImgtoolError) and all(isinstance(err, b) for b in bases)
@@ -389,7 +389,7 @@ def test_every_error_is_also_its_builtin(cls: type, bases: tuple[type, ...]) -> 
 
 
 def test_a_download_error_is_never_taken_for_a_storage_error() -> None:
-    from imgtool import store
+    from imgtool.core import store
 
     err = errors.DownloadError("https://x: server answered HTTP 404")
     assert err.errno is None and err.exit_code == errors.EXIT_MODEL
@@ -397,11 +397,11 @@ def test_a_download_error_is_never_taken_for_a_storage_error() -> None:
 
 
 def test_the_progress_variable_pickles_for_beam_workers() -> None:
-    """Beam ships imgtool.ui to workers by value: the progress context variable must
+    """Beam ships imgtool.core.ui to workers by value: the progress context variable must
     pickle, and arrive empty (no caller's callback on a worker)."""
     import pickle
 
-    from imgtool import ui
+    from imgtool.core import ui
 
     seen: list[int] = []
     with ui.reporting(lambda done, total, desc, unit: seen.append(done)):
@@ -502,7 +502,7 @@ def test_the_model_record_names_the_pillow_and_litert_that_made_it(retrained_fol
 
     record = json.loads((retrained_folder / "imgtool-model.json").read_text())
     assert record["made_with"] == {"pillow": version("pillow"), "litert": version("ai-edge-litert")}
-    from imgtool import retrained
+    from imgtool.models import retrained
 
     assert retrained.read(retrained_folder).made_with == record["made_with"]  # and it reads back
     assert json.loads((retrained_folder / "metrics.json").read_text())["made_with"] == record["made_with"]

@@ -90,7 +90,8 @@ def test_audit_finds_the_planted_errors_and_duplicates(planted: tuple[Path, dict
 
 
 def test_audit_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import api, findings
+    from imgtool import api
+    from imgtool.numbers import findings
 
     monkeypatch.setattr(api, "audit", lambda *a, **k: findings.AuditResult(summary={"photos": 4, "classes": ["a"]}))
     (tmp_path / "d").mkdir()

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from imgtool import calibration, train
-from imgtool.calibration import Bin
-from imgtool.scores import softmax
+from imgtool.numbers import calibration
+from imgtool.numbers.calibration import Bin
+from imgtool.numbers.scores import softmax
+from imgtool.training import fitting
 
 
 def _sampled(t_true: float, n: int = 20000, c: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -116,9 +117,9 @@ def test_calibrate_describes_before_and_after() -> None:
 
 def test_the_folded_head_gives_the_calibrated_probabilities() -> None:
     rng = np.random.default_rng(3)
-    head = train.Head(rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32))
+    head = fitting.Head(rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32))
     x = rng.normal(size=(10, 6)).astype(np.float32)
-    folded = train.calibrated(head, 0.6)
+    folded = fitting.calibrated(head, 0.6)
     assert folded.weights.dtype == np.float32 and folded.bias.dtype == np.float32
     assert folded.predict(x) == pytest.approx(calibration.scale(head.logits(x), 0.6), abs=1e-5)
     assert np.array_equal(folded.predict(x).argmax(axis=1), head.predict(x).argmax(axis=1))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import imgtool
-from imgtool.errors import ModelError
+from imgtool.core.errors import ModelError
 from tests.conftest import invoke, run
 
 EXPECTED = {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw", "grace_hopper.bmp": "military uniform",
@@ -166,13 +166,13 @@ HEAVY = ("tensorflow", "tensorflow_hub", "tf_keras", "keras", "numpy", "ai_edge_
 
 @pytest.mark.heavy
 def test_cli_import_and_help_import_no_model_runtime() -> None:
-    """`import imgtool.cli` loads click and the CLI's own modules: no numpy, LiteRT, TensorFlow,
+    """`import imgtool.cli.main` loads click and the CLI's own modules: no numpy, LiteRT, TensorFlow,
     Pillow or requests, not the environment settings, and not `imgtool beam`'s commands (loaded
     when a beam command runs or `--help` lists them); `imgtool --help` loads none of the
     runtimes either, and still lists beam."""
-    code = ("import json, sys, imgtool.cli\n"
+    code = ("import json, sys, imgtool.cli.main\n"
             f"heavy = {HEAVY!r}\n"
-            "first = [m for m in (*heavy, 'imgtool.settings', 'imgtool.beam.cli') if m in sys.modules]\n"
+            "first = [m for m in (*heavy, 'imgtool.core.settings', 'imgtool.beam.cli') if m in sys.modules]\n"
             "sys.argv = ['imgtool', '--help']\n"
             "try:\n"
             "    imgtool.cli.main()\n"
@@ -187,7 +187,7 @@ def test_cli_import_and_help_import_no_model_runtime() -> None:
 
 @pytest.mark.heavy
 def test_classify_and_labels_never_import_tensorflow_for_tflite(mobilenet: str, photos: Path) -> None:
-    code = ("import sys; from click.testing import CliRunner; from imgtool.cli import cli;"
+    code = ("import sys; from click.testing import CliRunner; from imgtool.cli.main import cli;"
             f"r=CliRunner().invoke(cli, ['classify','-m',{mobilenet!r},{str(photos)!r}]); assert r.exit_code==0, r.output;"
             f"r=CliRunner().invoke(cli, ['labels','-m',{mobilenet!r}]); assert r.exit_code==0;"
             "print('tensorflow' in sys.modules, 'imgtool.beam.cli' in sys.modules)")
@@ -207,8 +207,8 @@ def test_top_k_ties_go_to_the_lower_index_on_a_1001_wide_output(mobilenet: str) 
     """Planted changes this catches: top-k ties ordered by descending index; and the old code
     (`np.argpartition` + a stable sort of the k it picked), which keeps argpartition's arbitrary
     choice among equal scores: [89, 700, 5, 984, 985] here."""
-    from imgtool.classifier import Classifier
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
 
     clf = Classifier(resolve(mobilenet))
     labels = (Path(mobilenet).parent / "imagenet_labels.txt").read_text().splitlines()
@@ -229,9 +229,9 @@ def test_every_real_photos_top5_obeys_the_tie_rule(mobilenet: str, photos: Path,
     """On the shared quantized MobileNet V2, confident photos have many zero scores in their
     top-5; with argpartition most of them came out as 984, 985, 987, ... (planted change:
     ties by descending index; old code: argpartition + stable sort)."""
-    from imgtool import images
-    from imgtool.classifier import Classifier
-    from imgtool.resolve import resolve
+    from imgtool.data import images
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
 
     paths = [*sorted(photos.iterdir()), *sorted((flowers / "daisy").iterdir())[:23]]
     clf = Classifier(resolve(mobilenet))
@@ -249,8 +249,8 @@ def test_result_dicts_and_the_default_top_k(mobilenet: str, photos: Path) -> Non
     """Mutants this kills (mutmut, issue 21): `Result.to_dict`'s "error" and "unknown" keys
     renamed, `unknown` written as None, and `Classifier.classify`'s default `top_k=5` made 6
     (the CLI always passes its own, so only the library's default was unasserted)."""
-    from imgtool.classifier import Classifier, Prediction, Result
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier, Prediction, Result
+    from imgtool.models.resolve import resolve
 
     assert Result("a.jpg", error="corrupt image").to_dict() == {"path": "a.jpg", "error": "corrupt image"}
     judged = Result(None, predictions=[Prediction("cat", 0.25, 3)]).with_min_score(0.5)

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from imgtool import ui
+from imgtool.core import ui
 from tests.conftest import invoke
 
 
 def test_cli_text_names_options_not_parameters() -> None:
-    from imgtool.command import cli_text
-    from imgtool.errors import Advice, Call, Param
+    from imgtool.cli.command import cli_text
+    from imgtool.core.errors import Advice, Call, Param
 
     def both(message: str) -> tuple[str, str]:  # (the library's words, the CLI's)
         return str(message), cli_text(message)
@@ -61,9 +61,9 @@ def test_every_part_the_library_names_has_cli_words() -> None:
     piece of advice has the CLI's words (a new one without them fails here, not in a run)."""
     import click
 
-    from imgtool.cli import cli
-    from imgtool.command import CLI_ADVICE, COMMAND_OF_CALL, option_of_parameter
-    from imgtool.errors import API_CALLS, Advice
+    from imgtool.cli.command import CLI_ADVICE, COMMAND_OF_CALL, option_of_parameter
+    from imgtool.cli.main import cli
+    from imgtool.core.errors import API_CALLS, Advice
 
     declared: set[str] = set()
 
@@ -84,8 +84,8 @@ def test_every_part_the_library_names_has_cli_words() -> None:
 
 
 def test_stderr_output_prints_todays_lines_and_honours_quiet(capsys: pytest.CaptureFixture) -> None:
-    from imgtool.command import cli_text
-    from imgtool.errors import Param
+    from imgtool.cli.command import cli_text
+    from imgtool.core.errors import Param
 
     log = logging.getLogger("imgtool")
     before = (list(log.handlers), log.level, log.propagate)

@@ -1,4 +1,4 @@
-"""The awkward-input corpus (tests/corpus.py) really is what it claims to be.
+"""The awkward-input corpus (tests/support/corpus.py) really is what it claims to be.
 
 These tests use Pillow directly, not imgtool: every "ok" case decodes the way
 imgtool decodes (Image.open, ImageOps.exif_transpose, convert to RGB; alpha
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tests.corpus import ALLOWED_EXTENSIONS, Case, build_corpus, expected_counts, markdown_table
+from tests.support.corpus import ALLOWED_EXTENSIONS, Case, build_corpus, expected_counts, markdown_table
 
 # Corrupt-EXIF cases make Pillow warn; that is part of what they test, not noise.
 pytestmark = [
@@ -320,7 +320,7 @@ def test_markdown_table_and_main(built, tmp_path):
     assert len(table) == len(cases) + 2
     assert all(line.count(" | ") - line.count("\\|") >= 2 for line in table)
 
-    out = subprocess.run([sys.executable, "-m", "tests.corpus", str(tmp_path / "c")], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "tests.support.corpus", str(tmp_path / "c")], cwd=REPO,
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.startswith("| name | outcome | note |")
     assert f"{len(cases)} cases" in out

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgtool import distort, images
-from imgtool.distort import Distortions, Plan
+from imgtool.data import distortions, images
+from imgtool.data.distortions import Distortions, Plan
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def photo(tmp_path: Path) -> Path:
 
 
 def test_no_distortion_is_the_plain_decode(photo: Path) -> None:
-    plan = distort.sample_plan(Distortions(), np.random.default_rng(0))
+    plan = distortions.sample_plan(Distortions(), np.random.default_rng(0))
     assert plan == Plan((0.0, 0.0, 1.0, 1.0), False, 1.0)
     assert np.array_equal(images.decode_distorted(str(photo), (50, 100), plan), images.decode(str(photo), (50, 100)))
 
@@ -63,27 +63,27 @@ def test_apply_crops_the_plans_box_in_pixels_and_never_to_nothing() -> None:
     brightness step skipped at a factor of exactly 2."""
     xs, ys = np.meshgrid(np.arange(400), np.arange(200))
     im = Image.fromarray(np.stack([xs % 256, ys, (xs + ys) % 256], axis=-1).astype(np.uint8))
-    out = distort.apply(im, Plan(box=(0.25, 0.5, 0.75, 1.0)))
+    out = distortions.apply(im, Plan(box=(0.25, 0.5, 0.75, 1.0)))
     assert np.array_equal(np.asarray(out), np.asarray(im)[100:200, 100:300])
-    assert distort.apply(im, Plan(box=(0.5, 0.5, 0.5, 0.5))).size == (1, 1)
+    assert distortions.apply(im, Plan(box=(0.5, 0.5, 0.5, 0.5))).size == (1, 1)
     # brightness 2 doubles (clipped): mutmut's `brightness != 1.0` -> `!= 2.0` skipped exactly this
-    doubled = np.asarray(distort.apply(im, Plan(brightness=2.0))).astype(int)
+    doubled = np.asarray(distortions.apply(im, Plan(brightness=2.0))).astype(int)
     assert np.array_equal(doubled, np.minimum(2 * np.asarray(im).astype(int), 255))
 
 
 def test_sample_plan_ranges() -> None:
     rng = np.random.default_rng(1)
-    crop = [distort.sample_plan(Distortions(random_crop=25), rng) for _ in range(50)]
+    crop = [distortions.sample_plan(Distortions(random_crop=25), rng) for _ in range(50)]
     for p in crop:  # crop 25%: the kept box is 1/1.25 = 0.8 of each side, anywhere inside
         assert p.box[2] - p.box[0] == pytest.approx(0.8) and p.box[3] - p.box[1] == pytest.approx(0.8)
         assert 0 <= p.box[0] <= 0.2 and 0 <= p.box[1] <= 0.2 and not p.flip and p.brightness == 1.0
     assert len({p.box for p in crop}) == 50
-    scale = [distort.sample_plan(Distortions(random_scale=50), rng) for _ in range(200)]
+    scale = [distortions.sample_plan(Distortions(random_scale=50), rng) for _ in range(200)]
     sides = [p.box[2] - p.box[0] for p in scale]
     assert min(sides) >= 1 / 1.5 - 1e-12 and max(sides) <= 1.0 and max(sides) - min(sides) > 0.2
-    flips = [distort.sample_plan(Distortions(flip_left_right=True), rng).flip for _ in range(200)]
+    flips = [distortions.sample_plan(Distortions(flip_left_right=True), rng).flip for _ in range(200)]
     assert 60 < sum(flips) < 140
-    light = [distort.sample_plan(Distortions(random_brightness=20), rng).brightness for _ in range(200)]
+    light = [distortions.sample_plan(Distortions(random_brightness=20), rng).brightness for _ in range(200)]
     assert 0.8 <= min(light) < 0.85 and 1.15 < max(light) <= 1.2
     assert Distortions(random_brightness=1).active() and not Distortions().active()
     assert Distortions(flip_left_right=True).active()
@@ -97,7 +97,7 @@ def test_sample_plan_zoom_is_crop_times_a_uniform_scale() -> None:
     hand from the same generator's first draw: 1 / ((1 + crop%) * (1 + scale% * u))."""
     for seed in range(5):
         u = np.random.default_rng(seed).random()
-        plan = distort.sample_plan(Distortions(random_crop=25, random_scale=50), np.random.default_rng(seed))
+        plan = distortions.sample_plan(Distortions(random_crop=25, random_scale=50), np.random.default_rng(seed))
         side = 1 / (1.25 * (1 + 0.5 * u))
         assert plan.box[2] - plan.box[0] == pytest.approx(side, rel=1e-12)
         assert plan.box[3] - plan.box[1] == pytest.approx(side, rel=1e-12)
@@ -117,7 +117,7 @@ def test_sample_plan_at_the_edges_of_its_ranges() -> None:
     """Mutants this kills (mutmut, issue 21): `random_brightness / 100.0` -> `/ 101.0` and the
     flip's `rng.random() < 0.5` -> `<= 0.5` (a draw of exactly 0.5 keeps the photo as it is:
     the flip has probability 1/2 over [0, 1))."""
-    plan = distort.sample_plan(Distortions(flip_left_right=True, random_crop=25, random_scale=50,
+    plan = distortions.sample_plan(Distortions(flip_left_right=True, random_crop=25, random_scale=50,
                                            random_brightness=20), _Edge())  # type: ignore[arg-type]
     side = 1 / (1.25 * 1.5)
     assert plan.box == pytest.approx((1 - side, 1 - side, 1.0, 1.0), rel=1e-12)

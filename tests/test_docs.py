@@ -8,9 +8,9 @@ import re
 import click
 import pytest
 
-from imgtool.cli import cli
-from tests import clidoc
+from imgtool.cli.main import cli
 from tests.conftest import ROOT, invoke
+from tests.support import clidoc
 
 README = (ROOT / "README.md").read_text()
 
@@ -39,7 +39,7 @@ def _sh_blocks(text: str) -> list[list[str]]:
 def test_readme_is_a_product_page_that_starts_with_an_offline_quick_start() -> None:
     """The first screen: install, classify with the embedded classifier, retrain with the
     embedded extractor, classify with the result (tests/test_doc_examples.py runs them)."""
-    from imgtool.catalog import embedded_names, load_catalog
+    from imgtool.models.catalog import embedded_names, load_catalog
 
     assert len(README.splitlines()) <= 250
     assert README.index("## Quick start") < README.index("```")  # the first thing shown is the quick start
@@ -109,7 +109,7 @@ def test_exit_codes_documented_in_help_and_readme() -> None:
 
 
 def test_every_catalog_model_is_in_the_models_page() -> None:
-    from imgtool.catalog import load_catalog
+    from imgtool.models.catalog import load_catalog
 
     page = (ROOT / "docs" / "models.md").read_text()
     table = page.split("## The catalog", 1)[1].split("\n## ", 1)[0]
@@ -126,7 +126,7 @@ def _environment_section() -> str:
 
 
 def test_every_environment_variable_is_documented() -> None:
-    from imgtool import settings
+    from imgtool.core import settings
 
     section = _environment_section()
     for name in settings.VARIABLES:
@@ -134,8 +134,8 @@ def test_every_environment_variable_is_documented() -> None:
 
 
 def test_environment_is_read_only_in_settings() -> None:
-    """Every variable read goes through imgtool/settings.py (checked once, documented)."""
-    from imgtool import settings
+    """Every variable read goes through imgtool/core/settings.py (checked once, documented)."""
+    from imgtool.core import settings
 
     pattern = re.compile(r"os\.environ\.get|os\.getenv|os\.environ\[|envvar=")
     for path in sorted((ROOT / "imgtool").glob("*.py")):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from imgtool import download
-from imgtool.errors import DownloadError
-from tests.httpserver import LoopbackServer
+from imgtool.core.errors import DownloadError
+from imgtool.models import download
+from tests.support.httpserver import LoopbackServer
 
 BODY = bytes(range(256)) * 512  # 128 KiB
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import imgtool
-from imgtool import shipped, store
-from imgtool.catalog import load_catalog
+from imgtool.core import store
+from imgtool.models import shipped
+from imgtool.models.catalog import load_catalog
 from tests.conftest import invoke, run
 
 CLASSIFIER, FEATURES = "mobilenet_v2_quant", "mobilenet_v1_embedding"
@@ -189,7 +190,7 @@ def test_an_embedded_record_names_a_file_in_the_package_only(file: str, tmp_path
     monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
     res = invoke("classify", "-m", "mine", "photo.jpg")
     assert res.exit_code == 3
-    assert res.stderr == f"Error: catalog record 'mine': embedded must name a file in imgtool/embedded/ (got {file!r})\n"
+    assert res.stderr == f"Error: catalog record 'mine': embedded must name a file in imgtool/models/embedded/ (got {file!r})\n"
 
 
 def test_retraining_on_the_embedded_classifier_points_at_the_embedded_extractor(flowers: Path) -> None:

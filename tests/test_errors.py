@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import imgtool
-from imgtool.errors import (
+from imgtool.core.errors import (
     Advice,
     Call,
     DownloadError,
@@ -61,7 +61,7 @@ def test_a_model_error_names_the_model() -> None:
 
 
 def test_a_setting_error_gives_its_fix_as_the_hint() -> None:
-    from imgtool.settings import parse
+    from imgtool.core.settings import parse
 
     with pytest.raises(SettingError) as info:
         parse({"IMGTOOL_THREADS": "many"})

@@ -87,9 +87,9 @@ def test_training_photos_recorded_and_counted_by_evaluate(fixtures: Path, embedd
 
 @pytest.mark.heavy
 def test_evaluate_folder_library_result(fixtures: Path, embedder: str, tmp_path: Path) -> None:
-    from imgtool.classifier import Classifier
-    from imgtool.evaluation import Evaluation, evaluate_folder
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
+    from imgtool.training.evaluation import Evaluation, evaluate_folder
 
     data = _copy(fixtures, tmp_path / "d", 0, 4)
     assert invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "-q").exit_code == 0
@@ -120,9 +120,9 @@ def test_a_label_outside_the_folders_classes_is_counted_as_other(mobilenet: str,
     """A prediction that is none of the folder's classes goes to an "(other)" column, never to
     a class. By hand: daisy row [1, 0, 1], macaw row [0, 1, 1], accuracy 2/4. Planted change
     this catches: such a label counted as class 0 (`inverse.get(top.index, 0)`)."""
-    from imgtool.classifier import Classifier
-    from imgtool.evaluation import evaluate_folder
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
+    from imgtool.training.evaluation import evaluate_folder
 
     ev = evaluate_folder(Classifier(resolve(mobilenet)), two_imagenet_classes)
     assert ev.classes == ["daisy", "macaw", "(other)"]

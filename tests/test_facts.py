@@ -1,4 +1,4 @@
-"""The per-model-file facts record (imgtool/facts.py): a warm run reads it instead of the
+"""The per-model-file facts record (imgtool/runtime/facts.py): a warm run reads it instead of the
 model's flatbuffer and metadata zip, exactly when the model file is the one recorded; a
 changed model or labels file is seen; the results are the same either way."""
 
@@ -26,7 +26,7 @@ def _classify(model: Path, photo: Path, labels: Path | None = None) -> list[dict
 
 
 def _said(caplog: pytest.LogCaptureFixture, word: str) -> int:
-    return sum(1 for r in caplog.records if r.name == "imgtool.facts" and word in r.getMessage())
+    return sum(1 for r in caplog.records if r.name == "imgtool.runtime.facts" and word in r.getMessage())
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def model_copy(tmp_path: Path, mobilenet: str) -> Path:
 
 def test_warm_run_reuses_the_record_and_gives_the_same_results(model_copy: Path, photos: Path,
                                                                caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="imgtool.facts")
+    caplog.set_level(logging.DEBUG, logger="imgtool.runtime.facts")
     cold = _classify(model_copy, photos / PHOTO)
     assert _said(caplog, "reused") == 0 and _said(caplog, "written") >= 1
     records = list((Path(os.environ["IMGTOOL_HOME"]) / "facts").glob("*.json"))
@@ -53,7 +53,7 @@ def test_warm_run_reuses_the_record_and_gives_the_same_results(model_copy: Path,
 
 def test_a_changed_model_file_invalidates_the_record(model_copy: Path, photos: Path, tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="imgtool.facts")
+    caplog.set_level(logging.DEBUG, logger="imgtool.runtime.facts")
     cold = _classify(model_copy, photos / PHOTO)
     # The same bytes, rewritten as a download or conversion would be (a new file renamed into place).
     fresh = tmp_path / "new.tflite"

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import tomllib
 
-from imgtool import dataset
-from imgtool.errors import DatasetError, UsageError
-from imgtool.features import dataset_root, read_shards, training_set, walk_order
+from imgtool.core.errors import DatasetError, UsageError
+from imgtool.data import folders
+from imgtool.training.shards import dataset_root, read_shards, training_set, walk_order
 from tests.conftest import ROOT, invoke
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -43,7 +43,7 @@ def test_walk_order_is_the_folder_scan_order(tmp_path: Path) -> None:
     for rel in rels:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    _, files = dataset.scan(tmp_path)
+    _, files = folders.scan(tmp_path)
     scanned = [f.rel for f in files]
     assert sorted(rels, key=walk_order) == scanned
     assert scanned == ["a/Z.jpg", "a/a.jpg", "a/c.jpg", "a/sub/b.jpg", "a/sub/x.jpg", "a/sub/deeper/y.jpg",
@@ -71,8 +71,8 @@ def test_training_set_splits_like_a_folder_run(tmp_path: Path) -> None:
     rels = [f"{c}/{i:02d}.jpg" for c in ("cats", "dogs") for i in range(12)]
     _write(tmp_path / "s-00000-of-00001.parquet", [_row(r, [float(i), 1.0]) for i, r in enumerate(rels)])
     classes, samples, x, shas, failed = training_set(str(tmp_path / "s-00000-of-00001.parquet"), "bb", 10.0, 10.0)
-    photos = [dataset.Photo(f"gs://bucket/data/{r}", r, 0 if r.startswith("cats") else 1) for r in rels]
-    want = dataset.assign_splits(photos, 2, 10.0, 10.0)
+    photos = [folders.Photo(f"gs://bucket/data/{r}", r, 0 if r.startswith("cats") else 1) for r in rels]
+    want = folders.assign_splits(photos, 2, 10.0, 10.0)
     assert classes == ["cats", "dogs"] and samples == want and failed == []
     assert x[:, 0].tolist() == [float(i) for i in range(24)]
     assert shas == {f"gs://bucket/data/{r}": f"sha-{r}" for r in rels}  # every photo's content key
@@ -112,9 +112,9 @@ def test_missing_damaged_and_foreign_shards(tmp_path: Path, monkeypatch: pytest.
 def test_retrain_from_shards_equals_folder_run(fixtures: Path, tmp_path: Path) -> None:
     """Shards holding the vectors imgtool computes itself train the same head as the
     folder (the Beam-made shards are checked the same way in tests/beam)."""
-    from imgtool import bottlenecks
-    from imgtool.engine import LiteRTEngine
-    from imgtool.images import decode
+    from imgtool.data.images import decode
+    from imgtool.runtime import bottlenecks
+    from imgtool.runtime.engine import LiteRTEngine
 
     embedder = fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
     data = tmp_path / "data"
@@ -124,7 +124,7 @@ def test_retrain_from_shards_equals_folder_run(fixtures: Path, tmp_path: Path) -
             shutil.copy(f, data / c / f.name)
     engine = LiteRTEngine(embedder)
     ident = bottlenecks.backbone_id(embedder, engine.input_size, None)
-    _, files = dataset.scan(data)
+    _, files = folders.scan(data)
     rows = [{"path": rel, "class": rel.split("/")[0], "sha256": bottlenecks.file_sha256(p),
              "features": engine.run(decode(p, engine.input_size)[None])[0].tolist(), "backbone": ident,
              "source": p, "error": None} for p, rel in ((f.path, f.rel) for f in files)]
@@ -168,9 +168,9 @@ def test_beam_commands_without_beam_say_how_to_install(tmp_path: Path) -> None:
 
 
 def test_import_imgtool_and_cli_help_load_no_beam() -> None:
-    code = ("import sys, imgtool, imgtool.cli\n"
+    code = ("import sys, imgtool, imgtool.cli.main\n"
             "from click.testing import CliRunner\n"
-            "assert CliRunner().invoke(imgtool.cli.cli, ['beam', '--help']).exit_code == 0\n"
+            "assert CliRunner().invoke(imgtool.cli.main.cli, ['beam', '--help']).exit_code == 0\n"
             "print([m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'pyarrow')])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

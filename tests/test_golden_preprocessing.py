@@ -1,6 +1,6 @@
 """One preprocessing everywhere: the fixtures' photos give byte-identical input arrays
 and the same scores (to 1e-6) in every install, against ONE stored expectation
-(tests/golden/preprocessing.json, written by `python -m tests.golden`). Run in .venv by
+(tests/golden/preprocessing.json, written by `python -m tests.support.golden`). Run in .venv by
 `make test` and in .venv-beam by `make test-beam`: Pillow 12 and 13 resize an upscaled
 photo differently, which changed 33 of 255 records and one top-1 label (issue 18)."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import golden
+from tests.support import golden
 
 
 def test_inputs_and_scores_match_the_stored_expectation(fixtures: Path) -> None:
@@ -47,8 +47,8 @@ def test_a_workers_bytes_decode_as_the_file_does(fixtures: Path) -> None:
 
     import numpy as np
 
-    from imgtool.errors import ImageError
-    from imgtool.images import decode
+    from imgtool.core.errors import ImageError
+    from imgtool.data.images import decode
 
     for p in golden.photos(fixtures)[::10]:
         assert np.array_equal(decode(io.BytesIO(p.read_bytes()), golden.SIZE), decode(str(p), golden.SIZE)), p

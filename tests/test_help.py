@@ -13,9 +13,9 @@ import re
 import click
 import pytest
 
-from imgtool.cli import cli
-from tests import clidoc
+from imgtool.cli.main import cli
 from tests.conftest import invoke
+from tests.support import clidoc
 
 COMMANDS = [(" ".join(path), cmd, ctx) for path, cmd, ctx in clidoc.walk(cli)]
 IDS = [name for name, _, _ in COMMANDS]

@@ -13,7 +13,7 @@ import pytest
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
-from tests.httpserver import LoopbackServer, http_server  # noqa: F401
+from tests.support.httpserver import LoopbackServer, http_server  # noqa: F401
 
 BODY = bytes(range(256)) * 1000  # 256_000 bytes, not a multiple of the chunk size
 T = (1, 1)  # (connect, read) timeouts for requests

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgtool import images
+from imgtool.data import images
 
 
 @pytest.mark.parametrize("orientation,top,bottom", [(1, "blue", "blue"), (6, "blue", "red"), (8, "red", "blue"),
@@ -36,8 +36,8 @@ def test_alpha_is_composited_on_white(tmp_path: Path) -> None:
 
 
 def test_in_memory_arrays_are_made_rgb_exactly_as_files_are() -> None:
-    from imgtool.errors import ImageError
-    from imgtool.images import from_memory
+    from imgtool.core.errors import ImageError
+    from imgtool.data.images import from_memory
 
     gray = np.array([[0, 100], [200, 255]], np.uint8)
     assert from_memory(gray, (2, 2)).tolist() == [[[0, 0, 0], [100, 100, 100]], [[200, 200, 200], [255, 255, 255]]]
@@ -105,7 +105,7 @@ def test_thumbnail_is_a_bilinear_shrink(tmp_path: Path) -> None:
 def test_a_truncated_in_memory_image_is_one_line_corrupt_image(tmp_path: Path) -> None:
     """A PIL image opened lazily from a file cut short fails when its pixels are read:
     ImageError "corrupt image (<Pillow's first line>)", as for the file."""
-    from imgtool.errors import ImageError
+    from imgtool.core.errors import ImageError
 
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     data = (tmp_path / "a.png").read_bytes()
@@ -121,7 +121,7 @@ def test_one_input_is_decoded_on_the_calling_thread_many_on_workers(photos, monk
     decoded ahead on the worker threads. Same pixels either way."""
     import threading
 
-    from imgtool import images as images_mod
+    from imgtool.data import images as images_mod
 
     seen: list[str] = []
     real = images_mod.decode

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from imgtool.errors import ModelError, UsageError
-from imgtool.labels import BACKGROUND_LABELS, check_expected, closest, fit, has_label, parse_lines, read_lines
+from imgtool.core.errors import ModelError, UsageError
+from imgtool.data.labels import BACKGROUND_LABELS, check_expected, closest, fit, has_label, parse_lines, read_lines
 from tests.conftest import invoke, run
 
 # ---------------------------------------------------------------------------- fit
@@ -156,7 +156,7 @@ def test_labels_file_that_does_not_fit_is_exit_2(mobilenet: str, parrot: str, tm
 
 @pytest.mark.heavy
 def test_model_labels_that_do_not_fit_are_exit_3(tmp_path: Path, parrot: str) -> None:
-    from tests import modelgen
+    from tests.support import modelgen
 
     model = modelgen.make_tflite_classifier(tmp_path / "seven.tflite", labels=[f"c{i}" for i in range(7)])
     result = run("classify", "-m", str(model), parrot)
@@ -174,7 +174,7 @@ def test_model_labels_that_do_not_fit_are_exit_3(tmp_path: Path, parrot: str) ->
 
 @pytest.mark.heavy
 def test_no_labels_anywhere_shows_class_numbers_with_one_warning(tmp_path: Path, parrot: str) -> None:
-    from tests import modelgen
+    from tests.support import modelgen
 
     model = modelgen.make_tflite_classifier(tmp_path / "nolabels.tflite")
     result = invoke("classify", "-m", str(model), "-k1", "-f", "csv", parrot, parrot)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from imgtool import locks
-from imgtool.errors import EXIT_MODEL, LockTimeoutError
+from imgtool.core import locks
+from imgtool.core.errors import EXIT_MODEL, LockTimeoutError
 from tests.conftest import IMGTOOL, run
-from tests.httpserver import LoopbackServer
+from tests.support.httpserver import LoopbackServer
 from tests.test_models_remote import built, served  # noqa: F401
 
 ENTRY = "inception_v3"  # the default model of test_models_remote's catalog

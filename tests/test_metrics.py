@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgtool import metrics
+from imgtool.numbers import metrics
 
 
 def test_asymmetric_confusion_precision_recall_f1_baseline() -> None:

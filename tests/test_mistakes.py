@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import imgtool
-from imgtool.command import TF_FLAGS
-from imgtool.errors import ModelNotFoundError, UsageError
+from imgtool.cli.command import TF_FLAGS
+from imgtool.core.errors import ModelNotFoundError, UsageError
 from tests.conftest import invoke
 
 
@@ -96,7 +96,7 @@ def test_the_tensorflow_flags_say_the_examples_of_the_issue() -> None:
     assert "--value-range LO,HI with LO = -mean/std and HI = (255 - mean)/std" in said("--input_mean")
     assert said("--input_std") == said("--input_mean").replace("--input_mean", "--input_std")
     # after a bare `--` (Beam's options) nothing is looked at; our own --labels is not label_image's
-    from imgtool.command import tf_flag_error
+    from imgtool.cli.command import tf_flag_error
 
     assert tf_flag_error(["--", "--image_dir=x"], set()) is None
     assert tf_flag_error(["--labels", "x"], {"--labels"}) is None
@@ -165,7 +165,7 @@ def test_retrain_refusals_in_the_clis_words(flowers: Path, fixtures: Path, tmp_p
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Each retrain refusal that tests/test_retrain_checks.py sees as a library error, here
     as the CLI says it: the one line, on stderr, exit 2, before the backbone runs."""
-    from imgtool import engine
+    from imgtool.runtime import engine
 
     def fail(*a, **k):  # noqa: ANN202
         raise AssertionError("the backbone ran")

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgtool import entries, refs, retrained
-from imgtool.catalog import ModelConfig
-from imgtool.convert import VERIFY_TOLERANCE, Agreement, agreement
-from imgtool.errors import ModelError, UsageError
-from imgtool.model import Model
+from imgtool.core.errors import ModelError, UsageError
+from imgtool.models import entries, refs, retrained
+from imgtool.models.catalog import ModelConfig
+from imgtool.models.convert import VERIFY_TOLERANCE, Agreement, agreement
+from imgtool.models.recipe import Recipe
 
 
 def test_references_parse_to_their_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,7 +81,7 @@ def test_entry_ok_names_a_missing_or_changed_file(tmp_path: Path) -> None:
 def test_a_damaged_entry_record_is_fetched_again_and_still_listed(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMGTOOL_HOME", str(tmp_path))
-    from imgtool import store
+    from imgtool.core import store
 
     entry = store.models_dir() / "k"
     entry.mkdir(parents=True)
@@ -147,21 +147,21 @@ def test_model_engine_never_repairs_a_users_file_and_asks_the_hook_for_a_cached_
     bad.write_bytes(b"not a model")
     calls: list[Path | None] = []
 
-    def repair(model: Model) -> bool:
+    def repair(model: Recipe) -> bool:
         calls.append(model.tflite)
         shutil.copyfile(fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite", bad)
         return True
 
-    mine = Model(ref="bad.tflite", config=ModelConfig(name="bad", format="tflite"), tflite=bad, repair=repair)
+    mine = Recipe(ref="bad.tflite", config=ModelConfig(name="bad", format="tflite"), tflite=bad, repair=repair)
     with pytest.raises(ModelError):
         mine.engine()  # no entry: the user's own file
     assert calls == []
-    cached = Model(ref="m", config=ModelConfig(name="m", format="tflite"), tflite=bad, entry=tmp_path, repair=repair)
+    cached = Recipe(ref="m", config=ModelConfig(name="m", format="tflite"), tflite=bad, entry=tmp_path, repair=repair)
     engine = cached.engine()
     assert calls == [bad] and engine.input_size == (224, 224)
 
     bad.write_bytes(b"broken again")
-    gave_up = Model(ref="m", config=ModelConfig(name="m", format="tflite"), tflite=bad, entry=tmp_path,
+    gave_up = Recipe(ref="m", config=ModelConfig(name="m", format="tflite"), tflite=bad, entry=tmp_path,
                     repair=lambda m: setattr(m, "tflite", None) or False)
     with pytest.raises(ModelError, match=r"^m: nothing runnable was found$"):
         gave_up.engine()  # no TF source to fall back on

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import imgtool
-from imgtool import caches
 from imgtool.api import Removed
-from imgtool.errors import ModelNotFoundError
+from imgtool.core.errors import ModelNotFoundError
+from imgtool.models import caches
 from tests.conftest import invoke
 
 
@@ -82,7 +82,7 @@ def test_caches_are_listed_with_sizes_and_removed(retrained: Path) -> None:
                                "bytes": exp.bytes, "entries": 2}
     assert rows["bottlenecks"]["entries"] == 8 and rows["bottlenecks"]["kind"] == "cache"
     text = invoke("models", "list").stdout
-    from imgtool.caches import human_size
+    from imgtool.models.caches import human_size
 
     assert "exports" in text and human_size(exp.bytes) in text
     assert "(2 entries; `imgtool models remove exports`)" in text
@@ -116,7 +116,7 @@ def test_caches_are_listed_with_sizes_and_removed(retrained: Path) -> None:
 def test_remove_all_takes_models_and_caches(retrained: Path, http_server, tmp_path: Path) -> None:
     home = retrained
     _fake_export(home, "c" * 24, 10)
-    from tests import modelgen
+    from tests.support import modelgen
 
     model = modelgen.make_tflite_classifier(tmp_path / "m.tflite", size=8)
     url = http_server.add("/m.tflite", model.read_bytes())

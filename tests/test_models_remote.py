@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 import imgtool
-from imgtool.errors import Call, DownloadError, ModelError
-from tests import modelgen
+from imgtool.core.errors import Call, DownloadError, ModelError
 from tests.conftest import invoke
-from tests.httpserver import LoopbackServer
+from tests.support import modelgen
+from tests.support.httpserver import LoopbackServer
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_default_model_downloads_converts_caches_and_classifies(served: Loopback
     assert (entry / "model.tflite").stat().st_size == record["conversions"]["model"]["size"]
     assert served.hits("/hub/cls.tar.gz") == 1 and served.last_query("/hub/cls.tar.gz") == ""
     # a second run, as a fresh process: no download, no conversion, no TensorFlow import
-    code = ("import sys; from click.testing import CliRunner; from imgtool.cli import cli;"
+    code = ("import sys; from click.testing import CliRunner; from imgtool.cli.main import cli;"
             f"r = CliRunner().invoke(cli, {args!r}); print(r.exit_code, 'tensorflow' in sys.modules);"
             "print(r.stdout, end='')")
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
@@ -266,7 +266,7 @@ def test_damaged_cache_entry_is_refetched(served: LoopbackServer, built: dict, i
 
 def test_failed_conversion_falls_back_to_tensorflow(served: LoopbackServer, built: dict,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import tfutil
+    from imgtool.runtime import tfutil
 
     def broken_convert(source: Path, size: tuple[int, int], dest: Path):  # the Keras-3 failure seen here
         real = tfutil.load_callable(source, None, size)
@@ -362,9 +362,9 @@ def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(served:
         r = json.loads(line)
         ours[r["path"]] = {p["label"]: p["score"] for p in r["predictions"]}
         assert max(ours[r["path"]], key=ours[r["path"]].get) == Path(r["path"]).parent.name
-    from imgtool import images
-    from imgtool.export_checks import engine_for
-    from imgtool.labels import embedded_tflite_labels
+    from imgtool.data import images
+    from imgtool.data.labels import embedded_tflite_labels
+    from imgtool.training.export_checks import engine_for
 
     assert embedded_tflite_labels(out / "model.tflite") == ["blue", "green", "red"]
     batch = np.stack([images.decode(p, (SIZE, SIZE)) for p in photos])

@@ -1,4 +1,4 @@
-"""Options declared once (imgtool/options.py): the click options are made from the fields,
+"""Options declared once (imgtool/core/options.py): the click options are made from the fields,
 the API checks the same choices and ranges, and the rules about combinations live in the
 API, so `imgtool.retrain` refuses with the same error class (and exit code) the command
 line exits with."""
@@ -13,8 +13,8 @@ import click
 import pytest
 
 import imgtool
-from imgtool import errors, options
-from imgtool.options import ClassifyOptions, EvaluateOptions, ModelOptions, RetrainOptions
+from imgtool.core import errors, options
+from imgtool.core.options import ClassifyOptions, EvaluateOptions, ModelOptions, RetrainOptions
 from tests.conftest import invoke
 
 
@@ -25,7 +25,7 @@ def _params(command: click.Command) -> dict[str, click.Parameter]:
 @pytest.mark.parametrize(("cls", "command"), [(RetrainOptions, "retrain"), (ClassifyOptions, "classify"),
                                                (EvaluateOptions, "evaluate"), (ModelOptions, "labels")])
 def test_every_option_field_is_the_commands_click_option(cls: type, command: str) -> None:
-    from imgtool.cli import cli
+    from imgtool.cli.main import cli
 
     params = _params(cli.get_command(click.Context(cli), command))
     for name, spec, default in options.options_of(cls):
@@ -75,7 +75,7 @@ def test_check_refuses_by_the_fields_choices_and_ranges() -> None:
 
 
 def test_the_cli_names_each_parameter_by_its_flag() -> None:
-    from imgtool.command import option_of_parameter
+    from imgtool.cli.command import option_of_parameter
 
     for cls in (RetrainOptions, ClassifyOptions, EvaluateOptions):
         for name, spec, _ in options.options_of(cls):

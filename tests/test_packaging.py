@@ -24,9 +24,9 @@ from tests.test_doc_examples import check_quick_start_output, quick_start_comman
 
 WHEEL_LIMIT = 10_000_000  # bytes
 #: Package data every wheel must hold (paths inside the wheel).
-MUST_SHIP = ["imgtool/py.typed", "imgtool/models/catalog.json", "imgtool/embedded/LICENSE",
-             "imgtool/embedded/ORIGIN.md", "imgtool/embedded/mobilenet_v2_1.0_224_quant.tflite",
-             "imgtool/embedded/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"]
+MUST_SHIP = ["imgtool/py.typed", "imgtool/models/catalog.json", "imgtool/models/embedded/LICENSE",
+             "imgtool/models/embedded/ORIGIN.md", "imgtool/models/embedded/mobilenet_v2_1.0_224_quant.tflite",
+             "imgtool/models/embedded/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"]
 
 
 def _package_data() -> dict[str, list[str]]:
@@ -35,10 +35,10 @@ def _package_data() -> dict[str, list[str]]:
 
 def test_the_package_data_lists_the_embedded_models_and_they_fit_the_limit() -> None:
     """The cheap form of the wheel check, for every `make test`."""
-    from imgtool.catalog import load_catalog
+    from imgtool.models.catalog import load_catalog
 
     data = _package_data()
-    dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"].get("package-dir", {})
     shipped = []
     for package, patterns in data.items():
         base = ROOT / dirs.get(package, package.replace(".", "/"))
@@ -48,8 +48,8 @@ def test_the_package_data_lists_the_embedded_models_and_they_fit_the_limit() -> 
             shipped += [f"{package.replace('.', '/')}/{p.relative_to(base)}" for p in found]
     assert sorted(MUST_SHIP) == sorted(set(MUST_SHIP) & set(shipped))
     embedded = [cfg.embedded for cfg in load_catalog().values() if cfg.embedded]
-    assert all(f"imgtool/embedded/{name}" in shipped for name in embedded)
-    total = sum((ROOT / "imgtool" / "embedded" / name).stat().st_size for name in embedded)
+    assert all(f"imgtool/models/embedded/{name}" in shipped for name in embedded)
+    total = sum((ROOT / "imgtool" / "models" / "embedded" / name).stat().st_size for name in embedded)
     assert total < WHEEL_LIMIT - 1_000_000  # the code and the catalog fit in the rest
     # no fixture photo ships: the only binary files are the two models
     binaries = [p for p in (ROOT / "imgtool").rglob("*") if p.is_file() and p.suffix not in (".py", ".md", ".json", "")
@@ -127,7 +127,7 @@ def test_a_fresh_venv_without_extras_runs_the_quick_start_offline(fixtures: Path
     where = _run([*offline, str(vpy), "-c", "import imgtool; print(imgtool.__file__)"], cwd=work, env=env)
     assert Path(where.stdout.strip()).is_relative_to(venv)
     version = _run([*offline, "imgtool", "--version"], cwd=work, env=env)
-    from imgtool.version import __version__
+    from imgtool.core.version import __version__
 
     assert version.stdout == f"imgtool, version {__version__}\n"
     assert _run([*offline, str(vpy), "-m", "imgtool", "--version"], cwd=work, env=env).stdout == version.stdout

@@ -1,4 +1,4 @@
-"""imgtool.portable (a model prepared on a driver, run on a worker) and the parts of
+"""imgtool.inference.portable (a model prepared on a driver, run on a worker) and the parts of
 imgtool.spark that need no Spark: the same decisions, ranking and errors as classify."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgtool.errors import ModelError, UsageError
+from imgtool.core.errors import ModelError, UsageError
 
 
 def test_a_classifier_made_portable_keeps_classifys_decision(mobilenet: str) -> None:
     import imgtool
-    from imgtool.portable import from_classifier
-    from imgtool.store import sha256_file
+    from imgtool.core.store import sha256_file
+    from imgtool.inference.portable import from_classifier
 
     model = imgtool.load_model(mobilenet)
     p = from_classifier(model.classifier)
@@ -27,9 +27,9 @@ def test_a_classifier_made_portable_keeps_classifys_decision(mobilenet: str) -> 
 
 def test_the_worker_engine_and_ranking_are_classifys(mobilenet: str, photos: Path) -> None:
     import imgtool
-    from imgtool.images import decode
-    from imgtool.portable import from_classifier, open_engine, top_k
-    from imgtool.scores import to_scores
+    from imgtool.data.images import decode
+    from imgtool.inference.portable import from_classifier, open_engine, top_k
+    from imgtool.numbers.scores import to_scores
 
     clf = imgtool.load_model(mobilenet).classifier
     p = from_classifier(clf)
@@ -44,7 +44,7 @@ def test_the_worker_engine_and_ranking_are_classifys(mobilenet: str, photos: Pat
 
 def test_a_changed_or_missing_copy_is_refused(mobilenet: str, tmp_path: Path) -> None:
     import imgtool
-    from imgtool.portable import from_classifier, open_engine
+    from imgtool.inference.portable import from_classifier, open_engine
 
     p = from_classifier(imgtool.load_model(mobilenet).classifier)
     copy = tmp_path / "copy.tflite"
@@ -59,8 +59,8 @@ def test_a_changed_or_missing_copy_is_refused(mobilenet: str, tmp_path: Path) ->
 
 
 def test_features_need_a_feature_extractor(embedder: str, mobilenet: str) -> None:
-    from imgtool.portable import for_features
-    from imgtool.resolve import resolve
+    from imgtool.inference.portable import for_features
+    from imgtool.models.resolve import resolve
 
     p = for_features(resolve(embedder, purpose="features"))
     assert p.output == "features" and p.width == 1024 and len(p.backbone_id) == 20
@@ -71,7 +71,7 @@ def test_features_need_a_feature_extractor(embedder: str, mobilenet: str) -> Non
 def test_a_rows_photo_fails_as_it_fails_in_classify(photos: Path, tmp_path: Path) -> None:
     """Path rows get classify's errors for what classify lists; content rows decode as
     the file of those bytes would."""
-    from imgtool import images
+    from imgtool.data import images
     from imgtool.spark import FOLDER, NO_PHOTO, pixels
 
     (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")
@@ -127,7 +127,7 @@ def test_a_udf_batch_holds_classifys_records(mobilenet: str, photos: Path, tmp_p
     """What one predict_batch_udf call returns (run here without Spark), read back as
     records, equals `Model.classify`'s: labels, scores, order, errors, nulls."""
     import imgtool
-    from imgtool.portable import from_classifier, open_engine
+    from imgtool.inference.portable import from_classifier, open_engine
     from imgtool.spark import _classify_batch, classify_record
 
     (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
-from imgtool.records import BadRecord, Record, is_empty, is_none, known
+from imgtool.core.records import BadRecord, Record, is_empty, is_none, known
 
 
 class Damaged(BadRecord):

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import IMGTOOL, invoke
-from tests.httpserver import LoopbackServer
+from tests.support.httpserver import LoopbackServer
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_two_classify_processes_share_one_home(http_server: LoopbackServer, fixt
     assert sum(err.count("Downloading http") for _, _, err in results) == 1
 
     [entry] = (isolated_home / "models").iterdir()
-    from imgtool.entries import entry_ok as _entry_ok
+    from imgtool.models.entries import entry_ok as _entry_ok
 
     assert _entry_ok(entry) == (True, "")
     (entry / "source" / "model.tflite").unlink()  # damaged while nobody runs

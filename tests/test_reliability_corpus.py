@@ -1,4 +1,4 @@
-"""Reliability, part 1: the bad-input corpus (tests/corpus.py) through `classify` and `retrain`.
+"""Reliability, part 1: the bad-input corpus (tests/support/corpus.py) through `classify` and `retrain`.
 
 Every case must give its documented outcome: classified (with the right colour, when the
 case has one) or one error line naming the file; never a traceback, never a hang, and
@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgtool.output import display_path
-from tests import modelgen
+from imgtool.core.output import display_path
 from tests.conftest import invoke, run
-from tests.corpus import Case, build_corpus
+from tests.support import modelgen
+from tests.support.corpus import Case, build_corpus
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning"),

@@ -1,4 +1,4 @@
-"""docs/reliability.md stays true: the corpus table is the one tests/corpus.py generates,
+"""docs/reliability.md stays true: the corpus table is the one tests/support/corpus.py generates,
 and every test it cites exists."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.corpus import build_corpus, expected_counts, markdown_table
+from tests.support.corpus import build_corpus, expected_counts, markdown_table
 
 DOC = ROOT / "docs" / "reliability.md"
 
@@ -18,7 +18,7 @@ def test_corpus_table_is_the_generated_one(tmp_path: Path) -> None:
     rows = markdown_table(cases).splitlines()
     # unreadable_permissions: its outcome and note depend on who runs the tests (root or not)
     missing = [r for r in rows if r not in text and not r.startswith("| `unreadable_permissions`")]
-    assert missing == [], "regenerate the table: python -m tests.corpus DIR"
+    assert missing == [], "regenerate the table: python -m tests.support.corpus DIR"
     counts = expected_counts(cases)
     if not any(c.name == "unreadable_permissions" and c.outcome == "error" for c in cases):
         assert f"{len(cases)} cases: " + ", ".join(f"{n} {k}" for k, n in counts.items()) in text

@@ -9,7 +9,7 @@ server that never sends headers, Ctrl-C (SIGINT) mid-download then a rerun, SIGK
 while holding the download lock then a new run, a cached file missing, a converted
 .tflite deleted or corrupted at the same size, a downloaded .tflite corrupted in place.
 
-Every server is a tests.httpserver.LoopbackServer on 127.0.0.1.
+Every server is a tests.support.httpserver.LoopbackServer on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import httpserver
 from tests.conftest import IMGTOOL, default_sigint, invoke, run
-from tests.httpserver import LoopbackServer
+from tests.support import httpserver
+from tests.support.httpserver import LoopbackServer
 
 # Reused from the download tests (fixtures and helpers), not duplicated.
 from tests.test_models_remote import _top1, built, served  # noqa: F401
@@ -47,7 +47,7 @@ def _assert_nothing_cached(home: Path) -> None:
 
 
 def _cached_ok(home: Path) -> bool:
-    from imgtool.entries import entry_ok as _entry_ok
+    from imgtool.models.entries import entry_ok as _entry_ok
 
     return _entry_ok(home / "models" / ENTRY)[0]
 

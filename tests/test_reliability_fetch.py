@@ -8,7 +8,7 @@ on their headers, before anything is written; a .tflite download is stored once 
 needs its size once in IMGTOOL_HOME, not twice); a TF conversion killed midway leaves
 nothing in the system's temporary folder, and the next run removes what it left.
 
-Every server is a tests.httpserver.LoopbackServer on 127.0.0.1.
+Every server is a tests.support.httpserver.LoopbackServer on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run
-from tests.httpserver import LoopbackServer
+from tests.support.httpserver import LoopbackServer
 from tests.test_models_remote import _top1, built, served  # noqa: F401 - fixtures
 from tests.test_reliability_writes import _one_error_line, tmpfs  # noqa: F401 - tmpfs is a fixture
 
@@ -132,7 +132,7 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_writing(
         tmpfs: Callable[[str, int], Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """1.2 GB from 1.3 MB. IMGTOOL_HOME is a 64 MB tmpfs: before, extraction filled it
     (exit 4, "no space left"); now the headers are read first and nothing is written."""
-    from imgtool import archives
+    from imgtool.models import archives
 
     bomb = size_bomb(built["cls_dir"], 1200 << 20)
     assert len(bomb) < 2_000_000
@@ -152,7 +152,7 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_writing(
 def test_an_archive_of_too_many_files_is_refused(served: LoopbackServer, built: dict, isolated_home: Path) -> None:
     """Before: 10,001 files unpacked and listed in entry.json (200,001 took 113 s and left
     a 5.3 MB entry.json read on every later run)."""
-    from imgtool import archives
+    from imgtool.models import archives
 
     served.add(ROUTE, count_bomb(built["cls_dir"], archives.MAX_MEMBERS + 1))
     res = run("models", "download", ENTRY)

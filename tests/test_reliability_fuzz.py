@@ -1,4 +1,4 @@
-"""Reliability, part 5: fuzzing the image-decoding path, imgtool.images.decode.
+"""Reliability, part 5: fuzzing the image-decoding path, imgtool.data.images.decode.
 
 Inputs: random bytes (bare, and behind the magic numbers of formats Pillow sniffs), and
 real photos mutated by flipping, inserting, deleting, overwriting bytes and truncating:
@@ -6,7 +6,7 @@ real photos mutated by flipping, inserting, deleting, overwriting bytes and trun
 are re-stamped after half of the mutations, to get past Pillow's CRC check).
 
 Only the documented outcomes may occur: a uint8 array of shape (H, W, 3) for the size
-asked, or imgtool.errors.ImageError with a one-line message. Any other exception fails
+asked, or imgtool.core.errors.ImageError with a one-line message. Any other exception fails
 the test, and so does a single decode that takes more than SLOW seconds (a hang).
 Examples are bounded (max_examples) and derandomized, so CI runs the same inputs.
 """
@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from imgtool.errors import ImageError
-from imgtool.images import decode
+from imgtool.core.errors import ImageError
+from imgtool.data.images import decode
 from tests.conftest import FIXTURES
 
 PARROT = FIXTURES / "imagenet" / "images" / "parrot.jpg"

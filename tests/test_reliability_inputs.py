@@ -1,7 +1,7 @@
 """Reliability, part 8 (issue 15, inputs, records, output and signals): what an outside
 attack broke, one mechanism per kind of fault.
 
-* one safe-open (imgtool/files.py) for every file read: FIFOs never opened, sizes capped
+* one safe-open (imgtool/core/files.py) for every file read: FIFOs never opened, sizes capped
   (a zip bomb in a .tflite's metadata, a FIFO as -m, --labels or a folder's backbone);
 * one typed reader of imgtool-model.json (retrained.read / retrained.parts): paths stay
   inside the folder, every field typed, labels fit the head, classify and export agree;
@@ -30,8 +30,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import imgtool
-from imgtool import files, labels, output, retrained
-from imgtool.errors import DatasetError, ImageError, ModelError, UsageError
+from imgtool.core import files, output
+from imgtool.core.errors import DatasetError, ImageError, ModelError, UsageError
+from imgtool.data import labels
+from imgtool.models import retrained
 from tests.conftest import IMGTOOL, invoke, run
 
 FIFO_TIMEOUT = 60  # seconds: a run that opens a FIFO never ends; a correct one takes a few
@@ -136,7 +138,7 @@ def test_a_zip_bomb_in_the_metadata_is_not_read(mobilenet: str, tmp_path: Path, 
 
 def test_labels_in_the_model_are_not_read_when_a_labels_file_is_given(mobilenet: str, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import resolve
+    from imgtool.models import resolve
 
     given = tmp_path / "labels.txt"
     given.write_text("".join(f"l{i}\n" for i in range(1001)))
@@ -166,7 +168,7 @@ def test_safe_open_refuses_a_fifo_at_once_and_caps_sizes(tmp_path: Path) -> None
     with pytest.raises(UsageError, match=r"cannot read labels file .*not a regular file"):
         labels.read_lines(fifo)
     with pytest.raises(ImageError, match="not a regular file"):
-        from imgtool import images
+        from imgtool.data import images
 
         images.decode(str(fifo), (8, 8))
 
@@ -187,7 +189,7 @@ def test_a_fifo_as_model_labels_or_backbone_is_one_line(mobilenet: str, photos: 
 
 
 def test_a_zip_written_by_writestr_is_a_valid_archive(tmp_path: Path) -> None:
-    from imgtool.archives import extract_archive
+    from imgtool.models.archives import extract_archive
 
     archive = tmp_path / "m.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -215,12 +217,12 @@ def test_a_fifo_as_catalog_or_training_photos_list_is_one_line(folder_copy: Path
 
 
 def test_a_fifo_among_the_photos_cannot_hang_an_export(folder_copy: Path, tmp_path: Path) -> None:
-    from imgtool import dataset
+    from imgtool.data import folders
 
     meta = json.loads((folder_copy / retrained.RETRAINED_FILE).read_text())
     photos = tmp_path / "photos"
     shutil.copytree(meta["image_dir"], photos)
-    name = next(f"p{i}.jpg" for i in range(1000) if dataset.split_of(f"daisy/p{i}.jpg", 0, 25) == "test")
+    name = next(f"p{i}.jpg" for i in range(1000) if folders.split_of(f"daisy/p{i}.jpg", 0, 25) == "test")
     _fifo(photos / "daisy" / name)
     _edit_record(folder_copy, image_dir=str(photos))
     res = run("export", str(folder_copy), timeout=FIFO_TIMEOUT)
@@ -231,7 +233,7 @@ def test_a_fifo_among_the_photos_cannot_hang_an_export(folder_copy: Path, tmp_pa
 
 
 def test_sixteen_bit_png_decodes_without_float64_copies(tmp_path: Path) -> None:
-    from imgtool import images
+    from imgtool.data import images
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 65536, (2000, 2000), dtype=np.uint16)
@@ -302,7 +304,7 @@ def test_a_stdout_that_cannot_encode_labels_escapes_them(mobilenet: str, photos:
     lab = tmp_path / "labels.txt"
     lab.write_text("".join(("café, Ürün\n" if i == 286 else f"l{i}\n") for i in range(1001)), encoding="utf-8")
     args = ["classify", "-m", mobilenet, "--labels", str(lab), "-k", "1", str(photos / "cat.bmp")]
-    from imgtool.cli import cli
+    from imgtool.cli.main import cli
 
     res = CliRunner(charset="ascii").invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0 and "caf\\xe9, \\xdcr\\xfcn" in res.output
@@ -388,15 +390,15 @@ def _photo(path: Path, colour: tuple[int, int, int] = (200, 10, 10)) -> None:
                                      (" padded", "a space at an end"), ("sep\u2028x", "line break")])
 def test_class_names_that_would_not_survive_labels_txt_are_refused(tmp_path: Path, bad: str, why: str,
                                                                    embedder: str) -> None:
-    from imgtool import dataset
+    from imgtool.data import folders
 
     for cls in ("ok", bad):
         for i in range(3):
             _photo(tmp_path / "data" / cls / f"{i}.png")
     with pytest.raises(DatasetError, match=why):
-        dataset.find_layout(tmp_path / "data")
+        folders.find_layout(tmp_path / "data")
     with pytest.raises(DatasetError, match=why):
-        dataset.scan(tmp_path / "data")
+        folders.scan(tmp_path / "data")
     with pytest.raises(DatasetError, match=why):
         imgtool.retrain(tmp_path / "data", model=embedder, output=tmp_path / "out")
     res = invoke("retrain", str(tmp_path / "data"), "-m", embedder, "-o", str(tmp_path / "out"))  # the CLI: one line
@@ -404,7 +406,7 @@ def test_class_names_that_would_not_survive_labels_txt_are_refused(tmp_path: Pat
 
 
 def test_symlinked_class_folders_are_warned(tmp_path: Path, caplog) -> None:
-    from imgtool import dataset
+    from imgtool.data import folders
 
     data = tmp_path / "data"
     for cls in ("a", "b"):
@@ -412,14 +414,14 @@ def test_symlinked_class_folders_are_warned(tmp_path: Path, caplog) -> None:
             _photo(data / cls / f"{i}.png")
     (data / "everything").symlink_to(".")
     (data / "again").symlink_to("b")
-    dataset.find_layout(data)
+    folders.find_layout(data)
     assert "class folder " + str(data / "everything") + " is a link to" in caplog.text
     assert "holds the dataset itself" in caplog.text
     assert f"class folder {data / 'again'} is a link into class 'b'" in caplog.text
     caplog.clear()
     (data / "everything").unlink()
     (data / "again").unlink()
-    dataset.find_layout(data)
+    folders.find_layout(data)
     assert "link" not in caplog.text
 
 
@@ -428,7 +430,7 @@ def test_symlinked_class_folders_are_warned(tmp_path: Path, caplog) -> None:
 
 @pytest.mark.parametrize("size", [(0, 0), (100000, 100000), (-1, 224), (224.5, 224)])
 def test_input_size_is_checked_before_anything(size: tuple, mobilenet: str, photos: Path) -> None:
-    from imgtool import resolve
+    from imgtool.models import resolve
 
     with pytest.raises(UsageError, match=r"`input_size` .*from 1 to 4096"):
         resolve.resolve(mobilenet, input_size=size)
@@ -439,10 +441,10 @@ def test_input_size_is_checked_before_anything(size: tuple, mobilenet: str, phot
 
 def test_a_failed_conversion_at_a_given_size_never_changes_the_entry(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import convert
-    from imgtool.catalog import ModelConfig
-    from imgtool.entries import Conversion, EntryRecord, read_record, write_record
-    from imgtool.model import Model
+    from imgtool.models import convert
+    from imgtool.models.catalog import ModelConfig
+    from imgtool.models.entries import Conversion, EntryRecord, read_record, write_record
+    from imgtool.models.recipe import Recipe
 
     entry = tmp_path / "entry"
     (entry / "source").mkdir(parents=True)
@@ -450,8 +452,8 @@ def test_a_failed_conversion_at_a_given_size_never_changes_the_entry(tmp_path: P
     before = (entry / "entry.json").read_bytes()
     monkeypatch.setattr(convert, "convert", lambda model, target: Conversion(ok=False, error="at 7x7: no"))
 
-    def model() -> Model:
-        return Model(ref="m", config=ModelConfig(name="m", format="savedmodel", input_size=(7, 7)),
+    def model() -> Recipe:
+        return Recipe(ref="m", config=ModelConfig(name="m", format="savedmodel", input_size=(7, 7)),
                      tf_source=entry / "source")
 
     tried = convert.ensure_tflite(model(), entry, record_failure=False)
@@ -462,7 +464,7 @@ def test_a_failed_conversion_at_a_given_size_never_changes_the_entry(tmp_path: P
 
 @pytest.mark.parametrize("vr", ["nan,1", "0,inf", "-inf,1", "1,1"])
 def test_a_non_finite_value_range_is_a_usage_error(vr: str, mobilenet: str, photos: Path) -> None:
-    from imgtool import resolve
+    from imgtool.models import resolve
 
     lo, hi = (float(v) for v in vr.split(","))
     with pytest.raises(UsageError, match=r"`value_range` .*two finite numbers that differ"):
@@ -547,7 +549,7 @@ def test_every_command_exits_130_on_sigterm_and_sigint(command: list[str], targe
 
 
 def test_an_interrupted_export_lists_what_it_wrote(folder_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import export_checks, tflite_export
+    from imgtool.training import export_checks, tflite_model
 
     def interrupted(self, data, path):  # noqa: ANN001, ANN202 - after the file is in place, during its check
         assert path.is_file()
@@ -556,7 +558,7 @@ def test_an_interrupted_export_lists_what_it_wrote(folder_copy: Path, monkeypatc
     (folder_copy / "model.tflite").unlink(missing_ok=True)
     monkeypatch.setattr(export_checks.Checks, "of", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        tflite_export.export_model_dir(folder_copy)
+        tflite_model.export_model_dir(folder_copy)
     assert (folder_copy / "model.tflite").is_file()
     metrics = json.loads((folder_copy / "metrics.json").read_text())
     (rec,) = [r for r in metrics["exports"] if r["file"] == "model.tflite"]

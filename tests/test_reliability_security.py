@@ -149,8 +149,8 @@ EVIL = {
 
 @pytest.mark.parametrize("name", list(EVIL))
 def test_unsafe_members_are_refused(name: str, tmp_path: Path) -> None:
-    from imgtool.archives import extract_archive
-    from imgtool.errors import ModelError
+    from imgtool.core.errors import ModelError
+    from imgtool.models.archives import extract_archive
 
     archive = _tar(tmp_path, EVIL[name])
     target = tmp_path / "deep" / "target"
@@ -166,7 +166,7 @@ def test_unsafe_members_are_refused(name: str, tmp_path: Path) -> None:
 
 def test_safe_archive_extracts(tmp_path: Path) -> None:
     """The control: an ordinary archive with a relative symlink inside the target is fine."""
-    from imgtool.archives import extract_archive
+    from imgtool.models.archives import extract_archive
 
     archive = _tar(tmp_path, [("m/saved_model.pb", b"pb"), _info("m/alias.pb", tarfile.SYMTYPE, "saved_model.pb")])
     extract_archive(archive, tmp_path / "t")

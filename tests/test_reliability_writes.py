@@ -1,6 +1,6 @@
 """Reliability, part 8 (issue 15, an attack from outside): what imgtool writes, and where.
 
-One path check (imgtool/store.py) for everything written under IMGTOOL_HOME or beside a
+One path check (imgtool/core/store.py) for everything written under IMGTOOL_HOME or beside a
 user's folder: catalog names are one plain path component; retrain's -o never is or
 holds the image folder or IMGTOOL_HOME; export's -o is never a device, FIFO or link, and
 an unrelated file is replaced only with --force; a symbolic link is refused the same way
@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IMGTOOL, invoke, run
-from tests.httpserver import LoopbackServer
+from tests.support.httpserver import LoopbackServer
 from tests.test_storage_errors import (  # noqa: F401 - shared_tmp is a fixture
     DROP_TO_NOBODY,
     _leftovers,
@@ -198,8 +198,8 @@ def test_catalog_names_that_are_not_plain_names_are_refused_before_any_path_is_m
     assert all(v.read_text() == "years of work" for v in victims)
     assert http_server.hits("/m.tflite") == 0
 
-    from imgtool import locks, store
-    from imgtool.errors import UsageError
+    from imgtool.core import locks, store
+    from imgtool.core.errors import UsageError
 
     for bad in ("..", "../x", "x/y", "/x", "", ".x", "a\0b", "x" * 129):
         with pytest.raises(UsageError):
@@ -259,7 +259,7 @@ def test_export_output_is_never_a_device_fifo_or_link_and_replaces_an_unrelated_
 # ---------------------------------------------------------------- items 7 and 29: crash-safe, concurrent-safe swaps
 
 def _swap_many(final: str, n: int, q: multiprocessing.Queue) -> None:
-    from imgtool import store
+    from imgtool.core import store
 
     try:
         for i in range(n):
@@ -324,7 +324,7 @@ def test_a_run_killed_between_the_renames_is_recovered_by_the_next(fixtures: Pat
     left = _leftovers(tmp_path, "model")
     assert not out.exists() and sorted(n.split("-")[0] for n in left) == [".model.old", ".model.partial"]
 
-    from imgtool import store
+    from imgtool.core import store
 
     assert store.clean_stale(tmp_path, ".model.")  # what the next run does first: the previous model is back
     assert _snapshot(out) == before and _leftovers(tmp_path, "model") == []
@@ -336,7 +336,7 @@ def test_a_run_killed_between_the_renames_is_recovered_by_the_next(fixtures: Pat
 
 
 def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
-    from imgtool import store
+    from imgtool.core import store
 
     dead, live = _dead_pid(), os.getpid()
     names = [f".m.partial-{dead}", f".m.old-{dead}", f".m.partial-{live}", f".model.tflite.{dead}.tmp",
@@ -419,8 +419,8 @@ def test_imgtool_home_that_is_a_file_is_exit_2_at_start(tmp_path: Path) -> None:
             assert res.returncode == 2, res.stderr
             assert res.stderr == (f"Error: IMGTOOL_HOME={str(value)!r} is not valid: it takes a directory for the "
                                   f"model, bottleneck and export caches ({why}); fix or unset it\n")
-    from imgtool import settings
-    from imgtool.errors import SettingError
+    from imgtool.core import settings
+    from imgtool.core.errors import SettingError
 
     with pytest.raises(SettingError):
         settings.parse({"IMGTOOL_HOME": str(f)})
@@ -454,10 +454,11 @@ def test_the_export_cache_pruner_skips_its_special_folders(tmp_path: Path, isola
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from imgtool import export, tfutil
-    from imgtool.catalog import ModelConfig
-    from imgtool.model import Model
-    from imgtool.train import Head
+    from imgtool.models.catalog import ModelConfig
+    from imgtool.models.recipe import Recipe
+    from imgtool.runtime import tfutil
+    from imgtool.training import model_folder
+    from imgtool.training.fitting import Head
 
     root = isolated_home / "exports"
     for special, name in (("tflite", "abc.tflite"), ("checks", "abc.json")):
@@ -472,15 +473,15 @@ def test_the_export_cache_pruner_skips_its_special_folders(tmp_path: Path, isola
     monkeypatch.setattr(tfutil, "export_classifier", fake_export)
     src = tmp_path / "sm"
     src.mkdir()
-    backbone = Model(ref="sm", config=ModelConfig(name="sm", format="savedmodel"), tf_source=src)
+    backbone = Recipe(ref="sm", config=ModelConfig(name="sm", format="savedmodel"), tf_source=src)
     for i in range(5):
         staging = tmp_path / f"s{i}"
         staging.mkdir()
         head = Head(np.full((4, 2), i, np.float32), np.zeros(2, np.float32))
-        export._tf_exports(staging, backbone, (8, 8), head, ["a", "b"], "ident")
+        model_folder._tf_exports(staging, backbone, (8, 8), head, ["a", "b"], "ident")
         time.sleep(0.02)
     kept = sorted(p.name for p in root.iterdir())
-    assert "tflite" in kept and "checks" in kept and len(kept) == 2 + export.EXPORT_CACHE_KEEP
+    assert "tflite" in kept and "checks" in kept and len(kept) == 2 + model_folder.EXPORT_CACHE_KEEP
     assert (root / "tflite" / "abc.tflite").read_text() == "kept" and (root / "checks" / "abc.json").is_file()
 
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from imgtool import __version__, metrics, page_parts, report
+from imgtool import __version__
+from imgtool.numbers import metrics
+from imgtool.training import page_parts, report
 
 WHEN = dt.datetime(2026, 11, 27, 4, 5, tzinfo=dt.timezone.utc)
 LONG = ["Anemone coronaria (poppy anemone)", "Bellis perennis — common daisy of lawns", "Campanula rotundifolia",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from imgtool import refs, resolve
-from imgtool.catalog import load_catalog
-from imgtool.errors import ModelError, UsageError
+from imgtool.core.errors import ModelError, UsageError
+from imgtool.models import refs, resolve
+from imgtool.models.catalog import load_catalog
 from tests.conftest import invoke
 
 
@@ -23,7 +23,7 @@ def test_hub_and_kaggle_handles_map_to_archive_urls() -> None:
         "https://www.kaggle.com/api/v1/models/google/mobilenet-v2/tensorFlow2/100-224-classification/2/download"
     with pytest.raises(UsageError):
         refs.kaggle_handle_url("google/inception-v3")
-    from imgtool.download import hub_download_url
+    from imgtool.models.download import hub_download_url
 
     assert hub_download_url("https://tfhub.dev/a/b/1") == "https://tfhub.dev/a/b/1?tf-hub-format=compressed"
     assert hub_download_url("https://example.test/m.tar.gz") == "https://example.test/m.tar.gz"

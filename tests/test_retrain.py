@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import imgtool
-from imgtool.errors import DatasetError, UsageError
+from imgtool.core.errors import DatasetError, UsageError
 from tests.conftest import IMGTOOL, default_sigint, invoke, run
 
 # every test runs the real backbone over photos, or `imgtool` as a subprocess
@@ -85,7 +85,7 @@ def test_second_run_does_no_backbone_work_and_same_seed_same_model(flowers: Path
     assert first.output == tmp_path / "a"
     assert "Computing 60 bottlenecks (cached for next time)" in caplog.messages
     caplog.clear()
-    from imgtool import engine
+    from imgtool.runtime import engine
 
     def no_backbone(*a, **k):
         raise AssertionError("the backbone ran on a warm cache")
@@ -110,7 +110,7 @@ def test_second_run_does_no_backbone_work_and_same_seed_same_model(flowers: Path
 
 def test_small_class_is_a_clear_error_before_any_model_work(flowers: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import resolve
+    from imgtool.models import resolve
 
     def fail(*a, **k):  # noqa: ANN202
         raise AssertionError("model work (a download of the default backbone) before the checks")
@@ -183,15 +183,15 @@ def test_moving_the_folder_keeps_the_split(flowers: Path, embedder: str, tmp_pat
     b = imgtool.retrain(moved, model=embedder, output=tmp_path / "b").metrics
     assert a["counts"] == b["counts"] and a["test"] == b["test"]
     # adding images moves no old one
-    from imgtool import dataset
+    from imgtool.data import folders
 
-    classes, files = dataset.scan(moved)
-    before = {s.rel: s.split for s in dataset.assign_splits(files, len(classes), 10, 10)}
+    classes, files = folders.scan(moved)
+    before = {s.rel: s.split for s in folders.assign_splits(files, len(classes), 10, 10)}
     _copy_extra = sorted((flowers / "daisy").iterdir())[30:40]
     for f in _copy_extra:
         shutil.copy(f, moved / "daisy" / f.name)
-    classes, files = dataset.scan(moved)
-    after = {s.rel: s.split for s in dataset.assign_splits(files, len(classes), 10, 10)}
+    classes, files = folders.scan(moved)
+    after = {s.rel: s.split for s in folders.assign_splits(files, len(classes), 10, 10)}
     assert all(after[k] == v for k, v in before.items())
 
 

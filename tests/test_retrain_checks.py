@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import imgtool
-from imgtool.errors import DatasetError, UsageError
+from imgtool.core.errors import DatasetError, UsageError
 from tests.conftest import invoke
 
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
@@ -30,7 +30,8 @@ def _copy(src: Path, dest: Path, classes: list[str], start: int, stop: int) -> P
 @pytest.fixture
 def no_model_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Resolving or running any model is a test failure."""
-    from imgtool import engine, resolve
+    from imgtool.models import resolve
+    from imgtool.runtime import engine
 
     def fail(*a, **k):  # noqa: ANN202
         raise AssertionError("model work before the checks")
@@ -90,7 +91,7 @@ def test_output_onto_a_model_of_other_photos_needs_force(flowers: Path, embedder
 
 def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path, fixtures: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import engine
+    from imgtool.runtime import engine
 
     def fail(*a, **k):  # noqa: ANN202
         raise AssertionError("the backbone ran")
@@ -104,29 +105,29 @@ def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path,
     assert str(info.value).startswith(f"`model` {clf} is a classifier, not a feature extractor (its output is 1001 "
                                       "class probabilities (a SOFTMAX), not features)")
     assert not (tmp_path / "m").exists()
-    from imgtool.backbone_kind import tflite_output
+    from imgtool.training.backbone_kind import tflite_output
 
     assert tflite_output(clf) == (1001, "SOFTMAX")
     assert tflite_output(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")[0] == 1024
 
 
 def test_catalog_classifier_uses_its_twin_with_one_info_line(caplog: pytest.LogCaptureFixture) -> None:
-    from imgtool.catalog import load_catalog
-    from imgtool.errors import UsageError
-    from imgtool.featurize import _check_backbone
-    from imgtool.model import Model
+    from imgtool.core.errors import UsageError
+    from imgtool.models.catalog import load_catalog
+    from imgtool.models.recipe import Recipe
+    from imgtool.training.featurize import _check_backbone
 
     caplog.set_level("INFO", logger="imgtool")
     catalog = load_catalog()
-    twin = Model(ref="mobilenet_v2", config=catalog["mobilenet_v2_feature_vector"])
+    twin = Recipe(ref="mobilenet_v2", config=catalog["mobilenet_v2_feature_vector"])
     _check_backbone(twin, "mobilenet_v2")
     assert caplog.messages == ["mobilenet_v2 is a classifier; retraining on its feature-vector twin "
                                "mobilenet_v2_feature_vector"]
     caplog.clear()
-    _check_backbone(Model(ref="inception_v3", config=catalog["inception_v3_feature_vector"]), "inception_v3")
+    _check_backbone(Recipe(ref="inception_v3", config=catalog["inception_v3_feature_vector"]), "inception_v3")
     assert caplog.messages == ["inception_v3 is a classifier; retraining on its feature-vector twin "
                                "inception_v3_feature_vector"]
-    bare = Model(ref="x", config=catalog["mobilenet_v2"])  # a classifier record, resolved as itself
+    bare = Recipe(ref="x", config=catalog["mobilenet_v2"])  # a classifier record, resolved as itself
     with pytest.raises(UsageError, match="catalog records its output as logits"):
         _check_backbone(bare, "x")
 
@@ -221,7 +222,7 @@ def test_imgtool_model_is_the_backbone_the_checks_see(flowers: Path, tmp_path: P
     before resolving used to look at inception_v3 instead (so a classifier without a twin was
     downloaded first, and the twin line named inception_v3). Both ways in: the CLI and the
     library."""
-    from imgtool.catalog import DEFAULT_MODEL, model_or_default
+    from imgtool.models.catalog import DEFAULT_MODEL, model_or_default
 
     monkeypatch.delenv("IMGTOOL_BACKBONE", raising=False)
     monkeypatch.delenv("IMGTOOL_MODEL", raising=False)
@@ -243,8 +244,8 @@ def test_imgtool_model_is_the_backbone_the_checks_see(flowers: Path, tmp_path: P
 def test_library_retrain_leaves_its_options_untouched(flowers: Path, embedder: str, tmp_path: Path) -> None:
     import copy
 
-    from imgtool.options import RetrainOptions
-    from imgtool.retraining import retrain
+    from imgtool.core.options import RetrainOptions
+    from imgtool.training.retraining import retrain
 
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 8)
     opts = RetrainOptions(image_dir=data, output=tmp_path / "m", model=embedder, steps=5,

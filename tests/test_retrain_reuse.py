@@ -1,5 +1,5 @@
 """A retrain rerun reuses its output folder (and says so) exactly when its inputs are
-identical to the run that wrote it (imgtool/reuse.py); any changed input is a full run."""
+identical to the run that wrote it (imgtool/training/reuse.py); any changed input is a full run."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from imgtool import api, api_store, reuse, train
-from imgtool.retraining import RetrainResult
+from imgtool import api, api_store
+from imgtool.training import fitting, reuse
+from imgtool.training.retraining import RetrainResult
 from tests.conftest import invoke
 
 CLASSES = ["daisy", "roses", "tulips"]
@@ -34,13 +35,13 @@ def data(flowers: Path, tmp_path: Path) -> Path:
 def fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times the head was fitted (a reused run fits none)."""
     calls: list[int] = []
-    real = train.select_and_fit
+    real = fitting.select_and_fit
 
     def counted(*a: Any, **k: Any) -> Any:
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(train, "select_and_fit", counted)
+    monkeypatch.setattr(fitting, "select_and_fit", counted)
     return calls
 
 
@@ -215,7 +216,7 @@ def test_the_record_is_typed_keeps_unknown_keys_and_a_damaged_one_is_a_full_run(
     first = sorted(damaged["photos"])[0]
     damaged["photos"][first] = "not [facts, sha256]"
     rec.write_text(json.dumps(damaged))
-    caplog.set_level(logging.DEBUG, logger="imgtool.reuse")
+    caplog.set_level(logging.DEBUG, logger="imgtool.training.reuse")
     assert not api.retrain(data, model=embedder, output=out).reused and len(fits) == 2
     assert any("is damaged: photos is " in m for m in caplog.messages)
     assert reuse.ResultsRecord.from_dict(json.loads(rec.read_bytes())).photos[first][1] is not None  # recorded afresh

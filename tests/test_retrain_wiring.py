@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from imgtool import bottlenecks, distort, images, train
-from imgtool.options import RetrainOptions
-from imgtool.retraining import retrain
+from imgtool.core.options import RetrainOptions
+from imgtool.data import distortions, images
+from imgtool.runtime import bottlenecks
+from imgtool.training import fitting
+from imgtool.training.retraining import retrain
 
 CLASSES = ["daisy", "roses"]
 # photos by position in each class's sorted folder: train, validation, test
@@ -32,7 +34,7 @@ def layout(flowers: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     """root/{train,validation,test}/{daisy,roses}/; in validation/, one rose filed as a daisy
     and one daisy as a rose (so a head that saw them differs from one that did not).
     Returns the root, each photo's (split, label) and the embedding of every photo."""
-    from imgtool.engine import LiteRTEngine
+    from imgtool.runtime.engine import LiteRTEngine
 
     root = tmp_path_factory.mktemp("wiring") / "flowers"
     truth: dict[str, tuple[str, int]] = {}
@@ -70,7 +72,7 @@ class _Spy:
         self.fits: list[dict[str, Any]] = []
         self.applied = 0
         self.distorted: list[str] = []
-        real_fit, real_apply, real_decode = train.select_and_fit, distort.apply, images.decode_distorted
+        real_fit, real_apply, real_decode = fitting.select_and_fit, distortions.apply, images.decode_distorted
 
         def select_and_fit(x, y, n_classes, config, extra=None, **kw):  # noqa: ANN001, ANN202
             head, selection = real_fit(x, y, n_classes, config, extra=extra, **kw)
@@ -85,8 +87,8 @@ class _Spy:
             self.distorted.append(path)
             return real_decode(path, size, plan)
 
-        monkeypatch.setattr(train, "select_and_fit", select_and_fit)
-        monkeypatch.setattr(distort, "apply", apply)
+        monkeypatch.setattr(fitting, "select_and_fit", select_and_fit)
+        monkeypatch.setattr(distortions, "apply", apply)
         monkeypatch.setattr(images, "decode_distorted", decode_distorted)
 
 
@@ -191,7 +193,7 @@ def test_backbone_id_changes_with_input_size_and_value_range(tmp_path: Path, lay
     monkeypatch.setattr(bottlenecks, "backbone_id", spy)
     opts = _options(layout, tmp_path / "m")
     retrain(replace(opts, l2=1.0))
-    from imgtool.resolve import resolve
+    from imgtool.models.resolve import resolve
 
     backbone = resolve(layout["embedder"], purpose="features")
     assert calls == [(Path(layout["embedder"]), (224, 224), backbone.config.value_range)]
@@ -202,7 +204,7 @@ def test_a_bottleneck_put_is_read_back_by_the_next_run(tmp_path: Path) -> None:
     -> `is None` (nothing is ever written: every rerun recomputes every feature), its vector
     replaced by None, and its `dtype=np.float32` made None or dropped (float64 bytes, read
     back as twice as many float32 values)."""
-    from imgtool.bottlenecks import BottleneckCache
+    from imgtool.runtime.bottlenecks import BottleneckCache
 
     sha = "ab" * 32
     vector = np.linspace(-1.0, 1.0, 8)  # float64, as a backbone's dequantized output may be

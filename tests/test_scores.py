@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgtool.scores import (
+from imgtool.numbers.scores import (
     Decision,
     OutputFacts,
     decide_output_kind,
@@ -24,7 +24,7 @@ from imgtool.scores import (
     softmax,
     to_scores,
 )
-from tests import scoremodels as sm
+from tests.support import scoremodels as sm
 
 # ------------------------------------------------------------------ the decision, pure
 
@@ -193,7 +193,7 @@ def test_to_scores_never_renormalizes_probabilities() -> None:
 
 
 def test_softmax_lives_in_scores_only() -> None:
-    from imgtool import engine
+    from imgtool.runtime import engine
 
     assert not hasattr(engine, "softmax") and not hasattr(engine, "looks_like_probabilities")
 
@@ -203,7 +203,7 @@ def test_softmax_lives_in_scores_only() -> None:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every kind in tests/scoremodels.py, built once per session (~15 s of TensorFlow).
+    """Every kind in tests/support/scoremodels.py, built once per session (~15 s of TensorFlow).
 
     With IMGTOOL_TEST_MODEL_CACHE set to a folder (the mutation run: every mutant is a new
     pytest session), they are built once into it, keyed by scoremodels.py's bytes and the
@@ -231,7 +231,7 @@ LEVELS = (156, 166, 184, 204, 230, 255)  # red levels: class-1 probability 0.60 
 
 
 def _facts(path: Path) -> OutputFacts:
-    from imgtool.engine import LiteRTEngine
+    from imgtool.runtime.engine import LiteRTEngine
 
     return LiteRTEngine(path).output_facts()
 
@@ -298,8 +298,8 @@ def _raw_dequantized(path: Path, pixels: np.ndarray) -> np.ndarray:
 
 
 def _classifier(path: Path, **kw):  # noqa: ANN202
-    from imgtool.classifier import Classifier
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
 
     return Classifier(resolve(str(path)), **kw)
 
@@ -369,8 +369,8 @@ def test_float_model_scores_do_not_depend_on_the_batch(models: dict[str, Path], 
 
 
 def test_catalog_record_overrides_the_graph(models: dict[str, Path]) -> None:
-    from imgtool.classifier import Classifier
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
 
     model = resolve(str(models["float_softmax"]))
     model.config = dataclasses.replace(model.config, output="logits")  # a record that says logits
@@ -388,7 +388,7 @@ def test_scores_override_reads_logits_as_given(models: dict[str, Path]) -> None:
 
 
 def test_feature_extractor_built_from_the_graph_is_refused(models: dict[str, Path]) -> None:
-    from imgtool.errors import UsageError
+    from imgtool.core.errors import UsageError
 
     for kind in ("float_pooled_features", "float_flat_features"):
         with pytest.raises(UsageError, match=r"is a feature extractor \(16-wide feature vectors\), not a classifier"):
@@ -401,8 +401,8 @@ def test_is_feature_extractor_follows_the_rule_classify_uses(models: dict[str, P
     in a subprocess (tests/test_mistakes.py) asked it. Labels, a record that says the output
     is not features, and a TF model not yet converted each answer None before the graph.
     Equivalent survivors: the override "auto" -> None or dropped, has_labels False -> None."""
-    from imgtool.classifier import feature_extractor_message, is_feature_extractor
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import feature_extractor_message, is_feature_extractor
+    from imgtool.models.resolve import resolve
 
     pooled = resolve(str(models["float_pooled_features"]))
     assert is_feature_extractor(pooled) == 16
@@ -424,7 +424,7 @@ def test_is_feature_extractor_follows_the_rule_classify_uses(models: dict[str, P
 
 
 def test_retrained_head_reports_its_width() -> None:
-    from imgtool.engine import HeadEngine
+    from imgtool.runtime.engine import HeadEngine
 
     class Backbone:
         input_size = (4, 4)
@@ -437,8 +437,8 @@ def test_retrained_head_reports_its_width() -> None:
 @pytest.mark.heavy
 def test_tf_engine_reads_the_graph_output_op(tmp_path: Path) -> None:
     """A frozen graph run in TensorFlow: the width from the output's shape, the op from the graph."""
-    from imgtool.engine import TFEngine
-    from tests import modelgen
+    from imgtool.runtime.engine import TFEngine
+    from tests.support import modelgen
 
     pb = tmp_path / "graph.pb"
     pb.write_bytes(modelgen._graph2015_graph_def(16).SerializeToString())
@@ -458,8 +458,8 @@ def test_tf_engine_reads_the_graph_output_op(tmp_path: Path) -> None:
 @pytest.mark.heavy
 def test_a_tf_model_is_judged_by_its_converted_tflite(tmp_path: Path, kind: str, decided: str, reason: str) -> None:
     """A local SavedModel is converted once; the converted file's graph decides."""
-    from imgtool.classifier import Classifier
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
 
     saved = sm.build_savedmodel(kind, tmp_path / kind)
     model = resolve(str(saved))
@@ -476,7 +476,7 @@ def test_metadata_normalization_is_taken_for_float_input_only(models: dict[str, 
                                                              kind: str, taken: bool) -> None:
     """NormalizationOptions map pixels for a float input; a quantized input takes raw
     pixels (its quantization is the mapping), as the TFLite Task Library does."""
-    from imgtool.resolve import resolve
+    from imgtool.models.resolve import resolve
     from imgtool.tflite import reading, schema, writing
 
     info = writing.ClassifierInfo("m", "1", "d", [f"c{i}" for i in range(1001)], (sm.SIZE, sm.SIZE),

@@ -43,8 +43,8 @@ def _csv_top1(text: str) -> dict[str, tuple[str, str]]:
 
 
 def test_output_kind_comes_from_the_metadata_and_graph(mobilenet: str) -> None:
-    from imgtool.engine import LiteRTEngine
-    from imgtool.scores import decide_output_kind
+    from imgtool.numbers.scores import decide_output_kind
+    from imgtool.runtime.engine import LiteRTEngine
 
     facts = LiteRTEngine(Path(mobilenet)).output_facts()
     assert facts.producer == "SOFTMAX"
@@ -116,8 +116,8 @@ def test_subprocess_csv_on_the_folder(mobilenet: str, daisy: Path) -> None:
 def test_scores_logits_override_applies_softmax_to_the_outputs(mobilenet: str, photos: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from imgtool import images
-    from imgtool.scores import softmax
+    from imgtool.data import images
+    from imgtool.numbers.scores import softmax
 
     it = Interpreter(model_path=mobilenet)
     it.allocate_tensors()
@@ -194,7 +194,7 @@ def test_embedded_labels_file_is_the_one_the_metadata_names(mobilenet: str, tmp_
     metadata's TENSOR_AXIS_LABELS file `imagenet_labels.txt` is the one read."""
     import zipfile
 
-    from imgtool.labels import embedded_tflite_labels
+    from imgtool.data.labels import embedded_tflite_labels
 
     data = Path(mobilenet).read_bytes()
     with zipfile.ZipFile(mobilenet) as zf:

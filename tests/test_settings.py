@@ -1,4 +1,4 @@
-"""Environment settings: parsed and checked once, in imgtool/settings.py; a bad value is
+"""Environment settings: parsed and checked once, in imgtool/core/settings.py; a bad value is
 exit 2 naming the variable and what it takes, before any work."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from imgtool import settings
-from imgtool.errors import SettingError
-from imgtool.settings import parse
+from imgtool.core import settings
+from imgtool.core.errors import SettingError
+from imgtool.core.settings import parse
 from tests.conftest import invoke, run
 
 
@@ -89,7 +89,9 @@ def test_current_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_the_library_reads_its_settings_from_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from imgtool import download, engine, store, ui
+    from imgtool.core import store, ui
+    from imgtool.models import download
+    from imgtool.runtime import engine
 
     monkeypatch.setenv("IMGTOOL_TIMEOUT", "42")
     monkeypatch.setenv("IMGTOOL_RETRIES", "3")
@@ -153,9 +155,9 @@ def test_backbone_variable_is_retrains_default(monkeypatch: pytest.MonkeyPatch, 
 def test_every_command_checks_the_environment_and_help_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
     import click
 
-    from imgtool.cli import cli
-    from imgtool.command import Command
-    from tests import clidoc
+    from imgtool.cli.command import Command
+    from imgtool.cli.main import cli
+    from tests.support import clidoc
 
     commands = [c for _, c, _ in clidoc.walk(cli) if not isinstance(c, click.Group)]  # beam's, loaded lazily, too
     assert len(commands) >= 9 and all(isinstance(c, Command) for c in commands)
@@ -169,7 +171,7 @@ def test_every_command_checks_the_environment_and_help_still_works(monkeypatch: 
 
 @pytest.mark.parametrize("value", ["100000", "2147483648"])
 def test_imgtool_threads_is_bounded(value: str) -> None:
-    from imgtool.settings import max_threads
+    from imgtool.core.settings import max_threads
 
     with pytest.raises(SettingError, match=rf"IMGTOOL_THREADS='{value}' is not valid: .*at most {max_threads()}"):
         parse({"IMGTOOL_THREADS": value})

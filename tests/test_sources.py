@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgtool import archives, download
-from tests import modelgen
+from imgtool.models import archives, download
 from tests.conftest import invoke, run
-from tests.httpserver import LoopbackServer
+from tests.support import modelgen
+from tests.support.httpserver import LoopbackServer
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def _inception_catalog(tmp_path: Path, srv: LoopbackServer, built: dict, *, slim
 
 
 def test_shipped_catalog_pins_the_byte_stable_files() -> None:
-    from imgtool.catalog import load_catalog
+    from imgtool.models.catalog import load_catalog
 
     cat = load_catalog()
     for name in ("inception_v3", "mobilenet_v2"):
@@ -122,7 +122,7 @@ def test_shipped_catalog_pins_the_byte_stable_files() -> None:
 
 
 def test_source_settings_are_not_inherited_across_formats() -> None:
-    from imgtool.catalog import ModelConfig
+    from imgtool.models.catalog import ModelConfig
 
     cfg = ModelConfig.from_dict("m", {
         "format": "graphdef", "urls": ["u1"], "sha256": "a" * 64, "size": 5, "graph": "g.pb",
@@ -135,7 +135,7 @@ def test_source_settings_are_not_inherited_across_formats() -> None:
     assert (c2.value_range, c2.output, c2.urls, c2.sources) == ((0.0, 1.0), "logits", ("u2",), ())
     assert (u3, c3.format, c3.graph, c3.input_tensor, c3.output_tensor, c3.sha256) == (
         "u3", "graphdef", "g.pb", "Mul:0", "other:0", None)
-    from imgtool.errors import ModelError
+    from imgtool.core.errors import ModelError
 
     with pytest.raises(ModelError, match=r"sources\[0\] has unknown fields: urls"):
         ModelConfig.from_dict("m", {"format": "tflite", "sources": [{"url": "x", "urls": []}]})
@@ -175,14 +175,14 @@ def test_third_source_of_another_format_gives_the_same_labels_top1_and_scores(
     assert record["conversions"]["model"]["ok"] is True
 
     # resolved from the cache, the model is the source that was used
-    from imgtool.resolve import resolve
+    from imgtool.models.resolve import resolve
 
     model = resolve("inception_v3")
     assert (model.config.format, model.config.output, model.config.value_range) == (
         "graphdef", "probabilities", (-1.0, 1.0))
     assert model.labels == LABELS and model.tflite == entry / "model.tflite"
     # and so is it in a fresh process, offline
-    code = ("from imgtool.resolve import resolve; m = resolve('inception_v3');"
+    code = ("from imgtool.models.resolve import resolve; m = resolve('inception_v3');"
             "print(m.config.output, m.config.value_range, m.config.input_tensor)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "IMGTOOL_OFFLINE": "1"})
@@ -332,7 +332,7 @@ def _zip(members: list[tuple[str, bytes, int | None]]) -> bytes:
 def test_unsafe_zip_is_refused(members: list, why: str, tmp_path: Path) -> None:
     archive = tmp_path / "download"  # no name to go by
     archive.write_bytes(_zip(members))
-    from imgtool.errors import ModelError
+    from imgtool.core.errors import ModelError
 
     with pytest.raises(ModelError) as err:
         archives.extract_archive(archive, tmp_path / "out", what="m")
@@ -346,7 +346,7 @@ def test_archive_kind_by_bytes(tmp_path: Path, built: dict) -> None:
     (tmp_path / "c.zip").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(20))
     assert [archives.archive_kind(tmp_path / n) for n in ("a.tar.gz", "b.tar.gz", "c.zip")] == ["tar", "zip", "tflite"]
     (tmp_path / "bad").write_bytes(b"PK\x03\x04 not really a zip")
-    from imgtool.errors import ModelError
+    from imgtool.core.errors import ModelError
 
     with pytest.raises(ModelError, match=r"^m: not a readable \.zip archive"):
         archives.extract_archive(tmp_path / "bad", tmp_path / "out", what="m")
@@ -390,7 +390,7 @@ def test_2015_graph_classifies_and_retrains_on_many_photos(engine: str, tmp_path
                                                           built: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMGTOOL_CATALOG", str(_graph2015_catalog(tmp_path, http_server, built)))
     if engine == "tensorflow":  # the fallback when conversion fails: TF runs the batch-1 graph too
-        from imgtool import tfutil
+        from imgtool.runtime import tfutil
 
         def no_conversion(*args, **kwargs):
             raise RuntimeError("conversion disabled by the test")

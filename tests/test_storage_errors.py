@@ -32,15 +32,15 @@ NOBODY = 65534
 
 DROP_TO_NOBODY = textwrap.dedent("""
     import os, sys
-    import imgtool.cli, imgtool.retraining, imgtool.classifier, imgtool.evaluation, imgtool.export, imgtool.report
-    import imgtool.bottlenecks, imgtool.dataset, imgtool.train, imgtool.metrics, imgtool.images, imgtool.engine
-    import imgtool.resolve, imgtool.store, imgtool.labels, imgtool.output, imgtool.catalog, imgtool.download
+    import imgtool.cli.main, imgtool.training.retraining, imgtool.inference.classifier, imgtool.training.evaluation, imgtool.training.model_folder, imgtool.training.report
+    import imgtool.runtime.bottlenecks, imgtool.data.folders, imgtool.training.fitting, imgtool.numbers.metrics, imgtool.data.images, imgtool.runtime.engine
+    import imgtool.models.resolve, imgtool.core.store, imgtool.data.labels, imgtool.core.output, imgtool.models.catalog, imgtool.models.download
     import numpy, PIL.Image, ai_edge_litert.interpreter, tqdm, platformdirs, filelock, requests
     import json, tempfile, zipfile, html, base64, concurrent.futures.thread, hashlib, shutil, importlib.readers, difflib
-    import imgtool.facts
+    import imgtool.runtime.facts
     import encodings.idna, encodings.cp437, encodings.ascii, encodings.latin_1, email.utils, http.client, urllib3
     PIL.Image.init()
-    imgtool.catalog.load_catalog()
+    imgtool.models.catalog.load_catalog()
     os.setgroups([])
     os.setresgid({uid}, {uid}, {uid})
     os.setresuid({uid}, {uid}, {uid})
@@ -234,8 +234,8 @@ def test_unwritable_output_parent(fixtures: Path, embedder: str, shared_tmp: Pat
     (errno.EPERM, "operation not permitted", "make it writable or "),
 ])
 def test_storage_error_messages(code: int, cause: str, fix: str) -> None:
-    from imgtool import store
-    from imgtool.errors import EXIT_STORAGE, ImgtoolError
+    from imgtool.core import store
+    from imgtool.core.errors import EXIT_STORAGE, ImgtoolError
 
     err = store.storage_error(OSError(code, os.strerror(code), "/x/y"), "the thing", "go elsewhere", note="; ok")
     assert str(err) == f"cannot write the thing (/x/y): {cause}; {fix}go elsewhere; ok"
@@ -244,7 +244,7 @@ def test_storage_error_messages(code: int, cause: str, fix: str) -> None:
 
 
 def test_which_errors_are_storage_errors(tmp_path: Path) -> None:
-    from imgtool import store
+    from imgtool.core import store
 
     inside, outside = str(tmp_path / "a" / "b"), "/elsewhere/file"
     for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):  # only writes fail so
@@ -283,15 +283,15 @@ def test_full_disk_during_a_tf_export_fails_the_folder_other_export_errors_do_no
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from imgtool import export
-    from imgtool.catalog import ModelConfig
-    from imgtool.model import Model
-    from imgtool.train import Head
+    from imgtool.models.catalog import ModelConfig
+    from imgtool.models.recipe import Recipe
+    from imgtool.training import model_folder
+    from imgtool.training.fitting import Head
 
     src = tmp_path / "sm"
     src.mkdir()
     (src / "saved_model.pb").write_bytes(b"x")
-    backbone = Model(ref="sm", config=ModelConfig(name="sm", format="savedmodel"), tf_source=src)
+    backbone = Recipe(ref="sm", config=ModelConfig(name="sm", format="savedmodel"), tf_source=src)
     head = Head(np.zeros((4, 2), np.float32), np.zeros(2, np.float32))
     metrics = {"classes": ["a", "b"]}
 
@@ -300,12 +300,12 @@ def test_full_disk_during_a_tf_export_fails_the_folder_other_export_errors_do_no
             raise exc
         return _tf_exports
 
-    monkeypatch.setattr(export, "_tf_exports", failing(OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(model_folder, "_tf_exports", failing(OSError(errno.ENOSPC, "No space left on device")))
     with pytest.raises(OSError) as info:
-        export.write_model_dir(tmp_path / "s1", backbone, (8, 8), head, ["a", "b"], metrics, "<html>", tmp_path)
+        model_folder.write_model_dir(tmp_path / "s1", backbone, (8, 8), head, ["a", "b"], metrics, "<html>", tmp_path)
     assert info.value.errno == errno.ENOSPC
-    monkeypatch.setattr(export, "_tf_exports", failing(ValueError("converter said no")))
-    record = export.write_model_dir(tmp_path / "s2", backbone, (8, 8), head, ["a", "b"], metrics, "<html>", tmp_path)
+    monkeypatch.setattr(model_folder, "_tf_exports", failing(ValueError("converter said no")))
+    record = model_folder.write_model_dir(tmp_path / "s2", backbone, (8, 8), head, ["a", "b"], metrics, "<html>", tmp_path)
     assert record["exports"] == {"error": "converter said no"}
 
 
@@ -331,13 +331,13 @@ def test_a_write_failure_no_library_code_named_is_still_one_line(monkeypatch: py
 
 
 def test_model_folder_errors_name_the_output_not_the_staging_name(tmp_path: Path) -> None:
-    from imgtool import export
+    from imgtool.training import model_folder
 
     out, staging = tmp_path / "m", tmp_path / ".m.partial-123"
     enospc = "no space left on the device; free some space or choose another `output`"  # the CLI says --output
 
     def msg(filename: str | None, existed: bool = False) -> str:
-        return str(export.write_error(OSError(errno.ENOSPC, "No space left on device", filename), out, staging, existed))
+        return str(model_folder.write_error(OSError(errno.ENOSPC, "No space left on device", filename), out, staging, existed))
 
     assert msg(str(staging / "saved_model" / "variables" / "v.data")) == \
         f"cannot write the model folder {out} ({out}/saved_model/variables/v.data): {enospc}; nothing was written"
@@ -345,4 +345,4 @@ def test_model_folder_errors_name_the_output_not_the_staging_name(tmp_path: Path
     assert msg(str(out), existed=True) == f"cannot write the model folder {out}: {enospc}; the previous model is unchanged"
     assert msg(None) == f"cannot write the model folder {out}: {enospc}; nothing was written"
     other = OSError(errno.EIO, "Input/output error", str(staging / "head.npz"))
-    assert export.write_error(other, out, staging, False) is other  # not ours to dress up
+    assert model_folder.write_error(other, out, staging, False) is other  # not ours to dress up

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from imgtool import page_parts
+from imgtool.training import page_parts
 from tests.conftest import ROOT, invoke, run
 
 EMBEDDER = "embedding/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 MP_PYTHON = ROOT / ".venv-mediapipe" / "bin" / "python"
-MP_SCRIPT = ROOT / "tests" / "mediapipe_classify.py"
+MP_SCRIPT = ROOT / "tests" / "support" / "mediapipe_classify.py"
 
 
 # ------------------------------------------------------------------ unit: metadata
@@ -48,7 +48,7 @@ def test_normalization_maps_pixels_onto_the_value_range() -> None:
 def test_metadata_round_trip_and_packed_labels(fixtures: Path, tmp_path: Path) -> None:
     from ai_edge_litert import schema_py_generated as tfl
 
-    from imgtool.labels import embedded_tflite_labels
+    from imgtool.data.labels import embedded_tflite_labels
     from imgtool.tflite import reading, schema, writing
 
     info = writing.ClassifierInfo("flowers", "0.1.0", "five flowers", ["daisy", "rose"], (224, 200),
@@ -98,7 +98,7 @@ def test_quantize_uint8_exact() -> None:
 def test_constant_feature_gets_zero_weight() -> None:
     """A dead feature used to fold into weights of ~1e4 (w / 1e-6), which made every
     quantized export of a ReLU backbone useless."""
-    from imgtool.train import fit
+    from imgtool.training.fitting import fit
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 20)
@@ -112,7 +112,7 @@ def test_constant_feature_gets_zero_weight() -> None:
 def test_nearly_dead_feature_is_not_scaled_up_past_the_floor(monkeypatch: pytest.MonkeyPatch) -> None:
     """One photo of 40 fires a feature at 0.01: without the floor its raw weight dwarfs
     the informative feature's, with it it stays below."""
-    from imgtool import train as train_mod
+    from imgtool.training import fitting as train_mod
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 20)
@@ -128,7 +128,7 @@ def test_nearly_dead_feature_is_not_scaled_up_past_the_floor(monkeypatch: pytest
 
 
 def test_the_floor_only_touches_mostly_constant_features() -> None:
-    from imgtool.train import standard_deviations
+    from imgtool.training.fitting import standard_deviations
 
     plain = np.array([1.0, 3.0, 5.0, 7.0, 9.0, 2.0, 4.0, 6.0, 8.0, 0.0])
     dead = np.array([0.0] * 9 + [0.01])  # 9 of 10 photos at 0
@@ -147,10 +147,10 @@ def test_the_floor_only_touches_mostly_constant_features() -> None:
 def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: Path) -> None:
     from ai_edge_litert import schema_py_generated as schema
 
-    from imgtool import images
-    from imgtool.engine import LiteRTEngine
-    from imgtool.errors import ModelError
-    from imgtool.scores import softmax
+    from imgtool.core.errors import ModelError
+    from imgtool.data import images
+    from imgtool.numbers.scores import softmax
+    from imgtool.runtime.engine import LiteRTEngine
     from imgtool.tflite.head import append_head
 
     rng = np.random.default_rng(3)
@@ -191,7 +191,7 @@ def _details(data: bytes) -> dict[str, Any]:
 def _run_bytes(data: bytes, photos: np.ndarray) -> np.ndarray:
     import tempfile
 
-    from imgtool.engine import LiteRTEngine
+    from imgtool.runtime.engine import LiteRTEngine
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as tmp:
         tmp.write(data)
@@ -219,7 +219,7 @@ def flowers_model(fixtures: Path, tmp_path_factory: pytest.TempPathFactory, modu
 
 @pytest.fixture(scope="module")
 def tf_model(tmp_path_factory: pytest.TempPathFactory, module_env: dict[str, str]) -> Path:
-    from tests import modelgen
+    from tests.support import modelgen
 
     base = tmp_path_factory.mktemp("tfbackbone")
     backbone = modelgen.make_hub_mlp_feature_vector(base / "mlp_feature_vector")
@@ -253,7 +253,8 @@ def mediapipe_python() -> Path:
 
 def _test_split(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The test photos (paths), decoded at the model's size, and their labels."""
-    from imgtool import export_checks, retrained
+    from imgtool.models import retrained
+    from imgtool.training import export_checks
 
     meta = retrained.read(folder)
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -287,7 +288,7 @@ def _mediapipe_top1(python: Path, model: Path, photos: np.ndarray, workdir: Path
 
 @pytest.mark.heavy
 def test_every_export_is_recorded_with_size_and_accuracy(model_dir: Path) -> None:
-    from imgtool.export_checks import engine_for
+    from imgtool.training.export_checks import engine_for
 
     _, photos, labels = _test_split(model_dir)
     records = _exports(model_dir)
@@ -322,8 +323,9 @@ def test_int8_of_a_tf_backbone_stays_close_to_the_float_model(tf_model: Path) ->
     Measured on these photos: correct calibration 0.0033 (test) / 0.0036 (train); planted change
     this catches, calibration on one real photo plus zeros (`representative()` yielding
     zeros for photos[1:]): 0.042 / 0.046 (on 60 real flowers-mini photos: 0.005 against 0.13)."""
-    from imgtool import export_checks, retrained
-    from imgtool.export_checks import engine_for
+    from imgtool.models import retrained
+    from imgtool.training import export_checks
+    from imgtool.training.export_checks import engine_for
 
     meta = retrained.read(tf_model)
     metrics = json.loads((tf_model / "metrics.json").read_text())
@@ -419,7 +421,7 @@ def test_the_schema_table_is_the_published_metadata_schema(mediapipe_python: Pat
 
 @pytest.mark.heavy
 def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, tmp_path: Path) -> None:
-    from imgtool.export_checks import engine_for
+    from imgtool.training.export_checks import engine_for
 
     _, photos, _ = _test_split(model_dir)
     classes = json.loads((model_dir / "imgtool-model.json").read_text())["classes"]
@@ -432,8 +434,8 @@ def test_mediapipe_top1_equals_imgtool(model_dir: Path, mediapipe_python: Path, 
 
 @pytest.mark.heavy
 def test_int8_is_full_integer_small_and_accurate(model_dir: Path) -> None:
-    from imgtool.export_checks import engine_for
     from imgtool.tflite import reading
+    from imgtool.training.export_checks import engine_for
 
     flt, q = model_dir / "model.tflite", model_dir / "model-int8.tflite"
     d = _details(q.read_bytes())
@@ -551,7 +553,7 @@ def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_mod
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """An identical rerun reuses an export's test-split figures (no decoding); other
     bytes (a changed head) or other photos are measured again."""
-    from imgtool import export_checks, tflite_export
+    from imgtool.training import export_checks, tflite_model
 
     folder = tmp_path / "copy"
     shutil.copytree(flowers_model, folder)
@@ -563,15 +565,15 @@ def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_mod
         return real_decode_all(paths, size)
 
     monkeypatch.setattr(export_checks, "decode_all", counting)
-    first = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
+    first = [r.record(folder) for r in tflite_model.export_model_dir(folder)]
     assert decoded and decoded[0] > 0  # a miss: the test photos were decoded and run
     decoded.clear()
-    again = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
+    again = [r.record(folder) for r in tflite_model.export_model_dir(folder)]
     assert again == first and decoded == []  # a hit: same bytes, same photos, same figures
     with np.load(folder / "head.npz") as npz:
         w, b = npz["weights"], npz["bias"]
     np.savez(folder / "head.npz", weights=w[:, ::-1], bias=b[::-1])  # another head: other bytes
-    changed = [r.record(folder) for r in tflite_export.export_model_dir(folder)]
+    changed = [r.record(folder) for r in tflite_model.export_model_dir(folder)]
     assert decoded and changed[0]["test_accuracy"] != first[0]["test_accuracy"]
 
 

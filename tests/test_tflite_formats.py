@@ -150,7 +150,7 @@ def test_the_graph_is_read_from_the_flatbuffer(fixtures: Path, tmp_path: Path) -
 
 
 def test_backbone_kind_reads_the_graph_without_an_interpreter(fixtures: Path, tmp_path: Path) -> None:
-    from imgtool.backbone_kind import classifier_reason, tflite_output
+    from imgtool.training.backbone_kind import classifier_reason, tflite_output
 
     assert tflite_output(fixtures / EMBEDDER) == (1024, "AVERAGE_POOL_2D")
     assert tflite_output(fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite") == (1001, "SOFTMAX")

@@ -10,9 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from imgtool import calibration, minimize, train
-from imgtool.scores import softmax
-from imgtool.train import TrainConfig
+from imgtool.numbers import calibration, minimize
+from imgtool.numbers.scores import softmax
+from imgtool.training import fitting
+from imgtool.training.fitting import TrainConfig
 
 
 def _blobs(n_per_class: tuple[int, ...], d: int, seed: int = 0, spread: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -34,19 +35,19 @@ LBFGS_QUADRATIC_ITERS = 11  # measured once; any change to the algorithm changes
 
 def test_class_weights_by_hand() -> None:
     y = np.array([0, 0, 0, 1])
-    assert train.class_weights(y, 2, "balanced").tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0], abs=1e-15)
-    assert train.class_weights(y, 2, "none").tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert fitting.class_weights(y, 2, "balanced").tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0], abs=1e-15)
+    assert fitting.class_weights(y, 2, "none").tolist() == [1.0, 1.0, 1.0, 1.0]
     # a class with no sample does not count: 2 classes present, not 3
-    assert train.class_weights(np.array([0, 2, 2, 2]), 3, "balanced").tolist() == pytest.approx([2.0, 2 / 3, 2 / 3, 2 / 3])
-    assert train.class_weights(np.array([0, 1, 0, 1]), 2, "balanced").tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert fitting.class_weights(np.array([0, 2, 2, 2]), 3, "balanced").tolist() == pytest.approx([2.0, 2 / 3, 2 / 3, 2 / 3])
+    assert fitting.class_weights(np.array([0, 1, 0, 1]), 2, "balanced").tolist() == [1.0, 1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="balanced"):
-        train.class_weights(y, 2, "inverse")
+        fitting.class_weights(y, 2, "inverse")
 
 
 def test_smoothed_targets_by_hand() -> None:
-    t = train.smoothed_targets(np.array([1, 3]), 4, 0.2)
+    t = fitting.smoothed_targets(np.array([1, 3]), 4, 0.2)
     assert t == pytest.approx(np.array([[0.05, 0.85, 0.05, 0.05], [0.05, 0.05, 0.05, 0.85]]), abs=1e-15)
-    assert train.smoothed_targets(np.array([0]), 3, 0.0).tolist() == [[1.0, 0.0, 0.0]]
+    assert fitting.smoothed_targets(np.array([0]), 3, 0.0).tolist() == [[1.0, 0.0, 0.0]]
 
 
 def test_objective_value_by_hand_and_gradient_by_finite_differences() -> None:
@@ -54,7 +55,7 @@ def test_objective_value_by_hand_and_gradient_by_finite_differences() -> None:
     target = np.array([[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]])
     sw = np.array([[1.0, 2.0, 1.0]])
     w0, b0 = np.zeros((1, 2, 2)), np.zeros((1, 2))
-    loss, gw, gb = train.objective(w0, b0, x, target, sw, 0.3)
+    loss, gw, gb = fitting.objective(w0, b0, x, target, sw, 0.3)
     assert loss[0] == pytest.approx(math.log(2), abs=1e-15)  # uniform prediction, any target: log C
     # gradient at 0: sum_i s_i (1/2 - t_i) x_i / sum s
     g = (np.full((3, 2), 0.5) - target[0]) * (sw[0] / 4.0)[:, None]
@@ -66,20 +67,20 @@ def test_objective_value_by_hand_and_gradient_by_finite_differences() -> None:
     z = x[0] @ w[0] + b[0]
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     expected = -(sw[0] * (target[0] * logp).sum(axis=1)).sum() / 4.0 + 0.5 * 0.3 * (w * w).sum()
-    loss, gw, gb = train.objective(w, b, x, target, sw, 0.3)
+    loss, gw, gb = fitting.objective(w, b, x, target, sw, 0.3)
     assert loss[0] == pytest.approx(expected, abs=1e-14)
     eps = 1e-6
     for idx in np.ndindex(2, 2):
         wp, wm = w.copy(), w.copy()
         wp[(0, *idx)] += eps
         wm[(0, *idx)] -= eps
-        num = (train.objective(wp, b, x, target, sw, 0.3)[0] - train.objective(wm, b, x, target, sw, 0.3)[0]) / (2 * eps)
+        num = (fitting.objective(wp, b, x, target, sw, 0.3)[0] - fitting.objective(wm, b, x, target, sw, 0.3)[0]) / (2 * eps)
         assert gw[(0, *idx)] == pytest.approx(num[0], abs=1e-8)
     for j in range(2):
         bp, bm = b.copy(), b.copy()
         bp[0, j] += eps
         bm[0, j] -= eps
-        num = (train.objective(w, bp, x, target, sw, 0.3)[0] - train.objective(w, bm, x, target, sw, 0.3)[0]) / (2 * eps)
+        num = (fitting.objective(w, bp, x, target, sw, 0.3)[0] - fitting.objective(w, bm, x, target, sw, 0.3)[0]) / (2 * eps)
         assert gb[0, j] == pytest.approx(num[0], abs=1e-8)
 
 
@@ -133,7 +134,7 @@ def test_objective_is_stable_for_huge_logits() -> None:
     x = np.array([[[1000.0], [-1000.0]]])
     w = np.array([[[1.0, 0.999]]])
     target = np.array([[[1.0, 0.0], [0.0, 1.0]]])
-    loss, gw, gb = train.objective(w, np.zeros((1, 2)), x, target, np.ones((1, 2)), 0.0)
+    loss, gw, gb = fitting.objective(w, np.zeros((1, 2)), x, target, np.ones((1, 2)), 0.0)
     z = 1.0  # row 1: logits 1000, 999 -> CE of class 0 = log(1 + e^-1); row 2: -1000, -999 -> class 1 same
     assert loss[0] == pytest.approx(math.log(1 + math.exp(-z)), abs=1e-9)
     assert np.isfinite(gw).all() and np.isfinite(gb).all()
@@ -142,25 +143,25 @@ def test_objective_is_stable_for_huge_logits() -> None:
 def test_log_loss_by_hand() -> None:
     p = np.array([[0.5, 0.5], [0.2, 0.8], [1.0, 0.0]])
     y = np.array([0, 1, 1])
-    assert train.log_loss(p[:2], y[:2]) == pytest.approx((math.log(2) - math.log(0.8)) / 2, abs=1e-15)
-    assert train.log_loss(p[:2], y[:2], np.array([3.0, 1.0])) == pytest.approx(
+    assert fitting.log_loss(p[:2], y[:2]) == pytest.approx((math.log(2) - math.log(0.8)) / 2, abs=1e-15)
+    assert fitting.log_loss(p[:2], y[:2], np.array([3.0, 1.0])) == pytest.approx(
         (3 * math.log(2) - math.log(0.8)) / 4, abs=1e-15)
-    assert train.log_loss(p[2:], y[2:]) == pytest.approx(-math.log(1e-15))  # clipped, not infinite
+    assert fitting.log_loss(p[2:], y[2:]) == pytest.approx(-math.log(1e-15))  # clipped, not infinite
 
 
 def test_stratified_folds_deal_every_class_evenly() -> None:
     y = np.array([0] * 7 + [1] * 5 + [2] * 4)
-    folds = train.stratified_folds(y, 3, seed=1)
+    folds = fitting.stratified_folds(y, 3, seed=1)
     # dealt round-robin, each class continuing where the previous one stopped (offsets 0, 7, 12)
     assert np.bincount(folds[y == 0], minlength=3).tolist() == [3, 2, 2]
     assert np.bincount(folds[y == 1], minlength=3).tolist() == [1, 2, 2]
     assert np.bincount(folds[y == 2], minlength=3).tolist() == [2, 1, 1]
     sizes = np.bincount(folds, minlength=3)
     assert sizes.tolist() == [6, 5, 5]
-    assert np.array_equal(folds, train.stratified_folds(y, 3, seed=1))
-    assert not np.array_equal(folds, train.stratified_folds(y, 3, seed=2))
-    assert train.cv_fold_count(y) == 4 and train.cv_fold_count(np.array([0] * 9 + [1] * 9)) == 5
-    assert train.cv_fold_count(y, wanted=2) == 2
+    assert np.array_equal(folds, fitting.stratified_folds(y, 3, seed=1))
+    assert not np.array_equal(folds, fitting.stratified_folds(y, 3, seed=2))
+    assert fitting.cv_fold_count(y) == 4 and fitting.cv_fold_count(np.array([0] * 9 + [1] * 9)) == 5
+    assert fitting.cv_fold_count(y, wanted=2) == 2
 
 
 # ---------------------------------------------------------------- the fit
@@ -172,7 +173,7 @@ def test_fit_matches_scikit_learn_logistic_regression() -> None:
         xs = _standardized(x)
         n, l2 = len(y), 0.05
         ref = linear_model.LogisticRegression(C=1.0 / (l2 * n), tol=1e-12, max_iter=10000).fit(xs, y)
-        head, iters = train.fit(xs, y, 3, l2, label_smoothing=0.0, class_weight="none")
+        head, iters = fitting.fit(xs, y, 3, l2, label_smoothing=0.0, class_weight="none")
         assert iters > 0
         assert head.predict(xs) == pytest.approx(ref.predict_proba(xs), abs=2e-5)
         # same function of the features: softmax is shift-invariant, so compare centred logits
@@ -187,19 +188,19 @@ def test_fit_with_balanced_weights_matches_scikit_learn() -> None:
     x, y = _blobs((40, 8, 15), 5, seed=4, spread=2.0)
     xs = _standardized(x)
     l2 = 0.02
-    sw = train.class_weights(y, 3, "balanced")
+    sw = fitting.class_weights(y, 3, "balanced")
     # sklearn's objective: C * sum s_i CE_i + |W|^2 / 2, ours: sum s_i CE_i / sum s + l2/2 |W|^2
     ref = linear_model.LogisticRegression(C=1.0 / (l2 * sw.sum()), tol=1e-12, max_iter=10000,
                                           class_weight="balanced").fit(xs, y)
-    head, _ = train.fit(xs, y, 3, l2, label_smoothing=0.0, class_weight="balanced")
+    head, _ = fitting.fit(xs, y, 3, l2, label_smoothing=0.0, class_weight="balanced")
     assert head.predict(xs) == pytest.approx(ref.predict_proba(xs), abs=2e-5)
 
 
 def test_fit_folds_the_standardization_into_one_layer() -> None:
     x, y = _blobs((10, 10), 4, seed=5)
     x = x * np.array([1.0, 100.0, 0.01, 5.0]) + np.array([3.0, -50.0, 0.0, 1000.0])
-    head, _ = train.fit(x, y, 2, 0.1)
-    head_s, _ = train.fit(_standardized(x), y, 2, 0.1)
+    head, _ = fitting.fit(x, y, 2, 0.1)
+    head_s, _ = fitting.fit(_standardized(x), y, 2, 0.1)
     assert head.logits(x) == pytest.approx(head_s.logits(_standardized(x)), abs=1e-3)
     assert head.weights.dtype == np.float32 and head.weights.shape == (4, 2) and head.bias.shape == (2,)
     assert head.bias.dtype == np.float32
@@ -207,10 +208,10 @@ def test_fit_folds_the_standardization_into_one_layer() -> None:
 
 def test_l2_shrinks_the_weights_and_smoothing_the_confidence() -> None:
     x, y = _blobs((15, 15, 15), 8, seed=6)
-    norms = [float(np.sum(train.fit(x, y, 3, l2, 0.0)[0].weights.astype(np.float64) ** 2))
+    norms = [float(np.sum(fitting.fit(x, y, 3, l2, 0.0)[0].weights.astype(np.float64) ** 2))
              for l2 in (0.001, 0.01, 0.1, 1.0)]
     assert norms[0] > norms[1] > norms[2] > norms[3] > 0
-    conf = [float(train.fit(x, y, 3, 0.01, eps)[0].predict(x).max(axis=1).mean()) for eps in (0.0, 0.1, 0.3)]
+    conf = [float(fitting.fit(x, y, 3, 0.01, eps)[0].predict(x).max(axis=1).mean()) for eps in (0.0, 0.1, 0.3)]
     assert conf[0] > conf[1] > conf[2]
     # smoothing eps caps how sure the fit wants to be: the target is 1 - eps + eps / C
     assert conf[2] < 1 - 0.3 + 0.3 / 3 + 0.02
@@ -218,8 +219,8 @@ def test_l2_shrinks_the_weights_and_smoothing_the_confidence() -> None:
 
 def test_balanced_weights_raise_the_minority_class() -> None:
     x, y = _blobs((60, 6), 4, seed=7, spread=2.5)
-    p_none = train.fit(x, y, 2, 0.1, 0.0, "none")[0].predict(x)[:, 1]
-    p_bal = train.fit(x, y, 2, 0.1, 0.0, "balanced")[0].predict(x)[:, 1]
+    p_none = fitting.fit(x, y, 2, 0.1, 0.0, "none")[0].predict(x)[:, 1]
+    p_bal = fitting.fit(x, y, 2, 0.1, 0.0, "balanced")[0].predict(x)[:, 1]
     assert np.all(p_bal > p_none)
     assert (p_bal > 0.5).sum() > (p_none > 0.5).sum()
 
@@ -227,7 +228,7 @@ def test_balanced_weights_raise_the_minority_class() -> None:
 def test_fit_refuses_l2_zero() -> None:
     x, y = _blobs((4, 4), 2)
     with pytest.raises(ValueError, match=r"^l2 must be > 0 \(without it the minimum does not exist on separable data\)$"):
-        train.fit(x, y, 2, 0.0)
+        fitting.fit(x, y, 2, 0.0)
 
 
 # ---------------------------------------------------------------- selection
@@ -235,9 +236,9 @@ def test_fit_refuses_l2_zero() -> None:
 def test_select_chooses_the_lowest_cv_loss_and_refits_on_everything() -> None:
     x, y = _blobs((20, 20, 21), 30, seed=8, spread=3.0)  # 61 photos: folds of 13, 12, 12, 12, 12
     config = TrainConfig(seed=3, l2_grid=(1.0, 0.1, 10.0))
-    head, sel = train.select_and_fit(x, y, 3, config)
+    head, sel = fitting.select_and_fit(x, y, 3, config)
     assert np.isfinite(sel.oof_probs).all() and sel.iterations > 0
-    full, _ = train.cross_validate(x, y, 3, config, (10.0, 1.0, 0.1))
+    full, _ = fitting.cross_validate(x, y, 3, config, (10.0, 1.0, 0.1))
     assert sel.cv_accuracy_std == next(c for c in full if c["l2"] == sel.l2)["cv_accuracy_std"]
     losses = {c["l2"]: c["cv_loss"] for c in sel.candidates}
     assert [c["l2"] for c in sel.candidates] == [10.0, 1.0, 0.1]  # strongest first: the warm-start path
@@ -246,13 +247,13 @@ def test_select_chooses_the_lowest_cv_loss_and_refits_on_everything() -> None:
     # the out-of-fold probabilities are what the scores were computed from
     assert float(np.mean(sel.oof_probs.argmax(axis=1) == y)) == pytest.approx(sel.cv_accuracy, abs=0.02)
     raw = softmax(sel.oof_logits)  # the scores are of the uncalibrated logits; oof_probs are calibrated
-    assert train.log_loss(raw, y, train.class_weights(y, 3, "balanced")) == pytest.approx(sel.cv_loss, abs=0.05)
+    assert fitting.log_loss(raw, y, fitting.class_weights(y, 3, "balanced")) == pytest.approx(sel.cv_loss, abs=0.05)
     assert sel.oof_probs == pytest.approx(calibration.scale(sel.oof_logits, sel.calibration.temperature))
     assert sel.calibration.temperature == calibration.fit_temperature(sel.oof_logits, y)
-    ref, _ = train.fit(x, y, 3, sel.l2, config.label_smoothing, config.class_weight)
-    folded = train.calibrated(ref, sel.calibration.temperature)  # the refit head, with 1/T folded in
+    ref, _ = fitting.fit(x, y, 3, sel.l2, config.label_smoothing, config.class_weight)
+    folded = fitting.calibrated(ref, sel.calibration.temperature)  # the refit head, with 1/T folded in
     assert np.array_equal(head.weights, folded.weights) and np.array_equal(head.bias, folded.bias)
-    plain, sel_plain = train.select_and_fit(x, y, 3, TrainConfig(seed=3, l2_grid=(1.0, 0.1, 10.0), calibrate=False))
+    plain, sel_plain = fitting.select_and_fit(x, y, 3, TrainConfig(seed=3, l2_grid=(1.0, 0.1, 10.0), calibrate=False))
     assert sel_plain.calibration is None and np.array_equal(plain.weights, ref.weights)
     assert np.array_equal(sel_plain.oof_probs, softmax(sel_plain.oof_logits))
     d = sel.as_dict()
@@ -269,33 +270,33 @@ def test_cv_scores_are_the_folds_held_out_scores() -> None:
     # features (the span-reduced path and its projection of held-out photos)
     x, y = _blobs((12, 8, 7), 40, seed=9, spread=6.0)
     config = TrainConfig(seed=0, cv_folds=3)
-    cands, oof = train.cross_validate(x, y, 3, config, (0.5,))
-    folds = train.stratified_folds(y, 3, 0)
+    cands, oof = fitting.cross_validate(x, y, 3, config, (0.5,))
+    folds = fitting.stratified_folds(y, 3, 0)
     accs, losses = [], []
     for f in range(3):
-        head, _ = train.fit(x[folds != f], y[folds != f], 3, 0.5, config.label_smoothing, config.class_weight)
+        head, _ = fitting.fit(x[folds != f], y[folds != f], 3, 0.5, config.label_smoothing, config.class_weight)
         p = head.predict(x[folds == f])
         assert softmax(oof[0][folds == f]) == pytest.approx(p, abs=1e-4)
         assert oof[0][folds == f] == pytest.approx(head.logits(x[folds == f]), abs=1e-3)  # logits, not probabilities
         accs.append(np.mean(p.argmax(axis=1) == y[folds == f]))
-        losses.append(train.log_loss(p, y[folds == f], train.class_weights(y, 3, "balanced")[folds == f]))
+        losses.append(fitting.log_loss(p, y[folds == f], fitting.class_weights(y, 3, "balanced")[folds == f]))
     assert cands[0]["cv_accuracy"] == round(float(np.mean(accs)), 4)
     assert cands[0]["cv_accuracy_std"] == round(float(np.std(accs)), 4)
     assert cands[0]["cv_loss"] == pytest.approx(np.mean(losses), abs=2e-5)
     assert cands[0]["cv_loss"] == round(cands[0]["cv_loss"], 5) and cands[0]["cv_loss"] != round(cands[0]["cv_loss"], 4)
-    unweighted = np.mean([train.log_loss(softmax(oof[0][folds == f]), y[folds == f]) for f in range(3)])
+    unweighted = np.mean([fitting.log_loss(softmax(oof[0][folds == f]), y[folds == f]) for f in range(3)])
     assert abs(unweighted - cands[0]["cv_loss"]) > 1e-3
-    head, sel = train.select_and_fit(x, y, 3, config)
+    head, sel = fitting.select_and_fit(x, y, 3, config)
     assert sel.cv_folds == 3 and sel.method.startswith("3-fold")
 
 
 def test_fixed_l2_skips_the_search_but_still_cross_validates() -> None:
     x, y = _blobs((6, 6), 5, seed=10)
-    head, sel = train.select_and_fit(x, y, 2, TrainConfig(l2=0.7))
+    head, sel = fitting.select_and_fit(x, y, 2, TrainConfig(l2=0.7))
     assert sel.l2 == 0.7 and [c["l2"] for c in sel.candidates] == [0.7] and sel.cv_folds == 5
     assert sel.method.startswith("L2 fixed at 0.7 (`l2`)")
     t = sel.calibration.temperature
-    assert np.array_equal(head.weights, train.calibrated(train.fit(x, y, 2, 0.7)[0], t).weights)
+    assert np.array_equal(head.weights, fitting.calibrated(fitting.fit(x, y, 2, 0.7)[0], t).weights)
 
 
 def test_tie_goes_to_the_stronger_l2(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -305,27 +306,27 @@ def test_tie_goes_to_the_stronger_l2(monkeypatch: pytest.MonkeyPatch) -> None:
         return ([{"l2": g, "cv_accuracy": 0.5, "cv_accuracy_std": 0.0, "cv_loss": 0.4} for g in grid],
                 [np.full((len(y), n), 0.5) for _ in grid])
 
-    monkeypatch.setattr(train, "cross_validate", flat)
-    assert train.select_and_fit(x, y, 2, TrainConfig(l2_grid=(0.01, 1.0, 0.1)))[1].l2 == 1.0
+    monkeypatch.setattr(fitting, "cross_validate", flat)
+    assert fitting.select_and_fit(x, y, 2, TrainConfig(l2_grid=(0.01, 1.0, 0.1)))[1].l2 == 1.0
 
 
 def test_select_needs_two_of_each_class_and_is_deterministic() -> None:
     x, y = _blobs((5, 1), 3)
     with pytest.raises(ValueError, match=r"^cross-validation needs at least 2 samples of every class$"):
-        train.select_and_fit(x, y, 2, TrainConfig())
+        fitting.select_and_fit(x, y, 2, TrainConfig())
     x2, y2 = _blobs((5, 2), 3)
-    assert train.select_and_fit(x2, y2, 2, TrainConfig())[1].cv_folds == 2
+    assert fitting.select_and_fit(x2, y2, 2, TrainConfig())[1].cv_folds == 2
     x, y = _blobs((9, 7), 6, seed=12)
     config = TrainConfig(seed=4)
-    a, sa = train.select_and_fit(x, y, 2, config)
-    b, sb = train.select_and_fit(x, y, 2, config)
+    a, sa = fitting.select_and_fit(x, y, 2, config)
+    b, sb = fitting.select_and_fit(x, y, 2, config)
     assert np.array_equal(a.weights, b.weights) and sa.candidates == sb.candidates
     assert config == TrainConfig(seed=4)  # the caller's options are not touched
-    _, sc = train.select_and_fit(x, y, 2, TrainConfig(seed=5))
+    _, sc = fitting.select_and_fit(x, y, 2, TrainConfig(seed=5))
     assert sc.candidates != sa.candidates  # the seed draws the folds
     xi, yi = _blobs((30, 6), 5, seed=14, spread=2.0)
-    head, _ = train.select_and_fit(xi, yi, 2, TrainConfig(l2=0.3, class_weight="none", calibrate=False))
-    assert np.array_equal(head.weights, train.fit(xi, yi, 2, 0.3, 0.1, "none")[0].weights)
+    head, _ = fitting.select_and_fit(xi, yi, 2, TrainConfig(l2=0.3, class_weight="none", calibrate=False))
+    assert np.array_equal(head.weights, fitting.fit(xi, yi, 2, 0.3, 0.1, "none")[0].weights)
 
 
 @pytest.mark.parametrize("l2", [1.0, 0.01])
@@ -338,25 +339,25 @@ def test_distorted_copies_stay_in_their_photos_fold(l2: float) -> None:
     x, y = _blobs((10, 10), 4, seed=13)
     src = np.repeat(np.arange(20), 2)
     copies = (x[src] + 0.01, y[src], src)
-    _, plain = train.select_and_fit(x, y, 2, TrainConfig(l2=l2))
-    head, sel = train.select_and_fit(x, y, 2, TrainConfig(l2=l2), extra=copies)
+    _, plain = fitting.select_and_fit(x, y, 2, TrainConfig(l2=l2))
+    head, sel = fitting.select_and_fit(x, y, 2, TrainConfig(l2=l2), extra=copies)
     assert sel.cv_loss == pytest.approx(plain.cv_loss, rel=0.005)
     assert sel.cv_loss != plain.cv_loss  # the copies were used
-    ref, _ = train.fit(np.concatenate([x, copies[0]]), np.concatenate([y, copies[1]]), 2, l2)
+    ref, _ = fitting.fit(np.concatenate([x, copies[0]]), np.concatenate([y, copies[1]]), 2, l2)
     # calibrated on the photos' own out-of-fold logits (never on a copy's)
     assert sel.calibration.count == 20
-    assert np.array_equal(head.weights, train.calibrated(ref, sel.calibration.temperature).weights)
+    assert np.array_equal(head.weights, fitting.calibrated(ref, sel.calibration.temperature).weights)
 
 
 def test_grouped_folds_keep_copies_together_and_change_nothing_else() -> None:
     y = np.repeat(np.arange(3), 14)
-    plain = train.stratified_folds(y, 5, 4)
+    plain = fitting.stratified_folds(y, 5, 4)
     ids = [f"p{i}" for i in range(len(y))]
-    assert np.array_equal(train.stratified_folds(y, 5, 4, ids), plain)
+    assert np.array_equal(fitting.stratified_folds(y, 5, 4, ids), plain)
     groups = list(ids)
     for a, b in ((0, 20), (3, 4), (3, 30), (41, 7)):
         groups[b] = groups[a]
-    folds = train.stratified_folds(y, 5, 4, groups)
+    folds = fitting.stratified_folds(y, 5, 4, groups)
     assert folds[20] == folds[0] == plain[0] and folds[4] == folds[30] == folds[3] == plain[3]
     assert folds[7] == plain[7] and folds[41] == plain[7]  # the group's first sample decides
     moved = {20, 4, 30, 41}
@@ -368,11 +369,11 @@ def test_byte_identical_copies_do_not_leak_across_folds() -> None:
     xx, yy = np.concatenate([x, x]), np.concatenate([y, y])  # every photo twice
     ids = [f"p{i}" for i in range(20)] * 2
     config = TrainConfig(l2=0.1)
-    leaky, _ = train.cross_validate(xx, yy, 2, config, (0.1,))
-    grouped, _ = train.cross_validate(xx, yy, 2, config, (0.1,), groups=ids)
+    leaky, _ = fitting.cross_validate(xx, yy, 2, config, (0.1,))
+    grouped, _ = fitting.cross_validate(xx, yy, 2, config, (0.1,), groups=ids)
     # a copy scored by a model trained on its twin looks better than it is
     assert grouped[0]["cv_loss"] > leaky[0]["cv_loss"] + 0.02  # measured: 0.216 against 0.184
-    same, _ = train.cross_validate(x, y, 2, config, (0.1,), groups=ids[:20])
-    assert same == train.cross_validate(x, y, 2, config, (0.1,))[0]
-    _, sel = train.select_and_fit(xx, yy, 2, config, groups=ids)
+    same, _ = fitting.cross_validate(x, y, 2, config, (0.1,), groups=ids[:20])
+    assert same == fitting.cross_validate(x, y, 2, config, (0.1,))[0]
+    _, sel = fitting.select_and_fit(xx, yy, 2, config, groups=ids)
     assert sel.cv_loss == grouped[0]["cv_loss"]

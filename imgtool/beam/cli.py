@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from imgtool.command import Command
-from imgtool.errors import EXIT_FAILED, UsageError
+from imgtool.cli.command import Command
+from imgtool.core.errors import EXIT_FAILED, UsageError
 
 BEAM_EPILOG = """\b
 Everything after `--` goes to Beam's PipelineOptions unchanged; an option Beam
@@ -84,7 +84,7 @@ def _common(f: Any) -> Any:
 
 
 def _report(res: Any, quiet: bool, what: str) -> None:
-    from imgtool import ui
+    from imgtool.core import ui
 
     ui.set_quiet(quiet)
     ui.info(f"{res.photos} photos {what}, {res.failed} failed, in {res.seconds:.1f} s; "
@@ -110,7 +110,7 @@ def _end_now(message: str, code: int) -> None:
 
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from imgtool.errors import NoWorkers
+    from imgtool.core.errors import NoWorkers
 
     try:
         return fn(*args, **kwargs)
@@ -216,7 +216,7 @@ def beam_features(model: str | None, src: str, prefix: str, overwrite: bool, bat
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m imgtool.beam ...` (what Dataflow templates run): the same commands."""
-    from imgtool.command import Group
+    from imgtool.cli.command import Group
 
     @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
     def root() -> None:

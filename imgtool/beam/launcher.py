@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgtool.beam.worker import ModelSpec
-from imgtool.bottlenecks import file_sha256
-from imgtool.errors import ModelError, Param, UsageError
+from imgtool.core.errors import ModelError, Param, UsageError
+from imgtool.runtime.bottlenecks import file_sha256
 
 if TYPE_CHECKING:
-    from imgtool.model import Purpose
+    from imgtool.models.recipe import Purpose
 
 LOCAL_RUNNER = "FnApiRunner"
 STAGING_DIR = ".imgtool-beam-staging"
 # the worker module and the imgtool modules it imports, pickled by value: workers need no imgtool
-BY_VALUE_MODULES = ("imgtool", "imgtool.errors", "imgtool.ui", "imgtool.images", "imgtool.engine",
+BY_VALUE_MODULES = ("imgtool", "imgtool.core.errors", "imgtool.core.ui", "imgtool.data.images", "imgtool.runtime.engine",
                     "imgtool.beam", "imgtool.beam.worker", "imgtool.beam.pipelines")
 
 
@@ -270,10 +270,10 @@ def prepare_model(ref: str | None, purpose: Purpose, root: str, labels_file: str
     .tflite: backbone + head.npz, the head applied in numpy on the worker; a single
     combined model.tflite export will simply take the first path). purpose "features":
     the backbone / feature-vector twin, with its bottleneck identity."""
-    from imgtool import bottlenecks
-    from imgtool.engine import LiteRTEngine
-    from imgtool.portable import runnable_parts
-    from imgtool.resolve import resolve
+    from imgtool.inference.portable import runnable_parts
+    from imgtool.models.resolve import resolve
+    from imgtool.runtime import bottlenecks
+    from imgtool.runtime.engine import LiteRTEngine
 
     model = resolve(ref, labels_file=labels_file, purpose=purpose)
     runnable, head = runnable_parts(model)
@@ -292,7 +292,7 @@ def prepare_model(ref: str | None, purpose: Purpose, root: str, labels_file: str
         return ModelSpec(model_uri, model_sha, input_size, value_range, "features", backbone_id=ident)
     # the output kind and the labels: the same decision `imgtool classify` makes, from the
     # model (record, TFLite metadata, graph), once - never from the photos of a run
-    from imgtool.classifier import Classifier
+    from imgtool.inference.classifier import Classifier
 
     classifier = Classifier(model, engine=engine if head is None else None)
     output = classifier.decision.kind

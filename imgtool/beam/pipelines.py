@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgtool.beam.worker import ModelSpec
-from imgtool.errors import NoWorkers, Param, PipelineError, UsageError, first_line
+from imgtool.core.errors import NoWorkers, Param, PipelineError, UsageError, first_line
 
 INPUT = Param("input")  # the parameter most messages here are about
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # as imgtool.images
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # as imgtool.data.images
 GLOB_CHARS = "*?["
 
 
@@ -277,7 +277,7 @@ def features_schema() -> Any:
         ("class", pa.string()),  # the first folder below ROOT
         ("sha256", pa.string()),  # of the file's content: the bottleneck cache key
         ("features", pa.list_(pa.float32())),  # null when the photo failed
-        ("backbone", pa.string()),  # imgtool.bottlenecks.backbone_id of the model
+        ("backbone", pa.string()),  # imgtool.runtime.bottlenecks.backbone_id of the model
         ("source", pa.string()),  # where the photo was read
         ("error", pa.string()),  # why the photo failed, else null
     ])

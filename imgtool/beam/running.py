@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from imgtool.errors import first_line
+from imgtool.core.errors import first_line
 
 CANCEL_WAIT = 20.0  # seconds given to the runner to confirm a cancel
 DEFAULT_WORKER_TIMEOUT = 120.0

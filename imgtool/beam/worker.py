@@ -39,10 +39,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
-from imgtool import images
-from imgtool.engine import HeadEngine, LiteRTEngine
-from imgtool.errors import ImgtoolError, first_line
-from imgtool.scores import OUTPUT_KINDS, softmax
+from imgtool.core.errors import ImgtoolError, first_line
+from imgtool.data import images
+from imgtool.numbers.scores import OUTPUT_KINDS, softmax
+from imgtool.runtime.engine import HeadEngine, LiteRTEngine
 
 METRICS_NAMESPACE = "imgtool"  # photos, failed, interpreters
 INFERENCE_METRICS_NAMESPACE = "imgtool.RunInference"  # Beam's own: num_inferences, inference_batch_latency...
@@ -61,7 +61,7 @@ class ModelSpec:
     labels: tuple[str, ...] = ()  # one per output index (classifiers)
     head_uri: str | None = None  # a retrained last layer: npz with weights [F, C], bias [C]
     head_sha256: str | None = None
-    backbone_id: str = ""  # features: imgtool.bottlenecks.backbone_id of the model
+    backbone_id: str = ""  # features: imgtool.runtime.bottlenecks.backbone_id of the model
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUT_KINDS:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from imgtool.errors import ModelError, Param, UsageError
-from imgtool.options import QUANTIZE_MODES, Quantize
+from imgtool.core.errors import ModelError, Param, UsageError
+from imgtool.core.options import QUANTIZE_MODES, Quantize
 from imgtool.tflite.writing import ModelEdit
 
 SOFTMAX_UINT8 = (1.0 / 256.0, 0)  # the only output quantization TFLite's uint8 SOFTMAX takes

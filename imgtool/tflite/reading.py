@@ -45,7 +45,7 @@ def _buffer(source: Source) -> Iterator[Any]:
     if isinstance(source, (bytes, bytearray, memoryview, mmap.mmap)):
         yield source
         return
-    from imgtool import files
+    from imgtool.core import files
 
     try:
         fh = files.open_regular(source)

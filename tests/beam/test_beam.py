@@ -48,8 +48,8 @@ def _records(prefix: Path, suffix: str = ".jsonl") -> list[dict]:
 
 
 def _classify_in_process(model: str, paths: list[str], k: int = 5) -> list[dict]:
-    from imgtool.classifier import Classifier
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
 
     clf = Classifier(resolve(model))
     return sorted((r.to_dict() for r in clf.classify(paths, top_k=k)), key=lambda r: r["path"])
@@ -87,9 +87,9 @@ def test_classify_flowers_scores_are_the_models_probabilities(mobilenet: str, fi
     "looks like probabilities" guess would softmax them a second time; Beam decides once
     from the graph (it ends in SOFTMAX) and reports the model's own probabilities, with
     imgtool's top-k order and rounding."""
-    from imgtool.classifier import Classifier, Result
-    from imgtool.images import decode
-    from imgtool.resolve import resolve
+    from imgtool.data.images import decode
+    from imgtool.inference.classifier import Classifier, Result
+    from imgtool.models.resolve import resolve
 
     src = tmp_path / "daisies"
     src.mkdir()
@@ -326,7 +326,7 @@ def test_features_then_retrain_equals_folder_retrain(embedder: str, fixtures: Pa
 
     rows = [r for s in sorted(glob.glob(f"{prefix}-*.parquet")) for r in pq.read_table(s).to_pylist()]
     assert len(rows) == 251
-    from imgtool import bottlenecks
+    from imgtool.runtime import bottlenecks
 
     by_path = {r["path"]: r for r in rows}
     broken = by_path["roses/broken.jpg"]
@@ -337,8 +337,8 @@ def test_features_then_retrain_equals_folder_retrain(embedder: str, fixtures: Pa
     assert row["class"] == "daisy" and row["sha256"] == bottlenecks.file_sha256(str(one))
     assert row["source"] == str(one) and len(row["features"]) == 1024 and row["error"] is None
     # the same vector `imgtool retrain` computes for its bottleneck cache
-    from imgtool.engine import LiteRTEngine
-    from imgtool.images import decode
+    from imgtool.data.images import decode
+    from imgtool.runtime.engine import LiteRTEngine
 
     want = LiteRTEngine(Path(embedder)).run(decode(str(one), (224, 224))[None])[0]
     assert np.array_equal(np.array(row["features"], dtype=np.float32), want)
@@ -392,7 +392,7 @@ def test_features_shards_of_another_backbone_are_refused(embedder: str, fixtures
 def test_output_kind_is_classifys_decision_from_the_model(mobilenet: str, embedder: str, tmp_path: Path) -> None:
     from imgtool.beam import launcher
     from imgtool.beam.worker import ModelSpec
-    from imgtool.errors import UsageError
+    from imgtool.core.errors import UsageError
 
     spec = launcher.prepare_model(mobilenet, "classify", str(tmp_path / "stage"))
     assert spec.output == "probabilities"  # its metadata and its last op (SOFTMAX) say so
@@ -407,7 +407,7 @@ def test_a_failure_inside_the_pipeline_is_one_line(mobilenet: str, photos: Path,
     from dataclasses import replace
 
     from imgtool.beam import launcher, pipelines
-    from imgtool.errors import PipelineError
+    from imgtool.core.errors import PipelineError
 
     launcher.register_by_value()
     spec = launcher.prepare_model(mobilenet, "classify", str(tmp_path / "stage"))
@@ -524,10 +524,10 @@ def test_installed_command_and_python_dash_m(mobilenet: str, photos: Path, tmp_p
 
 
 def test_plain_cli_and_import_imgtool_never_import_beam() -> None:
-    script = ("import sys, imgtool, imgtool.cli, imgtool.beam, imgtool.beam.cli\n"
+    script = ("import sys, imgtool, imgtool.cli.main, imgtool.beam, imgtool.beam.cli\n"
               "from click.testing import CliRunner\n"
-              "assert CliRunner().invoke(imgtool.cli.cli, ['beam', 'classify', '--help']).exit_code == 0\n"
-              "assert CliRunner().invoke(imgtool.cli.cli, ['--help']).exit_code == 0\n"
+              "assert CliRunner().invoke(imgtool.cli.main.cli, ['beam', 'classify', '--help']).exit_code == 0\n"
+              "assert CliRunner().invoke(imgtool.cli.main.cli, ['--help']).exit_code == 0\n"
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'pyarrow', 'tensorflow')))")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -539,9 +539,9 @@ def test_worker_top_k_ties_go_to_the_lower_index(mobilenet: str, fixtures: Path)
     Classifier.top_k: best first, ties to the lower index. Planted change this catches: the old
     argpartition + stable sort ([89, 700, 5, 984, 985] on the vector below)."""
     from imgtool.beam.worker import top_k
-    from imgtool.classifier import Classifier
-    from imgtool.images import decode
-    from imgtool.resolve import resolve
+    from imgtool.data.images import decode
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
 
     def by_rule(scores: np.ndarray, k: int) -> list[int]:
         return sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:k]

@@ -69,8 +69,8 @@ def test_s3_input_and_output_end_to_end(s3, mobilenet: str, photos: Path, tmp_pa
     got = sorted((json.loads(line) for k in shards
                   for line in client.get_object(Bucket="photos", Key=k)["Body"].read().decode().splitlines()),
                  key=lambda r: r["path"])
-    from imgtool.classifier import Classifier
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
 
     want = {Path(r.path).name: r.to_dict()
             for r in Classifier(resolve(mobilenet)).classify([str(photos / n) for n in names], top_k=3)}

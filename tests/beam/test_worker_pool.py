@@ -146,8 +146,8 @@ def test_classify_through_the_external_pool(pool, mobilenet: str, photos: Path, 
     assert seen and all(_loopback(a) for a in seen), seen  # the launcher listens on loopback only
     got = sorted((json.loads(line) for s in glob.glob(str(tmp_path / "out" / "x-*.jsonl"))
                   for line in Path(s).read_text().splitlines()), key=lambda r: r["path"])
-    from imgtool.classifier import Classifier
-    from imgtool.resolve import resolve
+    from imgtool.inference.classifier import Classifier
+    from imgtool.models.resolve import resolve
 
     want = sorted((r.to_dict() for r in Classifier(resolve(mobilenet)).classify([str(src)])), key=lambda r: r["path"])
     assert got == want
@@ -165,8 +165,8 @@ def test_features_through_the_external_pool(pool, embedder: str, flowers: Path, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     import pyarrow.parquet as pq
 
-    from imgtool.engine import LiteRTEngine
-    from imgtool.images import decode
+    from imgtool.data.images import decode
+    from imgtool.runtime.engine import LiteRTEngine
 
     rows = [r for s in sorted(glob.glob(str(tmp_path / "f" / "f-*.parquet"))) for r in pq.read_table(s).to_pylist()]
     assert sorted(r["path"] for r in rows) == sorted(f"{p.parent.name}/{p.name}" for p in data.rglob("*.jpg"))

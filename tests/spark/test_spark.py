@@ -92,8 +92,8 @@ def test_classify_paths_give_imgtool_classifys_records(spark, mobilenet: str, ph
 
 def test_classify_binary_file_content_gives_the_same_records(spark, mobilenet: str, fixtures: Path,
                                                              photo_set: dict) -> None:
+    from imgtool.core.store import sha256_file
     from imgtool.spark import classify_udf
-    from imgtool.store import sha256_file
 
     shutil.copy(fixtures / "imagenet" / "images" / "parrot.jpg", photo_set["extra"] / "parrot.jpg")
     udf = classify_udf(mobilenet)  # a second UDF of the same model: shipped once (same sha256 name)
@@ -142,10 +142,10 @@ def test_a_loaded_model_and_rows_that_are_not_photos(spark, mobilenet: str, phot
 
 def test_features_are_retrains_bottlenecks(spark, embedder: str, photo_set: dict, tmp_path: Path) -> None:
     """features_udf gives each photo the vector imgtool retrain computes and caches."""
-    from imgtool.bottlenecks import BottleneckCache, extract
-    from imgtool.resolve import resolve
+    from imgtool.core.store import sha256_file
+    from imgtool.models.resolve import resolve
+    from imgtool.runtime.bottlenecks import BottleneckCache, extract
     from imgtool.spark import features_udf
-    from imgtool.store import sha256_file
 
     paths = [*photo_set["flowers"][::10], str(photo_set["extra"] / "broken.jpg")]
     engine = resolve(embedder, purpose="features").engine()
@@ -173,8 +173,8 @@ def test_a_retrained_folder_ships_its_backbone_and_head(spark, embedder: str, fi
     """A folder written by `imgtool retrain` (here without TensorFlow: no TF exports) runs
     on the executors as backbone.tflite + head.npz, both shipped, with classify's records."""
     import imgtool
+    from imgtool.core.store import sha256_file
     from imgtool.spark import classify_udf
-    from imgtool.store import sha256_file
 
     data = tmp_path / "data"
     for cls in ("daisy", "roses"):

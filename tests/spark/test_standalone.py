@@ -47,7 +47,7 @@ def test_standalone_cluster_gives_classifys_records_on_loopback_only(standalone:
 def test_shipping_by_sparkfiles_needs_a_session(spark_processes: None, mobilenet: str) -> None:
     from pyspark.sql import SparkSession
 
-    from imgtool.errors import UsageError
+    from imgtool.core.errors import UsageError
     from imgtool.spark import classify_udf
 
     assert SparkSession.getActiveSession() is None

@@ -1,0 +1,1 @@
+"""The command line: parses, calls the public API (imgtool/api.py), prints."""

@@ -1,1 +1,0 @@
-"""The model catalog (catalog.json), shipped inside the wheel as `imgtool.models`."""

@@ -1,0 +1,1 @@
+"""What the tests share: generated models, loopback servers, corpora, golden files."""
