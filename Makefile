@@ -66,8 +66,9 @@ test-install:       ## build the wheel, install it without extras into a fresh v
 bench:              ## benchmarks (~7 min; BENCH_ARGS=--quick ~3 min); figures go to BENCHMARKS.md by hand, with date and machine
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
-lint:               ## ruff (imgtool/ and tests/) and mypy (imgtool/); both installed by make install
+lint:               ## ruff (check and format, imgtool/ and tests/) and mypy (imgtool/); installed by make install
 	$(PY) -m ruff check imgtool/ tests/
+	$(PY) -m ruff format --check imgtool/ tests/
 	$(PY) -m mypy imgtool/
 
 clean:

@@ -99,16 +99,27 @@ class Model:
         if value == "auto":
             found = self.suggested_min_score
             if found is None:
-                raise UsageError(f"min_score auto: {self.ref} records no suggested minimum score (only models "
-                                 "retrained by this imgtool do, when a threshold reached 95% precision); give a number "
-                                 "or retrain the model", parameter="min_score", model=self.ref)
+                raise UsageError(
+                    f"min_score auto: {self.ref} records no suggested minimum score (only models "
+                    "retrained by this imgtool do, when a threshold reached 95% precision); give a number "
+                    "or retrain the model",
+                    parameter="min_score",
+                    model=self.ref,
+                )
             return found
         if isinstance(value, str) or not 0 <= value <= 1:
             raise UsageError(f"min_score {value!r}: give a score between 0 and 1, or auto", parameter="min_score")
         return float(value)
 
-    def classify_iter(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
-                      progress: ui.ProgressCallback | None = None) -> Iterator[Result]:
+    def classify_iter(
+        self,
+        inputs: Any,
+        top_k: int = 5,
+        *,
+        batch_size: int = 8,
+        min_score: float | str | None = None,
+        progress: ui.ProgressCallback | None = None,
+    ) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
         from imgtool.core.options import ClassifyOptions, check_value
 
@@ -121,8 +132,15 @@ class Model:
                 tracker.update(1)
                 yield res if threshold is None else res.with_min_score(threshold)
 
-    def classify(self, inputs: Any, top_k: int = 5, *, batch_size: int = 8, min_score: float | str | None = None,
-                 progress: ui.ProgressCallback | None = None) -> list[Result]:
+    def classify(
+        self,
+        inputs: Any,
+        top_k: int = 5,
+        *,
+        batch_size: int = 8,
+        min_score: float | str | None = None,
+        progress: ui.ProgressCallback | None = None,
+    ) -> list[Result]:
         """Classify `inputs`: a path (an image file, or a folder searched recursively), a
         PIL image, a uint8 array (HxWx3 RGB, HxWx4 RGBA or HxW gray), or a list of these.
 
@@ -134,10 +152,17 @@ class Model:
         return list(self.classify_iter(inputs, top_k, batch_size=batch_size, min_score=min_score, progress=progress))
 
 
-def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] | None = None,
-               scores: Scores = "auto", input_size: tuple[int, int] | None = None,
-               value_range: tuple[float, float] | None = None, input_tensor: str | None = None,
-               output_tensor: str | None = None, progress: ui.ProgressCallback | None = None) -> Model:
+def load_model(
+    ref: PathLike | None = None,
+    *,
+    labels: PathLike | Sequence[str] | None = None,
+    scores: Scores = "auto",
+    input_size: tuple[int, int] | None = None,
+    value_range: tuple[float, float] | None = None,
+    input_tensor: str | None = None,
+    output_tensor: str | None = None,
+    progress: ui.ProgressCallback | None = None,
+) -> Model:
     """Load a classifier, downloading (and converting) it once if needed.
 
     `ref`: a catalog name (`list_models()`), a .tflite file, a SavedModel folder, a .pb
@@ -147,14 +172,28 @@ def load_model(ref: PathLike | None = None, *, labels: PathLike | Sequence[str] 
     outputs ("auto": decided from the model). `input_size` (height, width),
     `value_range` (pixel 0..255 mapped linearly to lo..hi), `input_tensor` and
     `output_tensor` (frozen graphs) describe models that do not say."""
-    model = _resolve(ref, labels=labels, purpose="classify", input_size=input_size, value_range=value_range,
-                     tensors=(input_tensor, output_tensor), progress=progress)
+    model = _resolve(
+        ref,
+        labels=labels,
+        purpose="classify",
+        input_size=input_size,
+        value_range=value_range,
+        tensors=(input_tensor, output_tensor),
+        progress=progress,
+    )
     return Model(_classifier(model, scores))
 
 
-def classify(inputs: Any, model: PathLike | Model | None = None, top_k: int = 5, *,
-             labels: PathLike | Sequence[str] | None = None, scores: Scores = "auto", batch_size: int = 8,
-             progress: ui.ProgressCallback | None = None) -> list[Result]:
+def classify(
+    inputs: Any,
+    model: PathLike | Model | None = None,
+    top_k: int = 5,
+    *,
+    labels: PathLike | Sequence[str] | None = None,
+    scores: Scores = "auto",
+    batch_size: int = 8,
+    progress: ui.ProgressCallback | None = None,
+) -> list[Result]:
     """One call: load `model` (any `load_model` reference, or a loaded `Model`; default
     $IMGTOOL_MODEL, else inception_v3) and classify `inputs` with it, as `Model.classify`
     does: one `Result` per image, in order. To classify again, keep the model:
@@ -168,9 +207,16 @@ def classify(inputs: Any, model: PathLike | Model | None = None, top_k: int = 5,
     return loaded.classify(inputs, top_k, batch_size=batch_size, progress=progress)
 
 
-def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, purpose: Purpose,
-             input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
-             tensors: tuple[str | None, str | None], progress: ui.ProgressCallback | None) -> Recipe:
+def _resolve(
+    ref: PathLike | None,
+    *,
+    labels: PathLike | Sequence[str] | None,
+    purpose: Purpose,
+    input_size: tuple[int, int] | None,
+    value_range: tuple[float, float] | None,
+    tensors: tuple[str | None, str | None],
+    progress: ui.ProgressCallback | None,
+) -> Recipe:
     from imgtool.models.resolve import resolve
 
     given: list[str] | None = None
@@ -182,8 +228,14 @@ def _resolve(ref: PathLike | None, *, labels: PathLike | Sequence[str] | None, p
         if not given or not all(isinstance(x, str) for x in given):
             raise UsageError("labels: " + Advice.GIVE_LABELS + ", or a non-empty list of strings", parameter="labels")
     with ui.reporting(progress):
-        model = resolve(None if ref is None else os.fspath(ref), labels_file=labels_file, purpose=purpose,
-                        input_size=input_size, value_range=value_range, tensors=tensors)
+        model = resolve(
+            None if ref is None else os.fspath(ref),
+            labels_file=labels_file,
+            purpose=purpose,
+            input_size=input_size,
+            value_range=value_range,
+            tensors=tensors,
+        )
     if given is not None:
         model.labels = given
     return model
@@ -203,10 +255,15 @@ def model_labels(ref: PathLike | None = None, **kwargs: Any) -> list[str] | None
     A feature extractor is a UsageError, in classify's words (it has no labels to give)."""
     from imgtool.inference.classifier import feature_extractor_message, is_feature_extractor
 
-    model = _resolve(ref, labels=kwargs.get("labels"), purpose="labels", input_size=kwargs.get("input_size"),
-                     value_range=kwargs.get("value_range"),
-                     tensors=(kwargs.get("input_tensor"), kwargs.get("output_tensor")),
-                     progress=kwargs.get("progress"))
+    model = _resolve(
+        ref,
+        labels=kwargs.get("labels"),
+        purpose="labels",
+        input_size=kwargs.get("input_size"),
+        value_range=kwargs.get("value_range"),
+        tensors=(kwargs.get("input_tensor"), kwargs.get("output_tensor")),
+        progress=kwargs.get("progress"),
+    )
     width = is_feature_extractor(model)
     if width is not None:  # no labels because it has none to give: the same words as classify
         raise UsageError(feature_extractor_message(model.ref, width), model=model.ref)
@@ -241,8 +298,10 @@ def retrain(folder: PathLike | None, *, progress: ui.ProgressCallback | None = N
     check_retrain(opts)
     if opts.features is not None:
         opts.image_dir = _shards_root(opts.features)  # recorded as the model's source, as for a folder run
-        ui.info("Training from feature shards: no photo is read; report thumbnails show only photos still "
-                "readable at the path recorded in the shards")
+        ui.info(
+            "Training from feature shards: no photo is read; report thumbnails show only photos still "
+            "readable at the path recorded in the shards"
+        )
     if opts.summaries_dir is not None and not _summaries_installed():
         raise UsageError(Param("summaries_dir") + f" needs TensorBoard, which is not installed; {SUMMARIES_HINT}")
     if opts.model is None:
@@ -268,9 +327,15 @@ def _shards_root(features: str) -> Path:
     return Path(dataset_root(features))
 
 
-def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores = "auto",
-             labels: PathLike | Sequence[str] | None = None, min_accuracy: float | None = None,
-             progress: ui.ProgressCallback | None = None) -> Evaluation:
+def evaluate(
+    model: PathLike | Model | None,
+    folder: PathLike,
+    *,
+    scores: Scores = "auto",
+    labels: PathLike | Sequence[str] | None = None,
+    min_accuracy: float | None = None,
+    progress: ui.ProgressCallback | None = None,
+) -> Evaluation:
     """Score a classifier on a labelled folder (one sub-folder per class, named after
     the model's labels). `model`: a loaded `Model` or a reference for `load_model`.
 
@@ -287,18 +352,27 @@ def evaluate(model: PathLike | Model | None, folder: PathLike, *, scores: Scores
     check_value(EvaluateOptions, "min_accuracy", min_accuracy)
     if isinstance(model, Model) and (scores != "auto" or labels is not None):
         raise UsageError("scores and labels belong to load_model; a loaded model already has them")
-    loaded = model if isinstance(model, Model) else load_model(model, scores=scores, labels=labels,
-                                                               progress=progress)
+    loaded = model if isinstance(model, Model) else load_model(model, scores=scores, labels=labels, progress=progress)
     with ui.reporting(progress):
         ev = evaluate_folder(loaded.classifier, Path(folder))
     ev.below_minimum = metrics.below_minimum(ev.accuracy, min_accuracy)
     return ev
 
 
-def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, validation_percent: float = 10.0,
-          test_percent: float = 10.0, validation_dir: PathLike | None = None, test_dir: PathLike | None = None,
-          input_size: tuple[int, int] | None = None, value_range: tuple[float, float] | None = None,
-          bottleneck_dir: PathLike | None = None, progress: ui.ProgressCallback | None = None) -> AuditResult:
+def audit(
+    folder: PathLike,
+    *,
+    model: PathLike | None = None,
+    seed: int = 0,
+    validation_percent: float = 10.0,
+    test_percent: float = 10.0,
+    validation_dir: PathLike | None = None,
+    test_dir: PathLike | None = None,
+    input_size: tuple[int, int] | None = None,
+    value_range: tuple[float, float] | None = None,
+    bottleneck_dir: PathLike | None = None,
+    progress: ui.ProgressCallback | None = None,
+) -> AuditResult:
     """What is wrong with a labelled `folder` (the layouts `retrain` reads), before or
     without training, over the backbone `model` (default as for `retrain`), sharing
     retrain's feature cache and cross-validation.
@@ -315,15 +389,23 @@ def audit(folder: PathLike, *, model: PathLike | None = None, seed: int = 0, val
     check_value(RetrainOptions, "validation_percent", validation_percent)  # retrain's splits, retrain's ranges
     check_value(RetrainOptions, "test_percent", test_percent)
     with ui.reporting(progress):
-        return run(Path(folder), os.fspath(model) if model else settings.current().backbone,
-                   validation_dir=None if validation_dir is None else Path(validation_dir),
-                   test_dir=None if test_dir is None else Path(test_dir), validation_percent=validation_percent,
-                   test_percent=test_percent, seed=seed, input_size=input_size, value_range=value_range,
-                   bottleneck_dir=None if bottleneck_dir is None else Path(bottleneck_dir))
+        return run(
+            Path(folder),
+            os.fspath(model) if model else settings.current().backbone,
+            validation_dir=None if validation_dir is None else Path(validation_dir),
+            test_dir=None if test_dir is None else Path(test_dir),
+            validation_percent=validation_percent,
+            test_percent=test_percent,
+            seed=seed,
+            input_size=input_size,
+            value_range=value_range,
+            bottleneck_dir=None if bottleneck_dir is None else Path(bottleneck_dir),
+        )
 
 
-def export_model(model_dir: PathLike, quantize: Quantize = "none",
-                 output: PathLike | None = None, force: bool = False) -> list[ExportResult]:
+def export_model(
+    model_dir: PathLike, quantize: Quantize = "none", output: PathLike | None = None, force: bool = False
+) -> list[ExportResult]:
     """Write a single .tflite (TFLite metadata and labels inside) for a folder written by
     `retrain`: the float `model.tflite` always (the reference for accuracy), and with
     `quantize` ("dynamic", "float16", "int8") the quantized file too, at `output` or

@@ -40,8 +40,15 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "other":
             return {"name": self.name, "key": self.key, "cached": self.cached, "kind": self.kind, "bytes": self.bytes}
-        return {"name": self.name, "description": self.description, "cached": self.cached, "kind": self.kind,
-                "bytes": self.bytes, "embedded": self.embedded, "purpose": self.purpose}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "cached": self.cached,
+            "kind": self.kind,
+            "bytes": self.bytes,
+            "embedded": self.embedded,
+            "purpose": self.purpose,
+        }
 
 
 def list_models() -> list[ModelInfo]:
@@ -56,13 +63,23 @@ def list_models() -> list[ModelInfo]:
     out = []
     for name, cfg in load_catalog().items():
         if cfg.embedded:
-            out.append(ModelInfo(name, cfg.description, "catalog", False, cfg.size or 0, embedded=True,
-                                 purpose=cfg.purpose))
+            out.append(
+                ModelInfo(name, cfg.description, "catalog", False, cfg.size or 0, embedded=True, purpose=cfg.purpose)
+            )
             continue
         entry = cached.pop(name, None)
-        out.append(ModelInfo(name, cfg.description, "catalog", bool(entry and entry.ok),
-                             entry.bytes if entry else 0, name if entry else None,
-                             entry.problem if entry else None, purpose=cfg.purpose))
+        out.append(
+            ModelInfo(
+                name,
+                cfg.description,
+                "catalog",
+                bool(entry and entry.ok),
+                entry.bytes if entry else 0,
+                name if entry else None,
+                entry.problem if entry else None,
+                purpose=cfg.purpose,
+            )
+        )
     for key, e in cached.items():
         out.append(ModelInfo(e.name, e.url or "", "other", e.ok, e.bytes, key, e.problem))
     return out
@@ -76,8 +93,9 @@ def list_caches() -> list[CacheInfo]:
     return [caches.info(name) for name in caches.CACHES]
 
 
-def download_model(ref: PathLike | None = None, *, features: bool = False,
-                   progress: ui.ProgressCallback | None = None) -> ModelInfo:
+def download_model(
+    ref: PathLike | None = None, *, features: bool = False, progress: ui.ProgressCallback | None = None
+) -> ModelInfo:
     """Download (and convert) a model into the cache now, e.g. while building a CI image,
     so later runs need no network. `features`: also the feature-vector twin `retrain`
     uses. `ref` as for `load_model`. Returns what is now cached."""
@@ -93,13 +111,31 @@ def download_model(ref: PathLike | None = None, *, features: bool = False,
     entry = model.entry
     catalog = load_catalog()
     if model.config.embedded:  # nothing to download: it ships with imgtool
-        return ModelInfo(model.ref, model.config.description, "catalog", False, model.config.size or 0, None, None,
-                         model.tflite, "litert", embedded=True, purpose=model.config.purpose)
-    return ModelInfo(model.ref, model.config.description, "catalog" if model.ref in catalog else "other",
-                     True, store.dir_size(entry) if entry is not None and entry.is_dir() else 0,
-                     entry.name if entry is not None else None, None, entry,
-                     "tensorflow" if model.tflite is None else "litert",
-                     purpose=catalog[model.ref].purpose if model.ref in catalog else None)
+        return ModelInfo(
+            model.ref,
+            model.config.description,
+            "catalog",
+            False,
+            model.config.size or 0,
+            None,
+            None,
+            model.tflite,
+            "litert",
+            embedded=True,
+            purpose=model.config.purpose,
+        )
+    return ModelInfo(
+        model.ref,
+        model.config.description,
+        "catalog" if model.ref in catalog else "other",
+        True,
+        store.dir_size(entry) if entry is not None and entry.is_dir() else 0,
+        entry.name if entry is not None else None,
+        None,
+        entry,
+        "tensorflow" if model.tflite is None else "litert",
+        purpose=catalog[model.ref].purpose if model.ref in catalog else None,
+    )
 
 
 def model_path(ref: str | None = None) -> Path:
@@ -126,8 +162,9 @@ def model_path(ref: str | None = None) -> Path:
         refs.parse(ref, load_catalog())
     except ModelNotFoundError as err:  # nothing that download_model could fetch
         raise ModelNotFoundError(f"{ref} is not in the cache, and cannot be fetched: " + err.text, model=ref) from None
-    raise ModelNotFoundError(f"{ref} is not in the cache ({store.models_dir()}); " + Call("download_model", ref)
-                             + " fetches it", model=ref)
+    raise ModelNotFoundError(
+        f"{ref} is not in the cache ({store.models_dir()}); " + Call("download_model", ref) + " fetches it", model=ref
+    )
 
 
 @dataclass(frozen=True)
@@ -157,13 +194,15 @@ def remove_models(names: Iterable[str]) -> list[Removed]:
     catalog = load_catalog()
     shipped = [n for n in names if n in catalog and catalog[n].embedded]
     if shipped:
-        raise UsageError(f"{', '.join(shipped)} {'ships' if len(shipped) == 1 else 'ship'} with imgtool (inside the "
-                         "package, not in the cache) and cannot be removed")
+        raise UsageError(
+            f"{', '.join(shipped)} {'ships' if len(shipped) == 1 else 'ship'} with imgtool (inside the "
+            "package, not in the cache) and cannot be removed"
+        )
     out: list[Removed] = []
     missing = []
     for name in names:
         if name in caches.CACHES or name == "all":
-            for cache in (caches.CACHES if name == "all" else (name,)):
+            for cache in caches.CACHES if name == "all" else (name,):
                 gone = caches.remove(cache)
                 if gone is not None:
                     out.append(Removed(cache, "cache", gone.bytes, gone.entries))

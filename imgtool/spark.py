@@ -73,16 +73,24 @@ CLASSIFY_SCHEMA = "labels array<string>, scores array<double>, indexes array<int
 FEATURES_SCHEMA = "features array<float>, error string"
 STAGING = "spark-files"  # under imgtool's tmp folder: the driver's copies named by sha256, for addFile
 NO_PHOTO = "no photo (the row's path or content is null)"
-FOLDER = ("is a folder, not a photo; give one photo per row (spark.read.format('binaryFile') "
-          "with recursiveFileLookup lists a folder's photos)")
+FOLDER = (
+    "is a folder, not a photo; give one photo per row (spark.read.format('binaryFile') "
+    "with recursiveFileLookup lists a folder's photos)"
+)
 
 
 def classify_schema() -> Any:
     """The StructType `classify_udf` returns (CLASSIFY_SCHEMA)."""
     from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StringType, StructField, StructType
 
-    return StructType([StructField("labels", ArrayType(StringType())), StructField("scores", ArrayType(DoubleType())),
-                       StructField("indexes", ArrayType(IntegerType())), StructField("error", StringType())])
+    return StructType(
+        [
+            StructField("labels", ArrayType(StringType())),
+            StructField("scores", ArrayType(DoubleType())),
+            StructField("indexes", ArrayType(IntegerType())),
+            StructField("error", StringType()),
+        ]
+    )
 
 
 def features_schema() -> Any:
@@ -111,15 +119,24 @@ class Shipped:
     def engine(self, threads: int) -> Engine:
         from imgtool.inference.portable import open_engine
 
-        return open_engine(self.model, self.local(self.tflite), None if self.head is None else self.local(self.head),
-                           threads)
+        return open_engine(
+            self.model, self.local(self.tflite), None if self.head is None else self.local(self.head), threads
+        )
 
 
 # ---------------------------------------------------------------- the UDFs
 
-def classify_udf(model: PathLike | LoadedModel | None = None, top_k: int = 5, *,
-                 labels: PathLike | list[str] | None = None, scores: Scores = "auto", batch_size: int = 8,
-                 ship: Ship = "sparkfiles", spark: Any = None) -> Any:
+
+def classify_udf(
+    model: PathLike | LoadedModel | None = None,
+    top_k: int = 5,
+    *,
+    labels: PathLike | list[str] | None = None,
+    scores: Scores = "auto",
+    batch_size: int = 8,
+    ship: Ship = "sparkfiles",
+    spark: Any = None,
+) -> Any:
     """A predict_batch_udf classifying each row's photo (a path or binary content) as
     `imgtool classify` does, into CLASSIFY_SCHEMA. `model`: a reference as for
     `imgtool.load_model` (then `labels` and `scores` as there) or a loaded
@@ -142,8 +159,14 @@ def classify_udf(model: PathLike | LoadedModel | None = None, top_k: int = 5, *,
     portable = from_classifier(loaded.classifier)
     shipped = _ship(portable, ship, spark)
     k = min(top_k, portable.width)
-    log.info("classify_udf: %s (%s), top %d, batches of %d, shipped by %s", portable.ref, portable.output, k,
-             batch_size, ship)
+    log.info(
+        "classify_udf: %s (%s), top %d, batches of %d, shipped by %s",
+        portable.ref,
+        portable.output,
+        k,
+        batch_size,
+        ship,
+    )
 
     def make_predict_fn() -> Callable[[np.ndarray], dict[str, np.ndarray]]:
         engine = shipped.engine(_task_cpus())
@@ -152,8 +175,9 @@ def classify_udf(model: PathLike | LoadedModel | None = None, top_k: int = 5, *,
     return _predict_batch_udf(make_predict_fn, classify_schema(), batch_size)
 
 
-def features_udf(model: PathLike | None = None, *, batch_size: int = 8, ship: Ship = "sparkfiles",
-                 spark: Any = None) -> Any:
+def features_udf(
+    model: PathLike | None = None, *, batch_size: int = 8, ship: Ship = "sparkfiles", spark: Any = None
+) -> Any:
     """A predict_batch_udf giving each row's photo (a path or binary content) its
     backbone feature vector, into FEATURES_SCHEMA: the vector `imgtool retrain` computes
     for that photo with the same model. `model`: a feature extractor (a
@@ -163,8 +187,15 @@ def features_udf(model: PathLike | None = None, *, batch_size: int = 8, ship: Sh
     from imgtool.inference.portable import for_features
 
     _check_batch_size(batch_size)
-    resolved = api._resolve(model, labels=None, purpose="features", input_size=None,  # noqa: SLF001
-                            value_range=None, tensors=(None, None), progress=None)
+    resolved = api._resolve(
+        model,
+        labels=None,
+        purpose="features",
+        input_size=None,  # noqa: SLF001
+        value_range=None,
+        tensors=(None, None),
+        progress=None,
+    )
     portable = for_features(resolved)
     shipped = _ship(portable, ship, spark)
     log.info("features_udf: %s, batches of %d, shipped by %s", portable.ref, batch_size, ship)
@@ -197,16 +228,17 @@ def _task_cpus() -> int:
 
 # ---------------------------------------------------------------- the driver: shipping the model
 
+
 def _ship(model: PortableModel, ship: str, spark: Any) -> Shipped:
     if ship not in SHIP_MODES:
         raise UsageError(f"ship {ship!r}: choose sparkfiles or path")
     if ship == "path":
-        return Shipped(model, "path", str(model.tflite.resolve()),
-                       None if model.head is None else str(model.head.resolve()))
+        return Shipped(
+            model, "path", str(model.tflite.resolve()), None if model.head is None else str(model.head.resolve())
+        )
     sc = _spark_context(spark)
     names: list[str | None] = []
-    for path, sha, suffix in ((model.tflite, model.tflite_sha256, ".tflite"),
-                              (model.head, model.head_sha256, ".npz")):
+    for path, sha, suffix in ((model.tflite, model.tflite_sha256, ".tflite"), (model.head, model.head_sha256, ".npz")):
         if path is None or sha is None:
             names.append(None)
             continue
@@ -225,14 +257,18 @@ def _spark_context(spark: Any) -> Any:
 
         spark = SparkSession.getActiveSession()
     if spark is None:
-        raise UsageError("no active SparkSession: start one (SparkSession.builder.getOrCreate()) before making "
-                         "the UDF, or pass spark=, or ship='path' with the model on storage every executor reads")
+        raise UsageError(
+            "no active SparkSession: start one (SparkSession.builder.getOrCreate()) before making "
+            "the UDF, or pass spark=, or ship='path' with the model on storage every executor reads"
+        )
     try:
         return spark.sparkContext
     except Exception:  # noqa: BLE001 - Spark Connect: PySparkNotImplementedError, no SparkContext
-        raise UsageError("this SparkSession has no SparkContext (Spark Connect), so the model cannot be shipped "
-                         "with addFile; use ship='path' with the model on storage every executor reads "
-                         "(e.g. a Databricks volume)") from None
+        raise UsageError(
+            "this SparkSession has no SparkContext (Spark Connect), so the model cannot be shipped "
+            "with addFile; use ship='path' with the model on storage every executor reads "
+            "(e.g. a Databricks volume)"
+        ) from None
 
 
 def _added(sc: Any) -> set[str]:
@@ -264,6 +300,7 @@ def _stage(path: Path, sha256: str, suffix: str) -> Path:
 
 
 # ---------------------------------------------------------------- the executors: one batch
+
 
 def pixels(item: Any, size: tuple[int, int]) -> tuple[np.ndarray | None, str | None]:
     """One row's photo decoded by imgtool.data.images (`imgtool classify`'s decoder), or why
@@ -333,6 +370,7 @@ def _features_batch(model: PortableModel, engine: Engine, items: np.ndarray) -> 
 
 # ---------------------------------------------------------------- reading rows back
 
+
 def classify_record(path: str | None, pred: Any) -> dict[str, Any]:
     """A `classify_udf` row as the `imgtool classify --format jsonl` record: {"path",
     "predictions": [{"label", "score", "index"}]} or {"path", "error"}. `pred` is the
@@ -340,6 +378,10 @@ def classify_record(path: str | None, pred: Any) -> dict[str, Any]:
     get = pred.asDict() if hasattr(pred, "asDict") else dict(pred)
     if get["error"] is not None:
         return {"path": path, "error": get["error"]}
-    return {"path": path, "predictions": [{"label": label, "score": score, "index": index}
-                                          for label, score, index in zip(get["labels"], get["scores"],
-                                                                         get["indexes"])]}
+    return {
+        "path": path,
+        "predictions": [
+            {"label": label, "score": score, "index": index}
+            for label, score, index in zip(get["labels"], get["scores"], get["indexes"])
+        ],
+    }

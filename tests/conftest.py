@@ -30,8 +30,17 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     """No test touches the real cache; no test inherits the user's settings."""
     home = tmp_path_factory.mktemp("imgtool-home")
     monkeypatch.setenv("IMGTOOL_HOME", str(home))
-    for var in ("IMGTOOL_OFFLINE", "IMGTOOL_MODEL", "IMGTOOL_CATALOG", "HTTP_PROXY", "HTTPS_PROXY",
-                "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+    for var in (
+        "IMGTOOL_OFFLINE",
+        "IMGTOOL_MODEL",
+        "IMGTOOL_CATALOG",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("IMGTOOL_TIMEOUT", "3")

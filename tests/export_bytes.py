@@ -43,16 +43,36 @@ def _inputs(root: Path) -> tuple[Path, Path]:
 
 def build(imgtool: str, out: Path) -> None:
     backbone, colours = _inputs(out.parent / "inputs")
-    env = {**os.environ, "IMGTOOL_HOME": str(out / "home"), "IMGTOOL_NO_PROGRESS": "1", "IMGTOOL_OFFLINE": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    runs = [("flowers", FIXTURES / "flowers-mini", EMBEDDER, []),
-            ("tf", colours, backbone, ["--epochs", "100", "--learning-rate", "0.01"]),
-            ("tf-no-export", colours, backbone, ["--epochs", "100", "--learning-rate", "0.01", "--no-export"])]
+    env = {
+        **os.environ,
+        "IMGTOOL_HOME": str(out / "home"),
+        "IMGTOOL_NO_PROGRESS": "1",
+        "IMGTOOL_OFFLINE": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    runs = [
+        ("flowers", FIXTURES / "flowers-mini", EMBEDDER, []),
+        ("tf", colours, backbone, ["--epochs", "100", "--learning-rate", "0.01"]),
+        ("tf-no-export", colours, backbone, ["--epochs", "100", "--learning-rate", "0.01", "--no-export"]),
+    ]
     for name, photos, model, extra in runs:
         for q in QUANTIZE:
             dest = out / f"{name}-{q}"
-            cmd = [imgtool, "retrain", str(photos), "-m", str(model), "-o", str(dest), "--quantize", q,
-                   "--seed", "0", "--force", *extra]
+            cmd = [
+                imgtool,
+                "retrain",
+                str(photos),
+                "-m",
+                str(model),
+                "-o",
+                str(dest),
+                "--quantize",
+                q,
+                "--seed",
+                "0",
+                "--force",
+                *extra,
+            ]
             res = subprocess.run(cmd, env=env, capture_output=True, text=True)
             print(f"{dest.name}: exit {res.returncode}", file=sys.stderr)
             if res.returncode:
@@ -60,10 +80,10 @@ def build(imgtool: str, out: Path) -> None:
 
 
 def compare(a: Path, b: Path) -> int:
-    names = sorted({p.relative_to(a) for p in a.glob("*/*") if p.suffix in (".tflite", ".npz")
-                    and p.parent.name != "home"}
-                   | {p.relative_to(b) for p in b.glob("*/*") if p.suffix in (".tflite", ".npz")
-                      and p.parent.name != "home"})
+    names = sorted(
+        {p.relative_to(a) for p in a.glob("*/*") if p.suffix in (".tflite", ".npz") and p.parent.name != "home"}
+        | {p.relative_to(b) for p in b.glob("*/*") if p.suffix in (".tflite", ".npz") and p.parent.name != "home"}
+    )
     bad = 0
     for rel in names:
         if not (a / rel).is_file() or not (b / rel).is_file():

@@ -27,10 +27,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_FEATURES = [f"tests/test_features.py::{name}" for name in (
-    "test_walk_order_is_the_folder_scan_order", "test_read_shards_orders_rows_and_lists_failures",
-    "test_training_set_splits_like_a_folder_run", "test_inconsistent_shards_are_refused",
-    "test_missing_damaged_and_foreign_shards", "test_retrain_source_usage_errors")]
+_FEATURES = [
+    f"tests/test_features.py::{name}"
+    for name in (
+        "test_walk_order_is_the_folder_scan_order",
+        "test_read_shards_orders_rows_and_lists_failures",
+        "test_training_set_splits_like_a_folder_run",
+        "test_inconsistent_shards_are_refused",
+        "test_missing_damaged_and_foreign_shards",
+        "test_retrain_source_usage_errors",
+    )
+]
 
 # each module's own library tests (heavy ones are deselected by pytest_add_cli_args)
 TESTS: dict[str, list[str]] = {
@@ -64,7 +71,10 @@ def _array(name: str, items: list[str]) -> str:
 
 def _configure(pyproject: str, module: str) -> str:
     """[tool.mutmut] of `pyproject` with only `module` mutated and only its tests selected."""
-    for name, items in (("only_mutate", [f"imgtool/{module}.py"]), ("pytest_add_cli_args_test_selection", TESTS[module])):
+    for name, items in (
+        ("only_mutate", [f"imgtool/{module}.py"]),
+        ("pytest_add_cli_args_test_selection", TESTS[module]),
+    ):
         pyproject, n = re.subn(rf"^{name} = \[\n(?:.*\n)*?\]\n", _array(name, items), pyproject, count=1, flags=re.M)
         if n != 1:
             raise SystemExit(f"pyproject.toml: no `{name} = [` array in [tool.mutmut] to replace")
@@ -106,8 +116,10 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"not a mutated module: {', '.join(unknown)} (one of: {', '.join(TESTS)})")
     if not os.path.isabs(os.environ.get("IMGTOOL_FIXTURES", "")):
-        raise SystemExit("set IMGTOOL_FIXTURES to the absolute path of the shared fixtures "
-                         "(mutmut runs the tests from mutants/, where the default does not resolve)")
+        raise SystemExit(
+            "set IMGTOOL_FIXTURES to the absolute path of the shared fixtures "
+            "(mutmut runs the tests from mutants/, where the default does not resolve)"
+        )
     for module in args.modules or TESTS:
         found = run(module, args.work)
         print(f"{module}: " + ", ".join(f"{status} {n}" for status, n in sorted(found.items())), flush=True)

@@ -49,17 +49,31 @@ def _preds(results: list[Any]) -> list[list[tuple[str, float, int]]]:
 
 # ---------------------------------------------------------------- import
 
+
 def test_import_is_instant_and_every_public_name_resolves() -> None:
-    code = ("import json, sys, imgtool\n"
-            "heavy = [m for m in ('tensorflow', 'ai_edge_litert', 'numpy', 'PIL', 'click') if m in sys.modules]\n"
-            "print(json.dumps(heavy))\n"
-            "missing = [n for n in imgtool.__all__ if getattr(imgtool, n, None) is None]\n"
-            "print(json.dumps(missing))\n")
+    code = (
+        "import json, sys, imgtool\n"
+        "heavy = [m for m in ('tensorflow', 'ai_edge_litert', 'numpy', 'PIL', 'click') if m in sys.modules]\n"
+        "print(json.dumps(heavy))\n"
+        "missing = [n for n in imgtool.__all__ if getattr(imgtool, n, None) is None]\n"
+        "print(json.dumps(missing))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert json.loads(out[0]) == []
     assert json.loads(out[1]) == []
-    assert {"load_model", "Model", "Result", "Prediction", "retrain", "RetrainResult", "evaluate", "Evaluation",
-            "list_models", "ModelInfo", "ImgtoolError"} <= set(imgtool.__all__)
+    assert {
+        "load_model",
+        "Model",
+        "Result",
+        "Prediction",
+        "retrain",
+        "RetrainResult",
+        "evaluate",
+        "Evaluation",
+        "list_models",
+        "ModelInfo",
+        "ImgtoolError",
+    } <= set(imgtool.__all__)
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         imgtool.nonsense  # noqa: B018
 
@@ -81,8 +95,9 @@ def test_no_submodule_shares_a_name_with_a_public_function() -> None:
     assert sys.modules["imgtool.training.retraining"].RetrainResult is RetrainResult
 
 
-def test_classify_in_one_call_is_load_model_then_classify(model: imgtool.Model, classifier_path: str,
-                                                          photos: Path) -> None:
+def test_classify_in_one_call_is_load_model_then_classify(
+    model: imgtool.Model, classifier_path: str, photos: Path
+) -> None:
     """Hugging Face users expect a one-shot call: `imgtool.classify(inputs, model=..., top_k=...)`."""
     cat = photos / "cat.bmp"
     once = imgtool.classify([cat, photos], model=classifier_path, top_k=3)
@@ -101,6 +116,7 @@ def test_classify_in_one_call_is_load_model_then_classify(model: imgtool.Model, 
 
 
 # ---------------------------------------------------------------- load_model
+
 
 def test_load_model_knows_labels_size_and_output_kind_at_load(model: imgtool.Model) -> None:
     assert len(model.labels) == 1001
@@ -138,6 +154,7 @@ def test_bad_scores_keyword_is_a_value_error(classifier_path: str) -> None:
 
 # ---------------------------------------------------------------- classify
 
+
 def test_classify_a_file_and_a_folder(model: imgtool.Model, photos: Path) -> None:
     [cat] = model.classify(str(photos / "cat.bmp"), top_k=2)
     assert isinstance(cat, imgtool.Result) and cat.error is None and cat.path == str(photos / "cat.bmp")
@@ -161,8 +178,10 @@ def test_an_array_of_the_decoded_pixels_scores_as_the_file(model: imgtool.Model,
         assert from_array.path is None and from_array.error is None
         assert np.array_equal(arr, kept)  # the input is never changed
         record = from_array.to_dict()
-        assert record["path"] is None and json.loads(json.dumps(record))["predictions"][0]["index"] == \
-            from_file.predictions[0].index
+        assert (
+            record["path"] is None
+            and json.loads(json.dumps(record))["predictions"][0]["index"] == from_file.predictions[0].index
+        )
 
 
 def test_a_pil_image_is_converted_and_resized_as_its_file(model: imgtool.Model, photos: Path) -> None:
@@ -202,8 +221,9 @@ def test_gray_and_rgba_arrays_are_made_rgb_as_files_are(model: imgtool.Model, ph
     assert half.predictions != whole.predictions  # the alpha was used, not dropped
 
 
-def test_a_mixed_list_keeps_order_reports_bad_inputs_and_is_not_changed(model: imgtool.Model, photos: Path,
-                                                                       tmp_path: Path) -> None:
+def test_a_mixed_list_keeps_order_reports_bad_inputs_and_is_not_changed(
+    model: imgtool.Model, photos: Path, tmp_path: Path
+) -> None:
     from PIL import Image
 
     from imgtool.data.images import decode
@@ -213,18 +233,39 @@ def test_a_mixed_list_keeps_order_reports_bad_inputs_and_is_not_changed(model: i
     arr = decode(str(photos / "cat.bmp"), (224, 224))
     pil = Image.open(photos / "grace_hopper.bmp")
     floats = np.zeros((4, 4, 3), np.float32)
-    inputs: list[Any] = [str(photos / "parrot.jpg"), arr, str(broken), pil, floats, str(tmp_path / "missing.png"),
-                         photos]
+    inputs: list[Any] = [
+        str(photos / "parrot.jpg"),
+        arr,
+        str(broken),
+        pil,
+        floats,
+        str(tmp_path / "missing.png"),
+        photos,
+    ]
     given = list(inputs)
     results = model.classify(inputs, top_k=1)
     assert inputs == given and all(a is b for a, b in zip(inputs, given))
-    assert [r.path for r in results] == [str(photos / "parrot.jpg"), None, str(broken), None, None,
-                                         str(tmp_path / "missing.png"),
-                                         *(str(photos / n) for n in ("cat.bmp", "grace_hopper.bmp", "parrot.jpg",
-                                                                     "sunflower.bmp"))]
+    assert [r.path for r in results] == [
+        str(photos / "parrot.jpg"),
+        None,
+        str(broken),
+        None,
+        None,
+        str(tmp_path / "missing.png"),
+        *(str(photos / n) for n in ("cat.bmp", "grace_hopper.bmp", "parrot.jpg", "sunflower.bmp")),
+    ]
     assert [r.predictions[0].label if r.predictions else None for r in results] == [
-        "macaw", "Egyptian cat", None, "military uniform", None, None,
-        "Egyptian cat", "military uniform", "macaw", "daisy"]
+        "macaw",
+        "Egyptian cat",
+        None,
+        "military uniform",
+        None,
+        None,
+        "Egyptian cat",
+        "military uniform",
+        "macaw",
+        "daisy",
+    ]
     assert results[2].error and "not an image Pillow can read" in results[2].error
     assert results[4].error == "array of float32: give uint8 pixels (0..255)"
     assert results[5].error == "no such file or directory"
@@ -247,8 +288,11 @@ def test_classify_iter_streams_and_reports_progress(model: imgtool.Model, photos
     assert Path(first.path).name == "cat.bmp"
     rest = list(it)
     assert len(rest) == 3
-    assert seen == [(0, None, "classifying", "img"), *((i, None, "classifying", "img") for i in range(1, 5)),
-                    (4, 4, "classifying", "img")]  # the end, said once
+    assert seen == [
+        (0, None, "classifying", "img"),
+        *((i, None, "classifying", "img") for i in range(1, 5)),
+        (4, 4, "classifying", "img"),
+    ]  # the end, said once
 
 
 def test_the_library_prints_nothing(classifier_path: str, photos: Path, capfd: pytest.CaptureFixture) -> None:
@@ -260,14 +304,23 @@ def test_the_library_prints_nothing(classifier_path: str, photos: Path, capfd: p
 
 # ---------------------------------------------------------------- retrain and evaluate
 
+
 def test_retrain_returns_data_prints_nothing_and_evaluate_scores_it(
-        small_flowers: Path, embedder: str, tmp_path: Path, capfd: pytest.CaptureFixture,
-        caplog: pytest.LogCaptureFixture) -> None:
+    small_flowers: Path, embedder: str, tmp_path: Path, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="imgtool")
     calls: list[tuple[int, int | None, str, str]] = []
     out = tmp_path / "flowers-model"
-    result = imgtool.retrain(small_flowers, model=embedder, output=out, seed=3, test_percent=20,
-                             bottleneck_dir=tmp_path / "bn", tf_exports=False, progress=lambda *a: calls.append(a))
+    result = imgtool.retrain(
+        small_flowers,
+        model=embedder,
+        output=out,
+        seed=3,
+        test_percent=20,
+        bottleneck_dir=tmp_path / "bn",
+        tf_exports=False,
+        progress=lambda *a: calls.append(a),
+    )
     assert capfd.readouterr() == ("", "")  # not a line on stdout or stderr: it was all logged
     assert isinstance(result, imgtool.RetrainResult)
     assert result.output == out and (out / "imgtool-model.json").is_file()
@@ -281,8 +334,15 @@ def test_retrain_returns_data_prints_nothing_and_evaluate_scores_it(
     from imgtool.core.options import RetrainOptions
     from imgtool.training.retraining import retrain as retrain_opts
 
-    opts = RetrainOptions(image_dir=small_flowers, output=tmp_path / "again", model=embedder, test_percent=20,
-                          bottleneck_dir=tmp_path / "bn", tf_exports=False, seed=3)
+    opts = RetrainOptions(
+        image_dir=small_flowers,
+        output=tmp_path / "again",
+        model=embedder,
+        test_percent=20,
+        bottleneck_dir=tmp_path / "bn",
+        tf_exports=False,
+        seed=3,
+    )
     before = copy.deepcopy(opts)
     again = retrain_opts(opts)
     assert opts == before
@@ -319,8 +379,9 @@ def test_retrain_checks_its_arguments_before_any_work(small_flowers: Path, tmp_p
     assert isinstance(info.value, imgtool.ImgtoolError) and info.value.exit_code == errors.EXIT_USAGE
 
 
-def test_evaluate_folder_named_after_no_label_is_a_value_error(model: imgtool.Model, tmp_path: Path,
-                                                               photos: Path) -> None:
+def test_evaluate_folder_named_after_no_label_is_a_value_error(
+    model: imgtool.Model, tmp_path: Path, photos: Path
+) -> None:
     (tmp_path / "ev" / "no-such-label").mkdir(parents=True)
     shutil.copy(photos / "cat.bmp", tmp_path / "ev" / "no-such-label")
     with pytest.raises(ValueError, match="the model has no label for folder 'no-such-label'"):
@@ -335,6 +396,7 @@ def test_evaluate_folder_named_after_no_label_is_a_value_error(model: imgtool.Mo
 
 # ---------------------------------------------------------------- list_models
 
+
 def test_list_models_catalog_and_extra_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     infos = imgtool.list_models()
     by_name = {i.name: i for i in infos}
@@ -342,8 +404,11 @@ def test_list_models_catalog_and_extra_records(tmp_path: Path, monkeypatch: pyte
     inc = by_name["inception_v3"]
     assert (inc.kind, inc.cached, inc.bytes, inc.key) == ("catalog", False, 0, None) and inc.description
     extra = tmp_path / "catalog.json"
-    extra.write_text(json.dumps({"models": {"mine": {"format": "tflite", "urls": ["http://127.0.0.1:9/m.tflite"],
-                                                     "description": "my own"}}}))
+    extra.write_text(
+        json.dumps(
+            {"models": {"mine": {"format": "tflite", "urls": ["http://127.0.0.1:9/m.tflite"], "description": "my own"}}}
+        )
+    )
     monkeypatch.setenv("IMGTOOL_CATALOG", str(extra))
     mine = [i for i in imgtool.list_models() if i.name == "mine"]
     assert [(i.description, i.kind, i.cached) for i in mine] == [("my own", "catalog", False)]
@@ -356,12 +421,24 @@ def test_list_models_sees_a_cached_entry(classifier_path: str, isolated_home: Pa
     (entry / "source").mkdir(parents=True)
     shutil.copy(classifier_path, entry / "source" / "model.tflite")
     size = (entry / "source" / "model.tflite").stat().st_size
-    (entry / "entry.json").write_text(json.dumps({"key": entry.name, "name": "https://example.org/m.tflite",
-                                                  "url": "https://example.org/m.tflite", "format": "tflite",
-                                                  "files": {"source/model.tflite": size}}))
+    (entry / "entry.json").write_text(
+        json.dumps(
+            {
+                "key": entry.name,
+                "name": "https://example.org/m.tflite",
+                "url": "https://example.org/m.tflite",
+                "format": "tflite",
+                "files": {"source/model.tflite": size},
+            }
+        )
+    )
     [other] = [i for i in imgtool.list_models() if i.kind == "other"]
-    assert (other.name, other.key, other.cached, other.problem) == ("https://example.org/m.tflite", entry.name, True,
-                                                                    None)
+    assert (other.name, other.key, other.cached, other.problem) == (
+        "https://example.org/m.tflite",
+        entry.name,
+        True,
+        None,
+    )
     assert other.bytes >= size
     (entry / "source" / "model.tflite").write_bytes(b"short")
     [other] = [i for i in imgtool.list_models() if i.kind == "other"]
@@ -370,15 +447,19 @@ def test_list_models_sees_a_cached_entry(classifier_path: str, isolated_home: Pa
 
 # ---------------------------------------------------------------- errors
 
-@pytest.mark.parametrize("cls, bases", [
-    (errors.UsageError, (ValueError,)),
-    (errors.DatasetError, (ValueError,)),
-    (errors.ImageError, (ValueError,)),
-    (errors.ModelError, (RuntimeError,)),
-    (errors.ModelNotFoundError, (LookupError, RuntimeError)),
-    (errors.DownloadError, (ConnectionError, OSError, RuntimeError)),
-    (errors.StorageError, (OSError,)),
-])
+
+@pytest.mark.parametrize(
+    "cls, bases",
+    [
+        (errors.UsageError, (ValueError,)),
+        (errors.DatasetError, (ValueError,)),
+        (errors.ImageError, (ValueError,)),
+        (errors.ModelError, (RuntimeError,)),
+        (errors.ModelNotFoundError, (LookupError, RuntimeError)),
+        (errors.DownloadError, (ConnectionError, OSError, RuntimeError)),
+        (errors.StorageError, (OSError,)),
+    ],
+)
 def test_every_error_is_also_its_builtin(cls: type, bases: tuple[type, ...]) -> None:
     from imgtool.core.errors import SettingError
 
@@ -412,8 +493,10 @@ def test_the_progress_variable_pickles_for_beam_workers() -> None:
 
 # ---------------------------------------------------------------- the store: download, path, remove
 
-def test_download_model_then_its_path_then_remove_it(mobilenet: str, http_server: Any, isolated_home: Path,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+
+def test_download_model_then_its_path_then_remove_it(
+    mobilenet: str, http_server: Any, isolated_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="imgtool")
     data = Path(mobilenet).read_bytes()
     url = http_server.add("/m.tflite", data)
@@ -447,14 +530,19 @@ def test_remove_models_takes_the_caches_by_name(isolated_home: Path) -> None:
     (isolated_home / "exports" / ("a" * 24)).mkdir(parents=True)
     (isolated_home / "exports" / ("a" * 24) / "model.tflite").write_bytes(b"t" * 100)
     assert [(c.name, c.path, c.bytes, c.entries) for c in imgtool.list_caches()] == [
-        ("bottlenecks", isolated_home / "bottlenecks", 3 * 4096, 3), ("exports", isolated_home / "exports", 100, 1),
-        ("results", isolated_home / "results", 0, 0)]
+        ("bottlenecks", isolated_home / "bottlenecks", 3 * 4096, 3),
+        ("exports", isolated_home / "exports", 100, 1),
+        ("results", isolated_home / "results", 0, 0),
+    ]
     assert imgtool.remove_models(["bottlenecks"]) == [imgtool.Removed("bottlenecks", "cache", 3 * 4096, 3)]
     assert not (isolated_home / "bottlenecks").exists() and (isolated_home / "exports").is_dir()
     assert imgtool.remove_models(["all"]) == [imgtool.Removed("exports", "cache", 100, 1)]
     assert imgtool.remove_models(["bottlenecks", "exports", "results", "all"]) == []
-    assert [(c.name, c.bytes, c.entries) for c in imgtool.list_caches()] == [("bottlenecks", 0, 0), ("exports", 0, 0),
-                                                                             ("results", 0, 0)]
+    assert [(c.name, c.bytes, c.entries) for c in imgtool.list_caches()] == [
+        ("bottlenecks", 0, 0),
+        ("exports", 0, 0),
+        ("results", 0, 0),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -465,20 +553,29 @@ def retrained_folder(flowers: Path, embedder: str, tmp_path_factory: pytest.Temp
         (base / "photos" / c).mkdir(parents=True)
         for f in sorted((flowers / c).iterdir())[:10]:
             shutil.copy(f, base / "photos" / c / f.name)
-    result = imgtool.retrain(base / "photos", model=embedder, output=base / "model", test_percent=30,
-                             bottleneck_dir=base / "bn", tf_exports=False)
+    result = imgtool.retrain(
+        base / "photos",
+        model=embedder,
+        output=base / "model",
+        test_percent=30,
+        bottleneck_dir=base / "bn",
+        tf_exports=False,
+    )
     return result.output
 
 
-def test_export_model_returns_typed_results_and_records_them(retrained_folder: Path, tmp_path: Path,
-                                                             capfd: pytest.CaptureFixture) -> None:
+def test_export_model_returns_typed_results_and_records_them(
+    retrained_folder: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     capfd.readouterr()
     out = tmp_path / "small.tflite"
     [fl] = imgtool.export_model(retrained_folder)  # the float model, rewritten
     [dyn] = imgtool.export_model(retrained_folder, "dynamic", out)  # the float one is there: not rebuilt
     assert capfd.readouterr() == ("", "")
     assert [(type(r), r.path, r.quantize) for r in (fl, dyn)] == [
-        (imgtool.ExportResult, retrained_folder / "model.tflite", "none"), (imgtool.ExportResult, out, "dynamic")]
+        (imgtool.ExportResult, retrained_folder / "model.tflite", "none"),
+        (imgtool.ExportResult, out, "dynamic"),
+    ]
     test_count = json.loads((retrained_folder / "metrics.json").read_text())["counts"]
     for r in (fl, dyn):
         assert r.bytes == r.path.stat().st_size

@@ -50,8 +50,9 @@ def test_duplicate_groups_identical_bytes_near_features_and_a_cross_class_pair()
     shas = [f"s{i}" for i in range(12)]
     shas[3] = "s0"
     groups = auditing.duplicate_groups(x, shas)
-    assert [(g[0], g[2]) for g in groups] == [("identical", [0, 3]), ("near", [4, 5]), ("near", [8, 9])] or \
-        [(g[0], g[2]) for g in groups] == [("identical", [0, 3]), ("near", [8, 9]), ("near", [4, 5])]
+    assert [(g[0], g[2]) for g in groups] == [("identical", [0, 3]), ("near", [4, 5]), ("near", [8, 9])] or [
+        (g[0], g[2]) for g in groups
+    ] == [("identical", [0, 3]), ("near", [8, 9]), ("near", [4, 5])]
     unit = auditing.centred_unit(x)
     near = {tuple(g[2]): g[1] for g in groups if g[0] == "near"}
     assert near[(4, 5)] == round(float(unit[4] @ unit[5]), 4) and near[(4, 5)] > 0.95
@@ -64,8 +65,11 @@ def test_duplicate_groups_identical_bytes_near_features_and_a_cross_class_pair()
     assert recs[("r4", "r5")].leakage and not recs[("r4", "r5")].label_conflict  # train + test
     assert recs[("r8", "r9")].label_conflict and not recs[("r8", "r9")].leakage  # two classes
     d = recs[("r8", "r9")].to_dict()
-    assert d["kind"] == "near" and d["label_conflict"] is True and d["members"][1] == {
-        "path": "/p9", "rel": "r9", "label": "b", "split": "train"}
+    assert (
+        d["kind"] == "near"
+        and d["label_conflict"] is True
+        and d["members"][1] == {"path": "/p9", "rel": "r9", "label": "b", "split": "train"}
+    )
     # an unrelated pair is no group; the threshold decides
     assert auditing.duplicate_groups(x, shas, threshold=1.01) == [("identical", 1.0, [0, 3])]
     assert len(auditing.duplicate_groups(x, shas, threshold=-1.0)) == 1  # everything joins one group
@@ -125,6 +129,7 @@ def test_the_result_record_and_its_text() -> None:
 
 # ---------------------------------------------------------------- exact edges
 
+
 def test_centring_and_zero_rows() -> None:
     x = np.array([[3.0, 1.0], [1.0, 1.0], [2.0, 1.0], [2.0, 4.0]])
     unit = auditing.centred_unit(x)  # mean (2, 1.75)
@@ -168,28 +173,51 @@ def test_groups_of_equal_similarity_are_ordered_by_first_member() -> None:
 
 
 def test_records_as_dicts_exactly() -> None:
-    g = auditing.DuplicateGroup("near", 0.91, [auditing.Member("/p", "a/p", "a", "train"),
-                                               auditing.Member("/q", "b/q", "b", "test")])
-    assert g.to_dict() == {"kind": "near", "similarity": 0.91, "label_conflict": True, "leakage": True,
-                           "members": [{"path": "/p", "rel": "a/p", "label": "a", "split": "train"},
-                                       {"path": "/q", "rel": "b/q", "label": "b", "split": "test"}]}
+    g = auditing.DuplicateGroup(
+        "near", 0.91, [auditing.Member("/p", "a/p", "a", "train"), auditing.Member("/q", "b/q", "b", "test")]
+    )
+    assert g.to_dict() == {
+        "kind": "near",
+        "similarity": 0.91,
+        "label_conflict": True,
+        "leakage": True,
+        "members": [
+            {"path": "/p", "rel": "a/p", "label": "a", "split": "train"},
+            {"path": "/q", "rel": "b/q", "label": "b", "split": "test"},
+        ],
+    }
     only_test = auditing.DuplicateGroup("identical", 1.0, [auditing.Member("/p", "a/p", "a", "test")] * 2)
     assert not only_test.leakage and not only_test.label_conflict
-    r = auditing.AuditResult(suspects=[auditing.Suspect("/p", "a/p", "a", "b", 0.1, 0.8, "train")], duplicates=[g],
-                             outliers=[auditing.Outlier("/o", "a/o", "a", 0.4, -4.0)],
-                             problems=[auditing.Problem("imbalance", "too many a")], summary={"photos": 3})
+    r = auditing.AuditResult(
+        suspects=[auditing.Suspect("/p", "a/p", "a", "b", 0.1, 0.8, "train")],
+        duplicates=[g],
+        outliers=[auditing.Outlier("/o", "a/o", "a", 0.4, -4.0)],
+        problems=[auditing.Problem("imbalance", "too many a")],
+        summary={"photos": 3},
+    )
     assert r.to_dict() == {
-        "suspects": [{"path": "/p", "rel": "a/p", "label": "a", "suggested": "b", "score": 0.1, "suggested_score": 0.8,
-                      "split": "train"}],
+        "suspects": [
+            {
+                "path": "/p",
+                "rel": "a/p",
+                "label": "a",
+                "suggested": "b",
+                "score": 0.1,
+                "suggested_score": 0.8,
+                "split": "train",
+            }
+        ],
         "duplicates": [g.to_dict()],
         "outliers": [{"path": "/o", "rel": "a/o", "label": "a", "score": 0.4, "z": -4.0}],
         "problems": [{"kind": "imbalance", "message": "too many a", "path": None, "label": None}],
-        "summary": {"photos": 3}}
+        "summary": {"photos": 3},
+    }
     samples = [Sample(f"/d/{i}", f"c/{i}", i % 2, ["train", "test"][i % 2]) for i in range(4)]
     x = np.eye(4)
     (grp,) = auditing.groups_of(samples, ["u", "v"], x, ["s", "t", "s", "w"])
-    assert grp == auditing.DuplicateGroup("identical", 1.0, [auditing.Member("/d/0", "c/0", "u", "train"),
-                                                             auditing.Member("/d/2", "c/2", "u", "train")])
+    assert grp == auditing.DuplicateGroup(
+        "identical", 1.0, [auditing.Member("/d/0", "c/0", "u", "train"), auditing.Member("/d/2", "c/2", "u", "train")]
+    )
 
 
 def test_groups_of_passes_its_threshold_on() -> None:

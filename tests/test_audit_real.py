@@ -52,12 +52,14 @@ def planted(flowers: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return root / "flowers", truth
 
 
-def test_audit_finds_the_planted_errors_and_duplicates(planted: tuple[Path, dict], embedder: str,
-                                                       tmp_path: Path) -> None:
+def test_audit_finds_the_planted_errors_and_duplicates(
+    planted: tuple[Path, dict], embedder: str, tmp_path: Path
+) -> None:
     folder, truth = planted
     page = tmp_path / "audit.html"
-    res = invoke("audit", str(folder), "-m", embedder, "-f", "json", "-o", str(page), "--bottleneck-dir",
-                 str(tmp_path / "bn"))
+    res = invoke(
+        "audit", str(folder), "-m", embedder, "-f", "json", "-o", str(page), "--bottleneck-dir", str(tmp_path / "bn")
+    )
     assert res.exit_code == 1, res.output  # it found something
     out = json.loads(res.stdout)
     assert set(out) == {"suspects", "duplicates", "outliers", "problems", "summary"}
@@ -112,11 +114,13 @@ def test_audit_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert res.exit_code == 4
     assert res.stderr.strip().splitlines() == [
         f"Error: cannot write the report {tmp_path / 'file' / 'audit.html'} ({tmp_path / 'file'}): Not a directory; "
-        "choose another -o"]
+        "choose another -o"
+    ]
 
 
-def test_retrain_is_calibrated_grouped_and_shows_suspects(planted: tuple[Path, dict], embedder: str,
-                                                          tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_retrain_is_calibrated_grouped_and_shows_suspects(
+    planted: tuple[Path, dict], embedder: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import imgtool
 
     folder, truth = planted
@@ -158,8 +162,7 @@ def test_retrain_is_calibrated_grouped_and_shows_suspects(planted: tuple[Path, d
     judged = model.classify(photos, top_k=1, min_score=0.9)
     assert [r.unknown for r in judged] == [r.predictions[0].score < 0.9 for r in judged]
     assert all(r.unknown is None for r in model.classify(photos, top_k=1))
-    assert [r.unknown for r in model.classify(photos, top_k=1, min_score="auto")] == [
-        r["unknown"] for r in records[:6]]
+    assert [r.unknown for r in model.classify(photos, top_k=1, min_score="auto")] == [r["unknown"] for r in records[:6]]
     with pytest.raises(imgtool.UsageError, match=r"^min_score 1\.5: give a score between 0 and 1, or auto$"):
         model.classify(photos, min_score=1.5)
     # evaluate reports the ECE

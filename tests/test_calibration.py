@@ -107,7 +107,8 @@ def test_calibrate_describes_before_and_after() -> None:
     cal = calibration.calibrate(z, y)
     assert cal.temperature == calibration.fit_temperature(z, y) and cal.count == 4000
     assert cal.ece_before == calibration.ece(softmax(z), y) and cal.ece_after == calibration.ece(
-        calibration.scale(z, cal.temperature), y)
+        calibration.scale(z, cal.temperature), y
+    )
     assert cal.ece_after < 0.02 < cal.ece_before and cal.log_loss_after < cal.log_loss_before
     d = cal.to_dict()
     assert d["temperature"] == round(cal.temperature, 6) and d["ece_after"] == round(cal.ece_after, 4)
@@ -126,14 +127,19 @@ def test_the_folded_head_gives_the_calibrated_probabilities() -> None:
 
 
 def test_the_plain_sentence() -> None:
-    bins = [{"lo": 0.8, "hi": 0.9, "count": 20, "accuracy": 0.87}, {"lo": 0.9, "hi": 1.0, "count": 20, "accuracy": 0.99},
-            {"lo": 0.5, "hi": 0.6, "count": 3, "accuracy": 0.5}, {"lo": 0.1, "hi": 0.2, "count": 0, "accuracy": None}]
+    bins = [
+        {"lo": 0.8, "hi": 0.9, "count": 20, "accuracy": 0.87},
+        {"lo": 0.9, "hi": 1.0, "count": 20, "accuracy": 0.99},
+        {"lo": 0.5, "hi": 0.6, "count": 3, "accuracy": 0.5},
+        {"lo": 0.1, "hi": 0.2, "count": 0, "accuracy": None},
+    ]
     assert calibration.plain_sentence(bins) == "of the 20 photos scored 0.9–1.0, 99% were right"
     assert calibration.plain_sentence(bins[:1]) == "of the 20 photos scored 0.8–0.9, 87% were right"
     assert calibration.plain_sentence(bins[3:]) is None
 
 
 # ---------------------------------------------------------------- exact records and edges
+
 
 def test_float32_inputs_are_computed_in_float64() -> None:
     z, y = _sampled(0.8, n=500, seed=5)
@@ -147,7 +153,8 @@ def test_float32_inputs_are_computed_in_float64() -> None:
     p32 = softmax(z64).astype(np.float32)
     assert calibration.reliability(p32, y) == calibration.reliability(p32.astype(np.float64), y)
     assert calibration.reliability_of(p32.max(axis=1), [1, 0] * 250) == calibration.reliability_of(
-        p32.max(axis=1).astype(np.float64), np.array([True, False] * 250))
+        p32.max(axis=1).astype(np.float64), np.array([True, False] * 250)
+    )
     assert calibration.suggest_min_score(p32, y) == calibration.suggest_min_score(p32.astype(np.float64), y)
 
 
@@ -183,8 +190,13 @@ def test_min_score_records_keep_their_target_on_every_path() -> None:
     one = calibration.suggest_min_score(np.array([[0.7, 0.3]]), np.array([0]))
     assert one == calibration.MinScore(0.0, 1.0, 1.0, 0.95)
     found = calibration.MinScore(0.68914, 0.732149, 0.951219, 0.9)
-    assert found.to_dict() == {"min_score": 0.68914, "accepted": 0.7321, "precision": 0.9512, "target_precision": 0.9,
-                               "source": "out-of-fold calibrated top-1 scores of the train+validation photos"}
+    assert found.to_dict() == {
+        "min_score": 0.68914,
+        "accepted": 0.7321,
+        "precision": 0.9512,
+        "target_precision": 0.9,
+        "source": "out-of-fold calibrated top-1 scores of the train+validation photos",
+    }
     assert calibration.MinScore(None, 0.0, None).to_dict()["precision"] is None
 
 
@@ -194,18 +206,35 @@ def test_the_calibration_record_exactly() -> None:
     assert cal.bins_before == calibration.reliability(softmax(z), y)
     assert cal.bins_after == calibration.reliability(calibration.scale(z, cal.temperature), y)
     assert cal.log_loss_before == calibration.nll(z, y) and cal.log_loss_after == calibration.nll(z, y, cal.temperature)
-    rec = calibration.Calibration(0.59890123, 0.131049, 0.038051, 0.6123456, 0.4123456,
-                                  [Bin(0.0, 0.1, 0, None, None)], [Bin(0.9, 1.0, 3, 0.912345, 1.0)], 224)
+    rec = calibration.Calibration(
+        0.59890123,
+        0.131049,
+        0.038051,
+        0.6123456,
+        0.4123456,
+        [Bin(0.0, 0.1, 0, None, None)],
+        [Bin(0.9, 1.0, 3, 0.912345, 1.0)],
+        224,
+    )
     assert rec.to_dict() == {
         "method": "temperature scaling, fitted on the out-of-fold logits of train+validation by log-loss against "
-                  "the true labels; folded into the head (logits / T)",
-        "temperature": 0.598901, "ece_before": 0.131, "ece_after": 0.0381, "log_loss_before": 0.61235,
-        "log_loss_after": 0.41235, "bins": 10, "count": 224,
+        "the true labels; folded into the head (logits / T)",
+        "temperature": 0.598901,
+        "ece_before": 0.131,
+        "ece_after": 0.0381,
+        "log_loss_before": 0.61235,
+        "log_loss_after": 0.41235,
+        "bins": 10,
+        "count": 224,
         "reliability_before": [{"lo": 0.0, "hi": 0.1, "count": 0, "confidence": None, "accuracy": None}],
-        "reliability_after": [{"lo": 0.9, "hi": 1.0, "count": 3, "confidence": 0.9123, "accuracy": 1.0}]}
+        "reliability_after": [{"lo": 0.9, "hi": 1.0, "count": 3, "confidence": 0.9123, "accuracy": 1.0}],
+    }
 
 
 def test_the_plain_sentence_needs_a_counted_bin_with_figures() -> None:
-    bins = [{"lo": 0.9, "hi": 1.0, "count": 50, "accuracy": None}, {"lo": 0.8, "hi": 0.9, "count": 3, "accuracy": 0.5},
-            {"lo": 0.7, "hi": 0.8, "count": 0, "accuracy": 1.0}]
+    bins = [
+        {"lo": 0.9, "hi": 1.0, "count": 50, "accuracy": None},
+        {"lo": 0.8, "hi": 0.9, "count": 3, "accuracy": 0.5},
+        {"lo": 0.7, "hi": 0.8, "count": 0, "accuracy": 1.0},
+    ]
     assert calibration.plain_sentence(bins) == "of the 3 photos scored 0.8–0.9, 50% were right"

@@ -16,8 +16,12 @@ import imgtool
 from imgtool.core.errors import ModelError
 from tests.conftest import invoke, run
 
-EXPECTED = {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw", "grace_hopper.bmp": "military uniform",
-            "sunflower.bmp": "daisy"}
+EXPECTED = {
+    "cat.bmp": "Egyptian cat",
+    "parrot.jpg": "macaw",
+    "grace_hopper.bmp": "military uniform",
+    "sunflower.bmp": "daisy",
+}
 
 
 def _top1_by_name(records: list[dict]) -> dict[str, str]:
@@ -31,7 +35,7 @@ def test_text_gives_documented_top1_without_labels_option(mobilenet: str, photos
     for name, label in EXPECTED.items():
         i = next(i for i, line in enumerate(blocks) if line.endswith(name))
         assert blocks[i + 1].split("  ", 2)[2] == label
-        assert len([ln for ln in blocks[i + 1:i + 6] if ln.startswith("  ")]) == 5
+        assert len([ln for ln in blocks[i + 1 : i + 6] if ln.startswith("  ")]) == 5
 
 
 def test_jsonl_contract(mobilenet: str, photos: Path) -> None:
@@ -54,7 +58,9 @@ def test_jsonl_contract(mobilenet: str, photos: Path) -> None:
 
 def test_json_is_an_array_of_the_jsonl_objects(mobilenet: str, photos: Path) -> None:
     as_json = json.loads(invoke("classify", "-m", mobilenet, "-f", "json", str(photos)).stdout)
-    as_jsonl = [json.loads(x) for x in invoke("classify", "-m", mobilenet, "-f", "jsonl", str(photos)).stdout.splitlines()]
+    as_jsonl = [
+        json.loads(x) for x in invoke("classify", "-m", mobilenet, "-f", "jsonl", str(photos)).stdout.splitlines()
+    ]
     assert as_json == as_jsonl
     assert _top1_by_name(as_json) == EXPECTED
 
@@ -116,7 +122,10 @@ def test_bad_inputs_are_reported_and_skipped(mobilenet: str, photos: Path, tmp_p
     assert result.exit_code == 1
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(r["path"]).name for r in records] == ["cat.bmp", *names, "empty", "parrot.jpg"]
-    assert _top1_by_name([r for r in records if "predictions" in r]) == {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw"}
+    assert _top1_by_name([r for r in records if "predictions" in r]) == {
+        "cat.bmp": "Egyptian cat",
+        "parrot.jpg": "macaw",
+    }
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 5
     for name in [*names, "empty"]:
@@ -142,8 +151,12 @@ def test_subprocess_text_and_exit_codes(mobilenet: str, photos: Path) -> None:
 
 @pytest.mark.heavy
 def test_python_dash_m_works(mobilenet: str, photos: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "imgtool", "classify", "-m", mobilenet, "-f", "jsonl",
-                          str(photos / "parrot.jpg")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "imgtool", "classify", "-m", mobilenet, "-f", "jsonl", str(photos / "parrot.jpg")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(out.stdout)["predictions"][0]["label"] == "macaw"
 
 
@@ -160,8 +173,18 @@ def test_corrupt_tflite_is_exit_3_one_line(tmp_path: Path, photos: Path) -> None
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-HEAVY = ("tensorflow", "tensorflow_hub", "tf_keras", "keras", "numpy", "ai_edge_litert", "PIL", "requests",
-         "apache_beam", "pyarrow")
+HEAVY = (
+    "tensorflow",
+    "tensorflow_hub",
+    "tf_keras",
+    "keras",
+    "numpy",
+    "ai_edge_litert",
+    "PIL",
+    "requests",
+    "apache_beam",
+    "pyarrow",
+)
 
 
 @pytest.mark.heavy
@@ -170,15 +193,17 @@ def test_cli_import_and_help_import_no_model_runtime() -> None:
     Pillow or requests, not the environment settings, and not `imgtool beam`'s commands (loaded
     when a beam command runs or `--help` lists them); `imgtool --help` loads none of the
     runtimes either, and still lists beam."""
-    code = ("import json, sys, imgtool.cli.main\n"
-            f"heavy = {HEAVY!r}\n"
-            "first = [m for m in (*heavy, 'imgtool.core.settings', 'imgtool.beam.cli') if m in sys.modules]\n"
-            "sys.argv = ['imgtool', '--help']\n"
-            "try:\n"
-            "    imgtool.cli.main()\n"
-            "except SystemExit as e:\n"
-            "    code = e.code\n"
-            "print(json.dumps([first, [m for m in heavy if m in sys.modules], code, 'imgtool.beam.cli' in sys.modules]))")
+    code = (
+        "import json, sys, imgtool.cli.main\n"
+        f"heavy = {HEAVY!r}\n"
+        "first = [m for m in (*heavy, 'imgtool.core.settings', 'imgtool.beam.cli') if m in sys.modules]\n"
+        "sys.argv = ['imgtool', '--help']\n"
+        "try:\n"
+        "    imgtool.cli.main()\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "print(json.dumps([first, [m for m in heavy if m in sys.modules], code, 'imgtool.beam.cli' in sys.modules]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first, after_help, code, beam_loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert first == [] and after_help == [] and code == 0
@@ -187,16 +212,19 @@ def test_cli_import_and_help_import_no_model_runtime() -> None:
 
 @pytest.mark.heavy
 def test_classify_and_labels_never_import_tensorflow_for_tflite(mobilenet: str, photos: Path) -> None:
-    code = ("import sys; from click.testing import CliRunner; from imgtool.cli.main import cli;"
-            f"r=CliRunner().invoke(cli, ['classify','-m',{mobilenet!r},{str(photos)!r}]); assert r.exit_code==0, r.output;"
-            f"r=CliRunner().invoke(cli, ['labels','-m',{mobilenet!r}]); assert r.exit_code==0;"
-            "print('tensorflow' in sys.modules, 'imgtool.beam.cli' in sys.modules)")
+    code = (
+        "import sys; from click.testing import CliRunner; from imgtool.cli.main import cli;"
+        f"r=CliRunner().invoke(cli, ['classify','-m',{mobilenet!r},{str(photos)!r}]); assert r.exit_code==0, r.output;"
+        f"r=CliRunner().invoke(cli, ['labels','-m',{mobilenet!r}]); assert r.exit_code==0;"
+        "print('tensorflow' in sys.modules, 'imgtool.beam.cli' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False False"  # nor were `imgtool beam`'s commands loaded
 
 
 # ------------------------------------------------------------------ top-k: best first, ties to the lower index
+
 
 def _by_rule(scores, k: int) -> list[int]:  # noqa: ANN001
     """The documented order, computed in plain Python: score descending, then index ascending."""
@@ -254,8 +282,11 @@ def test_result_dicts_and_the_default_top_k(mobilenet: str, photos: Path) -> Non
 
     assert Result("a.jpg", error="corrupt image").to_dict() == {"path": "a.jpg", "error": "corrupt image"}
     judged = Result(None, predictions=[Prediction("cat", 0.25, 3)]).with_min_score(0.5)
-    assert judged.to_dict() == {"path": None, "predictions": [{"label": "cat", "score": 0.25, "index": 3}],
-                                "unknown": True}
+    assert judged.to_dict() == {
+        "path": None,
+        "predictions": [{"label": "cat", "score": 0.25, "index": 3}],
+        "unknown": True,
+    }
     assert "unknown" not in Result(None, predictions=[Prediction("cat", 0.25, 3)]).to_dict()
     [result] = Classifier(resolve(mobilenet)).classify([str(photos / "parrot.jpg")])
     assert result.predictions is not None and len(result.predictions) == 5

@@ -20,40 +20,68 @@ def test_cli_text_names_options_not_parameters() -> None:
     def both(message: str) -> tuple[str, str]:  # (the library's words, the CLI's)
         return str(message), cli_text(message)
 
-    assert both(Param("min_accuracy") + " needs test photos (" + Param("test_percent") + " is 0); give "
-                + Param("test_dir")) == \
-        ("`min_accuracy` needs test photos (`test_percent` is 0); give `test_dir`",
-         "--min-accuracy needs test photos (--test-percent is 0); give --test-dir")
-    assert both("x has no labels; showing class numbers (" + Advice.GIVE_LABELS + " to name them)") == \
-        ("x has no labels; showing class numbers (give a labels file to name them)",
-         "x has no labels; showing class numbers (pass --labels FILE to name them)")
+    assert both(
+        Param("min_accuracy") + " needs test photos (" + Param("test_percent") + " is 0); give " + Param("test_dir")
+    ) == (
+        "`min_accuracy` needs test photos (`test_percent` is 0); give `test_dir`",
+        "--min-accuracy needs test photos (--test-percent is 0); give --test-dir",
+    )
+    assert both("x has no labels; showing class numbers (" + Advice.GIVE_LABELS + " to name them)") == (
+        "x has no labels; showing class numbers (give a labels file to name them)",
+        "x has no labels; showing class numbers (pass --labels FILE to name them)",
+    )
     # a plain str is said as it is: no word of free text is rewritten
-    assert cli_text("see `imgtool models list`, `min_accuracy` and the catalog lists the models") == \
-        "see `imgtool models list`, `min_accuracy` and the catalog lists the models"
+    assert (
+        cli_text("see `imgtool models list`, `min_accuracy` and the catalog lists the models")
+        == "see `imgtool models list`, `min_accuracy` and the catalog lists the models"
+    )
     assert cli_text(Param("not_a_parameter") + " x") == "`not_a_parameter` x"
-    assert cli_text("m.pb: no such tensor; name the tensors with " + Param("input_tensor") + "/"
-                    + Param("output_tensor")) == "m.pb: no such tensor; name the tensors with --input-tensor/--output-tensor"
-    assert cli_text(Param("input") + " x: no such file; pass " + Param("overwrite") + " or " + Param("bottleneck_dir")
-                    + "; " + Param("expect") + " 'a'") == \
-        "--input x: no such file; pass --overwrite or --bottleneck-dir; --expect 'a'"
-    assert both("unknown catalog model 'x'; " + Advice.LIST_CATALOG) == \
-        ("unknown catalog model 'x'; the catalog lists the models",
-         "unknown catalog model 'x'; `imgtool models list` shows the catalog")
-    assert cli_text("m: the cached model no longer loads; " + Advice.REMOVE_CACHED) == \
-        "m: the cached model no longer loads; `imgtool models remove` it"
-    assert cli_text("d: " + Advice.NOT_RETRAINED + " (no file)") == \
-        "d: not a model folder written by `imgtool retrain` (no file)"
+    assert (
+        cli_text("m.pb: no such tensor; name the tensors with " + Param("input_tensor") + "/" + Param("output_tensor"))
+        == "m.pb: no such tensor; name the tensors with --input-tensor/--output-tensor"
+    )
+    assert (
+        cli_text(
+            Param("input")
+            + " x: no such file; pass "
+            + Param("overwrite")
+            + " or "
+            + Param("bottleneck_dir")
+            + "; "
+            + Param("expect")
+            + " 'a'"
+        )
+        == "--input x: no such file; pass --overwrite or --bottleneck-dir; --expect 'a'"
+    )
+    assert both("unknown catalog model 'x'; " + Advice.LIST_CATALOG) == (
+        "unknown catalog model 'x'; the catalog lists the models",
+        "unknown catalog model 'x'; `imgtool models list` shows the catalog",
+    )
+    assert (
+        cli_text("m: the cached model no longer loads; " + Advice.REMOVE_CACHED)
+        == "m: the cached model no longer loads; `imgtool models remove` it"
+    )
+    assert (
+        cli_text("d: " + Advice.NOT_RETRAINED + " (no file)")
+        == "d: not a model folder written by `imgtool retrain` (no file)"
+    )
     # a call the library names (its argument repr'd) is the command that makes it (the argument as given)
-    assert both("x is not cached; run " + Call("download_model", "inception_v3") + " where the network is up") == \
-        ("x is not cached; run `download_model('inception_v3')` where the network is up",
-         "x is not cached; run `imgtool models download inception_v3` where the network is up")
-    assert both("failed (bad); " + Call("remove_models", "/m/it's here.pb") + " retries it") == \
-        ("""failed (bad); `remove_models(["/m/it's here.pb"])` retries it""",
-         "failed (bad); `imgtool models remove /m/it's here.pb` retries it")
-    assert both("no such label in m; " + Call("load_model.labels", "C:\\m") + " lists what it can say") == \
-        (r"no such label in m; `load_model('C:\\m').labels` lists what it can say",
-         r"no such label in m; `imgtool labels -m C:\m --search TEXT` lists what it can say")
-    assert both("or use " + Call("model=", "mobilenet_v2")) == ("or use `model='mobilenet_v2'`", "or use -m mobilenet_v2")
+    assert both("x is not cached; run " + Call("download_model", "inception_v3") + " where the network is up") == (
+        "x is not cached; run `download_model('inception_v3')` where the network is up",
+        "x is not cached; run `imgtool models download inception_v3` where the network is up",
+    )
+    assert both("failed (bad); " + Call("remove_models", "/m/it's here.pb") + " retries it") == (
+        """failed (bad); `remove_models(["/m/it's here.pb"])` retries it""",
+        "failed (bad); `imgtool models remove /m/it's here.pb` retries it",
+    )
+    assert both("no such label in m; " + Call("load_model.labels", "C:\\m") + " lists what it can say") == (
+        r"no such label in m; `load_model('C:\\m').labels` lists what it can say",
+        r"no such label in m; `imgtool labels -m C:\m --search TEXT` lists what it can say",
+    )
+    assert both("or use " + Call("model=", "mobilenet_v2")) == (
+        "or use `model='mobilenet_v2'`",
+        "or use -m mobilenet_v2",
+    )
 
 
 def test_every_part_the_library_names_has_cli_words() -> None:
@@ -100,8 +128,9 @@ def test_stderr_output_prints_todays_lines_and_honours_quiet(capsys: pytest.Capt
             log.warning("native still shown", extra={"imgtool_raw": True})
     finally:
         ui.set_quiet(False)
-    assert capsys.readouterr().err == ("Fitting with --l2\nwarning: skipping a.jpg: corrupt\nnative line\n"
-                                       "native still shown\n")
+    assert capsys.readouterr().err == (
+        "Fitting with --l2\nwarning: skipping a.jpg: corrupt\nnative line\nnative still shown\n"
+    )
     assert (list(log.handlers), log.level, log.propagate) == before
     ui.warn("after the command: the library is silent again")
     assert capsys.readouterr() == ("", "")
@@ -131,9 +160,18 @@ def test_progress_goes_to_one_bar_per_task(monkeypatch: pytest.MonkeyPatch) -> N
         d.close()  # the end of a task of unknown size closes its bar
         d2 = ui.progress(None, "left open", unit="B")
         d2.update(1)
-    assert made == [("new", 5, "bottlenecks", "img"), ("update", 2), ("update", 3), ("close",),
-                    ("new", None, "download", "B"), ("update", 100), ("close",),
-                    ("new", None, "left open", "B"), ("update", 1), ("close",)]  # closed with the command
+    assert made == [
+        ("new", 5, "bottlenecks", "img"),
+        ("update", 2),
+        ("update", 3),
+        ("close",),
+        ("new", None, "download", "B"),
+        ("update", 100),
+        ("close",),
+        ("new", None, "left open", "B"),
+        ("update", 1),
+        ("close",),
+    ]  # closed with the command
     assert ui.current_callback() is None
 
 

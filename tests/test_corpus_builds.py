@@ -129,12 +129,38 @@ def test_enough_cases_with_unique_names_and_valid_fields(built):
 
 def test_required_kinds_present(by_name):
     required = {
-        "zero_bytes", "truncated_jpeg_10pct", "truncated_jpeg_50pct", "truncated_jpeg_90pct",
-        "text_as_jpg", "html_as_jpg", "pdf_as_jpg", "zip_as_jpg", "png_named_jpg", "jpeg_named_png",
-        "tiny_1x1", "wide_100000x1", "decompression_bomb_png", "grey16_png", "bilevel_1bit_png",
-        "palette_trns_png", "cmyk_jpeg", "ycck_jpeg", "progressive_jpeg", "grey_alpha_la_png",
-        "animated_gif", "animated_webp", "exif_garbage", "unreadable_permissions", "long_name",
-        "directory_named_jpg", "hidden_file", "uppercase_ext", "tiff", "bmp", "webp_still", "gif_still",
+        "zero_bytes",
+        "truncated_jpeg_10pct",
+        "truncated_jpeg_50pct",
+        "truncated_jpeg_90pct",
+        "text_as_jpg",
+        "html_as_jpg",
+        "pdf_as_jpg",
+        "zip_as_jpg",
+        "png_named_jpg",
+        "jpeg_named_png",
+        "tiny_1x1",
+        "wide_100000x1",
+        "decompression_bomb_png",
+        "grey16_png",
+        "bilevel_1bit_png",
+        "palette_trns_png",
+        "cmyk_jpeg",
+        "ycck_jpeg",
+        "progressive_jpeg",
+        "grey_alpha_la_png",
+        "animated_gif",
+        "animated_webp",
+        "exif_garbage",
+        "unreadable_permissions",
+        "long_name",
+        "directory_named_jpg",
+        "hidden_file",
+        "uppercase_ext",
+        "tiff",
+        "bmp",
+        "webp_still",
+        "gif_still",
         "non_image_extension",
     } | {f"exif_orientation_{o}" for o in range(2, 9)}
     if hasattr(os, "symlink"):
@@ -240,8 +266,14 @@ def test_mode_and_format_specific_cases(by_name):
             assert im.format == fmt and im.n_frames >= 2
             im.seek(1)
             assert _dominant(im.convert("RGB")) == "blue"  # only the first frame is red
-    for name, fmt in [("tiff", "TIFF"), ("bmp", "BMP"), ("webp_still", "WEBP"), ("gif_still", "GIF"),
-                      ("png_named_jpg", "PNG"), ("jpeg_named_png", "JPEG")]:
+    for name, fmt in [
+        ("tiff", "TIFF"),
+        ("bmp", "BMP"),
+        ("webp_still", "WEBP"),
+        ("gif_still", "GIF"),
+        ("png_named_jpg", "PNG"),
+        ("jpeg_named_png", "JPEG"),
+    ]:
         with _open(by_name, name) as im:
             assert im.format == fmt, name
     with _open(by_name, "tiny_1x1") as im:
@@ -320,7 +352,13 @@ def test_markdown_table_and_main(built, tmp_path):
     assert len(table) == len(cases) + 2
     assert all(line.count(" | ") - line.count("\\|") >= 2 for line in table)
 
-    out = subprocess.run([sys.executable, "-m", "tests.support.corpus", str(tmp_path / "c")], cwd=REPO,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.support.corpus", str(tmp_path / "c")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert out.startswith("| name | outcome | note |")
     assert f"{len(cases)} cases" in out

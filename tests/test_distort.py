@@ -117,8 +117,9 @@ def test_sample_plan_at_the_edges_of_its_ranges() -> None:
     """Mutants this kills (mutmut, issue 21): `random_brightness / 100.0` -> `/ 101.0` and the
     flip's `rng.random() < 0.5` -> `<= 0.5` (a draw of exactly 0.5 keeps the photo as it is:
     the flip has probability 1/2 over [0, 1))."""
-    plan = distortions.sample_plan(Distortions(flip_left_right=True, random_crop=25, random_scale=50,
-                                           random_brightness=20), _Edge())  # type: ignore[arg-type]
+    plan = distortions.sample_plan(
+        Distortions(flip_left_right=True, random_crop=25, random_scale=50, random_brightness=20), _Edge()
+    )  # type: ignore[arg-type]
     side = 1 / (1.25 * 1.5)
     assert plan.box == pytest.approx((1 - side, 1 - side, 1.0, 1.0), rel=1e-12)
     assert plan.flip is False

@@ -60,8 +60,11 @@ def test_the_readme_quick_start_runs_offline(fixtures: Path, tmp_path: Path, iso
     work = quick_start_folder(fixtures, tmp_path / "work")
     commands = quick_start_commands()
     assert len(commands) == 3 and all(c.startswith("imgtool ") for c in commands)
-    env = {**os.environ, "IMGTOOL_OFFLINE": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "IMGTOOL_OFFLINE": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     outputs = []
     for command in commands:
         proc = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=300)
@@ -72,8 +75,9 @@ def test_the_readme_quick_start_runs_offline(fixtures: Path, tmp_path: Path, iso
     assert not (isolated_home / "models").exists()  # nothing was downloaded
 
 
-def test_the_readme_quick_start_in_python_runs(fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture) -> None:
+def test_the_readme_quick_start_in_python_runs(
+    fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     [block] = _blocks(ROOT / "README.md", "python", "## Quick start")
     work = quick_start_folder(fixtures, tmp_path / "work")
     monkeypatch.chdir(work)
@@ -81,8 +85,9 @@ def test_the_readme_quick_start_in_python_runs(fixtures: Path, tmp_path: Path, m
     exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own example
     first, last = capsys.readouterr().out.splitlines()
     assert first == "Prediction(label='macaw', score=0.996094, index=89)"
-    assert re.fullmatch(r"Prediction\(label='(daisy|dandelion|roses|sunflowers|tulips)', score=0\.\d+, index=\d\)",
-                        last)
+    assert re.fullmatch(
+        r"Prediction\(label='(daisy|dandelion|roses|sunflowers|tulips)', score=0\.\d+, index=\d\)", last
+    )
     assert (work / "flowers-model" / "imgtool-model.json").is_file()
 
 
@@ -94,8 +99,9 @@ def test_the_api_page_has_python_examples() -> None:
         assert name in joined
 
 
-def test_the_python_api_examples_run(fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture) -> None:
+def test_the_python_api_examples_run(
+    fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     flowers = _small_flowers(fixtures, tmp_path / "flowers")
     names = {  # a string literal in the examples -> the fixture it stands for
         "mobilenet_v2_1.0_224_quant.tflite": fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite",
@@ -112,8 +118,9 @@ def test_the_python_api_examples_run(fixtures: Path, tmp_path: Path, monkeypatch
     handlers, level = list(root.handlers), root.level
     try:
         for block in _blocks(ROOT / "docs" / "api.md", "python"):
-            code = re.sub(r'"([^"\n]*)"',
-                          lambda m: repr(str(names[m.group(1)])) if m.group(1) in names else m.group(0), block)
+            code = re.sub(
+                r'"([^"\n]*)"', lambda m: repr(str(names[m.group(1)])) if m.group(1) in names else m.group(0), block
+            )
             exec(compile(code, "docs/api.md", "exec"), namespace)  # noqa: S102 - the page's own examples
     finally:  # the example's logging.basicConfig must not outlive this test
         for h in root.handlers[:]:

@@ -32,8 +32,10 @@ def test_every_command_has_help_and_is_in_the_readme(name: str, cmd: click.Comma
 
 def _sh_blocks(text: str) -> list[list[str]]:
     """Each ```sh block's commands, comments stripped."""
-    return [[ln.split("#")[0].strip() for ln in block.strip().splitlines() if ln.split("#")[0].strip()]
-            for block in re.findall(r"```sh\n(.*?)```", text, re.S)]
+    return [
+        [ln.split("#")[0].strip() for ln in block.strip().splitlines() if ln.split("#")[0].strip()]
+        for block in re.findall(r"```sh\n(.*?)```", text, re.S)
+    ]
 
 
 def test_readme_is_a_product_page_that_starts_with_an_offline_quick_start() -> None:
@@ -65,8 +67,12 @@ BAD_HINT = re.compile(r"""pip install\s+(?:-\S+\s+)*['"]?imgtool(?:\[|['"\s`]|$)
 
 
 def test_the_bad_hint_pattern_sees_the_old_hints() -> None:
-    for old in ("pip install 'imgtool[beam]' in", "`pip install imgtool`", "pip install --no-deps imgtool",
-                'pip install "imgtool[parquet]"'):
+    for old in (
+        "pip install 'imgtool[beam]' in",
+        "`pip install imgtool`",
+        "pip install --no-deps imgtool",
+        'pip install "imgtool[parquet]"',
+    ):
         assert BAD_HINT.search(old), old
     for good in ("pip install 'imgtool-ml[beam]'", "pip install --no-deps imgtool-ml", "pip install -e ."):
         assert not BAD_HINT.search(good), good
@@ -122,7 +128,7 @@ def test_every_catalog_model_is_in_the_models_page() -> None:
 
 def _environment_section() -> str:
     start = README.index("## Environment")
-    return README[start:README.index("\n## ", start + 1)]
+    return README[start : README.index("\n## ", start + 1)]
 
 
 def test_every_environment_variable_is_documented() -> None:

@@ -51,10 +51,14 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
 
 
 @pytest.mark.parametrize("retry_after,waited", [("3", 3), ("3600", download.MAX_RETRY_AFTER)])
-def test_a_503_with_retry_after_is_retried_after_the_stated_delay(retry_after: str, waited: int,
-                                                                  http_server: LoopbackServer, sleeps: Sleeps,
-                                                                  tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_503_with_retry_after_is_retried_after_the_stated_delay(
+    retry_after: str,
+    waited: int,
+    http_server: LoopbackServer,
+    sleeps: Sleeps,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("IMGTOOL_RETRIES", "2")
     url = http_server.add("/m.bin", BODY, fault="503", headers={"Retry-After": retry_after})
     sleeps.watch(http_server, lambda: http_server.set_fault("/m.bin", None))
@@ -65,7 +69,8 @@ def test_a_503_with_retry_after_is_retried_after_the_stated_delay(retry_after: s
 
 
 def test_a_503_without_retry_after_backs_off_and_the_last_answer_is_the_error(
-        http_server: LoopbackServer, sleeps: Sleeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    http_server: LoopbackServer, sleeps: Sleeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMGTOOL_RETRIES", "4")
     url = http_server.add("/m.bin", BODY, fault="503")
     sleeps.watch(http_server)
@@ -77,8 +82,9 @@ def test_a_503_without_retry_after_backs_off_and_the_last_answer_is_the_error(
     assert not (tmp_path / "m.bin").exists()
 
 
-def test_a_404_is_not_retried(http_server: LoopbackServer, sleeps: Sleeps, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_404_is_not_retried(
+    http_server: LoopbackServer, sleeps: Sleeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMGTOOL_RETRIES", "3")
     url = http_server.add("/m.bin", BODY, fault="404")
     sleeps.watch(http_server)
@@ -88,9 +94,9 @@ def test_a_404_is_not_retried(http_server: LoopbackServer, sleeps: Sleeps, tmp_p
     assert http_server.hits("/m.bin") == 1 and sleeps == []
 
 
-def test_a_body_cut_short_is_retried_by_us_in_the_same_budget(http_server: LoopbackServer, sleeps: Sleeps,
-                                                              tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_body_cut_short_is_retried_by_us_in_the_same_budget(
+    http_server: LoopbackServer, sleeps: Sleeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Truncation is ours to retry (urllib3 has handed the response over): one attempt of
     IMGTOOL_RETRIES, the same backoff; a 503 first spends one of the same attempts."""
     monkeypatch.setenv("IMGTOOL_RETRIES", "3")
@@ -112,7 +118,8 @@ def test_a_body_cut_short_is_retried_by_us_in_the_same_budget(http_server: Loopb
 
 
 def test_one_connection_serves_the_redirect_the_retry_the_body_and_the_mirror(
-        sleeps: Sleeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: Sleeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMGTOOL_RETRIES", "2")
     with LoopbackServer(keep_alive=True) as srv:
         target = srv.add("/m.bin", BODY, fault="503", headers={"Retry-After": "1"})

@@ -32,8 +32,10 @@ def test_catalog_pins_the_files_that_ship(fixtures: Path) -> None:
     assert set(embedded) == {CLASSIFIER, FEATURES}
     assert embedded[CLASSIFIER].purpose == "classifier" and embedded[FEATURES].purpose == "features"
     # the very files of the shared fixtures, unmodified
-    originals = {CLASSIFIER: fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite",
-                 FEATURES: fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"}
+    originals = {
+        CLASSIFIER: fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite",
+        FEATURES: fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
+    }
     for name, cfg in embedded.items():
         path = shipped.embedded_dir() / cfg.embedded
         assert store.sha256_file(path) == cfg.sha256 == store.sha256_file(originals[name])
@@ -45,8 +47,9 @@ def test_catalog_pins_the_files_that_ship(fixtures: Path) -> None:
         assert cfg.embedded in origin and cfg.sha256 in origin
 
 
-def test_offline_with_an_empty_cache_classify_retrain_classify(photos: Path, flowers: Path, tmp_path: Path,
-                                                               isolated_home: Path) -> None:
+def test_offline_with_an_empty_cache_classify_retrain_classify(
+    photos: Path, flowers: Path, tmp_path: Path, isolated_home: Path
+) -> None:
     env = {"IMGTOOL_OFFLINE": "1"}
     res = run("classify", "-m", CLASSIFIER, "-k", "1", "-f", "jsonl", str(photos / "cat.bmp"), env=env)
     assert res.returncode == 0, res.stderr
@@ -75,9 +78,14 @@ def test_models_list_marks_them_embedded_and_every_catalog_model_has_a_purpose()
     assert set(records) == set(load_catalog())
     assert {n for n, r in records.items() if r["embedded"]} == {CLASSIFIER, FEATURES}
     assert {n: r["purpose"] for n, r in records.items()} == {
-        "inception_v3": "classifier", "inception_v3_feature_vector": "features", "inception_v3_2015": "classifier",
-        "mobilenet_v2": "classifier", "mobilenet_v2_feature_vector": "features",
-        CLASSIFIER: "classifier", FEATURES: "features"}
+        "inception_v3": "classifier",
+        "inception_v3_feature_vector": "features",
+        "inception_v3_2015": "classifier",
+        "mobilenet_v2": "classifier",
+        "mobilenet_v2_feature_vector": "features",
+        CLASSIFIER: "classifier",
+        FEATURES: "features",
+    }
     assert records[CLASSIFIER]["cached"] is False and records[CLASSIFIER]["bytes"] == 3610798
     text = invoke("models", "list").stdout
     assert any(line.startswith(CLASSIFIER) and " embedded " in line for line in text.splitlines())
@@ -87,8 +95,9 @@ def test_they_cannot_be_removed_and_remove_all_leaves_them(photos: Path, isolate
     for name in (CLASSIFIER, FEATURES):
         res = invoke("models", "remove", name)
         assert res.exit_code == 2
-        assert res.stderr == (f"Error: {name} ships with imgtool (inside the package, not in the cache) "
-                              "and cannot be removed\n")
+        assert res.stderr == (
+            f"Error: {name} ships with imgtool (inside the package, not in the cache) and cannot be removed\n"
+        )
     with pytest.raises(imgtool.UsageError, match="cannot be removed"):
         imgtool.remove_models(["bottlenecks", CLASSIFIER])
     gone = invoke("models", "remove", "all")
@@ -101,8 +110,9 @@ def test_they_cannot_be_removed_and_remove_all_leaves_them(photos: Path, isolate
     assert download.exit_code == 0 and "ships with imgtool, nothing to download" in download.stderr
 
 
-def test_the_default_model_unavailable_names_the_embedded_one(photos: Path, flowers: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_model_unavailable_names_the_embedded_one(
+    photos: Path, flowers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMGTOOL_OFFLINE", "1")
     res = invoke("classify", str(photos / "cat.bmp"))
     assert res.exit_code == 3
@@ -118,8 +128,19 @@ def test_the_default_model_unavailable_names_the_embedded_one(photos: Path, flow
 def test_no_network_names_the_embedded_one(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not offline by setting, but the download fails (here: nothing listens on the port)."""
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"models": {"inception_v3": {
-        "format": "savedmodel", "urls": ["http://127.0.0.1:9/inception_v3.tar.gz"], "output": "logits"}}}))
+    catalog.write_text(
+        json.dumps(
+            {
+                "models": {
+                    "inception_v3": {
+                        "format": "savedmodel",
+                        "urls": ["http://127.0.0.1:9/inception_v3.tar.gz"],
+                        "output": "logits",
+                    }
+                }
+            }
+        )
+    )
     monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
     monkeypatch.setenv("IMGTOOL_RETRIES", "1")
     res = invoke("classify", str(photos / "cat.bmp"))
@@ -143,9 +164,12 @@ def test_a_damaged_file_is_refused(photos: Path, tmp_path: Path, monkeypatch: py
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size: only the hash can tell
     target.write_bytes(bytes(data))
-    with pytest.raises(imgtool.ModelError, match=r"mobilenet_v2_quant: the model file that ships with imgtool is "
-                                                 r"damaged \(.*: sha256 [0-9a-f]{12}\.\.\., expected 7aad0c74c5e3\.\.\.\)"
-                                                 r"; reinstall imgtool-ml"):
+    with pytest.raises(
+        imgtool.ModelError,
+        match=r"mobilenet_v2_quant: the model file that ships with imgtool is "
+        r"damaged \(.*: sha256 [0-9a-f]{12}\.\.\., expected 7aad0c74c5e3\.\.\.\)"
+        r"; reinstall imgtool-ml",
+    ):
         imgtool.load_model(CLASSIFIER)
     target.write_bytes(bytes(data[:-10]))
     res = invoke("classify", "-m", CLASSIFIER, str(photos / "cat.bmp"))
@@ -155,8 +179,9 @@ def test_a_damaged_file_is_refused(photos: Path, tmp_path: Path, monkeypatch: py
         imgtool.load_model(CLASSIFIER)
 
 
-def test_the_hash_is_computed_once_per_file_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     isolated_home: Path) -> None:
+def test_the_hash_is_computed_once_per_file_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
     copy = _tampered_copy(tmp_path, monkeypatch)
     hashed: list[str] = []
     real = store.sha256_file
@@ -182,21 +207,28 @@ def test_the_hash_is_computed_once_per_file_identity(tmp_path: Path, monkeypatch
 
 
 @pytest.mark.parametrize("file", ["../catalog.py", "/etc/passwd", ".hidden", ""])
-def test_an_embedded_record_names_a_file_in_the_package_only(file: str, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_embedded_record_names_a_file_in_the_package_only(
+    file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"models": {"mine": {"format": "tflite", "embedded": file, "sha256": "0" * 64,
-                                                       "size": 1}}}))
+    catalog.write_text(
+        json.dumps({"models": {"mine": {"format": "tflite", "embedded": file, "sha256": "0" * 64, "size": 1}}})
+    )
     monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
     res = invoke("classify", "-m", "mine", "photo.jpg")
     assert res.exit_code == 3
-    assert res.stderr == f"Error: catalog record 'mine': embedded must name a file in imgtool/models/embedded/ (got {file!r})\n"
+    assert (
+        res.stderr
+        == f"Error: catalog record 'mine': embedded must name a file in imgtool/models/embedded/ (got {file!r})\n"
+    )
 
 
 def test_retraining_on_the_embedded_classifier_points_at_the_embedded_extractor(flowers: Path) -> None:
     res = invoke("retrain", str(flowers), "-m", CLASSIFIER)
     assert res.exit_code == 2
-    assert res.stderr == (f"Error: --model {CLASSIFIER} is a classifier, not a feature extractor (the catalog records "
-                          "its output as probabilities and names no feature-vector twin); give a feature-vector model "
-                          f"(e.g. {FEATURES}, which ships with imgtool, a *_feature_vector catalog model, or an "
-                          "embedding extractor .tflite)\n")
+    assert res.stderr == (
+        f"Error: --model {CLASSIFIER} is a classifier, not a feature extractor (the catalog records "
+        "its output as probabilities and names no feature-vector twin); give a feature-vector model "
+        f"(e.g. {FEATURES}, which ships with imgtool, a *_feature_vector catalog model, or an "
+        "embedding extractor .tflite)\n"
+    )

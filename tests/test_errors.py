@@ -38,8 +38,10 @@ def test_a_retrain_refusal_names_the_parameter(flowers: Path, tmp_path: Path) ->
     with pytest.raises(UsageError) as info:
         imgtool.retrain(data, min_accuracy=0.9, test_percent=0)
     err = info.value
-    assert str(err) == ("`min_accuracy` needs test photos, and there are none (`test_percent` is 0); raise "
-                        "`test_percent`, give `test_dir`, or drop `min_accuracy`")
+    assert str(err) == (
+        "`min_accuracy` needs test photos, and there are none (`test_percent` is 0); raise "
+        "`test_percent`, give `test_dir`, or drop `min_accuracy`"
+    )
     assert (err.parameter, err.hint, err.path, err.model, err.exit_code) == ("min_accuracy", None, None, None, 2)
     with pytest.raises(UsageError) as info:
         imgtool.retrain(data, test_percent=80)
@@ -67,7 +69,9 @@ def test_a_setting_error_gives_its_fix_as_the_hint() -> None:
         parse({"IMGTOOL_THREADS": "many"})
     err = info.value
     assert err.name == "IMGTOOL_THREADS" and err.hint == "fix or unset it"
-    assert str(err).startswith("IMGTOOL_THREADS='many' is not valid: it takes ") and str(err).endswith("; fix or unset it")
+    assert str(err).startswith("IMGTOOL_THREADS='many' is not valid: it takes ") and str(err).endswith(
+        "; fix or unset it"
+    )
     assert isinstance(err, ValueError) and err.exit_code == 2
 
 
@@ -76,9 +80,11 @@ def test_a_message_is_a_str_that_keeps_what_it_names() -> None:
     assert isinstance(text, Text) and isinstance(text, str)
     assert text == "`top_k` 0: give at least 1; `download_model('x')`, or the catalog lists the models"
     assert text.params() == ["top_k"]
-    assert text.say(lambda part: f"<{part!r}>") == \
-        "<Param('top_k')> 0: give at least 1; <Call('download_model', 'x')>, or <<Advice.LIST_CATALOG: " \
+    assert (
+        text.say(lambda part: f"<{part!r}>")
+        == "<Param('top_k')> 0: give at least 1; <Call('download_model', 'x')>, or <<Advice.LIST_CATALOG: "
         "'the catalog lists the models'>>"
+    )
     assert ("(" + text + ")").parts[1:-1] == text.parts
     with pytest.raises(TypeError, match="join it with"):
         f"{Param('top_k')}"  # an f-string would flatten it to the library's words

@@ -56,8 +56,10 @@ def test_training_photos_recorded_and_counted_by_evaluate(fixtures: Path, embedd
     assert ev.exit_code == 0, ev.output
     out = json.loads(ev.stdout)
     assert out["seen_in_training"] == n_fit and out["failures"] == [] and "failed_inputs" not in out
-    assert (f"warning: {n_fit} of the 24 photos evaluated were used to train this model (its train/validation "
-            "photos, by content); accuracy on them is optimistic - evaluate on photos it has not seen") in ev.stderr
+    assert (
+        f"warning: {n_fit} of the 24 photos evaluated were used to train this model (its train/validation "
+        "photos, by content); accuracy on them is optimistic - evaluate on photos it has not seen"
+    ) in ev.stderr
 
     # new photos, one renamed copy of a training photo, one held-out photo, one broken file
     fresh = _copy(fixtures, tmp_path / "fresh", 30, 33)
@@ -129,7 +131,9 @@ def test_a_label_outside_the_folders_classes_is_counted_as_other(mobilenet: str,
     assert ev.confusion == [[1, 0, 1], [0, 1, 1], [0, 0, 0]]
     assert ev.accuracy == 0.5
     assert sorted((Path(m["path"]).name, m["true"], m["predicted"]) for m in ev.misclassified) == [
-        ("cat.bmp", "macaw", "Egyptian cat"), ("grace_hopper.bmp", "daisy", "military uniform")]
+        ("cat.bmp", "macaw", "Egyptian cat"),
+        ("grace_hopper.bmp", "daisy", "military uniform"),
+    ]
     assert ev.per_class["daisy"]["recall"] == 0.5 and ev.per_class["daisy"]["precision"] == 1.0
 
 

@@ -37,8 +37,9 @@ def model_copy(tmp_path: Path, mobilenet: str) -> Path:
     return dest
 
 
-def test_warm_run_reuses_the_record_and_gives_the_same_results(model_copy: Path, photos: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_warm_run_reuses_the_record_and_gives_the_same_results(
+    model_copy: Path, photos: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="imgtool.runtime.facts")
     cold = _classify(model_copy, photos / PHOTO)
     assert _said(caplog, "reused") == 0 and _said(caplog, "written") >= 1
@@ -51,8 +52,9 @@ def test_warm_run_reuses_the_record_and_gives_the_same_results(model_copy: Path,
     assert cold[0]["predictions"][0]["label"] == "macaw"  # the embedded labels, from the record on the warm run
 
 
-def test_a_changed_model_file_invalidates_the_record(model_copy: Path, photos: Path, tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_a_changed_model_file_invalidates_the_record(
+    model_copy: Path, photos: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="imgtool.runtime.facts")
     cold = _classify(model_copy, photos / PHOTO)
     # The same bytes, rewritten as a download or conversion would be (a new file renamed into place).
@@ -80,8 +82,9 @@ def test_a_record_for_another_file_state_is_not_believed(model_copy: Path, photo
     assert '"embedded_labels"' in record.read_text()
 
 
-def test_a_changed_labels_file_is_seen_on_a_warm_run(model_copy: Path, photos: Path, fixtures: Path,
-                                                     tmp_path: Path) -> None:
+def test_a_changed_labels_file_is_seen_on_a_warm_run(
+    model_copy: Path, photos: Path, fixtures: Path, tmp_path: Path
+) -> None:
     labels = tmp_path / "labels.txt"
     shutil.copyfile(fixtures / "imagenet" / "imagenet_labels.txt", labels)
     first = _classify(model_copy, photos / PHOTO, labels)
@@ -105,12 +108,29 @@ def test_a_read_only_home_still_classifies(model_copy: Path, photos: Path) -> No
         shutil.copyfile(photos / PHOTO, photo)
         ro.mkdir(mode=0o555)
         cold = _classify(model, photo)
-        code = ("import json, sys, imgtool; m = imgtool.load_model(sys.argv[1]); "
-                "print(json.dumps([r.to_dict() for r in m.classify([sys.argv[2]], top_k=5)]))")
+        code = (
+            "import json, sys, imgtool; m = imgtool.load_model(sys.argv[1]); "
+            "print(json.dumps([r.to_dict() for r in m.classify([sys.argv[2]], top_k=5)]))"
+        )
         env = {**os.environ, "IMGTOOL_HOME": str(ro)}
-        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-                              code, str(model), str(photo)], env=env, capture_output=True, text=True, timeout=120,
-                             cwd=base)
+        out = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                code,
+                str(model),
+                str(photo),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=base,
+        )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout) == cold
         assert not any(ro.iterdir())

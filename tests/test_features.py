@@ -23,14 +23,29 @@ from tests.conftest import ROOT, invoke
 pq = pytest.importorskip("pyarrow.parquet")
 import pyarrow as pa  # noqa: E402
 
-SCHEMA = pa.schema([("path", pa.string()), ("class", pa.string()), ("sha256", pa.string()),
-                    ("features", pa.list_(pa.float32())), ("backbone", pa.string()), ("source", pa.string()),
-                    ("error", pa.string())])
+SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("class", pa.string()),
+        ("sha256", pa.string()),
+        ("features", pa.list_(pa.float32())),
+        ("backbone", pa.string()),
+        ("source", pa.string()),
+        ("error", pa.string()),
+    ]
+)
 
 
 def _row(rel: str, vec: list[float] | None, backbone: str = "bb", error: str | None = None) -> dict:
-    return {"path": rel, "class": rel.split("/")[0], "sha256": f"sha-{rel}", "features": vec, "backbone": backbone,
-            "source": f"gs://bucket/data/{rel}", "error": error}
+    return {
+        "path": rel,
+        "class": rel.split("/")[0],
+        "sha256": f"sha-{rel}",
+        "features": vec,
+        "backbone": backbone,
+        "source": f"gs://bucket/data/{rel}",
+        "error": error,
+    }
 
 
 def _write(path: Path, rows: list[dict]) -> None:
@@ -38,21 +53,45 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 
 def test_walk_order_is_the_folder_scan_order(tmp_path: Path) -> None:
-    rels = ["b/z.jpg", "a/sub/x.jpg", "a/c.jpg", "a/a.jpg", "a/sub/deeper/y.jpg", "a/sub/b.jpg", "b/a b.jpg",
-            "a/Z.jpg", "a/sub2/q.jpg"]
+    rels = [
+        "b/z.jpg",
+        "a/sub/x.jpg",
+        "a/c.jpg",
+        "a/a.jpg",
+        "a/sub/deeper/y.jpg",
+        "a/sub/b.jpg",
+        "b/a b.jpg",
+        "a/Z.jpg",
+        "a/sub2/q.jpg",
+    ]
     for rel in rels:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     _, files = folders.scan(tmp_path)
     scanned = [f.rel for f in files]
     assert sorted(rels, key=walk_order) == scanned
-    assert scanned == ["a/Z.jpg", "a/a.jpg", "a/c.jpg", "a/sub/b.jpg", "a/sub/x.jpg", "a/sub/deeper/y.jpg",
-                       "a/sub2/q.jpg", "b/a b.jpg", "b/z.jpg"]
+    assert scanned == [
+        "a/Z.jpg",
+        "a/a.jpg",
+        "a/c.jpg",
+        "a/sub/b.jpg",
+        "a/sub/x.jpg",
+        "a/sub/deeper/y.jpg",
+        "a/sub2/q.jpg",
+        "b/a b.jpg",
+        "b/z.jpg",
+    ]
 
 
 def test_read_shards_orders_rows_and_lists_failures(tmp_path: Path) -> None:
-    _write(tmp_path / "p-00000-of-00002.parquet", [_row("b/2.jpg", [3.0, 4.0]), _row("a/x/1.jpg", [1.0, 2.0]),
-                                                   _row("a/bad.jpg", None, error="corrupt image (truncated)")])
+    _write(
+        tmp_path / "p-00000-of-00002.parquet",
+        [
+            _row("b/2.jpg", [3.0, 4.0]),
+            _row("a/x/1.jpg", [1.0, 2.0]),
+            _row("a/bad.jpg", None, error="corrupt image (truncated)"),
+        ],
+    )
     _write(tmp_path / "p-00001-of-00002.parquet", [_row("a/0.jpg", [5.0, 6.5]), _row("b/1.jpg", [7.0, 8.0])])
     s = read_shards(str(tmp_path / "p-*.parquet"))
     assert s.classes == ["a", "b"]
@@ -80,11 +119,14 @@ def test_training_set_splits_like_a_folder_run(tmp_path: Path) -> None:
         training_set(str(tmp_path / "s-*.parquet"), "other", 10.0, 10.0)
 
 
-@pytest.mark.parametrize("rows,other,match", [
-    ([_row("a/1.jpg", [1.0])], [_row("a/1.jpg", [1.0])], "appears twice"),
-    ([_row("a/1.jpg", [1.0])], [_row("b/1.jpg", [1.0], backbone="bb2")], "mix 2 backbones"),
-    ([_row("a/1.jpg", [1.0])], [_row("b/1.jpg", [1.0, 2.0])], "different widths"),
-])
+@pytest.mark.parametrize(
+    "rows,other,match",
+    [
+        ([_row("a/1.jpg", [1.0])], [_row("a/1.jpg", [1.0])], "appears twice"),
+        ([_row("a/1.jpg", [1.0])], [_row("b/1.jpg", [1.0], backbone="bb2")], "mix 2 backbones"),
+        ([_row("a/1.jpg", [1.0])], [_row("b/1.jpg", [1.0, 2.0])], "different widths"),
+    ],
+)
 def test_inconsistent_shards_are_refused(tmp_path: Path, rows: list, other: list, match: str) -> None:
     _write(tmp_path / "x-0.parquet", rows)
     _write(tmp_path / "x-1.parquet", other)
@@ -125,15 +167,35 @@ def test_retrain_from_shards_equals_folder_run(fixtures: Path, tmp_path: Path) -
     engine = LiteRTEngine(embedder)
     ident = bottlenecks.backbone_id(embedder, engine.input_size, None)
     _, files = folders.scan(data)
-    rows = [{"path": rel, "class": rel.split("/")[0], "sha256": bottlenecks.file_sha256(p),
-             "features": engine.run(decode(p, engine.input_size)[None])[0].tolist(), "backbone": ident,
-             "source": p, "error": None} for p, rel in ((f.path, f.rel) for f in files)]
+    rows = [
+        {
+            "path": rel,
+            "class": rel.split("/")[0],
+            "sha256": bottlenecks.file_sha256(p),
+            "features": engine.run(decode(p, engine.input_size)[None])[0].tolist(),
+            "backbone": ident,
+            "source": p,
+            "error": None,
+        }
+        for p, rel in ((f.path, f.rel) for f in files)
+    ]
     rows.reverse()  # shard order means nothing
     _write(tmp_path / "f-00000-of-00002.parquet", rows[:10])
     _write(tmp_path / "f-00001-of-00002.parquet", rows[10:])
     a = invoke("retrain", str(data), "-m", str(embedder), "-o", str(tmp_path / "A"), "-f", "json", "--epochs", "20")
-    b = invoke("retrain", "--features", str(tmp_path / "f-*.parquet"), "-m", str(embedder), "-o", str(tmp_path / "B"),
-               "-f", "json", "--epochs", "20")
+    b = invoke(
+        "retrain",
+        "--features",
+        str(tmp_path / "f-*.parquet"),
+        "-m",
+        str(embedder),
+        "-o",
+        str(tmp_path / "B"),
+        "-f",
+        "json",
+        "--epochs",
+        "20",
+    )
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
     with np.load(tmp_path / "A" / "head.npz") as ha, np.load(tmp_path / "B" / "head.npz") as hb:
         assert ha["weights"].shape == (1024, 3)
@@ -168,10 +230,12 @@ def test_beam_commands_without_beam_say_how_to_install(tmp_path: Path) -> None:
 
 
 def test_import_imgtool_and_cli_help_load_no_beam() -> None:
-    code = ("import sys, imgtool, imgtool.cli.main\n"
-            "from click.testing import CliRunner\n"
-            "assert CliRunner().invoke(imgtool.cli.main.cli, ['beam', '--help']).exit_code == 0\n"
-            "print([m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'pyarrow')])")
+    code = (
+        "import sys, imgtool, imgtool.cli.main\n"
+        "from click.testing import CliRunner\n"
+        "assert CliRunner().invoke(imgtool.cli.main.cli, ['beam', '--help']).exit_code == 0\n"
+        "print([m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'pyarrow')])"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
@@ -190,13 +254,22 @@ def test_requirements_files_follow_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     # .venv-beam: the light dependencies, Beam with its aws extra (the s3:// tests), the test tools
-    want = [d for d in project["dependencies"] + extras["aws"] + extras["test"] + extras["beam-test"]
-            if _name(d) not in TF_ONLY]
-    lines = [ln.strip() for ln in (ROOT / "requirements-beam.txt").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    want = [
+        d
+        for d in project["dependencies"] + extras["aws"] + extras["test"] + extras["beam-test"]
+        if _name(d) not in TF_ONLY
+    ]
+    lines = [
+        ln.strip()
+        for ln in (ROOT / "requirements-beam.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert sorted(lines) == sorted(set(want))
-    worker = {_name(ln) for ln in (ROOT / "requirements-worker.txt").read_text().splitlines()
-              if ln.strip() and not ln.startswith("#")}
+    worker = {
+        _name(ln)
+        for ln in (ROOT / "requirements-worker.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
     assert worker == {"numpy", "pillow", "ai-edge-litert"}
     assert "imgtool.beam" in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     make = (ROOT / "Makefile").read_text()

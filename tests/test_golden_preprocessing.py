@@ -20,14 +20,18 @@ def test_inputs_and_scores_match_the_stored_expectation(fixtures: Path) -> None:
     assert sorted(got) == sorted(want["photos"])
     assert any(min(w["size"]) < 224 for w in want["photos"].values())  # upscaled photos are in it
     inputs = [p for p in got if got[p]["input_sha256"] != want["photos"][p]["input_sha256"]]
-    scores = [p for p in got
-              if [i for i, _ in got[p]["top"]] != [i for i, _ in want["photos"][p]["top"]]
-              or any(abs(a[1] - b[1]) > 1e-6 for a, b in zip(got[p]["top"], want["photos"][p]["top"]))]
+    scores = [
+        p
+        for p in got
+        if [i for i, _ in got[p]["top"]] != [i for i, _ in want["photos"][p]["top"]]
+        or any(abs(a[1] - b[1]) > 1e-6 for a, b in zip(got[p]["top"], want["photos"][p]["top"]))
+    ]
     import PIL
 
     assert not inputs and not scores, (
         f"with Pillow {PIL.__version__}: {len(inputs)} input arrays and {len(scores)} top-{golden.TOP} score lists "
-        f"differ from {golden.GOLDEN.name} (e.g. {(inputs or scores)[:3]})")
+        f"differ from {golden.GOLDEN.name} (e.g. {(inputs or scores)[:3]})"
+    )
 
 
 @pytest.mark.parametrize("name", ["pillow", "ai-edge-litert"])

@@ -65,11 +65,12 @@ def misnamed_options(name: str, cmd: click.Command, ctx: click.Context) -> list[
             if found is None:
                 continue
             other, other_cmd = found
-            rest = m.group(1)[len(other) - len("imgtool"):] + m.group(2)
+            rest = m.group(1)[len(other) - len("imgtool") :] + m.group(2)
             args = rest.split(" -- ")[0]  # after a bare --: Beam's options
             theirs = option_names(other_cmd, click.Context(other_cmd, info_name=other))
-            bad += [f"{opt} (in the example `{m.group(0).strip()}`)" for opt in OPTION.findall(args)
-                    if opt not in theirs]
+            bad += [
+                f"{opt} (in the example `{m.group(0).strip()}`)" for opt in OPTION.findall(args) if opt not in theirs
+            ]
         prose = EXAMPLE.sub("", text)
         bad += [opt for opt in OPTION.findall(prose) if opt not in own and opt not in BEAM_PIPELINE_OPTIONS]
     return bad
@@ -77,8 +78,11 @@ def misnamed_options(name: str, cmd: click.Command, ctx: click.Context) -> list[
 
 @pytest.mark.parametrize("name,cmd,ctx", COMMANDS, ids=IDS)
 def test_every_option_has_help(name: str, cmd: click.Command, ctx: click.Context) -> None:
-    lacking = [p.opts[-1] for p in cmd.get_params(ctx)
-               if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
+    lacking = [
+        p.opts[-1]
+        for p in cmd.get_params(ctx)
+        if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()
+    ]
     assert lacking == [], f"`{name}`: options without help: {', '.join(lacking)} (give each a help= string)"
 
 
@@ -88,10 +92,12 @@ def test_help_names_only_options_the_command_has(name: str, cmd: click.Command, 
     assert bad == [], f"`{name} --help` names options that `{name}` lacks: {', '.join(bad)}"
 
 
-@pytest.mark.parametrize("name,cmd,ctx", [c for c in COMMANDS if not isinstance(c[1], click.Group)],
-                         ids=[i for i, c in zip(IDS, COMMANDS) if not isinstance(c[1], click.Group)])
-def test_every_command_lists_its_exit_codes_130_among_them(name: str, cmd: click.Command,
-                                                            ctx: click.Context) -> None:
+@pytest.mark.parametrize(
+    "name,cmd,ctx",
+    [c for c in COMMANDS if not isinstance(c[1], click.Group)],
+    ids=[i for i, c in zip(IDS, COMMANDS) if not isinstance(c[1], click.Group)],
+)
+def test_every_command_lists_its_exit_codes_130_among_them(name: str, cmd: click.Command, ctx: click.Context) -> None:
     epilog = cmd.epilog or ""
     assert "Exit codes:" in epilog, f"`{name}` has no exit codes in its epilog"
     codes = re.findall(r"^\s+(\d+)\s+\S", epilog.split("Exit codes:")[1], re.M)
@@ -102,6 +108,7 @@ def test_every_command_lists_its_exit_codes_130_among_them(name: str, cmd: click
 def test_the_check_sees_a_foreign_option_and_a_missing_help() -> None:
     """The walk is not vacuous: a command naming another's option, an example with an
     option its command lacks, and an option without help are all caught."""
+
     @click.command(epilog="Exit codes:\n  0  ok\n  1  not -q\n  130  interrupted")
     @click.option("-q", "--quiet", is_flag=True)
     def cmd(quiet: bool) -> None:

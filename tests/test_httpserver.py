@@ -206,8 +206,11 @@ def test_truncate(http_server):
     try:
         for chunk in r.iter_content(8192):
             got += chunk
-    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
-            requests.ConnectionError) as e:
+    except (
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+        requests.ConnectionError,
+    ) as e:
         raised = e
     # urllib3 2.x enforces Content-Length: requests raises ChunkedEncodingError(IncompleteRead).
     assert raised is not None or len(got) < len(BODY)

@@ -11,8 +11,9 @@ from PIL import Image
 from imgtool.data import images
 
 
-@pytest.mark.parametrize("orientation,top,bottom", [(1, "blue", "blue"), (6, "blue", "red"), (8, "red", "blue"),
-                                                     (3, "red", "red")])
+@pytest.mark.parametrize(
+    "orientation,top,bottom", [(1, "blue", "blue"), (6, "blue", "red"), (8, "red", "blue"), (3, "red", "red")]
+)
 def test_exif_orientation_is_applied_geometrically(tmp_path: Path, orientation: int, top: str, bottom: str) -> None:
     path = _exif_photo(tmp_path, orientation)
     arr = images.decode(str(path), (40, 40))
@@ -50,10 +51,11 @@ def test_in_memory_arrays_are_made_rgb_exactly_as_files_are() -> None:
     kept = rgba.copy()
     from_memory(rgba, (4, 4))
     assert np.array_equal(rgba, kept)
-    for bad, why in ((np.zeros((0, 3, 3), np.uint8), "array of shape (0, 3, 3) holds no pixels"),
-                     (np.zeros((2, 2, 3), np.int64), "array of int64: give uint8 pixels (0..255)"),
-                     (np.zeros((2, 2, 3, 1), np.uint8), "array of shape (2, 2, 3, 1): give HxWx3 (RGB), HxWx4 "
-                                                         "(RGBA) or HxW (gray)")):
+    for bad, why in (
+        (np.zeros((0, 3, 3), np.uint8), "array of shape (0, 3, 3) holds no pixels"),
+        (np.zeros((2, 2, 3), np.int64), "array of int64: give uint8 pixels (0..255)"),
+        (np.zeros((2, 2, 3, 1), np.uint8), "array of shape (2, 2, 3, 1): give HxWx3 (RGB), HxWx4 (RGBA) or HxW (gray)"),
+    ):
         with pytest.raises(ImageError) as info:
             from_memory(bad, (2, 2))
         assert str(info.value) == why
@@ -70,10 +72,12 @@ def _exif_photo(tmp_path: Path, orientation: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("orientation,top,bottom", [(1, "blue", "blue"), (6, "blue", "red"), (8, "red", "blue"),
-                                                     (3, "red", "red")])
-def test_in_memory_image_opened_from_a_rotated_file_equals_the_file(tmp_path: Path, orientation: int, top: str,
-                                                                    bottom: str) -> None:
+@pytest.mark.parametrize(
+    "orientation,top,bottom", [(1, "blue", "blue"), (6, "blue", "red"), (8, "red", "blue"), (3, "red", "red")]
+)
+def test_in_memory_image_opened_from_a_rotated_file_equals_the_file(
+    tmp_path: Path, orientation: int, top: str, bottom: str
+) -> None:
     """`from_memory(Image.open(rotated.jpg))` is exactly `decode(path)`: EXIF orientation applied
     to the in-memory image too (files were tested, in-memory images were not). Planted change
     this catches: from_memory without `ImageOps.exif_transpose`."""
@@ -135,7 +139,10 @@ def test_one_input_is_decoded_on_the_calling_thread_many_on_workers(photos, monk
     alone = list(images_mod.decode_ahead([images_mod.Input(one)], (224, 224), workers=2, window=4))
     assert seen == [threading.current_thread().name]
     seen.clear()
-    two = list(images_mod.decode_ahead([images_mod.Input(one), images_mod.Input(str(photos / "cat.bmp"))],
-                                       (224, 224), workers=2, window=4))
+    two = list(
+        images_mod.decode_ahead(
+            [images_mod.Input(one), images_mod.Input(str(photos / "cat.bmp"))], (224, 224), workers=2, window=4
+        )
+    )
     assert len(seen) == 2 and all(name.startswith("decode") for name in seen)
     assert alone[0][0] == two[0][0] and (alone[0][1] == two[0][1]).all() and alone[0][2] is None

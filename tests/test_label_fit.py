@@ -20,8 +20,9 @@ def test_equal_counts_fit_as_they_are() -> None:
     assert fit(["background", "b", "c"], 3, ref="m") == ["background", "b", "c"]  # kept: it is output 0
 
 
-@pytest.mark.parametrize("first", ["background", "unused", "???", "__background__", "Background", "  UNUSED  ",
-                                   "__BACKGROUND__"])
+@pytest.mark.parametrize(
+    "first", ["background", "unused", "???", "__background__", "Background", "  UNUSED  ", "__BACKGROUND__"]
+)
 def test_one_more_label_with_a_background_first_line_drops_it(first: str) -> None:
     assert fit([first, "a", "b"], 2, ref="m") == ["a", "b"]
 
@@ -44,16 +45,17 @@ def test_one_fewer_label_names_output_0_background_so_indexes_keep(fixtures: Pat
     assert fitted[89] == "macaw" and fitted[1] == "tench, Tinca tinca" and fitted[1000] == full[1000]
 
 
-@pytest.mark.parametrize("n, width", [(0, 1001), (0, 1), (7, 1001), (999, 1001), (1003, 1001), (1002, 1001),
-                                      (1, 3)])
+@pytest.mark.parametrize("n, width", [(0, 1001), (0, 1), (7, 1001), (999, 1001), (1003, 1001), (1002, 1001), (1, 3)])
 def test_anything_else_names_both_counts(n: int, width: int) -> None:
     labels = [f"l{i}" for i in range(n)]
     with pytest.raises(UsageError) as err:
         fit(labels, width, ref="mymodel", labels_file="mine.txt")
     msg = str(err.value)
     assert msg.startswith(f"`labels` mine.txt: {n} labels for the {width} outputs of mymodel; ")
-    assert f"{width} labels (or {width + 1} with a background first line, or {width - 1} when output 0 is background)" \
+    assert (
+        f"{width} labels (or {width + 1} with a background first line, or {width - 1} when output 0 is background)"
         in msg
+    )
     assert err.value.exit_code == 2
     with pytest.raises(ModelError) as err3:
         fit(labels, width, ref="mymodel")
@@ -66,8 +68,11 @@ def test_anything_else_names_both_counts(n: int, width: int) -> None:
 
 def test_closest_compares_whole_labels_and_synonyms(fixtures: Path) -> None:
     labels = (fixtures / "imagenet" / "imagenet_labels.txt").read_text().splitlines()
-    assert closest("hotdgo", labels) == ["hotdog, hot dog, red hot", "hot pot, hotpot",
-                                         "hog, pig, grunter, squealer, Sus scrofa"]
+    assert closest("hotdgo", labels) == [
+        "hotdog, hot dog, red hot",
+        "hot pot, hotpot",
+        "hog, pig, grunter, squealer, Sus scrofa",
+    ]
     assert closest("macaws", labels) == ["macaw", "maraca", "macaque"]
     assert closest("DAISIES", labels) == ["daisy"]
     assert closest("zzzzqqq", labels) == []
@@ -91,8 +96,9 @@ def test_check_expected_message() -> None:
     check_expected("hot dog", labels, "m")  # a synonym: fine
     with pytest.raises(UsageError) as err:
         check_expected("hotdgo", labels, "inception_v3")
-    assert str(err.value) == ("`expect` 'hotdgo': no such label in inception_v3; "
-                              "closest: 'hotdog, hot dog, red hot', 'hot pot, hotpot'")
+    assert str(err.value) == (
+        "`expect` 'hotdgo': no such label in inception_v3; closest: 'hotdog, hot dog, red hot', 'hot pot, hotpot'"
+    )
     with pytest.raises(UsageError) as err:
         check_expected("zzzz", labels, "m")
     assert str(err.value) == "`expect` 'zzzz': no such label in m; `load_model('m').labels` lists what it can say"
@@ -124,8 +130,9 @@ def _top1(result) -> tuple[str, str, str]:  # noqa: ANN001
     return rows[0]["label"], rows[0]["score"], rows[0]["index"]
 
 
-def test_1000_line_labels_file_on_1001_outputs_keeps_macaw(mobilenet: str, parrot: str, tmp_path: Path,
-                                                            imagenet_labels: list[str]) -> None:
+def test_1000_line_labels_file_on_1001_outputs_keeps_macaw(
+    mobilenet: str, parrot: str, tmp_path: Path, imagenet_labels: list[str]
+) -> None:
     short = tmp_path / "1000.txt"
     short.write_text("\n".join(imagenet_labels[1:]) + "\n")
     result = invoke("classify", "-m", mobilenet, "--labels", str(short), "-k1", "-f", "csv", parrot)
@@ -133,8 +140,9 @@ def test_1000_line_labels_file_on_1001_outputs_keeps_macaw(mobilenet: str, parro
     assert _top1(result) == ("macaw", "0.996094", "89")
 
 
-def test_labels_file_with_extra_background_line(mobilenet: str, parrot: str, tmp_path: Path,
-                                                imagenet_labels: list[str]) -> None:
+def test_labels_file_with_extra_background_line(
+    mobilenet: str, parrot: str, tmp_path: Path, imagenet_labels: list[str]
+) -> None:
     extra = tmp_path / "1002.txt"
     extra.write_text("\n".join(["???", *imagenet_labels]) + "\n")
     result = invoke("classify", "-m", mobilenet, "--labels", str(extra), "-k1", "-f", "csv", parrot)
@@ -143,8 +151,9 @@ def test_labels_file_with_extra_background_line(mobilenet: str, parrot: str, tmp
 
 
 @pytest.mark.parametrize("content, n", [("", 0), ("a\nb\nc\nd\ne\nf\ng\n", 7)])
-def test_labels_file_that_does_not_fit_is_exit_2(mobilenet: str, parrot: str, tmp_path: Path, content: str,
-                                                 n: int) -> None:
+def test_labels_file_that_does_not_fit_is_exit_2(
+    mobilenet: str, parrot: str, tmp_path: Path, content: str, n: int
+) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text(content)
     result = invoke("classify", "-m", mobilenet, "--labels", str(bad), parrot)
@@ -187,8 +196,10 @@ def test_expect_unknown_label_is_exit_2_before_any_work(mobilenet: str, parrot: 
     result = invoke("classify", "-m", mobilenet, "--expect", "hotdgo", parrot)
     assert result.exit_code == 2
     assert result.stdout == ""  # nothing was classified
-    assert result.stderr == (f"Error: --expect 'hotdgo': no such label in {mobilenet}; closest: "
-                             "'hotdog, hot dog, red hot', 'hot pot, hotpot', 'hog, pig, grunter, squealer, Sus scrofa'\n")
+    assert result.stderr == (
+        f"Error: --expect 'hotdgo': no such label in {mobilenet}; closest: "
+        "'hotdog, hot dog, red hot', 'hot pot, hotpot', 'hog, pig, grunter, squealer, Sus scrofa'\n"
+    )
     # a label it has, not the top-1, is still the ordinary exit 1
     assert invoke("classify", "-m", mobilenet, "--expect", "hot dog", parrot).exit_code == 1
     assert invoke("classify", "-m", mobilenet, "--expect", "Macaw", parrot).exit_code == 0
@@ -200,7 +211,8 @@ def test_expect_unknown_label_subprocess(mobilenet: str, parrot: str) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"Error: --expect 'macaws': no such label in {mobilenet}; closest: 'macaw', 'maraca', 'macaque'"]
+        f"Error: --expect 'macaws': no such label in {mobilenet}; closest: 'macaw', 'maraca', 'macaque'"
+    ]
 
 
 # ---------------------------------------------------------------------------- one label a line (issue 15 item 6)

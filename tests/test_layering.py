@@ -58,7 +58,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for dep in sorted(graph.get(node, ())):
             if state.get(dep) == 1:
-                return [*stack[stack.index(dep):], dep]
+                return [*stack[stack.index(dep) :], dep]
             if dep not in state and (found := visit(dep)):
                 return found
         stack.pop()
@@ -86,7 +86,13 @@ LAYERS: list[tuple[str, str]] = [
     ("api", "the public Python API (imgtool/__init__.py exports it lazily)"),
     ("front ends", "the command line, Beam and Spark"),
 ]
-TOP_LEVEL = {"imgtool": "api", "imgtool.api": "api", "imgtool.api_store": "api", "imgtool.__main__": "front ends", "imgtool.spark": "front ends"}
+TOP_LEVEL = {
+    "imgtool": "api",
+    "imgtool.api": "api",
+    "imgtool.api_store": "api",
+    "imgtool.__main__": "front ends",
+    "imgtool.spark": "front ends",
+}
 FRONT_ENDS = {"cli", "beam"}
 
 
@@ -104,8 +110,9 @@ def layer_of(module: str) -> int:
 
 def test_every_module_lives_in_a_layer_package():
     """The folder shows the layers: nothing but the API's face and the front ends at the top."""
-    loose = sorted(p.name for p in PACKAGE.glob("*.py") if f"imgtool.{p.stem}" not in TOP_LEVEL
-                   and p.stem != "__init__")
+    loose = sorted(
+        p.name for p in PACKAGE.glob("*.py") if f"imgtool.{p.stem}" not in TOP_LEVEL and p.stem != "__init__"
+    )
     assert loose == []
 
 
@@ -138,9 +145,12 @@ def test_imgtool_has_no_import_cycle():
 
 
 def test_no_module_imports_a_higher_layer():
-    upward = [f"{mod} ({LAYERS[layer_of(mod)][0]}) imports {dep} ({LAYERS[layer_of(dep)][0]})"
-              for mod, deps in sorted(import_graph().items()) for dep in sorted(deps)
-              if layer_of(dep) > layer_of(mod)]
+    upward = [
+        f"{mod} ({LAYERS[layer_of(mod)][0]}) imports {dep} ({LAYERS[layer_of(dep)][0]})"
+        for mod, deps in sorted(import_graph().items())
+        for dep in sorted(deps)
+        if layer_of(dep) > layer_of(mod)
+    ]
     assert upward == []
 
 

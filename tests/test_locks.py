@@ -32,8 +32,9 @@ with locks.lock(sys.argv[1]):
 @pytest.fixture
 def holder(isolated_home: Path) -> Iterator[subprocess.Popen]:
     """Another process holding ENTRY's lock until its stdin gets a line."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, ENTRY], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, ENTRY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline() == "held\n"
     yield proc
     if proc.poll() is None:
@@ -46,8 +47,8 @@ def _waiting_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_the_wait_says_so_every_notice_and_the_timeout_is_a_lock_timeout_error(
-        holder: subprocess.Popen, isolated_home: Path, caplog: pytest.LogCaptureFixture,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    holder: subprocess.Popen, isolated_home: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(locks, "NOTICE_EVERY", 0.25)
     monkeypatch.setenv("IMGTOOL_LOCK_TIMEOUT", "0.75")
     caplog.set_level(logging.INFO, logger="imgtool")
@@ -59,8 +60,10 @@ def test_the_wait_says_so_every_notice_and_the_timeout_is_a_lock_timeout_error(
         f"still waiting for {ENTRY} (0.25 s so far; giving up after 0.75 s, IMGTOOL_LOCK_TIMEOUT)",
         f"still waiting for {ENTRY} (0.5 s so far; giving up after 0.75 s, IMGTOOL_LOCK_TIMEOUT)",
     ]
-    assert str(err.value) == (f"{ENTRY}: another imgtool process has held its lock ({lock_file}) for 0.75 s; "
-                              "let it finish or stop it, or set IMGTOOL_LOCK_TIMEOUT to wait longer")
+    assert str(err.value) == (
+        f"{ENTRY}: another imgtool process has held its lock ({lock_file}) for 0.75 s; "
+        "let it finish or stop it, or set IMGTOOL_LOCK_TIMEOUT to wait longer"
+    )
     assert err.value.exit_code == EXIT_MODEL and isinstance(err.value, TimeoutError)
 
 
@@ -71,8 +74,9 @@ def test_a_free_lock_is_taken_without_a_word(isolated_home: Path, caplog: pytest
     assert _waiting_lines(caplog) == []
 
 
-def test_the_cli_waits_then_gives_up_in_one_line_exit_3(served: LoopbackServer, holder: subprocess.Popen,
-                                                        isolated_home: Path) -> None:
+def test_the_cli_waits_then_gives_up_in_one_line_exit_3(
+    served: LoopbackServer, holder: subprocess.Popen, isolated_home: Path
+) -> None:
     env = {"IMGTOOL_LOCK_TIMEOUT": "1"}
     res = run("models", "download", ENTRY, env=env, timeout=120)
     lock_file = isolated_home / "locks" / f"{ENTRY}.lock"
@@ -87,10 +91,12 @@ def test_the_cli_waits_then_gives_up_in_one_line_exit_3(served: LoopbackServer, 
     assert served.hits("/hub/cls.tar.gz") == 0  # nothing was downloaded meanwhile
 
 
-def test_the_cli_proceeds_once_the_other_process_lets_go(served: LoopbackServer, holder: subprocess.Popen,
-                                                         isolated_home: Path) -> None:
-    proc = subprocess.Popen([IMGTOOL, "models", "download", ENTRY], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+def test_the_cli_proceeds_once_the_other_process_lets_go(
+    served: LoopbackServer, holder: subprocess.Popen, isolated_home: Path
+) -> None:
+    proc = subprocess.Popen(
+        [IMGTOOL, "models", "download", ENTRY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stderr is not None
     first = proc.stderr.readline()
     assert first.startswith(f"waiting for another imgtool process to finish with {ENTRY} "), first

@@ -63,7 +63,9 @@ def test_rounding_and_types() -> None:
 def test_format_text_confusion_matrix_lines() -> None:
     m = metrics.evaluate(np.array([0, 1, 1]), np.array([0, 1, 0]), ["daisies", "roses"])
     lines = metrics.format_text(m, "val").splitlines()
-    assert lines[4:] == ["  confusion matrix (rows: true, columns: predicted):",
-                         "           daisie  roses",
-                         "  daisies       1      0",
-                         "  roses         1      1"]
+    assert lines[4:] == [
+        "  confusion matrix (rows: true, columns: predicted):",
+        "           daisie  roses",
+        "  daisies       1      0",
+        "  roses         1      1",
+    ]

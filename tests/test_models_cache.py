@@ -78,8 +78,14 @@ def test_caches_are_listed_with_sizes_and_removed(retrained: Path) -> None:
     assert (exp.path, exp.bytes, exp.entries) == (home / "exports", (2000 + 2) + (1000 + 2) + checks, 2)
     # the CLI's listing: the same numbers, as json and as text
     rows = {r["name"]: r for r in json.loads(invoke("models", "list", "-f", "json").stdout)}
-    assert rows["exports"] == {"name": "exports", "kind": "cache", "cached": True, "path": str(home / "exports"),
-                               "bytes": exp.bytes, "entries": 2}
+    assert rows["exports"] == {
+        "name": "exports",
+        "kind": "cache",
+        "cached": True,
+        "path": str(home / "exports"),
+        "bytes": exp.bytes,
+        "entries": 2,
+    }
     assert rows["bottlenecks"]["entries"] == 8 and rows["bottlenecks"]["kind"] == "cache"
     text = invoke("models", "list").stdout
     from imgtool.models.caches import human_size
@@ -100,8 +106,14 @@ def test_caches_are_listed_with_sizes_and_removed(retrained: Path) -> None:
     results = _caches()["results"]
     assert (results.path, results.bytes, results.entries) == (home / "results", size, 1)
     rows = {r["name"]: r for r in json.loads(invoke("models", "list", "-f", "json").stdout)}
-    assert rows["results"] == {"name": "results", "kind": "cache", "cached": True, "path": str(home / "results"),
-                               "bytes": size, "entries": 1}
+    assert rows["results"] == {
+        "name": "results",
+        "kind": "cache",
+        "cached": True,
+        "path": str(home / "results"),
+        "bytes": size,
+        "entries": 1,
+    }
     res = invoke("models", "remove", "results")
     assert res.exit_code == 0 and res.stderr == f"removed the results cache ({human_size(size)}, 1 entries)\n"
     assert not (home / "results").exists()
@@ -109,8 +121,14 @@ def test_caches_are_listed_with_sizes_and_removed(retrained: Path) -> None:
     gone = _caches()["bottlenecks"]
     assert (gone.path, gone.bytes, gone.entries) == (home / "bottlenecks", 0, 0)
     rows = {r["name"]: r for r in json.loads(invoke("models", "list", "-f", "json").stdout)}
-    assert rows["bottlenecks"] == {"name": "bottlenecks", "kind": "cache", "cached": False,
-                                   "path": str(home / "bottlenecks"), "bytes": 0, "entries": 0}
+    assert rows["bottlenecks"] == {
+        "name": "bottlenecks",
+        "kind": "cache",
+        "cached": False,
+        "path": str(home / "bottlenecks"),
+        "bytes": 0,
+        "entries": 0,
+    }
 
 
 def test_remove_all_takes_models_and_caches(retrained: Path, http_server, tmp_path: Path) -> None:
@@ -126,13 +144,22 @@ def test_remove_all_takes_models_and_caches(retrained: Path, http_server, tmp_pa
     res = invoke("models", "remove", "all")  # the CLI's words for each removal
     assert res.exit_code == 0, res.output
     said = res.stderr.splitlines()
-    assert [line.split(" (")[0] for line in said] == ["removed the bottlenecks cache", "removed the exports cache",
-                                                      "removed the results cache", f"removed {info.key}"]
+    assert [line.split(" (")[0] for line in said] == [
+        "removed the bottlenecks cache",
+        "removed the exports cache",
+        "removed the results cache",
+        f"removed {info.key}",
+    ]
     assert list((home / "models").iterdir()) == []
     assert not (home / "bottlenecks").exists() and not (home / "exports").exists() and not (home / "results").exists()
     assert imgtool.remove_models(["all"]) == []
 
 
 def test_human_size() -> None:
-    assert [caches.human_size(n) for n in (0, 999, 1000, 1_234_567, 5_000_000_000)] == \
-        ["0 B", "999 B", "1.0 kB", "1.2 MB", "5.0 GB"]
+    assert [caches.human_size(n) for n in (0, 999, 1000, 1_234_567, 5_000_000_000)] == [
+        "0 B",
+        "999 B",
+        "1.0 kB",
+        "1.2 MB",
+        "5.0 GB",
+    ]

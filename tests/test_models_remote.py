@@ -52,19 +52,40 @@ def _catalog(tmp_path: Path, srv: LoopbackServer, built: dict[str, Path], sha: s
     srv.add("/data/ImageNetLabels.txt", ("\n".join(LABELS) + "\n").encode())
     srv.add("/models/inception-2015-12-05.tgz", built["graph_tgz"].read_bytes())
     records = {
-        "inception_v3": {"format": "savedmodel", "urls": [srv.url + "/hub/cls.tar.gz"], "sha256": sha,
-                         "input_size": [SIZE, SIZE], "value_range": [0, 1], "output": "logits",
-                         "labels": {"urls": [srv.url + "/data/ImageNetLabels.txt"]},
-                         "features": "inception_v3_feature_vector"},
-        "inception_v3_feature_vector": {"format": "savedmodel", "urls": [srv.url + "/hub/feat.tar.gz"],
-                                        "input_size": [SIZE, SIZE], "value_range": [0, 1], "output": "features"},
+        "inception_v3": {
+            "format": "savedmodel",
+            "urls": [srv.url + "/hub/cls.tar.gz"],
+            "sha256": sha,
+            "input_size": [SIZE, SIZE],
+            "value_range": [0, 1],
+            "output": "logits",
+            "labels": {"urls": [srv.url + "/data/ImageNetLabels.txt"]},
+            "features": "inception_v3_feature_vector",
+        },
+        "inception_v3_feature_vector": {
+            "format": "savedmodel",
+            "urls": [srv.url + "/hub/feat.tar.gz"],
+            "input_size": [SIZE, SIZE],
+            "value_range": [0, 1],
+            "output": "features",
+        },
         "inception_v3_2015": {
-            "format": "graphdef", "urls": [srv.url + "/models/inception-2015-12-05.tgz"],
-            "graph": "classify_image_graph_def.pb", "input_tensor": "Mul:0", "output_tensor": "softmax:0",
-            "feature_tensor": "pool_3:0", "input_size": [SIZE, SIZE], "value_range": [-1, 0.9921875],
-            "output": "probabilities", "features": "inception_v3_2015",
-            "labels": {"format": "imagenet2015", "label_map": "imagenet_2012_challenge_label_map_proto.pbtxt",
-                       "synsets": "imagenet_synset_to_human_label_map.txt"}},
+            "format": "graphdef",
+            "urls": [srv.url + "/models/inception-2015-12-05.tgz"],
+            "graph": "classify_image_graph_def.pb",
+            "input_tensor": "Mul:0",
+            "output_tensor": "softmax:0",
+            "feature_tensor": "pool_3:0",
+            "input_size": [SIZE, SIZE],
+            "value_range": [-1, 0.9921875],
+            "output": "probabilities",
+            "features": "inception_v3_2015",
+            "labels": {
+                "format": "imagenet2015",
+                "label_map": "imagenet_2012_challenge_label_map_proto.pbtxt",
+                "synsets": "imagenet_synset_to_human_label_map.txt",
+            },
+        },
     }
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps({"models": records}))
@@ -86,7 +107,9 @@ def _top1(stdout: str) -> dict[str, tuple[str, int]]:
     return out
 
 
-def test_default_model_downloads_converts_caches_and_classifies(served: LoopbackServer, built: dict, isolated_home: Path) -> None:
+def test_default_model_downloads_converts_caches_and_classifies(
+    served: LoopbackServer, built: dict, isolated_home: Path
+) -> None:
     args = ["classify", "-f", "jsonl", str(built["red"]), str(built["green"]), str(built["blue"])]
     first = invoke(*args)
     assert first.exit_code == 0, first.output
@@ -99,9 +122,11 @@ def test_default_model_downloads_converts_caches_and_classifies(served: Loopback
     assert (entry / "model.tflite").stat().st_size == record["conversions"]["model"]["size"]
     assert served.hits("/hub/cls.tar.gz") == 1 and served.last_query("/hub/cls.tar.gz") == ""
     # a second run, as a fresh process: no download, no conversion, no TensorFlow import
-    code = ("import sys; from click.testing import CliRunner; from imgtool.cli.main import cli;"
-            f"r = CliRunner().invoke(cli, {args!r}); print(r.exit_code, 'tensorflow' in sys.modules);"
-            "print(r.stdout, end='')")
+    code = (
+        "import sys; from click.testing import CliRunner; from imgtool.cli.main import cli;"
+        f"r = CliRunner().invoke(cli, {args!r}); print(r.exit_code, 'tensorflow' in sys.modules);"
+        "print(r.stdout, end='')"
+    )
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     status, rest = second.stdout.split("\n", 1)
     assert status == "0 False"
@@ -110,8 +135,9 @@ def test_default_model_downloads_converts_caches_and_classifies(served: Loopback
 
 
 def test_2015_graph_labels_map_through_synsets(served: LoopbackServer, built: dict) -> None:
-    result = invoke("classify", "-m", "inception_v3_2015", "-f", "jsonl", str(built["red"]), str(built["green"]),
-                    str(built["blue"]))
+    result = invoke(
+        "classify", "-m", "inception_v3_2015", "-f", "jsonl", str(built["red"]), str(built["green"]), str(built["blue"])
+    )
     assert result.exit_code == 0, result.output
     expected = {c: (modelgen.GRAPH2015_LABELS[i], i) for c, i in modelgen.CLASSIFIER_IDS.items()}
     assert _top1(result.stdout) == expected
@@ -135,8 +161,9 @@ def _top1_of(results: list) -> dict[str, tuple[str, int]]:  # noqa: ANN001
     return {Path(r.path).stem: (r.predictions[0].label, r.predictions[0].index) for r in results if r.predictions}
 
 
-def test_checksum_mismatch_is_exit_3_and_nothing_cached(tmp_path: Path, http_server: LoopbackServer, built: dict,
-                                                         monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+def test_checksum_mismatch_is_exit_3_and_nothing_cached(
+    tmp_path: Path, http_server: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
     monkeypatch.setenv("IMGTOOL_CATALOG", str(_catalog(tmp_path, http_server, built, sha="0" * 64)))
     with pytest.raises(DownloadError) as info:
         imgtool.load_model()
@@ -148,15 +175,18 @@ def test_checksum_mismatch_is_exit_3_and_nothing_cached(tmp_path: Path, http_ser
     assert result.exit_code == 3
     said = result.stderr.strip().splitlines()
     assert len(said) == 2 and said[-1].startswith("Error: could not download inception_v3"), said
-    assert "checksum mismatch" in said[-1] and said[-1].endswith("or use -m mobilenet_v2_quant, which ships with imgtool")
+    assert "checksum mismatch" in said[-1] and said[-1].endswith(
+        "or use -m mobilenet_v2_quant, which ships with imgtool"
+    )
     good = hashlib.sha256(built["cls_tgz"].read_bytes()).hexdigest()
     monkeypatch.setenv("IMGTOOL_CATALOG", str(_catalog(tmp_path, http_server, built, sha=good)))
     assert imgtool.load_model().ref == "inception_v3"
 
 
 @pytest.mark.parametrize("fault", ["truncate", "drop", "500", "404", "stall", "redirect_loop", "overlong"])
-def test_failed_download_is_clean_and_next_attempt_succeeds(fault: str, served: LoopbackServer, built: dict,
-                                                             isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_download_is_clean_and_next_attempt_succeeds(
+    fault: str, served: LoopbackServer, built: dict, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMGTOOL_TIMEOUT", "1")
     monkeypatch.setenv("IMGTOOL_RETRIES", "1")
     served.set_fault("/hub/cls.tar.gz", fault)
@@ -176,8 +206,9 @@ def test_connection_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bui
     assert info.value.exit_code == 3
 
 
-def test_offline_fails_fast_then_works_from_cache(served: LoopbackServer, built: dict,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_fails_fast_then_works_from_cache(
+    served: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMGTOOL_OFFLINE", "1")
     with pytest.raises(ModelError) as info:
         imgtool.load_model()
@@ -194,14 +225,22 @@ def test_offline_fails_fast_then_works_from_cache(served: LoopbackServer, built:
     assert served.hits("/hub/cls.tar.gz") == 1
 
 
-def test_two_processes_download_once(tmp_path: Path, http_server: LoopbackServer, built: dict,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_processes_download_once(
+    tmp_path: Path, http_server: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMGTOOL_CATALOG", str(_catalog(tmp_path, http_server, built)))
     http_server.add("/hub/cls.tar.gz", built["cls_tgz"].read_bytes(), chunk_size=4096, delay_per_chunk=0.01)
     from tests.conftest import IMGTOOL
 
-    procs = [subprocess.Popen([IMGTOOL, "classify", "-f", "jsonl", str(built["green"])], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [IMGTOOL, "classify", "-f", "jsonl", str(built["green"])],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert all(_top1(o[0]) == {"green": ("label 2", 2)} for o in outs)
@@ -223,21 +262,29 @@ def _evil_tar(members: list[tuple[str, bytes | None, str | None]]) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("members", [
-    [("../escape.txt", b"x", None)],
-    [("/abs/escape.txt", b"x", None)],
-    [("link", None, "/etc/passwd"), ("saved_model.pb", b"x", None)],
-    [("sub/link", None, "../../outside")],
-], ids=["dotdot", "absolute", "abs-symlink", "relative-symlink-out"])
-def test_unsafe_archives_are_refused(members: list, http_server: LoopbackServer, built: dict,
-                                     isolated_home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "members",
+    [
+        [("../escape.txt", b"x", None)],
+        [("/abs/escape.txt", b"x", None)],
+        [("link", None, "/etc/passwd"), ("saved_model.pb", b"x", None)],
+        [("sub/link", None, "../../outside")],
+    ],
+    ids=["dotdot", "absolute", "abs-symlink", "relative-symlink-out"],
+)
+def test_unsafe_archives_are_refused(
+    members: list, http_server: LoopbackServer, built: dict, isolated_home: Path, tmp_path: Path
+) -> None:
     url = http_server.add("/evil.tar.gz", _evil_tar(members))
     with pytest.raises(ModelError, match="unsafe archive refused") as info:
         imgtool.load_model(url)
     assert info.value.exit_code == 3
     assert not (isolated_home / "escape.txt").exists() and not (isolated_home / "models" / "abs").exists()
-    assert not any(p.name == "entry.json" for p in (isolated_home / "models").rglob("*")) \
-        if (isolated_home / "models").exists() else True
+    assert (
+        not any(p.name == "entry.json" for p in (isolated_home / "models").rglob("*"))
+        if (isolated_home / "models").exists()
+        else True
+    )
 
 
 def test_corrupt_archive(http_server: LoopbackServer, built: dict) -> None:
@@ -247,8 +294,9 @@ def test_corrupt_archive(http_server: LoopbackServer, built: dict) -> None:
     assert info.value.exit_code == 3
 
 
-def test_damaged_cache_entry_is_refetched(served: LoopbackServer, built: dict, isolated_home: Path,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_damaged_cache_entry_is_refetched(
+    served: LoopbackServer, built: dict, isolated_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     assert imgtool.download_model().cached
     entry = isolated_home / "models" / "inception_v3"
     victim = entry / "source" / "saved_model.pb"
@@ -264,8 +312,9 @@ def test_damaged_cache_entry_is_refetched(served: LoopbackServer, built: dict, i
     assert "is damaged; converting again" in caplog.text
 
 
-def test_failed_conversion_falls_back_to_tensorflow(served: LoopbackServer, built: dict,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_conversion_falls_back_to_tensorflow(
+    served: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imgtool.runtime import tfutil
 
     def broken_convert(source: Path, size: tuple[int, int], dest: Path):  # the Keras-3 failure seen here
@@ -287,8 +336,16 @@ def test_local_savedmodel_pb_and_quantized_tflite(tmp_path: Path, built: dict) -
     assert res.exit_code == 0 and _top1(res.stdout)["green"][1] == 2
     with tarfile.open(built["graph_tgz"]) as tar:
         tar.extractall(tmp_path / "g", filter="data")
-    res = invoke("classify", "-m", str(tmp_path / "g" / "classify_image_graph_def.pb"), "--input-size", "32,32",
-                 "-f", "jsonl", str(built["blue"]))
+    res = invoke(
+        "classify",
+        "-m",
+        str(tmp_path / "g" / "classify_image_graph_def.pb"),
+        "--input-size",
+        "32,32",
+        "-f",
+        "jsonl",
+        str(built["blue"]),
+    )
     assert res.exit_code == 0, res.output
     assert _top1(res.stdout)["blue"] == (modelgen.GRAPH2015_LABELS[3], 3)
     q = modelgen.make_tflite_classifier(tmp_path / "q.tflite", size=SIZE, quantized=True, labels=LABELS)
@@ -302,7 +359,9 @@ def test_models_commands(served: LoopbackServer, isolated_home: Path) -> None:
     listing = json.loads(invoke("models", "list", "-f", "json").stdout)
     cached = {m["name"]: m["cached"] for m in listing}
     assert cached["inception_v3_2015"] is True and cached["inception_v3"] is False
-    assert invoke("models", "path", "inception_v3_2015").stdout.strip() == str(isolated_home / "models" / "inception_v3_2015")
+    assert invoke("models", "path", "inception_v3_2015").stdout.strip() == str(
+        isolated_home / "models" / "inception_v3_2015"
+    )
     assert invoke("models", "remove", "inception_v3_2015").exit_code == 0
     assert not (isolated_home / "models" / "inception_v3_2015").exists()
     assert invoke("models", "remove", "inception_v3_2015").exit_code == 3
@@ -327,7 +386,9 @@ def _colour_dataset(root: Path, per_class: int = 6) -> Path:
     return root
 
 
-def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(served: LoopbackServer, tmp_path: Path) -> None:
+def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(
+    served: LoopbackServer, tmp_path: Path
+) -> None:
     """The default backbone (inception_v3 -> its feature_vector twin), fetched from the
     loopback server as a TF Hub archive, converted, and exported both ways."""
     import numpy as np
@@ -382,20 +443,38 @@ def test_retrain_on_tf_backbone_exports_savedmodel_and_tflite_that_agree(served:
 
 def test_retrain_on_2015_graph_pool3(served: LoopbackServer, tmp_path: Path) -> None:
     data = _colour_dataset(tmp_path / "colours")
-    res = invoke("retrain", str(data), "-m", "inception_v3_2015", "-o", str(tmp_path / "m"), "--epochs", "100",
-                 "--learning-rate", "0.01", "-f", "json")
+    res = invoke(
+        "retrain",
+        str(data),
+        "-m",
+        "inception_v3_2015",
+        "-o",
+        str(tmp_path / "m"),
+        "--epochs",
+        "100",
+        "--learning-rate",
+        "0.01",
+        "-f",
+        "json",
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["test"]["accuracy"] == 1.0
     record = json.loads((Path(os.environ["IMGTOOL_HOME"]) / "models" / "inception_v3_2015" / "entry.json").read_text())
     assert record["conversions"]["features"]["ok"] is True
 
 
-def test_second_url_is_a_mirror(tmp_path: Path, http_server: LoopbackServer, built: dict,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_url_is_a_mirror(
+    tmp_path: Path, http_server: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     good = http_server.add("/mirror/cls.tar.gz", built["cls_tgz"].read_bytes())
     bad = http_server.add("/gone/cls.tar.gz", b"", fault="404")
-    record = {"format": "savedmodel", "urls": [bad, good], "input_size": [SIZE, SIZE], "value_range": [0, 1],
-              "output": "logits"}
+    record = {
+        "format": "savedmodel",
+        "urls": [bad, good],
+        "input_size": [SIZE, SIZE],
+        "value_range": [0, 1],
+        "output": "logits",
+    }
     (tmp_path / "c.json").write_text(json.dumps({"models": {"mirrored": record}}))
     monkeypatch.setenv("IMGTOOL_CATALOG", str(tmp_path / "c.json"))
     res = invoke("classify", "-m", "mirrored", "-f", "jsonl", str(built["green"]))

@@ -22,8 +22,15 @@ def _params(command: click.Command) -> dict[str, click.Parameter]:
     return {p.name: p for p in command.params if p.name is not None}
 
 
-@pytest.mark.parametrize(("cls", "command"), [(RetrainOptions, "retrain"), (ClassifyOptions, "classify"),
-                                               (EvaluateOptions, "evaluate"), (ModelOptions, "labels")])
+@pytest.mark.parametrize(
+    ("cls", "command"),
+    [
+        (RetrainOptions, "retrain"),
+        (ClassifyOptions, "classify"),
+        (EvaluateOptions, "evaluate"),
+        (ModelOptions, "labels"),
+    ],
+)
 def test_every_option_field_is_the_commands_click_option(cls: type, command: str) -> None:
     from imgtool.cli.main import cli
 
@@ -40,7 +47,11 @@ def test_every_option_field_is_the_commands_click_option(cls: type, command: str
         if spec.range is not None:
             assert isinstance(p.type, (click.IntRange, click.FloatRange))
             assert (p.type.min, p.type.max, p.type.min_open, p.type.max_open) == (
-                spec.range.low, spec.range.high, spec.range.low_open, spec.range.high_open)
+                spec.range.low,
+                spec.range.high,
+                spec.range.low_open,
+                spec.range.high_open,
+            )
 
 
 def test_deprecated_options_are_hidden_and_ignored_fields() -> None:
@@ -50,7 +61,8 @@ def test_deprecated_options_are_hidden_and_ignored_fields() -> None:
     assert options.deprecation(RetrainOptions()) is None
     assert options.deprecation(RetrainOptions(steps=3)) == (
         "`steps` is deprecated and ignored: the last layer is fitted to convergence (full-batch L-BFGS), with L2 "
-        "chosen by cross-validation (`l2` fixes it)")
+        "chosen by cross-validation (`l2` fixes it)"
+    )
 
 
 def test_check_refuses_by_the_fields_choices_and_ranges() -> None:
@@ -84,6 +96,7 @@ def test_the_cli_names_each_parameter_by_its_flag() -> None:
 
 # ---------------------------------------------------------------- the rules live in the API
 
+
 def test_retrain_refuses_the_combinations_the_cli_refuses(tmp_path: Path) -> None:
     """Each of these is exit 2 on the command line (tests/test_features.py) and the same
     UsageError from Python, before any shard or model is looked at."""
@@ -92,10 +105,16 @@ def test_retrain_refuses_the_combinations_the_cli_refuses(tmp_path: Path) -> Non
         ((None,), {}, "give `folder` (one sub-folder per class), or `features`"),
         ((tmp_path,), {"features": shards, "output": tmp_path / "o"}, "give `folder` or `features`, not both"),
         ((None,), {"features": shards}, "`features` needs `output` (the model folder to write)"),
-        ((None,), {"features": shards, "output": tmp_path / "o", "random_brightness": 10},
-         "distortions need the photos; `features` trains on precomputed features only"),
-        ((None,), {"features": shards, "output": tmp_path / "o", "flip_left_right": True},
-         "distortions need the photos"),
+        (
+            (None,),
+            {"features": shards, "output": tmp_path / "o", "random_brightness": 10},
+            "distortions need the photos; `features` trains on precomputed features only",
+        ),
+        (
+            (None,),
+            {"features": shards, "output": tmp_path / "o", "flip_left_right": True},
+            "distortions need the photos",
+        ),
         ((tmp_path,), {"random_scale": 101}, "random_scale 101 is outside 0..100"),
     ]
     for args, kw, message in cases:
@@ -112,7 +131,8 @@ def test_retrain_warns_once_for_the_deprecated_options(tmp_path: Path, caplog: p
         imgtool.retrain(None, epochs=3, learning_rate=0.1)
     assert [r.getMessage() for r in caplog.records] == [
         "`epochs`, `learning_rate` are deprecated and ignored: the last layer is fitted to convergence (full-batch "
-        "L-BFGS), with L2 chosen by cross-validation (`l2` fixes it)"]
+        "L-BFGS), with L2 chosen by cross-validation (`l2` fixes it)"
+    ]
 
 
 def test_cli_retrain_says_the_api_refusals_in_its_words(tmp_path: Path) -> None:
@@ -121,7 +141,8 @@ def test_cli_retrain_says_the_api_refusals_in_its_words(tmp_path: Path) -> None:
     assert res.stderr.splitlines() == [
         "warning: --steps is deprecated and ignored: the last layer is fitted to convergence (full-batch L-BFGS), "
         "with L2 chosen by cross-validation (--l2 fixes it)",
-        "Error: --features needs -o/--output (the model folder to write)"]
+        "Error: --features needs -o/--output (the model folder to write)",
+    ]
 
 
 def test_evaluate_gate_and_range_live_in_the_api(mobilenet: str, photos: Path, tmp_path: Path) -> None:
@@ -146,6 +167,12 @@ def test_every_retrain_field_reaches_the_library() -> None:
     """api.retrain takes exactly RetrainOptions' fields (and `progress`): a new field is a
     new keyword, with nothing else to edit."""
     names = {f.name for f in fields(options.made(RetrainOptions))} - {"image_dir"}
-    opts = options.typed(RetrainOptions, "retrain", image_dir="photos", output="out", model=Path("m.tflite"),
-                         **{n: getattr(RetrainOptions(), n) for n in names - {"output", "model"}})
+    opts = options.typed(
+        RetrainOptions,
+        "retrain",
+        image_dir="photos",
+        output="out",
+        model=Path("m.tflite"),
+        **{n: getattr(RetrainOptions(), n) for n in names - {"output", "model"}},
+    )
     assert opts.image_dir == Path("photos") and opts.output == Path("out") and opts.model == "m.tflite"

@@ -24,9 +24,14 @@ from tests.test_doc_examples import check_quick_start_output, quick_start_comman
 
 WHEEL_LIMIT = 10_000_000  # bytes
 #: Package data every wheel must hold (paths inside the wheel).
-MUST_SHIP = ["imgtool/py.typed", "imgtool/models/catalog.json", "imgtool/models/embedded/LICENSE",
-             "imgtool/models/embedded/ORIGIN.md", "imgtool/models/embedded/mobilenet_v2_1.0_224_quant.tflite",
-             "imgtool/models/embedded/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"]
+MUST_SHIP = [
+    "imgtool/py.typed",
+    "imgtool/models/catalog.json",
+    "imgtool/models/embedded/LICENSE",
+    "imgtool/models/embedded/ORIGIN.md",
+    "imgtool/models/embedded/mobilenet_v2_1.0_224_quant.tflite",
+    "imgtool/models/embedded/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
+]
 
 
 def _package_data() -> dict[str, list[str]]:
@@ -52,8 +57,14 @@ def test_the_package_data_lists_the_embedded_models_and_they_fit_the_limit() -> 
     total = sum((ROOT / "imgtool" / "models" / "embedded" / name).stat().st_size for name in embedded)
     assert total < WHEEL_LIMIT - 1_000_000  # the code and the catalog fit in the rest
     # no fixture photo ships: the only binary files are the two models
-    binaries = [p for p in (ROOT / "imgtool").rglob("*") if p.is_file() and p.suffix not in (".py", ".md", ".json", "")
-                and p.name not in ("py.typed", "LICENSE") and "__pycache__" not in p.parts]
+    binaries = [
+        p
+        for p in (ROOT / "imgtool").rglob("*")
+        if p.is_file()
+        and p.suffix not in (".py", ".md", ".json", "")
+        and p.name not in ("py.typed", "LICENSE")
+        and "__pycache__" not in p.parts
+    ]
     assert sorted(p.name for p in binaries) == sorted(embedded)
 
 
@@ -76,8 +87,9 @@ def test_the_library_imports_nothing_from_the_test_extra() -> None:
 
 def _copy_tree(dest: Path) -> Path:
     """The working tree as it is (uncommitted changes too), without venvs and build output."""
-    ignore = shutil.ignore_patterns(".git", ".venv*", "__pycache__", "build", "dist", "*.egg-info", ".pytest_cache",
-                                    ".hypothesis", "mutants")
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv*", "__pycache__", "build", "dist", "*.egg-info", ".pytest_cache", ".hypothesis", "mutants"
+    )
     shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
     return dest
 
@@ -114,15 +126,27 @@ def test_a_fresh_venv_without_extras_runs_the_quick_start_offline(fixtures: Path
     assert not [n for n in names if n.startswith("tests/")]
 
     _run([*pip, "install", str(wheel)], timeout=1200)
-    absent = _run([str(vpy), "-c", "import importlib.util as u; print([m for m in ('tf_keras', 'tensorboard', "
-                   "'pytest', 'playwright', 'pyarrow', 'apache_beam') if u.find_spec(m)])"]).stdout.strip()
+    absent = _run(
+        [
+            str(vpy),
+            "-c",
+            "import importlib.util as u; print([m for m in ('tf_keras', 'tensorboard', "
+            "'pytest', 'playwright', 'pyarrow', 'apache_beam') if u.find_spec(m)])",
+        ]
+    ).stdout.strip()
     assert absent == "[]"  # the test, summaries, parquet and beam extras are not installed
 
     work = quick_start_folder(fixtures, tmp_path / "work")  # not the checkout: imgtool comes from the venv
     home = tmp_path / "home"
     home.mkdir()
-    env = {"PATH": f"{vbin}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path), "IMGTOOL_HOME": str(home),
-           "IMGTOOL_OFFLINE": "1", "IMGTOOL_NO_PROGRESS": "1", "LANG": "C.UTF-8"}
+    env = {
+        "PATH": f"{vbin}{os.pathsep}/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "IMGTOOL_HOME": str(home),
+        "IMGTOOL_OFFLINE": "1",
+        "IMGTOOL_NO_PROGRESS": "1",
+        "LANG": "C.UTF-8",
+    }
     offline = _no_network_prefix()
     where = _run([*offline, str(vpy), "-c", "import imgtool; print(imgtool.__file__)"], cwd=work, env=env)
     assert Path(where.stdout.strip()).is_relative_to(venv)
@@ -131,7 +155,9 @@ def test_a_fresh_venv_without_extras_runs_the_quick_start_offline(fixtures: Path
 
     assert version.stdout == f"imgtool, version {__version__}\n"
     assert _run([*offline, str(vpy), "-m", "imgtool", "--version"], cwd=work, env=env).stdout == version.stdout
-    outputs = [_run([*offline, "sh", "-c", command], cwd=work, env=env, timeout=600).stdout
-               for command in quick_start_commands()]
+    outputs = [
+        _run([*offline, "sh", "-c", command], cwd=work, env=env, timeout=600).stdout
+        for command in quick_start_commands()
+    ]
     check_quick_start_output(outputs)
     assert not (home / "models").exists()  # nothing downloaded, nothing copied into the cache

@@ -39,8 +39,19 @@ def _commands(fixtures: Path, quant: str, flowers: Path) -> dict[str, list[str]]
         "labels": ["labels", "-m", quant],
         "evaluate": ["evaluate", "-q", "-m", quant, "-f", "json", str(flowers / "imagenet-named")],
         "models list": ["models", "list"],
-        "retrain": ["retrain", "-q", "-m", embedder, "-o", "{tmp}/model", "--epochs", "2", "-f", "json",
-                    str(flowers / "flowers")],
+        "retrain": [
+            "retrain",
+            "-q",
+            "-m",
+            embedder,
+            "-o",
+            "{tmp}/model",
+            "--epochs",
+            "2",
+            "-f",
+            "json",
+            str(flowers / "flowers"),
+        ],
     }
 
 
@@ -48,8 +59,9 @@ NAMES = ["classify", "labels", "evaluate", "models list", "retrain"]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_stdout_closed_before_the_first_write(name: str, fixtures: Path, quant: str, small_flowers: Path,
-                                             tmp_path: Path) -> None:
+def test_stdout_closed_before_the_first_write(
+    name: str, fixtures: Path, quant: str, small_flowers: Path, tmp_path: Path
+) -> None:
     """Deterministic: the read end is closed before imgtool starts, so its first write
     to stdout fails with EPIPE."""
     args = [a.replace("{tmp}", str(tmp_path)) for a in _commands(fixtures, quant, small_flowers)[name]]
@@ -67,8 +79,9 @@ def test_stdout_closed_before_the_first_write(name: str, fixtures: Path, quant: 
 def test_head_1_under_pipefail(name: str, fixtures: Path, quant: str, small_flowers: Path, tmp_path: Path) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in _commands(fixtures, quant, small_flowers)[name]]
     line = " ".join(shlex.quote(a) for a in [IMGTOOL, *args])
-    proc = subprocess.run(["bash", "-o", "pipefail", "-c", f"{line} | head -1"], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{line} | head -1"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode in (0, 141), proc.stderr
     assert proc.returncode == 0
     assert proc.stderr == ""
@@ -78,9 +91,15 @@ def test_head_1_under_pipefail(name: str, fixtures: Path, quant: str, small_flow
 def test_classify_writing_past_a_full_pipe_buffer_ends_quietly(quant: str, fixtures: Path) -> None:
     """250 photos of jsonl are more than a pipe holds: the writes after `head` left fail,
     and imgtool ends there, quietly, instead of classifying on into nothing."""
-    line = " ".join(shlex.quote(a) for a in [IMGTOOL, "classify", "-m", quant, "-f", "jsonl", "-k", "5",
-                                              str(fixtures / "flowers-mini")])
-    proc = subprocess.run(["bash", "-o", "pipefail", "-c", f"{line} | head -c 100 >/dev/null"],
-                          capture_output=True, text=True, timeout=300)
+    line = " ".join(
+        shlex.quote(a)
+        for a in [IMGTOOL, "classify", "-m", quant, "-f", "jsonl", "-k", "5", str(fixtures / "flowers-mini")]
+    )
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{line} | head -c 100 >/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0
     assert "Error" not in proc.stderr and "Traceback" not in proc.stderr and "Exception" not in proc.stderr

@@ -77,8 +77,10 @@ def test_a_rows_photo_fails_as_it_fails_in_classify(photos: Path, tmp_path: Path
     (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")
     os.symlink(tmp_path / "nowhere.jpg", tmp_path / "dangling.jpg")
     os.mkfifo(tmp_path / "fifo.jpg")
-    listed = {i.path: i.error for i in images.expand_inputs(
-        [str(tmp_path / n) for n in ("missing.jpg", "dangling.jpg", "fifo.jpg")])}
+    listed = {
+        i.path: i.error
+        for i in images.expand_inputs([str(tmp_path / n) for n in ("missing.jpg", "dangling.jpg", "fifo.jpg")])
+    }
     for path, error in listed.items():
         assert error and pixels(path, (224, 224)) == (None, error)
     arr, err = pixels(str(tmp_path / "broken.jpg"), (224, 224))
@@ -131,14 +133,24 @@ def test_a_udf_batch_holds_classifys_records(mobilenet: str, photos: Path, tmp_p
     from imgtool.spark import _classify_batch, classify_record
 
     (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")
-    paths = [str(photos / "cat.bmp"), str(tmp_path / "broken.jpg"), str(photos / "parrot.jpg"),
-             str(tmp_path / "missing.jpg"), str(photos / "sunflower.bmp")]
+    paths = [
+        str(photos / "cat.bmp"),
+        str(tmp_path / "broken.jpg"),
+        str(photos / "parrot.jpg"),
+        str(tmp_path / "missing.jpg"),
+        str(photos / "sunflower.bmp"),
+    ]
     model = imgtool.load_model(mobilenet, scores=scores)
     p = from_classifier(model.classifier)
     cols = _classify_batch(p, open_engine(p, mobilenet, None, threads=1), np.array(paths, dtype=object), 3)
-    assert {k: v.shape for k, v in cols.items()} == {"labels": (5, 3), "scores": (5, 3), "indexes": (5, 3),
-                                                       "error": (5,)}
+    assert {k: v.shape for k, v in cols.items()} == {
+        "labels": (5, 3),
+        "scores": (5, 3),
+        "indexes": (5, 3),
+        "error": (5,),
+    }
     rows = [{k: (list(v[i]) if v.ndim == 2 else v[i]) for k, v in cols.items()} for i in range(5)]
     assert [classify_record(path, row) for path, row in zip(paths, rows)] == [
-        r.to_dict() for r in model.classify(paths, top_k=3)]
+        r.to_dict() for r in model.classify(paths, top_k=3)
+    ]
     assert rows[1]["labels"] == [None, None, None] and rows[1]["error"]

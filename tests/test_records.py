@@ -54,22 +54,25 @@ def test_unknown_keys_are_kept_and_written_first_then_the_fields_in_order() -> N
     assert Outer.from_dict({}) == Outer()  # every key missing: the defaults
 
 
-@pytest.mark.parametrize("data,message", [
-    ({"count": "3"}, "count is '3', of the wrong type"),
-    ({"count": True}, "count is True, of the wrong type"),  # a bool is no whole number here
-    ({"count": 1.0}, "count is 1.0, of the wrong type"),
-    ({"ratio": "x"}, "ratio is 'x', of the wrong type"),
-    ({"on": 1}, "on is 1, of the wrong type"),
-    ({"note": 5}, "note is 5, of the wrong type"),
-    ({"tags": {"a": "b"}}, "tags is {'a': 'b'}, of the wrong type"),
-    ({"tags": []}, "tags is [], of the wrong type"),
-    ({"inner": []}, "inner is [], of the wrong type"),
-    ({"inner": {"size": "big"}}, "inner.size is 'big', not [height, width]"),
-    ({"inner": {"size": [1, 2, 3]}}, "size is [1, 2, 3], not [height, width]"),
-    ({"inner": {"kind": "c"}}, "inner.kind is 'c', of the wrong type"),
-    ({"parts": {"p": {"size": ["1", 2]}}}, "parts.p.size is ['1', 2], not [height, width]"),
-    ({"count": "x" * 100}, "count is '" + "x" * 56 + "..., of the wrong type"),  # quoted values are cut at 60
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"count": "3"}, "count is '3', of the wrong type"),
+        ({"count": True}, "count is True, of the wrong type"),  # a bool is no whole number here
+        ({"count": 1.0}, "count is 1.0, of the wrong type"),
+        ({"ratio": "x"}, "ratio is 'x', of the wrong type"),
+        ({"on": 1}, "on is 1, of the wrong type"),
+        ({"note": 5}, "note is 5, of the wrong type"),
+        ({"tags": {"a": "b"}}, "tags is {'a': 'b'}, of the wrong type"),
+        ({"tags": []}, "tags is [], of the wrong type"),
+        ({"inner": []}, "inner is [], of the wrong type"),
+        ({"inner": {"size": "big"}}, "inner.size is 'big', not [height, width]"),
+        ({"inner": {"size": [1, 2, 3]}}, "size is [1, 2, 3], not [height, width]"),
+        ({"inner": {"kind": "c"}}, "inner.kind is 'c', of the wrong type"),
+        ({"parts": {"p": {"size": ["1", 2]}}}, "parts.p.size is ['1', 2], not [height, width]"),
+        ({"count": "x" * 100}, "count is '" + "x" * 56 + "..., of the wrong type"),  # quoted values are cut at 60
+    ],
+)
 def test_a_field_of_the_wrong_type_is_named(data: dict[str, Any], message: str) -> None:
     with pytest.raises(BadRecord) as err:
         Outer.from_dict(data)

@@ -29,13 +29,18 @@ from tests.support.httpserver import LoopbackServer
 pytestmark = pytest.mark.slow
 
 #: fixtures/README.md: the top-1 label of mobilenet_v2_1.0_224_quant for each photo.
-TOP1 = {"cat.bmp": "Egyptian cat", "parrot.jpg": "macaw", "grace_hopper.bmp": "military uniform",
-        "sunflower.bmp": "daisy"}
+TOP1 = {
+    "cat.bmp": "Egyptian cat",
+    "parrot.jpg": "macaw",
+    "grace_hopper.bmp": "military uniform",
+    "sunflower.bmp": "daisy",
+}
 
 
 def _together(*argvs: list[str], timeout: float = 300) -> list[tuple[int, str, str]]:
-    procs = [subprocess.Popen([IMGTOOL, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for argv in argvs]
+    procs = [
+        subprocess.Popen([IMGTOOL, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs
+    ]
     results = []
     try:
         for p in procs:
@@ -57,8 +62,9 @@ def _top1_by_name(stdout: str) -> dict[str, str]:
     return out
 
 
-def test_two_classify_processes_share_one_home(http_server: LoopbackServer, fixtures: Path,
-                                               isolated_home: Path) -> None:
+def test_two_classify_processes_share_one_home(
+    http_server: LoopbackServer, fixtures: Path, isolated_home: Path
+) -> None:
     model = (fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite").read_bytes()
     # 3.6 MB in 64 KB chunks, 20 ms apart (~1.1 s): both processes are certainly in flight together
     url = http_server.add("/mobilenet.tflite", model, chunk_size=65536, delay_per_chunk=0.02)
@@ -83,8 +89,10 @@ def test_two_classify_processes_share_one_home(http_server: LoopbackServer, fixt
         assert code == 0, err
         assert _top1_by_name(out) == TOP1
     assert http_server.hits("/mobilenet.tflite") == 2  # re-fetched once, not twice
-    assert sum(err.count("is damaged (source/model.tflite is missing); downloading it again")
-               for _, _, err in results) == 1
+    assert (
+        sum(err.count("is damaged (source/model.tflite is missing); downloading it again") for _, _, err in results)
+        == 1
+    )
     assert _entry_ok(entry) == (True, "")
     assert [p.name for p in (isolated_home / "tmp").iterdir()] == []
     assert not [p for p in (isolated_home / "models").iterdir() if p.name.startswith(".")]  # no .old-PID dirs
@@ -118,8 +126,10 @@ def test_two_retrain_processes_share_one_home(fixtures: Path, tmp_path: Path, is
     b = _copy(flowers, tmp_path / "b" / "flowers", classes, 15, 45)  # photos 15..44: half shared with a
     out_a, out_b = tmp_path / "model-a", tmp_path / "model-b"
 
-    results = _together(["retrain", str(a), "-m", embedder, "-o", str(out_a), "-f", "json"],
-                        ["retrain", str(b), "-m", embedder, "-o", str(out_b), "-f", "json"])
+    results = _together(
+        ["retrain", str(a), "-m", embedder, "-o", str(out_a), "-f", "json"],
+        ["retrain", str(b), "-m", embedder, "-o", str(out_b), "-f", "json"],
+    )
     for code, out, err in results:
         assert code == 0, err
         assert "Traceback" not in err and "damaged" not in err

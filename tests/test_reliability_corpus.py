@@ -110,8 +110,9 @@ def _walk_visible(case: Case) -> bool:
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_classify_each_case_between_two_good_images(name: str, corpus: dict[str, Case], cls_model: Path,
-                                                     good: dict[str, Path], tmp_path: Path) -> None:
+def test_classify_each_case_between_two_good_images(
+    name: str, corpus: dict[str, Case], cls_model: Path, good: dict[str, Path], tmp_path: Path
+) -> None:
     """`classify good_red CASE good_blue`: the case's documented outcome, and both good
     images still classified. Skip cases are walked: a folder holding the case and a good image."""
     case = corpus[name]
@@ -174,11 +175,22 @@ def _expected_walk(cases: list[Case]) -> tuple[dict[str, Case], dict[str, Case]]
 
 def _classify_whole_corpus(root: Path, cases: list[Case], cls_model: Path, good: dict[str, Path]) -> None:
     try:
-        res = run("classify", "-m", str(cls_model), "-f", "jsonl", str(good["red"]), str(root), str(good["blue"]),
-                  timeout=HANG_TIMEOUT)
+        res = run(
+            "classify",
+            "-m",
+            str(cls_model),
+            "-f",
+            "jsonl",
+            str(good["red"]),
+            str(root),
+            str(good["blue"]),
+            timeout=HANG_TIMEOUT,
+        )
     except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"classify hung on the corpus folder (killed after {HANG_TIMEOUT:.0f} s); "
-                             f"stdout so far ends with: {str(exc.stdout or '')[-300:]!r}") from None
+        raise AssertionError(
+            f"classify hung on the corpus folder (killed after {HANG_TIMEOUT:.0f} s); "
+            f"stdout so far ends with: {str(exc.stdout or '')[-300:]!r}"
+        ) from None
     assert "Traceback" not in res.stderr, res.stderr
     recs = _records(res.stdout)
     assert recs[0]["path"] == str(good["red"]) and _top1(recs[0]) == IDS["red"]
@@ -186,8 +198,10 @@ def _classify_whole_corpus(root: Path, cases: list[Case], cls_model: Path, good:
     ok, err = _expected_walk(cases)
     got = {r["path"]: r for r in recs[1:-1]}
     assert len(got) == len(recs) - 2, "a path was reported twice"
-    assert set(got) == set(ok) | set(err), {"missing": set(ok) | set(err) - set(got),
-                                            "unexpected": set(got) - set(ok) - set(err)}
+    assert set(got) == set(ok) | set(err), {
+        "missing": set(ok) | set(err) - set(got),
+        "unexpected": set(got) - set(ok) - set(err),
+    }
     wrong = {}
     for path, case in ok.items():
         r = got[path]
@@ -220,8 +234,10 @@ def test_fifo_given_directly_is_one_error_line(corpus: dict[str, Case], cls_mode
         pytest.skip("no mkfifo here")
     res = invoke("classify", "-m", str(cls_model), str(corpus["fifo"].path))
     assert res.exit_code == 1
-    assert res.stderr.strip() == f"error: {corpus['fifo'].path}: not a regular file (a FIFO, socket or device); " \
-                                 "give an image file"
+    assert (
+        res.stderr.strip() == f"error: {corpus['fifo'].path}: not a regular file (a FIFO, socket or device); "
+        "give an image file"
+    )
 
 
 # ------------------------------------------------------------------ retrain on a folder with the corpus inside

@@ -55,14 +55,17 @@ def _cached_ok(home: Path) -> bool:
 # ------------------------------------------------------------------ HTTP faults not covered elsewhere
 
 
-@pytest.mark.parametrize("fault,says", [
-    ("429", "server answered HTTP 429"),
-    ("503", "server answered HTTP 503"),
-    ("stall_headers", "timed out waiting for the server"),
-])
-def test_fault_is_exit_3_clean_and_next_attempt_succeeds(fault: str, says: str, served: LoopbackServer,
-                                                         built: dict, isolated_home: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "fault,says",
+    [
+        ("429", "server answered HTTP 429"),
+        ("503", "server answered HTTP 503"),
+        ("stall_headers", "timed out waiting for the server"),
+    ],
+)
+def test_fault_is_exit_3_clean_and_next_attempt_succeeds(
+    fault: str, says: str, served: LoopbackServer, built: dict, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMGTOOL_TIMEOUT", "1")
     monkeypatch.setenv("IMGTOOL_RETRIES", "1")
     served.set_fault(ROUTE, fault)
@@ -81,8 +84,9 @@ def test_fault_is_exit_3_clean_and_next_attempt_succeeds(fault: str, says: str, 
 
 
 @pytest.mark.parametrize("fault", ["429", "503"])
-def test_retryable_status_is_retried_after_the_wait(fault: str, served: LoopbackServer, built: dict,
-                                                    isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retryable_status_is_retried_after_the_wait(
+    fault: str, served: LoopbackServer, built: dict, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """429 carries Retry-After: 1 (503 none: the default wait, 1 s). With 2 attempts, the
     second comes after the wait and succeeds once the server recovers."""
     monkeypatch.setenv("IMGTOOL_RETRIES", "2")
@@ -130,8 +134,13 @@ def _held_download(served: LoopbackServer, built: dict, monkeypatch: pytest.Monk
 def _start_and_wait_until_downloading(home: Path, built: dict) -> subprocess.Popen:
     """Start a classify that downloads the model; return once it is writing the body
     (its `.incomplete` file exists: the headers and the first bytes were served)."""
-    proc = subprocess.Popen([IMGTOOL, "classify", "-f", "jsonl", str(built["red"])], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    proc = subprocess.Popen(
+        [IMGTOOL, "classify", "-f", "jsonl", str(built["red"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if any((home / "tmp").glob("*.incomplete")):
@@ -142,8 +151,9 @@ def _start_and_wait_until_downloading(home: Path, built: dict) -> subprocess.Pop
     raise AssertionError("the download never started")
 
 
-def test_sigint_mid_download_then_rerun(served: LoopbackServer, built: dict, isolated_home: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigint_mid_download_then_rerun(
+    served: LoopbackServer, built: dict, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _held_download(served, built, monkeypatch)
     proc = _start_and_wait_until_downloading(isolated_home, built)
     proc.send_signal(signal.SIGINT)
@@ -161,9 +171,9 @@ def test_sigint_mid_download_then_rerun(served: LoopbackServer, built: dict, iso
     assert _cached_ok(isolated_home)
 
 
-def test_sigkill_while_holding_the_download_lock_then_new_run_proceeds(served: LoopbackServer, built: dict,
-                                                                       isolated_home: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigkill_while_holding_the_download_lock_then_new_run_proceeds(
+    served: LoopbackServer, built: dict, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from filelock import FileLock, Timeout
 
     _held_download(served, built, monkeypatch)
@@ -193,8 +203,9 @@ def test_sigkill_while_holding_the_download_lock_then_new_run_proceeds(served: L
 # ------------------------------------------------------------------ damaged state
 
 
-def test_cached_file_missing_and_conversion_missing_or_unloadable(served: LoopbackServer, built: dict,
-                                                                  isolated_home: Path) -> None:
+def test_cached_file_missing_and_conversion_missing_or_unloadable(
+    served: LoopbackServer, built: dict, isolated_home: Path
+) -> None:
     assert invoke("models", "download", "-q").exit_code == 0
     entry = isolated_home / "models" / ENTRY
     record = json.loads((entry / "entry.json").read_text())
@@ -227,8 +238,9 @@ def test_cached_file_missing_and_conversion_missing_or_unloadable(served: Loopba
     assert res.exit_code == 0 and "again" not in res.stderr  # and it stays repaired
 
 
-def test_downloaded_tflite_corrupted_in_place_is_refetched(http_server: LoopbackServer, fixtures: Path,
-                                                          isolated_home: Path) -> None:
+def test_downloaded_tflite_corrupted_in_place_is_refetched(
+    http_server: LoopbackServer, fixtures: Path, isolated_home: Path
+) -> None:
     model = fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite"
     parrot = str(fixtures / "imagenet" / "images" / "parrot.jpg")
     url = http_server.add("/m.tflite", model.read_bytes())
@@ -247,8 +259,9 @@ def test_downloaded_tflite_corrupted_in_place_is_refetched(http_server: Loopback
 # ------------------------------------------------------------------ faults whose handling breaks the promise
 
 
-def test_tflite_body_longer_than_content_length_is_not_cached(http_server: LoopbackServer, fixtures: Path,
-                                                              isolated_home: Path) -> None:
+def test_tflite_body_longer_than_content_length_is_not_cached(
+    http_server: LoopbackServer, fixtures: Path, isolated_home: Path
+) -> None:
     """The .tflite twin of test_models_remote's `overlong` case (an archive fails to
     extract, so it was never cached; a bare .tflite is copied as it came)."""
     model = fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite"
@@ -265,8 +278,7 @@ def test_tflite_body_longer_than_content_length_is_not_cached(http_server: Loopb
     assert json.loads(again.stdout)["predictions"][0]["label"] == "macaw"
 
 
-def test_corrupt_archive_is_one_line_naming_the_model(served: LoopbackServer, built: dict,
-                                                      isolated_home: Path) -> None:
+def test_corrupt_archive_is_one_line_naming_the_model(served: LoopbackServer, built: dict, isolated_home: Path) -> None:
     served.add(ROUTE, b"\x1f\x8b\x08\x00garbage" * 10)
     res = run("classify", str(built["red"]))
     assert res.returncode == 3

@@ -42,8 +42,10 @@ def _nothing_cached(home: Path) -> bool:
 
 # ---------------------------------------------------------------- item 16: a trickle fails
 
-def test_a_server_trickling_a_byte_a_second_fails_within_the_timeout(http_server: LoopbackServer, fixtures: Path,
-                                                                     isolated_home: Path) -> None:
+
+def test_a_server_trickling_a_byte_a_second_fails_within_the_timeout(
+    http_server: LoopbackServer, fixtures: Path, isolated_home: Path
+) -> None:
     """Before, every byte reset the read timeout: 300 bytes at 1 byte/s took 300 s, and a
     bigger file never ended."""
     body = (fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite").read_bytes()[:300]
@@ -64,32 +66,55 @@ def test_a_server_trickling_a_byte_a_second_fails_within_the_timeout(http_server
 def test_a_slow_but_steady_download_is_not_cut(http_server: LoopbackServer, fixtures: Path) -> None:
     model = (fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite").read_bytes()
     url = http_server.add("/steady.tflite", model, chunk_size=256 * 1024, delay_per_chunk=0.25)  # ~1 MB/s, ~3.5 s
-    res = run("classify", "-m", url, "-k", "1", "-f", "jsonl", str(fixtures / "imagenet" / "images" / "parrot.jpg"),
-              env={"IMGTOOL_TIMEOUT": "1", "IMGTOOL_RETRIES": "1"})
+    res = run(
+        "classify",
+        "-m",
+        url,
+        "-k",
+        "1",
+        "-f",
+        "jsonl",
+        str(fixtures / "imagenet" / "images" / "parrot.jpg"),
+        env={"IMGTOOL_TIMEOUT": "1", "IMGTOOL_RETRIES": "1"},
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["predictions"][0]["label"] == "macaw"
 
 
 # ---------------------------------------------------------------- item 22: malformed responses
 
-@pytest.mark.parametrize("fault,headers,says", [
-    ("double_length", {}, "the server's response is malformed (Content-Length contained multiple unmatching "
-                          "values (3610798, 3610799)); try another URL or mirror"),
-    (None, {"Content-Encoding": "gzip"}, "the server's response is malformed (its body is not the 'gzip' data its "
-                                         "Content-Encoding says); try another URL or mirror"),
-], ids=["two-lengths", "gzip-on-raw-bytes"])
-def test_a_malformed_response_is_exit_3_in_one_line(fault: str | None, headers: dict, says: str, fixtures: Path,
-                                                    http_server: LoopbackServer, isolated_home: Path) -> None:
+
+@pytest.mark.parametrize(
+    "fault,headers,says",
+    [
+        (
+            "double_length",
+            {},
+            "the server's response is malformed (Content-Length contained multiple unmatching "
+            "values (3610798, 3610799)); try another URL or mirror",
+        ),
+        (
+            None,
+            {"Content-Encoding": "gzip"},
+            "the server's response is malformed (its body is not the 'gzip' data its "
+            "Content-Encoding says); try another URL or mirror",
+        ),
+    ],
+    ids=["two-lengths", "gzip-on-raw-bytes"],
+)
+def test_a_malformed_response_is_exit_3_in_one_line(
+    fault: str | None, headers: dict, says: str, fixtures: Path, http_server: LoopbackServer, isolated_home: Path
+) -> None:
     model = (fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite").read_bytes()
     url = http_server.add("/m.tflite", model, fault=fault, headers=headers)
-    res = run("classify", "-m", url, str(fixtures / "imagenet" / "images" / "parrot.jpg"),
-              env={"IMGTOOL_RETRIES": "1"})
+    res = run("classify", "-m", url, str(fixtures / "imagenet" / "images" / "parrot.jpg"), env={"IMGTOOL_RETRIES": "1"})
     assert res.returncode == 3, res.stderr
     assert _one_error_line(res.stderr) == f"Error: could not download {url}: {url}: {says}"
     assert not list((isolated_home / "models").glob("*/entry.json")) and not any((isolated_home / "tmp").iterdir())
 
 
 # ---------------------------------------------------------------- item 8: archive bombs
+
 
 def _member(name: str, data: bytes) -> bytes:
     info = tarfile.TarInfo(name)
@@ -113,8 +138,11 @@ def size_bomb(model_dir: Path, unpacked: int) -> bytes:
     info = tarfile.TarInfo("variables/padding.bin")
     info.size, info.mode, info.mtime = unpacked, 0o644, 0
     zeros = gzip.compress(b"\0" * mib, 9)
-    return (gzip.compress(_model_members(model_dir) + info.tobuf(tarfile.GNU_FORMAT))
-            + zeros * (unpacked // mib) + gzip.compress(b"\0" * 10240))
+    return (
+        gzip.compress(_model_members(model_dir) + info.tobuf(tarfile.GNU_FORMAT))
+        + zeros * (unpacked // mib)
+        + gzip.compress(b"\0" * 10240)
+    )
 
 
 def count_bomb(model_dir: Path, members: int) -> bytes:
@@ -128,8 +156,13 @@ def count_bomb(model_dir: Path, members: int) -> bytes:
 
 
 def test_an_archive_that_unpacks_past_the_cap_is_refused_before_writing(
-        served: LoopbackServer, built: dict, isolated_home: Path, tmp_path: Path,
-        tmpfs: Callable[[str, int], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    served: LoopbackServer,
+    built: dict,
+    isolated_home: Path,
+    tmp_path: Path,
+    tmpfs: Callable[[str, int], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """1.2 GB from 1.3 MB. IMGTOOL_HOME is a 64 MB tmpfs: before, extraction filled it
     (exit 4, "no space left"); now the headers are read first and nothing is written."""
     from imgtool.models import archives
@@ -141,9 +174,11 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_writing(
     monkeypatch.setenv("IMGTOOL_HOME", str(home))
     res = run("models", "download", ENTRY)
     assert res.returncode == 3, res.stderr
-    assert _one_error_line(res.stderr) == (f"Error: {ENTRY}: archive refused: it unpacks to more than "
-                                           f"{archives.MAX_EXTRACT_BYTES / 1e6:,.0f} MB (the cap for a model "
-                                           "archive); the download is not a model (or not one imgtool takes)")
+    assert _one_error_line(res.stderr) == (
+        f"Error: {ENTRY}: archive refused: it unpacks to more than "
+        f"{archives.MAX_EXTRACT_BYTES / 1e6:,.0f} MB (the cap for a model "
+        "archive); the download is not a model (or not one imgtool takes)"
+    )
     assert _nothing_cached(home)
     served.add(ROUTE, built["cls_tgz"].read_bytes())  # a real model of the same archive kind still installs
     assert run("models", "download", ENTRY, "-q").returncode == 0
@@ -157,31 +192,37 @@ def test_an_archive_of_too_many_files_is_refused(served: LoopbackServer, built: 
     served.add(ROUTE, count_bomb(built["cls_dir"], archives.MAX_MEMBERS + 1))
     res = run("models", "download", ENTRY)
     assert res.returncode == 3, res.stderr
-    assert _one_error_line(res.stderr) == (f"Error: {ENTRY}: archive refused: it holds more than "
-                                           f"{archives.MAX_MEMBERS:,} files, more than any model needs; the "
-                                           "download is not a model (or not one imgtool takes)")
+    assert _one_error_line(res.stderr) == (
+        f"Error: {ENTRY}: archive refused: it holds more than "
+        f"{archives.MAX_MEMBERS:,} files, more than any model needs; the "
+        "download is not a model (or not one imgtool takes)"
+    )
     assert _nothing_cached(isolated_home)
 
 
 def test_an_archive_bigger_than_the_free_space_is_exit_4_before_writing(
-        served: LoopbackServer, built: dict, tmpfs: Callable[[str, int], Path],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    served: LoopbackServer, built: dict, tmpfs: Callable[[str, int], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     served.add(ROUTE, size_bomb(built["cls_dir"], 200 << 20))  # under the cap, over the free space
     home = tmpfs("home", 32 << 20)
     monkeypatch.setenv("IMGTOOL_HOME", str(home))
     res = run("models", "download", ENTRY)
     assert res.returncode == 4, res.stderr
     line = _one_error_line(res.stderr)
-    assert line.startswith(f"Error: cannot write the model cache ({home}/tmp/{ENTRY}.") and \
-        "no space left on the device" in line and f"({ENTRY} unpacks to 210 MB, " in line, line
+    assert (
+        line.startswith(f"Error: cannot write the model cache ({home}/tmp/{ENTRY}.")
+        and "no space left on the device" in line
+        and f"({ENTRY} unpacks to 210 MB, " in line
+    ), line
     assert _nothing_cached(home)
 
 
 # ---------------------------------------------------------------- item 32: a download is stored once
 
-def test_a_tflite_download_needs_its_size_once(http_server: LoopbackServer, fixtures: Path,
-                                               tmpfs: Callable[[str, int], Path],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_a_tflite_download_needs_its_size_once(
+    http_server: LoopbackServer, fixtures: Path, tmpfs: Callable[[str, int], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """IMGTOOL_HOME a tmpfs of 1.4x the model: before, the download and its copy into the
     entry needed 2x (exit 4, "no space left")."""
     model = (fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite").read_bytes()
@@ -197,8 +238,10 @@ def test_a_tflite_download_needs_its_size_once(http_server: LoopbackServer, fixt
 
 # ---------------------------------------------------------------- item 29: a conversion killed midway
 
+
 def test_a_conversion_killed_midway_leaves_nothing_in_the_system_tmp_and_the_next_run_cleans_up(
-        served: LoopbackServer, built: dict, isolated_home: Path, tmp_path: Path) -> None:
+    served: LoopbackServer, built: dict, isolated_home: Path, tmp_path: Path
+) -> None:
     """TensorFlow's converter saves a temporary SavedModel (tempfile.mkdtemp): before, a
     SIGKILL left it in the system's temporary folder for good. Now it is under
     IMGTOOL_HOME/tmp, named with the PID, and removed by the next run, like a half-written
@@ -212,8 +255,9 @@ def test_a_conversion_killed_midway_leaves_nothing_in_the_system_tmp_and_the_nex
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(system_tmp)}
-    proc = subprocess.Popen([IMGTOOL, "models", "download", ENTRY], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [IMGTOOL, "models", "download", ENTRY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     deadline = time.monotonic() + 240
     scratch: list[Path] = []
     while time.monotonic() < deadline and proc.poll() is None:

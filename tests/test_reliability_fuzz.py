@@ -41,8 +41,13 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Generating overly large repr"),  # a failing photo-sized example
 ]
 
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _seeds() -> dict[str, bytes]:
@@ -86,10 +91,28 @@ def teardown_module() -> None:
 
 # ------------------------------------------------------------------ strategies
 
-MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1", b"GIF89a", b"GIF87a", b"BM",
-         b"II*\x00", b"MM\x00*", b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"RIFF\x00\x00\x00\x00WEBPVP8L",
-         b"\x00\x00\x01\x00", b"P6\n", b"P5\n", b"8BPS", b"\x0a\x05\x01\x08", b"\x00\x00\x00\x0cjP  \r\n\x87\n",
-         b"icns", b"DDS ", b"qoif"]
+MAGIC = [
+    b"",
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff\xe0",
+    b"\xff\xd8\xff\xe1",
+    b"GIF89a",
+    b"GIF87a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    b"RIFF\x00\x00\x00\x00WEBPVP8L",
+    b"\x00\x00\x01\x00",
+    b"P6\n",
+    b"P5\n",
+    b"8BPS",
+    b"\x0a\x05\x01\x08",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n",
+    b"icns",
+    b"DDS ",
+    b"qoif",
+]
 
 
 @st.composite
@@ -105,12 +128,12 @@ def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
         elif op == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
         elif op == "delete" and data:
-            del data[pos:pos + draw(st.integers(1, 16))]
+            del data[pos : pos + draw(st.integers(1, 16))]
         elif op == "overwrite" and data:
             chunk = draw(st.sampled_from([b"\xff", b"\x00", b"\xff\xff\xff\xff", b"\x7f\xff", b"\x00\x00\x00\x00"]))
-            data[pos:pos + len(chunk)] = chunk
+            data[pos : pos + len(chunk)] = chunk
         elif op == "truncate":
-            del data[max(1, pos):]
+            del data[max(1, pos) :]
     return bytes(data)
 
 
@@ -120,11 +143,11 @@ def _fix_png_crcs(data: bytes) -> bytes:
     out = bytearray(data)
     pos = 8
     while pos + 12 <= len(out):
-        (length,) = struct.unpack(">I", out[pos:pos + 4])
+        (length,) = struct.unpack(">I", out[pos : pos + 4])
         end = pos + 8 + length
         if end + 4 > len(out):
             break
-        out[end:end + 4] = struct.pack(">I", zlib.crc32(bytes(out[pos + 4:end])))
+        out[end : end + 4] = struct.pack(">I", zlib.crc32(bytes(out[pos + 4 : end])))
         pos = end + 4
     return bytes(out)
 

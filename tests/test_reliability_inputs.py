@@ -136,8 +136,9 @@ def test_a_zip_bomb_in_the_metadata_is_not_read(mobilenet: str, tmp_path: Path, 
     assert "more than a labels file may" in caplog.text
 
 
-def test_labels_in_the_model_are_not_read_when_a_labels_file_is_given(mobilenet: str, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_labels_in_the_model_are_not_read_when_a_labels_file_is_given(
+    mobilenet: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imgtool.models import resolve
 
     given = tmp_path / "labels.txt"
@@ -173,14 +174,14 @@ def test_safe_open_refuses_a_fifo_at_once_and_caps_sizes(tmp_path: Path) -> None
         images.decode(str(fifo), (8, 8))
 
 
-def test_a_fifo_as_model_labels_or_backbone_is_one_line(mobilenet: str, photos: Path, folder_copy: Path,
-                                                         tmp_path: Path) -> None:
+def test_a_fifo_as_model_labels_or_backbone_is_one_line(
+    mobilenet: str, photos: Path, folder_copy: Path, tmp_path: Path
+) -> None:
     cat = str(photos / "cat.bmp")
     fifo_model = _fifo(tmp_path / "x.tflite")
     res = run("classify", "-m", str(fifo_model), cat, timeout=FIFO_TIMEOUT)
     assert res.returncode == 3 and "not a regular file" in _one_error_line(res.stderr)
-    res = run("classify", "-m", mobilenet, "--labels", str(_fifo(tmp_path / "labels.txt")), cat,
-              timeout=FIFO_TIMEOUT)
+    res = run("classify", "-m", mobilenet, "--labels", str(_fifo(tmp_path / "labels.txt")), cat, timeout=FIFO_TIMEOUT)
     assert res.returncode == 2 and "not a regular file" in _one_error_line(res.stderr)
     (folder_copy / "backbone.tflite").unlink()
     _fifo(folder_copy / "backbone.tflite")
@@ -316,20 +317,24 @@ def test_a_stdout_that_cannot_encode_labels_escapes_them(mobilenet: str, photos:
 # ---------------------------------------------------------------- items 12, 21: one typed record reader
 
 
-@pytest.mark.parametrize("change,why", [
-    ({"head": "/elsewhere/evil.npz"}, "head '/elsewhere/evil.npz' points outside the model folder"),
-    ({"head": "../evil.npz"}, "points outside the model folder"),
-    ({"labels": "/etc/passwd"}, "points outside the model folder"),
-    ({"backbone_file": "/elsewhere/backbone.tflite"}, "backbone.file '/elsewhere/backbone.tflite' points outside"),
-    ({"backbone_file": ["backbone.tflite"]}, "backbone.file is ['backbone.tflite'], not a file name"),
-    ({"backbone_input_size": [-5, 3]}, "backbone.input_size is [-5, 3], not [height, width]"),
-    ({"backbone_input_size": "big"}, "backbone.input_size is 'big'"),
-    ({"backbone_value_range": [float("nan"), 1]}, "backbone.value_range"),
-    ({"classes": 5}, "classes is 5, not a list of class names"),
-    ({"exports": []}, "exports is [], of the wrong type"),
-])
-def test_a_damaged_record_is_damaged_for_classify_and_export(folder_copy: Path, change: dict, why: str,
-                                                              photos: Path) -> None:
+@pytest.mark.parametrize(
+    "change,why",
+    [
+        ({"head": "/elsewhere/evil.npz"}, "head '/elsewhere/evil.npz' points outside the model folder"),
+        ({"head": "../evil.npz"}, "points outside the model folder"),
+        ({"labels": "/etc/passwd"}, "points outside the model folder"),
+        ({"backbone_file": "/elsewhere/backbone.tflite"}, "backbone.file '/elsewhere/backbone.tflite' points outside"),
+        ({"backbone_file": ["backbone.tflite"]}, "backbone.file is ['backbone.tflite'], not a file name"),
+        ({"backbone_input_size": [-5, 3]}, "backbone.input_size is [-5, 3], not [height, width]"),
+        ({"backbone_input_size": "big"}, "backbone.input_size is 'big'"),
+        ({"backbone_value_range": [float("nan"), 1]}, "backbone.value_range"),
+        ({"classes": 5}, "classes is 5, not a list of class names"),
+        ({"exports": []}, "exports is [], of the wrong type"),
+    ],
+)
+def test_a_damaged_record_is_damaged_for_classify_and_export(
+    folder_copy: Path, change: dict, why: str, photos: Path
+) -> None:
     _edit_record(folder_copy, **change)
     with pytest.raises(retrained.DamagedRecord, match=why.replace("[", r"\[").replace("]", r"\]")):
         retrained.read(folder_copy)
@@ -385,11 +390,19 @@ def _photo(path: Path, colour: tuple[int, int, int] = (200, 10, 10)) -> None:
     Image.new("RGB", (16, 16), colour).save(path)
 
 
-@pytest.mark.parametrize("bad,why", [(os.fsdecode(b"caf\xe9"), "its name is not UTF-8"),
-                                     ("two\nlines", "holds a line break"), ("tab\there", "a control character"),
-                                     (" padded", "a space at an end"), ("sep\u2028x", "line break")])
-def test_class_names_that_would_not_survive_labels_txt_are_refused(tmp_path: Path, bad: str, why: str,
-                                                                   embedder: str) -> None:
+@pytest.mark.parametrize(
+    "bad,why",
+    [
+        (os.fsdecode(b"caf\xe9"), "its name is not UTF-8"),
+        ("two\nlines", "holds a line break"),
+        ("tab\there", "a control character"),
+        (" padded", "a space at an end"),
+        ("sep\u2028x", "line break"),
+    ],
+)
+def test_class_names_that_would_not_survive_labels_txt_are_refused(
+    tmp_path: Path, bad: str, why: str, embedder: str
+) -> None:
     from imgtool.data import folders
 
     for cls in ("ok", bad):
@@ -439,8 +452,9 @@ def test_input_size_is_checked_before_anything(size: tuple, mobilenet: str, phot
         assert res.exit_code == 2 and "--input-size" in _one_error_line(res.stderr)
 
 
-def test_a_failed_conversion_at_a_given_size_never_changes_the_entry(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_conversion_at_a_given_size_never_changes_the_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imgtool.models import convert
     from imgtool.models.catalog import ModelConfig
     from imgtool.models.entries import Conversion, EntryRecord, read_record, write_record
@@ -453,8 +467,9 @@ def test_a_failed_conversion_at_a_given_size_never_changes_the_entry(tmp_path: P
     monkeypatch.setattr(convert, "convert", lambda model, target: Conversion(ok=False, error="at 7x7: no"))
 
     def model() -> Recipe:
-        return Recipe(ref="m", config=ModelConfig(name="m", format="savedmodel", input_size=(7, 7)),
-                     tf_source=entry / "source")
+        return Recipe(
+            ref="m", config=ModelConfig(name="m", format="savedmodel", input_size=(7, 7)), tf_source=entry / "source"
+        )
 
     tried = convert.ensure_tflite(model(), entry, record_failure=False)
     assert tried.tflite is None and (entry / "entry.json").read_bytes() == before
@@ -525,14 +540,21 @@ def test_expect_matches_in_any_case_and_any_form() -> None:
 # ---------------------------------------------------------------- item 28: one signal handling
 
 
-@pytest.mark.parametrize("command,target", [
-    (["classify", "x.jpg"], "load_model"), (["labels"], "model_labels"), (["export", "DIR"], "export_model"),
-    (["models", "download", "x"], "download_model"), (["models", "list"], "list_models"),
-    (["retrain", "DIR", "-o", "OUT"], "retrain"),
-])
+@pytest.mark.parametrize(
+    "command,target",
+    [
+        (["classify", "x.jpg"], "load_model"),
+        (["labels"], "model_labels"),
+        (["export", "DIR"], "export_model"),
+        (["models", "download", "x"], "download_model"),
+        (["models", "list"], "list_models"),
+        (["retrain", "DIR", "-o", "OUT"], "retrain"),
+    ],
+)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_every_command_exits_130_on_sigterm_and_sigint(command: list[str], target: str, sig: int, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_command_exits_130_on_sigterm_and_sigint(
+    command: list[str], target: str, sig: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imgtool import api
 
     def interrupted(*args: object, **kwargs: object) -> None:
@@ -567,15 +589,20 @@ def test_an_interrupted_export_lists_what_it_wrote(folder_copy: Path, monkeypatc
     assert not list(folder_copy.glob(".*.tmp"))
 
 
-def test_sigterm_during_a_real_export_and_classify(folder_copy: Path, photos: Path, tmp_path: Path,
-                                                   mobilenet: str) -> None:
+def test_sigterm_during_a_real_export_and_classify(
+    folder_copy: Path, photos: Path, tmp_path: Path, mobilenet: str
+) -> None:
     (folder_copy / "model.tflite").unlink(missing_ok=True)
     interrupted = 0
     for _ in range(6):  # SIGTERM as soon as model.tflite is in place: during its check or the dynamic build
         for p in folder_copy.glob("model*.tflite"):
             p.unlink()
-        proc = subprocess.Popen([IMGTOOL, "export", str(folder_copy), "--quantize", "dynamic"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [IMGTOOL, "export", str(folder_copy), "--quantize", "dynamic"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         while proc.poll() is None and not (folder_copy / "model.tflite").exists():
             time.sleep(0.002)
         proc.send_signal(signal.SIGTERM)
@@ -586,16 +613,21 @@ def test_sigterm_during_a_real_export_and_classify(folder_copy: Path, photos: Pa
         else:  # it had finished (a SIGTERM while the interpreter exits is the default action: -15)
             assert proc.returncode in (0, -signal.SIGTERM) and "exported model-dynamic.tflite" in out, (out, err)
         assert not list(folder_copy.glob(".*.tmp")), list(folder_copy.iterdir())
-        listed = {r["file"] for r in json.loads((folder_copy / "metrics.json").read_text()).get("exports", [])
-                  if "bytes" in r}
+        listed = {
+            r["file"] for r in json.loads((folder_copy / "metrics.json").read_text()).get("exports", []) if "bytes" in r
+        }
         assert {p.name for p in folder_copy.glob("model*.tflite")} <= listed  # what is there is recorded
     assert interrupted
     many = tmp_path / "many"
     many.mkdir()
     for i in range(400):
         os.link(photos / "cat.bmp", many / f"{i}.bmp")
-    proc = subprocess.Popen([IMGTOOL, "classify", "-m", mobilenet, "-f", "jsonl", str(many)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [IMGTOOL, "classify", "-m", mobilenet, "-f", "jsonl", str(many)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     proc.stdout.readline()  # it is classifying
     proc.send_signal(signal.SIGTERM)

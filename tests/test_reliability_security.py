@@ -72,16 +72,30 @@ def _keyword(call: ast.Call, name: str) -> ast.expr | None:
 def test_every_numpy_load_refuses_pickles() -> None:
     loads, bad = [], []
     for p, tree in _trees():
-        numpy_names = {"numpy"} | {a.asname for n in ast.walk(tree) if isinstance(n, ast.Import)
-                                   for a in n.names if a.name == "numpy" and a.asname}
-        bare = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "numpy"
-                for a in n.names if a.name == "load"}
+        numpy_names = {"numpy"} | {
+            a.asname
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Import)
+            for a in n.names
+            if a.name == "numpy" and a.asname
+        }
+        bare = {
+            a.asname or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module == "numpy"
+            for a in n.names
+            if a.name == "load"
+        }
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             f = node.func
-            is_load = (isinstance(f, ast.Attribute) and f.attr == "load" and isinstance(f.value, ast.Name)
-                       and f.value.id in numpy_names) or (isinstance(f, ast.Name) and f.id in bare)
+            is_load = (
+                isinstance(f, ast.Attribute)
+                and f.attr == "load"
+                and isinstance(f.value, ast.Name)
+                and f.value.id in numpy_names
+            ) or (isinstance(f, ast.Name) and f.id in bare)
             if is_load:
                 loads.append(f"{p.name}:{node.lineno}")
                 v = _keyword(node, "allow_pickle")
@@ -101,8 +115,10 @@ def test_every_tar_extraction_is_filtered_and_tls_is_verified() -> None:
             if not isinstance(node, ast.Call):
                 continue
             f = node.func
-            if isinstance(f, ast.Attribute) and (f.attr == "extractall" or (
-                    f.attr == "extract" and isinstance(f.value, ast.Name) and "tar" in f.value.id.lower())):
+            if isinstance(f, ast.Attribute) and (
+                f.attr == "extractall"
+                or (f.attr == "extract" and isinstance(f.value, ast.Name) and "tar" in f.value.id.lower())
+            ):
                 extractions.append(f"{p.name}:{node.lineno}")
                 v = _keyword(node, "filter")
                 if not (isinstance(v, ast.Constant) and v.value == "data"):

@@ -51,6 +51,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------- helpers
 
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, int], Path]]:
     """mount(name, bytes) -> a fresh tmpfs of that size; skipped where mounting is refused."""
@@ -59,8 +60,9 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, int], Path]]:
     def mount(name: str, size: int) -> Path:
         d = tmp_path / name
         d.mkdir()
-        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True,
-                             text=True)
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True
+        )
         if res.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip()}); the prlimit variant covers it")
         mounted.append(d)
@@ -71,8 +73,15 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, int], Path]]:
         subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
-def _retrain(data: Path, model: str, out: Path, *extra: str, env: dict[str, str] | None = None,
-             limit: int | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def _retrain(
+    data: Path,
+    model: str,
+    out: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    limit: int | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess:
     argv = [IMGTOOL, "retrain", str(data), "-m", model, "-o", str(out), *extra]
     if limit is not None:
         argv = ["prlimit", f"--fsize={limit}", *argv]
@@ -91,9 +100,11 @@ def _dead_pid() -> int:
 
 # ---------------------------------------------------------------- item 1: a full disk while writing model.tflite
 
+
 @pytest.mark.parametrize("how", ["tmpfs", "prlimit"])
 def test_full_disk_writing_model_tflite_is_exit_4_and_the_previous_folder_is_unchanged(
-        how: str, fixtures: Path, embedder: str, tmp_path: Path, tmpfs: Callable[[str, int], Path]) -> None:
+    how: str, fixtures: Path, embedder: str, tmp_path: Path, tmpfs: Callable[[str, int], Path]
+) -> None:
     """The backbone (3.25 MB) fits, model.tflite (the backbone + the head) does not. Before,
     export_for_retrain swallowed the error: exit 0, "model.tflite export skipped", and
     the previous folder (with its model.tflite) was replaced by one without."""
@@ -127,8 +138,10 @@ def test_full_disk_writing_model_tflite_is_exit_4_and_the_previous_folder_is_unc
 
 # ---------------------------------------------------------------- item 2: a user's backbone is copied, the cache's linked
 
+
 def test_model_folder_copies_a_users_backbone_and_links_only_what_the_cache_owns(
-        fixtures: Path, embedder: str, tmp_path: Path, http_server: LoopbackServer, isolated_home: Path) -> None:
+    fixtures: Path, embedder: str, tmp_path: Path, http_server: LoopbackServer, isolated_home: Path
+) -> None:
     data = _photos(fixtures, tmp_path / "flowers")
     own = tmp_path / "emb.tflite"
     shutil.copyfile(embedder, own)
@@ -157,8 +170,10 @@ def test_model_folder_copies_a_users_backbone_and_links_only_what_the_cache_owns
 
 # ---------------------------------------------------------------- item 3: -o never holds the photos (or IMGTOOL_HOME)
 
+
 def test_an_output_holding_the_image_folder_or_the_cache_is_refused_even_with_force(
-        fixtures: Path, embedder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fixtures: Path, embedder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     photos = tmp_path / "photos"
     data = _photos(fixtures, photos / "flowers", 3)
     held = _photos(fixtures, tmp_path / "held" / "test", 1)
@@ -166,20 +181,26 @@ def test_an_output_holding_the_image_folder_or_the_cache_is_refused_even_with_fo
     home.mkdir(parents=True)
     monkeypatch.setenv("IMGTOOL_HOME", str(home))
     before = _snapshot(tmp_path)
-    for out, says in ((photos, f"contains the image folder ({data})"), (data, f"is the image folder ({data})"),
-                      (tmp_path / "cache", f"contains IMGTOOL_HOME ({home})"),
-                      (tmp_path / "held", f"contains a photo folder ({held})")):
+    for out, says in (
+        (photos, f"contains the image folder ({data})"),
+        (data, f"is the image folder ({data})"),
+        (tmp_path / "cache", f"contains IMGTOOL_HOME ({home})"),
+        (tmp_path / "held", f"contains a photo folder ({held})"),
+    ):
         res = invoke("retrain", str(data), "-m", embedder, "-o", str(out), "--force", "--test-dir", str(held))
         assert res.exit_code == 2, res.output
-        assert res.stderr.splitlines()[-1] == (f"Error: --output {out} {says}; replacing it would delete them: "
-                                               "choose another path"), res.stderr
+        assert res.stderr.splitlines()[-1] == (
+            f"Error: --output {out} {says}; replacing it would delete them: choose another path"
+        ), res.stderr
     assert _snapshot(tmp_path) == before and home.is_dir()
 
 
 # ---------------------------------------------------------------- item 4: catalog names are never paths
 
+
 def test_catalog_names_that_are_not_plain_names_are_refused_before_any_path_is_made(
-        tmp_path: Path, http_server: LoopbackServer, fixtures: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, http_server: LoopbackServer, fixtures: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "a" / "home"
     monkeypatch.setenv("IMGTOOL_HOME", str(home))
     victims = [tmp_path / "thesis.docx", tmp_path / "thesis.pdf", tmp_path / "thesis.backup" / "ch1.tex"]
@@ -194,7 +215,8 @@ def test_catalog_names_that_are_not_plain_names_are_refused_before_any_path_is_m
         assert res.returncode == 3, res.stderr
         assert _one_error_line(res.stderr) == (
             f"Error: catalog {catalog}: record name {name!r} cannot be used: it must be 1 to 128 letters, digits, "
-            "'.', '_', '+' or '-', starting with a letter or digit; rename the record")
+            "'.', '_', '+' or '-', starting with a letter or digit; rename the record"
+        )
     assert all(v.read_text() == "years of work" for v in victims)
     assert http_server.hits("/m.tflite") == 0
 
@@ -211,31 +233,41 @@ def test_catalog_names_that_are_not_plain_names_are_refused_before_any_path_is_m
 
 # ---------------------------------------------------------------- item 5: export -o
 
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, fixtures: Path) -> Path:
     d = tmp_path_factory.mktemp("export")
     data = _photos(fixtures, d / "flowers", 4)
     out = d / "m"
-    res = _retrain(data, str(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"),
-                   out, "-q", env={"IMGTOOL_HOME": str(d / "home")})
+    res = _retrain(
+        data,
+        str(fixtures / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"),
+        out,
+        "-q",
+        env={"IMGTOOL_HOME": str(d / "home")},
+    )
     assert res.returncode == 0, res.stderr
     return out
 
 
 def test_export_output_is_never_a_device_fifo_or_link_and_replaces_an_unrelated_file_only_with_force(
-        model_dir: Path, tmp_path: Path) -> None:
+    model_dir: Path, tmp_path: Path
+) -> None:
     dev = tmp_path / "null"
     os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     link = tmp_path / "link.tflite"
     link.symlink_to(tmp_path / "elsewhere.tflite")
-    for target, says in ((dev, "is not a regular file (a device, FIFO or socket); it is never replaced: give a file "
-                               "path"),
-                         (fifo, "is not a regular file (a device, FIFO or socket); it is never replaced: give a file "
-                                "path"),
-                         (link, f"is a symbolic link (to {tmp_path / 'elsewhere.tflite'}); it is not followed or "
-                                "replaced: give the path it points to, or another path")):
+    for target, says in (
+        (dev, "is not a regular file (a device, FIFO or socket); it is never replaced: give a file path"),
+        (fifo, "is not a regular file (a device, FIFO or socket); it is never replaced: give a file path"),
+        (
+            link,
+            f"is a symbolic link (to {tmp_path / 'elsewhere.tflite'}); it is not followed or "
+            "replaced: give the path it points to, or another path",
+        ),
+    ):
         for force in ([], ["--force"]):
             res = invoke("export", str(model_dir), "-o", str(target), *force)
             assert res.exit_code == 2, res.output
@@ -247,8 +279,10 @@ def test_export_output_is_never_a_device_fifo_or_link_and_replaces_an_unrelated_
     notes.write_text("not a model")
     res = invoke("export", str(model_dir), "-o", str(notes))
     assert res.exit_code == 2
-    assert res.stderr.splitlines()[-1] == (f"Error: --output {notes} exists and is not a file imgtool wrote; choose "
-                                           "another path, remove it, or pass --force to replace it")
+    assert res.stderr.splitlines()[-1] == (
+        f"Error: --output {notes} exists and is not a file imgtool wrote; choose "
+        "another path, remove it, or pass --force to replace it"
+    )
     assert notes.read_text() == "not a model"
     assert invoke("export", str(model_dir), "-o", str(notes), "--force").exit_code == 0
     assert notes.read_bytes()[4:8] == b"TFL3"
@@ -257,6 +291,7 @@ def test_export_output_is_never_a_device_fifo_or_link_and_replaces_an_unrelated_
 
 
 # ---------------------------------------------------------------- items 7 and 29: crash-safe, concurrent-safe swaps
+
 
 def _swap_many(final: str, n: int, q: multiprocessing.Queue) -> None:
     from imgtool.core import store
@@ -313,8 +348,9 @@ KILL_MID_SWAP = textwrap.dedent("""
 """)
 
 
-def test_a_run_killed_between_the_renames_is_recovered_by_the_next(fixtures: Path, embedder: str,
-                                                                    tmp_path: Path) -> None:
+def test_a_run_killed_between_the_renames_is_recovered_by_the_next(
+    fixtures: Path, embedder: str, tmp_path: Path
+) -> None:
     data = _photos(fixtures, tmp_path / "flowers", 3)
     out = tmp_path / "model"
     assert _retrain(data, embedder, out, "-q").returncode == 0
@@ -339,9 +375,20 @@ def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path: Pa
     from imgtool.core import store
 
     dead, live = _dead_pid(), os.getpid()
-    names = [f".m.partial-{dead}", f".m.old-{dead}", f".m.partial-{live}", f".model.tflite.{dead}.tmp",
-             f".entry.json.{dead}.1a2b3c4d.tmp", f".entry.json.{live}.1a2b3c4d.tmp", f"k.{dead}.incomplete",
-             f"k.{dead}.staging", f"tf.{dead}.0badc0de.scratch", "m", "notes.tmp", ".m.partial-x"]
+    names = [
+        f".m.partial-{dead}",
+        f".m.old-{dead}",
+        f".m.partial-{live}",
+        f".model.tflite.{dead}.tmp",
+        f".entry.json.{dead}.1a2b3c4d.tmp",
+        f".entry.json.{live}.1a2b3c4d.tmp",
+        f"k.{dead}.incomplete",
+        f"k.{dead}.staging",
+        f"tf.{dead}.0badc0de.scratch",
+        "m",
+        "notes.tmp",
+        ".m.partial-x",
+    ]
     for n in names:
         if n.endswith(("staging", "scratch")) or "partial" in n or "old" in n or n == "m":
             (tmp_path / n).mkdir()
@@ -350,7 +397,8 @@ def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path: Pa
             (tmp_path / n).write_text(n)
     store.clean_stale(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f".m.partial-{live}", f".entry.json.{live}.1a2b3c4d.tmp", "m", "notes.tmp", ".m.partial-x"])
+        [f".m.partial-{live}", f".entry.json.{live}.1a2b3c4d.tmp", "m", "notes.tmp", ".m.partial-x"]
+    )
     assert (tmp_path / "m" / "f").read_text() == "m"  # m existed: the dead run's .old copy was only removed
     (tmp_path / "m").rename(tmp_path / f".m.old-{dead}")
     store.clean_stale(tmp_path, ".m.")
@@ -360,8 +408,16 @@ def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path: Pa
 def test_two_retrains_to_one_output_both_succeed(fixtures: Path, embedder: str, tmp_path: Path) -> None:
     data = _photos(fixtures, tmp_path / "flowers", 4)
     out = tmp_path / "model"
-    procs = [subprocess.Popen([IMGTOOL, "retrain", str(data), "-m", embedder, "-o", str(out), "-q", "--seed", str(s)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()) for s in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [IMGTOOL, "retrain", str(data), "-m", embedder, "-o", str(out), "-q", "--seed", str(s)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        for s in (1, 2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
@@ -379,15 +435,19 @@ def test_a_symlinked_output_is_refused_and_left_alone(fixtures: Path, embedder: 
     for force in ([], ["--force"]):
         res = invoke("retrain", str(data), "-m", embedder, "-o", str(link), *force)
         assert res.exit_code == 2, res.output
-        assert res.stderr.splitlines()[-1] == (f"Error: --output {link} is a symbolic link (to v1); it is not followed "
-                                               "or replaced: give the path it points to, or another path")
+        assert res.stderr.splitlines()[-1] == (
+            f"Error: --output {link} is a symbolic link (to v1); it is not followed "
+            "or replaced: give the path it points to, or another path"
+        )
     assert link.is_symlink() and os.readlink(link) == "v1" and _snapshot(real) == before
 
 
 # ---------------------------------------------------------------- item 13: cache files honour the umask
 
-def test_a_cache_filled_by_root_is_usable_by_another_user(fixtures: Path, shared_tmp: Path,
-                                                          http_server: LoopbackServer) -> None:
+
+def test_a_cache_filled_by_root_is_usable_by_another_user(
+    fixtures: Path, shared_tmp: Path, http_server: LoopbackServer
+) -> None:
     url = http_server.add("/m.tflite", (fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite").read_bytes())
     home = shared_tmp / "home"
     data = _photos(fixtures, shared_tmp / "flowers", 3)
@@ -410,6 +470,7 @@ def test_a_cache_filled_by_root_is_usable_by_another_user(fixtures: Path, shared
 
 # ---------------------------------------------------------------- item 23: IMGTOOL_HOME that is not a folder
 
+
 def test_imgtool_home_that_is_a_file_is_exit_2_at_start(tmp_path: Path) -> None:
     f = tmp_path / "home"
     f.write_text("")
@@ -417,8 +478,10 @@ def test_imgtool_home_that_is_a_file_is_exit_2_at_start(tmp_path: Path) -> None:
         for argv in (["labels"], ["models", "list"], ["classify", str(tmp_path)]):
             res = run(*argv, env={"IMGTOOL_HOME": str(value)})
             assert res.returncode == 2, res.stderr
-            assert res.stderr == (f"Error: IMGTOOL_HOME={str(value)!r} is not valid: it takes a directory for the "
-                                  f"model, bottleneck and export caches ({why}); fix or unset it\n")
+            assert res.stderr == (
+                f"Error: IMGTOOL_HOME={str(value)!r} is not valid: it takes a directory for the "
+                f"model, bottleneck and export caches ({why}); fix or unset it\n"
+            )
     from imgtool.core import settings
     from imgtool.core.errors import SettingError
 
@@ -429,14 +492,17 @@ def test_imgtool_home_that_is_a_file_is_exit_2_at_start(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- item 25: names too long
 
-def test_a_name_too_long_is_exit_2_before_the_work(fixtures: Path, embedder: str, tmp_path: Path,
-                                                   model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_a_name_too_long_is_exit_2_before_the_work(
+    fixtures: Path, embedder: str, tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = _photos(fixtures, tmp_path / "flowers", 3)
     long = "x" * 250
     res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / long))
     assert res.exit_code == 2, res.output
-    assert res.stderr.splitlines()[-1].startswith(f"Error: --output {tmp_path / long}: the name is too long (250 "
-                                                  "bytes in one part")
+    assert res.stderr.splitlines()[-1].startswith(
+        f"Error: --output {tmp_path / long}: the name is too long (250 bytes in one part"
+    )
     assert "Computing" not in res.stderr and "Fitting" not in res.stderr
     folder = _photos(fixtures, tmp_path / "p" / long, 3)  # its default output, `<name>-model`, cannot be made
     monkeypatch.chdir(tmp_path)
@@ -450,8 +516,10 @@ def test_a_name_too_long_is_exit_2_before_the_work(fixtures: Path, embedder: str
 
 # ---------------------------------------------------------------- item 27: one pruner for the export cache
 
-def test_the_export_cache_pruner_skips_its_special_folders(tmp_path: Path, isolated_home: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_the_export_cache_pruner_skips_its_special_folders(
+    tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import numpy as np
 
     from imgtool.models.catalog import ModelConfig
@@ -487,18 +555,27 @@ def test_the_export_cache_pruner_skips_its_special_folders(tmp_path: Path, isola
 
 # ---------------------------------------------------------------- item 31: a full disk names the file
 
-def test_a_full_disk_during_export_names_the_file(model_dir: Path, tmp_path: Path,
-                                                  tmpfs: Callable[[str, int], Path]) -> None:
+
+def test_a_full_disk_during_export_names_the_file(
+    model_dir: Path, tmp_path: Path, tmpfs: Callable[[str, int], Path]
+) -> None:
     disk = tmpfs("small", 1_000_000)  # model.tflite is 3.3 MB
     target = disk / "flowers.tflite"
     res = run("export", str(model_dir), "-o", str(target))
     assert res.returncode == 4, res.stderr
-    assert _one_error_line(res.stderr) == (f"Error: cannot write the export {target}: no space left on the device; "
-                                           "free some space or choose another --output")
+    assert _one_error_line(res.stderr) == (
+        f"Error: cannot write the export {target}: no space left on the device; "
+        "free some space or choose another --output"
+    )
     assert list(disk.iterdir()) == []
     target = tmp_path / "flowers.tflite"
-    res = subprocess.run(["prlimit", "--fsize=1000000", IMGTOOL, "export", str(model_dir), "-o", str(target)],
-                         capture_output=True, text=True, env=_env(), timeout=300)
+    res = subprocess.run(
+        ["prlimit", "--fsize=1000000", IMGTOOL, "export", str(model_dir), "-o", str(target)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert res.returncode == 4
     assert _one_error_line(res.stderr).startswith(f"Error: cannot write the export {target}: file too large")
     assert not target.exists()
@@ -510,8 +587,15 @@ def test_a_cache_that_cannot_be_made_names_the_cache(fixtures: Path, http_server
     url = http_server.add("/m.tflite", (fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite").read_bytes())
     env = {k: v for k, v in _env().items() if k not in ("IMGTOOL_HOME", "XDG_CACHE_HOME")}
     env["HOME"] = "/nonexistent"
-    res = subprocess.run([sys.executable, "-c", DROP_TO_NOBODY, "models", "download", url], capture_output=True,
-                         text=True, env=env, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", DROP_TO_NOBODY, "models", "download", url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert res.returncode == 4, res.stderr
-    assert _one_error_line(res.stderr) == ("Error: cannot write the model cache (/nonexistent): permission denied; "
-                                           "make it writable or set IMGTOOL_HOME to a writable folder with space")
+    assert _one_error_line(res.stderr) == (
+        "Error: cannot write the model cache (/nonexistent): permission denied; "
+        "make it writable or set IMGTOOL_HOME to a writable folder with space"
+    )

@@ -17,13 +17,28 @@ from imgtool.numbers import metrics
 from imgtool.training import page_parts, report
 
 WHEN = dt.datetime(2026, 11, 27, 4, 5, tzinfo=dt.timezone.utc)
-LONG = ["Anemone coronaria (poppy anemone)", "Bellis perennis — common daisy of lawns", "Campanula rotundifolia",
-        "Dianthus caryophyllus", "Echinacea purpurea 'Magnus'", "Fritillaria meleagris", "Galanthus nivalis",
-        "Helianthus annuus (common sunflower)", "Iris germanica", "Jasminum officinale",
-        "Kniphofia uvaria (red hot poker)", "Lavandula angustifolia 'Hidcote'", "Muscari armeniacum",
-        "Narcissus pseudonarcissus", "Oenothera biennis", "Papaver rhoeas — Flanders poppy",
-        "Quercus robur (not a flower at all)", "Rosa canina", "Salvia nemorosa 'Caradonna'",
-        "Taraxacum officinale — dandelion_with_an_unbroken_name_that_is_really_long"]
+LONG = [
+    "Anemone coronaria (poppy anemone)",
+    "Bellis perennis — common daisy of lawns",
+    "Campanula rotundifolia",
+    "Dianthus caryophyllus",
+    "Echinacea purpurea 'Magnus'",
+    "Fritillaria meleagris",
+    "Galanthus nivalis",
+    "Helianthus annuus (common sunflower)",
+    "Iris germanica",
+    "Jasminum officinale",
+    "Kniphofia uvaria (red hot poker)",
+    "Lavandula angustifolia 'Hidcote'",
+    "Muscari armeniacum",
+    "Narcissus pseudonarcissus",
+    "Oenothera biennis",
+    "Papaver rhoeas — Flanders poppy",
+    "Quercus robur (not a flower at all)",
+    "Rosa canina",
+    "Salvia nemorosa 'Caradonna'",
+    "Taraxacum officinale — dandelion_with_an_unbroken_name_that_is_really_long",
+]
 
 
 def many_classes_metrics(n_test_per_class: int = 4) -> dict[str, Any]:
@@ -42,40 +57,82 @@ def many_classes_metrics(n_test_per_class: int = 4) -> dict[str, Any]:
     total = k * n_test_per_class
     correct = sum(cm[i][i] for i in range(k))
     return {
-        "test": {"accuracy": round(correct / total, 4), "count": total, "per_class": per_class,
-                 "confusion_matrix": cm, "classes": classes,
-                 "baseline": {"class": classes[7], "accuracy": round(n_test_per_class / total, 4)}},
+        "test": {
+            "accuracy": round(correct / total, 4),
+            "count": total,
+            "per_class": per_class,
+            "confusion_matrix": cm,
+            "classes": classes,
+            "baseline": {"class": classes[7], "accuracy": round(n_test_per_class / total, 4)},
+        },
         "validation": {"accuracy": 0.8125, "count": 80},
         "train": {"accuracy": 0.97, "count": 640},
         "classes": classes,
-        "counts": {c: {"train": 32 + (i == 7), "validation": 4, "test": n_test_per_class} for i, c in enumerate(classes)},
+        "counts": {
+            c: {"train": 32 + (i == 7), "validation": 4, "test": n_test_per_class} for i, c in enumerate(classes)
+        },
         "skipped": [],
         "backbone": "/models/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
-        "options": {"validation_percent": 10.0, "test_percent": 10.0, "epochs": 50, "learning_rate": 0.001,
-                    "batch_size": 32, "l2": 0.1, "seed": 0, "label_smoothing": 0.1,
-                    "distortions": {"flip_left_right": False, "random_crop": 0.0, "copies": 4}},
-        "head": {"method": "L2 by 5-fold cross-validation, full-batch L-BFGS", "l2": 0.01, "epochs": None,
-                 "cv_folds": 5, "cv_accuracy": 0.8412, "cv_accuracy_std": 0.0231, "cv_loss": 0.5123,
-                 "candidates": [{"l2": v, "cv_accuracy": a, "cv_loss": lo} for v, a, lo in
-                                ((0.0001, 0.80, 0.71), (0.001, 0.82, 0.60), (0.01, 0.8412, 0.5123),
-                                 (0.1, 0.83, 0.55), (1.0, 0.75, 0.82))],
-                 "fit_on": "train+validation",
-                 "curve": {"x": [0.0001, 0.001, 0.01, 0.1, 1.0], "x_label": "L2",
-                           "cv_accuracy": [0.80, 0.82, 0.8412, 0.83, 0.75], "cv_loss": [0.71, 0.60, 0.5123, 0.55, 0.82]}},
+        "options": {
+            "validation_percent": 10.0,
+            "test_percent": 10.0,
+            "epochs": 50,
+            "learning_rate": 0.001,
+            "batch_size": 32,
+            "l2": 0.1,
+            "seed": 0,
+            "label_smoothing": 0.1,
+            "distortions": {"flip_left_right": False, "random_crop": 0.0, "copies": 4},
+        },
+        "head": {
+            "method": "L2 by 5-fold cross-validation, full-batch L-BFGS",
+            "l2": 0.01,
+            "epochs": None,
+            "cv_folds": 5,
+            "cv_accuracy": 0.8412,
+            "cv_accuracy_std": 0.0231,
+            "cv_loss": 0.5123,
+            "candidates": [
+                {"l2": v, "cv_accuracy": a, "cv_loss": lo}
+                for v, a, lo in (
+                    (0.0001, 0.80, 0.71),
+                    (0.001, 0.82, 0.60),
+                    (0.01, 0.8412, 0.5123),
+                    (0.1, 0.83, 0.55),
+                    (1.0, 0.75, 0.82),
+                )
+            ],
+            "fit_on": "train+validation",
+            "curve": {
+                "x": [0.0001, 0.001, 0.01, 0.1, 1.0],
+                "x_label": "L2",
+                "cv_accuracy": [0.80, 0.82, 0.8412, 0.83, 0.75],
+                "cv_loss": [0.71, 0.60, 0.5123, 0.55, 0.82],
+            },
+        },
     }
 
 
 def old_metrics() -> dict[str, Any]:
     """metrics.json as written before F1, the baseline and `head` existed."""
     return {
-        "test": {"accuracy": 0.75, "count": 8, "classes": ["daisy", "roses"],
-                 "per_class": {"daisy": {"precision": 1.0, "recall": 0.5, "support": 4},
-                               "roses": {"precision": 0.6667, "recall": 1.0, "support": 4}},
-                 "confusion_matrix": [[2, 2], [0, 4]]},
+        "test": {
+            "accuracy": 0.75,
+            "count": 8,
+            "classes": ["daisy", "roses"],
+            "per_class": {
+                "daisy": {"precision": 1.0, "recall": 0.5, "support": 4},
+                "roses": {"precision": 0.6667, "recall": 1.0, "support": 4},
+            },
+            "confusion_matrix": [[2, 2], [0, 4]],
+        },
         "validation": {"accuracy": 0.5, "count": 4, "per_class": {}, "confusion_matrix": [[1, 1], [1, 1]]},
         "train": {"accuracy": 1.0, "count": 20},
         "classes": ["daisy", "roses"],
-        "counts": {"daisy": {"train": 9, "validation": 2, "test": 4}, "roses": {"train": 11, "validation": 2, "test": 4}},
+        "counts": {
+            "daisy": {"train": 9, "validation": 2, "test": 4},
+            "roses": {"train": 11, "validation": 2, "test": 4},
+        },
         "skipped": [{"path": "/x/bad.jpg", "reason": "truncated"}],
         "backbone": "bb.tflite",
         "options": {"epochs": 3, "l2": 0.1, "learning_rate": 0.001},
@@ -84,6 +141,7 @@ def old_metrics() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the numbers
+
 
 def test_wilson_interval_exact_values() -> None:
     lo, hi = metrics.wilson_interval(17, 20)
@@ -116,12 +174,23 @@ def test_f1_and_majority_baseline() -> None:
 
 def test_curve_x_ticks_never_crowd_the_last_point() -> None:
     fifty = [float(i) for i in range(1, 51)]
-    assert [lab for _, lab in page_parts.x_ticks(fifty, fifty, False)] == ["1", "7", "13", "19", "25", "31", "37", "43", "50"]
+    assert [lab for _, lab in page_parts.x_ticks(fifty, fifty, False)] == [
+        "1",
+        "7",
+        "13",
+        "19",
+        "25",
+        "31",
+        "37",
+        "43",
+        "50",
+    ]
     l2 = [0.0001, 0.001, 0.01]
     assert page_parts.x_ticks(l2, [-4.0, -3.0, -2.0], True) == [(-4.0, "0.0001"), (-3.0, "0.001"), (-2.0, "0.01")]
 
 
 # ---------------------------------------------------------------- the page
+
 
 def _text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
@@ -141,8 +210,10 @@ def test_new_metrics_render_every_section() -> None:
     assert "With only 80 test photos, one photo moves accuracy by 1.2%" in text
     assert "interval (Wilson) for the accuracy is 83.0% – 95.7%" in text
     # how the head was chosen, the candidates with the chosen one marked, the curve
-    assert ("method: L2 by 5-fold cross-validation, full-batch L-BFGS ; L2 0.01; 5-fold cross-validation: "
-            "accuracy 84.1% ± 2.3%, loss 0.5123; final fit on train+validation.") in text
+    assert (
+        "method: L2 by 5-fold cross-validation, full-batch L-BFGS ; L2 0.01; 5-fold cross-validation: "
+        "accuracy 84.1% ± 2.3%, loss 0.5123; final fit on train+validation."
+    ) in text
     assert "<tr class=chosen><td>0.01 ✓</td><td>84.1%</td><td>0.5123</td></tr>" in html
     svg = re.search(r"<svg class=\"curve\".*?</svg>", html, re.S)
     assert svg and svg.group(0).count("<path") == 2 and "L2 (log scale)" in svg.group(0) and "chosen" in svg.group(0)
@@ -167,10 +238,17 @@ def test_confusion_cells_are_true_rows_and_predicted_columns(names: list[str]) -
     assert table
     rows = re.findall(r'<tr><th class="row"[^>]*title="([^"]*)">.*?</tr>', table.group(1), re.S)
     assert rows == [page_parts.esc(n) for n in names]
-    cells = [re.findall(r'<td[^>]*title="([^"]*)">(\d+)</td>', r)
-             for r in re.findall(r'<tr><th class="row".*?</tr>', table.group(1), re.S)]
-    want = [[(f"true {page_parts.esc(t)}, predicted {page_parts.esc(p)}: {cm[i][j]}", str(cm[i][j]))
-             for j, p in enumerate(names)] for i, t in enumerate(names)]
+    cells = [
+        re.findall(r'<td[^>]*title="([^"]*)">(\d+)</td>', r)
+        for r in re.findall(r'<tr><th class="row".*?</tr>', table.group(1), re.S)
+    ]
+    want = [
+        [
+            (f"true {page_parts.esc(t)}, predicted {page_parts.esc(p)}: {cm[i][j]}", str(cm[i][j]))
+            for j, p in enumerate(names)
+        ]
+        for i, t in enumerate(names)
+    ]
     assert cells == want
     colours = re.findall(r'style="background:hsl\((\d+), 65%, (\d+)%\)"', table.group(1))
     # green on the diagonal, red off it; darker with the share of the true row (55% at all of it)
@@ -191,8 +269,15 @@ def test_misclassified_thumbnail_is_a_bilinear_shrink(tmp_path: Path) -> None:
     stripes = np.zeros((224, 448, 3), np.uint8)
     stripes[:, 1::2] = 255
     Image.fromarray(stripes).save(tmp_path / "stripes.png")
-    wrong = [{"path": str(tmp_path / "stripes.png"), "rel": "roses/stripes.png", "true": "roses",
-              "predicted": "daisy", "score": 0.6}]
+    wrong = [
+        {
+            "path": str(tmp_path / "stripes.png"),
+            "rel": "roses/stripes.png",
+            "true": "roses",
+            "predicted": "daisy",
+            "score": 0.6,
+        }
+    ]
     html = report.render({"test": {"accuracy": 0.0, "count": 1}}, wrong, "t", generated=WHEN)
     uri = re.search(r'<img src="data:image/jpeg;base64,([^"]+)"', html)
     assert uri
@@ -225,24 +310,49 @@ def test_large_test_set_has_no_caveat_and_empty_metrics_do_not_crash() -> None:
 def _section(html: str, heading: str) -> str:
     start = html.index(f"<h2>{heading}")
     end = html.find("<h2>", start + 1)
-    return html[start:end if end != -1 else len(html)]
+    return html[start : end if end != -1 else len(html)]
 
 
 def test_this_run_shows_options_as_a_person_writes_them() -> None:
     """As retrain records them: no Python None/False/True, no 10.0; each as its option."""
     m = many_classes_metrics()
-    m["options"] = {"validation_percent": 10.0, "test_percent": 0.0, "l2": None, "seed": 0, "label_smoothing": 0.1,
-                    "class_weight": "balanced", "cv_folds": 5, "l2_grid": [10.0, 1.0, 0.1],
-                    "distortions": {"flip_left_right": True, "random_crop": 0.0, "random_scale": 12.5,
-                                    "random_brightness": 0.0, "copies": 4},
-                    "validation_dir": None, "test_dir": "/photos/holdout"}
+    m["options"] = {
+        "validation_percent": 10.0,
+        "test_percent": 0.0,
+        "l2": None,
+        "seed": 0,
+        "label_smoothing": 0.1,
+        "class_weight": "balanced",
+        "cv_folds": 5,
+        "l2_grid": [10.0, 1.0, 0.1],
+        "distortions": {
+            "flip_left_right": True,
+            "random_crop": 0.0,
+            "random_scale": 12.5,
+            "random_brightness": 0.0,
+            "copies": 4,
+        },
+        "validation_dir": None,
+        "test_dir": "/photos/holdout",
+    }
     run = _text(_section(report.render(m, [], "t", generated=WHEN), "This run"))
     for python in ("None", "False", "True", "10.0", "0.0", "[", "_"):
         assert python not in run.replace("/photos/holdout", "").replace(m["backbone"], ""), python
-    for shown in ("--validation-percent 10 ", "--test-percent 0 ", "--l2 chosen by cross-validation ", "--seed 0 ",
-                  "--label-smoothing 0.1 ", "--class-weight balanced ", "cross-validation folds 5 ",
-                  "L2 candidates 10,1,0.1 ", "--flip-left-right on ", "--random-crop 0 ", "--random-scale 12.5 ",
-                  "--distorted-copies 4 ", "--test-dir /photos/holdout "):
+    for shown in (
+        "--validation-percent 10 ",
+        "--test-percent 0 ",
+        "--l2 chosen by cross-validation ",
+        "--seed 0 ",
+        "--label-smoothing 0.1 ",
+        "--class-weight balanced ",
+        "cross-validation folds 5 ",
+        "L2 candidates 10,1,0.1 ",
+        "--flip-left-right on ",
+        "--random-crop 0 ",
+        "--random-scale 12.5 ",
+        "--distorted-copies 4 ",
+        "--test-dir /photos/holdout ",
+    ):
         assert shown in run, shown
     assert "--validation-dir" not in run  # not given: left out
 
@@ -256,8 +366,13 @@ def _retrain_metrics(n_classes: int, test_per_class: int, wrong_every: int = 3) 
     pred = y.copy()
     pred[::wrong_every] = (y[::wrong_every] + 1) % n_classes
     m = many_classes_metrics()
-    m.update({"classes": classes, "test": metrics.evaluate(y, pred, classes),
-              "counts": {c: {"train": 2, "validation": 0, "test": test_per_class} for c in classes}})
+    m.update(
+        {
+            "classes": classes,
+            "test": metrics.evaluate(y, pred, classes),
+            "counts": {c: {"train": 2, "validation": 0, "test": test_per_class} for c in classes},
+        }
+    )
     return m
 
 
@@ -286,8 +401,9 @@ def test_many_classes_get_the_top_confusions_instead_of_a_matrix() -> None:
     assert len(html.encode()) < 1_000_000, len(html)  # the per-class table: ~1,000 rows
     # a pair that happens twice comes first
     m["test"]["confusion_matrix"][5][9] = 2
-    items = re.findall(r"<li>(.*?)</li>", _section(report.render(m, [], "t", generated=WHEN),
-                                                    "Most frequent confusions"))
+    items = re.findall(
+        r"<li>(.*?)</li>", _section(report.render(m, [], "t", generated=WHEN), "Most frequent confusions")
+    )
     assert _text(items[0]).strip() == "class_0005 predicted as class_0009 : 2 photos"
     # up to CONFUSION_MATRIX_MAX classes: the matrix
     small = _retrain_metrics(report.CONFUSION_MATRIX_MAX, 2)
@@ -297,8 +413,10 @@ def test_many_classes_get_the_top_confusions_instead_of_a_matrix() -> None:
 
 def test_misclassified_thumbnails_are_capped(fixtures: Path) -> None:
     photo = str(sorted((fixtures / "flowers-mini" / "daisy").glob("*.jpg"))[0])
-    wrong = [{"path": photo, "rel": f"daisy/{i}.jpg", "true": "daisy", "predicted": "roses", "score": 0.5}
-             for i in range(report.MAX_THUMBNAILS + 7)]
+    wrong = [
+        {"path": photo, "rel": f"daisy/{i}.jpg", "true": "daisy", "predicted": "roses", "score": 0.5}
+        for i in range(report.MAX_THUMBNAILS + 7)
+    ]
     html = report.render(many_classes_metrics(), wrong, "t", generated=WHEN)
     assert html.count("<figure>") == report.MAX_THUMBNAILS
     assert f"Misclassified test photos ({report.MAX_THUMBNAILS + 7})" in html
@@ -310,8 +428,15 @@ def test_misclassified_thumbnails_are_capped(fixtures: Path) -> None:
 # ---------------------------------------------------------------- in a real browser
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -366,14 +491,21 @@ def _assert_fits_and_names_unbroken(page, width: int) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("width", [1280, 800, 420])
-def test_report_with_20_long_class_names_fits_the_page(browser, fixtures: Path, tmp_path: Path,  # noqa: ANN001
-                                                      width: int) -> None:
+def test_report_with_20_long_class_names_fits_the_page(
+    browser,
+    fixtures: Path,
+    tmp_path: Path,  # noqa: ANN001
+    width: int,
+) -> None:
     photo = sorted((fixtures / "flowers-mini" / "daisy").glob("*.jpg"))
-    wrong = [{"path": str(p), "rel": f"{LONG[0]}/{p.name}", "true": LONG[0], "predicted": LONG[i], "score": 0.61}
-             for i, p in zip((1, 19, 16), photo[:3])]
+    wrong = [
+        {"path": str(p), "rel": f"{LONG[0]}/{p.name}", "true": LONG[0], "predicted": LONG[i], "score": 0.61}
+        for i, p in zip((1, 19, 16), photo[:3])
+    ]
     page_file = tmp_path / "report.html"
-    page_file.write_text(report.render(many_classes_metrics(), wrong, "imgtool retrain: " + "x" * 120,
-                                       generated=WHEN), encoding="utf-8")
+    page_file.write_text(
+        report.render(many_classes_metrics(), wrong, "imgtool retrain: " + "x" * 120, generated=WHEN), encoding="utf-8"
+    )
     page = browser.new_page(viewport={"width": width, "height": 900})
     try:
         page.goto(page_file.as_uri())
@@ -392,26 +524,65 @@ def test_report_with_20_long_class_names_fits_the_page(browser, fixtures: Path, 
 
 # ---------------------------------------------------------------- calibration, suspects, near-duplicates, audit
 
+
 def _bins(pairs: list[tuple[int, float | None, float | None]]) -> list[dict[str, Any]]:
-    return [{"lo": i / 10, "hi": (i + 1) / 10, "count": n, "confidence": c, "accuracy": a}
-            for i, (n, c, a) in enumerate(pairs)]
+    return [
+        {"lo": i / 10, "hi": (i + 1) / 10, "count": n, "confidence": c, "accuracy": a}
+        for i, (n, c, a) in enumerate(pairs)
+    ]
 
 
 def test_calibration_suggested_score_suspects_and_leakage_render() -> None:
     m = many_classes_metrics()
-    before = _bins([(0, None, None)] * 3 + [(10, 0.35, 0.4), (20, 0.45, 0.6), (0, None, None), (0, None, None),
-                                            (5, 0.75, 0.9), (0, None, None), (0, None, None)])
-    after = _bins([(0, None, None)] * 5 + [(8, 0.55, 0.5), (0, None, None), (0, None, None), (12, 0.85, 0.87),
-                                            (15, 0.95, 0.96)])
-    m["calibration"] = {"temperature": 0.6, "ece_before": 0.13, "ece_after": 0.021,
-                        "reliability_before": before, "reliability_after": after}
+    before = _bins(
+        [(0, None, None)] * 3
+        + [
+            (10, 0.35, 0.4),
+            (20, 0.45, 0.6),
+            (0, None, None),
+            (0, None, None),
+            (5, 0.75, 0.9),
+            (0, None, None),
+            (0, None, None),
+        ]
+    )
+    after = _bins(
+        [(0, None, None)] * 5 + [(8, 0.55, 0.5), (0, None, None), (0, None, None), (12, 0.85, 0.87), (15, 0.95, 0.96)]
+    )
+    m["calibration"] = {
+        "temperature": 0.6,
+        "ece_before": 0.13,
+        "ece_after": 0.021,
+        "reliability_before": before,
+        "reliability_after": after,
+    }
     m["open_set"] = {"min_score": 0.6891, "accepted": 0.7321, "precision": 0.9512}
-    m["suspects"] = [{"path": "/nowhere/a.jpg", "rel": "daisy/a.jpg", "label": "daisy", "suggested": "roses",
-                      "score": 0.01, "suggested_score": 0.97, "split": "train"}]
-    m["near_duplicates"] = {"straddling": 1, "groups": [
-        {"kind": "near", "similarity": 0.91, "label_conflict": False, "leakage": True,
-         "members": [{"path": "/nowhere/b.jpg", "rel": "roses/b.jpg", "label": "roses", "split": "train"},
-                     {"path": "/nowhere/b2.jpg", "rel": "roses/b2.jpg", "label": "roses", "split": "test"}]}]}
+    m["suspects"] = [
+        {
+            "path": "/nowhere/a.jpg",
+            "rel": "daisy/a.jpg",
+            "label": "daisy",
+            "suggested": "roses",
+            "score": 0.01,
+            "suggested_score": 0.97,
+            "split": "train",
+        }
+    ]
+    m["near_duplicates"] = {
+        "straddling": 1,
+        "groups": [
+            {
+                "kind": "near",
+                "similarity": 0.91,
+                "label_conflict": False,
+                "leakage": True,
+                "members": [
+                    {"path": "/nowhere/b.jpg", "rel": "roses/b.jpg", "label": "roses", "split": "train"},
+                    {"path": "/nowhere/b2.jpg", "rel": "roses/b2.jpg", "label": "roses", "split": "test"},
+                ],
+            }
+        ],
+    }
     html = report.render(m, [], "t", generated=WHEN)
     text = _text(html)
     assert "temperature T = 0.6" in text and "went from 0.13 to 0.021" in text
@@ -433,20 +604,41 @@ def test_a_model_from_before_calibration_says_so() -> None:
 def test_the_audit_page() -> None:
     empty = report.render_audit({"summary": {"photos": 4, "classes": ["a", "b"], "backbone": "bb"}}, "audit: x")
     assert "Nothing found." in _text(empty) and "4 photos in 2 classes" in _text(empty)
-    full = {"summary": {"photos": 9, "classes": ["a", "b"], "cv_accuracy": 0.8, "backbone": "bb"},
-            "suspects": [{"path": "/n/a.jpg", "rel": "a/a.jpg", "label": "a", "suggested": "b", "score": 0.02,
-                          "suggested_score": 0.9, "split": "test"}],
-            "duplicates": [{"kind": "identical", "similarity": 1.0, "label_conflict": True, "leakage": False,
-                            "members": [{"path": "/n/x", "rel": "a/x", "label": "a", "split": "train"},
-                                        {"path": "/n/y", "rel": "b/y", "label": "b", "split": "train"}]}],
-            "outliers": [{"path": "/n/o", "rel": "b/<o>.jpg", "label": "b", "score": 0.41, "z": -4.2}],
-            "problems": [{"kind": "unreadable", "message": "/n/bad.jpg: truncated", "path": "/n/bad.jpg"}]}
+    full = {
+        "summary": {"photos": 9, "classes": ["a", "b"], "cv_accuracy": 0.8, "backbone": "bb"},
+        "suspects": [
+            {
+                "path": "/n/a.jpg",
+                "rel": "a/a.jpg",
+                "label": "a",
+                "suggested": "b",
+                "score": 0.02,
+                "suggested_score": 0.9,
+                "split": "test",
+            }
+        ],
+        "duplicates": [
+            {
+                "kind": "identical",
+                "similarity": 1.0,
+                "label_conflict": True,
+                "leakage": False,
+                "members": [
+                    {"path": "/n/x", "rel": "a/x", "label": "a", "split": "train"},
+                    {"path": "/n/y", "rel": "b/y", "label": "b", "split": "train"},
+                ],
+            }
+        ],
+        "outliers": [{"path": "/n/o", "rel": "b/<o>.jpg", "label": "b", "score": 0.41, "z": -4.2}],
+        "problems": [{"kind": "unreadable", "message": "/n/bad.jpg: truncated", "path": "/n/bad.jpg"}],
+    }
     html = report.render_audit(full, "audit: <x>")
     text = _text(html)
     assert "<title>audit: &lt;x&gt;</title>" in html and "b/&lt;o&gt;.jpg" in html  # names escaped
     assert "cross-validated accuracy 80.0%" in text and "Nothing found" not in text
     assert "Suspect labels (1)" in text and "Duplicates (1)" in text and "(label conflict)" in text
     assert "Outliers (1)" in text and "similarity 0.41" in text and "unreadable : /n/bad.jpg: truncated" in text
+
 
 def test_report_with_40_long_class_names_lists_top_confusions_that_fit_420px(browser, tmp_path: Path) -> None:  # noqa: ANN001
     """Above CONFUSION_MATRIX_MAX classes the top-confusions list replaces the matrix; it too

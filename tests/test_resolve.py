@@ -15,12 +15,18 @@ from tests.conftest import invoke
 
 
 def test_hub_and_kaggle_handles_map_to_archive_urls() -> None:
-    assert refs.hub_handle_url("google/imagenet/inception_v3/classification/5") == \
-        "https://tfhub.dev/google/imagenet/inception_v3/classification/5?tf-hub-format=compressed"
-    assert refs.kaggle_handle_url("google/inception-v3/tensorFlow2/classification/2") == \
-        "https://www.kaggle.com/api/v1/models/google/inception-v3/tensorFlow2/classification/2/download"
-    assert refs.page_to_download("https://www.kaggle.com/models/google/mobilenet-v2/tensorFlow2/100-224-classification/2") == \
-        "https://www.kaggle.com/api/v1/models/google/mobilenet-v2/tensorFlow2/100-224-classification/2/download"
+    assert (
+        refs.hub_handle_url("google/imagenet/inception_v3/classification/5")
+        == "https://tfhub.dev/google/imagenet/inception_v3/classification/5?tf-hub-format=compressed"
+    )
+    assert (
+        refs.kaggle_handle_url("google/inception-v3/tensorFlow2/classification/2")
+        == "https://www.kaggle.com/api/v1/models/google/inception-v3/tensorFlow2/classification/2/download"
+    )
+    assert (
+        refs.page_to_download("https://www.kaggle.com/models/google/mobilenet-v2/tensorFlow2/100-224-classification/2")
+        == "https://www.kaggle.com/api/v1/models/google/mobilenet-v2/tensorFlow2/100-224-classification/2/download"
+    )
     with pytest.raises(UsageError):
         refs.kaggle_handle_url("google/inception-v3")
     from imgtool.models.download import hub_download_url

@@ -76,9 +76,9 @@ def test_flowers_accuracy_classify_labels_evaluate(flowers: Path, embedder: str,
     assert gate.exit_code == 1 and "below --min-accuracy 100.0% by" in gate.stderr
 
 
-def test_second_run_does_no_backbone_work_and_same_seed_same_model(flowers: Path, embedder: str, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_second_run_does_no_backbone_work_and_same_seed_same_model(
+    flowers: Path, embedder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     data = _copy_subset(flowers, tmp_path / "f", 12)
     caplog.set_level("INFO", logger="imgtool")
     first = imgtool.retrain(data, model=embedder, output=tmp_path / "a")
@@ -108,8 +108,9 @@ def test_second_run_does_no_backbone_work_and_same_seed_same_model(flowers: Path
     assert np.array_equal(c, a["weights"]) == (seven["l2"] == first_head["l2"] and same_t)
 
 
-def test_small_class_is_a_clear_error_before_any_model_work(flowers: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_small_class_is_a_clear_error_before_any_model_work(
+    flowers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imgtool.models import resolve
 
     def fail(*a, **k):  # noqa: ANN202
@@ -122,8 +123,10 @@ def test_small_class_is_a_clear_error_before_any_model_work(flowers: Path, tmp_p
     with pytest.raises(DatasetError) as info:
         imgtool.retrain(data)  # default backbone: would need a download
     assert info.value.exit_code == 2 and info.value.parameter is None
-    assert str(info.value) == ("class 'roses' has 1 usable photo for training; each class needs at least 2 outside "
-                               "the test split (cross-validation needs 2 of each); add photos or remove the folder")
+    assert str(info.value) == (
+        "class 'roses' has 1 usable photo for training; each class needs at least 2 outside "
+        "the test split (cross-validation needs 2 of each); add photos or remove the folder"
+    )
     res = invoke("retrain", str(data))  # the CLI's words, once
     assert (res.exit_code, res.stdout) == (2, "")
     assert res.stderr.strip() == f"Error: {info.value}"
@@ -135,8 +138,9 @@ def test_small_class_is_a_clear_error_before_any_model_work(flowers: Path, tmp_p
     assert info.value.exit_code == 2
 
 
-def test_corrupt_and_non_jpeg_photos(flowers: Path, embedder: str, tmp_path: Path,
-                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_and_non_jpeg_photos(
+    flowers: Path, embedder: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from PIL import Image
 
     data = _copy_subset(flowers, tmp_path / "f", 6, ["daisy", "tulips"])
@@ -156,8 +160,9 @@ def test_corrupt_and_non_jpeg_photos(flowers: Path, embedder: str, tmp_path: Pat
     assert {Path(s["path"]).name for s in m["skipped"]} == {"broken.jpg", "notes.jpg"}
 
 
-def test_truncated_cache_entry_is_recomputed(flowers: Path, embedder: str, tmp_path: Path, isolated_home: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_truncated_cache_entry_is_recomputed(
+    flowers: Path, embedder: str, tmp_path: Path, isolated_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = _copy_subset(flowers, tmp_path / "f", 4, ["daisy", "roses"])
     assert imgtool.retrain(data, model=embedder, output=tmp_path / "m").output == tmp_path / "m"
     entries = sorted((isolated_home / "bottlenecks").rglob("*.f32"))
@@ -205,16 +210,18 @@ def test_min_accuracy_gate_writes_nothing(flowers: Path, embedder: str, tmp_path
     assert result.below_minimum.startswith("accuracy ") and "below `min_accuracy` 100.0% by " in result.below_minimum
     assert result.metrics["test"]["accuracy"] < 1.0
     assert not (tmp_path / "m").exists()
-    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--min-accuracy", "1.0",
-                 "--test-percent", "40")  # the CLI's exit code and words
+    res = invoke(
+        "retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--min-accuracy", "1.0", "--test-percent", "40"
+    )  # the CLI's exit code and words
     assert res.exit_code == 1, res.output
     err = res.stderr.strip().splitlines()[-1]
     assert err.startswith("Error: accuracy ") and "below --min-accuracy 100.0% by " in err
     assert not (tmp_path / "m").exists()
 
 
-def test_default_output_never_overwrites_another_folder(flowers: Path, embedder: str, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_output_never_overwrites_another_folder(
+    flowers: Path, embedder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = _copy_subset(flowers, tmp_path / "data" / "flowers", 4, ["daisy", "roses"])
     work = tmp_path / "work"
     work.mkdir()
@@ -247,9 +254,24 @@ def test_interrupted_run_keeps_previous_model_and_cache(sig: int, flowers: Path,
     small = _copy_subset(flowers, tmp_path / "small", 3, ["daisy", "roses"])
     assert run("retrain", str(small), "-m", embedder, "-o", str(out), "-q").returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    proc = subprocess.Popen([IMGTOOL, "retrain", str(flowers), "-m", embedder, "-o", str(out), "--force",
-                             "--bottleneck-dir", str(tmp_path / "bn")], stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "IMGTOOL_THREADS": "1"}, preexec_fn=default_sigint)
+    proc = subprocess.Popen(
+        [
+            IMGTOOL,
+            "retrain",
+            str(flowers),
+            "-m",
+            embedder,
+            "-o",
+            str(out),
+            "--force",
+            "--bottleneck-dir",
+            str(tmp_path / "bn"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "IMGTOOL_THREADS": "1"},
+        preexec_fn=default_sigint,
+    )
     assert proc.stderr is not None
     # the signal goes when the first bottleneck is in the cache (an event, not a delay: on busy
     # cores a fixed sleep either fires before any bottleneck or after the whole run)
@@ -265,18 +287,30 @@ def test_interrupted_run_keeps_previous_model_and_cache(sig: int, flowers: Path,
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.partial")]
     cached = len(list((tmp_path / "bn").rglob("*.f32")))
     assert 0 < cached < 250
-    again = run("retrain", str(flowers), "-m", embedder, "-o", str(out), "--force", "--bottleneck-dir", str(tmp_path / "bn"))
+    again = run(
+        "retrain", str(flowers), "-m", embedder, "-o", str(out), "--force", "--bottleneck-dir", str(tmp_path / "bn")
+    )
     assert again.returncode == 0, again.stderr
     assert f"Computing {250 - cached} bottlenecks" in again.stderr
     assert (out / "labels.txt").read_text().split() == CLASSES
 
 
-def test_distortions_and_summaries(flowers: Path, embedder: str, tmp_path: Path,
-                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_distortions_and_summaries(
+    flowers: Path, embedder: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = _copy_subset(flowers, tmp_path / "f", 5, ["daisy", "roses"])
     caplog.set_level("INFO", logger="imgtool")
-    result = imgtool.retrain(data, model=embedder, output=tmp_path / "m", flip_left_right=True, random_crop=10,
-                             random_scale=10, random_brightness=10, distorted_copies=2, summaries_dir=tmp_path / "tb")
+    result = imgtool.retrain(
+        data,
+        model=embedder,
+        output=tmp_path / "m",
+        flip_left_right=True,
+        random_crop=10,
+        random_scale=10,
+        random_brightness=10,
+        distorted_copies=2,
+        summaries_dir=tmp_path / "tb",
+    )
     said = caplog.text
     assert "Distortions on:" in said and "not cached" in said
     m = json.loads((tmp_path / "m" / "metrics.json").read_text())
@@ -287,9 +321,9 @@ def test_distortions_and_summaries(flowers: Path, embedder: str, tmp_path: Path,
     assert events and events[0].stat().st_size > 0
 
 
-def test_summaries_without_tensorboard_is_a_usage_error_naming_the_extra(flowers: Path, embedder: str,
-                                                                          tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_summaries_without_tensorboard_is_a_usage_error_naming_the_extra(
+    flowers: Path, embedder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """TensorBoard is the `summaries` extra: without it, summaries_dir is exit 2 before any work."""
     import importlib.util
 
@@ -299,12 +333,18 @@ def test_summaries_without_tensorboard_is_a_usage_error_naming_the_extra(flowers
     with pytest.raises(UsageError) as info:
         imgtool.retrain(data, model=embedder, output=tmp_path / "m", summaries_dir=tmp_path / "tb")
     assert (info.value.parameter, info.value.exit_code) == ("summaries_dir", 2)
-    assert str(info.value) == ("`summaries_dir` needs TensorBoard, which is not installed; "
-                               "pip install 'imgtool-ml[summaries]' (`make install` includes it)")
-    res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--summaries-dir", str(tmp_path / "tb"))
+    assert str(info.value) == (
+        "`summaries_dir` needs TensorBoard, which is not installed; "
+        "pip install 'imgtool-ml[summaries]' (`make install` includes it)"
+    )
+    res = invoke(
+        "retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"), "--summaries-dir", str(tmp_path / "tb")
+    )
     assert res.exit_code == 2, res.output
-    assert res.stderr.strip() == ("Error: --summaries-dir needs TensorBoard, which is not installed; "
-                                  "pip install 'imgtool-ml[summaries]' (`make install` includes it)")
+    assert res.stderr.strip() == (
+        "Error: --summaries-dir needs TensorBoard, which is not installed; "
+        "pip install 'imgtool-ml[summaries]' (`make install` includes it)"
+    )
     assert not (tmp_path / "m").exists() and not (tmp_path / "tb").exists()
     assert "bottlenecks" not in res.stderr
 
@@ -312,9 +352,25 @@ def test_summaries_without_tensorboard_is_a_usage_error_naming_the_extra(flowers
 def test_deprecated_training_options_warn_and_change_nothing(flowers: Path, embedder: str, tmp_path: Path) -> None:
     data = _copy_subset(flowers, tmp_path / "f", 6, ["daisy", "roses"])
     plain = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "a"), "-f", "json")
-    old = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "b"), "--steps", "10",
-                 "--batch-size", "4", "--epochs", "3", "--learning-rate", "0.5", "-f", "json")
+    old = invoke(
+        "retrain",
+        str(data),
+        "-m",
+        embedder,
+        "-o",
+        str(tmp_path / "b"),
+        "--steps",
+        "10",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "3",
+        "--learning-rate",
+        "0.5",
+        "-f",
+        "json",
+    )
     assert plain.exit_code == 0 and old.exit_code == 0, old.output
-    assert ("warning: --epochs, --steps, --learning-rate, --batch-size are deprecated and ignored" in old.stderr)
+    assert "warning: --epochs, --steps, --learning-rate, --batch-size are deprecated and ignored" in old.stderr
     a, b = np.load(tmp_path / "a" / "head.npz"), np.load(tmp_path / "b" / "head.npz")
     assert np.array_equal(a["weights"], b["weights"])

@@ -69,8 +69,9 @@ def test_output_checks_come_before_any_model_work(flowers: Path, tmp_path: Path,
 
 
 @pytest.mark.heavy
-def test_output_onto_a_model_of_other_photos_needs_force(flowers: Path, embedder: str, tmp_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_output_onto_a_model_of_other_photos_needs_force(
+    flowers: Path, embedder: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     a = _copy(flowers, tmp_path / "a", ["daisy", "roses"], 0, 5)
     b = _copy(flowers, tmp_path / "b", ["daisy", "roses"], 5, 10)
     out = tmp_path / "model"
@@ -89,8 +90,9 @@ def test_output_onto_a_model_of_other_photos_needs_force(flowers: Path, embedder
     assert json.loads((out / "imgtool-model.json").read_text())["image_dir"] == str(b.resolve())
 
 
-def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path, fixtures: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classifier_backbone_is_refused_before_feature_extraction(
+    flowers: Path, fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from imgtool.runtime import engine
 
     def fail(*a, **k):  # noqa: ANN202
@@ -102,8 +104,10 @@ def test_classifier_backbone_is_refused_before_feature_extraction(flowers: Path,
     with pytest.raises(UsageError) as info:
         imgtool.retrain(data, model=clf, output=tmp_path / "m")
     assert (info.value.parameter, info.value.exit_code) == ("model", 2)
-    assert str(info.value).startswith(f"`model` {clf} is a classifier, not a feature extractor (its output is 1001 "
-                                      "class probabilities (a SOFTMAX), not features)")
+    assert str(info.value).startswith(
+        f"`model` {clf} is a classifier, not a feature extractor (its output is 1001 "
+        "class probabilities (a SOFTMAX), not features)"
+    )
     assert not (tmp_path / "m").exists()
     from imgtool.training.backbone_kind import tflite_output
 
@@ -121,12 +125,14 @@ def test_catalog_classifier_uses_its_twin_with_one_info_line(caplog: pytest.LogC
     catalog = load_catalog()
     twin = Recipe(ref="mobilenet_v2", config=catalog["mobilenet_v2_feature_vector"])
     _check_backbone(twin, "mobilenet_v2")
-    assert caplog.messages == ["mobilenet_v2 is a classifier; retraining on its feature-vector twin "
-                               "mobilenet_v2_feature_vector"]
+    assert caplog.messages == [
+        "mobilenet_v2 is a classifier; retraining on its feature-vector twin mobilenet_v2_feature_vector"
+    ]
     caplog.clear()
     _check_backbone(Recipe(ref="inception_v3", config=catalog["inception_v3_feature_vector"]), "inception_v3")
-    assert caplog.messages == ["inception_v3 is a classifier; retraining on its feature-vector twin "
-                               "inception_v3_feature_vector"]
+    assert caplog.messages == [
+        "inception_v3 is a classifier; retraining on its feature-vector twin inception_v3_feature_vector"
+    ]
     bare = Recipe(ref="x", config=catalog["mobilenet_v2"])  # a classifier record, resolved as itself
     with pytest.raises(UsageError, match="catalog records its output as logits"):
         _check_backbone(bare, "x")
@@ -146,8 +152,10 @@ def test_train_val_test_layout_and_mismatch(flowers: Path, embedder: str, tmp_pa
     with pytest.raises(DatasetError) as info:
         imgtool.retrain(root, model=embedder, output=tmp_path / "m2")
     assert info.value.exit_code == 2 and info.value.parameter is None
-    assert str(info.value) == (f"{root}: the class folders of val/ differ from train/'s: val/ has tulips that "
-                               "train/ has not; every split needs the same classes")
+    assert str(info.value) == (
+        f"{root}: the class folders of val/ differ from train/'s: val/ has tulips that "
+        "train/ has not; every split needs the same classes"
+    )
     assert not (tmp_path / "m2").exists()
 
 
@@ -157,28 +165,37 @@ def test_validation_and_test_dirs_elsewhere(flowers: Path, embedder: str, tmp_pa
     val = _copy(flowers, tmp_path / "v", ["daisy", "roses"], 10, 13)
     test = _copy(flowers, tmp_path / "t", ["daisy"], 13, 17)
     m = imgtool.retrain(data, model=embedder, output=tmp_path / "m", validation_dir=val, test_dir=test).metrics
-    assert m["counts"] == {"daisy": {"train": 10, "validation": 3, "test": 4},
-                           "roses": {"train": 10, "validation": 3, "test": 0}}
+    assert m["counts"] == {
+        "daisy": {"train": 10, "validation": 3, "test": 4},
+        "roses": {"train": 10, "validation": 3, "test": 0},
+    }
     assert m["test"]["count"] == 4 and m["validation"]["count"] == 6
     assert m["options"]["validation_percent"] == 0.0 and m["options"]["test_percent"] == 0.0
 
 
 @pytest.mark.heavy
-def test_imbalance_warns_and_class_weight_is_recorded(flowers: Path, embedder: str, tmp_path: Path,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_imbalance_warns_and_class_weight_is_recorded(
+    flowers: Path, embedder: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = _copy(flowers, tmp_path / "data", ["daisy"], 0, 40)
     _copy(flowers, data, ["roses"], 0, 6)
     caplog.set_level("WARNING", logger="imgtool")
-    m = imgtool.retrain(data, model=embedder, output=tmp_path / "m", test_percent=0, validation_percent=0,
-                        class_weight="none").metrics
+    m = imgtool.retrain(
+        data, model=embedder, output=tmp_path / "m", test_percent=0, validation_percent=0, class_weight="none"
+    ).metrics
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any(w.startswith("classes are imbalanced: 'daisy' has 40 photos, 'roses' 6 (6.7x)")
-               and w.endswith("(`class_weight` none)") for w in warned), warned
+    assert any(
+        w.startswith("classes are imbalanced: 'daisy' has 40 photos, 'roses' 6 (6.7x)")
+        and w.endswith("(`class_weight` none)")
+        for w in warned
+    ), warned
     assert m["options"]["class_weight"] == "none"
     assert m["cross_validation"]["baseline"] == {"class": "daisy", "accuracy": round(40 / 46, 4)}
     mb = imgtool.retrain(data, model=embedder, output=tmp_path / "b", test_percent=0, validation_percent=0).metrics
     # balanced weights: the small class is recalled at least as well out-of-fold
-    assert mb["cross_validation"]["per_class"]["roses"]["recall"] >= m["cross_validation"]["per_class"]["roses"]["recall"]
+    assert (
+        mb["cross_validation"]["per_class"]["roses"]["recall"] >= m["cross_validation"]["per_class"]["roses"]["recall"]
+    )
     a, b = np.load(tmp_path / "m" / "head.npz"), np.load(tmp_path / "b" / "head.npz")
     assert not np.array_equal(a["weights"], b["weights"])
 
@@ -199,25 +216,39 @@ def test_text_output_says_how_the_head_was_chosen(flowers: Path, embedder: str, 
 
 def _plain_classifier_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"models": {"plain_classifier": {
-        "format": "tflite", "urls": ["http://127.0.0.1:9/never.tflite"], "output": "probabilities"}}}))
+    catalog.write_text(
+        json.dumps(
+            {
+                "models": {
+                    "plain_classifier": {
+                        "format": "tflite",
+                        "urls": ["http://127.0.0.1:9/never.tflite"],
+                        "output": "probabilities",
+                    }
+                }
+            }
+        )
+    )
     monkeypatch.setenv("IMGTOOL_CATALOG", str(catalog))
 
 
-def test_catalog_classifier_without_twin_is_refused_before_download(flowers: Path, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch,
-                                                                     no_model_work: None) -> None:
+def test_catalog_classifier_without_twin_is_refused_before_download(
+    flowers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_model_work: None
+) -> None:
     _plain_classifier_catalog(tmp_path, monkeypatch)
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 4)
     with pytest.raises(UsageError) as info:
         imgtool.retrain(data, model="plain_classifier", output=tmp_path / "m")
     assert info.value.parameter == "model"
-    assert str(info.value).startswith("`model` plain_classifier is a classifier, not a feature extractor (the "
-                                      "catalog records its output as probabilities and names no feature-vector twin)")
+    assert str(info.value).startswith(
+        "`model` plain_classifier is a classifier, not a feature extractor (the "
+        "catalog records its output as probabilities and names no feature-vector twin)"
+    )
 
 
-def test_imgtool_model_is_the_backbone_the_checks_see(flowers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      no_model_work: None) -> None:
+def test_imgtool_model_is_the_backbone_the_checks_see(
+    flowers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_model_work: None
+) -> None:
     """No --model and no $IMGTOOL_BACKBONE: retrain resolves $IMGTOOL_MODEL, and the checks
     before resolving used to look at inception_v3 instead (so a classifier without a twin was
     downloaded first, and the twin line named inception_v3). Both ways in: the CLI and the
@@ -236,8 +267,10 @@ def test_imgtool_model_is_the_backbone_the_checks_see(flowers: Path, tmp_path: P
     assert info.value.parameter == "model" and "plain_classifier is a classifier" in str(info.value)
     res = invoke("retrain", str(data), "-o", str(tmp_path / "m"))
     assert res.exit_code == 2, res.output
-    assert "--model plain_classifier is a classifier, not a feature extractor (the catalog records its output as " \
-           "probabilities and names no feature-vector twin)" in res.stderr
+    assert (
+        "--model plain_classifier is a classifier, not a feature extractor (the catalog records its output as "
+        "probabilities and names no feature-vector twin)" in res.stderr
+    )
 
 
 @pytest.mark.heavy
@@ -248,8 +281,7 @@ def test_library_retrain_leaves_its_options_untouched(flowers: Path, embedder: s
     from imgtool.training.retraining import retrain
 
     data = _copy(flowers, tmp_path / "data", ["daisy", "roses"], 0, 8)
-    opts = RetrainOptions(image_dir=data, output=tmp_path / "m", model=embedder, steps=5,
-                          seed=2, class_weight="none")
+    opts = RetrainOptions(image_dir=data, output=tmp_path / "m", model=embedder, steps=5, seed=2, class_weight="none")
     before = copy.deepcopy(opts)
     result = retrain(opts)
     assert result.output == tmp_path / "m" and result.metrics["options"]["seed"] == 2

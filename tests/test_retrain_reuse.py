@@ -50,13 +50,22 @@ def _bytes(out: Path) -> dict[str, bytes]:
 
 
 def _same(a: RetrainResult, b: RetrainResult) -> bool:
-    return (json.dumps(a.metrics) == json.dumps(b.metrics) and a.misclassified == b.misclassified
-            and a.output == b.output and a.below_minimum == b.below_minimum)
+    return (
+        json.dumps(a.metrics) == json.dumps(b.metrics)
+        and a.misclassified == b.misclassified
+        and a.output == b.output
+        and a.below_minimum == b.below_minimum
+    )
 
 
-def test_identical_rerun_reuses_says_so_and_matches_a_cold_run(data: Path, embedder: str, tmp_path: Path,
-                                                               fits: list[int], caplog: pytest.LogCaptureFixture,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_identical_rerun_reuses_says_so_and_matches_a_cold_run(
+    data: Path,
+    embedder: str,
+    tmp_path: Path,
+    fits: list[int],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     out = tmp_path / "model"
     cold = api.retrain(data, model=embedder, output=out)
     assert not cold.reused and len(fits) == 1
@@ -77,8 +86,9 @@ def test_identical_rerun_reuses_says_so_and_matches_a_cold_run(data: Path, embed
     assert _same(again, cold)
 
 
-def test_cli_prints_the_same_in_every_format(data: Path, embedder: str, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_prints_the_same_in_every_format(
+    data: Path, embedder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "model"
     args = ["retrain", str(data), "-m", embedder, "-o", str(out), "--print-misclassified"]
     for fmt in ("json", "text"):
@@ -92,8 +102,9 @@ def test_cli_prints_the_same_in_every_format(data: Path, embedder: str, tmp_path
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
-def test_min_accuracy_gate_of_a_reused_run_is_a_cold_runs(flowers: Path, embedder: str, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_min_accuracy_gate_of_a_reused_run_is_a_cold_runs(
+    flowers: Path, embedder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "f"
     for c in ("daisy", "roses"):
         (data / c).mkdir(parents=True)
@@ -146,14 +157,36 @@ def _replace_backbone(backbone: Path, **_: Any) -> None:
     os.replace(tmp, backbone)
 
 
-@pytest.mark.parametrize("change,option", [
-    (_edit_photo, {}), (_add_photo, {}), (_remove_photo, {}), (_tamper, {}), (_drop_output_file, {}),
-    (_replace_backbone, {}), (None, {"seed": 1}), (None, {"label_smoothing": 0.2}), (None, {"quantize": "dynamic"}),
-    (None, {"test_percent": 20.0}),
-], ids=["photo-bytes", "photo-added", "photo-removed", "output-tampered", "output-file-missing", "backbone-replaced",
-        "seed", "label-smoothing", "quantize", "test-percent"])
-def test_any_changed_input_is_a_full_run(change: Any, option: dict[str, Any], data: Path, flowers: Path,
-                                         embedder: str, tmp_path: Path, fits: list[int]) -> None:
+@pytest.mark.parametrize(
+    "change,option",
+    [
+        (_edit_photo, {}),
+        (_add_photo, {}),
+        (_remove_photo, {}),
+        (_tamper, {}),
+        (_drop_output_file, {}),
+        (_replace_backbone, {}),
+        (None, {"seed": 1}),
+        (None, {"label_smoothing": 0.2}),
+        (None, {"quantize": "dynamic"}),
+        (None, {"test_percent": 20.0}),
+    ],
+    ids=[
+        "photo-bytes",
+        "photo-added",
+        "photo-removed",
+        "output-tampered",
+        "output-file-missing",
+        "backbone-replaced",
+        "seed",
+        "label-smoothing",
+        "quantize",
+        "test-percent",
+    ],
+)
+def test_any_changed_input_is_a_full_run(
+    change: Any, option: dict[str, Any], data: Path, flowers: Path, embedder: str, tmp_path: Path, fits: list[int]
+) -> None:
     backbone = tmp_path / "backbone.tflite"
     shutil.copyfile(embedder, backbone)
     out = tmp_path / "model"
@@ -167,8 +200,9 @@ def test_any_changed_input_is_a_full_run(change: Any, option: dict[str, Any], da
     assert api.retrain(data, model=str(backbone), output=out, **option).reused and len(fits) == 2
 
 
-def test_a_photo_touched_but_unchanged_is_still_reused(data: Path, embedder: str, tmp_path: Path,
-                                                       fits: list[int]) -> None:
+def test_a_photo_touched_but_unchanged_is_still_reused(
+    data: Path, embedder: str, tmp_path: Path, fits: list[int]
+) -> None:
     out = tmp_path / "model"
     api.retrain(data, model=embedder, output=out)
     p = sorted((data / "daisy").iterdir())[0]
@@ -176,15 +210,15 @@ def test_a_photo_touched_but_unchanged_is_still_reused(data: Path, embedder: str
     assert api.retrain(data, model=embedder, output=out).reused and len(fits) == 1
 
 
-def test_no_reuse_into_another_folder(data: Path, embedder: str, tmp_path: Path,
-                                                         fits: list[int]) -> None:
+def test_no_reuse_into_another_folder(data: Path, embedder: str, tmp_path: Path, fits: list[int]) -> None:
     api.retrain(data, model=embedder, output=tmp_path / "a")
     assert not api.retrain(data, model=embedder, output=tmp_path / "b").reused
     assert len(fits) == 2
 
 
-def test_removed_results_cache_only_means_a_full_run(data: Path, embedder: str, tmp_path: Path, isolated_home: Path,
-                                                     fits: list[int]) -> None:
+def test_removed_results_cache_only_means_a_full_run(
+    data: Path, embedder: str, tmp_path: Path, isolated_home: Path, fits: list[int]
+) -> None:
     out = tmp_path / "model"
     cold = api.retrain(data, model=embedder, output=out)
     written = _bytes(out)
@@ -199,8 +233,8 @@ def test_removed_results_cache_only_means_a_full_run(data: Path, embedder: str, 
 
 
 def test_the_record_is_typed_keeps_unknown_keys_and_a_damaged_one_is_a_full_run(
-        data: Path, embedder: str, tmp_path: Path, isolated_home: Path, fits: list[int],
-        caplog: pytest.LogCaptureFixture) -> None:
+    data: Path, embedder: str, tmp_path: Path, isolated_home: Path, fits: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "model"
     api.retrain(data, model=embedder, output=out)
     (rec,) = (isolated_home / "results").glob("*.json")
@@ -237,7 +271,8 @@ def _ctime_changed_by_a_link(path: Path) -> None:
 
 
 def test_a_backbone_the_cache_owns_is_reused_though_other_folders_link_it(
-        data: Path, embedder: str, tmp_path: Path, isolated_home: Path, fits: list[int]) -> None:
+    data: Path, embedder: str, tmp_path: Path, isolated_home: Path, fits: list[int]
+) -> None:
     """Plants a backbone .tflite under IMGTOOL_HOME (the model folder hard-links it, as it
     does a cached catalog model) and a second model folder linked to the same inode: each
     link changes the shared inode's ctime, never its bytes, so each rerun is reused."""
@@ -254,8 +289,9 @@ def test_a_backbone_the_cache_owns_is_reused_though_other_folders_link_it(
     assert api.retrain(data, model=str(backbone), output=b).reused and len(fits) == 2
 
 
-def test_an_output_rewritten_with_the_same_bytes_is_reused(data: Path, embedder: str, tmp_path: Path,
-                                                           fits: list[int]) -> None:
+def test_an_output_rewritten_with_the_same_bytes_is_reused(
+    data: Path, embedder: str, tmp_path: Path, fits: list[int]
+) -> None:
     """Plants new facts (a rewrite, a link) on output files whose bytes are unchanged:
     reused; one byte more is a full run (test_any_changed_input_is_a_full_run)."""
     out = tmp_path / "model"

@@ -50,13 +50,25 @@ def layout(flowers: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     embedder = flowers.parent / "embedding" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
     paths = sorted(truth)
     feats = LiteRTEngine(embedder).run(np.stack([images.decode(p, (224, 224)) for p in paths]))
-    return {"root": root, "truth": truth, "features": dict(zip(paths, feats)), "embedder": str(embedder),
-            "cache": tmp_path_factory.mktemp("wiring-bottlenecks")}
+    return {
+        "root": root,
+        "truth": truth,
+        "features": dict(zip(paths, feats)),
+        "embedder": str(embedder),
+        "cache": tmp_path_factory.mktemp("wiring-bottlenecks"),
+    }
 
 
 def _options(layout: dict[str, Any], out: Path, **kw: Any) -> RetrainOptions:
-    return RetrainOptions(image_dir=layout["root"], output=out, model=layout["embedder"],
-                          l2=0.01, bottleneck_dir=layout["cache"], tf_exports=False, **kw)
+    return RetrainOptions(
+        image_dir=layout["root"],
+        output=out,
+        model=layout["embedder"],
+        l2=0.01,
+        bottleneck_dir=layout["cache"],
+        tf_exports=False,
+        **kw,
+    )
 
 
 def _photo_of(row: np.ndarray, layout: dict[str, Any]) -> str:
@@ -92,8 +104,9 @@ class _Spy:
         monkeypatch.setattr(images, "decode_distorted", decode_distorted)
 
 
-def test_test_photos_stay_out_of_the_fit_and_distortions_run_once_per_copy(layout: dict[str, Any], tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_test_photos_stay_out_of_the_fit_and_distortions_run_once_per_copy(
+    layout: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The cross-validation and the refit see exactly the train + validation photos (the
     rows handed to select_and_fit are their embeddings; no test photo's), and with
     distortions each of them is decoded distorted `copies` times: distort.apply runs
@@ -119,8 +132,9 @@ def test_test_photos_stay_out_of_the_fit_and_distortions_run_once_per_copy(layou
     assert sorted(seen[i] for i in src) == sorted(fit_photos * copies)
 
 
-def test_metrics_json_validation_figures_are_out_of_fold(layout: dict[str, Any], tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metrics_json_validation_figures_are_out_of_fold(
+    layout: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """metrics.json's "validation" is scored on out-of-fold predictions (each validation photo
     by the cross-validation model that did not see it), not by the refit head, which was
     fitted on those very photos. The confusion matrix is rebuilt here, photo by photo, from
@@ -161,8 +175,9 @@ def test_min_accuracy_equal_to_the_accuracy_passes(layout: dict[str, Any], tmp_p
     assert above.below_minimum is not None and above.output is None and not (tmp_path / "c").exists()
 
 
-def test_backbone_id_changes_with_input_size_and_value_range(tmp_path: Path, layout: dict[str, Any],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backbone_id_changes_with_input_size_and_value_range(
+    tmp_path: Path, layout: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The bottleneck cache key names the backbone's bytes and its preprocessing: another
     input size or value range is another key, so a rerun with a new `input_size` or
     `value_range` on the same cache computes new features instead of reusing the old ones.
@@ -174,14 +189,16 @@ def test_backbone_id_changes_with_input_size_and_value_range(tmp_path: Path, lay
     other.write_bytes(b"weights" * 99 + b"WEIGHTS")
     key = bottlenecks.backbone_id(model, (224, 224), (-1.0, 1.0))
     assert bottlenecks.backbone_id(model, (224, 224), (-1.0, 1.0)) == key  # stable
-    keys = {key,
-            bottlenecks.backbone_id(model, (192, 192), (-1.0, 1.0)),
-            bottlenecks.backbone_id(model, (224, 192), (-1.0, 1.0)),
-            bottlenecks.backbone_id(model, (224, 224), (0.0, 1.0)),
-            bottlenecks.backbone_id(model, (224, 224), (-1.0, 0.5)),
-            bottlenecks.backbone_id(model, (224, 224), None),
-            bottlenecks.backbone_id(model, (224, 224), (-1.0, 1.0), extra="features:0"),
-            bottlenecks.backbone_id(other, (224, 224), (-1.0, 1.0))}
+    keys = {
+        key,
+        bottlenecks.backbone_id(model, (192, 192), (-1.0, 1.0)),
+        bottlenecks.backbone_id(model, (224, 192), (-1.0, 1.0)),
+        bottlenecks.backbone_id(model, (224, 224), (0.0, 1.0)),
+        bottlenecks.backbone_id(model, (224, 224), (-1.0, 0.5)),
+        bottlenecks.backbone_id(model, (224, 224), None),
+        bottlenecks.backbone_id(model, (224, 224), (-1.0, 1.0), extra="features:0"),
+        bottlenecks.backbone_id(other, (224, 224), (-1.0, 1.0)),
+    }
     assert len(keys) == 8
     calls: list[tuple] = []
     real = bottlenecks.backbone_id

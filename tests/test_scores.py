@@ -30,15 +30,17 @@ from tests.support import scoremodels as sm
 
 SOFTMAX_U8 = OutputFacts(width=1001, shape=(1, 1001), dtype="uint8", quantization=(0.00390625, 0), producer="SOFTMAX")
 LOGITS_F32 = OutputFacts(width=1001, shape=(1, 1001), dtype="float32", producer="FULLY_CONNECTED")
-POOLED = OutputFacts(width=1024, shape=(1, 1, 1, 1024), dtype="uint8", quantization=(0.0235, 0),
-                     producer="AVERAGE_POOL_2D")
+POOLED = OutputFacts(
+    width=1024, shape=(1, 1, 1, 1024), dtype="uint8", quantization=(0.0235, 0), producer="AVERAGE_POOL_2D"
+)
 
 
 def test_override_wins_over_record_metadata_and_graph() -> None:
     facts = dataclasses.replace(SOFTMAX_U8, metadata="probability: Probabilities of the labels respectively.")
     assert decide_output_kind("probabilities", facts, "logits") == Decision("logits", "`scores` logits")
-    assert decide_output_kind("logits", LOGITS_F32, "probabilities") == Decision("probabilities",
-                                                                                "`scores` probabilities")
+    assert decide_output_kind("logits", LOGITS_F32, "probabilities") == Decision(
+        "probabilities", "`scores` probabilities"
+    )
     # the override even turns a feature extractor's record into a classifier (a model that lies)
     assert decide_output_kind("features", POOLED, "logits", has_labels=False).kind == "logits"
     # auto (and None) decide from the model
@@ -68,53 +70,70 @@ def test_metadata_wins_over_graph() -> None:
     assert d.kind == "probabilities" and "TFLite metadata" in d.reason and "Probabilities of the 1001" in d.reason
     assert decide_output_kind(None, dataclasses.replace(SOFTMAX_U8, metadata="logits: raw scores")).kind == "logits"
     # metadata that says nothing about the kind leaves it to the graph
-    assert decide_output_kind(None, dataclasses.replace(SOFTMAX_U8, metadata="output: the result")).kind == \
-        "probabilities"
+    assert (
+        decide_output_kind(None, dataclasses.replace(SOFTMAX_U8, metadata="output: the result")).kind == "probabilities"
+    )
     assert decide_output_kind(None, dataclasses.replace(LOGITS_F32, metadata="output: the result")).kind == "logits"
 
 
-@pytest.mark.parametrize("text, kind", [
-    ("probability: Probabilities of the labels respectively.", "probabilities"),
-    ("PROBABILITIES", "probabilities"),
-    ("logits: unnormalized log probabilities", "logits"),  # "logit" is checked first
-    ("feature: the embedding", "features"),
-    ("Feature vector", "features"),  # "feature" alone (mutmut: "feature" -> "FEATURE" survived the line above)
-    ("embedding", "features"),
-    ("output", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("probability: Probabilities of the labels respectively.", "probabilities"),
+        ("PROBABILITIES", "probabilities"),
+        ("logits: unnormalized log probabilities", "logits"),  # "logit" is checked first
+        ("feature: the embedding", "features"),
+        ("Feature vector", "features"),  # "feature" alone (mutmut: "feature" -> "FEATURE" survived the line above)
+        ("embedding", "features"),
+        ("output", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_metadata_kind(text: str | None, kind: str | None) -> None:
     assert metadata_kind(text) == kind
 
 
-@pytest.mark.parametrize("producer, kind", [
-    ("SOFTMAX", "probabilities"), ("LOGISTIC", "probabilities"),
-    ("LOG_SOFTMAX", "logits"), ("FULLY_CONNECTED", "logits"), ("ADD", "logits"), (None, "logits"),
-])
+@pytest.mark.parametrize(
+    "producer, kind",
+    [
+        ("SOFTMAX", "probabilities"),
+        ("LOGISTIC", "probabilities"),
+        ("LOG_SOFTMAX", "logits"),
+        ("FULLY_CONNECTED", "logits"),
+        ("ADD", "logits"),
+        (None, "logits"),
+    ],
+)
 def test_graph_last_op(producer: str | None, kind: str) -> None:
     facts = dataclasses.replace(LOGITS_F32, producer=producer)
     d = decide_output_kind(None, facts)
     assert d.kind == kind
     # the whole reason (mutmut: 'unknown' -> 'XXunknownXX' survived a substring check)
-    assert d.reason == (f"the graph's last op is {producer}" if kind == "probabilities" else
-                        f"the graph's last op is {producer or 'unknown'}, not a softmax")
+    assert d.reason == (
+        f"the graph's last op is {producer}"
+        if kind == "probabilities"
+        else f"the graph's last op is {producer or 'unknown'}, not a softmax"
+    )
 
 
-@pytest.mark.parametrize("dtype, quant, expected", [
-    ("uint8", (0.00390625, 0), True),
-    ("int8", (0.00390625, -128), True),
-    ("uint8", (0.00390625, -128), False),
-    ("int8", (0.00390625, 0), False),
-    ("uint8", (0.00390625, 1), False),
-    ("int8", (0.00390625, -127), False),
-    ("uint8", (0.0078125, 0), False),  # 1/128
-    ("uint8", (0.00392156862745098, 0), False),  # 1/255: close, but not TFLite's softmax scale
-    ("uint8", (0.0039, 0), False),
-    ("int16", (0.00390625, 0), False),
-    ("float32", (0.00390625, 0), False),
-    ("uint8", None, False),
-])
+@pytest.mark.parametrize(
+    "dtype, quant, expected",
+    [
+        ("uint8", (0.00390625, 0), True),
+        ("int8", (0.00390625, -128), True),
+        ("uint8", (0.00390625, -128), False),
+        ("int8", (0.00390625, 0), False),
+        ("uint8", (0.00390625, 1), False),
+        ("int8", (0.00390625, -127), False),
+        ("uint8", (0.0078125, 0), False),  # 1/128
+        ("uint8", (0.00392156862745098, 0), False),  # 1/255: close, but not TFLite's softmax scale
+        ("uint8", (0.0039, 0), False),
+        ("int16", (0.00390625, 0), False),
+        ("float32", (0.00390625, 0), False),
+        ("uint8", None, False),
+    ],
+)
 def test_softmax_quantization_is_exact(dtype: str, quant: tuple[float, int] | None, expected: bool) -> None:
     assert is_softmax_quantization(dtype, quant) is expected
 
@@ -133,7 +152,8 @@ def test_pooled_output_without_labels_is_a_feature_extractor() -> None:
     """Also kills (mutmut, issue 21): `decide_output_kind(..., has_labels=True)` default made
     False, and the "(no softmax)" of an output whose producer is unknown replaced."""
     assert decide_output_kind(None, POOLED, has_labels=False) == Decision(
-        "features", "a pooled 1x1x1x1024 output (AVERAGE_POOL_2D) and no labels")
+        "features", "a pooled 1x1x1x1024 output (AVERAGE_POOL_2D) and no labels"
+    )
     # with labels, a pooled output is a classifier's logits (SqueezeNet ends in a pool); a
     # caller that says nothing about labels gets that too (mutmut: default has_labels=False)
     assert decide_output_kind(None, POOLED, has_labels=True).kind == "logits"
@@ -141,7 +161,10 @@ def test_pooled_output_without_labels_is_a_feature_extractor() -> None:
     flat = OutputFacts(width=1280, shape=(1, 1280), producer="MEAN")
     assert decide_output_kind(None, flat, has_labels=False).kind == "features"
     unnamed = OutputFacts(width=16, shape=(1, 1, 1, 16), producer=None)  # mutmut: "no softmax" replaced
-    assert decide_output_kind(None, unnamed, has_labels=False).reason == "a pooled 1x1x1x16 output (no softmax) and no labels"
+    assert (
+        decide_output_kind(None, unnamed, has_labels=False).reason
+        == "a pooled 1x1x1x16 output (no softmax) and no labels"
+    )
     # [1,N] from a dense layer is a classifier's logits, labels or not (shown as `class N`)
     assert decide_output_kind(None, LOGITS_F32, has_labels=False).kind == "logits"
     # a softmax is a classifier whatever its shape
@@ -236,22 +259,31 @@ def _facts(path: Path) -> OutputFacts:
     return LiteRTEngine(path).output_facts()
 
 
-@pytest.mark.parametrize("kind, producer, dtype, quant, shape, decided", [
-    ("float_logits", "FULLY_CONNECTED", "float32", None, (1, 1001), "logits"),
-    ("float_softmax", "SOFTMAX", "float32", None, (1, 1001), "probabilities"),
-    ("float_softmax_reshaped", "SOFTMAX", "float32", None, (1, 1, 1, 1001), "probabilities"),
-    ("float_sigmoid", "LOGISTIC", "float32", None, (1, 1001), "probabilities"),
-    ("float_log_softmax", "LOG_SOFTMAX", "float32", None, (1, 1001), "logits"),
-    ("uint8_softmax", "SOFTMAX", "uint8", (0.00390625, 0), (1, 1001), "probabilities"),
-    ("int8_softmax", "SOFTMAX", "int8", (0.00390625, -128), (1, 1001), "probabilities"),
-    ("uint8_logits", "FULLY_CONNECTED", "uint8", (12 / 255, 0), (1, 1001), "logits"),
-    ("float_io_int8_softmax", "SOFTMAX", "float32", None, (1, 1001), "probabilities"),  # through DEQUANTIZE
-    ("float_pooled_features", "AVERAGE_POOL_2D", "float32", None, (1, 1, 1, 16), "features"),
-    ("float_flat_features", "MEAN", "float32", None, (1, 16), "features"),
-])
-def test_facts_and_decision_of_real_tflite_files(models: dict[str, Path], kind: str, producer: str, dtype: str,
-                                                 quant: tuple[float, int] | None, shape: tuple[int, ...],
-                                                 decided: str) -> None:
+@pytest.mark.parametrize(
+    "kind, producer, dtype, quant, shape, decided",
+    [
+        ("float_logits", "FULLY_CONNECTED", "float32", None, (1, 1001), "logits"),
+        ("float_softmax", "SOFTMAX", "float32", None, (1, 1001), "probabilities"),
+        ("float_softmax_reshaped", "SOFTMAX", "float32", None, (1, 1, 1, 1001), "probabilities"),
+        ("float_sigmoid", "LOGISTIC", "float32", None, (1, 1001), "probabilities"),
+        ("float_log_softmax", "LOG_SOFTMAX", "float32", None, (1, 1001), "logits"),
+        ("uint8_softmax", "SOFTMAX", "uint8", (0.00390625, 0), (1, 1001), "probabilities"),
+        ("int8_softmax", "SOFTMAX", "int8", (0.00390625, -128), (1, 1001), "probabilities"),
+        ("uint8_logits", "FULLY_CONNECTED", "uint8", (12 / 255, 0), (1, 1001), "logits"),
+        ("float_io_int8_softmax", "SOFTMAX", "float32", None, (1, 1001), "probabilities"),  # through DEQUANTIZE
+        ("float_pooled_features", "AVERAGE_POOL_2D", "float32", None, (1, 1, 1, 16), "features"),
+        ("float_flat_features", "MEAN", "float32", None, (1, 16), "features"),
+    ],
+)
+def test_facts_and_decision_of_real_tflite_files(
+    models: dict[str, Path],
+    kind: str,
+    producer: str,
+    dtype: str,
+    quant: tuple[float, int] | None,
+    shape: tuple[int, ...],
+    decided: str,
+) -> None:
     facts = _facts(models[kind])
     assert facts.producer == producer
     assert facts.dtype == dtype
@@ -316,7 +348,7 @@ def test_quantized_softmax_scores_are_the_models_own(models: dict[str, Path], ki
     for i, level in enumerate(LEVELS):
         raw = _raw_dequantized(models[kind], batch[i])[0]
         np.testing.assert_array_equal(scores[i], raw)  # exactly: no softmax on top, no renormalizing
-        np.testing.assert_array_equal(clf.scores(batch[i:i + 1])[0], raw)  # alone
+        np.testing.assert_array_equal(clf.scores(batch[i : i + 1])[0], raw)  # alone
         assert scores[i, 1] == pytest.approx(sm.class1_probability(level / 255), abs=1.5 / 256)
         assert scores[i, 1] * 256 == round(scores[i, 1] * 256)  # steps of 1/256
     # the lowest-sum photo first in the batch changes nothing for the others
@@ -330,13 +362,18 @@ def test_uint8_and_int8_softmax_models_agree(models: dict[str, Path]) -> None:
     np.testing.assert_array_equal(u8, i8)
 
 
-@pytest.mark.parametrize("kind, tolerance", [
-    ("float_softmax", 1e-5), ("float_softmax_reshaped", 1e-5), ("float_logits", 1e-5), ("float_log_softmax", 1e-5),
-    ("uint8_logits", 1e-5),  # logits 12 * level / 255 fall exactly on its quantization steps
-    ("float_io_int8_softmax", 1.5 / 256),  # an int8 softmax inside, dequantized at the output
-])
-def test_float_and_logit_models_give_the_true_probability(models: dict[str, Path], kind: str,
-                                                          tolerance: float) -> None:
+@pytest.mark.parametrize(
+    "kind, tolerance",
+    [
+        ("float_softmax", 1e-5),
+        ("float_softmax_reshaped", 1e-5),
+        ("float_logits", 1e-5),
+        ("float_log_softmax", 1e-5),
+        ("uint8_logits", 1e-5),  # logits 12 * level / 255 fall exactly on its quantization steps
+        ("float_io_int8_softmax", 1.5 / 256),  # an int8 softmax inside, dequantized at the output
+    ],
+)
+def test_float_and_logit_models_give_the_true_probability(models: dict[str, Path], kind: str, tolerance: float) -> None:
     clf = _classifier(models[kind])
     batch = np.stack([sm.red_image(level) for level in LEVELS])
     scores = clf.scores(batch)
@@ -357,10 +394,14 @@ def test_float_model_scores_do_not_depend_on_the_batch(models: dict[str, Path], 
         clf = _classifier(models[kind])
         runs = {}
         for bs in (1, 3, 8):
-            runs[bs] = {r.path: [(p.index, p.score) for p in r.predictions or []]
-                        for r in clf.classify([str(tmp_path)], top_k=5, batch_size=bs)}
-        alone = {str(p): [(q.index, q.score) for q in next(iter(clf.classify([str(p)], top_k=5))).predictions or []]
-                 for p in sorted(tmp_path.iterdir())}
+            runs[bs] = {
+                r.path: [(p.index, p.score) for p in r.predictions or []]
+                for r in clf.classify([str(tmp_path)], top_k=5, batch_size=bs)
+            }
+        alone = {
+            str(p): [(q.index, q.score) for q in next(iter(clf.classify([str(p)], top_k=5))).predictions or []]
+            for p in sorted(tmp_path.iterdir())
+        }
         for bs, got in runs.items():
             assert got.keys() == alone.keys()
             for path, preds in got.items():
@@ -415,12 +456,15 @@ def test_is_feature_extractor_follows_the_rule_classify_uses(models: dict[str, P
     records = dataclasses.replace(pooled, config=dataclasses.replace(pooled.config, output="features"))
     assert is_feature_extractor(records) == 16
     logits = resolve(str(models["float_logits"]))  # the record wins over the graph
-    assert is_feature_extractor(dataclasses.replace(logits, config=dataclasses.replace(logits.config,
-                                                                                       output="features"))) == 1001
+    assert (
+        is_feature_extractor(dataclasses.replace(logits, config=dataclasses.replace(logits.config, output="features")))
+        == 1001
+    )
     assert is_feature_extractor(dataclasses.replace(pooled, tflite=None, head=None)) is None
     assert feature_extractor_message("m.tflite", 16) == (
         "m.tflite is a feature extractor (16-wide feature vectors), not a classifier; train a classifier "
-        "on it (it is a backbone to retrain), or pick a classifier from the catalog")
+        "on it (it is a backbone to retrain), or pick a classifier from the catalog"
+    )
 
 
 def test_retrained_head_reports_its_width() -> None:
@@ -451,10 +495,13 @@ def test_tf_engine_reads_the_graph_output_op(tmp_path: Path) -> None:
     assert decide_output_kind(None, pool, has_labels=False).kind == "features"
 
 
-@pytest.mark.parametrize("kind, decided, reason", [
-    ("float_softmax", "probabilities", "the graph's last op is SOFTMAX"),
-    ("float_logits", "logits", "the graph's last op is FULLY_CONNECTED, not a softmax"),
-])
+@pytest.mark.parametrize(
+    "kind, decided, reason",
+    [
+        ("float_softmax", "probabilities", "the graph's last op is SOFTMAX"),
+        ("float_logits", "logits", "the graph's last op is FULLY_CONNECTED, not a softmax"),
+    ],
+)
 @pytest.mark.heavy
 def test_a_tf_model_is_judged_by_its_converted_tflite(tmp_path: Path, kind: str, decided: str, reason: str) -> None:
     """A local SavedModel is converted once; the converted file's graph decides."""
@@ -472,15 +519,17 @@ def test_a_tf_model_is_judged_by_its_converted_tflite(tmp_path: Path, kind: str,
 
 
 @pytest.mark.parametrize("kind, taken", [("float_logits", True), ("uint8_softmax", False)])
-def test_metadata_normalization_is_taken_for_float_input_only(models: dict[str, Path], tmp_path: Path,
-                                                             kind: str, taken: bool) -> None:
+def test_metadata_normalization_is_taken_for_float_input_only(
+    models: dict[str, Path], tmp_path: Path, kind: str, taken: bool
+) -> None:
     """NormalizationOptions map pixels for a float input; a quantized input takes raw
     pixels (its quantization is the mapping), as the TFLite Task Library does."""
     from imgtool.models.resolve import resolve
     from imgtool.tflite import reading, schema, writing
 
-    info = writing.ClassifierInfo("m", "1", "d", [f"c{i}" for i in range(1001)], (sm.SIZE, sm.SIZE),
-                                  schema.normalization_for((-1.0, 1.0)))
+    info = writing.ClassifierInfo(
+        "m", "1", "d", [f"c{i}" for i in range(1001)], (sm.SIZE, sm.SIZE), schema.normalization_for((-1.0, 1.0))
+    )
     path = tmp_path / f"{kind}.tflite"
     path.write_bytes(writing.attach(models[kind].read_bytes(), info))
     want = {"value_range": (-1.0, 1.0)} if taken else {}

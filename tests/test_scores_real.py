@@ -17,11 +17,16 @@ from tests.conftest import invoke, run
 DAISY_PHOTOS = ("10841136265_af473efc60.jpg", "11023272144_fce94401f2_m.jpg", "11023277956_8980d53169_m.jpg")
 # The model's own top-1 for each photo alone (resized to 224x224, bilinear), as LiteRT
 # gives it: quantized to steps of 1/256.
-TOP1 = {"cat.bmp": ("Egyptian cat", 202 / 256), "grace_hopper.bmp": ("military uniform", 236 / 256),
-        "parrot.jpg": ("macaw", 255 / 256), "sunflower.bmp": ("daisy", 253 / 256),
-        "10841136265_af473efc60.jpg": ("daisy", 254 / 256), "11023272144_fce94401f2_m.jpg": ("daisy", 255 / 256),
-        # 159x240, upscaled to 224x224: Pillow 12.3 (the pinned line) gives 255/256; Pillow 13 gave 254/256
-        "11023277956_8980d53169_m.jpg": ("daisy", 255 / 256)}
+TOP1 = {
+    "cat.bmp": ("Egyptian cat", 202 / 256),
+    "grace_hopper.bmp": ("military uniform", 236 / 256),
+    "parrot.jpg": ("macaw", 255 / 256),
+    "sunflower.bmp": ("daisy", 253 / 256),
+    "10841136265_af473efc60.jpg": ("daisy", 254 / 256),
+    "11023272144_fce94401f2_m.jpg": ("daisy", 255 / 256),
+    # 159x240, upscaled to 224x224: Pillow 12.3 (the pinned line) gives 255/256; Pillow 13 gave 254/256
+    "11023277956_8980d53169_m.jpg": ("daisy", 255 / 256),
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,9 @@ def _jsonl(result) -> dict[str, list[tuple[int, str, float]]]:  # noqa: ANN001
 
 
 def _csv_top1(text: str) -> dict[str, tuple[str, str]]:
-    return {Path(r["path"]).name: (r["label"], r["score"]) for r in csv.DictReader(io.StringIO(text)) if r["rank"] == "1"}
+    return {
+        Path(r["path"]).name: (r["label"], r["score"]) for r in csv.DictReader(io.StringIO(text)) if r["rank"] == "1"
+    }
 
 
 def test_output_kind_comes_from_the_metadata_and_graph(mobilenet: str) -> None:
@@ -55,16 +62,19 @@ def test_output_kind_comes_from_the_metadata_and_graph(mobilenet: str) -> None:
     # without its metadata, the graph says the same
     import dataclasses
 
-    assert decide_output_kind(None, dataclasses.replace(facts, metadata=None)).reason == \
-        "the graph's last op is SOFTMAX"
+    assert (
+        decide_output_kind(None, dataclasses.replace(facts, metadata=None)).reason == "the graph's last op is SOFTMAX"
+    )
 
 
 def test_metadata_names_the_labels_file(mobilenet: str) -> None:
     from imgtool.tflite import reading
 
     meta = reading.output_metadata(Path(mobilenet), 0)
-    assert meta is not None and (meta.name, meta.description) == ("probability",
-                                                                  "Probabilities of the labels respectively.")
+    assert meta is not None and (meta.name, meta.description) == (
+        "probability",
+        "Probabilities of the labels respectively.",
+    )
     assert meta.label_files == ("imagenet_labels.txt",)
     assert reading.output_metadata(Path(mobilenet), 1) is None
 
@@ -74,8 +84,9 @@ def _top5(results: list) -> dict[str, list[tuple[int, str, float]]]:  # noqa: AN
     return {r.path: [(p.index, p.label, p.score) for p in r.predictions] for r in results}
 
 
-def test_each_photo_scores_the_same_alone_in_a_folder_and_at_any_batch_size(mobilenet: str, photos: Path,
-                                                                            daisy: Path) -> None:
+def test_each_photo_scores_the_same_alone_in_a_folder_and_at_any_batch_size(
+    mobilenet: str, photos: Path, daisy: Path
+) -> None:
     model = imgtool.load_model(mobilenet)
     alone = {}
     for p in [*sorted(photos.iterdir()), *(daisy / n for n in DAISY_PHOTOS)]:
@@ -89,8 +100,9 @@ def test_each_photo_scores_the_same_alone_in_a_folder_and_at_any_batch_size(mobi
         for path, preds in alone.items():
             assert together[path] == preds, (bs, path)
     # the CLI prints the same numbers
-    assert _jsonl(invoke("classify", "-m", mobilenet, "-f", "jsonl", "-k", "5", "--batch-size", "3", str(photos))) \
-        == {p: v for p, v in alone.items() if Path(p).parent == photos}
+    assert _jsonl(invoke("classify", "-m", mobilenet, "-f", "jsonl", "-k", "5", "--batch-size", "3", str(photos))) == {
+        p: v for p, v in alone.items() if Path(p).parent == photos
+    }
 
 
 def test_csv_top1_on_the_daisy_folder_equals_the_single_photo_runs(mobilenet: str, daisy: Path) -> None:
@@ -139,8 +151,10 @@ def test_scores_logits_override_applies_softmax_to_the_outputs(mobilenet: str, p
 def test_verbose_says_how_the_outputs_are_read(mobilenet: str, photos: Path) -> None:
     result = invoke("classify", "-v", "-m", mobilenet, str(photos / "cat.bmp"))
     assert result.exit_code == 0
-    assert (f"{mobilenet}: 1001 outputs, read as probabilities (its TFLite metadata describes the output as "
-            "'probability: Probabilities of the labels respectively.')") in result.stderr
+    assert (
+        f"{mobilenet}: 1001 outputs, read as probabilities (its TFLite metadata describes the output as "
+        "'probability: Probabilities of the labels respectively.')"
+    ) in result.stderr
     forced = invoke("classify", "-v", "--scores", "logits", "-m", mobilenet, str(photos / "cat.bmp"))
     assert f"{mobilenet}: 1001 outputs, read as logits (--scores logits)" in forced.stderr
     assert "read as" not in invoke("classify", "-m", mobilenet, str(photos / "cat.bmp")).stderr
@@ -156,8 +170,10 @@ def test_bad_scores_value_is_a_usage_error(mobilenet: str, photos: Path) -> None
     assert "'softmax' is not one of 'auto', 'probabilities', 'logits'" in result.stderr
 
 
-FEATURES_MSG = ("Error: {ref} is a feature extractor (1024-wide feature vectors), not a classifier; train a classifier "
-                "on it with `imgtool retrain FOLDER -m MODEL`, or pick a classifier (`imgtool models list`)\n")
+FEATURES_MSG = (
+    "Error: {ref} is a feature extractor (1024-wide feature vectors), not a classifier; train a classifier "
+    "on it with `imgtool retrain FOLDER -m MODEL`, or pick a classifier (`imgtool models list`)\n"
+)
 
 
 def test_feature_extractor_is_exit_2_one_line(fixtures: Path, photos: Path) -> None:

@@ -16,16 +16,38 @@ from tests.conftest import invoke, run
 
 def test_defaults_from_an_empty_environment() -> None:
     s = parse({})
-    assert s == settings.Settings(home=None, offline=False, model=None, backbone=None, catalog=None,
-                                  timeout=30.0, retries=2, lock_timeout=3600.0, threads=None, no_progress=False,
-                                  kaggle_auth=None)
+    assert s == settings.Settings(
+        home=None,
+        offline=False,
+        model=None,
+        backbone=None,
+        catalog=None,
+        timeout=30.0,
+        retries=2,
+        lock_timeout=3600.0,
+        threads=None,
+        no_progress=False,
+        kaggle_auth=None,
+    )
 
 
 def test_values_are_parsed_to_their_types() -> None:
-    s = parse({"IMGTOOL_HOME": "~/x", "IMGTOOL_OFFLINE": " Yes ", "IMGTOOL_MODEL": "mobilenet_v2",
-               "IMGTOOL_BACKBONE": "./bb.tflite", "IMGTOOL_CATALOG": "/c.json", "IMGTOOL_TIMEOUT": "2.5",
-               "IMGTOOL_RETRIES": "5", "IMGTOOL_THREADS": "3", "IMGTOOL_NO_PROGRESS": "off",
-               "IMGTOOL_LOCK_TIMEOUT": "0.5", "KAGGLE_USERNAME": "ann", "KAGGLE_KEY": "k3y"})
+    s = parse(
+        {
+            "IMGTOOL_HOME": "~/x",
+            "IMGTOOL_OFFLINE": " Yes ",
+            "IMGTOOL_MODEL": "mobilenet_v2",
+            "IMGTOOL_BACKBONE": "./bb.tflite",
+            "IMGTOOL_CATALOG": "/c.json",
+            "IMGTOOL_TIMEOUT": "2.5",
+            "IMGTOOL_RETRIES": "5",
+            "IMGTOOL_THREADS": "3",
+            "IMGTOOL_NO_PROGRESS": "off",
+            "IMGTOOL_LOCK_TIMEOUT": "0.5",
+            "KAGGLE_USERNAME": "ann",
+            "KAGGLE_KEY": "k3y",
+        }
+    )
     assert s.home == Path("~/x").expanduser()
     assert s.offline is True and s.no_progress is False
     assert (s.model, s.backbone, s.catalog) == ("mobilenet_v2", "./bb.tflite", "/c.json")
@@ -33,9 +55,20 @@ def test_values_are_parsed_to_their_types() -> None:
     assert s.kaggle_auth == ("ann", "k3y")
 
 
-@pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("ON", True), ("yes", True),
-                                            ("0", False), ("false", False), ("No", False), ("off", False),
-                                            ("", False)])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("1", True),
+        ("true", True),
+        ("ON", True),
+        ("yes", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+        ("", False),
+    ],
+)
 def test_booleans(value: str, expected: bool) -> None:
     assert parse({"IMGTOOL_OFFLINE": value}).offline is expected
     assert parse({"IMGTOOL_NO_PROGRESS": value}).no_progress is expected
@@ -51,23 +84,26 @@ def test_one_kaggle_half_is_no_credentials() -> None:
     assert parse({"KAGGLE_KEY": "k"}).kaggle_auth is None
 
 
-@pytest.mark.parametrize("name,value,takes", [
-    ("IMGTOOL_RETRIES", "x", "a whole number of attempts, 1 or more"),
-    ("IMGTOOL_RETRIES", "0", "a whole number of attempts, 1 or more"),
-    ("IMGTOOL_RETRIES", "-1", "a whole number of attempts, 1 or more"),
-    ("IMGTOOL_RETRIES", "1.5", "a whole number of attempts, 1 or more"),
-    ("IMGTOOL_TIMEOUT", "abc", "a number of seconds greater than 0"),
-    ("IMGTOOL_TIMEOUT", "0", "a number of seconds greater than 0"),
-    ("IMGTOOL_TIMEOUT", "-3", "a number of seconds greater than 0"),
-    ("IMGTOOL_TIMEOUT", "nan", "a number of seconds greater than 0"),
-    ("IMGTOOL_TIMEOUT", "inf", "a number of seconds greater than 0"),
-    ("IMGTOOL_LOCK_TIMEOUT", "0", "a number of seconds greater than 0"),
-    ("IMGTOOL_LOCK_TIMEOUT", "soon", "a number of seconds greater than 0"),
-    ("IMGTOOL_THREADS", "two", "a whole number of threads, 1 or more"),
-    ("IMGTOOL_THREADS", "0", "a whole number of threads, 1 or more"),
-    ("IMGTOOL_OFFLINE", "maybe", "a boolean (1/true/yes/on or 0/false/no/off)"),
-    ("IMGTOOL_NO_PROGRESS", "2", "a boolean (1/true/yes/on or 0/false/no/off)"),
-])
+@pytest.mark.parametrize(
+    "name,value,takes",
+    [
+        ("IMGTOOL_RETRIES", "x", "a whole number of attempts, 1 or more"),
+        ("IMGTOOL_RETRIES", "0", "a whole number of attempts, 1 or more"),
+        ("IMGTOOL_RETRIES", "-1", "a whole number of attempts, 1 or more"),
+        ("IMGTOOL_RETRIES", "1.5", "a whole number of attempts, 1 or more"),
+        ("IMGTOOL_TIMEOUT", "abc", "a number of seconds greater than 0"),
+        ("IMGTOOL_TIMEOUT", "0", "a number of seconds greater than 0"),
+        ("IMGTOOL_TIMEOUT", "-3", "a number of seconds greater than 0"),
+        ("IMGTOOL_TIMEOUT", "nan", "a number of seconds greater than 0"),
+        ("IMGTOOL_TIMEOUT", "inf", "a number of seconds greater than 0"),
+        ("IMGTOOL_LOCK_TIMEOUT", "0", "a number of seconds greater than 0"),
+        ("IMGTOOL_LOCK_TIMEOUT", "soon", "a number of seconds greater than 0"),
+        ("IMGTOOL_THREADS", "two", "a whole number of threads, 1 or more"),
+        ("IMGTOOL_THREADS", "0", "a whole number of threads, 1 or more"),
+        ("IMGTOOL_OFFLINE", "maybe", "a boolean (1/true/yes/on or 0/false/no/off)"),
+        ("IMGTOOL_NO_PROGRESS", "2", "a boolean (1/true/yes/on or 0/false/no/off)"),
+    ],
+)
 def test_bad_values_name_the_variable_and_what_it_takes(name: str, value: str, takes: str) -> None:
     with pytest.raises(SettingError) as err:
         parse({name: value})
@@ -108,13 +144,22 @@ def test_the_library_reads_its_settings_from_here(monkeypatch: pytest.MonkeyPatc
     assert ui.progress_enabled() is False
 
 
-@pytest.mark.parametrize("name,value", [("IMGTOOL_RETRIES", "x"), ("IMGTOOL_TIMEOUT", "abc"),
-                                        ("IMGTOOL_THREADS", "two"), ("IMGTOOL_THREADS", "-2"),
-                                        ("IMGTOOL_OFFLINE", "perhaps")])
-@pytest.mark.parametrize("command", [["classify", "photo.jpg"], ["labels"], ["models", "list"],
-                                     ["retrain", "no-such-folder"]])
-def test_cli_checks_the_environment_before_any_work(name: str, value: str, command: list[str],
-                                                    monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("IMGTOOL_RETRIES", "x"),
+        ("IMGTOOL_TIMEOUT", "abc"),
+        ("IMGTOOL_THREADS", "two"),
+        ("IMGTOOL_THREADS", "-2"),
+        ("IMGTOOL_OFFLINE", "perhaps"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["classify", "photo.jpg"], ["labels"], ["models", "list"], ["retrain", "no-such-folder"]]
+)
+def test_cli_checks_the_environment_before_any_work(
+    name: str, value: str, command: list[str], monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
     monkeypatch.setenv(name, value)
     res = invoke(*command)
     assert res.exit_code == 2
@@ -128,13 +173,13 @@ def test_bad_setting_in_a_real_process_is_one_line_not_a_traceback(fixtures: Pat
     for name, value in (("IMGTOOL_THREADS", "two"), ("IMGTOOL_TIMEOUT", "abc"), ("IMGTOOL_RETRIES", "x")):
         res = run("classify", "-m", model, photo, env={name: value})
         assert res.returncode == 2
-        assert res.stderr.splitlines() == [f"Error: {name}={value!r} is not valid: it takes "
-                                           f"{settings.VARIABLES[name]}; fix or unset it"]
+        assert res.stderr.splitlines() == [
+            f"Error: {name}={value!r} is not valid: it takes {settings.VARIABLES[name]}; fix or unset it"
+        ]
         assert res.stdout == ""
 
 
-def test_backbone_variable_is_retrains_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                               fixtures: Path) -> None:
+def test_backbone_variable_is_retrains_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fixtures: Path) -> None:
     import json
     import shutil
 
@@ -144,8 +189,18 @@ def test_backbone_variable_is_retrains_default(monkeypatch: pytest.MonkeyPatch, 
         for f in sorted((fixtures / "flowers-mini" / c).iterdir())[:4]:
             shutil.copy(f, tmp_path / "data" / c / f.name)
     monkeypatch.setenv("IMGTOOL_BACKBONE", str(embedder))
-    res = invoke("retrain", "-q", str(tmp_path / "data"), "-o", str(tmp_path / "out"), "--epochs", "2", "-f", "json",
-                 "--no-export")
+    res = invoke(
+        "retrain",
+        "-q",
+        str(tmp_path / "data"),
+        "-o",
+        str(tmp_path / "out"),
+        "--epochs",
+        "2",
+        "-f",
+        "json",
+        "--no-export",
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["backbone"] == str(embedder)
     meta = json.loads((tmp_path / "out" / "imgtool-model.json").read_text())

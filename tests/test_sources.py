@@ -31,8 +31,13 @@ LABELS = ["background"] + [f"label {i}" for i in range(1, 1001)]
 HUB = "/tfhub/google/imagenet/inception_v3/classification/5"
 KAGGLE = "/api/v1/models/google/inception-v3/tensorFlow2/classification/2/download"
 SLIM = "/download.tensorflow.org/models/inception_v3_2016_08_28_frozen.pb.tar.gz"
-COLOURS = {"red": (250, 5, 5), "green": (5, 250, 5), "blue": (5, 5, 250), "brown": (150, 90, 40),
-           "grey": (120, 130, 110)}
+COLOURS = {
+    "red": (250, 5, 5),
+    "green": (5, 250, 5),
+    "blue": (5, 5, 250),
+    "brown": (150, 90, 40),
+    "grey": (120, 130, 110),
+}
 
 
 def _zip_dir(root: Path) -> bytes:
@@ -74,8 +79,9 @@ def _results(stdout: str) -> dict[str, list[tuple[str, int, float]]]:
     return out
 
 
-def _inception_catalog(tmp_path: Path, srv: LoopbackServer, built: dict, *, slim_sha: str | None = None,
-                       kaggle_url: str | None = None) -> Path:
+def _inception_catalog(
+    tmp_path: Path, srv: LoopbackServer, built: dict, *, slim_sha: str | None = None, kaggle_url: str | None = None
+) -> Path:
     """inception_v3 as the shipped catalog has it (hub, kaggle, then the slim frozen graph
     with its own settings and pins), pointed at loopback."""
     slim = Path(built["slim_tgz"]).read_bytes()
@@ -91,8 +97,9 @@ def _inception_catalog(tmp_path: Path, srv: LoopbackServer, built: dict, *, slim
     record["input_size"] = [SIZE, SIZE]
     source = record["sources"][0]
     source.update(url=srv.url + SLIM, sha256=slim_sha or hashlib.sha256(slim).hexdigest(), size=len(slim))
-    record["labels"].update(urls=[srv.url + "/data/ImageNetLabels.txt"], sha256=hashlib.sha256(labels).hexdigest(),
-                            size=len(labels))
+    record["labels"].update(
+        urls=[srv.url + "/data/ImageNetLabels.txt"], sha256=hashlib.sha256(labels).hexdigest(), size=len(labels)
+    )
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps({"models": {"inception_v3": record}}))
     return path
@@ -108,33 +115,71 @@ def test_shipped_catalog_pins_the_byte_stable_files() -> None:
     urls = [(u, c) for u, c in cat["inception_v3"].candidates()]
     assert [u.split("/")[2] for u, _ in urls] == ["tfhub.dev", "www.kaggle.com", "storage.googleapis.com"]
     third = urls[2][1]
-    assert urls[2][0] == ("https://storage.googleapis.com/download.tensorflow.org/models/"
-                          "inception_v3_2016_08_28_frozen.pb.tar.gz")
+    assert urls[2][0] == (
+        "https://storage.googleapis.com/download.tensorflow.org/models/inception_v3_2016_08_28_frozen.pb.tar.gz"
+    )
     assert (third.format, third.sha256, third.size) == (
-        "graphdef", "7045b72a954af4dce36346f478610acdccbf149168fa25c78e54e32f0c723d6d", 88668554)
+        "graphdef",
+        "7045b72a954af4dce36346f478610acdccbf149168fa25c78e54e32f0c723d6d",
+        88668554,
+    )
     assert (third.graph, third.input_tensor, third.output_tensor) == (
-        "inception_v3_2016_08_28_frozen.pb", "input:0", "InceptionV3/Predictions/Softmax:0")
+        "inception_v3_2016_08_28_frozen.pb",
+        "input:0",
+        "InceptionV3/Predictions/Softmax:0",
+    )
     assert (third.input_size, third.value_range, third.output) == ((299, 299), (-1.0, 1.0), "probabilities")
     assert third.labels == cat["inception_v3"].labels and third.features == "inception_v3_feature_vector"
     first = urls[0][1]
     assert (first.format, first.output, first.value_range, first.sha256, first.input_tensor) == (
-        "savedmodel", "logits", (0.0, 1.0), None, None)
+        "savedmodel",
+        "logits",
+        (0.0, 1.0),
+        None,
+        None,
+    )
 
 
 def test_source_settings_are_not_inherited_across_formats() -> None:
     from imgtool.models.catalog import ModelConfig
 
-    cfg = ModelConfig.from_dict("m", {
-        "format": "graphdef", "urls": ["u1"], "sha256": "a" * 64, "size": 5, "graph": "g.pb",
-        "input_tensor": "Mul:0", "output_tensor": "softmax:0", "value_range": [-1, 1], "output": "probabilities",
-        "sources": [{"url": "u2", "format": "savedmodel", "value_range": [0, 1], "output": "logits"},
-                    {"url": "u3", "output_tensor": "other:0"}]})
+    cfg = ModelConfig.from_dict(
+        "m",
+        {
+            "format": "graphdef",
+            "urls": ["u1"],
+            "sha256": "a" * 64,
+            "size": 5,
+            "graph": "g.pb",
+            "input_tensor": "Mul:0",
+            "output_tensor": "softmax:0",
+            "value_range": [-1, 1],
+            "output": "probabilities",
+            "sources": [
+                {"url": "u2", "format": "savedmodel", "value_range": [0, 1], "output": "logits"},
+                {"url": "u3", "output_tensor": "other:0"},
+            ],
+        },
+    )
     (u1, c1), (u2, c2), (u3, c3) = cfg.candidates()
     assert (u1, c1.sha256, c1.size, c1.graph) == ("u1", "a" * 64, 5, "g.pb")
-    assert (u2, c2.format, c2.sha256, c2.size, c2.graph, c2.input_tensor) == ("u2", "savedmodel", None, None, None, None)
+    assert (u2, c2.format, c2.sha256, c2.size, c2.graph, c2.input_tensor) == (
+        "u2",
+        "savedmodel",
+        None,
+        None,
+        None,
+        None,
+    )
     assert (c2.value_range, c2.output, c2.urls, c2.sources) == ((0.0, 1.0), "logits", ("u2",), ())
     assert (u3, c3.format, c3.graph, c3.input_tensor, c3.output_tensor, c3.sha256) == (
-        "u3", "graphdef", "g.pb", "Mul:0", "other:0", None)
+        "u3",
+        "graphdef",
+        "g.pb",
+        "Mul:0",
+        "other:0",
+        None,
+    )
     from imgtool.core.errors import ModelError
 
     with pytest.raises(ModelError, match=r"sources\[0\] has unknown fields: urls"):
@@ -144,8 +189,8 @@ def test_source_settings_are_not_inherited_across_formats() -> None:
 
 
 def test_third_source_of_another_format_gives_the_same_labels_top1_and_scores(
-        tmp_path: Path, http_server: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch,
-        isolated_home: Path) -> None:
+    tmp_path: Path, http_server: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
     monkeypatch.setenv("IMGTOOL_CATALOG", str(_inception_catalog(tmp_path, http_server, built)))
     photos = _photos(built)
     first = invoke("classify", "-f", "jsonl", "-k", "3", *photos)
@@ -171,7 +216,12 @@ def test_third_source_of_another_format_gives_the_same_labels_top1_and_scores(
     assert record["format"] == "graphdef" and record["graph"] == modelgen.SLIM_GRAPH
     cfg = record["config"]
     assert (cfg["format"], cfg["output"], cfg["value_range"], cfg["input_tensor"], cfg["output_tensor"]) == (
-        "graphdef", "probabilities", [-1.0, 1.0], modelgen.SLIM_INPUT, modelgen.SLIM_OUTPUT)
+        "graphdef",
+        "probabilities",
+        [-1.0, 1.0],
+        modelgen.SLIM_INPUT,
+        modelgen.SLIM_OUTPUT,
+    )
     assert record["conversions"]["model"]["ok"] is True
 
     # resolved from the cache, the model is the source that was used
@@ -179,13 +229,19 @@ def test_third_source_of_another_format_gives_the_same_labels_top1_and_scores(
 
     model = resolve("inception_v3")
     assert (model.config.format, model.config.output, model.config.value_range) == (
-        "graphdef", "probabilities", (-1.0, 1.0))
+        "graphdef",
+        "probabilities",
+        (-1.0, 1.0),
+    )
     assert model.labels == LABELS and model.tflite == entry / "model.tflite"
     # and so is it in a fresh process, offline
-    code = ("from imgtool.models.resolve import resolve; m = resolve('inception_v3');"
-            "print(m.config.output, m.config.value_range, m.config.input_tensor)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "IMGTOOL_OFFLINE": "1"})
+    code = (
+        "from imgtool.models.resolve import resolve; m = resolve('inception_v3');"
+        "print(m.config.output, m.config.value_range, m.config.input_tensor)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "IMGTOOL_OFFLINE": "1"}
+    )
     assert proc.stdout.strip() == "probabilities (-1.0, 1.0) input:0", proc.stderr
     third = run("classify", "-f", "jsonl", "-k", "3", *photos, env={"IMGTOOL_OFFLINE": "1"})
     assert third.returncode == 0 and _results(third.stdout) == slim
@@ -197,12 +253,16 @@ def test_third_source_of_another_format_gives_the_same_labels_top1_and_scores(
     monkeypatch.setenv("IMGTOOL_CATALOG", str(tmp_path / "moved.json"))
     model = resolve("inception_v3")
     assert (model.config.format, model.config.output, model.config.value_range, model.config.output_tensor) == (
-        "graphdef", "probabilities", (-1.0, 1.0), modelgen.SLIM_OUTPUT)
+        "graphdef",
+        "probabilities",
+        (-1.0, 1.0),
+        modelgen.SLIM_OUTPUT,
+    )
 
 
-def test_a_source_failing_its_pin_is_passed_over_and_named(tmp_path: Path, http_server: LoopbackServer,
-                                                          built: dict, monkeypatch: pytest.MonkeyPatch,
-                                                          isolated_home: Path) -> None:
+def test_a_source_failing_its_pin_is_passed_over_and_named(
+    tmp_path: Path, http_server: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
     monkeypatch.setenv("IMGTOOL_CATALOG", str(_inception_catalog(tmp_path, http_server, built, slim_sha="0" * 64)))
     http_server.set_fault(HUB, "404")
     res = run("classify", _photos(built)[0])
@@ -219,8 +279,10 @@ def test_pinned_size_is_checked(tmp_path: Path, http_server: LoopbackServer, iso
     dest = tmp_path / "labels.txt"
     with pytest.raises(download.DownloadError) as err:
         download.fetch([url], dest, size=5, what="labels")
-    assert str(err.value) == (f"could not download labels: {url}: received 4 bytes, the catalog pins 5; the file was "
-                              "changed or cut short — nothing was cached")
+    assert str(err.value) == (
+        f"could not download labels: {url}: received 4 bytes, the catalog pins 5; the file was "
+        "changed or cut short — nothing was cached"
+    )
     assert not dest.exists()
     assert download.fetch([url], dest, size=4, sha256=hashlib.sha256(b"a\nb\n").hexdigest()) == url
     assert dest.read_bytes() == b"a\nb\n"
@@ -228,17 +290,21 @@ def test_pinned_size_is_checked(tmp_path: Path, http_server: LoopbackServer, iso
 
 # ---------------------------------------------------------------- Kaggle
 
-@pytest.mark.parametrize("url,expected", [
-    ("https://www.kaggle.com/api/v1/models/x/download", True),
-    ("https://kaggle.com/x", True),
-    ("https://WWW.Kaggle.COM/x", True),
-    ("https://storage.kaggle.com/x", True),
-    ("http://www.kaggle.com/x", False),  # never in clear text
-    ("https://evilkaggle.com/x", False),
-    ("https://kaggle.com.evil.org/x", False),
-    ("https://storage.googleapis.com/kaggle-models/x", False),
-    ("https://user@kaggle.com.evil.org/x", False),
-])
+
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("https://www.kaggle.com/api/v1/models/x/download", True),
+        ("https://kaggle.com/x", True),
+        ("https://WWW.Kaggle.COM/x", True),
+        ("https://storage.kaggle.com/x", True),
+        ("http://www.kaggle.com/x", False),  # never in clear text
+        ("https://evilkaggle.com/x", False),
+        ("https://kaggle.com.evil.org/x", False),
+        ("https://storage.googleapis.com/kaggle-models/x", False),
+        ("https://user@kaggle.com.evil.org/x", False),
+    ],
+)
 def test_is_kaggle(url: str, expected: bool) -> None:
     assert download.is_kaggle(url) is expected
 
@@ -257,14 +323,18 @@ def _play_kaggle(monkeypatch: pytest.MonkeyPatch, kaggle: LoopbackServer) -> Non
 
 @pytest.mark.parametrize("archive", ["hub_zip", "hub_tgz"])
 def test_kaggle_redirect_zip_or_tar_and_credentials_only_to_kaggle(
-        archive: str, tmp_path: Path, http_server: LoopbackServer, storage: LoopbackServer, built: dict,
-        monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+    archive: str,
+    tmp_path: Path,
+    http_server: LoopbackServer,
+    storage: LoopbackServer,
+    built: dict,
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_home: Path,
+) -> None:
     body = built[archive] if isinstance(built[archive], bytes) else Path(built[archive]).read_bytes()
     signed = storage.add("/kaggle-models/abc/download.tar.gz", body)  # the name says tar.gz, whatever it is
-    kaggle_url = http_server.add(KAGGLE, b"", fault="redirect",
-                                 headers={"Location": signed + "?X-Goog-Signature=s1g"})
-    monkeypatch.setenv("IMGTOOL_CATALOG", str(_inception_catalog(tmp_path, http_server, built,
-                                                                 kaggle_url=kaggle_url)))
+    kaggle_url = http_server.add(KAGGLE, b"", fault="redirect", headers={"Location": signed + "?X-Goog-Signature=s1g"})
+    monkeypatch.setenv("IMGTOOL_CATALOG", str(_inception_catalog(tmp_path, http_server, built, kaggle_url=kaggle_url)))
     http_server.set_fault(HUB, "404")
     _play_kaggle(monkeypatch, http_server)
     monkeypatch.setenv("KAGGLE_USERNAME", "ann")
@@ -272,7 +342,10 @@ def test_kaggle_redirect_zip_or_tar_and_credentials_only_to_kaggle(
     res = invoke("classify", "-f", "jsonl", *_photos(built))
     assert res.exit_code == 0, res.output
     assert [_results(res.stdout)[c][0][:2] for c in ("red", "green", "blue")] == [
-        ("label 1", 1), ("label 2", 2), ("label 3", 3)]
+        ("label 1", 1),
+        ("label 2", 2),
+        ("label 3", 3),
+    ]
     assert http_server.hits(KAGGLE) == 1 and storage.hits("/kaggle-models/abc/download.tar.gz") == 1
     assert http_server.hits(SLIM) == 0
     sent = http_server.last_headers(KAGGLE)
@@ -285,8 +358,8 @@ def test_kaggle_redirect_zip_or_tar_and_credentials_only_to_kaggle(
 
 
 def test_no_credentials_without_the_variables_or_to_other_hosts(
-        tmp_path: Path, http_server: LoopbackServer, storage: LoopbackServer, built: dict,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, http_server: LoopbackServer, storage: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = storage.add("/blob", Path(built["hub_tgz"]).read_bytes())
     start = http_server.add("/k", b"", fault="redirect", headers={"Location": target})
     _play_kaggle(monkeypatch, http_server)
@@ -322,13 +395,17 @@ def _zip(members: list[tuple[str, bytes, int | None]]) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("members,why", [
-    ([("../escape.txt", b"x", None)], "points outside the archive"),
-    ([("/abs/escape.txt", b"x", None)], "points outside the archive"),
-    ([("a/../../escape.txt", b"x", None)], "points outside the archive"),
-    ([("link", b"/etc/passwd", 0o120777), ("saved_model.pb", b"x", None)], "is a symbolic link"),
-    ([("fifo", b"", 0o010644)], "is not a regular file"),
-], ids=["dotdot", "absolute", "nested-dotdot", "symlink", "fifo"])
+@pytest.mark.parametrize(
+    "members,why",
+    [
+        ([("../escape.txt", b"x", None)], "points outside the archive"),
+        ([("/abs/escape.txt", b"x", None)], "points outside the archive"),
+        ([("a/../../escape.txt", b"x", None)], "points outside the archive"),
+        ([("link", b"/etc/passwd", 0o120777), ("saved_model.pb", b"x", None)], "is a symbolic link"),
+        ([("fifo", b"", 0o010644)], "is not a regular file"),
+    ],
+    ids=["dotdot", "absolute", "nested-dotdot", "symlink", "fifo"],
+)
 def test_unsafe_zip_is_refused(members: list, why: str, tmp_path: Path) -> None:
     archive = tmp_path / "download"  # no name to go by
     archive.write_bytes(_zip(members))
@@ -353,6 +430,7 @@ def test_archive_kind_by_bytes(tmp_path: Path, built: dict) -> None:
 
 
 # ---------------------------------------------------------------- the 2015 graph: batch 1
+
 
 def _graph2015_catalog(tmp_path: Path, srv: LoopbackServer, built: dict) -> Path:
     srv.add("/models/inception-2015-12-05.tgz", Path(built["graph2015"]).read_bytes())
@@ -386,8 +464,9 @@ def test_generated_2015_graph_has_the_batch_1_reshape(built: dict) -> None:
 
 
 @pytest.mark.parametrize("engine", ["tflite", "tensorflow"])
-def test_2015_graph_classifies_and_retrains_on_many_photos(engine: str, tmp_path: Path, http_server: LoopbackServer,
-                                                          built: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_2015_graph_classifies_and_retrains_on_many_photos(
+    engine: str, tmp_path: Path, http_server: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IMGTOOL_CATALOG", str(_graph2015_catalog(tmp_path, http_server, built)))
     if engine == "tensorflow":  # the fallback when conversion fails: TF runs the batch-1 graph too
         from imgtool.runtime import tfutil
@@ -411,8 +490,21 @@ def test_2015_graph_classifies_and_retrains_on_many_photos(engine: str, tmp_path
     assert json.loads(alone.stdout)["predictions"] == rows[5]["predictions"]
 
     out = tmp_path / "model"
-    res = invoke("retrain", str(data), "-m", "inception_v3_2015", "-o", str(out), "--epochs", "100",
-                 "--learning-rate", "0.01", "-f", "json", "-q")
+    res = invoke(
+        "retrain",
+        str(data),
+        "-m",
+        "inception_v3_2015",
+        "-o",
+        str(out),
+        "--epochs",
+        "100",
+        "--learning-rate",
+        "0.01",
+        "-f",
+        "json",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
     assert m["train"]["count"] + m["validation"]["count"] + m["test"]["count"] == 36
@@ -421,14 +513,20 @@ def test_2015_graph_classifies_and_retrains_on_many_photos(engine: str, tmp_path
     assert head["weights"].shape == (modelgen.GRAPH2015_POOL3_DIM, 3)
 
 
-def test_a_source_that_is_not_a_model_is_passed_over(tmp_path: Path, http_server: LoopbackServer, built: dict,
-                                                     monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+def test_a_source_that_is_not_a_model_is_passed_over(
+    tmp_path: Path, http_server: LoopbackServer, built: dict, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
     """A URL that answers 200 with something else (an HTML error page, a broken archive)
     does not stop the next source from being tried."""
     page = http_server.add("/login.html", b"<html>please sign in</html>", content_type="text/html")
     good = http_server.add("/mirror/cls.tar.gz", Path(built["hub_tgz"]).read_bytes())
-    record = {"format": "savedmodel", "urls": [page, good], "input_size": [SIZE, SIZE], "value_range": [0, 1],
-              "output": "logits"}
+    record = {
+        "format": "savedmodel",
+        "urls": [page, good],
+        "input_size": [SIZE, SIZE],
+        "value_range": [0, 1],
+        "output": "logits",
+    }
     (tmp_path / "c.json").write_text(json.dumps({"models": {"m": record}}))
     monkeypatch.setenv("IMGTOOL_CATALOG", str(tmp_path / "c.json"))
     res = invoke("classify", "-m", "m", "-f", "jsonl", *_photos(built))
@@ -442,4 +540,5 @@ def test_a_source_that_is_not_a_model_is_passed_over(tmp_path: Path, http_server
     assert res.exit_code == 3
     assert res.stderr.strip().splitlines()[-1] == (
         f"Error: could not download m (tried 2 URLs; the last said): {good}: server answered HTTP 404; "
-        "check the model name or URL; or use -m mobilenet_v2_quant, which ships with imgtool")
+        "check the model name or URL; or use -m mobilenet_v2_quant, which ships with imgtool"
+    )

@@ -30,7 +30,7 @@ def test_split_unit_and_boundaries_exactly() -> None:
     assert folders.split_unit("daisy/a.jpg") == 0.3096660317074858
     assert folders.split_unit("roses/sub/b.png") == 0.881990256562099
     digest = hashlib.sha256(b"daisy/a.jpg").digest()
-    assert folders.split_unit("daisy/a.jpg") == int.from_bytes(digest[:8], "big") / 2 ** 64
+    assert folders.split_unit("daisy/a.jpg") == int.from_bytes(digest[:8], "big") / 2**64
     u = 30.96660317074858  # daisy/a.jpg, in percent
     assert folders.split_of("daisy/a.jpg", u + 1e-9, 0) == "validation"
     assert folders.split_of("daisy/a.jpg", u - 1e-9, 0) == "train"
@@ -41,8 +41,10 @@ def test_split_unit_and_boundaries_exactly() -> None:
     assert folders.split_key("daisy", "sub/a.jpg") == "daisy/sub/a.jpg"
     # a file name that is not valid UTF-8 (os.fsdecode gives lone surrogates) still has a place
     assert folders.split_unit("daisy/\udcff.jpg") == folders.split_unit("daisy/\udcff.jpg")
-    assert folders.split_unit("daisy/\udcff.jpg") == int.from_bytes(
-        hashlib.sha256(b"daisy/\xff.jpg").digest()[:8], "big") / 2 ** 64
+    assert (
+        folders.split_unit("daisy/\udcff.jpg")
+        == int.from_bytes(hashlib.sha256(b"daisy/\xff.jpg").digest()[:8], "big") / 2**64
+    )
 
 
 def test_a_photo_exactly_on_a_boundary_falls_above_it() -> None:
@@ -51,7 +53,7 @@ def test_a_photo_exactly_on_a_boundary_falls_above_it() -> None:
     catches: `u < v` made `u <= v` (or the same for the test boundary) - not an equivalent
     mutant, as docs/testing.md once said: `split_of(k, split_unit(k) * 100, 0)` tells them apart."""
     for key in ("daisy/a.jpg", "roses/sub/b.png", "daisy/d.jpg"):
-        u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2 ** 64  # the rule, by hand
+        u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64  # the rule, by hand
         pct = u * 100
         assert pct / 100 == u and 10 / 100 + (pct - 10) / 100 == u  # these boundaries are exactly u
         assert folders.split_of(key, pct, 0) == "train"  # u == v: not validation
@@ -62,11 +64,18 @@ def test_a_photo_exactly_on_a_boundary_falls_above_it() -> None:
 
 
 def test_assign_splits_keeps_each_file_and_its_given_split() -> None:
-    files = [P("/d/a/1.jpg", "a/1.jpg", 0), P("/d/b/2.jpg", "b/2.jpg", 1, None), P("/v/a/3.jpg", "v/a/3.jpg", 0, "test")]
+    files = [
+        P("/d/a/1.jpg", "a/1.jpg", 0),
+        P("/d/b/2.jpg", "b/2.jpg", 1, None),
+        P("/v/a/3.jpg", "v/a/3.jpg", 0, "test"),
+    ]
     samples = folders.assign_splits(files, 2, 40, 40)
     assert [(s.path, s.rel, s.label) for s in samples] == [(f.path, f.rel, f.label) for f in files]
-    assert [s.split for s in samples] == [folders.split_of("a/1.jpg", 40, 40), folders.split_of("b/2.jpg", 40, 40),
-                                          "test"]
+    assert [s.split for s in samples] == [
+        folders.split_of("a/1.jpg", 40, 40),
+        folders.split_of("b/2.jpg", 40, 40),
+        "test",
+    ]
     assert [s.split for s in folders.assign_splits(files, 2, 0, 0)] == ["train", "train", "test"]
 
 
@@ -105,8 +114,11 @@ def test_moving_or_renaming_the_root_keeps_every_split(tmp_path: Path) -> None:
 
 
 def test_stratified_within_a_stated_bound_on_a_large_set() -> None:
-    files = [P(f"/x/{c}/{i}.jpg", f"{c}/photo_{i:05d}.jpg", label)
-             for label, c in enumerate(["cat", "dog", "a long class name"]) for i in range(3000)]
+    files = [
+        P(f"/x/{c}/{i}.jpg", f"{c}/photo_{i:05d}.jpg", label)
+        for label, c in enumerate(["cat", "dog", "a long class name"])
+        for i in range(3000)
+    ]
     samples = folders.assign_splits(files, 3, 10, 15)
     counts = folders.split_counts(["cat", "dog", "a long class name"], samples)
     for c, n in counts.items():
@@ -117,20 +129,34 @@ def test_stratified_within_a_stated_bound_on_a_large_set() -> None:
 
 def test_check_sizes_messages() -> None:
     s = folders.Sample
-    ok = [s("p", "a/1", 0, "train"), s("p", "a/2", 0, "validation"), s("p", "b/1", 1, "train"), s("p", "b/2", 1, "train")]
+    ok = [
+        s("p", "a/1", 0, "train"),
+        s("p", "a/2", 0, "validation"),
+        s("p", "b/1", 1, "train"),
+        s("p", "b/2", 1, "train"),
+    ]
     folders.check_sizes(["a", "b"], ok)
     small = [*ok[:3], s("p", "b/2", 1, "test")]
     with pytest.raises(DatasetError) as err:
         folders.check_sizes(["a", "b"], small)
-    assert str(err.value) == ("class 'b' has 1 usable photo for training (and 1 in the test split); each class needs "
-                              "at least 2 outside the test split (cross-validation needs 2 of each); add photos or "
-                              "remove the folder")
-    two = [s("p", "a/1", 0, "validation"), s("p", "b/1", 1, "test"), s("p", "c/1", 2, "train"), s("p", "c/2", 2, "train")]
+    assert str(err.value) == (
+        "class 'b' has 1 usable photo for training (and 1 in the test split); each class needs "
+        "at least 2 outside the test split (cross-validation needs 2 of each); add photos or "
+        "remove the folder"
+    )
+    two = [
+        s("p", "a/1", 0, "validation"),
+        s("p", "b/1", 1, "test"),
+        s("p", "c/1", 2, "train"),
+        s("p", "c/2", 2, "train"),
+    ]
     with pytest.raises(DatasetError) as err:
         folders.check_sizes(["a", "b", "c"], two)
-    assert str(err.value) == ("class 'a' has 1 usable photo for training; class 'b' has 0 usable photos for training "
-                              "(and 1 in the test split); each class needs at least 2 outside the test split "
-                              "(cross-validation needs 2 of each); add photos or remove the folder")
+    assert str(err.value) == (
+        "class 'a' has 1 usable photo for training; class 'b' has 0 usable photos for training "
+        "(and 1 in the test split); each class needs at least 2 outside the test split "
+        "(cross-validation needs 2 of each); add photos or remove the folder"
+    )
     with pytest.raises(DatasetError) as err:
         folders.check_sizes(["a"], ok[:2])
     assert str(err.value) == "need at least 2 classes (sub-folders with images), found 1 (a)"
@@ -145,7 +171,8 @@ def test_imbalance_warning_threshold() -> None:
     samples += [s("p", f"b/t{i}", 1, "test") for i in range(20)]  # test photos do not count
     assert folders.imbalance(["a", "b"], samples) == (
         "classes are imbalanced: 'a' has 10 photos, 'b' 2 (5.0x); accuracy then flatters the big classes - "
-        "look at per-class recall and the majority baseline")
+        "look at per-class recall and the majority baseline"
+    )
     assert folders.imbalance(["a", "b"], samples[1:]) is None  # 9 vs 2: 4.5x
 
 
@@ -176,8 +203,10 @@ def test_given_layout_with_mismatched_classes_names_them(tmp_path: Path) -> None
     with pytest.raises(DatasetError) as err:
         folders.find_layout(root)
     assert err.value.exit_code == 2
-    assert str(err.value) == (f"{root}: the class folders of val/ differ from train/'s: val/ has d that train/ has "
-                              "not; val/ lacks c; every split needs the same classes")
+    assert str(err.value) == (
+        f"{root}: the class folders of val/ differ from train/'s: val/ has d that train/ has "
+        "not; val/ lacks c; every split needs the same classes"
+    )
     wide = _layout(tmp_path / "w", {"train": ["a", "b", "c"], "val": ["a", "x", "y"]})
     with pytest.raises(DatasetError, match="val/ has x, y that train/ has not; val/ lacks b, c;"):
         folders.find_layout(wide)
@@ -187,8 +216,10 @@ def test_given_layout_with_mismatched_classes_names_them(tmp_path: Path) -> None
     extra = _layout(tmp_path / "f", {"train": ["a"], "val": ["a"], "misc": ["a"], "more": ["a"]})
     with pytest.raises(UsageError) as err:
         folders.find_layout(extra)
-    assert str(err.value) == (f"{extra} holds train, val (a given split) beside other folders (misc, more); move "
-                              "those into the splits' class folders or remove them")
+    assert str(err.value) == (
+        f"{extra} holds train, val (a given split) beside other folders (misc, more); move "
+        "those into the splits' class folders or remove them"
+    )
     # files and hidden folders beside the class folders are not classes
     root = _layout(tmp_path / "h", {".": ["a", "b"]})
     (root / "notes.txt").write_text("x")
@@ -208,19 +239,25 @@ def test_validation_and_test_dirs(tmp_path: Path) -> None:
     assert len([f for f in files if f.given is None]) == 10
     found = folders.find_layout(root, validation_dir=held)
     _, files, desc = found.classes, found.photos, found.description
-    assert {f.given for f in files} == {None, "validation"} and desc.endswith("; validation photos from --validation-dir")
+    assert {f.given for f in files} == {None, "validation"} and desc.endswith(
+        "; validation photos from --validation-dir"
+    )
     bad = _layout(tmp_path / "bad", {".": ["a", "zebra", "yak"]})
     with pytest.raises(DatasetError) as err:
         folders.find_layout(root, validation_dir=bad)
-    assert str(err.value) == (f"`validation_dir` {bad} has class folders that the training photos have not: yak, "
-                              "zebra; rename or remove them")
+    assert str(err.value) == (
+        f"`validation_dir` {bad} has class folders that the training photos have not: yak, zebra; rename or remove them"
+    )
     with pytest.raises(UsageError) as err:
         folders.find_layout(root, test_dir=tmp_path / "nope")
-    assert str(err.value) == f"`test_dir` {tmp_path / 'nope'}: no such folder; give a folder with one sub-folder per class"
+    assert (
+        str(err.value) == f"`test_dir` {tmp_path / 'nope'}: no such folder; give a folder with one sub-folder per class"
+    )
     with pytest.raises(UsageError) as err:
         folders.find_layout(root, validation_dir=root / "a" / "0.jpg")
-    assert str(err.value) == (f"`validation_dir` {root / 'a' / '0.jpg'}: not a folder; give a folder with one "
-                              "sub-folder per class")
+    assert str(err.value) == (
+        f"`validation_dir` {root / 'a' / '0.jpg'}: not a folder; give a folder with one sub-folder per class"
+    )
     with pytest.raises(UsageError) as err:
         folders.find_layout(root / "a" / "0.jpg")
     assert str(err.value) == f"{root / 'a' / '0.jpg'}: not a folder; give a folder with one sub-folder per class"
@@ -230,6 +267,7 @@ def test_validation_and_test_dirs(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- copies (byte-identical photos)
+
 
 def test_copies_never_straddle_a_split_and_take_the_first_keys_split() -> None:
     # 400 photos, every 4th one with 1-3 copies under other names (some in another class)
@@ -266,8 +304,12 @@ def test_copies_never_straddle_a_split_and_take_the_first_keys_split() -> None:
 
 
 def test_a_copy_of_a_given_split_photo_follows_it() -> None:
-    files = [P("/d/a/1.jpg", "a/1.jpg", 0, None), P("/t/a/x.jpg", "t/a/x.jpg", 0, "test"),
-             P("/t/a/y.jpg", "t/a/y.jpg", 0, "validation"), P("/d/a/2.jpg", "a/2.jpg", 0, None)]
+    files = [
+        P("/d/a/1.jpg", "a/1.jpg", 0, None),
+        P("/t/a/x.jpg", "t/a/x.jpg", 0, "test"),
+        P("/t/a/y.jpg", "t/a/y.jpg", 0, "validation"),
+        P("/d/a/2.jpg", "a/2.jpg", 0, None),
+    ]
     content = {"/d/a/1.jpg": "s", "/t/a/x.jpg": "s", "/t/a/y.jpg": "s", "/d/a/2.jpg": "s"}
     samples = folders.assign_splits(files, 1, 0, 0, content=content)
     # given splits stay as given; the hashed copies take the given split whose key sorts first
@@ -285,6 +327,7 @@ def test_content_hashes_of_a_real_folder_skip_what_cannot_be_read(tmp_path: Path
     want = hashlib.sha256(b"\xff\xd8 not decoded here").hexdigest()
     assert got == {files[0].path: want, files[1].path: want}
 
+
 def test_too_many_small_classes_are_summarised_in_one_short_line() -> None:
     """1,000 classes x 2 photos with the default split: the message named every class (14 KB)."""
     classes = [f"class_{i:04d}" for i in range(1000)]
@@ -296,8 +339,9 @@ def test_too_many_small_classes_are_summarised_in_one_short_line() -> None:
         folders.check_sizes(classes, samples)
     text = str(err.value)
     assert "\n" not in text and len(text) < 500, len(text)
-    assert text.startswith(f"{len(small)} of the 1000 classes have fewer than 2 usable photos for training, e.g. "
-                           f"class {small[0]!r} has ")
+    assert text.startswith(
+        f"{len(small)} of the 1000 classes have fewer than 2 usable photos for training, e.g. class {small[0]!r} has "
+    )
     assert f"; and {len(small) - folders.SHOWN_CLASSES} more; each class needs at least 2" in text
     assert small[folders.SHOWN_CLASSES] not in text
 
@@ -319,14 +363,15 @@ def test_roboflow_train_valid_test_is_a_given_split(tmp_path: Path) -> None:
         folders.find_layout(both)
 
 
-def test_folders_named_like_splits_are_never_silently_classes(tmp_path: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_folders_named_like_splits_are_never_silently_classes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     lone = _layout(tmp_path / "lone", {"train": ["a", "b"]})
     with pytest.raises(UsageError) as err:
         folders.find_layout(lone)
     assert err.value.exit_code == 2
-    assert str(err.value).startswith(f"{lone} holds only train/, named like a split, not like classes; a given split "
-                                     "is train/ with val/, valid/ or validation/")
+    assert str(err.value).startswith(
+        f"{lone} holds only train/, named like a split, not like classes; a given split "
+        "is train/ with val/, valid/ or validation/"
+    )
     held = _layout(tmp_path / "held", {"val": ["a"], "test": ["a"]})
     with pytest.raises(UsageError, match="holds only test/, val/, named like a split"):
         folders.find_layout(held)
@@ -336,7 +381,8 @@ def test_folders_named_like_splits_are_never_silently_classes(tmp_path: Path,
     assert classes == ["cats", "dogs", "test"]
     assert [r.getMessage() for r in caplog.records] == [
         f"{beside}: test/ is named like a split but used as a class beside 2 others; if held-out photos are in "
-        "there, give them as `validation_dir` or `test_dir` instead"]
+        "there, give them as `validation_dir` or `test_dir` instead"
+    ]
     caplog.clear()
     with caplog.at_level("WARNING", logger="imgtool"):
         folders.find_layout(_layout(tmp_path / "plain", {".": ["cats", "dogs"]}))

@@ -52,8 +52,9 @@ DROP_TO_NOBODY = textwrap.dedent("""
 
 def run_as_nobody(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     full = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-c", DROP_TO_NOBODY, *args], capture_output=True, text=True,
-                          env=full, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", DROP_TO_NOBODY, *args], capture_output=True, text=True, env=full, timeout=300
+    )
 
 
 @pytest.fixture
@@ -106,9 +107,11 @@ def _one_error_line(stderr: str) -> str:
 
 # ---------------------------------------------------------------- the file-size limit (EFBIG)
 
+
 @pytest.mark.parametrize("limit", [6000, 3000], ids=["model-folder", "cache-and-model-folder"])
 def test_file_size_limit_is_one_line_exit_4_and_the_previous_model_is_intact(
-        limit: int, fixtures: Path, embedder: str, tmp_path: Path, isolated_home: Path) -> None:
+    limit: int, fixtures: Path, embedder: str, tmp_path: Path, isolated_home: Path
+) -> None:
     """6000 bytes: a bottleneck entry (4128 bytes) fits, head.npz (8 KB) does not.
     3000 bytes: the cache cannot be written either - said once, the run goes on."""
     data = _photos(fixtures, tmp_path / "flowers")
@@ -116,15 +119,34 @@ def test_file_size_limit_is_one_line_exit_4_and_the_previous_model_is_intact(
     first = run("retrain", str(data), "-m", embedder, "-o", str(out), "-q", "--bottleneck-dir", str(tmp_path / "bn0"))
     assert first.returncode == 0, first.stderr
     before = _snapshot(out)
-    full = subprocess.run(["prlimit", f"--fsize={limit}", IMGTOOL, "retrain", str(data), "-m", embedder, "-o", str(out),
-                           "--seed", "5", "--bottleneck-dir", str(tmp_path / "bn")],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    full = subprocess.run(
+        [
+            "prlimit",
+            f"--fsize={limit}",
+            IMGTOOL,
+            "retrain",
+            str(data),
+            "-m",
+            embedder,
+            "-o",
+            str(out),
+            "--seed",
+            "5",
+            "--bottleneck-dir",
+            str(tmp_path / "bn"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert full.returncode == 4, full.stderr  # not -SIGXFSZ: the CLI ignores the signal and gets EFBIG
     line = _one_error_line(full.stderr)
     assert line.startswith(f"Error: cannot write the model folder {out}")
-    assert line.endswith("file too large for the file-size limit (ulimit -f) or the file system; "
-                         "raise the limit or choose another --output; the previous model is unchanged")
+    assert line.endswith(
+        "file too large for the file-size limit (ulimit -f) or the file system; "
+        "raise the limit or choose another --output; the previous model is unchanged"
+    )
     cache_warnings = [ln for ln in full.stderr.splitlines() if "cannot write the bottleneck cache" in ln]
     if limit == 3000:
         assert len(cache_warnings) == 1, full.stderr  # once, not once per photo
@@ -135,23 +157,32 @@ def test_file_size_limit_is_one_line_exit_4_and_the_previous_model_is_intact(
         assert len(list((tmp_path / "bn").rglob("*.f32"))) == 8
     assert _snapshot(out) == before
     assert _leftovers(tmp_path, "model") == []
-    quiet = subprocess.run(["prlimit", f"--fsize={limit}", IMGTOOL, "retrain", str(data), "-m", embedder,
-                            "-o", str(out), "-q"], capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    quiet = subprocess.run(
+        ["prlimit", f"--fsize={limit}", IMGTOOL, "retrain", str(data), "-m", embedder, "-o", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert quiet.returncode == 4 and quiet.stderr.splitlines() == [line]  # -q: the error is the only line
 
 
 def test_file_size_limit_on_a_new_folder_leaves_nothing(fixtures: Path, embedder: str, tmp_path: Path) -> None:
     data = _photos(fixtures, tmp_path / "flowers", 3)
-    res = subprocess.run(["prlimit", "--fsize=6000", IMGTOOL, "retrain", str(data), "-m", embedder,
-                          "-o", str(tmp_path / "new"), "-q"], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    res = subprocess.run(
+        ["prlimit", "--fsize=6000", IMGTOOL, "retrain", str(data), "-m", embedder, "-o", str(tmp_path / "new"), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert res.returncode == 4
     assert _one_error_line(res.stderr).endswith("; nothing was written")
     assert not (tmp_path / "new").exists() and _leftovers(tmp_path, "new") == []
 
 
 # ---------------------------------------------------------------- permissions (as uid 65534)
+
 
 def test_read_only_home_unreadable_photo_and_classify(fixtures: Path, embedder: str, shared_tmp: Path) -> None:
     data = _photos(fixtures, shared_tmp / "flowers", 4, ("daisy", "roses", "tulips"))
@@ -214,25 +245,34 @@ def test_unwritable_output_parent(fixtures: Path, embedder: str, shared_tmp: Pat
     env = {"IMGTOOL_HOME": str(home)}
     assert run("retrain", str(data), "-m", embedder, "-o", str(old), "-q", env=env).returncode == 0
     before = _snapshot(old)
-    for target, tail in ((parent / "new", "; nothing was written"), (parent / "deep" / "new", "; nothing was written"),
-                         (old, "; the previous model is unchanged")):
+    for target, tail in (
+        (parent / "new", "; nothing was written"),
+        (parent / "deep" / "new", "; nothing was written"),
+        (old, "; the previous model is unchanged"),
+    ):
         res = run_as_nobody("retrain", str(data), "-m", embedder, "-o", str(target), env=env)
         assert res.returncode == 4, res.stderr
-        assert _one_error_line(res.stderr) == (f"Error: cannot write the model folder {target} ({parent}): permission "
-                                               f"denied; make it writable or choose another --output{tail}")
+        assert _one_error_line(res.stderr) == (
+            f"Error: cannot write the model folder {target} ({parent}): permission "
+            f"denied; make it writable or choose another --output{tail}"
+        )
     assert _snapshot(old) == before and sorted(p.name for p in parent.iterdir()) == ["m"]
 
 
 # ---------------------------------------------------------------- the messages, and what is converted
 
-@pytest.mark.parametrize("code,cause,fix", [
-    (errno.ENOSPC, "no space left on the device", "free some space or "),
-    (errno.EDQUOT, "disk quota exceeded", "free some space or "),
-    (errno.EFBIG, "file too large for the file-size limit (ulimit -f) or the file system", "raise the limit or "),
-    (errno.EROFS, "read-only file system", ""),
-    (errno.EACCES, "permission denied", "make it writable or "),
-    (errno.EPERM, "operation not permitted", "make it writable or "),
-])
+
+@pytest.mark.parametrize(
+    "code,cause,fix",
+    [
+        (errno.ENOSPC, "no space left on the device", "free some space or "),
+        (errno.EDQUOT, "disk quota exceeded", "free some space or "),
+        (errno.EFBIG, "file too large for the file-size limit (ulimit -f) or the file system", "raise the limit or "),
+        (errno.EROFS, "read-only file system", ""),
+        (errno.EACCES, "permission denied", "make it writable or "),
+        (errno.EPERM, "operation not permitted", "make it writable or "),
+    ],
+)
 def test_storage_error_messages(code: int, cause: str, fix: str) -> None:
     from imgtool.core import store
     from imgtool.core.errors import EXIT_STORAGE, ImgtoolError
@@ -259,8 +299,9 @@ def test_which_errors_are_storage_errors(tmp_path: Path) -> None:
     assert not store.is_storage_error(ValueError("x"), tmp_path)
 
 
-def test_disk_full_in_process_removes_staging(fixtures: Path, embedder: str, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_in_process_removes_staging(
+    fixtures: Path, embedder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ENOSPC itself (a real full disk needs a mount this sandbox cannot make): report.html
     fails to write half-way through the folder."""
     data = _photos(fixtures, tmp_path / "flowers", 3)
@@ -274,13 +315,16 @@ def test_disk_full_in_process_removes_staging(fixtures: Path, embedder: str, tmp
     monkeypatch.setattr(Path, "write_text", full)
     res = invoke("retrain", str(data), "-m", embedder, "-o", str(tmp_path / "m"))
     assert res.exit_code == 4
-    assert res.stderr.splitlines()[-1] == (f"Error: cannot write the model folder {tmp_path / 'm'}: no space left on "
-                                           "the device; free some space or choose another --output; nothing was written")
+    assert res.stderr.splitlines()[-1] == (
+        f"Error: cannot write the model folder {tmp_path / 'm'}: no space left on "
+        "the device; free some space or choose another --output; nothing was written"
+    )
     assert not (tmp_path / "m").exists() and _leftovers(tmp_path, "m") == []
 
 
 def test_full_disk_during_a_tf_export_fails_the_folder_other_export_errors_do_not(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import numpy as np
 
     from imgtool.models.catalog import ModelConfig
@@ -298,6 +342,7 @@ def test_full_disk_during_a_tf_export_fails_the_folder_other_export_errors_do_no
     def failing(exc: Exception):  # noqa: ANN202
         def _tf_exports(staging: Path, *a, **k):  # noqa: ANN202
             raise exc
+
         return _tf_exports
 
     monkeypatch.setattr(model_folder, "_tf_exports", failing(OSError(errno.ENOSPC, "No space left on device")))
@@ -305,7 +350,9 @@ def test_full_disk_during_a_tf_export_fails_the_folder_other_export_errors_do_no
         model_folder.write_model_dir(tmp_path / "s1", backbone, (8, 8), head, ["a", "b"], metrics, "<html>", tmp_path)
     assert info.value.errno == errno.ENOSPC
     monkeypatch.setattr(model_folder, "_tf_exports", failing(ValueError("converter said no")))
-    record = model_folder.write_model_dir(tmp_path / "s2", backbone, (8, 8), head, ["a", "b"], metrics, "<html>", tmp_path)
+    record = model_folder.write_model_dir(
+        tmp_path / "s2", backbone, (8, 8), head, ["a", "b"], metrics, "<html>", tmp_path
+    )
     assert record["exports"] == {"error": "converter said no"}
 
 
@@ -319,8 +366,10 @@ def test_a_write_failure_no_library_code_named_is_still_one_line(monkeypatch: py
     monkeypatch.setattr(api, "_resolve", full)
     res = invoke("labels")
     assert res.exit_code == 4
-    assert res.stderr == ("Error: /var/somewhere/file: no space left on the device; free some space, fix the "
-                          "permissions or write elsewhere\n")
+    assert res.stderr == (
+        "Error: /var/somewhere/file: no space left on the device; free some space, fix the "
+        "permissions or write elsewhere\n"
+    )
 
     def other(*a, **k):  # noqa: ANN202
         raise OSError(errno.EIO, "Input/output error", "/dev/sdz")
@@ -337,12 +386,18 @@ def test_model_folder_errors_name_the_output_not_the_staging_name(tmp_path: Path
     enospc = "no space left on the device; free some space or choose another `output`"  # the CLI says --output
 
     def msg(filename: str | None, existed: bool = False) -> str:
-        return str(model_folder.write_error(OSError(errno.ENOSPC, "No space left on device", filename), out, staging, existed))
+        return str(
+            model_folder.write_error(OSError(errno.ENOSPC, "No space left on device", filename), out, staging, existed)
+        )
 
-    assert msg(str(staging / "saved_model" / "variables" / "v.data")) == \
-        f"cannot write the model folder {out} ({out}/saved_model/variables/v.data): {enospc}; nothing was written"
+    assert (
+        msg(str(staging / "saved_model" / "variables" / "v.data"))
+        == f"cannot write the model folder {out} ({out}/saved_model/variables/v.data): {enospc}; nothing was written"
+    )
     assert msg(str(staging)) == f"cannot write the model folder {out} ({tmp_path}): {enospc}; nothing was written"
-    assert msg(str(out), existed=True) == f"cannot write the model folder {out}: {enospc}; the previous model is unchanged"
+    assert (
+        msg(str(out), existed=True) == f"cannot write the model folder {out}: {enospc}; the previous model is unchanged"
+    )
     assert msg(None) == f"cannot write the model folder {out}: {enospc}; nothing was written"
     other = OSError(errno.EIO, "Input/output error", str(staging / "head.npz"))
     assert model_folder.write_error(other, out, staging, False) is other  # not ours to dress up

@@ -29,6 +29,7 @@ MP_SCRIPT = ROOT / "tests" / "support" / "mediapipe_classify.py"
 
 # ------------------------------------------------------------------ unit: metadata
 
+
 def _embedder_bytes(fixtures: Path) -> bytes:
     return (fixtures / EMBEDDER).read_bytes()
 
@@ -51,13 +52,20 @@ def test_metadata_round_trip_and_packed_labels(fixtures: Path, tmp_path: Path) -
     from imgtool.data.labels import embedded_tflite_labels
     from imgtool.tflite import reading, schema, writing
 
-    info = writing.ClassifierInfo("flowers", "0.1.0", "five flowers", ["daisy", "rose"], (224, 200),
-                                  schema.normalization_for((-1.0, 1.0)))
+    info = writing.ClassifierInfo(
+        "flowers", "0.1.0", "five flowers", ["daisy", "rose"], (224, 200), schema.normalization_for((-1.0, 1.0))
+    )
     once = writing.attach(_embedder_bytes(fixtures), info)
     meta = reading.metadata(once)
     assert meta is not None
-    assert (meta.name, meta.description, meta.version, meta.author, meta.license, meta.min_parser_version) == \
-        ("flowers", "five flowers", "0.1.0", "imgtool", "", "1.0.0")
+    assert (meta.name, meta.description, meta.version, meta.author, meta.license, meta.min_parser_version) == (
+        "flowers",
+        "five flowers",
+        "0.1.0",
+        "imgtool",
+        "",
+        "1.0.0",
+    )
     assert meta.normalization == (127.5, 127.5)
     assert [t.files for t in meta.outputs] == [(("labels.txt", "TENSOR_AXIS_LABELS"),)]
     info.labels, info.normalization, info.version = ["a", "b", "c"], None, "2"
@@ -82,6 +90,7 @@ def test_metadata_round_trip_and_packed_labels(fixtures: Path, tmp_path: Path) -
 
 
 # ------------------------------------------------------------------ unit: numbers
+
 
 def test_quantize_uint8_exact() -> None:
     from imgtool.tflite.head import quantize_uint8
@@ -118,8 +127,9 @@ def test_nearly_dead_feature_is_not_scaled_up_past_the_floor(monkeypatch: pytest
     y = np.repeat([0, 1], 20)
     dead = np.zeros(40)
     dead[3] = 0.01
-    x = np.stack([y + 0.3 * rng.standard_normal(40), rng.standard_normal(40), rng.standard_normal(40), dead],
-                 axis=1).astype(np.float32)
+    x = np.stack(
+        [y + 0.3 * rng.standard_normal(40), rng.standard_normal(40), rng.standard_normal(40), dead], axis=1
+    ).astype(np.float32)
     floored = np.abs(train_mod.fit(x, y, 2, 0.1)[0].weights).max(axis=1)
     assert floored[3] < 0.2 * floored[0]
     monkeypatch.setattr(train_mod, "SD_FLOOR_FRACTION", 0.0)
@@ -143,7 +153,6 @@ def test_the_floor_only_touches_mostly_constant_features() -> None:
     assert standard_deviations(np.ones((5, 2))).tolist() == [1.0, 1.0]  # constant: scale 1
 
 
-
 def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: Path) -> None:
     from ai_edge_litert import schema_py_generated as schema
 
@@ -157,16 +166,23 @@ def test_append_head_to_a_quantized_backbone_matches_the_two_step_run(fixtures: 
     w = (0.05 * rng.standard_normal((1024, 4))).astype(np.float32)
     b = np.array([0.1, -0.2, 0.0, 0.3], np.float32)
     backbone = _embedder_bytes(fixtures)
-    photos = np.stack([images.decode(str(p), (224, 224))
-                       for p in sorted((fixtures / "flowers-mini" / "roses").iterdir())[:6]])
+    photos = np.stack(
+        [images.decode(str(p), (224, 224)) for p in sorted((fixtures / "flowers-mini" / "roses").iterdir())[:6]]
+    )
     feats = LiteRTEngine(fixtures / EMBEDDER).run(photos)
     want = softmax(feats @ w + b)
     data = append_head(backbone, w, b)
     m = schema.Model.GetRootAs(data, 0)
-    ops = [m.OperatorCodes(m.Subgraphs(0).Operators(i).OpcodeIndex()).BuiltinCode()
-           for i in range(m.Subgraphs(0).OperatorsLength())][-4:]
-    assert ops == [schema.BuiltinOperator.DEQUANTIZE, schema.BuiltinOperator.RESHAPE,
-                   schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.SOFTMAX]
+    ops = [
+        m.OperatorCodes(m.Subgraphs(0).Operators(i).OpcodeIndex()).BuiltinCode()
+        for i in range(m.Subgraphs(0).OperatorsLength())
+    ][-4:]
+    assert ops == [
+        schema.BuiltinOperator.DEQUANTIZE,
+        schema.BuiltinOperator.RESHAPE,
+        schema.BuiltinOperator.FULLY_CONNECTED,
+        schema.BuiltinOperator.SOFTMAX,
+    ]
     got = _run_bytes(data, photos)
     assert np.max(np.abs(got - want)) < 1e-5
     assert got.argmax(axis=1).tolist() == want.argmax(axis=1).tolist()
@@ -201,18 +217,27 @@ def _run_bytes(data: bytes, photos: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ the exported folders
 
+
 @pytest.fixture(scope="module")
 def module_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("export-home")
-    return {"IMGTOOL_HOME": str(home), "IMGTOOL_NO_PROGRESS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-            "IMGTOOL_OFFLINE": "1"}
+    return {"IMGTOOL_HOME": str(home), "IMGTOOL_NO_PROGRESS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "IMGTOOL_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module")
 def flowers_model(fixtures: Path, tmp_path_factory: pytest.TempPathFactory, module_env: dict[str, str]) -> Path:
     out = tmp_path_factory.mktemp("flowers") / "flowers-model"
-    res = run("retrain", str(fixtures / "flowers-mini"), "-m", str(fixtures / EMBEDDER), "-o", str(out),
-              "--quantize", "int8", env=module_env)
+    res = run(
+        "retrain",
+        str(fixtures / "flowers-mini"),
+        "-m",
+        str(fixtures / EMBEDDER),
+        "-o",
+        str(out),
+        "--quantize",
+        "int8",
+        env=module_env,
+    )
     assert res.returncode == 0, res.stderr
     return out
 
@@ -225,8 +250,21 @@ def tf_model(tmp_path_factory: pytest.TempPathFactory, module_env: dict[str, str
     backbone = modelgen.make_hub_mlp_feature_vector(base / "mlp_feature_vector")
     data = modelgen.make_colour_folders(base / "colours")
     out = base / "colours-model"
-    res = run("retrain", str(data), "-m", str(backbone), "-o", str(out), "--quantize", "int8",
-              "--epochs", "100", "--learning-rate", "0.01", env=module_env)
+    res = run(
+        "retrain",
+        str(data),
+        "-m",
+        str(backbone),
+        "-o",
+        str(out),
+        "--quantize",
+        "int8",
+        "--epochs",
+        "100",
+        "--learning-rate",
+        "0.01",
+        env=module_env,
+    )
     assert res.returncode == 0, res.stderr
     return out
 
@@ -239,8 +277,10 @@ def model_dir(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def mediapipe_python() -> Path:
     """MediaPipe Tasks in its own venv (its pins may fight ours): `make install-mediapipe`."""
-    ok = MP_PYTHON.exists() and subprocess.run([str(MP_PYTHON), "-c", "import mediapipe"],
-                                               capture_output=True).returncode == 0
+    ok = (
+        MP_PYTHON.exists()
+        and subprocess.run([str(MP_PYTHON), "-c", "import mediapipe"], capture_output=True).returncode == 0
+    )
     if not ok:
         res = subprocess.run(["make", "install-mediapipe"], cwd=ROOT, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
@@ -278,8 +318,7 @@ def _mediapipe_top1(python: Path, model: Path, photos: np.ndarray, workdir: Path
     for i, arr in enumerate(photos):
         paths.append(str(workdir / f"{i:03}.png"))
         Image.fromarray(arr).save(paths[-1])
-    res = subprocess.run([str(python), str(MP_SCRIPT), str(model), *paths], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run([str(python), str(MP_SCRIPT), str(model), *paths], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert [r["path"] for r in rows] == paths
@@ -373,18 +412,26 @@ def _camel(fields: Any) -> Any:
 
 @pytest.mark.parametrize("normalization", [(127.5, 127.5), None])
 @pytest.mark.heavy
-def test_mediapipe_reads_the_metadata_as_imgtool_does(mediapipe_python: Path, tmp_path: Path,
-                                                      normalization: tuple[float, float] | None) -> None:
+def test_mediapipe_reads_the_metadata_as_imgtool_does(
+    mediapipe_python: Path, tmp_path: Path, normalization: tuple[float, float] | None
+) -> None:
     """An outside reader (MediaPipe's flatc-generated one) finds every field where
     imgtool's table put it: slots, kinds, union tags and enum values."""
     from imgtool.tflite import reading, writing
     from tests.test_tflite_formats import dump
 
-    data = writing.classifier_metadata(writing.ClassifierInfo("flowers", "0.1.0", "five flowers", ["a", "b", "c"],
-                                                              (224, 200), normalization, license="MIT"))
+    data = writing.classifier_metadata(
+        writing.ClassifierInfo(
+            "flowers", "0.1.0", "five flowers", ["a", "b", "c"], (224, 200), normalization, license="MIT"
+        )
+    )
     (tmp_path / "metadata.bin").write_bytes(data)
-    res = subprocess.run([str(mediapipe_python), "-c", _MP_READ_METADATA, str(tmp_path / "metadata.bin")],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [str(mediapipe_python), "-c", _MP_READ_METADATA, str(tmp_path / "metadata.bin")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     theirs = json.loads(res.stdout)
     assert theirs["subgraphMetadata"][0]["outputTensorMetadata"][0]["associatedFiles"][0]["type"] == 2
@@ -480,6 +527,7 @@ def test_classify_the_file_gives_the_folders_top1(model_dir: Path) -> None:
 
 # ------------------------------------------------------------------ imgtool export
 
+
 @pytest.mark.heavy
 def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     folder = tmp_path / "copy"
@@ -496,11 +544,14 @@ def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
     text = invoke("export", str(folder), "--quantize", "dynamic")
     assert text.exit_code == 0 and (folder / "model-dynamic.tflite").is_file()
     assert "exported model-dynamic.tflite:" in text.stdout and "test accuracy" in text.stdout
-    assert text.stderr.strip().splitlines()[-1] == f"report: {folder / 'report.html'} (its exports table lists the new file)"
+    assert (
+        text.stderr.strip().splitlines()[-1]
+        == f"report: {folder / 'report.html'} (its exports table lists the new file)"
+    )
     # report.html is drawn again from metrics.json: its table lists both new files, the mistakes stay
     html = (folder / "report.html").read_text()
-    table = html[html.index("Exported .tflite files"):]
-    table = table[:table.index("</table>")]
+    table = html[html.index("Exported .tflite files") :]
+    table = table[: table.index("</table>")]
     for name in ("model.tflite", "model-int8.tflite", "model-dynamic.tflite", page_parts.esc(str(out))):
         assert f'<td class="name">{name}</td>' in table, name
     mistakes = json.loads((folder / "metrics.json").read_text())["misclassified"]
@@ -521,14 +572,29 @@ def test_export_command(flowers_model: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.heavy
-def test_failed_quantized_export_keeps_the_model_and_says_why(tf_model: Path, tmp_path: Path,
-                                                               module_env: dict[str, str]) -> None:
+def test_failed_quantized_export_keeps_the_model_and_says_why(
+    tf_model: Path, tmp_path: Path, module_env: dict[str, str]
+) -> None:
     """Without saved_model/ (--no-export) a float TF backbone cannot be made int8: the
     folder, its float model.tflite and the record of both are still written."""
     meta = json.loads((tf_model / "imgtool-model.json").read_text())
     out = tmp_path / "plain"
-    res = run("retrain", meta["image_dir"], "-m", meta["backbone"]["ref"], "-o", str(out), "--no-export",
-              "--quantize", "int8", "--epochs", "5", "-f", "json", env=module_env)
+    res = run(
+        "retrain",
+        meta["image_dir"],
+        "-m",
+        meta["backbone"]["ref"],
+        "-o",
+        str(out),
+        "--no-export",
+        "--quantize",
+        "int8",
+        "--epochs",
+        "5",
+        "-f",
+        "json",
+        env=module_env,
+    )
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
     assert "warning: model-int8.tflite export skipped (int8 needs a uint8-quantized .tflite backbone" in res.stderr
@@ -549,8 +615,9 @@ def test_export_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.heavy
-def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(flowers_model: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_checks_are_reused_only_for_the_same_bytes_and_photos(
+    flowers_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An identical rerun reuses an export's test-split figures (no decoding); other
     bytes (a changed head) or other photos are measured again."""
     from imgtool.training import export_checks, tflite_model

@@ -37,49 +37,86 @@ def dump(view: reading.View, raw: bool = False) -> dict[str, Any]:
 
 
 def _info(normalization: tuple[float, float] | None, license: str = "") -> writing.ClassifierInfo:
-    return writing.ClassifierInfo("flowers", "0.1.0", "five flowers", ["daisy", "rose"], (224, 200),
-                                  normalization, license=license)
+    return writing.ClassifierInfo(
+        "flowers", "0.1.0", "five flowers", ["daisy", "rose"], (224, 200), normalization, license=license
+    )
 
 
 def _image(**more: Any) -> dict[str, Any]:
-    return {"name": "image", "description": "Input image to be classified.",
-            "content": {"content_properties_type": 2,  # ImageProperties
-                        "content_properties": {"color_space": "RGB", "default_size": {"width": 200, "height": 224}}},
-            **more}
+    return {
+        "name": "image",
+        "description": "Input image to be classified.",
+        "content": {
+            "content_properties_type": 2,  # ImageProperties
+            "content_properties": {"color_space": "RGB", "default_size": {"width": 200, "height": 224}},
+        },
+        **more,
+    }
 
 
 PROBABILITY = {
-    "name": "probability", "description": "Probabilities of the 2 labels respectively.",
+    "name": "probability",
+    "description": "Probabilities of the 2 labels respectively.",
     "content": {"content_properties_type": 1, "content_properties": {}},  # FeatureProperties (no fields)
     "stats": {"max": [1.0], "min": [0.0]},
-    "associated_files": [{"name": "labels.txt", "description": "Labels for categories that the model can recognize.",
-                          "type": "TENSOR_AXIS_LABELS"}]}
+    "associated_files": [
+        {
+            "name": "labels.txt",
+            "description": "Labels for categories that the model can recognize.",
+            "type": "TENSOR_AXIS_LABELS",
+        }
+    ],
+}
 
 
 def test_every_field_the_writer_writes_reads_back_through_the_table() -> None:
     data = writing.classifier_metadata(_info(schema.normalization_for((-1.0, 1.0)), license="Apache-2.0"))
     assert data[4:8] == schema.METADATA_IDENTIFIER
-    image = _image(process_units=[{"options_type": 1,  # NormalizationOptions
-                                   "options": {"mean": [127.5], "std": [127.5]}}],
-                   stats={"max": [1.0], "min": [-1.0]})
+    image = _image(
+        process_units=[
+            {
+                "options_type": 1,  # NormalizationOptions
+                "options": {"mean": [127.5], "std": [127.5]},
+            }
+        ],
+        stats={"max": [1.0], "min": [-1.0]},
+    )
     assert dump(reading.View.root("ModelMetadata", data)) == {
-        "name": "flowers", "description": "five flowers", "version": "0.1.0", "author": "imgtool",
-        "license": "Apache-2.0", "min_parser_version": "1.0.0",
-        "subgraph_metadata": [{"input_tensor_metadata": [image], "output_tensor_metadata": [PROBABILITY]}]}
+        "name": "flowers",
+        "description": "five flowers",
+        "version": "0.1.0",
+        "author": "imgtool",
+        "license": "Apache-2.0",
+        "min_parser_version": "1.0.0",
+        "subgraph_metadata": [{"input_tensor_metadata": [image], "output_tensor_metadata": [PROBABILITY]}],
+    }
     # a uint8 input takes raw pixels: no NormalizationOptions, stats 0..255; no licence, none written
     raw = dump(reading.View.root("ModelMetadata", writing.classifier_metadata(_info(None))))
     assert "license" not in raw
-    assert raw["subgraph_metadata"] == [{"input_tensor_metadata": [_image(stats={"max": [255.0], "min": [0.0]})],
-                                         "output_tensor_metadata": [PROBABILITY]}]
+    assert raw["subgraph_metadata"] == [
+        {
+            "input_tensor_metadata": [_image(stats={"max": [255.0], "min": [0.0]})],
+            "output_tensor_metadata": [PROBABILITY],
+        }
+    ]
 
 
 def test_the_typed_reader_gives_what_the_writer_wrote() -> None:
     meta = reading.parse_metadata(writing.classifier_metadata(_info((128.0, 128.0))))
     assert meta == reading.ModelMetadata(
-        "flowers", "five flowers", "0.1.0", "imgtool", "", "1.0.0",
+        "flowers",
+        "five flowers",
+        "0.1.0",
+        "imgtool",
+        "",
+        "1.0.0",
         (reading.TensorMetadata("image", "Input image to be classified.", (), (128.0, 128.0)),),
-        (reading.TensorMetadata("probability", "Probabilities of the 2 labels respectively.",
-                                (("labels.txt", "TENSOR_AXIS_LABELS"),)),))
+        (
+            reading.TensorMetadata(
+                "probability", "Probabilities of the 2 labels respectively.", (("labels.txt", "TENSOR_AXIS_LABELS"),)
+            ),
+        ),
+    )
     assert meta.normalization == (128.0, 128.0) and meta.outputs[0].label_files == ("labels.txt",)
     assert reading.parse_metadata(b"\x10\x00\x00\x00M002" + bytes(16)) is None  # another identifier
     assert reading.parse_metadata(b"\x10\x00\x00\x00M001" + bytes(8)) is None  # damaged: says nothing
@@ -107,12 +144,19 @@ def test_a_name_or_kind_not_in_the_table_is_caught() -> None:
 
 
 def test_a_field_missing_from_the_table_is_an_error_not_a_model_without_metadata(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The reader catches what a damaged file raises, never a gap in its own table."""
     data = writing.classifier_metadata(_info(None))
     tensor = schema.TABLES["TensorMetadata"]
-    monkeypatch.setitem(schema.TABLES, "TensorMetadata", schema.Table(
-        "TensorMetadata", " ".join(f"{f.name}:{f.kind}" for f in tensor.fields.values() if f.name != "associated_files")))
+    monkeypatch.setitem(
+        schema.TABLES,
+        "TensorMetadata",
+        schema.Table(
+            "TensorMetadata",
+            " ".join(f"{f.name}:{f.kind}" for f in tensor.fields.values() if f.name != "associated_files"),
+        ),
+    )
     with pytest.raises(schema.SchemaError, match="TensorMetadata has no field 'associated_files'"):
         reading.parse_metadata(data)
 
@@ -120,8 +164,10 @@ def test_a_field_missing_from_the_table_is_an_error_not_a_model_without_metadata
 def test_slots_follow_declaration_order_and_unions_take_two() -> None:
     content = schema.table("Content")
     assert [(f.name, f.kind, f.slot) for f in content.fields.values()] == [
-        ("content_properties_type", "ubyte", 0), ("content_properties", "ContentProperties", 1),
-        ("range", "ValueRange", 2)]
+        ("content_properties_type", "ubyte", 0),
+        ("content_properties", "ContentProperties", 1),
+        ("range", "ValueRange", 2),
+    ]
     assert schema.table("ModelMetadata").field("min_parser_version").slot == 7
     assert schema.table("TensorMetadata").field("associated_files").slot == 6
     assert schema.union_tag("ContentProperties", "ImageProperties") == 2
@@ -160,6 +206,7 @@ def test_backbone_kind_reads_the_graph_without_an_interpreter(fixtures: Path, tm
     class Unknown:  # a model whose catalog record says nothing about its output
         class config:
             output = None
+
         tflite, labels = str(junk), None
 
     assert classifier_reason(Unknown) is None  # unreadable: the engine reports it properly
@@ -181,12 +228,15 @@ def test_model_edit_keeps_a_model_it_does_not_change(fixtures: Path) -> None:
     assert reading.graph_output(data) == reading.graph_output(fixtures / EMBEDDER)
 
 
-@pytest.mark.parametrize("quantize, ops", [
-    ("none", ["DEQUANTIZE", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]),
-    ("dynamic", ["DEQUANTIZE", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]),
-    ("float16", ["DEQUANTIZE", "RESHAPE", "DEQUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED", "SOFTMAX"]),
-    ("int8", ["RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]),
-])
+@pytest.mark.parametrize(
+    "quantize, ops",
+    [
+        ("none", ["DEQUANTIZE", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]),
+        ("dynamic", ["DEQUANTIZE", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]),
+        ("float16", ["DEQUANTIZE", "RESHAPE", "DEQUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED", "SOFTMAX"]),
+        ("int8", ["RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]),
+    ],
+)
 def test_each_head_appends_its_operators(fixtures: Path, quantize: str, ops: list[str]) -> None:
     from ai_edge_litert import schema_py_generated as tfl
 
@@ -201,10 +251,13 @@ def test_each_head_appends_its_operators(fixtures: Path, quantize: str, ops: lis
     model = tfl.Model.GetRootAs(data, 0)
     graph = model.Subgraphs(0)
     names = {v: k for k, v in vars(tfl.BuiltinOperator).items() if isinstance(v, int)}
-    added = [names[model.OperatorCodes(graph.Operators(i).OpcodeIndex()).BuiltinCode()]
-             for i in range(n_ops, graph.OperatorsLength())]
+    added = [
+        names[model.OperatorCodes(graph.Operators(i).OpcodeIndex()).BuiltinCode()]
+        for i in range(n_ops, graph.OperatorsLength())
+    ]
     assert added == ops
     out, writer = reading.graph_output(data)
     assert writer == "SOFTMAX" and out.shape == (1, 3)
-    assert (out.dtype, out.scale, out.zero_point) == (("UINT8", 1 / 256, 0) if quantize == "int8"
-                                                      else ("FLOAT32", None, None))
+    assert (out.dtype, out.scale, out.zero_point) == (
+        ("UINT8", 1 / 256, 0) if quantize == "int8" else ("FLOAT32", None, None)
+    )

@@ -33,12 +33,15 @@ LBFGS_QUADRATIC_ITERS = 11  # measured once; any change to the algorithm changes
 
 # ---------------------------------------------------------------- pieces, by hand
 
+
 def test_class_weights_by_hand() -> None:
     y = np.array([0, 0, 0, 1])
     assert fitting.class_weights(y, 2, "balanced").tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0], abs=1e-15)
     assert fitting.class_weights(y, 2, "none").tolist() == [1.0, 1.0, 1.0, 1.0]
     # a class with no sample does not count: 2 classes present, not 3
-    assert fitting.class_weights(np.array([0, 2, 2, 2]), 3, "balanced").tolist() == pytest.approx([2.0, 2 / 3, 2 / 3, 2 / 3])
+    assert fitting.class_weights(np.array([0, 2, 2, 2]), 3, "balanced").tolist() == pytest.approx(
+        [2.0, 2 / 3, 2 / 3, 2 / 3]
+    )
     assert fitting.class_weights(np.array([0, 1, 0, 1]), 2, "balanced").tolist() == [1.0, 1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="balanced"):
         fitting.class_weights(y, 2, "inverse")
@@ -74,13 +77,17 @@ def test_objective_value_by_hand_and_gradient_by_finite_differences() -> None:
         wp, wm = w.copy(), w.copy()
         wp[(0, *idx)] += eps
         wm[(0, *idx)] -= eps
-        num = (fitting.objective(wp, b, x, target, sw, 0.3)[0] - fitting.objective(wm, b, x, target, sw, 0.3)[0]) / (2 * eps)
+        num = (fitting.objective(wp, b, x, target, sw, 0.3)[0] - fitting.objective(wm, b, x, target, sw, 0.3)[0]) / (
+            2 * eps
+        )
         assert gw[(0, *idx)] == pytest.approx(num[0], abs=1e-8)
     for j in range(2):
         bp, bm = b.copy(), b.copy()
         bp[0, j] += eps
         bm[0, j] -= eps
-        num = (fitting.objective(w, bp, x, target, sw, 0.3)[0] - fitting.objective(w, bm, x, target, sw, 0.3)[0]) / (2 * eps)
+        num = (fitting.objective(w, bp, x, target, sw, 0.3)[0] - fitting.objective(w, bm, x, target, sw, 0.3)[0]) / (
+            2 * eps
+        )
         assert gb[0, j] == pytest.approx(num[0], abs=1e-8)
 
 
@@ -145,7 +152,8 @@ def test_log_loss_by_hand() -> None:
     y = np.array([0, 1, 1])
     assert fitting.log_loss(p[:2], y[:2]) == pytest.approx((math.log(2) - math.log(0.8)) / 2, abs=1e-15)
     assert fitting.log_loss(p[:2], y[:2], np.array([3.0, 1.0])) == pytest.approx(
-        (3 * math.log(2) - math.log(0.8)) / 4, abs=1e-15)
+        (3 * math.log(2) - math.log(0.8)) / 4, abs=1e-15
+    )
     assert fitting.log_loss(p[2:], y[2:]) == pytest.approx(-math.log(1e-15))  # clipped, not infinite
 
 
@@ -166,6 +174,7 @@ def test_stratified_folds_deal_every_class_evenly() -> None:
 
 # ---------------------------------------------------------------- the fit
 
+
 def test_fit_matches_scikit_learn_logistic_regression() -> None:
     linear_model = pytest.importorskip("sklearn.linear_model")
     for n_per, d in (((30, 20, 25), 6), ((8, 7, 6), 40)):  # more photos than features, and fewer
@@ -179,8 +188,9 @@ def test_fit_matches_scikit_learn_logistic_regression() -> None:
         # same function of the features: softmax is shift-invariant, so compare centred logits
         ours = head.logits(xs)
         theirs = ref.decision_function(xs)
-        assert ours - ours.mean(axis=1, keepdims=True) == pytest.approx(theirs - theirs.mean(axis=1, keepdims=True),
-                                                                        abs=5e-4)
+        assert ours - ours.mean(axis=1, keepdims=True) == pytest.approx(
+            theirs - theirs.mean(axis=1, keepdims=True), abs=5e-4
+        )
 
 
 def test_fit_with_balanced_weights_matches_scikit_learn() -> None:
@@ -190,8 +200,9 @@ def test_fit_with_balanced_weights_matches_scikit_learn() -> None:
     l2 = 0.02
     sw = fitting.class_weights(y, 3, "balanced")
     # sklearn's objective: C * sum s_i CE_i + |W|^2 / 2, ours: sum s_i CE_i / sum s + l2/2 |W|^2
-    ref = linear_model.LogisticRegression(C=1.0 / (l2 * sw.sum()), tol=1e-12, max_iter=10000,
-                                          class_weight="balanced").fit(xs, y)
+    ref = linear_model.LogisticRegression(
+        C=1.0 / (l2 * sw.sum()), tol=1e-12, max_iter=10000, class_weight="balanced"
+    ).fit(xs, y)
     head, _ = fitting.fit(xs, y, 3, l2, label_smoothing=0.0, class_weight="balanced")
     assert head.predict(xs) == pytest.approx(ref.predict_proba(xs), abs=2e-5)
 
@@ -208,8 +219,10 @@ def test_fit_folds_the_standardization_into_one_layer() -> None:
 
 def test_l2_shrinks_the_weights_and_smoothing_the_confidence() -> None:
     x, y = _blobs((15, 15, 15), 8, seed=6)
-    norms = [float(np.sum(fitting.fit(x, y, 3, l2, 0.0)[0].weights.astype(np.float64) ** 2))
-             for l2 in (0.001, 0.01, 0.1, 1.0)]
+    norms = [
+        float(np.sum(fitting.fit(x, y, 3, l2, 0.0)[0].weights.astype(np.float64) ** 2))
+        for l2 in (0.001, 0.01, 0.1, 1.0)
+    ]
     assert norms[0] > norms[1] > norms[2] > norms[3] > 0
     conf = [float(fitting.fit(x, y, 3, 0.01, eps)[0].predict(x).max(axis=1).mean()) for eps in (0.0, 0.1, 0.3)]
     assert conf[0] > conf[1] > conf[2]
@@ -227,11 +240,14 @@ def test_balanced_weights_raise_the_minority_class() -> None:
 
 def test_fit_refuses_l2_zero() -> None:
     x, y = _blobs((4, 4), 2)
-    with pytest.raises(ValueError, match=r"^l2 must be > 0 \(without it the minimum does not exist on separable data\)$"):
+    with pytest.raises(
+        ValueError, match=r"^l2 must be > 0 \(without it the minimum does not exist on separable data\)$"
+    ):
         fitting.fit(x, y, 2, 0.0)
 
 
 # ---------------------------------------------------------------- selection
+
 
 def test_select_chooses_the_lowest_cv_loss_and_refits_on_everything() -> None:
     x, y = _blobs((20, 20, 21), 30, seed=8, spread=3.0)  # 61 photos: folds of 13, 12, 12, 12, 12
@@ -257,11 +273,25 @@ def test_select_chooses_the_lowest_cv_loss_and_refits_on_everything() -> None:
     assert sel_plain.calibration is None and np.array_equal(plain.weights, ref.weights)
     assert np.array_equal(sel_plain.oof_probs, softmax(sel_plain.oof_logits))
     d = sel.as_dict()
-    assert set(d) == {"method", "l2", "epochs", "cv_folds", "cv_accuracy", "cv_accuracy_std", "cv_loss",
-                      "candidates", "fit_on", "curve"}
+    assert set(d) == {
+        "method",
+        "l2",
+        "epochs",
+        "cv_folds",
+        "cv_accuracy",
+        "cv_accuracy_std",
+        "cv_loss",
+        "candidates",
+        "fit_on",
+        "curve",
+    }
     assert d["fit_on"] == "train+validation" and d["epochs"] is None
-    assert d["curve"] == {"x": [10.0, 1.0, 0.1], "x_label": "L2", "cv_accuracy": [c["cv_accuracy"] for c in sel.candidates],
-                          "cv_loss": [c["cv_loss"] for c in sel.candidates]}
+    assert d["curve"] == {
+        "x": [10.0, 1.0, 0.1],
+        "x_label": "L2",
+        "cv_accuracy": [c["cv_accuracy"] for c in sel.candidates],
+        "cv_loss": [c["cv_loss"] for c in sel.candidates],
+    }
     assert d["method"] == "5-fold cross-validation of L2 by log-loss, refit on train+validation"
 
 
@@ -303,8 +333,10 @@ def test_tie_goes_to_the_stronger_l2(monkeypatch: pytest.MonkeyPatch) -> None:
     x, y = _blobs((6, 6), 3, seed=11)
 
     def flat(x, y, n, config, grid, extra=None, groups=None):  # noqa: ANN001, ANN202
-        return ([{"l2": g, "cv_accuracy": 0.5, "cv_accuracy_std": 0.0, "cv_loss": 0.4} for g in grid],
-                [np.full((len(y), n), 0.5) for _ in grid])
+        return (
+            [{"l2": g, "cv_accuracy": 0.5, "cv_accuracy_std": 0.0, "cv_loss": 0.4} for g in grid],
+            [np.full((len(y), n), 0.5) for _ in grid],
+        )
 
     monkeypatch.setattr(fitting, "cross_validate", flat)
     assert fitting.select_and_fit(x, y, 2, TrainConfig(l2_grid=(0.01, 1.0, 0.1)))[1].l2 == 1.0

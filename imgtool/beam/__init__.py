@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import importlib.util
 
-INSTALL_HINT = ("install it with `make install-beam` (a separate .venv-beam) or "
-                "`pip install 'imgtool-ml[beam]'` in a venv of its own")
+INSTALL_HINT = (
+    "install it with `make install-beam` (a separate .venv-beam) or "
+    "`pip install 'imgtool-ml[beam]'` in a venv of its own"
+)
 
 
 def beam_installed() -> bool:

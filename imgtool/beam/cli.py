@@ -38,7 +38,7 @@ class BeamCommand(Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if "--" in args:
             i = args.index("--")
-            args, ctx.meta["beam_args"] = args[:i], args[i + 1:]
+            args, ctx.meta["beam_args"] = args[:i], args[i + 1 :]
         else:
             ctx.meta["beam_args"] = []
         return super().parse_args(ctx, args)
@@ -62,21 +62,49 @@ def _quiet_beam_logs() -> None:
 
 def _common(f: Any) -> Any:
     opts = [
-        click.option("-m", "--model", "model", metavar="MODEL", envvar="IMGTOOL_MODEL",
-                     help="As for `imgtool classify` (catalog name, .tflite, retrain output folder, ...); "
-                          "resolved here, then shipped to the workers as one .tflite."),
-        click.option("-i", "--input", "src", required=True, metavar="SRC",
-                     help="A folder (searched recursively) or a glob: photos/, 'gs://bucket/photos/**/*.jpg'."),
-        click.option("-o", "--output", "prefix", required=True, metavar="PREFIX",
-                     help="Output path prefix: shards PREFIX-00000-of-0000N.EXT (local, gs://, s3://, ...)."),
+        click.option(
+            "-m",
+            "--model",
+            "model",
+            metavar="MODEL",
+            envvar="IMGTOOL_MODEL",
+            help="As for `imgtool classify` (catalog name, .tflite, retrain output folder, ...); "
+            "resolved here, then shipped to the workers as one .tflite.",
+        ),
+        click.option(
+            "-i",
+            "--input",
+            "src",
+            required=True,
+            metavar="SRC",
+            help="A folder (searched recursively) or a glob: photos/, 'gs://bucket/photos/**/*.jpg'.",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            "prefix",
+            required=True,
+            metavar="PREFIX",
+            help="Output path prefix: shards PREFIX-00000-of-0000N.EXT (local, gs://, s3://, ...).",
+        ),
         click.option("--overwrite", is_flag=True, help="Replace shards already at PREFIX-*."),
-        click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
-                     help="Photos per model call on a worker (a fixed size)."),
+        click.option(
+            "--batch-size",
+            default=8,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Photos per model call on a worker (a fixed size).",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No summary on stderr."),
-        click.option("--worker-timeout", default=120.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-                     metavar="SECONDS",
-                     help="With workers started elsewhere (--environment_type=EXTERNAL/PROCESS/DOCKER, "
-                          "multi_processing): fail when none has connected after this long."),
+        click.option(
+            "--worker-timeout",
+            default=120.0,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="With workers started elsewhere (--environment_type=EXTERNAL/PROCESS/DOCKER, "
+            "multi_processing): fail when none has connected after this long.",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -87,9 +115,10 @@ def _report(res: Any, quiet: bool, what: str) -> None:
     from imgtool.core import ui
 
     ui.set_quiet(quiet)
-    ui.info(f"{res.photos} photos {what}, {res.failed} failed, in {res.seconds:.1f} s; "
-            f"{len(res.shards)} shard(s): {res.shards[0] if res.shards else '-'}"
-            + (" ..." if len(res.shards) > 1 else ""))
+    ui.info(
+        f"{res.photos} photos {what}, {res.failed} failed, in {res.seconds:.1f} s; "
+        f"{len(res.shards)} shard(s): {res.shards[0] if res.shards else '-'}" + (" ..." if len(res.shards) > 1 else "")
+    )
     if res.failed:
         sys.exit(EXIT_FAILED)
 
@@ -166,12 +195,25 @@ def beam() -> None:
 
 @beam.command("classify", cls=BeamCommand, epilog=BEAM_EPILOG)
 @_common
-@click.option("--labels", "labels_file", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Labels file, one a line (always wins over the model's own).")
-@click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1),
-              help="Predictions per photo.")
-def beam_classify(model: str | None, src: str, prefix: str, overwrite: bool, batch_size: int, quiet: bool,
-                  worker_timeout: float, labels_file: str | None, top_k: int) -> None:
+@click.option(
+    "--labels",
+    "labels_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Labels file, one a line (always wins over the model's own).",
+)
+@click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Predictions per photo.")
+def beam_classify(
+    model: str | None,
+    src: str,
+    prefix: str,
+    overwrite: bool,
+    batch_size: int,
+    quiet: bool,
+    worker_timeout: float,
+    labels_file: str | None,
+    top_k: int,
+) -> None:
     """Classify every photo under SRC into JSONL shards PREFIX-*.jsonl, one record per photo
     in `imgtool classify --format jsonl`'s schema ({"path", "predictions"} or {"path", "error"}).
 
@@ -186,15 +228,25 @@ def beam_classify(model: str | None, src: str, prefix: str, overwrite: bool, bat
     from imgtool.beam import launcher, pipelines
 
     spec = launcher.prepare_model(model, "classify", root, labels_file=labels_file)
-    res = _run(pipelines.run_classify, options, spec, src, prefix, top_k=top_k, batch_size=batch_size,
-               replace=replace, worker_timeout=worker_timeout)
+    res = _run(
+        pipelines.run_classify,
+        options,
+        spec,
+        src,
+        prefix,
+        top_k=top_k,
+        batch_size=batch_size,
+        replace=replace,
+        worker_timeout=worker_timeout,
+    )
     _report(res, quiet, "classified")
 
 
 @beam.command("features", cls=BeamCommand, epilog=BEAM_EPILOG)
 @_common
-def beam_features(model: str | None, src: str, prefix: str, overwrite: bool, batch_size: int, quiet: bool,
-                  worker_timeout: float) -> None:
+def beam_features(
+    model: str | None, src: str, prefix: str, overwrite: bool, batch_size: int, quiet: bool, worker_timeout: float
+) -> None:
     """Backbone features of a folder-per-class dataset (SRC = ROOT) into Parquet shards
     PREFIX-*.parquet: path relative to ROOT, class (first folder), content sha256 (the
     bottleneck cache key), the feature vector and the backbone identity; a photo that
@@ -209,8 +261,16 @@ def beam_features(model: str | None, src: str, prefix: str, overwrite: bool, bat
     from imgtool.beam import launcher, pipelines
 
     spec = launcher.prepare_model(model, "features", root)
-    res = _run(pipelines.run_features, options, spec, src, prefix, batch_size=batch_size, replace=replace,
-               worker_timeout=worker_timeout)
+    res = _run(
+        pipelines.run_features,
+        options,
+        spec,
+        src,
+        prefix,
+        batch_size=batch_size,
+        replace=replace,
+        worker_timeout=worker_timeout,
+    )
     _report(res, quiet, "read")
 
 
@@ -229,4 +289,3 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-

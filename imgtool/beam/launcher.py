@@ -27,11 +27,20 @@ if TYPE_CHECKING:
 LOCAL_RUNNER = "FnApiRunner"
 STAGING_DIR = ".imgtool-beam-staging"
 # the worker module and the imgtool modules it imports, pickled by value: workers need no imgtool
-BY_VALUE_MODULES = ("imgtool", "imgtool.core.errors", "imgtool.core.ui", "imgtool.data.images", "imgtool.runtime.engine",
-                    "imgtool.beam", "imgtool.beam.worker", "imgtool.beam.pipelines")
+BY_VALUE_MODULES = (
+    "imgtool",
+    "imgtool.core.errors",
+    "imgtool.core.ui",
+    "imgtool.data.images",
+    "imgtool.runtime.engine",
+    "imgtool.beam",
+    "imgtool.beam.worker",
+    "imgtool.beam.pipelines",
+)
 
 
 # ---------------------------------------------------------------- Beam options
+
 
 def _beam_parser(flags: list[str]) -> Any:
     """Beam's own argument parser, with every PipelineOptions class's options on it (the
@@ -65,14 +74,20 @@ def pipeline_options(flags: list[str], cores: int | None = None) -> Any:
         name = unknown[0].split("=", 1)[0]
         near = difflib.get_close_matches(name, known, n=1) if name.startswith("--") else []
         hint = f" (did you mean {near[0]}?)" if near else ""
-        raise UsageError(f"unknown Beam option {unknown[0]!r}{hint}; everything after `--` goes to Beam's "
-                         "PipelineOptions, and Beam would silently ignore it")
+        raise UsageError(
+            f"unknown Beam option {unknown[0]!r}{hint}; everything after `--` goes to Beam's "
+            "PipelineOptions, and Beam would silently ignore it"
+        )
     options = PipelineOptions(flags)
     std = options.view_as(StandardOptions)
     if std.runner is None:
         std.runner = LOCAL_RUNNER
-    if std.runner.rsplit(".", 1)[-1] in (LOCAL_RUNNER, "BundleBasedDirectRunner", "DirectRunner",
-                                         "SwitchingDirectRunner"):
+    if std.runner.rsplit(".", 1)[-1] in (
+        LOCAL_RUNNER,
+        "BundleBasedDirectRunner",
+        "DirectRunner",
+        "SwitchingDirectRunner",
+    ):
         direct = options.view_as(DirectOptions)
         given = {f.split("=", 1)[0] for f in flags}
         if "--direct_running_mode" not in given:
@@ -103,10 +118,23 @@ def pickles_by_value(options: Any) -> bool:
 
 # Beam's filesystem schemes, the module each one's client library provides, and the extra
 # that installs it; checked before anything is listed or staged
-SCHEMES = {"gs": ("google.cloud.storage", "gcp"), "s3": ("boto3", "aws"),
-           "azfs": ("azure.storage.blob", "azure"), "hdfs": ("hdfs", "hadoop")}
-NEAR_SCHEMES = {"az": "azfs", "abfs": "azfs", "abfss": "azfs", "wasb": "azfs", "wasbs": "azfs", "gcs": "gs",
-                "s3a": "s3", "s3n": "s3", "webhdfs": "hdfs"}
+SCHEMES = {
+    "gs": ("google.cloud.storage", "gcp"),
+    "s3": ("boto3", "aws"),
+    "azfs": ("azure.storage.blob", "azure"),
+    "hdfs": ("hdfs", "hadoop"),
+}
+NEAR_SCHEMES = {
+    "az": "azfs",
+    "abfs": "azfs",
+    "abfss": "azfs",
+    "wasb": "azfs",
+    "wasbs": "azfs",
+    "gcs": "gs",
+    "s3a": "s3",
+    "s3n": "s3",
+    "webhdfs": "hdfs",
+}
 # runners that need an extra on the launcher
 RUNNER_EXTRAS = {"dataflowrunner": ("google.cloud.storage", "gcp")}
 
@@ -140,15 +168,21 @@ def check_runner(options: Any) -> None:
     if path is None:
         import difflib
 
-        names = sorted({p.rsplit(".", 1)[-1] for p in StandardOptions.ALL_KNOWN_RUNNERS
-                        if ".test." not in p and "interactive" not in p})
+        names = sorted(
+            {
+                p.rsplit(".", 1)[-1]
+                for p in StandardOptions.ALL_KNOWN_RUNNERS
+                if ".test." not in p and "interactive" not in p
+            }
+        )
         near = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
         raise UsageError(f"unknown Beam runner {name!r}{hint}; runners: {', '.join(names)}")
     need = RUNNER_EXTRAS.get(path.rsplit(".", 1)[-1].lower())
     if need and not _has_module(need[0]):
-        raise UsageError(f"--runner={name} needs Beam's {need[1]} extra, not installed in this Python; "
-                         f"{install_hint(need[1])}")
+        raise UsageError(
+            f"--runner={name} needs Beam's {need[1]} extra, not installed in this Python; {install_hint(need[1])}"
+        )
 
 
 def _has_module(name: str) -> bool:
@@ -171,8 +205,10 @@ def check_scheme(path: str, what: str | Param) -> None:
     if scheme in SCHEMES:
         module, extra = SCHEMES[scheme]
         if not _has_module(module):
-            raise UsageError(what + f" {path}: {scheme}:// needs Beam's {extra} extra ({module} is not installed "
-                             f"in this Python); {install_hint(extra)}")
+            raise UsageError(
+                what + f" {path}: {scheme}:// needs Beam's {extra} extra ({module} is not installed "
+                f"in this Python); {install_hint(extra)}"
+            )
         return
     from apache_beam.io.filesystem import FileSystem
 
@@ -180,8 +216,10 @@ def check_scheme(path: str, what: str | Param) -> None:
         return  # another filesystem Beam has registered
     near = NEAR_SCHEMES.get(scheme)
     hint = f" (did you mean {near}://?)" if near else ""
-    raise UsageError(what + f" {path}: Beam has no filesystem for {scheme}://{hint} "
-                     f"(schemes: {', '.join(s + '://' for s in SCHEMES)}, or a local path)")
+    raise UsageError(
+        what + f" {path}: Beam has no filesystem for {scheme}://{hint} "
+        f"(schemes: {', '.join(s + '://' for s in SCHEMES)}, or a local path)"
+    )
 
 
 def check_paths(options: Any, src: str, prefix: str) -> None:
@@ -207,27 +245,32 @@ def use_options(options: Any) -> None:
 
 # ---------------------------------------------------------------- outputs and staging
 
+
 def check_output(prefix: str, overwrite: bool) -> list[str]:
     """The shards already at `PREFIX-*`: refused unless overwrite (then returned, to be
     replaced). A prefix naming a folder is refused too: shards go beside it, not in it."""
     from apache_beam.io.filesystems import FileSystems
 
     if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
-        raise UsageError(Param("output") + f" {prefix} is a folder; give a path prefix such as "
-                         f"{prefix.rstrip('/')}/results "
-                         "(shards are written as PREFIX-00000-of-00004...)")
+        raise UsageError(
+            Param("output") + f" {prefix} is a folder; give a path prefix such as "
+            f"{prefix.rstrip('/')}/results "
+            "(shards are written as PREFIX-00000-of-00004...)"
+        )
     parent = FileSystems.split(prefix)[0]
     if "://" not in prefix and parent and not os.path.isdir(parent):
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as err:
-            raise UsageError(Param("output") + f" {prefix}: cannot create folder {parent} ({err.strerror}); "
-                             "choose a writable place") from None
+            raise UsageError(
+                Param("output") + f" {prefix}: cannot create folder {parent} ({err.strerror}); choose a writable place"
+            ) from None
     found = [m.path for r in FileSystems.match([prefix + "-*"]) for m in r.metadata_list]
     if found and not overwrite:
-        raise UsageError(Param("output") + f" {prefix}: {len(found)} file(s) already match {prefix}-* "
-                         f"(e.g. {sorted(found)[0]}); pass " + Param("overwrite")
-                         + " to replace them or choose another prefix")
+        raise UsageError(
+            Param("output") + f" {prefix}: {len(found)} file(s) already match {prefix}-* "
+            f"(e.g. {sorted(found)[0]}); pass " + Param("overwrite") + " to replace them or choose another prefix"
+        )
     return sorted(found)
 
 
@@ -263,6 +306,7 @@ def stage(path: Path, root: str, suffix: str) -> tuple[str, str]:
 
 # ---------------------------------------------------------------- the model
 
+
 def prepare_model(ref: str | None, purpose: Purpose, root: str, labels_file: str | None = None) -> ModelSpec:
     """Resolve `ref` with imgtool's resolver and stage what workers run.
 
@@ -285,10 +329,13 @@ def prepare_model(ref: str | None, purpose: Purpose, root: str, labels_file: str
     head_uri = head_sha = None
     if purpose == "features":
         if model.config.output not in (None, "features"):
-            raise ModelError(f"{model.ref} is a classifier without a feature-vector twin; "
-                             "give a feature extractor (e.g. a *_feature_vector catalog model or an embedding .tflite)")
-        ident = bottlenecks.backbone_id(runnable.tflite, input_size, value_range,
-                                        extra=str(runnable.graph_tensors or ""))
+            raise ModelError(
+                f"{model.ref} is a classifier without a feature-vector twin; "
+                "give a feature extractor (e.g. a *_feature_vector catalog model or an embedding .tflite)"
+            )
+        ident = bottlenecks.backbone_id(
+            runnable.tflite, input_size, value_range, extra=str(runnable.graph_tensors or "")
+        )
         return ModelSpec(model_uri, model_sha, input_size, value_range, "features", backbone_id=ident)
     # the output kind and the labels: the same decision `imgtool classify` makes, from the
     # model (record, TFLite metadata, graph), once - never from the photos of a run

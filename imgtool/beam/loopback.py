@@ -52,9 +52,11 @@ class _LoopbackGrpc:
 # worker handlers (control, data, state, logging), a local worker process's logging
 # server, and the embedded job service's artifact staging (PortableRunner without a job
 # endpoint)
-WILDCARD_BINDERS = ("apache_beam.runners.portability.fn_api_runner.worker_handlers",
-                    "apache_beam.runners.portability.local_job_service",
-                    "apache_beam.runners.portability.abstract_job_service")
+WILDCARD_BINDERS = (
+    "apache_beam.runners.portability.fn_api_runner.worker_handlers",
+    "apache_beam.runners.portability.local_job_service",
+    "apache_beam.runners.portability.abstract_job_service",
+)
 
 
 @contextlib.contextmanager
@@ -75,7 +77,6 @@ def loopback_only() -> Iterator[None]:
     finally:
         for module, real in patched:
             module.grpc = real  # type: ignore[attr-defined]
-
 
 
 def worker_pool_main(argv: list[str]) -> None:

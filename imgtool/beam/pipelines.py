@@ -68,7 +68,7 @@ def input_pattern(src: str) -> tuple[str, str | None]:
 
 
 def _hidden_below(path: str, root: str | None) -> bool:
-    rel = path[len(root):].lstrip("/" + os.sep) if root and path.startswith(root) else posixpath.basename(path)
+    rel = path[len(root) :].lstrip("/" + os.sep) if root and path.startswith(root) else posixpath.basename(path)
     return any(part.startswith(".") for part in rel.replace(os.sep, "/").split("/"))
 
 
@@ -154,13 +154,16 @@ def _run(p: Any, prefix: str, options: Any, worker_timeout: float | None = None)
         _remove_writer_temp(prefix, since)
         if watch.timed_out:
             running.stop(result, options)  # cancel what was submitted; the error is the news
-            raise NoWorkers(f"no Beam worker connected within {timeout:g} s (is the worker pool running, and "
-                                "can its workers reach this machine?); the run was stopped") from None
+            raise NoWorkers(
+                f"no Beam worker connected within {timeout:g} s (is the worker pool running, and "
+                "can its workers reach this machine?); the run was stopped"
+            ) from None
         raise running.Interrupted(running.stop(result, options)) from None
     except Exception as err:  # noqa: BLE001 - runners raise anything: RuntimeError, grpc errors, IOError
         _remove_writer_temp(prefix, since)
-        raise PipelineError(f"the Beam pipeline failed: {first_line(err, 300)} (the runner's log has the details)"
-                            ) from None
+        raise PipelineError(
+            f"the Beam pipeline failed: {first_line(err, 300)} (the runner's log has the details)"
+        ) from None
     return result
 
 
@@ -180,10 +183,12 @@ def _list_images(p: Any, pattern: str, root: str | None) -> Any:
     import apache_beam as beam
     from apache_beam.io import fileio
 
-    return (p
-            | "List" >> fileio.MatchFiles(pattern)
-            | "Paths" >> beam.Map(lambda m: m.path)
-            | "Images" >> beam.Filter(lambda path: is_image_name(path) and not _hidden_below(path, root)))
+    return (
+        p
+        | "List" >> fileio.MatchFiles(pattern)
+        | "Paths" >> beam.Map(lambda m: m.path)
+        | "Images" >> beam.Filter(lambda path: is_image_name(path) and not _hidden_below(path, root))
+    )
 
 
 def _infer(items: Any, decode: Any, handler: Any, record: Any, failed: Any) -> Any:
@@ -193,14 +198,13 @@ def _infer(items: Any, decode: Any, handler: Any, record: Any, failed: Any) -> A
 
     from imgtool.beam.worker import ERRORS
 
-    decoded = (items
-               | "Spread" >> beam.Reshuffle()
-               | "Decode" >> beam.ParDo(decode).with_outputs(ERRORS, main="ok"))
+    decoded = items | "Spread" >> beam.Reshuffle() | "Decode" >> beam.ParDo(decode).with_outputs(ERRORS, main="ok")
     results, dead = decoded.ok | "Infer" >> RunInference(handler).with_exception_handling()
-    return ((results | "Records" >> beam.ParDo(record),
-             dead.failed_inferences | "FailedBatches" >> beam.ParDo(failed),
-             decoded[ERRORS])
-            | "All" >> beam.Flatten())
+    return (
+        results | "Records" >> beam.ParDo(record),
+        dead.failed_inferences | "FailedBatches" >> beam.ParDo(failed),
+        decoded[ERRORS],
+    ) | "All" >> beam.Flatten()
 
 
 def _result(result: Any, started: float, prefix: str) -> RunResult:
@@ -217,8 +221,14 @@ def _result(result: Any, started: float, prefix: str) -> RunResult:
         if into is not None:
             into[c.key.metric.name] = into.get(c.key.metric.name, 0) + value
     shards = sorted(m.path for r in FileSystems.match([prefix + "-*"]) for m in r.metadata_list)
-    return RunResult(counters.get("photos", 0), counters.get("failed", 0), counters.get("interpreters", 0),
-                     shards, time.perf_counter() - started, inference)
+    return RunResult(
+        counters.get("photos", 0),
+        counters.get("failed", 0),
+        counters.get("interpreters", 0),
+        shards,
+        time.perf_counter() - started,
+        inference,
+    )
 
 
 def _remove_stale(old: list[str], prefix: str, since: float) -> None:
@@ -235,8 +245,7 @@ def _remove_stale(old: list[str], prefix: str, since: float) -> None:
         FileSystems.delete(stale)
 
 
-def classify_pipeline(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: int = 5,
-                      batch_size: int = 8) -> Any:
+def classify_pipeline(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: int = 5, batch_size: int = 8) -> Any:
     """The classify pipeline, built but not run."""
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
@@ -247,16 +256,31 @@ def classify_pipeline(options: Any, spec: ModelSpec, src: str, prefix: str, top_
     pattern, root = input_pattern(src)
     check_input_not_empty(pattern)
     p = _pipeline(options)
-    records = _infer(_list_images(p, pattern, root), DecodeForClassify(spec), LiteRTModelHandler(spec, batch_size),
-                     ClassifyRecord(spec, top_k), ClassifyFailed())
-    _ = (records
-         | "Json" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
-         | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
+    records = _infer(
+        _list_images(p, pattern, root),
+        DecodeForClassify(spec),
+        LiteRTModelHandler(spec, batch_size),
+        ClassifyRecord(spec, top_k),
+        ClassifyFailed(),
+    )
+    _ = (
+        records
+        | "Json" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False))
+        | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+    )
     return p
 
 
-def run_classify(options: Any, spec: ModelSpec, src: str, prefix: str, top_k: int = 5, batch_size: int = 8,
-                 replace: list[str] | None = None, worker_timeout: float | None = None) -> RunResult:
+def run_classify(
+    options: Any,
+    spec: ModelSpec,
+    src: str,
+    prefix: str,
+    top_k: int = 5,
+    batch_size: int = 8,
+    replace: list[str] | None = None,
+    worker_timeout: float | None = None,
+) -> RunResult:
     """Classify every photo under SRC into `PREFIX-SSSSS-of-NNNNN.jsonl` (classify's jsonl)."""
     started = time.perf_counter()
     p = classify_pipeline(options, spec, src, prefix, top_k, batch_size)
@@ -272,29 +296,38 @@ FEATURES_SCHEMA_FIELDS = ("path", "class", "sha256", "features", "backbone", "so
 def features_schema() -> Any:
     import pyarrow as pa
 
-    return pa.schema([
-        ("path", pa.string()),  # relative to ROOT, '/'-separated: the split key
-        ("class", pa.string()),  # the first folder below ROOT
-        ("sha256", pa.string()),  # of the file's content: the bottleneck cache key
-        ("features", pa.list_(pa.float32())),  # null when the photo failed
-        ("backbone", pa.string()),  # imgtool.runtime.bottlenecks.backbone_id of the model
-        ("source", pa.string()),  # where the photo was read
-        ("error", pa.string()),  # why the photo failed, else null
-    ])
+    return pa.schema(
+        [
+            ("path", pa.string()),  # relative to ROOT, '/'-separated: the split key
+            ("class", pa.string()),  # the first folder below ROOT
+            ("sha256", pa.string()),  # of the file's content: the bottleneck cache key
+            ("features", pa.list_(pa.float32())),  # null when the photo failed
+            ("backbone", pa.string()),  # imgtool.runtime.bottlenecks.backbone_id of the model
+            ("source", pa.string()),  # where the photo was read
+            ("error", pa.string()),  # why the photo failed, else null
+        ]
+    )
 
 
 def labelled(path: str, root: str) -> tuple[str, str, str] | None:
     """(source, rel, class) for a photo inside a class folder below ROOT, else None
     (a photo directly in ROOT belongs to no class; hidden entries are skipped)."""
-    rel = path[len(root):].lstrip("/" + os.sep).replace(os.sep, "/")
+    rel = path[len(root) :].lstrip("/" + os.sep).replace(os.sep, "/")
     parts = rel.split("/")
     if len(parts) < 2 or any(x.startswith(".") for x in parts):
         return None
     return path, rel, parts[0]
 
 
-def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batch_size: int = 8,
-                 replace: list[str] | None = None, worker_timeout: float | None = None) -> RunResult:
+def run_features(
+    options: Any,
+    spec: ModelSpec,
+    root_src: str,
+    prefix: str,
+    batch_size: int = 8,
+    replace: list[str] | None = None,
+    worker_timeout: float | None = None,
+) -> RunResult:
     """Backbone features of a folder-per-class dataset into `PREFIX-SSSSS-of-NNNNN.parquet`."""
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
@@ -312,11 +345,14 @@ def run_features(options: Any, spec: ModelSpec, root_src: str, prefix: str, batc
     check_input_not_empty(pattern)
     started = time.perf_counter()
     p = _pipeline(options)
-    items = (_list_images(p, pattern, root)
-             | "Label" >> beam.Map(labelled, root)
-             | "InClass" >> beam.Filter(lambda x: x is not None))
-    rows = _infer(items, DecodeForFeatures(spec), LiteRTModelHandler(spec, batch_size), FeaturesRecord(spec),
-                  FeaturesFailed(spec))
+    items = (
+        _list_images(p, pattern, root)
+        | "Label" >> beam.Map(labelled, root)
+        | "InClass" >> beam.Filter(lambda x: x is not None)
+    )
+    rows = _infer(
+        items, DecodeForFeatures(spec), LiteRTModelHandler(spec, batch_size), FeaturesRecord(spec), FeaturesFailed(spec)
+    )
     _ = rows | "Write" >> beam.io.WriteToParquet(prefix, features_schema(), file_name_suffix=".parquet")
     since = time.time() - 1.0
     result = _run(p, prefix, options, worker_timeout)

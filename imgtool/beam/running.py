@@ -124,19 +124,28 @@ def stop(result: Any, options: Any) -> str:
         t.start()
         t.join(CANCEL_WAIT)
     except KeyboardInterrupt:
-        return (f"Interrupted again before {runner} confirmed the cancel: the job may go on; "
-                "check it with the runner's own tools and cancel it there.")
+        return (
+            f"Interrupted again before {runner} confirmed the cancel: the job may go on; "
+            "check it with the runner's own tools and cancel it there."
+        )
     if "error" in outcome:
         err = outcome["error"]
-        return (f"Interrupted; {runner} could not cancel the job ({first_line(err)}): it goes on; "
-                "cancel it with the runner's own tools (e.g. `gcloud dataflow jobs cancel JOB_ID`).")
+        return (
+            f"Interrupted; {runner} could not cancel the job ({first_line(err)}): it goes on; "
+            "cancel it with the runner's own tools (e.g. `gcloud dataflow jobs cancel JOB_ID`)."
+        )
     if t.is_alive():
-        return (f"Interrupted; asked {runner} to cancel the job, with no answer in {CANCEL_WAIT:g} s: "
-                "it may go on; check it with the runner's own tools.")
+        return (
+            f"Interrupted; asked {runner} to cancel the job, with no answer in {CANCEL_WAIT:g} s: "
+            "it may go on; check it with the runner's own tools."
+        )
     state = outcome.get("state")
     try:
         state = state or result.state
     except Exception:  # noqa: BLE001 - a result that cannot say its state
         state = None
-    return (f"Interrupted; cancelled the job on {runner}" + (f" (state {state})" if state else "")
-            + "; shards it had not finalized are not written.")
+    return (
+        f"Interrupted; cancelled the job on {runner}"
+        + (f" (state {state})" if state else "")
+        + "; shards it had not finalized are not written."
+    )

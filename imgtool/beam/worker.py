@@ -70,6 +70,7 @@ class ModelSpec:
 
 # ---------------------------------------------------------------- the model on this machine
 
+
 def local_copy(uri: str, sha256: str, suffix: str) -> str:
     """A local file with the staged content: copied once per machine and verified.
 
@@ -91,8 +92,9 @@ def local_copy(uri: str, sha256: str, suffix: str) -> str:
                 h.update(chunk)
                 dst.write(chunk)
         if h.hexdigest() != sha256:
-            raise RuntimeError(f"{uri}: staged model changed (sha256 {h.hexdigest()}, expected {sha256}); "
-                               "run the launcher again")
+            raise RuntimeError(
+                f"{uri}: staged model changed (sha256 {h.hexdigest()}, expected {sha256}); run the launcher again"
+            )
         os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):
@@ -125,6 +127,7 @@ def build_engine(spec: ModelSpec) -> Any:
 
 # ---------------------------------------------------------------- reading photos
 
+
 def read_and_decode(path: str, size: tuple[int, int]) -> tuple[bytes | None, np.ndarray | None, str | None]:
     """(content, pixels, None) or (content or None, None, reason): reading through Beam's
     FileSystems (local, gs://, s3://, ...), decoding with imgtool's own decoder."""
@@ -148,6 +151,7 @@ def top_k(scores: np.ndarray, k: int, labels: tuple[str, ...]) -> list[dict[str,
 
 
 # ---------------------------------------------------------------- RunInference
+
 
 class InterpreterPool:
     """The model RunInference loads once per process (shared.Shared) and gives to every
@@ -187,8 +191,9 @@ class LiteRTModelHandler(ModelHandler):
         local_copy(self.spec.model_uri, self.spec.model_sha256, ".tflite")  # fails here, not per batch
         return InterpreterPool(self.spec)
 
-    def run_inference(self, batch: Any, model: InterpreterPool,
-                      inference_args: dict[str, Any] | None = None) -> Iterator[tuple[Any, np.ndarray]]:
+    def run_inference(
+        self, batch: Any, model: InterpreterPool, inference_args: dict[str, Any] | None = None
+    ) -> Iterator[tuple[Any, np.ndarray]]:
         items = list(batch)
         out = model.run(np.stack([arr for _, arr in items]))
         for (key, _), row in zip(items, out):
@@ -220,6 +225,7 @@ def failed_batch_reason(failure: Any) -> str:
 
 
 # classify: a path -> (path, pixels) | error record -> {"path", "predictions"} | {"path", "error"}
+
 
 class DecodeForClassify(beam.DoFn):
     def __init__(self, spec: ModelSpec):
@@ -256,11 +262,20 @@ class ClassifyFailed(beam.DoFn):
 
 # features: (source, rel, class) -> ((source, rel, class, sha256), pixels) | error row -> row
 
-def _row(key: tuple[str, str, str, str | None], spec: ModelSpec, features: Any = None,
-         error: str | None = None) -> dict[str, Any]:
+
+def _row(
+    key: tuple[str, str, str, str | None], spec: ModelSpec, features: Any = None, error: str | None = None
+) -> dict[str, Any]:
     source, rel, cls, sha = key
-    return {"path": rel, "class": cls, "sha256": sha, "features": features, "backbone": spec.backbone_id,
-            "source": source, "error": error}
+    return {
+        "path": rel,
+        "class": cls,
+        "sha256": sha,
+        "features": features,
+        "backbone": spec.backbone_id,
+        "source": source,
+        "error": error,
+    }
 
 
 class DecodeForFeatures(beam.DoFn):

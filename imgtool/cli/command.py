@@ -21,8 +21,10 @@ from imgtool.core.output import terminal_text
 
 # The flags of TensorFlow's retrain.py, label_image.py and classify_image.py, each with what
 # does its job in imgtool: given to any imgtool command, exit 2 with this one line.
-_MEAN_STD = ("--value-range LO,HI with LO = -mean/std and HI = (255 - mean)/std (mean 127.5, std 127.5: "
-             "--value-range -1,1; mean 0, std 255: 0,1)")
+_MEAN_STD = (
+    "--value-range LO,HI with LO = -mean/std and HI = (255 - mean)/std (mean 127.5, std 127.5: "
+    "--value-range -1,1; mean 0, std 255: 0,1)"
+)
 _CONVERGED = "not needed: the last layer is fitted to convergence (full-batch L-BFGS; --l2 fixes its L2 strength)"
 TF_FLAGS: dict[str, tuple[str, str]] = {
     "--image_dir": ("retrain.py", "the IMAGE_DIR argument: imgtool retrain IMAGE_DIR"),
@@ -126,7 +128,11 @@ def option_of_parameter() -> dict[str, str]:
 
         _OPTION_OF_PARAMETER.update(
             options.flag_of_parameter(options.RetrainOptions, options.ClassifyOptions, options.EvaluateOptions),
-            folder="IMAGE_DIR", expect="--expect", input="--input", overwrite="--overwrite")
+            folder="IMAGE_DIR",
+            expect="--expect",
+            input="--input",
+            overwrite="--overwrite",
+        )
     return _OPTION_OF_PARAMETER
 
 
@@ -223,8 +229,11 @@ class Group(click.Group):
 
             if not store.is_storage_error(err):
                 raise
-            click.echo(f"Error: {err.filename or 'a file'}: {store.write_cause(err)}; free some space, fix the "
-                       "permissions or write elsewhere", err=True)
+            click.echo(
+                f"Error: {err.filename or 'a file'}: {store.write_cause(err)}; free some space, fix the "
+                "permissions or write elsewhere",
+                err=True,
+            )
             ctx.exit(EXIT_STORAGE)
 
 

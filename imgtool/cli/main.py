@@ -34,11 +34,18 @@ from imgtool.core.version import __version__
 # `imgtool beam` (scale-out) and the commands of cli_retrain.py are imported when one is run or
 # listed (`imgtool classify` builds none of them): imgtool.beam.cli imports click only, and
 # apache_beam is imported when a beam command runs.
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-             lazy_commands={"beam": "imgtool.beam.cli:beam", "retrain": "imgtool.cli.retrain:retrain_last_layer",
-                            "retrain-last-layer": "imgtool.cli.retrain:retrain_last_layer",
-                            "export": "imgtool.cli.retrain:export_cmd", "evaluate": "imgtool.cli.retrain:evaluate",
-                            "audit": "imgtool.cli.retrain:audit"})
+@click.group(
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    lazy_commands={
+        "beam": "imgtool.beam.cli:beam",
+        "retrain": "imgtool.cli.retrain:retrain_last_layer",
+        "retrain-last-layer": "imgtool.cli.retrain:retrain_last_layer",
+        "export": "imgtool.cli.retrain:export_cmd",
+        "evaluate": "imgtool.cli.retrain:evaluate",
+        "audit": "imgtool.cli.retrain:audit",
+    },
+)
 @click.version_option(__version__, prog_name="imgtool")
 def cli() -> None:
     """Classify photos with pretrained networks; retrain the last layer on your own.
@@ -60,16 +67,32 @@ def cli() -> None:
 
 # ---------------------------------------------------------------- classify
 
-@cli.command(epilog=exit_codes(
-    (0, "every input classified (and every top-1 is --expect's LABEL)"),
-    (1, "some input could not be read, or a top-1 is not --expect's LABEL or is unknown under --min-score "
-        "(the other inputs were still classified and printed)"),
-    USAGE, MODEL, CACHE))
+
+@cli.command(
+    epilog=exit_codes(
+        (0, "every input classified (and every top-1 is --expect's LABEL)"),
+        (
+            1,
+            "some input could not be read, or a top-1 is not --expect's LABEL or is unknown under --min-score "
+            "(the other inputs were still classified and printed)",
+        ),
+        USAGE,
+        MODEL,
+        CACHE,
+    )
+)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@generated(ClassifyOptions, after={"top_k": [
-    format_option("json", "jsonl", "csv", help_text="text for people; json/jsonl/csv for programs."),
-    click.option("--expect", metavar="LABEL",
-                 help="Exit 1 unless every input's top-1 is LABEL (or one of its synonyms).")]})
+@generated(
+    ClassifyOptions,
+    after={
+        "top_k": [
+            format_option("json", "jsonl", "csv", help_text="text for people; json/jsonl/csv for programs."),
+            click.option(
+                "--expect", metavar="LABEL", help="Exit 1 unless every input's top-1 is LABEL (or one of its synonyms)."
+            ),
+        ]
+    },
+)
 @quiet_option
 @verbose_option
 def classify(inputs: tuple[str, ...], fmt: str, expect: str | None, quiet: bool, verbose: bool, **options: Any) -> None:
@@ -100,8 +123,9 @@ def classify(inputs: tuple[str, ...], fmt: str, expect: str | None, quiet: bool,
     _classify(model, list(inputs), opts, fmt, expect, threshold)
 
 
-def _classify(model: Any, inputs: list[str], opts: ClassifyOptions, fmt: str, expect: str | None,
-              threshold: float | None) -> None:
+def _classify(
+    model: Any, inputs: list[str], opts: ClassifyOptions, fmt: str, expect: str | None, threshold: float | None
+) -> None:
     """Classify and print each input as it comes; exit 1 for a failure or an unmet --expect."""
     from imgtool.core.output import Writer, display_path, terminal_text
     from imgtool.data.labels import matches
@@ -123,28 +147,44 @@ def _classify(model: Any, inputs: list[str], opts: ClassifyOptions, fmt: str, ex
             mark = f"  unknown (top score below --min-score {threshold:g})\n" if res.unknown else ""
             text = shown + "\n" + mark + "".join(f"  {p.score:.4f}  {terminal_text(p.label)}\n" for p in preds)
             extra = () if res.unknown is None else (str(res.unknown).lower(),)
-            out.record(res.to_dict(), text=text,
-                       rows=[(res.path, r, p.label, f"{p.score:.6f}", p.index, *extra) for r, p in enumerate(preds, 1)])
+            out.record(
+                res.to_dict(),
+                text=text,
+                rows=[(res.path, r, p.label, f"{p.score:.6f}", p.index, *extra) for r, p in enumerate(preds, 1)],
+            )
             if expect is not None and res.unknown:
-                unmet.append(terminal_text(f"{shown}: unknown (top score {preds[0].score:.4f} < --min-score "
-                                           f"{threshold:g}), expected {expect!r}"))
+                unmet.append(
+                    terminal_text(
+                        f"{shown}: unknown (top score {preds[0].score:.4f} < --min-score "
+                        f"{threshold:g}), expected {expect!r}"
+                    )
+                )
             elif expect is not None and not (preds and matches(preds[0].label, expect)):
                 unmet.append(terminal_text(f"{shown}: top-1 is {preds[0].label!r}, expected {expect!r}"))
     for line in unmet:
         click.echo(f"expectation failed: {line}", err=True)
     if n_ok + n_err > 1:
-        ui.info(f"{n_ok} classified, {n_err} failed" + (f", {n_unknown} unknown" if threshold is not None else "")
-                + (f", {len(unmet)} not {expect!r}" if expect else ""))
+        ui.info(
+            f"{n_ok} classified, {n_err} failed"
+            + (f", {n_unknown} unknown" if threshold is not None else "")
+            + (f", {len(unmet)} not {expect!r}" if expect else "")
+        )
     if n_err or unmet:
         sys.exit(EXIT_FAILED)
 
 
 # ---------------------------------------------------------------- labels
 
-@cli.command(epilog=exit_codes(
-    (0, "labels listed"), (1, "--search matched no label (said on stderr)"),
-    (2, "usage error (a bad option, a feature extractor: it has no labels, or a bad IMGTOOL_* variable)"),
-    (3, "the model could not be obtained or loaded, or it carries no labels (pass --labels)"), CACHE))
+
+@cli.command(
+    epilog=exit_codes(
+        (0, "labels listed"),
+        (1, "--search matched no label (said on stderr)"),
+        (2, "usage error (a bad option, a feature extractor: it has no labels, or a bad IMGTOOL_* variable)"),
+        (3, "the model could not be obtained or loaded, or it carries no labels (pass --labels)"),
+        CACHE,
+    )
+)
 @generated(ModelOptions)
 @click.option("-s", "--search", metavar="TEXT", help="Only labels containing TEXT (case-insensitive).")
 @format_option("json")
@@ -181,8 +221,12 @@ def labels(search: str | None, fmt: str, **options: Any) -> None:
         from imgtool.models.catalog import model_or_default
 
         ref = model_or_default(opts.model)
-        click.echo(terminal_text(f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; "
-                                 "try a shorter TEXT)"), err=True)
+        click.echo(
+            terminal_text(
+                f"no label contains {search!r} (of the {len(names)} labels of {display_path(ref)}; try a shorter TEXT)"
+            ),
+            err=True,
+        )
         sys.exit(EXIT_FAILED)
 
 
@@ -193,6 +237,7 @@ def _model_error(msg: str) -> ImgtoolError:
 
 
 # ---------------------------------------------------------------- models (the store)
+
 
 @cli.group(cls=Group)
 def models() -> None:
@@ -215,8 +260,15 @@ def models_list(fmt: str) -> None:
 
     with Writer(fmt) as out:
         for info in api_store.list_models():
-            state = ("embedded" if info.embedded else "cached" if info.cached else "not cached" if info.key is None
-                     else f"damaged: {info.problem}")
+            state = (
+                "embedded"
+                if info.embedded
+                else "cached"
+                if info.cached
+                else "not cached"
+                if info.key is None
+                else f"damaged: {info.problem}"
+            )
             if info.kind == "catalog":
                 text = f"{info.name:30} {state:12} {info.description}\n"
             else:
@@ -224,15 +276,29 @@ def models_list(fmt: str) -> None:
             out.record(info.to_dict(), text=text)
         for c in api_store.list_caches():
             name = c.name
-            out.record({"name": name, "kind": "cache", "cached": c.entries > 0, "path": str(c.path),
-                        "bytes": c.bytes, "entries": c.entries},
-                       text=f"{name:30} {caches.human_size(c.bytes):12} {c.description} ({c.entries} entries; "
-                            f"`imgtool models remove {name}`)\n")
+            out.record(
+                {
+                    "name": name,
+                    "kind": "cache",
+                    "cached": c.entries > 0,
+                    "path": str(c.path),
+                    "bytes": c.bytes,
+                    "entries": c.entries,
+                },
+                text=f"{name:30} {caches.human_size(c.bytes):12} {c.description} ({c.entries} entries; "
+                f"`imgtool models remove {name}`)\n",
+            )
 
 
-@models.command("path", epilog=exit_codes(
-    (0, "the path was printed"), USAGE, (3, "MODEL is not in the cache (`imgtool models list` shows what is)"),
-    interrupted="interrupted (Ctrl-C)"))
+@models.command(
+    "path",
+    epilog=exit_codes(
+        (0, "the path was printed"),
+        USAGE,
+        (3, "MODEL is not in the cache (`imgtool models list` shows what is)"),
+        interrupted="interrupted (Ctrl-C)",
+    ),
+)
 @click.argument("model", required=False)
 def models_path(model: str | None) -> None:
     """Where the cache is (or where MODEL's entry is)."""
@@ -241,9 +307,16 @@ def models_path(model: str | None) -> None:
     click.echo(str(api_store.model_path(model)))  # not cached: the error says whether and how it can be fetched
 
 
-@models.command("download", epilog=exit_codes(
-    (0, "every MODEL is in the cache, ready"), USAGE, (3, "a MODEL could not be downloaded, converted or loaded"),
-    CACHE, interrupted="interrupted (Ctrl-C): nothing half-downloaded is kept in the cache"))
+@models.command(
+    "download",
+    epilog=exit_codes(
+        (0, "every MODEL is in the cache, ready"),
+        USAGE,
+        (3, "a MODEL could not be downloaded, converted or loaded"),
+        CACHE,
+        interrupted="interrupted (Ctrl-C): nothing half-downloaded is kept in the cache",
+    ),
+)
 @click.argument("refs", nargs=-1, metavar="[MODEL]...")
 @click.option("--features", is_flag=True, help="Also fetch the feature-vector twin used by retrain.")
 @quiet_option
@@ -254,14 +327,22 @@ def models_download(refs: tuple[str, ...], features: bool, quiet: bool) -> None:
     ui.set_quiet(quiet)
     for ref in refs or (None,):
         info = api_store.download_model(ref, features=features)
-        ui.info(f"{info.name}: " + ("ships with imgtool, nothing to download" if info.embedded else "ready")
-                + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else ""))
+        ui.info(
+            f"{info.name}: "
+            + ("ships with imgtool, nothing to download" if info.embedded else "ready")
+            + (" (runs in TensorFlow)" if info.runtime == "tensorflow" else "")
+        )
 
 
-@models.command("remove", epilog=exit_codes(
-    (0, "removed (or nothing was cached)"), USAGE,
-    (3, "a NAME matches nothing cached (the others were still removed)"),
-    (4, "could not remove (read-only, permission denied)")))
+@models.command(
+    "remove",
+    epilog=exit_codes(
+        (0, "removed (or nothing was cached)"),
+        USAGE,
+        (3, "a NAME matches nothing cached (the others were still removed)"),
+        (4, "could not remove (read-only, permission denied)"),
+    ),
+)
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("-q", "--quiet", is_flag=True, help="Say nothing (errors still shown).")
 def models_remove(names: tuple[str, ...], quiet: bool) -> None:
@@ -304,4 +385,3 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-

@@ -50,6 +50,7 @@ def parse_pair(kind: type, name: str) -> Callable[[click.Context, click.Paramete
             return (a, b)
         except ValueError:
             raise click.BadParameter(f"expected {name}, e.g. {'299,299' if kind is int else '-1,1'}") from None
+
     return parse
 
 
@@ -69,8 +70,12 @@ def _number(kind: type, r: Range | None) -> Any:
     if r is None:
         return kind
     if kind is int:
-        return click.IntRange(None if r.low is None else int(r.low), None if r.high is None else int(r.high),
-                              min_open=r.low_open, max_open=r.high_open)
+        return click.IntRange(
+            None if r.low is None else int(r.low),
+            None if r.high is None else int(r.high),
+            min_open=r.low_open,
+            max_open=r.high_open,
+        )
     return click.FloatRange(r.low, r.high, min_open=r.low_open, max_open=r.high_open)
 
 
@@ -119,6 +124,7 @@ def generated(cls: type, after: Mapping[str, Sequence[Decorator]] | None = None)
         for d in reversed(decorators):
             f = d(f)
         return f
+
     return decorate
 
 
@@ -152,8 +158,11 @@ def load(opts: ClassifyOptions | EvaluateOptions, verbose: bool) -> Any:
 
     model = api.load_model(opts.model, scores=opts.scores, **model_kwargs(opts))
     if verbose:
-        ui.info(f"{model.ref}: {model.classifier.output_width} outputs, read as {model.scores} ("
-                + model.scores_reason + ")")
+        ui.info(
+            f"{model.ref}: {model.classifier.output_width} outputs, read as {model.scores} ("
+            + model.scores_reason
+            + ")"
+        )
         ui.info(f"scores made with {_runtime(model)}")
     return model
 
@@ -161,14 +170,19 @@ def load(opts: ClassifyOptions | EvaluateOptions, verbose: bool) -> Any:
 def format_option(*formats: str, help_text: str | None = None) -> Decorator:
     """-f/--format, the same for every command: `text` for people (the default), the
     others for programs; the value arrives as `fmt` (see `imgtool.core.output.Writer`)."""
+
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         text = help_text or f"text for people; {'/'.join(formats)} for programs."
-        return click.option("-f", "--format", "fmt", type=click.Choice(["text", *formats]), default="text",
-                            show_default=True, help=text)(f)
+        return click.option(
+            "-f", "--format", "fmt", type=click.Choice(["text", *formats]), default="text", show_default=True, help=text
+        )(f)
+
     return decorate
 
 
-quiet_option = click.option("-q", "--quiet", is_flag=True,
-                            help="No progress or summary on stderr (errors still shown).")
-verbose_option = click.option("-v", "--verbose", is_flag=True,
-                              help="Also say how the model's outputs are read, and why.")
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress or summary on stderr (errors still shown)."
+)
+verbose_option = click.option(
+    "-v", "--verbose", is_flag=True, help="Also say how the model's outputs are read, and why."
+)

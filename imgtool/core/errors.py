@@ -40,6 +40,7 @@ EXIT_STORAGE = 4
 
 # ---------------------------------------------------------------- the parts of a message
 
+
 class _Part:
     """Something a message names that the CLI says differently; `+` with a str makes a Text."""
 
@@ -194,6 +195,7 @@ def first_line(err: BaseException | str, limit: int | None = 200) -> str:
 
 # ---------------------------------------------------------------- the errors
 
+
 class ImgtoolError(Exception):
     """Base class: `str(err)` is one line a person can act on (`message`, then `; hint`).
 
@@ -204,8 +206,15 @@ class ImgtoolError(Exception):
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: object = "", *, parameter: str | None = None, hint: object = None,
-                 path: object = None, model: str | None = None):
+    def __init__(
+        self,
+        message: object = "",
+        *,
+        parameter: str | None = None,
+        hint: object = None,
+        path: object = None,
+        model: str | None = None,
+    ):
         whole = as_text(message, hint)
         super().__init__(whole)
         self._fields(whole, parameter, hint, path, model)
@@ -269,8 +278,17 @@ class StorageError(ImgtoolError, OSError):
 
     exit_code = EXIT_STORAGE
 
-    def __init__(self, message: object, errno: int | None = None, filename: str | None = None, *,
-                 parameter: str | None = None, hint: object = None, path: object = None, model: str | None = None):
+    def __init__(
+        self,
+        message: object,
+        errno: int | None = None,
+        filename: str | None = None,
+        *,
+        parameter: str | None = None,
+        hint: object = None,
+        path: object = None,
+        model: str | None = None,
+    ):
         whole = as_text(message, hint)
         OSError.__init__(self, errno, whole, filename)
         self._fields(whole, parameter, hint, path if path is not None else filename, model)

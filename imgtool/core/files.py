@@ -131,9 +131,15 @@ def _name_max(folder: Path) -> int:
         return 255
 
 
-def check_target(path: Path, what: str | Param, *, kind: Literal["file", "folder"],
-                 protected: Iterable[tuple[str, Path | None]] = (),
-                 ours: Callable[[Path], bool] | None = None, force: bool = False) -> None:
+def check_target(
+    path: Path,
+    what: str | Param,
+    *,
+    kind: Literal["file", "folder"],
+    protected: Iterable[tuple[str, Path | None]] = (),
+    ours: Callable[[Path], bool] | None = None,
+    force: bool = False,
+) -> None:
     """The one check of a path imgtool is about to write or replace beside a user's files
     (retrain's output folder, export's output file), before any work (UsageError, exit 2):
 
@@ -151,12 +157,18 @@ def check_target(path: Path, what: str | Param, *, kind: Literal["file", "folder
     longest = max((len(part) for part in text.split(b"/")), default=0)
     limit = _name_max(Path(os.path.abspath(path)).parent) - TEMP_NAME_OVERHEAD
     if longest > limit or len(text) > 4096 - TEMP_NAME_OVERHEAD:
-        raise UsageError(what + f" {path}: the name is too long ({longest} bytes in one part; this file system "
-                         f"takes {limit + TEMP_NAME_OVERHEAD}, and {TEMP_NAME_OVERHEAD} are needed for the temporary "
-                         "name it is first written under); choose a shorter path", path=path)
+        raise UsageError(
+            what + f" {path}: the name is too long ({longest} bytes in one part; this file system "
+            f"takes {limit + TEMP_NAME_OVERHEAD}, and {TEMP_NAME_OVERHEAD} are needed for the temporary "
+            "name it is first written under); choose a shorter path",
+            path=path,
+        )
     if os.path.islink(path):
-        raise UsageError(what + f" {path} is a symbolic link (to {os.readlink(path)}); it is not followed or "
-                         "replaced: give the path it points to, or another path", path=path)
+        raise UsageError(
+            what + f" {path} is a symbolic link (to {os.readlink(path)}); it is not followed or "
+            "replaced: give the path it points to, or another path",
+            path=path,
+        )
     if os.path.lexists(path):
         mode = os.lstat(path).st_mode
         if kind == "file" and not stat.S_ISREG(mode):
@@ -171,13 +183,18 @@ def check_target(path: Path, what: str | Param, *, kind: Literal["file", "folder
             continue
         g = Path(os.path.abspath(guarded)).resolve()
         if out == g or out in g.parents:
-            raise UsageError(what + f" {path} {'is' if out == g else 'contains'} {name} ({guarded}); replacing "
-                             "it would delete them: choose another path", path=path)
+            raise UsageError(
+                what + f" {path} {'is' if out == g else 'contains'} {name} ({guarded}); replacing "
+                "it would delete them: choose another path",
+                path=path,
+            )
     if force or ours is None or not os.path.lexists(path):
         return
     if kind == "folder" and not any(Path(path).iterdir()):
         return
     if not ours(Path(path)):
-        raise UsageError(what + f" {path} exists and is not {'a file' if kind == 'file' else 'a folder'} imgtool "
-                         "wrote; choose another path, remove it, or pass " + Param("force") + " to replace it",
-                         path=path)
+        raise UsageError(
+            what + f" {path} exists and is not {'a file' if kind == 'file' else 'a folder'} imgtool "
+            "wrote; choose another path, remove it, or pass " + Param("force") + " to replace it",
+            path=path,
+        )

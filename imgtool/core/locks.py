@@ -52,8 +52,10 @@ def _acquire(held: BaseFileLock, name: str, timeout: float) -> None:
         return
     except Timeout:
         pass
-    ui.info(f"waiting for another imgtool process to finish with {name} (it holds {held.lock_file}); "
-            f"giving up after {_seconds(timeout)}")
+    ui.info(
+        f"waiting for another imgtool process to finish with {name} (it holds {held.lock_file}); "
+        f"giving up after {_seconds(timeout)}"
+    )
     waited = 0.0
     while True:
         step = min(NOTICE_EVERY, timeout - waited)
@@ -65,9 +67,12 @@ def _acquire(held: BaseFileLock, name: str, timeout: float) -> None:
         if waited >= timeout:
             raise LockTimeoutError(
                 f"{name}: another imgtool process has held its lock ({held.lock_file}) for {_seconds(timeout)}; "
-                "let it finish or stop it, or set IMGTOOL_LOCK_TIMEOUT to wait longer") from None
-        ui.info(f"still waiting for {name} ({_seconds(waited)} so far; giving up after {_seconds(timeout)}, "
-                "IMGTOOL_LOCK_TIMEOUT)")
+                "let it finish or stop it, or set IMGTOOL_LOCK_TIMEOUT to wait longer"
+            ) from None
+        ui.info(
+            f"still waiting for {name} ({_seconds(waited)} so far; giving up after {_seconds(timeout)}, "
+            "IMGTOOL_LOCK_TIMEOUT)"
+        )
 
 
 def _seconds(s: float) -> str:

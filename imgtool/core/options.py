@@ -38,19 +38,22 @@ DEFAULT_PERCENT = 10.0  # of the photos drawn by hash into validation, and into 
 #: (`deprecated=`), and `deprecation` says each reason once, whichever options were given.
 DEPRECATIONS: dict[str, Text] = {
     "converged": "the last layer is fitted to convergence (full-batch L-BFGS), with L2 chosen by cross-validation ("
-                 + Param("l2") + " fixes it)",
+    + Param("l2")
+    + " fixes it)",
 }
 
 
 # ---------------------------------------------------------------- the metadata of one option
+
 
 class Range:
     """Bounds of a number (None: unbounded); an open bound excludes the value itself."""
 
     __slots__ = ("high", "high_open", "low", "low_open")
 
-    def __init__(self, low: float | None = None, high: float | None = None, low_open: bool = False,
-                 high_open: bool = False):
+    def __init__(
+        self, low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False
+    ):
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
 
     def refusal(self, name: str, value: float) -> str | None:
@@ -65,8 +68,9 @@ class Range:
         if low is None:
             return f"{name} must be {'below' if self.high_open else 'at most'} {high:g} (got {value:g})"
         excluded = [f"{b:g}" for b, is_open in ((low, self.low_open), (high, self.high_open)) if is_open]
-        return (f"{name} {value:g} is outside {low:g}..{high:g}"
-                + (f" ({' and '.join(excluded)} excluded)" if excluded else ""))
+        return f"{name} {value:g} is outside {low:g}..{high:g}" + (
+            f" ({' and '.join(excluded)} excluded)" if excluded else ""
+        )
 
 
 class Spec:
@@ -78,9 +82,18 @@ class Spec:
 
     __slots__ = ("choices", "deprecated", "flags", "help", "hidden", "kind", "metavar", "range", "show_default")
 
-    def __init__(self, flags: tuple[str, ...], kind: str, help: str | None = None, metavar: str | None = None,
-                 choices: tuple[str, ...] | None = None, range: Range | None = None, deprecated: str | None = None,
-                 hidden: bool = False, show_default: bool = False):
+    def __init__(
+        self,
+        flags: tuple[str, ...],
+        kind: str,
+        help: str | None = None,
+        metavar: str | None = None,
+        choices: tuple[str, ...] | None = None,
+        range: Range | None = None,
+        deprecated: str | None = None,
+        hidden: bool = False,
+        show_default: bool = False,
+    ):
         self.flags, self.kind, self.help, self.metavar = flags, kind, help, metavar
         self.choices, self.range, self.deprecated = choices, range, deprecated
         self.hidden, self.show_default = hidden or deprecated is not None, show_default
@@ -96,9 +109,19 @@ class _Option:
         self.default, self.spec = default, spec
 
 
-def option(default: Any = None, *, flag: str | tuple[str, ...], kind: str, help: str | None = None,
-           metavar: str | None = None, choices: tuple[str, ...] | None = None, range: Range | None = None,
-           deprecated: str | None = None, hidden: bool = False, show_default: bool = False) -> Any:
+def option(
+    default: Any = None,
+    *,
+    flag: str | tuple[str, ...],
+    kind: str,
+    help: str | None = None,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    range: Range | None = None,
+    deprecated: str | None = None,
+    hidden: bool = False,
+    show_default: bool = False,
+) -> Any:
     """A field of an options class that is an option of a command (see the module docstring)."""
     flags = (flag,) if isinstance(flag, str) else flag
     return _Option(default, Spec(flags, kind, help, metavar, choices, range, deprecated, hidden, show_default))
@@ -154,6 +177,7 @@ def made(cls: type[T]) -> type[T]:
 if TYPE_CHECKING:
     from dataclasses import dataclass as options_class
 else:
+
     def options_class(cls: type[T]) -> type[T]:
         """@dataclass, applied on first use (an instance, `made`): the CLI reads every
         option at start-up to build its click options, and the dataclass machinery (and
@@ -165,8 +189,11 @@ else:
 def flag_of_parameter(*classes: type) -> dict[str, str]:
     """{parameter: the long flag that passes it} of every option of `classes` (the CLI
     names a parameter the library's message names by its flag)."""
-    return {name: next(f for f in spec.flags if f.startswith("--")).split("/")[0]
-            for cls in classes for name, spec, _ in options_of(cls)}
+    return {
+        name: next(f for f in spec.flags if f.startswith("--")).split("/")[0]
+        for cls in classes
+        for name, spec, _ in options_of(cls)
+    }
 
 
 def choice_refusal(name: str, value: object, choices: tuple[str, ...]) -> str | None:
@@ -229,8 +256,11 @@ def deprecated_names(cls: type) -> list[str]:
 def deprecation(opts: Any) -> Text | None:
     """One line naming the deprecated options `opts` sets (they change nothing) and why,
     or None when it sets none."""
-    given = [(name, spec.deprecated) for name, spec, default in options_of(type(opts))
-             if spec.deprecated is not None and getattr(opts, name) != default]
+    given = [
+        (name, spec.deprecated)
+        for name, spec, default in options_of(type(opts))
+        if spec.deprecated is not None and getattr(opts, name) != default
+    ]
     if not given:
         return None
     line = Text()
@@ -244,55 +274,84 @@ def deprecation(opts: Any) -> Text | None:
 
 # ---------------------------------------------------------------- the commands' options
 
-_GIVE_FOLDER = ("give " + Param("folder") + " (one sub-folder per class), or " + Param("features")
-                + " 'PREFIX-*.parquet'")
+_GIVE_FOLDER = (
+    "give " + Param("folder") + " (one sub-folder per class), or " + Param("features") + " 'PREFIX-*.parquet'"
+)
+
 
 @options_class
 class ModelOptions(_Options):
     """The model to load and what describes a model the catalog does not know (classify,
     labels, evaluate: `imgtool.load_model`'s keywords)."""
 
-    model: str | None = option(flag=("-m", "--model"), kind="str", metavar="MODEL",
-                               help="Catalog name, .tflite, SavedModel dir, .pb graph, hub:/kaggle: handle, URL, "
-                                    "or a retrain output folder. Default: inception_v3 (or $IMGTOOL_MODEL).")
-    labels: str | None = option(flag="--labels", kind="file", metavar="FILE",
-                                help="Labels file, one a line (always wins over the model's own).")
+    model: str | None = option(
+        flag=("-m", "--model"),
+        kind="str",
+        metavar="MODEL",
+        help="Catalog name, .tflite, SavedModel dir, .pb graph, hub:/kaggle: handle, URL, "
+        "or a retrain output folder. Default: inception_v3 (or $IMGTOOL_MODEL).",
+    )
+    labels: str | None = option(
+        flag="--labels", kind="file", metavar="FILE", help="Labels file, one a line (always wins over the model's own)."
+    )
     input_size: tuple[int, int] | None = option(
-        flag="--input-size", kind="size", metavar="H,W",
-        help="Input size for models that do not say (a .tflite says: a different size is exit 2).")
+        flag="--input-size",
+        kind="size",
+        metavar="H,W",
+        help="Input size for models that do not say (a .tflite says: a different size is exit 2).",
+    )
     value_range: tuple[float, float] | None = option(
-        flag="--value-range", kind="pair", metavar="LO,HI",
+        flag="--value-range",
+        kind="pair",
+        metavar="LO,HI",
         help="Pixel values 0..255 map linearly to LO..HI (default: as the model or the catalog says, "
-             "else 0,1; a quantized .tflite says: a different range is exit 2).")
-    input_tensor: str | None = option(flag="--input-tensor", kind="str", metavar="NAME",
-                                      help="Frozen graph (.pb) input tensor (default Mul:0).")
-    output_tensor: str | None = option(flag="--output-tensor", kind="str", metavar="NAME",
-                                       help="Frozen graph (.pb) output tensor (default softmax:0).")
+        "else 0,1; a quantized .tflite says: a different range is exit 2).",
+    )
+    input_tensor: str | None = option(
+        flag="--input-tensor", kind="str", metavar="NAME", help="Frozen graph (.pb) input tensor (default Mul:0)."
+    )
+    output_tensor: str | None = option(
+        flag="--output-tensor", kind="str", metavar="NAME", help="Frozen graph (.pb) output tensor (default softmax:0)."
+    )
 
 
-_SCORES_HELP = ("What the model outputs. auto: decided once from the model (catalog record, TFLite metadata, "
-                "a last softmax op); logits get a softmax, probabilities are reported as they are.")
+_SCORES_HELP = (
+    "What the model outputs. auto: decided once from the model (catalog record, TFLite metadata, "
+    "a last softmax op); logits get a softmax, probabilities are reported as they are."
+)
 
 
 @options_class
 class ClassifyOptions(ModelOptions):
-    top_k: int = option(5, flag=("-k", "--top-k"), kind="int", range=Range(1), show_default=True,
-                        help="Predictions per input (capped at the number of labels).")
+    top_k: int = option(
+        5,
+        flag=("-k", "--top-k"),
+        kind="int",
+        range=Range(1),
+        show_default=True,
+        help="Predictions per input (capped at the number of labels).",
+    )
     min_score: float | str | None = option(
-        flag="--min-score", kind="score", metavar="S|auto",
-        help="Report an input whose top score is below S (0..1) as unknown (\"none of these\"); with --expect, "
-             "unknown is a mismatch. auto: the threshold retrain suggested for the model (metrics.json).")
+        flag="--min-score",
+        kind="score",
+        metavar="S|auto",
+        help='Report an input whose top score is below S (0..1) as unknown ("none of these"); with --expect, '
+        "unknown is a mismatch. auto: the threshold retrain suggested for the model (metrics.json).",
+    )
     batch_size: int = option(8, flag="--batch-size", kind="int", range=Range(1), show_default=True, hidden=True)
-    scores: Scores = option("auto", flag="--scores", kind="str", choices=SCORE_READINGS, show_default=True,
-                            help=_SCORES_HELP)
+    scores: Scores = option(
+        "auto", flag="--scores", kind="str", choices=SCORE_READINGS, show_default=True, help=_SCORES_HELP
+    )
 
 
 @options_class
 class EvaluateOptions(ModelOptions):
-    min_accuracy: float | None = option(flag="--min-accuracy", kind="float", range=Range(0, 1), metavar="X",
-                                        help="Exit 1 if accuracy is below X.")
-    scores: Scores = option("auto", flag="--scores", kind="str", choices=SCORE_READINGS, show_default=True,
-                            help=_SCORES_HELP)
+    min_accuracy: float | None = option(
+        flag="--min-accuracy", kind="float", range=Range(0, 1), metavar="X", help="Exit 1 if accuracy is below X."
+    )
+    scores: Scores = option(
+        "auto", flag="--scores", kind="str", choices=SCORE_READINGS, show_default=True, help=_SCORES_HELP
+    )
 
 
 @options_class
@@ -301,74 +360,163 @@ class RetrainOptions(_Options):
     folder argument, `folder` in the API)."""
 
     image_dir: Path | None = None
-    output: Path | None = option(flag=("-o", "--output"), kind="folder",
-                                 help="Model folder to write (default: ./IMAGE_DIR-model; never inside IMAGE_DIR).")
+    output: Path | None = option(
+        flag=("-o", "--output"),
+        kind="folder",
+        help="Model folder to write (default: ./IMAGE_DIR-model; never inside IMAGE_DIR).",
+    )
     features: str | None = option(
-        flag="--features", kind="str", metavar="'PREFIX-*.parquet'",
+        flag="--features",
+        kind="str",
+        metavar="'PREFIX-*.parquet'",
         help="Train from the shards of `imgtool beam features` instead of IMAGE_DIR (no photos read; "
-             "same splits and training; pass its --model; needs pyarrow).")
-    model: str | None = option(flag=("-m", "--model"), kind="str", metavar="MODEL",
-                               help="Backbone: catalog name (its feature-vector twin is used), .tflite feature "
-                                    "extractor, SavedModel, hub handle or URL. Default: $IMGTOOL_BACKBONE, else "
-                                    "inception_v3.")
+        "same splits and training; pass its --model; needs pyarrow).",
+    )
+    model: str | None = option(
+        flag=("-m", "--model"),
+        kind="str",
+        metavar="MODEL",
+        help="Backbone: catalog name (its feature-vector twin is used), .tflite feature "
+        "extractor, SavedModel, hub handle or URL. Default: $IMGTOOL_BACKBONE, else "
+        "inception_v3.",
+    )
     input_size: tuple[int, int] | None = option(
-        flag="--input-size", kind="size", metavar="H,W",
-        help="Input size for a backbone that does not say (a .tflite says: a different size is exit 2).")
+        flag="--input-size",
+        kind="size",
+        metavar="H,W",
+        help="Input size for a backbone that does not say (a .tflite says: a different size is exit 2).",
+    )
     value_range: tuple[float, float] | None = option(
-        flag="--value-range", kind="pair", metavar="LO,HI",
+        flag="--value-range",
+        kind="pair",
+        metavar="LO,HI",
         help="Pixel values 0..255 map linearly to LO..HI, for a backbone that does not say (a quantized "
-             ".tflite says: a different range is exit 2).")
+        ".tflite says: a different range is exit 2).",
+    )
     validation_percent: float = option(
-        DEFAULT_PERCENT, flag="--validation-percent", kind="float", range=Range(*PERCENT_RANGE), show_default=True,
-        help="Photos put in the validation split by hash (scored out-of-fold; also fitted on).")
-    test_percent: float = option(DEFAULT_PERCENT, flag="--test-percent", kind="float", range=Range(*PERCENT_RANGE),
-                                 show_default=True,
-                                 help="Photos put in the test split by hash (never fitted on; the reported accuracy).")
+        DEFAULT_PERCENT,
+        flag="--validation-percent",
+        kind="float",
+        range=Range(*PERCENT_RANGE),
+        show_default=True,
+        help="Photos put in the validation split by hash (scored out-of-fold; also fitted on).",
+    )
+    test_percent: float = option(
+        DEFAULT_PERCENT,
+        flag="--test-percent",
+        kind="float",
+        range=Range(*PERCENT_RANGE),
+        show_default=True,
+        help="Photos put in the test split by hash (never fitted on; the reported accuracy).",
+    )
     validation_dir: Path | None = option(
-        flag="--validation-dir", kind="folder",
-        help="Given validation photos (one sub-folder per class) instead of a hashed share.")
-    test_dir: Path | None = option(flag="--test-dir", kind="folder",
-                                   help="Given test photos (one sub-folder per class) instead of a hashed share.")
-    l2: float | None = option(flag="--l2", kind="float", range=Range(0, low_open=True), metavar="X",
-                              help="Fix the L2 strength (default: chosen by 5-fold cross-validation from 10 .. 0.001).")
-    label_smoothing: float = option(0.1, flag="--label-smoothing", kind="float", range=Range(0, 1, high_open=True),
-                                    show_default=True,
-                                    help="Fit to smoothed targets: (1 - X) one-hot + X / classes (0: hard labels).")
+        flag="--validation-dir",
+        kind="folder",
+        help="Given validation photos (one sub-folder per class) instead of a hashed share.",
+    )
+    test_dir: Path | None = option(
+        flag="--test-dir", kind="folder", help="Given test photos (one sub-folder per class) instead of a hashed share."
+    )
+    l2: float | None = option(
+        flag="--l2",
+        kind="float",
+        range=Range(0, low_open=True),
+        metavar="X",
+        help="Fix the L2 strength (default: chosen by 5-fold cross-validation from 10 .. 0.001).",
+    )
+    label_smoothing: float = option(
+        0.1,
+        flag="--label-smoothing",
+        kind="float",
+        range=Range(0, 1, high_open=True),
+        show_default=True,
+        help="Fit to smoothed targets: (1 - X) one-hot + X / classes (0: hard labels).",
+    )
     class_weight: ClassWeight = option(
-        "balanced", flag="--class-weight", kind="str", choices=CLASS_WEIGHTS, show_default=True,
-        help="balanced: every class weighs the same in the fit, however many photos it has.")
-    seed: int = option(0, flag="--seed", kind="int", show_default=True,
-                       help="Draws the cross-validation folds (and distortions). Same seed, same data: same model.")
+        "balanced",
+        flag="--class-weight",
+        kind="str",
+        choices=CLASS_WEIGHTS,
+        show_default=True,
+        help="balanced: every class weighs the same in the fit, however many photos it has.",
+    )
+    seed: int = option(
+        0,
+        flag="--seed",
+        kind="int",
+        show_default=True,
+        help="Draws the cross-validation folds (and distortions). Same seed, same data: same model.",
+    )
     epochs: int | None = option(flag="--epochs", kind="int", range=Range(1), deprecated="converged")
     steps: int | None = option(flag="--steps", kind="int", range=Range(1), deprecated="converged")
     learning_rate: float | None = option(flag="--learning-rate", kind="float", deprecated="converged")
     batch_size: int | None = option(flag="--batch-size", kind="int", range=Range(1), deprecated="converged")
-    bottleneck_dir: Path | None = option(flag="--bottleneck-dir", kind="folder",
-                                         help="Bottleneck cache (default: IMGTOOL_HOME/bottlenecks).")
-    flip_left_right: bool = option(False, flag="--flip-left-right", kind="bool",
-                                   help="Distortion: random horizontal flips.")
-    random_crop: float = option(0.0, flag="--random-crop", kind="float", range=Range(0, 90), metavar="PCT",
-                                help="Distortion: crop up to PCT%.")
-    random_scale: float = option(0.0, flag="--random-scale", kind="float", range=Range(0, 100), metavar="PCT",
-                                 help="Distortion: zoom up to PCT%.")
-    random_brightness: float = option(0.0, flag="--random-brightness", kind="float", range=Range(0, 100),
-                                      metavar="PCT", help="Distortion: brightness +-PCT%.")
-    distorted_copies: int = option(4, flag="--distorted-copies", kind="int", range=Range(1), show_default=True,
-                                   help="Distorted copies per training image (each costs a backbone pass; not cached).")
-    summaries_dir: Path | None = option(flag="--summaries-dir", kind="folder",
-                                        help="Write TensorBoard summaries (loss, accuracy) here. Needs TensorBoard: "
-                                             "pip install 'imgtool-ml[summaries]'.")
-    min_accuracy: float | None = option(flag="--min-accuracy", kind="float", range=Range(0, 1), metavar="X",
-                                        help="Exit 1 (and write no model) if test accuracy is below X (0..1).")
-    force: bool = option(False, flag="--force", kind="bool",
-                         help="Replace the output folder even if it is not a model of these photos.")
-    tf_exports: bool = option(True, flag="--export/--no-export", kind="bool", show_default=True,
-                              help="For TF backbones, also write saved_model/ and model.tflite (~15 s of TensorFlow on "
-                                   "Inception v3; an identical earlier run's export is reused).")
+    bottleneck_dir: Path | None = option(
+        flag="--bottleneck-dir", kind="folder", help="Bottleneck cache (default: IMGTOOL_HOME/bottlenecks)."
+    )
+    flip_left_right: bool = option(
+        False, flag="--flip-left-right", kind="bool", help="Distortion: random horizontal flips."
+    )
+    random_crop: float = option(
+        0.0, flag="--random-crop", kind="float", range=Range(0, 90), metavar="PCT", help="Distortion: crop up to PCT%."
+    )
+    random_scale: float = option(
+        0.0,
+        flag="--random-scale",
+        kind="float",
+        range=Range(0, 100),
+        metavar="PCT",
+        help="Distortion: zoom up to PCT%.",
+    )
+    random_brightness: float = option(
+        0.0,
+        flag="--random-brightness",
+        kind="float",
+        range=Range(0, 100),
+        metavar="PCT",
+        help="Distortion: brightness +-PCT%.",
+    )
+    distorted_copies: int = option(
+        4,
+        flag="--distorted-copies",
+        kind="int",
+        range=Range(1),
+        show_default=True,
+        help="Distorted copies per training image (each costs a backbone pass; not cached).",
+    )
+    summaries_dir: Path | None = option(
+        flag="--summaries-dir",
+        kind="folder",
+        help="Write TensorBoard summaries (loss, accuracy) here. Needs TensorBoard: "
+        "pip install 'imgtool-ml[summaries]'.",
+    )
+    min_accuracy: float | None = option(
+        flag="--min-accuracy",
+        kind="float",
+        range=Range(0, 1),
+        metavar="X",
+        help="Exit 1 (and write no model) if test accuracy is below X (0..1).",
+    )
+    force: bool = option(
+        False, flag="--force", kind="bool", help="Replace the output folder even if it is not a model of these photos."
+    )
+    tf_exports: bool = option(
+        True,
+        flag="--export/--no-export",
+        kind="bool",
+        show_default=True,
+        help="For TF backbones, also write saved_model/ and model.tflite (~15 s of TensorFlow on "
+        "Inception v3; an identical earlier run's export is reused).",
+    )
     quantize: Quantize = option(
-        "none", flag="--quantize", kind="str", choices=QUANTIZE_MODES, show_default=True,
+        "none",
+        flag="--quantize",
+        kind="str",
+        choices=QUANTIZE_MODES,
+        show_default=True,
         help="Besides model.tflite (float), also write model-MODE.tflite quantized: dynamic (int8 weights), "
-             "float16 (half-size weights) or int8 (full-integer, calibrated on the training photos).")
+        "float16 (half-size weights) or int8 (full-integer, calibrated on the training photos).",
+    )
 
     @property
     def folder(self) -> Path:
@@ -396,5 +544,7 @@ def check_retrain(opts: RetrainOptions) -> None:
     if opts.output is None:
         raise UsageError(Advice.FEATURES_NEED_OUTPUT + " (the model folder to write)", parameter="output")
     if opts.distorted():
-        raise UsageError("distortions need the photos; " + Param("features") + " trains on precomputed features only",
-                         parameter="features")
+        raise UsageError(
+            "distortions need the photos; " + Param("features") + " trains on precomputed features only",
+            parameter="features",
+        )

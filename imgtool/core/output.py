@@ -59,8 +59,9 @@ def tolerant(stream: Any) -> Any:
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
     """JSON escapes controls itself; only undecodable bytes of a path need a spelling."""
     if isinstance(record.get("path"), str):
-        record = dict(record, path=record["path"].encode("utf-8", "surrogateescape").decode("utf-8",
-                                                                                            "backslashreplace"))
+        record = dict(
+            record, path=record["path"].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        )
     return record
 
 

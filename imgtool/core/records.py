@@ -46,8 +46,13 @@ def is_empty(value: Any) -> bool:
     return not value
 
 
-def known(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
-          omit: Callable[[Any], bool] | None = None, expect: str | None = None) -> Any:
+def known(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Any = dataclasses.MISSING,
+    omit: Callable[[Any], bool] | None = None,
+    expect: str | None = None,
+) -> Any:
     """A known field: `omit(value)` true leaves it out of to_dict; `expect` ends the message
     of a value of the wrong type ("FIELD is VALUE, <expect>"; default "of the wrong type")."""
     return dataclasses.field(default=default, default_factory=factory, metadata={"omit": omit, "expect": expect})
@@ -85,8 +90,9 @@ class Record:
                 continue
             names.add(f.name)
             if f.name in data:
-                values[f.name] = _field(hints[f.name], data[f.name], where + f.name, f.metadata.get("expect"),
-                                        cls.record_error)
+                values[f.name] = _field(
+                    hints[f.name], data[f.name], where + f.name, f.metadata.get("expect"), cls.record_error
+                )
         record = cls(**values)
         record.extra = {k: v for k, v in data.items() if k not in names}
         record.check()

@@ -58,8 +58,9 @@ def _as_bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise SettingError(name, value, VARIABLES[name])
 
 
-def _as_number(env: Mapping[str, str], name: str, parse: Callable[[str], N], ok: Callable[[N], bool],
-               default: N | None) -> N | None:
+def _as_number(
+    env: Mapping[str, str], name: str, parse: Callable[[str], N], ok: Callable[[N], bool], default: N | None
+) -> N | None:
     """`default` when unset or empty; else `parse(value)` if `ok` accepts it; else the
     error naming the variable and what it takes."""
     value = _raw(env, name)
@@ -91,8 +92,11 @@ def _as_threads(env: Mapping[str, str]) -> int | None:
     name = "IMGTOOL_THREADS"
     threads = _as_int(env, name, None)
     if threads is not None and threads > max_threads():
-        raise SettingError(name, _raw(env, name) or "", f"{VARIABLES[name]}, at most {max_threads()} "
-                           f"({THREADS_PER_CORE} x the {os.cpu_count() or 1} CPU cores)")
+        raise SettingError(
+            name,
+            _raw(env, name) or "",
+            f"{VARIABLES[name]}, at most {max_threads()} ({THREADS_PER_CORE} x the {os.cpu_count() or 1} CPU cores)",
+        )
     return threads
 
 

@@ -208,8 +208,10 @@ def replace_dir(staging: Path, final: Path) -> None:
 # .NAME.old-PID / .NAME.partial-PID / .NAME.removing-PID (folders beside an output),
 # .NAME.PID[.RANDOM].tmp (atomic writes, conversions, the export cache),
 # NAME.PID.incomplete|staging|download|labels|scratch (downloads, extractions, TensorFlow's scratch)
-_STALE = re.compile(r"(?P<stem>.+?)\.(?:(?P<kind>old|partial|removing)-(?P<pid>\d+)"
-                    r"|(?P<pid2>\d+)(?:\.[0-9a-f]+)?\.(?:tmp|incomplete|staging|download|labels|scratch))")
+_STALE = re.compile(
+    r"(?P<stem>.+?)\.(?:(?P<kind>old|partial|removing)-(?P<pid>\d+)"
+    r"|(?P<pid2>\d+)(?:\.[0-9a-f]+)?\.(?:tmp|incomplete|staging|download|labels|scratch))"
+)
 
 
 def pid_alive(pid: int) -> bool:
@@ -299,13 +301,16 @@ def dir_size(path: Path) -> int:
 
 # errno -> (cause, what to do). ENOSPC/EDQUOT/EFBIG/EROFS only ever come from writing;
 # EACCES/EPERM also from reading, so `writing()` converts those only under its root.
-_WRITE_ONLY = {errno.ENOSPC: ("no space left on the device", "free some space or"),
-               errno.EDQUOT: ("disk quota exceeded", "free some space or"),
-               errno.EFBIG: ("file too large for the file-size limit (ulimit -f) or the file system",
-                             "raise the limit or"),
-               errno.EROFS: ("read-only file system", "")}
-_DENIED = {errno.EACCES: ("permission denied", "make it writable or"),
-           errno.EPERM: ("operation not permitted", "make it writable or")}
+_WRITE_ONLY = {
+    errno.ENOSPC: ("no space left on the device", "free some space or"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or"),
+    errno.EFBIG: ("file too large for the file-size limit (ulimit -f) or the file system", "raise the limit or"),
+    errno.EROFS: ("read-only file system", ""),
+}
+_DENIED = {
+    errno.EACCES: ("permission denied", "make it writable or"),
+    errno.EPERM: ("operation not permitted", "make it writable or"),
+}
 
 
 def is_storage_error(err: BaseException, root: Path | None = None) -> bool:
@@ -334,8 +339,9 @@ def write_cause(err: OSError) -> str:
     return {**_WRITE_ONLY, **_DENIED}.get(err.errno or 0, (err.strerror or type(err).__name__, ""))[0]
 
 
-def storage_error(err: OSError, what: str, elsewhere: str, shown: str | Path | None = None,
-                  note: str = "") -> StorageError:
+def storage_error(
+    err: OSError, what: str, elsewhere: str, shown: str | Path | None = None, note: str = ""
+) -> StorageError:
     """One line: what could not be written, where, why, and the fix.
     `elsewhere` completes "...or <elsewhere>" (e.g. "choose another --output")."""
     cause, fix = write_cause(err), {**_WRITE_ONLY, **_DENIED}.get(err.errno or 0, ("", ""))[1]

@@ -46,6 +46,7 @@ def warn(msg: str) -> None:
 
 # ---------------------------------------------------------------- progress
 
+
 class ProgressCallback(Protocol):
     """Called as work advances: `done` of `total` (None: unknown) units of `desc`;
     `unit` is "img" (images) or "B" (bytes). A task starts with done == 0 and, when it
@@ -62,7 +63,8 @@ class _ProgressVar:
 
     def __init__(self) -> None:
         self.var: contextvars.ContextVar[ProgressCallback | None] = contextvars.ContextVar(
-            "imgtool_progress", default=None)
+            "imgtool_progress", default=None
+        )
 
     def __reduce__(self) -> tuple[type, tuple[()]]:
         return (_ProgressVar, ())
@@ -124,6 +126,7 @@ def progress(total: int | None, desc: str, unit: str = "B") -> Tracker:
 
 # ---------------------------------------------------------------- the CLI's side
 
+
 def progress_enabled() -> bool:
     from imgtool.core import settings
 
@@ -140,8 +143,16 @@ def bar(total: int | None, desc: str, unit: str = "B") -> Any:
     from tqdm import tqdm
 
     scale = unit == "B"
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000,
-                file=sys.stderr, leave=False, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=scale,
+        unit_divisor=1024 if scale else 1000,
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    )
 
 
 class _NoBar:
@@ -237,9 +248,11 @@ def stderr_output(rephrase: Callable[[object], str] | None = None) -> Iterator[N
 # Native-library chatter: LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate",
 # absl/TF's "I0000 00:00:... port.cc:153] oneDNN custom operations are on", the cuInit
 # error on machines without a GPU, the converter's "fully_quantize: 0, ..." on stdout.
-_NOISE = re.compile(r"^(INFO: |WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d|"
-                    r"fully_quantize: |Estimated count of arithmetic ops|Summary on the non-converted ops|"
-                    r"\s*$)")
+_NOISE = re.compile(
+    r"^(INFO: |WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d|"
+    r"fully_quantize: |Estimated count of arithmetic ops|Summary on the non-converted ops|"
+    r"\s*$)"
+)
 
 
 @contextlib.contextmanager

@@ -54,8 +54,12 @@ def apply(im: Any, plan: Plan) -> Any:
 
     w, h = im.size
     left, top, right, bottom = plan.box
-    px = (round(left * w), round(top * h), max(round(left * w) + 1, round(right * w)),
-          max(round(top * h) + 1, round(bottom * h)))
+    px = (
+        round(left * w),
+        round(top * h),
+        max(round(left * w) + 1, round(right * w)),
+        max(round(top * h) + 1, round(bottom * h)),
+    )
     if px != (0, 0, w, h):
         im = im.crop(px)
     if plan.flip:

@@ -100,7 +100,7 @@ def split_key(class_name: str, path_in_class: str) -> str:
 def split_unit(key: str) -> float:
     """The key's place in [0, 1): the first 64 bits of its sha256, / 2**64."""
     digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def split_of(key: str, validation_percent: float, test_percent: float) -> str:
@@ -129,13 +129,19 @@ def scan(root: str | Path) -> tuple[list[str], list[Photo]]:
     return classes, files
 
 
-def assign_splits(files: list[Photo], n_classes: int, validation_percent: float,
-                  test_percent: float, content: dict[str, str] | None = None) -> list[Sample]:
+def assign_splits(
+    files: list[Photo],
+    n_classes: int,
+    validation_percent: float,
+    test_percent: float,
+    content: dict[str, str] | None = None,
+) -> list[Sample]:
     """Samples with their split: a given split (`Photo.given`) as given, else
     `split_of(rel)` - for a photo found in a class folder, rel (its path relative to the
     dataset folder) is exactly the split key, class name + "/" + path inside the class.
     `content` ({path: sha256 of its bytes}): byte-identical copies share one split (the
     rule is in the module docstring)."""
+
     def own(f: Photo) -> str:
         return f.given if f.given is not None else split_of(f.rel, validation_percent, test_percent)
 
@@ -182,16 +188,22 @@ def check_sizes(classes: list[str], samples: list[Sample]) -> None:
     counts = split_counts(classes, samples)
     small = [(c, n) for c, n in counts.items() if n["train"] + n["validation"] < 2]
     if small:
+
         def one(c: str, n: dict[str, int]) -> str:
             fit = n["train"] + n["validation"]
             extra = f" (and {n['test']} in the test split)" if n["test"] else ""
             return f"class {c!r} has {fit} usable photo{'' if fit == 1 else 's'} for training{extra}"
+
         said = "; ".join(one(c, n) for c, n in small[:SHOWN_CLASSES])
         if len(small) > SHOWN_CLASSES:  # one line, however many classes (1,000 of them made 14 KB)
-            said = (f"{len(small)} of the {len(classes)} classes have fewer than 2 usable photos for training, "
-                    f"e.g. {said}; and {len(small) - SHOWN_CLASSES} more")
-        raise DatasetError(said + "; each class needs at least 2 outside the test split (cross-validation needs "
-                           "2 of each); add photos or remove the folder")
+            said = (
+                f"{len(small)} of the {len(classes)} classes have fewer than 2 usable photos for training, "
+                f"e.g. {said}; and {len(small) - SHOWN_CLASSES} more"
+            )
+        raise DatasetError(
+            said + "; each class needs at least 2 outside the test split (cross-validation needs "
+            "2 of each); add photos or remove the folder"
+        )
 
 
 def imbalance(classes: list[str], samples: list[Sample], ratio: float = 5.0) -> str | None:
@@ -202,14 +214,15 @@ def imbalance(classes: list[str], samples: list[Sample], ratio: float = 5.0) -> 
     big = max(fit, key=lambda c: fit[c])
     small = min(fit, key=lambda c: fit[c])
     if fit[small] and fit[big] >= ratio * fit[small]:
-        return (f"classes are imbalanced: {big!r} has {fit[big]} photos, {small!r} {fit[small]} "
-                f"({fit[big] / fit[small]:.1f}x); accuracy then flatters the big classes - look at per-class "
-                "recall and the majority baseline")
+        return (
+            f"classes are imbalanced: {big!r} has {fit[big]} photos, {small!r} {fit[small]} "
+            f"({fit[big] / fit[small]:.1f}x); accuracy then flatters the big classes - look at per-class "
+            "recall and the majority baseline"
+        )
     return None
 
 
-SPLIT_DIRS = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation",
-              "test": "test"}
+SPLIT_DIRS = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation", "test": "test"}
 
 
 def _classes_in(folder: Path) -> list[str]:
@@ -233,12 +246,16 @@ def check_class_names(folder: Path, classes: list[str]) -> None:
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
-            raise DatasetError(f"class folder {folder / shown}: its name is not UTF-8 (a class name becomes a "
-                               "label); rename the folder") from None
+            raise DatasetError(
+                f"class folder {folder / shown}: its name is not UTF-8 (a class name becomes a "
+                "label); rename the folder"
+            ) from None
         if labels_mod.parse_lines(name + "\n") != [name] or shown != name:
-            raise DatasetError(f"class folder {folder / shown}: its name holds a line break, a control character "
-                               "or a space at an end, and would not be the same label in labels.txt; rename the "
-                               "folder")
+            raise DatasetError(
+                f"class folder {folder / shown}: its name holds a line break, a control character "
+                "or a space at an end, and would not be the same label in labels.txt; rename the "
+                "folder"
+            )
     top = folder.resolve()
     real = {name: (folder / name).resolve() for name in classes}
     for name, target in real.items():
@@ -246,18 +263,21 @@ def check_class_names(folder: Path, classes: list[str]) -> None:
         if not path.is_symlink():
             continue
         if target == top or target in top.parents:
-            ui.warn(f"class folder {path} is a link to {target}, which holds the dataset itself: its class would "
-                    "hold every photo; remove the link")
+            ui.warn(
+                f"class folder {path} is a link to {target}, which holds the dataset itself: its class would "
+                "hold every photo; remove the link"
+            )
             continue
         for other, theirs in real.items():
             if other != name and (target == theirs or theirs in target.parents or target in theirs.parents):
-                ui.warn(f"class folder {folder / name} is a link into class {other!r} ({target}): the same photos "
-                        "would be in two classes; remove the link")
+                ui.warn(
+                    f"class folder {folder / name} is a link into class {other!r} ({target}): the same photos "
+                    "would be in two classes; remove the link"
+                )
                 break
 
 
-def _files_in(folder: Path, classes: list[str], label_of: dict[str, int], root: Path,
-              split: str | None) -> list[Photo]:
+def _files_in(folder: Path, classes: list[str], label_of: dict[str, int], root: Path, split: str | None) -> list[Photo]:
     out = []
     for name in classes:
         for path in images.walk_images(str(folder / name)):
@@ -282,18 +302,26 @@ def _split_named_classes(root: Path, subdirs: list[str], split_dirs: list[str]) 
         return
     named = ", ".join(d + "/" for d in split_dirs)
     if len(split_dirs) == len(subdirs):
-        raise UsageError(f"{root} holds only {named}, named like a split, not like classes; a given split is train/ "
-                         "with val/, valid/ or validation/ (and test/ if you like), each holding the same class "
-                         "folders; otherwise give the folder that holds the class folders")
+        raise UsageError(
+            f"{root} holds only {named}, named like a split, not like classes; a given split is train/ "
+            "with val/, valid/ or validation/ (and test/ if you like), each holding the same class "
+            "folders; otherwise give the folder that holds the class folders"
+        )
     one = len(split_dirs) == 1
-    ui.warn(f"{root}: {named} {'is' if one else 'are'} named like a split but used as {'a class' if one else 'classes'}"
-            f" beside {len(subdirs) - len(split_dirs)} other{'' if len(subdirs) - len(split_dirs) == 1 else 's'}; "
-            "if held-out photos are in there, give them as " + Param("validation_dir") + " or " + Param("test_dir")
-            + " instead")
+    ui.warn(
+        f"{root}: {named} {'is' if one else 'are'} named like a split but used as {'a class' if one else 'classes'}"
+        f" beside {len(subdirs) - len(split_dirs)} other{'' if len(subdirs) - len(split_dirs) == 1 else 's'}; "
+        "if held-out photos are in there, give them as "
+        + Param("validation_dir")
+        + " or "
+        + Param("test_dir")
+        + " instead"
+    )
 
 
-def find_layout(root: str | Path, validation_dir: str | Path | None = None,
-                test_dir: str | Path | None = None) -> Layout:
+def find_layout(
+    root: str | Path, validation_dir: str | Path | None = None, test_dir: str | Path | None = None
+) -> Layout:
     """The classes, their photos (each with its given split, if any) and a description. Either `root`
     holds the class folders (splits by hash), or it holds train/ + val|validation/ (+ test/)
     with the same class folders (splits as given). `validation_dir` / `test_dir` add given
@@ -316,24 +344,29 @@ def find_layout(root: str | Path, validation_dir: str | Path | None = None,
 
 
 def _check_folders(root: Path, validation_dir: str | Path | None, test_dir: str | Path | None) -> None:
-    for what, folder in (("", root), (Param("validation_dir") + " ", validation_dir),
-                         (Param("test_dir") + " ", test_dir)):
+    for what, folder in (
+        ("", root),
+        (Param("validation_dir") + " ", validation_dir),
+        (Param("test_dir") + " ", test_dir),
+    ):
         if folder is None:
             continue
         if not Path(folder).exists():
-            raise UsageError(what + f"{folder}: no such folder; give a folder with one sub-folder per class",
-                             path=folder)
+            raise UsageError(
+                what + f"{folder}: no such folder; give a folder with one sub-folder per class", path=folder
+            )
         if not Path(folder).is_dir():
-            raise UsageError(what + f"{folder}: not a folder; give a folder with one sub-folder per class",
-                             path=folder)
+            raise UsageError(what + f"{folder}: not a folder; give a folder with one sub-folder per class", path=folder)
 
 
 def _given_split(root: Path, subdirs: list[str], split_dirs: list[str]) -> tuple[list[str], list[Photo], str]:
     """train/ + val|validation/ (+ test/), each with the same class folders."""
     others = [d for d in subdirs if d not in SPLIT_DIRS]
     if others:
-        raise UsageError(f"{root} holds {', '.join(split_dirs)} (a given split) beside other folders "
-                         f"({', '.join(others)}); move those into the splits' class folders or remove them")
+        raise UsageError(
+            f"{root} holds {', '.join(split_dirs)} (a given split) beside other folders "
+            f"({', '.join(others)}); move those into the splits' class folders or remove them"
+        )
     named_validation = [d for d in split_dirs if SPLIT_DIRS[d] == "validation"]
     if len(named_validation) > 1:
         raise UsageError(f"{root} holds both {' and '.join(d + '/' for d in named_validation)}; keep one")
@@ -342,42 +375,52 @@ def _given_split(root: Path, subdirs: list[str], split_dirs: list[str]) -> tuple
     for d in split_dirs:
         mine = _classes_in(root / d)
         if d != "train" and mine != classes:
-            raise DatasetError(f"{root}: the class folders of {d}/ differ from train/'s: "
-                               f"{_mismatch('train/', classes, d + '/', mine)}; every split needs the same classes")
+            raise DatasetError(
+                f"{root}: the class folders of {d}/ differ from train/'s: "
+                f"{_mismatch('train/', classes, d + '/', mine)}; every split needs the same classes"
+            )
     files: list[Photo] = []
     for d in split_dirs:
         files += _files_in(root / d, classes, label_of, root, SPLIT_DIRS[d])
     return classes, files, f"given split: {', '.join(d + '/' for d in split_dirs)}"
 
 
-def _held_out_folders(root: Path, classes: list[str], given: set[str], validation_dir: str | Path | None,
-                      test_dir: str | Path | None) -> tuple[list[Photo], str]:
+def _held_out_folders(
+    root: Path, classes: list[str], given: set[str], validation_dir: str | Path | None, test_dir: str | Path | None
+) -> tuple[list[Photo], str]:
     """The photos of `validation_dir` / `test_dir`, and what the layout description adds for them."""
     label_of = {c: i for i, c in enumerate(classes)}
     files: list[Photo] = []
     description = ""
     # errors name the parameter (the CLI says it as its option); the layout description, recorded in
     # metrics.json, keeps the option's name it always had
-    for flag, split, folder, shown in ((Param("validation_dir"), "validation", validation_dir, "--validation-dir"),
-                                       (Param("test_dir"), "test", test_dir, "--test-dir")):
+    for flag, split, folder, shown in (
+        (Param("validation_dir"), "validation", validation_dir, "--validation-dir"),
+        (Param("test_dir"), "test", test_dir, "--test-dir"),
+    ):
         if folder is None:
             continue
         if split in given:
-            raise UsageError(flag + f" {folder}: {root} already holds a {split} folder; give one or the other",
-                             path=folder)
+            raise UsageError(
+                flag + f" {folder}: {root} already holds a {split} folder; give one or the other", path=folder
+            )
         folder = Path(folder)
         theirs = _classes_in(folder)
         extra = sorted(set(theirs) - set(classes))
         if extra:
-            raise DatasetError(flag + f" {folder} has class folders that the training photos have not: "
-                               f"{', '.join(extra)}; rename or remove them", path=folder)
+            raise DatasetError(
+                flag + f" {folder} has class folders that the training photos have not: "
+                f"{', '.join(extra)}; rename or remove them",
+                path=folder,
+            )
         files += _files_in(folder, theirs, label_of, folder.parent, split)
         description += f"; {split} photos from {shown}"
     return files, description
 
 
-def validate_files(files: list[Photo], known_good: set[str] | None = None,
-                   workers: int = 2) -> tuple[list[Photo], list[tuple[str, str]]]:
+def validate_files(
+    files: list[Photo], known_good: set[str] | None = None, workers: int = 2
+) -> tuple[list[Photo], list[tuple[str, str]]]:
     """Decode every file cheaply (JPEG draft mode, tiny size) to find the bad ones before
     any model work. Paths in `known_good` (e.g. with a cached bottleneck) are not decoded."""
     from concurrent.futures import ThreadPoolExecutor

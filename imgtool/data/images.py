@@ -77,8 +77,9 @@ def expand_inputs(paths: Iterable[str]) -> Iterator[Input]:
                 found = True
                 yield Input(f, not_a_regular_file(f))
             if not found:
-                yield Input(p, "folder holds no images (looked for "
-                            + " ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS)) + ")")
+                yield Input(
+                    p, "folder holds no images (looked for " + " ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS)) + ")"
+                )
         elif stat.S_ISREG(st.st_mode):
             yield Input(p)
         else:
@@ -114,7 +115,7 @@ def _gray8(im):  # noqa: ANN001, ANN202 - PIL image in, PIL image out
             if top != 255:
                 scaled *= 255
                 scaled //= top
-        out[y:y + strip.shape[0]] = scaled
+        out[y : y + strip.shape[0]] = scaled
     return Image.fromarray(out, "L")
 
 
@@ -152,8 +153,12 @@ def _quiet_pillow() -> None:
         _warnings_set = True
 
 
-def decode(path: str | os.PathLike[str] | BinaryIO, size: tuple[int, int], keep_aspect: bool = False,
-           transform: Callable[[Any], Any] | None = None) -> np.ndarray:
+def decode(
+    path: str | os.PathLike[str] | BinaryIO,
+    size: tuple[int, int],
+    keep_aspect: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+) -> np.ndarray:
     """Read an image file (a path, or an open binary file such as the bytes of a Beam or
     Spark row in io.BytesIO) into a uint8 array of shape (height, width, 3).
 
@@ -192,16 +197,16 @@ def decode(path: str | os.PathLike[str] | BinaryIO, size: tuple[int, int], keep_
         raise ImageError("is a directory, not an image file") from None
     except PermissionError:
         raise ImageError("permission denied; make the file readable") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
-            ZeroDivisionError, MemoryError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, ZeroDivisionError, MemoryError) as err:
         reason = first_line(err, None)
         if "truncated" in reason.lower():
             reason = "truncated or incomplete image file"
         raise ImageError(f"corrupt image ({reason})") from None
 
 
-def to_array(im: Any, size: tuple[int, int], keep_aspect: bool = False,
-             transform: Callable[[Any], Any] | None = None) -> np.ndarray:
+def to_array(
+    im: Any, size: tuple[int, int], keep_aspect: bool = False, transform: Callable[[Any], Any] | None = None
+) -> np.ndarray:
     """The part of decoding after the pixels are read, shared by files and in-memory
     images: made RGB (alpha over white), `transform` applied, resized to `size` (height,
     width; bilinear) or with `keep_aspect` shrunk to fit in it. Never changes `im`."""
@@ -228,8 +233,9 @@ def is_in_memory(obj: Any) -> bool:
     if isinstance(obj, (str, bytes, os.PathLike)):
         return False
     np_mod, pil = sys.modules.get("numpy"), sys.modules.get("PIL.Image")
-    return bool((np_mod is not None and isinstance(obj, np_mod.ndarray))
-                or (pil is not None and isinstance(obj, pil.Image)))
+    return bool(
+        (np_mod is not None and isinstance(obj, np_mod.ndarray)) or (pil is not None and isinstance(obj, pil.Image))
+    )
 
 
 def from_memory(obj: Any, size: tuple[int, int]) -> np.ndarray:
@@ -267,11 +273,13 @@ def from_memory(obj: Any, size: tuple[int, int]) -> np.ndarray:
         raise ImageError(f"cannot convert the image ({first_line(err, None)})") from None
 
 
-def decode_ahead(inputs: Iterable[Input], size: tuple[int, int], workers: int,
-                 window: int) -> Iterator[tuple[str | None, np.ndarray | None, str | None]]:
+def decode_ahead(
+    inputs: Iterable[Input], size: tuple[int, int], workers: int, window: int
+) -> Iterator[tuple[str | None, np.ndarray | None, str | None]]:
     """(path, pixels or None, error or None) per input, in input order, decoded on
     `workers` threads with at most `window` images in flight (memory stays flat). An
     in-memory input (`Input.image`) has path None."""
+
     def settle(item: tuple[Input, Future | None]) -> tuple[str | None, np.ndarray | None, str | None]:
         inp, fut = item
         if fut is None:

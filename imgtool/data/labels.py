@@ -10,8 +10,15 @@ from imgtool.core import files, ui
 from imgtool.core.errors import Advice, Call, ModelError, Param, UsageError
 
 # Names a labels file beside a model (or inside a .tflite's metadata zip) commonly has.
-LABEL_FILE_NAMES = ("labels.txt", "imagenet_labels.txt", "ImageNetLabels.txt", "labelmap.txt",
-                    "output_labels.txt", "retrained_labels.txt", "class_names.txt")
+LABEL_FILE_NAMES = (
+    "labels.txt",
+    "imagenet_labels.txt",
+    "ImageNetLabels.txt",
+    "labelmap.txt",
+    "output_labels.txt",
+    "retrained_labels.txt",
+    "class_names.txt",
+)
 
 
 def read_lines(path: Path) -> list[str]:
@@ -22,8 +29,11 @@ def read_lines(path: Path) -> list[str]:
     except files.FileProblem as err:
         if str(err) == "not UTF-8 text":
             raise UsageError(f"labels file {path} is not UTF-8 text; give one label a line") from None
-        raise UsageError(f"cannot read labels file {path}: {err}; " + Advice.GIVE_LABELS + ", one label a line",
-                         parameter="labels", path=path) from None
+        raise UsageError(
+            f"cannot read labels file {path}: {err}; " + Advice.GIVE_LABELS + ", one label a line",
+            parameter="labels",
+            path=path,
+        ) from None
     return parse_lines(text)
 
 
@@ -71,16 +81,27 @@ def embedded_tflite_labels(path: Path) -> list[str] | None:
                     return None
                 info = zf.getinfo(pick)
                 if info.file_size > files.LABELS_MAX_BYTES:
-                    ui.warn(f"{path}: its embedded {pick} holds {info.file_size:,} bytes, more than a labels file "
-                            f"may ({files.LABELS_MAX_BYTES:,}); ignored")
+                    ui.warn(
+                        f"{path}: its embedded {pick} holds {info.file_size:,} bytes, more than a labels file "
+                        f"may ({files.LABELS_MAX_BYTES:,}); ignored"
+                    )
                     return None
                 with zf.open(info) as member:
                     data = member.read(files.LABELS_MAX_BYTES + 1)
                 if len(data) > files.LABELS_MAX_BYTES:
                     return None
                 return parse_lines(data.decode("utf-8"))
-    except (OSError, files.FileProblem, zipfile.BadZipFile, UnicodeDecodeError, KeyError, RuntimeError,
-            NotImplementedError, EOFError, ValueError):
+    except (
+        OSError,
+        files.FileProblem,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
+        KeyError,
+        RuntimeError,
+        NotImplementedError,
+        EOFError,
+        ValueError,
+    ):
         return None
 
 
@@ -175,10 +196,17 @@ def fit(labels: list[str], width: int, *, ref: str, labels_file: str | None = No
         return ["background", *labels]
     need = f"{width} labels (or {width + 1} with a background first line, or {width - 1} when output 0 is background)"
     if labels_file is not None:
-        raise UsageError(Param("labels") + f" {labels_file}: {n} labels for the {width} outputs of {ref}; "
-                         f"give one label a line: {need}", path=labels_file, model=ref)
-    raise ModelError(f"{ref}: the model's own labels do not fit it: {n} labels for {width} outputs; "
-                     "the model is broken, or " + Advice.GIVE_LABELS + f" with {need}", model=ref)
+        raise UsageError(
+            Param("labels") + f" {labels_file}: {n} labels for the {width} outputs of {ref}; "
+            f"give one label a line: {need}",
+            path=labels_file,
+            model=ref,
+        )
+    raise ModelError(
+        f"{ref}: the model's own labels do not fit it: {n} labels for {width} outputs; "
+        "the model is broken, or " + Advice.GIVE_LABELS + f" with {need}",
+        model=ref,
+    )
 
 
 def has_label(labels: list[str], expected: str) -> bool:
@@ -209,6 +237,9 @@ def check_expected(expected: str, labels: list[str], ref: str) -> None:
     if has_label(labels, expected):
         return
     near = closest(expected, labels)
-    hint = ("closest: " + ", ".join(repr(x) for x in near)) if near else \
-        Call("load_model.labels", ref) + " lists what it can say"
+    hint = (
+        ("closest: " + ", ".join(repr(x) for x in near))
+        if near
+        else Call("load_model.labels", ref) + " lists what it can say"
+    )
     raise UsageError(Param("expect") + f" {expected!r}: no such label in {ref}", hint=hint, model=ref)

@@ -46,8 +46,10 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        out: dict[str, Any] = {"path": self.path, "predictions": [{"label": p.label, "score": p.score, "index": p.index}
-                                                                  for p in self.predictions or []]}
+        out: dict[str, Any] = {
+            "path": self.path,
+            "predictions": [{"label": p.label, "score": p.score, "index": p.index} for p in self.predictions or []],
+        }
         if self.unknown is not None:
             out["unknown"] = self.unknown
         return out
@@ -71,8 +73,9 @@ class Classifier:
         self.engine = engine or model.engine()
         facts = self.engine.output_facts()
         self.output_width = facts.width
-        self.decision: Decision = decide_output_kind(model.config.output, facts, scores,
-                                                     has_labels=model.labels is not None)
+        self.decision: Decision = decide_output_kind(
+            model.config.output, facts, scores, has_labels=model.labels is not None
+        )
         if self.decision.kind == "features":
             raise UsageError(feature_extractor_message(model.ref, facts.width), model=model.ref)
         self.input_size = self.engine.input_size
@@ -98,8 +101,7 @@ class Classifier:
         idx = np.argsort(-scores, kind="stable")[:k]
         return [Prediction(self.labels[i], round(float(scores[i]), 6), int(i)) for i in idx]
 
-    def classify(self, paths: Iterable[Any], top_k: int = 5, batch_size: int = 8,
-                 workers: int = 2) -> Iterator[Result]:
+    def classify(self, paths: Iterable[Any], top_k: int = 5, batch_size: int = 8, workers: int = 2) -> Iterator[Result]:
         """Results in input order. Each item: a path (a file, or a folder walked for
         images) or an image in memory (a PIL image, a uint8 array; its Result's path is
         None). Nothing given is changed."""
@@ -115,8 +117,7 @@ class Classifier:
                 buffered, n_arrays = [], 0
         yield from self._flush(buffered, top_k)
 
-    def _flush(self, buffered: list[tuple[str | None, np.ndarray | None, str | None]],
-               top_k: int) -> Iterator[Result]:
+    def _flush(self, buffered: list[tuple[str | None, np.ndarray | None, str | None]], top_k: int) -> Iterator[Result]:
         arrays = [a for _, a, _ in buffered if a is not None]
         scores = self.scores(np.stack(arrays)) if arrays else None
         j = 0
@@ -131,8 +132,10 @@ class Classifier:
 
 def feature_extractor_message(ref: str, width: int) -> Text:
     """What classify and labels say of a feature extractor (it has neither scores nor labels)."""
-    return (f"{ref} is a feature extractor ({width}-wide feature vectors), not a classifier; train a classifier "
-            "on it " + Advice.RETRAIN_IT + ", or " + Advice.PICK_CLASSIFIER)
+    return (
+        f"{ref} is a feature extractor ({width}-wide feature vectors), not a classifier; train a classifier "
+        "on it " + Advice.RETRAIN_IT + ", or " + Advice.PICK_CLASSIFIER
+    )
 
 
 def is_feature_extractor(model: Recipe) -> int | None:
@@ -155,8 +158,9 @@ def model_given_as_input(path: str | os.PathLike[str]) -> Text | None:
     from imgtool.models.retrained import RETRAINED_FILE
 
     p = Path(path)
-    is_model = (p.is_dir() and ((p / RETRAINED_FILE).is_file() or (p / "saved_model.pb").is_file())) or \
-        (p.suffix.lower() == ".tflite" and p.is_file())
+    is_model = (p.is_dir() and ((p / RETRAINED_FILE).is_file() or (p / "saved_model.pb").is_file())) or (
+        p.suffix.lower() == ".tflite" and p.is_file()
+    )
     if not is_model:
         return None
     shown = os.fspath(path)
@@ -181,5 +185,6 @@ def _expand(items: Iterable[Any]) -> Iterator[images.Input]:
             check_inputs([item])
             yield from images.expand_inputs([os.fspath(item)])
         else:
-            raise UsageError(f"cannot classify a {type(item).__name__}: give a path (file or folder), a PIL image "
-                             "or a uint8 array")
+            raise UsageError(
+                f"cannot classify a {type(item).__name__}: give a path (file or folder), a PIL image or a uint8 array"
+            )

@@ -53,8 +53,10 @@ def runnable_parts(model: Recipe) -> tuple[Recipe, Path | None]:
         assert model.backbone is not None
         runnable, head = model.backbone, model.head
     if runnable.tflite is None:
-        raise ModelError(f"{model.ref} runs only in TensorFlow here (it could not be converted to .tflite); "
-                         "workers run LiteRT only - pick a model with a .tflite")
+        raise ModelError(
+            f"{model.ref} runs only in TensorFlow here (it could not be converted to .tflite); "
+            "workers run LiteRT only - pick a model with a .tflite"
+        )
     return runnable, head
 
 
@@ -65,10 +67,17 @@ def from_classifier(classifier: Classifier) -> PortableModel:
     runnable, head = runnable_parts(model)
     assert runnable.tflite is not None
     return PortableModel(
-        ref=model.ref, tflite=runnable.tflite, tflite_sha256=store.sha256_file(runnable.tflite),
-        input_size=classifier.input_size, value_range=runnable.config.value_range,
-        output=classifier.decision.kind, width=classifier.output_width, labels=tuple(classifier.labels), head=head,
-        head_sha256=store.sha256_file(head) if head is not None else None)
+        ref=model.ref,
+        tflite=runnable.tflite,
+        tflite_sha256=store.sha256_file(runnable.tflite),
+        input_size=classifier.input_size,
+        value_range=runnable.config.value_range,
+        output=classifier.decision.kind,
+        width=classifier.output_width,
+        labels=tuple(classifier.labels),
+        head=head,
+        head_sha256=store.sha256_file(head) if head is not None else None,
+    )
 
 
 def for_features(model: Recipe) -> PortableModel:
@@ -84,14 +93,24 @@ def for_features(model: Recipe) -> PortableModel:
     # a softmax is never a feature vector: the decision `imgtool classify` makes, from the model
     kind = decide_output_kind(model.config.output, engine.output_facts(), has_labels=model.labels is not None).kind
     if head is not None or model.config.output not in (None, "features") or kind == "probabilities":
-        raise ModelError(f"{model.ref} is a classifier without a feature-vector twin; "
-                         "give a feature extractor (e.g. a *_feature_vector catalog model or an embedding .tflite)")
+        raise ModelError(
+            f"{model.ref} is a classifier without a feature-vector twin; "
+            "give a feature extractor (e.g. a *_feature_vector catalog model or an embedding .tflite)"
+        )
     value_range = runnable.config.value_range
-    ident = bottlenecks.backbone_id(runnable.tflite, engine.input_size, value_range,
-                                    extra=str(runnable.graph_tensors or ""))
-    return PortableModel(ref=model.ref, tflite=runnable.tflite, tflite_sha256=store.sha256_file(runnable.tflite),
-                         input_size=engine.input_size, value_range=value_range, output="features",
-                         width=engine.output_width, backbone_id=ident)
+    ident = bottlenecks.backbone_id(
+        runnable.tflite, engine.input_size, value_range, extra=str(runnable.graph_tensors or "")
+    )
+    return PortableModel(
+        ref=model.ref,
+        tflite=runnable.tflite,
+        tflite_sha256=store.sha256_file(runnable.tflite),
+        input_size=engine.input_size,
+        value_range=value_range,
+        output="features",
+        width=engine.output_width,
+        backbone_id=ident,
+    )
 
 
 def open_engine(model: PortableModel, tflite: str, head: str | None, threads: int) -> Engine:
@@ -115,11 +134,15 @@ def check_copy(path: str, sha256: str, original: Path) -> None:
     try:
         got = store.sha256_file(path)
     except OSError as err:
-        raise ModelError(f"{path}: cannot read the copy of {original} ({err.strerror or err}); "
-                         "every worker must be able to read the model file") from None
+        raise ModelError(
+            f"{path}: cannot read the copy of {original} ({err.strerror or err}); "
+            "every worker must be able to read the model file"
+        ) from None
     if got != sha256:
-        raise ModelError(f"{path}: not the model that was prepared ({original}: sha256 {sha256[:12]}..., "
-                         f"this copy {got[:12]}...); make the UDF again")
+        raise ModelError(
+            f"{path}: not the model that was prepared ({original}: sha256 {sha256[:12]}..., "
+            f"this copy {got[:12]}...); make the UDF again"
+        )
 
 
 def top_k(model: PortableModel, scores: np.ndarray, k: int) -> list[Prediction]:

@@ -29,7 +29,7 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def archive_kind(path: Path) -> str:
-    """"zip", "tflite" or "tar" (tarfile tells gzip/bzip2/xz/plain itself), by the bytes,
+    """ "zip", "tflite" or "tar" (tarfile tells gzip/bzip2/xz/plain itself), by the bytes,
     not the name: Kaggle serves zip or tar.gz from the same URL."""
     with open(path, "rb") as fh:
         head = fh.read(8)
@@ -60,8 +60,9 @@ def extract_archive(archive: Path, target: Path, what: str = "") -> None:
             _check_space(target, total, what or archive.name)
             tar.extractall(target, members=members, filter="data")
     except tarfile.FilterError as err:
-        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); "
-                         "the download is not a model") from None
+        raise ModelError(
+            f"{what or archive.name}: unsafe archive refused ({err}); the download is not a model"
+        ) from None
     except StorageError:
         raise
     except (tarfile.TarError, EOFError, OSError) as err:
@@ -70,8 +71,9 @@ def extract_archive(archive: Path, target: Path, what: str = "") -> None:
         reason = first_line(err, None).rstrip(":")
         if "could not be opened successfully" in reason:  # tarfile lists every method it tried, one a line
             reason = "not a gzip, bzip2, xz or plain tar file"
-        raise ModelError(f"{what or archive.name}: not a readable .tar.gz archive ({reason}); "
-                         "the download is corrupt") from None
+        raise ModelError(
+            f"{what or archive.name}: not a readable .tar.gz archive ({reason}); the download is corrupt"
+        ) from None
 
 
 def _extract_zip(archive: Path, target: Path, what: str) -> None:
@@ -94,16 +96,18 @@ def _extract_zip(archive: Path, target: Path, what: str) -> None:
             for m in members:
                 zf.extract(m, target)
     except _UnsafeZip as err:
-        raise ModelError(f"{what or archive.name}: unsafe archive refused ({err}); "
-                         "the download is not a model") from None
+        raise ModelError(
+            f"{what or archive.name}: unsafe archive refused ({err}); the download is not a model"
+        ) from None
     except StorageError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         if isinstance(err, OSError) and store.is_storage_error(err, target):
             raise  # a full disk or read-only cache, not a corrupt download
         reason = first_line(err, None)
-        raise ModelError(f"{what or archive.name}: not a readable .zip archive ({reason}); "
-                         "the download is corrupt") from None
+        raise ModelError(
+            f"{what or archive.name}: not a readable .zip archive ({reason}); the download is corrupt"
+        ) from None
 
 
 class _UnsafeZip(Exception):
@@ -117,11 +121,15 @@ def _mb(n: int) -> str:
 def _check_caps(members: int, total: int, what: str) -> None:
     """An archive bomb is refused on its headers (exit 3): nothing of it is written."""
     if members > MAX_MEMBERS:
-        raise ModelError(f"{what}: archive refused: it holds more than {MAX_MEMBERS:,} files, more than any model "
-                         "needs; the download is not a model (or not one imgtool takes)")
+        raise ModelError(
+            f"{what}: archive refused: it holds more than {MAX_MEMBERS:,} files, more than any model "
+            "needs; the download is not a model (or not one imgtool takes)"
+        )
     if total > MAX_EXTRACT_BYTES:
-        raise ModelError(f"{what}: archive refused: it unpacks to more than {_mb(MAX_EXTRACT_BYTES)} "
-                         f"(the cap for a model archive); the download is not a model (or not one imgtool takes)")
+        raise ModelError(
+            f"{what}: archive refused: it unpacks to more than {_mb(MAX_EXTRACT_BYTES)} "
+            f"(the cap for a model archive); the download is not a model (or not one imgtool takes)"
+        )
 
 
 def _check_space(target: Path, total: int, what: str) -> None:
@@ -134,8 +142,9 @@ def _check_space(target: Path, total: int, what: str) -> None:
     except OSError:
         return
     if total > free:
-        raise store.storage_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target)),
-                                  "the model cache", "set IMGTOOL_HOME to a writable folder with space",
-                                  note=f" ({what} unpacks to {_mb(total)}, {_mb(free)} are free)")
-
-
+        raise store.storage_error(
+            OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target)),
+            "the model cache",
+            "set IMGTOOL_HOME to a writable folder with space",
+            note=f" ({what} unpacks to {_mb(total)}, {_mb(free)} are free)",
+        )

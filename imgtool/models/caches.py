@@ -78,8 +78,11 @@ def info(name: str) -> CacheInfo:
             entries = sum(1 for p in path.glob("*.json") if not p.name.startswith("."))
         else:  # exports/<key>/ (TF exports), exports/tflite/*.tflite (conversions); exports/checks/
             # holds the figures of exports already measured: part of the size, not entries
-            entries = sum(1 for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
-                          and p.name not in SPECIAL_EXPORT_DIRS)
+            entries = sum(
+                1
+                for p in path.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and p.name not in SPECIAL_EXPORT_DIRS
+            )
             entries += sum(1 for _ in (path / "tflite").glob("*.tflite"))
     return CacheInfo(name, path, store.dir_size(path) if path.is_dir() else 0, entries, CACHES[name][1])
 

@@ -56,8 +56,9 @@ def check_input_size(size: Any) -> tuple[int, int]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UsageError(Param("input_size") + f" {size!r}: give HEIGHT,WIDTH, each a whole number from 1 to "
-                         f"{MAX_INPUT_SIDE}")
+        raise UsageError(
+            Param("input_size") + f" {size!r}: give HEIGHT,WIDTH, each a whole number from 1 to {MAX_INPUT_SIDE}"
+        )
     return int(h), int(w)
 
 
@@ -69,8 +70,9 @@ def check_value_range(value_range: Any) -> tuple[float, float]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UsageError(Param("value_range") + f" {value_range!r}: give LO,HI, two finite numbers that differ "
-                         "(e.g. -1,1)")
+        raise UsageError(
+            Param("value_range") + f" {value_range!r}: give LO,HI, two finite numbers that differ (e.g. -1,1)"
+        )
     return lo, hi
 
 
@@ -98,7 +100,7 @@ class ModelConfig:
 
     @property
     def purpose(self) -> Purpose:
-        """"features" for a feature extractor (a backbone to retrain on), else "classifier"."""
+        """ "features" for a feature extractor (a backbone to retrain on), else "classifier"."""
         return "features" if self.output == "features" else "classifier"
 
     @classmethod
@@ -126,8 +128,9 @@ class ModelConfig:
                 raise ModelError(f"catalog record {name!r}: an embedded model needs its sha256 and size pinned")
             file = d["embedded"]
             if not isinstance(file, str) or not file or "/" in file or "\\" in file or file.startswith("."):
-                raise ModelError(f"catalog record {name!r}: embedded must name a file in imgtool/models/embedded/ "
-                                 f"(got {file!r})")
+                raise ModelError(
+                    f"catalog record {name!r}: embedded must name a file in imgtool/models/embedded/ (got {file!r})"
+                )
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,8 +161,22 @@ class ModelConfig:
 #: Fields that only mean something for one format.
 FORMAT_FIELDS = ("graph", "input_tensor", "output_tensor", "feature_tensor")
 #: What a source may set for itself.
-SOURCE_FIELDS = frozenset({"format", "sha256", "size", "graph", "input_tensor", "output_tensor", "feature_tensor",
-                           "input_size", "value_range", "output", "labels", "description"})
+SOURCE_FIELDS = frozenset(
+    {
+        "format",
+        "sha256",
+        "size",
+        "graph",
+        "input_tensor",
+        "output_tensor",
+        "feature_tensor",
+        "input_size",
+        "value_range",
+        "output",
+        "labels",
+        "description",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -175,12 +192,14 @@ class Source:
         if isinstance(d, Source):
             return d
         if not isinstance(d, dict) or not isinstance(d.get("url"), str):
-            raise ModelError(f"catalog record {name!r}: sources[{index}] needs a \"url\"")
+            raise ModelError(f'catalog record {name!r}: sources[{index}] needs a "url"')
         overrides = {k: v for k, v in d.items() if k != "url"}
         unknown = set(overrides) - SOURCE_FIELDS
         if unknown:
-            raise ModelError(f"catalog record {name!r}: sources[{index}] has unknown fields: "
-                             f"{', '.join(sorted(unknown))} (a source may set {', '.join(sorted(SOURCE_FIELDS))})")
+            raise ModelError(
+                f"catalog record {name!r}: sources[{index}] has unknown fields: "
+                f"{', '.join(sorted(unknown))} (a source may set {', '.join(sorted(SOURCE_FIELDS))})"
+            )
         return cls(url=d["url"], overrides=overrides)
 
 
@@ -193,12 +212,13 @@ def _read(text: str, origin: str) -> dict[str, ModelConfig]:
     from imgtool.core import store
 
     if not isinstance(records, dict):
-        raise ModelError(f"catalog {origin} is not a valid catalog file (\"models\" is not an object); "
-                         "fix or remove it")
+        raise ModelError(f'catalog {origin} is not a valid catalog file ("models" is not an object); fix or remove it')
     for name in records:
         if not store.safe_name(name):  # the name becomes the cache entry's folder, lock and temporary names
-            raise ModelError(f"catalog {origin}: record name {name!r} cannot be used: it must be {store.NAME_RULE}; "
-                             "rename the record")
+            raise ModelError(
+                f"catalog {origin}: record name {name!r} cannot be used: it must be {store.NAME_RULE}; "
+                "rename the record"
+            )
     return {name: ModelConfig.from_dict(name, rec) for name, rec in records.items()}
 
 

@@ -33,8 +33,8 @@ ConversionPurpose = Literal["model", "features", "labels"]
 class Agreement:
     """How closely LiteRT's outputs follow a reference's on the same inputs."""
 
-    max_diff: float   # largest absolute difference (inf when the shapes differ)
-    scale: float      # largest absolute reference value
+    max_diff: float  # largest absolute difference (inf when the shapes differ)
+    scale: float  # largest absolute reference value
     top1: float | None  # share of rows whose argmax agrees (None for no rows)
 
     def within(self, tolerance: float = VERIFY_TOLERANCE) -> bool:
@@ -50,8 +50,11 @@ def agreement(got: np.ndarray, want: np.ndarray) -> Agreement:
         return Agreement(float("inf"), 1.0, None)
     if not got.size:
         return Agreement(0.0, 0.0, None)
-    return Agreement(float(np.max(np.abs(got - want))), float(np.max(np.abs(want))),
-                     float(np.mean(got.argmax(axis=1) == want.argmax(axis=1))))
+    return Agreement(
+        float(np.max(np.abs(got - want))),
+        float(np.max(np.abs(want))),
+        float(np.mean(got.argmax(axis=1) == want.argmax(axis=1))),
+    )
 
 
 def probe_images(size: tuple[int, int]) -> np.ndarray:
@@ -62,13 +65,15 @@ def probe_images(size: tuple[int, int]) -> np.ndarray:
     return probe
 
 
-def verify(reference: Callable[[np.ndarray], Any], tflite: Path, size: tuple[int, int],
-           value_range: tuple[float, float] | None) -> Agreement:
+def verify(
+    reference: Callable[[np.ndarray], Any], tflite: Path, size: tuple[int, int], value_range: tuple[float, float] | None
+) -> Agreement:
     """The .tflite against the TF reference (which takes float input) on the probe images."""
     probe = probe_images(size)
     engine = LiteRTEngine(tflite, value_range)
-    want = np.concatenate([np.asarray(reference(to_float(probe[i:i + 1], value_range))).reshape(1, -1)
-                           for i in range(len(probe))])
+    want = np.concatenate(
+        [np.asarray(reference(to_float(probe[i : i + 1], value_range))).reshape(1, -1) for i in range(len(probe))]
+    )
     return agreement(engine.run(probe), want)
 
 
@@ -81,8 +86,9 @@ def conversion_for(config: ModelConfig, purpose: Purpose) -> ConversionPurpose:
     return "model"
 
 
-def ensure_tflite(model: Recipe, entry: Path, purpose: ConversionPurpose = "model",
-                  record_failure: bool = True) -> Recipe:
+def ensure_tflite(
+    model: Recipe, entry: Path, purpose: ConversionPurpose = "model", record_failure: bool = True
+) -> Recipe:
     """Convert a TF model to `<purpose>.tflite` once, verify it against TF on a probe
     input, and use it; when conversion or the check fails, record why and run in TF.
     `record_failure` False (an option of this run chose the size): a failure is not
@@ -115,8 +121,10 @@ def ensure_tflite(model: Recipe, entry: Path, purpose: ConversionPurpose = "mode
     if conv.ok:
         model.tflite = target
     else:
-        model.notes.append(f"warning: running {model.ref} in TensorFlow (slower): its .tflite conversion failed "
-                           f"({conv.error}); " + Call("remove_models", model.ref) + " retries it")
+        model.notes.append(
+            f"warning: running {model.ref} in TensorFlow (slower): its .tflite conversion failed "
+            f"({conv.error}); " + Call("remove_models", model.ref) + " retries it"
+        )
     if conv.input_size and model.config.input_size is None:
         h, w = conv.input_size
         model.config = replace(model.config, input_size=(h, w))
@@ -138,9 +146,12 @@ def convert(model: Recipe, target: Path) -> Conversion:
 
     config = model.config
     if importlib.util.find_spec("tensorflow") is None:  # e.g. .venv-beam: say so, record no failed conversion
-        raise ModelError(f"{model.ref} needs a one-time conversion to .tflite, which needs TensorFlow, and this "
-                         "Python has none; run " + Call("download_model", model.ref) + " with the main install "
-                         "(same IMGTOOL_HOME) first", model=model.ref)
+        raise ModelError(
+            f"{model.ref} needs a one-time conversion to .tflite, which needs TensorFlow, and this "
+            "Python has none; run " + Call("download_model", model.ref) + " with the main install "
+            "(same IMGTOOL_HOME) first",
+            model=model.ref,
+        )
     assert model.tf_source is not None
     ui.info(f"Converting {config.name} to .tflite once (TensorFlow is loading; later runs skip this)")
     size = config.input_size
@@ -152,8 +163,9 @@ def convert(model: Recipe, target: Path) -> Conversion:
             size = tfutil.savedmodel_input_size(model.tf_source)
             if size is None:
                 size = (224, 224)
-                ui.warn(f"{model.ref}: input size unknown, assuming 224x224 (pass " + Param("input_size")
-                        + " to change)")
+                ui.warn(
+                    f"{model.ref}: input size unknown, assuming 224x224 (pass " + Param("input_size") + " to change)"
+                )
         assert size is not None
         record.input_size = list(size)
         with ui.native_output_filtered(), store.scratch_dir():

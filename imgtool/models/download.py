@@ -94,8 +94,9 @@ def hub_download_url(url: str) -> str:
     return url
 
 
-def fetch(urls: list[str] | tuple[str, ...], dest: Path, *, sha256: str | None = None, size: int | None = None,
-          what: str = "") -> str:
+def fetch(
+    urls: list[str] | tuple[str, ...], dest: Path, *, sha256: str | None = None, size: int | None = None, what: str = ""
+) -> str:
     """Download the first URL that works to `dest`; return the URL used. The URLs share
     one Session (a mirror on the same host reuses the connection).
 
@@ -121,8 +122,10 @@ def check_online(what: str, dest_name: str = "") -> None:
     if store.offline():
         raise DownloadError(
             f"{what} is not in the cache and IMGTOOL_OFFLINE is set; "
-            "run " + Call("download_model", what) + " with network access first" if what else
-            f"{dest_name} is not in the cache and IMGTOOL_OFFLINE is set", model=what or None
+            "run " + Call("download_model", what) + " with network access first"
+            if what
+            else f"{dest_name} is not in the cache and IMGTOOL_OFFLINE is set",
+            model=what or None,
         )
 
 
@@ -205,9 +208,17 @@ def _retry_policy(retries: int) -> Retry:
             errors = len(list(itertools.takewhile(lambda h: h.redirect_location is None, reversed(self.history))))
             return 0.0 if errors == 0 else min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1))
 
-    return _Retry(total=retries, redirect=False, status_forcelist=RETRYABLE_STATUS, allowed_methods={"GET"},
-                  backoff_factor=BACKOFF, backoff_max=BACKOFF_MAX, respect_retry_after_header=True,
-                  retry_after_max=MAX_RETRY_AFTER, raise_on_status=False)
+    return _Retry(
+        total=retries,
+        redirect=False,
+        status_forcelist=RETRYABLE_STATUS,
+        allowed_methods={"GET"},
+        backoff_factor=BACKOFF,
+        backoff_max=BACKOFF_MAX,
+        respect_retry_after_header=True,
+        retry_after_max=MAX_RETRY_AFTER,
+        raise_on_status=False,
+    )
 
 
 def _get(http: requests.Session, attempts: _Attempts, url: str) -> requests.Response:
@@ -224,11 +235,13 @@ def _get(http: requests.Session, attempts: _Attempts, url: str) -> requests.Resp
         except requests.exceptions.ConnectionError as err:
             if _timed_out(err):  # a read timeout before the headers, after urllib3's retries
                 raise DownloadError(f"{url}: {TIMED_OUT}") from None
-            raise DownloadError(f"{url}: cannot connect ({_reason(err)}); "
-                                "check the network or proxy settings") from None
+            raise DownloadError(
+                f"{url}: cannot connect ({_reason(err)}); check the network or proxy settings"
+            ) from None
         except (requests.exceptions.RequestException, _urllib3_errors()) as err:  # e.g. two different lengths
-            raise DownloadError(f"{url}: the server's response is malformed ({_reason(err)}); "
-                                "try another URL or mirror") from None
+            raise DownloadError(
+                f"{url}: the server's response is malformed ({_reason(err)}); try another URL or mirror"
+            ) from None
         if resp.status_code not in REDIRECT_STATUS or "Location" not in resp.headers:
             return resp
         _done_with(resp)
@@ -260,7 +273,8 @@ def _timed_out(err: Exception) -> bool:
     inner = err.args[0] if err.args else None
     reason = getattr(inner, "reason", inner)  # NewConnectionError derives from ConnectTimeoutError: refused
     return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
-        reason, urllib3.exceptions.NewConnectionError)
+        reason, urllib3.exceptions.NewConnectionError
+    )
 
 
 def _fetch_one(http: requests.Session, attempts: _Attempts, url: str, dest: Path, pin: Pinned, what: str) -> None:
@@ -286,8 +300,10 @@ def _receive(resp: requests.Response, url: str, tmp: Path, desc: str, what: str)
     expected_n = _announced(resp)
     digest = hashlib.sha256()
     got = 0
-    ui.info(f"Downloading {what + ' from ' if what and what != url else ''}{url}"
-            + (f" ({expected_n / 1e6:.1f} MB)" if expected_n else ""))
+    ui.info(
+        f"Downloading {what + ' from ' if what and what != url else ''}{url}"
+        + (f" ({expected_n / 1e6:.1f} MB)" if expected_n else "")
+    )
     bar = ui.progress(expected_n, desc)
     try:
         with open(tmp, "wb") as fh:
@@ -313,8 +329,10 @@ def _check_received(resp: requests.Response, url: str, pin: Pinned, got: int, di
     if expected_n is not None and got != expected_n and resp.headers.get("Content-Encoding") is None:
         raise _Retryable(f"received {got} bytes, the server announced {expected_n}")
     if pin.size is not None and got != pin.size:
-        raise DownloadError(f"{url}: received {got} bytes, the catalog pins {pin.size}; the file was changed "
-                            "or cut short — nothing was cached")
+        raise DownloadError(
+            f"{url}: received {got} bytes, the catalog pins {pin.size}; the file was changed "
+            "or cut short — nothing was cached"
+        )
     if pin.sha256 and digest != pin.sha256.lower():
         raise DownloadError(
             f"{url}: checksum mismatch (sha256 {digest[:16]}…, expected {pin.sha256[:16]}…); "
@@ -343,9 +361,11 @@ def _chunks(resp: requests.Response, url: str) -> Iterator[bytes]:
         except u3.ReadTimeoutError:
             raise _Retryable(f"the server stalled after {got} bytes (timed out)") from None
         except u3.DecodeError:  # e.g. Content-Encoding: gzip on bytes that are not
-            raise DownloadError(f"{url}: the server's response is malformed (its body is not the "
-                                f"{resp.headers.get('Content-Encoding')!r} data its Content-Encoding says); "
-                                "try another URL or mirror") from None
+            raise DownloadError(
+                f"{url}: the server's response is malformed (its body is not the "
+                f"{resp.headers.get('Content-Encoding')!r} data its Content-Encoding says); "
+                "try another URL or mirror"
+            ) from None
         except (u3.ProtocolError, u3.HTTPError, OSError) as err:
             raise _Retryable(f"the connection broke after {got} bytes ({_reason(err)})") from None
         if not chunk:
@@ -355,16 +375,25 @@ def _chunks(resp: requests.Response, url: str) -> Iterator[bytes]:
         now = time.monotonic()
         if now - start >= window:
             if since < MIN_RATE * (now - start):
-                raise _Retryable(f"the server sent {got} bytes, the last {since} in {now - start:.0f} s: slower "
-                                 f"than {MIN_RATE} bytes/s (set IMGTOOL_TIMEOUT to average over longer)")
+                raise _Retryable(
+                    f"the server sent {got} bytes, the last {since} in {now - start:.0f} s: slower "
+                    f"than {MIN_RATE} bytes/s (set IMGTOOL_TIMEOUT to average over longer)"
+                )
             start, since = now, 0
         yield chunk
 
 
 def _reason(err: Exception) -> str:
     text = str(err)
-    for marker in ("Connection refused", "Name or service not known", "timed out", "Connection reset",
-                   "Remote end closed", "IncompleteRead", "Connection aborted"):
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "Connection reset",
+        "Remote end closed",
+        "IncompleteRead",
+        "Connection aborted",
+    ):
         if marker in text:
             return marker.lower()
     return first_line(err, 120)

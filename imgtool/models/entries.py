@@ -107,9 +107,11 @@ def ensure_entry(key: str, config: ModelConfig) -> Path:
     if ok:
         return entry
     if store.offline():
-        raise ModelError(f"model {config.name} is not in the cache ({store.models_dir()}) and IMGTOOL_OFFLINE is set; "
-                         "run " + Call("download_model", config.name) + " where the network is reachable",
-                         model=config.name)
+        raise ModelError(
+            f"model {config.name} is not in the cache ({store.models_dir()}) and IMGTOOL_OFFLINE is set; "
+            "run " + Call("download_model", config.name) + " where the network is reachable",
+            model=config.name,
+        )
     with locks.lock(key):
         ok, why = entry_ok(entry)  # another process may have fetched it while we waited
         if ok:
@@ -180,8 +182,9 @@ def download_entry(key: str, config: ModelConfig, entry: Path) -> None:
         labels = _fetch_labels(cfg, staging / "source", key)
         if labels is not None:
             store.atomic_write_text(staging / "labels.txt", "\n".join(labels) + "\n")
-        record.files = {str(p.relative_to(staging)): p.stat().st_size
-                        for p in sorted(staging.rglob("*")) if p.is_file()}
+        record.files = {
+            str(p.relative_to(staging)): p.stat().st_size for p in sorted(staging.rglob("*")) if p.is_file()
+        }
         write_record(staging, record)
         store.replace_dir(staging, entry)
     finally:
@@ -197,7 +200,7 @@ def _stage_source(key: str, url: str, cfg: ModelConfig, staging: Path, archive: 
     src.mkdir(parents=True)
     record = EntryRecord(key=key, name=cfg.name, created=time.time())
     if url.startswith("file://"):
-        source_file = Path(url[len("file://"):])
+        source_file = Path(url[len("file://") :])
         used = url
     else:
         source_file = archive
@@ -232,8 +235,10 @@ def _check_tflite_loads(path: Path, name: str, url: str) -> None:
         with ui.native_output_filtered():
             Interpreter(model_path=str(path))
     except (ValueError, RuntimeError, OSError) as err:
-        raise DownloadError(f"could not download {name}: {url}: the file received is not a loadable .tflite "
-                            f"model ({first_line(err, None)}); nothing was cached") from None
+        raise DownloadError(
+            f"could not download {name}: {url}: the file received is not a loadable .tflite "
+            f"model ({first_line(err, None)}); nothing was cached"
+        ) from None
 
 
 def _describe_source(src: Path, config: ModelConfig, record: EntryRecord) -> None:
@@ -300,12 +305,23 @@ def local_entry(path: Path, config: ModelConfig) -> Path:
         with locks.lock(key):
             if not (entry / ENTRY_FILE).is_file():
                 entry.mkdir(parents=True, exist_ok=True)
-                write_record(entry, EntryRecord(key=key, format=config.format, source_dir=str(real), local=True,
-                                                config=config.to_dict(), created=time.time(), files={}))
+                write_record(
+                    entry,
+                    EntryRecord(
+                        key=key,
+                        format=config.format,
+                        source_dir=str(real),
+                        local=True,
+                        config=config.to_dict(),
+                        created=time.time(),
+                        files={},
+                    ),
+                )
     return entry
 
 
 # ---------------------------------------------------------------- listing and removal
+
 
 @dataclass(frozen=True)
 class CachedEntry:
@@ -332,9 +348,18 @@ def cached_entries() -> list[CachedEntry]:
             continue  # not an entry
         record = record or EntryRecord()  # a damaged record: listed, so that it can be removed
         ok, why = entry_ok(entry)
-        out.append(CachedEntry(entry.name, record.name or record.source_dir or entry.name, entry,
-                               store.dir_size(entry), ok, why or None, record.url,
-                               {k: v.ok for k, v in record.conversions.items()}))
+        out.append(
+            CachedEntry(
+                entry.name,
+                record.name or record.source_dir or entry.name,
+                entry,
+                store.dir_size(entry),
+                ok,
+                why or None,
+                record.url,
+                {k: v.ok for k, v in record.conversions.items()},
+            )
+        )
     return out
 
 

@@ -79,8 +79,9 @@ class Recipe:
         if self.tf_source is None:
             raise ModelError(f"{self.ref}: nothing runnable was found")
         if self.input_size is None:
-            raise ModelError(f"{self.ref}: cannot tell the input size; pass " + Param("input_size") + " HEIGHT,WIDTH",
-                             model=self.ref)
+            raise ModelError(
+                f"{self.ref}: cannot tell the input size; pass " + Param("input_size") + " HEIGHT,WIDTH", model=self.ref
+            )
         return TFEngine(self.tf_source, self.input_size, self.config.value_range, self.graph_tensors)
 
 
@@ -92,18 +93,24 @@ def given_mismatch(engine: LiteRTEngine, given: dict[str, Any], ref: str) -> Tex
     size = given.get("input_size")
     if size is not None and tuple(size) != tuple(engine.input_size):
         h, w = engine.input_size
-        return (Param("input_size") + f" {size[0]},{size[1]} does not apply to {ref}: a .tflite has a fixed input "
-                f"size, here {h},{w}; leave " + Param("input_size") + " out")
+        return (
+            Param("input_size") + f" {size[0]},{size[1]} does not apply to {ref}: a .tflite has a fixed input "
+            f"size, here {h},{w}; leave " + Param("input_size") + " out"
+        )
     vr = given.get("value_range")
     implied = engine.quantized_input_range()
     if vr is None or not engine.quantized:
         return None
     if implied is None:
-        return (Param("value_range") + f" {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is raw uint8 "
-                "pixels (0..255 as they are); leave " + Param("value_range") + " out")
+        return (
+            Param("value_range") + f" {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is raw uint8 "
+            "pixels (0..255 as they are); leave " + Param("value_range") + " out"
+        )
     step = engine.input_scale() + 1e-6
     if abs(vr[0] - implied[0]) <= step and abs(vr[1] - implied[1]) <= step:
         return None
-    return (Param("value_range") + f" {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is quantized "
-            f"({engine.input_dtype}: pixel values 0..255 already stand for {implied[0]:g}..{implied[1]:g}); "
-            "leave " + Param("value_range") + " out")
+    return (
+        Param("value_range") + f" {vr[0]:g},{vr[1]:g} does not apply to {ref}: its input is quantized "
+        f"({engine.input_dtype}: pixel values 0..255 already stand for {implied[0]:g}..{implied[1]:g}); "
+        "leave " + Param("value_range") + " out"
+    )

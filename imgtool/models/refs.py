@@ -78,7 +78,7 @@ def parse(ref: str, catalog: Collection[str]) -> Ref:
     """What `ref` names, given the catalog's names (UsageError when it is ambiguous,
     ModelError when it names nothing)."""
     if ref.startswith("catalog:"):
-        return Ref(ref, "catalog", name=ref[len("catalog:"):])
+        return Ref(ref, "catalog", name=ref[len("catalog:") :])
     if ref.startswith(("http://", "https://")):
         return Ref(ref, "url", url=page_to_download(ref))
     if ref.startswith("hub:"):
@@ -87,17 +87,21 @@ def parse(ref: str, catalog: Collection[str]) -> Ref:
         return Ref(ref, "url", url=kaggle_handle_url(ref[7:]))
     if os.path.lexists(ref):
         if ref in catalog and "/" not in ref and not ref.startswith("."):
-            raise UsageError(f"{ref!r} is both a catalog model and a path here; "
-                             f"write catalog:{ref} or ./{ref} to choose")
+            raise UsageError(
+                f"{ref!r} is both a catalog model and a path here; write catalog:{ref} or ./{ref} to choose"
+            )
         return Ref(ref, "path", path=Path(ref))
     if ref in catalog:
         return Ref(ref, "catalog", name=ref)
     if looks_like_a_path(ref):
-        raise ModelNotFoundError(f"{ref}: no such file or folder; give the path of a model file (.tflite, .pb, "
-                                 ".tar.gz), a SavedModel or retrained folder, or a catalog name")
+        raise ModelNotFoundError(
+            f"{ref}: no such file or folder; give the path of a model file (.tflite, .pb, "
+            ".tar.gz), a SavedModel or retrained folder, or a catalog name"
+        )
     import difflib
 
     near = difflib.get_close_matches(ref, list(catalog), n=1)
     hint = f" (did you mean {near[0]}?)" if near else ""
-    raise ModelNotFoundError(f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; "
-                             + Advice.LIST_CATALOG, model=ref)
+    raise ModelNotFoundError(
+        f"unknown model {ref!r}: not a file, URL, hub handle or catalog name{hint}; " + Advice.LIST_CATALOG, model=ref
+    )

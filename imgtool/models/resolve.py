@@ -34,9 +34,15 @@ from imgtool.models.retrained import load_model as load_retrained
 
 
 @store.cache_writing()  # a full disk or read-only IMGTOOL_HOME: one line, exit 4
-def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: Purpose = "classify",
-            input_size: tuple[int, int] | None = None, value_range: tuple[float, float] | None = None,
-            tensors: tuple[str | None, str | None] = (None, None)) -> Recipe:
+def resolve(
+    ref: str | None = None,
+    *,
+    labels_file: str | None = None,
+    purpose: Purpose = "classify",
+    input_size: tuple[int, int] | None = None,
+    value_range: tuple[float, float] | None = None,
+    tensors: tuple[str | None, str | None] = (None, None),
+) -> Recipe:
     """Turn what the user typed into a Model ready to run. `purpose` is "classify",
     "features" (the feature-vector twin / bottleneck tensor, for retraining) or "labels"."""
     from imgtool.models import refs
@@ -47,8 +53,9 @@ def resolve(ref: str | None = None, *, labels_file: str | None = None, purpose: 
     if value_range is not None:
         value_range = check_value_range(value_range)
     catalog = load_catalog()
-    overrides: dict[str, Any] = {k: v for k, v in (("input_size", input_size), ("value_range", value_range))
-                                 if v is not None}
+    overrides: dict[str, Any] = {
+        k: v for k, v in (("input_size", input_size), ("value_range", value_range)) if v is not None
+    }
 
     parsed = refs.parse(ref, catalog)
     if parsed.kind == "catalog":
@@ -84,8 +91,9 @@ def _from_catalog(name: str, catalog: dict[str, ModelConfig], purpose: Purpose) 
     config = catalog[name]
     if purpose == "features" and config.features and config.features != name:
         if config.features not in catalog:
-            raise ModelError(f"catalog model {name!r} names a feature twin {config.features!r} "
-                             "that is not in the catalog")
+            raise ModelError(
+                f"catalog model {name!r} names a feature twin {config.features!r} that is not in the catalog"
+            )
         config = catalog[config.features]
     if config.embedded:
         return _embedded(name, config)
@@ -117,8 +125,9 @@ def _shipped_hint(catalog: dict[str, ModelConfig], purpose: Purpose) -> Text | s
     return "; or use " + Call("model=", names[0]) + ", which ships with imgtool" if names else ""
 
 
-def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],
-              tensors: tuple[str | None, str | None]) -> Recipe:
+def _from_url(
+    ref: str, url: str, purpose: Purpose, overrides: dict[str, Any], tensors: tuple[str | None, str | None]
+) -> Recipe:
     key = key_for(url, "url")
     fmt: ModelFormat = "tflite" if url.split("?")[0].endswith(".tflite") else "savedmodel"
     config = ModelConfig(name=ref, format=fmt, urls=(url,), **overrides)
@@ -126,10 +135,15 @@ def _from_url(ref: str, url: str, purpose: Purpose, overrides: dict[str, Any],
     record = read_record(entry) or EntryRecord()
     config = replace(config, format=record.format or fmt)
     if config.format == "graphdef":
-        config = replace(config, graph=record.graph,
-                         input_tensor=tensors[0] or "Mul:0", output_tensor=tensors[1] or "softmax:0",
-                         feature_tensor="pool_3:0", value_range=config.value_range or (-1.0, 0.9921875),
-                         input_size=config.input_size or (299, 299))
+        config = replace(
+            config,
+            graph=record.graph,
+            input_tensor=tensors[0] or "Mul:0",
+            output_tensor=tensors[1] or "softmax:0",
+            feature_tensor="pool_3:0",
+            value_range=config.value_range or (-1.0, 0.9921875),
+            input_size=config.input_size or (299, 299),
+        )
     model = _attach(Recipe(ref=ref, config=config), entry)
     return _converted(model, entry, purpose, trial="input_size" in overrides)
 
@@ -170,8 +184,14 @@ def _file_value_range(path: Path) -> dict[str, tuple[float, float]]:
     return {"value_range": (float(got[0]), float(got[1]))} if got else {}
 
 
-def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any],
-               tensors: tuple[str | None, str | None], own_labels: bool = True) -> Recipe:
+def _from_path(
+    ref: str,
+    path: Path,
+    purpose: Purpose,
+    overrides: dict[str, Any],
+    tensors: tuple[str | None, str | None],
+    own_labels: bool = True,
+) -> Recipe:
     """A model file or folder on disk. `own_labels` False (a labels file was given): the
     labels the model carries are not read at all."""
     if not path.exists():
@@ -208,9 +228,14 @@ def _from_path(ref: str, path: Path, purpose: Purpose, overrides: dict[str, Any]
         t_in, t_out = tensors[0] or "Mul:0", tensors[1] or "softmax:0"
         if purpose == "features":
             t_out = tensors[1] or "pool_3:0"
-        config = ModelConfig(name=ref, format="graphdef", input_tensor=t_in, output_tensor=t_out,
-                             input_size=overrides.get("input_size", (299, 299)),
-                             value_range=overrides.get("value_range", (-1.0, 0.9921875)))
+        config = ModelConfig(
+            name=ref,
+            format="graphdef",
+            input_tensor=t_in,
+            output_tensor=t_out,
+            input_size=overrides.get("input_size", (299, 299)),
+            value_range=overrides.get("value_range", (-1.0, 0.9921875)),
+        )
         model = Recipe(ref=ref, config=config, tf_source=path.resolve(), graph_tensors=(t_in, t_out))
         model = _converted(model, local_entry(path, config), purpose, trial="input_size" in overrides)
         _local_labels(model, path)

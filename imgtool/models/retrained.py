@@ -170,11 +170,14 @@ class Parts:
         if w.ndim != 2 or b.ndim != 1 or w.shape[1] != b.shape[0] or w.dtype.kind != "f" or b.dtype.kind != "f":
             raise damaged(ref, f"{record.head}: weights {w.shape} and bias {b.shape} do not make a layer")
         if len(self.labels) != w.shape[1]:
-            raise damaged(ref, f"{record.labels} has {len(self.labels)} labels for the {w.shape[1]} outputs of "
-                               f"{record.head}")
+            raise damaged(
+                ref, f"{record.labels} has {len(self.labels)} labels for the {w.shape[1]} outputs of {record.head}"
+            )
         if len(record.classes) != w.shape[1]:
-            raise damaged(ref, f"{RETRAINED_FILE} lists {len(record.classes)} classes for the {w.shape[1]} outputs "
-                               f"of {record.head}")
+            raise damaged(
+                ref,
+                f"{RETRAINED_FILE} lists {len(record.classes)} classes for the {w.shape[1]} outputs of {record.head}",
+            )
 
 
 def damaged(ref: str | Path, why: str) -> ModelError:
@@ -214,8 +217,12 @@ def write_training_photos(path: Path, hashes: Any) -> dict[str, Any]:
     was trained on, one a line, sorted; returns the record for imgtool-model.json."""
     lines = sorted(set(hashes))
     path.write_text("".join(f"{h}\n" for h in lines), encoding="utf-8")
-    return {"file": path.name, "count": len(lines), "hash": "sha256 of each photo's bytes",
-            "splits": ["train", "validation"]}
+    return {
+        "file": path.name,
+        "count": len(lines),
+        "hash": "sha256 of each photo's bytes",
+        "splits": ["train", "validation"],
+    }
 
 
 def read_training_photos(model_dir: Path) -> set[str] | None:
@@ -240,8 +247,10 @@ def load_model(ref: str, path: Path, purpose: Purpose) -> Recipe:
     size, vr = meta.input_size, meta.value_range
     formats: dict[str, ModelFormat] = {".tflite": "tflite", ".pb": "graphdef"}
     fmt = formats.get(backbone_file.suffix, "savedmodel")
-    backbone = Recipe(ref=str(backbone_file), config=ModelConfig(
-        name=str(backbone_file), format=fmt, input_size=size, value_range=vr, output="features"))
+    backbone = Recipe(
+        ref=str(backbone_file),
+        config=ModelConfig(name=str(backbone_file), format=fmt, input_size=size, value_range=vr, output="features"),
+    )
     if fmt == "tflite":
         backbone.tflite = backbone_file
     else:
@@ -252,9 +261,14 @@ def load_model(ref: str, path: Path, purpose: Purpose) -> Recipe:
     if purpose == "features":
         return backbone
     config = ModelConfig(name=ref, format="tflite", input_size=size, value_range=vr, output="logits")
-    notes = [] if is_calibrated(path) else [
-        f"{ref}: trained before imgtool calibrated its scores: they are uncalibrated (often underconfident); "
-        "retrain it for scores that mean what they say"]
+    notes = (
+        []
+        if is_calibrated(path)
+        else [
+            f"{ref}: trained before imgtool calibrated its scores: they are uncalibrated (often underconfident); "
+            "retrain it for scores that mean what they say"
+        ]
+    )
     return Recipe(ref=ref, config=config, labels=checked.labels, head=head, backbone=backbone, notes=notes)
 
 

@@ -42,11 +42,14 @@ def path(config: ModelConfig) -> Path:
     try:
         st = file.stat()
     except OSError as err:
-        raise ModelError(f"{config.name}: the model file that ships with imgtool is missing ({file}: "
-                         f"{err.strerror}); {fix}") from None
+        raise ModelError(
+            f"{config.name}: the model file that ships with imgtool is missing ({file}: {err.strerror}); {fix}"
+        ) from None
     if config.size is not None and st.st_size != config.size:
-        raise ModelError(f"{config.name}: the model file that ships with imgtool is damaged ({file}: "
-                         f"{st.st_size} bytes, expected {config.size}); {fix}")
+        raise ModelError(
+            f"{config.name}: the model file that ships with imgtool is damaged ({file}: "
+            f"{st.st_size} bytes, expected {config.size}); {fix}"
+        )
     ident = _identity(file, st, config.sha256)
     if ident in _verified:
         return file
@@ -58,8 +61,10 @@ def path(config: ModelConfig) -> Path:
         return file
     actual = store.sha256_file(file)
     if actual != config.sha256:
-        raise ModelError(f"{config.name}: the model file that ships with imgtool is damaged ({file}: sha256 "
-                         f"{actual[:12]}..., expected {config.sha256[:12]}...); {fix}")
+        raise ModelError(
+            f"{config.name}: the model file that ships with imgtool is damaged ({file}: sha256 "
+            f"{actual[:12]}..., expected {config.sha256[:12]}...); {fix}"
+        )
     _verified.add(ident)
     try:  # no fsync: a lost note costs one more hash
         store.atomic_write_bytes(note, json.dumps({**known, config.embedded: ident}, indent=2).encode(), durable=False)

@@ -86,9 +86,13 @@ class Bin:
     accuracy: float | None  # share right
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lo": self.lo, "hi": self.hi, "count": self.count,
-                "confidence": None if self.confidence is None else round(self.confidence, 4),
-                "accuracy": None if self.accuracy is None else round(self.accuracy, 4)}
+        return {
+            "lo": self.lo,
+            "hi": self.hi,
+            "count": self.count,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "accuracy": None if self.accuracy is None else round(self.accuracy, 4),
+        }
 
 
 def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[Bin]:
@@ -106,8 +110,15 @@ def reliability_of(conf: np.ndarray, right: np.ndarray, bins: int = ECE_BINS) ->
     for b in range(bins):
         m = which == b
         n = int(m.sum())
-        out.append(Bin(round(b / bins, 6), round((b + 1) / bins, 6), n,
-                       float(conf[m].mean()) if n else None, float(right[m].mean()) if n else None))
+        out.append(
+            Bin(
+                round(b / bins, 6),
+                round((b + 1) / bins, 6),
+                n,
+                float(conf[m].mean()) if n else None,
+                float(right[m].mean()) if n else None,
+            )
+        )
     return out
 
 
@@ -121,8 +132,13 @@ def ece_of(table: list[Bin]) -> float:
     total = sum(b.count for b in table)
     if total == 0:
         raise ValueError("ece needs at least one photo")
-    return float(sum(b.count / total * abs(b.accuracy - b.confidence) for b in table
-                     if b.count and b.accuracy is not None and b.confidence is not None))
+    return float(
+        sum(
+            b.count / total * abs(b.accuracy - b.confidence)
+            for b in table
+            if b.count and b.accuracy is not None and b.confidence is not None
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -135,10 +151,13 @@ class MinScore:
     target: float = TARGET_PRECISION
 
     def to_dict(self) -> dict[str, Any]:
-        return {"min_score": self.value, "accepted": round(self.accepted, 4),
-                "precision": None if self.precision is None else round(self.precision, 4),
-                "target_precision": self.target,
-                "source": "out-of-fold calibrated top-1 scores of the train+validation photos"}
+        return {
+            "min_score": self.value,
+            "accepted": round(self.accepted, 4),
+            "precision": None if self.precision is None else round(self.precision, 4),
+            "target_precision": self.target,
+            "source": "out-of-fold calibrated top-1 scores of the train+validation photos",
+        }
 
 
 def suggest_min_score(probs: np.ndarray, y: np.ndarray, target: float = TARGET_PRECISION) -> MinScore:
@@ -180,29 +199,42 @@ class Calibration:
     count: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "temperature scaling, fitted on the out-of-fold logits of train+validation "
-                          "by log-loss against the true labels; folded into the head (logits / T)",
-                "temperature": round(self.temperature, 6), "ece_before": round(self.ece_before, 4),
-                "ece_after": round(self.ece_after, 4), "log_loss_before": round(self.log_loss_before, 5),
-                "log_loss_after": round(self.log_loss_after, 5), "bins": ECE_BINS, "count": self.count,
-                "reliability_before": [b.to_dict() for b in self.bins_before],
-                "reliability_after": [b.to_dict() for b in self.bins_after]}
+        return {
+            "method": "temperature scaling, fitted on the out-of-fold logits of train+validation "
+            "by log-loss against the true labels; folded into the head (logits / T)",
+            "temperature": round(self.temperature, 6),
+            "ece_before": round(self.ece_before, 4),
+            "ece_after": round(self.ece_after, 4),
+            "log_loss_before": round(self.log_loss_before, 5),
+            "log_loss_after": round(self.log_loss_after, 5),
+            "bins": ECE_BINS,
+            "count": self.count,
+            "reliability_before": [b.to_dict() for b in self.bins_before],
+            "reliability_after": [b.to_dict() for b in self.bins_after],
+        }
 
 
 def calibrate(logits: np.ndarray, y: np.ndarray) -> Calibration:
     """Fit T on (out-of-fold) logits and describe the scores before and after."""
     t = fit_temperature(logits, y)
     before, after = scale(logits, 1.0), scale(logits, t)
-    return Calibration(t, ece(before, y), ece(after, y), nll(logits, y), nll(logits, y, t),
-                       reliability(before, y), reliability(after, y), len(y))
+    return Calibration(
+        t,
+        ece(before, y),
+        ece(after, y),
+        nll(logits, y),
+        nll(logits, y, t),
+        reliability(before, y),
+        reliability(after, y),
+        len(y),
+    )
 
 
 def plain_sentence(bins: list[dict[str, Any]]) -> str | None:
-    """"Of the photos scored 0.8-0.9, 87% were right" for the fullest bin (ties: the
+    """ "Of the photos scored 0.8-0.9, 87% were right" for the fullest bin (ties: the
     higher bin), from a reliability table as metrics.json holds it."""
     full = [b for b in bins if b.get("count") and b.get("accuracy") is not None]
     if not full:
         return None
     b = max(full, key=lambda b: (b["count"], b["lo"]))
-    return (f"of the {b['count']} photos scored {b['lo']:.1f}–{b['hi']:.1f}, "
-            f"{b['accuracy']:.0%} were right")
+    return f"of the {b['count']} photos scored {b['lo']:.1f}–{b['hi']:.1f}, {b['accuracy']:.0%} were right"

@@ -43,6 +43,7 @@ BLOCK = 1024  # rows of the similarity matrix computed at once (memory stays O(B
 
 # ---------------------------------------------------------------- the numbers
 
+
 def suspect_order(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices of the photos whose out-of-fold top class is not their label, most
     suspicious first: by the probability of their label, ascending (ties: lower index)."""
@@ -66,7 +67,7 @@ def similar_pairs(unit: np.ndarray, threshold: float) -> list[tuple[int, int, fl
     out = []
     n = len(unit)
     for start in range(0, n, BLOCK):
-        s = unit[start:start + BLOCK] @ unit.T
+        s = unit[start : start + BLOCK] @ unit.T
         rows, cols = np.nonzero(s >= threshold)
         for r, c in zip(rows, cols):
             i = start + int(r)
@@ -94,8 +95,9 @@ def _components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def duplicate_groups(x: np.ndarray, shas: list[str], threshold: float = NEAR_DUPLICATE
-                     ) -> list[tuple[str, float, list[int]]]:
+def duplicate_groups(
+    x: np.ndarray, shas: list[str], threshold: float = NEAR_DUPLICATE
+) -> list[tuple[str, float, list[int]]]:
     """(kind, similarity, member indices) per group of byte-identical or near-identical
     photos (see the module docstring); kind "identical" when every member has the same
     bytes, else "near". Ordered by similarity, highest first, then by first member."""
@@ -115,8 +117,12 @@ def duplicate_groups(x: np.ndarray, shas: list[str], threshold: float = NEAR_DUP
             out.append(("identical", 1.0, members))
             continue
         sub = unit[members] @ unit[members].T
-        low = min(1.0 if shas[a] == shas[b] else float(sub[p, q])
-                  for p, a in enumerate(members) for q, b in enumerate(members) if p < q)
+        low = min(
+            1.0 if shas[a] == shas[b] else float(sub[p, q])
+            for p, a in enumerate(members)
+            for q, b in enumerate(members)
+            if p < q
+        )
         out.append(("near", round(low, 4), members))
     out.sort(key=lambda g: (-g[1], g[2][0]))
     return out
@@ -131,9 +137,9 @@ def neighbour_similarity(x: np.ndarray, k: int = OUTLIER_NEIGHBOURS) -> np.ndarr
     k = max(1, min(k, n - 1))
     out = np.zeros(n)
     for start in range(0, n, BLOCK):
-        s = unit[start:start + BLOCK] @ unit.T
+        s = unit[start : start + BLOCK] @ unit.T
         s[np.arange(len(s)), start + np.arange(len(s))] = -np.inf  # not itself
-        out[start:start + len(s)] = np.sort(s, axis=1)[:, -k:].mean(axis=1)
+        out[start : start + len(s)] = np.sort(s, axis=1)[:, -k:].mean(axis=1)
     return out
 
 
@@ -145,8 +151,7 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     return np.zeros_like(v) if mad == 0 else 0.6745 * (v - med) / mad
 
 
-def outlier_order(x: np.ndarray, k: int = OUTLIER_NEIGHBOURS, z: float = OUTLIER_Z
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def outlier_order(x: np.ndarray, k: int = OUTLIER_NEIGHBOURS, z: float = OUTLIER_Z) -> tuple[np.ndarray, np.ndarray]:
     """(indices of the outliers, farthest first; every photo's neighbour similarity)."""
     if len(x) < 3:
         return np.zeros(0, dtype=int), np.ones(len(x))
@@ -157,6 +162,7 @@ def outlier_order(x: np.ndarray, k: int = OUTLIER_NEIGHBOURS, z: float = OUTLIER
 
 
 # ---------------------------------------------------------------- the records
+
 
 @dataclass(frozen=True)
 class Suspect:
@@ -199,8 +205,13 @@ class DuplicateGroup:
         return "test" in splits and bool(splits - {"test"})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "similarity": self.similarity, "label_conflict": self.label_conflict,
-                "leakage": self.leakage, "members": [asdict(m) for m in self.members]}
+        return {
+            "kind": self.kind,
+            "similarity": self.similarity,
+            "label_conflict": self.label_conflict,
+            "leakage": self.leakage,
+            "members": [asdict(m) for m in self.members],
+        }
 
 
 @dataclass(frozen=True)
@@ -239,24 +250,45 @@ class AuditResult:
         return bool(self.suspects or self.duplicates or self.outliers or self.problems)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"suspects": [asdict(s) for s in self.suspects], "duplicates": [g.to_dict() for g in self.duplicates],
-                "outliers": [asdict(o) for o in self.outliers], "problems": [asdict(p) for p in self.problems],
-                "summary": self.summary}
+        return {
+            "suspects": [asdict(s) for s in self.suspects],
+            "duplicates": [g.to_dict() for g in self.duplicates],
+            "outliers": [asdict(o) for o in self.outliers],
+            "problems": [asdict(p) for p in self.problems],
+            "summary": self.summary,
+        }
 
 
 # ---------------------------------------------------------------- records of samples
 
-def suspects_of(samples: list[Any], classes: list[str], probs: np.ndarray, y: np.ndarray,
-                limit: int | None = None) -> list[Suspect]:
+
+def suspects_of(
+    samples: list[Any], classes: list[str], probs: np.ndarray, y: np.ndarray, limit: int | None = None
+) -> list[Suspect]:
     """The Suspect records of `samples` (rows of probs), most suspicious first."""
     order = suspect_order(probs, y)[:limit]
-    return [Suspect(samples[i].path, samples[i].rel, classes[int(y[i])], classes[int(probs[i].argmax())],
-                    round(float(probs[i, y[i]]), 4), round(float(probs[i].max()), 4), samples[i].split)
-            for i in order]
+    return [
+        Suspect(
+            samples[i].path,
+            samples[i].rel,
+            classes[int(y[i])],
+            classes[int(probs[i].argmax())],
+            round(float(probs[i, y[i]]), 4),
+            round(float(probs[i].max()), 4),
+            samples[i].split,
+        )
+        for i in order
+    ]
 
 
-def groups_of(samples: list[Any], classes: list[str], x: np.ndarray, shas: list[str],
-              threshold: float = NEAR_DUPLICATE) -> list[DuplicateGroup]:
-    return [DuplicateGroup(kind, sim, [Member(samples[i].path, samples[i].rel, classes[samples[i].label],
-                                              samples[i].split) for i in members])
-            for kind, sim, members in duplicate_groups(x, shas, threshold)]
+def groups_of(
+    samples: list[Any], classes: list[str], x: np.ndarray, shas: list[str], threshold: float = NEAR_DUPLICATE
+) -> list[DuplicateGroup]:
+    return [
+        DuplicateGroup(
+            kind,
+            sim,
+            [Member(samples[i].path, samples[i].rel, classes[samples[i].label], samples[i].split) for i in members],
+        )
+        for kind, sim, members in duplicate_groups(x, shas, threshold)
+    ]

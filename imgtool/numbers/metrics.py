@@ -46,8 +46,9 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict
         "accuracy": round(float(np.trace(cm)) / total, 4) if total else None,
         "count": total,
         # always answering the most common class of these photos would score this
-        "baseline": None if majority is None else {"class": classes[majority],
-                                                   "accuracy": round(int(supports[majority]) / total, 4)},
+        "baseline": None
+        if majority is None
+        else {"class": classes[majority], "accuracy": round(int(supports[majority]) / total, 4)},
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
         "classes": list(classes),
@@ -85,14 +86,19 @@ def format_text(m: dict[str, Any], title: str = "test") -> str:
     acc = m["accuracy"]
     base = m.get("baseline")
     shown = f"{acc:.1%} ({round(acc * m['count'])}/{m['count']})" if acc is not None else "n/a (no images)"
-    lines = [f"{title} accuracy: " + shown
-             + (f"; majority-class baseline {base['accuracy']:.1%} (always {base['class']})" if base else "")]
+    lines = [
+        f"{title} accuracy: "
+        + shown
+        + (f"; majority-class baseline {base['accuracy']:.1%} (always {base['class']})" if base else "")
+    ]
     width = max(8, *(len(c) for c in classes))
     lines.append(f"  {'class':{width}}  precision  recall      F1  support")
     for c in classes:
         pc = m["per_class"][c]
-        lines.append(f"  {c:{width}}  {_pct(pc['precision'], 9)}  {_pct(pc['recall'], 6)}  {_pct(pc.get('f1'), 6)}"
-                     f"  {pc['support']:7}")
+        lines.append(
+            f"  {c:{width}}  {_pct(pc['precision'], 9)}  {_pct(pc['recall'], 6)}  {_pct(pc.get('f1'), 6)}"
+            f"  {pc['support']:7}"
+        )
     lines.append("  confusion matrix (rows: true, columns: predicted):")
     lines.append("  " + " " * width + "".join(f" {c[:6]:>6}" for c in classes))
     for c, row in zip(classes, m["confusion_matrix"]):

@@ -14,8 +14,13 @@ MAX_ITER = 1000
 GRAD_TOL = 1e-5  # stop when the largest gradient component is below this
 
 
-def lbfgs(fg: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], x0: np.ndarray, max_iter: int = MAX_ITER,
-          tol: float = GRAD_TOL, memory: int = 10) -> tuple[np.ndarray, int]:
+def lbfgs(
+    fg: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    x0: np.ndarray,
+    max_iter: int = MAX_ITER,
+    tol: float = GRAD_TOL,
+    memory: int = 10,
+) -> tuple[np.ndarray, int]:
     """Minimise K independent smooth functions at once (x0 [K, P]; fg returns values [K]
     and gradients [K, P]) by L-BFGS with a backtracking (Armijo) line search per problem.
     A problem whose largest gradient component is below `tol` stops moving. Returns

@@ -95,8 +95,9 @@ def is_pooled(facts: OutputFacts) -> bool:
     return spatial_ones or (facts.producer in POOLING_OPS)
 
 
-def decide_output_kind(config_output: str | None, facts: OutputFacts | None,
-                       override: str | None = None, has_labels: bool = True) -> Decision:
+def decide_output_kind(
+    config_output: str | None, facts: OutputFacts | None, override: str | None = None, has_labels: bool = True
+) -> Decision:
     """The output kind of a model, and why. Pure: the same model always gets the same answer."""
     if override not in (None, "auto"):
         if override not in ("probabilities", "logits"):
@@ -115,8 +116,10 @@ def decide_output_kind(config_output: str | None, facts: OutputFacts | None,
         return Decision("probabilities", f"the graph's last op is {facts.producer}")
     if is_softmax_quantization(facts.dtype, facts.quantization):
         assert facts.quantization is not None
-        return Decision("probabilities", f"{facts.dtype} output quantized as a softmax "
-                                         f"(scale 1/256, zero point {facts.quantization[1]})")
+        return Decision(
+            "probabilities",
+            f"{facts.dtype} output quantized as a softmax (scale 1/256, zero point {facts.quantization[1]})",
+        )
     if not has_labels and is_pooled(facts):
         shape = "x".join(str(d) for d in facts.shape)
         return Decision("features", f"a pooled {shape} output ({facts.producer or 'no softmax'}) and no labels")

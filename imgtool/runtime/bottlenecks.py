@@ -28,13 +28,18 @@ FORMAT_VERSION = "1"
 file_sha256 = store.sha256_file  # a photo's content key
 
 
-def backbone_id(model_file: Path, input_size: tuple[int, int], value_range: tuple[float, float] | None,
-                extra: str = "") -> str:
+def backbone_id(
+    model_file: Path, input_size: tuple[int, int], value_range: tuple[float, float] | None, extra: str = ""
+) -> str:
     """Identity of a backbone + preprocessing. The model file's hash is remembered by
     (path, size, mtime) in the cache so a 90 MB model is not rehashed every run."""
     st = model_file.stat()
-    memo = store.home() / "bottlenecks" / "model-hashes" / hashlib.sha256(
-        f"{model_file.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    memo = (
+        store.home()
+        / "bottlenecks"
+        / "model-hashes"
+        / hashlib.sha256(f"{model_file.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    )
     try:
         digest = memo.read_text().strip()
         if len(digest) != 64:
@@ -87,13 +92,16 @@ class BottleneckCache:
             store.atomic_write_bytes(self._path(sha), hashlib.sha256(payload).digest() + payload, durable=False)
         except OSError as err:
             self.write_error = err
-            ui.warn(f"cannot write the bottleneck cache {self.dir} ({store.write_cause(err)}); going on without "
-                    "it - features are kept in memory only, so the next run computes them again (free space, "
-                    "or set " + Param("bottleneck_dir") + " / IMGTOOL_HOME to a writable folder)")
+            ui.warn(
+                f"cannot write the bottleneck cache {self.dir} ({store.write_cause(err)}); going on without "
+                "it - features are kept in memory only, so the next run computes them again (free space, "
+                "or set " + Param("bottleneck_dir") + " / IMGTOOL_HOME to a writable folder)"
+            )
 
 
-def extract(engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache,
-            batch_size: int = 8, workers: int = 2) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+def extract(
+    engine: Engine, paths: list[str], shas: list[str], cache: BottleneckCache, batch_size: int = 8, workers: int = 2
+) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     """Features for each path (cache first, backbone for misses): yields (i, vector, error)."""
     from imgtool.data.images import Input, decode_ahead
 
@@ -105,8 +113,9 @@ def extract(engine: Engine, paths: list[str], shas: list[str], cache: Bottleneck
         else:
             yield i, vec, None
     if cache.damaged:
-        ui.info(f"{cache.damaged} damaged bottleneck cache entr{'y' if cache.damaged == 1 else 'ies'} removed; "
-                "recomputing")
+        ui.info(
+            f"{cache.damaged} damaged bottleneck cache entr{'y' if cache.damaged == 1 else 'ies'} removed; recomputing"
+        )
     if not misses:
         return
     bar = ui.progress(len(misses), "bottlenecks", unit="img")
@@ -122,8 +131,9 @@ def extract(engine: Engine, paths: list[str], shas: list[str], cache: Bottleneck
         pending.clear()
 
     inputs: Iterable[Input] = (Input(paths[i]) for i in misses)
-    for j, (_, arr, err) in enumerate(decode_ahead(inputs, engine.input_size, workers,
-                                                   window=batch_size * 2 + workers)):
+    for j, (_, arr, err) in enumerate(
+        decode_ahead(inputs, engine.input_size, workers, window=batch_size * 2 + workers)
+    ):
         i = misses[j]
         if arr is None:
             yield i, None, err

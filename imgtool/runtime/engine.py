@@ -43,8 +43,13 @@ def default_threads() -> int:
 
 
 class LiteRTEngine:
-    def __init__(self, path: Path | str, value_range: tuple[float, float] | None = None,
-                 output_name: str | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        path: Path | str,
+        value_range: tuple[float, float] | None = None,
+        output_name: str | None = None,
+        threads: int | None = None,
+    ):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
@@ -59,8 +64,10 @@ class LiteRTEngine:
             raise ModelError(f"{path}: not a loadable .tflite model ({first_line(err, None)})", path=path) from None
         inputs = self._it.get_input_details()
         if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
-            raise ModelError(f"{path}: expected one image input [batch, height, width, 3], "
-                             f"found {[list(d['shape']) for d in inputs]}")
+            raise ModelError(
+                f"{path}: expected one image input [batch, height, width, 3], "
+                f"found {[list(d['shape']) for d in inputs]}"
+            )
         self._in = inputs[0]
         outputs = self._it.get_output_details()
         if not outputs:
@@ -68,8 +75,9 @@ class LiteRTEngine:
         if output_name:
             named = [d for d in outputs if d["name"] == output_name]
             if not named:
-                raise ModelError(f"{path}: no output named {output_name!r} "
-                                 f"(outputs: {', '.join(d['name'] for d in outputs)})")
+                raise ModelError(
+                    f"{path}: no output named {output_name!r} (outputs: {', '.join(d['name'] for d in outputs)})"
+                )
             self._out = named[0]
         else:
             self._out = outputs[0]
@@ -117,9 +125,14 @@ class LiteRTEngine:
 
         told = facts.cached(self.path, f"output:{position}:{tensor}", read)
         return OutputFacts(
-            width=self.output_width, shape=tuple(int(d) for d in self._out["shape"]), dtype=dtype,
+            width=self.output_width,
+            shape=tuple(int(d) for d in self._out["shape"]),
+            dtype=dtype,
             quantization=(float(scale), int(zero)) if dtype in ("uint8", "int8", "int16") and scale else None,
-            producer=told["producer"], metadata=told["metadata"], source=str(self.path))
+            producer=told["producer"],
+            metadata=told["metadata"],
+            source=str(self.path),
+        )
 
     def _prepare(self, images: np.ndarray) -> np.ndarray:
         dtype = self._in["dtype"]
@@ -130,8 +143,10 @@ class LiteRTEngine:
             return images  # the usual convention for uint8 models: raw pixels
         # int8 with no value range: the uint8 convention shifted by 128 (what TFLite's own
         # uint8 -> int8 interface change does): pixel p is the quantized value p - 128
-        real = to_float(images, self.value_range
-                        or (((-128.0 - zero) * scale, (127.0 - zero) * scale) if dtype == np.int8 else None))
+        real = to_float(
+            images,
+            self.value_range or (((-128.0 - zero) * scale, (127.0 - zero) * scale) if dtype == np.int8 else None),
+        )
         info = np.iinfo(dtype)
         q = np.round(real / scale + zero)
         return np.clip(q, info.min, info.max).astype(dtype)
@@ -146,8 +161,9 @@ class LiteRTEngine:
         try:
             return self._run(images)
         except (RuntimeError, ValueError) as err:  # e.g. a damaged file LiteRT loads: "Input tensor 3 lacks data"
-            raise ModelError(f"{self.path}: the .tflite model does not run ({first_line(err, None)}); it is damaged",
-                             path=self.path) from None
+            raise ModelError(
+                f"{self.path}: the .tflite model does not run ({first_line(err, None)}); it is damaged", path=self.path
+            ) from None
 
     def _run(self, images: np.ndarray) -> np.ndarray:
         n = images.shape[0]
@@ -163,7 +179,7 @@ class LiteRTEngine:
             return self._dequantize(it.get_tensor(self._out["index"])).reshape(n, -1)
         rows = []
         for i in range(n):
-            it.set_tensor(self._in["index"], x[i:i + 1])
+            it.set_tensor(self._in["index"], x[i : i + 1])
             it.invoke()
             rows.append(self._dequantize(it.get_tensor(self._out["index"])).reshape(-1))
         return np.stack(rows)
@@ -172,8 +188,13 @@ class LiteRTEngine:
 class TFEngine:
     """A SavedModel or a frozen GraphDef run in TensorFlow (slow start; the fallback)."""
 
-    def __init__(self, source: Path, input_size: tuple[int, int], value_range: tuple[float, float] | None,
-                 graph_tensors: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        source: Path,
+        input_size: tuple[int, int],
+        value_range: tuple[float, float] | None,
+        graph_tensors: tuple[str, str] | None = None,
+    ):
         from imgtool.runtime import tfutil
 
         self.input_size = input_size
@@ -194,8 +215,12 @@ class TFEngine:
             probe = np.zeros((1, *self.input_size, 3), np.uint8)
             out = np.asarray(self._fn(to_float(probe, self.value_range)))
             op = getattr(self._fn, "output_op", None)
-            self._facts = OutputFacts(width=int(np.prod(out.shape[1:])), shape=tuple(int(d) for d in out.shape),
-                                      producer=op, source=str(self.source))
+            self._facts = OutputFacts(
+                width=int(np.prod(out.shape[1:])),
+                shape=tuple(int(d) for d in out.shape),
+                producer=op,
+                source=str(self.source),
+            )
         return self._facts
 
 
@@ -211,9 +236,11 @@ class HeadEngine:
     def run(self, images: np.ndarray) -> np.ndarray:
         feats = self.backbone.run(images)
         if feats.shape[1] != self.weights.shape[0]:
-            raise ModelError(f"the backbone gives {feats.shape[1]} features, the retrained last layer expects "
-                             f"{self.weights.shape[0]}: the model folder's backbone is not the one it was trained "
-                             "on; retrain it again")
+            raise ModelError(
+                f"the backbone gives {feats.shape[1]} features, the retrained last layer expects "
+                f"{self.weights.shape[0]}: the model folder's backbone is not the one it was trained "
+                "on; retrain it again"
+            )
         return feats @ self.weights + self.bias
 
     def output_facts(self) -> OutputFacts:

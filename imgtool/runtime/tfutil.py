@@ -91,15 +91,25 @@ def _graph_session(tf, pb: Path, tensors: tuple[str, str]):  # noqa: ANN001
         inp = graph.get_tensor_by_name(tensors[0])
         out = graph.get_tensor_by_name(tensors[1])
     except (KeyError, ValueError) as err:
-        raise ModelError(f"{pb}: {err}; name the tensors with " + Param("input_tensor") + "/" + Param("output_tensor"),
-                         path=pb) from None
+        raise ModelError(
+            f"{pb}: {err}; name the tensors with " + Param("input_tensor") + "/" + Param("output_tensor"), path=pb
+        ) from None
     return tf.compat.v1.Session(graph=graph), inp, out
 
 
 _TF_PASSTHROUGH = {"Identity", "Reshape", "Squeeze", "StopGradient", "Cast"}
-_TF_TO_TFLITE = {"Softmax": "SOFTMAX", "Sigmoid": "LOGISTIC", "LogSoftmax": "LOG_SOFTMAX", "AvgPool": "AVERAGE_POOL_2D",
-                 "MaxPool": "MAX_POOL_2D", "Mean": "MEAN", "MatMul": "FULLY_CONNECTED", "BiasAdd": "ADD", "Add": "ADD",
-                 "AddV2": "ADD"}
+_TF_TO_TFLITE = {
+    "Softmax": "SOFTMAX",
+    "Sigmoid": "LOGISTIC",
+    "LogSoftmax": "LOG_SOFTMAX",
+    "AvgPool": "AVERAGE_POOL_2D",
+    "MaxPool": "MAX_POOL_2D",
+    "Mean": "MEAN",
+    "MatMul": "FULLY_CONNECTED",
+    "BiasAdd": "ADD",
+    "Add": "ADD",
+    "AddV2": "ADD",
+}
 
 
 def _producer(op) -> str:  # noqa: ANN001
@@ -110,15 +120,16 @@ def _producer(op) -> str:  # noqa: ANN001
     return _TF_TO_TFLITE.get(op.type, op.type)
 
 
-def load_callable(source: Path, graph_tensors: tuple[str, str] | None = None,
-                  input_size: tuple[int, int] | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def load_callable(
+    source: Path, graph_tensors: tuple[str, str] | None = None, input_size: tuple[int, int] | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
     """float images [N,H,W,3] -> outputs, in TensorFlow."""
     tf = _tf()
     if graph_tensors:
         sess, inp, out = _graph_session(tf, source, graph_tensors)
 
         def run_graph(x: np.ndarray) -> np.ndarray:
-            return np.concatenate([sess.run(out, {inp: x[i:i + 1]}).reshape(1, -1) for i in range(len(x))])
+            return np.concatenate([sess.run(out, {inp: x[i : i + 1]}).reshape(1, -1) for i in range(len(x))])
 
         run_graph.output_op = _producer(out.op)  # type: ignore[attr-defined]
         return run_graph
@@ -145,20 +156,28 @@ def convert_savedmodel(source: Path, input_size: tuple[int, int], dest: Path) ->
     return run
 
 
-def convert_graphdef(pb: Path, tensors: tuple[str, str], input_size: tuple[int, int],
-                     dest: Path) -> Callable[[np.ndarray], np.ndarray]:
+def convert_graphdef(
+    pb: Path, tensors: tuple[str, str], input_size: tuple[int, int], dest: Path
+) -> Callable[[np.ndarray], np.ndarray]:
     tf = _tf()
     in_name = tensors[0].split(":")[0]
     out_name = tensors[1].split(":")[0]
     converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
-        str(pb), input_arrays=[in_name], output_arrays=[out_name],
-        input_shapes={in_name: [1, *input_size, 3]})
+        str(pb), input_arrays=[in_name], output_arrays=[out_name], input_shapes={in_name: [1, *input_size, 3]}
+    )
     dest.write_bytes(converter.convert())
     return load_callable(pb, tensors)
 
 
-def export_classifier(backbone_dir: Path, input_size: tuple[int, int], value_range: tuple[float, float] | None,
-                      weights: np.ndarray, bias: np.ndarray, classes: list[str], saved_model_dir: Path) -> None:
+def export_classifier(
+    backbone_dir: Path,
+    input_size: tuple[int, int],
+    value_range: tuple[float, float] | None,
+    weights: np.ndarray,
+    bias: np.ndarray,
+    classes: list[str],
+    saved_model_dir: Path,
+) -> None:
     """A SavedModel (backbone + new layer) with a serving signature that takes images
     (float32 [N,H,W,3], pixel values 0..255) and returns probabilities and the top class
     (imgtool.training.tflite_model writes the shipped model.tflite from this SavedModel's
@@ -179,8 +198,7 @@ def export_classifier(backbone_dir: Path, input_size: tuple[int, int], value_ran
         @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
         def serve(self, images):  # noqa: ANN001, ANN201
             probs = self.probabilities(images)
-            return {"probabilities": probs,
-                    "top_class": tf.gather(self.class_names, tf.argmax(probs, axis=-1))}
+            return {"probabilities": probs, "top_class": tf.gather(self.class_names, tf.argmax(probs, axis=-1))}
 
         @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="images")])
         def probabilities(self, images):  # noqa: ANN001, ANN201

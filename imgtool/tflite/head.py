@@ -62,17 +62,35 @@ class _Head:
         options = tfl.ReshapeOptionsT()
         options.newShape = [-1, self.width]
         flat = self.edit.tensor("head/features", [self.batch, self.width], ttype, quant=quant)
-        self.edit.op(self.edit.opcode(tfl.BuiltinOperator.RESHAPE), [src, self.shape], [flat],
-                     tfl.BuiltinOptions.ReshapeOptions, options)
+        self.edit.op(
+            self.edit.opcode(tfl.BuiltinOperator.RESHAPE),
+            [src, self.shape],
+            [flat],
+            tfl.BuiltinOptions.ReshapeOptions,
+            options,
+        )
         return flat
 
-    def dense_softmax(self, flat: int, weights: int, bias: int, ttype: int, fc_version: int = 1,
-                      logits_quant: Any = None, prob_quant: Any = None) -> int:
+    def dense_softmax(
+        self,
+        flat: int,
+        weights: int,
+        bias: int,
+        ttype: int,
+        fc_version: int = 1,
+        logits_quant: Any = None,
+        prob_quant: Any = None,
+    ) -> int:
         """FULLY_CONNECTED then SOFTMAX: the probability tensor."""
         tfl, edit = self.edit.tfl, self.edit
         logits = edit.tensor("head/logits", [self.batch, self.classes], ttype, quant=logits_quant)
-        edit.op(edit.opcode(tfl.BuiltinOperator.FULLY_CONNECTED, version=fc_version), [flat, weights, bias],
-                [logits], tfl.BuiltinOptions.FullyConnectedOptions, tfl.FullyConnectedOptionsT())
+        edit.op(
+            edit.opcode(tfl.BuiltinOperator.FULLY_CONNECTED, version=fc_version),
+            [flat, weights, bias],
+            [logits],
+            tfl.BuiltinOptions.FullyConnectedOptions,
+            tfl.FullyConnectedOptionsT(),
+        )
         softmax = tfl.SoftmaxOptionsT()
         softmax.beta = 1.0
         prob = edit.tensor("probability", [self.batch, self.classes], ttype, quant=prob_quant)
@@ -91,8 +109,9 @@ def _start(backbone: bytes, weights: np.ndarray, bias: np.ndarray) -> _Head:
         raise ModelError(f"the backbone gives {int(np.prod(feat.shape[1:]))} features; the head expects {n_feat}")
     batch = int(feat.shape[0]) if feat.shape is not None and len(feat.shape) else 1
     shape = edit.tensor("head/reshape_shape", [2], edit.tfl.TensorType.INT32, np.array([-1, n_feat], np.int32))
-    return _Head(edit, features, np.ascontiguousarray(weights.astype(np.float32).T), bias.astype(np.float32),
-                 batch, shape)
+    return _Head(
+        edit, features, np.ascontiguousarray(weights.astype(np.float32).T), bias.astype(np.float32), batch, shape
+    )
 
 
 def _float_weights(head: _Head, quantize: Quantize) -> tuple[int, int, int]:
@@ -139,8 +158,10 @@ def _uint8_head(head: _Head, calibration_features: np.ndarray | None) -> int:
     fq = feat.quantization
     if feat.type != TT.UINT8 or fq is None or not fq.scale:
         kind = "float" if feat.type == TT.FLOAT32 else f"of type {feat.type} (not uint8)"
-        raise UsageError(f"int8 needs a uint8-quantized .tflite backbone, or a TF backbone with the folder's "
-                         f"saved_model/; this backbone's output is {kind}")
+        raise UsageError(
+            f"int8 needs a uint8-quantized .tflite backbone, or a TF backbone with the folder's "
+            f"saved_model/; this backbone's output is {kind}"
+        )
     if calibration_features is None or not len(calibration_features):
         raise UsageError("int8 needs calibration: the training photos were not found")
     s_in, z_in = float(fq.scale[0]), int(fq.zeroPoint[0])
@@ -156,12 +177,23 @@ def _uint8_head(head: _Head, calibration_features: np.ndarray | None) -> int:
     flat = head.reshape(head.features, TT.UINT8, edit.quantization(s_in, z_in))
     w_idx = edit.tensor("head/weights", [head.classes, head.width], TT.UINT8, wq, edit.quantization(s_w, z_w))
     b_idx = edit.tensor("head/bias", [head.classes], TT.INT32, bq, edit.quantization(s_b, 0))
-    return head.dense_softmax(flat, w_idx, b_idx, TT.UINT8, logits_quant=edit.quantization(s_out, z_out),
-                              prob_quant=edit.quantization(*SOFTMAX_UINT8))
+    return head.dense_softmax(
+        flat,
+        w_idx,
+        b_idx,
+        TT.UINT8,
+        logits_quant=edit.quantization(s_out, z_out),
+        prob_quant=edit.quantization(*SOFTMAX_UINT8),
+    )
 
 
-def append_head(backbone: bytes, weights: np.ndarray, bias: np.ndarray, quantize: Quantize = "none",
-                calibration_features: np.ndarray | None = None) -> bytes:
+def append_head(
+    backbone: bytes,
+    weights: np.ndarray,
+    bias: np.ndarray,
+    quantize: Quantize = "none",
+    calibration_features: np.ndarray | None = None,
+) -> bytes:
     """The backbone flatbuffer with RESHAPE -> FULLY_CONNECTED -> SOFTMAX appended to its
     (only) output; a quantized output is dequantized first unless `quantize` is int8.
     `weights` are [features, classes], as head.npz keeps them."""

@@ -75,6 +75,7 @@ def _model(source: Source) -> Iterator[Any]:
 
 # ------------------------------------------------------------------ the graph
 
+
 @dataclass(frozen=True)
 class TensorFacts:
     """One tensor of the graph as the flatbuffer declares it."""
@@ -118,10 +119,13 @@ def _writers(graph: Any) -> dict[int, Any]:
 def _tensor_facts(graph: Any, index: int) -> TensorFacts:
     t = graph.Tensors(index)
     q = t.Quantization()
-    return TensorFacts(index, tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else (),
-                       _names("TensorType").get(int(t.Type()), str(t.Type())),
-                       float(q.Scale(0)) if q is not None and q.ScaleLength() else None,
-                       int(q.ZeroPoint(0)) if q is not None and q.ZeroPointLength() else None)
+    return TensorFacts(
+        index,
+        tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else (),
+        _names("TensorType").get(int(t.Type()), str(t.Type())),
+        float(q.Scale(0)) if q is not None and q.ScaleLength() else None,
+        int(q.ZeroPoint(0)) if q is not None and q.ZeroPointLength() else None,
+    )
 
 
 def graph_input(source: Source, position: int = 0) -> TensorFacts:
@@ -177,6 +181,7 @@ def flatbuffer_part(model: bytes) -> bytes:
 
 
 # ------------------------------------------------------------------ the metadata
+
 
 class View:
     """One table of a metadata flatbuffer, its fields read by name: the slot and the kind
@@ -299,10 +304,20 @@ def parse_metadata(data: bytes) -> ModelMetadata | None:
     try:
         root = View.root("ModelMetadata", bytes(data))
         subgraphs = root.get("subgraph_metadata")
-        tensors = {side: tuple(_tensor_metadata(t) for t in subgraphs[0].get(f"{side}_tensor_metadata"))
-                   if subgraphs else () for side in ("input", "output")}
-        return ModelMetadata(root.get("name"), root.get("description"), root.get("version"), root.get("author"),
-                             root.get("license"), root.get("min_parser_version"), tensors["input"], tensors["output"])
+        tensors = {
+            side: tuple(_tensor_metadata(t) for t in subgraphs[0].get(f"{side}_tensor_metadata")) if subgraphs else ()
+            for side in ("input", "output")
+        }
+        return ModelMetadata(
+            root.get("name"),
+            root.get("description"),
+            root.get("version"),
+            root.get("author"),
+            root.get("license"),
+            root.get("min_parser_version"),
+            tensors["input"],
+            tensors["output"],
+        )
     except _DAMAGED:
         return None  # damaged metadata says nothing; the graph still does
 
@@ -320,7 +335,7 @@ def _metadata_bytes(model: Any, buf: Any) -> bytes | None:
         if buffer.DataLength():
             return bytes(buffer.DataAsNumpy().tobytes())
         if buffer.Offset() and buffer.Size():
-            return bytes(buf[buffer.Offset():buffer.Offset() + buffer.Size()])
+            return bytes(buf[buffer.Offset() : buffer.Offset() + buffer.Size()])
     return None
 
 

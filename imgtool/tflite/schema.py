@@ -21,21 +21,48 @@ METADATA_IDENTIFIER = b"M001"  # metadata_schema.fbs file_identifier
 MIN_PARSER_VERSION = "1.0.0"  # every field imgtool writes exists since schema 1.0.0
 
 # flatbuffers scalar types -> the Builder's Prepend<Name>Slot / number_types.<Name>Flags
-SCALARS = {"bool": "Bool", "byte": "Int8", "ubyte": "Uint8", "short": "Int16", "ushort": "Uint16", "int": "Int32",
-           "uint": "Uint32", "long": "Int64", "ulong": "Uint64", "float": "Float32", "double": "Float64"}
+SCALARS = {
+    "bool": "Bool",
+    "byte": "Int8",
+    "ubyte": "Uint8",
+    "short": "Int16",
+    "ushort": "Uint16",
+    "int": "Int32",
+    "uint": "Uint32",
+    "long": "Int64",
+    "ulong": "Uint64",
+    "float": "Float32",
+    "double": "Float64",
+}
 
 # enum name -> (underlying scalar type, {value name: number})
 ENUMS: dict[str, tuple[str, dict[str, int]]] = {
-    "AssociatedFileType": ("byte", {"UNKNOWN": 0, "DESCRIPTIONS": 1, "TENSOR_AXIS_LABELS": 2, "TENSOR_VALUE_LABELS": 3,
-                                    "TENSOR_AXIS_SCORE_CALIBRATION": 4, "VOCABULARY": 5, "SCANN_INDEX_FILE": 6}),
+    "AssociatedFileType": (
+        "byte",
+        {
+            "UNKNOWN": 0,
+            "DESCRIPTIONS": 1,
+            "TENSOR_AXIS_LABELS": 2,
+            "TENSOR_VALUE_LABELS": 3,
+            "TENSOR_AXIS_SCORE_CALIBRATION": 4,
+            "VOCABULARY": 5,
+            "SCANN_INDEX_FILE": 6,
+        },
+    ),
     "ColorSpaceType": ("byte", {"UNKNOWN": 0, "RGB": 1, "GRAYSCALE": 2}),
 }
 
 # union name -> its member tables, in declaration order (type tag = position + 1; 0 is NONE)
 UNIONS: dict[str, tuple[str, ...]] = {
     "ContentProperties": ("FeatureProperties", "ImageProperties", "BoundingBoxProperties", "AudioProperties"),
-    "ProcessUnitOptions": ("NormalizationOptions", "ScoreCalibrationOptions", "ScoreThresholdingOptions",
-                           "BertTokenizerOptions", "SentencePieceTokenizerOptions", "RegexTokenizerOptions"),
+    "ProcessUnitOptions": (
+        "NormalizationOptions",
+        "ScoreCalibrationOptions",
+        "ScoreThresholdingOptions",
+        "BertTokenizerOptions",
+        "SentencePieceTokenizerOptions",
+        "RegexTokenizerOptions",
+    ),
 }
 
 
@@ -78,26 +105,38 @@ class Table:
         return len(self.fields)
 
 
-TABLES: dict[str, Table] = {t.name: t for t in (
-    Table("AssociatedFile", "name:string description:string type:AssociatedFileType locale:string version:string"),
-    Table("FeatureProperties", ""),
-    Table("ImageSize", "width:uint height:uint"),
-    Table("ImageProperties", "color_space:ColorSpaceType default_size:ImageSize"),
-    Table("Content", "content_properties:ContentProperties range:ValueRange"),
-    Table("NormalizationOptions", "mean:[float] std:[float]"),
-    Table("ProcessUnit", "options:ProcessUnitOptions"),
-    Table("Stats", "max:[float] min:[float]"),
-    Table("TensorMetadata", "name:string description:string dimension_names:[string] content:Content "
-                            "process_units:[ProcessUnit] stats:Stats associated_files:[AssociatedFile]"),
-    Table("SubGraphMetadata", "name:string description:string input_tensor_metadata:[TensorMetadata] "
-                              "output_tensor_metadata:[TensorMetadata] associated_files:[AssociatedFile] "
-                              "input_process_units:[ProcessUnit] output_process_units:[ProcessUnit] "
-                              "input_tensor_groups:[TensorGroup] output_tensor_groups:[TensorGroup] "
-                              "custom_metadata:[CustomMetadata]"),
-    Table("ModelMetadata", "name:string description:string version:string subgraph_metadata:[SubGraphMetadata] "
-                           "author:string license:string associated_files:[AssociatedFile] "
-                           "min_parser_version:string"),
-)}
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table("AssociatedFile", "name:string description:string type:AssociatedFileType locale:string version:string"),
+        Table("FeatureProperties", ""),
+        Table("ImageSize", "width:uint height:uint"),
+        Table("ImageProperties", "color_space:ColorSpaceType default_size:ImageSize"),
+        Table("Content", "content_properties:ContentProperties range:ValueRange"),
+        Table("NormalizationOptions", "mean:[float] std:[float]"),
+        Table("ProcessUnit", "options:ProcessUnitOptions"),
+        Table("Stats", "max:[float] min:[float]"),
+        Table(
+            "TensorMetadata",
+            "name:string description:string dimension_names:[string] content:Content "
+            "process_units:[ProcessUnit] stats:Stats associated_files:[AssociatedFile]",
+        ),
+        Table(
+            "SubGraphMetadata",
+            "name:string description:string input_tensor_metadata:[TensorMetadata] "
+            "output_tensor_metadata:[TensorMetadata] associated_files:[AssociatedFile] "
+            "input_process_units:[ProcessUnit] output_process_units:[ProcessUnit] "
+            "input_tensor_groups:[TensorGroup] output_tensor_groups:[TensorGroup] "
+            "custom_metadata:[CustomMetadata]",
+        ),
+        Table(
+            "ModelMetadata",
+            "name:string description:string version:string subgraph_metadata:[SubGraphMetadata] "
+            "author:string license:string associated_files:[AssociatedFile] "
+            "min_parser_version:string",
+        ),
+    )
+}
 
 
 def table(name: str) -> Table:
@@ -126,6 +165,7 @@ def union_tag(union: str, member: str) -> int:
 
 
 # ------------------------------------------------------------------ NormalizationOptions
+
 
 def normalization_for(value_range: tuple[float, float]) -> tuple[float, float]:
     """mean/std that map pixels 0..255 onto [lo, hi]: (0 - mean)/std = lo, (255 - mean)/std = hi."""

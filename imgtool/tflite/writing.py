@@ -117,6 +117,7 @@ def _ref(value: Any) -> Ref:
 
 # ------------------------------------------------------------------ an image classifier's metadata
 
+
 @dataclass
 class ClassifierInfo:
     name: str
@@ -137,23 +138,29 @@ def _stats(w: MetadataWriter, lo: float, hi: float) -> Ref:
 
 def _output_tensor(w: MetadataWriter, classes: int) -> Ref:
     """Probabilities, with the labels along axis 1."""
-    labels = w.table("AssociatedFile", name=w.string(LABELS_FILE),
-                     description=w.string("Labels for categories that the model can recognize."),
-                     type="TENSOR_AXIS_LABELS")
+    labels = w.table(
+        "AssociatedFile",
+        name=w.string(LABELS_FILE),
+        description=w.string("Labels for categories that the model can recognize."),
+        type="TENSOR_AXIS_LABELS",
+    )
     content = w.table("Content", content_properties=w.table("FeatureProperties"))
-    return w.table("TensorMetadata", name=w.string("probability"),
-                   description=w.string(f"Probabilities of the {classes} labels respectively."),
-                   content=content, stats=_stats(w, 0.0, 1.0), associated_files=w.vector([labels]))
+    return w.table(
+        "TensorMetadata",
+        name=w.string("probability"),
+        description=w.string(f"Probabilities of the {classes} labels respectively."),
+        content=content,
+        stats=_stats(w, 0.0, 1.0),
+        associated_files=w.vector([labels]),
+    )
 
 
 def _input_tensor(w: MetadataWriter, size: tuple[int, int], normalization: tuple[float, float] | None) -> Ref:
     """An RGB image, normalised when the input is float."""
     height, width = size
-    image = w.table("ImageProperties", color_space="RGB",
-                    default_size=w.table("ImageSize", width=width, height=height))
+    image = w.table("ImageProperties", color_space="RGB", default_size=w.table("ImageSize", width=width, height=height))
     content = w.table("Content", content_properties=image)  # before the strings: the order decides the bytes
-    fields = {"name": w.string("image"), "description": w.string("Input image to be classified."),
-              "content": content}
+    fields = {"name": w.string("image"), "description": w.string("Input image to be classified."), "content": content}
     if normalization is not None:
         mean, std = normalization
         options = w.table("NormalizationOptions", mean=w.floats([mean]), std=w.floats([std]))
@@ -169,17 +176,24 @@ def classifier_metadata(info: ClassifierInfo) -> bytes:
     w = MetadataWriter()
     output = _output_tensor(w, len(info.labels))
     image = _input_tensor(w, info.input_size, info.normalization)
-    subgraph = w.table("SubGraphMetadata", input_tensor_metadata=w.vector([image]),
-                       output_tensor_metadata=w.vector([output]))
-    fields = {"name": w.string(info.name), "description": w.string(info.description),
-              "version": w.string(info.version), "subgraph_metadata": w.vector([subgraph]),
-              "author": w.string(info.author), "min_parser_version": w.string(schema.MIN_PARSER_VERSION)}
+    subgraph = w.table(
+        "SubGraphMetadata", input_tensor_metadata=w.vector([image]), output_tensor_metadata=w.vector([output])
+    )
+    fields = {
+        "name": w.string(info.name),
+        "description": w.string(info.description),
+        "version": w.string(info.version),
+        "subgraph_metadata": w.vector([subgraph]),
+        "author": w.string(info.author),
+        "min_parser_version": w.string(schema.MIN_PARSER_VERSION),
+    }
     if info.license:
         fields["license"] = w.string(info.license)
     return w.finish(w.table("ModelMetadata", **fields))
 
 
 # ------------------------------------------------------------------ the model flatbuffer
+
 
 class ModelEdit:
     """A model flatbuffer opened for editing through LiteRT's object API (schema.ModelT);
@@ -210,8 +224,9 @@ class ModelEdit:
             if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and code.customCode is None:
                 code.version = max(code.version, version)
                 return i
-        self.model.operatorCodes.append(self.tfl.OperatorCodeT(deprecatedBuiltinCode=min(builtin, 127),
-                                                               builtinCode=builtin, version=version))
+        self.model.operatorCodes.append(
+            self.tfl.OperatorCodeT(deprecatedBuiltinCode=min(builtin, 127), builtinCode=builtin, version=version)
+        )
         return len(self.model.operatorCodes) - 1
 
     def quantization(self, scale: float | list[float], zero: int | list[int]) -> Any:
@@ -220,8 +235,7 @@ class ModelEdit:
         q.zeroPoint = [int(z) for z in np.atleast_1d(zero)]
         return q
 
-    def tensor(self, name: str, shape: list[int], ttype: int, data: np.ndarray | None = None,
-               quant: Any = None) -> int:
+    def tensor(self, name: str, shape: list[int], ttype: int, data: np.ndarray | None = None, quant: Any = None) -> int:
         """A new tensor: a constant holding `data`, else an activation (the empty buffer 0)."""
         t = self.tfl.TensorT()
         t.name, t.shape, t.type = name, list(shape), ttype
@@ -231,8 +245,9 @@ class ModelEdit:
         self.graph.tensors.append(t)
         return len(self.graph.tensors) - 1
 
-    def op(self, opcode: int, inputs: list[int], outputs: list[int], options_type: int = 0,
-           options: Any = None) -> None:
+    def op(
+        self, opcode: int, inputs: list[int], outputs: list[int], options_type: int = 0, options: Any = None
+    ) -> None:
         op = self.tfl.OperatorT()
         op.opcodeIndex, op.inputs, op.outputs = opcode, inputs, outputs
         op.builtinOptionsType, op.builtinOptions = options_type, options

@@ -20,10 +20,19 @@ from imgtool.numbers.findings import (
 )
 
 
-def run(folder: Path, model: str | None = None, *, validation_dir: Path | None = None,
-        test_dir: Path | None = None, validation_percent: float = 10.0, test_percent: float = 10.0,
-        seed: int = 0, bottleneck_dir: Path | None = None, input_size: tuple[int, int] | None = None,
-        value_range: tuple[float, float] | None = None) -> AuditResult:
+def run(
+    folder: Path,
+    model: str | None = None,
+    *,
+    validation_dir: Path | None = None,
+    test_dir: Path | None = None,
+    validation_percent: float = 10.0,
+    test_percent: float = 10.0,
+    seed: int = 0,
+    bottleneck_dir: Path | None = None,
+    input_size: tuple[int, int] | None = None,
+    value_range: tuple[float, float] | None = None,
+) -> AuditResult:
     """The audit of `folder` (see the module docstring); `imgtool.audit` is this."""
     from imgtool.data import folders
     from imgtool.training.featurize import feature_backbone, features_of, readable_files
@@ -41,28 +50,42 @@ def run(folder: Path, model: str | None = None, *, validation_dir: Path | None =
     counts = folders.split_counts(classes, samples)
     total = {c: sum(n.values()) for c, n in counts.items()}
     result.problems += _size_problems(folder, classes, counts, samples)
-    cv_accuracy = _suspects_by_cross_validation(result, samples, classes, x, shas, seed,
-                                                usable=[c for c in classes if total[c] >= 2])
+    cv_accuracy = _suspects_by_cross_validation(
+        result, samples, classes, x, shas, seed, usable=[c for c in classes if total[c] >= 2]
+    )
     sha_list = [shas[s.path] for s in samples]
     result.duplicates = groups_of(samples, classes, x, sha_list)
     out_idx, sim = outlier_order(x)
     zs = robust_z(sim) if len(x) >= 3 else np.zeros(len(x))
-    result.outliers = [Outlier(samples[i].path, samples[i].rel, classes[samples[i].label], round(float(sim[i]), 4),
-                               round(float(zs[i]), 2)) for i in out_idx]
+    result.outliers = [
+        Outlier(
+            samples[i].path, samples[i].rel, classes[samples[i].label], round(float(sim[i]), 4), round(float(zs[i]), 2)
+        )
+        for i in out_idx
+    ]
     result.summary = {
-        "folder": str(folder), "layout": layout, "backbone": backbone.ref, "classes": classes,
-        "photos": len(samples), "counts": {c: total[c] for c in classes},
-        "cv_accuracy": cv_accuracy, "suspects": len(result.suspects), "duplicate_groups": len(result.duplicates),
+        "folder": str(folder),
+        "layout": layout,
+        "backbone": backbone.ref,
+        "classes": classes,
+        "photos": len(samples),
+        "counts": {c: total[c] for c in classes},
+        "cv_accuracy": cv_accuracy,
+        "suspects": len(result.suspects),
+        "duplicate_groups": len(result.duplicates),
         "label_conflicts": sum(g.label_conflict for g in result.duplicates),
-        "leakage_groups": sum(g.leakage for g in result.duplicates), "outliers": len(result.outliers),
-        "problems": len(result.problems), "near_duplicate_threshold": NEAR_DUPLICATE,
+        "leakage_groups": sum(g.leakage for g in result.duplicates),
+        "outliers": len(result.outliers),
+        "problems": len(result.problems),
+        "near_duplicate_threshold": NEAR_DUPLICATE,
         "options": {"seed": seed, "validation_percent": v, "test_percent": t},
     }
     return result
 
 
-def _size_problems(folder: Path, classes: list[str], counts: dict[str, dict[str, int]],
-                   samples: list[Sample]) -> list[Problem]:
+def _size_problems(
+    folder: Path, classes: list[str], counts: dict[str, dict[str, int]], samples: list[Sample]
+) -> list[Problem]:
     """Classes too small to train on, too few classes, and a large imbalance."""
     from imgtool.data import folders
 
@@ -70,11 +93,18 @@ def _size_problems(folder: Path, classes: list[str], counts: dict[str, dict[str,
     for c in classes:
         fit = counts[c]["train"] + counts[c]["validation"]
         if fit < 2:
-            out.append(Problem("tiny_class", f"class {c!r} has {fit} photo{'' if fit == 1 else 's'} "
-                               "outside the test split; retrain needs at least 2", label=c))
+            out.append(
+                Problem(
+                    "tiny_class",
+                    f"class {c!r} has {fit} photo{'' if fit == 1 else 's'} "
+                    "outside the test split; retrain needs at least 2",
+                    label=c,
+                )
+            )
     if len(classes) < 2:
-        out.append(Problem("too_few_classes", f"{folder} has {len(classes)} class folder(s); "
-                           "a classifier needs at least 2"))
+        out.append(
+            Problem("too_few_classes", f"{folder} has {len(classes)} class folder(s); a classifier needs at least 2")
+        )
     if samples and len(classes) >= 2:
         warning = folders.imbalance(classes, samples)
         if warning:
@@ -82,8 +112,15 @@ def _size_problems(folder: Path, classes: list[str], counts: dict[str, dict[str,
     return out
 
 
-def _suspects_by_cross_validation(result: AuditResult, samples: list[Sample], classes: list[str], x: np.ndarray,
-                                  shas: dict[str, str], seed: int, usable: list[str]) -> float | None:
+def _suspects_by_cross_validation(
+    result: AuditResult,
+    samples: list[Sample],
+    classes: list[str],
+    x: np.ndarray,
+    shas: dict[str, str],
+    seed: int,
+    usable: list[str],
+) -> float | None:
     """Cross-validate the photos of the `usable` classes (2 photos or more): sets
     `result.suspects` from the out-of-fold predictions; the CV accuracy (None: too few)."""
     from imgtool.core import ui
@@ -97,8 +134,9 @@ def _suspects_by_cross_validation(result: AuditResult, samples: list[Sample], cl
     if cv_fold_count(y) < 2:
         return None
     ui.info(f"Cross-validating {len(keep)} photos of {len(usable)} classes")
-    _, sel = select_and_fit(x[keep], y, len(usable), TrainConfig(seed=seed),
-                            groups=[shas[samples[i].path] for i in keep])
+    _, sel = select_and_fit(
+        x[keep], y, len(usable), TrainConfig(seed=seed), groups=[shas[samples[i].path] for i in keep]
+    )
     assert sel.oof_probs is not None
     result.suspects = suspects_of([samples[i] for i in keep], usable, sel.oof_probs, y)
     return sel.cv_accuracy
@@ -109,18 +147,28 @@ def format_text(result: AuditResult, limit: int = 20) -> str:
     from imgtool.core.output import display_path
 
     s = result.summary
-    lines = [f"{s.get('photos', 0)} photos in {len(s.get('classes') or [])} classes"
-             + (f"; cross-validated accuracy {s['cv_accuracy']:.1%}" if s.get("cv_accuracy") is not None else "")]
-    lines.append(f"suspects: {len(result.suspects)} photos whose label the out-of-fold prediction rejects"
-                 + (f" (the {limit} most suspicious shown)" if len(result.suspects) > limit else ""))
+    lines = [
+        f"{s.get('photos', 0)} photos in {len(s.get('classes') or [])} classes"
+        + (f"; cross-validated accuracy {s['cv_accuracy']:.1%}" if s.get("cv_accuracy") is not None else "")
+    ]
+    lines.append(
+        f"suspects: {len(result.suspects)} photos whose label the out-of-fold prediction rejects"
+        + (f" (the {limit} most suspicious shown)" if len(result.suspects) > limit else "")
+    )
     for x in result.suspects[:limit]:
-        lines.append(f"  {display_path(x.rel)}: labelled {x.label} ({x.score:.2f}), looks like {x.suggested} "
-                     f"({x.suggested_score:.2f})")
+        lines.append(
+            f"  {display_path(x.rel)}: labelled {x.label} ({x.score:.2f}), looks like {x.suggested} "
+            f"({x.suggested_score:.2f})"
+        )
     lines.append(f"duplicates: {len(result.duplicates)} groups")
     for g in result.duplicates:
         flags = [w for w, on in (("label conflict", g.label_conflict), ("leakage", g.leakage)) if on]
-        lines.append(f"  {g.kind} ({g.similarity:.2f})" + (f" [{', '.join(flags)}]" if flags else "") + ": "
-                     + ", ".join(f"{display_path(m.rel)} ({m.split})" for m in g.members))
+        lines.append(
+            f"  {g.kind} ({g.similarity:.2f})"
+            + (f" [{', '.join(flags)}]" if flags else "")
+            + ": "
+            + ", ".join(f"{display_path(m.rel)} ({m.split})" for m in g.members)
+        )
     lines.append(f"outliers: {len(result.outliers)}")
     for o in result.outliers:
         lines.append(f"  {display_path(o.rel)}: mean similarity to its nearest photos {o.score:.3f} (z {o.z:.1f})")

@@ -34,8 +34,10 @@ def class_to_label_index(classes: list[str], labels: list[str]) -> dict[str, int
         else:
             out[c] = idx
     if missing:
-        raise DatasetError(f"the model has no label for folder{'s' if len(missing) > 1 else ''} "
-                           f"{', '.join(repr(m) for m in missing)}; name the folders after the model's labels")
+        raise DatasetError(
+            f"the model has no label for folder{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)}; name the folders after the model's labels"
+        )
     return out
 
 
@@ -82,8 +84,12 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics with seen_in_training, failures [{"path", "error"}] and misclassified."""
-        return {**self.metrics, "seen_in_training": self.seen_in_training,
-                "failures": [{"path": p, "error": e} for p, e in self.failures], "misclassified": self.misclassified}
+        return {
+            **self.metrics,
+            "seen_in_training": self.seen_in_training,
+            "failures": [{"path": p, "error": e} for p, e in self.failures],
+            "misclassified": self.misclassified,
+        }
 
 
 def training_photos_of(model: Any) -> set[str] | None:
@@ -142,8 +148,9 @@ def evaluate_folder(classifier: Classifier, image_dir: Path, training: set[str] 
         y_pred.append(p)
         top_scores.append(top.score if top is not None else 0.0)
         if p != t and top is not None:
-            wrong.append({"path": res.path, "rel": rel[res.path], "true": classes[t], "predicted": top.label,
-                          "score": top.score})
+            wrong.append(
+                {"path": res.path, "rel": rel[res.path], "true": classes[t], "predicted": top.label, "score": top.score}
+            )
     names = classes + (["(other)"] if any(p < 0 for p in y_pred) else [])
     y_pred_arr = np.array([p if p >= 0 else len(classes) for p in y_pred])
     m = metrics.evaluate(np.array(y_true), y_pred_arr, names)
@@ -151,7 +158,10 @@ def evaluate_folder(classifier: Classifier, image_dir: Path, training: set[str] 
         from imgtool.numbers.calibration import ECE_BINS, ece_of, reliability_of
 
         table = reliability_of(np.array(top_scores), y_pred_arr == np.array(y_true))
-        m["calibration"] = {"ece": round(ece_of(table), 4), "bins": ECE_BINS,
-                            "reliability": [b.to_dict() for b in table]}
+        m["calibration"] = {
+            "ece": round(ece_of(table), 4),
+            "bins": ECE_BINS,
+            "reliability": [b.to_dict() for b in table],
+        }
     seen = count_seen(classified, training) if training is not None else None
     return Evaluation(m, wrong, failures, seen)

@@ -16,8 +16,9 @@ from imgtool.models.convert import agreement
 from imgtool.models.retrained import RetrainedRecord
 
 
-def split_photos(folder: Path, meta: RetrainedRecord,
-                 metrics: dict[str, Any]) -> tuple[list[tuple[str, int]], list[str], str | None]:
+def split_photos(
+    folder: Path, meta: RetrainedRecord, metrics: dict[str, Any]
+) -> tuple[list[tuple[str, int]], list[str], str | None]:
     """(test photos [(path, label)], training photo paths, why not) from the recorded image
     folder, held-out folders and split percentages: the same layout and split rule as
     retrain (dataset.find_layout, dataset.assign_splits)."""
@@ -37,8 +38,9 @@ def split_photos(folder: Path, meta: RetrainedRecord,
         return [], [], f"the classes in {image_dir} are not the model's any more"
     skipped = {s.get("path") for s in metrics.get("skipped") or []}
     photos = [f for f in found.photos if f.path not in skipped]
-    samples = folders.assign_splits(photos, len(found.classes), split.validation_percent, split.test_percent,
-                                    content=folders.content_hashes(photos))
+    samples = folders.assign_splits(
+        photos, len(found.classes), split.validation_percent, split.test_percent, content=folders.content_hashes(photos)
+    )
     test = [(s.path, s.label) for s in samples if s.split == "test"]
     train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.rel)
     return test, [s.path for s in train], None
@@ -87,7 +89,6 @@ def _two_step(folder: Path, meta: RetrainedRecord, photos: np.ndarray) -> np.nda
     with np.load(folder / meta.head, allow_pickle=False) as npz:
         engine = HeadEngine(LiteRTEngine(bb, meta.value_range), npz["weights"], npz["bias"])
     return softmax(engine.run(photos))
-
 
 
 class Checks:
@@ -150,8 +151,9 @@ class Checks:
             agree = round(check.top1, 4) if check.top1 is not None else None
         if key is not None:
             try:
-                store.atomic_write_json(cache, {"accuracy": acc, "max_diff": diff, "agreement": agree,
-                                                "count": len(labels)})
+                store.atomic_write_json(
+                    cache, {"accuracy": acc, "max_diff": diff, "agreement": agree, "count": len(labels)}
+                )
             except OSError:
                 pass  # the cache is an optimisation; the figures are right either way
         return acc, diff, agree, len(labels)

@@ -30,9 +30,11 @@ def _check_catalog_backbone(ref: str) -> None:
         return
     cfg = load_catalog().get(name)
     if cfg is not None and cfg.output in ("logits", "probabilities") and not cfg.features:
-        raise UsageError(Param("model") + f" {name} is a classifier, not a feature extractor (the catalog records "
-                         f"its output as {cfg.output} and names no feature-vector twin); " + _give_features(),
-                         model=name)
+        raise UsageError(
+            Param("model") + f" {name} is a classifier, not a feature extractor (the catalog records "
+            f"its output as {cfg.output} and names no feature-vector twin); " + _give_features(),
+            model=name,
+        )
 
 
 def _check_backbone(backbone: Any, ref: str) -> None:
@@ -45,8 +47,10 @@ def _check_backbone(backbone: Any, ref: str) -> None:
         ui.info(f"{name} is a classifier; retraining on its feature-vector twin {backbone.config.name}")
     why = classifier_reason(backbone)
     if why is not None:
-        raise UsageError(Param("model") + f" {backbone.ref} is a classifier, not a feature extractor ({why}); "
-                         + _give_features(), model=backbone.ref)
+        raise UsageError(
+            Param("model") + f" {backbone.ref} is a classifier, not a feature extractor ({why}); " + _give_features(),
+            model=backbone.ref,
+        )
 
 
 def _give_features() -> str:
@@ -58,8 +62,12 @@ def _give_features() -> str:
     return f"give a feature-vector model (e.g. {', '.join(examples[:-1])}, or {examples[-1]})"
 
 
-def feature_backbone(model: str | None, input_size: tuple[int, int] | None, value_range: tuple[float, float] | None,
-                     bottleneck_dir: Path | None) -> tuple[Any, Any, str, bottlenecks.BottleneckCache]:
+def feature_backbone(
+    model: str | None,
+    input_size: tuple[int, int] | None,
+    value_range: tuple[float, float] | None,
+    bottleneck_dir: Path | None,
+) -> tuple[Any, Any, str, bottlenecks.BottleneckCache]:
     """(backbone, its engine, its identity, its bottleneck cache): retrain's and audit's one
     way to a feature extractor, so both share the cache."""
     from imgtool.models.catalog import model_or_default
@@ -74,12 +82,18 @@ def feature_backbone(model: str | None, input_size: tuple[int, int] | None, valu
     engine = backbone.engine()
     ident_file = backbone.tflite or backbone.tf_source
     assert ident_file is not None
-    ident = bottlenecks.backbone_id(ident_file if ident_file.is_file() else ident_file / "saved_model.pb",
-                                    engine.input_size, backbone.config.value_range,
-                                    extra=str(backbone.graph_tensors or ""))
+    ident = bottlenecks.backbone_id(
+        ident_file if ident_file.is_file() else ident_file / "saved_model.pb",
+        engine.input_size,
+        backbone.config.value_range,
+        extra=str(backbone.graph_tensors or ""),
+    )
     return backbone, engine, ident, bottlenecks.BottleneckCache(ident, bottleneck_dir)
-def readable_files(files: list[folders.Photo], cache: bottlenecks.BottleneckCache
-                   ) -> tuple[list[folders.Photo], dict[str, str], list[tuple[str, str]]]:
+
+
+def readable_files(
+    files: list[folders.Photo], cache: bottlenecks.BottleneckCache
+) -> tuple[list[folders.Photo], dict[str, str], list[tuple[str, str]]]:
     """(the files that decode, {path: content sha256}, [(path, why)] of the others): every
     file hashed (the cache key), those without a cached bottleneck decode-checked."""
     shas: dict[str, str] = {}
@@ -99,15 +113,17 @@ def readable_files(files: list[folders.Photo], cache: bottlenecks.BottleneckCach
     return good, shas, bad + undecodable
 
 
-def features_of(engine: Any, samples: list[folders.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache
-                ) -> tuple[list[folders.Sample], np.ndarray, list[tuple[str, str]]]:
+def features_of(
+    engine: Any, samples: list[folders.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache
+) -> tuple[list[folders.Sample], np.ndarray, list[tuple[str, str]]]:
     """Bottlenecks of the samples (cache first): (the samples that have one, their
     features, [(path, why)] of those that failed here)."""
     paths = [s.path for s in samples]
     feats: list[np.ndarray | None] = [None] * len(samples)
     failed = []
-    for i, vec, err in bottlenecks.extract(engine, paths, [shas[p] for p in paths], cache,
-                                           workers=bottlenecks.default_workers()):
+    for i, vec, err in bottlenecks.extract(
+        engine, paths, [shas[p] for p in paths], cache, workers=bottlenecks.default_workers()
+    ):
         if vec is None:
             failed.append((paths[i], str(err)))
         else:
@@ -115,22 +131,31 @@ def features_of(engine: Any, samples: list[folders.Sample], shas: dict[str, str]
     kept = [i for i, f in enumerate(feats) if f is not None]
     x = np.stack([f for f in feats if f is not None]).astype(np.float32) if kept else np.zeros((0, 0), np.float32)
     return [samples[i] for i in kept], x, failed
-def distorted_features(engine: Any, fit_samples: list[folders.Sample], d: Distortions,
-                       seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+
+def distorted_features(
+    engine: Any, fit_samples: list[folders.Sample], d: Distortions, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features of distorted copies of each photo the head is fitted on: (x, y, index of
     the source photo in fit_samples) - cross-validation keeps a copy in its photo's fold."""
     from imgtool.data import distortions, images
 
     n = len(fit_samples) * d.copies
-    ui.info(f"Distortions on: {n} extra backbone passes ({d.copies} per training image), not cached "
-            f"- this run costs about {d.copies + 1}x the extraction time of a plain run")
+    ui.info(
+        f"Distortions on: {n} extra backbone passes ({d.copies} per training image), not cached "
+        f"- this run costs about {d.copies + 1}x the extraction time of a plain run"
+    )
     rng = np.random.default_rng(seed)
     xs, ys, src = [], [], []
     bar = ui.progress(n, "distortions", unit="img")
     for i, s in enumerate(fit_samples):
         try:
-            batch = np.stack([images.decode_distorted(s.path, engine.input_size, distortions.sample_plan(d, rng))
-                              for _ in range(d.copies)])
+            batch = np.stack(
+                [
+                    images.decode_distorted(s.path, engine.input_size, distortions.sample_plan(d, rng))
+                    for _ in range(d.copies)
+                ]
+            )
         except ImgtoolError:
             continue
         xs.append(engine.run(batch))

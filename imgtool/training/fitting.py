@@ -40,6 +40,7 @@ CV_FOLDS = 5
 SD_FLOOR_FRACTION = 0.1  # a nearly dead feature is standardized with at least this fraction of the median std
 MOSTLY_CONSTANT = 0.9  # ... nearly dead: at its most common value on this share of the photos or more
 
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How the last layer is fitted. `l2=None`: chosen by cross-validation."""
@@ -67,6 +68,7 @@ class Head:
 
 # ---------------------------------------------------------------- pieces
 
+
 def class_weights(y: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
     """Per-sample weights: "none" all 1; "balanced" n / (C * n_class) over the classes
     present (each class's weights sum to n / C; all 1 when the classes are equal)."""
@@ -85,8 +87,9 @@ def smoothed_targets(y: np.ndarray, n_classes: int, smoothing: float) -> np.ndar
     return t
 
 
-def objective(w: np.ndarray, b: np.ndarray, x: np.ndarray, target: np.ndarray, sw: np.ndarray,
-              l2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def objective(
+    w: np.ndarray, b: np.ndarray, x: np.ndarray, target: np.ndarray, sw: np.ndarray, l2: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """J(W, b) and its gradients (see the module docstring) for a stack of K problems:
     w [K, r, C], b [K, C], x [K, n, r], target [K, n, C], sw [K, n] -> ([K], [K, r, C], [K, C]).
     A padding row has weight 0, a padding column x 0: neither changes anything."""
@@ -148,8 +151,15 @@ class _Problem:
         return xs if self.basis is None else xs @ self.basis
 
 
-def _fit_stack(xs: list[np.ndarray], ys: list[np.ndarray], sws: list[np.ndarray], n_classes: int, l2: float,
-               smoothing: float, start: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+def _fit_stack(
+    xs: list[np.ndarray],
+    ys: list[np.ndarray],
+    sws: list[np.ndarray],
+    n_classes: int,
+    l2: float,
+    smoothing: float,
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
     """Fit K problems (features [n_k, r_k]) at once, padded to a common [n, r]. Returns the
     parameters [K, r * C + C] (Z row-major, then b) and the iterations."""
     k, c = len(xs), n_classes
@@ -159,13 +169,13 @@ def _fit_stack(xs: list[np.ndarray], ys: list[np.ndarray], sws: list[np.ndarray]
     target = np.zeros((k, n, c))
     sw = np.zeros((k, n))
     for i, (a, yy, ww) in enumerate(zip(xs, ys, sws)):
-        x[i, :a.shape[0], :a.shape[1]] = a
-        target[i, :len(yy)] = smoothed_targets(yy, c, smoothing)  # padding rows: target 0, weight 0
-        sw[i, :len(ww)] = ww
+        x[i, : a.shape[0], : a.shape[1]] = a
+        target[i, : len(yy)] = smoothed_targets(yy, c, smoothing)  # padding rows: target 0, weight 0
+        sw[i, : len(ww)] = ww
 
     def fg(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        w = theta[:, :r * c].reshape(k, r, c)
-        loss, gw, gb = objective(w, theta[:, r * c:], x, target, sw, l2)
+        w = theta[:, : r * c].reshape(k, r, c)
+        loss, gw, gb = objective(w, theta[:, r * c :], x, target, sw, l2)
         return loss, np.concatenate([gw.reshape(k, -1), gb], axis=1)
 
     theta0 = np.zeros((k, r * c + c)) if start is None else start
@@ -173,17 +183,22 @@ def _fit_stack(xs: list[np.ndarray], ys: list[np.ndarray], sws: list[np.ndarray]
 
 
 def _split_theta(theta: np.ndarray, r: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    return theta[:r * n_classes].reshape(r, n_classes), theta[r * n_classes:]
+    return theta[: r * n_classes].reshape(r, n_classes), theta[r * n_classes :]
 
 
-def fit(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, label_smoothing: float = 0.1,
-        class_weight: str = "balanced") -> tuple[Head, int]:
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    l2: float,
+    label_smoothing: float = 0.1,
+    class_weight: str = "balanced",
+) -> tuple[Head, int]:
     """The head minimising J on (x, y): (Head on raw features, L-BFGS iterations)."""
     if l2 <= 0:
         raise ValueError("l2 must be > 0 (without it the minimum does not exist on separable data)")
     p = _Problem.make(x)
-    theta, iters = _fit_stack([p.x], [y], [class_weights(y, n_classes, class_weight)], n_classes, l2,
-                              label_smoothing)
+    theta, iters = _fit_stack([p.x], [y], [class_weights(y, n_classes, class_weight)], n_classes, l2, label_smoothing)
     z, b = _split_theta(theta[0], p.x.shape[1], n_classes)
     w = z if p.basis is None else p.basis @ z
     # fold the standardization into the layer: ((x - mu) / sd) @ w + b == x @ w' + b'
@@ -229,6 +244,7 @@ def log_loss(probs: np.ndarray, y: np.ndarray, sw: np.ndarray | None = None) -> 
 
 # ---------------------------------------------------------------- selection
 
+
 @dataclass
 class Selection:
     """How the head was chosen; `as_dict()` is metrics.json's "head"."""
@@ -247,21 +263,36 @@ class Selection:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "method": self.method, "l2": self.l2, "epochs": None, "cv_folds": self.cv_folds,
-            "cv_accuracy": self.cv_accuracy, "cv_accuracy_std": self.cv_accuracy_std, "cv_loss": self.cv_loss,
-            "candidates": self.candidates, "fit_on": "train+validation",
-            "curve": {"x": [c["l2"] for c in self.candidates], "x_label": "L2",
-                      "cv_accuracy": [c["cv_accuracy"] for c in self.candidates],
-                      "cv_loss": [c["cv_loss"] for c in self.candidates]},
+            "method": self.method,
+            "l2": self.l2,
+            "epochs": None,
+            "cv_folds": self.cv_folds,
+            "cv_accuracy": self.cv_accuracy,
+            "cv_accuracy_std": self.cv_accuracy_std,
+            "cv_loss": self.cv_loss,
+            "candidates": self.candidates,
+            "fit_on": "train+validation",
+            "curve": {
+                "x": [c["l2"] for c in self.candidates],
+                "x_label": "L2",
+                "cv_accuracy": [c["cv_accuracy"] for c in self.candidates],
+                "cv_loss": [c["cv_loss"] for c in self.candidates],
+            },
         }
 
 
 Extra: TypeAlias = "tuple[np.ndarray, np.ndarray, np.ndarray] | None"
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
-                   grid: tuple[float, ...], extra: Extra = None,
-                   groups: Sequence[str] | None = None) -> tuple[list[dict[str, float]], list[np.ndarray]]:
+def cross_validate(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+    grid: tuple[float, ...],
+    extra: Extra = None,
+    groups: Sequence[str] | None = None,
+) -> tuple[list[dict[str, float]], list[np.ndarray]]:
     """Out-of-fold scores of each L2 in `grid`, in the order given. The k fold problems are
     fitted together (one stacked optimisation) and each warm-starts from its solution at
     the previous L2. `extra` = (x, y, source row in x) of distorted copies: a copy trains
@@ -293,33 +324,51 @@ def cross_validate(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainCo
         theta, _ = _fit_stack([p.x for p in problems], ys, sws, n_classes, l2, config.label_smoothing, theta)
         for f, (te, xte) in enumerate(zip(tests, xts)):
             z, b = _split_theta(theta[f], r, n_classes)
-            logits = xte @ z[:xte.shape[1]] + b
+            logits = xte @ z[: xte.shape[1]] + b
             probs = softmax(logits)
             oof[j][te] = logits
             acc[j, f] = float(np.mean(probs.argmax(axis=1) == y[te]))
             loss[j, f] = log_loss(probs, y[te], sw_all[te])
-    candidates = [{"l2": float(l2), "cv_accuracy": round(float(acc[j].mean()), 4),
-                   "cv_accuracy_std": round(float(acc[j].std()), 4), "cv_loss": round(float(loss[j].mean()), 5)}
-                  for j, l2 in enumerate(grid)]
+    candidates = [
+        {
+            "l2": float(l2),
+            "cv_accuracy": round(float(acc[j].mean()), 4),
+            "cv_accuracy_std": round(float(acc[j].std()), 4),
+            "cv_loss": round(float(loss[j].mean()), 5),
+        }
+        for j, l2 in enumerate(grid)
+    ]
     return candidates, oof
 
 
-def select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
-                   extra: Extra = None, groups: Sequence[str] | None = None) -> tuple[Head, Selection]:
+def select_and_fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+    extra: Extra = None,
+    groups: Sequence[str] | None = None,
+) -> tuple[Head, Selection]:
     """Choose L2 by stratified k-fold CV on (x, y) (or take config.l2), refit on all of it
-    (plus `extra`'s distorted copies, see cross_validate; `groups`: byte-identical copies
-share a fold, see stratified_folds). BLAS runs single-threaded
-    here: these matrices are small, and multi-threaded OpenBLAS on them is slower even on
-    idle cores and ~100x slower when the cores are busy (measured: a 180x180 eigh 1 s
-    against 2 ms)."""
+        (plus `extra`'s distorted copies, see cross_validate; `groups`: byte-identical copies
+    share a fold, see stratified_folds). BLAS runs single-threaded
+        here: these matrices are small, and multi-threaded OpenBLAS on them is slower even on
+        idle cores and ~100x slower when the cores are busy (measured: a 180x180 eigh 1 s
+        against 2 ms)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
         return _select_and_fit(x, y, n_classes, config, extra, groups)
 
 
-def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainConfig,
-                    extra: Extra = None, groups: Sequence[str] | None = None) -> tuple[Head, Selection]:
+def _select_and_fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+    extra: Extra = None,
+    groups: Sequence[str] | None = None,
+) -> tuple[Head, Selection]:
     k = cv_fold_count(y, config.cv_folds)
     if k < 2:
         raise ValueError("cross-validation needs at least 2 samples of every class")
@@ -338,16 +387,28 @@ def _select_and_fit(x: np.ndarray, y: np.ndarray, n_classes: int, config: TrainC
         cal = calibrate(logits, y_fit)
         probs = scale(logits, cal.temperature)
         head = calibrated(head, cal.temperature)
-    method = (f"L2 fixed at {l2:g} (" + Param("l2") + f"); {k}-fold cross-validation for the estimate, refit on "
-              "train+validation" if config.l2 is not None else
-              f"{k}-fold cross-validation of L2 by log-loss, refit on train+validation")
+    method = (
+        f"L2 fixed at {l2:g} (" + Param("l2") + f"); {k}-fold cross-validation for the estimate, refit on "
+        "train+validation"
+        if config.l2 is not None
+        else f"{k}-fold cross-validation of L2 by log-loss, refit on train+validation"
+    )
     chosen = dict(candidates[best])
     for c in candidates:
         del c["cv_accuracy_std"]
-    return head, Selection(method=method, l2=float(l2), cv_folds=k, candidates=candidates,
-                           cv_accuracy=chosen["cv_accuracy"], cv_accuracy_std=chosen["cv_accuracy_std"],
-                           cv_loss=chosen["cv_loss"], oof_probs=probs, iterations=iters,
-                                               oof_logits=logits, calibration=cal)
+    return head, Selection(
+        method=method,
+        l2=float(l2),
+        cv_folds=k,
+        candidates=candidates,
+        cv_accuracy=chosen["cv_accuracy"],
+        cv_accuracy_std=chosen["cv_accuracy_std"],
+        cv_loss=chosen["cv_loss"],
+        oof_probs=probs,
+        iterations=iters,
+        oof_logits=logits,
+        calibration=cal,
+    )
 
 
 def calibrated(head: Head, temperature: float) -> Head:
@@ -355,5 +416,6 @@ def calibrated(head: Head, temperature: float) -> Head:
     calibrated probability, so head.npz and every export built from it need no extra op
     (computed in float64, stored float32 as the head is)."""
     s = 1.0 / temperature
-    return Head((head.weights.astype(np.float64) * s).astype(np.float32),
-                (head.bias.astype(np.float64) * s).astype(np.float32))
+    return Head(
+        (head.weights.astype(np.float64) * s).astype(np.float32), (head.bias.astype(np.float64) * s).astype(np.float32)
+    )

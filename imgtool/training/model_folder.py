@@ -67,8 +67,7 @@ def _same_source(path: Path, image_dir: Path) -> bool:
     return retrained.recorded_image_dir(path) == str(image_dir)
 
 
-def check_output(output: Path, image_dir: Path, force: bool = False,
-                 photo_dirs: tuple[Path | None, ...] = ()) -> None:
+def check_output(output: Path, image_dir: Path, force: bool = False, photo_dirs: tuple[Path | None, ...] = ()) -> None:
     """The one rule for -o and the default name: never inside the image folder, never
     the image folder or a folder holding it (nor IMGTOOL_HOME), never a file or a symbolic
     link, a name that fits the file system (files.check_target); an existing non-empty
@@ -76,24 +75,34 @@ def check_output(output: Path, image_dir: Path, force: bool = False,
     `force`."""
     from imgtool.core.errors import UsageError
 
-    protected = [("the image folder", image_dir), ("IMGTOOL_HOME", store.home()),
-                 *(("a photo folder", d) for d in photo_dirs)]
+    protected = [
+        ("the image folder", image_dir),
+        ("IMGTOOL_HOME", store.home()),
+        *(("a photo folder", d) for d in photo_dirs),
+    ]
     files.check_target(output, Param("output"), kind="folder", protected=protected)
     out, img = output.resolve(), image_dir.resolve()
     if out == img or img in out.parents:
-        raise UsageError(Param("output") + f" {output} is inside the image folder; it would be read as a class next "
-                         "time", path=output)
+        raise UsageError(
+            Param("output") + f" {output} is inside the image folder; it would be read as a class next time",
+            path=output,
+        )
     check_writable(output)
     if force or not output.is_dir() or not any(output.iterdir()):
         return
     if not is_model_dir(output):
-        raise UsageError(Param("output") + f" {output} exists and is not an imgtool model; choose another path, "
-                         "empty it, or pass " + Param("force") + " to replace it", path=output)
+        raise UsageError(
+            Param("output") + f" {output} exists and is not an imgtool model; choose another path, "
+            "empty it, or pass " + Param("force") + " to replace it",
+            path=output,
+        )
     if not _same_source(output, img):
         meta = store.read_json(output / RETRAINED_FILE) or {}
-        raise UsageError(Param("output") + f" {output} holds a model of other photos "
-                         f"({meta.get('image_dir', 'unknown')}); choose another path or pass " + Param("force")
-                         + " to replace it", path=output)
+        raise UsageError(
+            Param("output") + f" {output} holds a model of other photos "
+            f"({meta.get('image_dir', 'unknown')}); choose another path or pass " + Param("force") + " to replace it",
+            path=output,
+        )
 
 
 def check_writable(output: Path) -> None:
@@ -105,8 +114,12 @@ def check_writable(output: Path) -> None:
         parent = parent.parent
     if not os.access(parent, os.W_OK | os.X_OK):
         code = errno.EROFS if _read_only_fs(parent) else errno.EACCES
-        raise store.storage_error(OSError(code, os.strerror(code), str(parent)), f"the model folder {output}",
-                                  "choose another " + Param("output"), note=_unchanged_note(output.exists()))
+        raise store.storage_error(
+            OSError(code, os.strerror(code), str(parent)),
+            f"the model folder {output}",
+            "choose another " + Param("output"),
+            note=_unchanged_note(output.exists()),
+        )
 
 
 def _unchanged_note(existed: bool) -> str:
@@ -154,8 +167,9 @@ def _export_key(backbone_ident: str, head: Head, classes: list[str], size: tuple
     return h.hexdigest()[:24]
 
 
-def _tf_exports(staging: Path, backbone: Recipe, size: tuple[int, int], head: Head, classes: list[str],
-                backbone_ident: str) -> dict[str, Any]:
+def _tf_exports(
+    staging: Path, backbone: Recipe, size: tuple[int, int], head: Head, classes: list[str], backbone_ident: str
+) -> dict[str, Any]:
     """saved_model/ and model.tflite for a TF backbone. TensorFlow's save + convert costs
     ~15 s on Inception v3, so the result is kept in IMGTOOL_HOME/exports under a key of
     backbone + weights + classes, and an identical later run links it instead."""
@@ -171,8 +185,15 @@ def _tf_exports(staging: Path, backbone: Recipe, size: tuple[int, int], head: He
 
     ui.info("Exporting a SavedModel (serving signature; TensorFlow is loading)")
     with ui.native_output_filtered():
-        tfutil.export_classifier(backbone.tf_source, size, backbone.config.value_range,
-                                 head.weights, head.bias, classes, staging / "saved_model")
+        tfutil.export_classifier(
+            backbone.tf_source,
+            size,
+            backbone.config.value_range,
+            head.weights,
+            head.bias,
+            classes,
+            staging / "saved_model",
+        )
     record = {"saved_model": "saved_model", "input": "float32 [N,H,W,3], pixel values 0..255"}
     tmp = cache_root / f".{cached.name}.{os.getpid()}.tmp"
     try:
@@ -207,19 +228,39 @@ def write_error(err: OSError, output: Path, staging: Path, existed: bool) -> Exc
             shown = output.parent
         elif p != Path(os.path.abspath(output)):  # (the output itself: the folder named already says it)
             shown = p
-    return store.storage_error(err, f"the model folder {output}", "choose another " + Param("output"), shown=shown,
-                               note=_unchanged_note(existed))
+    return store.storage_error(
+        err,
+        f"the model folder {output}",
+        "choose another " + Param("output"),
+        shown=shown,
+        note=_unchanged_note(existed),
+    )
 
 
-def write_model_dir(staging: Path, backbone: Recipe, backbone_size: tuple[int, int], head: Head,
-                    classes: list[str], metrics: dict[str, Any], report_html: str,
-                    image_dir: Path, backbone_ident: str = "", tf_exports: bool = True,
-                    training_hashes: Any = None) -> dict[str, Any]:
+def write_model_dir(
+    staging: Path,
+    backbone: Recipe,
+    backbone_size: tuple[int, int],
+    head: Head,
+    classes: list[str],
+    metrics: dict[str, Any],
+    report_html: str,
+    image_dir: Path,
+    backbone_ident: str = "",
+    tf_exports: bool = True,
+    training_hashes: Any = None,
+) -> dict[str, Any]:
     staging.mkdir(parents=True, exist_ok=True)
     record = RetrainedRecord(
-        imgtool=__version__, made_with=made_with(), image_dir=str(image_dir.resolve()), classes=classes,
-        backbone=BackboneRecord(ref=backbone.ref, input_size=list(backbone_size),
-                                value_range=list(backbone.config.value_range) if backbone.config.value_range else None),
+        imgtool=__version__,
+        made_with=made_with(),
+        image_dir=str(image_dir.resolve()),
+        classes=classes,
+        backbone=BackboneRecord(
+            ref=backbone.ref,
+            input_size=list(backbone_size),
+            value_range=list(backbone.config.value_range) if backbone.config.value_range else None,
+        ),
     )
     if backbone.tflite is not None:
         link_or_copy(backbone.tflite, staging / "backbone.tflite")
@@ -249,8 +290,10 @@ def write_model_dir(staging: Path, backbone: Recipe, backbone_size: tuple[int, i
             ui.warn(f"SavedModel/.tflite export skipped ({first}); the model folder still works with imgtool")
             record.exports = {"error": first}
     elif backbone.tflite is not None:
-        record.exports = {"note": "the backbone is a .tflite; no SavedModel can be made from it "
-                                     "(model.tflite is the backbone with the head appended)"}
+        record.exports = {
+            "note": "the backbone is a .tflite; no SavedModel can be made from it "
+            "(model.tflite is the backbone with the head appended)"
+        }
     if training_hashes is not None:
         record.training_photos = write_training_photos(staging / TRAINING_PHOTOS, training_hashes)
     retrained.write(staging, record)

@@ -89,10 +89,15 @@ def suspects_section(suspects: list[dict[str, Any]], title: str, note: str) -> s
         return ""
     out = [f"<h2>{esc(title)} ({len(suspects)})</h2><p class='muted'>{esc(note)}</p><div class='grid'>"]
     for s in suspects:
-        out.append(figure(s["path"], f'<span class="wrong">labelled {esc(s["label"])}</span> ({s["score"]:.0%})<br>'
-                                      f'<span class="right">looks like {esc(s["suggested"])}</span> '
-                                      f'({s.get("suggested_score", 0):.0%})<br>'
-                                      f'<span class="muted">{esc(s["rel"])}</span>'))
+        out.append(
+            figure(
+                s["path"],
+                f'<span class="wrong">labelled {esc(s["label"])}</span> ({s["score"]:.0%})<br>'
+                f'<span class="right">looks like {esc(s["suggested"])}</span> '
+                f"({s.get('suggested_score', 0):.0%})<br>"
+                f'<span class="muted">{esc(s["rel"])}</span>',
+            )
+        )
     out.append("</div>")
     return "".join(out)
 
@@ -103,19 +108,27 @@ def groups_section(groups: list[dict[str, Any]], title: str, note: str) -> str:
     out = [f"<h2>{esc(title)} ({len(groups)})</h2><p class='muted'>{esc(note)}</p>"]
     for g in groups:
         flags = [w for w, on in (("label conflict", g.get("label_conflict")), ("leakage", g.get("leakage"))) if on]
-        out.append(f'<p><b>{esc(str(g["kind"]))}</b>, similarity {g["similarity"]:.2f}'
-                   + (f' <span class="wrong">({esc(", ".join(flags))})</span>' if flags else "") + "</p>"
-                   "<div class='grid'>")
-        out += [figure(m["path"], f'{esc(m["label"])} · {esc(m["split"])}<br>'
-                                   f'<span class="muted">{esc(m["rel"])}</span>') for m in g["members"]]
+        out.append(
+            f"<p><b>{esc(str(g['kind']))}</b>, similarity {g['similarity']:.2f}"
+            + (f' <span class="wrong">({esc(", ".join(flags))})</span>' if flags else "")
+            + "</p>"
+            "<div class='grid'>"
+        )
+        out += [
+            figure(m["path"], f'{esc(m["label"])} · {esc(m["split"])}<br><span class="muted">{esc(m["rel"])}</span>')
+            for m in g["members"]
+        ]
         out.append("</div>")
     return "".join(out)
 
 
 def leakage_section(near: dict[str, Any]) -> str:
-    return groups_section(near.get("groups") or [], "Near-duplicates across train and test",
-                           "These photos are near-identical by their features but some were tested on while "
-                           "others were fitted on: the test accuracy counts them as unseen.")
+    return groups_section(
+        near.get("groups") or [],
+        "Near-duplicates across train and test",
+        "These photos are near-identical by their features but some were tested on while "
+        "others were fitted on: the test accuracy counts them as unseen.",
+    )
 
 
 def curve_data(metrics: dict[str, Any]) -> tuple[str, list[float], list[float | None], list[float | None], str] | None:
@@ -124,8 +137,13 @@ def curve_data(metrics: dict[str, Any]) -> tuple[str, list[float], list[float | 
     curve = (head or {}).get("curve")
     if isinstance(curve, dict) and curve.get("x"):
         x = [float(v) for v in curve["x"]]
-        return (str(curve.get("x_label") or "x"), x, _floats(curve.get("cv_accuracy"), len(x)),
-                _floats(curve.get("cv_loss"), len(x)), "cross-validated")
+        return (
+            str(curve.get("x_label") or "x"),
+            x,
+            _floats(curve.get("cv_accuracy"), len(x)),
+            _floats(curve.get("cv_loss"), len(x)),
+            "cross-validated",
+        )
     hist = metrics.get("history")
     if isinstance(hist, dict) and hist.get("loss"):
         loss = _floats(hist.get("loss"), len(hist["loss"]))
@@ -186,17 +204,26 @@ class _CurvePlot:
         return " ".join(pts)
 
 
-def svg_curve(x_label: str, xs: Sequence[float], acc: Sequence[float | None], loss: Sequence[float | None],
-              what: str, chosen: float | None = None) -> str:
+def svg_curve(
+    x_label: str,
+    xs: Sequence[float],
+    acc: Sequence[float | None],
+    loss: Sequence[float | None],
+    what: str,
+    chosen: float | None = None,
+) -> str:
     """Accuracy (left axis, 0-100%) and loss (right axis, 0-max) against x; a log x axis
     when x is an L2 strength spanning decades."""
     log = x_label.lower() == "l2" and all(v > 0 for v in xs) and max(xs) / min(xs) >= 10
     losses = [v for v in loss if v is not None]
-    c = _CurvePlot([math.log10(v) for v in xs] if log else list(xs), log,
-                   max(losses) * 1.1 if losses and max(losses) > 0 else 1.0)
-    g = [f'<svg class="curve" viewBox="0 0 {c.w} {c.h}" role="img" xmlns="http://www.w3.org/2000/svg" '
-         f'aria-label="{esc(what)} accuracy and loss against {esc(x_label)}">',
-         f'<rect x="{c.left}" y="{c.top}" width="{c.pw}" height="{c.ph}" fill="#fafafa" stroke="#ccc"/>']
+    c = _CurvePlot(
+        [math.log10(v) for v in xs] if log else list(xs), log, max(losses) * 1.1 if losses and max(losses) > 0 else 1.0
+    )
+    g = [
+        f'<svg class="curve" viewBox="0 0 {c.w} {c.h}" role="img" xmlns="http://www.w3.org/2000/svg" '
+        f'aria-label="{esc(what)} accuracy and loss against {esc(x_label)}">',
+        f'<rect x="{c.left}" y="{c.top}" width="{c.pw}" height="{c.ph}" fill="#fafafa" stroke="#ccc"/>',
+    ]
     g += _curve_axes(c, xs, chosen)
     acc_path, loss_path = c.path(acc, c.py_acc), c.path(loss, c.py_loss)
     if acc_path:
@@ -207,13 +234,19 @@ def svg_curve(x_label: str, xs: Sequence[float], acc: Sequence[float | None], lo
         for t, v in zip(c.tx, acc):
             if v is not None:
                 g.append(f'<circle cx="{c.px(t):.1f}" cy="{c.py_acc(v):.1f}" r="3" fill="#2a7"/>')
-    g.append(f'<text x="{c.left + c.pw / 2:.1f}" y="{c.h - 8}" font-size="12" text-anchor="middle">'
-             f'{esc(x_label)}{" (log scale)" if log else ""}</text>')
-    g.append(f'<text x="{c.left}" y="{c.h - 8}" font-size="12" fill="#2a7">— accuracy</text>'
-             f'<text x="{c.left + c.pw}" y="{c.h - 8}" font-size="12" fill="#c60" text-anchor="end">- - loss</text>')
+    g.append(
+        f'<text x="{c.left + c.pw / 2:.1f}" y="{c.h - 8}" font-size="12" text-anchor="middle">'
+        f"{esc(x_label)}{' (log scale)' if log else ''}</text>"
+    )
+    g.append(
+        f'<text x="{c.left}" y="{c.h - 8}" font-size="12" fill="#2a7">— accuracy</text>'
+        f'<text x="{c.left + c.pw}" y="{c.h - 8}" font-size="12" fill="#c60" text-anchor="end">- - loss</text>'
+    )
     g.append("</svg>")
-    return f'<p class="muted">{esc(what[0].upper() + what[1:])}: accuracy (left axis) and loss (right axis).</p>' \
-           + "".join(g)
+    return (
+        f'<p class="muted">{esc(what[0].upper() + what[1:])}: accuracy (left axis) and loss (right axis).</p>'
+        + "".join(g)
+    )
 
 
 def _curve_axes(c: _CurvePlot, xs: Sequence[float], chosen: float | None) -> list[str]:
@@ -222,17 +255,21 @@ def _curve_axes(c: _CurvePlot, xs: Sequence[float], chosen: float | None) -> lis
     g = []
     for a in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = c.py_acc(a)
-        g.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e4e4"/>'
-                 f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#2a7">{a:.0%}</text>'
-                 f'<text x="{left + pw + 6}" y="{y + 4:.1f}" font-size="11" fill="#c60">{c.lmax * a:.3g}</text>')
+        g.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e4e4"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#2a7">{a:.0%}</text>'
+            f'<text x="{left + pw + 6}" y="{y + 4:.1f}" font-size="11" fill="#c60">{c.lmax * a:.3g}</text>'
+        )
     for t, label in x_ticks(xs, c.tx, c.log):
         g.append(f'<text x="{c.px(t):.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle">{esc(label)}</text>')
     if chosen is not None and (not c.log or chosen > 0):
         tc = math.log10(chosen) if c.log else chosen
         if min(c.tx) <= tc <= max(c.tx):
             x = c.px(tc)
-            g.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" stroke="#555" '
-                     f'stroke-dasharray="4 3"/><text x="{x + 4:.1f}" y="{top + 12}" font-size="11">chosen</text>')
+            g.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" stroke="#555" '
+                f'stroke-dasharray="4 3"/><text x="{x + 4:.1f}" y="{top + 12}" font-size="11">chosen</text>'
+            )
     return g
 
 
@@ -260,27 +297,40 @@ def svg_reliability(before: list[dict[str, Any]], after: list[dict[str, Any]]) -
     def py(v: float) -> float:
         return top + (1 - v) * ph
 
-    g = ['<svg class="curve" viewBox="0 0 640 300" role="img" xmlns="http://www.w3.org/2000/svg" '
-         'aria-label="reliability diagram: share right against top-1 score, before and after calibration">',
-         f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>']
+    g = [
+        '<svg class="curve" viewBox="0 0 640 300" role="img" xmlns="http://www.w3.org/2000/svg" '
+        'aria-label="reliability diagram: share right against top-1 score, before and after calibration">',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>',
+    ]
     for a in (0.0, 0.25, 0.5, 0.75, 1.0):
-        g.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(a):.1f}" y2="{py(a):.1f}" stroke="#e4e4e4"/>'
-                 f'<text x="{left - 6}" y="{py(a) + 4:.1f}" font-size="11" text-anchor="end">{a:.0%}</text>'
-                 f'<text x="{px(a):.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle">{a:g}</text>')
-    g.append(f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(1):.1f}" y2="{py(1):.1f}" stroke="#999" '
-             'stroke-dasharray="4 3"/>')
+        g.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{py(a):.1f}" y2="{py(a):.1f}" stroke="#e4e4e4"/>'
+            f'<text x="{left - 6}" y="{py(a) + 4:.1f}" font-size="11" text-anchor="end">{a:.0%}</text>'
+            f'<text x="{px(a):.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle">{a:g}</text>'
+        )
+    g.append(
+        f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(1):.1f}" y2="{py(1):.1f}" stroke="#999" '
+        'stroke-dasharray="4 3"/>'
+    )
     for bins, colour, dash in ((before, "#c60", ' stroke-dasharray="6 3"'), (after, "#2a7", "")):
-        pts = [(b["confidence"], b["accuracy"]) for b in bins
-               if b.get("count") and b.get("confidence") is not None and b.get("accuracy") is not None]
+        pts = [
+            (b["confidence"], b["accuracy"])
+            for b in bins
+            if b.get("count") and b.get("confidence") is not None and b.get("accuracy") is not None
+        ]
         if pts:
             d = " ".join(f"{'M' if i == 0 else 'L'}{px(c):.1f},{py(a):.1f}" for i, (c, a) in enumerate(pts))
             g.append(f'<path d="{d}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
             g += [f'<circle cx="{px(c):.1f}" cy="{py(a):.1f}" r="3" fill="{colour}"/>' for c, a in pts]
-    g.append(f'<text x="{left + pw / 2:.1f}" y="{h - 8}" font-size="12" text-anchor="middle">top-1 score</text>'
-             f'<text x="12" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" '
-             f'transform="rotate(-90 12 {top + ph / 2:.1f})">share right</text>'
-             f'<text x="{left}" y="{h - 8}" font-size="12" fill="#2a7">— calibrated</text>'
-             f'<text x="{left + pw}" y="{h - 8}" font-size="12" fill="#c60" text-anchor="end">- - before</text>')
+    g.append(
+        f'<text x="{left + pw / 2:.1f}" y="{h - 8}" font-size="12" text-anchor="middle">top-1 score</text>'
+        f'<text x="12" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top + ph / 2:.1f})">share right</text>'
+        f'<text x="{left}" y="{h - 8}" font-size="12" fill="#2a7">— calibrated</text>'
+        f'<text x="{left + pw}" y="{h - 8}" font-size="12" fill="#c60" text-anchor="end">- - before</text>'
+    )
     g.append("</svg>")
-    return ("<p class='muted'>Reliability (out of fold): of the photos scored about x, the share that were right; "
-            "the dashed diagonal is a score that means what it says.</p>" + "".join(g))
+    return (
+        "<p class='muted'>Reliability (out of fold): of the photos scored about x, the share that were right; "
+        "the dashed diagonal is a score that means what it says.</p>" + "".join(g)
+    )

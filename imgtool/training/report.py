@@ -67,18 +67,27 @@ def _exports_section(metrics: dict[str, Any]) -> str:
     exports = [e for e in metrics.get("exports") or [] if "bytes" in e]
     if not exports:
         return ""
-    rows = ["<h2>Exported .tflite files</h2><div class='scroll'><table><tr><th>file</th><th>quantize</th><th>size</th>"
-            "<th>test accuracy</th><th>float model</th></tr>"]
+    rows = [
+        "<h2>Exported .tflite files</h2><div class='scroll'><table><tr><th>file</th><th>quantize</th><th>size</th>"
+        "<th>test accuracy</th><th>float model</th></tr>"
+    ]
     for e in exports:
-        acc = "unknown" if e.get("test_accuracy") is None else f'{e["test_accuracy"]:.1%}'
-        ref = "" if e.get("float_test_accuracy") is None else f'{e["float_test_accuracy"]:.1%}'
-        rows.append(f'<tr><td class="name">{esc(str(e["file"]))}</td><td>{esc(str(e["quantize"]))}</td>'
-                    f'<td>{e["bytes"] / 1e6:.2f} MB</td><td>{acc}</td><td>{ref}</td></tr>')
+        acc = "unknown" if e.get("test_accuracy") is None else f"{e['test_accuracy']:.1%}"
+        ref = "" if e.get("float_test_accuracy") is None else f"{e['float_test_accuracy']:.1%}"
+        rows.append(
+            f'<tr><td class="name">{esc(str(e["file"]))}</td><td>{esc(str(e["quantize"]))}</td>'
+            f"<td>{e['bytes'] / 1e6:.2f} MB</td><td>{acc}</td><td>{ref}</td></tr>"
+        )
     rows.append("</table></div>")
     return "".join(rows)
 
-def render(metrics: dict[str, Any], misclassified: list[dict[str, Any]] | None, title: str,
-           generated: _dt.datetime | None = None) -> str:
+
+def render(
+    metrics: dict[str, Any],
+    misclassified: list[dict[str, Any]] | None,
+    title: str,
+    generated: _dt.datetime | None = None,
+) -> str:
     """The page. `misclassified`: the test photos predicted wrong (None: not recorded,
     as in a model folder written before metrics.json kept them)."""
     test = metrics.get("test") or {}
@@ -92,9 +101,14 @@ def render(metrics: dict[str, Any], misclassified: list[dict[str, Any]] | None, 
     parts.append(_calibration_section(metrics))
     parts.append(_exports_section(metrics))
     parts.append(_misclassified(misclassified))
-    parts.append(suspects_section(metrics.get("suspects") or [], "Check these labels",
-                                   "The training photos the out-of-fold predictions most reject: the probability "
-                                   "given to their folder's class, and the class they look like."))
+    parts.append(
+        suspects_section(
+            metrics.get("suspects") or [],
+            "Check these labels",
+            "The training photos the out-of-fold predictions most reject: the probability "
+            "given to their folder's class, and the class they look like.",
+        )
+    )
     parts.append(leakage_section(metrics.get("near_duplicates") or {}))
     parts.append(_run_section(metrics, when))
     parts.append("</body></html>\n")
@@ -115,21 +129,27 @@ def _summary(metrics: dict[str, Any], test: dict[str, Any]) -> str:
     out.append("</p>")
     base = majority_baseline(metrics)
     if base is not None:
-        out.append('<p>Baseline: always answering the most frequent class, '
-                   f'<b class="cls">{esc(str(base["class"]))}</b>, '
-                   f'scores {_pct(base["accuracy"])} on the same photos.</p>')
+        out.append(
+            "<p>Baseline: always answering the most frequent class, "
+            f'<b class="cls">{esc(str(base["class"]))}</b>, '
+            f"scores {_pct(base['accuracy'])} on the same photos.</p>"
+        )
     if acc is not None and 0 < n < SMALL_TEST_SET:
         lo_hi = wilson_interval(round(acc * n), n)
         assert lo_hi is not None
-        out.append(f'<p class="caveat"><b>Small test set.</b> With only {n} test photos, one photo moves accuracy by '
-                   f'{1 / n:.1%}; the 95% confidence interval (Wilson) for the accuracy is '
-                   f'<b>{lo_hi[0]:.1%} – {lo_hi[1]:.1%}</b>. Differences between runs within that range are noise; '
-                   "add photos for a firmer figure.</p>")
+        out.append(
+            f'<p class="caveat"><b>Small test set.</b> With only {n} test photos, one photo moves accuracy by '
+            f"{1 / n:.1%}; the 95% confidence interval (Wilson) for the accuracy is "
+            f"<b>{lo_hi[0]:.1%} – {lo_hi[1]:.1%}</b>. Differences between runs within that range are noise; "
+            "add photos for a firmer figure.</p>"
+        )
     counts = metrics.get("counts") or {}
     total = sum(sum(v.values()) for v in counts.values() if isinstance(v, dict))
-    out.append(f'<p class="muted">backbone <span class="path">{esc(str(metrics.get("backbone", "")))}</span>; '
-               f'{total} photos in '
-               f'{len(metrics.get("classes") or [])} classes</p>')
+    out.append(
+        f'<p class="muted">backbone <span class="path">{esc(str(metrics.get("backbone", "")))}</span>; '
+        f"{total} photos in "
+        f"{len(metrics.get('classes') or [])} classes</p>"
+    )
     return "".join(out)
 
 
@@ -138,20 +158,26 @@ def _per_class(test: dict[str, Any], classes: list[str]) -> str:
     if not per_class or not test.get("count"):  # no test photos: every row would be empty
         return ""
     cm = test.get("confusion_matrix")
-    rows = ["<h2>Per class, on the test photos</h2><div class='scroll'><table class='names'>"
-            "<tr><th class='name'>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>"
-            "<th aria-label='recall, as a bar'></th></tr>"]
+    rows = [
+        "<h2>Per class, on the test photos</h2><div class='scroll'><table class='names'>"
+        "<tr><th class='name'>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>"
+        "<th aria-label='recall, as a bar'></th></tr>"
+    ]
     for i, c in enumerate(classes):
         pc = per_class.get(c) or {}
         p, r = pc.get("precision"), pc.get("recall")
         f1 = pc.get("f1") if "f1" in pc else f1_score(p, r)
         correct = f"{cm[i][i]}/" if cm and i < len(cm) else ""
         width = int(160 * (r or 0))
-        rows.append(f'<tr><td class="name">{esc(c)}</td><td>{_pct(p)}</td><td>{_pct(r)}</td><td>{_pct(f1)}</td>'
-                    f'<td class="muted">{correct}{pc.get("support", 0)}</td>'
-                    f'<td><div class="bar"><span style="width:{width}px"></span></div></td></tr>')
-    rows.append("</table></div><p class='muted'>precision: of the photos predicted as the class, the share "
-                "that were; recall: of the class's photos, the share found; F1: their harmonic mean.</p>")
+        rows.append(
+            f'<tr><td class="name">{esc(c)}</td><td>{_pct(p)}</td><td>{_pct(r)}</td><td>{_pct(f1)}</td>'
+            f'<td class="muted">{correct}{pc.get("support", 0)}</td>'
+            f'<td><div class="bar"><span style="width:{width}px"></span></div></td></tr>'
+        )
+    rows.append(
+        "</table></div><p class='muted'>precision: of the photos predicted as the class, the share "
+        "that were; recall: of the class's photos, the share found; F1: their harmonic mean.</p>"
+    )
     return "".join(rows)
 
 
@@ -164,16 +190,23 @@ def _confusion(test: dict[str, Any], classes: list[str]) -> str:
         return _top_confusions(cm, names)
     short = len(names) <= 8 and all(len(c) <= 10 for c in names)
     head = "".join(
-        f'<th class="col" title="{esc(c)}" scope="col">{esc(c) if short else j + 1}</th>' for j, c in enumerate(names))
-    out = ["<h2>Confusion matrix</h2><p class='muted'>rows: true class, columns: predicted"
-           + ("" if short else " (numbered as the rows; hover a number for its name)") + "</p>"
-           f"<div class='scroll'><table class='cm'><tr><th></th>{head}</tr>"]
+        f'<th class="col" title="{esc(c)}" scope="col">{esc(c) if short else j + 1}</th>' for j, c in enumerate(names)
+    )
+    out = [
+        "<h2>Confusion matrix</h2><p class='muted'>rows: true class, columns: predicted"
+        + ("" if short else " (numbered as the rows; hover a number for its name)")
+        + "</p>"
+        f"<div class='scroll'><table class='cm'><tr><th></th>{head}</tr>"
+    ]
     for i, row in enumerate(cm):
         c = names[i] if i < len(names) else str(i + 1)
         total = sum(row)
-        cells = "".join(f'<td{" class=zero" if v == 0 else ""} style="background:{_cell_colour(v, total, i == j)}" '
-                        f'title="true {esc(c)}, predicted {esc(names[j] if j < len(names) else str(j + 1))}: {v}">'
-                        f"{v}</td>" for j, v in enumerate(row))
+        cells = "".join(
+            f'<td{" class=zero" if v == 0 else ""} style="background:{_cell_colour(v, total, i == j)}" '
+            f'title="true {esc(c)}, predicted {esc(names[j] if j < len(names) else str(j + 1))}: {v}">'
+            f"{v}</td>"
+            for j, v in enumerate(row)
+        )
         label = esc(c) if short else f"<b>{i + 1}</b> {esc(c)}"
         out.append(f'<tr><th class="row" scope="row" title="{esc(c)}">{label}</th>{cells}</tr>')
     out.append("</table></div>")
@@ -183,21 +216,28 @@ def _confusion(test: dict[str, Any], classes: list[str]) -> str:
 def _top_confusions(cm: list[list[int]], names: list[str], n: int = TOP_CONFUSIONS) -> str:
     """With many classes: the most frequent mistakes (true -> predicted), most first; ties
     in class order."""
+
     def name(i: int) -> str:
         return names[i] if i < len(names) else str(i + 1)
 
-    pairs = sorted(((v, i, j) for i, row in enumerate(cm) for j, v in enumerate(row) if i != j and v),
-                   key=lambda t: (-t[0], t[1], t[2]))
-    out = [f"<h2>Most frequent confusions</h2><p class='muted'>{len(names)} classes: too many for a matrix "
-           f"({len(names)}&times;{len(names)} cells); metrics.json has it in full.</p>"]
+    pairs = sorted(
+        ((v, i, j) for i, row in enumerate(cm) for j, v in enumerate(row) if i != j and v),
+        key=lambda t: (-t[0], t[1], t[2]),
+    )
+    out = [
+        f"<h2>Most frequent confusions</h2><p class='muted'>{len(names)} classes: too many for a matrix "
+        f"({len(names)}&times;{len(names)} cells); metrics.json has it in full.</p>"
+    ]
     if not pairs:
         out.append("<p>None: every test photo was classified right.</p>")
         return "".join(out)
     shown = pairs[:n]
     out.append("<div class='scroll'><ol class='confusions'>")  # a name longer than the page scrolls, unbroken
     for v, i, j in shown:
-        out.append(f'<li><span class="right">{esc(name(i))}</span> predicted as '
-                   f'<span class="wrong">{esc(name(j))}</span>: {v} photo{"" if v == 1 else "s"}</li>')
+        out.append(
+            f'<li><span class="right">{esc(name(i))}</span> predicted as '
+            f'<span class="wrong">{esc(name(j))}</span>: {v} photo{"" if v == 1 else "s"}</li>'
+        )
     out.append("</ol></div>")
     if len(pairs) > n:
         rest = sum(v for v, _, _ in pairs[n:])
@@ -233,13 +273,18 @@ def _head_section(metrics: dict[str, Any]) -> str:
             for c in cands:
                 chosen = c.get("l2") == head.get("l2")
                 loss = c.get("cv_loss")
-                out.append(f'<tr{" class=chosen" if chosen else ""}><td>{_num(c.get("l2"))}{" ✓" if chosen else ""}'
-                           f'</td><td>{_pct(c.get("cv_accuracy"))}</td>'
-                           f'<td>{"–" if loss is None else f"{loss:.4f}"}</td></tr>')
+                out.append(
+                    f"<tr{' class=chosen' if chosen else ''}><td>{_num(c.get('l2'))}{' ✓' if chosen else ''}"
+                    f"</td><td>{_pct(c.get('cv_accuracy'))}</td>"
+                    f"<td>{'–' if loss is None else f'{loss:.4f}'}</td></tr>"
+                )
             out.append("</table></div>")
     else:
-        bits = [f"{k.replace('_', ' ')} {_num(opts[k])}" for k in ("epochs", "learning_rate", "l2", "label_smoothing")
-                if opts.get(k) is not None]
+        bits = [
+            f"{k.replace('_', ' ')} {_num(opts[k])}"
+            for k in ("epochs", "learning_rate", "l2", "label_smoothing")
+            if opts.get(k) is not None
+        ]
         out.append("<p>Trained with fixed settings" + (": " + ", ".join(bits) if bits else "") + ".</p>")
     curve = curve_data(metrics)
     if curve is not None:
@@ -249,23 +294,28 @@ def _head_section(metrics: dict[str, Any]) -> str:
 
 def _misclassified(misclassified: list[dict[str, Any]] | None) -> str:
     if misclassified is None:
-        return ("<h2>Misclassified test photos</h2><p class='muted'>Not recorded (this model folder was written by "
-                "an older imgtool).</p>")
+        return (
+            "<h2>Misclassified test photos</h2><p class='muted'>Not recorded (this model folder was written by "
+            "an older imgtool).</p>"
+        )
     out = [f"<h2>Misclassified test photos ({len(misclassified)})</h2>"]
     if not misclassified:
         out.append("<p>None.</p>")
         return "".join(out)
     if len(misclassified) > MAX_THUMBNAILS:
-        out.append(f"<p class='muted'>The first {MAX_THUMBNAILS} are shown; metrics.json lists all "
-                   f"{len(misclassified)}.</p>")
+        out.append(
+            f"<p class='muted'>The first {MAX_THUMBNAILS} are shown; metrics.json lists all {len(misclassified)}.</p>"
+        )
     out.append('<div class="grid">')
     for m in misclassified[:MAX_THUMBNAILS]:
         src = thumb(m["path"])
         img = f'<img src="{src}" alt="">' if src else '<div class="muted">(unreadable)</div>'
-        out.append(f'<figure>{img}<figcaption><span class="right" title="{esc(m["true"])}">true: '
-                   f'{esc(m["true"])}</span><span class="wrong" title="{esc(m["predicted"])}">predicted: '
-                   f'{esc(m["predicted"])} ({m["score"]:.0%})</span>'
-                   f'<span class="muted">{esc(m["rel"])}</span></figcaption></figure>')
+        out.append(
+            f'<figure>{img}<figcaption><span class="right" title="{esc(m["true"])}">true: '
+            f'{esc(m["true"])}</span><span class="wrong" title="{esc(m["predicted"])}">predicted: '
+            f"{esc(m['predicted'])} ({m['score']:.0%})</span>"
+            f'<span class="muted">{esc(m["rel"])}</span></figcaption></figure>'
+        )
     out.append("</div>")
     return "".join(out)
 
@@ -314,8 +364,11 @@ def _run_section(metrics: dict[str, Any], when: str) -> str:
     from imgtool.core.version import __version__
 
     version = metrics.get("imgtool") or __version__
-    rows: list[tuple[str, str]] = [("date", when), ("imgtool", str(version)),
-                                   ("backbone", str(metrics.get("backbone", "")))]
+    rows: list[tuple[str, str]] = [
+        ("date", when),
+        ("imgtool", str(version)),
+        ("backbone", str(metrics.get("backbone", ""))),
+    ]
     rows += _option_rows(metrics.get("options") or {})
     counts = metrics.get("counts") or {}
     splits: dict[str, int] = {}
@@ -334,28 +387,39 @@ def _run_section(metrics: dict[str, Any], when: str) -> str:
 
 # ---------------------------------------------------------------- calibration, suspects, duplicates
 
+
 def _calibration_section(metrics: dict[str, Any]) -> str:
     from imgtool.numbers.calibration import plain_sentence
 
     cal = metrics.get("calibration")
     if not isinstance(cal, dict):
-        return "" if not metrics.get("head") else ("<h2>Calibration</h2><p class='muted'>This model's scores are not "
-                                                   "calibrated (trained before imgtool calibrated them).</p>")
+        return (
+            ""
+            if not metrics.get("head")
+            else (
+                "<h2>Calibration</h2><p class='muted'>This model's scores are not "
+                "calibrated (trained before imgtool calibrated them).</p>"
+            )
+        )
     out = ["<h2>Calibration</h2>"]
     t = cal.get("temperature")
-    out.append(f"<p>The scores are divided by a temperature T = <b>{_num(t)}</b> (fitted on the out-of-fold "
-               f"predictions): the expected calibration error went from {_num(cal.get('ece_before'))} to "
-               f"<b>{_num(cal.get('ece_after'))}</b> (10 bins, out of fold).")
+    out.append(
+        f"<p>The scores are divided by a temperature T = <b>{_num(t)}</b> (fitted on the out-of-fold "
+        f"predictions): the expected calibration error went from {_num(cal.get('ece_before'))} to "
+        f"<b>{_num(cal.get('ece_after'))}</b> (10 bins, out of fold)."
+    )
     sentence = plain_sentence(cal.get("reliability_after") or [])
     if sentence:
         out.append(f" In plain words: {esc(sentence)}.")
     out.append("</p>")
     opens = metrics.get("open_set") or {}
     if opens.get("min_score") is not None:
-        out.append(f"<p>Suggested <code>--min-score</code>: <b>{opens['min_score']:.4g}</b> - out of fold, the photos "
-                   f"scored at least that were right {_pct(opens.get('precision'))} of the time, and "
-                   f"{_pct(opens.get('accepted'))} of the photos were. <code>imgtool classify -m MODEL "
-                   "--min-score auto</code> uses it.</p>")
+        out.append(
+            f"<p>Suggested <code>--min-score</code>: <b>{opens['min_score']:.4g}</b> - out of fold, the photos "
+            f"scored at least that were right {_pct(opens.get('precision'))} of the time, and "
+            f"{_pct(opens.get('accepted'))} of the photos were. <code>imgtool classify -m MODEL "
+            "--min-score auto</code> uses it.</p>"
+        )
     out.append(svg_reliability(cal.get("reliability_before") or [], cal.get("reliability_after") or []))
     return "".join(out)
 
@@ -365,29 +429,50 @@ def render_audit(result: dict[str, Any], title: str) -> str:
     s = result.get("summary") or {}
     parts = [page_head(title)]
     cv = s.get("cv_accuracy")
-    parts.append(f"<p>{s.get('photos', 0)} photos in {len(s.get('classes') or [])} classes"
-                 + (f"; cross-validated accuracy {_pct(cv)}" if cv is not None else "")
-                 + f'.</p><p class="muted">backbone {esc(str(s.get("backbone", "")))}; '
-                 f'{len(result.get("suspects") or [])} suspects, {len(result.get("duplicates") or [])} duplicate '
-                 f'groups, {len(result.get("outliers") or [])} outliers, {len(result.get("problems") or [])} '
-                 "problems</p>")
-    parts.append(suspects_section(result.get("suspects") or [], "Suspect labels",
-                                   "Photos whose folder's class the out-of-fold predictions reject, most suspicious "
-                                   "first."))
-    parts.append(groups_section(result.get("duplicates") or [], "Duplicates",
-                                 "Byte-identical or near-identical photos. Across classes: a label conflict; across "
-                                 "train and test: leakage."))
+    parts.append(
+        f"<p>{s.get('photos', 0)} photos in {len(s.get('classes') or [])} classes"
+        + (f"; cross-validated accuracy {_pct(cv)}" if cv is not None else "")
+        + f'.</p><p class="muted">backbone {esc(str(s.get("backbone", "")))}; '
+        f"{len(result.get('suspects') or [])} suspects, {len(result.get('duplicates') or [])} duplicate "
+        f"groups, {len(result.get('outliers') or [])} outliers, {len(result.get('problems') or [])} "
+        "problems</p>"
+    )
+    parts.append(
+        suspects_section(
+            result.get("suspects") or [],
+            "Suspect labels",
+            "Photos whose folder's class the out-of-fold predictions reject, most suspicious first.",
+        )
+    )
+    parts.append(
+        groups_section(
+            result.get("duplicates") or [],
+            "Duplicates",
+            "Byte-identical or near-identical photos. Across classes: a label conflict; across "
+            "train and test: leakage.",
+        )
+    )
     outliers = result.get("outliers") or []
     if outliers:
-        parts.append(f"<h2>Outliers ({len(outliers)})</h2><p class='muted'>Photos far from every other photo: "
-                     "likely of no class at all.</p><div class='grid'>")
-        parts += [figure(o["path"], f'{esc(o["label"])} · similarity {o["score"]:.2f}<br>'
-                                     f'<span class="muted">{esc(o["rel"])}</span>') for o in outliers]
+        parts.append(
+            f"<h2>Outliers ({len(outliers)})</h2><p class='muted'>Photos far from every other photo: "
+            "likely of no class at all.</p><div class='grid'>"
+        )
+        parts += [
+            figure(
+                o["path"],
+                f'{esc(o["label"])} · similarity {o["score"]:.2f}<br><span class="muted">{esc(o["rel"])}</span>',
+            )
+            for o in outliers
+        ]
         parts.append("</div>")
     problems = result.get("problems") or []
     if problems:
-        parts.append(f"<h2>Problems ({len(problems)})</h2><ul>"
-                     + "".join(f"<li><b>{esc(p['kind'])}</b>: {esc(p['message'])}</li>" for p in problems) + "</ul>")
+        parts.append(
+            f"<h2>Problems ({len(problems)})</h2><ul>"
+            + "".join(f"<li><b>{esc(p['kind'])}</b>: {esc(p['message'])}</li>" for p in problems)
+            + "</ul>"
+        )
     if not (result.get("suspects") or result.get("duplicates") or outliers or problems):
         parts.append("<p>Nothing found.</p>")
     parts.append("</body></html>\n")

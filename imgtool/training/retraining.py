@@ -55,8 +55,9 @@ def train_config(opts: RetrainOptions) -> TrainConfig:
 
 def distortions(opts: RetrainOptions) -> Distortions:
     """The distortions asked for, as imgtool.data.distortions draws them."""
-    return Distortions(opts.flip_left_right, opts.random_crop, opts.random_scale, opts.random_brightness,
-                       opts.distorted_copies)
+    return Distortions(
+        opts.flip_left_right, opts.random_crop, opts.random_scale, opts.random_brightness, opts.distorted_copies
+    )
 
 
 def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[folders.Photo], str, float, float]:
@@ -68,10 +69,22 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[folders.Photo], 
     raw = folders.assign_splits(files, len(classes), v, t)
     folders.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
-        why = (Param("test_percent") + " is 0" if t == 0 and "test" not in given
-               else f"no photo fell in the test split ({len(raw)} photos, {t:g}%)")
-        raise UsageError(Param("min_accuracy") + " needs test photos, and there are none (" + why + "); raise "
-                         + Param("test_percent") + ", give " + Param("test_dir") + ", or drop " + Param("min_accuracy"))
+        why = (
+            Param("test_percent") + " is 0"
+            if t == 0 and "test" not in given
+            else f"no photo fell in the test split ({len(raw)} photos, {t:g}%)"
+        )
+        raise UsageError(
+            Param("min_accuracy")
+            + " needs test photos, and there are none ("
+            + why
+            + "); raise "
+            + Param("test_percent")
+            + ", give "
+            + Param("test_dir")
+            + ", or drop "
+            + Param("min_accuracy")
+        )
     return classes, files, layout, v, t
 
 
@@ -102,8 +115,9 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
         if earlier is not None:
             return earlier
 
-    backbone, engine, ident, cache = feature_backbone(opts.model, opts.input_size, opts.value_range,
-                                                      opts.bottleneck_dir)
+    backbone, engine, ident, cache = feature_backbone(
+        opts.model, opts.input_size, opts.value_range, opts.bottleneck_dir
+    )
     if reusable and key is None:
         inputs = _inputs(opts, output, files, layout, {"ref": opts.model, "resolved": backbone.ref, "ident": ident})
         earlier = _reused(opts, output, inputs, photos)
@@ -113,18 +127,33 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     ui.info(f"Layout: {layout}")
     data = _training_data(opts, classes, files, engine, ident, cache, v_pct, t_pct)
     fit = _fit(opts, data, engine)
-    result_metrics = {**_scores(data, fit), "layout": layout,
-                      "skipped": [{"path": p, "reason": r} for p, r in data.bad], "backbone": backbone.ref,
-                      "made_with": made_with(),  # the Pillow that decoded and the LiteRT that ran the backbone
-                      "options": _stored_options(opts, v_pct, t_pct), **_findings(data, fit)}
+    result_metrics = {
+        **_scores(data, fit),
+        "layout": layout,
+        "skipped": [{"path": p, "reason": r} for p, r in data.bad],
+        "backbone": backbone.ref,
+        "made_with": made_with(),  # the Pillow that decoded and the LiteRT that ran the backbone
+        "options": _stored_options(opts, v_pct, t_pct),
+        **_findings(data, fit),
+    }
     result = RetrainResult(None, result_metrics, result_metrics["misclassified"])
     result.below_minimum = _below_minimum(opts.min_accuracy, result_metrics["test"]["accuracy"])
     if result.below_minimum is not None:
         return result
     # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
     seen = sorted({data.shas[s.path] for s in data.samples if s.split != "test"})
-    result.output = _write(opts, output, backbone, engine.input_size, fit.head, data.classes, result_metrics,
-                           result.misclassified, ident, training_hashes=seen)
+    result.output = _write(
+        opts,
+        output,
+        backbone,
+        engine.input_size,
+        fit.head,
+        data.classes,
+        result_metrics,
+        result.misclassified,
+        ident,
+        training_hashes=seen,
+    )
     if inputs is not None:
         reuse.remember(output, inputs, photos, data.shas)
     return result
@@ -163,8 +192,16 @@ class _Fit:
     pred: np.ndarray
 
 
-def _training_data(opts: RetrainOptions, classes: list[str], files: list[folders.Photo], engine: Any, ident: str,
-                   cache: bottlenecks.BottleneckCache, v_pct: float, t_pct: float) -> _Data:
+def _training_data(
+    opts: RetrainOptions,
+    classes: list[str],
+    files: list[folders.Photo],
+    engine: Any,
+    ident: str,
+    cache: bottlenecks.BottleneckCache,
+    v_pct: float,
+    t_pct: float,
+) -> _Data:
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/training/shards.py)
         from imgtool.training.shards import training_set
 
@@ -181,8 +218,7 @@ def _fit(opts: RetrainOptions, data: _Data, engine: Any) -> _Fit:
     """The last layer, fitted on train + validation (and their distorted copies)."""
     extra = None
     if opts.distorted():
-        extra = distorted_features(engine, [s for s in data.samples if s.split != "test"], distortions(opts),
-                                   opts.seed)
+        extra = distorted_features(engine, [s for s in data.samples if s.split != "test"], distortions(opts), opts.seed)
     fit_shas = [data.shas[s.path] for s, keep in zip(data.samples, data.fitted) if keep]
     head, selection = _train_head(opts, data.x[data.fitted], data.y[data.fitted], len(data.classes), extra, fit_shas)
     probs = head.predict(data.x)
@@ -202,8 +238,11 @@ def _scores(data: _Data, fit: _Fit) -> dict[str, Any]:
         "test": metrics.evaluate(y[data.test], fit.pred[data.test], classes),
         "validation": validation,
         "cross_validation": cross,
-        "train": {"accuracy": round(float(np.mean(fit.pred[tr] == y[tr])), 4) if tr.any() else None,
-                  "count": int(tr.sum()), "note": "photos the head was fitted on (not a held-out estimate)"},
+        "train": {
+            "accuracy": round(float(np.mean(fit.pred[tr] == y[tr])), 4) if tr.any() else None,
+            "count": int(tr.sum()),
+            "note": "photos the head was fitted on (not a held-out estimate)",
+        },
         "head": fit.selection.as_dict(),
         "classes": classes,
         "counts": folders.split_counts(classes, data.samples),
@@ -213,7 +252,8 @@ def _scores(data: _Data, fit: _Fit) -> dict[str, Any]:
 def _stored_options(opts: RetrainOptions, v_pct: float, t_pct: float) -> dict[str, Any]:
     """metrics.json's "options": the split as drawn, the fit and the distortions."""
     return {
-        "validation_percent": v_pct, "test_percent": t_pct,
+        "validation_percent": v_pct,
+        "test_percent": t_pct,
         **{k: (list(val) if isinstance(val, tuple) else val) for k, val in asdict(train_config(opts)).items()},
         "distortions": asdict(distortions(opts)),
         "validation_dir": None if opts.validation_dir is None else str(opts.validation_dir),
@@ -233,18 +273,30 @@ def _findings(data: _Data, fit: _Fit) -> dict[str, Any]:
         out["calibration"] = selection.calibration.to_dict()
         out["open_set"] = suggest_min_score(selection.oof_probs, y_fit).to_dict()
     fit_samples = [s for s, keep in zip(data.samples, data.fitted) if keep]
-    out["suspects"] = [asdict(x) for x in audit_mod.suspects_of(fit_samples, classes, selection.oof_probs,
-                                                                y_fit, limit=SUSPECTS_SHOWN)]
-    leaks = [g for g in audit_mod.groups_of(data.samples, classes, data.x, [data.shas[s.path] for s in data.samples])
-             if g.leakage]
+    out["suspects"] = [
+        asdict(x) for x in audit_mod.suspects_of(fit_samples, classes, selection.oof_probs, y_fit, limit=SUSPECTS_SHOWN)
+    ]
+    leaks = [
+        g
+        for g in audit_mod.groups_of(data.samples, classes, data.x, [data.shas[s.path] for s in data.samples])
+        if g.leakage
+    ]
     out["near_duplicates"] = {
         "rule": f"centred feature cosine >= {audit_mod.NEAR_DUPLICATE}; byte-identical photos share a split",
-        "straddling": len(leaks), "groups": [g.to_dict() for g in leaks]}
+        "straddling": len(leaks),
+        "groups": [g.to_dict() for g in leaks],
+    }
     _warn_leaks(len(leaks))
     out["misclassified"] = [  # export re-renders report.html from metrics.json
-        {"path": s.path, "rel": s.rel, "true": classes[s.label], "predicted": classes[int(fit.pred[i])],
-         "score": float(fit.probs[i, fit.pred[i]])}
-        for i, s in enumerate(data.samples) if s.split == "test" and fit.pred[i] != s.label
+        {
+            "path": s.path,
+            "rel": s.rel,
+            "true": classes[s.label],
+            "predicted": classes[int(fit.pred[i])],
+            "score": float(fit.probs[i, fit.pred[i]]),
+        }
+        for i, s in enumerate(data.samples)
+        if s.split == "test" and fit.pred[i] != s.label
     ]
     return out
 
@@ -257,46 +309,66 @@ def _below_minimum(min_accuracy: float | None, reached: float | None) -> Text | 
 
 def _warn_leaks(n: int) -> None:
     if n:
-        ui.warn(f"{n} group{'s' if n > 1 else ''} of near-duplicate photos straddle train and test "
-                "(the test accuracy counts photos much like ones fitted on; see metrics.json near_duplicates, or "
-                "`imgtool audit`)")
+        ui.warn(
+            f"{n} group{'s' if n > 1 else ''} of near-duplicate photos straddle train and test "
+            "(the test accuracy counts photos much like ones fitted on; see metrics.json near_duplicates, or "
+            "`imgtool audit`)"
+        )
 
 
-def _inputs(opts: RetrainOptions, output: Path, files: list[folders.Photo], layout: str,
-            backbone: dict[str, Any]) -> dict[str, Any]:
+def _inputs(
+    opts: RetrainOptions, output: Path, files: list[folders.Photo], layout: str, backbone: dict[str, Any]
+) -> dict[str, Any]:
     """Everything that decides what a run writes and prints, as it reads back from JSON
     (imgtool/training/reuse.py). `min_accuracy` only gates, `force` only permits, the deprecated
     options are ignored."""
     ignored = {"min_accuracy", "force", "output", *options.deprecated_names(RetrainOptions)}
     kept = {k: v for k, v in asdict(opts).items() if k not in ignored}
-    return reuse.normal({"versions": reuse.versions(), "image_dir": str(opts.folder),
-                         "image_dir_resolved": str(opts.folder.resolve()), "output": str(output),
-                         "layout": layout, "files": [[f.path, f.rel, f.label, f.given] for f in files],
-                         "options": kept, "backbone": backbone})
+    return reuse.normal(
+        {
+            "versions": reuse.versions(),
+            "image_dir": str(opts.folder),
+            "image_dir_resolved": str(opts.folder.resolve()),
+            "output": str(output),
+            "layout": layout,
+            "files": [[f.path, f.rel, f.label, f.given] for f in files],
+            "options": kept,
+            "backbone": backbone,
+        }
+    )
 
 
-def _reused(opts: RetrainOptions, output: Path, inputs: dict[str, Any],
-            photos: dict[str, list[int] | None]) -> RetrainResult | None:
+def _reused(
+    opts: RetrainOptions, output: Path, inputs: dict[str, Any], photos: dict[str, list[int] | None]
+) -> RetrainResult | None:
     """The result an earlier run of identical inputs wrote into `output`, as a run now would
     return it (the same metrics, the same `min_accuracy` outcome), or None."""
     m = reuse.lookup(output, inputs, photos)
     if m is None or not isinstance(m.get("test"), dict):
         return None
-    ui.info(f"reusing {output}: it was written by a run of identical inputs (the same photos, backbone, options "
-            "and versions), so nothing is fitted or written again")
+    ui.info(
+        f"reusing {output}: it was written by a run of identical inputs (the same photos, backbone, options "
+        "and versions), so nothing is fitted or written again"
+    )
     for item in m.get("skipped") or []:
         ui.warn(f"skipping {item['path']}: {item['reason']}")
     _warn_leaks(int((m.get("near_duplicates") or {}).get("straddling") or 0))
     gate = _below_minimum(opts.min_accuracy, m["test"].get("accuracy"))
     if gate is not None:  # as a run now would: no export happened, nothing is written
-        return RetrainResult(None, {k: v for k, v in m.items() if k != "exports"}, m["misclassified"], gate,
-                             reused=True)
+        return RetrainResult(
+            None, {k: v for k, v in m.items() if k != "exports"}, m["misclassified"], gate, reused=True
+        )
     return RetrainResult(output, m, m["misclassified"], reused=True)
 
 
-def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[folders.Photo],
-                    cache: bottlenecks.BottleneckCache, v_pct: float, t_pct: float
-                    ) -> tuple[list[folders.Sample], dict[str, str], list[tuple[str, str]]]:
+def _usable_samples(
+    opts: RetrainOptions,
+    classes: list[str],
+    files: list[folders.Photo],
+    cache: bottlenecks.BottleneckCache,
+    v_pct: float,
+    t_pct: float,
+) -> tuple[list[folders.Sample], dict[str, str], list[tuple[str, str]]]:
     """Hash every file (the cache key), decode-check those without a cached bottleneck,
     list and drop the bad ones, split the rest and check every class is big enough."""
     good, shas, bad = readable_files(files, cache)
@@ -317,8 +389,14 @@ def _usable_samples(opts: RetrainOptions, classes: list[str], files: list[folder
     return samples, shas, bad
 
 
-def _features(engine: Any, samples: list[folders.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache,
-              classes: list[str], opts: RetrainOptions) -> tuple[list[folders.Sample], np.ndarray]:
+def _features(
+    engine: Any,
+    samples: list[folders.Sample],
+    shas: dict[str, str],
+    cache: bottlenecks.BottleneckCache,
+    classes: list[str],
+    opts: RetrainOptions,
+) -> tuple[list[folders.Sample], np.ndarray]:
     """Bottlenecks for every sample (cache first); a photo that fails here is dropped too."""
     kept, x, failed = features_of(engine, samples, shas, cache)
     for path, err in failed:
@@ -328,21 +406,33 @@ def _features(engine: Any, samples: list[folders.Sample], shas: dict[str, str], 
     return kept, x
 
 
-def _train_head(opts: RetrainOptions, x_fit: np.ndarray, y_fit: np.ndarray, n_classes: int,
-                extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None, groups: list[str]) -> tuple[Any, Any]:
+def _train_head(
+    opts: RetrainOptions,
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    n_classes: int,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    groups: list[str],
+) -> tuple[Any, Any]:
     from imgtool.training.fitting import select_and_fit
 
     config = train_config(opts)
-    what = (f"L2 {config.l2:g} (" + Param("l2") + ")" if config.l2 is not None
-            else f"L2 from {len(config.l2_grid)} values")
-    ui.info(f"Fitting the last layer on {len(x_fit)} photos"
-            + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
-            + ": " + what + f" by cross-validation, class weights {config.class_weight}")
+    what = (
+        f"L2 {config.l2:g} (" + Param("l2") + ")" if config.l2 is not None else f"L2 from {len(config.l2_grid)} values"
+    )
+    ui.info(
+        f"Fitting the last layer on {len(x_fit)} photos"
+        + (f" + {len(extra[0])} distorted copies" if extra is not None else "")
+        + ": "
+        + what
+        + f" by cross-validation, class weights {config.class_weight}"
+    )
     head, selection = select_and_fit(x_fit, y_fit, n_classes, config, extra=extra, groups=groups)
     for c in selection.candidates:
         mark = "  <- chosen" if c["l2"] == selection.l2 else ""
-        ui.info(f"  L2 {c['l2']:<7g} cross-validated log-loss {c['cv_loss']:.4f}, "
-                f"accuracy {c['cv_accuracy']:.1%}{mark}")
+        ui.info(
+            f"  L2 {c['l2']:<7g} cross-validated log-loss {c['cv_loss']:.4f}, accuracy {c['cv_accuracy']:.1%}{mark}"
+        )
     writer = _summary_writer(opts.summaries_dir)
     if writer is not None:
         for step, c in enumerate(selection.candidates):
@@ -358,21 +448,45 @@ def _summary_writer(path: Path | None) -> Any:
     return tfutil.scalar_writer(path)
 
 
-def _write(opts: RetrainOptions, output: Path, backbone: Any, size: tuple[int, int], head: Any, classes: list[str],
-           result_metrics: dict[str, Any], misclassified: list[dict[str, Any]], ident: str,
-           training_hashes: list[str] | None = None) -> Path:
+def _write(
+    opts: RetrainOptions,
+    output: Path,
+    backbone: Any,
+    size: tuple[int, int],
+    head: Any,
+    classes: list[str],
+    result_metrics: dict[str, Any],
+    misclassified: list[dict[str, Any]],
+    ident: str,
+    training_hashes: list[str] | None = None,
+) -> Path:
     from imgtool.core import store
     from imgtool.training import model_folder, report
 
-    model_folder.check_output(output, opts.folder, force=opts.force,  # again: it may have appeared meanwhile
-                        photo_dirs=(opts.validation_dir, opts.test_dir))
+    model_folder.check_output(
+        output,
+        opts.folder,
+        force=opts.force,  # again: it may have appeared meanwhile
+        photo_dirs=(opts.validation_dir, opts.test_dir),
+    )
     staging = output.with_name(f".{output.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     existed = output.exists()
     try:
         html = report.render(result_metrics, misclassified, report.title_for(str(opts.folder)))
-        model_folder.write_model_dir(staging, backbone, size, head, classes, result_metrics, html, Path(opts.folder),
-                               backbone_ident=ident, tf_exports=opts.tf_exports, training_hashes=training_hashes)
+        model_folder.write_model_dir(
+            staging,
+            backbone,
+            size,
+            head,
+            classes,
+            result_metrics,
+            html,
+            Path(opts.folder),
+            backbone_ident=ident,
+            tf_exports=opts.tf_exports,
+            training_hashes=training_hashes,
+        )
         from imgtool.training import tflite_model
 
         result_metrics["exports"] = tflite_model.export_for_retrain(staging, opts.quantize)  # re-renders report.html
@@ -384,4 +498,3 @@ def _write(opts: RetrainOptions, output: Path, backbone: Any, size: tuple[int, i
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output
-

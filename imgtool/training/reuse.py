@@ -119,8 +119,12 @@ def backbone_file_key(ref: str | None) -> dict[str, Any] | None:
     a path (what it is depends on the file only): its path and code_facts. None for anything
     else (a catalog name, a hub handle, a folder): the caller resolves it and uses its
     identity instead."""
-    if ref is None or "/" not in ref or ref.startswith(("catalog:", "http://", "https://", "hub:", "kaggle:")) \
-            or not ref.lower().endswith(".tflite"):
+    if (
+        ref is None
+        or "/" not in ref
+        or ref.startswith(("catalog:", "http://", "https://", "hub:", "kaggle:"))
+        or not ref.lower().endswith(".tflite")
+    ):
         return None
     if not os.path.isfile(ref):
         return None
@@ -223,16 +227,18 @@ def _changed(path: str, now: list[int] | None, was: Any, sha: Any) -> str | None
     return None
 
 
-def remember(output: Path, inputs: dict[str, Any], photos: dict[str, list[int] | None],
-             shas: dict[str, str]) -> None:
+def remember(output: Path, inputs: dict[str, Any], photos: dict[str, list[int] | None], shas: dict[str, str]) -> None:
     """Record that `output` was just written from `inputs`; `photos` are the facts taken
     before the photos were hashed into `shas` (a photo not hashed was not readable)."""
     rec = _record_file(output)
     try:
-        data = ResultsRecord(output=os.path.abspath(output), inputs=inputs,
-                             photos={p: [f, shas.get(p)] for p, f in photos.items()}, files=_folder_files(output))
+        data = ResultsRecord(
+            output=os.path.abspath(output),
+            inputs=inputs,
+            photos={p: [f, shas.get(p)] for p, f in photos.items()},
+            files=_folder_files(output),
+        )
         store.atomic_write_json(rec, data.to_dict())
         log.debug("recorded the inputs of %s (%s)", output, rec)
     except OSError as err:  # a read-only or full IMGTOOL_HOME: the next identical run does the work again
         log.debug("cannot record the inputs of %s in %s: %s", output, rec, err)
-

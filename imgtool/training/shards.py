@@ -47,13 +47,17 @@ def walk_order(rel: str) -> tuple[tuple[int, str], ...]:
 
 def shard_paths(pattern: str) -> list[str]:
     if "://" in pattern:
-        raise UsageError(FEATURES + f" {pattern}: only local shards can be read here; copy them first "
-                         "(e.g. gsutil -m cp 'gs://.../PREFIX-*.parquet' shards/)")
+        raise UsageError(
+            FEATURES + f" {pattern}: only local shards can be read here; copy them first "
+            "(e.g. gsutil -m cp 'gs://.../PREFIX-*.parquet' shards/)"
+        )
     paths = sorted(glob.glob(os.path.expanduser(pattern))) if any(c in pattern for c in "*?[") else [pattern]
     paths = [p for p in paths if os.path.isfile(p)]
     if not paths:
-        raise UsageError(FEATURES + f" {pattern}: no such shard files; give the shards of `imgtool beam features`, "
-                         "e.g. 'out/flowers-*.parquet' (quoted)")
+        raise UsageError(
+            FEATURES + f" {pattern}: no such shard files; give the shards of `imgtool beam features`, "
+            "e.g. 'out/flowers-*.parquet' (quoted)"
+        )
     return paths
 
 
@@ -68,8 +72,9 @@ def dataset_root(pattern: str) -> str:
     try:
         rows = pq.ParquetFile(first).read_row_group(0, columns=["path", "source"]).slice(0, 1).to_pylist()
     except Exception as err:  # noqa: BLE001 - ArrowInvalid, OSError, KeyError: not one of our shards
-        raise UsageError(FEATURES + f": {first} is not an `imgtool beam features` shard ({first_line(err)})",
-                         path=first) from None
+        raise UsageError(
+            FEATURES + f": {first} is not an `imgtool beam features` shard ({first_line(err)})", path=first
+        ) from None
     if not rows or not rows[0]["source"] or not rows[0]["source"].endswith(rows[0]["path"]):
         raise UsageError(FEATURES + f": {first} holds no photo rows")
     return rows[0]["source"][: -len(rows[0]["path"])].rstrip("/") or "/"
@@ -93,40 +98,60 @@ def read_shards(pattern: str) -> FeatureShards:
             raise UsageError(FEATURES + f": {p} is not an `imgtool beam features` shard (no column {missing[0]!r})")
         for row in table.select(list(COLUMNS)).to_pylist():
             if row["path"] in rows:
-                raise DatasetError(FEATURES + f": {row['path']} appears twice (in {p} too); "
-                                   "give the shards of one `imgtool beam features` run")
+                raise DatasetError(
+                    FEATURES + f": {row['path']} appears twice (in {p} too); "
+                    "give the shards of one `imgtool beam features` run"
+                )
             rows[row["path"]] = row
     if not rows:
         raise DatasetError(FEATURES + f" {pattern}: the shards hold no photos")
     backbones = sorted({r["backbone"] for r in rows.values()})
     if len(backbones) != 1:
-        raise DatasetError(FEATURES + f": the shards mix {len(backbones)} backbones ({', '.join(backbones)}); "
-                           "give the shards of one run")
+        raise DatasetError(
+            FEATURES + f": the shards mix {len(backbones)} backbones ({', '.join(backbones)}); "
+            "give the shards of one run"
+        )
     classes = sorted({r["class"] for r in rows.values()})
     label = {c: i for i, c in enumerate(classes)}
     ordered = sorted(rows.values(), key=lambda r: walk_order(r["path"]))
     good = [r for r in ordered if r["error"] is None and r["features"] is not None]
-    failed = [(r["source"] or r["path"], r["error"] or "no features") for r in ordered
-              if r["error"] is not None or r["features"] is None]
+    failed = [
+        (r["source"] or r["path"], r["error"] or "no features")
+        for r in ordered
+        if r["error"] is not None or r["features"] is None
+    ]
     widths = {len(r["features"]) for r in good}
     if len(widths) > 1:
         raise DatasetError(FEATURES + f": feature vectors of different widths ({sorted(widths)}) in one run")
-    matrix = (np.array([r["features"] for r in good], dtype=np.float32) if good
-              else np.zeros((0, 0), dtype=np.float32))
-    return FeatureShards(classes, [folders.Photo(r["source"] or r["path"], r["path"], label[r["class"]]) for r in good],
-                         [r["sha256"] for r in good], matrix, backbones[0], failed, paths)
+    matrix = np.array([r["features"] for r in good], dtype=np.float32) if good else np.zeros((0, 0), dtype=np.float32)
+    return FeatureShards(
+        classes,
+        [folders.Photo(r["source"] or r["path"], r["path"], label[r["class"]]) for r in good],
+        [r["sha256"] for r in good],
+        matrix,
+        backbones[0],
+        failed,
+        paths,
+    )
 
 
-def training_set(pattern: str, backbone_ident: str, validation_percent: float, test_percent: float
-                 ) -> tuple[list[str], list[folders.Sample], np.ndarray, dict[str, str], list[tuple[str, str]]]:
+def training_set(
+    pattern: str, backbone_ident: str, validation_percent: float, test_percent: float
+) -> tuple[list[str], list[folders.Sample], np.ndarray, dict[str, str], list[tuple[str, str]]]:
     """(classes, samples, features [len(samples), F], {path: content sha256}, failed) for
     retrain: the same split rule and size checks as a folder run; the shards must come
     from the same backbone."""
     shards = read_shards(pattern)
     if shards.backbone != backbone_ident:
-        raise UsageError(FEATURES + f": the shards were made with another backbone ({shards.backbone}) than "
-                         + Param("model") + f" gives ({backbone_ident}); pass the " + Param("model")
-                         + " used for `imgtool beam features`", path=pattern)
+        raise UsageError(
+            FEATURES
+            + f": the shards were made with another backbone ({shards.backbone}) than "
+            + Param("model")
+            + f" gives ({backbone_ident}); pass the "
+            + Param("model")
+            + " used for `imgtool beam features`",
+            path=pattern,
+        )
     shas = {f.path: sha for f, sha in zip(shards.files, shards.shas)}
     samples = folders.assign_splits(shards.files, len(shards.classes), validation_percent, test_percent, content=shas)
     folders.check_sizes(shards.classes, samples)

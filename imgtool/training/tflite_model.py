@@ -59,8 +59,9 @@ def _named(path: Path, what: str = "", elsewhere: str = "choose another `output`
     except OSError as err:
         if isinstance(err, StorageError) or not store.is_storage_error(err, path.parent):
             raise
-        named = store.storage_error(err, what or f"the export {path}", elsewhere or "choose another " + Param("output"),
-                                    shown="")
+        named = store.storage_error(
+            err, what or f"the export {path}", elsewhere or "choose another " + Param("output"), shown=""
+        )
         named.filename = str(path)
         raise named from None
 
@@ -94,8 +95,14 @@ def default_file(quantize: str) -> str:
 
 # ------------------------------------------------------------------ TensorFlow conversion
 
-def convert_saved_classifier(saved_model: Path, input_size: tuple[int, int], value_range: tuple[float, float],
-                             quantize: Quantize, calibration: Iterator[np.ndarray] | None = None) -> bytes:
+
+def convert_saved_classifier(
+    saved_model: Path,
+    input_size: tuple[int, int],
+    value_range: tuple[float, float],
+    quantize: Quantize,
+    calibration: Iterator[np.ndarray] | None = None,
+) -> bytes:
     """The folder's saved_model/ (backbone + head, TF-built) as .tflite, taking one image
     [1, H, W, 3] in the backbone's value range (the metadata says how to map pixels)."""
     from imgtool.core import ui
@@ -149,8 +156,10 @@ def _check_raw_pixel_input(data: bytes, want_scale: float) -> None:
     """A uint8 input must take raw pixels (MediaPipe and Edge TPU feed them as they are)."""
     scale = reading.graph_input(data).scale or 0.0
     if abs(scale - want_scale) > 0.01 * want_scale:
-        raise ModelError(f"int8 conversion gave the input scale {scale:g}, not {want_scale:g} (one pixel step); "
-                         "the uint8 input would not take raw pixels")
+        raise ModelError(
+            f"int8 conversion gave the input scale {scale:g}, not {want_scale:g} (one pixel step); "
+            "the uint8 input would not take raw pixels"
+        )
 
 
 CONVERSIONS_KEEP = 8  # most recent TF conversions kept in IMGTOOL_HOME/exports/tflite
@@ -189,6 +198,7 @@ def _cached_conversion(saved: Path, options: str, calibration: list[str], conver
 
 # ------------------------------------------------------------------ the model folder
 
+
 @dataclass
 class ExportResult:
     path: Path
@@ -208,14 +218,23 @@ class ExportResult:
             name = str(self.path.resolve().relative_to(folder.resolve()))
         except ValueError:
             name = str(self.path.resolve())
-        return {"file": name, "quantize": self.quantize, "bytes": self.bytes, "method": self.method,
-                "test_accuracy": self.test_accuracy, "float_test_accuracy": self.float_test_accuracy,
-                "test_count": self.test_count, "max_prob_diff_vs_imgtool": self.max_prob_diff,
-                "top1_agreement_vs_imgtool": self.top1_agreement, **({"note": self.note} if self.note else {})}
+        return {
+            "file": name,
+            "quantize": self.quantize,
+            "bytes": self.bytes,
+            "method": self.method,
+            "test_accuracy": self.test_accuracy,
+            "float_test_accuracy": self.float_test_accuracy,
+            "test_count": self.test_count,
+            "max_prob_diff_vs_imgtool": self.max_prob_diff,
+            "top1_agreement_vs_imgtool": self.top1_agreement,
+            **({"note": self.note} if self.note else {}),
+        }
 
 
-def _graph(folder: Path, checked: retrained.Parts, quantize: Quantize,
-           calibration_paths: list[str] | None) -> tuple[bytes, str, str | None]:
+def _graph(
+    folder: Path, checked: retrained.Parts, quantize: Quantize, calibration_paths: list[str] | None
+) -> tuple[bytes, str, str | None]:
     """The classifier's graph, without metadata: (bytes, method, note)."""
     meta = checked.record
     size, vr = meta.input_size, meta.value_range or (0.0, 1.0)
@@ -228,8 +247,11 @@ def _graph(folder: Path, checked: retrained.Parts, quantize: Quantize,
             calib = (a[None] for a in export_checks.decode_all(calib_paths, size)[0]) if calib_paths else None
             return convert_saved_classifier(saved, size, vr, quantize, calib)
 
-        return _cached_conversion(saved, f"{size}|{vr}|{quantize}|{__version__}", calib_paths, convert), \
-            "tensorflow", None
+        return (
+            _cached_conversion(saved, f"{size}|{vr}|{quantize}|{__version__}", calib_paths, convert),
+            "tensorflow",
+            None,
+        )
     if backbone_file.suffix == ".tflite" and backbone_file.is_file():
         backbone = backbone_file.read_bytes()
         calib_feats = None
@@ -252,16 +274,22 @@ def _classifier_info(folder: Path, meta: RetrainedRecord, quantize: Quantize, da
     # named for the photos it learnt (the folder may still have its temporary name)
     trained_on = Path(meta.image_dir or folder.name).name
     return writing.ClassifierInfo(
-        name=f"{trained_on} classifier (imgtool retrain)", version=__version__,
-        description=(f"Classifies an RGB image into {len(classes)} classes: {', '.join(classes[:10])}"
-                     f"{', ...' if len(classes) > 10 else ''}. Backbone {meta.backbone.ref or None} with a "
-                     f"last layer retrained by imgtool {__version__}; quantization: {quantize}."),
-        labels=classes, input_size=meta.input_size,
-        normalization=None if uint8_input else schema.normalization_for(meta.value_range or (0.0, 1.0)))
+        name=f"{trained_on} classifier (imgtool retrain)",
+        version=__version__,
+        description=(
+            f"Classifies an RGB image into {len(classes)} classes: {', '.join(classes[:10])}"
+            f"{', ...' if len(classes) > 10 else ''}. Backbone {meta.backbone.ref or None} with a "
+            f"last layer retrained by imgtool {__version__}; quantization: {quantize}."
+        ),
+        labels=classes,
+        input_size=meta.input_size,
+        normalization=None if uint8_input else schema.normalization_for(meta.value_range or (0.0, 1.0)),
+    )
 
 
-def build(folder: Path, quantize: Quantize,
-          calibration_paths: list[str] | None = None) -> tuple[bytes, str, str | None]:
+def build(
+    folder: Path, quantize: Quantize, calibration_paths: list[str] | None = None
+) -> tuple[bytes, str, str | None]:
     """The .tflite bytes (metadata included) for a model folder: (bytes, method, note)."""
     checked = retrained.parts(str(folder), folder)
     data, method, note = _graph(folder, checked, quantize, calibration_paths)
@@ -272,8 +300,9 @@ def _has_metadata(path: Path) -> bool:
     return reading.metadata(path) is not None
 
 
-def export_model_dir(folder: Path, quantize: str = "none", output: Path | None = None,
-                     force: bool = False) -> list[ExportResult]:
+def export_model_dir(
+    folder: Path, quantize: str = "none", output: Path | None = None, force: bool = False
+) -> list[ExportResult]:
     """Write the float `model.tflite` (always: the reference for accuracy) and, unless
     quantize is none, the quantized file; record both in metrics.json. Returns the
     results, float first. An `output` that exists is replaced only when it is an export of
@@ -308,25 +337,49 @@ def export_model_dir(folder: Path, quantize: str = "none", output: Path | None =
             else:
                 data, method, note = build(folder, mode, train_paths)
                 _write(path, data)
-                unchecked = [ExportResult(path, mode, len(data), method, None, float_acc, 0,
-                                          "test accuracy not measured: interrupted before the check")]
+                unchecked = [
+                    ExportResult(
+                        path,
+                        mode,
+                        len(data),
+                        method,
+                        None,
+                        float_acc,
+                        0,
+                        "test accuracy not measured: interrupted before the check",
+                    )
+                ]
             acc, diff, agree, count = checks.of(data if data is not None else path.read_bytes(), path)
             unchecked = []
             if mode == "none":
                 float_acc = acc
             if data is None:
                 continue
-            results.append(ExportResult(path, mode, path.stat().st_size, method, acc, float_acc, count,
-                                        note if why is None else f"test accuracy unknown: {why}"
-                                        + (f"; {note}" if note else ""), diff, agree))
+            results.append(
+                ExportResult(
+                    path,
+                    mode,
+                    path.stat().st_size,
+                    method,
+                    acc,
+                    float_acc,
+                    count,
+                    note if why is None else f"test accuracy unknown: {why}" + (f"; {note}" if note else ""),
+                    diff,
+                    agree,
+                )
+            )
     finally:  # what was written is recorded, also when a later export fails or the run is interrupted
         records = [r for r in metrics.get("exports") or [] if isinstance(r, dict) and "bytes" in r]
         for r in results + unchecked:
             rec = r.record(folder)
             records = [x for x in records if x.get("file") != rec["file"]] + [rec]
         metrics["exports"] = records
-        with _named(folder / metrics_file.FILE, f"the export record {folder / metrics_file.FILE}",
-                    "write the model folder elsewhere"):
+        with _named(
+            folder / metrics_file.FILE,
+            f"the export record {folder / metrics_file.FILE}",
+            "write the model folder elsewhere",
+        ):
             metrics_file.write_file(folder, metrics)
         _render_report(folder, meta, metrics)
     return results

@@ -9,13 +9,19 @@ import time
 from pathlib import Path
 
 
-def interrupt_once_writing(args: list[str], out: Path, sig: int, *, wait_s: float,
-                           cwd: Path | None = None) -> tuple[int, str, float]:
+def interrupt_once_writing(
+    args: list[str], out: Path, sig: int, *, wait_s: float, cwd: Path | None = None
+) -> tuple[int, str, float]:
     """Start `python -m imgtool.beam ARGS`, wait (up to `wait_s`) for the writer's temporary
     folder `out/beam-temp-x-*` — the run has started — then send `sig`. Returns the exit
     code, stderr, and the seconds from the signal to the exit."""
-    proc = subprocess.Popen([sys.executable, "-m", "imgtool.beam", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgtool.beam", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
     try:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:

@@ -57,23 +57,38 @@ def _classify_in_process(model: str, paths: list[str], k: int = 5) -> list[dict]
 
 # ---------------------------------------------------------------- classify
 
+
 def test_classify_same_records_as_imgtool_classify(mobilenet: str, photos: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "out" / "labels"
-    res = invoke("beam", "classify", "-m", mobilenet, "-i", str(photos), "-o", str(prefix),
-                 "--", "--direct_num_workers=2")
+    res = invoke(
+        "beam", "classify", "-m", mobilenet, "-i", str(photos), "-o", str(prefix), "--", "--direct_num_workers=2"
+    )
     assert res.exit_code == 1, res.output  # the broken file: exit 1, its record written
     got = _records(prefix)
     want = _classify_in_process(mobilenet, [str(photos)])
-    assert [r["path"] for r in got] == sorted(str(p) for p in [
-        photos / "broken.jpg", photos / "cat.bmp", photos / "grace_hopper.bmp", photos / "more" / "parrot.jpg",
-        photos / "sunflower.bmp"])
+    assert [r["path"] for r in got] == sorted(
+        str(p)
+        for p in [
+            photos / "broken.jpg",
+            photos / "cat.bmp",
+            photos / "grace_hopper.bmp",
+            photos / "more" / "parrot.jpg",
+            photos / "sunflower.bmp",
+        ]
+    )
     assert got == want  # same labels, scores, indices and errors as `imgtool classify`
     broken = next(r for r in got if r["path"].endswith("broken.jpg"))
-    assert broken == {"path": str(photos / "broken.jpg"),
-                      "error": "not an image Pillow can read (unknown or corrupt format)"}
+    assert broken == {
+        "path": str(photos / "broken.jpg"),
+        "error": "not an image Pillow can read (unknown or corrupt format)",
+    }
     top1 = {Path(r["path"]).name: r["predictions"][0]["label"] for r in got if "predictions" in r}
-    assert top1 == {"cat.bmp": "Egyptian cat", "grace_hopper.bmp": "military uniform", "parrot.jpg": "macaw",
-                    "sunflower.bmp": "daisy"}
+    assert top1 == {
+        "cat.bmp": "Egyptian cat",
+        "grace_hopper.bmp": "military uniform",
+        "parrot.jpg": "macaw",
+        "sunflower.bmp": "daisy",
+    }
     assert "5 photos classified, 1 failed" in res.stderr
     # the model was staged beside the output, named by its sha256
     import hashlib
@@ -95,7 +110,9 @@ def test_classify_flowers_scores_are_the_models_probabilities(mobilenet: str, fi
     src.mkdir()
     for f in sorted((fixtures / "flowers-mini" / "daisy").iterdir())[:24]:
         shutil.copy(f, src / f.name)
-    res = invoke("beam", "classify", "-m", mobilenet, "-i", str(src), "-o", str(tmp_path / "o"), "--", "--direct_num_workers=2")
+    res = invoke(
+        "beam", "classify", "-m", mobilenet, "-i", str(src), "-o", str(tmp_path / "o"), "--", "--direct_num_workers=2"
+    )
     assert res.exit_code == 0, res.output
     got = _records(tmp_path / "o")
     clf = Classifier(resolve(mobilenet))
@@ -112,12 +129,27 @@ def test_glob_input_and_top_k(mobilenet: str, photos: Path, tmp_path: Path) -> N
     res = invoke("beam", "classify", "-m", mobilenet, "-i", str(photos / "**" / "*.jpg"), "-o", str(tmp_path / "s"))
     assert res.exit_code == 0 and [Path(r["path"]).name for r in _records(tmp_path / "s")] == ["parrot.jpg"]
     prefix = tmp_path / "g" / "g"
-    res = invoke("beam", "classify", "-m", mobilenet, "-i", str(photos / "**.jpg"), "-o", str(prefix),
-                 "-k", "2", "--", "--direct_num_workers=1", f"--temp_location={tmp_path / 'temp'}")
+    res = invoke(
+        "beam",
+        "classify",
+        "-m",
+        mobilenet,
+        "-i",
+        str(photos / "**.jpg"),
+        "-o",
+        str(prefix),
+        "-k",
+        "2",
+        "--",
+        "--direct_num_workers=1",
+        f"--temp_location={tmp_path / 'temp'}",
+    )
     got = _records(prefix)  # every depth; .hidden.jpg skipped
     import hashlib
 
-    staged = tmp_path / "temp" / "imgtool-models" / (hashlib.sha256(Path(mobilenet).read_bytes()).hexdigest() + ".tflite")
+    staged = (
+        tmp_path / "temp" / "imgtool-models" / (hashlib.sha256(Path(mobilenet).read_bytes()).hexdigest() + ".tflite")
+    )
     assert staged.read_bytes() == Path(mobilenet).read_bytes()  # --temp_location, not beside the output
     assert not (tmp_path / "g" / ".imgtool-beam-staging").exists()
     assert [Path(r["path"]).name for r in got] == ["broken.jpg", "parrot.jpg"]
@@ -168,8 +200,9 @@ def test_the_pool_gives_each_thread_its_own_interpreter(mobilenet: str, tmp_path
     assert len({id(v[0]) for v in seen.values()}) == 3 == pool.built  # threads never share one
 
 
-def test_handler_counts_pixel_bytes_without_pickling(mobilenet: str, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handler_counts_pixel_bytes_without_pickling(
+    mobilenet: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pickle
 
     from imgtool.beam import launcher
@@ -188,8 +221,9 @@ def test_handler_counts_pixel_bytes_without_pickling(mobilenet: str, tmp_path: P
     assert not handler.share_model_across_processes()
 
 
-def test_a_batch_the_model_fails_on_gives_each_photo_an_error_record(mobilenet: str, photos: Path,
-                                                                     tmp_path: Path) -> None:
+def test_a_batch_the_model_fails_on_gives_each_photo_an_error_record(
+    mobilenet: str, photos: Path, tmp_path: Path
+) -> None:
     """RunInference's dead-letter output: a batch the model raises on (here, inputs of the
     wrong size) becomes one error record per photo; the run still ends and counts them."""
     from dataclasses import replace
@@ -199,12 +233,15 @@ def test_a_batch_the_model_fails_on_gives_each_photo_an_error_record(mobilenet: 
     launcher.register_by_value()
     spec = launcher.prepare_model(mobilenet, "classify", str(tmp_path / "stage"))
     wrong = replace(spec, input_size=(200, 200))  # decoded to 200x200, the model takes 224x224
-    r = pipelines.run_classify(launcher.pipeline_options(["--direct_num_workers=1"]), wrong, str(photos),
-                               str(tmp_path / "x"), batch_size=2)
+    r = pipelines.run_classify(
+        launcher.pipeline_options(["--direct_num_workers=1"]), wrong, str(photos), str(tmp_path / "x"), batch_size=2
+    )
     got = _records(tmp_path / "x")
     assert r.photos == 5 and r.failed == 5 and len(got) == 5  # each photo one record
-    assert got[0] == {"path": str(photos / "broken.jpg"),
-                      "error": "not an image Pillow can read (unknown or corrupt format)"}
+    assert got[0] == {
+        "path": str(photos / "broken.jpg"),
+        "error": "not an image Pillow can read (unknown or corrupt format)",
+    }
     for rec in got[1:]:
         assert set(rec) == {"path", "error"}
         assert rec["error"].startswith("the model failed on this photo's batch (")
@@ -212,8 +249,9 @@ def test_a_batch_the_model_fails_on_gives_each_photo_an_error_record(mobilenet: 
     assert r.inference.get("num_inferences", 0) == 0  # Beam counted no inference that succeeded
 
 
-def test_workers_copy_a_staged_model_once_and_verify_it(mobilenet: str, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_copy_a_staged_model_once_and_verify_it(
+    mobilenet: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A staged model on a remote filesystem (here a test scheme served from a folder) is
     copied to the worker's local disk once, checked against its sha256, shared by threads."""
     import hashlib
@@ -268,11 +306,13 @@ def test_worker_runs_without_imgtool_or_tensorflow(mobilenet: str, fixtures: Pat
     from imgtool.beam import pipelines
 
     blob = tmp_path / "steps.pickle"
-    blob.write_bytes(pickler.dumps((DecodeForClassify(spec), LiteRTModelHandler(spec, 2), ClassifyRecord(spec, 3),
-                                    ClassifyFailed())))
+    blob.write_bytes(
+        pickler.dumps((DecodeForClassify(spec), LiteRTModelHandler(spec, 2), ClassifyRecord(spec, 3), ClassifyFailed()))
+    )
     # the listing's filters travel the same way
-    (tmp_path / "filter.pickle").write_bytes(pickler.dumps(
-        lambda p: pipelines.is_image_name(p) and not pipelines._hidden_below(p, "/r")))
+    (tmp_path / "filter.pickle").write_bytes(
+        pickler.dumps(lambda p: pipelines.is_image_name(p) and not pipelines._hidden_below(p, "/r"))
+    )
     (tmp_path / "label.pickle").write_bytes(pickler.dumps(pipelines.labelled))
     photo = str(fixtures / "imagenet" / "images" / "cat.bmp")
     script = textwrap.dedent(f"""
@@ -313,14 +353,27 @@ def test_worker_runs_without_imgtool_or_tensorflow(mobilenet: str, fixtures: Pat
 
 # ---------------------------------------------------------------- features and retrain
 
+
 def test_features_then_retrain_equals_folder_retrain(embedder: str, fixtures: Path, tmp_path: Path) -> None:
     data = tmp_path / "flowers"
     shutil.copytree(fixtures / "flowers-mini", data)
     (data / "roses" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
     (data / "stray.jpg").write_bytes((fixtures / "imagenet" / "images" / "parrot.jpg").read_bytes())  # no class
     prefix = tmp_path / "shards" / "flowers"
-    res = invoke("beam", "features", "-m", embedder, "-i", str(data), "-o", str(prefix), "--batch-size", "16",
-                 "--", "--direct_num_workers=2")
+    res = invoke(
+        "beam",
+        "features",
+        "-m",
+        embedder,
+        "-i",
+        str(data),
+        "-o",
+        str(prefix),
+        "--batch-size",
+        "16",
+        "--",
+        "--direct_num_workers=2",
+    )
     assert res.exit_code == 1, res.output  # the broken photo
     import pyarrow.parquet as pq
 
@@ -367,7 +420,9 @@ def test_features_then_retrain_equals_folder_retrain(embedder: str, fixtures: Pa
     assert res.exit_code == 0, res.output
     got = _records(tmp_path / "c" / "x")
     want = _classify_in_process(str(shards), [str(cdir)])
-    assert [[p["label"] for p in r["predictions"]] for r in got] == [[p["label"] for p in r["predictions"]] for r in want]
+    assert [[p["label"] for p in r["predictions"]] for r in got] == [
+        [p["label"] for p in r["predictions"]] for r in want
+    ]
     for g, w in zip(got, want):
         assert np.allclose([p["score"] for p in g["predictions"]], [p["score"] for p in w["predictions"]], atol=2e-6)
 
@@ -388,6 +443,7 @@ def test_features_shards_of_another_backbone_are_refused(embedder: str, fixtures
 
 
 # ---------------------------------------------------------------- the model's output kind, failures
+
 
 def test_output_kind_is_classifys_decision_from_the_model(mobilenet: str, embedder: str, tmp_path: Path) -> None:
     from imgtool.beam import launcher
@@ -413,8 +469,9 @@ def test_a_failure_inside_the_pipeline_is_one_line(mobilenet: str, photos: Path,
     spec = launcher.prepare_model(mobilenet, "classify", str(tmp_path / "stage"))
     gone = replace(spec, model_uri=str(tmp_path / "stage" / "vanished.tflite"))  # a worker cannot fetch it
     with pytest.raises(PipelineError) as info:
-        pipelines.run_classify(launcher.pipeline_options(["--direct_num_workers=1"]), gone, str(photos),
-                               str(tmp_path / "x"))
+        pipelines.run_classify(
+            launcher.pipeline_options(["--direct_num_workers=1"]), gone, str(photos), str(tmp_path / "x")
+        )
     msg = str(info.value)
     assert msg.startswith("the Beam pipeline failed: ") and "\n" not in msg and info.value.exit_code == 1
     assert not list(tmp_path.glob("x-*"))
@@ -429,11 +486,16 @@ def test_interrupted_run_leaves_no_shards(mobilenet: str, fixtures: Path, tmp_pa
             (big / f"c{i}").mkdir(parents=True, exist_ok=True)
             os.link(f, big / f"c{i}" / f"{f.parent.name}-{f.name}")
     out = tmp_path / "out"
-    code, err, _ = interrupt_once_writing(["classify", "-m", mobilenet, "-i", str(big), "-o", str(out / "x"),
-                                              "--", "--direct_num_workers=1"], out, sig, wait_s=30)
+    code, err, _ = interrupt_once_writing(
+        ["classify", "-m", mobilenet, "-i", str(big), "-o", str(out / "x"), "--", "--direct_num_workers=1"],
+        out,
+        sig,
+        wait_s=30,
+    )
     assert code == 130, err
     assert err.strip().splitlines() == [
-        "Interrupted; the local run stopped and wrote no shards (its temporary files were removed)."]
+        "Interrupted; the local run stopped and wrote no shards (its temporary files were removed)."
+    ]
     # no bound on `took`: a wall-clock bound failed on a loaded machine. The run stopping is the
     # exit code and the empty output (a run that ignored the signal would finish its 2,000
     # photos within the helper's 120 s and write its shards)
@@ -442,16 +504,31 @@ def test_interrupted_run_leaves_no_shards(mobilenet: str, fixtures: Path, tmp_pa
 
 # ---------------------------------------------------------------- refusals
 
+
 def test_unknown_beam_options_are_refused(mobilenet: str, photos: Path, tmp_path: Path) -> None:
-    for extra, named in ((["--direct_num_workrs=2"], "'--direct_num_workrs=2' (did you mean --direct_num_workers?)"),
-                         (["-k", "3"], "'-k'"),
-                         (["--runner=FnApiRunner", "stray"], "'stray'")):
+    for extra, named in (
+        (["--direct_num_workrs=2"], "'--direct_num_workrs=2' (did you mean --direct_num_workers?)"),
+        (["-k", "3"], "'-k'"),
+        (["--runner=FnApiRunner", "stray"], "'stray'"),
+    ):
         res = invoke("beam", "classify", "-m", mobilenet, "-i", str(photos), "-o", str(tmp_path / "x"), "--", *extra)
         assert res.exit_code == 2, res.output
-        assert res.stderr.strip().splitlines() == [f"Error: unknown Beam option {named}; everything after `--` goes to "
-                                                   "Beam's PipelineOptions, and Beam would silently ignore it"]
-    res = invoke("beam", "classify", "-m", mobilenet, "-i", str(photos), "-o", str(tmp_path / "x"),
-                 "--", "--direct_num_workers=many")
+        assert res.stderr.strip().splitlines() == [
+            f"Error: unknown Beam option {named}; everything after `--` goes to "
+            "Beam's PipelineOptions, and Beam would silently ignore it"
+        ]
+    res = invoke(
+        "beam",
+        "classify",
+        "-m",
+        mobilenet,
+        "-i",
+        str(photos),
+        "-o",
+        str(tmp_path / "x"),
+        "--",
+        "--direct_num_workers=many",
+    )
     assert res.exit_code == 2 and "bad Beam option" in res.stderr and "invalid int value" in res.stderr
     assert not list(tmp_path.glob("x-*"))
     # a stray word before `--` is imgtool's own usage error
@@ -468,8 +545,19 @@ def test_existing_output_is_refused_unless_overwrite(mobilenet: str, photos: Pat
     assert "1 file(s) already match" in res.stderr and "--overwrite" in res.stderr
     assert old.read_text() == "precious\n" and len(list(tmp_path.glob("o-*"))) == 1
     os.utime(old, (1, 1))  # written long before this run
-    res = invoke("beam", "classify", "-m", mobilenet, "-i", str(photos), "-o", str(prefix), "--overwrite",
-                 "--", "--direct_num_workers=1")
+    res = invoke(
+        "beam",
+        "classify",
+        "-m",
+        mobilenet,
+        "-i",
+        str(photos),
+        "-o",
+        str(prefix),
+        "--overwrite",
+        "--",
+        "--direct_num_workers=1",
+    )
     assert res.exit_code == 1  # the broken photo
     assert not old.exists()  # not rewritten by this run: removed after it succeeded
     assert [p.name for p in tmp_path.glob("o-*")] == ["o-00000-of-00001.jsonl"]
@@ -499,21 +587,41 @@ def test_a_model_needing_conversion_without_tensorflow(photos: Path, tmp_path: P
     assert res.exit_code == 3
     assert res.stderr.strip().splitlines() == [
         f"Error: {saved} needs a one-time conversion to .tflite, which needs TensorFlow, and this Python has none; "
-        f"run `imgtool models download {saved}` with the main install (same IMGTOOL_HOME) first"]
+        f"run `imgtool models download {saved}` with the main install (same IMGTOOL_HOME) first"
+    ]
     records = [json.loads(p.read_text()) for p in isolated_home.rglob("entry.json")]
     assert records and all("conversions" not in r for r in records)
 
 
 # ---------------------------------------------------------------- entry points and imports
 
+
 def test_installed_command_and_python_dash_m(mobilenet: str, photos: Path, tmp_path: Path) -> None:
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(photos / "cat.bmp", one / "cat.bmp")
     a = run("beam", "classify", "-m", mobilenet, "-i", str(one), "-o", str(tmp_path / "a"), "-k", "1")
-    b = subprocess.run([sys.executable, "-m", "imgtool.beam", "classify", "-m", mobilenet, "-i", str(one),
-                        "-o", str(tmp_path / "b"), "-k", "1", "--", "--direct_num_workers=1"],
-                       capture_output=True, text=True, timeout=300)
+    b = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imgtool.beam",
+            "classify",
+            "-m",
+            mobilenet,
+            "-i",
+            str(one),
+            "-o",
+            str(tmp_path / "b"),
+            "-k",
+            "1",
+            "--",
+            "--direct_num_workers=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     for proc in (a, b):
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr and proc.stdout == ""
@@ -524,11 +632,13 @@ def test_installed_command_and_python_dash_m(mobilenet: str, photos: Path, tmp_p
 
 
 def test_plain_cli_and_import_imgtool_never_import_beam() -> None:
-    script = ("import sys, imgtool, imgtool.cli.main, imgtool.beam, imgtool.beam.cli\n"
-              "from click.testing import CliRunner\n"
-              "assert CliRunner().invoke(imgtool.cli.main.cli, ['beam', 'classify', '--help']).exit_code == 0\n"
-              "assert CliRunner().invoke(imgtool.cli.main.cli, ['--help']).exit_code == 0\n"
-              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'pyarrow', 'tensorflow')))")
+    script = (
+        "import sys, imgtool, imgtool.cli.main, imgtool.beam, imgtool.beam.cli\n"
+        "from click.testing import CliRunner\n"
+        "assert CliRunner().invoke(imgtool.cli.main.cli, ['beam', 'classify', '--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(imgtool.cli.main.cli, ['--help']).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'pyarrow', 'tensorflow')))"
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
@@ -553,8 +663,10 @@ def test_worker_top_k_ties_go_to_the_lower_index(mobilenet: str, fixtures: Path)
     assert [p["index"] for p in top] == [89, 5, 700, 0, 1]
     assert [p["label"] for p in top] == ["label 89", "label 5", "label 700", "label 0", "label 1"]
     clf = Classifier(resolve(mobilenet))
-    paths = [*sorted((fixtures / "imagenet" / "images").iterdir()),
-             *sorted((fixtures / "flowers-mini" / "daisy").iterdir())[:23]]
+    paths = [
+        *sorted((fixtures / "imagenet" / "images").iterdir()),
+        *sorted((fixtures / "flowers-mini" / "daisy").iterdir())[:23],
+    ]
     raw = clf.scores(np.stack([decode(str(p), (224, 224)) for p in paths]))
     for row in raw:
         assert [p["index"] for p in top_k(row, 5, tuple(clf.labels))] == by_rule(row, 5)

@@ -22,7 +22,11 @@ def _commands() -> list[list[str]]:
             words = shlex.split(line, comments=True)
             if "--help" in words:
                 continue
-            if (words and words[0].endswith("imgtool") and words[1] == "beam") or words[:3] == ["python", "-m", "imgtool.beam"]:
+            if (words and words[0].endswith("imgtool") and words[1] == "beam") or words[:3] == [
+                "python",
+                "-m",
+                "imgtool.beam",
+            ]:
                 out.append(words)
     return out
 
@@ -38,7 +42,7 @@ def test_documented_command_parses(words: list[str]) -> None:
     from imgtool.beam import launcher
     from imgtool.beam.cli import beam
 
-    args = words[words.index("beam") + 1:] if "beam" in words else words[3:]
+    args = words[words.index("beam") + 1 :] if "beam" in words else words[3:]
     sub, rest = args[0], args[1:]
     ctx = beam.commands[sub].make_context(sub, list(rest))
     flags = ctx.meta["beam_args"]

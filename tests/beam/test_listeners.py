@@ -37,7 +37,7 @@ def _addr(hexaddr: str) -> str:
     import struct
 
     ip, port = hexaddr.split(":")
-    raw = b"".join(struct.pack("=I", int(ip[i:i + 8], 16)) for i in range(0, len(ip), 8))
+    raw = b"".join(struct.pack("=I", int(ip[i : i + 8], 16)) for i in range(0, len(ip), 8))
     ip = ipaddress.ip_address(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw))
     mapped = getattr(ip, "ipv4_mapped", None)  # a dual-stack socket bound to 127.0.0.1 shows as ::ffff:127.0.0.1
     return f"{mapped or ip}:{int(port, 16)}"
@@ -76,10 +76,26 @@ def test_a_local_run_listens_on_loopback_only(mode: str, mobilenet: str, flowers
     for i in range(2):  # 500 photos (hard links): the run lasts long enough to look at it
         for f in flowers.rglob("*.jpg"):
             os.link(f, big / f"{i}-{f.parent.name}-{f.name}")
-    proc = subprocess.Popen([sys.executable, "-m", "imgtool.beam", "classify", "-m", mobilenet, "-i", str(big),
-                             "-o", str(tmp_path / "out" / "x"), "--", "--direct_num_workers=2",
-                             f"--direct_running_mode={mode}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imgtool.beam",
+            "classify",
+            "-m",
+            mobilenet,
+            "-i",
+            str(big),
+            "-o",
+            str(tmp_path / "out" / "x"),
+            "--",
+            "--direct_num_workers=2",
+            f"--direct_running_mode={mode}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: set[str] = set()
     looks = 0
     try:

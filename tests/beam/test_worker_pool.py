@@ -55,10 +55,12 @@ def test_the_lock_is_exact_and_installed_beside_beam(worker_python: Path, tmp_pa
     lock = _lock()
     assert {"numpy", "pillow", "ai-edge-litert", "protobuf"} <= set(lock)
     assert lock["pillow"].startswith("12.") and int(lock["protobuf"].split(".")[0]) < 7
-    script = ("import importlib.metadata as m, importlib.util as u, json\n"
-              "print(json.dumps({'dists': {d.metadata['Name'].lower().replace('_', '-').replace('.', '-'): d.version "
-              "for d in m.distributions()}, 'imgtool': u.find_spec('imgtool') is not None, "
-              "'tensorflow': u.find_spec('tensorflow') is not None}))")
+    script = (
+        "import importlib.metadata as m, importlib.util as u, json\n"
+        "print(json.dumps({'dists': {d.metadata['Name'].lower().replace('_', '-').replace('.', '-'): d.version "
+        "for d in m.distributions()}, 'imgtool': u.find_spec('imgtool') is not None, "
+        "'tensorflow': u.find_spec('tensorflow') is not None}))"
+    )
     proc = subprocess.run([str(worker_python), "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     found = json.loads(proc.stdout)
     assert found["imgtool"] is False and found["tensorflow"] is False
@@ -83,8 +85,13 @@ def pool(worker_python: Path, tmp_path_factory: pytest.TempPathFactory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PATH"] = f"{worker_python.parent}{os.pathsep}{env.get('PATH', '')}"
     log = open(cwd / "pool.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([str(worker_python), str(ROOT / "imgtool" / "beam" / "loopback.py"),
-                             f"--service_port={port}"], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(worker_python), str(ROOT / "imgtool" / "beam" / "loopback.py"), f"--service_port={port}"],
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -106,13 +113,18 @@ def pool(worker_python: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _portable(port: int) -> list[str]:
-    return ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
-            f"--environment_config=localhost:{port}"]
+    return [
+        "--runner=PortableRunner",
+        "--job_endpoint=embed",
+        "--environment_type=EXTERNAL",
+        f"--environment_config=localhost:{port}",
+    ]
 
 
 def _beam(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imgtool.beam", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "imgtool.beam", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_the_pool_listens_on_loopback_only(pool) -> None:
@@ -126,9 +138,26 @@ def test_classify_through_the_external_pool(pool, mobilenet: str, photos: Path, 
     src = tmp_path / "photos"
     shutil.copytree(photos, src)
     (src / "broken.jpg").write_bytes(b"not a JPEG")
-    run = subprocess.Popen([sys.executable, "-m", "imgtool.beam", "classify", "-m", mobilenet, "-i", str(src),
-                            "-o", str(tmp_path / "out" / "x"), "--", *_portable(port)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imgtool.beam",
+            "classify",
+            "-m",
+            mobilenet,
+            "-i",
+            str(src),
+            "-o",
+            str(tmp_path / "out" / "x"),
+            "--",
+            *_portable(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     seen: set[str] = set()
     try:
         while run.poll() is None:  # the launcher's embedded job service and its runner's servers
@@ -144,8 +173,14 @@ def test_classify_through_the_external_pool(pool, mobilenet: str, photos: Path, 
     assert run.returncode == 1, err[-3000:]  # the broken photo
     assert "5 photos classified, 1 failed" in err and "Traceback" not in err
     assert seen and all(_loopback(a) for a in seen), seen  # the launcher listens on loopback only
-    got = sorted((json.loads(line) for s in glob.glob(str(tmp_path / "out" / "x-*.jsonl"))
-                  for line in Path(s).read_text().splitlines()), key=lambda r: r["path"])
+    got = sorted(
+        (
+            json.loads(line)
+            for s in glob.glob(str(tmp_path / "out" / "x-*.jsonl"))
+            for line in Path(s).read_text().splitlines()
+        ),
+        key=lambda r: r["path"],
+    )
     from imgtool.inference.classifier import Classifier
     from imgtool.models.resolve import resolve
 
@@ -160,8 +195,18 @@ def test_features_through_the_external_pool(pool, embedder: str, flowers: Path, 
         (data / c).mkdir(parents=True)
         for f in sorted((flowers / c).iterdir())[:4]:
             shutil.copy(f, data / c / f.name)
-    proc = _beam("features", "-m", embedder, "-i", str(data), "-o", str(tmp_path / "f" / "f"), "--",
-                 *_portable(port), cwd=tmp_path)
+    proc = _beam(
+        "features",
+        "-m",
+        embedder,
+        "-i",
+        str(data),
+        "-o",
+        str(tmp_path / "f" / "f"),
+        "--",
+        *_portable(port),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     import pyarrow.parquet as pq
 
@@ -185,13 +230,19 @@ def _many(flowers: Path, d: Path, copies: int) -> Path:
 
 
 @pytest.mark.parametrize("sig", [__import__("signal").SIGINT, __import__("signal").SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupt_cancels_the_runners_job_and_says_so(sig: int, pool, mobilenet: str, flowers: Path,
-                                                          tmp_path: Path) -> None:
+def test_an_interrupt_cancels_the_runners_job_and_says_so(
+    sig: int, pool, mobilenet: str, flowers: Path, tmp_path: Path
+) -> None:
     _, port = pool
     big = _many(flowers, tmp_path / "big", 4)
     out = tmp_path / "out"
-    code, err, took = interrupt_once_writing(["classify", "-m", mobilenet, "-i", str(big), "-o", str(out / "x"),
-                                              "--", *_portable(port)], out, sig, wait_s=60, cwd=tmp_path)
+    code, err, took = interrupt_once_writing(
+        ["classify", "-m", mobilenet, "-i", str(big), "-o", str(out / "x"), "--", *_portable(port)],
+        out,
+        sig,
+        wait_s=60,
+        cwd=tmp_path,
+    )
     assert code == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Interrupted; cancelled the job on PortableRunner (state "), err
@@ -201,8 +252,9 @@ def test_an_interrupt_cancels_the_runners_job_and_says_so(sig: int, pool, mobile
     assert took < 25, f"{took:.1f} s from the signal to the exit"  # the cancel is confirmed within CANCEL_WAIT
 
 
-def test_a_worker_that_never_connects_is_an_error_after_a_bounded_wait(mobilenet: str, photos: Path,
-                                                                        tmp_path: Path) -> None:
+def test_a_worker_that_never_connects_is_an_error_after_a_bounded_wait(
+    mobilenet: str, photos: Path, tmp_path: Path
+) -> None:
     """A pool that accepts StartWorker but whose worker never connects back (here: one
     that starts nothing) fails the run after --worker-timeout, in one line."""
     from concurrent import futures
@@ -223,15 +275,28 @@ def test_a_worker_that_never_connects_is_an_error_after_a_bounded_wait(mobilenet
     server.start()
     try:
         started = time.monotonic()
-        proc = _beam("classify", "-m", mobilenet, "-i", str(photos), "-o", str(tmp_path / "x"), "--worker-timeout",
-                     "5", "--", *_portable(port), cwd=tmp_path)
+        proc = _beam(
+            "classify",
+            "-m",
+            mobilenet,
+            "-i",
+            str(photos),
+            "-o",
+            str(tmp_path / "x"),
+            "--worker-timeout",
+            "5",
+            "--",
+            *_portable(port),
+            cwd=tmp_path,
+        )
         took = time.monotonic() - started
     finally:
         server.stop(0)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "Error: no Beam worker connected within 5 s (is the worker pool running, and can its workers reach this "
-        "machine?); the run was stopped"]
+        "machine?); the run was stopped"
+    ]
     assert took < 60  # start-up, the 5 s, and the exit: not the runner's wait for ever
     assert not list(tmp_path.glob("x-*"))
 
@@ -242,7 +307,9 @@ def test_the_dockerfile_is_this_beam_and_python_plus_the_lock() -> None:
     installs the lock the worker-venv test installs; the build context is the lock only."""
     import apache_beam
 
-    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert lines[0] == f"FROM apache/beam_python{py}_sdk:{apache_beam.__version__}"
     assert "COPY requirements-worker.lock /tmp/requirements-worker.lock" in lines
@@ -261,9 +328,17 @@ def test_which_runs_wait_for_workers() -> None:
 
     assert not waits()  # the local default: threads in this process
     assert waits("--direct_running_mode=multi_processing")
-    assert waits("--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
-                 "--environment_config=localhost:1")
+    assert waits(
+        "--runner=PortableRunner",
+        "--job_endpoint=embed",
+        "--environment_type=EXTERNAL",
+        "--environment_config=localhost:1",
+    )
     assert waits("--runner=PortableRunner")  # embedded job server, DOCKER workers by default
-    assert not waits("--runner=PortableRunner", "--job_endpoint=flink-jobserver:8099", "--environment_type=EXTERNAL",
-                     "--environment_config=localhost:1")
+    assert not waits(
+        "--runner=PortableRunner",
+        "--job_endpoint=flink-jobserver:8099",
+        "--environment_type=EXTERNAL",
+        "--environment_config=localhost:1",
+    )
     assert not waits("--runner=FlinkRunner", "--environment_type=EXTERNAL", "--environment_config=localhost:1")

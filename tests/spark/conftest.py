@@ -40,8 +40,12 @@ def _java_home() -> None:
 
 def spark_env() -> dict[str, str]:
     """The environment of every Spark process: loopback only, this venv's Python."""
-    return {"SPARK_LOCAL_IP": LOOPBACK, "SPARK_LOCAL_HOSTNAME": "localhost", "PYSPARK_PYTHON": sys.executable,
-            "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return {
+        "SPARK_LOCAL_IP": LOOPBACK,
+        "SPARK_LOCAL_HOSTNAME": "localhost",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
 
 
 def _session(master: str, app: str, quick_jvm: bool = True):  # noqa: ANN202 - a SparkSession
@@ -49,15 +53,19 @@ def _session(master: str, app: str, quick_jvm: bool = True):  # noqa: ANN202 - a
     from pyspark.sql import SparkSession
 
     jvm = QUICK_JVM if quick_jvm else ""
-    return (SparkSession.builder.master(master).appName(app)
-            .config("spark.ui.enabled", "false")
-            .config("spark.driver.host", LOOPBACK).config("spark.driver.bindAddress", LOOPBACK)
-            .config("spark.pyspark.python", sys.executable)
-            .config("spark.driver.extraJavaOptions", jvm)
-            .config("spark.executor.extraJavaOptions", jvm)
-            .config("spark.sql.shuffle.partitions", "2")
-            .config("spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled", "false")
-            .getOrCreate())
+    return (
+        SparkSession.builder.master(master)
+        .appName(app)
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", LOOPBACK)
+        .config("spark.driver.bindAddress", LOOPBACK)
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.driver.extraJavaOptions", jvm)
+        .config("spark.executor.extraJavaOptions", jvm)
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled", "false")
+        .getOrCreate()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -88,13 +96,19 @@ class Standalone:
 
         log = self.root / f"{name}.log"
         # no REST submission server (it takes the fixed port 6066); everything else on ports the kernel picks
-        env = dict(os.environ, **spark_env(), SPARK_WORKER_DIR=str(self.root / "work"),
-                   SPARK_LOG_DIR=str(self.root), SPARK_MASTER_OPTS="-Dspark.master.rest.enabled=false",
-                   SPARK_DAEMON_JAVA_OPTS=QUICK_JVM)
+        env = dict(
+            os.environ,
+            **spark_env(),
+            SPARK_WORKER_DIR=str(self.root / "work"),
+            SPARK_LOG_DIR=str(self.root),
+            SPARK_MASTER_OPTS="-Dspark.master.rest.enabled=false",
+            SPARK_DAEMON_JAVA_OPTS=QUICK_JVM,
+        )
         spark_class = Path(_find_spark_home()) / "bin" / "spark-class"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([str(spark_class), *args], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [str(spark_class), *args], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         self.procs.append(proc)
         return proc, log
 
@@ -111,12 +125,26 @@ class Standalone:
         pytest.fail(f"{what} did not start within {START_TIMEOUT:.0f} s: {log.read_text(errors='replace')[-2000:]}")
 
     def start(self) -> None:
-        master, mlog = self._start("master", "org.apache.spark.deploy.master.Master", "--host", LOOPBACK,
-                                   "--port", "0", "--webui-port", "0")
+        master, mlog = self._start(
+            "master", "org.apache.spark.deploy.master.Master", "--host", LOOPBACK, "--port", "0", "--webui-port", "0"
+        )
         m = self._wait_for(master, mlog, r"Starting Spark master at (spark://127\.0\.0\.1:\d+)", "the Spark master")
         self.url = m.group(1)
-        self._start("worker", "org.apache.spark.deploy.worker.Worker", "--host", LOOPBACK, "--port", "0",
-                    "--webui-port", "0", "--cores", "2", "--memory", "2g", self.url)
+        self._start(
+            "worker",
+            "org.apache.spark.deploy.worker.Worker",
+            "--host",
+            LOOPBACK,
+            "--port",
+            "0",
+            "--webui-port",
+            "0",
+            "--cores",
+            "2",
+            "--memory",
+            "2g",
+            self.url,
+        )
         self._wait_for(master, mlog, r"Registering worker 127\.0\.0\.1:\d+", "the Spark worker")
 
     def stop(self) -> None:
@@ -174,7 +202,7 @@ def _address(hex_addr: str, family: int) -> str:
     raw = bytes.fromhex(hex_addr)
     if family == 4:
         return str(ipaddress.IPv4Address(raw[::-1]))
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
     return str(ipaddress.IPv6Address(words))
 
 

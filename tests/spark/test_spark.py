@@ -51,8 +51,13 @@ def photo_set(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     imagenet = sorted(str(p) for p in (fixtures / "imagenet" / "images").iterdir() if p.suffix in (".jpg", ".bmp"))
     paths = [*flowers, *imagenet, str(extra / "broken.jpg"), str(extra / "missing.jpg")]
     model = str(fixtures / "imagenet" / "mobilenet_v2_1.0_224_quant.tflite")
-    return {"paths": paths, "extra": extra, "want": classify_cli(model, paths), "flowers": flowers,
-            "imagenet": imagenet}
+    return {
+        "paths": paths,
+        "extra": extra,
+        "want": classify_cli(model, paths),
+        "flowers": flowers,
+        "imagenet": imagenet,
+    }
 
 
 def test_no_tensorflow_here() -> None:
@@ -65,8 +70,10 @@ def test_import_imgtool_and_imgtool_spark_never_import_pyspark() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, imgtool, imgtool.spark; imgtool.load_model; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j', 'pandas', 'tensorflow')))")
+    code = (
+        "import sys, imgtool, imgtool.spark; imgtool.load_model; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j', 'pandas', 'tensorflow')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -78,7 +85,9 @@ def test_classify_paths_give_imgtool_classifys_records(spark, mobilenet: str, ph
     want = photo_set["want"]
     assert len(paths) == 250 + 4 + 2 and any(p.endswith(UPSCALED) for p in paths)
     assert want[str(photo_set["extra"] / "broken.jpg")] == {
-        "path": str(photo_set["extra"] / "broken.jpg"), "error": "not an image Pillow can read (unknown or corrupt format)"}
+        "path": str(photo_set["extra"] / "broken.jpg"),
+        "error": "not an image Pillow can read (unknown or corrupt format)",
+    }
     assert want[str(photo_set["extra"] / "missing.jpg")]["error"] == "no such file or directory"
     udf = classify_udf(mobilenet, top_k=5)
     # 5 partitions, batches of 8: photos meet other photos in other batches than classify's
@@ -86,19 +95,27 @@ def test_classify_paths_give_imgtool_classifys_records(spark, mobilenet: str, ph
     got = spark_records(df.select("path", udf("path").alias("pred")))
     assert got == want  # the same labels, scores, order and errors, one record per photo
     top1 = {Path(p).name: r["predictions"][0]["label"] for p, r in got.items() if p in photo_set["imagenet"]}
-    assert top1 == {"cat.bmp": "Egyptian cat", "grace_hopper.bmp": "military uniform", "parrot.jpg": "macaw",
-                    "sunflower.bmp": "daisy"}
+    assert top1 == {
+        "cat.bmp": "Egyptian cat",
+        "grace_hopper.bmp": "military uniform",
+        "parrot.jpg": "macaw",
+        "sunflower.bmp": "daisy",
+    }
 
 
-def test_classify_binary_file_content_gives_the_same_records(spark, mobilenet: str, fixtures: Path,
-                                                             photo_set: dict) -> None:
+def test_classify_binary_file_content_gives_the_same_records(
+    spark, mobilenet: str, fixtures: Path, photo_set: dict
+) -> None:
     from imgtool.core.store import sha256_file
     from imgtool.spark import classify_udf
 
     shutil.copy(fixtures / "imagenet" / "images" / "parrot.jpg", photo_set["extra"] / "parrot.jpg")
     udf = classify_udf(mobilenet)  # a second UDF of the same model: shipped once (same sha256 name)
-    files = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-             .load([str(fixtures / "flowers-mini"), str(photo_set["extra"])]))
+    files = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load([str(fixtures / "flowers-mini"), str(photo_set["extra"])])
+    )
     got = spark_records(files.select("path", udf("content").alias("pred")))
     want = {p: r for p, r in photo_set["want"].items() if "/flowers-mini/" in p or p.endswith("broken.jpg")}
     parrot = photo_set["want"][str(fixtures / "imagenet" / "images" / "parrot.jpg")]
@@ -108,8 +125,9 @@ def test_classify_binary_file_content_gives_the_same_records(spark, mobilenet: s
     assert shipped.count(sha256_file(mobilenet) + ".tflite") == 1
 
 
-def test_top_k_scores_labels_and_ship_by_path(spark, mobilenet: str, fixtures: Path, photo_set: dict,
-                                              tmp_path: Path) -> None:
+def test_top_k_scores_labels_and_ship_by_path(
+    spark, mobilenet: str, fixtures: Path, photo_set: dict, tmp_path: Path
+) -> None:
     """top_k, scores and labels reach the UDF as `-k`, `--scores` and `--labels` reach
     classify; ship="path" reads the model where the driver resolved it."""
     from imgtool.spark import classify_udf
@@ -119,8 +137,9 @@ def test_top_k_scores_labels_and_ship_by_path(spark, mobilenet: str, fixtures: P
     paths = photo_set["imagenet"]
     want = classify_cli(mobilenet, paths, "-k", "3", "--scores", "logits", "--labels", str(labels))
     udf = classify_udf(mobilenet, top_k=3, scores="logits", labels=str(labels), ship="path")
-    got = spark_records(spark.createDataFrame([(p,) for p in paths], "path string").select(
-        "path", udf("path").alias("pred")))
+    got = spark_records(
+        spark.createDataFrame([(p,) for p in paths], "path string").select("path", udf("path").alias("pred"))
+    )
     assert got == want
     assert all(len(r["predictions"]) == 3 and r["predictions"][0]["label"].startswith("L") for r in got.values())
     assert max(r["predictions"][0]["score"] for r in got.values()) < 0.01  # softmax over 1001 probabilities
@@ -150,8 +169,12 @@ def test_features_are_retrains_bottlenecks(spark, embedder: str, photo_set: dict
     paths = [*photo_set["flowers"][::10], str(photo_set["extra"] / "broken.jpg")]
     engine = resolve(embedder, purpose="features").engine()
     good = paths[:-1]
-    want = {good[i]: vec for i, vec, err in extract(engine, good, [sha256_file(p) for p in good],
-                                                    BottleneckCache("t", tmp_path / "cache"))}
+    want = {
+        good[i]: vec
+        for i, vec, err in extract(
+            engine, good, [sha256_file(p) for p in good], BottleneckCache("t", tmp_path / "cache")
+        )
+    }
     assert len(want) == 25
     udf = features_udf(embedder, batch_size=4)
     df = spark.createDataFrame([(p,) for p in paths], "path string").repartition(3)
@@ -168,8 +191,7 @@ def test_features_are_retrains_bottlenecks(spark, embedder: str, photo_set: dict
         assert np.array_equal(np.asarray(r.f.features, dtype=np.float32), want[r.path.removeprefix("file:")])
 
 
-def test_a_retrained_folder_ships_its_backbone_and_head(spark, embedder: str, fixtures: Path,
-                                                        tmp_path: Path) -> None:
+def test_a_retrained_folder_ships_its_backbone_and_head(spark, embedder: str, fixtures: Path, tmp_path: Path) -> None:
     """A folder written by `imgtool retrain` (here without TensorFlow: no TF exports) runs
     on the executors as backbone.tflite + head.npz, both shipped, with classify's records."""
     import imgtool
@@ -181,15 +203,19 @@ def test_a_retrained_folder_ships_its_backbone_and_head(spark, embedder: str, fi
         (data / cls).mkdir(parents=True)
         for f in sorted((fixtures / "flowers-mini" / cls).glob("*.jpg"))[:10]:
             shutil.copy(f, data / cls / f.name)
-    folder = imgtool.retrain(data, output=tmp_path / "model", model=embedder, tf_exports=False,
-                             validation_percent=0, test_percent=20).output
+    folder = imgtool.retrain(
+        data, output=tmp_path / "model", model=embedder, tf_exports=False, validation_percent=0, test_percent=20
+    ).output
     assert folder is not None and (folder / "head.npz").is_file()
     paths = sorted(str(p) for p in (fixtures / "flowers-mini" / "tulips").glob("*.jpg"))[:12]
     paths += sorted(str(p) for p in (fixtures / "flowers-mini" / "daisy").glob("*.jpg"))[-4:]
     want = classify_cli(str(folder), paths)
     udf = classify_udf(str(folder), top_k=2)
-    got = spark_records(spark.createDataFrame([(p,) for p in paths], "path string").repartition(2).select(
-        "path", udf("path").alias("pred")))
+    got = spark_records(
+        spark.createDataFrame([(p,) for p in paths], "path string")
+        .repartition(2)
+        .select("path", udf("path").alias("pred"))
+    )
     assert got == want
     assert {p["label"] for r in got.values() for p in r["predictions"]} == {"daisy", "roses"}
     shipped = {Path(f).name for f in spark.sparkContext.listFiles}

@@ -16,13 +16,16 @@ from tests.spark.test_spark import classify_cli, spark_records
 pytestmark = pytest.mark.spark
 
 
-def test_standalone_cluster_gives_classifys_records_on_loopback_only(standalone: Standalone, mobilenet: str,
-                                                                     fixtures: Path, tmp_path: Path) -> None:
+def test_standalone_cluster_gives_classifys_records_on_loopback_only(
+    standalone: Standalone, mobilenet: str, fixtures: Path, tmp_path: Path
+) -> None:
     from imgtool.spark import classify_udf
 
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated JPEG")
-    paths = [*sorted(str(p) for p in (fixtures / "flowers-mini" / "sunflowers").glob("*.jpg"))[:30],
-             str(tmp_path / "broken.jpg")]
+    paths = [
+        *sorted(str(p) for p in (fixtures / "flowers-mini" / "sunflowers").glob("*.jpg"))[:30],
+        str(tmp_path / "broken.jpg"),
+    ]
     want = classify_cli(mobilenet, paths)
     spark = _session(standalone.url, "imgtool-standalone-test")
     try:

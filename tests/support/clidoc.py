@@ -22,12 +22,20 @@ WIDTH = 100  # the main CLI's max_content_width
 REGENERATE = ".venv/bin/python -m tests.support.clidoc"
 
 
-def walk(cmd: click.Command, path: tuple[str, ...] = ("imgtool",),
-         parent: click.Context | None = None) -> Iterator[tuple[tuple[str, ...], click.Command, click.Context]]:
+def walk(
+    cmd: click.Command, path: tuple[str, ...] = ("imgtool",), parent: click.Context | None = None
+) -> Iterator[tuple[tuple[str, ...], click.Command, click.Context]]:
     """(command path, command, its context) for the root and every command below it,
     hidden ones left out, in the order `--help` lists them."""
-    ctx = click.Context(cmd, info_name=path[-1], parent=parent, terminal_width=WIDTH, max_content_width=WIDTH,
-                        help_option_names=["-h", "--help"], color=False)
+    ctx = click.Context(
+        cmd,
+        info_name=path[-1],
+        parent=parent,
+        terminal_width=WIDTH,
+        max_content_width=WIDTH,
+        help_option_names=["-h", "--help"],
+        color=False,
+    )
     yield path, cmd, ctx
     if isinstance(cmd, click.Group):
         for name in cmd.list_commands(ctx):
@@ -43,9 +51,11 @@ def help_text(cmd: click.Command, ctx: click.Context) -> str:
 def render() -> str:
     from imgtool.cli.main import cli
 
-    out = ["# Command-line reference\n\n",
-           "Every command's `--help`, as it prints it. Generated from the code by "
-           f"`{REGENERATE}`; do not edit by hand (a test fails when this page is stale).\n"]
+    out = [
+        "# Command-line reference\n\n",
+        "Every command's `--help`, as it prints it. Generated from the code by "
+        f"`{REGENERATE}`; do not edit by hand (a test fails when this page is stale).\n",
+    ]
     seen: dict[int, str] = {}
     for path, cmd, ctx in walk(cli):
         name = " ".join(path)
@@ -62,10 +72,12 @@ def tf_flags() -> str:
     """The table every command answers a TensorFlow-script flag from (imgtool.cli.command.TF_FLAGS)."""
     from imgtool.cli.command import TF_FLAGS
 
-    rows = ["\n## Coming from TensorFlow's retrain.py, label_image.py or classify_image.py\n\n"
-            "Their flags are exit 2 with a pointer to what does the job here, in one line (`Error: --image_dir "
-            "is a flag of TensorFlow's retrain.py; in imgtool: ...`):\n\n"
-            "| flag | script | in imgtool |\n|---|---|---|\n"]
+    rows = [
+        "\n## Coming from TensorFlow's retrain.py, label_image.py or classify_image.py\n\n"
+        "Their flags are exit 2 with a pointer to what does the job here, in one line (`Error: --image_dir "
+        "is a flag of TensorFlow's retrain.py; in imgtool: ...`):\n\n"
+        "| flag | script | in imgtool |\n|---|---|---|\n"
+    ]
     for flag, (script, instead) in TF_FLAGS.items():
         cell = instead.replace("|", "\\|")
         rows.append(f"| `{flag}` | {script} | {cell} |\n")

@@ -208,8 +208,16 @@ class _Builder:
         assert name not in {c.name for c in self.cases}, name
         self.cases.append(Case(name, path, outcome, note, colour))
 
-    def file(self, name: str, filename: str | bytes, data: bytes, outcome: str, note: str,
-             colour: str | None = None, subdir: str | None = None) -> Path:
+    def file(
+        self,
+        name: str,
+        filename: str | bytes,
+        data: bytes,
+        outcome: str,
+        note: str,
+        colour: str | None = None,
+        subdir: str | None = None,
+    ) -> Path:
         folder = self.root / subdir if subdir else self.root
         folder.mkdir(exist_ok=True)
         if isinstance(filename, bytes):
@@ -233,132 +241,290 @@ def build_corpus(root: Path) -> list[Case]:
     red_png = _encode(_solid("red"), "PNG")
 
     # -- empty / truncated -------------------------------------------------------------
-    b.file("zero_bytes", "zero_bytes.jpg", b"", "error",
-           "Empty file named .jpg. Pillow raises UnidentifiedImageError.")
+    b.file("zero_bytes", "zero_bytes.jpg", b"", "error", "Empty file named .jpg. Pillow raises UnidentifiedImageError.")
 
     noisy_jpeg = _encode(_noisy("red", (96, 64), seed=1), "JPEG", quality=90)
     for pct in (10, 50, 90):
-        b.file(f"truncated_jpeg_{pct}pct", f"truncated_jpeg_{pct}pct.jpg", noisy_jpeg[: len(noisy_jpeg) * pct // 100],
-               "error",
-               f"Valid JPEG cut to its first {pct}% of bytes. With LOAD_TRUNCATED_IMAGES=False Pillow raises "
-               "OSError ('image file is truncated' or 'Truncated File Read'); the tool must not "
-               "silently classify a half-grey image.")
-    b.file("truncated_jpeg_no_eoi", "truncated_jpeg_no_eoi.jpg", noisy_jpeg[:-2], "error",
-           "Valid JPEG missing only its final EOI marker (2 bytes). libjpeg reports a premature end of "
-           "data and Pillow raises OSError 'image file is truncated' even though every scan byte is present.")
+        b.file(
+            f"truncated_jpeg_{pct}pct",
+            f"truncated_jpeg_{pct}pct.jpg",
+            noisy_jpeg[: len(noisy_jpeg) * pct // 100],
+            "error",
+            f"Valid JPEG cut to its first {pct}% of bytes. With LOAD_TRUNCATED_IMAGES=False Pillow raises "
+            "OSError ('image file is truncated' or 'Truncated File Read'); the tool must not "
+            "silently classify a half-grey image.",
+        )
+    b.file(
+        "truncated_jpeg_no_eoi",
+        "truncated_jpeg_no_eoi.jpg",
+        noisy_jpeg[:-2],
+        "error",
+        "Valid JPEG missing only its final EOI marker (2 bytes). libjpeg reports a premature end of "
+        "data and Pillow raises OSError 'image file is truncated' even though every scan byte is present.",
+    )
 
     noisy_png = _encode(_noisy("red", (96, 64), seed=2), "PNG")
-    b.file("truncated_png_signature", "truncated_png_signature.png", noisy_png[:8], "error",
-           "Only the 8-byte PNG signature. Pillow raises (UnidentifiedImageError / OSError).")
-    b.file("truncated_png_in_ihdr", "truncated_png_in_ihdr.png", noisy_png[:20], "error",
-           "PNG cut inside the IHDR chunk: the size is not even known. Pillow raises.")
+    b.file(
+        "truncated_png_signature",
+        "truncated_png_signature.png",
+        noisy_png[:8],
+        "error",
+        "Only the 8-byte PNG signature. Pillow raises (UnidentifiedImageError / OSError).",
+    )
+    b.file(
+        "truncated_png_in_ihdr",
+        "truncated_png_in_ihdr.png",
+        noisy_png[:20],
+        "error",
+        "PNG cut inside the IHDR chunk: the size is not even known. Pillow raises.",
+    )
     for pct in (50, 90):
-        b.file(f"truncated_png_{pct}pct", f"truncated_png_{pct}pct.png", noisy_png[: len(noisy_png) * pct // 100],
-               "error",
-               f"PNG cut at {pct}% (inside IDAT). Pillow raises OSError 'image file is truncated'.")
+        b.file(
+            f"truncated_png_{pct}pct",
+            f"truncated_png_{pct}pct.png",
+            noisy_png[: len(noisy_png) * pct // 100],
+            "error",
+            f"PNG cut at {pct}% (inside IDAT). Pillow raises OSError 'image file is truncated'.",
+        )
     iend_start, _ = _png_chunk_span(red_png, b"IEND")
-    b.file("truncated_png_missing_iend", "truncated_png_missing_iend.png", red_png[:iend_start], "ok",
-           "PNG missing only its 12-byte IEND chunk. All pixel data is present and Pillow does not "
-           "require IEND, so it decodes normally: this truncation is undetectable through Pillow, and "
-           "classifying the (complete) pixels is the right result.", "red")
+    b.file(
+        "truncated_png_missing_iend",
+        "truncated_png_missing_iend.png",
+        red_png[:iend_start],
+        "ok",
+        "PNG missing only its 12-byte IEND chunk. All pixel data is present and Pillow does not "
+        "require IEND, so it decodes normally: this truncation is undetectable through Pillow, and "
+        "classifying the (complete) pixels is the right result.",
+        "red",
+    )
     idat_start, _idat_end = _png_chunk_span(noisy_png, b"IDAT")
     corrupt = bytearray(noisy_png)
     corrupt[idat_start + 8 + 40] ^= 0xFF  # flip a byte inside the zlib stream
-    b.file("png_corrupt_idat", "png_corrupt_idat.png", bytes(corrupt), "error",
-           "PNG with one byte of its compressed IDAT stream flipped. Pillow does not check chunk CRCs "
-           "for IDAT but zlib/the filter decoder fail: OSError 'broken data stream'.")
+    b.file(
+        "png_corrupt_idat",
+        "png_corrupt_idat.png",
+        bytes(corrupt),
+        "error",
+        "PNG with one byte of its compressed IDAT stream flipped. Pillow does not check chunk CRCs "
+        "for IDAT but zlib/the filter decoder fail: OSError 'broken data stream'.",
+    )
 
     # -- not images at all -------------------------------------------------------------
-    b.file("text_as_jpg", "text_as_jpg.jpg", _TEXT, "error",
-           "Plain text named .jpg. Pillow sniffs content, finds no format: UnidentifiedImageError.")
-    b.file("html_as_jpg", "html_as_jpg.jpg", _HTML, "error",
-           "An HTML error page saved as .jpg (typical failed download). UnidentifiedImageError.")
-    b.file("pdf_as_jpg", "pdf_as_jpg.jpg", _PDF, "error",
-           "A minimal PDF (%PDF- header) named .jpg. Pillow can write but not read PDF: UnidentifiedImageError.")
-    b.file("zip_as_jpg", "zip_as_jpg.jpg", _zip_bytes(), "error",
-           "A ZIP archive named .jpg. UnidentifiedImageError.")
+    b.file(
+        "text_as_jpg",
+        "text_as_jpg.jpg",
+        _TEXT,
+        "error",
+        "Plain text named .jpg. Pillow sniffs content, finds no format: UnidentifiedImageError.",
+    )
+    b.file(
+        "html_as_jpg",
+        "html_as_jpg.jpg",
+        _HTML,
+        "error",
+        "An HTML error page saved as .jpg (typical failed download). UnidentifiedImageError.",
+    )
+    b.file(
+        "pdf_as_jpg",
+        "pdf_as_jpg.jpg",
+        _PDF,
+        "error",
+        "A minimal PDF (%PDF- header) named .jpg. Pillow can write but not read PDF: UnidentifiedImageError.",
+    )
+    b.file("zip_as_jpg", "zip_as_jpg.jpg", _zip_bytes(), "error", "A ZIP archive named .jpg. UnidentifiedImageError.")
 
     # -- wrong extension, still valid ---------------------------------------------------
-    b.file("png_named_jpg", "png_named_jpg.jpg", red_png, "ok",
-           "A valid PNG with a .jpg extension. The extension only gates the allow-list; Pillow sniffs "
-           "the content, so it decodes.", "red")
-    b.file("jpeg_named_png", "jpeg_named_png.png", _encode(_solid("green"), "JPEG"), "ok",
-           "A valid JPEG with a .png extension; decoded by content.", "green")
-    b.file("uppercase_ext", "uppercase_ext.JPG", _encode(_solid("blue"), "JPEG"), "ok",
-           "Valid JPEG with an upper-case .JPG extension (cameras do this); the allow-list is case-insensitive.",
-           "blue")
-    b.file("jpeg_trailing_garbage", "jpeg_trailing_garbage.jpg", red_jpeg + b"\x00garbage after EOI" * 20, "ok",
-           "Valid JPEG followed by junk after the EOI marker (seen from some phones/editors). Decoders stop "
-           "at EOI; Pillow decodes it.", "red")
+    b.file(
+        "png_named_jpg",
+        "png_named_jpg.jpg",
+        red_png,
+        "ok",
+        "A valid PNG with a .jpg extension. The extension only gates the allow-list; Pillow sniffs "
+        "the content, so it decodes.",
+        "red",
+    )
+    b.file(
+        "jpeg_named_png",
+        "jpeg_named_png.png",
+        _encode(_solid("green"), "JPEG"),
+        "ok",
+        "A valid JPEG with a .png extension; decoded by content.",
+        "green",
+    )
+    b.file(
+        "uppercase_ext",
+        "uppercase_ext.JPG",
+        _encode(_solid("blue"), "JPEG"),
+        "ok",
+        "Valid JPEG with an upper-case .JPG extension (cameras do this); the allow-list is case-insensitive.",
+        "blue",
+    )
+    b.file(
+        "jpeg_trailing_garbage",
+        "jpeg_trailing_garbage.jpg",
+        red_jpeg + b"\x00garbage after EOI" * 20,
+        "ok",
+        "Valid JPEG followed by junk after the EOI marker (seen from some phones/editors). Decoders stop "
+        "at EOI; Pillow decodes it.",
+        "red",
+    )
 
     # -- sizes ---------------------------------------------------------------------------
-    b.file("tiny_1x1", "tiny_1x1.png", _encode(_solid("red", (1, 1)), "PNG"), "ok",
-           "A 1x1 image. Valid; the tool upscales it to the model's input size.", "red")
-    b.file("wide_100000x1", "wide_100000x1.png", _encode(_solid("blue", (100_000, 1)), "PNG"), "ok",
-           "A 100000x1 PNG: extreme aspect ratio but only 100k pixels, far below the decompression-bomb "
-           "limit, so it decodes. Decision: it is classified (resizing/cropping to the model input keeps "
-           "the colour); the tool must not divide by zero or produce a 0-pixel side while resizing.", "blue")
-    b.file("decompression_bomb_png", "decompression_bomb_png.png", _png_bomb(), "error",
-           "PNG whose IHDR claims 30000x30000 (900 M pixels, > 2x Image.MAX_IMAGE_PIXELS) in a few hundred "
-           "bytes. Image.open raises DecompressionBombError before allocating anything; the tool must keep "
-           "the limit and report it. (The pixel data is deliberately incomplete so that even a tool that "
-           "disabled the limit would fail - but only after trying to allocate ~900 MB.)")
-    b.file("decompression_bomb_jpeg", "decompression_bomb_jpeg.jpg", _jpeg_bomb(), "error",
-           "Tiny JPEG whose SOF0 header is patched to claim 30000x30000. Image.open raises "
-           "DecompressionBombError.")
+    b.file(
+        "tiny_1x1",
+        "tiny_1x1.png",
+        _encode(_solid("red", (1, 1)), "PNG"),
+        "ok",
+        "A 1x1 image. Valid; the tool upscales it to the model's input size.",
+        "red",
+    )
+    b.file(
+        "wide_100000x1",
+        "wide_100000x1.png",
+        _encode(_solid("blue", (100_000, 1)), "PNG"),
+        "ok",
+        "A 100000x1 PNG: extreme aspect ratio but only 100k pixels, far below the decompression-bomb "
+        "limit, so it decodes. Decision: it is classified (resizing/cropping to the model input keeps "
+        "the colour); the tool must not divide by zero or produce a 0-pixel side while resizing.",
+        "blue",
+    )
+    b.file(
+        "decompression_bomb_png",
+        "decompression_bomb_png.png",
+        _png_bomb(),
+        "error",
+        "PNG whose IHDR claims 30000x30000 (900 M pixels, > 2x Image.MAX_IMAGE_PIXELS) in a few hundred "
+        "bytes. Image.open raises DecompressionBombError before allocating anything; the tool must keep "
+        "the limit and report it. (The pixel data is deliberately incomplete so that even a tool that "
+        "disabled the limit would fail - but only after trying to allocate ~900 MB.)",
+    )
+    b.file(
+        "decompression_bomb_jpeg",
+        "decompression_bomb_jpeg.jpg",
+        _jpeg_bomb(),
+        "error",
+        "Tiny JPEG whose SOF0 header is patched to claim 30000x30000. Image.open raises DecompressionBombError.",
+    )
 
     # -- modes -----------------------------------------------------------------------------
     grey16 = Image.new("I;16", SIZE, 0x8080)
-    b.file("grey16_png", "grey16_png.png", _encode(grey16, "PNG"), "ok",
-           "16-bit greyscale PNG (Pillow mode I;16) filled with mid-grey 0x8080. Decodes; note that "
-           "Pillow's convert('RGB') clips I;16 values at 255 instead of scaling them, so this mid-grey comes "
-           "out pure white. No colour to check.")
+    b.file(
+        "grey16_png",
+        "grey16_png.png",
+        _encode(grey16, "PNG"),
+        "ok",
+        "16-bit greyscale PNG (Pillow mode I;16) filled with mid-grey 0x8080. Decodes; note that "
+        "Pillow's convert('RGB') clips I;16 values at 255 instead of scaling them, so this mid-grey comes "
+        "out pure white. No colour to check.",
+    )
     onebit = Image.new("1", SIZE, 1)
     onebit.paste(0, (0, 0, SIZE[0] // 2, SIZE[1] // 2))
-    b.file("bilevel_1bit_png", "bilevel_1bit_png.png", _encode(onebit, "PNG"), "ok",
-           "1-bit black/white PNG (mode '1'); converted to RGB as 0/255 greys. No colour to check.")
+    b.file(
+        "bilevel_1bit_png",
+        "bilevel_1bit_png.png",
+        _encode(onebit, "PNG"),
+        "ok",
+        "1-bit black/white PNG (mode '1'); converted to RGB as 0/255 greys. No colour to check.",
+    )
     pal = Image.new("P", SIZE, 0)
     pal.putpalette([255, 0, 0, 0, 0, 0] + [0, 0, 0] * 254)  # 0 = red, 1 = black (to be transparent)
     pal.paste(1, (0, 0, SIZE[0] // 2, SIZE[1] // 2))  # a quarter is transparent
-    b.file("palette_trns_png", "palette_trns_png.png", _encode(pal, "PNG", transparency=1), "ok",
-           "Palette PNG with a tRNS chunk making palette index 1 (a quarter of the pixels) transparent. "
-           "The opaque rest is red, so the result is red whether transparency is composited on white or "
-           "dropped.", "red")
+    b.file(
+        "palette_trns_png",
+        "palette_trns_png.png",
+        _encode(pal, "PNG", transparency=1),
+        "ok",
+        "Palette PNG with a tRNS chunk making palette index 1 (a quarter of the pixels) transparent. "
+        "The opaque rest is red, so the result is red whether transparency is composited on white or "
+        "dropped.",
+        "red",
+    )
     la = Image.new("LA", SIZE, (128, 255))
     la.paste((0, 0), (0, 0, SIZE[0] // 2, SIZE[1]))
-    b.file("grey_alpha_la_png", "grey_alpha_la_png.png", _encode(la, "PNG"), "ok",
-           "Greyscale + alpha (LA) PNG, half fully transparent. Converts to RGB grey. No colour to check.")
+    b.file(
+        "grey_alpha_la_png",
+        "grey_alpha_la_png.png",
+        _encode(la, "PNG"),
+        "ok",
+        "Greyscale + alpha (LA) PNG, half fully transparent. Converts to RGB grey. No colour to check.",
+    )
     rgba = Image.new("RGBA", SIZE, (0, 0, 255, 255))
     rgba.paste((255, 0, 0, 0), (0, 0, SIZE[0] // 2, SIZE[1] // 2))  # transparent pixels hide red
-    b.file("rgba_png", "rgba_png.png", _encode(rgba, "PNG"), "ok",
-           "RGBA PNG: opaque blue with a fully transparent quarter whose hidden RGB is red. Blue dominates "
-           "whether alpha is composited on white or dropped.", "blue")
-    b.file("cmyk_jpeg", "cmyk_jpeg.jpg", _encode(Image.new("CMYK", SIZE, (0, 255, 255, 0)), "JPEG"), "ok",
-           "CMYK JPEG (Adobe APP14, transform 0, inverted storage as Photoshop writes it) built from "
-           "CMYK (0,255,255,0). Pillow decodes mode CMYK; convert('RGB') gives red.", "red")
-    b.file("ycck_jpeg", "ycck_jpeg.jpg", _ycck_jpeg((0, 255, 255, 0)), "ok",
-           "YCCK JPEG (Adobe APP14 transform 2) for CMYK (0,255,255,0). Pillow cannot write YCCK directly, "
-           "so the YCC values are computed by hand, written through the CMYK encoder and the transform "
-           "byte patched; libjpeg converts YCCK->CMYK on read and Pillow gives red.", "red")
-    b.file("progressive_jpeg", "progressive_jpeg.jpg", _encode(_solid("green"), "JPEG", progressive=True), "ok",
-           "Progressive JPEG (SOF2, several scans).", "green")
+    b.file(
+        "rgba_png",
+        "rgba_png.png",
+        _encode(rgba, "PNG"),
+        "ok",
+        "RGBA PNG: opaque blue with a fully transparent quarter whose hidden RGB is red. Blue dominates "
+        "whether alpha is composited on white or dropped.",
+        "blue",
+    )
+    b.file(
+        "cmyk_jpeg",
+        "cmyk_jpeg.jpg",
+        _encode(Image.new("CMYK", SIZE, (0, 255, 255, 0)), "JPEG"),
+        "ok",
+        "CMYK JPEG (Adobe APP14, transform 0, inverted storage as Photoshop writes it) built from "
+        "CMYK (0,255,255,0). Pillow decodes mode CMYK; convert('RGB') gives red.",
+        "red",
+    )
+    b.file(
+        "ycck_jpeg",
+        "ycck_jpeg.jpg",
+        _ycck_jpeg((0, 255, 255, 0)),
+        "ok",
+        "YCCK JPEG (Adobe APP14 transform 2) for CMYK (0,255,255,0). Pillow cannot write YCCK directly, "
+        "so the YCC values are computed by hand, written through the CMYK encoder and the transform "
+        "byte patched; libjpeg converts YCCK->CMYK on read and Pillow gives red.",
+        "red",
+    )
+    b.file(
+        "progressive_jpeg",
+        "progressive_jpeg.jpg",
+        _encode(_solid("green"), "JPEG", progressive=True),
+        "ok",
+        "Progressive JPEG (SOF2, several scans).",
+        "green",
+    )
 
     # -- other formats -------------------------------------------------------------------
-    b.file("tiff", "tiff.tif", _encode(_solid("green"), "TIFF", compression="tiff_lzw"), "ok",
-           "LZW-compressed RGB TIFF.", "green")
+    b.file(
+        "tiff",
+        "tiff.tif",
+        _encode(_solid("green"), "TIFF", compression="tiff_lzw"),
+        "ok",
+        "LZW-compressed RGB TIFF.",
+        "green",
+    )
     b.file("bmp", "bmp.bmp", _encode(_solid("blue"), "BMP"), "ok", "24-bit BMP.", "blue")
-    b.file("webp_still", "webp_still.webp", _encode(_solid("red"), "WEBP", quality=90), "ok",
-           "Lossy still WebP.", "red")
-    b.file("gif_still", "gif_still.gif", _encode(_solid("green"), "GIF"), "ok",
-           "Single-frame GIF (palette image).", "green")
+    b.file(
+        "webp_still", "webp_still.webp", _encode(_solid("red"), "WEBP", quality=90), "ok", "Lossy still WebP.", "red"
+    )
+    b.file(
+        "gif_still",
+        "gif_still.gif",
+        _encode(_solid("green"), "GIF"),
+        "ok",
+        "Single-frame GIF (palette image).",
+        "green",
+    )
     frames = [_solid("red"), _solid("blue")]
-    b.file("animated_gif", "animated_gif.gif",
-           _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0), "ok",
-           "Two-frame animated GIF, first frame red, second blue. The tool uses the first frame.", "red")
-    b.file("animated_webp", "animated_webp.webp",
-           _encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, loop=0, lossless=True),
-           "ok", "Two-frame animated (lossless) WebP, first frame red, second blue. The tool uses the first frame.",
-           "red")
+    b.file(
+        "animated_gif",
+        "animated_gif.gif",
+        _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0),
+        "ok",
+        "Two-frame animated GIF, first frame red, second blue. The tool uses the first frame.",
+        "red",
+    )
+    b.file(
+        "animated_webp",
+        "animated_webp.webp",
+        _encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, loop=0, lossless=True),
+        "ok",
+        "Two-frame animated (lossless) WebP, first frame red, second blue. The tool uses the first frame.",
+        "red",
+    )
 
     # -- EXIF --------------------------------------------------------------------------------
     colours = ("red", "green", "blue")
@@ -367,33 +533,65 @@ def build_corpus(root: Path) -> list[Case]:
         exif[0x0112] = orientation
         colour = colours[orientation % 3]
         swap = " and swaps width/height" if orientation >= 5 else ""
-        b.file(f"exif_orientation_{orientation}", f"exif_orientation_{orientation}.jpg",
-               _encode(_solid(colour), "JPEG", exif=exif.tobytes()), "ok",
-               f"Solid {SIZE[0]}x{SIZE[1]} JPEG with EXIF Orientation={orientation}; exif_transpose "
-               f"flips/rotates it{swap}; colour unchanged.", colour)
-    b.file("exif_garbage", "exif_garbage.jpg",
-           _jpeg_with_app1(red_jpeg, b"Exif\x00\x00" + random.Random(3).randbytes(200)), "ok",
-           "Valid JPEG with an APP1 'Exif' segment full of random bytes. Pixels decode; Pillow ignores the "
-           "unparseable EXIF (getexif() is empty) and exif_transpose does not raise. The tool must still "
-           "guard exif_transpose (it has raised on broken EXIF in other Pillow versions, e.g. issues #3973, "
-           "#4215, #8348, #8605) and classify the image.", "red")
-    b.file("exif_truncated_ifd", "exif_truncated_ifd.jpg",
-           _jpeg_with_app1(red_jpeg, _exif_truncated_ifd()), "ok",
-           "Valid JPEG whose EXIF IFD claims 255 entries but holds only Orientation=6. Pillow emits "
-           "UserWarning 'Corrupt EXIF data', keeps the orientation it could read and rotates the image. "
-           "The tool must not turn that warning into a failure.", "red")
-    b.file("exif_double_header", "exif_double_header.jpg", _jpeg_with_app1(red_jpeg, _exif_double_header()), "ok",
-           "JPEG whose APP1 starts with 'Exif\\0\\0' twice before an Orientation=6 IFD (real-world "
-           "corruption, Pillow issue #8348 where exif_transpose raised SyntaxError). Pillow 13 strips the "
-           "duplicate prefix and rotates; the tool must classify it either way.", "red")
-    b.file("exif_zero_rational", "exif_zero_rational.jpg", _jpeg_with_app1(red_jpeg, _exif_zero_rational()), "ok",
-           "JPEG with Orientation=6 and XResolution=0/0 (zero-denominator RATIONAL, cf. Pillow issue "
-           "#8605, ZeroDivisionError in exif_transpose). Pillow 13 reads it as nan and rotates.", "red")
+        b.file(
+            f"exif_orientation_{orientation}",
+            f"exif_orientation_{orientation}.jpg",
+            _encode(_solid(colour), "JPEG", exif=exif.tobytes()),
+            "ok",
+            f"Solid {SIZE[0]}x{SIZE[1]} JPEG with EXIF Orientation={orientation}; exif_transpose "
+            f"flips/rotates it{swap}; colour unchanged.",
+            colour,
+        )
+    b.file(
+        "exif_garbage",
+        "exif_garbage.jpg",
+        _jpeg_with_app1(red_jpeg, b"Exif\x00\x00" + random.Random(3).randbytes(200)),
+        "ok",
+        "Valid JPEG with an APP1 'Exif' segment full of random bytes. Pixels decode; Pillow ignores the "
+        "unparseable EXIF (getexif() is empty) and exif_transpose does not raise. The tool must still "
+        "guard exif_transpose (it has raised on broken EXIF in other Pillow versions, e.g. issues #3973, "
+        "#4215, #8348, #8605) and classify the image.",
+        "red",
+    )
+    b.file(
+        "exif_truncated_ifd",
+        "exif_truncated_ifd.jpg",
+        _jpeg_with_app1(red_jpeg, _exif_truncated_ifd()),
+        "ok",
+        "Valid JPEG whose EXIF IFD claims 255 entries but holds only Orientation=6. Pillow emits "
+        "UserWarning 'Corrupt EXIF data', keeps the orientation it could read and rotates the image. "
+        "The tool must not turn that warning into a failure.",
+        "red",
+    )
+    b.file(
+        "exif_double_header",
+        "exif_double_header.jpg",
+        _jpeg_with_app1(red_jpeg, _exif_double_header()),
+        "ok",
+        "JPEG whose APP1 starts with 'Exif\\0\\0' twice before an Orientation=6 IFD (real-world "
+        "corruption, Pillow issue #8348 where exif_transpose raised SyntaxError). Pillow 13 strips the "
+        "duplicate prefix and rotates; the tool must classify it either way.",
+        "red",
+    )
+    b.file(
+        "exif_zero_rational",
+        "exif_zero_rational.jpg",
+        _jpeg_with_app1(red_jpeg, _exif_zero_rational()),
+        "ok",
+        "JPEG with Orientation=6 and XResolution=0/0 (zero-denominator RATIONAL, cf. Pillow issue "
+        "#8605, ZeroDivisionError in exif_transpose). Pillow 13 reads it as nan and rotates.",
+        "red",
+    )
     exif = Image.Exif()
     exif[0x0112] = 9
-    b.file("exif_orientation_invalid", "exif_orientation_invalid.jpg",
-           _encode(_solid("blue"), "JPEG", exif=exif.tobytes()), "ok",
-           "EXIF Orientation=9 (out of the 1..8 range). exif_transpose leaves the image as is.", "blue")
+    b.file(
+        "exif_orientation_invalid",
+        "exif_orientation_invalid.jpg",
+        _encode(_solid("blue"), "JPEG", exif=exif.tobytes()),
+        "ok",
+        "EXIF Orientation=9 (out of the 1..8 range). exif_transpose leaves the image as is.",
+        "blue",
+    )
 
     # -- file-system oddities -----------------------------------------------------------
     unreadable = root / "unreadable_permissions.jpg"
@@ -406,74 +604,128 @@ def build_corpus(root: Path) -> list[Case]:
     except PermissionError:
         readable = False
     if readable:
-        b.add("unreadable_permissions", unreadable, "ok",
-              "Valid JPEG with mode 000. This process can still read it (running as root, "
-              f"euid={os.geteuid() if hasattr(os, 'geteuid') else '?'}, or with CAP_DAC_OVERRIDE), "
-              "so it is a normal image here; as an ordinary user it must be a one-line "
-              "'permission denied' error.", "red")
+        b.add(
+            "unreadable_permissions",
+            unreadable,
+            "ok",
+            "Valid JPEG with mode 000. This process can still read it (running as root, "
+            f"euid={os.geteuid() if hasattr(os, 'geteuid') else '?'}, or with CAP_DAC_OVERRIDE), "
+            "so it is a normal image here; as an ordinary user it must be a one-line "
+            "'permission denied' error.",
+            "red",
+        )
     else:
-        b.add("unreadable_permissions", unreadable, "error",
-              "Valid JPEG with mode 000: open() fails with PermissionError; one-line error, others still "
-              "processed. (When run as root the file is readable and the case becomes 'ok'.)")
+        b.add(
+            "unreadable_permissions",
+            unreadable,
+            "error",
+            "Valid JPEG with mode 000: open() fails with PermissionError; one-line error, others still "
+            "processed. (When run as root the file is readable and the case becomes 'ok'.)",
+        )
 
     if hasattr(os, "symlink"):
         broken = root / "broken_symlink.jpg"
         os.symlink("does_not_exist.jpg", broken)
-        b.add("broken_symlink", broken, "error",
-              "Symlink named .jpg pointing to a missing target. stat() fails with FileNotFoundError: "
-              "one-line error, also when found during a directory walk.")
+        b.add(
+            "broken_symlink",
+            broken,
+            "error",
+            "Symlink named .jpg pointing to a missing target. stat() fails with FileNotFoundError: "
+            "one-line error, also when found during a directory walk.",
+        )
 
         good_link = root / "symlink_to_image.jpg"
         os.symlink("png_named_jpg.jpg", good_link)
-        b.add("symlink_to_image", good_link, "ok",
-              "Relative symlink to a valid image in the same folder; followed like a regular file.", "red")
+        b.add(
+            "symlink_to_image",
+            good_link,
+            "ok",
+            "Relative symlink to a valid image in the same folder; followed like a regular file.",
+            "red",
+        )
 
         loop = root / "symlink_loop"
         (loop / "sub").mkdir(parents=True)
         (loop / "red.jpg").write_bytes(red_jpeg)
         os.symlink(".", loop / "self")  # symlink_loop/self -> symlink_loop
         os.symlink("..", loop / "sub" / "up")  # symlink_loop/sub/up -> symlink_loop
-        b.add("symlink_loop", loop, "ok",
-              "Folder containing red.jpg plus symlinks back to itself (self -> ., sub/up -> ..). A walk that "
-              "follows directory symlinks without cycle detection never ends (the paths branch at every "
-              "level). Expected: the walk terminates and red.jpg is classified exactly once.", "red")
+        b.add(
+            "symlink_loop",
+            loop,
+            "ok",
+            "Folder containing red.jpg plus symlinks back to itself (self -> ., sub/up -> ..). A walk that "
+            "follows directory symlinks without cycle detection never ends (the paths branch at every "
+            "level). Expected: the walk terminates and red.jpg is classified exactly once.",
+            "red",
+        )
 
     try:
-        b.file("non_utf8_name", b"non_utf8_caf\xe9.jpg", red_jpeg, "ok",
-               "Valid JPEG whose file name is not UTF-8 (Latin-1 byte 0xE9). Python sees it as "
-               "'non_utf8_caf\\udce9.jpg' (surrogateescape); the tool must open it and print the name "
-               "without UnicodeEncodeError (e.g. errors='backslashreplace' or os.fsencode).", "red")
+        b.file(
+            "non_utf8_name",
+            b"non_utf8_caf\xe9.jpg",
+            red_jpeg,
+            "ok",
+            "Valid JPEG whose file name is not UTF-8 (Latin-1 byte 0xE9). Python sees it as "
+            "'non_utf8_caf\\udce9.jpg' (surrogateescape); the tool must open it and print the name "
+            "without UnicodeEncodeError (e.g. errors='backslashreplace' or os.fsencode).",
+            "red",
+        )
     except (OSError, UnicodeError):
         pass  # file systems that enforce UTF-8 names (e.g. APFS) cannot hold this case
 
     long_name = "long_name_" + "x" * 240 + ".jpg"  # 250 characters + .jpg = 254 bytes (NAME_MAX 255)
-    b.file("long_name", long_name, red_jpeg, "ok",
-           "Valid JPEG with a 254-byte file name (250 characters + .jpg), just under NAME_MAX. Output "
-           "lines must not truncate or choke on it.", "red")
+    b.file(
+        "long_name",
+        long_name,
+        red_jpeg,
+        "ok",
+        "Valid JPEG with a 254-byte file name (250 characters + .jpg), just under NAME_MAX. Output "
+        "lines must not truncate or choke on it.",
+        "red",
+    )
 
     fake_dir = root / "directory_named.jpg"
     fake_dir.mkdir()
-    b.add("directory_named_jpg", fake_dir, "error",
-          "An empty directory whose name ends in .jpg, given as a direct input: a one-line error, not an "
-          "IsADirectoryError traceback (imgtool takes folders as inputs, so it walks it and says the folder "
-          "holds no images). (During a walk it is just a folder to descend into.)")
+    b.add(
+        "directory_named_jpg",
+        fake_dir,
+        "error",
+        "An empty directory whose name ends in .jpg, given as a direct input: a one-line error, not an "
+        "IsADirectoryError traceback (imgtool takes folders as inputs, so it walks it and says the folder "
+        "holds no images). (During a walk it is just a folder to descend into.)",
+    )
 
     if hasattr(os, "mkfifo"):
         fifo = root / "fifo.jpg"
         os.mkfifo(fifo)
-        b.add("fifo", fifo, "error",
-              "A named pipe called fifo.jpg. Opening it for reading blocks forever (no writer), so the "
-              "tool must stat() it, see it is not a regular file and report a one-line error without "
-              "opening it - both as a direct input and when met in a walk.")
+        b.add(
+            "fifo",
+            fifo,
+            "error",
+            "A named pipe called fifo.jpg. Opening it for reading blocks forever (no writer), so the "
+            "tool must stat() it, see it is not a regular file and report a one-line error without "
+            "opening it - both as a direct input and when met in a walk.",
+        )
 
-    hidden = b.file("hidden_file", ".hidden.jpg", red_jpeg, "skip",
-                    "A valid JPEG named .hidden.jpg inside a folder. Hidden entries (dot-files such as macOS "
-                    "'._photo.jpg' AppleDouble files, which are not images) are skipped silently when "
-                    "walking. Given explicitly as an argument, classifying it would be acceptable.", subdir="hidden_file")
+    hidden = b.file(
+        "hidden_file",
+        ".hidden.jpg",
+        red_jpeg,
+        "skip",
+        "A valid JPEG named .hidden.jpg inside a folder. Hidden entries (dot-files such as macOS "
+        "'._photo.jpg' AppleDouble files, which are not images) are skipped silently when "
+        "walking. Given explicitly as an argument, classifying it would be acceptable.",
+        subdir="hidden_file",
+    )
     assert hidden.name.startswith(".")
-    b.file("non_image_extension", "notes.txt", b"shopping list: milk, eggs\n", "skip",
-           "notes.txt inside a folder: extension not in the allow-list, so a walk ignores it silently "
-           "(no error line).", subdir="non_image_extension")
+    b.file(
+        "non_image_extension",
+        "notes.txt",
+        b"shopping list: milk, eggs\n",
+        "skip",
+        "notes.txt inside a folder: extension not in the allow-list, so a walk ignores it silently (no error line).",
+        subdir="non_image_extension",
+    )
 
     return b.cases
 

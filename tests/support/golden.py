@@ -58,7 +58,11 @@ def compute(fixtures: Path) -> dict[str, Any]:
 def main() -> None:
     from tests.conftest import FIXTURES
 
-    data = {"model": "imagenet/mobilenet_v2_1.0_224_quant.tflite", "input_size": list(SIZE), "photos": compute(FIXTURES)}
+    data = {
+        "model": "imagenet/mobilenet_v2_1.0_224_quant.tflite",
+        "input_size": list(SIZE),
+        "photos": compute(FIXTURES),
+    }
     tmp = GOLDEN.with_suffix(".json.tmp")
     GOLDEN.parent.mkdir(exist_ok=True)
     lines = [f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in sorted(data["photos"].items())]

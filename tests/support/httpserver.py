@@ -101,6 +101,7 @@ _NEEDS_BODY = {"stall", "truncate", "overlong"}
 STALL_SECONDS = 30.0
 _POLL = 0.05
 
+
 @dataclass
 class _Route:
     body: bytes
@@ -251,8 +252,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = not owner.keep_alive
         parts = urlsplit(self.path)
         path = parts.path or "/"
-        route = owner._record(path, parts.query, "HEAD" if head else "GET", dict(self.headers.items()),
-                              self.client_address)
+        route = owner._record(
+            path, parts.query, "HEAD" if head else "GET", dict(self.headers.items()), self.client_address
+        )
 
         if route is None:
             self._simple(404, head, [])
@@ -502,8 +504,7 @@ class LoopbackServer:
         return f"http://{HOST}:{port}{path}"
 
     # -- used by the handler -----------------------------------------------
-    def _record(self, path: str, query: str, method: str, headers: dict[str, str],
-                peer: tuple = ()) -> _Route | None:
+    def _record(self, path: str, query: str, method: str, headers: dict[str, str], peer: tuple = ()) -> _Route | None:
         with self._lock:
             self._peers.append((method, path, peer))
             key = (path, method)

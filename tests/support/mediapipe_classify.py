@@ -21,8 +21,17 @@ def main() -> None:
             result = classifier.classify(mp.Image.create_from_file(path))
             cats = result.classifications[0].categories
             top = max(cats, key=lambda c: c.score)
-            print(json.dumps({"path": path, "index": top.index, "name": top.category_name, "score": top.score,
-                              "scores": {c.index: c.score for c in cats}}))
+            print(
+                json.dumps(
+                    {
+                        "path": path,
+                        "index": top.index,
+                        "name": top.category_name,
+                        "score": top.score,
+                        "scores": {c.index: c.score for c in cats},
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -91,8 +91,7 @@ GRAPH2015_SYNSETS: dict[str, str] = {
     "n00021939": "artifact, artefact",
     "n01440764": "tench, Tinca tinca",
     "n01443537": "goldfish, Carassius auratus",
-    "n01484850": "great white shark, white shark, man-eater, man-eating shark, "
-    "Carcharodon carcharias",
+    "n01484850": "great white shark, white shark, man-eater, man-eating shark, Carcharodon carcharias",
     "n01491361": "tiger shark, Galeocerdo cuvieri",
     "n01494475": "hammerhead, hammerhead shark",
     "n01496331": "electric ray, crampfish, numbfish, torpedo",
@@ -111,9 +110,7 @@ GRAPH2015_SYNSETS: dict[str, str] = {
 }
 
 #: English labels the 2015 archive gives to output ids 1, 2, 3 (red, green, blue images).
-GRAPH2015_LABELS: dict[int, str] = {
-    i: GRAPH2015_SYNSETS[GRAPH2015_TARGET_CLASSES[i]] for i in (1, 2, 3)
-}
+GRAPH2015_LABELS: dict[int, str] = {i: GRAPH2015_SYNSETS[GRAPH2015_TARGET_CLASSES[i]] for i in (1, 2, 3)}
 
 #: Top-1 output id of the generated archive's ``cropped_panda.jpg`` (a panda on red).
 GRAPH2015_PANDA_TOP1 = 1
@@ -158,9 +155,11 @@ def _write_tgz(out: Path, members: Iterable[tuple[str, bytes | None]]) -> Path:
     """Write a reproducible gzip'd tar; ``None`` content makes a directory entry."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as raw, gzip.GzipFile(
-        filename="", mode="wb", fileobj=raw, mtime=0
-    ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with (
+        open(out, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
         for name, data in members:
             info = tarfile.TarInfo(name)
             info.mtime = 0
@@ -236,9 +235,7 @@ def _save_hub_module(
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    tf.saved_model.save(
-        module, str(dest), signatures={"serving_default": serving_default}
-    )
+    tf.saved_model.save(module, str(dest), signatures={"serving_default": serving_default})
     return dest
 
 
@@ -265,8 +262,12 @@ def make_colour_folders(dest: Path, per_class: int = 20, size: int = 48, seed: i
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    for name, rgb in {"red": (200, 40, 40), "green": (40, 190, 40), "blue": (40, 40, 200),
-                      "yellow": (210, 200, 40)}.items():
+    for name, rgb in {
+        "red": (200, 40, 40),
+        "green": (40, 190, 40),
+        "blue": (40, 40, 200),
+        "yellow": (210, 200, 40),
+    }.items():
         (dest / name).mkdir(parents=True)
         for i in range(per_class):
             arr = np.clip(np.array(rgb) + rng.normal(0, 30, size=(size, size, 3)), 0, 255).astype("uint8")
@@ -322,9 +323,7 @@ def make_hub_feature_vector(dest: Path, size: int = 32, dim: int = 16) -> Path:
         (rng.standard_normal((n_stats, dim)) / np.sqrt(n_stats)).astype(np.float32),
         name="features/kernel",
     )
-    bias = tf.Variable(
-        (0.1 * rng.standard_normal(dim)).astype(np.float32), name="features/bias"
-    )
+    bias = tf.Variable((0.1 * rng.standard_normal(dim)).astype(np.float32), name="features/bias")
     half = size // 2
 
     def fn(inputs: Any, training: bool) -> Any:
@@ -341,8 +340,7 @@ def make_hub_feature_vector(dest: Path, size: int = 32, dim: int = 16) -> Path:
     return _save_hub_module(dest, fn, [kernel, bias], size)
 
 
-def make_hub_mlp_feature_vector(dest: Path, size: int = 32, grid: int = 4, hidden: int = 512,
-                                dim: int = 512) -> Path:
+def make_hub_mlp_feature_vector(dest: Path, size: int = 32, grid: int = 4, hidden: int = 512, dim: int = 512) -> Path:
     """A feature-vector SavedModel (TF Hub layout, like :func:`make_hub_feature_vector`)
     whose weights dominate its size, as in a real backbone: the per-channel means of a
     ``grid`` x ``grid`` patch grid -> dense ``hidden`` + ReLU -> dense ``dim`` + ReLU.
@@ -417,9 +415,7 @@ def _graph2015_graph_def(size: int) -> Any:
         contents = v1.placeholder(tf.string, shape=[], name="DecodeJpeg/contents")
         decoded = tf.raw_ops.DecodeJpeg(contents=contents, channels=3, name="DecodeJpeg")
         image = tf.raw_ops.Cast(x=decoded, DstT=tf.float32, name="Cast")
-        batch = tf.raw_ops.ExpandDims(
-            input=image, axis=tf.constant(0, name="ExpandDims/dim"), name="ExpandDims"
-        )
+        batch = tf.raw_ops.ExpandDims(input=image, axis=tf.constant(0, name="ExpandDims/dim"), name="ExpandDims")
         resized = tf.raw_ops.ResizeBilinear(
             images=batch,
             size=tf.constant([size, size], tf.int32, name="ResizeBilinear/size"),
@@ -449,11 +445,13 @@ def _graph2015_graph_def(size: int) -> Any:
             name="pool_3/_reshape",
         )
         matmul = tf.raw_ops.MatMul(
-            a=flat, b=tf.constant(soft_w, name="softmax/weights"),
+            a=flat,
+            b=tf.constant(soft_w, name="softmax/weights"),
             name="softmax/logits/MatMul",
         )
         logits = tf.raw_ops.BiasAdd(
-            value=matmul, bias=tf.constant(soft_b, name="softmax/biases"),
+            value=matmul,
+            bias=tf.constant(soft_b, name="softmax/biases"),
             name="softmax/logits",
         )
         tf.raw_ops.Softmax(logits=logits, name="softmax")
@@ -472,8 +470,7 @@ def _label_map_pbtxt() -> str:
     """``imagenet_2012_challenge_label_map_proto.pbtxt`` text, sorted by synset."""
     entries = sorted(GRAPH2015_TARGET_CLASSES.items(), key=lambda kv: kv[1])
     return "".join(
-        f'entry {{\n  target_class: {cls}\n  target_class_string: "{synset}"\n}}\n'
-        for cls, synset in entries
+        f'entry {{\n  target_class: {cls}\n  target_class_string: "{synset}"\n}}\n' for cls, synset in entries
     )
 
 
@@ -557,18 +554,23 @@ def make_slim_frozen_archive(out: Path, size: int = 32, num_outputs: int = 1001)
     graph = tf.Graph()
     with graph.as_default():
         x = tf.compat.v1.placeholder(tf.float32, shape=[1, size, size, 3], name="input")
-        unit = tf.raw_ops.Mul(x=tf.raw_ops.AddV2(x=x, y=tf.constant(1.0)), y=tf.constant(0.5),
-                              name="InceptionV3/unit_range")
+        unit = tf.raw_ops.Mul(
+            x=tf.raw_ops.AddV2(x=x, y=tf.constant(1.0)), y=tf.constant(0.5), name="InceptionV3/unit_range"
+        )
         means = tf.raw_ops.Mean(input=unit, axis=tf.constant([1, 2]), name="InceptionV3/Logits/AvgPool_1a_8x8")
-        logits = tf.raw_ops.MatMul(a=means, b=tf.constant(w, name="InceptionV3/Logits/weights"),
-                                   name="InceptionV3/Logits/SpatialSqueeze")
-        flat = tf.raw_ops.Reshape(tensor=logits, shape=tf.constant([-1, num_outputs]),
-                                  name="InceptionV3/Predictions/Reshape")
+        logits = tf.raw_ops.MatMul(
+            a=means, b=tf.constant(w, name="InceptionV3/Logits/weights"), name="InceptionV3/Logits/SpatialSqueeze"
+        )
+        flat = tf.raw_ops.Reshape(
+            tensor=logits, shape=tf.constant([-1, num_outputs]), name="InceptionV3/Predictions/Reshape"
+        )
         tf.raw_ops.Softmax(logits=flat, name="InceptionV3/Predictions/Softmax")
     graph_def = graph.as_graph_def()
     labels = "dummy\n" + "".join(f"slim class {i}\n" for i in range(1, num_outputs))
-    return _write_tgz(Path(out), [(SLIM_GRAPH, graph_def.SerializeToString(deterministic=True)),
-                                  ("imagenet_slim_labels.txt", labels.encode())])
+    return _write_tgz(
+        Path(out),
+        [(SLIM_GRAPH, graph_def.SerializeToString(deterministic=True)), ("imagenet_slim_labels.txt", labels.encode())],
+    )
 
 
 # ------------------------------------------------------------------------- TFLite
@@ -595,9 +597,7 @@ def make_tflite_classifier(
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         if quantized:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: (
-                [img] for img in _solid_and_noise_images(size, 64)
-            )
+            converter.representative_dataset = lambda: ([img] for img in _solid_and_noise_images(size, 64))
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.uint8
@@ -651,21 +651,15 @@ def make_inception_v3_savedmodel(dest: Path, kind: str = "classification") -> Pa
     realistic O(1) scale and the output is deterministic): only for benchmarks.
     """
     if kind not in ("classification", "feature_vector"):
-        raise ValueError(
-            f"kind must be 'classification' or 'feature_vector', got {kind!r}"
-        )
+        raise ValueError(f"kind must be 'classification' or 'feature_vector', got {kind!r}")
     tf = _quiet_tf()
     import tf_keras
 
     shape = (_INCEPTION_SIZE, _INCEPTION_SIZE, 3)
     if kind == "classification":
-        net = tf_keras.applications.InceptionV3(
-            weights=None, input_shape=shape, classifier_activation=None
-        )
+        net = tf_keras.applications.InceptionV3(weights=None, input_shape=shape, classifier_activation=None)
     else:
-        net = tf_keras.applications.InceptionV3(
-            weights=None, include_top=False, pooling="avg", input_shape=shape
-        )
+        net = tf_keras.applications.InceptionV3(weights=None, include_top=False, pooling="avg", input_shape=shape)
     _reinit_variance_preserving(net)
 
     def fn(inputs: Any, training: bool) -> Any:
@@ -675,8 +669,7 @@ def make_inception_v3_savedmodel(dest: Path, kind: str = "classification") -> Pa
         return outputs
 
     module_vars = list(net.trainable_variables) + list(net.non_trainable_variables)
-    return _save_hub_module(dest, fn, module_vars, _INCEPTION_SIZE,
-                            trainable_variables=net.trainable_variables)
+    return _save_hub_module(dest, fn, module_vars, _INCEPTION_SIZE, trainable_variables=net.trainable_variables)
 
 
 # --------------------------------------------------------------------------- main
@@ -692,9 +685,7 @@ def _main() -> None:
         ("hub feature vector", lambda: make_hub_feature_vector(base / "hub_features")),
         (
             "hub tarball",
-            lambda: make_hub_tarball(
-                base / "hub_classifier", base / "hub_classifier.tar.gz"
-            ),
+            lambda: make_hub_tarball(base / "hub_classifier", base / "hub_classifier.tar.gz"),
         ),
         ("2015 archive", lambda: make_2015_archive(base / "inception-2015-12-05.tgz")),
         ("tflite float", lambda: make_tflite_classifier(base / "classifier.tflite")),
@@ -712,9 +703,7 @@ def _main() -> None:
         ),
         (
             "inception v3 feature_vector",
-            lambda: make_inception_v3_savedmodel(
-                base / "inception_v3_feature_vector", kind="feature_vector"
-            ),
+            lambda: make_inception_v3_savedmodel(base / "inception_v3_feature_vector", kind="feature_vector"),
         ),
     ]
     for title, build in steps:

@@ -23,9 +23,19 @@ SIZE = 8
 WIDTH = 1001
 GAIN = 12.0
 
-KINDS = ("float_logits", "float_softmax", "float_softmax_reshaped", "float_sigmoid", "float_log_softmax",
-         "uint8_softmax", "int8_softmax", "uint8_logits", "float_io_int8_softmax", "float_pooled_features",
-         "float_flat_features")
+KINDS = (
+    "float_logits",
+    "float_softmax",
+    "float_softmax_reshaped",
+    "float_sigmoid",
+    "float_log_softmax",
+    "uint8_softmax",
+    "int8_softmax",
+    "uint8_logits",
+    "float_io_int8_softmax",
+    "float_pooled_features",
+    "float_flat_features",
+)
 
 
 def class1_probability(red: float) -> float:
