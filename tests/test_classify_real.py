@@ -199,7 +199,7 @@ def test_cli_import_and_help_import_no_model_runtime() -> None:
         "first = [m for m in (*heavy, 'imgtool.core.settings', 'imgtool.beam.cli') if m in sys.modules]\n"
         "sys.argv = ['imgtool', '--help']\n"
         "try:\n"
-        "    imgtool.cli.main()\n"
+        "    imgtool.cli.main.main()\n"
         "except SystemExit as e:\n"
         "    code = e.code\n"
         "print(json.dumps([first, [m for m in heavy if m in sys.modules], code, 'imgtool.beam.cli' in sys.modules]))"

@@ -22,7 +22,7 @@ ENTRY = "inception_v3"  # the default model of test_models_remote's catalog
 
 HOLDER = """
 import sys
-from imgtool import locks
+from imgtool.core import locks
 with locks.lock(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.readline()  # until the test says to let go

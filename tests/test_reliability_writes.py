@@ -331,7 +331,7 @@ def test_two_processes_replacing_one_folder_take_turns(tmp_path: Path) -> None:
 KILL_MID_SWAP = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from imgtool import store
+    from imgtool.core import store
     store._exchange = lambda a, b: False  # a file system without an atomic swap: two renames
     real, calls = os.replace, []
     def replace(a, b):

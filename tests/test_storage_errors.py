@@ -46,7 +46,7 @@ DROP_TO_NOBODY = textwrap.dedent("""
     os.setresuid({uid}, {uid}, {uid})
     assert os.geteuid() == {uid} and os.getegid() == {uid}
     sys.argv = ["imgtool", *sys.argv[1:]]
-    imgtool.cli.main()
+    imgtool.cli.main.main()
 """).format(uid=NOBODY)
 
 
