@@ -1,7 +1,7 @@
 """The command line's options, made from imgtool/core/options.py's fields: one click option per
 field (its flags, help, choices, range, hidden when deprecated), and the few options that
 are the CLI's own (how to print: -f/--format, -q/--quiet, -v/--verbose), shared by every
-command. Imports click and imgtool.core.options only: the CLI builds these at start-up.
+command. Imports click, imgtool.core.options and option_fields only: the CLI builds these at start-up.
 
 Layer: front ends (below cli.py and cli_retrain.py)."""
 
@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from imgtool.core.options import ClassifyOptions, EvaluateOptions, ModelOptions, Range, Spec, options_of
+from imgtool.core.option_fields import Range, Spec, options_of
+from imgtool.core.options import ClassifyOptions, EvaluateOptions, ModelOptions
 
 T = TypeVar("T")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
