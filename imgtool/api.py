@@ -121,7 +121,8 @@ class Model:
         progress: ui.ProgressCallback | None = None,
     ) -> Iterator[Result]:
         """Like `classify`, one Result at a time (memory stays flat over big folders)."""
-        from imgtool.core.options import ClassifyOptions, check_value
+        from imgtool.core.option_fields import check_value
+        from imgtool.core.options import ClassifyOptions
 
         check_value(ClassifyOptions, "top_k", top_k)
         check_value(ClassifyOptions, "batch_size", batch_size)
@@ -242,7 +243,8 @@ def _resolve(
 
 
 def _classifier(model: Recipe, scores: str) -> Classifier:
-    from imgtool.core.options import ClassifyOptions, check_value
+    from imgtool.core.option_fields import check_value
+    from imgtool.core.options import ClassifyOptions
     from imgtool.inference.classifier import Classifier
 
     check_value(ClassifyOptions, "scores", scores)
@@ -288,7 +290,8 @@ def retrain(folder: PathLike | None, *, progress: ui.ProgressCallback | None = N
     `folder` is None). Percentages are 0..50; distortions (random_* in percent)
     add `distorted_copies` per training photo."""
     from imgtool.core import settings
-    from imgtool.core.options import RetrainOptions, check_retrain, deprecation, typed
+    from imgtool.core.option_fields import deprecation, typed
+    from imgtool.core.options import RetrainOptions, check_retrain
     from imgtool.training.retraining import retrain as run
 
     opts = typed(RetrainOptions, "retrain", image_dir=folder, **options)
@@ -345,7 +348,8 @@ def evaluate(
     model was trained on; None if it records none) and `.metrics` (all of it).
     With `min_accuracy` (0..1), `.below_minimum` says by how much the accuracy falls
     short of it (None: it does not)."""
-    from imgtool.core.options import EvaluateOptions, check_value
+    from imgtool.core.option_fields import check_value
+    from imgtool.core.options import EvaluateOptions
     from imgtool.numbers import metrics
     from imgtool.training.evaluation import evaluate_folder
 
@@ -383,7 +387,8 @@ def audit(
     `.leakage`), `.outliers`, `.problems` (unreadable files, tiny classes, imbalance),
     `.summary`; `.found` is True when any of them is not empty; `.to_dict()`."""
     from imgtool.core import settings
-    from imgtool.core.options import RetrainOptions, check_value
+    from imgtool.core.option_fields import check_value
+    from imgtool.core.options import RetrainOptions
     from imgtool.training.auditing import run
 
     check_value(RetrainOptions, "validation_percent", validation_percent)  # retrain's splits, retrain's ranges

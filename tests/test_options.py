@@ -13,7 +13,7 @@ import click
 import pytest
 
 import imgtool
-from imgtool.core import errors, options
+from imgtool.core import errors, option_fields
 from imgtool.core.options import ClassifyOptions, EvaluateOptions, ModelOptions, RetrainOptions
 from tests.conftest import invoke
 
@@ -35,7 +35,7 @@ def test_every_option_field_is_the_commands_click_option(cls: type, command: str
     from imgtool.cli.main import cli
 
     params = _params(cli.get_command(click.Context(cli), command))
-    for name, spec, default in options.options_of(cls):
+    for name, spec, default in option_fields.options_of(cls):
         p = params[name]
         assert isinstance(p, click.Option)
         assert tuple(p.opts + p.secondary_opts) == tuple(o for f in spec.flags for o in f.split("/")), name
@@ -55,11 +55,11 @@ def test_every_option_field_is_the_commands_click_option(cls: type, command: str
 
 
 def test_deprecated_options_are_hidden_and_ignored_fields() -> None:
-    deprecated = [n for n, s, _ in options.options_of(RetrainOptions) if s.deprecated]
+    deprecated = [n for n, s, _ in option_fields.options_of(RetrainOptions) if s.deprecated]
     assert deprecated == ["epochs", "steps", "learning_rate", "batch_size"]
-    assert all(s.hidden for _, s, _ in options.options_of(RetrainOptions) if s.deprecated)
-    assert options.deprecation(RetrainOptions()) is None
-    assert options.deprecation(RetrainOptions(steps=3)) == (
+    assert all(s.hidden for _, s, _ in option_fields.options_of(RetrainOptions) if s.deprecated)
+    assert option_fields.deprecation(RetrainOptions()) is None
+    assert option_fields.deprecation(RetrainOptions(steps=3)) == (
         "`steps` is deprecated and ignored: the last layer is fitted to convergence (full-batch L-BFGS), with L2 "
         "chosen by cross-validation (`l2` fixes it)"
     )
@@ -81,16 +81,16 @@ def test_check_refuses_by_the_fields_choices_and_ranges() -> None:
     ]
     for opts, message in cases:
         with pytest.raises(errors.UsageError) as info:
-            options.check(opts)
+            option_fields.check(opts)
         assert str(info.value) == message
-    options.check(RetrainOptions(l2=1e-9, label_smoothing=0.99, random_crop=90, min_accuracy=1))
+    option_fields.check(RetrainOptions(l2=1e-9, label_smoothing=0.99, random_crop=90, min_accuracy=1))
 
 
 def test_the_cli_names_each_parameter_by_its_flag() -> None:
     from imgtool.cli.command import option_of_parameter
 
     for cls in (RetrainOptions, ClassifyOptions, EvaluateOptions):
-        for name, spec, _ in options.options_of(cls):
+        for name, spec, _ in option_fields.options_of(cls):
             assert option_of_parameter()[name] in spec.flags[-1].split("/"), name
 
 
@@ -166,8 +166,8 @@ def test_evaluate_gate_and_range_live_in_the_api(mobilenet: str, photos: Path, t
 def test_every_retrain_field_reaches_the_library() -> None:
     """api.retrain takes exactly RetrainOptions' fields (and `progress`): a new field is a
     new keyword, with nothing else to edit."""
-    names = {f.name for f in fields(options.made(RetrainOptions))} - {"image_dir"}
-    opts = options.typed(
+    names = {f.name for f in fields(option_fields.made(RetrainOptions))} - {"image_dir"}
+    opts = option_fields.typed(
         RetrainOptions,
         "retrain",
         image_dir="photos",

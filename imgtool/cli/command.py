@@ -124,10 +124,10 @@ def option_of_parameter() -> dict[str, str]:
     commands by its flag, and the few parameters of others; made when first needed (an
     error or a log line), not at start-up."""
     if not _OPTION_OF_PARAMETER:
-        from imgtool.core import options
+        from imgtool.core import option_fields, options
 
         _OPTION_OF_PARAMETER.update(
-            options.flag_of_parameter(options.RetrainOptions, options.ClassifyOptions, options.EvaluateOptions),
+            option_fields.flag_of_parameter(options.RetrainOptions, options.ClassifyOptions, options.EvaluateOptions),
             folder="IMAGE_DIR",
             expect="--expect",
             input="--input",

@@ -2,7 +2,8 @@
 
 Heavy modules (numpy, LiteRT, TensorFlow) are imported inside commands, so `--help` is instant.
 The options of classify, evaluate and retrain are imgtool/core/options.py's fields (made into
-click options by cli_options.py); retrain, export, evaluate and audit are in cli_retrain.py."""
+click options by cli/options.py); retrain and export are in cli/retrain.py, evaluate and
+audit in cli/judging.py."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ from imgtool.core.options import ClassifyOptions, ModelOptions
 from imgtool.core.version import __version__
 
 
-# `imgtool beam` (scale-out) and the commands of cli_retrain.py are imported when one is run or
-# listed (`imgtool classify` builds none of them): imgtool.beam.cli imports click only, and
-# apache_beam is imported when a beam command runs.
+# `imgtool beam` (scale-out) and the commands of cli/retrain.py and cli/judging.py are
+# imported when one is run or listed (`imgtool classify` builds none of them):
+# imgtool.beam.cli imports click only, and apache_beam is imported when a beam command runs.
 @click.group(
     cls=Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -42,8 +43,8 @@ from imgtool.core.version import __version__
         "retrain": "imgtool.cli.retrain:retrain_last_layer",
         "retrain-last-layer": "imgtool.cli.retrain:retrain_last_layer",
         "export": "imgtool.cli.retrain:export_cmd",
-        "evaluate": "imgtool.cli.retrain:evaluate",
-        "audit": "imgtool.cli.retrain:audit",
+        "evaluate": "imgtool.cli.judging:evaluate",
+        "audit": "imgtool.cli.judging:audit",
     },
 )
 @click.version_option(__version__, prog_name="imgtool")

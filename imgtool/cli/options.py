@@ -1,9 +1,9 @@
 """The command line's options, made from imgtool/core/options.py's fields: one click option per
 field (its flags, help, choices, range, hidden when deprecated), and the few options that
 are the CLI's own (how to print: -f/--format, -q/--quiet, -v/--verbose), shared by every
-command. Imports click and imgtool.core.options only: the CLI builds these at start-up.
+command. Imports click, imgtool.core.options and option_fields only: the CLI builds these at start-up.
 
-Layer: front ends (below cli.py and cli_retrain.py)."""
+Layer: front ends (below cli/main.py, cli/retrain.py and cli/judging.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from imgtool.core.options import ClassifyOptions, EvaluateOptions, ModelOptions, Range, Spec, options_of
+from imgtool.core.option_fields import Range, Spec, options_of
+from imgtool.core.options import ClassifyOptions, EvaluateOptions, ModelOptions
 
 T = TypeVar("T")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -178,6 +179,22 @@ def format_option(*formats: str, help_text: str | None = None) -> Decorator:
         )(f)
 
     return decorate
+
+
+def misclassified_option(help_text: str) -> Decorator:
+    """--print-misclassified (retrain's test photos, evaluate's photos): the lines
+    `echo_misclassified` prints."""
+    return click.option("--print-misclassified", is_flag=True, help=help_text)
+
+
+def echo_misclassified(misclassified: list[dict[str, Any]]) -> None:
+    """One line on stdout per misclassified photo: its path, true label, prediction, score."""
+    from imgtool.core.output import terminal_text
+
+    for w in misclassified:
+        click.echo(
+            terminal_text(f"misclassified: {w['path']}: {w['true']} predicted as {w['predicted']} ({w['score']:.0%})")
+        )
 
 
 quiet_option = click.option(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from imgtool.core import options, ui
+from imgtool.core import option_fields, ui
 from imgtool.core.errors import Param, Text, UsageError
 from imgtool.core.options import RetrainOptions
 from imgtool.core.version import made_with
@@ -322,7 +322,7 @@ def _inputs(
     """Everything that decides what a run writes and prints, as it reads back from JSON
     (imgtool/training/reuse.py). `min_accuracy` only gates, `force` only permits, the deprecated
     options are ignored."""
-    ignored = {"min_accuracy", "force", "output", *options.deprecated_names(RetrainOptions)}
+    ignored = {"min_accuracy", "force", "output", *option_fields.deprecated_names(RetrainOptions)}
     kept = {k: v for k, v in asdict(opts).items() if k not in ignored}
     return reuse.normal(
         {
