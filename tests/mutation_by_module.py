@@ -50,6 +50,7 @@ TESTS: dict[str, list[str]] = {
     "training/evaluation": ["tests/test_evaluate.py"],
     "data/images": ["tests/test_images.py", "tests/test_distort.py"],
     "data/folders": ["tests/test_splits.py", *_FEATURES],
+    "data/splits": ["tests/test_splits.py", *_FEATURES],
     "numbers/calibration": ["tests/test_calibration.py"],
     "numbers/findings": ["tests/test_audit.py"],
     "training/fitting": ["tests/test_train.py", "tests/test_tflite_export.py"],
