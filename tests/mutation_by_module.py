@@ -57,6 +57,8 @@ TESTS: dict[str, list[str]] = {
     "runtime/engine": ["tests/test_scores.py", "tests/test_retrain_wiring.py"],
     "training/retraining": ["tests/test_retrain_wiring.py", "tests/test_retrain_checks.py"],
     "training/report": ["tests/test_report.py"],
+    "training/run_facts": ["tests/test_report.py"],
+    "training/audit_page": ["tests/test_report.py"],
     "training/tflite_model": ["tests/test_tflite_export.py"],
     "tflite/head": ["tests/test_tflite_export.py", "tests/test_tflite_formats.py"],
     "training/export_checks": ["tests/test_tflite_export.py"],
