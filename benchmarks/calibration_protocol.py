@@ -49,7 +49,7 @@ def main() -> None:
     from head_protocol import outer_folds
 
     from imgtool.numbers import calibration
-    from imgtool.data import folders
+    from imgtool.data import splits
     from imgtool.training import fitting
 
     ap = argparse.ArgumentParser()
@@ -71,7 +71,7 @@ def main() -> None:
         for f in range(5):
             tr, te = folds != f, folds == f
             files = [(f"/x/{r}", r, int(label)) for r, label, keep in zip(rel, y, tr) if keep]
-            fit = np.array([s.split != "test" for s in folders.assign_splits(files, n_classes, 10.0, 10.0)])
+            fit = np.array([s.split != "test" for s in splits.assign_splits(files, n_classes, 10.0, 10.0)])
             xt, yt = x[tr][fit], y[tr][fit]
             for cal in (False, True):
                 head, sel = fitting.select_and_fit(xt, yt, n_classes, fitting.TrainConfig(seed=seed, calibrate=cal))

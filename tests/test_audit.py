@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgtool.data.folders import Sample
+from imgtool.data.splits import Sample
 from imgtool.numbers import findings as auditing
 from imgtool.training import fitting
 

@@ -16,7 +16,7 @@ import pytest
 import tomllib
 
 from imgtool.core.errors import DatasetError, UsageError
-from imgtool.data import folders
+from imgtool.data import folders, splits
 from imgtool.training.shards import dataset_root, read_shards, training_set, walk_order
 from tests.conftest import ROOT, invoke
 
@@ -111,7 +111,7 @@ def test_training_set_splits_like_a_folder_run(tmp_path: Path) -> None:
     _write(tmp_path / "s-00000-of-00001.parquet", [_row(r, [float(i), 1.0]) for i, r in enumerate(rels)])
     classes, samples, x, shas, failed = training_set(str(tmp_path / "s-00000-of-00001.parquet"), "bb", 10.0, 10.0)
     photos = [folders.Photo(f"gs://bucket/data/{r}", r, 0 if r.startswith("cats") else 1) for r in rels]
-    want = folders.assign_splits(photos, 2, 10.0, 10.0)
+    want = splits.assign_splits(photos, 2, 10.0, 10.0)
     assert classes == ["cats", "dogs"] and samples == want and failed == []
     assert x[:, 0].tolist() == [float(i) for i in range(24)]
     assert shas == {f"gs://bucket/data/{r}": f"sha-{r}" for r in rels}  # every photo's content key

@@ -218,12 +218,12 @@ def test_a_fifo_as_catalog_or_training_photos_list_is_one_line(folder_copy: Path
 
 
 def test_a_fifo_among_the_photos_cannot_hang_an_export(folder_copy: Path, tmp_path: Path) -> None:
-    from imgtool.data import folders
+    from imgtool.data import splits
 
     meta = json.loads((folder_copy / retrained.RETRAINED_FILE).read_text())
     photos = tmp_path / "photos"
     shutil.copytree(meta["image_dir"], photos)
-    name = next(f"p{i}.jpg" for i in range(1000) if folders.split_of(f"daisy/p{i}.jpg", 0, 25) == "test")
+    name = next(f"p{i}.jpg" for i in range(1000) if splits.split_of(f"daisy/p{i}.jpg", 0, 25) == "test")
     _fifo(photos / "daisy" / name)
     _edit_record(folder_copy, image_dir=str(photos))
     res = run("export", str(folder_copy), timeout=FIFO_TIMEOUT)

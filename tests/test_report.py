@@ -14,7 +14,7 @@ import pytest
 
 from imgtool import __version__
 from imgtool.numbers import metrics
-from imgtool.training import page_parts, report
+from imgtool.training import audit_page, page_parts, report
 
 WHEN = dt.datetime(2026, 11, 27, 4, 5, tzinfo=dt.timezone.utc)
 LONG = [
@@ -602,7 +602,7 @@ def test_a_model_from_before_calibration_says_so() -> None:
 
 
 def test_the_audit_page() -> None:
-    empty = report.render_audit({"summary": {"photos": 4, "classes": ["a", "b"], "backbone": "bb"}}, "audit: x")
+    empty = audit_page.render_audit({"summary": {"photos": 4, "classes": ["a", "b"], "backbone": "bb"}}, "audit: x")
     assert "Nothing found." in _text(empty) and "4 photos in 2 classes" in _text(empty)
     full = {
         "summary": {"photos": 9, "classes": ["a", "b"], "cv_accuracy": 0.8, "backbone": "bb"},
@@ -632,7 +632,7 @@ def test_the_audit_page() -> None:
         "outliers": [{"path": "/n/o", "rel": "b/<o>.jpg", "label": "b", "score": 0.41, "z": -4.2}],
         "problems": [{"kind": "unreadable", "message": "/n/bad.jpg: truncated", "path": "/n/bad.jpg"}],
     }
-    html = report.render_audit(full, "audit: <x>")
+    html = audit_page.render_audit(full, "audit: <x>")
     text = _text(html)
     assert "<title>audit: &lt;x&gt;</title>" in html and "b/&lt;o&gt;.jpg" in html  # names escaped
     assert "cross-validated accuracy 80.0%" in text and "Nothing found" not in text

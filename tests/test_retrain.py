@@ -188,15 +188,15 @@ def test_moving_the_folder_keeps_the_split(flowers: Path, embedder: str, tmp_pat
     b = imgtool.retrain(moved, model=embedder, output=tmp_path / "b").metrics
     assert a["counts"] == b["counts"] and a["test"] == b["test"]
     # adding images moves no old one
-    from imgtool.data import folders
+    from imgtool.data import folders, splits
 
     classes, files = folders.scan(moved)
-    before = {s.rel: s.split for s in folders.assign_splits(files, len(classes), 10, 10)}
+    before = {s.rel: s.split for s in splits.assign_splits(files, len(classes), 10, 10)}
     _copy_extra = sorted((flowers / "daisy").iterdir())[30:40]
     for f in _copy_extra:
         shutil.copy(f, moved / "daisy" / f.name)
     classes, files = folders.scan(moved)
-    after = {s.rel: s.split for s in folders.assign_splits(files, len(classes), 10, 10)}
+    after = {s.rel: s.split for s in splits.assign_splits(files, len(classes), 10, 10)}
     assert all(after[k] == v for k, v in before.items())
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imgtool.core.errors import DatasetError, UsageError
-from imgtool.data import folders
+from imgtool.data import folders, splits
 
 P = folders.Photo
 
@@ -23,26 +23,26 @@ def _touch(root: Path, rel: str) -> None:
 def _splits(root: Path, v: float = 10, t: float = 10) -> dict[str, str]:
     found = folders.find_layout(root)
     classes, files, _ = found.classes, found.photos, found.description
-    return {s.rel: s.split for s in folders.assign_splits(files, len(classes), v, t)}
+    return {s.rel: s.split for s in splits.assign_splits(files, len(classes), v, t)}
 
 
 def test_split_unit_and_boundaries_exactly() -> None:
-    assert folders.split_unit("daisy/a.jpg") == 0.3096660317074858
-    assert folders.split_unit("roses/sub/b.png") == 0.881990256562099
+    assert splits.split_unit("daisy/a.jpg") == 0.3096660317074858
+    assert splits.split_unit("roses/sub/b.png") == 0.881990256562099
     digest = hashlib.sha256(b"daisy/a.jpg").digest()
-    assert folders.split_unit("daisy/a.jpg") == int.from_bytes(digest[:8], "big") / 2**64
+    assert splits.split_unit("daisy/a.jpg") == int.from_bytes(digest[:8], "big") / 2**64
     u = 30.96660317074858  # daisy/a.jpg, in percent
-    assert folders.split_of("daisy/a.jpg", u + 1e-9, 0) == "validation"
-    assert folders.split_of("daisy/a.jpg", u - 1e-9, 0) == "train"
-    assert folders.split_of("daisy/a.jpg", u - 1e-9, 2e-9) == "test"
-    assert folders.split_of("daisy/a.jpg", 10, u - 10 + 1e-9) == "test"
-    assert folders.split_of("daisy/a.jpg", 10, u - 10 - 1e-9) == "train"
-    assert folders.split_of("daisy/a.jpg", 0, 0) == "train"
-    assert folders.split_key("daisy", "sub/a.jpg") == "daisy/sub/a.jpg"
+    assert splits.split_of("daisy/a.jpg", u + 1e-9, 0) == "validation"
+    assert splits.split_of("daisy/a.jpg", u - 1e-9, 0) == "train"
+    assert splits.split_of("daisy/a.jpg", u - 1e-9, 2e-9) == "test"
+    assert splits.split_of("daisy/a.jpg", 10, u - 10 + 1e-9) == "test"
+    assert splits.split_of("daisy/a.jpg", 10, u - 10 - 1e-9) == "train"
+    assert splits.split_of("daisy/a.jpg", 0, 0) == "train"
+    assert splits.split_key("daisy", "sub/a.jpg") == "daisy/sub/a.jpg"
     # a file name that is not valid UTF-8 (os.fsdecode gives lone surrogates) still has a place
-    assert folders.split_unit("daisy/\udcff.jpg") == folders.split_unit("daisy/\udcff.jpg")
+    assert splits.split_unit("daisy/\udcff.jpg") == splits.split_unit("daisy/\udcff.jpg")
     assert (
-        folders.split_unit("daisy/\udcff.jpg")
+        splits.split_unit("daisy/\udcff.jpg")
         == int.from_bytes(hashlib.sha256(b"daisy/\xff.jpg").digest()[:8], "big") / 2**64
     )
 
@@ -56,11 +56,11 @@ def test_a_photo_exactly_on_a_boundary_falls_above_it() -> None:
         u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64  # the rule, by hand
         pct = u * 100
         assert pct / 100 == u and 10 / 100 + (pct - 10) / 100 == u  # these boundaries are exactly u
-        assert folders.split_of(key, pct, 0) == "train"  # u == v: not validation
-        assert folders.split_of(key, 0, pct) == "train"  # u == v + t: not test
-        assert folders.split_of(key, 10, pct - 10) == "train"
-        assert folders.split_of(key, 10, pct - 10 + 1e-9) == "test"
-        assert folders.split_of(key, pct + 1e-9, 0) == "validation"
+        assert splits.split_of(key, pct, 0) == "train"  # u == v: not validation
+        assert splits.split_of(key, 0, pct) == "train"  # u == v + t: not test
+        assert splits.split_of(key, 10, pct - 10) == "train"
+        assert splits.split_of(key, 10, pct - 10 + 1e-9) == "test"
+        assert splits.split_of(key, pct + 1e-9, 0) == "validation"
 
 
 def test_assign_splits_keeps_each_file_and_its_given_split() -> None:
@@ -69,14 +69,14 @@ def test_assign_splits_keeps_each_file_and_its_given_split() -> None:
         P("/d/b/2.jpg", "b/2.jpg", 1, None),
         P("/v/a/3.jpg", "v/a/3.jpg", 0, "test"),
     ]
-    samples = folders.assign_splits(files, 2, 40, 40)
+    samples = splits.assign_splits(files, 2, 40, 40)
     assert [(s.path, s.rel, s.label) for s in samples] == [(f.path, f.rel, f.label) for f in files]
     assert [s.split for s in samples] == [
-        folders.split_of("a/1.jpg", 40, 40),
-        folders.split_of("b/2.jpg", 40, 40),
+        splits.split_of("a/1.jpg", 40, 40),
+        splits.split_of("b/2.jpg", 40, 40),
         "test",
     ]
-    assert [s.split for s in folders.assign_splits(files, 2, 0, 0)] == ["train", "train", "test"]
+    assert [s.split for s in splits.assign_splits(files, 2, 0, 0)] == ["train", "train", "test"]
 
 
 def test_adding_photos_moves_no_old_photo_even_in_small_classes(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_moving_or_renaming_the_root_keeps_every_split(tmp_path: Path) -> None:
     assert _splits(moved) == before
     # the key is the class + path inside the class folder: the same photo as part of a
     # train/ + val/ tree elsewhere would be keyed the same
-    assert folders.split_key("daisy", "sub0/0.jpg") == "daisy/sub0/0.jpg"
+    assert splits.split_key("daisy", "sub0/0.jpg") == "daisy/sub0/0.jpg"
 
 
 def test_stratified_within_a_stated_bound_on_a_large_set() -> None:
@@ -119,8 +119,8 @@ def test_stratified_within_a_stated_bound_on_a_large_set() -> None:
         for label, c in enumerate(["cat", "dog", "a long class name"])
         for i in range(3000)
     ]
-    samples = folders.assign_splits(files, 3, 10, 15)
-    counts = folders.split_counts(["cat", "dog", "a long class name"], samples)
+    samples = splits.assign_splits(files, 3, 10, 15)
+    counts = splits.split_counts(["cat", "dog", "a long class name"], samples)
     for c, n in counts.items():
         # Binomial(3000, p): sd 0.55 points (10%) and 0.65 points (15%); bound: 2 points
         assert abs(n["validation"] / 3000 - 0.10) < 0.02, (c, n)
@@ -128,17 +128,17 @@ def test_stratified_within_a_stated_bound_on_a_large_set() -> None:
 
 
 def test_check_sizes_messages() -> None:
-    s = folders.Sample
+    s = splits.Sample
     ok = [
         s("p", "a/1", 0, "train"),
         s("p", "a/2", 0, "validation"),
         s("p", "b/1", 1, "train"),
         s("p", "b/2", 1, "train"),
     ]
-    folders.check_sizes(["a", "b"], ok)
+    splits.check_sizes(["a", "b"], ok)
     small = [*ok[:3], s("p", "b/2", 1, "test")]
     with pytest.raises(DatasetError) as err:
-        folders.check_sizes(["a", "b"], small)
+        splits.check_sizes(["a", "b"], small)
     assert str(err.value) == (
         "class 'b' has 1 usable photo for training (and 1 in the test split); each class needs "
         "at least 2 outside the test split (cross-validation needs 2 of each); add photos or "
@@ -151,29 +151,29 @@ def test_check_sizes_messages() -> None:
         s("p", "c/2", 2, "train"),
     ]
     with pytest.raises(DatasetError) as err:
-        folders.check_sizes(["a", "b", "c"], two)
+        splits.check_sizes(["a", "b", "c"], two)
     assert str(err.value) == (
         "class 'a' has 1 usable photo for training; class 'b' has 0 usable photos for training "
         "(and 1 in the test split); each class needs at least 2 outside the test split "
         "(cross-validation needs 2 of each); add photos or remove the folder"
     )
     with pytest.raises(DatasetError) as err:
-        folders.check_sizes(["a"], ok[:2])
+        splits.check_sizes(["a"], ok[:2])
     assert str(err.value) == "need at least 2 classes (sub-folders with images), found 1 (a)"
     with pytest.raises(DatasetError) as err:
-        folders.check_sizes([], [])
+        splits.check_sizes([], [])
     assert str(err.value) == "need at least 2 classes (sub-folders with images), found 0"
 
 
 def test_imbalance_warning_threshold() -> None:
-    s = folders.Sample
+    s = splits.Sample
     samples = [s("p", f"a/{i}", 0, "train") for i in range(10)] + [s("p", f"b/{i}", 1, "validation") for i in range(2)]
     samples += [s("p", f"b/t{i}", 1, "test") for i in range(20)]  # test photos do not count
-    assert folders.imbalance(["a", "b"], samples) == (
+    assert splits.imbalance(["a", "b"], samples) == (
         "classes are imbalanced: 'a' has 10 photos, 'b' 2 (5.0x); accuracy then flatters the big classes - "
         "look at per-class recall and the majority baseline"
     )
-    assert folders.imbalance(["a", "b"], samples[1:]) is None  # 9 vs 2: 4.5x
+    assert splits.imbalance(["a", "b"], samples[1:]) is None  # 9 vs 2: 4.5x
 
 
 def _layout(root: Path, splits: dict[str, list[str]], n: int = 3) -> Path:
@@ -189,8 +189,8 @@ def test_given_train_val_test_layout_is_used_as_given(tmp_path: Path) -> None:
     found = folders.find_layout(root)
     classes, files, desc = found.classes, found.photos, found.description
     assert classes == ["a", "b"] and desc == "given split: test/, train/, val/"
-    samples = folders.assign_splits(files, 2, 10, 10)
-    assert folders.split_counts(classes, samples) == {c: {"train": 3, "validation": 3, "test": 3} for c in classes}
+    samples = splits.assign_splits(files, 2, 10, 10)
+    assert splits.split_counts(classes, samples) == {c: {"train": 3, "validation": 3, "test": 3} for c in classes}
     assert {s.rel.split("/")[0]: s.split for s in samples} == {"train": "train", "val": "validation", "test": "test"}
     _layout(tmp_path / "e", {"train": ["a", "b"], "validation": ["a", "b"]})
     found = folders.find_layout(tmp_path / "e")
@@ -280,7 +280,7 @@ def test_copies_never_straddle_a_split_and_take_the_first_keys_split() -> None:
             crel = f"{'ba'[i % 2]}/copy-{j}-of-{i}.jpg"
             files.append(P(f"/d/{crel}", crel, 1 - i % 2))
             content[f"/d/{crel}"] = f"sha-{i}"
-    samples = folders.assign_splits(files, 2, 20, 20, content=content)
+    samples = splits.assign_splits(files, 2, 20, 20, content=content)
     by_sha: dict[str, set[str]] = {}
     for s in samples:
         by_sha.setdefault(content[s.path], set()).add(s.split)
@@ -291,15 +291,15 @@ def test_copies_never_straddle_a_split_and_take_the_first_keys_split() -> None:
     straddled_before = 0
     for s in samples:
         keys = groups[content[s.path]]
-        assert s.split == folders.split_of(min(keys), 20, 20)  # the first key's split
-        straddled_before += len({folders.split_of(k, 20, 20) for k in keys}) > 1
+        assert s.split == splits.split_of(min(keys), 20, 20)  # the first key's split
+        straddled_before += len({splits.split_of(k, 20, 20) for k in keys}) > 1
     assert straddled_before > 20  # without the rule, copies would straddle
     single = [s for s in samples if len(groups[content[s.path]]) == 1]
-    assert len(single) == 250 and all(s.split == folders.split_of(s.rel, 20, 20) for s in single)
+    assert len(single) == 250 and all(s.split == splits.split_of(s.rel, 20, 20) for s in single)
     # without content, or with each photo's content its own, the old rule exactly
-    plain = folders.assign_splits(files, 2, 20, 20)
-    assert [s.split for s in plain] == [folders.split_of(f.rel, 20, 20) for f in files]
-    own = folders.assign_splits(files, 2, 20, 20, content={f.path: f.path for f in files})
+    plain = splits.assign_splits(files, 2, 20, 20)
+    assert [s.split for s in plain] == [splits.split_of(f.rel, 20, 20) for f in files]
+    own = splits.assign_splits(files, 2, 20, 20, content={f.path: f.path for f in files})
     assert own == plain
 
 
@@ -311,7 +311,7 @@ def test_a_copy_of_a_given_split_photo_follows_it() -> None:
         P("/d/a/2.jpg", "a/2.jpg", 0, None),
     ]
     content = {"/d/a/1.jpg": "s", "/t/a/x.jpg": "s", "/t/a/y.jpg": "s", "/d/a/2.jpg": "s"}
-    samples = folders.assign_splits(files, 1, 0, 0, content=content)
+    samples = splits.assign_splits(files, 1, 0, 0, content=content)
     # given splits stay as given; the hashed copies take the given split whose key sorts first
     assert [s.split for s in samples] == ["test", "test", "validation", "test"]
 
@@ -323,7 +323,7 @@ def test_content_hashes_of_a_real_folder_skip_what_cannot_be_read(tmp_path: Path
     shutil.copyfile(tmp_path / "a/1.jpg", tmp_path / "a/2.jpg")
     os.mkfifo(tmp_path / "a/3.jpg")
     files = [P(str(tmp_path / f"a/{i}.jpg"), f"a/{i}.jpg", 0) for i in (1, 2, 3, 4)]
-    got = folders.content_hashes(files)
+    got = splits.content_hashes(files)
     want = hashlib.sha256(b"\xff\xd8 not decoded here").hexdigest()
     assert got == {files[0].path: want, files[1].path: want}
 
@@ -332,18 +332,18 @@ def test_too_many_small_classes_are_summarised_in_one_short_line() -> None:
     """1,000 classes x 2 photos with the default split: the message named every class (14 KB)."""
     classes = [f"class_{i:04d}" for i in range(1000)]
     files = [P(f"/p/{c}/{j}.jpg", f"{c}/{j}.jpg", i) for i, c in enumerate(classes) for j in range(2)]
-    samples = folders.assign_splits(files, len(classes), 10.0, 10.0)
-    counts = folders.split_counts(classes, samples)
+    samples = splits.assign_splits(files, len(classes), 10.0, 10.0)
+    counts = splits.split_counts(classes, samples)
     small = [c for c in classes if counts[c]["train"] + counts[c]["validation"] < 2]
     with pytest.raises(DatasetError) as err:
-        folders.check_sizes(classes, samples)
+        splits.check_sizes(classes, samples)
     text = str(err.value)
     assert "\n" not in text and len(text) < 500, len(text)
     assert text.startswith(
         f"{len(small)} of the 1000 classes have fewer than 2 usable photos for training, e.g. class {small[0]!r} has "
     )
-    assert f"; and {len(small) - folders.SHOWN_CLASSES} more; each class needs at least 2" in text
-    assert small[folders.SHOWN_CLASSES] not in text
+    assert f"; and {len(small) - splits.SHOWN_CLASSES} more; each class needs at least 2" in text
+    assert small[splits.SHOWN_CLASSES] not in text
 
 
 def test_roboflow_train_valid_test_is_a_given_split(tmp_path: Path) -> None:

@@ -213,7 +213,7 @@ def audit(
 
     from imgtool import api
     from imgtool.core import store
-    from imgtool.training import report as report_mod
+    from imgtool.training import audit_page
     from imgtool.training.auditing import format_text
 
     ui.set_quiet(quiet)
@@ -232,7 +232,7 @@ def audit(
         bottleneck_dir=bottleneck_dir,
     )
     if report is not None:
-        html = report_mod.render_audit(result.to_dict(), f"imgtool audit: {Path(image_dir).name}")
+        html = audit_page.render_audit(result.to_dict(), f"imgtool audit: {Path(image_dir).name}")
         try:
             store.atomic_write_text(report, html)
         except OSError as err:

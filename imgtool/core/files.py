@@ -131,6 +131,33 @@ def _name_max(folder: Path) -> int:
         return 255
 
 
+def _check_name_length(path: Path, what: str | Param) -> None:
+    """UsageError unless every part of `path` fits the file system with room for its
+    temporary name, and the whole fits PATH_MAX."""
+    text = os.fsencode(os.path.abspath(path))
+    longest = max((len(part) for part in text.split(b"/")), default=0)
+    limit = _name_max(Path(os.path.abspath(path)).parent) - TEMP_NAME_OVERHEAD
+    if longest > limit or len(text) > 4096 - TEMP_NAME_OVERHEAD:
+        raise UsageError(
+            what + f" {path}: the name is too long ({longest} bytes in one part; this file system "
+            f"takes {limit + TEMP_NAME_OVERHEAD}, and {TEMP_NAME_OVERHEAD} are needed for the temporary "
+            "name it is first written under); choose a shorter path",
+            path=path,
+        )
+
+
+def _check_kind(path: Path, what: str | Param, kind: Literal["file", "folder"]) -> None:
+    """UsageError when `path` exists as something else than a `kind`."""
+    if os.path.lexists(path):
+        mode = os.lstat(path).st_mode
+        if kind == "file" and not stat.S_ISREG(mode):
+            other = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+            raise UsageError(what + f" {path} is {other}; it is never replaced: give a file path", path=path)
+        if kind == "folder" and not stat.S_ISDIR(mode):
+            other = "a file" if stat.S_ISREG(mode) else "not a folder (a device, FIFO or socket)"
+            raise UsageError(what + f" {path} is {other}; give a folder path", path=path)
+
+
 def check_target(
     path: Path,
     what: str | Param,
@@ -153,30 +180,14 @@ def check_target(
       replacing it would delete them;
     * an existing non-empty one that `ours` does not recognise is replaced only with
       `force`."""
-    text = os.fsencode(os.path.abspath(path))
-    longest = max((len(part) for part in text.split(b"/")), default=0)
-    limit = _name_max(Path(os.path.abspath(path)).parent) - TEMP_NAME_OVERHEAD
-    if longest > limit or len(text) > 4096 - TEMP_NAME_OVERHEAD:
-        raise UsageError(
-            what + f" {path}: the name is too long ({longest} bytes in one part; this file system "
-            f"takes {limit + TEMP_NAME_OVERHEAD}, and {TEMP_NAME_OVERHEAD} are needed for the temporary "
-            "name it is first written under); choose a shorter path",
-            path=path,
-        )
+    _check_name_length(path, what)
     if os.path.islink(path):
         raise UsageError(
             what + f" {path} is a symbolic link (to {os.readlink(path)}); it is not followed or "
             "replaced: give the path it points to, or another path",
             path=path,
         )
-    if os.path.lexists(path):
-        mode = os.lstat(path).st_mode
-        if kind == "file" and not stat.S_ISREG(mode):
-            other = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-            raise UsageError(what + f" {path} is {other}; it is never replaced: give a file path", path=path)
-        if kind == "folder" and not stat.S_ISDIR(mode):
-            other = "a file" if stat.S_ISREG(mode) else "not a folder (a device, FIFO or socket)"
-            raise UsageError(what + f" {path} is {other}; give a folder path", path=path)
+    _check_kind(path, what, kind)
     out = Path(os.path.abspath(path)).resolve()
     for name, guarded in protected:
         if guarded is None:

@@ -27,7 +27,6 @@ def lbfgs(
     (x, iterations until the last one stopped). Deterministic."""
     x = x0.copy()
     f, g = fg(x)
-    k = x.shape[0]
     hist_s: list[np.ndarray] = []
     hist_y: list[np.ndarray] = []
     hist_rho: list[np.ndarray] = []
@@ -37,33 +36,8 @@ def lbfgs(
         active = np.max(np.abs(g), axis=1) >= tol
         if not active.any():
             return x, it - 1
-        q = g.copy()
-        alphas = []
-        for s, yv, rho in zip(reversed(hist_s), reversed(hist_y), reversed(hist_rho)):
-            a = rho * np.einsum("kp,kp->k", s, q)
-            q -= a[:, None] * yv
-            alphas.append(a)
-        q *= gamma[:, None]
-        for s, yv, rho, a in zip(hist_s, hist_y, hist_rho, reversed(alphas)):
-            q += s * (a - rho * np.einsum("kp,kp->k", yv, q))[:, None]
-        d = -q
-        slope = np.einsum("kp,kp->k", g, d)
-        bad = slope >= 0  # not a descent direction (numerical trouble): use the gradient
-        d[bad] = -g[bad]
-        slope[bad] = -np.einsum("kp,kp->k", g[bad], g[bad])
-        d[~active] = 0.0
-        slope[~active] = 0.0
-        t = np.ones(k)
-        xn = x + d
-        fn, gn = fg(xn)
-        while True:
-            done = (fn <= f + 1e-4 * t * slope) | (t < 1e-12)
-            if done.all():
-                break
-            t[~done] *= 0.5
-            trial = x + t[:, None] * d
-            ft, gt = fg(trial)
-            xn[~done], fn[~done], gn[~done] = trial[~done], ft[~done], gt[~done]
+        d, slope = _direction(g, active, hist_s, hist_y, hist_rho, gamma)
+        xn, fn, gn = _backtrack(fg, x, f, d, slope)
         s, yv = xn - x, gn - g
         sy = np.einsum("kp,kp->k", s, yv)
         yy = np.einsum("kp,kp->k", yv, yv)
@@ -77,3 +51,55 @@ def lbfgs(
             del hist_s[0], hist_y[0], hist_rho[0]
         x, f, g = xn, fn, gn
     return x, it
+
+
+def _direction(
+    g: np.ndarray,
+    active: np.ndarray,
+    hist_s: list[np.ndarray],
+    hist_y: list[np.ndarray],
+    hist_rho: list[np.ndarray],
+    gamma: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the L-BFGS step of each problem [K, P] by the two-loop recursion, its slope [K]);
+    the gradient's descent where that is no descent, nothing for a problem stopped."""
+    q = g.copy()
+    alphas = []
+    for s, yv, rho in zip(reversed(hist_s), reversed(hist_y), reversed(hist_rho)):
+        a = rho * np.einsum("kp,kp->k", s, q)
+        q -= a[:, None] * yv
+        alphas.append(a)
+    q *= gamma[:, None]
+    for s, yv, rho, a in zip(hist_s, hist_y, hist_rho, reversed(alphas)):
+        q += s * (a - rho * np.einsum("kp,kp->k", yv, q))[:, None]
+    d = -q
+    slope = np.einsum("kp,kp->k", g, d)
+    bad = slope >= 0  # not a descent direction (numerical trouble): use the gradient
+    d[bad] = -g[bad]
+    slope[bad] = -np.einsum("kp,kp->k", g[bad], g[bad])
+    d[~active] = 0.0
+    slope[~active] = 0.0
+    return d, slope
+
+
+def _backtrack(
+    fg: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    x: np.ndarray,
+    f: np.ndarray,
+    d: np.ndarray,
+    slope: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, values, gradients) after the step along `d`, halved per problem until it
+    decreases enough (Armijo) or is below 1e-12 of `d`."""
+    t = np.ones(x.shape[0])
+    xn = x + d
+    fn, gn = fg(xn)
+    while True:
+        done = (fn <= f + 1e-4 * t * slope) | (t < 1e-12)
+        if done.all():
+            break
+        t[~done] *= 0.5
+        trial = x + t[:, None] * d
+        ft, gt = fg(trial)
+        xn[~done], fn[~done], gn[~done] = trial[~done], ft[~done], gt[~done]
+    return xn, fn, gn

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgtool.data.folders import Sample
+from imgtool.data.splits import Sample
 from imgtool.numbers.findings import (
     NEAR_DUPLICATE,
     AuditResult,
@@ -34,7 +34,7 @@ def run(
     value_range: tuple[float, float] | None = None,
 ) -> AuditResult:
     """The audit of `folder` (see the module docstring); `imgtool.audit` is this."""
-    from imgtool.data import folders
+    from imgtool.data import folders, splits
     from imgtool.training.featurize import feature_backbone, features_of, readable_files
 
     found = folders.find_layout(folder, validation_dir, test_dir)
@@ -42,12 +42,12 @@ def run(
     v, t = found.percentages(validation_percent, test_percent)
     backbone, engine, _, cache = feature_backbone(model, input_size, value_range, bottleneck_dir)
     good, shas, bad = readable_files(files, cache)
-    samples = folders.assign_splits(good, len(classes), v, t, content=shas)
+    samples = splits.assign_splits(good, len(classes), v, t, content=shas)
     samples, x, failed = features_of(engine, samples, shas, cache)
     bad += failed
     result = AuditResult()
     result.problems += [Problem("unreadable", f"{p}: {why}", path=p) for p, why in bad]
-    counts = folders.split_counts(classes, samples)
+    counts = splits.split_counts(classes, samples)
     total = {c: sum(n.values()) for c, n in counts.items()}
     result.problems += _size_problems(folder, classes, counts, samples)
     cv_accuracy = _suspects_by_cross_validation(
@@ -87,7 +87,7 @@ def _size_problems(
     folder: Path, classes: list[str], counts: dict[str, dict[str, int]], samples: list[Sample]
 ) -> list[Problem]:
     """Classes too small to train on, too few classes, and a large imbalance."""
-    from imgtool.data import folders
+    from imgtool.data import splits
 
     out = []
     for c in classes:
@@ -106,7 +106,7 @@ def _size_problems(
             Problem("too_few_classes", f"{folder} has {len(classes)} class folder(s); a classifier needs at least 2")
         )
     if samples and len(classes) >= 2:
-        warning = folders.imbalance(classes, samples)
+        warning = splits.imbalance(classes, samples)
         if warning:
             out.append(Problem("imbalance", warning))
     return out

@@ -24,13 +24,13 @@ def split_photos(
     retrain (dataset.find_layout, dataset.assign_splits)."""
     from imgtool.core.errors import ImgtoolError
     from imgtool.core.records import BadRecord
-    from imgtool.data import folders
+    from imgtool.data import folders, splits
 
     image_dir = Path(meta.image_dir or "")
     if not meta.image_dir or not image_dir.is_dir():
         return [], [], f"the training photos are not at {image_dir} any more"
     try:
-        split = folders.StoredSplit.from_dict(metrics.get("options") or {}, "options.")
+        split = splits.StoredSplit.from_dict(metrics.get("options") or {}, "options.")
         found = folders.find_layout(image_dir, split.validation_dir, split.test_dir)
     except (ImgtoolError, BadRecord) as err:
         return [], [], f"the training photos cannot be read as they were ({err})"
@@ -38,8 +38,8 @@ def split_photos(
         return [], [], f"the classes in {image_dir} are not the model's any more"
     skipped = {s.get("path") for s in metrics.get("skipped") or []}
     photos = [f for f in found.photos if f.path not in skipped]
-    samples = folders.assign_splits(
-        photos, len(found.classes), split.validation_percent, split.test_percent, content=folders.content_hashes(photos)
+    samples = splits.assign_splits(
+        photos, len(found.classes), split.validation_percent, split.test_percent, content=splits.content_hashes(photos)
     )
     test = [(s.path, s.label) for s in samples if s.split == "test"]
     train = sorted((s for s in samples if s.split == "train"), key=lambda s: s.rel)

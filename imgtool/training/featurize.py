@@ -15,7 +15,7 @@ import numpy as np
 
 from imgtool.core import ui
 from imgtool.core.errors import ImgtoolError, Param, UsageError
-from imgtool.data import folders
+from imgtool.data import folders, splits
 from imgtool.data.distortions import Distortions
 from imgtool.data.images import not_a_regular_file
 from imgtool.runtime import bottlenecks
@@ -114,8 +114,8 @@ def readable_files(
 
 
 def features_of(
-    engine: Any, samples: list[folders.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache
-) -> tuple[list[folders.Sample], np.ndarray, list[tuple[str, str]]]:
+    engine: Any, samples: list[splits.Sample], shas: dict[str, str], cache: bottlenecks.BottleneckCache
+) -> tuple[list[splits.Sample], np.ndarray, list[tuple[str, str]]]:
     """Bottlenecks of the samples (cache first): (the samples that have one, their
     features, [(path, why)] of those that failed here)."""
     paths = [s.path for s in samples]
@@ -134,7 +134,7 @@ def features_of(
 
 
 def distorted_features(
-    engine: Any, fit_samples: list[folders.Sample], d: Distortions, seed: int
+    engine: Any, fit_samples: list[splits.Sample], d: Distortions, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features of distorted copies of each photo the head is fitted on: (x, y, index of
     the source photo in fit_samples) - cross-validation keeps a copy in its photo's fold."""

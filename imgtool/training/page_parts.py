@@ -1,6 +1,7 @@
-"""The parts imgtool's HTML pages (report.html, the audit page; assembled in report.py)
-are drawn with: one style and page head, escaping, thumbnails and photo grids, and the
-inline SVG charts (accuracy and loss against L2 or epoch, the reliability diagram).
+"""The parts imgtool's HTML pages (report.html, assembled in report.py; the audit page, in
+audit_page.py) are drawn with: one style and page head, escaping, numbers, thumbnails and
+photo grids, and the inline SVG charts (accuracy and loss against L2 or epoch, the
+reliability diagram).
 
 Layer: the work (above images; used by report)."""
 
@@ -21,6 +22,18 @@ def esc(text: str) -> str:
     """HTML-escaped; a file name's undecodable bytes (surrogate-escaped) as \\xNN, so the
     report is UTF-8 whatever the photos are called."""
     return html.escape(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
+
+def pct(v: float | None, digits: int = 1) -> str:
+    """A share as a percentage; "–" for none."""
+    return "–" if v is None else f"{v:.{digits}%}"
+
+
+def num(v: Any) -> str:
+    """A number as a page shows it: a float to 4 significant digits, anything else as it is."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
 
 
 CSS = """

@@ -21,15 +21,16 @@ from imgtool.numbers.metrics import f1_score, majority_baseline, wilson_interval
 from imgtool.training.page_parts import (
     curve_data,
     esc,
-    figure,
-    groups_section,
     leakage_section,
+    num,
     page_head,
+    pct,
     suspects_section,
     svg_curve,
     svg_reliability,
     thumb,
 )
+from imgtool.training.run_facts import run_section
 
 SMALL_TEST_SET = 100  # below this many test photos the page says how uncertain accuracy is
 CONFUSION_MATRIX_MAX = 30  # classes; above this, the most frequent confusions instead of the matrix
@@ -42,16 +43,6 @@ def _cell_colour(value: int, row_total: int, diagonal: bool) -> str:
     hue = 140 if diagonal else 0
     light = 100 - int(55 * frac)
     return f"hsl({hue}, 65%, {light}%)"
-
-
-def _pct(v: float | None, digits: int = 1) -> str:
-    return "–" if v is None else f"{v:.{digits}%}"
-
-
-def _num(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def title_for(image_dir: str | None) -> str:
@@ -110,7 +101,7 @@ def render(
         )
     )
     parts.append(leakage_section(metrics.get("near_duplicates") or {}))
-    parts.append(_run_section(metrics, when))
+    parts.append(run_section(metrics, when))
     parts.append("</body></html>\n")
     return "".join(parts)
 
@@ -132,7 +123,7 @@ def _summary(metrics: dict[str, Any], test: dict[str, Any]) -> str:
         out.append(
             "<p>Baseline: always answering the most frequent class, "
             f'<b class="cls">{esc(str(base["class"]))}</b>, '
-            f"scores {_pct(base['accuracy'])} on the same photos.</p>"
+            f"scores {pct(base['accuracy'])} on the same photos.</p>"
         )
     if acc is not None and 0 < n < SMALL_TEST_SET:
         lo_hi = wilson_interval(round(acc * n), n)
@@ -170,7 +161,7 @@ def _per_class(test: dict[str, Any], classes: list[str]) -> str:
         correct = f"{cm[i][i]}/" if cm and i < len(cm) else ""
         width = int(160 * (r or 0))
         rows.append(
-            f'<tr><td class="name">{esc(c)}</td><td>{_pct(p)}</td><td>{_pct(r)}</td><td>{_pct(f1)}</td>'
+            f'<tr><td class="name">{esc(c)}</td><td>{pct(p)}</td><td>{pct(r)}</td><td>{pct(f1)}</td>'
             f'<td class="muted">{correct}{pc.get("support", 0)}</td>'
             f'<td><div class="bar"><span style="width:{width}px"></span></div></td></tr>'
         )
@@ -252,15 +243,15 @@ def _head_section(metrics: dict[str, Any]) -> str:
     if head:
         facts = [f"method: <b>{esc(str(head.get('method', '?')))}</b>"]
         if head.get("l2") is not None:
-            facts.append(f"L2 {_num(head['l2'])}")
+            facts.append(f"L2 {num(head['l2'])}")
         if head.get("epochs") is not None:
             facts.append(f"{head['epochs']} epochs")
         if head.get("cv_folds"):
             cv = f"{head['cv_folds']}-fold cross-validation"
             if head.get("cv_accuracy") is not None:
-                cv += f": accuracy {_pct(head['cv_accuracy'])}"
+                cv += f": accuracy {pct(head['cv_accuracy'])}"
                 if head.get("cv_accuracy_std") is not None:
-                    cv += f" ± {_pct(head['cv_accuracy_std'])}"
+                    cv += f" ± {pct(head['cv_accuracy_std'])}"
             if head.get("cv_loss") is not None:
                 cv += f", loss {head['cv_loss']:.4f}"
             facts.append(cv)
@@ -274,14 +265,14 @@ def _head_section(metrics: dict[str, Any]) -> str:
                 chosen = c.get("l2") == head.get("l2")
                 loss = c.get("cv_loss")
                 out.append(
-                    f"<tr{' class=chosen' if chosen else ''}><td>{_num(c.get('l2'))}{' ✓' if chosen else ''}"
-                    f"</td><td>{_pct(c.get('cv_accuracy'))}</td>"
+                    f"<tr{' class=chosen' if chosen else ''}><td>{num(c.get('l2'))}{' ✓' if chosen else ''}"
+                    f"</td><td>{pct(c.get('cv_accuracy'))}</td>"
                     f"<td>{'–' if loss is None else f'{loss:.4f}'}</td></tr>"
                 )
             out.append("</table></div>")
     else:
         bits = [
-            f"{k.replace('_', ' ')} {_num(opts[k])}"
+            f"{k.replace('_', ' ')} {num(opts[k])}"
             for k in ("epochs", "learning_rate", "l2", "label_smoothing")
             if opts.get(k) is not None
         ]
@@ -320,74 +311,6 @@ def _misclassified(misclassified: list[dict[str, Any]] | None) -> str:
     return "".join(out)
 
 
-# metrics.json's options as a person writes them: retrain's option for each key (the key with
-# dashes, but for these), and the keys that are no option but a fact of the fit
-_OPTION_SPELLING = {"copies": "--distorted-copies"}
-_NOT_OPTIONS = {"cv_folds": "cross-validation folds", "l2_grid": "L2 candidates"}
-_WHEN_NOT_GIVEN = {"l2": "chosen by cross-validation"}
-
-
-def _option_rows(options: dict[str, Any]) -> list[tuple[str, str]]:
-    """[(how a person writes the option, its value)]: `--test-percent` 10, `--flip-left-right`
-    on/off; an option not given is left out (or says what happens instead)."""
-    flat: list[tuple[str, Any]] = []
-    for k, v in options.items():
-        flat += list(v.items()) if isinstance(v, dict) else [(k, v)]  # distortions.* are options too
-    rows = []
-    for key, value in flat:
-        if key in _NOT_OPTIONS:
-            label = _NOT_OPTIONS[key]
-        else:
-            label = _OPTION_SPELLING.get(key, "--" + key.replace("_", "-"))
-        if value is None:
-            if key not in _WHEN_NOT_GIVEN:
-                continue
-            shown = _WHEN_NOT_GIVEN[key]
-        else:
-            shown = _value(value)
-        rows.append((label, shown))
-    return rows
-
-
-def _value(v: Any) -> str:
-    """A value as typed on a command line: on/off, 10 (not 10.0), 224,224, names as they are."""
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return ",".join(_value(x) for x in v)
-    return str(v)
-
-
-def _run_section(metrics: dict[str, Any], when: str) -> str:
-    from imgtool.core.version import __version__
-
-    version = metrics.get("imgtool") or __version__
-    rows: list[tuple[str, str]] = [
-        ("date", when),
-        ("imgtool", str(version)),
-        ("backbone", str(metrics.get("backbone", ""))),
-    ]
-    rows += _option_rows(metrics.get("options") or {})
-    counts = metrics.get("counts") or {}
-    splits: dict[str, int] = {}
-    for per in counts.values():
-        if isinstance(per, dict):
-            for s, n in per.items():
-                splits[s] = splits.get(s, 0) + int(n)
-    if splits:
-        rows.append(("photos per split", ", ".join(f"{s} {n}" for s, n in splits.items())))
-    skipped = metrics.get("skipped") or []
-    if skipped:
-        rows.append(("skipped photos", str(len(skipped))))
-    body = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
-    return f"<h2>This run</h2><dl class='run'>{body}</dl>"
-
-
-# ---------------------------------------------------------------- calibration, suspects, duplicates
-
-
 def _calibration_section(metrics: dict[str, Any]) -> str:
     from imgtool.numbers.calibration import plain_sentence
 
@@ -404,9 +327,9 @@ def _calibration_section(metrics: dict[str, Any]) -> str:
     out = ["<h2>Calibration</h2>"]
     t = cal.get("temperature")
     out.append(
-        f"<p>The scores are divided by a temperature T = <b>{_num(t)}</b> (fitted on the out-of-fold "
-        f"predictions): the expected calibration error went from {_num(cal.get('ece_before'))} to "
-        f"<b>{_num(cal.get('ece_after'))}</b> (10 bins, out of fold)."
+        f"<p>The scores are divided by a temperature T = <b>{num(t)}</b> (fitted on the out-of-fold "
+        f"predictions): the expected calibration error went from {num(cal.get('ece_before'))} to "
+        f"<b>{num(cal.get('ece_after'))}</b> (10 bins, out of fold)."
     )
     sentence = plain_sentence(cal.get("reliability_after") or [])
     if sentence:
@@ -416,64 +339,9 @@ def _calibration_section(metrics: dict[str, Any]) -> str:
     if opens.get("min_score") is not None:
         out.append(
             f"<p>Suggested <code>--min-score</code>: <b>{opens['min_score']:.4g}</b> - out of fold, the photos "
-            f"scored at least that were right {_pct(opens.get('precision'))} of the time, and "
-            f"{_pct(opens.get('accepted'))} of the photos were. <code>imgtool classify -m MODEL "
+            f"scored at least that were right {pct(opens.get('precision'))} of the time, and "
+            f"{pct(opens.get('accepted'))} of the photos were. <code>imgtool classify -m MODEL "
             "--min-score auto</code> uses it.</p>"
         )
     out.append(svg_reliability(cal.get("reliability_before") or [], cal.get("reliability_after") or []))
     return "".join(out)
-
-
-def render_audit(result: dict[str, Any], title: str) -> str:
-    """The audit (AuditResult.to_dict()) as a self-contained page, in the report's style."""
-    s = result.get("summary") or {}
-    parts = [page_head(title)]
-    cv = s.get("cv_accuracy")
-    parts.append(
-        f"<p>{s.get('photos', 0)} photos in {len(s.get('classes') or [])} classes"
-        + (f"; cross-validated accuracy {_pct(cv)}" if cv is not None else "")
-        + f'.</p><p class="muted">backbone {esc(str(s.get("backbone", "")))}; '
-        f"{len(result.get('suspects') or [])} suspects, {len(result.get('duplicates') or [])} duplicate "
-        f"groups, {len(result.get('outliers') or [])} outliers, {len(result.get('problems') or [])} "
-        "problems</p>"
-    )
-    parts.append(
-        suspects_section(
-            result.get("suspects") or [],
-            "Suspect labels",
-            "Photos whose folder's class the out-of-fold predictions reject, most suspicious first.",
-        )
-    )
-    parts.append(
-        groups_section(
-            result.get("duplicates") or [],
-            "Duplicates",
-            "Byte-identical or near-identical photos. Across classes: a label conflict; across "
-            "train and test: leakage.",
-        )
-    )
-    outliers = result.get("outliers") or []
-    if outliers:
-        parts.append(
-            f"<h2>Outliers ({len(outliers)})</h2><p class='muted'>Photos far from every other photo: "
-            "likely of no class at all.</p><div class='grid'>"
-        )
-        parts += [
-            figure(
-                o["path"],
-                f'{esc(o["label"])} · similarity {o["score"]:.2f}<br><span class="muted">{esc(o["rel"])}</span>',
-            )
-            for o in outliers
-        ]
-        parts.append("</div>")
-    problems = result.get("problems") or []
-    if problems:
-        parts.append(
-            f"<h2>Problems ({len(problems)})</h2><ul>"
-            + "".join(f"<li><b>{esc(p['kind'])}</b>: {esc(p['message'])}</li>" for p in problems)
-            + "</ul>"
-        )
-    if not (result.get("suspects") or result.get("duplicates") or outliers or problems):
-        parts.append("<p>Nothing found.</p>")
-    parts.append("</body></html>\n")
-    return "".join(parts)

@@ -21,7 +21,7 @@ from imgtool.core import option_fields, ui
 from imgtool.core.errors import Param, Text, UsageError
 from imgtool.core.options import RetrainOptions
 from imgtool.core.version import made_with
-from imgtool.data import folders
+from imgtool.data import folders, splits
 from imgtool.data.distortions import Distortions
 from imgtool.numbers import metrics
 from imgtool.runtime import bottlenecks
@@ -66,8 +66,8 @@ def _plan_splits(opts: RetrainOptions) -> tuple[list[str], list[folders.Photo], 
     classes, files, layout = found.classes, found.photos, found.description
     given = {f.given for f in files if f.given is not None}
     v, t = found.percentages(opts.validation_percent, opts.test_percent)
-    raw = folders.assign_splits(files, len(classes), v, t)
-    folders.check_sizes(classes, raw)
+    raw = splits.assign_splits(files, len(classes), v, t)
+    splits.check_sizes(classes, raw)
     if opts.min_accuracy is not None and not any(s.split == "test" for s in raw):
         why = (
             Param("test_percent") + " is 0"
@@ -172,7 +172,7 @@ class _Data:
     """What the last layer is fitted and scored on: every usable photo with its features."""
 
     classes: list[str]
-    samples: list[folders.Sample]
+    samples: list[splits.Sample]
     x: np.ndarray  # their features, one row each
     shas: dict[str, str]  # {path: content sha256}
     bad: list[tuple[str, str]]  # [(path, why)] skipped
@@ -245,7 +245,7 @@ def _scores(data: _Data, fit: _Fit) -> dict[str, Any]:
         },
         "head": fit.selection.as_dict(),
         "classes": classes,
-        "counts": folders.split_counts(classes, data.samples),
+        "counts": splits.split_counts(classes, data.samples),
     }
 
 
@@ -368,22 +368,22 @@ def _usable_samples(
     cache: bottlenecks.BottleneckCache,
     v_pct: float,
     t_pct: float,
-) -> tuple[list[folders.Sample], dict[str, str], list[tuple[str, str]]]:
+) -> tuple[list[splits.Sample], dict[str, str], list[tuple[str, str]]]:
     """Hash every file (the cache key), decode-check those without a cached bottleneck,
     list and drop the bad ones, split the rest and check every class is big enough."""
     good, shas, bad = readable_files(files, cache)
     for path, why in bad:
         ui.warn(f"skipping {path}: {why}")
-    samples = folders.assign_splits(good, len(classes), v_pct, t_pct, content=shas)
-    folders.check_sizes(classes, samples)
-    counts = folders.split_counts(classes, samples)
+    samples = splits.assign_splits(good, len(classes), v_pct, t_pct, content=shas)
+    splits.check_sizes(classes, samples)
+    counts = splits.split_counts(classes, samples)
     for c in classes:
         n = counts[c]
         ui.info(f"  {c}: {sum(n.values())} images ({n['train']} train, {n['validation']} validation, {n['test']} test)")
     lacking = [c for c in classes if counts[c]["test"] == 0]
     if lacking and any(counts[c]["test"] for c in classes):
         ui.info(f"no test photos of {', '.join(lacking)} (the split is by hash: small classes may have none)")
-    warning = folders.imbalance(classes, samples)
+    warning = splits.imbalance(classes, samples)
     if warning:
         ui.warn(warning + " (" + Param("class_weight") + f" {opts.class_weight})")
     return samples, shas, bad
@@ -391,18 +391,18 @@ def _usable_samples(
 
 def _features(
     engine: Any,
-    samples: list[folders.Sample],
+    samples: list[splits.Sample],
     shas: dict[str, str],
     cache: bottlenecks.BottleneckCache,
     classes: list[str],
     opts: RetrainOptions,
-) -> tuple[list[folders.Sample], np.ndarray]:
+) -> tuple[list[splits.Sample], np.ndarray]:
     """Bottlenecks for every sample (cache first); a photo that fails here is dropped too."""
     kept, x, failed = features_of(engine, samples, shas, cache)
     for path, err in failed:
         ui.warn(f"skipping {path}: {err}")
     if failed:
-        folders.check_sizes(classes, kept)
+        splits.check_sizes(classes, kept)
     return kept, x
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgtool.core.errors import DatasetError, Param, UsageError, first_line
-from imgtool.data import folders
+from imgtool.data import folders, splits
 
 FEATURES = Param("features")  # what every message here is about
 PARQUET_HINT = "pip install 'imgtool-ml[parquet]' (pyarrow; `make install` includes it)"
@@ -137,7 +137,7 @@ def read_shards(pattern: str) -> FeatureShards:
 
 def training_set(
     pattern: str, backbone_ident: str, validation_percent: float, test_percent: float
-) -> tuple[list[str], list[folders.Sample], np.ndarray, dict[str, str], list[tuple[str, str]]]:
+) -> tuple[list[str], list[splits.Sample], np.ndarray, dict[str, str], list[tuple[str, str]]]:
     """(classes, samples, features [len(samples), F], {path: content sha256}, failed) for
     retrain: the same split rule and size checks as a folder run; the shards must come
     from the same backbone."""
@@ -153,6 +153,6 @@ def training_set(
             path=pattern,
         )
     shas = {f.path: sha for f, sha in zip(shards.files, shards.shas)}
-    samples = folders.assign_splits(shards.files, len(shards.classes), validation_percent, test_percent, content=shas)
-    folders.check_sizes(shards.classes, samples)
+    samples = splits.assign_splits(shards.files, len(shards.classes), validation_percent, test_percent, content=shas)
+    splits.check_sizes(shards.classes, samples)
     return shards.classes, samples, shards.matrix, shas, shards.failed
