@@ -87,10 +87,10 @@ def retrain_last_layer(
       imgtool classify -m flowers-model garden.jpg
       imgtool retrain --features 'out/flowers-*.parquet' -m embedding.tflite -o flowers-model
     """
-    from imgtool import api
+    from imgtool import api_training
 
     ui.set_quiet(quiet)
-    result = api.retrain(image_dir, **options)
+    result = api_training.retrain(image_dir, **options)
     if fmt == "json":
         _print_json(result)
     else:
@@ -224,10 +224,10 @@ def export_cmd(model_dir: Path, quantize: str, output: Path | None, force: bool,
     """
     import json
 
-    from imgtool import api
+    from imgtool import api_training
 
     ui.set_quiet(quiet)
-    results = api.export_model(model_dir, quantize, output, force=force)  # type: ignore[arg-type]  # Choice checked it
+    results = api_training.export_model(model_dir, quantize, output, force=force)  # type: ignore[arg-type]  # Choice checked it
     records = [r.record(model_dir) for r in results]
     if fmt == "json":
         click.echo(json.dumps(records, indent=2))
@@ -266,12 +266,12 @@ def evaluate(image_dir: Path, fmt: str, print_misclassified: bool, quiet: bool, 
     """
     import json
 
-    from imgtool import api
+    from imgtool import api_training
     from imgtool.numbers import metrics as metrics_mod
 
     ui.set_quiet(quiet)
     opts = collect(EvaluateOptions, options)
-    ev = api.evaluate(load(opts, verbose), image_dir, min_accuracy=opts.min_accuracy)
+    ev = api_training.evaluate(load(opts, verbose), image_dir, min_accuracy=opts.min_accuracy)
     m = ev.metrics
     if ev.seen_in_training:
         ui.warn(
@@ -415,7 +415,7 @@ def audit(
     """
     import json
 
-    from imgtool import api
+    from imgtool import api_training
     from imgtool.core import store
     from imgtool.training import report as report_mod
     from imgtool.training.auditing import format_text
@@ -423,7 +423,7 @@ def audit(
     ui.set_quiet(quiet)
     if report is not None:
         _check_page(report)  # before the work, not after it
-    result = api.audit(
+    result = api_training.audit(
         image_dir,
         model=model,
         seed=seed,
