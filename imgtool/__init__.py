@@ -28,15 +28,15 @@ _LAZY = {
     "Model": "imgtool.api",
     "ModelInfo": "imgtool.api_store",
     "list_models": "imgtool.api_store",
-    "retrain": "imgtool.api",
-    "evaluate": "imgtool.api",
+    "retrain": "imgtool.api_training",
+    "evaluate": "imgtool.api_training",
     "download_model": "imgtool.api_store",
     "model_path": "imgtool.api_store",
     "remove_models": "imgtool.api_store",
     "Removed": "imgtool.api_store",
-    "export_model": "imgtool.api",
+    "export_model": "imgtool.api_training",
     "list_caches": "imgtool.api_store",
-    "audit": "imgtool.api",
+    "audit": "imgtool.api_training",
     "AuditResult": "imgtool.numbers.findings",
     "CacheInfo": "imgtool.models.caches",
     "ExportResult": "imgtool.training.tflite_model",
@@ -93,7 +93,7 @@ __all__ = [
 assert set(__all__) == set(_LAZY) | {"__version__"}
 
 if TYPE_CHECKING:
-    from imgtool.api import Model, audit, classify, evaluate, export_model, load_model, retrain
+    from imgtool.api import Model, classify, load_model
     from imgtool.api_store import (
         ModelInfo,
         Removed,
@@ -103,6 +103,7 @@ if TYPE_CHECKING:
         model_path,
         remove_models,
     )
+    from imgtool.api_training import audit, evaluate, export_model, retrain
     from imgtool.core.errors import (
         DatasetError,
         DownloadError,

@@ -89,8 +89,8 @@ def test_no_submodule_shares_a_name_with_a_public_function() -> None:
 
     submodules = {m.name for m in pkgutil.iter_modules(imgtool.__path__)}
     assert not submodules & set(imgtool.__all__), submodules & set(imgtool.__all__)
-    assert callable(imgtool.retrain) and imgtool.retrain.__module__ == "imgtool.api"
-    assert callable(imgtool.evaluate) and imgtool.evaluate.__module__ == "imgtool.api"
+    assert callable(imgtool.retrain) and imgtool.retrain.__module__ == "imgtool.api_training"
+    assert callable(imgtool.evaluate) and imgtool.evaluate.__module__ == "imgtool.api_training"
     assert callable(imgtool.classify) and imgtool.classify.__module__ == "imgtool.api"
     assert sys.modules["imgtool.training.retraining"].RetrainResult is RetrainResult
 

@@ -92,10 +92,12 @@ def test_audit_finds_the_planted_errors_and_duplicates(
 
 
 def test_audit_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgtool import api
+    from imgtool import api_training
     from imgtool.numbers import findings
 
-    monkeypatch.setattr(api, "audit", lambda *a, **k: findings.AuditResult(summary={"photos": 4, "classes": ["a"]}))
+    monkeypatch.setattr(
+        api_training, "audit", lambda *a, **k: findings.AuditResult(summary={"photos": 4, "classes": ["a"]})
+    )
     (tmp_path / "d").mkdir()
     res = invoke("audit", str(tmp_path / "d"), "-f", "json")
     assert res.exit_code == 0 and json.loads(res.stdout)["suspects"] == []
@@ -109,7 +111,7 @@ def test_audit_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     def never(*a, **k):  # noqa: ANN202
         raise AssertionError("the audit ran before the page was found unwritable")
 
-    monkeypatch.setattr(api, "audit", never)
+    monkeypatch.setattr(api_training, "audit", never)
     res = invoke("audit", str(tmp_path / "d"), "-o", str(tmp_path / "file" / "audit.html"))
     assert res.exit_code == 4
     assert res.stderr.strip().splitlines() == [

@@ -90,6 +90,7 @@ TOP_LEVEL = {
     "imgtool": "api",
     "imgtool.api": "api",
     "imgtool.api_store": "api",
+    "imgtool.api_training": "api",
     "imgtool.__main__": "front ends",
     "imgtool.spark": "front ends",
 }

@@ -545,17 +545,17 @@ def test_expect_matches_in_any_case_and_any_form() -> None:
     [
         (["classify", "x.jpg"], "load_model"),
         (["labels"], "model_labels"),
-        (["export", "DIR"], "export_model"),
+        (["export", "DIR"], "api_training.export_model"),
         (["models", "download", "x"], "api_store.download_model"),
         (["models", "list"], "api_store.list_models"),
-        (["retrain", "DIR", "-o", "OUT"], "retrain"),
+        (["retrain", "DIR", "-o", "OUT"], "api_training.retrain"),
     ],
 )
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_every_command_exits_130_on_sigterm_and_sigint(
     command: list[str], target: str, sig: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgtool import api, api_store
+    from imgtool import api, api_store, api_training
 
     def interrupted(*args: object, **kwargs: object) -> None:
         os.kill(os.getpid(), sig)
@@ -563,7 +563,7 @@ def test_every_command_exits_130_on_sigterm_and_sigint(
         raise AssertionError("the signal did not interrupt")
 
     module, _, name = target.rpartition(".")
-    monkeypatch.setattr(api_store if module == "api_store" else api, name, interrupted)
+    monkeypatch.setattr({"api_store": api_store, "api_training": api_training}.get(module, api), name, interrupted)
     args = [a.replace("DIR", str(tmp_path)).replace("OUT", str(tmp_path / "o")) for a in command]
     before = signal.getsignal(signal.SIGTERM)
     res = invoke(*args)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from imgtool import api, api_store
+from imgtool import api_store, api_training
 from imgtool.training import fitting, reuse
 from imgtool.training.retraining import RetrainResult
 from tests.conftest import invoke
@@ -67,20 +67,20 @@ def test_identical_rerun_reuses_says_so_and_matches_a_cold_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "model"
-    cold = api.retrain(data, model=embedder, output=out)
+    cold = api_training.retrain(data, model=embedder, output=out)
     assert not cold.reused and len(fits) == 1
     written = _bytes(out)
     stats = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     caplog.set_level(logging.INFO, logger="imgtool")
     caplog.clear()
-    warm = api.retrain(data, model=embedder, output=out)
+    warm = api_training.retrain(data, model=embedder, output=out)
     assert warm.reused and len(fits) == 1  # nothing fitted, exported or rendered
     assert _same(warm, cold)
     assert any(m.startswith(f"reusing {out}: it was written by a run of identical inputs") for m in caplog.messages)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stats  # nothing written
     # the same inputs in a fresh IMGTOOL_HOME (no record, no bottleneck cache): a cold run, the same bytes
     monkeypatch.setenv("IMGTOOL_HOME", str(tmp_path / "other-home"))
-    again = api.retrain(data, model=embedder, output=out)
+    again = api_training.retrain(data, model=embedder, output=out)
     assert not again.reused and len(fits) == 2
     assert _bytes(out) == written
     assert _same(again, cold)
@@ -190,29 +190,29 @@ def test_any_changed_input_is_a_full_run(
     backbone = tmp_path / "backbone.tflite"
     shutil.copyfile(embedder, backbone)
     out = tmp_path / "model"
-    api.retrain(data, model=str(backbone), output=out)
+    api_training.retrain(data, model=str(backbone), output=out)
     if change is not None:
         change(data=data, flowers=flowers, out=out, backbone=backbone)
-    rerun = api.retrain(data, model=str(backbone), output=out, **option)
+    rerun = api_training.retrain(data, model=str(backbone), output=out, **option)
     assert not rerun.reused and len(fits) == 2
     assert (out / "model.tflite").is_file() and "edited" not in (out / "report.html").read_text()
     # and that run's own rerun is reused again
-    assert api.retrain(data, model=str(backbone), output=out, **option).reused and len(fits) == 2
+    assert api_training.retrain(data, model=str(backbone), output=out, **option).reused and len(fits) == 2
 
 
 def test_a_photo_touched_but_unchanged_is_still_reused(
     data: Path, embedder: str, tmp_path: Path, fits: list[int]
 ) -> None:
     out = tmp_path / "model"
-    api.retrain(data, model=embedder, output=out)
+    api_training.retrain(data, model=embedder, output=out)
     p = sorted((data / "daisy").iterdir())[0]
     p.write_bytes(p.read_bytes())  # rewritten with the same bytes: new facts, the same content
-    assert api.retrain(data, model=embedder, output=out).reused and len(fits) == 1
+    assert api_training.retrain(data, model=embedder, output=out).reused and len(fits) == 1
 
 
 def test_no_reuse_into_another_folder(data: Path, embedder: str, tmp_path: Path, fits: list[int]) -> None:
-    api.retrain(data, model=embedder, output=tmp_path / "a")
-    assert not api.retrain(data, model=embedder, output=tmp_path / "b").reused
+    api_training.retrain(data, model=embedder, output=tmp_path / "a")
+    assert not api_training.retrain(data, model=embedder, output=tmp_path / "b").reused
     assert len(fits) == 2
 
 
@@ -220,23 +220,23 @@ def test_removed_results_cache_only_means_a_full_run(
     data: Path, embedder: str, tmp_path: Path, isolated_home: Path, fits: list[int]
 ) -> None:
     out = tmp_path / "model"
-    cold = api.retrain(data, model=embedder, output=out)
+    cold = api_training.retrain(data, model=embedder, output=out)
     written = _bytes(out)
     (info,) = [c for c in api_store.list_caches() if c.name == "results"]
     assert info.path == isolated_home / "results" and info.entries == 1 and info.bytes > 0
     assert api_store.remove_models(["results"]) == [api_store.Removed("results", "cache", info.bytes, 1)]
     assert not info.path.exists() and (isolated_home / "bottlenecks").is_dir()  # only the records went
-    rerun = api.retrain(data, model=embedder, output=out)
+    rerun = api_training.retrain(data, model=embedder, output=out)
     assert not rerun.reused and len(fits) == 2  # fitted again, the same result
     assert _bytes(out) == written and _same(rerun, cold)
-    assert api.retrain(data, model=embedder, output=out).reused and len(fits) == 2  # recorded afresh
+    assert api_training.retrain(data, model=embedder, output=out).reused and len(fits) == 2  # recorded afresh
 
 
 def test_the_record_is_typed_keeps_unknown_keys_and_a_damaged_one_is_a_full_run(
     data: Path, embedder: str, tmp_path: Path, isolated_home: Path, fits: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
     out = tmp_path / "model"
-    api.retrain(data, model=embedder, output=out)
+    api_training.retrain(data, model=embedder, output=out)
     (rec,) = (isolated_home / "results").glob("*.json")
     raw = rec.read_bytes()
     record = reuse.ResultsRecord.from_dict(json.loads(raw))
@@ -245,13 +245,13 @@ def test_the_record_is_typed_keeps_unknown_keys_and_a_damaged_one_is_a_full_run(
     newer = {**json.loads(raw), "written_by": "a later imgtool"}  # a key this version does not know
     rec.write_text(json.dumps(newer))
     assert reuse.ResultsRecord.from_dict(newer).extra == {"written_by": "a later imgtool"}
-    assert api.retrain(data, model=embedder, output=out).reused and len(fits) == 1
+    assert api_training.retrain(data, model=embedder, output=out).reused and len(fits) == 1
     damaged = json.loads(raw)
     first = sorted(damaged["photos"])[0]
     damaged["photos"][first] = "not [facts, sha256]"
     rec.write_text(json.dumps(damaged))
     caplog.set_level(logging.DEBUG, logger="imgtool.training.reuse")
-    assert not api.retrain(data, model=embedder, output=out).reused and len(fits) == 2
+    assert not api_training.retrain(data, model=embedder, output=out).reused and len(fits) == 2
     assert any("is damaged: photos is " in m for m in caplog.messages)
     assert reuse.ResultsRecord.from_dict(json.loads(rec.read_bytes())).photos[first][1] is not None  # recorded afresh
 
@@ -280,13 +280,13 @@ def test_a_backbone_the_cache_owns_is_reused_though_other_folders_link_it(
     backbone.parent.mkdir(parents=True)
     shutil.copyfile(embedder, backbone)
     a, b = tmp_path / "a", tmp_path / "b"
-    api.retrain(data, model=str(backbone), output=a)
+    api_training.retrain(data, model=str(backbone), output=a)
     assert (a / "backbone.tflite").stat().st_ino == backbone.stat().st_ino  # linked, not copied
-    assert api.retrain(data, model=str(backbone), output=a).reused and len(fits) == 1  # its own link: reused
-    api.retrain(data, model=str(backbone), output=b)  # another folder links the same inode
+    assert api_training.retrain(data, model=str(backbone), output=a).reused and len(fits) == 1  # its own link: reused
+    api_training.retrain(data, model=str(backbone), output=b)  # another folder links the same inode
     _ctime_changed_by_a_link(backbone)
-    assert api.retrain(data, model=str(backbone), output=a).reused and len(fits) == 2
-    assert api.retrain(data, model=str(backbone), output=b).reused and len(fits) == 2
+    assert api_training.retrain(data, model=str(backbone), output=a).reused and len(fits) == 2
+    assert api_training.retrain(data, model=str(backbone), output=b).reused and len(fits) == 2
 
 
 def test_an_output_rewritten_with_the_same_bytes_is_reused(
@@ -295,11 +295,11 @@ def test_an_output_rewritten_with_the_same_bytes_is_reused(
     """Plants new facts (a rewrite, a link) on output files whose bytes are unchanged:
     reused; one byte more is a full run (test_any_changed_input_is_a_full_run)."""
     out = tmp_path / "model"
-    api.retrain(data, model=embedder, output=out)
+    api_training.retrain(data, model=embedder, output=out)
     report = out / "report.html"
     report.write_bytes(report.read_bytes())
     _ctime_changed_by_a_link(out / "model.tflite")
-    assert api.retrain(data, model=embedder, output=out).reused and len(fits) == 1
+    assert api_training.retrain(data, model=embedder, output=out).reused and len(fits) == 1
 
 
 def test_a_link_to_a_code_file_changes_no_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,12 +62,12 @@ def evaluate(image_dir: Path, fmt: str, print_misclassified: bool, quiet: bool, 
     """
     import json
 
-    from imgtool import api
+    from imgtool import api_training
     from imgtool.numbers import metrics as metrics_mod
 
     ui.set_quiet(quiet)
     opts = collect(EvaluateOptions, options)
-    ev = api.evaluate(load(opts, verbose), image_dir, min_accuracy=opts.min_accuracy)
+    ev = api_training.evaluate(load(opts, verbose), image_dir, min_accuracy=opts.min_accuracy)
     m = ev.metrics
     if ev.seen_in_training:
         ui.warn(
@@ -211,7 +211,7 @@ def audit(
     """
     import json
 
-    from imgtool import api
+    from imgtool import api_training
     from imgtool.core import store
     from imgtool.training import audit_page
     from imgtool.training.auditing import format_text
@@ -219,7 +219,7 @@ def audit(
     ui.set_quiet(quiet)
     if report is not None:
         _check_page(report)  # before the work, not after it
-    result = api.audit(
+    result = api_training.audit(
         image_dir,
         model=model,
         seed=seed,

@@ -80,10 +80,10 @@ def retrain_last_layer(
       imgtool classify -m flowers-model garden.jpg
       imgtool retrain --features 'out/flowers-*.parquet' -m embedding.tflite -o flowers-model
     """
-    from imgtool import api
+    from imgtool import api_training
 
     ui.set_quiet(quiet)
-    result = api.retrain(image_dir, **options)
+    result = api_training.retrain(image_dir, **options)
     if fmt == "json":
         _print_json(result)
     else:
@@ -210,10 +210,10 @@ def export_cmd(model_dir: Path, quantize: str, output: Path | None, force: bool,
     """
     import json
 
-    from imgtool import api
+    from imgtool import api_training
 
     ui.set_quiet(quiet)
-    results = api.export_model(model_dir, quantize, output, force=force)  # type: ignore[arg-type]  # Choice checked it
+    results = api_training.export_model(model_dir, quantize, output, force=force)  # type: ignore[arg-type]  # Choice checked it
     records = [r.record(model_dir) for r in results]
     if fmt == "json":
         click.echo(json.dumps(records, indent=2))

@@ -55,14 +55,7 @@ def run(
     )
     sha_list = [shas[s.path] for s in samples]
     result.duplicates = groups_of(samples, classes, x, sha_list)
-    out_idx, sim = outlier_order(x)
-    zs = robust_z(sim) if len(x) >= 3 else np.zeros(len(x))
-    result.outliers = [
-        Outlier(
-            samples[i].path, samples[i].rel, classes[samples[i].label], round(float(sim[i]), 4), round(float(zs[i]), 2)
-        )
-        for i in out_idx
-    ]
+    result.outliers = _outliers(samples, classes, x)
     result.summary = {
         "folder": str(folder),
         "layout": layout,
@@ -81,6 +74,18 @@ def run(
         "options": {"seed": seed, "validation_percent": v, "test_percent": t},
     }
     return result
+
+
+def _outliers(samples: list[Sample], classes: list[str], x: np.ndarray) -> list[Outlier]:
+    """The photos least like their class, most unlike first (robust z of the similarity)."""
+    out_idx, sim = outlier_order(x)
+    zs = robust_z(sim) if len(x) >= 3 else np.zeros(len(x))
+    return [
+        Outlier(
+            samples[i].path, samples[i].rel, classes[samples[i].label], round(float(sim[i]), 4), round(float(zs[i]), 2)
+        )
+        for i in out_idx
+    ]
 
 
 def _size_problems(

@@ -262,6 +262,21 @@ def write_model_dir(
             value_range=list(backbone.config.value_range) if backbone.config.value_range else None,
         ),
     )
+    _copy_backbone(staging, backbone, record)
+    np.savez(staging / "head.npz", weights=head.weights, bias=head.bias)
+    (staging / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+    metrics_file.write_file(staging, metrics)
+    (staging / "report.html").write_text(report_html, encoding="utf-8")
+    _write_exports(staging, record, backbone, backbone_size, head, classes, backbone_ident, tf_exports)
+    if training_hashes is not None:
+        record.training_photos = write_training_photos(staging / TRAINING_PHOTOS, training_hashes)
+    retrained.write(staging, record)
+    _sync_written(staging)
+    return record.to_dict()
+
+
+def _copy_backbone(staging: Path, backbone: Recipe, record: RetrainedRecord) -> None:
+    """The backbone into the folder (a .tflite linked when it can be), named in `record`."""
     if backbone.tflite is not None:
         link_or_copy(backbone.tflite, staging / "backbone.tflite")
         record.backbone.file = "backbone.tflite"
@@ -274,10 +289,20 @@ def write_model_dir(
             shutil.copyfile(backbone.tf_source, staging / "backbone.pb")
             record.backbone.file = "backbone.pb"
             record.backbone.tensors = list(backbone.graph_tensors or ())
-    np.savez(staging / "head.npz", weights=head.weights, bias=head.bias)
-    (staging / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
-    metrics_file.write_file(staging, metrics)
-    (staging / "report.html").write_text(report_html, encoding="utf-8")
+
+
+def _write_exports(
+    staging: Path,
+    record: RetrainedRecord,
+    backbone: Recipe,
+    backbone_size: tuple[int, int],
+    head: Head,
+    classes: list[str],
+    backbone_ident: str,
+    tf_exports: bool,
+) -> None:
+    """The TensorFlow exports (SavedModel backbones only), recorded in `record.exports`:
+    what was written, why none was, or the error that skipped them (a warning)."""
     if backbone.tf_source is not None and backbone.config.format == "savedmodel" and not tf_exports:
         record.exports = {"note": "skipped (--no-export)"}
     elif backbone.tf_source is not None and backbone.config.format == "savedmodel":
@@ -294,11 +319,11 @@ def write_model_dir(
             "note": "the backbone is a .tflite; no SavedModel can be made from it "
             "(model.tflite is the backbone with the head appended)"
         }
-    if training_hashes is not None:
-        record.training_photos = write_training_photos(staging / TRAINING_PHOTOS, training_hashes)
-    retrained.write(staging, record)
+
+
+def _sync_written(staging: Path) -> None:
+    """Every file written into the folder on disk before it is renamed into place."""
     for p in staging.rglob("*"):
         if p.is_file() and p.stat().st_nlink == 1:  # linked files are already on disk
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
-    return record.to_dict()

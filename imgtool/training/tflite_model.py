@@ -5,8 +5,9 @@ Two ways to build the graph:
 
 * TF backbones (the folder has `saved_model/`, the combined classifier TensorFlow built):
   its probabilities function is wrapped to take the backbone's own value range and
-  converted with TFLiteConverter - the only way to quantize a float backbone
-  (dynamic-range, float16, or full-integer int8 calibrated on the training photos).
+  converted with TFLiteConverter (tflite_conversion.py) - the only way to quantize a
+  float backbone (dynamic-range, float16, or full-integer int8 calibrated on the
+  training photos).
 * `.tflite` backbones (and TF backbones without `saved_model/`): the head is appended to
   the backbone's flatbuffer by imgtool.tflite.head (float, or uint8 for `int8` on a
   uint8-quantized backbone); `dynamic` and `float16` only change the head there, since
@@ -22,24 +23,21 @@ Layer: the work (reads through retrained.py; the formats through imgtool.tflite)
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from imgtool.core import files, store
 from imgtool.core.errors import Advice, ImgtoolError, ModelError, Param, StorageError, Text, UsageError, first_line
 from imgtool.core.options import QUANTIZE_MODES, Quantize
 from imgtool.core.version import __version__
-from imgtool.models import caches, retrained
+from imgtool.models import retrained
 from imgtool.models.retrained import RetrainedRecord
 from imgtool.numbers import metrics as metrics_file
 from imgtool.tflite import reading, schema, writing
 from imgtool.tflite.head import append_head
-from imgtool.training import export_checks
+from imgtool.training import export_checks, tflite_conversion
 
 CALIBRATION_PHOTOS = 100  # training photos used to calibrate int8 (first by relative path)
 
@@ -93,109 +91,6 @@ def default_file(quantize: str) -> str:
     return "model.tflite" if quantize == "none" else f"model-{quantize}.tflite"
 
 
-# ------------------------------------------------------------------ TensorFlow conversion
-
-
-def convert_saved_classifier(
-    saved_model: Path,
-    input_size: tuple[int, int],
-    value_range: tuple[float, float],
-    quantize: Quantize,
-    calibration: Iterator[np.ndarray] | None = None,
-) -> bytes:
-    """The folder's saved_model/ (backbone + head, TF-built) as .tflite, taking one image
-    [1, H, W, 3] in the backbone's value range (the metadata says how to map pixels)."""
-    from imgtool.core import ui
-    from imgtool.runtime import tfutil
-
-    tf = tfutil._tf()
-    with ui.native_output_filtered():
-        obj = tf.saved_model.load(str(saved_model))
-    if not hasattr(obj, "probabilities"):
-        raise ModelError(f"{saved_model}: no `probabilities` function; retrain to export it again")
-    lo, hi = value_range
-    h, w = input_size
-
-    @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32, name="image")])
-    def classify(image):  # noqa: ANN001, ANN202
-        return obj.probabilities((image - lo) * (255.0 / (hi - lo)))
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([classify.get_concrete_function()], obj)
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantize == "int8":
-        if calibration is None:
-            raise UsageError("int8 needs calibration: the training photos were not found")
-        photos = list(calibration)
-
-        if not photos:
-            raise UsageError("int8 needs calibration: no training photo could be read")
-        pinned = photos[0].copy()
-        pinned[0, 0, 0, :], pinned[0, 0, 1, :] = 0, 255  # input range exactly [lo, hi]: uint8 input = raw pixels
-
-        def representative():  # noqa: ANN202
-            # (whole black/white images would pin it too, but their logits are far outside
-            # anything real and would stretch the logits' quantization range)
-            for px in [pinned, *photos[1:]]:
-                yield [px.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)]
-
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
-    with ui.native_output_filtered(), store.scratch_dir():  # the converter's temporary SavedModels
-        data = bytes(converter.convert())
-    if quantize == "int8":
-        _check_raw_pixel_input(data, (hi - lo) / 255.0)
-    return data
-
-
-def _check_raw_pixel_input(data: bytes, want_scale: float) -> None:
-    """A uint8 input must take raw pixels (MediaPipe and Edge TPU feed them as they are)."""
-    scale = reading.graph_input(data).scale or 0.0
-    if abs(scale - want_scale) > 0.01 * want_scale:
-        raise ModelError(
-            f"int8 conversion gave the input scale {scale:g}, not {want_scale:g} (one pixel step); "
-            "the uint8 input would not take raw pixels"
-        )
-
-
-CONVERSIONS_KEEP = 8  # most recent TF conversions kept in IMGTOOL_HOME/exports/tflite
-
-
-def _cached_conversion(saved: Path, options: str, calibration: list[str], convert: Any) -> bytes:
-    """TensorFlow's conversion (~10 s with its import on Inception v3) is kept under a key of
-    the SavedModel's files, the options and the calibration photos, so that an identical
-    retrain (whose saved_model/ is linked from the export cache) needs no TensorFlow."""
-    import hashlib
-
-    from imgtool.core import ui
-
-    h = hashlib.sha256(options.encode("utf-8"))
-    for p in sorted(x for x in saved.rglob("*") if x.is_file()):
-        h.update(p.relative_to(saved).as_posix().encode("utf-8", "surrogateescape") + b"\0")
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    for c in calibration:
-        st = os.stat(c)
-        h.update(f"{c}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    root = store.home() / "exports" / "tflite"
-    cached = root / f"{h.hexdigest()[:24]}.tflite"
-    if cached.is_file():
-        ui.info("Reusing the .tflite conversion of an identical earlier run")
-        return cached.read_bytes()
-    data = convert()
-    try:
-        store.atomic_write_bytes(cached, data)
-        caches.prune(root, CONVERSIONS_KEEP, suffix=".tflite")
-    except OSError as err:  # the cache is an optimisation
-        ui.warn(f"could not keep the .tflite conversion for reuse ({err})")
-    return data
-
-
 # ------------------------------------------------------------------ the model folder
 
 
@@ -245,10 +140,10 @@ def _graph(
 
         def convert() -> bytes:
             calib = (a[None] for a in export_checks.decode_all(calib_paths, size)[0]) if calib_paths else None
-            return convert_saved_classifier(saved, size, vr, quantize, calib)
+            return tflite_conversion.convert_saved_classifier(saved, size, vr, quantize, calib)
 
         return (
-            _cached_conversion(saved, f"{size}|{vr}|{quantize}|{__version__}", calib_paths, convert),
+            tflite_conversion.cached_conversion(saved, f"{size}|{vr}|{quantize}|{__version__}", calib_paths, convert),
             "tensorflow",
             None,
         )
@@ -310,6 +205,20 @@ def export_model_dir(
     symbolic link) never."""
     quantize = quantize_mode(quantize)
     folder = Path(folder)
+    meta = _checked_targets(folder, quantize, output, force)
+    metrics = store.read_json(folder / "metrics.json") or {}
+    test, train_paths, why = export_checks.split_photos(folder, meta, metrics)
+    run = _Run(folder, quantize, train_paths, why, export_checks.Checks(folder, meta, test))
+    try:
+        for mode, path in _wanted(folder, quantize, output):
+            run.export(mode, path)
+    finally:  # what was written is recorded, also when a later export fails or the run is interrupted
+        _record(folder, meta, metrics, run.results + run.unchecked)
+    return run.results
+
+
+def _checked_targets(folder: Path, quantize: Quantize, output: Path | None, force: bool) -> RetrainedRecord:
+    """The folder's record, once every file the export writes may be written."""
     if not retrained.is_model_dir(folder):
         raise UsageError(f"{folder}: " + Advice.NOT_RETRAINED + f" (no {retrained.RETRAINED_FILE})", path=folder)
     meta = retrained.parts(str(folder), folder).record  # the one typed reader: "damaged retrained model", exit 3
@@ -317,72 +226,89 @@ def export_model_dir(
         files.check_target(Path(output), Param("output"), kind="file", ours=is_imgtool_export, force=force)
     for name in ("model.tflite", default_file(quantize), "metrics.json"):  # in the folder: ours, but files only
         files.check_target(folder / name, f"{folder}'s", kind="file")
-    metrics = store.read_json(folder / "metrics.json") or {}
-    test, train_paths, why = export_checks.split_photos(folder, meta, metrics)
-    checks = export_checks.Checks(folder, meta, test)
+    return meta
 
-    float_path = folder / "model.tflite"
-    results: list[ExportResult] = []
-    wanted: list[tuple[Quantize, Path]] = [("none", float_path)]
+
+def _wanted(folder: Path, quantize: Quantize, output: Path | None) -> list[tuple[Quantize, Path]]:
+    """The files to write, float first: (mode, path)."""
+    wanted: list[tuple[Quantize, Path]] = [("none", folder / "model.tflite")]
     if quantize != "none":
         wanted.append((quantize, output or folder / default_file(quantize)))
     elif output is not None:
         wanted = [("none", output)]
+    return wanted
+
+
+@dataclass
+class _Run:
+    """One export_model_dir call: its results so far, and the file written but not yet checked."""
+
+    folder: Path
+    quantize: Quantize
+    train_paths: list[str] | None
+    why: str | None  # why the test accuracy is unknown (None: it is measured)
+    checks: export_checks.Checks
     float_acc: float | None = None
-    unchecked: list[ExportResult] = []  # written, its figures not yet measured
-    try:
-        for mode, path in wanted:
-            if mode == "none" and path == float_path and quantize != "none" and _has_metadata(float_path):
-                data = None  # the float reference is there already (one without metadata predates it: rebuilt)
-            else:
-                data, method, note = build(folder, mode, train_paths)
-                _write(path, data)
-                unchecked = [
-                    ExportResult(
-                        path,
-                        mode,
-                        len(data),
-                        method,
-                        None,
-                        float_acc,
-                        0,
-                        "test accuracy not measured: interrupted before the check",
-                    )
-                ]
-            acc, diff, agree, count = checks.of(data if data is not None else path.read_bytes(), path)
-            unchecked = []
-            if mode == "none":
-                float_acc = acc
-            if data is None:
-                continue
-            results.append(
+    results: list[ExportResult] = field(default_factory=list)
+    unchecked: list[ExportResult] = field(default_factory=list)  # written, its figures not yet measured
+
+    def export(self, mode: Quantize, path: Path) -> None:
+        """Write (unless it is the float reference already there) and check one file."""
+        float_path = self.folder / "model.tflite"
+        if mode == "none" and path == float_path and self.quantize != "none" and _has_metadata(float_path):
+            data = None  # the float reference is there already (one without metadata predates it: rebuilt)
+        else:
+            data, method, note = build(self.folder, mode, self.train_paths)
+            _write(path, data)
+            self.unchecked = [
                 ExportResult(
                     path,
                     mode,
-                    path.stat().st_size,
+                    len(data),
                     method,
-                    acc,
-                    float_acc,
-                    count,
-                    note if why is None else f"test accuracy unknown: {why}" + (f"; {note}" if note else ""),
-                    diff,
-                    agree,
+                    None,
+                    self.float_acc,
+                    0,
+                    "test accuracy not measured: interrupted before the check",
                 )
+            ]
+        acc, diff, agree, count = self.checks.of(data if data is not None else path.read_bytes(), path)
+        self.unchecked = []
+        if mode == "none":
+            self.float_acc = acc
+        if data is None:
+            return
+        why = self.why
+        self.results.append(
+            ExportResult(
+                path,
+                mode,
+                path.stat().st_size,
+                method,
+                acc,
+                self.float_acc,
+                count,
+                note if why is None else f"test accuracy unknown: {why}" + (f"; {note}" if note else ""),
+                diff,
+                agree,
             )
-    finally:  # what was written is recorded, also when a later export fails or the run is interrupted
-        records = [r for r in metrics.get("exports") or [] if isinstance(r, dict) and "bytes" in r]
-        for r in results + unchecked:
-            rec = r.record(folder)
-            records = [x for x in records if x.get("file") != rec["file"]] + [rec]
-        metrics["exports"] = records
-        with _named(
-            folder / metrics_file.FILE,
-            f"the export record {folder / metrics_file.FILE}",
-            "write the model folder elsewhere",
-        ):
-            metrics_file.write_file(folder, metrics)
-        _render_report(folder, meta, metrics)
-    return results
+        )
+
+
+def _record(folder: Path, meta: RetrainedRecord, metrics: dict[str, Any], written: list[ExportResult]) -> None:
+    """metrics.json's exports with `written` in place of their earlier records, and report.html again."""
+    records = [r for r in metrics.get("exports") or [] if isinstance(r, dict) and "bytes" in r]
+    for r in written:
+        rec = r.record(folder)
+        records = [x for x in records if x.get("file") != rec["file"]] + [rec]
+    metrics["exports"] = records
+    with _named(
+        folder / metrics_file.FILE,
+        f"the export record {folder / metrics_file.FILE}",
+        "write the model folder elsewhere",
+    ):
+        metrics_file.write_file(folder, metrics)
+    _render_report(folder, meta, metrics)
 
 
 def _render_report(folder: Path, meta: RetrainedRecord, metrics: dict[str, Any]) -> None:
