@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import imgtool
-from imgtool.api import Removed
+from imgtool.api_store import Removed
 from imgtool.core.errors import ModelNotFoundError
 from imgtool.models import caches
 from tests.conftest import invoke
