@@ -50,7 +50,7 @@ def main() -> None:
 
     from imgtool.numbers import calibration
     from imgtool.data import folders
-    from imgtool.training import fitting
+    from imgtool.training import fitting, l2_search
 
     ap = argparse.ArgumentParser()
     ap.add_argument("features")
@@ -74,7 +74,7 @@ def main() -> None:
             fit = np.array([s.split != "test" for s in folders.assign_splits(files, n_classes, 10.0, 10.0)])
             xt, yt = x[tr][fit], y[tr][fit]
             for cal in (False, True):
-                head, sel = fitting.select_and_fit(xt, yt, n_classes, fitting.TrainConfig(seed=seed, calibrate=cal))
+                head, sel = l2_search.select_and_fit(xt, yt, n_classes, fitting.TrainConfig(seed=seed, calibrate=cal))
                 p = head.predict(x[te])
                 probs[cal].append(p)
                 if cal:

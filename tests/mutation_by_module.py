@@ -53,6 +53,7 @@ TESTS: dict[str, list[str]] = {
     "numbers/calibration": ["tests/test_calibration.py"],
     "numbers/findings": ["tests/test_audit.py"],
     "training/fitting": ["tests/test_train.py", "tests/test_tflite_export.py"],
+    "training/l2_search": ["tests/test_train.py"],
     "runtime/engine": ["tests/test_scores.py", "tests/test_retrain_wiring.py"],
     "training/retraining": ["tests/test_retrain_wiring.py", "tests/test_retrain_checks.py"],
     "training/report": ["tests/test_report.py"],

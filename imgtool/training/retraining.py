@@ -414,7 +414,7 @@ def _train_head(
     extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     groups: list[str],
 ) -> tuple[Any, Any]:
-    from imgtool.training.fitting import select_and_fit
+    from imgtool.training.l2_search import select_and_fit
 
     config = train_config(opts)
     what = (
