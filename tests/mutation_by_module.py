@@ -56,6 +56,7 @@ TESTS: dict[str, list[str]] = {
     "training/l2_search": ["tests/test_train.py"],
     "runtime/engine": ["tests/test_scores.py", "tests/test_retrain_wiring.py"],
     "training/retraining": ["tests/test_retrain_wiring.py", "tests/test_retrain_checks.py"],
+    "training/retrain_metrics": ["tests/test_retrain_wiring.py", "tests/test_retrain_checks.py"],
     "training/report": ["tests/test_report.py"],
     "training/tflite_model": ["tests/test_tflite_export.py"],
     "tflite/head": ["tests/test_tflite_export.py", "tests/test_tflite_formats.py"],
