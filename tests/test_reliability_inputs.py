@@ -546,8 +546,8 @@ def test_expect_matches_in_any_case_and_any_form() -> None:
         (["classify", "x.jpg"], "load_model"),
         (["labels"], "model_labels"),
         (["export", "DIR"], "export_model"),
-        (["models", "download", "x"], "download_model"),
-        (["models", "list"], "list_models"),
+        (["models", "download", "x"], "api_store.download_model"),
+        (["models", "list"], "api_store.list_models"),
         (["retrain", "DIR", "-o", "OUT"], "retrain"),
     ],
 )
@@ -555,14 +555,15 @@ def test_expect_matches_in_any_case_and_any_form() -> None:
 def test_every_command_exits_130_on_sigterm_and_sigint(
     command: list[str], target: str, sig: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgtool import api
+    from imgtool import api, api_store
 
     def interrupted(*args: object, **kwargs: object) -> None:
         os.kill(os.getpid(), sig)
         time.sleep(5)
         raise AssertionError("the signal did not interrupt")
 
-    monkeypatch.setattr(api, target, interrupted)
+    module, _, name = target.rpartition(".")
+    monkeypatch.setattr(api_store if module == "api_store" else api, name, interrupted)
     args = [a.replace("DIR", str(tmp_path)).replace("OUT", str(tmp_path / "o")) for a in command]
     before = signal.getsignal(signal.SIGTERM)
     res = invoke(*args)
