@@ -161,11 +161,10 @@ def select_and_fit(
     groups: Sequence[str] | None = None,
 ) -> tuple[Head, Selection]:
     """Choose L2 by stratified k-fold CV on (x, y) (or take config.l2), refit on all of it
-        (plus `extra`'s distorted copies, see cross_validate; `groups`: byte-identical copies
-    share a fold, see stratified_folds). BLAS runs single-threaded
-        here: these matrices are small, and multi-threaded OpenBLAS on them is slower even on
-        idle cores and ~100x slower when the cores are busy (measured: a 180x180 eigh 1 s
-        against 2 ms)."""
+    (plus `extra`'s distorted copies, see cross_validate; `groups`: byte-identical copies
+    share a fold, see stratified_folds). BLAS runs single-threaded here: these matrices
+    are small, and multi-threaded OpenBLAS on them is slower even on idle cores and ~100x
+    slower when the cores are busy (measured: a 180x180 eigh 1 s against 2 ms)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
