@@ -25,9 +25,9 @@ EMBEDDER = "embedding/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 
 
 def make_features(out: str, fixtures: Path) -> None:
-    from imgtool.runtime import bottlenecks
     from imgtool.data import folders
     from imgtool.models.resolve import resolve
+    from imgtool.runtime import bottlenecks
 
     model = resolve(str(fixtures / EMBEDDER), purpose="features")
     engine = model.engine()
@@ -48,9 +48,9 @@ def make_features(out: str, fixtures: Path) -> None:
 def main() -> None:
     from head_protocol import outer_folds
 
-    from imgtool.numbers import calibration
     from imgtool.data import splits
-    from imgtool.training import fitting
+    from imgtool.numbers import calibration
+    from imgtool.training import fitting, l2_search
 
     ap = argparse.ArgumentParser()
     ap.add_argument("features")
@@ -74,7 +74,7 @@ def main() -> None:
             fit = np.array([s.split != "test" for s in splits.assign_splits(files, n_classes, 10.0, 10.0)])
             xt, yt = x[tr][fit], y[tr][fit]
             for cal in (False, True):
-                head, sel = fitting.select_and_fit(xt, yt, n_classes, fitting.TrainConfig(seed=seed, calibrate=cal))
+                head, sel = l2_search.select_and_fit(xt, yt, n_classes, fitting.TrainConfig(seed=seed, calibrate=cal))
                 p = head.predict(x[te])
                 probs[cal].append(p)
                 if cal:

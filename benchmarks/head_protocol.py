@@ -20,7 +20,7 @@ import numpy as np
 
 def outer_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
     """The protocol's outer folds: the trainer's own stratified dealing, on a seed of its own."""
-    from imgtool.training.fitting import stratified_folds
+    from imgtool.training.l2_search import stratified_folds
 
     return stratified_folds(y, k, 1000 + seed)
 
@@ -28,14 +28,14 @@ def outer_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
 def procedure(x: np.ndarray, y: np.ndarray, rel: list[str], classes: list[str], seed: int):
     """Fit a head as `imgtool retrain` (this interpreter's version) would; return predict(x) -> labels."""
     from imgtool.data import folders, splits
-    from imgtool.training import fitting
+    from imgtool.training import fitting, l2_search
 
     photo = getattr(folders, "Photo", lambda *f: f)  # a tuple before dataset.Photo
     files = [photo(f"/x/{r}", r, int(label)) for r, label in zip(rel, y)]
-    if hasattr(fitting, "select_and_fit"):  # the new procedure
+    if hasattr(l2_search, "select_and_fit"):  # the new procedure
         samples = splits.assign_splits(files, len(classes), 10.0, 10.0)
         fit = np.array([s.split != "test" for s in samples])
-        head, _ = fitting.select_and_fit(x[fit], y[fit], len(classes), fitting.TrainConfig(seed=seed))
+        head, _ = l2_search.select_and_fit(x[fit], y[fit], len(classes), fitting.TrainConfig(seed=seed))
     else:  # main: train on train, keep the epoch with the best validation accuracy
         samples = splits.assign_splits(files, len(classes), 10.0, 10.0)
         split = np.array([s.split for s in samples])

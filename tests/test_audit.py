@@ -8,7 +8,7 @@ import pytest
 
 from imgtool.data.splits import Sample
 from imgtool.numbers import findings as auditing
-from imgtool.training import fitting
+from imgtool.training import fitting, l2_search
 
 
 def _blobs(n_per: int, classes: int, dim: int = 8, spread: float = 6.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -22,7 +22,7 @@ def test_a_planted_flip_ranks_first_on_separable_features() -> None:
     x, y = _blobs(20, 3, seed=1)
     flipped = y.copy()
     flipped[7] = 2  # a class-0 photo filed under class 2
-    _, sel = fitting.select_and_fit(x, flipped, 3, fitting.TrainConfig(seed=0))
+    _, sel = l2_search.select_and_fit(x, flipped, 3, fitting.TrainConfig(seed=0))
     order = auditing.suspect_order(sel.oof_probs, flipped)
     assert order[0] == 7 and len(order) == 1  # separable: nothing else is rejected
     samples = [Sample(f"/d/{i}.jpg", f"c{flipped[i]}/{i}.jpg", int(flipped[i])) for i in range(len(y))]

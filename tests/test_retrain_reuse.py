@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from imgtool import api_store, api_training
-from imgtool.training import fitting, reuse
+from imgtool.training import l2_search, reuse
 from imgtool.training.retraining import RetrainResult
 from tests.conftest import invoke
 
@@ -35,13 +35,13 @@ def data(flowers: Path, tmp_path: Path) -> Path:
 def fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times the head was fitted (a reused run fits none)."""
     calls: list[int] = []
-    real = fitting.select_and_fit
+    real = l2_search.select_and_fit
 
     def counted(*a: Any, **k: Any) -> Any:
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(fitting, "select_and_fit", counted)
+    monkeypatch.setattr(l2_search, "select_and_fit", counted)
     return calls
 
 

@@ -21,7 +21,7 @@ import pytest
 from imgtool.core.options import RetrainOptions
 from imgtool.data import distortions, images
 from imgtool.runtime import bottlenecks
-from imgtool.training import fitting
+from imgtool.training import l2_search
 from imgtool.training.retraining import retrain
 
 CLASSES = ["daisy", "roses"]
@@ -84,7 +84,7 @@ class _Spy:
         self.fits: list[dict[str, Any]] = []
         self.applied = 0
         self.distorted: list[str] = []
-        real_fit, real_apply, real_decode = fitting.select_and_fit, distortions.apply, images.decode_distorted
+        real_fit, real_apply, real_decode = l2_search.select_and_fit, distortions.apply, images.decode_distorted
 
         def select_and_fit(x, y, n_classes, config, extra=None, **kw):  # noqa: ANN001, ANN202
             head, selection = real_fit(x, y, n_classes, config, extra=extra, **kw)
@@ -99,7 +99,7 @@ class _Spy:
             self.distorted.append(path)
             return real_decode(path, size, plan)
 
-        monkeypatch.setattr(fitting, "select_and_fit", select_and_fit)
+        monkeypatch.setattr(l2_search, "select_and_fit", select_and_fit)
         monkeypatch.setattr(distortions, "apply", apply)
         monkeypatch.setattr(images, "decode_distorted", decode_distorted)
 

@@ -12,7 +12,7 @@ import pytest
 
 from imgtool.numbers import calibration, minimize
 from imgtool.numbers.scores import softmax
-from imgtool.training import fitting
+from imgtool.training import fitting, l2_search
 from imgtool.training.fitting import TrainConfig
 
 
@@ -159,17 +159,17 @@ def test_log_loss_by_hand() -> None:
 
 def test_stratified_folds_deal_every_class_evenly() -> None:
     y = np.array([0] * 7 + [1] * 5 + [2] * 4)
-    folds = fitting.stratified_folds(y, 3, seed=1)
+    folds = l2_search.stratified_folds(y, 3, seed=1)
     # dealt round-robin, each class continuing where the previous one stopped (offsets 0, 7, 12)
     assert np.bincount(folds[y == 0], minlength=3).tolist() == [3, 2, 2]
     assert np.bincount(folds[y == 1], minlength=3).tolist() == [1, 2, 2]
     assert np.bincount(folds[y == 2], minlength=3).tolist() == [2, 1, 1]
     sizes = np.bincount(folds, minlength=3)
     assert sizes.tolist() == [6, 5, 5]
-    assert np.array_equal(folds, fitting.stratified_folds(y, 3, seed=1))
-    assert not np.array_equal(folds, fitting.stratified_folds(y, 3, seed=2))
-    assert fitting.cv_fold_count(y) == 4 and fitting.cv_fold_count(np.array([0] * 9 + [1] * 9)) == 5
-    assert fitting.cv_fold_count(y, wanted=2) == 2
+    assert np.array_equal(folds, l2_search.stratified_folds(y, 3, seed=1))
+    assert not np.array_equal(folds, l2_search.stratified_folds(y, 3, seed=2))
+    assert l2_search.cv_fold_count(y) == 4 and l2_search.cv_fold_count(np.array([0] * 9 + [1] * 9)) == 5
+    assert l2_search.cv_fold_count(y, wanted=2) == 2
 
 
 # ---------------------------------------------------------------- the fit
@@ -252,9 +252,9 @@ def test_fit_refuses_l2_zero() -> None:
 def test_select_chooses_the_lowest_cv_loss_and_refits_on_everything() -> None:
     x, y = _blobs((20, 20, 21), 30, seed=8, spread=3.0)  # 61 photos: folds of 13, 12, 12, 12, 12
     config = TrainConfig(seed=3, l2_grid=(1.0, 0.1, 10.0))
-    head, sel = fitting.select_and_fit(x, y, 3, config)
+    head, sel = l2_search.select_and_fit(x, y, 3, config)
     assert np.isfinite(sel.oof_probs).all() and sel.iterations > 0
-    full, _ = fitting.cross_validate(x, y, 3, config, (10.0, 1.0, 0.1))
+    full, _ = l2_search.cross_validate(x, y, 3, config, (10.0, 1.0, 0.1))
     assert sel.cv_accuracy_std == next(c for c in full if c["l2"] == sel.l2)["cv_accuracy_std"]
     losses = {c["l2"]: c["cv_loss"] for c in sel.candidates}
     assert [c["l2"] for c in sel.candidates] == [10.0, 1.0, 0.1]  # strongest first: the warm-start path
@@ -269,7 +269,7 @@ def test_select_chooses_the_lowest_cv_loss_and_refits_on_everything() -> None:
     ref, _ = fitting.fit(x, y, 3, sel.l2, config.label_smoothing, config.class_weight)
     folded = fitting.calibrated(ref, sel.calibration.temperature)  # the refit head, with 1/T folded in
     assert np.array_equal(head.weights, folded.weights) and np.array_equal(head.bias, folded.bias)
-    plain, sel_plain = fitting.select_and_fit(x, y, 3, TrainConfig(seed=3, l2_grid=(1.0, 0.1, 10.0), calibrate=False))
+    plain, sel_plain = l2_search.select_and_fit(x, y, 3, TrainConfig(seed=3, l2_grid=(1.0, 0.1, 10.0), calibrate=False))
     assert sel_plain.calibration is None and np.array_equal(plain.weights, ref.weights)
     assert np.array_equal(sel_plain.oof_probs, softmax(sel_plain.oof_logits))
     d = sel.as_dict()
@@ -300,8 +300,8 @@ def test_cv_scores_are_the_folds_held_out_scores() -> None:
     # features (the span-reduced path and its projection of held-out photos)
     x, y = _blobs((12, 8, 7), 40, seed=9, spread=6.0)
     config = TrainConfig(seed=0, cv_folds=3)
-    cands, oof = fitting.cross_validate(x, y, 3, config, (0.5,))
-    folds = fitting.stratified_folds(y, 3, 0)
+    cands, oof = l2_search.cross_validate(x, y, 3, config, (0.5,))
+    folds = l2_search.stratified_folds(y, 3, 0)
     accs, losses = [], []
     for f in range(3):
         head, _ = fitting.fit(x[folds != f], y[folds != f], 3, 0.5, config.label_smoothing, config.class_weight)
@@ -316,13 +316,13 @@ def test_cv_scores_are_the_folds_held_out_scores() -> None:
     assert cands[0]["cv_loss"] == round(cands[0]["cv_loss"], 5) and cands[0]["cv_loss"] != round(cands[0]["cv_loss"], 4)
     unweighted = np.mean([fitting.log_loss(softmax(oof[0][folds == f]), y[folds == f]) for f in range(3)])
     assert abs(unweighted - cands[0]["cv_loss"]) > 1e-3
-    head, sel = fitting.select_and_fit(x, y, 3, config)
+    head, sel = l2_search.select_and_fit(x, y, 3, config)
     assert sel.cv_folds == 3 and sel.method.startswith("3-fold")
 
 
 def test_fixed_l2_skips_the_search_but_still_cross_validates() -> None:
     x, y = _blobs((6, 6), 5, seed=10)
-    head, sel = fitting.select_and_fit(x, y, 2, TrainConfig(l2=0.7))
+    head, sel = l2_search.select_and_fit(x, y, 2, TrainConfig(l2=0.7))
     assert sel.l2 == 0.7 and [c["l2"] for c in sel.candidates] == [0.7] and sel.cv_folds == 5
     assert sel.method.startswith("L2 fixed at 0.7 (`l2`)")
     t = sel.calibration.temperature
@@ -338,26 +338,26 @@ def test_tie_goes_to_the_stronger_l2(monkeypatch: pytest.MonkeyPatch) -> None:
             [np.full((len(y), n), 0.5) for _ in grid],
         )
 
-    monkeypatch.setattr(fitting, "cross_validate", flat)
-    assert fitting.select_and_fit(x, y, 2, TrainConfig(l2_grid=(0.01, 1.0, 0.1)))[1].l2 == 1.0
+    monkeypatch.setattr(l2_search, "cross_validate", flat)
+    assert l2_search.select_and_fit(x, y, 2, TrainConfig(l2_grid=(0.01, 1.0, 0.1)))[1].l2 == 1.0
 
 
 def test_select_needs_two_of_each_class_and_is_deterministic() -> None:
     x, y = _blobs((5, 1), 3)
     with pytest.raises(ValueError, match=r"^cross-validation needs at least 2 samples of every class$"):
-        fitting.select_and_fit(x, y, 2, TrainConfig())
+        l2_search.select_and_fit(x, y, 2, TrainConfig())
     x2, y2 = _blobs((5, 2), 3)
-    assert fitting.select_and_fit(x2, y2, 2, TrainConfig())[1].cv_folds == 2
+    assert l2_search.select_and_fit(x2, y2, 2, TrainConfig())[1].cv_folds == 2
     x, y = _blobs((9, 7), 6, seed=12)
     config = TrainConfig(seed=4)
-    a, sa = fitting.select_and_fit(x, y, 2, config)
-    b, sb = fitting.select_and_fit(x, y, 2, config)
+    a, sa = l2_search.select_and_fit(x, y, 2, config)
+    b, sb = l2_search.select_and_fit(x, y, 2, config)
     assert np.array_equal(a.weights, b.weights) and sa.candidates == sb.candidates
     assert config == TrainConfig(seed=4)  # the caller's options are not touched
-    _, sc = fitting.select_and_fit(x, y, 2, TrainConfig(seed=5))
+    _, sc = l2_search.select_and_fit(x, y, 2, TrainConfig(seed=5))
     assert sc.candidates != sa.candidates  # the seed draws the folds
     xi, yi = _blobs((30, 6), 5, seed=14, spread=2.0)
-    head, _ = fitting.select_and_fit(xi, yi, 2, TrainConfig(l2=0.3, class_weight="none", calibrate=False))
+    head, _ = l2_search.select_and_fit(xi, yi, 2, TrainConfig(l2=0.3, class_weight="none", calibrate=False))
     assert np.array_equal(head.weights, fitting.fit(xi, yi, 2, 0.3, 0.1, "none")[0].weights)
 
 
@@ -371,8 +371,8 @@ def test_distorted_copies_stay_in_their_photos_fold(l2: float) -> None:
     x, y = _blobs((10, 10), 4, seed=13)
     src = np.repeat(np.arange(20), 2)
     copies = (x[src] + 0.01, y[src], src)
-    _, plain = fitting.select_and_fit(x, y, 2, TrainConfig(l2=l2))
-    head, sel = fitting.select_and_fit(x, y, 2, TrainConfig(l2=l2), extra=copies)
+    _, plain = l2_search.select_and_fit(x, y, 2, TrainConfig(l2=l2))
+    head, sel = l2_search.select_and_fit(x, y, 2, TrainConfig(l2=l2), extra=copies)
     assert sel.cv_loss == pytest.approx(plain.cv_loss, rel=0.005)
     assert sel.cv_loss != plain.cv_loss  # the copies were used
     ref, _ = fitting.fit(np.concatenate([x, copies[0]]), np.concatenate([y, copies[1]]), 2, l2)
@@ -383,13 +383,13 @@ def test_distorted_copies_stay_in_their_photos_fold(l2: float) -> None:
 
 def test_grouped_folds_keep_copies_together_and_change_nothing_else() -> None:
     y = np.repeat(np.arange(3), 14)
-    plain = fitting.stratified_folds(y, 5, 4)
+    plain = l2_search.stratified_folds(y, 5, 4)
     ids = [f"p{i}" for i in range(len(y))]
-    assert np.array_equal(fitting.stratified_folds(y, 5, 4, ids), plain)
+    assert np.array_equal(l2_search.stratified_folds(y, 5, 4, ids), plain)
     groups = list(ids)
     for a, b in ((0, 20), (3, 4), (3, 30), (41, 7)):
         groups[b] = groups[a]
-    folds = fitting.stratified_folds(y, 5, 4, groups)
+    folds = l2_search.stratified_folds(y, 5, 4, groups)
     assert folds[20] == folds[0] == plain[0] and folds[4] == folds[30] == folds[3] == plain[3]
     assert folds[7] == plain[7] and folds[41] == plain[7]  # the group's first sample decides
     moved = {20, 4, 30, 41}
@@ -401,11 +401,11 @@ def test_byte_identical_copies_do_not_leak_across_folds() -> None:
     xx, yy = np.concatenate([x, x]), np.concatenate([y, y])  # every photo twice
     ids = [f"p{i}" for i in range(20)] * 2
     config = TrainConfig(l2=0.1)
-    leaky, _ = fitting.cross_validate(xx, yy, 2, config, (0.1,))
-    grouped, _ = fitting.cross_validate(xx, yy, 2, config, (0.1,), groups=ids)
+    leaky, _ = l2_search.cross_validate(xx, yy, 2, config, (0.1,))
+    grouped, _ = l2_search.cross_validate(xx, yy, 2, config, (0.1,), groups=ids)
     # a copy scored by a model trained on its twin looks better than it is
     assert grouped[0]["cv_loss"] > leaky[0]["cv_loss"] + 0.02  # measured: 0.216 against 0.184
-    same, _ = fitting.cross_validate(x, y, 2, config, (0.1,), groups=ids[:20])
-    assert same == fitting.cross_validate(x, y, 2, config, (0.1,))[0]
-    _, sel = fitting.select_and_fit(xx, yy, 2, config, groups=ids)
+    same, _ = l2_search.cross_validate(x, y, 2, config, (0.1,), groups=ids[:20])
+    assert same == l2_search.cross_validate(x, y, 2, config, (0.1,))[0]
+    _, sel = l2_search.select_and_fit(xx, yy, 2, config, groups=ids)
     assert sel.cv_loss == grouped[0]["cv_loss"]

@@ -129,7 +129,8 @@ def _suspects_by_cross_validation(
     """Cross-validate the photos of the `usable` classes (2 photos or more): sets
     `result.suspects` from the out-of-fold predictions; the CV accuracy (None: too few)."""
     from imgtool.core import ui
-    from imgtool.training.fitting import TrainConfig, cv_fold_count, select_and_fit
+    from imgtool.training.fitting import TrainConfig
+    from imgtool.training.l2_search import cv_fold_count, select_and_fit
 
     if len(usable) < 2:
         return None

@@ -18,20 +18,18 @@ from typing import Any
 import numpy as np
 
 from imgtool.core import option_fields, ui
-from imgtool.core.errors import Param, Text, UsageError
+from imgtool.core.errors import Param, UsageError
 from imgtool.core.options import RetrainOptions
 from imgtool.core.version import made_with
 from imgtool.data import folders, splits
 from imgtool.data.distortions import Distortions
-from imgtool.numbers import metrics
 from imgtool.runtime import bottlenecks
 from imgtool.training import reuse
 from imgtool.training.featurize import distorted_features, feature_backbone, features_of, readable_files
 from imgtool.training.fitting import TrainConfig
+from imgtool.training.retrain_metrics import FittedHead, TrainingData, below_minimum, findings, scores, warn_leaks
 
 __all__ = ["RetrainResult", "retrain"]
-
-SUSPECTS_SHOWN = 10  # the most suspicious training photos in metrics.json and the report
 
 
 @dataclass
@@ -128,16 +126,16 @@ def retrain(opts: RetrainOptions) -> RetrainResult:
     data = _training_data(opts, classes, files, engine, ident, cache, v_pct, t_pct)
     fit = _fit(opts, data, engine)
     result_metrics = {
-        **_scores(data, fit),
+        **scores(data, fit),
         "layout": layout,
         "skipped": [{"path": p, "reason": r} for p, r in data.bad],
         "backbone": backbone.ref,
         "made_with": made_with(),  # the Pillow that decoded and the LiteRT that ran the backbone
         "options": _stored_options(opts, v_pct, t_pct),
-        **_findings(data, fit),
+        **findings(data, fit),
     }
     result = RetrainResult(None, result_metrics, result_metrics["misclassified"])
-    result.below_minimum = _below_minimum(opts.min_accuracy, result_metrics["test"]["accuracy"])
+    result.below_minimum = below_minimum(opts.min_accuracy, result_metrics["test"]["accuracy"])
     if result.below_minimum is not None:
         return result
     # the photos the head was fitted or tuned on: `evaluate` warns when it is given them
@@ -167,31 +165,6 @@ def _plan(opts: RetrainOptions) -> tuple[list[str], list[folders.Photo], str, fl
     return [], [], "feature shards " + opts.features, opts.validation_percent, opts.test_percent
 
 
-@dataclass
-class _Data:
-    """What the last layer is fitted and scored on: every usable photo with its features."""
-
-    classes: list[str]
-    samples: list[splits.Sample]
-    x: np.ndarray  # their features, one row each
-    shas: dict[str, str]  # {path: content sha256}
-    bad: list[tuple[str, str]]  # [(path, why)] skipped
-
-    def __post_init__(self) -> None:
-        self.y = np.array([s.label for s in self.samples])
-        split = np.array([s.split for s in self.samples])
-        self.train, self.validation, self.test = (split == "train"), (split == "validation"), (split == "test")
-        self.fitted = self.train | self.validation  # the head is fitted on train + validation
-
-
-@dataclass
-class _Fit:
-    head: Any
-    selection: Any  # train.Selection: the chosen L2, its out-of-fold probabilities, the calibration
-    probs: np.ndarray  # the head's probabilities for every sample
-    pred: np.ndarray
-
-
 def _training_data(
     opts: RetrainOptions,
     classes: list[str],
@@ -201,7 +174,7 @@ def _training_data(
     cache: bottlenecks.BottleneckCache,
     v_pct: float,
     t_pct: float,
-) -> _Data:
+) -> TrainingData:
     if opts.features is not None:  # shards of `imgtool beam features`: no photo is read (imgtool/training/shards.py)
         from imgtool.training.shards import training_set
 
@@ -211,10 +184,10 @@ def _training_data(
     else:
         samples, shas, bad = _usable_samples(opts, classes, files, cache, v_pct, t_pct)
         samples, x_all = _features(engine, samples, shas, cache, classes, opts)
-    return _Data(classes, samples, x_all, shas, bad)
+    return TrainingData(classes, samples, x_all, shas, bad)
 
 
-def _fit(opts: RetrainOptions, data: _Data, engine: Any) -> _Fit:
+def _fit(opts: RetrainOptions, data: TrainingData, engine: Any) -> FittedHead:
     """The last layer, fitted on train + validation (and their distorted copies)."""
     extra = None
     if opts.distorted():
@@ -222,31 +195,7 @@ def _fit(opts: RetrainOptions, data: _Data, engine: Any) -> _Fit:
     fit_shas = [data.shas[s.path] for s, keep in zip(data.samples, data.fitted) if keep]
     head, selection = _train_head(opts, data.x[data.fitted], data.y[data.fitted], len(data.classes), extra, fit_shas)
     probs = head.predict(data.x)
-    return _Fit(head, selection, probs, probs.argmax(axis=1))
-
-
-def _scores(data: _Data, fit: _Fit) -> dict[str, Any]:
-    """metrics.json's figures: test, out-of-fold validation and cross-validation, train."""
-    classes, y, tr = data.classes, data.y, data.train
-    oof_pred = np.full(len(data.samples), -1)
-    oof_pred[data.fitted] = fit.selection.oof_probs.argmax(axis=1)
-    validation = metrics.evaluate(y[data.validation], oof_pred[data.validation], classes)
-    validation["source"] = "out-of-fold: each photo predicted by the cross-validation model that did not see it"
-    cross = metrics.evaluate(y[data.fitted], oof_pred[data.fitted], classes)
-    cross["source"] = "out-of-fold predictions of every train+validation photo at the chosen L2"
-    return {
-        "test": metrics.evaluate(y[data.test], fit.pred[data.test], classes),
-        "validation": validation,
-        "cross_validation": cross,
-        "train": {
-            "accuracy": round(float(np.mean(fit.pred[tr] == y[tr])), 4) if tr.any() else None,
-            "count": int(tr.sum()),
-            "note": "photos the head was fitted on (not a held-out estimate)",
-        },
-        "head": fit.selection.as_dict(),
-        "classes": classes,
-        "counts": splits.split_counts(classes, data.samples),
-    }
+    return FittedHead(head, selection, probs, probs.argmax(axis=1))
 
 
 def _stored_options(opts: RetrainOptions, v_pct: float, t_pct: float) -> dict[str, Any]:
@@ -259,61 +208,6 @@ def _stored_options(opts: RetrainOptions, v_pct: float, t_pct: float) -> dict[st
         "validation_dir": None if opts.validation_dir is None else str(opts.validation_dir),
         "test_dir": None if opts.test_dir is None else str(opts.test_dir),
     }
-
-
-def _findings(data: _Data, fit: _Fit) -> dict[str, Any]:
-    """The calibration and open-set threshold, suspect labels, near-duplicates straddling
-    the splits, and the misclassified test photos."""
-    from imgtool.numbers import findings as audit_mod
-    from imgtool.numbers.calibration import suggest_min_score
-
-    out: dict[str, Any] = {}
-    selection, classes, y_fit = fit.selection, data.classes, data.y[data.fitted]
-    if selection.calibration is not None:
-        out["calibration"] = selection.calibration.to_dict()
-        out["open_set"] = suggest_min_score(selection.oof_probs, y_fit).to_dict()
-    fit_samples = [s for s, keep in zip(data.samples, data.fitted) if keep]
-    out["suspects"] = [
-        asdict(x) for x in audit_mod.suspects_of(fit_samples, classes, selection.oof_probs, y_fit, limit=SUSPECTS_SHOWN)
-    ]
-    leaks = [
-        g
-        for g in audit_mod.groups_of(data.samples, classes, data.x, [data.shas[s.path] for s in data.samples])
-        if g.leakage
-    ]
-    out["near_duplicates"] = {
-        "rule": f"centred feature cosine >= {audit_mod.NEAR_DUPLICATE}; byte-identical photos share a split",
-        "straddling": len(leaks),
-        "groups": [g.to_dict() for g in leaks],
-    }
-    _warn_leaks(len(leaks))
-    out["misclassified"] = [  # export re-renders report.html from metrics.json
-        {
-            "path": s.path,
-            "rel": s.rel,
-            "true": classes[s.label],
-            "predicted": classes[int(fit.pred[i])],
-            "score": float(fit.probs[i, fit.pred[i]]),
-        }
-        for i, s in enumerate(data.samples)
-        if s.split == "test" and fit.pred[i] != s.label
-    ]
-    return out
-
-
-def _below_minimum(min_accuracy: float | None, reached: float | None) -> Text | None:
-    """Why the model is not written (test accuracy under `min_accuracy`), or None."""
-    gate = metrics.below_minimum(reached, min_accuracy, "n/a (no test images)")
-    return None if gate is None else gate + "; the model was not written"
-
-
-def _warn_leaks(n: int) -> None:
-    if n:
-        ui.warn(
-            f"{n} group{'s' if n > 1 else ''} of near-duplicate photos straddle train and test "
-            "(the test accuracy counts photos much like ones fitted on; see metrics.json near_duplicates, or "
-            "`imgtool audit`)"
-        )
 
 
 def _inputs(
@@ -352,8 +246,8 @@ def _reused(
     )
     for item in m.get("skipped") or []:
         ui.warn(f"skipping {item['path']}: {item['reason']}")
-    _warn_leaks(int((m.get("near_duplicates") or {}).get("straddling") or 0))
-    gate = _below_minimum(opts.min_accuracy, m["test"].get("accuracy"))
+    warn_leaks(int((m.get("near_duplicates") or {}).get("straddling") or 0))
+    gate = below_minimum(opts.min_accuracy, m["test"].get("accuracy"))
     if gate is not None:  # as a run now would: no export happened, nothing is written
         return RetrainResult(
             None, {k: v for k, v in m.items() if k != "exports"}, m["misclassified"], gate, reused=True
@@ -414,7 +308,7 @@ def _train_head(
     extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     groups: list[str],
 ) -> tuple[Any, Any]:
-    from imgtool.training.fitting import select_and_fit
+    from imgtool.training.l2_search import select_and_fit
 
     config = train_config(opts)
     what = (
