@@ -172,3 +172,19 @@ def test_every_module_is_in_the_development_page():
             assert f"`imgtool/{short.replace('.', '/')}/`" in page, f"docs/development.md does not list {short}/"
             continue
         assert f"`{short.rsplit('.', 1)[-1]}.py`" in page, f"docs/development.md does not list {short}"
+
+
+def test_functions_and_modules_stay_short():
+    """Issue 20: no function over 60 lines (def to the end of its body) and no module over 400,
+    so each piece can be read whole; split by job when one grows."""
+    long_functions, long_modules = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 400:
+            long_modules.append(f"{path.relative_to(PACKAGE.parent)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
+                size = node.end_lineno - node.lineno + 1
+                if size > 60:
+                    long_functions.append(f"{path.relative_to(PACKAGE.parent)}: {node.name} is {size} lines")
+    assert long_modules == [] and long_functions == []
