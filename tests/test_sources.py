@@ -91,7 +91,7 @@ def _inception_catalog(
     srv.add(SLIM, slim)
     labels = ("\n".join(LABELS) + "\n").encode()
     srv.add("/data/ImageNetLabels.txt", labels)
-    shipped = json.loads((Path(__file__).parent.parent / "models" / "catalog.json").read_text())
+    shipped = json.loads((Path(__file__).parent.parent / "imgtool" / "models" / "catalog.json").read_text())
     record = shipped["models"]["inception_v3"]
     record["urls"] = [srv.url + HUB, kaggle_url]
     record["input_size"] = [SIZE, SIZE]
@@ -434,7 +434,7 @@ def test_archive_kind_by_bytes(tmp_path: Path, built: dict) -> None:
 
 def _graph2015_catalog(tmp_path: Path, srv: LoopbackServer, built: dict) -> Path:
     srv.add("/models/inception-2015-12-05.tgz", Path(built["graph2015"]).read_bytes())
-    shipped = json.loads((Path(__file__).parent.parent / "models" / "catalog.json").read_text())
+    shipped = json.loads((Path(__file__).parent.parent / "imgtool" / "models" / "catalog.json").read_text())
     record = shipped["models"]["inception_v3_2015"]
     record.update(urls=[srv.url + "/models/inception-2015-12-05.tgz"], input_size=[SIZE, SIZE])
     path = tmp_path / "catalog.json"
